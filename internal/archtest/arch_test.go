@@ -1,0 +1,116 @@
+package archtest
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/omniedge/omni/"
+
+type pkg struct {
+	dir     string
+	docs    []string // files carrying a package doc comment
+	imports map[string][]string
+	isMain  bool
+}
+
+func loadPackages(t *testing.T) map[string]*pkg {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkgs := map[string]*pkg{}
+	fset := token.NewFileSet()
+	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			name := d.Name()
+			if name == "testdata" || strings.HasPrefix(name, ".") && path != root {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ParseComments|parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		p := pkgs[rel]
+		if p == nil {
+			p = &pkg{dir: rel, imports: map[string][]string{}}
+			pkgs[rel] = p
+		}
+		if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
+			p.docs = append(p.docs, filepath.Base(path))
+		}
+		if f.Name.Name == "main" {
+			p.isMain = true
+		}
+		for _, imp := range f.Imports {
+			v, _ := strconv.Unquote(imp.Path.Value)
+			if strings.HasPrefix(v, module) {
+				p.imports[strings.TrimPrefix(v, module)] = append(p.imports[strings.TrimPrefix(v, module)], filepath.Base(path))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkgs) < 10 {
+		t.Fatalf("found only %d packages under %s; the walk is broken", len(pkgs), root)
+	}
+	return pkgs
+}
+
+func TestEveryPackageHasOneDoc(t *testing.T) {
+	for dir, p := range loadPackages(t) {
+		if len(p.docs) != 1 {
+			t.Errorf("%s: %d files with a package doc comment %v; want exactly 1", dir, len(p.docs), p.docs)
+		}
+	}
+}
+
+func TestImportRules(t *testing.T) {
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	for dir, p := range loadPackages(t) {
+		dir = filepath.ToSlash(dir)
+		for imp, files := range p.imports {
+			switch {
+			case under(dir, "internal/platform") && (under(imp, "internal/edge") || under(imp, "internal/route") || under(imp, "internal/cli")):
+				t.Errorf("%s imports %s (%v): platform must not import a product", dir, imp, files)
+			case under(dir, "internal/edge") && under(imp, "internal/route"):
+				t.Errorf("%s imports %s (%v): edge must not import route", dir, imp, files)
+			case under(dir, "internal/route") && under(imp, "internal/edge"):
+				t.Errorf("%s imports %s (%v): route must not import edge", dir, imp, files)
+			case dir == "internal/edge" && (under(imp, "internal/edge/api") || under(imp, "internal/edge/app") || under(imp, "internal/edge/store") ||
+				under(imp, "internal/edge/presence") || under(imp, "internal/edge/session") || under(imp, "internal/edge/client")):
+				t.Errorf("%s imports %s (%v): the domain must not depend on transports or implementations", dir, imp, files)
+			case under(dir, "internal/edge/wire") && imp != "":
+				t.Errorf("%s imports %s: wire depends on nothing of ours", dir, imp)
+			}
+		}
+	}
+}
+
+func TestMainIsTrivial(t *testing.T) {
+	b, err := os.ReadFile("../../cmd/omni/main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(b), "\n"); n > 40 {
+		t.Errorf("cmd/omni/main.go has %d lines; keep main a few lines calling internal/cli", n)
+	}
+}

@@ -1,0 +1,194 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omniedge/omni/internal/edge/app"
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/metrics"
+	"github.com/omniedge/omni/internal/platform/redisx"
+	"github.com/omniedge/omni/internal/platform/sqldb"
+)
+
+// runServe starts the products named by the first argument ("edge",
+// "route"; none means both) and blocks until ctx ends.
+func runServe(ctx context.Context, env Env, args []string) error {
+	edgeOn, routeOn := true, true
+	if len(args) > 0 {
+		switch args[0] {
+		case "edge":
+			routeOn, args = false, args[1:]
+		case "route":
+			edgeOn, args = false, args[1:]
+		}
+	}
+	fs := flag.NewFlagSet("omni serve", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	printConfig := fs.Bool("print-config", false, "print the effective configuration (secrets redacted) and exit")
+	cfg, err := config.Load(fs, args, env.Getenv)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *printConfig {
+		fmt.Fprint(env.Stdout, cfg.YAML())
+		return nil
+	}
+	log, err := logging.New(env.Stderr, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	return serve(ctx, cfg, log, edgeOn, routeOn)
+}
+
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, routeOn bool) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	reg := metrics.NewRegistry()
+	clk := clock.Real{}
+
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	fail := func(err error) {
+		if err == nil {
+			return
+		}
+		mu.Lock()
+		errs = append(errs, err)
+		mu.Unlock()
+		cancel()
+	}
+	run := func(f func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); fail(f()) }()
+	}
+
+	if edgeOn {
+		key, err := cfg.LoadMasterKey()
+		if err != nil {
+			return err
+		}
+		db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		var rdb *redis.Client
+		if cfg.Redis != "" {
+			if rdb, err = redisx.Open(ctx, cfg.Redis.Reveal()); err != nil {
+				return err
+			}
+			defer rdb.Close()
+		}
+		edgeLog := log.With("component", "edge")
+		a, err := app.New(ctx, cfg, app.Deps{DB: db, Redis: rdb, Clock: clk, Log: edgeLog, MasterKey: key})
+		if err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", cfg.EdgeListen)
+		if err != nil {
+			return fmt.Errorf("edge API: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/", a.Handler())
+		addOps(mux, reg, func(ctx context.Context) error {
+			if err := db.Ping(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			if rdb != nil {
+				if err := rdb.Ping(ctx).Err(); err != nil {
+					return fmt.Errorf("redis: %w", err)
+				}
+			}
+			return nil
+		})
+		srv := httpx.NewServer(httpx.Wrap(mux, edgeLog, httpx.NewMetrics(reg, "edge")), edgeLog)
+		log.Info("OmniEdge API listening", "addr", ln.Addr().String(), "database", string(db.Dialect), "redis", rdb != nil)
+		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, edgeLog) })
+		run(func() error { return a.Service.Run(ctx) })
+
+		pc, err := net.ListenPacket("udp", cfg.NucleusListen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("nucleus: %w", err)
+		}
+		log.Info("nucleus UDP socket bound (signaling and relay are not served yet)", "addr", pc.LocalAddr().String())
+		run(func() error { return drainUDP(ctx, pc) })
+	}
+	if routeOn {
+		routeLog := log.With("component", "route")
+		ln, err := net.Listen("tcp", cfg.RouteListen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("gateway: %w", err)
+		}
+		mux := http.NewServeMux()
+		addOps(mux, reg, func(context.Context) error { return nil })
+		mux.Handle("/", httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+			return httpx.Errorf(http.StatusNotImplemented, "not_implemented", "the OmniRoute gateway is not available in this build")
+		}))
+		srv := httpx.NewServer(httpx.Wrap(mux, routeLog, httpx.NewMetrics(reg, "route")), routeLog)
+		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String())
+		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	log.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// addOps adds /healthz (liveness), /readyz (dependencies) and /metrics.
+func addOps(mux *http.ServeMux, reg *prometheus.Registry, ready func(context.Context) error) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.Handle("GET /readyz", httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ready(ctx); err != nil {
+			return &httpx.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "not ready", Err: err}
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		return nil
+	}))
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+}
+
+// drainUDP keeps the nucleus port bound and discards what arrives until
+// the nucleus itself is served.
+func drainUDP(ctx context.Context, pc net.PacketConn) error {
+	go func() { <-ctx.Done(); pc.Close() }()
+	buf := make([]byte, 2048)
+	for {
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("nucleus: %w", err)
+		}
+	}
+}

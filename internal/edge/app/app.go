@@ -1,0 +1,105 @@
+// Package app assembles the OmniEdge control plane from configuration: the
+// SQL store, presence, login sessions and rate limiter (in memory, or in
+// Redis when one is configured so replicas agree), the Service and the
+// HTTP API. The CLI and the end-to-end tests build the product through it.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/api"
+	"github.com/omniedge/omni/internal/edge/presence"
+	"github.com/omniedge/omni/internal/edge/session"
+	"github.com/omniedge/omni/internal/edge/store"
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/ratelimit"
+	"github.com/omniedge/omni/internal/platform/sqldb"
+)
+
+// App is an assembled control plane.
+type App struct {
+	Service *edge.Service
+	API     *api.Server
+	Store   *store.Store
+}
+
+// Deps are the shared resources an App is built on; Redis may be nil.
+type Deps struct {
+	DB        *sqldb.DB
+	Redis     *redis.Client
+	Clock     clock.Clock
+	Log       *slog.Logger
+	MasterKey []byte
+	// RedisPrefix namespaces the keys in Redis (default: the configured
+	// prefix + "edge:"), so tests and deployments can share one server.
+	RedisPrefix string
+}
+
+// New migrates the database and builds the control plane.
+func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
+	st, err := store.New(ctx, d.DB)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		pres     edge.PresenceStore
+		sessions edge.SessionStore
+		limiter  ratelimit.Limiter
+	)
+	retention := 4 * cfg.OnlineWindow
+	if d.Redis != nil {
+		prefix := d.RedisPrefix
+		if prefix == "" {
+			prefix = cfg.RedisPrefix + "edge:"
+		}
+		pres = presence.NewRedis(d.Redis, prefix, retention)
+		sessions = session.NewRedis(d.Redis, prefix, d.Clock)
+		limiter = ratelimit.NewRedis(d.Redis, prefix+"rl:", d.Clock)
+	} else {
+		pres = presence.NewMemory(d.Clock, retention)
+		sessions = session.NewMemory(d.Clock)
+		limiter = ratelimit.NewMemory(d.Clock)
+	}
+	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey}, edge.OptionsFrom(cfg))
+	if err != nil {
+		return nil, err
+	}
+	host, port, err := nucleusAdvert(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a := api.New(svc, limiter, api.Config{
+		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustProxy, PublicURL: cfg.PublicURL,
+		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName,
+	}, d.Log)
+	return &App{Service: svc, API: a, Store: st}, nil
+}
+
+// nucleusAdvert returns the configured public nucleus address, or the
+// listen address when it names a host; otherwise "" and the port, so the
+// API derives the host from the request.
+func nucleusAdvert(cfg *config.Config) (host, port string, err error) {
+	h, p, err := net.SplitHostPort(cfg.NucleusListen)
+	if err != nil {
+		return "", "", fmt.Errorf("app: --nucleus-listen: %w", err)
+	}
+	if cfg.NucleusPublic != "" {
+		return cfg.NucleusPublic, p, nil
+	}
+	if ip := net.ParseIP(h); h != "" && (ip == nil || !ip.IsUnspecified()) {
+		return net.JoinHostPort(h, p), p, nil
+	}
+	return "", p, nil
+}
+
+// Handler returns the API with health endpoints; the caller adds metrics
+// and middleware.
+func (a *App) Handler() http.Handler { return a.API }

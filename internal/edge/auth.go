@@ -1,0 +1,366 @@
+package edge
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/auth"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	UserID string
+	Family string // refresh family of the access token
+}
+
+// Prefixes of raw credentials, so leaked ones are recognisable.
+const (
+	SecurityKeyPrefix  = "oek_"
+	RefreshTokenPrefix = "oer_"
+)
+
+// CreateUser adds an account.
+func (s *Service) CreateUser(ctx context.Context, email, password, plan string) (User, error) {
+	email, err := validEmail(email)
+	if err != nil {
+		return User{}, err
+	}
+	if len(password) < 8 {
+		return User{}, errorf(KindInvalid, "password must be at least 8 characters")
+	}
+	if len(password) > 1024 {
+		return User{}, errorf(KindInvalid, "password is longer than 1024 bytes")
+	}
+	if plan == "" {
+		plan = "free"
+	}
+	if !s.validPlan(plan) {
+		return User{}, errorf(KindInvalid, "unknown plan %q", plan)
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return User{}, err
+	}
+	u := User{ID: newID("usr_"), Email: email, PasswordHash: hash, Plan: plan, CreatedAt: s.now()}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return User{}, errorf(KindConflict, "a user with email %s already exists", email)
+		}
+		return User{}, err
+	}
+	return u, nil
+}
+
+// User returns the account of p.
+func (s *Service) User(ctx context.Context, userID string) (User, error) {
+	u, err := s.store.UserByID(ctx, userID)
+	if errors.Is(err, ErrNotFound) {
+		return User{}, errorf(KindNotFound, "user not found")
+	}
+	return u, err
+}
+
+// UserByEmail finds an account.
+func (s *Service) UserByEmail(ctx context.Context, email string) (User, error) {
+	u, err := s.store.UserByEmail(ctx, strings.TrimSpace(email))
+	if errors.Is(err, ErrNotFound) {
+		return User{}, errorf(KindNotFound, "no user with email %s", email)
+	}
+	return u, err
+}
+
+// ListUsers returns all accounts.
+func (s *Service) ListUsers(ctx context.Context) ([]User, error) { return s.store.ListUsers(ctx) }
+
+// SetPlan changes a user's plan.
+func (s *Service) SetPlan(ctx context.Context, userID, plan string) error {
+	if !s.validPlan(plan) {
+		return errorf(KindInvalid, "unknown plan %q", plan)
+	}
+	err := s.store.SetUserPlan(ctx, userID, plan)
+	if errors.Is(err, ErrNotFound) {
+		return errorf(KindNotFound, "user not found")
+	}
+	return err
+}
+
+// CheckPassword returns the user whose email and password match.
+func (s *Service) CheckPassword(ctx context.Context, email, password string) (User, error) {
+	u, err := s.store.UserByEmail(ctx, strings.TrimSpace(email))
+	if errors.Is(err, ErrNotFound) {
+		// Spend the same time as a real check so timing does not reveal
+		// which emails exist.
+		_ = auth.CheckPassword(dummyHash(), password)
+		return User{}, errorf(KindUnauthorized, "wrong email or password")
+	}
+	if err != nil {
+		return User{}, err
+	}
+	if err := auth.CheckPassword(u.PasswordHash, password); err != nil {
+		return User{}, errorf(KindUnauthorized, "wrong email or password")
+	}
+	return u, nil
+}
+
+// dummyHash is checked against when an email is unknown; it is computed
+// on first use so that processes which never check passwords do not pay.
+var dummyHash = sync.OnceValue(func() string {
+	h, _ := auth.HashPassword("omni-dummy-password")
+	return h
+})
+
+// CreateSecurityKey issues a security key for a user. The raw key is
+// returned once; only its hash is stored. ttl 0 means no expiry.
+func (s *Service) CreateSecurityKey(ctx context.Context, userID, name string, ttl time.Duration) (string, SecurityKey, error) {
+	if name == "" {
+		name = "default"
+	}
+	name, err := cleanName("security key", name, 128)
+	if err != nil {
+		return "", SecurityKey{}, err
+	}
+	if ttl < 0 {
+		return "", SecurityKey{}, errorf(KindInvalid, "expiry must not be negative")
+	}
+	raw := auth.RandomToken(SecurityKeyPrefix, 32)
+	now := s.now()
+	k := SecurityKey{ID: newID("key_"), UserID: userID, Name: name, Hash: auth.TokenHash(raw), CreatedAt: now}
+	if ttl > 0 {
+		k.ExpiresAt = now.Add(ttl)
+	}
+	if err := s.store.CreateSecurityKey(ctx, k); err != nil {
+		return "", SecurityKey{}, err
+	}
+	return raw, k, nil
+}
+
+// ListSecurityKeys returns a user's keys (hashes included; transports must
+// not expose them).
+func (s *Service) ListSecurityKeys(ctx context.Context, userID string) ([]SecurityKey, error) {
+	return s.store.ListSecurityKeys(ctx, userID)
+}
+
+// RevokeSecurityKey revokes a key and every refresh family it started.
+func (s *Service) RevokeSecurityKey(ctx context.Context, userID, keyID string) error {
+	err := s.store.RevokeSecurityKey(ctx, userID, keyID, s.now())
+	if errors.Is(err, ErrNotFound) {
+		return errorf(KindNotFound, "security key not found")
+	}
+	return err
+}
+
+// LoginSecurityKey exchanges a security key for a token pair.
+func (s *Service) LoginSecurityKey(ctx context.Context, raw string) (TokenPair, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return TokenPair{}, errorf(KindInvalid, "key is required")
+	}
+	k, err := s.store.SecurityKeyByHash(ctx, auth.TokenHash(raw))
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, errorf(KindUnauthorized, "invalid security key")
+	}
+	if err != nil {
+		return TokenPair{}, err
+	}
+	now := s.now()
+	if !k.RevokedAt.IsZero() {
+		return TokenPair{}, errorf(KindUnauthorized, "security key has been revoked")
+	}
+	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
+		return TokenPair{}, errorf(KindUnauthorized, "security key has expired")
+	}
+	if err := s.store.TouchSecurityKey(ctx, k.ID, now); err != nil {
+		s.log.Warn("touch security key", "key_id", k.ID, "err", err)
+	}
+	return s.issue(ctx, k.UserID, k.ID, newID("fam_"))
+}
+
+// issue creates a refresh token in family and a matching access token.
+func (s *Service) issue(ctx context.Context, userID, keyID, family string) (TokenPair, error) {
+	now := s.now()
+	raw := auth.RandomToken(RefreshTokenPrefix, 32)
+	rt := RefreshToken{ID: newID("rt_"), FamilyID: family, UserID: userID, KeyID: keyID, Hash: auth.TokenHash(raw),
+		CreatedAt: now, ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
+	if err := s.store.CreateRefreshToken(ctx, rt); err != nil {
+		return TokenPair{}, err
+	}
+	access, err := s.signer.Sign(auth.NewClaims(userID, family, now, s.opts.AccessTokenTTL))
+	if err != nil {
+		return TokenPair{}, err
+	}
+	return TokenPair{Token: access, RefreshToken: raw, ExpiresIn: s.opts.AccessTokenTTL}, nil
+}
+
+// Refresh rotates a refresh token: the presented one is spent and a new
+// pair in the same family is returned. Presenting a spent token revokes the
+// whole family (it was stolen or replayed).
+func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return TokenPair{}, errorf(KindInvalid, "refresh_token is required")
+	}
+	now := s.now()
+	rt, err := s.store.UseRefreshToken(ctx, auth.TokenHash(raw), now)
+	switch {
+	case errors.Is(err, ErrConflict):
+		if rerr := s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now); rerr != nil {
+			return TokenPair{}, rerr
+		}
+		s.log.Warn("refresh token reuse; family revoked", "family", rt.FamilyID, "user_id", rt.UserID)
+		return TokenPair{}, errorf(KindUnauthorized, "refresh token already used; please log in again")
+	case errors.Is(err, ErrNotFound):
+		return TokenPair{}, errorf(KindUnauthorized, "invalid or expired refresh token")
+	case err != nil:
+		return TokenPair{}, err
+	}
+	if rt.KeyID != "" {
+		k, err := s.store.SecurityKeyByID(ctx, rt.KeyID)
+		if err != nil || !k.RevokedAt.IsZero() || (!k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt)) {
+			return TokenPair{}, errorf(KindUnauthorized, "the security key of this session is no longer valid")
+		}
+	}
+	return s.issue(ctx, rt.UserID, rt.KeyID, rt.FamilyID)
+}
+
+// Logout revokes the family of a refresh token.
+func (s *Service) Logout(ctx context.Context, raw string) error {
+	rt, err := s.store.UseRefreshToken(ctx, auth.TokenHash(strings.TrimSpace(raw)), s.now())
+	if err != nil && !errors.Is(err, ErrConflict) {
+		return errorf(KindUnauthorized, "invalid or expired refresh token")
+	}
+	return s.store.RevokeRefreshFamily(ctx, rt.FamilyID, s.now())
+}
+
+// Authenticate verifies an access token.
+func (s *Service) Authenticate(token string) (Principal, error) {
+	c, err := s.signer.Verify(token, s.clock.Now())
+	if err != nil {
+		if errors.Is(err, auth.ErrTokenExpired) {
+			return Principal{}, errorf(KindUnauthorized, "access token expired; use the refresh token at POST /api/v2/auth/refresh")
+		}
+		return Principal{}, errorf(KindUnauthorized, "invalid access token")
+	}
+	return Principal{UserID: c.Subject, Family: c.Session}, nil
+}
+
+// ---- browser sessions ----
+
+// StartSession opens a browser login session and returns its id.
+func (s *Service) StartSession(ctx context.Context) (string, time.Time, error) {
+	id := newUUID()
+	exp := s.now().Add(s.opts.SessionTTL)
+	return id, exp, s.sessions.Create(ctx, id, exp)
+}
+
+// SessionPending reports whether a session awaits approval.
+func (s *Service) SessionPending(ctx context.Context, id string) (bool, error) {
+	return s.sessions.Pending(ctx, id)
+}
+
+// ApprovalToken binds an approval form to one session and one user for a
+// few minutes, so the approve step needs the password step first.
+func (s *Service) ApprovalToken(sessionID, userID string) string {
+	exp := strconv.FormatInt(s.now().Add(5*time.Minute).Unix(), 10)
+	m := hmac.New(sha256.New, s.approval)
+	m.Write([]byte(sessionID + "\x00" + userID + "\x00" + exp))
+	return userID + "." + exp + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
+
+// ApproveSession checks an approval token and completes the session with a
+// fresh token pair for its user.
+func (s *Service) ApproveSession(ctx context.Context, sessionID, approval string) error {
+	userID, err := s.checkApproval(ctx, sessionID, approval)
+	if err != nil {
+		return err
+	}
+	pair, err := s.issue(ctx, userID, "", newID("fam_"))
+	if err != nil {
+		return err
+	}
+	return s.completeSession(ctx, sessionID, pair)
+}
+
+// DenySession checks an approval token and ends the session without
+// tokens: its waiting client learns that the user refused.
+func (s *Service) DenySession(ctx context.Context, sessionID, approval string) error {
+	if _, err := s.checkApproval(ctx, sessionID, approval); err != nil {
+		return err
+	}
+	return s.completeSession(ctx, sessionID, TokenPair{})
+}
+
+func (s *Service) completeSession(ctx context.Context, sessionID string, pair TokenPair) error {
+	if err := s.sessions.Complete(ctx, sessionID, pair); err != nil {
+		if errors.Is(err, ErrConflict) {
+			return errorf(KindConflict, "login session already approved")
+		}
+		if errors.Is(err, ErrNotFound) {
+			return errorf(KindNotFound, "login session not found or expired")
+		}
+		return err
+	}
+	return nil
+}
+
+// checkApproval verifies an approval token for a pending session and
+// returns its user.
+func (s *Service) checkApproval(ctx context.Context, sessionID, approval string) (string, error) {
+	parts := strings.Split(approval, ".")
+	if len(parts) != 3 {
+		return "", errorf(KindUnauthorized, "invalid approval")
+	}
+	userID, exp := parts[0], parts[1]
+	m := hmac.New(sha256.New, s.approval)
+	m.Write([]byte(sessionID + "\x00" + userID + "\x00" + exp))
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil || !hmac.Equal(sig, m.Sum(nil)) {
+		return "", errorf(KindUnauthorized, "invalid approval")
+	}
+	e, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || s.now().Unix() > e {
+		return "", errorf(KindUnauthorized, "approval expired; log in again")
+	}
+	ok, err := s.sessions.Pending(ctx, sessionID)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
+		return "", errorf(KindNotFound, "login session not found, expired or already used")
+	}
+	return userID, nil
+}
+
+// WaitSession blocks until the session is approved and returns its tokens
+// once.
+func (s *Service) WaitSession(ctx context.Context, id string) (TokenPair, error) {
+	p, err := s.sessions.Wait(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return TokenPair{}, errorf(KindNotFound, "login session not found, expired or already used")
+	}
+	if err == nil && p.Token == "" {
+		return TokenPair{}, errorf(KindForbidden, "login denied by the user")
+	}
+	return p, err
+}
+
+func newUUID() string {
+	b := auth.RandomBytes(16)
+	b[6] = (b[6] & 0x0f) | 0x40
+	b[8] = (b[8] & 0x3f) | 0x80
+	const hex = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hex[c>>4], hex[c&0xf])
+	}
+	return string(out)
+}

@@ -1,0 +1,82 @@
+package edge
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// Store is the persistence the Service needs. Implementations return
+// ErrNotFound, ErrConflict, ErrLimit, ErrExhausted and ErrOverlap (wrapped
+// or not) for those conditions. Every method that changes what a
+// heartbeat answers (memberships, exit flags and selections, device and
+// network deletion) also advances the epoch.
+type Store interface {
+	CreateUser(ctx context.Context, u User) error
+	UserByID(ctx context.Context, id string) (User, error)
+	UserByEmail(ctx context.Context, email string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	SetUserPlan(ctx context.Context, id, plan string) error
+
+	CreateSecurityKey(ctx context.Context, k SecurityKey) error
+	SecurityKeyByHash(ctx context.Context, hash string) (SecurityKey, error)
+	SecurityKeyByID(ctx context.Context, id string) (SecurityKey, error)
+	ListSecurityKeys(ctx context.Context, userID string) ([]SecurityKey, error)
+	RevokeSecurityKey(ctx context.Context, userID, id string, at time.Time) error
+	TouchSecurityKey(ctx context.Context, id string, at time.Time) error
+
+	CreateRefreshToken(ctx context.Context, t RefreshToken) error
+	// UseRefreshToken marks the unused, unrevoked, unexpired token with
+	// this hash as used and returns it. A token that exists but was used
+	// or revoked is returned with ErrConflict (reuse); an unknown or
+	// expired one with ErrNotFound.
+	UseRefreshToken(ctx context.Context, hash string, at time.Time) (RefreshToken, error)
+	RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error
+
+	// RegisterDevice returns the user's device with d.HardwareUUID,
+	// updating its name and platform, or creates d if the user has fewer
+	// than maxDevices devices (0: no limit), else ErrLimit.
+	RegisterDevice(ctx context.Context, d Device, maxDevices int) (Device, bool, error)
+	DeviceByID(ctx context.Context, id string) (Device, error)
+	DeviceByHardware(ctx context.Context, userID, hardwareUUID string) (Device, error)
+	ListDevices(ctx context.Context, userID string) ([]Device, error) // userID "" lists all
+	RenameDevice(ctx context.Context, id, name string) error
+	DeleteDevice(ctx context.Context, id string) error
+	FlushPresence(ctx context.Context, seen []Presence) error
+
+	// CreateNetwork inserts n when its owner has fewer than maxNetworks
+	// networks (0: no limit). When n.Range is invalid, pick chooses the
+	// range given every range in use; a chosen or given range that
+	// overlaps one in use fails with ErrOverlap.
+	CreateNetwork(ctx context.Context, n Network, maxNetworks int, pick func(used []netip.Prefix) (netip.Prefix, error)) (Network, error)
+	NetworkByID(ctx context.Context, id string) (Network, error)
+	ListNetworks(ctx context.Context, ownerID string) ([]Network, error) // ownerID "" lists all
+	UpdateNetwork(ctx context.Context, n Network) error                  // name and server
+	DeleteNetwork(ctx context.Context, id string) error
+
+	// Join returns the existing membership or allocates a host with alloc
+	// (given the hosts in use) and inserts it. created reports which.
+	Join(ctx context.Context, networkID, deviceID string, at time.Time, alloc func(used []uint32) (uint32, error)) (m Membership, created bool, err error)
+	Leave(ctx context.Context, networkID, deviceID string) error
+	Membership(ctx context.Context, networkID, deviceID string) (Membership, error)
+	Members(ctx context.Context, networkID string) ([]Membership, error)
+	DeviceMemberships(ctx context.Context, deviceID string) ([]Membership, error)
+	SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error
+	SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error
+	ExitRoutes(ctx context.Context, deviceID string) ([]ExitRoute, error)
+
+	CreateUserServer(ctx context.Context, s UserServer) error
+	UserServer(ctx context.Context, id string) (UserServer, error)
+	ListUserServers(ctx context.Context, userID string) ([]UserServer, error)
+	UpdateUserServer(ctx context.Context, s UserServer) error
+	DeleteUserServer(ctx context.Context, id string) error
+
+	Epoch(ctx context.Context) (int64, error)
+}
+
+// Presence is one device's last heartbeat.
+type Presence struct {
+	DeviceID    string
+	At          time.Time
+	ExitConsent bool
+}

@@ -1,0 +1,385 @@
+// Package store implements edge.Store on SQLite and PostgreSQL through
+// platform/sqldb, with the OmniEdge migrations embedded. The same code and
+// the same test suite serve both dialects.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/store/migrations"
+	"github.com/omniedge/omni/internal/platform/sqldb"
+)
+
+// Store is the SQL implementation of edge.Store.
+type Store struct {
+	db *sqldb.DB
+}
+
+var _ edge.Store = (*Store)(nil)
+
+// New migrates db to the current OmniEdge schema and returns a store.
+func New(ctx context.Context, db *sqldb.DB) (*Store, error) {
+	if err := sqldb.Migrate(ctx, db, "edge", migrations.FS); err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// DB returns the underlying database.
+func (s *Store) DB() *sqldb.DB { return s.db }
+
+func ms(t time.Time) int64 { return t.UnixMilli() }
+
+func nullMS(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: t.UnixMilli(), Valid: true}
+}
+
+func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
+
+func fromNull(v sql.NullInt64) time.Time {
+	if !v.Valid {
+		return time.Time{}
+	}
+	return fromMS(v.Int64)
+}
+
+func nullStr(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, edge.ErrNotFound)
+	}
+	return err
+}
+
+func conflict(err error, what string) error {
+	if sqldb.IsUniqueViolation(err) {
+		return fmt.Errorf("%s: %w", what, edge.ErrConflict)
+	}
+	return err
+}
+
+func mustAffect(res sql.Result, err error, what string) error {
+	if err != nil {
+		return err
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, edge.ErrNotFound)
+	}
+	return nil
+}
+
+type querier interface {
+	Exec(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+func bumpEpoch(ctx context.Context, q querier) error {
+	_, err := q.Exec(ctx, `UPDATE edge_epoch SET value = value + 1 WHERE id = 1`)
+	return err
+}
+
+// Epoch returns the current cache epoch.
+func (s *Store) Epoch(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.db.QueryRow(ctx, `SELECT value FROM edge_epoch WHERE id = 1`).Scan(&v)
+	return v, err
+}
+
+// ---- users ----
+
+const userCols = `id, email, password_hash, plan, created_at`
+
+func scanUser(row interface{ Scan(...any) error }) (edge.User, error) {
+	var u edge.User
+	var created int64
+	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &u.Plan, &created)
+	u.CreatedAt = fromMS(created)
+	return u, err
+}
+
+func (s *Store) CreateUser(ctx context.Context, u edge.User) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_users (`+userCols+`) VALUES (?, ?, ?, ?, ?)`,
+		u.ID, strings.ToLower(u.Email), u.PasswordHash, u.Plan, ms(u.CreatedAt))
+	return conflict(err, "user "+u.Email)
+}
+
+func (s *Store) UserByID(ctx context.Context, id string) (edge.User, error) {
+	u, err := scanUser(s.db.QueryRow(ctx, `SELECT `+userCols+` FROM edge_users WHERE id = ?`, id))
+	return u, notFound(err, "user")
+}
+
+func (s *Store) UserByEmail(ctx context.Context, email string) (edge.User, error) {
+	u, err := scanUser(s.db.QueryRow(ctx, `SELECT `+userCols+` FROM edge_users WHERE email = ?`, strings.ToLower(email)))
+	return u, notFound(err, "user")
+}
+
+func (s *Store) ListUsers(ctx context.Context) ([]edge.User, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+userCols+` FROM edge_users ORDER BY created_at, id`)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanUser)
+}
+
+func (s *Store) SetUserPlan(ctx context.Context, id, plan string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_users SET plan = ? WHERE id = ?`, plan, id)
+	return mustAffect(res, err, "user")
+}
+
+func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// ---- security keys ----
+
+const keyCols = `id, user_id, name, key_hash, created_at, expires_at, revoked_at, last_used_at`
+
+func scanKey(row interface{ Scan(...any) error }) (edge.SecurityKey, error) {
+	var k edge.SecurityKey
+	var created int64
+	var exp, rev, used sql.NullInt64
+	err := row.Scan(&k.ID, &k.UserID, &k.Name, &k.Hash, &created, &exp, &rev, &used)
+	k.CreatedAt, k.ExpiresAt, k.RevokedAt, k.LastUsedAt = fromMS(created), fromNull(exp), fromNull(rev), fromNull(used)
+	return k, err
+}
+
+func (s *Store) CreateSecurityKey(ctx context.Context, k edge.SecurityKey) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_security_keys (`+keyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		k.ID, k.UserID, k.Name, k.Hash, ms(k.CreatedAt), nullMS(k.ExpiresAt), nullMS(k.RevokedAt), nullMS(k.LastUsedAt))
+	return conflict(err, "security key")
+}
+
+func (s *Store) SecurityKeyByHash(ctx context.Context, hash string) (edge.SecurityKey, error) {
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT `+keyCols+` FROM edge_security_keys WHERE key_hash = ?`, hash))
+	return k, notFound(err, "security key")
+}
+
+func (s *Store) SecurityKeyByID(ctx context.Context, id string) (edge.SecurityKey, error) {
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT `+keyCols+` FROM edge_security_keys WHERE id = ?`, id))
+	return k, notFound(err, "security key")
+}
+
+func (s *Store) ListSecurityKeys(ctx context.Context, userID string) ([]edge.SecurityKey, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+keyCols+` FROM edge_security_keys WHERE user_id = ? ORDER BY created_at, id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanKey)
+}
+
+// RevokeSecurityKey revokes the key and every refresh family it started.
+func (s *Store) RevokeSecurityKey(ctx context.Context, userID, id string, at time.Time) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE edge_security_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ? AND user_id = ?`, ms(at), id, userID)
+		if err := mustAffect(res, err, "security key"); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL`, ms(at), id)
+		return err
+	})
+}
+
+func (s *Store) TouchSecurityKey(ctx context.Context, id string, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE edge_security_keys SET last_used_at = ? WHERE id = ?`, ms(at), id)
+	return err
+}
+
+// ---- refresh tokens ----
+
+const rtCols = `id, family_id, user_id, key_id, token_hash, created_at, expires_at, used_at, revoked_at`
+
+func scanRT(row interface{ Scan(...any) error }) (edge.RefreshToken, error) {
+	var t edge.RefreshToken
+	var key sql.NullString
+	var created, exp int64
+	var used, rev sql.NullInt64
+	err := row.Scan(&t.ID, &t.FamilyID, &t.UserID, &key, &t.Hash, &created, &exp, &used, &rev)
+	t.KeyID = key.String
+	t.CreatedAt, t.ExpiresAt, t.UsedAt, t.RevokedAt = fromMS(created), fromMS(exp), fromNull(used), fromNull(rev)
+	return t, err
+}
+
+func (s *Store) CreateRefreshToken(ctx context.Context, t edge.RefreshToken) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_refresh_tokens (`+rtCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.FamilyID, t.UserID, nullStr(t.KeyID), t.Hash, ms(t.CreatedAt), ms(t.ExpiresAt), nullMS(t.UsedAt), nullMS(t.RevokedAt))
+	return conflict(err, "refresh token")
+}
+
+func (s *Store) UseRefreshToken(ctx context.Context, hash string, at time.Time) (edge.RefreshToken, error) {
+	var t edge.RefreshToken
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		var err error
+		t, err = scanRT(tx.QueryRow(ctx, `UPDATE edge_refresh_tokens SET used_at = ?
+			WHERE token_hash = ? AND used_at IS NULL AND revoked_at IS NULL AND expires_at > ?
+			RETURNING `+rtCols, ms(at), hash, ms(at)))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		t, err = scanRT(tx.QueryRow(ctx, `SELECT `+rtCols+` FROM edge_refresh_tokens WHERE token_hash = ?`, hash))
+		if err != nil {
+			return notFound(err, "refresh token")
+		}
+		if !t.UsedAt.IsZero() || !t.RevokedAt.IsZero() {
+			return fmt.Errorf("refresh token reused: %w", edge.ErrConflict)
+		}
+		return fmt.Errorf("refresh token expired: %w", edge.ErrNotFound)
+	})
+	return t, err
+}
+
+func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`, ms(at), familyID)
+	return err
+}
+
+// ---- devices ----
+
+const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent`
+
+func scanDevice(row interface{ Scan(...any) error }) (edge.Device, error) {
+	var d edge.Device
+	var created int64
+	var seen sql.NullInt64
+	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent)
+	d.CreatedAt, d.LastSeen = fromMS(created), fromNull(seen)
+	return d, err
+}
+
+func (s *Store) RegisterDevice(ctx context.Context, d edge.Device, maxDevices int) (edge.Device, bool, error) {
+	var out edge.Device
+	var created bool
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if err := tx.LockKey(ctx, "edge.devices."+d.UserID); err != nil {
+			return err
+		}
+		existing, err := scanDevice(tx.QueryRow(ctx, `SELECT `+devCols+` FROM edge_devices WHERE user_id = ? AND hardware_uuid = ?`, d.UserID, d.HardwareUUID))
+		if err == nil {
+			if (d.Name != "" && d.Name != existing.Name) || (d.Platform != "" && d.Platform != existing.Platform) {
+				if d.Name != "" {
+					existing.Name = d.Name
+				}
+				if d.Platform != "" {
+					existing.Platform = d.Platform
+				}
+				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET name = ?, platform = ? WHERE id = ?`, existing.Name, existing.Platform, existing.ID); err != nil {
+					return err
+				}
+			}
+			out = existing
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if maxDevices > 0 {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM edge_devices WHERE user_id = ?`, d.UserID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= maxDevices {
+				return fmt.Errorf("%d devices: %w", n, edge.ErrLimit)
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent); err != nil {
+			return conflict(err, "device")
+		}
+		out, created = d, true
+		return nil
+	})
+	return out, created, err
+}
+
+func (s *Store) DeviceByID(ctx context.Context, id string) (edge.Device, error) {
+	d, err := scanDevice(s.db.QueryRow(ctx, `SELECT `+devCols+` FROM edge_devices WHERE id = ?`, id))
+	return d, notFound(err, "device")
+}
+
+func (s *Store) DeviceByHardware(ctx context.Context, userID, hw string) (edge.Device, error) {
+	d, err := scanDevice(s.db.QueryRow(ctx, `SELECT `+devCols+` FROM edge_devices WHERE user_id = ? AND hardware_uuid = ?`, userID, hw))
+	return d, notFound(err, "device")
+}
+
+func (s *Store) ListDevices(ctx context.Context, userID string) ([]edge.Device, error) {
+	q, args := `SELECT `+devCols+` FROM edge_devices ORDER BY created_at, id`, []any{}
+	if userID != "" {
+		q, args = `SELECT `+devCols+` FROM edge_devices WHERE user_id = ? ORDER BY created_at, id`, []any{userID}
+	}
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanDevice)
+}
+
+func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET name = ? WHERE id = ?`, name, id)
+	return mustAffect(res, err, "device")
+}
+
+// DeleteDevice removes the device, its memberships (freeing their
+// addresses) and every exit-node selection that pointed at it.
+func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE edge_memberships SET exit_node_id = NULL WHERE exit_node_id = ?`, id); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM edge_memberships WHERE device_id = ?`, id); err != nil {
+			return err
+		}
+		res, err := tx.Exec(ctx, `DELETE FROM edge_devices WHERE id = ?`, id)
+		if err := mustAffect(res, err, "device"); err != nil {
+			return err
+		}
+		return bumpEpoch(ctx, tx)
+	})
+}
+
+// FlushPresence writes a batch of heartbeats. Older values never overwrite
+// newer ones, so replicas may flush in any order.
+func (s *Store) FlushPresence(ctx context.Context, seen []edge.Presence) error {
+	const batch = 500
+	for len(seen) > 0 {
+		n := min(batch, len(seen))
+		chunk := seen[:n]
+		seen = seen[n:]
+		err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+			for _, p := range chunk {
+				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET last_seen = ?, exit_consent = ?
+					WHERE id = ? AND (last_seen IS NULL OR last_seen <= ?)`, ms(p.At), p.ExitConsent, p.DeviceID, ms(p.At)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,329 @@
+// Package config owns process configuration: defaults, an optional YAML
+// file, OMNI_* environment variables and command-line flags, applied in
+// that order (later wins), then validated. Secrets (DSN passwords, the
+// Redis URL's password, the master key) are redacted whenever the
+// configuration is printed or logged.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Secret is a string that never prints: String, LogValue-style printing
+// and YAML output show it redacted. For URLs only the password is hidden.
+type Secret string
+
+// Reveal returns the secret value.
+func (s Secret) Reveal() string { return string(s) }
+
+// String returns the redacted form.
+func (s Secret) String() string { return redact(string(s)) }
+
+// MarshalYAML prints the redacted form.
+func (s Secret) MarshalYAML() (any, error) { return redact(string(s)), nil }
+
+func redact(v string) string {
+	if v == "" {
+		return ""
+	}
+	if u, err := url.Parse(v); err == nil && u.Scheme != "" && u.Host != "" {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
+		q := u.Query()
+		for _, k := range []string{"password", "sslpassword"} {
+			if q.Has(k) {
+				q.Set(k, "REDACTED")
+			}
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	if strings.HasPrefix(v, "sqlite:") || strings.HasPrefix(v, "file:") {
+		return v // a SQLite file path holds no secret
+	}
+	return "REDACTED"
+}
+
+// PlanLimit bounds what a user on one plan may own; 0 means unlimited.
+type PlanLimit struct {
+	MaxDevices  int `yaml:"max_devices"`
+	MaxNetworks int `yaml:"max_networks"`
+}
+
+// Config is the whole configuration of `omni serve` and the admin CLI.
+type Config struct {
+	DataDir       string `yaml:"data"`
+	Database      Secret `yaml:"database"`
+	Redis         Secret `yaml:"redis"`
+	RedisPrefix   string `yaml:"redis_prefix"`
+	MasterKey     Secret `yaml:"master_key"`
+	EdgeListen    string `yaml:"edge_listen"`
+	RouteListen   string `yaml:"route_listen"`
+	NucleusListen string `yaml:"nucleus_listen"`
+	NucleusPublic string `yaml:"nucleus_public"`
+	NucleusName   string `yaml:"nucleus_name"`
+	PublicURL     string `yaml:"public_url"`
+	LogLevel      string `yaml:"log_level"`
+	LogFormat     string `yaml:"log_format"`
+	TrustProxy    bool   `yaml:"trust_proxy"`
+
+	RateLimitToken float64 `yaml:"rate_limit_token"`
+	RateLimitIP    float64 `yaml:"rate_limit_ip"`
+
+	OnlineWindow    time.Duration `yaml:"online_window"`
+	PresenceFlush   time.Duration `yaml:"presence_flush"`
+	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
+	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
+	SessionTTL      time.Duration `yaml:"session_ttl"`
+	ShutdownGrace   time.Duration `yaml:"shutdown_grace"`
+
+	Plans map[string]PlanLimit `yaml:"plans"`
+}
+
+// Plan names.
+const (
+	PlanFree      = "free"
+	PlanPro       = "pro"
+	PlanUnlimited = "unlimited"
+)
+
+// Default returns the built-in defaults.
+func Default() Config {
+	return Config{
+		DataDir:         "./data",
+		RedisPrefix:     "omni:",
+		EdgeListen:      ":8080",
+		RouteListen:     ":20128",
+		NucleusListen:   ":51820",
+		NucleusName:     "Built-in nucleus",
+		LogLevel:        "info",
+		LogFormat:       "text",
+		RateLimitToken:  20,
+		RateLimitIP:     100,
+		OnlineWindow:    90 * time.Second,
+		PresenceFlush:   10 * time.Second,
+		AccessTokenTTL:  15 * time.Minute,
+		RefreshTokenTTL: 30 * 24 * time.Hour,
+		SessionTTL:      15 * time.Minute,
+		ShutdownGrace:   10 * time.Second,
+		Plans: map[string]PlanLimit{
+			PlanFree:      {MaxDevices: 20, MaxNetworks: 3},
+			PlanPro:       {MaxDevices: 100, MaxNetworks: 20},
+			PlanUnlimited: {},
+		},
+	}
+}
+
+// DatabaseDSN returns the configured DSN or the SQLite file in the data dir.
+func (c *Config) DatabaseDSN() string {
+	if c.Database != "" {
+		return c.Database.Reveal()
+	}
+	return "sqlite://" + strings.TrimRight(c.DataDir, "/") + "/omni.db"
+}
+
+// Load builds a Config from defaults, the YAML file named by --config (or
+// $OMNI_CONFIG), the environment and args, in that order. It registers its
+// flags on fs, which the caller may have populated with its own flags.
+func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
+	cfg := Default()
+	path := getenv("OMNI_CONFIG")
+	for i, a := range args {
+		if v, ok := strings.CutPrefix(a, "--config="); ok {
+			path = v
+		} else if v, ok := strings.CutPrefix(a, "-config="); ok {
+			path = v
+		} else if (a == "--config" || a == "-config") && i+1 < len(args) {
+			path = args[i+1]
+		}
+	}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	fs.String("config", path, "YAML configuration file (env OMNI_CONFIG)")
+	plans := planFlag{&cfg}
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "data directory (SQLite database, master key)")
+	fs.Var((*secretFlag)(&cfg.Database), "database", "database DSN: postgres://… or sqlite://PATH (default: SQLite in the data dir)")
+	fs.Var((*secretFlag)(&cfg.Redis), "redis", "Redis URL (redis://host:6379/0) to share state between replicas (optional)")
+	fs.StringVar(&cfg.RedisPrefix, "redis-prefix", cfg.RedisPrefix, "prefix of every Redis key, to share one Redis between deployments")
+	fs.Var((*secretFlag)(&cfg.MasterKey), "master-key", "base64 32-byte master key (default: generated in DATA/master.key); replicas must share it")
+	fs.StringVar(&cfg.EdgeListen, "edge-listen", cfg.EdgeListen, "OmniEdge control-plane API listen address")
+	fs.StringVar(&cfg.RouteListen, "route-listen", cfg.RouteListen, "OmniRoute gateway listen address")
+	fs.StringVar(&cfg.NucleusListen, "nucleus-listen", cfg.NucleusListen, "built-in nucleus UDP listen address")
+	fs.StringVar(&cfg.NucleusPublic, "nucleus-public", cfg.NucleusPublic, "HOST:PORT the join response advertises for the built-in nucleus")
+	fs.StringVar(&cfg.NucleusName, "nucleus-name", cfg.NucleusName, "display name of the built-in nucleus")
+	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "external base URL of the edge API, used in login links (default http://HOST:PORT of --edge-listen)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
+	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", cfg.TrustProxy, "take the client IP from X-Forwarded-For")
+	fs.Float64Var(&cfg.RateLimitToken, "rate-limit-token", cfg.RateLimitToken, "requests per second per access token (0: off)")
+	fs.Float64Var(&cfg.RateLimitIP, "rate-limit-ip", cfg.RateLimitIP, "requests per second per client IP (0: off)")
+	fs.DurationVar(&cfg.OnlineWindow, "online-window", cfg.OnlineWindow, "a device is online while its last heartbeat is younger than this")
+	fs.DurationVar(&cfg.PresenceFlush, "presence-flush", cfg.PresenceFlush, "how often heartbeats are flushed to the database")
+	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", cfg.AccessTokenTTL, "lifetime of access tokens")
+	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", cfg.RefreshTokenTTL, "lifetime of refresh tokens")
+	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a browser login session")
+	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time given to in-flight requests on shutdown")
+	fs.Var(plans, "plans", "plan limits as PLAN=DEVICES/NETWORKS,… (0: unlimited), e.g. free=20/3,pro=100/20")
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == "config" {
+			return
+		}
+		env := "OMNI_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("config: %s: %w", env, err))
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
+
+// Validate checks every field and returns all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("config: "+format, args...)) }
+	for name, addr := range map[string]string{"edge-listen": c.EdgeListen, "route-listen": c.RouteListen, "nucleus-listen": c.NucleusListen} {
+		if _, port, err := net.SplitHostPort(addr); err != nil {
+			bad("--%s %q is not HOST:PORT", name, addr)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad("--%s %q has an invalid port", name, addr)
+		}
+	}
+	if c.NucleusPublic != "" {
+		if h, port, err := net.SplitHostPort(c.NucleusPublic); err != nil || h == "" {
+			bad("--nucleus-public %q is not HOST:PORT", c.NucleusPublic)
+		} else if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+			bad("--nucleus-public %q has an invalid port", c.NucleusPublic)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("--public-url %q must be an http(s) URL", c.PublicURL)
+		}
+	}
+	if d := c.Database.Reveal(); d != "" {
+		if !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") && !strings.HasPrefix(d, "sqlite:") && !strings.HasPrefix(d, "file:") {
+			bad("--database must start with postgres://, postgresql://, sqlite: or file:")
+		}
+	}
+	if r := c.Redis.Reveal(); r != "" && !strings.HasPrefix(r, "redis://") && !strings.HasPrefix(r, "rediss://") {
+		bad("--redis must be a redis:// or rediss:// URL")
+	}
+	if c.DataDir == "" {
+		bad("--data must not be empty")
+	}
+	if c.RateLimitToken < 0 || c.RateLimitIP < 0 {
+		bad("rate limits must be >= 0")
+	}
+	for name, d := range map[string]time.Duration{"online-window": c.OnlineWindow, "presence-flush": c.PresenceFlush,
+		"access-token-ttl": c.AccessTokenTTL, "refresh-token-ttl": c.RefreshTokenTTL, "session-ttl": c.SessionTTL} {
+		if d <= 0 {
+			bad("--%s must be positive", name)
+		}
+	}
+	for _, p := range []string{PlanFree, PlanPro, PlanUnlimited} {
+		if _, ok := c.Plans[p]; !ok {
+			bad("plan %q has no limits", p)
+		}
+	}
+	for p, l := range c.Plans {
+		if l.MaxDevices < 0 || l.MaxNetworks < 0 {
+			bad("plan %q limits must be >= 0", p)
+		}
+	}
+	switch strings.ToLower(c.LogFormat) {
+	case "text", "json":
+	default:
+		bad("--log-format must be text or json")
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("--log-level must be debug, info, warn or error")
+	}
+	return errors.Join(errs...)
+}
+
+// YAML renders the configuration with secrets redacted.
+func (c *Config) YAML() string {
+	b, err := yaml.Marshal(c)
+	if err != nil {
+		return err.Error()
+	}
+	return string(b)
+}
+
+type secretFlag Secret
+
+func (s *secretFlag) String() string     { return Secret(*s).String() }
+func (s *secretFlag) Set(v string) error { *s = secretFlag(v); return nil }
+
+type planFlag struct{ c *Config }
+
+func (p planFlag) String() string {
+	if p.c == nil {
+		return ""
+	}
+	var parts []string
+	for name, l := range p.c.Plans {
+		parts = append(parts, fmt.Sprintf("%s=%d/%d", name, l.MaxDevices, l.MaxNetworks))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+func (p planFlag) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, lim, ok := strings.Cut(part, "=")
+		d, n, ok2 := strings.Cut(lim, "/")
+		if !ok || !ok2 {
+			return fmt.Errorf("plan limit %q is not PLAN=DEVICES/NETWORKS", part)
+		}
+		dv, err1 := strconv.Atoi(d)
+		nv, err2 := strconv.Atoi(n)
+		if err1 != nil || err2 != nil || dv < 0 || nv < 0 {
+			return fmt.Errorf("plan limit %q needs non-negative integers", part)
+		}
+		if p.c.Plans == nil {
+			p.c.Plans = map[string]PlanLimit{}
+		}
+		p.c.Plans[strings.ToLower(name)] = PlanLimit{MaxDevices: dv, MaxNetworks: nv}
+	}
+	return nil
+}

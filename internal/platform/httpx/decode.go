@@ -1,0 +1,96 @@
+package httpx
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// DefaultMaxBody is the request body limit DecodeJSON applies when max <= 0.
+const DefaultMaxBody = 1 << 20
+
+// DecodeJSON decodes the request body into v. Unknown fields are ignored
+// (clients of several versions talk to one server) and so is the
+// Content-Type; everything else that is wrong — no body, malformed JSON, a field of
+// the wrong type, trailing data, an oversized body — is a 400 (413 for size)
+// whose message says what and where.
+func DecodeJSON(w http.ResponseWriter, r *http.Request, v any, max int64) error {
+	if max <= 0 {
+		max = DefaultMaxBody
+	}
+	body := http.MaxBytesReader(w, r.Body, max)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		derr := decodeError(err)
+		// Clients such as curl -d send JSON labelled as a form; that is
+		// accepted, but when decoding fails say what was expected.
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+				var he *Error
+				if errors.As(derr, &he) && he.Status == http.StatusBadRequest {
+					he.Message += " (the body must be JSON; Content-Type was " + mt + ")"
+				}
+			}
+		}
+		return derr
+	}
+	if dec.More() {
+		return BadRequest("request body has data after the JSON value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err)
+		}
+		return BadRequest("request body has data after the JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return BadRequest("request body is empty; a JSON object is required")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return BadRequest("request body is truncated JSON")
+	case errors.As(err, &syn):
+		return BadRequest("malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return BadRequest("request body must be a JSON %s, not %s", typeName(typ), typ.Value)
+		}
+		return BadRequest("field %q must be %s, not %s", field, typeName(typ), typ.Value)
+	case errors.As(err, &mbe):
+		return Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds %d bytes", mbe.Limit)
+	default:
+		return BadRequest("invalid JSON body: %s", err.Error())
+	}
+}
+
+func typeName(t *json.UnmarshalTypeError) string {
+	switch t.Type.Kind().String() {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "struct", "map":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
+		return "a number"
+	case "ptr":
+		return fmt.Sprintf("a %s", t.Type.Elem().Kind())
+	}
+	return t.Type.String()
+}
