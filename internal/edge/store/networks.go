@@ -229,8 +229,16 @@ func (s *Store) SetExitEnabled(ctx context.Context, networkID, deviceID string, 
 func (s *Store) SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		if exitDeviceID != "" {
+			// FOR SHARE holds the exit's membership until commit, so a
+			// concurrent Leave or DeleteDevice either waits and then clears
+			// this selection, or wins and makes this check fail. SQLite
+			// write transactions are exclusive already.
+			q := `SELECT 1 FROM edge_memberships WHERE network_id = ? AND device_id = ?`
+			if tx.Dialect() == sqldb.Postgres {
+				q += ` FOR SHARE`
+			}
 			var one int
-			err := tx.QueryRow(ctx, `SELECT 1 FROM edge_memberships WHERE network_id = ? AND device_id = ?`, networkID, exitDeviceID).Scan(&one)
+			err := tx.QueryRow(ctx, q, networkID, exitDeviceID).Scan(&one)
 			if err != nil {
 				return notFound(err, "exit node membership")
 			}
@@ -248,7 +256,8 @@ func (s *Store) ExitRoutes(ctx context.Context, deviceID string) ([]edge.ExitRou
 		FROM edge_memberships m
 		JOIN edge_memberships e ON e.network_id = m.network_id AND e.device_id = m.exit_node_id
 		JOIN edge_networks n ON n.id = m.network_id
-		WHERE m.device_id = ?`, deviceID)
+		WHERE m.device_id = ?
+		ORDER BY m.network_id`, deviceID)
 	if err != nil {
 		return nil, err
 	}

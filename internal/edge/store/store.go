@@ -346,10 +346,13 @@ func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
 // addresses) and every exit-node selection that pointed at it.
 func (s *Store) DeleteDevice(ctx context.Context, id string) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE edge_memberships SET exit_node_id = NULL WHERE exit_node_id = ?`, id); err != nil {
+		// Memberships first: deleting them waits for a concurrent
+		// SelectExitNode holding them FOR SHARE, and the clearing below then
+		// sees (and undoes) the selection it made.
+		if _, err := tx.Exec(ctx, `DELETE FROM edge_memberships WHERE device_id = ?`, id); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM edge_memberships WHERE device_id = ?`, id); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE edge_memberships SET exit_node_id = NULL WHERE exit_node_id = ?`, id); err != nil {
 			return err
 		}
 		res, err := tx.Exec(ctx, `DELETE FROM edge_devices WHERE id = ?`, id)

@@ -94,6 +94,7 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"SelectExitNode", testSelectExitNode},
 		{"ExitRoutes", testExitRoutes},
 		{"LeaveClearsSelection", testLeaveClearsSelection},
+		{"SelectExitNodeRacesLeave", testSelectLeaveRace},
 		{"UserServers", testUserServers},
 		{"DeleteUserServerClearsNetworks", testDeleteUserServer},
 		{"Epoch", testEpoch},
@@ -1339,6 +1340,36 @@ func testLeaveClearsSelection(t *testing.T, s *store.Store) {
 	must(t, err)
 	if len(routes) != 1 || routes[0].NetworkID != "n2" {
 		t.Fatalf("ExitRoutes(a) = %+v, want only n2", routes)
+	}
+}
+
+// A selection made while its exit node leaves (or is deleted) concurrently
+// must not survive pointing at a non-member.
+func testSelectLeaveRace(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	n := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")
+	addDevice(t, s, "u1", "a")
+	join(t, s, n, "a")
+	for i := range 60 {
+		b := fmt.Sprintf("b%02d", i)
+		addDevice(t, s, "u1", b)
+		join(t, s, n, b)
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Go(func() { <-start; _ = s.SelectExitNode(ctx, n.ID, "a", b) })
+		if i%2 == 0 {
+			wg.Go(func() { <-start; _ = s.Leave(ctx, n.ID, b) })
+		} else {
+			wg.Go(func() { <-start; _ = s.DeleteDevice(ctx, b) })
+		}
+		close(start)
+		wg.Wait()
+		if m := membership(t, s, n.ID, "a"); m.ExitNodeID != "" {
+			if _, err := s.Membership(ctx, n.ID, m.ExitNodeID); err != nil {
+				t.Fatalf("round %d: a selects %q, which is no member: %v", i, m.ExitNodeID, err)
+			}
+			must(t, s.SelectExitNode(ctx, n.ID, "a", ""))
+		}
 	}
 }
 

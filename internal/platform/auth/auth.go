@@ -60,6 +60,12 @@ func CheckPassword(hash, password string) error {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &mem, &t, &p); err != nil {
 		return errors.New("auth: malformed argon2 parameters")
 	}
+	// Bounds keep a corrupt or hostile hash from panicking argon2 or
+	// exhausting memory: at least one pass and lane, 8 KiB per lane, at
+	// most 1 GiB and 16 passes.
+	if t < 1 || t > 16 || p < 1 || mem < 8*uint32(p) || mem > 1<<20 {
+		return errors.New("auth: argon2 parameters out of range")
+	}
 	b64 := base64.RawStdEncoding
 	salt, err := b64.DecodeString(parts[4])
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -29,6 +30,9 @@ func (s Secret) Reveal() string { return string(s) }
 
 // String returns the redacted form.
 func (s Secret) String() string { return redact(string(s)) }
+
+// GoString keeps %#v from printing the secret.
+func (s Secret) GoString() string { return fmt.Sprintf("config.Secret(%q)", redact(string(s))) }
 
 // MarshalYAML prints the redacted form.
 func (s Secret) MarshalYAML() (any, error) { return redact(string(s)), nil }
@@ -156,7 +160,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 		}
 		dec := yaml.NewDecoder(strings.NewReader(string(b)))
 		dec.KnownFields(true)
-		if err := dec.Decode(&cfg); err != nil {
+		if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) { // an empty file sets nothing
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
@@ -312,7 +316,8 @@ func (p planFlag) Set(v string) error {
 		}
 		name, lim, ok := strings.Cut(part, "=")
 		d, n, ok2 := strings.Cut(lim, "/")
-		if !ok || !ok2 {
+		name = strings.TrimSpace(name)
+		if !ok || !ok2 || name == "" {
 			return fmt.Errorf("plan limit %q is not PLAN=DEVICES/NETWORKS", part)
 		}
 		dv, err1 := strconv.Atoi(d)

@@ -1,14 +1,13 @@
 package config
 
 import (
+	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"crypto/rand"
 )
 
 // LoadMasterKey returns the 32-byte master key: the configured one (base64),
@@ -33,19 +32,36 @@ func (c *Config) LoadMasterKey() ([]byte, error) {
 	if _, err := rand.Read(key); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		// Another process created it first: use theirs.
-		return c.LoadMasterKey()
-	}
+	// Write a complete temporary file, then link it into place: a replica
+	// starting at the same moment sees either no key or the whole key, and
+	// if it lost the race it reads the winner's.
+	tmp, err := os.CreateTemp(c.DataDir, ".master.key-*")
 	if err != nil {
 		return nil, fmt.Errorf("config: create master key: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n"); err != nil {
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if _, err := tmp.WriteString(base64.StdEncoding.EncodeToString(key) + "\n"); err != nil {
+		tmp.Close()
 		return nil, fmt.Errorf("config: write master key: %w", err)
 	}
-	return key, f.Sync()
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return nil, err
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, err
+	}
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return c.LoadMasterKey()
+		}
+		return nil, fmt.Errorf("config: install master key: %w", err)
+	}
+	return key, nil
 }
 
 func decodeKey(v, from string) ([]byte, error) {

@@ -67,7 +67,7 @@ func decodeError(err error) error {
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
-			return BadRequest("request body must be a JSON %s, not %s", typeName(typ), typ.Value)
+			return BadRequest("request body must be %s, not %s", typeName(typ), typ.Value)
 		}
 		return BadRequest("field %q must be %s, not %s", field, typeName(typ), typ.Value)
 	case errors.As(err, &mbe):

@@ -43,17 +43,19 @@ func Migrate(ctx context.Context, db *DB, product string, fsys fs.FS) error {
 	}
 	sort.Slice(migs, func(i, j int) bool { return migs[i].version < migs[j].version })
 
-	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		product TEXT NOT NULL,
-		version TEXT NOT NULL,
-		name TEXT NOT NULL,
-		applied_at BIGINT NOT NULL,
-		PRIMARY KEY (product, version))`); err != nil {
-		return fmt.Errorf("sqldb: create schema_migrations: %w", err)
-	}
 	return db.InTx(ctx, func(tx *Tx) error {
-		if err := tx.LockKey(ctx, "omni.migrate."+product); err != nil {
+		// One lock for every product: they share the bookkeeping table,
+		// which must not be created twice by replicas starting together.
+		if err := tx.LockKey(ctx, "omni.migrate"); err != nil {
 			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			product TEXT NOT NULL,
+			version TEXT NOT NULL,
+			name TEXT NOT NULL,
+			applied_at BIGINT NOT NULL,
+			PRIMARY KEY (product, version))`); err != nil {
+			return fmt.Errorf("sqldb: create schema_migrations: %w", err)
 		}
 		applied := map[string]bool{}
 		rows, err := tx.Query(ctx, `SELECT version FROM schema_migrations WHERE product = ?`, product)

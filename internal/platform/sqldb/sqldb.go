@@ -103,7 +103,9 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
+	// The path goes into a URI: escape what would end or alter it.
+	escaped := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
+	dsn := "file:" + escaped + "?" + q.Encode()
 	write, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open sqlite: %w", err)
@@ -216,6 +218,14 @@ func (db *DB) InTx(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("sqldb: begin: %w", err)
 	}
+	defer func() {
+		// A panicking fn must not keep the (single, on SQLite) write
+		// connection inside an open transaction.
+		if p := recover(); p != nil {
+			_ = tx.Rollback()
+			panic(p)
+		}
+	}()
 	if err := fn(&Tx{db: db, tx: tx}); err != nil {
 		_ = tx.Rollback()
 		return err

@@ -18,15 +18,6 @@ import (
 
 var ctx = context.Background()
 
-// knownBug skips a test that demonstrates a reported bug in non-test code,
-// unless OMNI_TEST_KNOWN_BUGS=1.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("OMNI_TEST_KNOWN_BUGS") != "1" {
-		t.Skip("known bug (set OMNI_TEST_KNOWN_BUGS=1 to run): " + what)
-	}
-}
-
 func openT(t *testing.T, dsn string) *DB {
 	t.Helper()
 	db, err := Open(ctx, dsn)
@@ -260,7 +251,6 @@ func TestOpenSQLitePragmas(t *testing.T) {
 // A data directory whose path holds URI metacharacters must still open the
 // named file, with the pragmas applied.
 func TestOpenSQLiteSpecialPath(t *testing.T) {
-	knownBug(t, "sqldb.openSQLite builds a file: URI without escaping '#', '?' or '%' in the path")
 	for _, name := range []string{"a#b", "c?d", "e%20f"} {
 		p := filepath.Join(t.TempDir(), name, "omni.db")
 		db := openT(t, p)
@@ -625,8 +615,12 @@ func TestMigrateFailureRollsBack(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "2_bad") {
 			t.Fatalf("Migrate with a broken file: %v", err)
 		}
-		if got := recorded(t, db, "p"); len(got) != 0 {
-			t.Fatalf("recorded %v after a failed run", got)
+		// The whole run is one transaction: not even the bookkeeping table
+		// of a first run survives its failure.
+		if tableExists(t, db, "schema_migrations") {
+			if got := recorded(t, db, "p"); len(got) != 0 {
+				t.Fatalf("recorded %v after a failed run", got)
+			}
 		}
 		if tableExists(t, db, "ok2") {
 			t.Fatal("the failed migration's first statement was kept")
@@ -709,7 +703,30 @@ func TestMigrateConcurrent(t *testing.T) {
 	}
 	t.Run("sqlite", func(t *testing.T) { run(t, filepath.Join(t.TempDir(), "m.db")) })
 	t.Run("postgres", func(t *testing.T) {
-		knownBug(t, "sqldb.Migrate runs CREATE TABLE IF NOT EXISTS schema_migrations before taking the advisory lock; concurrent first runs fail with 23505 on pg_type_typname_nsp_index")
 		run(t, testenv.Postgres(t))
+	})
+}
+
+// A panic inside fn must not leave the transaction open: on SQLite the
+// single write connection would stay taken and every later write would
+// block (HTTP middleware recovers handler panics, so the process lives on).
+func TestInTxPanicReleases(t *testing.T) {
+	dialects(t, func(t *testing.T, db *DB) {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("panic was swallowed")
+				}
+			}()
+			_ = db.InTx(ctx, func(*Tx) error { panic("boom") })
+		}()
+		c, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		if err := db.InTx(c, func(tx *Tx) error {
+			_, err := tx.Exec(c, `CREATE TABLE after_panic (id INTEGER)`)
+			return err
+		}); err != nil {
+			t.Fatalf("write after a recovered panic: %v", err)
+		}
 	})
 }

@@ -1,0 +1,176 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+func decodeBody(t *testing.T, w *httptest.ResponseRecorder) ErrorDetail {
+	t.Helper()
+	if ct := w.Header().Get("Content-Type"); ct != "application/json" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	var b ErrorBody
+	if err := json.Unmarshal(w.Body.Bytes(), &b); err != nil {
+		t.Fatalf("error body %q: %v", w.Body, err)
+	}
+	return b.Error
+}
+
+func TestErrorsAndRequestIDs(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	reg := prometheus.NewRegistry()
+	mux := http.NewServeMux()
+	mux.Handle("GET /bad", HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return BadRequest("field %q is wrong", "name")
+	}))
+	mux.Handle("GET /limited", HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		e := Errorf(http.StatusTooManyRequests, "rate_limited", "slow down")
+		e.RetryAfter = 1500 * time.Millisecond
+		return e
+	}))
+	mux.Handle("GET /boom", HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		return errors.New("db password=hunter2 exploded")
+	}))
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic("kaboom") })
+	h := Wrap(mux, log, NewMetrics(reg, "test"))
+
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/bad", nil))
+	d := decodeBody(t, w)
+	if w.Code != 400 || d.Code != "invalid_request" || d.Message != `field "name" is wrong` || d.Status != 400 || d.RequestID == "" || d.RequestID != w.Header().Get("X-Request-Id") {
+		t.Fatalf("bad request: %d %+v", w.Code, d)
+	}
+
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/limited", nil))
+	if w.Code != 429 || w.Header().Get("Retry-After") != "2" {
+		t.Fatalf("limited: %d Retry-After %q (want rounded up to 2)", w.Code, w.Header().Get("Retry-After"))
+	}
+
+	// A plain error is a 500 whose cause is logged but never sent.
+	w = httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/boom", nil)
+	r.Header.Set("X-Request-Id", "client-id-1")
+	h.ServeHTTP(w, r)
+	d = decodeBody(t, w)
+	if w.Code != 500 || d.Code != "internal" || strings.Contains(w.Body.String(), "hunter2") || d.RequestID != "client-id-1" {
+		t.Fatalf("internal error leaked or lost the client's request id: %d %s", w.Code, w.Body)
+	}
+	if !strings.Contains(logs.String(), "exploded") || !strings.Contains(logs.String(), "client-id-1") {
+		t.Fatalf("cause not logged with the request id: %s", logs.String())
+	}
+
+	// A panic becomes a JSON 500, not a dropped connection.
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/panic", nil))
+	if d = decodeBody(t, w); w.Code != 500 || d.Code != "internal" {
+		t.Fatalf("panic: %d %s", w.Code, w.Body)
+	}
+	if !strings.Contains(logs.String(), "kaboom") {
+		t.Fatalf("panic not logged")
+	}
+
+	// Over-long client ids are replaced.
+	w = httptest.NewRecorder()
+	r = httptest.NewRequest("GET", "/bad", nil)
+	r.Header.Set("X-Request-Id", strings.Repeat("x", 500))
+	h.ServeHTTP(w, r)
+	if id := w.Header().Get("X-Request-Id"); len(id) > 128 || id == "" {
+		t.Fatalf("request id %q", id)
+	}
+
+	if got := countCode(t, reg, "500"); got != 2 {
+		t.Fatalf("500s counted: %v", got)
+	}
+}
+
+// countCode sums omni_http_requests_total over the series with code.
+func countCode(t *testing.T, reg *prometheus.Registry, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != "omni_http_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "code" && l.GetValue() == code {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+func TestDecodeJSON(t *testing.T) {
+	type body struct {
+		Name  string `json:"name"`
+		Count int    `json:"count"`
+	}
+	cases := []struct {
+		in, ct string
+		status int
+		msg    string
+	}{
+		{`{"name":"a","count":1,"extra":true}`, "application/json", 200, ""},
+		{`{"name":"a"}`, "application/x-www-form-urlencoded", 200, ""},
+		{``, "application/json", 400, "empty"},
+		{`{"name":`, "application/json", 400, "truncated"},
+		{`{"name":"a"`, "text/plain", 400, "must be JSON"},
+		{`{"name":5}`, "application/json", 400, `field "name" must be a string`},
+		{`{"count":"x"}`, "application/json", 400, `field "count" must be a number`},
+		{`[]`, "application/json", 400, "must be an object, not array"},
+		{`{"name":"a"} {"name":"b"}`, "application/json", 400, "after the JSON value"},
+		{`{"name":"` + strings.Repeat("a", 2000) + `"}`, "application/json", 413, "exceeds"},
+		{`{nope}`, "application/json", 400, "malformed JSON"},
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(c.in))
+		r.Header.Set("Content-Type", c.ct)
+		w := httptest.NewRecorder()
+		var v body
+		err := DecodeJSON(w, r, &v, 1024)
+		if c.status == 200 {
+			if err != nil {
+				t.Errorf("%q: %v", c.in, err)
+			}
+			continue
+		}
+		var he *Error
+		if !errors.As(err, &he) || he.Status != c.status || !strings.Contains(he.Message, c.msg) {
+			t.Errorf("%q: got %v, want %d containing %q", c.in, err, c.status, c.msg)
+		}
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	r := httptest.NewRequest("GET", "/", nil)
+	r.RemoteAddr = "10.0.0.9:1234"
+	r.Header.Set("X-Forwarded-For", " 203.0.113.7 , 10.0.0.1")
+	if got := ClientIP(r, false); got != "10.0.0.9" {
+		t.Errorf("untrusted: %q", got)
+	}
+	if got := ClientIP(r, true); got != "203.0.113.7" {
+		t.Errorf("trusted: %q", got)
+	}
+	r.Header.Set("X-Forwarded-For", "garbage")
+	if got := ClientIP(r, true); got != "10.0.0.9" {
+		t.Errorf("garbage XFF must fall back to the peer: %q", got)
+	}
+}
