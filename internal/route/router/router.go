@@ -1,0 +1,257 @@
+// Package router owns how the gateway chooses where a request goes: it
+// resolves a client's model name (a "provider/model" id, an alias, a combo
+// or a combo mapping by glob pattern) into an ordered list of targets,
+// picks a healthy connection (credential) of each target's provider
+// round-robin, and falls back to the next connection and the next target
+// on connection errors, 408, 429 and 5xx — only before the first byte has
+// reached the client. It speaks only the canonical model (route/llm).
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+// Adapter is what the router needs from a provider connection.
+type Adapter interface {
+	Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error)
+	Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error)
+}
+
+// Connection is one credential of a provider.
+type Connection struct {
+	ID      string
+	Adapter Adapter
+}
+
+// Target is one place a request can go: a provider and its model name.
+type Target struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model"`
+	Weight   int    `json:"weight,omitempty"` // for the weighted strategy
+}
+
+// String is "provider/model".
+func (t Target) String() string { return t.Provider + "/" + t.Model }
+
+// Attempt records one try.
+type Attempt struct {
+	Provider   string        `json:"provider"`
+	Model      string        `json:"model"`
+	Connection string        `json:"connection"`
+	Status     int           `json:"status"`
+	Error      string        `json:"error,omitempty"`
+	Elapsed    time.Duration `json:"elapsed"`
+}
+
+// Catalog answers where a model name leads. The management API keeps it
+// current; the router only reads it.
+type Catalog interface {
+	// Resolve returns the targets for a client model name and the
+	// strategy that orders them ("" for a single target).
+	Resolve(model string) (targets []Target, strategy string, err error)
+	// Connections returns the usable connections of a provider.
+	Connections(provider string) []Connection
+}
+
+// ErrUnknownModel is returned (wrapped in *llm.Error 404) for names that
+// lead nowhere.
+var ErrUnknownModel = errors.New("unknown model")
+
+// Router executes requests with fallback.
+type Router struct {
+	catalog Catalog
+	clock   clock.Clock
+	stats   *Stats
+	rr      sync.Map // provider -> *atomic.Uint64 (connection round-robin)
+	combos  sync.Map // combo key -> *atomic.Uint64 (round-robin strategy)
+	pricer  atomic.Pointer[Pricer]
+}
+
+// New returns a router over catalog.
+func New(catalog Catalog, clk clock.Clock) *Router {
+	return &Router{catalog: catalog, clock: clk, stats: NewStats()}
+}
+
+// Stats returns the per-target statistics the strategies use.
+func (r *Router) Stats() *Stats { return r.stats }
+
+// Result is a successful execution.
+type Result struct {
+	Response *llm.Response // for Chat
+	Stream   llm.Stream    // for Stream: the first event is already buffered
+	Target   Target
+	Attempts []Attempt
+}
+
+// ExhaustedError is returned when every target failed; it wraps the last
+// upstream error.
+type ExhaustedError struct {
+	Last     *llm.Error
+	Attempts []Attempt
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("all %d attempts failed; last: %v", len(e.Attempts), e.Last)
+}
+
+func (e *ExhaustedError) Unwrap() error { return e.Last }
+
+// Chat sends a non-streaming request.
+func (r *Router) Chat(ctx context.Context, req *llm.Request) (*Result, error) {
+	return r.execute(ctx, req, false)
+}
+
+// Stream sends a streaming request. Fallback happens until the upstream
+// yields its first event; after that an error is the client's to see.
+func (r *Router) Stream(ctx context.Context, req *llm.Request) (*Result, error) {
+	return r.execute(ctx, req, true)
+}
+
+func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*Result, error) {
+	targets, strategy, err := r.catalog.Resolve(req.Model)
+	if err != nil {
+		return nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
+	}
+	targets = r.order(req.Model, targets, strategy)
+	var attempts []Attempt
+	var last *llm.Error
+	for _, t := range targets {
+		conns := r.connections(t.Provider)
+		if len(conns) == 0 {
+			attempts = append(attempts, Attempt{Provider: t.Provider, Model: t.Model, Error: "no connection configured"})
+			last = &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded, Provider: t.Provider, Message: "provider has no usable connection"}
+			continue
+		}
+		for _, c := range conns {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			start := r.clock.Now()
+			res, err := r.try(ctx, c, req, t, stream)
+			elapsed := r.clock.Now().Sub(start)
+			a := Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Elapsed: elapsed}
+			if err == nil {
+				a.Status = http.StatusOK
+				attempts = append(attempts, a)
+				r.stats.Record(t.String(), elapsed, true)
+				res.Target, res.Attempts = t, attempts
+				return res, nil
+			}
+			le := asLLMError(err, t.Provider)
+			a.Status, a.Error = le.Status, le.Message
+			attempts = append(attempts, a)
+			r.stats.Record(t.String(), elapsed, false)
+			last = le
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if !le.Retryable() {
+				// A client error (bad request, auth of this credential…)
+				// is not fixed by another target of the same request,
+				// except an auth or permission failure, which is
+				// specific to the credential.
+				if le.Status == http.StatusUnauthorized || le.Status == http.StatusForbidden {
+					continue
+				}
+				return nil, &ExhaustedError{Last: le, Attempts: attempts}
+			}
+		}
+	}
+	if last == nil {
+		last = &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded, Message: "no target available"}
+	}
+	return nil, &ExhaustedError{Last: last, Attempts: attempts}
+}
+
+func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
+	if !stream {
+		resp, err := c.Adapter.Chat(ctx, req, t.Model)
+		if err != nil {
+			return nil, err
+		}
+		return &Result{Response: resp}, nil
+	}
+	s, err := c.Adapter.Stream(ctx, req, t.Model)
+	if err != nil {
+		return nil, err
+	}
+	first, err := s.Next()
+	if err != nil {
+		s.Close()
+		if errors.Is(err, io.EOF) {
+			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended before any event"}
+		}
+		return nil, err
+	}
+	if first.Type == llm.EventError && first.Err != nil {
+		s.Close()
+		return nil, first.Err
+	}
+	return &Result{Stream: &peeked{first: &first, Stream: s}}, nil
+}
+
+// peeked replays the buffered first event before reading on.
+type peeked struct {
+	first *llm.Event
+	llm.Stream
+}
+
+func (p *peeked) Next() (llm.Event, error) {
+	if p.first != nil {
+		ev := *p.first
+		p.first = nil
+		return ev, nil
+	}
+	return p.Stream.Next()
+}
+
+func asLLMError(err error, provider string) *llm.Error {
+	var le *llm.Error
+	if errors.As(err, &le) {
+		if le.Provider == "" {
+			c := *le
+			c.Provider = provider
+			return &c
+		}
+		return le
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: provider, Message: "upstream timed out"}
+	}
+	return &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: err.Error()}
+}
+
+// connections rotates the provider's connections so load spreads
+// round-robin while the rest remain as fallbacks.
+func (r *Router) connections(provider string) []Connection {
+	conns := r.catalog.Connections(provider)
+	if len(conns) <= 1 {
+		return conns
+	}
+	v, _ := r.rr.LoadOrStore(provider, new(atomic.Uint64))
+	n := int(v.(*atomic.Uint64).Add(1)-1) % len(conns)
+	out := make([]Connection, 0, len(conns))
+	out = append(out, conns[n:]...)
+	return append(out, conns[:n]...)
+}
+
+// SplitModel splits "provider/model" at the first slash; model names may
+// contain more slashes ("nebius/Qwen/Qwen3-Embedding-8B").
+func SplitModel(id string) (provider, model string, ok bool) {
+	provider, model, ok = strings.Cut(id, "/")
+	if !ok || provider == "" || model == "" {
+		return "", "", false
+	}
+	return provider, model, true
+}
