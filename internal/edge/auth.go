@@ -231,7 +231,11 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 
 // Logout revokes the family of a refresh token.
 func (s *Service) Logout(ctx context.Context, raw string) error {
-	rt, err := s.store.UseRefreshToken(ctx, auth.TokenHash(strings.TrimSpace(raw)), s.now())
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return errorf(KindInvalid, "refresh_token is required")
+	}
+	rt, err := s.store.UseRefreshToken(ctx, auth.TokenHash(raw), s.now())
 	if err != nil && !errors.Is(err, ErrConflict) {
 		return errorf(KindUnauthorized, "invalid or expired refresh token")
 	}

@@ -103,9 +103,25 @@ func (s *Server) routes() {
 	authed("PATCH /api/v2/user-servers/{id}", s.updateServer)
 	authed("DELETE /api/v2/user-servers/{id}", s.deleteServer)
 
-	s.mux.Handle("/api/", httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		return httpx.NotFound("no route for %s %s", r.Method, r.URL.Path)
-	}))
+	s.mux.Handle("/api/", s.ipLimited(httpx.HandlerFunc(s.noRoute)))
+}
+
+// noRoute answers paths under /api/ that no route matched: 405 with Allow
+// when the path exists for other methods, else 404.
+func (s *Server) noRoute(w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/api/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) > 0 {
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		return httpx.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s; use %s", r.Method, r.URL.Path, strings.Join(allow, ", "))
+	}
+	return httpx.NotFound("no route for %s %s", r.Method, r.URL.Path)
 }
 
 // ---- middleware ----
