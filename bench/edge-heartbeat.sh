@@ -39,6 +39,7 @@ wait_http "http://127.0.0.1:$port/healthz"
 run_wrk "http://127.0.0.1:$port" "warmup" >/dev/null
 omni_line=$(run_wrk "http://127.0.0.1:$port" "omni")
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$omni_pid/status)
+heap_mb=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%d", $2/1048576}')
 
 bport=$(free_port)
 "$work/barehb" --listen "127.0.0.1:$bport" 2>/dev/null &
@@ -47,7 +48,7 @@ wait_http "http://127.0.0.1:$bport/"
 run_wrk "http://127.0.0.1:$bport" "warmup" >/dev/null
 bare_line=$(run_wrk "http://127.0.0.1:$bport" "bare")
 
-echo "$omni_line peak_rss_mb=$((rss_kb / 1024))"
+echo "$omni_line peak_rss_mb=$((rss_kb / 1024)) heap_inuse_mb=$heap_mb"
 echo "$bare_line"
 omni_rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$omni_line")
 bare_rps=$(sed -E 's/.*rps=([0-9]+).*/\1/' <<<"$bare_line")

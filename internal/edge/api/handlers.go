@@ -246,9 +246,15 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p edge.Pri
 
 // heartbeat is the hot path: it encodes its small response by hand.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
-	var req wire.HeartbeatRequest
-	if err := decode(w, r, &req); err != nil {
+	body, err := httpx.ReadBody(w, r, 64<<10)
+	if err != nil {
 		return err
+	}
+	req, fast := parseHeartbeat(body)
+	if !fast {
+		if err := httpx.DecodeJSONBytes(body, &req, r.Header.Get("Content-Type")); err != nil {
+			return err
+		}
 	}
 	hw := req.HardwareID
 	if hw == "" {

@@ -51,7 +51,15 @@ const (
 
 type verifyShard struct {
 	mu sync.RWMutex
-	m  map[string]Claims
+	m  map[string]verified // keyed by the token's signature
+}
+
+// verified is a remembered token: its claims and a secret-seeded hash of
+// the whole token, so a different header or payload presented with a
+// known signature never borrows these claims.
+type verified struct {
+	sum    uint64
+	claims Claims
 }
 
 // NewSigner returns a signer using key (at least 32 bytes).
@@ -61,7 +69,7 @@ func NewSigner(key []byte, issuer, audience string) (*Signer, error) {
 	}
 	s := &Signer{key: append([]byte(nil), key...), issuer: issuer, audience: audience, seed: maphash.MakeSeed()}
 	for i := range s.cache {
-		s.cache[i].m = make(map[string]Claims)
+		s.cache[i].m = make(map[string]verified)
 	}
 	return s, nil
 }
@@ -91,15 +99,20 @@ func (s *Signer) Sign(c Claims) (string, error) {
 
 // Verify checks the signature, header, audience and expiry of token at now.
 func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
-	sh := &s.cache[maphash.String(s.seed, token)%verifyShards]
+	sig := token
+	if j := strings.LastIndexByte(token, '.'); j >= 0 {
+		sig = token[j+1:]
+	}
+	sum := maphash.String(s.seed, token)
+	sh := &s.cache[sum%verifyShards]
 	sh.mu.RLock()
-	c, ok := sh.m[token]
+	v, ok := sh.m[sig]
 	sh.mu.RUnlock()
-	if ok {
-		if now.Unix() >= c.ExpiresAt {
+	if ok && v.sum == sum {
+		if now.Unix() >= v.claims.ExpiresAt {
 			return Claims{}, ErrTokenExpired
 		}
-		return c, nil
+		return v.claims, nil
 	}
 	c, err := s.verify(token, now)
 	if err == nil {
@@ -107,7 +120,15 @@ func (s *Signer) Verify(token string, now time.Time) (Claims, error) {
 		if len(sh.m) >= verifyPerShard {
 			clear(sh.m) // cheap bounded eviction; hot tokens come back at once
 		}
-		sh.m[token] = c
+		// Issuer and audience are this signer's own: share its strings
+		// instead of keeping a decoded copy per token.
+		if c.Issuer == s.issuer {
+			c.Issuer = s.issuer
+		}
+		if c.Audience == s.audience {
+			c.Audience = s.audience
+		}
+		sh.m[strings.Clone(sig)] = verified{sum: sum, claims: c}
 		sh.mu.Unlock()
 	}
 	return c, err

@@ -341,6 +341,23 @@ func TestVerifyRemembered(t *testing.T) {
 	}
 }
 
+// A remembered signature does not vouch for another payload: a token
+// whose header and payload were swapped under a cached signature fails.
+func TestVerifyRememberedSignatureNotReusable(t *testing.T) {
+	s := newSigner(t, jwtKey, "edge")
+	good, _ := s.Sign(NewClaims("alice", "", now, time.Hour))
+	if _, err := s.Verify(good, now); err != nil {
+		t.Fatal(err)
+	}
+	other, _ := s.Sign(NewClaims("mallory", "", now, time.Hour))
+	forged := other[:strings.LastIndexByte(other, '.')] + good[strings.LastIndexByte(good, '.'):]
+	for range 3 {
+		if c, err := s.Verify(forged, now); !errors.Is(err, ErrTokenSignature) {
+			t.Fatalf("payload of mallory under alice's cached signature: %+v %v", c, err)
+		}
+	}
+}
+
 // The memory of verified tokens is bounded per shard.
 func TestVerifyRememberedBounded(t *testing.T) {
 	s := newSigner(t, jwtKey, "edge")
@@ -348,7 +365,7 @@ func TestVerifyRememberedBounded(t *testing.T) {
 	sh := &s.cache[maphash.String(s.seed, tok)%verifyShards]
 	sh.mu.Lock()
 	for i := range verifyPerShard {
-		sh.m["filler"+itoa(int64(i))] = Claims{Subject: "x"}
+		sh.m["filler"+itoa(int64(i))] = verified{claims: Claims{Subject: "x"}}
 	}
 	sh.mu.Unlock()
 	if _, err := s.Verify(tok, now); err != nil {
@@ -356,7 +373,7 @@ func TestVerifyRememberedBounded(t *testing.T) {
 	}
 	sh.mu.RLock()
 	n := len(sh.m)
-	_, kept := sh.m[tok]
+	_, kept := sh.m[tok[strings.LastIndexByte(tok, '.')+1:]]
 	sh.mu.RUnlock()
 	if n > verifyPerShard || !kept {
 		t.Fatalf("shard holds %d entries (limit %d), token kept %v", n, verifyPerShard, kept)

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,17 +20,39 @@ const DefaultMaxBody = 1 << 20
 // the wrong type, trailing data, an oversized body — is a 400 (413 for size)
 // whose message says what and where.
 func DecodeJSON(w http.ResponseWriter, r *http.Request, v any, max int64) error {
+	b, err := ReadBody(w, r, max)
+	if err != nil {
+		return err
+	}
+	return DecodeJSONBytes(b, v, r.Header.Get("Content-Type"))
+}
+
+// ReadBody reads the whole request body, at most max bytes (413 beyond).
+func ReadBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if max <= 0 {
 		max = DefaultMaxBody
 	}
-	body := http.MaxBytesReader(w, r.Body, max)
-	dec := json.NewDecoder(body)
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, Errorf(http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds %d bytes", mbe.Limit)
+		}
+		return nil, BadRequest("reading the request body failed: %v", err)
+	}
+	return b, nil
+}
+
+// DecodeJSONBytes decodes a body read with ReadBody, with DecodeJSON's
+// errors. contentType only improves the message of a failure.
+func DecodeJSONBytes(b []byte, v any, contentType string) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(v); err != nil {
 		derr := decodeError(err)
 		// Clients such as curl -d send JSON labelled as a form; that is
 		// accepted, but when decoding fails say what was expected.
-		if ct := r.Header.Get("Content-Type"); ct != "" {
-			if mt, _, _ := mime.ParseMediaType(ct); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+		if contentType != "" {
+			if mt, _, _ := mime.ParseMediaType(contentType); mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 				var he *Error
 				if errors.As(derr, &he) && he.Status == http.StatusBadRequest {
 					he.Message += " (the body must be JSON; Content-Type was " + mt + ")"
@@ -38,14 +61,7 @@ func DecodeJSON(w http.ResponseWriter, r *http.Request, v any, max int64) error 
 		}
 		return derr
 	}
-	if dec.More() {
-		return BadRequest("request body has data after the JSON value")
-	}
 	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return decodeError(err)
-		}
 		return BadRequest("request body has data after the JSON value")
 	}
 	return nil

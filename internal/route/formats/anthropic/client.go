@@ -1,0 +1,250 @@
+package anthropic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+// DefaultBaseURL and DefaultVersion are used when Client leaves them empty.
+const (
+	DefaultBaseURL = "https://api.anthropic.com"
+	DefaultVersion = "2023-06-01"
+)
+
+// Response body limits.
+const (
+	maxResponseBody = 64 << 20
+	maxErrorBody    = 1 << 20
+)
+
+// Client is the outbound adapter for one Anthropic-compatible upstream
+// connection (one credential). It satisfies the router's Adapter.
+type Client struct {
+	// BaseURL is the upstream root, e.g. https://api.anthropic.com; a
+	// trailing /v1 is tolerated. Empty means DefaultBaseURL.
+	BaseURL string
+	// APIKey is sent as x-api-key. It is the provider's key: the client's
+	// own credentials never reach this adapter.
+	APIKey string
+	// Version is sent as anthropic-version; empty means DefaultVersion.
+	Version string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	// Headers are added to every request (anthropic-beta, proxies'
+	// headers); they may override anthropic-version but not x-api-key.
+	Headers map[string]string
+	// Options tune request encoding; WithNative on the context sets
+	// Native per request.
+	Options EncodeOptions
+	// Provider names the upstream in errors; empty means "anthropic".
+	Provider string
+}
+
+func (c *Client) provider() string {
+	if c.Provider != "" {
+		return c.Provider
+	}
+	return "anthropic"
+}
+
+func (c *Client) url(path string) string {
+	base := strings.TrimRight(c.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	base = strings.TrimSuffix(base, "/v1")
+	return base + path
+}
+
+func (c *Client) options(ctx context.Context) EncodeOptions {
+	o := c.Options
+	if IsNative(ctx) {
+		o.Native = true
+	}
+	return o
+}
+
+// do sends one request; a non-2xx answer is decoded into *llm.Error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, stream bool) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: " + err.Error()}
+	}
+	version := c.Version
+	if version == "" {
+		version = DefaultVersion
+	}
+	req.Header.Set("anthropic-version", version)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	for k, v := range c.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Del("x-api-key")
+	if c.APIKey != "" {
+		req.Header.Set("x-api-key", c.APIKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("anthropic: %w", ctx.Err())
+		}
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: " + err.Error()}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		e := DecodeError(resp.StatusCode, resp.Header, b)
+		e.Provider = c.provider()
+		return nil, e
+	}
+	return resp, nil
+}
+
+func (c *Client) readBody(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: reading response: " + err.Error()}
+	}
+	return b, nil
+}
+
+func (c *Client) decodeResponse(b []byte) (*llm.Response, error) {
+	r, err := DecodeResponse(b)
+	if err != nil {
+		if le, ok := err.(*llm.Error); ok {
+			le.Provider = c.provider()
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+// Chat sends req non-streamed to POST /v1/messages as model.
+func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	r := *req
+	r.Stream = false
+	body, err := EncodeRequest(&r, model, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/messages", body, false)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.readBody(resp)
+	if err != nil {
+		return nil, err
+	}
+	return c.decodeResponse(b)
+}
+
+// Stream sends req streamed to POST /v1/messages as model. Errors before
+// the stream starts are returned; later ones (an error event, a cut
+// connection) arrive as an EventError. An upstream that answers a stream
+// request with a JSON message is replayed as a stream.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	r := *req
+	r.Stream = true
+	body, err := EncodeRequest(&r, model, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/messages", body, true)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
+		b, err := c.readBody(resp)
+		if err != nil {
+			return nil, err
+		}
+		full, err := c.decodeResponse(b)
+		if err != nil {
+			return nil, err
+		}
+		return &llm.SliceStream{Events: llm.Events(full)}, nil
+	}
+	return newStreamDecoder(resp.Body, c.provider()), nil
+}
+
+// CountTokens asks POST /v1/messages/count_tokens how many input tokens
+// req has for model.
+func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string) (int, error) {
+	body, err := encodeCountTokens(req, model, c.options(ctx))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/messages/count_tokens", body, false)
+	if err != nil {
+		return 0, err
+	}
+	b, err := c.readBody(resp)
+	if err != nil {
+		return 0, err
+	}
+	var out CountTokensResponse
+	if err := json.Unmarshal(b, &out); err != nil {
+		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
+			Message: "anthropic: malformed count_tokens response: " + err.Error()}
+	}
+	return out.InputTokens, nil
+}
+
+// Models lists the upstream's model ids (GET /v1/models, following
+// pagination).
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	var ids []string
+	after := ""
+	for page := 0; page < 100; page++ {
+		q := url.Values{"limit": {"1000"}}
+		if after != "" {
+			q.Set("after_id", after)
+		}
+		resp, err := c.do(ctx, http.MethodGet, "/v1/models?"+q.Encode(), nil, false)
+		if err != nil {
+			return nil, err
+		}
+		b, err := c.readBody(resp)
+		if err != nil {
+			return nil, err
+		}
+		var list ModelList
+		if err := json.Unmarshal(b, &list); err != nil {
+			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
+				Message: "anthropic: malformed model list: " + err.Error()}
+		}
+		for _, m := range list.Data {
+			ids = append(ids, m.ID)
+		}
+		if !list.HasMore || list.LastID == "" || list.LastID == after {
+			break
+		}
+		after = list.LastID
+	}
+	return ids, nil
+}
