@@ -17,6 +17,8 @@
 //     convention); PromptTokens() gives OpenAI's inclusive count.
 //   - Thinking parts keep their Signature so they can be sent back
 //     unchanged in tool loops.
+//   - A RoleTool message carries exactly one PartToolResult; dialects
+//     that group results (Anthropic's user turn) split and merge them.
 package llm
 
 import (

@@ -138,13 +138,13 @@ func (a *Accumulator) Add(ev Event) error {
 		}
 	case EventUsage:
 		if ev.Usage != nil {
-			a.resp.Usage = mergeUsage(a.resp.Usage, *ev.Usage)
+			a.resp.Usage = MergeUsage(a.resp.Usage, *ev.Usage)
 		}
 	case EventStop:
 		a.stopped = true
 		a.resp.StopReason, a.resp.StopSequence = ev.StopReason, ev.StopSequence
 		if ev.Usage != nil {
-			a.resp.Usage = mergeUsage(a.resp.Usage, *ev.Usage)
+			a.resp.Usage = MergeUsage(a.resp.Usage, *ev.Usage)
 		}
 	case EventError:
 		if ev.Err == nil {
@@ -157,9 +157,9 @@ func (a *Accumulator) Add(ev Event) error {
 	return nil
 }
 
-// mergeUsage overlays the non-zero fields of u on base: upstreams report
+// MergeUsage overlays the non-zero fields of u on base: upstreams report
 // input tokens early and output tokens late.
-func mergeUsage(base, u Usage) Usage {
+func MergeUsage(base, u Usage) Usage {
 	if u.InputTokens != 0 {
 		base.InputTokens = u.InputTokens
 	}

@@ -99,6 +99,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	for k, v := range c.Headers {
 		req.Header.Set(k, v)
 	}
+	if beta := betaFromContext(ctx); beta != "" {
+		req.Header.Set("anthropic-beta", mergeFlags(req.Header.Get("anthropic-beta"), beta))
+	}
 	req.Header.Del("x-api-key")
 	if c.APIKey != "" {
 		req.Header.Set("x-api-key", c.APIKey)
@@ -122,6 +125,21 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 		return nil, e
 	}
 	return resp, nil
+}
+
+// mergeFlags joins comma-separated flag lists, dropping duplicates.
+func mergeFlags(lists ...string) string {
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, f := range strings.Split(l, ",") {
+			if f = strings.TrimSpace(f); f != "" && !seen[f] {
+				seen[f] = true
+				out = append(out, f)
+			}
+		}
+	}
+	return strings.Join(out, ",")
 }
 
 func (c *Client) readBody(resp *http.Response) ([]byte, error) {

@@ -305,27 +305,6 @@ func usageOut(u llm.Usage) Usage {
 		CacheReadInputTokens: u.CacheReadTokens, CacheCreationInputTokens: u.CacheWriteTokens}
 }
 
-// mergeUsage overlays the non-zero fields of u on base (as llm's
-// accumulator does).
-func mergeUsage(base, u llm.Usage) llm.Usage {
-	if u.InputTokens != 0 {
-		base.InputTokens = u.InputTokens
-	}
-	if u.OutputTokens != 0 {
-		base.OutputTokens = u.OutputTokens
-	}
-	if u.CacheReadTokens != 0 {
-		base.CacheReadTokens = u.CacheReadTokens
-	}
-	if u.CacheWriteTokens != 0 {
-		base.CacheWriteTokens = u.CacheWriteTokens
-	}
-	if u.ReasoningTokens != 0 {
-		base.ReasoningTokens = u.ReasoningTokens
-	}
-	base.Estimated = base.Estimated || u.Estimated
-	return base
-}
 
 // errorTypeIn maps an Anthropic error type to a canonical type and the
 // status Anthropic sends it with. Types the canonical model lacks keep

@@ -47,13 +47,17 @@
 //     with thinking), and a forced tool choice (required or a named tool)
 //     turns thinking off, since Anthropic rejects that combination and the
 //     forced call is what the client asked for.
+//   - For other dialects' clients a temperature above 1 (OpenAI allows up
+//     to 2) is sent as 1, Anthropic's maximum.
 //   - ResponseFormat has no native equivalent: json_schema and json_object
 //     are expressed as a final system text block instructing the model to
 //     answer with JSON (conforming to the schema). Nothing is rejected.
 //   - Request.User becomes metadata.user_id. Seed, penalties and other
 //     metadata have no Anthropic equivalent and are not sent.
 //   - Request.Extra is sent only when the client spoke Anthropic
-//     (EncodeOptions.Native, or a context marked with WithNative); extra
+//     (EncodeOptions.Native, or a context marked with WithNative, which
+//     the Anthropic handler sets; WithBeta forwards the client's
+//     anthropic-beta flags the same way); extra
 //     keys never override fields the encoder set, except Extra["thinking"]
 //     described above.
 //   - Audio parts and unknown roles are rejected with an *llm.Error 400.

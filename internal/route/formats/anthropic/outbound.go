@@ -21,8 +21,9 @@ const DefaultMaxTokens = 4096
 // MinThinkingBudget is the smallest budget Anthropic accepts.
 const MinThinkingBudget = 1024
 
-// EffortBudgets maps a reasoning effort to a thinking budget.
-var EffortBudgets = map[string]int{"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+// effortBudgets maps a reasoning effort to a thinking budget (see the
+// package doc).
+var effortBudgets = map[string]int{"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
 
 // EncodeOptions tunes EncodeRequest.
 type EncodeOptions struct {
@@ -43,6 +44,21 @@ type nativeKey struct{}
 // every dialect.
 func WithNative(ctx context.Context) context.Context {
 	return context.WithValue(ctx, nativeKey{}, true)
+}
+
+type betaKey struct{}
+
+// WithBeta records the anthropic-beta header of a client that spoke
+// Anthropic Messages; Client sends those flags (merged with any configured
+// in Client.Headers) so features such as interleaved thinking keep
+// working through the gateway.
+func WithBeta(ctx context.Context, beta string) context.Context {
+	return context.WithValue(ctx, betaKey{}, beta)
+}
+
+func betaFromContext(ctx context.Context) string {
+	v, _ := ctx.Value(betaKey{}).(string)
+	return v
 }
 
 // IsNative reports whether ctx was marked by WithNative.
@@ -186,8 +202,8 @@ func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, er
 	if thinking {
 		budget := r.Reasoning.BudgetTokens
 		if budget <= 0 {
-			budget = EffortBudgets["medium"]
-			if b, ok := EffortBudgets[r.Reasoning.Effort]; ok {
+			budget = effortBudgets["medium"]
+			if b, ok := effortBudgets[r.Reasoning.Effort]; ok {
 				budget = b
 			}
 		}
@@ -199,6 +215,10 @@ func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, er
 		if !opts.Native {
 			w.Temperature, w.TopP, w.TopK = nil, nil, nil
 		}
+	}
+	if w.Temperature != nil && *w.Temperature > 1 && !opts.Native {
+		one := 1.0 // OpenAI's range is 0–2, Anthropic's 0–1
+		w.Temperature = &one
 	}
 	w.MaxTokens = &maxTokens
 

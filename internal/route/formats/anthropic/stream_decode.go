@@ -234,7 +234,7 @@ func (d *streamDecoder) handle(name string, data []byte) {
 			}
 		}
 		if ev.Usage != nil {
-			d.usage = mergeUsage(d.usage, usageIn(*ev.Usage))
+			d.usage = llm.MergeUsage(d.usage, usageIn(*ev.Usage))
 		}
 	case "message_stop":
 		d.ensureStarted()

@@ -108,7 +108,7 @@ func (e *StreamEncoder) Encode(ev llm.Event) error {
 		return nil
 	case llm.EventUsage:
 		if ev.Usage != nil {
-			e.usage = mergeUsage(e.usage, *ev.Usage)
+			e.usage = llm.MergeUsage(e.usage, *ev.Usage)
 		}
 		return nil
 	case llm.EventStop:
@@ -127,7 +127,7 @@ func (e *StreamEncoder) Encode(ev llm.Event) error {
 func (e *StreamEncoder) start(ev llm.Event) error {
 	e.started = true
 	if ev.Usage != nil {
-		e.usage = mergeUsage(e.usage, *ev.Usage)
+		e.usage = llm.MergeUsage(e.usage, *ev.Usage)
 	}
 	id := ev.ID
 	if id == "" {
@@ -278,7 +278,7 @@ func (e *StreamEncoder) finish(ev llm.Event) error {
 		}
 	}
 	if ev.Usage != nil {
-		e.usage = mergeUsage(e.usage, *ev.Usage)
+		e.usage = llm.MergeUsage(e.usage, *ev.Usage)
 	}
 	e.done = true
 	stop := stopReasonOut(ev.StopReason, e.tools)

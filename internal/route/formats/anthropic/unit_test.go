@@ -247,6 +247,24 @@ func TestEncodeRequestThinking(t *testing.T) {
 	}
 }
 
+func TestEncodeRequestClampsTemperatureForForeignClients(t *testing.T) {
+	hot := 1.6
+	r := &llm.Request{Temperature: &hot, Messages: []llm.Message{{Role: llm.RoleUser, Parts: []llm.Part{{Type: llm.PartText, Text: "hi"}}}}}
+	for native, want := range map[bool]float64{false: 1, true: 1.6} {
+		body, err := EncodeRequest(r, "m", EncodeOptions{Native: native})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w Request
+		if err := json.Unmarshal(body, &w); err != nil {
+			t.Fatal(err)
+		}
+		if *w.Temperature != want {
+			t.Errorf("native=%v: temperature %v", native, *w.Temperature)
+		}
+	}
+}
+
 func TestEncodeRequestExtraOnlyForNativeClients(t *testing.T) {
 	r := &llm.Request{Model: "m", Messages: []llm.Message{{Role: llm.RoleUser, Parts: []llm.Part{{Type: llm.PartText, Text: "hi"}}}},
 		Extra: map[string]json.RawMessage{"service_tier": json.RawMessage(`"auto"`), "model": json.RawMessage(`"evil"`)}}
@@ -277,7 +295,7 @@ func TestStreamEncoderRobustness(t *testing.T) {
 	evs := []llm.Event{
 		// no Start: message_start is synthesized
 		{Type: llm.EventPartStart, Index: 0, Part: &llm.Part{Type: llm.PartText, Text: "whole text in the start"}},
-		{Type: llm.EventPartStart, Index: 0, Part: &llm.Part{Type: llm.PartText}}, // repeated: ignored
+		{Type: llm.EventPartStart, Index: 0, Part: &llm.Part{Type: llm.PartText}},  // repeated: ignored
 		{Type: llm.EventPartStart, Index: 1, Part: &llm.Part{Type: llm.PartImage}}, // not streamable: skipped
 		{Type: llm.EventDelta, Index: 1, Delta: llm.Delta{Text: "ignored"}},
 		{Type: llm.EventPartStart, Index: 2, Part: &llm.Part{Type: llm.PartToolCall,
