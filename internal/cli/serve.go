@@ -22,6 +22,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/metrics"
 	"github.com/omniedge/omni/internal/platform/redisx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
+	routeapp "github.com/omniedge/omni/internal/route/app"
 )
 
 // runServe starts the products named by the first argument ("edge",
@@ -146,13 +147,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("gateway: %w", err)
 		}
+		gw, err := routeapp.New(cfg, nil, clk, routeLog)
+		if err != nil {
+			ln.Close()
+			cancel()
+			wg.Wait()
+			return err
+		}
 		mux := http.NewServeMux()
 		addOps(mux, reg, func(context.Context) error { return nil })
-		mux.Handle("/", httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-			return httpx.Errorf(http.StatusNotImplemented, "not_implemented", "the OmniRoute gateway is not available in this build")
-		}))
+		mux.Handle("/", gw.API)
 		srv := httpx.NewServer(httpx.Wrap(mux, routeLog, httpx.NewMetrics(reg, "route")), routeLog)
-		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String())
+		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String(), "providers", len(cfg.Route.Providers))
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
 	}
 	<-ctx.Done()

@@ -94,6 +94,38 @@ type Config struct {
 	ShutdownGrace   time.Duration `yaml:"shutdown_grace"`
 
 	Plans map[string]PlanLimit `yaml:"plans"`
+
+	Route RouteConfig `yaml:"route,omitempty"`
+}
+
+// RouteConfig declares the gateway's upstreams and routing in the
+// configuration file.
+type RouteConfig struct {
+	Providers []RouteProvider   `yaml:"providers,omitempty"`
+	Aliases   map[string]string `yaml:"aliases,omitempty"`
+	Combos    []RouteCombo      `yaml:"combos,omitempty"`
+	// APIKeys are accepted gateway keys; with RequireAPIKey every /v1
+	// route needs one of them.
+	APIKeys       []Secret `yaml:"api_keys,omitempty"`
+	RequireAPIKey bool     `yaml:"require_api_key,omitempty"`
+}
+
+// RouteProvider is one upstream with its credentials (one connection
+// each).
+type RouteProvider struct {
+	ID      string            `yaml:"id"`
+	Type    string            `yaml:"type"` // openai, openai-compatible, anthropic, …
+	BaseURL string            `yaml:"base_url"`
+	APIKeys []Secret          `yaml:"api_keys"`
+	Headers map[string]string `yaml:"headers"`
+	Models  []string          `yaml:"models"`
+}
+
+// RouteCombo is a named list of "provider/model" targets.
+type RouteCombo struct {
+	Name     string   `yaml:"name"`
+	Strategy string   `yaml:"strategy"`
+	Targets  []string `yaml:"targets"`
 }
 
 // Plan names.
@@ -188,6 +220,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", cfg.RefreshTokenTTL, "lifetime of refresh tokens")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a browser login session")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time given to in-flight requests on shutdown")
+	fs.BoolVar(&cfg.Route.RequireAPIKey, "require-api-key", cfg.Route.RequireAPIKey, "require a gateway API key on every /v1 route (env REQUIRE_API_KEY too)")
 	fs.Var(plans, "plans", "plan limits as PLAN=DEVICES/NETWORKS,… (0: unlimited), e.g. free=20/3,pro=100/20")
 
 	var envErr error
@@ -202,6 +235,11 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 			}
 		}
 	})
+	if v := getenv("REQUIRE_API_KEY"); v != "" && getenv("OMNI_REQUIRE_API_KEY") == "" {
+		if err := fs.Set("require-api-key", v); err != nil {
+			envErr = errors.Join(envErr, fmt.Errorf("config: REQUIRE_API_KEY: %w", err))
+		}
+	}
 	if envErr != nil {
 		return nil, envErr
 	}
@@ -266,6 +304,21 @@ func (c *Config) Validate() error {
 		if l.MaxDevices < 0 || l.MaxNetworks < 0 {
 			bad("plan %q limits must be >= 0", p)
 		}
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Route.Providers {
+		switch {
+		case p.ID == "" || strings.ContainsAny(p.ID, "/ "):
+			bad("route.providers[%d]: id %q must be non-empty without '/' or spaces", i, p.ID)
+		case seen[p.ID]:
+			bad("route.providers[%d]: duplicate id %q", i, p.ID)
+		case p.Type == "":
+			bad("route.providers[%d] (%s): type is required", i, p.ID)
+		}
+		seen[p.ID] = true
+	}
+	if c.Route.RequireAPIKey && len(c.Route.APIKeys) == 0 {
+		bad("--require-api-key needs at least one key in route.api_keys")
 	}
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":

@@ -95,3 +95,30 @@ func TestRetryable(t *testing.T) {
 		t.Error("an overloaded error inside a 200 stream must be retryable")
 	}
 }
+
+func TestUsageEstimation(t *testing.T) {
+	req := &Request{System: []Part{{Type: PartText, Text: "be brief"}}, Messages: []Message{{Role: RoleUser, Parts: []Part{{Type: PartText, Text: "hello there, how are you?"}}}}}
+	r := &Response{Content: []Part{{Type: PartText, Text: "fine, thanks"}}, StopReason: StopEnd}
+	FillUsage(req, r)
+	if !r.Usage.Estimated || r.Usage.InputTokens == 0 || r.Usage.OutputTokens != 3 {
+		t.Fatalf("estimate %+v", r.Usage)
+	}
+	// Real usage is never overwritten.
+	r2 := &Response{Usage: Usage{InputTokens: 7, OutputTokens: 1}}
+	FillUsage(req, r2)
+	if r2.Usage.Estimated || r2.Usage.InputTokens != 7 {
+		t.Fatalf("real usage replaced: %+v", r2.Usage)
+	}
+	// Streams: no usage upstream → estimated on Stop; usage upstream → kept.
+	bare := Events(&Response{Content: []Part{{Type: PartText, Text: "fine, thanks"}}, StopReason: StopEnd})
+	bare[0].Usage, bare[len(bare)-1].Usage = nil, nil
+	got, err := Collect(EstimatingStream(req, &SliceStream{Events: bare}))
+	if err != nil || !got.Usage.Estimated || got.Usage.OutputTokens != 3 {
+		t.Fatalf("stream estimate %+v %v", got, err)
+	}
+	real := Events(&Response{Content: []Part{{Type: PartText, Text: "x"}}, StopReason: StopEnd, Usage: Usage{InputTokens: 5, OutputTokens: 2}})
+	got, _ = Collect(EstimatingStream(req, &SliceStream{Events: real}))
+	if got.Usage.Estimated || got.Usage.InputTokens != 5 {
+		t.Fatalf("stream with real usage: %+v", got.Usage)
+	}
+}

@@ -1,0 +1,225 @@
+// Package api is the HTTP transport of the OmniRoute gateway: the client
+// dialect endpoints (/v1/messages, /v1/chat/completions, …), each of which
+// decodes its wire format into the canonical model through its format
+// package, sends it through the router, and encodes the answer — or the
+// error — back in the same dialect, streaming or not. It also checks
+// gateway API keys and lists models. It holds no routing logic.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/router"
+)
+
+// Models lists what /v1/models shows.
+type Models interface {
+	// Models returns "provider/model" ids, combo names and aliases.
+	Models() []ModelInfo
+}
+
+// ModelInfo is one listed model.
+type ModelInfo struct {
+	ID      string
+	OwnedBy string
+	Kind    string // chat, embedding, image, combo, alias
+}
+
+// Config tunes the gateway transport.
+type Config struct {
+	RequireAPIKey bool
+	APIKeys       []string // raw keys accepted when RequireAPIKey
+	MaxBody       int64    // request body limit (default 32 MiB)
+}
+
+// Server serves the gateway API.
+type Server struct {
+	router *router.Router
+	models Models
+	clock  clock.Clock
+	log    *slog.Logger
+	cfg    Config
+	keys   [][32]byte
+	mux    *http.ServeMux
+}
+
+// New builds the server.
+func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog.Logger) *Server {
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 32 << 20
+	}
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux()}
+	for _, k := range cfg.APIKeys {
+		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
+	}
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) routes() {
+	s.mux.Handle("POST /v1/messages", s.keyed(anthropicErrors, s.anthropicMessages))
+	s.mux.Handle("POST /v1/messages/count_tokens", s.keyed(anthropicErrors, s.anthropicCountTokens))
+	s.mux.Handle("GET /v1/models", s.keyed(openAIErrors, s.listModels))
+	s.registerOpenAI()
+}
+
+// errorWriter renders an *llm.Error in a dialect's shape.
+type errorWriter func(w http.ResponseWriter, e *llm.Error)
+
+// keyed checks the gateway API key (when required) and renders failures of
+// h in the dialect's error shape.
+func (s *Server) keyed(ew errorWriter, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.RequireAPIKey && !s.validKey(r) {
+			ew(w, &llm.Error{Status: http.StatusUnauthorized, Type: llm.ErrAuthentication,
+				Message: "missing or invalid API key: send Authorization: Bearer <key>, x-api-key or x-goog-api-key"})
+			return
+		}
+		if err := h(w, r); err != nil {
+			ew(w, s.toLLMError(r, err))
+		}
+	})
+}
+
+// validKey accepts the key from any header the SDKs use.
+func (s *Server) validKey(r *http.Request) bool {
+	cands := []string{r.Header.Get("x-api-key"), r.Header.Get("x-goog-api-key"), r.URL.Query().Get("key")}
+	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		cands = append(cands, strings.TrimSpace(a[7:]))
+	}
+	for _, c := range cands {
+		if c == "" {
+			continue
+		}
+		sum := sha256.Sum256([]byte(c))
+		for _, k := range s.keys {
+			if subtle.ConstantTimeCompare(sum[:], k[:]) == 1 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// toLLMError turns any handler error into an *llm.Error; causes of
+// unexpected errors are logged, not sent.
+func (s *Server) toLLMError(r *http.Request, err error) *llm.Error {
+	var le *llm.Error
+	if errors.As(err, &le) {
+		return le
+	}
+	var he *httpx.Error
+	if errors.As(err, &he) {
+		return &llm.Error{Status: he.Status, Type: llm.TypeForStatus(he.Status), Message: he.Message}
+	}
+	if errors.Is(err, context.Canceled) {
+		return &llm.Error{Status: 499, Type: llm.ErrInvalidRequest, Message: "client closed the request"}
+	}
+	httpx.LogError(s.log, r, "gateway request failed", err)
+	return &llm.Error{Status: http.StatusInternalServerError, Type: llm.ErrServer, Message: "internal gateway error"}
+}
+
+// execute routes req and returns either a response or a stream (with
+// usage estimated when the upstream reports none). Attempt details go to
+// the log.
+func (s *Server) execute(ctx context.Context, r *http.Request, req *llm.Request) (*llm.Response, llm.Stream, error) {
+	start := s.clock.Now()
+	var (
+		res *router.Result
+		err error
+	)
+	if req.Stream {
+		res, err = s.router.Stream(ctx, req)
+	} else {
+		res, err = s.router.Chat(ctx, req)
+	}
+	if err != nil {
+		var ex *router.ExhaustedError
+		if errors.As(err, &ex) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
+				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
+		}
+		return nil, nil, err
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "routed", slog.String("model", req.Model), slog.String("target", res.Target.String()),
+		slog.Int("attempts", len(res.Attempts)), slog.Duration("elapsed", time.Since(start)))
+	if res.Stream != nil {
+		return nil, llm.EstimatingStream(req, res.Stream), nil
+	}
+	llm.FillUsage(req, res.Response)
+	if res.Response.Created.IsZero() {
+		res.Response.Created = s.clock.Now()
+	}
+	return res.Response, nil, nil
+}
+
+// streamHeaders prepares an SSE response.
+func streamHeaders(w http.ResponseWriter, contentType string) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+// pump copies a canonical stream into a dialect encoder until the stream
+// ends. A failure after the first byte is sent in-stream, in the dialect's
+// shape, by the encoder; it is never retried elsewhere.
+func pump(s llm.Stream, encode func(llm.Event) error) error {
+	defer s.Close()
+	for {
+		ev, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			var le *llm.Error
+			if !errors.As(err, &le) {
+				le = &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream failed", InStream: true}
+			}
+			return encode(llm.Event{Type: llm.EventError, Err: le})
+		}
+		if err := encode(ev); err != nil {
+			return err // the client went away
+		}
+		if ev.Type == llm.EventError {
+			return nil
+		}
+	}
+}
+
+func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+		Type    string `json:"type,omitempty"`
+	}
+	list := s.models.Models()
+	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+	out := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: make([]model, 0, len(list))}
+	for _, m := range list {
+		out.Data = append(out.Data, model{ID: m.ID, Object: "model", Created: 0, OwnedBy: m.OwnedBy, Type: m.Kind})
+	}
+	httpx.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
