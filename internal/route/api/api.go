@@ -13,8 +13,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,6 +168,11 @@ func (s *Server) execute(ctx context.Context, r *http.Request, req *llm.Request)
 		res.Response.Created = s.clock.Now()
 	}
 	return res.Response, nil, nil
+}
+
+// retryAfter renders an error's Retry-After in whole seconds (at least 1).
+func retryAfter(e *llm.Error) string {
+	return strconv.Itoa(max(1, int(math.Ceil(e.RetryAfter.Seconds()))))
 }
 
 // streamHeaders prepares an SSE response.

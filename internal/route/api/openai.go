@@ -2,15 +2,9 @@ package api
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-func retryAfter(e *llm.Error) string {
-	secs := int((e.RetryAfter.Seconds()) + 0.999)
-	return strconv.Itoa(max(1, secs))
-}
 
 // openAIErrors renders errors in OpenAI's shape until the OpenAI format
 // package provides its encoder.
