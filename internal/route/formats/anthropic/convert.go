@@ -305,7 +305,6 @@ func usageOut(u llm.Usage) Usage {
 		CacheReadInputTokens: u.CacheReadTokens, CacheCreationInputTokens: u.CacheWriteTokens}
 }
 
-
 // errorTypeIn maps an Anthropic error type to a canonical type and the
 // status Anthropic sends it with. Types the canonical model lacks keep
 // their name in code.
