@@ -3,30 +3,54 @@ package api
 import (
 	"net/http"
 
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
-// openAIErrors renders errors in OpenAI's shape until the OpenAI format
-// package provides its encoder.
 func openAIErrors(w http.ResponseWriter, e *llm.Error) {
-	status := e.Status
-	if status == 0 {
-		status = http.StatusBadGateway
-	}
+	status, body := openai.EncodeError(e)
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfter(e))
 	}
-	type detail struct {
-		Message string  `json:"message"`
-		Type    string  `json:"type"`
-		Param   *string `json:"param"`
-		Code    *string `json:"code"`
-	}
-	var code *string
-	if e.Code != "" {
-		code = &e.Code
-	}
-	writeJSON(w, status, map[string]detail{"error": {Message: e.Message, Type: string(e.Type), Code: code}})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
-func (s *Server) registerOpenAI() {}
+func (s *Server) registerOpenAI() {
+	s.mux.Handle("POST /v1/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
+	body, err := httpx.ReadBody(w, r, s.cfg.MaxBody)
+	if err != nil {
+		return err
+	}
+	req, err := openai.DecodeRequest(body)
+	if err != nil {
+		return err
+	}
+	resp, stream, err := s.execute(openai.WithNative(r.Context()), r, req)
+	if err != nil {
+		return err
+	}
+	if stream == nil {
+		out, err := openai.EncodeResponse(resp)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(out)
+		return nil
+	}
+	streamHeaders(w, "text/event-stream")
+	enc := openai.NewStreamEncoder(w, req.IncludeUsage, s.clock.Now().Unix())
+	if err := pump(stream, enc.Encode); err != nil {
+		s.log.Debug("stream to client ended early", "err", err)
+	}
+	if err := enc.Close(); err != nil {
+		s.log.Debug("closing client stream", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,455 @@
+package openai
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+func invalid(format string, args ...any) *llm.Error {
+	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Message: fmt.Sprintf(format, args...)}
+}
+
+var knownFields = map[string]bool{"model": true, "messages": true, "tools": true, "tool_choice": true, "parallel_tool_calls": true,
+	"max_tokens": true, "max_completion_tokens": true, "temperature": true, "top_p": true, "stop": true, "seed": true,
+	"presence_penalty": true, "frequency_penalty": true, "response_format": true, "reasoning_effort": true, "user": true,
+	"stream": true, "stream_options": true}
+
+// DecodeRequest turns a client's chat completion request into the
+// canonical model. Failures are *llm.Error 400 naming the field.
+func DecodeRequest(body []byte) (*llm.Request, error) {
+	var in ChatRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&in); err != nil {
+		return nil, invalid("request body is not a valid chat completion request: %v", err)
+	}
+	if in.Model == "" {
+		return nil, invalid("model: required")
+	}
+	if len(in.Messages) == 0 {
+		return nil, invalid("messages: at least one message is required")
+	}
+	r := &llm.Request{Model: in.Model, ParallelToolCalls: in.ParallelToolCalls, Temperature: in.Temperature, TopP: in.TopP,
+		Seed: in.Seed, PresencePenalty: in.PresencePenalty, FrequencyPenalty: in.FrequencyPenalty, User: in.User, Stream: in.Stream}
+	r.MaxTokens = in.MaxCompletionTokens
+	if r.MaxTokens == nil {
+		r.MaxTokens = in.MaxTokens
+	}
+	if in.StreamOptions != nil {
+		r.IncludeUsage = in.StreamOptions.IncludeUsage
+	}
+	if in.ReasoningEffort != "" {
+		r.Reasoning = &llm.Reasoning{Enabled: in.ReasoningEffort != "none", Effort: in.ReasoningEffort}
+	}
+	if len(in.Stop) > 0 && string(in.Stop) != "null" {
+		var one string
+		if err := json.Unmarshal(in.Stop, &one); err == nil {
+			r.Stop = []string{one}
+		} else if err := json.Unmarshal(in.Stop, &r.Stop); err != nil {
+			return nil, invalid("stop: must be a string or an array of strings")
+		}
+	}
+	if rf := in.ResponseFormat; rf != nil {
+		r.ResponseFormat = &llm.ResponseFormat{Type: rf.Type}
+		if rf.JSONSchema != nil {
+			r.ResponseFormat.Name, r.ResponseFormat.Schema, r.ResponseFormat.Strict = rf.JSONSchema.Name, rf.JSONSchema.Schema, rf.JSONSchema.Strict
+		}
+	}
+	for i, t := range in.Tools {
+		if t.Type != "" && t.Type != "function" || t.Function.Name == "" {
+			return nil, invalid("tools[%d]: only function tools with a name are supported", i)
+		}
+		r.Tools = append(r.Tools, llm.Tool{Name: t.Function.Name, Description: t.Function.Description, Parameters: t.Function.Parameters, Strict: t.Function.Strict})
+	}
+	if len(in.ToolChoice) > 0 && string(in.ToolChoice) != "null" {
+		tc, err := decodeToolChoice(in.ToolChoice)
+		if err != nil {
+			return nil, err
+		}
+		r.ToolChoice = tc
+	}
+	for i, m := range in.Messages {
+		if err := decodeMessage(r, i, m); err != nil {
+			return nil, err
+		}
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(body, &raw) == nil {
+		for k, v := range raw {
+			if !knownFields[k] {
+				if r.Extra == nil {
+					r.Extra = map[string]json.RawMessage{}
+				}
+				r.Extra[k] = v
+			}
+		}
+	}
+	return r, nil
+}
+
+func decodeToolChoice(b json.RawMessage) (*llm.ToolChoice, error) {
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		switch s {
+		case "auto", "none", "required":
+			return &llm.ToolChoice{Mode: s}, nil
+		}
+		return nil, invalid("tool_choice: %q is not auto, none or required", s)
+	}
+	var obj struct {
+		Type     string `json:"type"`
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	}
+	if err := json.Unmarshal(b, &obj); err != nil || obj.Function.Name == "" {
+		return nil, invalid("tool_choice: must be a string or {\"type\":\"function\",\"function\":{\"name\":…}}")
+	}
+	return &llm.ToolChoice{Mode: llm.ToolChoiceTool, Name: obj.Function.Name}, nil
+}
+
+func decodeMessage(r *llm.Request, i int, m ChatMessage) error {
+	parts, err := decodeContent(i, m.Content)
+	if err != nil {
+		return err
+	}
+	switch m.Role {
+	case "system", "developer":
+		r.System = append(r.System, parts...) // every one, in order
+	case "user":
+		r.Messages = append(r.Messages, llm.Message{Role: llm.RoleUser, Parts: parts, Name: m.Name})
+	case "assistant":
+		if m.ReasoningContent != "" {
+			parts = append([]llm.Part{{Type: llm.PartThinking, Text: m.ReasoningContent}}, parts...)
+		}
+		for j, tc := range m.ToolCalls {
+			if tc.ID == "" || tc.Function.Name == "" {
+				return invalid("messages[%d].tool_calls[%d]: id and function.name are required", i, j)
+			}
+			parts = append(parts, llm.Part{Type: llm.PartToolCall, ToolCall: &llm.ToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: llm.NormalizeArguments(tc.Function.Arguments)}})
+		}
+		r.Messages = append(r.Messages, llm.Message{Role: llm.RoleAssistant, Parts: parts})
+	case "tool":
+		if m.ToolCallID == "" {
+			return invalid("messages[%d].tool_call_id: required for role tool", i)
+		}
+		r.Messages = append(r.Messages, llm.Message{Role: llm.RoleTool, Parts: []llm.Part{{Type: llm.PartToolResult,
+			ToolResult: &llm.ToolResult{CallID: m.ToolCallID, Name: toolName(r, m.ToolCallID), Content: parts}}}})
+	default:
+		return invalid("messages[%d].role: %q is not system, developer, user, assistant or tool", i, m.Role)
+	}
+	return nil
+}
+
+// toolName finds the function name of an earlier call, for formats that
+// pair results by name.
+func toolName(r *llm.Request, id string) string {
+	for i := len(r.Messages) - 1; i >= 0; i-- {
+		for _, p := range r.Messages[i].Parts {
+			if p.ToolCall != nil && p.ToolCall.ID == id {
+				return p.ToolCall.Name
+			}
+		}
+	}
+	return ""
+}
+
+func decodeContent(i int, raw json.RawMessage) ([]llm.Part, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		if s == "" {
+			return nil, nil
+		}
+		return []llm.Part{{Type: llm.PartText, Text: s}}, nil
+	}
+	var cps []ContentPart
+	if err := json.Unmarshal(raw, &cps); err != nil {
+		return nil, invalid("messages[%d].content: must be a string, an array of content parts or null", i)
+	}
+	var out []llm.Part
+	for j, c := range cps {
+		var p llm.Part
+		switch c.Type {
+		case "text":
+			p = llm.Part{Type: llm.PartText, Text: c.Text}
+		case "image_url":
+			if c.ImageURL == nil || c.ImageURL.URL == "" {
+				return nil, invalid("messages[%d].content[%d].image_url.url: required", i, j)
+			}
+			media, err := decodeURL(c.ImageURL.URL)
+			if err != nil {
+				return nil, invalid("messages[%d].content[%d].image_url.url: %v", i, j, err)
+			}
+			media.Detail = c.ImageURL.Detail
+			p = llm.Part{Type: llm.PartImage, Media: media}
+		case "input_audio":
+			if c.InputAudio == nil {
+				return nil, invalid("messages[%d].content[%d].input_audio: required", i, j)
+			}
+			data, err := base64.StdEncoding.DecodeString(c.InputAudio.Data)
+			if err != nil {
+				return nil, invalid("messages[%d].content[%d].input_audio.data: invalid base64", i, j)
+			}
+			p = llm.Part{Type: llm.PartAudio, Media: &llm.Media{MIMEType: "audio/" + c.InputAudio.Format, Data: data}}
+		default:
+			return nil, invalid("messages[%d].content[%d].type: %q is not supported", i, j, c.Type)
+		}
+		if c.CacheControl != nil {
+			p.CacheControl = &llm.CacheControl{Type: c.CacheControl.Type, TTL: c.CacheControl.TTL}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// decodeURL reads a data: URL into bytes; other URLs stay URLs.
+func decodeURL(u string) (*llm.Media, error) {
+	rest, ok := strings.CutPrefix(u, "data:")
+	if !ok {
+		return &llm.Media{URL: u}, nil
+	}
+	meta, data, ok := strings.Cut(rest, ",")
+	if !ok || !strings.HasSuffix(meta, ";base64") {
+		return nil, fmt.Errorf("data URL must be base64")
+	}
+	b, err := base64.StdEncoding.DecodeString(data)
+	if err != nil {
+		return nil, fmt.Errorf("data URL has invalid base64")
+	}
+	return &llm.Media{MIMEType: strings.TrimSuffix(meta, ";base64"), Data: b}, nil
+}
+
+// finishReason maps a canonical stop reason to OpenAI's.
+func finishReason(s llm.StopReason) string {
+	switch s {
+	case llm.StopMaxTokens:
+		return "length"
+	case llm.StopToolUse:
+		return "tool_calls"
+	case llm.StopContentFilter, llm.StopRefusal:
+		return "content_filter"
+	}
+	return "stop"
+}
+
+func usageOut(u llm.Usage) *Usage {
+	out := &Usage{PromptTokens: u.PromptTokens(), CompletionTokens: u.OutputTokens, TotalTokens: u.TotalTokens(),
+		PromptTokensDetails: &PromptTokensDetails{CachedTokens: u.CacheReadTokens}}
+	if u.ReasoningTokens > 0 {
+		out.CompletionTokensDetails = &CompletionTokensDetails{ReasoningTokens: u.ReasoningTokens}
+	}
+	return out
+}
+
+func responseID(id string) string {
+	if strings.HasPrefix(id, "chatcmpl-") {
+		return id
+	}
+	return "chatcmpl-" + id
+}
+
+// EncodeResponse renders a canonical response as a chat.completion.
+func EncodeResponse(r *llm.Response) ([]byte, error) {
+	msg := &RespMessage{Role: "assistant"}
+	var text, thinking strings.Builder
+	for _, p := range r.Content {
+		switch p.Type {
+		case llm.PartText:
+			text.WriteString(p.Text)
+		case llm.PartThinking:
+			thinking.WriteString(p.Text)
+		case llm.PartToolCall:
+			msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: p.ToolCall.ID, Type: "function",
+				Function: FunctionCall{Name: p.ToolCall.Name, Arguments: string(llm.NormalizeArguments(string(p.ToolCall.Arguments)))}})
+		}
+	}
+	if text.Len() > 0 || len(msg.ToolCalls) == 0 {
+		t := text.String()
+		msg.Content = &t
+	}
+	if thinking.Len() > 0 {
+		t := thinking.String()
+		msg.ReasoningContent = &t
+	}
+	fr := finishReason(r.StopReason)
+	if len(msg.ToolCalls) > 0 && fr == "stop" {
+		fr = "tool_calls"
+	}
+	return json.Marshal(ChatResponse{ID: responseID(r.ID), Object: "chat.completion", Created: r.Created.Unix(), Model: r.Model,
+		Choices: []Choice{{Message: msg, FinishReason: &fr}}, Usage: usageOut(r.Usage)})
+}
+
+// EncodeError renders an error in OpenAI's shape.
+func EncodeError(e *llm.Error) (int, []byte) {
+	status := e.Status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	typ := "server_error"
+	switch e.Type {
+	case llm.ErrInvalidRequest, llm.ErrNotFound, llm.ErrRequestTooLarge:
+		typ = "invalid_request_error"
+	case llm.ErrAuthentication:
+		typ = "authentication_error"
+	case llm.ErrPermission:
+		typ = "permission_error"
+	case llm.ErrRateLimit:
+		typ = "rate_limit_error"
+	}
+	d := ErrorDetail{Message: e.Message, Type: typ}
+	if e.Code != "" {
+		c := e.Code
+		d.Code = &c
+	}
+	b, _ := json.Marshal(ErrorBody{Error: d})
+	return status, b
+}
+
+// StreamEncoder writes canonical events as chat.completion.chunk SSE.
+type StreamEncoder struct {
+	w            io.Writer
+	includeUsage bool
+	id, model    string
+	created      int64
+	started      bool
+	done         bool
+	toolIndex    map[int]int // canonical part index -> tool-call index
+	kinds        map[int]llm.PartType
+	usage        llm.Usage
+}
+
+// NewStreamEncoder writes to w; includeUsage adds the final usage chunk
+// the client asked for with stream_options.include_usage.
+func NewStreamEncoder(w io.Writer, includeUsage bool, created int64) *StreamEncoder {
+	return &StreamEncoder{w: w, includeUsage: includeUsage, created: created, toolIndex: map[int]int{}, kinds: map[int]llm.PartType{}}
+}
+
+func (e *StreamEncoder) chunk(delta *RespMessage, finish *string, usage *Usage) error {
+	c := ChatResponse{ID: responseID(e.id), Object: "chat.completion.chunk", Created: e.created, Model: e.model, Usage: usage}
+	if delta != nil || finish != nil {
+		if delta == nil {
+			delta = &RespMessage{}
+		}
+		c.Choices = []Choice{{Delta: delta, FinishReason: finish}}
+	} else {
+		c.Choices = []Choice{}
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return e.write("data: " + string(b) + "\n\n")
+}
+
+func (e *StreamEncoder) write(s string) error {
+	if _, err := io.WriteString(e.w, s); err != nil {
+		return err
+	}
+	if f, ok := e.w.(http.Flusher); ok {
+		f.Flush()
+	}
+	return nil
+}
+
+func (e *StreamEncoder) start() error {
+	if e.started {
+		return nil
+	}
+	e.started = true
+	empty := ""
+	return e.chunk(&RespMessage{Role: "assistant", Content: &empty}, nil, nil)
+}
+
+// Encode writes one event.
+func (e *StreamEncoder) Encode(ev llm.Event) error {
+	if e.done {
+		return nil
+	}
+	switch ev.Type {
+	case llm.EventStart:
+		e.id, e.model = ev.ID, ev.Model
+		if ev.Usage != nil {
+			e.usage = llm.MergeUsage(e.usage, *ev.Usage)
+		}
+		return e.start()
+	case llm.EventPartStart:
+		if err := e.start(); err != nil {
+			return err
+		}
+		e.kinds[ev.Index] = ev.Part.Type
+		if ev.Part.Type == llm.PartToolCall && ev.Part.ToolCall != nil {
+			n := len(e.toolIndex)
+			e.toolIndex[ev.Index] = n
+			return e.chunk(&RespMessage{ToolCalls: []ToolCall{{Index: &n, ID: ev.Part.ToolCall.ID, Type: "function",
+				Function: FunctionCall{Name: ev.Part.ToolCall.Name, Arguments: ""}}}}, nil, nil)
+		}
+	case llm.EventDelta:
+		switch e.kinds[ev.Index] {
+		case llm.PartText:
+			if ev.Delta.Text != "" {
+				t := ev.Delta.Text
+				return e.chunk(&RespMessage{Content: &t}, nil, nil)
+			}
+		case llm.PartThinking:
+			if ev.Delta.Text != "" {
+				t := ev.Delta.Text
+				return e.chunk(&RespMessage{ReasoningContent: &t}, nil, nil)
+			}
+		case llm.PartToolCall:
+			if ev.Delta.Arguments != "" {
+				n := e.toolIndex[ev.Index]
+				return e.chunk(&RespMessage{ToolCalls: []ToolCall{{Index: &n, Function: FunctionCall{Arguments: ev.Delta.Arguments}}}}, nil, nil)
+			}
+		}
+	case llm.EventUsage:
+		if ev.Usage != nil {
+			e.usage = llm.MergeUsage(e.usage, *ev.Usage)
+		}
+	case llm.EventStop:
+		if err := e.start(); err != nil {
+			return err
+		}
+		if ev.Usage != nil {
+			e.usage = llm.MergeUsage(e.usage, *ev.Usage)
+		}
+		fr := finishReason(ev.StopReason)
+		if len(e.toolIndex) > 0 && fr == "stop" {
+			fr = "tool_calls"
+		}
+		if err := e.chunk(&RespMessage{}, &fr, nil); err != nil {
+			return err
+		}
+		if e.includeUsage {
+			if err := e.chunk(nil, nil, usageOut(e.usage)); err != nil {
+				return err
+			}
+		}
+		e.done = true
+		return e.write("data: [DONE]\n\n")
+	case llm.EventError:
+		// OpenAI reports a failure inside a 200 stream as a data line
+		// holding an error object; no [DONE] follows.
+		e.done = true
+		_, body := EncodeError(ev.Err)
+		return e.write("data: " + string(body) + "\n\n")
+	}
+	return nil
+}
+
+// Close ends a stream that stopped without a Stop or Error event with an
+// error line, so a truncated answer is not mistaken for a complete one.
+func (e *StreamEncoder) Close() error {
+	if e.done {
+		return nil
+	}
+	return e.Encode(llm.Event{Type: llm.EventError, Err: &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended unexpectedly", InStream: true}})
+}
