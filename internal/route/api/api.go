@@ -170,6 +170,26 @@ func (s *Server) execute(ctx context.Context, r *http.Request, req *llm.Request)
 	return res.Response, nil, nil
 }
 
+// pinProvider applies a dedicated provider route to a model name: the
+// provider prefix is added when missing; a model naming another
+// configured provider is a 400. Model names may contain slashes of their
+// own ("Qwen/Qwen3-8B"), so only a configured provider counts as a prefix.
+func (s *Server) pinProvider(provider, model string) (string, error) {
+	if len(s.router.Connections(provider)) == 0 {
+		return "", &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: "provider " + provider + " is not configured"}
+	}
+	if p, _, ok := router.SplitModel(model); ok {
+		if p == provider {
+			return model, nil
+		}
+		if len(s.router.Connections(p)) > 0 {
+			return "", &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest,
+				Message: "model " + model + " belongs to provider " + p + ", not " + provider}
+		}
+	}
+	return provider + "/" + model, nil
+}
+
 // retryAfter renders an error's Retry-After in whole seconds (at least 1).
 func retryAfter(e *llm.Error) string {
 	return strconv.Itoa(max(1, int(math.Ceil(e.RetryAfter.Seconds()))))

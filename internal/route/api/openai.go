@@ -20,6 +20,7 @@ func openAIErrors(w http.ResponseWriter, e *llm.Error) {
 
 func (s *Server) registerOpenAI() {
 	s.mux.Handle("POST /v1/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
+	s.mux.Handle("POST /v1/providers/{provider}/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
 }
 
 func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
@@ -30,6 +31,11 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	req, err := openai.DecodeRequest(body)
 	if err != nil {
 		return err
+	}
+	if p := r.PathValue("provider"); p != "" {
+		if req.Model, err = s.pinProvider(p, req.Model); err != nil {
+			return err
+		}
 	}
 	resp, stream, err := s.execute(openai.WithNative(r.Context()), r, req)
 	if err != nil {

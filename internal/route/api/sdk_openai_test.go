@@ -214,3 +214,36 @@ func TestOpenAIMidStreamErrorSurfaced(t *testing.T) {
 		t.Fatalf("retried after the first byte: %d calls", u.calls())
 	}
 }
+
+// Dedicated provider routes add the provider prefix when it is missing and
+// refuse a model of another configured provider.
+func TestDedicatedProviderRoute(t *testing.T) {
+	oa := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	other := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{
+		{ID: "nebius", Type: "openai-compatible", BaseURL: oa.URL, APIKeys: []config.Secret{"k"}},
+		{ID: "groq", Type: "openai-compatible", BaseURL: other.URL, APIKeys: []config.Secret{"k2"}},
+	}})
+	c := openai.NewClient(ooption.WithBaseURL(gw.URL+"/v1/providers/nebius/"), ooption.WithAPIKey(gatewayKey), ooption.WithMaxRetries(0))
+	for _, model := range []string{"Qwen/Qwen3-8B", "nebius/Qwen/Qwen3-8B"} {
+		if _, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: model,
+			Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}); err != nil {
+			t.Fatalf("%s: %v", model, err)
+		}
+	}
+	if oa.calls() != 2 || oa.bodies[0]["model"] != "Qwen/Qwen3-8B" || oa.bodies[1]["model"] != "Qwen/Qwen3-8B" {
+		t.Fatalf("upstream models: %v / %v (%d calls)", oa.bodies[0]["model"], oa.bodies[1]["model"], oa.calls())
+	}
+	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "groq/llama-3.3-70b",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	var apiErr *openai.Error
+	if !asErr(err, &apiErr) || apiErr.StatusCode != 400 || other.calls() != 0 {
+		t.Fatalf("mismatched provider: %v (other called %d)", err, other.calls())
+	}
+	missing := openai.NewClient(ooption.WithBaseURL(gw.URL+"/v1/providers/nope/"), ooption.WithAPIKey(gatewayKey), ooption.WithMaxRetries(0))
+	_, err = missing.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{Model: "m",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	if !asErr(err, &apiErr) || apiErr.StatusCode != 404 {
+		t.Fatalf("unknown provider: %v", err)
+	}
+}

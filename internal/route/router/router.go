@@ -83,6 +83,9 @@ func New(catalog Catalog, clk clock.Clock) *Router {
 	return &Router{catalog: catalog, clock: clk, stats: NewStats()}
 }
 
+// Connections returns the configured connections of a provider.
+func (r *Router) Connections(provider string) []Connection { return r.catalog.Connections(provider) }
+
 // Stats returns the per-target statistics the strategies use.
 func (r *Router) Stats() *Stats { return r.stats }
 
