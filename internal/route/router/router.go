@@ -122,11 +122,27 @@ func (r *Router) Stream(ctx context.Context, req *llm.Request) (*Result, error) 
 }
 
 func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*Result, error) {
-	targets, strategy, err := r.catalog.Resolve(req.Model)
+	var res *Result
+	t, attempts, err := r.run(ctx, req.Model, func(c Connection, t Target) error {
+		var err error
+		res, err = r.try(ctx, c, req, t, stream)
+		return err
+	})
 	if err != nil {
-		return nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
+		return nil, err
 	}
-	targets = r.order(req.Model, targets, strategy)
+	res.Target, res.Attempts = t, attempts
+	return res, nil
+}
+
+// run resolves model and calls try on each connection of each target, in
+// strategy order, until one succeeds or an error is not worth retrying.
+func (r *Router) run(ctx context.Context, model string, try func(Connection, Target) error) (Target, []Attempt, error) {
+	targets, strategy, err := r.catalog.Resolve(model)
+	if err != nil {
+		return Target{}, nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
+	}
+	targets = r.order(model, targets, strategy)
 	var attempts []Attempt
 	var last *llm.Error
 	for _, t := range targets {
@@ -138,18 +154,16 @@ func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*R
 		}
 		for _, c := range conns {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return Target{}, attempts, err
 			}
 			start := r.clock.Now()
-			res, err := r.try(ctx, c, req, t, stream)
+			err := try(c, t)
 			elapsed := r.clock.Now().Sub(start)
 			a := Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Elapsed: elapsed}
 			if err == nil {
 				a.Status = http.StatusOK
-				attempts = append(attempts, a)
 				r.stats.Record(t.String(), elapsed, true)
-				res.Target, res.Attempts = t, attempts
-				return res, nil
+				return t, append(attempts, a), nil
 			}
 			le := asLLMError(err, t.Provider)
 			a.Status, a.Error = le.Status, le.Message
@@ -157,24 +171,57 @@ func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*R
 			r.stats.Record(t.String(), elapsed, false)
 			last = le
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return Target{}, attempts, ctx.Err()
 			}
 			if !le.Retryable() {
-				// A client error (bad request, auth of this credential…)
-				// is not fixed by another target of the same request,
-				// except an auth or permission failure, which is
-				// specific to the credential.
+				// A client error (bad request…) is not fixed by another
+				// target; an auth or permission failure is specific to
+				// the credential, so the next connection may work.
 				if le.Status == http.StatusUnauthorized || le.Status == http.StatusForbidden {
 					continue
 				}
-				return nil, &ExhaustedError{Last: le, Attempts: attempts}
+				return Target{}, attempts, &ExhaustedError{Last: le, Attempts: attempts}
 			}
 		}
 	}
 	if last == nil {
 		last = &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded, Message: "no target available"}
 	}
-	return nil, &ExhaustedError{Last: last, Attempts: attempts}
+	return Target{}, attempts, &ExhaustedError{Last: last, Attempts: attempts}
+}
+
+// Embedder is the optional capability of adapters that produce embeddings.
+type Embedder interface {
+	Embed(ctx context.Context, model string, inputs []string, dimensions int) ([][]float32, llm.Usage, error)
+}
+
+// EmbedResult is a successful embedding request.
+type EmbedResult struct {
+	Vectors  [][]float32
+	Usage    llm.Usage
+	Target   Target
+	Attempts []Attempt
+}
+
+// Embed embeds inputs with fallback, like Chat. Connections whose adapter
+// cannot embed are skipped as a 400 would be: the model is not an
+// embedding model there.
+func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimensions int) (*EmbedResult, error) {
+	var res EmbedResult
+	t, attempts, err := r.run(ctx, model, func(c Connection, t Target) error {
+		e, ok := c.Adapter.(Embedder)
+		if !ok {
+			return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Message: "provider " + t.Provider + " does not serve embeddings"}
+		}
+		var err error
+		res.Vectors, res.Usage, err = e.Embed(ctx, t.Model, inputs, dimensions)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	res.Target, res.Attempts = t, attempts
+	return &res, nil
 }
 
 func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
