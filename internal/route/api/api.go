@@ -92,10 +92,28 @@ func (s *Server) keyed(ew errorWriter, h func(http.ResponseWriter, *http.Request
 				Message: "missing or invalid API key: send Authorization: Bearer <key>, x-api-key or x-goog-api-key"})
 			return
 		}
+		if id := sessionID(r); id != "" {
+			w.Header().Set("X-OmniRoute-Session-Id", id)
+			r = r.WithContext(router.WithSession(r.Context(), id))
+		}
 		if err := h(w, r); err != nil {
 			ew(w, s.toLLMError(r, err))
 		}
 	})
+}
+
+// sessionID is the client's sticky-session key: X-Session-Id, or the
+// underscore spelling x_session_id that some HTTP clients send. It is
+// never forwarded upstream.
+func sessionID(r *http.Request) string {
+	id := r.Header.Get("X-Session-Id")
+	if id == "" {
+		id = r.Header.Get("x_session_id")
+	}
+	if len(id) > 256 {
+		id = id[:256]
+	}
+	return id
 }
 
 // validKey accepts the key from any header the SDKs use.

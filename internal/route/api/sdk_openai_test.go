@@ -247,3 +247,22 @@ func TestDedicatedProviderRoute(t *testing.T) {
 		t.Fatalf("unknown provider: %v", err)
 	}
 }
+
+// X-Session-Id (and x_session_id) pin a session and are echoed back.
+func TestSessionHeaderEchoed(t *testing.T) {
+	u := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: u.URL, APIKeys: []config.Secret{"k"}}}})
+	for _, h := range []string{"X-Session-Id", "x_session_id"} {
+		req, _ := http.NewRequest(http.MethodPost, gw.URL+"/v1/chat/completions", strings.NewReader(`{"model":"oa/gpt-4o","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+gatewayKey)
+		req.Header[h] = []string{"sess-42"} // raw key: keep the underscore spelling as sent
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 || res.Header.Get("X-OmniRoute-Session-Id") != "sess-42" {
+			t.Fatalf("%s: status %d, echoed %q", h, res.StatusCode, res.Header.Get("X-OmniRoute-Session-Id"))
+		}
+	}
+}

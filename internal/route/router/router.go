@@ -76,6 +76,7 @@ type Router struct {
 	rr      sync.Map // provider -> *atomic.Uint64 (connection round-robin)
 	combos  sync.Map // combo key -> *atomic.Uint64 (round-robin strategy)
 	pricer  atomic.Pointer[Pricer]
+	pins    pins
 }
 
 // New returns a router over catalog.
@@ -143,10 +144,18 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 		return Target{}, nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
 	}
 	targets = r.order(model, targets, strategy)
+	session := sessionOf(ctx)
+	pinned, sticky := r.pins.get(session, r.clock.Now())
+	if sticky {
+		targets = stickTargets(targets, strategy, pinned)
+	}
 	var attempts []Attempt
 	var last *llm.Error
 	for _, t := range targets {
 		conns := r.connections(t.Provider)
+		if sticky {
+			conns = stickConnections(conns, pinned)
+		}
 		if len(conns) == 0 {
 			attempts = append(attempts, Attempt{Provider: t.Provider, Model: t.Model, Error: "no connection configured"})
 			last = &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded, Provider: t.Provider, Message: "provider has no usable connection"}
@@ -163,6 +172,9 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 			if err == nil {
 				a.Status = http.StatusOK
 				r.stats.Record(t.String(), elapsed, true)
+				if session != "" {
+					r.pins.set(session, pin{target: t.String(), connection: c.ID, until: r.clock.Now().Add(SessionTTL)}, r.clock.Now())
+				}
 				return t, append(attempts, a), nil
 			}
 			le := asLLMError(err, t.Provider)

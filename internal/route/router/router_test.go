@@ -324,3 +324,53 @@ func TestUnknownModelIs404(t *testing.T) {
 		t.Fatalf("unknown model: %v", err)
 	}
 }
+
+func TestStickySessions(t *testing.T) {
+	r, tbl, fakes := setup(t)
+	targets := []Target{{Provider: "a", Model: "m"}, {Provider: "b", Model: "m"}, {Provider: "c", Model: "m"}}
+	tbl.SetCombo(Combo{Name: "rr", Strategy: StrategyRoundRobin, Targets: targets})
+	ctx := WithSession(context.Background(), "sess-1")
+	first, err := r.Chat(ctx, &llm.Request{Model: "rr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 6; i++ {
+		res, err := r.Chat(ctx, &llm.Request{Model: "rr"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Target != first.Target || res.Attempts[0].Connection != first.Attempts[0].Connection {
+			t.Fatalf("session moved from %v/%s to %v/%s", first.Target, first.Attempts[0].Connection, res.Target, res.Attempts[0].Connection)
+		}
+	}
+	// Without a session the combo rotates.
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		res, _ := r.Chat(context.Background(), &llm.Request{Model: "rr"})
+		seen[res.Target.Provider] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("round-robin without a session visited %v", seen)
+	}
+	// A failing pinned target is left: fallback still works, and the
+	// session moves to where it was served.
+	p := first.Target.Provider
+	fakes[p+"1"].outcomes = []outcome{{err: status(503)}}
+	fakes[p+"2"].outcomes = []outcome{{err: status(503)}}
+	res, err := r.Chat(ctx, &llm.Request{Model: "rr"})
+	if err != nil || res.Target.Provider == p {
+		t.Fatalf("pinned target down: %v %v", res, err)
+	}
+	next, _ := r.Chat(ctx, &llm.Request{Model: "rr"})
+	if next.Target != res.Target {
+		t.Fatalf("session did not follow the fallback: %v then %v", res.Target, next.Target)
+	}
+	// Priority keeps its declared order even for a pinned session.
+	fakes[p+"1"].outcomes, fakes[p+"2"].outcomes = nil, nil
+	tbl.SetCombo(Combo{Name: "prio", Strategy: StrategyPriority, Targets: targets})
+	sctx := WithSession(context.Background(), "sess-2")
+	r.pins.set("sess-2", pin{target: "c/m", until: time.Now().Add(time.Hour)}, time.Now())
+	if res, _ := r.Chat(sctx, &llm.Request{Model: "prio"}); res.Target.Provider != "a" {
+		t.Fatalf("priority reordered by a session: %v", res.Target)
+	}
+}

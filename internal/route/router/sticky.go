@@ -1,0 +1,91 @@
+package router
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+type sessionKey struct{}
+
+// WithSession marks ctx with a client session id (X-Session-Id): its
+// requests keep going to the target and connection that last served them,
+// while those stay healthy.
+func WithSession(ctx context.Context, id string) context.Context {
+	if id == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, sessionKey{}, id)
+}
+
+func sessionOf(ctx context.Context) string {
+	s, _ := ctx.Value(sessionKey{}).(string)
+	return s
+}
+
+// SessionTTL is how long a session stays pinned after its last request.
+const SessionTTL = 30 * time.Minute
+
+type pin struct {
+	target, connection string
+	until              time.Time
+}
+
+// pins maps session ids to where they were last served. Expired entries
+// are swept every 1024 writes, so memory follows the live sessions.
+type pins struct {
+	mu     sync.Mutex
+	m      map[string]pin
+	writes int
+}
+
+func (p *pins) get(id string, now time.Time) (pin, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok := p.m[id]
+	if !ok || now.After(v.until) {
+		return pin{}, false
+	}
+	return v, true
+}
+
+func (p *pins) set(id string, v pin, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[string]pin{}
+	}
+	p.m[id] = v
+	if p.writes++; p.writes%1024 == 0 {
+		for k, e := range p.m {
+			if now.After(e.until) {
+				delete(p.m, k)
+			}
+		}
+	}
+}
+
+// stick moves the pinned target (unless the strategy's declared order must
+// hold) and the pinned connection to the front.
+func stickTargets(targets []Target, strategy string, p pin) []Target {
+	if strategy == StrategyPriority || strategy == "" {
+		return targets
+	}
+	for i, t := range targets {
+		if t.String() == p.target && i > 0 {
+			out := append([]Target{t}, targets[:i]...)
+			return append(out, targets[i+1:]...)
+		}
+	}
+	return targets
+}
+
+func stickConnections(conns []Connection, p pin) []Connection {
+	for i, c := range conns {
+		if c.ID == p.connection && i > 0 {
+			out := append([]Connection{c}, conns[:i]...)
+			return append(out, conns[i+1:]...)
+		}
+	}
+	return conns
+}
