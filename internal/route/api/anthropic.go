@@ -8,15 +8,7 @@ import (
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
-func anthropicErrors(w http.ResponseWriter, e *llm.Error) {
-	status, body := anthropic.EncodeError(e)
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfter(e))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
+func anthropicErrors(w http.ResponseWriter, e *llm.Error) { writeError(w, e, anthropic.EncodeError) }
 
 func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) error {
 	body, err := httpx.ReadBody(w, r, s.cfg.MaxBody)
@@ -35,24 +27,9 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	if stream == nil {
-		out, err := anthropic.EncodeResponse(resp)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
-		return nil
-	}
-	streamHeaders(w, "text/event-stream")
-	enc := anthropic.NewStreamEncoder(w)
-	if err := pump(stream, enc.Encode); err != nil {
-		s.log.Debug("stream to client ended early", "err", err)
-	}
-	if err := enc.Close(); err != nil {
-		s.log.Debug("closing client stream", "err", err)
-	}
-	return nil // the response has started; nothing else can be sent
+	return s.reply(w, resp, stream, anthropic.EncodeResponse, func(w http.ResponseWriter) streamEncoder {
+		return anthropic.NewStreamEncoder(w)
+	})
 }
 
 func (s *Server) anthropicCountTokens(w http.ResponseWriter, r *http.Request) error {
@@ -66,7 +43,6 @@ func (s *Server) anthropicCountTokens(w http.ResponseWriter, r *http.Request) er
 	}
 	// Counted by the gateway: exact counts need the model's tokenizer,
 	// which only some upstreams expose.
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(anthropic.EncodeCountTokens(llm.EstimateInput(req)))
+	writeJSONBody(w, anthropic.EncodeCountTokens(llm.EstimateInput(req)))
 	return nil
 }

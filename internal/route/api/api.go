@@ -213,6 +213,52 @@ func retryAfter(e *llm.Error) string {
 	return strconv.Itoa(max(1, int(math.Ceil(e.RetryAfter.Seconds()))))
 }
 
+// writeError renders e with a dialect's encoder.
+func writeError(w http.ResponseWriter, e *llm.Error, encode func(*llm.Error) (int, []byte)) {
+	status, body := encode(e)
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", retryAfter(e))
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// writeJSONBody writes an already encoded JSON body.
+func writeJSONBody(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// streamEncoder is what every dialect's stream encoder offers.
+type streamEncoder interface {
+	Encode(llm.Event) error
+	Close() error
+}
+
+// reply sends what execute returned: the response through encode, or the
+// stream through the encoder newEnc builds on w.
+func (s *Server) reply(w http.ResponseWriter, resp *llm.Response, stream llm.Stream,
+	encode func(*llm.Response) ([]byte, error), newEnc func(http.ResponseWriter) streamEncoder) error {
+	if stream == nil {
+		out, err := encode(resp)
+		if err != nil {
+			return err
+		}
+		writeJSONBody(w, out)
+		return nil
+	}
+	streamHeaders(w, "text/event-stream")
+	enc := newEnc(w)
+	if err := pump(stream, enc.Encode); err != nil {
+		s.log.Debug("stream to client ended early", "err", err)
+	}
+	if err := enc.Close(); err != nil {
+		s.log.Debug("closing client stream", "err", err)
+	}
+	return nil // the response has started; nothing else can be sent
+}
+
 // streamHeaders prepares an SSE response.
 func streamHeaders(w http.ResponseWriter, contentType string) {
 	h := w.Header()

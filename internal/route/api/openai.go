@@ -8,15 +8,7 @@ import (
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
-func openAIErrors(w http.ResponseWriter, e *llm.Error) {
-	status, body := openai.EncodeError(e)
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", retryAfter(e))
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(body)
-}
+func openAIErrors(w http.ResponseWriter, e *llm.Error) { writeError(w, e, openai.EncodeError) }
 
 func (s *Server) registerOpenAI() {
 	s.mux.Handle("POST /v1/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
@@ -43,24 +35,9 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if stream == nil {
-		out, err := openai.EncodeResponse(resp)
-		if err != nil {
-			return err
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(out)
-		return nil
-	}
-	streamHeaders(w, "text/event-stream")
-	enc := openai.NewStreamEncoder(w, req.IncludeUsage, s.clock.Now().Unix())
-	if err := pump(stream, enc.Encode); err != nil {
-		s.log.Debug("stream to client ended early", "err", err)
-	}
-	if err := enc.Close(); err != nil {
-		s.log.Debug("closing client stream", "err", err)
-	}
-	return nil
+	return s.reply(w, resp, stream, openai.EncodeResponse, func(w http.ResponseWriter) streamEncoder {
+		return openai.NewStreamEncoder(w, req.IncludeUsage, s.clock.Now().Unix())
+	})
 }
 
 func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) error {
@@ -93,7 +70,6 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(out)
+	writeJSONBody(w, out)
 	return nil
 }
