@@ -78,6 +78,9 @@ func (s *Server) routes() {
 	s.mux.Handle("POST /v1/messages/count_tokens", s.keyed(anthropicErrors, s.anthropicCountTokens))
 	s.mux.Handle("GET /v1/models", s.keyed(openAIErrors, s.listModels))
 	s.registerOpenAI()
+	s.registerResponses()
+	s.registerGemini()
+	s.registerOllama()
 }
 
 // errorWriter renders an *llm.Error in a dialect's shape.

@@ -39,6 +39,9 @@ func Registry() *provider.Registry {
 		return &anthropic.Client{BaseURL: base, APIKey: c.APIKey, HTTP: c.HTTP, Headers: c.Headers, Provider: c.ID}, nil
 	})
 	registerOpenAI(reg)
+	registerResponses(reg)
+	registerGemini(reg)
+	registerOllama(reg)
 	return reg
 }
 
