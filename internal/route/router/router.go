@@ -32,6 +32,10 @@ type Adapter interface {
 type Connection struct {
 	ID      string
 	Adapter Adapter
+	// Prepare, when set, adapts a request to the target model before
+	// each attempt (dropping parameters the model rejects). It must not
+	// modify req; it returns req itself or a changed copy.
+	Prepare func(req *llm.Request, model string) *llm.Request
 }
 
 // Target is one place a request can go: a provider and its model name.
@@ -237,6 +241,9 @@ func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimen
 }
 
 func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
+	if c.Prepare != nil {
+		req = c.Prepare(req, t.Model)
+	}
 	if !stream {
 		resp, err := c.Adapter.Chat(ctx, req, t.Model)
 		if err != nil {

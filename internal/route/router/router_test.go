@@ -374,3 +374,49 @@ func TestStickySessions(t *testing.T) {
 		t.Fatalf("priority reordered by a session: %v", res.Target)
 	}
 }
+
+// seenTemp records the temperature each call carried.
+type seenTemp struct {
+	fake
+	temps []*float64
+}
+
+func (s *seenTemp) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	s.mu.Lock()
+	s.temps = append(s.temps, req.Temperature)
+	s.mu.Unlock()
+	return s.fake.Chat(ctx, req, model)
+}
+
+// Each attempt is prepared for its own target: a fallback target whose
+// model rejects temperature gets a request without it, while the
+// client's request and the first attempt keep it.
+func TestPreparePerAttempt(t *testing.T) {
+	first := &seenTemp{fake: fake{name: "a", outcomes: []outcome{{err: &llm.Error{Status: 500, Type: llm.ErrServer, Message: "boom"}}}}}
+	second := &seenTemp{fake: fake{name: "b"}}
+	tb := NewTable()
+	tb.SetProvider("a", []Connection{{ID: "a#1", Adapter: first}})
+	tb.SetProvider("b", []Connection{{ID: "b#1", Adapter: second, Prepare: func(req *llm.Request, model string) *llm.Request {
+		if model != "reasoner" {
+			t.Errorf("prepare got model %q", model)
+		}
+		c := *req
+		c.Temperature = nil
+		return &c
+	}}})
+	if err := tb.SetCombo(Combo{Name: "c", Strategy: "priority", Targets: []Target{{Provider: "a", Model: "chat"}, {Provider: "b", Model: "reasoner"}}}); err != nil {
+		t.Fatal(err)
+	}
+	temp := 0.5
+	req := &llm.Request{Model: "c", Temperature: &temp}
+	res, err := New(tb, clock.Real{}).Chat(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Target.Provider != "b" || len(first.temps) != 1 || first.temps[0] == nil || len(second.temps) != 1 || second.temps[0] != nil {
+		t.Fatalf("target %v, first saw %v, second saw %v", res.Target, first.temps, second.temps)
+	}
+	if req.Temperature == nil {
+		t.Fatal("the client's request was changed")
+	}
+}
