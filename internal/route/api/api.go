@@ -298,6 +298,16 @@ func pump(s llm.Stream, encode func(llm.Event) error) error {
 }
 
 func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {
+	return s.writeModels(w, "")
+}
+
+// listModelsOf lists the models of one kind (GET /v1/embeddings).
+func (s *Server) listModelsOf(kind string) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error { return s.writeModels(w, kind) }
+}
+
+// writeModels writes the OpenAI model list, of every kind or of one.
+func (s *Server) writeModels(w http.ResponseWriter, kind string) error {
 	type model struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`
@@ -312,6 +322,9 @@ func (s *Server) listModels(w http.ResponseWriter, r *http.Request) error {
 		Data   []model `json:"data"`
 	}{Object: "list", Data: make([]model, 0, len(list))}
 	for _, m := range list {
+		if kind != "" && m.Kind != kind {
+			continue
+		}
 		out.Data = append(out.Data, model{ID: m.ID, Object: "model", Created: 0, OwnedBy: m.OwnedBy, Type: m.Kind})
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)

@@ -14,6 +14,7 @@ func (s *Server) registerOpenAI() {
 	s.mux.Handle("POST /v1/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
 	s.mux.Handle("POST /v1/providers/{provider}/chat/completions", s.keyed(openAIErrors, s.chatCompletions))
 	s.mux.Handle("POST /v1/embeddings", s.keyed(openAIErrors, s.embeddings))
+	s.mux.Handle("GET /v1/embeddings", s.keyed(openAIErrors, s.listModelsOf("embedding")))
 	s.mux.Handle("POST /v1/providers/{provider}/embeddings", s.keyed(openAIErrors, s.embeddings))
 }
 

@@ -63,3 +63,21 @@ func TestValidateParamRules(t *testing.T) {
 		}
 	}
 }
+
+func TestKindOf(t *testing.T) {
+	for model, want := range map[string]string{
+		"text-embedding-3-small":   KindEmbedding,
+		"Qwen/Qwen3-Embedding-8B":  KindEmbedding,
+		"BAAI/bge-m3":              KindEmbedding,
+		"gemini-embedding-001":     KindEmbedding,
+		"gpt-image-1":              KindImage,
+		"black-forest-labs/FLUX.1": KindImage,
+		"dall-e-3":                 KindImage,
+		"gpt-4o":                   KindChat,
+		"claude-sonnet-4-5":        KindChat,
+	} {
+		if got := KindOf(model); got != want {
+			t.Errorf("KindOf(%q) = %s, want %s", model, got, want)
+		}
+	}
+}

@@ -1,0 +1,25 @@
+package provider
+
+import "strings"
+
+// Model kinds shown in model lists.
+const (
+	KindChat      = "chat"
+	KindEmbedding = "embedding"
+	KindImage     = "image"
+)
+
+// KindOf guesses a model's kind from its name, for models declared
+// without one: embedding and image models of the well-known providers
+// name themselves so.
+func KindOf(model string) string {
+	m := strings.ToLower(model)
+	switch {
+	case strings.Contains(m, "embed"), strings.HasPrefix(m, "bge-"), strings.Contains(m, "/bge-"), strings.HasPrefix(m, "e5-"), strings.Contains(m, "/e5-"):
+		return KindEmbedding
+	case strings.Contains(m, "dall-e"), strings.Contains(m, "gpt-image"), strings.Contains(m, "imagen"), strings.Contains(m, "flux"),
+		strings.Contains(m, "stable-diffusion"), strings.Contains(m, "sdxl"), strings.Contains(m, "grok-2-image"):
+		return KindImage
+	}
+	return KindChat
+}
