@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -144,6 +145,15 @@ func (s *Server) validKey(r *http.Request) bool {
 func (s *Server) toLLMError(r *http.Request, err error) *llm.Error {
 	var le *llm.Error
 	if errors.As(err, &le) {
+		var ex *router.ExhaustedError
+		if errors.As(err, &ex) && len(ex.Attempts) > 1 {
+			c := *le
+			c.Attempts = make([]llm.Attempt, len(ex.Attempts))
+			for i, a := range ex.Attempts {
+				c.Attempts[i] = llm.Attempt{Target: a.Provider + "/" + a.Model, Connection: a.Connection, Status: a.Status, Error: a.Error, ElapsedMS: a.Elapsed.Milliseconds()}
+			}
+			return &c
+		}
 		return le
 	}
 	var he *httpx.Error
@@ -219,12 +229,34 @@ func retryAfter(e *llm.Error) string {
 // writeError renders e with a dialect's encoder.
 func writeError(w http.ResponseWriter, e *llm.Error, encode func(*llm.Error) (int, []byte)) {
 	status, body := encode(e)
+	if len(e.Attempts) > 0 {
+		body = withAttempts(body, e.Attempts)
+	}
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", retryAfter(e))
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// withAttempts adds the attempt list beside a dialect's error object
+// ({"error": …, "attempts": […]}); SDKs ignore fields they do not know.
+func withAttempts(body []byte, attempts []llm.Attempt) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(body, &m) != nil {
+		return body
+	}
+	a, err := json.Marshal(attempts)
+	if err != nil {
+		return body
+	}
+	m["attempts"] = a
+	out, err := json.Marshal(m)
+	if err != nil {
+		return body
+	}
+	return out
 }
 
 // writeJSONBody writes an already encoded JSON body.

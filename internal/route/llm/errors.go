@@ -33,6 +33,19 @@ type Error struct {
 	RetryAfter time.Duration `json:"retry_after,omitempty"`
 	// InStream marks an error that arrived inside a 200 stream.
 	InStream bool `json:"in_stream,omitempty"`
+	// Attempts lists what the gateway tried before giving up, when it
+	// tried more than one place; error bodies carry it beside the
+	// dialect's own error object.
+	Attempts []Attempt `json:"attempts,omitempty"`
+}
+
+// Attempt is one try of a request, as reported to the client.
+type Attempt struct {
+	Target     string `json:"target"` // provider/model
+	Connection string `json:"connection,omitempty"`
+	Status     int    `json:"status"`
+	Error      string `json:"error,omitempty"`
+	ElapsedMS  int64  `json:"elapsed_ms"`
 }
 
 func (e *Error) Error() string {
