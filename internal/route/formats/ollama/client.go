@@ -1,0 +1,236 @@
+package ollama
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+// DefaultBaseURL is a local Ollama server.
+const DefaultBaseURL = "http://localhost:11434"
+
+// Response body limits.
+const (
+	maxResponseBody = 64 << 20
+	maxEmbedBody    = 256 << 20
+	maxErrorBody    = 1 << 20
+)
+
+// Client is the outbound adapter for one Ollama upstream connection. It
+// satisfies the router's Adapter and Embedder.
+type Client struct {
+	// BaseURL is the server root, e.g. http://localhost:11434; a trailing
+	// /api is tolerated. Empty means DefaultBaseURL.
+	BaseURL string
+	// APIKey, when set, is sent as Authorization: Bearer (ollama.com, or a
+	// proxy in front of a server). Local servers need none.
+	APIKey string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	// Headers are added to every request; they cannot replace the key.
+	Headers map[string]string
+	// Options tune request encoding; WithNative on the context sets
+	// Native per request.
+	Options EncodeOptions
+	// Provider names the upstream in errors; empty means "ollama".
+	Provider string
+}
+
+func (c *Client) provider() string {
+	if c.Provider != "" {
+		return c.Provider
+	}
+	return "ollama"
+}
+
+func (c *Client) url(path string) string {
+	base := strings.TrimRight(c.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return strings.TrimSuffix(base, "/api") + path
+}
+
+func (c *Client) options(ctx context.Context) EncodeOptions {
+	o := c.Options
+	if IsNative(ctx) {
+		o.Native = true
+	}
+	return o
+}
+
+func (c *Client) tag(err error) error {
+	var le *llm.Error
+	if errors.As(err, &le) && le.Provider == "" {
+		le.Provider = c.provider()
+	}
+	return err
+}
+
+// do sends one request; a non-2xx answer is decoded into *llm.Error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte, accept string) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "ollama: " + err.Error()}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", accept)
+	for k, v := range c.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Del("Authorization")
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("ollama: %w", ctx.Err())
+		}
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream unreachable: " + err.Error()}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		e := DecodeError(resp.StatusCode, resp.Header, b)
+		e.Provider = c.provider()
+		return nil, e
+	}
+	return resp, nil
+}
+
+func (c *Client) read(resp *http.Response, limit int64) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "reading upstream response: " + err.Error()}
+	}
+	return b, nil
+}
+
+// Chat sends req non-streamed to POST /api/chat as model.
+func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	r := *req
+	r.Stream = false
+	body, err := EncodeRequest(&r, model, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/api/chat", body, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.read(resp, maxResponseBody)
+	if err != nil {
+		return nil, err
+	}
+	out, err := decodeResponse(b, requestMinter(req))
+	return out, c.tag(err)
+}
+
+// Stream sends req streamed to POST /api/chat as model. Errors before the
+// stream starts are returned; later ones arrive as an EventError.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	r := *req
+	r.Stream = true
+	body, err := EncodeRequest(&r, model, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/api/chat", body, "application/x-ndjson")
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
+		// One (possibly pretty-printed) object instead of NDJSON.
+		b, err := c.read(resp, maxResponseBody)
+		if err != nil {
+			return nil, err
+		}
+		full, err := decodeResponse(b, requestMinter(req))
+		if err != nil {
+			return nil, c.tag(err)
+		}
+		return &llm.SliceStream{Events: llm.Events(full)}, nil
+	}
+	return &providerStream{streamDecoder: newStreamDecoder(resp.Body, requestMinter(req)), provider: c.provider()}, nil
+}
+
+// providerStream names the provider in in-stream errors.
+type providerStream struct {
+	*streamDecoder
+	provider string
+}
+
+func (s *providerStream) Next() (llm.Event, error) {
+	ev, err := s.streamDecoder.Next()
+	if ev.Err != nil && ev.Err.Provider == "" {
+		ev.Err.Provider = s.provider
+	}
+	return ev, err
+}
+
+// Embed implements router.Embedder through POST /api/embed.
+func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimensions int) ([][]float32, llm.Usage, error) {
+	in, _ := json.Marshal(inputs)
+	body, err := json.Marshal(EmbedRequest{Model: model, Input: in, Dimensions: dimensions})
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/api/embed", body, "application/json")
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	raw, err := c.read(resp, maxEmbedBody)
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	var out EmbedResponse
+	if err := json.Unmarshal(raw, &out); err != nil || len(out.Embeddings) != len(inputs) {
+		return nil, llm.Usage{}, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream sent unreadable embeddings"}
+	}
+	return out.Embeddings, llm.Usage{InputTokens: out.PromptEvalCount}, nil
+}
+
+// Models lists the upstream's models (GET /api/tags).
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/api/tags", nil, "application/json")
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.read(resp, maxResponseBody)
+	if err != nil {
+		return nil, err
+	}
+	var list TagsResponse
+	if err := json.Unmarshal(b, &list); err != nil {
+		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream sent an unreadable model list"}
+	}
+	ids := make([]string, 0, len(list.Models))
+	for _, m := range list.Models {
+		id := m.Model
+		if id == "" {
+			id = m.Name
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
