@@ -1,0 +1,264 @@
+package gemini
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+// DefaultBaseURL is used when Client leaves BaseURL empty.
+const DefaultBaseURL = "https://generativelanguage.googleapis.com/v1beta"
+
+// Response body limits.
+const (
+	maxResponseBody = 64 << 20
+	maxErrorBody    = 1 << 20
+)
+
+// Client is the outbound adapter for one Gemini API connection (one
+// credential). It satisfies the router's Adapter and Embedder.
+type Client struct {
+	// BaseURL is the API root including its version, e.g.
+	// https://generativelanguage.googleapis.com/v1beta. Empty means
+	// DefaultBaseURL; a root without a path gets /v1beta.
+	BaseURL string
+	// APIKey is sent as x-goog-api-key, never in the URL. It is the
+	// provider's key: clients' gateway keys never reach this adapter.
+	APIKey string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	// Headers are added to every request; they cannot replace the key.
+	Headers map[string]string
+	// Options tune request encoding; WithNative on the context sets
+	// Native per request.
+	Options EncodeOptions
+	// Provider names the upstream in errors; empty means "gemini".
+	Provider string
+}
+
+type nativeKey struct{}
+
+// WithNative marks ctx as carrying a request from a Gemini-dialect
+// client (see EncodeOptions.Native).
+func WithNative(ctx context.Context) context.Context {
+	return context.WithValue(ctx, nativeKey{}, true)
+}
+
+func (c *Client) options(ctx context.Context) EncodeOptions {
+	o := c.Options
+	if v, _ := ctx.Value(nativeKey{}).(bool); v {
+		o.Native = true
+	}
+	return o
+}
+
+func (c *Client) provider() string {
+	if c.Provider != "" {
+		return c.Provider
+	}
+	return "gemini"
+}
+
+// modelPath is the URL path of a model: "models/" is added unless the id
+// already names a resource (models/…, tunedModels/…).
+func modelPath(model string) string {
+	if strings.HasPrefix(model, "models/") || strings.HasPrefix(model, "tunedModels/") {
+		return "/" + model
+	}
+	return "/models/" + model
+}
+
+func (c *Client) url(path string) string {
+	base := strings.TrimRight(c.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	if u, err := url.Parse(base); err == nil && u.Host != "" && u.Path == "" {
+		base += "/v1beta"
+	}
+	return base + path
+}
+
+// do sends one request; a non-2xx answer is decoded into *llm.Error.
+func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: " + err.Error()}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range c.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Del("x-goog-api-key")
+	if c.APIKey != "" {
+		req.Header.Set("x-goog-api-key", c.APIKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("gemini: %w", ctx.Err())
+		}
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: upstream unreachable: " + err.Error()}
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		e := DecodeError(resp.StatusCode, resp.Header, b)
+		e.Provider = c.provider()
+		return nil, e
+	}
+	return resp, nil
+}
+
+func (c *Client) read(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: reading response: " + err.Error()}
+	}
+	return b, nil
+}
+
+func (c *Client) tag(err error) error {
+	if le, ok := err.(*llm.Error); ok {
+		le.Provider = c.provider()
+	}
+	return err
+}
+
+// Chat sends req to POST {base}/models/{model}:generateContent.
+func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	body, err := EncodeRequest(req, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":generateContent", body)
+	if err != nil {
+		return nil, err
+	}
+	b, err := c.read(resp)
+	if err != nil {
+		return nil, err
+	}
+	r, err := DecodeResponse(b)
+	if err != nil {
+		return nil, c.tag(err)
+	}
+	return r, nil
+}
+
+// Stream sends req to POST {base}/models/{model}:streamGenerateContent?alt=sse.
+// An upstream that answers with JSON (one response or an array) is
+// replayed as a stream.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	body, err := EncodeRequest(req, c.options(ctx))
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":streamGenerateContent?alt=sse", body)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
+		b, err := c.read(resp)
+		if err != nil {
+			return nil, err
+		}
+		s, err := replayChunks(b, c.provider())
+		if err != nil {
+			return nil, c.tag(err)
+		}
+		return s, nil
+	}
+	return newStreamDecoder(resp.Body, c.provider()), nil
+}
+
+// Embed implements router.Embedder with :batchEmbedContents. Gemini
+// reports no usage for embeddings; the gateway estimates it.
+func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimensions int) ([][]float32, llm.Usage, error) {
+	name := strings.TrimPrefix(modelPath(model), "/")
+	req := BatchEmbedContentsRequest{Requests: make([]EmbedContentRequest, len(inputs))}
+	for i, in := range inputs {
+		req.Requests[i] = EmbedContentRequest{Model: name, Content: Content{Parts: []Part{{Text: str(in)}}}}
+		if dimensions > 0 {
+			d := dimensions
+			req.Requests[i].OutputDimensionality = &d
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":batchEmbedContents", body)
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	b, err := c.read(resp)
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	var out BatchEmbedContentsResponse
+	if err := json.Unmarshal(b, &out); err != nil || len(out.Embeddings) != len(inputs) {
+		e := upstreamError("unreadable embeddings")
+		e.Provider = c.provider()
+		return nil, llm.Usage{}, e
+	}
+	vecs := make([][]float32, len(out.Embeddings))
+	for i, e := range out.Embeddings {
+		vecs[i] = e.Values
+	}
+	return vecs, llm.Usage{}, nil
+}
+
+// Models lists the upstream's model ids (GET {base}/models, following
+// pagination), without the "models/" prefix.
+func (c *Client) Models(ctx context.Context) ([]string, error) {
+	var ids []string
+	token := ""
+	for page := 0; page < 100; page++ {
+		q := url.Values{"pageSize": {"1000"}}
+		if token != "" {
+			q.Set("pageToken", token)
+		}
+		resp, err := c.do(ctx, http.MethodGet, "/models?"+q.Encode(), nil)
+		if err != nil {
+			return nil, err
+		}
+		b, err := c.read(resp)
+		if err != nil {
+			return nil, err
+		}
+		var list ListModelsResponse
+		if err := json.Unmarshal(b, &list); err != nil {
+			e := upstreamError("malformed model list")
+			e.Provider = c.provider()
+			return nil, e
+		}
+		for _, m := range list.Models {
+			ids = append(ids, strings.TrimPrefix(m.Name, "models/"))
+		}
+		if list.NextPageToken == "" || list.NextPageToken == token {
+			break
+		}
+		token = list.NextPageToken
+	}
+	return ids, nil
+}
