@@ -1,5 +1,19 @@
 package app
 
-import "github.com/omniedge/omni/internal/route/provider"
+import (
+	"github.com/omniedge/omni/internal/route/formats/responses"
+	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/router"
+)
 
-func registerResponses(reg *provider.Registry) {}
+// registerResponses adds upstreams speaking the OpenAI Responses API
+// (POST {base}/responses), e.g. OpenAI itself for Responses-only models.
+func registerResponses(reg *provider.Registry) {
+	reg.Register("openai-responses", func(c provider.Config) (router.Adapter, error) {
+		base := c.BaseURL
+		if base == "" {
+			base = responses.DefaultBaseURL
+		}
+		return &responses.Client{BaseURL: base, APIKey: c.APIKey, HTTP: c.HTTP, Headers: c.Headers, Provider: c.ID}, nil
+	})
+}

@@ -1,0 +1,166 @@
+package responses
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/omniedge/omni/internal/route/llm"
+)
+
+// DefaultBaseURL is used when Client.BaseURL is empty.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Response body limits.
+const (
+	maxResponseBody = 64 << 20
+	maxErrorBody    = 1 << 20
+)
+
+// Client is the outbound adapter for one Responses upstream connection
+// (one credential). It satisfies the router's Adapter. Requests go to
+// POST {BaseURL}/responses with store:false and the whole conversation:
+// the gateway, not the upstream, keeps conversation state.
+type Client struct {
+	// BaseURL is the upstream root including the version, e.g.
+	// https://api.openai.com/v1. Empty means DefaultBaseURL.
+	BaseURL string
+	// APIKey is sent as a Bearer token. It is the provider's key: the
+	// client's own credentials never reach this adapter.
+	APIKey string
+	// HTTP sends the requests; nil means http.DefaultClient.
+	HTTP *http.Client
+	// Headers are added to every request; they cannot replace the
+	// Authorization header.
+	Headers map[string]string
+	// Provider names the upstream in errors; empty means "openai-responses".
+	Provider string
+}
+
+type nativeKey struct{}
+
+// WithNative marks ctx as carrying a request from a Responses client, so
+// its Extra fields (built-in tools, include, truncation, …) reach a
+// Responses upstream.
+func WithNative(ctx context.Context) context.Context {
+	return context.WithValue(ctx, nativeKey{}, true)
+}
+
+// IsNative reports whether ctx was marked by WithNative.
+func IsNative(ctx context.Context) bool {
+	v, _ := ctx.Value(nativeKey{}).(bool)
+	return v
+}
+
+func (c *Client) provider() string {
+	if c.Provider != "" {
+		return c.Provider
+	}
+	return "openai-responses"
+}
+
+func (c *Client) url() string {
+	base := strings.TrimRight(c.BaseURL, "/")
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return base + "/responses"
+}
+
+func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(), bytes.NewReader(body))
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: " + err.Error()}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if stream {
+		req.Header.Set("Accept", "text/event-stream")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	for k, v := range c.Headers {
+		req.Header.Set(k, v)
+	}
+	req.Header.Del("Authorization")
+	if c.APIKey != "" {
+		req.Header.Set("Authorization", "Bearer "+c.APIKey)
+	}
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("responses: %w", ctx.Err())
+		}
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: upstream unreachable: " + err.Error()}
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+		e := DecodeError(resp.StatusCode, resp.Header, b)
+		e.Provider = c.provider()
+		return nil, e
+	}
+	return resp, nil
+}
+
+func (c *Client) encode(ctx context.Context, r *llm.Request, model string, stream bool) ([]byte, error) {
+	rr := *r
+	rr.Stream = stream
+	return EncodeRequest(&rr, model, EncodeOptions{Native: IsNative(ctx)})
+}
+
+func (c *Client) readResponse(resp *http.Response) (*llm.Response, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: reading response: " + err.Error()}
+	}
+	r, err := DecodeResponse(b)
+	if le, ok := err.(*llm.Error); ok {
+		le.Provider = c.provider()
+	}
+	return r, err
+}
+
+// Chat sends req non-streamed as model.
+func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.Response, error) {
+	body, err := c.encode(ctx, r, model, false)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.post(ctx, body, false)
+	if err != nil {
+		return nil, err
+	}
+	return c.readResponse(resp)
+}
+
+// Stream sends req streamed as model. Errors before the stream starts are
+// returned; later ones (an error or response.failed event, a cut
+// connection) arrive as an EventError. An upstream that answers a stream
+// request with a JSON response object is replayed as a stream.
+func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.Stream, error) {
+	body, err := c.encode(ctx, r, model, true)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.post(ctx, body, true)
+	if err != nil {
+		return nil, err
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
+		full, err := c.readResponse(resp)
+		if err != nil {
+			return nil, err
+		}
+		return &llm.SliceStream{Events: llm.Events(full)}, nil
+	}
+	return newStreamDecoder(resp.Body, c.provider()), nil
+}
