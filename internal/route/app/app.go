@@ -1,31 +1,35 @@
 // Package app assembles the OmniRoute gateway from configuration: the
-// provider registry with every shipped wire format, the routing table of
-// declared providers (one connection per API key), aliases and combos, the
-// router and the HTTP API.
+// provider registry with every shipped wire format, the routing table
+// (config-declared providers, one connection per API key, aliases and
+// combos, plus what the management API stored), the router, the HTTP API
+// and the management API.
 package app
 
 import (
-	"fmt"
+	"context"
+	"errors"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/store"
 )
 
 // App is an assembled gateway.
 type App struct {
-	Table  *router.Table
-	Router *router.Router
-	API    *api.Server
-	models []api.ModelInfo
+	Table   *router.Table
+	Router  *router.Router
+	API     *api.Server     // the /v1 gateway alone
+	Manager *manage.Manager // routing state; serves /api/ when it has a store
+	handler http.Handler
 }
 
 // Registry returns a registry with every provider type this build ships.
@@ -45,75 +49,92 @@ func Registry() *provider.Registry {
 	return reg
 }
 
-// New builds the gateway from cfg.Route. hc is the client for upstream
-// calls (nil: a default with generous timeouts for long generations).
+// Deps are what Open needs beyond the configuration.
+type Deps struct {
+	// DB holds the managed state (providers, keys, combos …) next to the
+	// other products' tables. nil: configuration only, no management API.
+	DB        *sqldb.DB
+	MasterKey []byte       // seals provider credentials, signs dashboard sessions (required with DB)
+	HTTP      *http.Client // upstream client (nil: a default with generous timeouts for long generations)
+	Clock     clock.Clock
+	Log       *slog.Logger
+}
+
+// New builds the gateway from cfg.Route alone, without a database: no
+// management API and no stored state. hc is the client for upstream calls.
 func New(cfg *config.Config, hc *http.Client, clk clock.Clock, log *slog.Logger) (*App, error) {
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Minute}
+	return Open(context.Background(), cfg, Deps{HTTP: hc, Clock: clk, Log: log})
+}
+
+// Open builds the gateway from cfg.Route and, with d.DB, the route store:
+// it migrates the store, stores the initial dashboard password on first
+// start, and fills the routing table from both.
+func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
+	if d.HTTP == nil {
+		d.HTTP = &http.Client{Timeout: 10 * time.Minute}
 	}
-	reg := Registry()
+	if d.Clock == nil {
+		d.Clock = clock.Real{}
+	}
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
 	a := &App{Table: router.NewTable()}
-	for _, p := range cfg.Route.Providers {
-		keys := p.APIKeys
-		if len(keys) == 0 {
-			keys = []config.Secret{""} // local servers (vLLM, Ollama) need none
+	a.Router = router.New(a.Table, d.Clock)
+	var st manage.Store
+	if d.DB != nil {
+		if len(d.MasterKey) < 32 {
+			return nil, errors.New("route: a 32-byte master key is required with a database")
 		}
-		var conns []router.Connection
-		for i, k := range keys {
-			ad, err := reg.New(provider.Config{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, APIKey: k.Reveal(), Headers: p.Headers, HTTP: hc})
-			if err != nil {
-				return nil, fmt.Errorf("route provider %s: %w", p.ID, err)
-			}
-			conns = append(conns, router.Connection{ID: p.ID + "#" + strconv.Itoa(i+1), Adapter: ad})
+		s, err := store.New(ctx, d.DB, d.MasterKey)
+		if err != nil {
+			return nil, err
 		}
-		a.Table.SetProvider(p.ID, conns)
-		for _, m := range p.Models {
-			a.models = append(a.models, api.ModelInfo{ID: p.ID + "/" + m, OwnedBy: p.ID, Kind: "chat"})
-		}
+		st = s
 	}
-	for name, to := range cfg.Route.Aliases {
-		a.Table.SetAlias(name, to)
-		a.models = append(a.models, api.ModelInfo{ID: name, OwnedBy: "alias", Kind: "alias"})
+	mgr, err := manage.New(manage.Options{
+		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
+		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustProxy,
+		Clock: d.Clock, Log: d.Log,
+	})
+	if err != nil {
+		return nil, err
 	}
-	for _, c := range cfg.Route.Combos {
-		combo := router.Combo{Name: c.Name, Strategy: c.Strategy}
-		for _, t := range c.Targets {
-			target, err := parseTarget(t)
-			if err != nil {
-				return nil, fmt.Errorf("route combo %s: %w", c.Name, err)
-			}
-			combo.Targets = append(combo.Targets, target)
-		}
-		if err := a.Table.SetCombo(combo); err != nil {
-			return nil, fmt.Errorf("route combo %s: %w", c.Name, err)
-		}
-		a.models = append(a.models, api.ModelInfo{ID: c.Name, OwnedBy: "combo", Kind: "combo"})
+	if err := mgr.Load(ctx); err != nil {
+		return nil, err
 	}
-	a.Router = router.New(a.Table, clk)
+	a.Manager = mgr
 	keys := make([]string, len(cfg.Route.APIKeys))
 	for i, k := range cfg.Route.APIKeys {
 		keys[i] = k.Reveal()
 	}
-	a.API = api.New(a.Router, a, api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, APIKeys: keys}, clk, log)
+	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, APIKeys: keys}
+	if st != nil {
+		acfg.Keys = mgr.Keys()
+	}
+	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
+	mux := http.NewServeMux()
+	mgr.Register(mux)
+	mux.Handle("/", a.API)
+	a.handler = mux
 	return a, nil
 }
 
-// Models implements api.Models.
-func (a *App) Models() []api.ModelInfo { return append([]api.ModelInfo(nil), a.models...) }
+// Handler serves the gateway (/v1 …) and, with a store, the management
+// API (/api/ …).
+func (a *App) Handler() http.Handler { return a.handler }
 
-// parseTarget reads "provider/model" or "provider/model*weight".
-func parseTarget(s string) (router.Target, error) {
-	weight := 0
-	if i := strings.LastIndexByte(s, '*'); i > 0 {
-		w, err := strconv.Atoi(s[i+1:])
-		if err != nil || w < 1 {
-			return router.Target{}, fmt.Errorf("target %q: weight must be a positive integer", s)
-		}
-		s, weight = s[:i], w
+// Run keeps the routing table in step with changes made through other
+// replicas and records gateway key use, until ctx ends.
+func (a *App) Run(ctx context.Context) error { return a.Manager.Run(ctx) }
+
+// Models implements api.Models: the current list, which follows changes
+// made through the management API.
+func (a *App) Models() []api.ModelInfo {
+	ms := a.Manager.Models()
+	out := make([]api.ModelInfo, len(ms))
+	for i, m := range ms {
+		out[i] = api.ModelInfo{ID: m.ID, OwnedBy: m.OwnedBy, Kind: m.Kind}
 	}
-	p, m, ok := router.SplitModel(s)
-	if !ok {
-		return router.Target{}, fmt.Errorf("target %q is not provider/model", s)
-	}
-	return router.Target{Provider: p, Model: m, Weight: weight}, nil
+	return out
 }

@@ -1,0 +1,428 @@
+package manage
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/omniedge/omni/internal/platform/auth"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/ratelimit"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// maxBody bounds management request bodies.
+const maxBody = 1 << 20
+
+// Register adds the management routes to mux. It needs a store.
+func (m *Manager) Register(mux *http.ServeMux) {
+	if m.store == nil {
+		return
+	}
+	open := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(h)) }
+	guarded := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.guard(h))) }
+
+	open("POST /api/auth/login", m.login)
+	open("POST /api/auth/logout", m.logout)
+	open("GET /api/settings/require-login", m.getRequireLogin)
+	guarded("PUT /api/settings/require-login", m.putRequireLogin)
+	guarded("POST /api/auth/password", m.setPassword)
+	guarded("PUT /api/settings/password", m.setPassword)
+
+	guarded("GET /api/keys", m.listKeys)
+	guarded("POST /api/keys", m.createKey)
+	guarded("DELETE /api/keys/{id}", m.deleteKey)
+
+	guarded("GET /api/providers", m.listProviders)
+	guarded("POST /api/providers", m.createProvider)
+	guarded("POST /api/providers/validate", m.validateProvider)
+	guarded("GET /api/providers/{id}", m.getProvider)
+	guarded("PUT /api/providers/{id}", m.updateProvider)
+	guarded("PATCH /api/providers/{id}", m.updateProvider)
+	guarded("DELETE /api/providers/{id}", m.deleteProvider)
+	guarded("POST /api/providers/{id}/test", m.testProvider)
+	guarded("GET /api/providers/{id}/models", m.providerUpstreamModels)
+	guarded("POST /api/providers/{id}/credentials", m.addCredential)
+	guarded("DELETE /api/providers/{id}/credentials/{cid}", m.deleteCredential)
+
+	guarded("GET /api/provider-models", m.listProviderModels)
+	guarded("POST /api/provider-models", m.addProviderModel)
+	guarded("PATCH /api/provider-models", m.patchProviderModel)
+	guarded("PUT /api/provider-models", m.patchProviderModel)
+	guarded("DELETE /api/provider-models", m.deleteProviderModel)
+
+	guarded("GET /api/models/alias", m.listAliases)
+	guarded("POST /api/models/alias", m.setAlias)
+	guarded("PUT /api/models/alias", m.setAlias)
+	guarded("DELETE /api/models/alias", m.deleteAlias)
+	guarded("DELETE /api/models/alias/{name...}", m.deleteAlias)
+	guarded("GET /api/models/catalog", m.catalog)
+
+	guarded("GET /api/pricing", m.getPricing)
+	guarded("PUT /api/pricing", m.putPricing)
+	guarded("POST /api/pricing", m.putPricing)
+	guarded("DELETE /api/pricing", m.deletePricing)
+
+	guarded("GET /api/combos", m.listCombos)
+	guarded("POST /api/combos", m.createCombo)
+	guarded("GET /api/combos/{name}", m.getCombo)
+	guarded("PUT /api/combos/{name}", m.updateCombo)
+	guarded("DELETE /api/combos/{name}", m.deleteCombo)
+
+	guarded("GET /api/model-combo-mappings", m.listMappings)
+	guarded("POST /api/model-combo-mappings", m.createMapping)
+	guarded("GET /api/model-combo-mappings/{id}", m.getMapping)
+	guarded("PUT /api/model-combo-mappings/{id}", m.updateMapping)
+	guarded("DELETE /api/model-combo-mappings/{id}", m.deleteMapping)
+}
+
+// noStore keeps management answers out of caches.
+func noStore(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	return httpx.DecodeJSON(w, r, v, maxBody)
+}
+
+// storeError maps store errors to HTTP errors; anything else stays a 500.
+func storeError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return httpx.NotFound("%s", err.Error())
+	case errors.Is(err, store.ErrConflict):
+		return httpx.Conflict("%s", err.Error())
+	}
+	return err
+}
+
+// change finishes a write: on success the table is reloaded and body (if
+// any) is written with status.
+func (m *Manager) change(w http.ResponseWriter, r *http.Request, status int, body func() any, err error) error {
+	if err != nil {
+		return storeError(err)
+	}
+	if err := m.reload(r.Context(), false); err != nil {
+		return err
+	}
+	if body == nil {
+		w.WriteHeader(status)
+		return nil
+	}
+	httpx.WriteJSON(w, status, body())
+	return nil
+}
+
+func readOnly(what string) error {
+	return httpx.Errorf(http.StatusConflict, "read_only", "%s is declared in the configuration file; change it there", what)
+}
+
+// ---- authentication ----
+
+const cookieName = "auth_token"
+
+// loginLimit bounds password guesses per client IP: 10 at once, then one
+// every 6 seconds.
+var loginLimit = ratelimit.Limit{Rate: 1.0 / 6, Burst: 10}
+
+func (m *Manager) requireLogin(ctx context.Context) (bool, error) {
+	v, ok, err := m.store.Setting(ctx, store.SettingRequireLogin)
+	if err != nil {
+		return true, err
+	}
+	return !ok || v != "false", nil
+}
+
+func (m *Manager) passwordHash(ctx context.Context) (string, error) {
+	v, _, err := m.store.Setting(ctx, store.SettingPasswordHash)
+	return v, err
+}
+
+// guard admits a management request when login is not required, when it
+// carries a live session cookie, or — while no password has been set at
+// all — when it comes straight from the gateway's own host.
+func (m *Manager) guard(h httpx.HandlerFunc) httpx.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		required, err := m.requireLogin(r.Context())
+		if err != nil {
+			return err
+		}
+		if !required {
+			return h(w, r)
+		}
+		hash, err := m.passwordHash(r.Context())
+		if err != nil {
+			return err
+		}
+		if hash == "" {
+			if isLoopback(r) {
+				return h(w, r)
+			}
+			return httpx.Forbidden("no dashboard password is set: start the gateway with INITIAL_PASSWORD (or OMNI_INITIAL_PASSWORD), " +
+				"or set one with POST /api/auth/password from the gateway's own host")
+		}
+		ok, err := m.session(r)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return httpx.Unauthorized("login required: POST /api/auth/login with the dashboard password")
+		}
+		return h(w, r)
+	}
+}
+
+// session reports whether the request carries a valid, live session.
+func (m *Manager) session(r *http.Request) (bool, error) {
+	sid := m.sessionID(r)
+	if sid == "" {
+		return false, nil
+	}
+	return m.store.SessionValid(r.Context(), sid, m.clock.Now())
+}
+
+// sessionID returns the session of a correctly signed, unexpired cookie.
+func (m *Manager) sessionID(r *http.Request) string {
+	c, err := r.Cookie(cookieName)
+	if err != nil || c.Value == "" {
+		return ""
+	}
+	claims, err := m.signer.Verify(c.Value, m.clock.Now())
+	if err != nil || claims.Subject != "dashboard" {
+		return ""
+	}
+	return claims.Session
+}
+
+// isLoopback reports a request made on the gateway host itself and not
+// relayed by a proxy (a local reverse proxy would otherwise make every
+// remote client look local).
+func isLoopback(r *http.Request) bool {
+	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
+		if r.Header.Get(h) != "" {
+			return false
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func (m *Manager) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+}
+
+func (m *Manager) login(w http.ResponseWriter, r *http.Request) error {
+	ip := httpx.ClientIP(r, m.opt.TrustProxy)
+	d, err := m.limiter.Allow(r.Context(), "route-login:"+ip, loginLimit)
+	if err == nil && !d.Allowed {
+		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many login attempts; retry later", RetryAfter: d.RetryAfter}
+	}
+	var b struct {
+		Password string `json:"password"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	if b.Password == "" {
+		return httpx.BadRequest(`"password" is required`)
+	}
+	hash, err := m.passwordHash(r.Context())
+	if err != nil {
+		return err
+	}
+	if hash == "" {
+		return httpx.Errorf(http.StatusConflict, "no_password", "no dashboard password is set: start the gateway with INITIAL_PASSWORD, "+
+			"or set one with POST /api/auth/password from the gateway's own host")
+	}
+	if err := auth.CheckPassword(hash, b.Password); err != nil {
+		if errors.Is(err, auth.ErrMismatch) {
+			m.log.Info("dashboard login failed", "ip", ip)
+			return httpx.Unauthorized("wrong password")
+		}
+		return err
+	}
+	now := m.clock.Now()
+	sid := auth.RandomToken("", 18)
+	exp := now.Add(m.opt.SessionTTL)
+	if err := m.store.CreateSession(r.Context(), sid, now, exp); err != nil {
+		return err
+	}
+	tok, err := m.signer.Sign(auth.NewClaims("dashboard", sid, now, m.opt.SessionTTL))
+	if err != nil {
+		return err
+	}
+	m.setCookie(w, r, tok, int(m.opt.SessionTTL.Seconds()))
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "expires_at": exp.UTC()})
+	return nil
+}
+
+func (m *Manager) logout(w http.ResponseWriter, r *http.Request) error {
+	if sid := m.sessionID(r); sid != "" {
+		if err := m.store.DeleteSession(r.Context(), sid); err != nil {
+			return err
+		}
+	}
+	m.setCookie(w, r, "", -1)
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true})
+	return nil
+}
+
+func (m *Manager) getRequireLogin(w http.ResponseWriter, r *http.Request) error {
+	required, err := m.requireLogin(r.Context())
+	if err != nil {
+		return err
+	}
+	hash, err := m.passwordHash(r.Context())
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": required, "hasPassword": hash != ""})
+	return nil
+}
+
+func (m *Manager) putRequireLogin(w http.ResponseWriter, r *http.Request) error {
+	var b struct {
+		RequireLogin  *bool `json:"requireLogin"`
+		RequireLogin2 *bool `json:"require_login"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	v := b.RequireLogin
+	if v == nil {
+		v = b.RequireLogin2
+	}
+	if v == nil {
+		return httpx.BadRequest(`"requireLogin" (a boolean) is required`)
+	}
+	val := "false"
+	if *v {
+		val = "true"
+	}
+	if err := m.store.SetSetting(r.Context(), store.SettingRequireLogin, val); err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": *v})
+	return nil
+}
+
+// setPassword sets or changes the dashboard password; changing it needs
+// the current one and ends every session.
+func (m *Manager) setPassword(w http.ResponseWriter, r *http.Request) error {
+	var b struct {
+		Current  string `json:"current_password"`
+		Current2 string `json:"currentPassword"`
+		Password string `json:"password"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	if b.Current == "" {
+		b.Current = b.Current2
+	}
+	if len(b.Password) < 8 || len(b.Password) > 256 {
+		return httpx.BadRequest(`"password" must be 8 to 256 characters`)
+	}
+	hash, err := m.passwordHash(r.Context())
+	if err != nil {
+		return err
+	}
+	if hash != "" {
+		if err := auth.CheckPassword(hash, b.Current); err != nil {
+			if errors.Is(err, auth.ErrMismatch) {
+				return httpx.Unauthorized(`"current_password" is wrong`)
+			}
+			return err
+		}
+	}
+	nh, err := auth.HashPassword(b.Password)
+	if err != nil {
+		return err
+	}
+	if err := m.store.SetPassword(r.Context(), nh); err != nil {
+		return err
+	}
+	m.setCookie(w, r, "", -1)
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"ok": true, "message": "password set; every session has ended, log in again"})
+	return nil
+}
+
+// ---- gateway API keys ----
+
+type keyJSON struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	Key           string   `json:"key,omitempty"`
+	Prefix        string   `json:"prefix"`
+	AllowedModels []string `json:"allowed_models"`
+	CreatedAt     any      `json:"created_at"`
+	LastUsedAt    any      `json:"last_used_at"`
+}
+
+func toKeyJSON(k store.APIKey) keyJSON {
+	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, AllowedModels: k.AllowedModels, CreatedAt: k.CreatedAt}
+	if out.AllowedModels == nil {
+		out.AllowedModels = []string{}
+	}
+	if !k.LastUsedAt.IsZero() {
+		out.LastUsedAt = k.LastUsedAt
+	}
+	return out
+}
+
+func (m *Manager) listKeys(w http.ResponseWriter, r *http.Request) error {
+	keys, err := m.store.APIKeys(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]keyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, toKeyJSON(k))
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"keys": out})
+	return nil
+}
+
+func (m *Manager) createKey(w http.ResponseWriter, r *http.Request) error {
+	var b struct {
+		Name          string   `json:"name"`
+		AllowedModels []string `json:"allowed_models"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	b.Name = strings.TrimSpace(b.Name)
+	if b.Name == "" || len(b.Name) > 100 {
+		return httpx.BadRequest(`"name" is required (at most 100 characters)`)
+	}
+	for _, p := range b.AllowedModels {
+		if err := checkPattern(p, "allowed_models"); err != nil {
+			return err
+		}
+	}
+	raw := auth.RandomToken("sk-omni-", 32)
+	k := store.APIKey{ID: store.NewID("key_"), Name: b.Name, Prefix: raw[:12], Hash: auth.TokenHash(raw),
+		AllowedModels: b.AllowedModels, CreatedAt: m.clock.Now().UTC().Truncate(1e6)}
+	err := m.store.CreateAPIKey(r.Context(), k)
+	return m.change(w, r, http.StatusCreated, func() any {
+		out := toKeyJSON(k)
+		out.Key = raw
+		return out
+	}, err)
+}
+
+func (m *Manager) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteAPIKey(r.Context(), r.PathValue("id")))
+}
