@@ -64,6 +64,8 @@ type Server struct {
 	cfg    Config
 	keys   [][32]byte
 	mux    *http.ServeMux
+
+	responses ResponseStore // conversations behind stored Responses (responses.go)
 }
 
 // New builds the server.
