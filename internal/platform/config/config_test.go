@@ -606,3 +606,23 @@ func TestLoadMasterKeyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+func TestInitialPassword(t *testing.T) {
+	if c := mustLoad(t, nil, map[string]string{"INITIAL_PASSWORD": "plain-env-pass"}); c.Route.InitialPassword.Reveal() != "plain-env-pass" {
+		t.Fatalf("INITIAL_PASSWORD = %q", c.Route.InitialPassword.Reveal())
+	}
+	c := mustLoad(t, nil, map[string]string{"INITIAL_PASSWORD": "plain-env-pass", "OMNI_INITIAL_PASSWORD": "omni-env-pass"})
+	if c.Route.InitialPassword.Reveal() != "omni-env-pass" {
+		t.Fatalf("OMNI_INITIAL_PASSWORD should win, got %q", c.Route.InitialPassword.Reveal())
+	}
+	if strings.Contains(c.YAML(), "omni-env-pass") {
+		t.Fatal("the initial password is printed")
+	}
+	if _, err := load(t, nil, map[string]string{"INITIAL_PASSWORD": "short"}); err == nil {
+		t.Fatal("a 5-character initial password was accepted")
+	}
+	// Gateway keys may all come from the management API.
+	if c := mustLoad(t, []string{"--require-api-key"}, nil); !c.Route.RequireAPIKey {
+		t.Fatal("--require-api-key without config keys was not accepted")
+	}
+}
