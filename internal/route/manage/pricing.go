@@ -53,8 +53,9 @@ type priceEntry struct {
 }
 
 // priceTable resolves the price of a model: overrides before built-in
-// prices; within each, an exact pattern before globs, and the longest
-// glob first. A pattern may name "provider/model" or the bare model.
+// prices; within each, patterns naming "provider/model" before those
+// naming the bare model, an exact pattern before globs, and the longest
+// glob first.
 type priceTable struct {
 	overrides, builtin []priceEntry
 }
@@ -88,8 +89,8 @@ func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
 		names = []string{providerID + "/" + model, model}
 	}
 	for _, l := range [][]priceEntry{t.overrides, t.builtin} {
-		for _, e := range l {
-			for _, n := range names {
+		for _, n := range names { // provider-qualified patterns first
+			for _, e := range l {
 				if ok, _ := path.Match(e.Pattern, n); ok {
 					return e, true
 				}
