@@ -62,7 +62,9 @@ func NewStreamDecoder(r io.ReadCloser) llm.Stream {
 
 func newStreamDecoder(r io.ReadCloser, provider string) *streamDecoder {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
+	// Events are a few hundred bytes: start small and let the scanner
+	// grow the buffer for the rare long line, up to maxEventLine.
+	sc.Buffer(make([]byte, 0, 4<<10), maxEventLine)
 	sc.Split(splitLines)
 	return &streamDecoder{body: r, sc: sc, provider: provider, blocks: map[int]*decBlock{}}
 }

@@ -22,10 +22,11 @@ import (
 // message_delta, synthesizes message_start when the first event is not
 // Start, and reports tool_use as the stop reason when tool calls were
 // streamed under end_turn. Parts an assistant message cannot hold (media)
-// are left out. It flushes after every event when w is an http.Flusher.
+// are left out. It flushes after every event when w is an http.Flusher,
+// or a response writer whose Flush http.ResponseController reaches.
 type StreamEncoder struct {
-	w       io.Writer
-	flusher http.Flusher
+	w     io.Writer
+	flush func()
 
 	started, done bool
 	blocks        map[int]*encBlock // by canonical index
@@ -47,8 +48,23 @@ var errEnded = errors.New("anthropic: stream already ended")
 
 // NewStreamEncoder returns an encoder writing to w.
 func NewStreamEncoder(w io.Writer) *StreamEncoder {
-	f, _ := w.(http.Flusher)
-	return &StreamEncoder{w: w, flusher: f, blocks: map[int]*encBlock{}}
+	return &StreamEncoder{w: w, flush: flusher(w), blocks: map[int]*encBlock{}}
+}
+
+// flusher returns what pushes w's buffered bytes to the client: w's own
+// Flush, or, for a response writer wrapped by middleware that does not
+// flush itself, the Flush http.ResponseController reaches through Unwrap.
+// It is nil when w is no response writer.
+func flusher(w io.Writer) func() {
+	if f, ok := w.(http.Flusher); ok {
+		return f.Flush
+	}
+	rw, ok := w.(http.ResponseWriter)
+	if !ok {
+		return nil
+	}
+	rc := http.NewResponseController(rw)
+	return func() { _ = rc.Flush() }
 }
 
 func (e *StreamEncoder) write(name string, v any) error {
@@ -65,8 +81,8 @@ func (e *StreamEncoder) write(name string, v any) error {
 	if _, err := e.w.Write(buf); err != nil {
 		return err
 	}
-	if e.flusher != nil {
-		e.flusher.Flush()
+	if e.flush != nil {
+		e.flush()
 	}
 	return nil
 }

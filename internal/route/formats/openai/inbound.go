@@ -314,9 +314,11 @@ func EncodeError(e *llm.Error) (int, []byte) {
 	return status, b
 }
 
-// StreamEncoder writes canonical events as chat.completion.chunk SSE.
+// StreamEncoder writes canonical events as chat.completion.chunk SSE,
+// flushing after each when w can be flushed.
 type StreamEncoder struct {
 	w            io.Writer
+	flush        func()
 	includeUsage bool
 	id, model    string
 	created      int64
@@ -330,7 +332,23 @@ type StreamEncoder struct {
 // NewStreamEncoder writes to w; includeUsage adds the final usage chunk
 // the client asked for with stream_options.include_usage.
 func NewStreamEncoder(w io.Writer, includeUsage bool, created int64) *StreamEncoder {
-	return &StreamEncoder{w: w, includeUsage: includeUsage, created: created, toolIndex: map[int]int{}, kinds: map[int]llm.PartType{}}
+	return &StreamEncoder{w: w, flush: flusher(w), includeUsage: includeUsage, created: created, toolIndex: map[int]int{}, kinds: map[int]llm.PartType{}}
+}
+
+// flusher returns what pushes w's buffered bytes to the client: w's own
+// Flush, or, for a response writer wrapped by middleware that does not
+// flush itself, the Flush http.ResponseController reaches through Unwrap.
+// It is nil when w is no response writer.
+func flusher(w io.Writer) func() {
+	if f, ok := w.(http.Flusher); ok {
+		return f.Flush
+	}
+	rw, ok := w.(http.ResponseWriter)
+	if !ok {
+		return nil
+	}
+	rc := http.NewResponseController(rw)
+	return func() { _ = rc.Flush() }
 }
 
 func (e *StreamEncoder) chunk(delta *RespMessage, finish *string, usage *Usage) error {
@@ -354,8 +372,8 @@ func (e *StreamEncoder) write(s string) error {
 	if _, err := io.WriteString(e.w, s); err != nil {
 		return err
 	}
-	if f, ok := e.w.(http.Flusher); ok {
-		f.Flush()
+	if e.flush != nil {
+		e.flush()
 	}
 	return nil
 }

@@ -265,16 +265,45 @@ type streamDecoder struct {
 	finish  string
 	usage   llm.Usage
 	sawDone bool
+	closed  bool
 }
+
+// After [DONE], what is left of an upstream body (the chunked terminator,
+// normally) is read for at most drainTimeout and drainLimit bytes so that
+// its connection can be reused.
+const (
+	drainTimeout = time.Second
+	drainLimit   = 64 << 10
+)
 
 // NewStreamDecoder reads an upstream SSE chat completion stream.
 func NewStreamDecoder(body io.ReadCloser) llm.Stream {
 	sc := bufio.NewScanner(body)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
+	// Chunks are a few hundred bytes: start small and let the scanner grow
+	// the buffer for the rare long line, up to 8 MiB.
+	sc.Buffer(make([]byte, 4<<10), 8<<20)
 	return &streamDecoder{body: body, sc: sc, open: -1, tools: map[int]int{}}
 }
 
-func (d *streamDecoder) Close() error { return d.body.Close() }
+// Close releases the upstream body. After a complete stream the rest of
+// the body is read first, in the background and bounded, so the
+// connection goes back to the pool instead of being torn down.
+func (d *streamDecoder) Close() error {
+	if d.closed {
+		return nil
+	}
+	d.closed = true
+	if !d.sawDone {
+		return d.body.Close()
+	}
+	go func() {
+		t := time.AfterFunc(drainTimeout, func() { _ = d.body.Close() })
+		_, _ = io.CopyN(io.Discard, d.body, drainLimit)
+		t.Stop()
+		_ = d.body.Close()
+	}()
+	return nil
+}
 
 func (d *streamDecoder) emit(ev llm.Event) { d.queue = append(d.queue, ev) }
 
@@ -326,18 +355,20 @@ func (d *streamDecoder) Next() (llm.Event, error) {
 // step reads lines until it has queued events or the stream ended.
 func (d *streamDecoder) step() {
 	for d.sc.Scan() {
-		line := strings.TrimRight(d.sc.Text(), "\r")
-		data, ok := strings.CutPrefix(line, "data:")
+		// The line is the scanner's buffer, valid until the next Scan:
+		// chunk copies what it keeps.
+		line := bytes.TrimRight(d.sc.Bytes(), "\r")
+		data, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue // comments, event names, blank separators
 		}
-		data = strings.TrimSpace(data)
-		if data == "[DONE]" {
+		data = bytes.TrimSpace(data)
+		if string(data) == "[DONE]" {
 			d.sawDone = true
 			d.finishStream()
 			return
 		}
-		d.chunk([]byte(data))
+		d.chunk(data)
 		if len(d.queue) > 0 {
 			return
 		}
@@ -353,23 +384,42 @@ func (d *streamDecoder) step() {
 	d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended before it finished"})
 }
 
+// streamChunk is a chunk or an in-stream error, read in one pass.
+type streamChunk struct {
+	ChatResponse
+	Error *ErrorDetail `json:"error"`
+}
+
 func (d *streamDecoder) chunk(data []byte) {
-	var probe struct {
-		Error *ErrorDetail `json:"error"`
+	var sc streamChunk
+	if err := json.Unmarshal(data, &sc); err != nil {
+		// A malformed chunk or a field of an unexpected type: read it
+		// again field group by field group, so that an error object is
+		// still recognised and an odd "error" beside a good chunk does
+		// not spoil it.
+		sc = streamChunk{}
+		var probe struct {
+			Error *ErrorDetail `json:"error"`
+		}
+		if json.Unmarshal(data, &probe) == nil {
+			sc.Error = probe.Error
+		}
+		if sc.Error == nil {
+			if err := json.Unmarshal(data, &sc.ChatResponse); err != nil {
+				d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream sent an unreadable stream chunk"})
+				return
+			}
+		}
 	}
-	if json.Unmarshal(data, &probe) == nil && probe.Error != nil {
+	if e := sc.Error; e != nil {
 		status := http.StatusBadGateway
-		if probe.Error.Type == "rate_limit_error" || probe.Error.Code != nil && *probe.Error.Code == "rate_limit_exceeded" {
+		if e.Type == "rate_limit_error" || e.Code != nil && *e.Code == "rate_limit_exceeded" {
 			status = http.StatusTooManyRequests
 		}
-		d.fail(&llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: probe.Error.Message})
+		d.fail(&llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: e.Message})
 		return
 	}
-	var c ChatResponse
-	if err := json.Unmarshal(data, &c); err != nil {
-		d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream sent an unreadable stream chunk"})
-		return
-	}
+	c := &sc.ChatResponse
 	if !d.started {
 		d.started = true
 		d.emit(llm.Event{Type: llm.EventStart, ID: c.ID, Model: c.Model})
