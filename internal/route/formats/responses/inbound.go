@@ -147,7 +147,7 @@ func BuiltinTools(r *llm.Request) bool { _, ok := r.Extra[ExtraBuiltinTools]; re
 // echo builds the response object's copy of the request parameters.
 func echo(in *CreateRequest) Response {
 	e := Response{Object: "response", Model: in.Model, Instructions: in.Instructions, MaxOutputTokens: in.MaxOutputTokens,
-		ParallelToolCalls: in.ParallelToolCalls == nil || *in.ParallelToolCalls, Reasoning: in.Reasoning,
+		ParallelToolCalls: in.ParallelToolCalls == nil || *in.ParallelToolCalls, Reasoning: &EchoReasoning{},
 		Store: in.Store == nil || *in.Store, Temperature: in.Temperature, Text: in.Text, ToolChoice: in.ToolChoice,
 		Tools: in.Tools, TopP: in.TopP, Truncation: in.Truncation, Metadata: in.Metadata}
 	if len(e.Instructions) == 0 {
@@ -162,8 +162,13 @@ func echo(in *CreateRequest) Response {
 	if e.Text == nil || e.Text.Format == nil {
 		e.Text = &TextConfig{Format: &TextFormat{Type: "text"}}
 	}
-	if e.Reasoning == nil {
-		e.Reasoning = &Reasoning{}
+	if rs := in.Reasoning; rs != nil {
+		if rs.Effort != "" {
+			e.Reasoning.Effort = &rs.Effort
+		}
+		if rs.Summary != "" {
+			e.Reasoning.Summary = &rs.Summary
+		}
 	}
 	if e.Truncation == "" {
 		e.Truncation = "disabled"

@@ -40,6 +40,13 @@ type Reasoning struct {
 	Summary string `json:"summary,omitempty"`
 }
 
+// EchoReasoning is the reasoning configuration a response object repeats
+// (null fields when unset).
+type EchoReasoning struct {
+	Effort  *string `json:"effort"`
+	Summary *string `json:"summary"`
+}
+
 // TextConfig holds the output format.
 type TextConfig struct {
 	Format *TextFormat `json:"format,omitempty"`
@@ -188,7 +195,7 @@ type Response struct {
 	Output             []Item             `json:"output"`
 	ParallelToolCalls  bool               `json:"parallel_tool_calls"`
 	PreviousResponseID *string            `json:"previous_response_id"`
-	Reasoning          *Reasoning         `json:"reasoning"`
+	Reasoning          *EchoReasoning     `json:"reasoning"`
 	Store              bool               `json:"store"`
 	Temperature        *float64           `json:"temperature"`
 	Text               *TextConfig        `json:"text,omitempty"`
