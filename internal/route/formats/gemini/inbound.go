@@ -320,7 +320,9 @@ func pairCall(calls []*llm.ToolCall, answered map[*llm.ToolCall]bool, fr *Functi
 }
 
 // toolResult converts a functionResponse: its response object becomes the
-// result text (compact JSON); {"error": …} alone marks a failure.
+// result text (compact JSON); {"error": …} alone marks a failure. An
+// object holding only a "result" or "error" string — what the outbound
+// side writes for plain text — gives back that text.
 func toolResult(fr *FunctionResponse, field string) (*llm.ToolResult, error) {
 	raw := bytes.TrimSpace(fr.Response)
 	if len(raw) == 0 || string(raw) == "null" {
@@ -330,9 +332,17 @@ func toolResult(fr *FunctionResponse, field string) (*llm.ToolResult, error) {
 	if err := json.Unmarshal(raw, &obj); err != nil || obj == nil {
 		return nil, invalid("%s.functionResponse.response: must be an object", field)
 	}
+	_, hasErr := obj["error"]
+	if len(obj) == 1 {
+		for _, key := range []string{"result", "error"} {
+			var text string
+			if v, ok := obj[key]; ok && json.Unmarshal(v, &text) == nil {
+				return &llm.ToolResult{Name: fr.Name, Content: []llm.Part{{Type: llm.PartText, Text: text}}, IsError: key == "error"}, nil
+			}
+		}
+	}
 	var b bytes.Buffer
 	_ = json.Compact(&b, raw)
-	_, hasErr := obj["error"]
 	return &llm.ToolResult{Name: fr.Name, Content: []llm.Part{{Type: llm.PartText, Text: b.String()}},
 		IsError: hasErr && len(obj) == 1}, nil
 }
