@@ -122,6 +122,16 @@ type RouteProvider struct {
 	APIKeys []Secret          `yaml:"api_keys"`
 	Headers map[string]string `yaml:"headers"`
 	Models  []string          `yaml:"models"`
+	// ParamRules drop request parameters some of this provider's models
+	// reject, on top of the built-in rules.
+	ParamRules []RouteParamRule `yaml:"param_rules"`
+}
+
+// RouteParamRule names parameters to drop for models matching a glob.
+type RouteParamRule struct {
+	Model string   `yaml:"model"`
+	Drop  []string `yaml:"drop"`
+	OneOf []string `yaml:"one_of"`
 }
 
 // RouteCombo is a named list of "provider/model" targets.

@@ -54,3 +54,68 @@ func TestExhaustedErrorListsAttempts(t *testing.T) {
 		}
 	}
 }
+
+// Parameter rules from the configuration reach the upstream request:
+// the model's rejected parameters are dropped, the rest kept.
+func TestConfiguredParamRules(t *testing.T) {
+	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "ds", Type: "openai-compatible", BaseURL: up.URL,
+		ParamRules: []config.RouteParamRule{{Model: "deepseek-reasoner", Drop: []string{"temperature", "presence_penalty"}}}}}})
+	for _, c := range []struct {
+		model    string
+		keepTemp bool
+	}{{"ds/deepseek-reasoner", false}, {"ds/deepseek-chat", true}} {
+		body := `{"model":"` + c.model + `","temperature":0.3,"presence_penalty":0.5,"top_p":0.9,"messages":[{"role":"user","content":"hi"}]}`
+		req, _ := http.NewRequest("POST", gw.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+gatewayKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d", c.model, resp.StatusCode)
+		}
+		sent := up.bodies[len(up.bodies)-1]
+		_, hasTemp := sent["temperature"]
+		_, hasPP := sent["presence_penalty"]
+		if hasTemp != c.keepTemp || hasPP != c.keepTemp || sent["top_p"] != 0.9 {
+			t.Fatalf("%s: upstream got %v", c.model, sent)
+		}
+	}
+}
+
+// /v1/models lists every kind; GET /v1/embeddings only embedding models.
+func TestModelKinds(t *testing.T) {
+	gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: "http://127.0.0.1:1",
+		Models: []string{"gpt-4o", "text-embedding-3-small", "gpt-image-1"}}}})
+	list := func(path string) map[string]string {
+		req, _ := http.NewRequest("GET", gw.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+gatewayKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Object string `json:"object"`
+			Data   []struct{ ID, Type string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.Object != "list" {
+			t.Fatalf("%s: %v %+v", path, err, out)
+		}
+		m := map[string]string{}
+		for _, d := range out.Data {
+			m[d.ID] = d.Type
+		}
+		return m
+	}
+	all := list("/v1/models")
+	if all["oa/gpt-4o"] != "chat" || all["oa/text-embedding-3-small"] != "embedding" || all["oa/gpt-image-1"] != "image" {
+		t.Fatalf("/v1/models: %v", all)
+	}
+	emb := list("/v1/embeddings")
+	if len(emb) != 1 || emb["oa/text-embedding-3-small"] != "embedding" {
+		t.Fatalf("GET /v1/embeddings: %v", emb)
+	}
+}

@@ -29,6 +29,7 @@ type providerState struct {
 	Enabled           bool
 	Source            string
 	Credentials       []store.Credential
+	ParamRules        []provider.ParamRule // config-declared
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 }
@@ -114,6 +115,12 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 	s := &snapshot{byID: map[string]*providerState{}, aliases: map[string]aliasState{}, combos: map[string]comboState{}, custom: custom}
 	for _, p := range m.opt.Route.Providers {
 		ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Source: sourceConfig}
+		for _, r := range p.ParamRules {
+			ps.ParamRules = append(ps.ParamRules, provider.ParamRule{Type: p.Type, Model: r.Model, Drop: r.Drop, OneOf: r.OneOf})
+		}
+		if err := provider.ValidateParamRules(ps.ParamRules); err != nil {
+			return fmt.Errorf("route provider %s: %w", p.ID, err)
+		}
 		for i, k := range p.APIKeys {
 			ps.Credentials = append(ps.Credentials, store.Credential{ID: "config#" + fmt.Sprint(i+1), APIKey: k.Reveal(), Enabled: true})
 		}
@@ -243,6 +250,7 @@ func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
 		creds = []store.Credential{{Enabled: true}}
 	}
 	var out []router.Connection
+	prepare := provider.Preparer(p.Type, p.ParamRules)
 	for _, c := range creds {
 		if !c.Enabled {
 			continue
@@ -255,7 +263,7 @@ func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, router.Connection{ID: connID(p.ID, len(out)), Adapter: ad})
+		out = append(out, router.Connection{ID: connID(p.ID, len(out)), Adapter: ad, Prepare: prepare})
 	}
 	return out, nil
 }
@@ -281,7 +289,7 @@ func (s *snapshot) providerModels(p *providerState) []modelEntry {
 			continue
 		}
 		idx[mdl] = len(out)
-		out = append(out, modelEntry{Model: mdl, Kind: "chat", Source: p.Source})
+		out = append(out, modelEntry{Model: mdl, Kind: provider.KindOf(mdl), Source: p.Source})
 	}
 	for _, c := range s.custom {
 		if c.Provider != p.ID {
