@@ -174,3 +174,41 @@ func TestClientIP(t *testing.T) {
 		t.Errorf("garbage XFF must fall back to the peer: %q", got)
 	}
 }
+
+// A handler behind Wrap that flushes reaches the client before it
+// returns: streaming answers are not held until the end.
+func TestWrapFlushes(t *testing.T) {
+	release := make(chan struct{})
+	h := Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f, ok := w.(http.Flusher)
+		if !ok {
+			t.Error("wrapped writer is not an http.Flusher")
+			return
+		}
+		w.Write([]byte("data: first\n\n"))
+		f.Flush()
+		<-release
+	}), slog.New(slog.DiscardHandler), nil)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	defer close(release)
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 64)
+	done := make(chan string, 1)
+	go func() {
+		n, _ := resp.Body.Read(buf)
+		done <- string(buf[:n])
+	}()
+	select {
+	case got := <-done:
+		if got != "data: first\n\n" {
+			t.Fatalf("read %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the flushed bytes did not arrive while the handler was still running")
+	}
+}

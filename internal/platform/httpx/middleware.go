@@ -95,6 +95,15 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 // (flushing, hijacking for WebSockets).
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Flush pushes buffered bytes to the client, so streaming handlers that
+// look for http.Flusher (SSE, NDJSON) work through the middleware.
+func (w *statusWriter) Flush() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
 // Wrap returns h with request ids (X-Request-Id, honoured when the client
 // sends a sane one), panic recovery, request metrics and access logging.
 // Successful requests are logged at debug level, client errors at info and

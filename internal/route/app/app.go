@@ -60,6 +60,21 @@ type Deps struct {
 	Log       *slog.Logger
 }
 
+// UpstreamClient is the HTTP client for provider calls: a pool deep
+// enough that concurrent requests reuse connections to one upstream (the
+// default keeps two idle per host, so every request above two in flight
+// would dial anew), and no overall deadline, which would cut long
+// streams; an upstream gets ten minutes to start answering, and the
+// client's own disconnect cancels the call.
+func UpstreamClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 256
+	tr.IdleConnTimeout = 90 * time.Second
+	tr.ResponseHeaderTimeout = 10 * time.Minute
+	return &http.Client{Transport: tr}
+}
+
 // New builds the gateway from cfg.Route alone, without a database: no
 // management API and no stored state. hc is the client for upstream calls.
 func New(cfg *config.Config, hc *http.Client, clk clock.Clock, log *slog.Logger) (*App, error) {
@@ -71,7 +86,7 @@ func New(cfg *config.Config, hc *http.Client, clk clock.Clock, log *slog.Logger)
 // start, and fills the routing table from both.
 func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if d.HTTP == nil {
-		d.HTTP = &http.Client{Timeout: 10 * time.Minute}
+		d.HTTP = UpstreamClient()
 	}
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
