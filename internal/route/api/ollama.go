@@ -59,15 +59,15 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) error {
 	return nil // the response has started; nothing else can be sent
 }
 
-// ollamaTags lists the models a chat can name: configured provider/model
-// ids, aliases and combos.
+// ollamaTags lists the models Ollama clients can name: configured chat and
+// embedding models (Ollama lists both; /api/embed serves the latter),
+// aliases and combos. Image models have no Ollama route.
 func (s *Server) ollamaTags(w http.ResponseWriter, r *http.Request) error {
 	list := s.models.Models()
 	sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
 	out := ollama.TagsResponse{Models: []ollama.ModelEntry{}}
 	for _, m := range list {
-		switch m.Kind {
-		case "embedding", "image":
+		if m.Kind == "image" {
 			continue
 		}
 		out.Models = append(out.Models, ollama.TagEntry(m.ID, m.OwnedBy, s.clock.Now()))
