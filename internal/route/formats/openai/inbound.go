@@ -80,7 +80,7 @@ func DecodeRequest(body []byte) (*llm.Request, error) {
 		}
 	}
 	var raw map[string]json.RawMessage
-	if json.Unmarshal(body, &raw) == nil {
+	if hasUnknownField(body) && json.Unmarshal(body, &raw) == nil {
 		for k, v := range raw {
 			if !knownFields[k] {
 				if r.Extra == nil {
@@ -91,6 +91,92 @@ func DecodeRequest(body []byte) (*llm.Request, error) {
 		}
 	}
 	return r, nil
+}
+
+// hasUnknownField reports whether the top-level object in body may have
+// a key outside knownFields, by walking its keys without decoding values;
+// only then is the body decoded a second time to collect them. Keys with
+// escapes are reported as unknown (the slow path decides).
+func hasUnknownField(body []byte) bool {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '{' {
+		return true
+	}
+	i++
+	for {
+		i = skipSpace(body, i)
+		if i >= len(body) {
+			return true
+		}
+		switch body[i] {
+		case '}':
+			return false
+		case ',':
+			i++
+			continue
+		case '"':
+		default:
+			return true
+		}
+		end := i + 1
+		for end < len(body) && body[end] != '"' && body[end] != '\\' {
+			end++
+		}
+		if end >= len(body) || body[end] == '\\' || !knownFields[string(body[i+1:end])] {
+			return true
+		}
+		i = skipSpace(body, end+1)
+		if i >= len(body) || body[i] != ':' {
+			return true
+		}
+		if i = skipValue(body, i+1); i < 0 {
+			return true
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipValue returns the index just past the JSON value starting at or
+// after i, or -1 when the input ends first.
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if i >= len(b) {
+				return -1
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth < 0 {
+				return i // the enclosing object's end
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return -1
 }
 
 func decodeToolChoice(b json.RawMessage) (*llm.ToolChoice, error) {

@@ -89,10 +89,36 @@ func TestDecodeRequestSystemMergeAndErrors(t *testing.T) {
 	}
 }
 
+func TestHasUnknownField(t *testing.T) {
+	for body, want := range map[string]bool{
+		`{"model":"m","messages":[{"role":"user","content":"a \"}, logprobs"}],"temperature":0.5}`: false,
+		` { "model" : "m" , "stream" : true , "stop" : ["}", "]"] } `:                              false,
+		`{"model":"m","logprobs":true}`:                                                            true,
+		`{"model":"m","messages":[],"n":1}`:                                                        true,
+		`{"mod\u0065l":"m"}`:                                                                       true,
+		`{"model":{"x":[1,{"y":"}"}]},"top_k":3}`:                                                  true,
+		`{}`: false,
+	} {
+		if got := hasUnknownField([]byte(body)); got != want {
+			t.Errorf("hasUnknownField(%s) = %v, want %v", body, got, want)
+		}
+	}
+}
+
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"model":"m","messages":[{"role":"user","content":"hi"}]}`))
 	f.Add([]byte(`{"model":"m","messages":[{"role":"assistant","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":""}}]},{"role":"tool","tool_call_id":"c","content":"r"}]}`))
+	f.Add([]byte(`{"model":"m","logprobs":true,"messages":[{"role":"user","content":"hi"}]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fast key walk never misses an unknown field.
+		var raw map[string]json.RawMessage
+		if json.Unmarshal(b, &raw) == nil && !hasUnknownField(b) {
+			for k := range raw {
+				if !knownFields[k] {
+					t.Fatalf("unknown field %q not seen in %s", k, b)
+				}
+			}
+		}
 		r, err := DecodeRequest(b)
 		if err != nil {
 			var le *llm.Error
