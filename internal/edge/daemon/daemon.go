@@ -1,0 +1,491 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/wire"
+)
+
+// Defaults of Config.
+const (
+	DefaultHeartbeat = 30 * time.Second
+	DefaultMTU       = 1420
+	// leaveTimeout bounds saying goodbye to one nucleus at shutdown.
+	leaveTimeout = 5 * time.Second
+)
+
+// Errors Run returns before doing anything else.
+var (
+	ErrNoDataPlane    = errors.New("no tunnel implementation is built into this binary: the edge data plane (WireGuard tunnel and nucleus client) is not wired in yet")
+	ErrLoginRequired  = errors.New("not logged in: pass --security-key, or run `omni edge login` first")
+	ErrDeviceDeleted  = errors.New("the control plane no longer knows this device (deleted?); start again to register it")
+	errCredentialsBad = errors.New("the control plane refused the credentials (revoked key or expired login)")
+)
+
+// Config is what `omni edge up` was asked to do.
+type Config struct {
+	Server      string // control-plane base URL
+	SecurityKey string // empty: use the refresh token saved by a previous run or `omni edge login`
+	Name        string // device name; empty: the hostname
+	// Networks to join; empty: every network of the user, as listed at
+	// start (networks created later are joined on the next start).
+	Networks []string
+	ExitNode bool   // consent to serve as exit node
+	StateDir string // see DefaultStateDir
+
+	Heartbeat time.Duration // default 30 s; each wait is ±10%
+	MTU       int           // default 1420
+	Platform  string        // default runtime.GOOS
+}
+
+// Deps are the daemon's collaborators. Tunnels and Nucleus are required.
+type Deps struct {
+	Tunnels TunnelFactory
+	Nucleus SessionFactory
+	Clock   Clock          // default RealClock
+	Log     *slog.Logger   // default discards
+	HTTP    *http.Client   // control-plane client; default 30 s timeout
+	Rand    func() float64 // jitter source in [0,1); default math/rand/v2
+}
+
+type daemon struct {
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	clock Clock
+	rnd   func() float64
+	st    *State
+	api   *client.Client
+
+	mu       sync.Mutex
+	phase    string
+	device   wire.Device
+	lastBeat time.Time
+	lastErr  string
+	nets     []*network
+}
+
+// Run runs the edge daemon until ctx ends or `omni edge down` asks it to
+// stop; both are a clean stop (nil). On the way out it leaves the nucleus
+// sessions and closes the tunnels; the identity, tokens and the network
+// memberships stay, so the next start comes back with the same addresses.
+func Run(ctx context.Context, cfg Config, deps Deps) error {
+	if deps.Tunnels == nil || deps.Nucleus == nil {
+		return ErrNoDataPlane
+	}
+	if cfg.Server == "" {
+		return errors.New("no control-plane URL (--server)")
+	}
+	cfg.Server = strings.TrimRight(cfg.Server, "/")
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.MTU <= 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.Platform == "" {
+		cfg.Platform = runtime.GOOS
+	}
+	if cfg.Name == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "omniedge-device"
+		}
+		cfg.Name = h
+	}
+	if deps.Clock == nil {
+		deps.Clock = RealClock{}
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.HTTP == nil {
+		deps.HTTP = &http.Client{Timeout: 30 * time.Second}
+	}
+	if deps.Rand == nil {
+		deps.Rand = rand.Float64
+	}
+	st, err := OpenState(cfg.StateDir, deps.Log)
+	if err != nil {
+		return err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	d := &daemon{cfg: cfg, deps: deps, log: deps.Log, clock: deps.Clock, rnd: deps.Rand, st: st,
+		api: client.New(cfg.Server, deps.HTTP), phase: "starting"}
+	ctl, err := listenControl(st.Dir, d, stop)
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+	err = d.run(ctx)
+	d.shutdown()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+func (d *daemon) run(ctx context.Context) error {
+	if err := d.login(ctx); err != nil {
+		return err
+	}
+	id := d.st.Identity()
+	dev, err := retry(ctx, d, "register device", func(ctx context.Context) (wire.Device, error) {
+		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID, Platform: d.cfg.Platform})
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.device = dev
+	d.mu.Unlock()
+	if err := d.st.Update(func(i *Identity) { i.DeviceID = dev.ID }); err != nil {
+		return err
+	}
+	d.log.Info("device registered", "device", dev.ID, "name", dev.Name, "public_key", id.PublicKey.String())
+
+	ids := d.cfg.Networks
+	if len(ids) == 0 {
+		all, err := retry(ctx, d, "list networks", d.api.Networks)
+		if err != nil {
+			return err
+		}
+		for _, n := range all {
+			ids = append(ids, n.ID)
+		}
+		if len(ids) == 0 {
+			d.log.Warn("the account has no virtual network yet; nothing to join")
+		}
+	}
+	for i, nid := range ids {
+		jr, err := retry(ctx, d, "join network "+nid, func(ctx context.Context) (wire.JoinResponse, error) {
+			return d.api.Join(ctx, nid, dev.ID)
+		})
+		if err != nil {
+			return err
+		}
+		if err := d.startNetwork(ctx, i, id, jr); err != nil {
+			return fmt.Errorf("network %s: %w", nid, err)
+		}
+	}
+	d.setPhase("running")
+	return d.heartbeats(ctx)
+}
+
+// login installs credentials: the security key when given (a fresh token
+// family each start), else the refresh token saved for this server.
+func (d *daemon) login(ctx context.Context) error {
+	if d.cfg.SecurityKey != "" {
+		_, err := retry(ctx, d, "login", func(ctx context.Context) (wire.TokenResponse, error) {
+			return d.api.LoginSecurityKey(ctx, d.cfg.SecurityKey)
+		})
+		return err
+	}
+	id := d.st.Identity()
+	if id.RefreshToken == "" || id.Server != d.cfg.Server {
+		return ErrLoginRequired
+	}
+	d.api.SetTokens(id.Token, id.RefreshToken)
+	_, err := retry(ctx, d, "refresh login", d.api.Refresh)
+	if client.StatusOf(err) == http.StatusUnauthorized {
+		_ = d.st.Update(func(i *Identity) { i.Token, i.RefreshToken = "", "" })
+		return fmt.Errorf("%w (the saved login expired or was revoked)", ErrLoginRequired)
+	}
+	return err
+}
+
+// saveTokens persists the token pair whenever the client rotated it, so a
+// restart does not present a spent refresh token.
+func (d *daemon) saveTokens() {
+	tok, rt := d.api.Tokens()
+	if rt == "" {
+		return
+	}
+	if err := d.st.Update(func(i *Identity) { i.Server, i.Token, i.RefreshToken = d.cfg.Server, tok, rt }); err != nil {
+		d.log.Error("cannot save tokens", "err", err)
+	}
+}
+
+// retry calls f until it succeeds, fails for good, startAttempts ran out,
+// or ctx ends, backing off with jitter between attempts.
+func retry[T any](ctx context.Context, d *daemon, what string, f func(context.Context) (T, error)) (T, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := f(ctx)
+		d.saveTokens()
+		if err == nil {
+			return v, nil
+		}
+		if ctx.Err() != nil {
+			return v, ctx.Err()
+		}
+		if !retryable(err) || attempt+1 >= startAttempts {
+			return v, fmt.Errorf("%s: %w", what, err)
+		}
+		wait := backoff(attempt, retryAfter(err), d.rnd)
+		d.setErr(err)
+		d.log.Warn("control plane call failed; retrying", "call", what, "err", err, "retry_in", wait)
+		if !d.sleep(ctx, wait) {
+			return v, ctx.Err()
+		}
+	}
+}
+
+func (d *daemon) sleep(ctx context.Context, dur time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-d.clock.After(dur):
+		return true
+	}
+}
+
+// heartbeats reports the device alive every interval ±10% and applies
+// the exit node selection of each answer, until ctx ends.
+func (d *daemon) heartbeats(ctx context.Context) error {
+	hw := d.st.Identity().HardwareUUID
+	failures := 0
+	for {
+		resp, err := d.api.Heartbeat(ctx, hw, d.cfg.ExitNode)
+		d.saveTokens()
+		wait := jittered(d.cfg.Heartbeat, d.rnd)
+		switch {
+		case err == nil:
+			failures = 0
+			d.mu.Lock()
+			d.lastBeat, d.lastErr = d.clock.Now(), ""
+			d.mu.Unlock()
+			d.applyExits(resp.ExitNodes)
+		case ctx.Err() != nil:
+			return nil
+		case client.StatusOf(err) == http.StatusUnauthorized:
+			return fmt.Errorf("%w: %v", errCredentialsBad, err)
+		case client.StatusOf(err) == http.StatusNotFound:
+			return ErrDeviceDeleted
+		case retryable(err):
+			wait = max(min(backoff(failures, retryAfter(err), d.rnd), d.cfg.Heartbeat), retryAfter(err))
+			failures++
+			d.setErr(err)
+			d.log.Warn("heartbeat failed", "err", err, "retry_in", wait)
+		default:
+			d.setErr(err)
+			d.log.Error("heartbeat refused", "err", err)
+		}
+		if !d.sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+func (d *daemon) setErr(err error) {
+	d.mu.Lock()
+	d.lastErr = err.Error()
+	d.mu.Unlock()
+}
+
+func (d *daemon) setPhase(p string) {
+	d.mu.Lock()
+	d.phase = p
+	d.mu.Unlock()
+}
+
+// applyExits hands each network's exit node selection to its tunnel. An
+// address outside the network's range, or this device's own, is ignored.
+func (d *daemon) applyExits(sel map[string]string) {
+	d.mu.Lock()
+	nets := d.nets
+	d.mu.Unlock()
+	for _, n := range nets {
+		var want netip.Addr
+		if s, ok := sel[n.cfg.NetworkID]; ok {
+			a, err := netip.ParseAddr(s)
+			switch {
+			case err != nil || !n.range4.Contains(a) || a == n.cfg.VirtualIP.Addr():
+				d.log.Warn("ignoring an exit node outside the network", "network", n.cfg.NetworkID, "exit", s)
+			default:
+				want = a
+			}
+		}
+		n.mu.Lock()
+		same := n.exit == want
+		n.mu.Unlock()
+		if same {
+			continue
+		}
+		if err := n.tun.SetExit(want); err != nil {
+			d.log.Error("cannot change exit node", "network", n.cfg.NetworkID, "exit", want, "err", err)
+			continue
+		}
+		n.mu.Lock()
+		n.exit = want
+		n.mu.Unlock()
+		d.log.Info("exit node changed", "network", n.cfg.NetworkID, "exit", want)
+	}
+}
+
+// network is one joined network with its tunnel and nucleus session.
+type network struct {
+	cfg    NetworkConfig
+	range4 netip.Prefix
+	tun    Tunnel
+	sess   Session
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	setMu sync.Mutex // orders SetPeers calls
+
+	mu         sync.Mutex
+	exit       netip.Addr
+	registered bool
+	peers      int
+}
+
+func networkConfig(i int, id Identity, jr wire.JoinResponse, cfg Config) (NetworkConfig, netip.Prefix, error) {
+	nc := NetworkConfig{NetworkID: jr.NetworkID, Name: jr.Cluster, DeviceID: jr.DeviceID,
+		Interface: fmt.Sprintf("omni%d", i), MTU: cfg.MTU, PrivateKey: id.PrivateKey, PublicKey: id.PublicKey,
+		SecretKey: jr.SecretKey, Nucleus: jr.Server.Host, ServeExit: cfg.ExitNode}
+	if nc.Name == "" {
+		nc.Name = jr.CommunityName
+	}
+	v4, err := netip.ParseAddr(jr.VirtualIP)
+	if err != nil || !v4.Is4() {
+		return nc, netip.Prefix{}, fmt.Errorf("join answered a bad virtual_ip %q", jr.VirtualIP)
+	}
+	mask := net.IPMask(net.ParseIP(jr.SubnetMask).To4())
+	ones, bits := mask.Size()
+	if bits != 32 {
+		return nc, netip.Prefix{}, fmt.Errorf("join answered a bad subnet_mask %q", jr.SubnetMask)
+	}
+	nc.VirtualIP = netip.PrefixFrom(v4, ones)
+	if jr.VirtualIPv6 != "" {
+		v6, err := netip.ParseAddr(jr.VirtualIPv6)
+		if err != nil || !v6.Is6() || jr.SubnetPrefixV6 <= 0 || jr.SubnetPrefixV6 > 128 {
+			return nc, netip.Prefix{}, fmt.Errorf("join answered a bad virtual_ip_v6 %q/%d", jr.VirtualIPv6, jr.SubnetPrefixV6)
+		}
+		nc.VirtualIPv6 = netip.PrefixFrom(v6, jr.SubnetPrefixV6)
+	}
+	if nc.SecretKey == "" || nc.Nucleus == "" {
+		return nc, netip.Prefix{}, errors.New("join answered no secret_key or nucleus host")
+	}
+	return nc, nc.VirtualIP.Masked(), nil
+}
+
+func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.JoinResponse) error {
+	nc, r4, err := networkConfig(i, id, jr, d.cfg)
+	if err != nil {
+		return err
+	}
+	tun, err := d.deps.Tunnels(ctx, nc)
+	if err != nil {
+		return fmt.Errorf("create tunnel %s: %w", nc.Interface, err)
+	}
+	n := &network{cfg: nc, range4: r4, tun: tun, done: make(chan struct{}),
+		log: d.log.With("network", nc.NetworkID, "interface", nc.Interface)}
+	sess, err := d.deps.Nucleus(nc, tun, n.setPeers)
+	if err != nil {
+		tun.Close()
+		return fmt.Errorf("nucleus session: %w", err)
+	}
+	n.sess = sess
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	d.mu.Lock()
+	d.nets = append(d.nets, n)
+	d.mu.Unlock()
+	n.log.Info("network up", "virtual_ip", nc.VirtualIP, "virtual_ip_v6", nc.VirtualIPv6, "nucleus", nc.Nucleus)
+	go n.serve(sctx, d)
+	return nil
+}
+
+// setPeers is the session's peer callback: it drops this device and
+// peers without an address of the network, then configures the tunnel.
+func (n *network) setPeers(peers []Peer) {
+	keep := make([]Peer, 0, len(peers))
+	for _, p := range peers {
+		if p.PublicKey == n.cfg.PublicKey || p.PublicKey.IsZero() || !n.range4.Contains(p.VirtualIP) ||
+			p.VirtualIP == n.cfg.VirtualIP.Addr() {
+			continue
+		}
+		if p.VirtualIPv6.IsValid() && (!n.cfg.VirtualIPv6.IsValid() || !n.cfg.VirtualIPv6.Masked().Contains(p.VirtualIPv6)) {
+			p.VirtualIPv6 = netip.Addr{}
+		}
+		keep = append(keep, p)
+	}
+	n.setMu.Lock()
+	defer n.setMu.Unlock()
+	if err := n.tun.SetPeers(keep); err != nil {
+		n.log.Error("cannot configure peers", "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.peers = len(keep)
+	n.mu.Unlock()
+}
+
+// serve keeps the nucleus session registered until ctx ends.
+func (n *network) serve(ctx context.Context, d *daemon) {
+	defer close(n.done)
+	for attempt := 0; ctx.Err() == nil; attempt++ {
+		err := n.sess.Register(ctx)
+		if err == nil {
+			attempt = 0
+			n.setRegistered(true)
+			err = n.sess.Run(ctx)
+			n.setRegistered(false)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		wait := backoff(attempt, 0, d.rnd)
+		n.log.Warn("nucleus session failed; registering again", "err", err, "retry_in", wait)
+		if !d.sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func (n *network) setRegistered(v bool) {
+	n.mu.Lock()
+	n.registered = v
+	n.mu.Unlock()
+}
+
+// shutdown leaves every nucleus and closes every tunnel.
+func (d *daemon) shutdown() {
+	d.mu.Lock()
+	d.phase = "stopping"
+	nets := d.nets
+	d.mu.Unlock()
+	for _, n := range nets {
+		n.cancel()
+	}
+	for _, n := range nets {
+		<-n.done
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		if err := n.sess.Leave(ctx); err != nil {
+			n.log.Warn("leaving the nucleus failed", "err", err)
+		}
+		cancel()
+		if err := n.tun.Close(); err != nil {
+			n.log.Warn("closing the tunnel failed", "err", err)
+		}
+		n.log.Info("network down")
+	}
+	d.mu.Lock()
+	d.nets = nil
+	d.mu.Unlock()
+}

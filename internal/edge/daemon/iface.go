@@ -1,0 +1,152 @@
+package daemon
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Key is a 32-byte X25519 key (private or public).
+type Key [32]byte
+
+// String is the base64 form WireGuard tools print.
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// Hex is the form wireguard-go's IpcSet expects.
+func (k Key) Hex() string { return hex.EncodeToString(k[:]) }
+
+// IsZero reports an unset key.
+func (k Key) IsZero() bool { return k == Key{} }
+
+// ParseKey reads the base64 form.
+func ParseKey(s string) (Key, error) {
+	var k Key
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != len(k) {
+		return k, errors.New("daemon: a key is 32 bytes in base64")
+	}
+	copy(k[:], b)
+	return k, nil
+}
+
+// NetworkConfig is everything a tunnel and a nucleus session need to serve
+// one joined network. It carries the network secret: never log it.
+type NetworkConfig struct {
+	NetworkID string
+	Name      string // the network's name (join response "cluster")
+	DeviceID  string
+	// Interface is the TUN name to create, omni<N> in join order.
+	Interface string
+	MTU       int // 1420
+
+	PrivateKey Key // this device's X25519 key; never leaves the device
+	PublicKey  Key
+
+	// VirtualIP and VirtualIPv6 are this device's addresses with the
+	// network's prefix length (100.66.1.5/24, fd…::5/120); the routes of
+	// the network follow from them.
+	VirtualIP   netip.Prefix
+	VirtualIPv6 netip.Prefix // invalid when the network has no IPv6 range
+
+	SecretKey string // the network secret (join response secret_key)
+	Nucleus   string // host:port of the network's nucleus
+
+	// ServeExit is the device's consent to act as exit node (--exit-node):
+	// the tunnel may forward and masquerade the network's ranges. Traffic
+	// only arrives when the network admin enabled the device as well.
+	ServeExit bool
+}
+
+// Peer is another member of a network as the nucleus reports it.
+type Peer struct {
+	PublicKey   Key
+	VirtualIP   netip.Addr
+	VirtualIPv6 netip.Addr     // invalid when unknown
+	Endpoint    netip.AddrPort // best known underlay endpoint; invalid when none yet
+	Relayed     bool           // Endpoint is a relay, not the peer itself
+}
+
+// Path names how packets reach a peer.
+type Path string
+
+// Paths reported by Tunnel.Status.
+const (
+	PathDirect  Path = "direct"
+	PathRelayed Path = "relayed"
+	PathNone    Path = "none" // no endpoint or no handshake yet
+)
+
+// PeerStatus is the data-plane view of one peer.
+type PeerStatus struct {
+	PublicKey     Key
+	VirtualIP     netip.Addr
+	VirtualIPv6   netip.Addr
+	Endpoint      netip.AddrPort
+	Path          Path
+	LastHandshake time.Time // zero: never
+	RxBytes       uint64
+	TxBytes       uint64
+}
+
+// TunnelStatus is the data-plane view of one network.
+type TunnelStatus struct {
+	Interface string
+	Peers     []PeerStatus
+}
+
+// Tunnel is one network's data plane: a TUN device with both virtual
+// addresses and a WireGuard device on it. Its methods may be called from
+// several goroutines.
+type Tunnel interface {
+	// SetPeers replaces the peer set (add, update endpoints, remove the
+	// missing ones). Every peer uses the preshared key derived from the
+	// network secret.
+	SetPeers(peers []Peer) error
+	// SetExit routes all internet traffic (0.0.0.0/0 and ::/0) through the
+	// peer with this virtual IPv4; the zero Addr restores normal routing.
+	SetExit(exit netip.Addr) error
+	// Status reports interface name and per-peer counters.
+	Status() TunnelStatus
+	// Close removes the interface, its routes and rules.
+	Close() error
+}
+
+// TunnelFactory creates the tunnel of one joined network.
+type TunnelFactory func(ctx context.Context, cfg NetworkConfig) (Tunnel, error)
+
+// Session is this device's membership at a network's nucleus.
+type Session interface {
+	// Register announces the device (public key, virtual IPs, local
+	// endpoints) and returns once the nucleus acknowledged it.
+	Register(ctx context.Context) error
+	// Run keeps the registration alive and reports the peer set through
+	// the callback given to the factory, at once on every change, until
+	// ctx ends (nil) or the session fails (the daemon registers again
+	// after a back-off).
+	Run(ctx context.Context) error
+	// Leave tells the nucleus the device is going away.
+	Leave(ctx context.Context) error
+}
+
+// SessionFactory creates the nucleus session of one network. tun is the
+// network's tunnel, so an implementation that shares the WireGuard UDP
+// socket can reach it; onPeers receives the complete current peer set.
+type SessionFactory func(cfg NetworkConfig, tun Tunnel, onPeers func([]Peer)) (Session, error)
+
+// Clock is the daemon's time source; every wait goes through After.
+type Clock interface {
+	Now() time.Time
+	After(d time.Duration) <-chan time.Time
+}
+
+// RealClock is the system clock.
+type RealClock struct{}
+
+// Now returns time.Now().
+func (RealClock) Now() time.Time { return time.Now() }
+
+// After is time.After.
+func (RealClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
