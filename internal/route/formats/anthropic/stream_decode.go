@@ -1,13 +1,12 @@
 package anthropic
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -17,7 +16,7 @@ const maxEventLine = 16 << 20
 // streamDecoder turns an upstream's SSE stream into canonical events.
 type streamDecoder struct {
 	body     io.ReadCloser
-	sc       *bufio.Scanner
+	sse      *sse.Reader
 	provider string
 
 	queue   []llm.Event
@@ -61,38 +60,7 @@ func NewStreamDecoder(r io.ReadCloser) llm.Stream {
 }
 
 func newStreamDecoder(r io.ReadCloser, provider string) *streamDecoder {
-	sc := bufio.NewScanner(r)
-	// Events are a few hundred bytes: start small and let the scanner
-	// grow the buffer for the rare long line, up to maxEventLine.
-	sc.Buffer(make([]byte, 0, 4<<10), maxEventLine)
-	sc.Split(splitLines)
-	return &streamDecoder{body: r, sc: sc, provider: provider, blocks: map[int]*decBlock{}}
-}
-
-// splitLines splits at LF, CRLF or a lone CR, as SSE allows.
-func splitLines(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
-		if data[i] == '\n' {
-			return i + 1, data[:i], nil
-		}
-		if i+1 < len(data) {
-			if data[i+1] == '\n' {
-				return i + 2, data[:i], nil
-			}
-			return i + 1, data[:i], nil
-		}
-		if atEOF {
-			return i + 1, data[:i], nil
-		}
-		return 0, nil, nil // a CR at the end: wait to see whether LF follows
-	}
-	if atEOF {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
+	return &streamDecoder{body: r, sse: sse.NewReader(r, maxEventLine), provider: provider, blocks: map[int]*decBlock{}}
 }
 
 // Next returns the next canonical event, or io.EOF after the last.
@@ -101,14 +69,14 @@ func (d *streamDecoder) Next() (llm.Event, error) {
 		if d.done {
 			return llm.Event{}, io.EOF
 		}
-		name, data, err := d.readEvent()
+		ev, err := d.sse.Next()
 		switch {
 		case err == io.EOF:
 			d.fail(http.StatusBadGateway, "anthropic: stream ended before message_stop")
 		case err != nil:
 			d.fail(0, "anthropic: reading stream: "+err.Error())
 		default:
-			d.handle(name, data)
+			d.handle(ev.Name, ev.Data)
 		}
 	}
 	ev := d.queue[0]
@@ -121,45 +89,6 @@ func (d *streamDecoder) Close() error {
 	d.done = true
 	d.queue = nil
 	return d.body.Close()
-}
-
-// readEvent reads one SSE event: its name (possibly empty) and data.
-// At the end of input an event without its closing blank line is still
-// dispatched; io.EOF means nothing was left.
-func (d *streamDecoder) readEvent() (name string, data []byte, err error) {
-	var hasData bool
-	for d.sc.Scan() {
-		line := d.sc.Bytes()
-		if len(line) == 0 {
-			if hasData {
-				return name, data, nil
-			}
-			name = "" // an event without data is not dispatched
-			continue
-		}
-		if line[0] == ':' {
-			continue // comment
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		value = bytes.TrimPrefix(value, []byte(" "))
-		switch string(field) {
-		case "event":
-			name = string(value)
-		case "data":
-			if hasData {
-				data = append(data, '\n')
-			}
-			data = append(data, value...)
-			hasData = true
-		}
-	}
-	if err := d.sc.Err(); err != nil {
-		return "", nil, err
-	}
-	if hasData {
-		return name, data, nil
-	}
-	return "", nil, io.EOF
 }
 
 func (d *streamDecoder) emit(ev llm.Event) { d.queue = append(d.queue, ev) }

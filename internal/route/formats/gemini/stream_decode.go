@@ -1,11 +1,11 @@
 package gemini
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"io"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -18,42 +18,13 @@ type chunkSource interface {
 	next() ([]byte, error)
 }
 
-// sseSource reads SSE events (data lines joined, comments and other
-// fields ignored; LF, CRLF or CR line ends).
-type sseSource struct{ sc *bufio.Scanner }
+// sseSource reads the data of SSE events (event names, comments and
+// other fields ignored).
+type sseSource struct{ r *sse.Reader }
 
 func (s *sseSource) next() ([]byte, error) {
-	var data []byte
-	has := false
-	for s.sc.Scan() {
-		line := s.sc.Bytes()
-		if len(line) == 0 {
-			if has {
-				return data, nil
-			}
-			continue
-		}
-		if line[0] == ':' {
-			continue
-		}
-		field, value, _ := bytes.Cut(line, []byte(":"))
-		if string(field) != "data" {
-			continue
-		}
-		value = bytes.TrimPrefix(value, []byte(" "))
-		if has {
-			data = append(data, '\n')
-		}
-		data = append(data, value...)
-		has = true
-	}
-	if err := s.sc.Err(); err != nil {
-		return nil, err
-	}
-	if has {
-		return data, nil
-	}
-	return nil, io.EOF
+	ev, err := s.r.Next()
+	return ev.Data, err
 }
 
 // sliceSource replays chunks already read (a JSON array answer).
@@ -66,32 +37,6 @@ func (s *sliceSource) next() ([]byte, error) {
 	c := s.chunks[0]
 	s.chunks = s.chunks[1:]
 	return c, nil
-}
-
-// splitLines splits at LF, CRLF or a lone CR, as SSE allows.
-func splitLines(data []byte, atEOF bool) (int, []byte, error) {
-	if atEOF && len(data) == 0 {
-		return 0, nil, nil
-	}
-	if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
-		if data[i] == '\n' {
-			return i + 1, data[:i], nil
-		}
-		if i+1 < len(data) {
-			if data[i+1] == '\n' {
-				return i + 2, data[:i], nil
-			}
-			return i + 1, data[:i], nil
-		}
-		if atEOF {
-			return i + 1, data[:i], nil
-		}
-		return 0, nil, nil
-	}
-	if atEOF {
-		return len(data), data, nil
-	}
-	return 0, nil, nil
 }
 
 // streamDecoder turns Gemini stream chunks into canonical events.
@@ -127,10 +72,7 @@ func NewStreamDecoder(r io.ReadCloser) llm.Stream {
 }
 
 func newStreamDecoder(r io.ReadCloser, provider string) *streamDecoder {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-	sc.Split(splitLines)
-	return &streamDecoder{body: r, src: &sseSource{sc: sc}, provider: provider, open: -1}
+	return &streamDecoder{body: r, src: &sseSource{r: sse.NewReader(r, maxEventLine)}, provider: provider, open: -1}
 }
 
 // Next returns the next canonical event, or io.EOF after the last.
