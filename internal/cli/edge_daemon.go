@@ -1,0 +1,191 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/platform/logging"
+)
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func edgeFlags(env Env, name string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("omni edge "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	state := fs.String("state", daemon.DefaultStateDir(env.Getenv), "state directory (identity, saved login, control socket)")
+	return fs, state
+}
+
+func parseEdge(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}
+
+// edgeUp runs the edge daemon in the foreground until ctx ends or
+// `omni edge down`.
+func edgeUp(ctx context.Context, env Env, args []string) error {
+	fs, state := edgeFlags(env, "up")
+	server := fs.String("server", env.Getenv("OMNI_EDGE_SERVER"), "control-plane URL, e.g. https://api.example.com (env OMNI_EDGE_SERVER)")
+	key := fs.String("security-key", "", "security key to log in with (env OMNI_EDGE_SECURITY_KEY; default: the saved login)")
+	name := fs.String("name", "", "device name (default: the hostname)")
+	var networks listFlag
+	fs.Var(&networks, "network", "network id to join; repeatable (default: every network of the account)")
+	exit := fs.Bool("exit-node", false, "consent to serve as exit node for the networks whose admin enables it")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "text", "text or json")
+	if err := parseEdge(fs, args); err != nil {
+		return err
+	}
+	if *server == "" {
+		return usageError{"--server is required"}
+	}
+	if *key == "" {
+		*key = env.Getenv("OMNI_EDGE_SECURITY_KEY")
+	}
+	log, err := logging.New(env.Stderr, *level, *format)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	tunnels, nucleus := edgeDataPlane()
+	return daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
+		ExitNode: *exit, StateDir: *state}, daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log})
+}
+
+func edgeStatus(ctx context.Context, env Env, args []string) error {
+	fs, state := edgeFlags(env, "status")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parseEdge(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := daemon.Query(ctx, *state)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	w := env.Stdout
+	fmt.Fprintf(w, "state:      %s\n", st.State)
+	fmt.Fprintf(w, "server:     %s\n", st.Server)
+	fmt.Fprintf(w, "device:     %s %s (exit node consent: %v)\n", st.DeviceName, st.DeviceID, st.ExitNode)
+	fmt.Fprintf(w, "public key: %s\n", st.PublicKey)
+	if st.LastHeartbeat != nil {
+		fmt.Fprintf(w, "heartbeat:  %s\n", st.LastHeartbeat.Format(time.RFC3339))
+	}
+	if st.LastError != "" {
+		fmt.Fprintf(w, "last error: %s\n", st.LastError)
+	}
+	for _, n := range st.Networks {
+		nucleus := "registering"
+		if n.Registered {
+			nucleus = "registered"
+		}
+		fmt.Fprintf(w, "\nnetwork %s (%s) on %s: %s %s; nucleus %s %s", n.Name, n.ID, n.Interface, n.VirtualIP, n.VirtualIPv6, n.Nucleus, nucleus)
+		if n.Exit != "" {
+			fmt.Fprintf(w, "; exit via %s", n.Exit)
+		}
+		fmt.Fprintln(w)
+		if len(n.Peers) == 0 {
+			fmt.Fprintln(w, "  no peers")
+			continue
+		}
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  PEER\tIPv6\tPATH\tENDPOINT\tHANDSHAKE\tRX\tTX")
+		for _, p := range n.Peers {
+			hs := "never"
+			if p.HandshakeAge != nil {
+				hs = time.Duration(*p.HandshakeAge*float64(time.Second)).Round(time.Second).String() + " ago"
+			}
+			v6 := p.VirtualIPv6
+			if v6 == "" {
+				v6 = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.VirtualIP, v6, p.Path, p.Endpoint, hs, p.RxBytes, p.TxBytes)
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func edgeDown(ctx context.Context, env Env, args []string) error {
+	fs, state := edgeFlags(env, "down")
+	if err := parseEdge(fs, args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := daemon.Down(ctx, *state); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "edge daemon stopped")
+	return nil
+}
+
+// edgeLogin logs in through the browser and saves the tokens in the state
+// directory for `omni edge up` without --security-key.
+func edgeLogin(ctx context.Context, env Env, args []string) error {
+	fs, state := edgeFlags(env, "login")
+	server := fs.String("server", env.Getenv("OMNI_EDGE_SERVER"), "control-plane URL (env OMNI_EDGE_SERVER)")
+	timeout := fs.Duration("timeout", 15*time.Minute, "how long to wait for the browser")
+	if err := parseEdge(fs, args); err != nil {
+		return err
+	}
+	if *server == "" {
+		return usageError{"--server is required"}
+	}
+	base := strings.TrimRight(*server, "/")
+	st, err := daemon.OpenState(*state, logging.Discard())
+	if err != nil {
+		return err
+	}
+	c := client.New(base, &http.Client{Timeout: 30 * time.Second})
+	sess, err := c.StartSession(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Open this address in a browser to log in and approve this device:\n\n  %s\n\nWaiting…\n", sess.AuthURL)
+	wctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	tok, err := c.WaitSession(wctx, sess.UUID)
+	if err != nil {
+		return err
+	}
+	if err := st.Update(func(i *daemon.Identity) { i.Server, i.Token, i.RefreshToken = base, tok.Token, tok.RefreshToken }); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "Logged in; saved to %s. Start with: omni edge up --server %s\n", st.Dir, base)
+	return nil
+}
