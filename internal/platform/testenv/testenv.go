@@ -123,3 +123,12 @@ func redact(dsn string) string {
 	}
 	return u.Redacted()
 }
+
+// Root skips t unless the test runs as root (needed for network namespaces,
+// TUN devices and firewall rules), or fails it in strict mode.
+func Root(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		Unavailable(t, "needs root (uid %d)", os.Geteuid())
+	}
+}

@@ -1,0 +1,382 @@
+package tunnel
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// Signaling is what the nucleus client gives the [Bind] so that both
+// protocols share one UDP socket. Its frames must never look like WireGuard
+// packets (see [IsWireGuard]).
+type Signaling interface {
+	// IsSignal reports whether a received datagram belongs to the
+	// signaling protocol (including relay frames) rather than WireGuard.
+	IsSignal(b []byte) bool
+	// Unwrap returns the WireGuard packet carried by a relay frame and the
+	// public key of the peer that sent it; ok is false for any other
+	// signaling frame. payload may alias b.
+	Unwrap(b []byte) (srcKey [32]byte, payload []byte, ok bool)
+	// Wrap returns a relay frame carrying the WireGuard packet payload to
+	// the peer dstKey through the relay.
+	Wrap(dstKey [32]byte, payload []byte) []byte
+	// Handle receives every signaling frame that is not a relay frame. It
+	// runs on the receive path: it must not block, and b is only valid
+	// during the call.
+	Handle(b []byte, from netip.AddrPort)
+}
+
+// IsWireGuard reports whether b starts like a WireGuard message: a
+// little-endian message type 1–4 followed by three zero bytes.
+func IsWireGuard(b []byte) bool {
+	return len(b) >= 4 && b[0] >= 1 && b[0] <= 4 && b[1] == 0 && b[2] == 0 && b[3] == 0
+}
+
+// BindConfig configures a [Bind].
+type BindConfig struct {
+	// Signaling receives signaling frames and wraps relay traffic; nil
+	// means every datagram is WireGuard and relay endpoints cannot be used.
+	Signaling Signaling
+	// Relay is where wrapped frames to relay endpoints are sent (the
+	// nucleus); it can be changed later with SetRelay.
+	Relay netip.AddrPort
+	// ListenAddr restricts the socket to one local address (tests use
+	// 127.0.0.1). Zero means a dual-stack socket on every address, or IPv4
+	// only when the host has no IPv6.
+	ListenAddr netip.Addr
+}
+
+// BindStats counts relayed traffic through this bind.
+type BindStats struct {
+	RelayTxPackets, RelayTxBytes uint64
+	RelayRxPackets, RelayRxBytes uint64
+	SignalRxPackets              uint64
+}
+
+// Bind is a conn.Bind over a single UDP socket that carries both WireGuard
+// and the nucleus signaling protocol. Inbound datagrams that the Signaling
+// recognises are handed to it, relay frames are unwrapped and given to
+// WireGuard as coming from the sender's relay endpoint, and everything
+// else goes to WireGuard. Outbound packets to a relay endpoint are wrapped
+// and sent to the relay.
+type Bind struct {
+	sig        Signaling
+	listenAddr netip.Addr
+
+	relay atomic.Pointer[netip.AddrPort]
+
+	mu    sync.Mutex
+	udp   *net.UDPConn
+	batch batchConn
+	v4    bool // the socket is AF_INET (no IPv6 on this host or address)
+	mark  uint32
+
+	endpoints sync.Map // netip.AddrPort -> *directEndpoint
+	relays    sync.Map // Key -> *relayEndpoint
+
+	relayTxP, relayTxB, relayRxP, relayRxB, sigRx atomic.Uint64
+}
+
+// batchConn is the part of ipv4.PacketConn and ipv6.PacketConn the bind uses
+// (recvmmsg/sendmmsg).
+type batchConn interface {
+	ReadBatch(ms []ipv6.Message, flags int) (int, error)
+	WriteBatch(ms []ipv6.Message, flags int) (int, error)
+}
+
+var _ conn.Bind = (*Bind)(nil)
+
+// NewBind returns a closed Bind; wireguard-go opens it.
+func NewBind(cfg BindConfig) *Bind {
+	b := &Bind{sig: cfg.Signaling, listenAddr: cfg.ListenAddr}
+	if cfg.Relay.IsValid() {
+		b.SetRelay(cfg.Relay)
+	}
+	return b
+}
+
+// SetRelay sets where frames for relay endpoints are sent.
+func (b *Bind) SetRelay(addr netip.AddrPort) {
+	a := netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	b.relay.Store(&a)
+}
+
+// Stats returns the relay and signaling counters.
+func (b *Bind) Stats() BindStats {
+	return BindStats{
+		RelayTxPackets: b.relayTxP.Load(), RelayTxBytes: b.relayTxB.Load(),
+		RelayRxPackets: b.relayRxP.Load(), RelayRxBytes: b.relayRxB.Load(),
+		SignalRxPackets: b.sigRx.Load(),
+	}
+}
+
+// LocalPort is the port the socket is bound to, or 0 when closed.
+func (b *Bind) LocalPort() uint16 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.udp == nil {
+		return 0
+	}
+	return uint16(b.udp.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// ErrBindClosed is returned by SendTo while the socket is not open.
+var ErrBindClosed = errors.New("tunnel: bind is closed")
+
+// SendTo sends one datagram (a signaling frame) from the shared socket.
+func (b *Bind) SendTo(p []byte, to netip.AddrPort) error {
+	b.mu.Lock()
+	udp, v4 := b.udp, b.v4
+	b.mu.Unlock()
+	if udp == nil {
+		return ErrBindClosed
+	}
+	to = fixAddr(to, v4)
+	_, err := udp.WriteToUDPAddrPort(p, to)
+	return err
+}
+
+func fixAddr(ap netip.AddrPort, v4 bool) netip.AddrPort {
+	if v4 {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return ap
+}
+
+// Open implements conn.Bind.
+func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.udp != nil {
+		return nil, 0, conn.ErrBindAlreadyOpen
+	}
+	udp, v4, err := listen(b.listenAddr, port)
+	if err != nil {
+		return nil, 0, err
+	}
+	if b.mark != 0 {
+		if err := setMark(udp, b.mark); err != nil {
+			udp.Close()
+			return nil, 0, err
+		}
+	}
+	b.udp, b.v4 = udp, v4
+	if v4 {
+		b.batch = ipv4.NewPacketConn(udp)
+	} else {
+		b.batch = ipv6.NewPacketConn(udp)
+	}
+	actual := uint16(udp.LocalAddr().(*net.UDPAddr).Port)
+	return []conn.ReceiveFunc{b.makeReceive(udp, b.batch)}, actual, nil
+}
+
+func listen(addr netip.Addr, port uint16) (*net.UDPConn, bool, error) {
+	if addr.IsValid() {
+		network := "udp6"
+		if addr.Unmap().Is4() {
+			network, addr = "udp4", addr.Unmap()
+		}
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+		return c, network == "udp4", err
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv6unspecified, Port: int(port)})
+	if err == nil {
+		return c, false, nil
+	}
+	if errors.Is(err, syscall.EAFNOSUPPORT) || errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EPROTONOSUPPORT) {
+		c, err4 := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4zero, Port: int(port)})
+		return c, true, err4
+	}
+	return nil, false, err
+}
+
+// Close implements conn.Bind.
+func (b *Bind) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.udp == nil {
+		return nil
+	}
+	err := b.udp.Close()
+	b.udp, b.batch = nil, nil
+	return err
+}
+
+// SetMark implements conn.Bind: the socket's packets carry fwmark mark, so
+// that policy routing keeps them off the tunnel.
+func (b *Bind) SetMark(mark uint32) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.mark = mark
+	if b.udp == nil {
+		return nil
+	}
+	return setMark(b.udp, mark)
+}
+
+// BatchSize implements conn.Bind.
+func (b *Bind) BatchSize() int { return conn.IdealBatchSize }
+
+func (b *Bind) makeReceive(udp *net.UDPConn, bc batchConn) conn.ReceiveFunc {
+	msgs := make([]ipv6.Message, conn.IdealBatchSize)
+	for i := range msgs {
+		msgs[i].Buffers = make([][]byte, 1)
+	}
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		n := len(packets)
+		for i := 0; i < n; i++ {
+			msgs[i].Buffers[0] = packets[i]
+			msgs[i].N, msgs[i].Addr = 0, nil
+		}
+		got, err := bc.ReadBatch(msgs[:n], 0)
+		if err != nil {
+			return 0, err
+		}
+		for i := 0; i < got; i++ {
+			sizes[i] = 0
+			m := &msgs[i]
+			ua, ok := m.Addr.(*net.UDPAddr)
+			if !ok {
+				continue
+			}
+			from := ua.AddrPort()
+			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			p := packets[i][:m.N]
+			if b.sig != nil && !IsWireGuard(p) && b.sig.IsSignal(p) {
+				src, payload, ok := b.sig.Unwrap(p)
+				if !ok {
+					b.sigRx.Add(1)
+					b.sig.Handle(p, from)
+					continue
+				}
+				b.relayRxP.Add(1)
+				b.relayRxB.Add(uint64(len(payload)))
+				sizes[i] = copy(packets[i], payload)
+				eps[i] = b.relayEndpoint(src)
+				continue
+			}
+			sizes[i] = m.N
+			eps[i] = b.directEndpoint(from)
+		}
+		return got, nil
+	}
+}
+
+// Send implements conn.Bind.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	b.mu.Lock()
+	udp, bc, v4 := b.udp, b.batch, b.v4
+	b.mu.Unlock()
+	if udp == nil {
+		return net.ErrClosed
+	}
+	switch e := ep.(type) {
+	case *relayEndpoint:
+		relay := b.relay.Load()
+		if relay == nil || b.sig == nil {
+			return errors.New("tunnel: no relay configured")
+		}
+		to := fixAddr(*relay, v4)
+		for _, p := range bufs {
+			if _, err := udp.WriteToUDPAddrPort(b.sig.Wrap(e.key, p), to); err != nil {
+				return err
+			}
+			b.relayTxP.Add(1)
+			b.relayTxB.Add(uint64(len(p)))
+		}
+		return nil
+	case *directEndpoint:
+		ua := net.UDPAddrFromAddrPort(fixAddr(e.ap, v4))
+		msgs := make([]ipv6.Message, len(bufs))
+		for i, p := range bufs {
+			msgs[i].Buffers = [][]byte{p}
+			msgs[i].Addr = ua
+		}
+		for start := 0; start < len(msgs); {
+			n, err := bc.WriteBatch(msgs[start:], 0)
+			if err != nil {
+				return err
+			}
+			start += n
+		}
+		return nil
+	default:
+		return conn.ErrWrongEndpointType
+	}
+}
+
+// relayPrefix marks a relay endpoint in the WireGuard configuration
+// protocol: "relay:" followed by the peer's public key in hex.
+const relayPrefix = "relay:"
+
+// RelayEndpoint is the configuration-protocol endpoint string that routes a
+// peer's packets through the relay.
+func RelayEndpoint(peer Key) string { return relayPrefix + peer.Hex() }
+
+// ParseEndpoint implements conn.Bind: "host:port" or a relay endpoint.
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if rest, ok := strings.CutPrefix(s, relayPrefix); ok {
+		var k Key
+		if len(rest) != 64 {
+			return nil, fmt.Errorf("tunnel: bad relay endpoint %q", s)
+		}
+		if _, err := hex.Decode(k[:], []byte(rest)); err != nil {
+			return nil, fmt.Errorf("tunnel: bad relay endpoint %q", s)
+		}
+		return b.relayEndpoint(k), nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return nil, err
+	}
+	return b.directEndpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())), nil
+}
+
+func (b *Bind) directEndpoint(ap netip.AddrPort) *directEndpoint {
+	if e, ok := b.endpoints.Load(ap); ok {
+		return e.(*directEndpoint)
+	}
+	e, _ := b.endpoints.LoadOrStore(ap, &directEndpoint{ap: ap})
+	return e.(*directEndpoint)
+}
+
+func (b *Bind) relayEndpoint(k Key) *relayEndpoint {
+	if e, ok := b.relays.Load(k); ok {
+		return e.(*relayEndpoint)
+	}
+	e, _ := b.relays.LoadOrStore(k, &relayEndpoint{key: k})
+	return e.(*relayEndpoint)
+}
+
+// directEndpoint is a peer's UDP address.
+type directEndpoint struct{ ap netip.AddrPort }
+
+func (e *directEndpoint) ClearSrc()           {}
+func (e *directEndpoint) SrcToString() string { return "" }
+func (e *directEndpoint) DstToString() string { return e.ap.String() }
+func (e *directEndpoint) DstToBytes() []byte {
+	out, _ := e.ap.MarshalBinary()
+	return out
+}
+func (e *directEndpoint) DstIP() netip.Addr { return e.ap.Addr() }
+func (e *directEndpoint) SrcIP() netip.Addr { return netip.Addr{} }
+
+// relayEndpoint reaches a peer, by its public key, through the relay.
+type relayEndpoint struct{ key Key }
+
+func (e *relayEndpoint) ClearSrc()           {}
+func (e *relayEndpoint) SrcToString() string { return "" }
+func (e *relayEndpoint) DstToString() string { return RelayEndpoint(e.key) }
+func (e *relayEndpoint) DstToBytes() []byte  { return append([]byte(relayPrefix), e.key[:]...) }
+func (e *relayEndpoint) DstIP() netip.Addr   { return netip.Addr{} }
+func (e *relayEndpoint) SrcIP() netip.Addr   { return netip.Addr{} }

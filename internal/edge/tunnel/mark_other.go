@@ -1,0 +1,7 @@
+//go:build !linux
+
+package tunnel
+
+import "net"
+
+func setMark(*net.UDPConn, uint32) error { return nil }

@@ -1,0 +1,12 @@
+//go:build !linux
+
+package tunnel
+
+import "net/netip"
+
+func configureLink(string, int, netip.Prefix, netip.Prefix) error { return ErrNoKernelTUN }
+func serveExit(string, netip.Prefix, netip.Prefix) error          { return ErrNoKernelTUN }
+func unserveExit(string) error                                    { return nil }
+func routeExit(string, int, int) error                            { return ErrNoKernelTUN }
+func unrouteExit(int, int)                                        {}
+func cleanupLeftovers(string, int, int)                           {}
