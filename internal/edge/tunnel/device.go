@@ -422,6 +422,27 @@ func (d *Device) UseExit(exit Key) error {
 	return nil
 }
 
+// UseExitAddr is UseExit for the peer with this virtual address (IPv4 or
+// IPv6); the zero Addr clears the selection.
+func (d *Device) UseExitAddr(addr netip.Addr) error {
+	if !addr.IsValid() || addr.IsUnspecified() {
+		return d.UseExit(Key{})
+	}
+	addr = addr.Unmap()
+	d.mu.Lock()
+	var exit Key
+	for k, p := range d.peers {
+		if p.Addr4.Unmap() == addr || p.Addr6 == addr {
+			exit = k
+		}
+	}
+	d.mu.Unlock()
+	if exit.IsZero() {
+		return fmt.Errorf("tunnel: no peer has address %s", addr)
+	}
+	return d.UseExit(exit)
+}
+
 func (d *Device) clearExitLocked() error {
 	if d.routing {
 		unrouteExit(d.cfg.Table, d.cfg.RulePriority)

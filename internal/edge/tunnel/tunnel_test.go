@@ -457,6 +457,15 @@ func TestSetPeersDiff(t *testing.T) {
 	if err := a.dev.UseExit(b.dev.PublicKey()); err != ErrNoKernelTUN {
 		t.Fatalf("UseExit on a channel TUN: %v", err)
 	}
+	if err := a.dev.UseExitAddr(b.v6); err != ErrNoKernelTUN {
+		t.Fatalf("UseExitAddr(B) on a channel TUN: %v", err)
+	}
+	if err := a.dev.UseExitAddr(c.v4); err == nil || err == ErrNoKernelTUN {
+		t.Fatalf("UseExitAddr(removed peer): %v", err)
+	}
+	if err := a.dev.UseExitAddr(netip.Addr{}); err != nil {
+		t.Fatalf("clearing the exit: %v", err)
+	}
 }
 
 func TestParseStatus(t *testing.T) {
