@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,15 +11,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-// Golden files live in testdata/golden; regenerate them with
-//
-//	go test ./internal/route/formats/anthropic -run Golden -update
-//
-// and review the diff.
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 func readFile(t testing.TB, path string) []byte {
 	t.Helper()
@@ -29,45 +22,6 @@ func readFile(t testing.TB, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
-func indentValue(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(b, '\n')
-}
-
-func indentJSON(t *testing.T, b []byte) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, b, "", "  "); err != nil {
-		t.Fatalf("invalid JSON %s: %v", b, err)
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes()
 }
 
 func fixtures(t *testing.T, pattern string) map[string]string {
@@ -93,12 +47,12 @@ func TestGoldenInboundRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/requests/"+name+".canonical.json", indentValue(t, req))
+			formattest.Golden(t, "testdata/golden/requests/"+name+".canonical.json", formattest.Indent(t, req))
 			out, err := EncodeRequest(req, req.Model, EncodeOptions{Native: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/requests/"+name+".upstream.json", indentJSON(t, out))
+			formattest.Golden(t, "testdata/golden/requests/"+name+".upstream.json", formattest.Reindent(t, out))
 
 			again, err := DecodeRequest(out)
 			if err != nil {
@@ -106,7 +60,7 @@ func TestGoldenInboundRequests(t *testing.T) {
 			}
 			if !reflect.DeepEqual(again, req) {
 				t.Errorf("Anthropic → canonical → Anthropic → canonical changed the request:\n got %s\nwant %s",
-					indentValue(t, again), indentValue(t, req))
+					formattest.Indent(t, again), formattest.Indent(t, req))
 			}
 		})
 	}
@@ -125,7 +79,7 @@ func TestGoldenCanonicalRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/canonical/"+name+".upstream.json", indentJSON(t, out))
+			formattest.Golden(t, "testdata/golden/canonical/"+name+".upstream.json", formattest.Reindent(t, out))
 		})
 	}
 }
@@ -139,67 +93,26 @@ func TestGoldenResponses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/responses/"+name+".canonical.json", indentValue(t, resp))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".canonical.json", formattest.Indent(t, resp))
 			out, err := EncodeResponse(resp)
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "testdata/golden/responses/"+name+".client.json", indentJSON(t, out))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".client.json", formattest.Reindent(t, out))
 		})
-	}
-}
-
-// readAll drains a stream, failing on anything but io.EOF.
-func readAll(t testing.TB, s llm.Stream) []llm.Event {
-	t.Helper()
-	defer s.Close()
-	var evs []llm.Event
-	for {
-		ev, err := s.Next()
-		if err == io.EOF {
-			return evs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-		if len(evs) > 10000 {
-			t.Fatal("stream does not end")
-		}
 	}
 }
 
 func decodeSSE(t testing.TB, b []byte) []llm.Event {
 	t.Helper()
-	return readAll(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(b))))
+	return formattest.Events(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(b))))
 }
 
 func encodeSSE(t testing.TB, evs []llm.Event) []byte {
 	t.Helper()
 	var buf bytes.Buffer
 	enc := NewStreamEncoder(&buf)
-	for _, ev := range evs {
-		if err := enc.Encode(ev); err != nil {
-			t.Fatalf("encode %+v: %v", ev, err)
-		}
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
-func jsonl(t *testing.T, evs []llm.Event) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, ev := range evs {
-		b, err := json.Marshal(ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-	}
+	formattest.Encode(t, enc, evs)
 	return buf.Bytes()
 }
 
@@ -210,9 +123,9 @@ func TestGoldenStreams(t *testing.T) {
 	for name, path := range fixtures(t, "streams/*.sse") {
 		t.Run(name, func(t *testing.T) {
 			evs := decodeSSE(t, readFile(t, path))
-			golden(t, "testdata/golden/streams/"+name+".events.jsonl", jsonl(t, evs))
+			formattest.Golden(t, "testdata/golden/streams/"+name+".events.jsonl", formattest.JSONL(t, evs))
 			out := encodeSSE(t, evs)
-			golden(t, "testdata/golden/streams/"+name+".client.sse", out)
+			formattest.Golden(t, "testdata/golden/streams/"+name+".client.sse", out)
 
 			acc := llm.NewAccumulator()
 			for i, ev := range evs {
@@ -224,7 +137,7 @@ func TestGoldenStreams(t *testing.T) {
 			}
 			if last := evs[len(evs)-1]; last.Type == llm.EventStop {
 				if again := decodeSSE(t, out); !reflect.DeepEqual(again, evs) {
-					t.Errorf("client SSE decodes to different events:\n%s", jsonl(t, again))
+					t.Errorf("client SSE decodes to different events:\n%s", formattest.JSONL(t, again))
 				}
 			}
 		})
@@ -272,7 +185,7 @@ func TestStreamCollectEqualsResponse(t *testing.T) {
 			}
 			compactArgs(t, got)
 			if !reflect.DeepEqual(got, want) {
-				t.Fatalf("collected stream differs from the response:\n got %s\nwant %s", indentValue(t, got), indentValue(t, want))
+				t.Fatalf("collected stream differs from the response:\n got %s\nwant %s", formattest.Indent(t, got), formattest.Indent(t, want))
 			}
 
 			replayed, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(encodeSSE(t, llm.Events(want))))))
@@ -280,7 +193,7 @@ func TestStreamCollectEqualsResponse(t *testing.T) {
 				t.Fatal(err)
 			}
 			if !reflect.DeepEqual(replayed, want) {
-				t.Fatalf("Events → client SSE → canonical differs:\n got %s\nwant %s", indentValue(t, replayed), indentValue(t, want))
+				t.Fatalf("Events → client SSE → canonical differs:\n got %s\nwant %s", formattest.Indent(t, replayed), formattest.Indent(t, want))
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -388,7 +389,7 @@ func TestStreamDecoderLineEndingsAndLeniency(t *testing.T) {
 		"no last nl": bytes.TrimRight(lf, "\n"),
 	} {
 		if got := decodeSSE(t, b); !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: events differ:\n%s", name, jsonl(t, got))
+			t.Errorf("%s: events differ:\n%s", name, formattest.JSONL(t, got))
 		}
 	}
 }
@@ -462,10 +463,10 @@ func (f *failingReader) Close() error { return nil }
 
 func TestStreamDecoderReadError(t *testing.T) {
 	s := NewStreamDecoder(&failingReader{strings.NewReader("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\"}}\n\n")})
-	evs := readAll(t, s)
+	evs := formattest.Events(t, s)
 	last := evs[len(evs)-1]
 	if len(evs) != 2 || last.Type != llm.EventError || last.Err.Status != 0 || !last.Err.Retryable() {
-		t.Fatalf("%s", jsonl(t, evs))
+		t.Fatalf("%s", formattest.JSONL(t, evs))
 	}
 }
 

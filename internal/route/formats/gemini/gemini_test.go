@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -20,29 +21,29 @@ import (
 // decodes to: same parts, minted ids, signatures and usage.
 func TestStreamMatchesResponse(t *testing.T) {
 	for _, name := range []string{"parallel_tools", "text", "thinking"} {
-		want, err := DecodeResponse(read(t, "responses/"+name+".json"))
+		want, err := DecodeResponse(formattest.Testdata(t, "responses/"+name+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/"+name+".sse")))))
+		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/"+name+".sse")))))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 		if !reflect.DeepEqual(got, want) {
-			t.Errorf("%s: stream and response disagree\nstream   %s\nresponse %s", name, indent(t, got), indent(t, want))
+			t.Errorf("%s: stream and response disagree\nstream   %s\nresponse %s", name, formattest.Indent(t, got), formattest.Indent(t, want))
 		}
 	}
 }
 
 func TestUsageConversion(t *testing.T) {
-	r, err := DecodeResponse(read(t, "responses/text.json"))
+	r, err := DecodeResponse(formattest.Testdata(t, "responses/text.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.Usage != (llm.Usage{InputTokens: 512, CacheReadTokens: 1536, OutputTokens: 19}) || r.Usage.PromptTokens() != 2048 {
 		t.Fatalf("cached tokens must leave the input count: %+v", r.Usage)
 	}
-	r, _ = DecodeResponse(read(t, "responses/parallel_tools.json"))
+	r, _ = DecodeResponse(formattest.Testdata(t, "responses/parallel_tools.json"))
 	if r.Usage != (llm.Usage{InputTokens: 96, OutputTokens: 156, ReasoningTokens: 122}) || r.StopReason != llm.StopToolUse {
 		t.Fatalf("thoughts must join the output count: %+v %s", r.Usage, r.StopReason)
 	}
@@ -51,7 +52,7 @@ func TestUsageConversion(t *testing.T) {
 		var in struct {
 			UsageMetadata UsageMetadata `json:"usageMetadata"`
 		}
-		raw := read(t, "responses/"+name+".json")
+		raw := formattest.Testdata(t, "responses/"+name+".json")
 		_ = json.Unmarshal(raw, &in)
 		r, _ := DecodeResponse(raw)
 		if got := *usageOut(r.Usage); got != in.UsageMetadata {
@@ -62,11 +63,11 @@ func TestUsageConversion(t *testing.T) {
 
 func TestBlockedAndFailedStreams(t *testing.T) {
 	var le *llm.Error
-	if _, err := DecodeResponse(read(t, "responses/blocked.json")); !errors.As(err, &le) || le.Status != 400 || le.Code != "SAFETY" {
+	if _, err := DecodeResponse(formattest.Testdata(t, "responses/blocked.json")); !errors.As(err, &le) || le.Status != 400 || le.Code != "SAFETY" {
 		t.Fatalf("blocked prompt: %v", err)
 	}
 	collect := func(name string) error {
-		_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/"+name+".sse")))))
+		_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/"+name+".sse")))))
 		return err
 	}
 	if err := collect("safety"); !errors.As(err, &le) || !le.InStream || le.Code != "SAFETY" || le.Retryable() {
@@ -81,7 +82,7 @@ func TestBlockedAndFailedStreams(t *testing.T) {
 }
 
 func TestDecodeRequestPairsResults(t *testing.T) {
-	r, err := DecodeRequest("m", read(t, "requests/parallel_tool_turn.json"), false)
+	r, err := DecodeRequest("m", formattest.Testdata(t, "requests/parallel_tool_turn.json"), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,10 +207,10 @@ func TestClient(t *testing.T) {
 		bodies = append(bodies, body)
 		switch {
 		case strings.HasSuffix(r.URL.Path, ":generateContent"):
-			w.Write(read(t, "responses/text.json"))
+			w.Write(formattest.Testdata(t, "responses/text.json"))
 		case strings.HasSuffix(r.URL.Path, ":streamGenerateContent"):
 			w.Header().Set("Content-Type", "text/event-stream")
-			w.Write(read(t, "streams/parallel_tools.sse"))
+			w.Write(formattest.Testdata(t, "streams/parallel_tools.sse"))
 		case strings.HasSuffix(r.URL.Path, ":batchEmbedContents"):
 			w.Write([]byte(`{"embeddings":[{"values":[0.5,1]},{"values":[2,-1]}]}`))
 		case r.URL.Query().Get("pageToken") == "":
@@ -274,7 +275,7 @@ func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f
 func TestStreamReplaysJSONArray(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-		w.Write([]byte("[" + string(read(t, "responses/thinking.json")) + "]"))
+		w.Write([]byte("[" + string(formattest.Testdata(t, "responses/thinking.json")) + "]"))
 	}))
 	defer srv.Close()
 	s, err := (&Client{BaseURL: srv.URL}).Stream(context.Background(), &llm.Request{}, "m")
@@ -282,7 +283,7 @@ func TestStreamReplaysJSONArray(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := llm.Collect(s)
-	want, _ := DecodeResponse(read(t, "responses/thinking.json"))
+	want, _ := DecodeResponse(formattest.Testdata(t, "responses/thinking.json"))
 	if err != nil || !reflect.DeepEqual(got, want) {
 		t.Fatalf("replayed %+v %v", got, err)
 	}

@@ -3,7 +3,6 @@ package matrix
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,15 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-// Golden files live in testdata/golden; regenerate them with
-//
-//	go test ./internal/route/formats/matrix -update
-//
-// and review the diff.
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
 
 // encoder is what every dialect's stream encoder offers.
 type encoder interface {
@@ -74,36 +67,6 @@ func load[T any](t *testing.T, name string) *T {
 	return v
 }
 
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run with -update and review the diff)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
-func reindent(t *testing.T, raw []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		t.Fatalf("not JSON: %v\n%s", err, raw)
-	}
-	return append(b.Bytes(), '\n')
-}
-
 var requestScenarios = []string{"tool_loop", "simple_stream"}
 var responseScenarios = []string{"parallel_tools", "text", "max_tokens"}
 
@@ -127,7 +90,7 @@ func TestRequestPairs(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %s → %s: %v", sc, d.name, p.name, err)
 				}
-				golden(t, fmt.Sprintf("requests/%s.%s-to-%s.json", sc, d.name, p.name), reindent(t, up))
+				formattest.Golden(t, fmt.Sprintf("testdata/golden/requests/%s.%s-to-%s.json", sc, d.name, p.name), formattest.Reindent(t, up))
 				back, err := p.decodeRequest(up)
 				if err != nil {
 					t.Fatalf("%s: %s → %s: the upstream request does not parse as %s: %v", sc, d.name, p.name, p.name, err)
@@ -234,7 +197,7 @@ func TestResponsePairs(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: %s → %s: %v", sc, p.name, d.name, err)
 				}
-				golden(t, fmt.Sprintf("responses/%s.%s-to-%s.json", sc, p.name, d.name), reindent(t, out))
+				formattest.Golden(t, fmt.Sprintf("testdata/golden/responses/%s.%s-to-%s.json", sc, p.name, d.name), formattest.Reindent(t, out))
 				back, err := d.decodeResponse(out)
 				if err != nil {
 					t.Fatalf("%s: %s → %s: the client answer does not parse as %s: %v", sc, p.name, d.name, d.name, err)
@@ -253,15 +216,15 @@ func TestStreamPairs(t *testing.T) {
 		events := fragment(llm.Events(canon), 7)
 		for _, p := range sortedFormats() {
 			var up bytes.Buffer
-			writeStream(t, p.newEncoder(&up), events)
+			formattest.Encode(t, p.newEncoder(&up), events)
 			mid, err := collect(p.newDecoder(io.NopCloser(bytes.NewReader(up.Bytes()))))
 			if err != nil {
 				t.Fatalf("%s: %s stream: %v\n%s", sc, p.name, err, up.Bytes())
 			}
 			for _, d := range sortedFormats() {
 				var out bytes.Buffer
-				writeStream(t, d.newEncoder(&out), mid)
-				golden(t, fmt.Sprintf("streams/%s.%s-to-%s.txt", sc, p.name, d.name), out.Bytes())
+				formattest.Encode(t, d.newEncoder(&out), mid)
+				formattest.Golden(t, fmt.Sprintf("testdata/golden/streams/%s.%s-to-%s.txt", sc, p.name, d.name), out.Bytes())
 				back, err := llm.Collect(d.newDecoder(io.NopCloser(bytes.NewReader(out.Bytes()))))
 				if err != nil {
 					t.Fatalf("%s: %s → %s: the client stream does not parse as %s: %v\n%s", sc, p.name, d.name, d.name, err, out.Bytes())
@@ -269,18 +232,6 @@ func TestStreamPairs(t *testing.T) {
 				checkResponse(t, sc+"/stream/"+p.name+"-to-"+d.name, canon, back, p, d)
 			}
 		}
-	}
-}
-
-func writeStream(t *testing.T, enc encoder, events []llm.Event) {
-	t.Helper()
-	for _, ev := range events {
-		if err := enc.Encode(ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -3,80 +3,14 @@ package ollama
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
-
-// golden compares got with testdata/golden/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%s: %v (run go test -update to create it)", path, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs (go test -update rewrites it after review)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
-func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func indent(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(b, '\n')
-}
-
-func reindent(t *testing.T, raw []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		t.Fatalf("%s: %v", raw, err)
-	}
-	return append(b.Bytes(), '\n')
-}
-
-func names(t *testing.T, pattern string) []string {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join("testdata", pattern))
-	if len(files) == 0 {
-		t.Fatalf("no fixtures match %s", pattern)
-	}
-	var out []string
-	for _, f := range files {
-		out = append(out, strings.TrimSuffix(filepath.Base(f), filepath.Ext(f)))
-	}
-	return out
-}
 
 // stepClock returns a clock that advances 25ms on every reading, so the
 // durations the stream encoder measures are deterministic and non-zero.
@@ -91,18 +25,18 @@ func stepClock() func() time.Time {
 // Client requests → canonical → upstream request (as a native Ollama
 // request, with the client's extra options and fields).
 func TestGoldenRequests(t *testing.T) {
-	for _, name := range names(t, "requests/*.json") {
+	for _, name := range formattest.Names(t, "requests/*.json") {
 		t.Run(name, func(t *testing.T) {
-			req, err := DecodeRequest(read(t, "requests/"+name+".json"))
+			req, err := DecodeRequest(formattest.Testdata(t, "requests/"+name+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "requests/"+name+".canonical.json", indent(t, req))
+			formattest.Golden(t, "testdata/golden/requests/"+name+".canonical.json", formattest.Indent(t, req))
 			up, err := EncodeRequest(req, "upstream-model", EncodeOptions{Native: true})
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "requests/"+name+".upstream.json", reindent(t, up))
+			formattest.Golden(t, "testdata/golden/requests/"+name+".upstream.json", formattest.Reindent(t, up))
 			// Our own upstream request decodes to the same conversation, up
 			// to the system prompts merged into one message.
 			again, err := DecodeRequest(up)
@@ -113,7 +47,7 @@ func TestGoldenRequests(t *testing.T) {
 			if len(req.System) > 0 {
 				req.System = []llm.Part{{Type: llm.PartText, Text: joinText(req.System, llm.PartText, "\n\n")}}
 			}
-			a, b := indent(t, again), indent(t, req)
+			a, b := formattest.Indent(t, again), formattest.Indent(t, req)
 			if !bytes.Equal(a, b) {
 				t.Fatalf("re-decoded request differs:\n%s\nvs\n%s", a, b)
 			}
@@ -123,76 +57,49 @@ func TestGoldenRequests(t *testing.T) {
 
 // Canonical requests from other dialects → upstream request.
 func TestGoldenCanonical(t *testing.T) {
-	for _, name := range names(t, "canonical/*.json") {
+	for _, name := range formattest.Names(t, "canonical/*.json") {
 		t.Run(name, func(t *testing.T) {
 			var req llm.Request
-			if err := json.Unmarshal(read(t, "canonical/"+name+".json"), &req); err != nil {
+			if err := json.Unmarshal(formattest.Testdata(t, "canonical/"+name+".json"), &req); err != nil {
 				t.Fatal(err)
 			}
 			up, err := EncodeRequest(&req, strings.TrimPrefix(req.Model, "local/"), EncodeOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "canonical/"+name+".upstream.json", reindent(t, up))
+			formattest.Golden(t, "testdata/golden/canonical/"+name+".upstream.json", formattest.Reindent(t, up))
 		})
 	}
 }
 
 // Upstream responses → canonical → client response.
 func TestGoldenResponses(t *testing.T) {
-	for _, name := range names(t, "responses/*.json") {
+	for _, name := range formattest.Names(t, "responses/*.json") {
 		t.Run(name, func(t *testing.T) {
-			r, err := DecodeResponse(read(t, "responses/"+name+".json"))
+			r, err := DecodeResponse(formattest.Testdata(t, "responses/"+name+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "responses/"+name+".canonical.json", indent(t, r))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".canonical.json", formattest.Indent(t, r))
 			out, err := EncodeResponseTimed(r, Timing{Total: 1500 * time.Millisecond, PromptEval: 100 * time.Millisecond, Eval: 1400 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "responses/"+name+".client.json", reindent(t, out))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".client.json", formattest.Reindent(t, out))
 		})
-	}
-}
-
-func decodeAll(t *testing.T, s llm.Stream) []llm.Event {
-	t.Helper()
-	var evs []llm.Event
-	for {
-		ev, err := s.Next()
-		if err == io.EOF {
-			return evs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
 	}
 }
 
 // Upstream NDJSON streams → canonical events → client NDJSON.
 func TestGoldenStreams(t *testing.T) {
-	for _, name := range names(t, "streams/*.ndjson") {
+	for _, name := range formattest.Names(t, "streams/*.ndjson") {
 		t.Run(name, func(t *testing.T) {
-			evs := decodeAll(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/"+name+".ndjson")))))
-			var events bytes.Buffer
-			for _, ev := range evs {
-				b, _ := json.Marshal(ev)
-				events.Write(append(b, '\n'))
-			}
-			golden(t, "streams/"+name+".events.jsonl", events.Bytes())
+			evs := formattest.Events(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/"+name+".ndjson")))))
+			formattest.Golden(t, "testdata/golden/streams/"+name+".events.jsonl", formattest.JSONL(t, evs))
 			var out bytes.Buffer
 			enc := NewStreamEncoder(&out, "local/qwen3:8b", stepClock())
-			for _, ev := range evs {
-				if err := enc.Encode(ev); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := enc.Close(); err != nil {
-				t.Fatal(err)
-			}
-			golden(t, "streams/"+name+".client.ndjson", out.Bytes())
+			formattest.Encode(t, enc, evs)
+			formattest.Golden(t, "testdata/golden/streams/"+name+".client.ndjson", out.Bytes())
 		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -26,11 +27,11 @@ func compact(t *testing.T, s []byte) string {
 // A stream folds into the same response as its non-streamed counterpart.
 func TestStreamMatchesResponse(t *testing.T) {
 	for _, name := range []string{"parallel_tools", "text", "thinking"} {
-		want, err := DecodeResponse(read(t, "responses/"+name+".json"))
+		want, err := DecodeResponse(formattest.Testdata(t, "responses/"+name+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/"+name+".ndjson")))))
+		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/"+name+".ndjson")))))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -93,12 +94,12 @@ func foldClient(t *testing.T, nd []byte) ChatResponse {
 }
 
 func TestStreamErrorsAndTruncation(t *testing.T) {
-	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/error_midstream.ndjson")))))
+	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/error_midstream.ndjson")))))
 	var le *llm.Error
 	if !errors.As(err, &le) || !le.InStream || !strings.Contains(le.Message, "unexpected EOF") {
 		t.Fatalf("in-stream error: %v", err)
 	}
-	if _, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "streams/truncated.ndjson"))))); !errors.As(err, &le) || !le.Retryable() || !le.InStream {
+	if _, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/truncated.ndjson"))))); !errors.As(err, &le) || !le.Retryable() || !le.InStream {
 		t.Fatalf("truncated stream: %v", err)
 	}
 	// A status on the error line is kept.
@@ -109,12 +110,12 @@ func TestStreamErrorsAndTruncation(t *testing.T) {
 	}
 	// A line longer than the bound is an error, not a hang or a panic.
 	long := `{"model":"m","message":{"role":"assistant","content":"` + strings.Repeat("a", maxLine) + `"},"done":false}` + "\n"
-	evs := decodeAll(t, NewStreamDecoder(io.NopCloser(strings.NewReader(long))))
+	evs := formattest.Events(t, NewStreamDecoder(io.NopCloser(strings.NewReader(long))))
 	if len(evs) != 1 || evs[0].Type != llm.EventError || !strings.Contains(evs[0].Err.Message, "exceeds") {
 		t.Fatalf("long line: %+v", evs)
 	}
 	// Garbage is an error event.
-	evs = decodeAll(t, NewStreamDecoder(io.NopCloser(strings.NewReader("data: {}\n"))))
+	evs = formattest.Events(t, NewStreamDecoder(io.NopCloser(strings.NewReader("data: {}\n"))))
 	if len(evs) != 1 || evs[0].Type != llm.EventError {
 		t.Fatalf("garbage: %+v", evs)
 	}
@@ -184,7 +185,7 @@ func TestMintedToolCallIDs(t *testing.T) {
 	if strings.Join(ids, ",") != "call_0,call_1,call_2" {
 		t.Fatalf("ids %v", ids)
 	}
-	resp, err := decodeResponse(read(t, "responses/tools_noid.json"), requestMinter(r))
+	resp, err := decodeResponse(formattest.Testdata(t, "responses/tools_noid.json"), requestMinter(r))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +305,7 @@ func TestClient(t *testing.T) {
 		case "/api/chat":
 			if body["stream"] == true {
 				w.Header().Set("Content-Type", "application/x-ndjson")
-				w.Write(read(t, "streams/parallel_tools.ndjson"))
+				w.Write(formattest.Testdata(t, "streams/parallel_tools.ndjson"))
 				return
 			}
 			if body["model"] == "missing" {
@@ -312,7 +313,7 @@ func TestClient(t *testing.T) {
 				io.WriteString(w, `{"error":"model \"missing\" not found, try pulling it first"}`)
 				return
 			}
-			w.Write(read(t, "responses/text.json"))
+			w.Write(formattest.Testdata(t, "responses/text.json"))
 		case "/api/embed":
 			io.WriteString(w, `{"model":"nomic-embed-text","embeddings":[[0.1,0.2],[0.3,0.4]],"total_duration":1,"prompt_eval_count":6}`)
 		case "/api/tags":

@@ -5,21 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"os"
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func compact(t *testing.T, s []byte) string {
 	var b bytes.Buffer
@@ -32,11 +23,11 @@ func compact(t *testing.T, s []byte) string {
 // A stream folds into the same response as its non-streamed counterpart.
 func TestStreamMatchesResponse(t *testing.T) {
 	for _, name := range []string{"parallel_tools", "text"} {
-		want, err := DecodeResponse(read(t, name+".json"))
+		want, err := DecodeResponse(formattest.Testdata(t, name+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, name+".sse")))))
+		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, name+".sse")))))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -53,12 +44,12 @@ func TestStreamMatchesResponse(t *testing.T) {
 }
 
 func TestStreamErrorsAndTruncation(t *testing.T) {
-	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "error_midstream.sse")))))
+	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "error_midstream.sse")))))
 	var le *llm.Error
 	if !errors.As(err, &le) || !le.InStream || !strings.Contains(le.Message, "server had an error") {
 		t.Fatalf("in-stream error: %v", err)
 	}
-	sse := read(t, "text.sse")
+	sse := formattest.Testdata(t, "text.sse")
 	cut := sse[:bytes.Index(sse, []byte(`"stop"`))]
 	cut = cut[:bytes.LastIndex(cut, []byte("data:"))]
 	if _, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(cut)))); !errors.As(err, &le) || !le.Retryable() {
@@ -137,8 +128,8 @@ func FuzzDecodeRequest(f *testing.F) {
 }
 
 func FuzzStreamDecoder(f *testing.F) {
-	f.Add(read(f, "parallel_tools.sse"))
-	f.Add(read(f, "error_midstream.sse"))
+	f.Add(formattest.Testdata(f, "parallel_tools.sse"))
+	f.Add(formattest.Testdata(f, "error_midstream.sse"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := NewStreamDecoder(io.NopCloser(bytes.NewReader(b)))
 		acc := llm.NewAccumulator()

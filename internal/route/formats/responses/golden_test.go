@@ -3,66 +3,14 @@ package responses
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
-
-func read(t testing.TB, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// golden compares got with testdata/golden/name, or rewrites it with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%s: %v (run go test -update to create it)", path, err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s differs (go test -update rewrites it after review)\n--- got\n%s\n--- want\n%s", path, got, want)
-	}
-}
-
-func indent(t *testing.T, v any) []byte {
-	t.Helper()
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(b, '\n')
-}
-
-func reindent(t *testing.T, raw []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := json.Indent(&b, raw, "", "  "); err != nil {
-		t.Fatal(err)
-	}
-	return append(b.Bytes(), '\n')
-}
 
 // testMeta is the response skeleton the gateway would build for a plain
 // request.
@@ -85,11 +33,11 @@ func TestGoldenRequests(t *testing.T) {
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
 		t.Run(name, func(t *testing.T) {
-			in, err := DecodeRequest(read(t, "requests/"+name+".json"))
+			in, err := DecodeRequest(formattest.Testdata(t, "requests/"+name+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "requests/"+name+".canonical.json", indent(t, struct {
+			formattest.Golden(t, "testdata/golden/requests/"+name+".canonical.json", formattest.Indent(t, struct {
 				Request            *llm.Request `json:"request"`
 				Instructions       int          `json:"instructions"`
 				PreviousResponseID string       `json:"previous_response_id,omitempty"`
@@ -99,7 +47,7 @@ func TestGoldenRequests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "requests/"+name+".upstream.json", reindent(t, up))
+			formattest.Golden(t, "testdata/golden/requests/"+name+".upstream.json", formattest.Reindent(t, up))
 			var sent map[string]any
 			if err := json.Unmarshal(up, &sent); err != nil {
 				t.Fatal(err)
@@ -143,48 +91,30 @@ func TestGoldenRequests(t *testing.T) {
 func TestGoldenResponses(t *testing.T) {
 	for _, name := range []string{"text", "parallel_tools", "reasoning", "incomplete"} {
 		t.Run(name, func(t *testing.T) {
-			r, err := DecodeResponse(read(t, name+".json"))
+			r, err := DecodeResponse(formattest.Testdata(t, name+".json"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "responses/"+name+".canonical.json", indent(t, r))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".canonical.json", formattest.Indent(t, r))
 			out, err := EncodeResponse(testMeta(t), r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, "responses/"+name+".client.json", reindent(t, out))
+			formattest.Golden(t, "testdata/golden/responses/"+name+".client.json", formattest.Reindent(t, out))
 		})
 	}
 }
 
 func decodeAll(t *testing.T, sse []byte) []llm.Event {
 	t.Helper()
-	s := NewStreamDecoder(io.NopCloser(bytes.NewReader(sse)))
-	var evs []llm.Event
-	for {
-		ev, err := s.Next()
-		if err == io.EOF {
-			return evs
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
-	}
+	return formattest.Events(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(sse))))
 }
 
 func encodeAll(t *testing.T, meta Response, evs []llm.Event) []byte {
 	t.Helper()
 	var out bytes.Buffer
 	enc := NewStreamEncoder(&out, meta)
-	for _, ev := range evs {
-		if err := enc.Encode(ev); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := enc.Close(); err != nil {
-		t.Fatal(err)
-	}
+	formattest.Encode(t, enc, evs)
 	return out.Bytes()
 }
 
@@ -192,14 +122,9 @@ func encodeAll(t *testing.T, meta Response, evs []llm.Event) []byte {
 func TestGoldenStreams(t *testing.T) {
 	for _, name := range []string{"text", "parallel_tools", "reasoning", "error_midstream", "failed"} {
 		t.Run(name, func(t *testing.T) {
-			evs := decodeAll(t, read(t, name+".sse"))
-			var events bytes.Buffer
-			for _, ev := range evs {
-				b, _ := json.Marshal(ev)
-				events.Write(append(b, '\n'))
-			}
-			golden(t, "streams/"+name+".events.jsonl", events.Bytes())
-			golden(t, "streams/"+name+".client.sse", encodeAll(t, testMeta(t), evs))
+			evs := decodeAll(t, formattest.Testdata(t, name+".sse"))
+			formattest.Golden(t, "testdata/golden/streams/"+name+".events.jsonl", formattest.JSONL(t, evs))
+			formattest.Golden(t, "testdata/golden/streams/"+name+".client.sse", encodeAll(t, testMeta(t), evs))
 		})
 	}
 }

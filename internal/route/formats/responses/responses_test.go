@@ -12,17 +12,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/omniedge/omni/internal/route/formats/formattest"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
 // A stream folds into the same response as its non-streamed counterpart.
 func TestStreamMatchesResponse(t *testing.T) {
 	for _, name := range []string{"text", "parallel_tools", "reasoning"} {
-		want, err := DecodeResponse(read(t, name+".json"))
+		want, err := DecodeResponse(formattest.Testdata(t, name+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, name+".sse")))))
+		got, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, name+".sse")))))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -63,7 +64,7 @@ func TestStreamEncoderAgreement(t *testing.T) {
 	for _, name := range []string{"text", "parallel_tools", "reasoning"} {
 		t.Run(name, func(t *testing.T) {
 			meta := testMeta(t)
-			evs := decodeAll(t, read(t, name+".sse"))
+			evs := decodeAll(t, formattest.Testdata(t, name+".sse"))
 			out := encodeAll(t, meta, evs)
 			names, datas := sseEvents(t, out)
 			if len(names) != len(datas) || len(names) < 4 {
@@ -195,15 +196,15 @@ func TestEncodeError(t *testing.T) {
 
 func TestStreamErrorsAndTruncation(t *testing.T) {
 	var le *llm.Error
-	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "error_midstream.sse")))))
+	_, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "error_midstream.sse")))))
 	if !errors.As(err, &le) || !le.InStream || le.Code != "server_error" || !le.Retryable() || !strings.Contains(le.Message, "server had an error") {
 		t.Fatalf("error event: %v", err)
 	}
-	_, err = llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(read(t, "failed.sse")))))
+	_, err = llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "failed.sse")))))
 	if !errors.As(err, &le) || le.Status != http.StatusTooManyRequests || !le.InStream || !le.Retryable() {
 		t.Fatalf("response.failed: %#v", err)
 	}
-	sse := read(t, "text.sse")
+	sse := formattest.Testdata(t, "text.sse")
 	cut := sse[:bytes.Index(sse, []byte("event: response.completed"))]
 	if _, err := llm.Collect(NewStreamDecoder(io.NopCloser(bytes.NewReader(cut)))); !errors.As(err, &le) || !le.Retryable() {
 		t.Fatalf("truncated stream: %v", err)
@@ -261,11 +262,11 @@ func TestClient(t *testing.T) {
 		}
 		if body["stream"] == true {
 			w.Header().Set("Content-Type", "text/event-stream")
-			_, _ = w.Write(read(t, "parallel_tools.sse"))
+			_, _ = w.Write(formattest.Testdata(t, "parallel_tools.sse"))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(read(t, "text.json"))
+		_, _ = w.Write(formattest.Testdata(t, "text.json"))
 	}))
 	defer srv.Close()
 	c := &Client{BaseURL: srv.URL + "/v1/", APIKey: "sk-up", Headers: map[string]string{"Authorization": "Bearer stolen", "X-Extra": "1"}, Provider: "oa"}
