@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -23,7 +23,6 @@ const (
 // Response body limits.
 const (
 	maxResponseBody = 64 << 20
-	maxErrorBody    = 1 << 20
 )
 
 // Client is the outbound adapter for one Anthropic-compatible upstream
@@ -106,25 +105,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	if c.APIKey != "" {
 		req.Header.Set("x-api-key", c.APIKey)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("anthropic: %w", ctx.Err())
-		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: " + err.Error()}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		e := DecodeError(resp.StatusCode, resp.Header, b)
-		e.Provider = c.provider()
-		return nil, e
-	}
-	return resp, nil
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), "anthropic", "anthropic: ", DecodeError)
 }
 
 // mergeFlags joins comma-separated flag lists, dropping duplicates.

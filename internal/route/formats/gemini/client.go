@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -20,7 +20,6 @@ const DefaultBaseURL = "https://generativelanguage.googleapis.com/v1beta"
 // Response body limits.
 const (
 	maxResponseBody = 64 << 20
-	maxErrorBody    = 1 << 20
 )
 
 // Client is the outbound adapter for one Gemini API connection (one
@@ -107,25 +106,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 	if c.APIKey != "" {
 		req.Header.Set("x-goog-api-key", c.APIKey)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("gemini: %w", ctx.Err())
-		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: upstream unreachable: " + err.Error()}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		e := DecodeError(resp.StatusCode, resp.Header, b)
-		e.Provider = c.provider()
-		return nil, e
-	}
-	return resp, nil
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), "gemini", "gemini: upstream unreachable: ", DecodeError)
 }
 
 func (c *Client) read(resp *http.Response) ([]byte, error) {

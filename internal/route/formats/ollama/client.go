@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -21,7 +21,6 @@ const DefaultBaseURL = "http://localhost:11434"
 const (
 	maxResponseBody = 64 << 20
 	maxEmbedBody    = 256 << 20
-	maxErrorBody    = 1 << 20
 )
 
 // Client is the outbound adapter for one Ollama upstream connection. It
@@ -96,25 +95,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, accep
 	if c.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("ollama: %w", ctx.Err())
-		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream unreachable: " + err.Error()}
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		e := DecodeError(resp.StatusCode, resp.Header, b)
-		e.Provider = c.provider()
-		return nil, e
-	}
-	return resp, nil
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), "ollama", "upstream unreachable: ", DecodeError)
 }
 
 func (c *Client) read(resp *http.Response, limit int64) ([]byte, error) {

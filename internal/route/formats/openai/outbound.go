@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -492,25 +493,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Resp
 	for k, v := range c.Headers {
 		req.Header.Set(k, v)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.Provider, Message: "upstream unreachable: " + err.Error()}
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		e := DecodeError(resp.StatusCode, resp.Header, b)
-		e.Provider = c.Provider
-		return nil, e
-	}
-	return resp, nil
+	return upstreamhttp.Send(c.HTTP, req, c.Provider, "", "upstream unreachable: ", DecodeError)
 }
 
 // Chat sends a non-streaming request.

@@ -3,12 +3,12 @@ package responses
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -18,7 +18,6 @@ const DefaultBaseURL = "https://api.openai.com/v1"
 // Response body limits.
 const (
 	maxResponseBody = 64 << 20
-	maxErrorBody    = 1 << 20
 )
 
 // Client is the outbound adapter for one Responses upstream connection
@@ -89,25 +88,7 @@ func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Resp
 	if c.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("responses: %w", ctx.Err())
-		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: upstream unreachable: " + err.Error()}
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-		e := DecodeError(resp.StatusCode, resp.Header, b)
-		e.Provider = c.provider()
-		return nil, e
-	}
-	return resp, nil
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), "responses", "responses: upstream unreachable: ", DecodeError)
 }
 
 func (c *Client) encode(ctx context.Context, r *llm.Request, model string, stream bool) ([]byte, error) {
