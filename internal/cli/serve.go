@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/edge/app"
+	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -139,8 +140,17 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("nucleus: %w", err)
 		}
-		log.Info("nucleus UDP socket bound (signaling and relay are not served yet)", "addr", pc.LocalAddr().String())
-		run(func() error { return drainUDP(ctx, pc) })
+		nuc, err := nucleus.NewServer(nucleus.Options{
+			Secrets: a.Service, Clock: clk, Log: log.With("component", "nucleus"), Registry: reg,
+		})
+		if err != nil {
+			pc.Close()
+			cancel()
+			wg.Wait()
+			return err
+		}
+		log.Info("nucleus listening", "addr", pc.LocalAddr().String())
+		run(func() error { return nuc.Serve(ctx, pc) })
 	}
 	if routeOn {
 		routeLog := log.With("component", "route")
@@ -192,19 +202,4 @@ func addOps(mux *http.ServeMux, reg *prometheus.Registry, ready func(context.Con
 		return nil
 	}))
 	mux.Handle("GET /metrics", metrics.Handler(reg))
-}
-
-// drainUDP keeps the nucleus port bound and discards what arrives until
-// the nucleus itself is served.
-func drainUDP(ctx context.Context, pc net.PacketConn) error {
-	go func() { <-ctx.Done(); pc.Close() }()
-	buf := make([]byte, 2048)
-	for {
-		if _, _, err := pc.ReadFrom(buf); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return fmt.Errorf("nucleus: %w", err)
-		}
-	}
 }

@@ -1,0 +1,400 @@
+package nucleus
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+)
+
+// ClientConfig configures a Client for one network.
+type ClientConfig struct {
+	NetworkID string
+	Secret    []byte // the network's secret_key from the join response, as bytes
+	PublicKey Key    // this device's WireGuard public key
+	IP4, IP6  netip.Addr
+	Local     []netip.AddrPort // local endpoints worth trying from the same LAN
+	Server    netip.AddrPort   // the nucleus
+	// Send writes one datagram on the socket the edge shares between
+	// WireGuard and signaling. It must be safe for concurrent use.
+	Send  func(b []byte, to netip.AddrPort) error
+	Clock clock.Clock  // nil: the system clock
+	Log   *slog.Logger // nil: discard
+	// Keepalive overrides the interval the nucleus advertises (default
+	// 20 s until the nucleus says otherwise).
+	Keepalive time.Duration
+}
+
+// ClientStatus is what a Client knows about its registration.
+type ClientStatus struct {
+	Registered bool
+	Observed   netip.AddrPort // this device's address as the nucleus sees it
+	LastAck    time.Time
+	Version    uint32 // peer-list version held
+	Dropped    uint64 // inbound frames rejected
+}
+
+// Client speaks the nucleus protocol for one network of an edge. It owns
+// no socket: inbound signaling frames are given to Handle (control) and
+// UnwrapRelay (relay), outbound ones go through ClientConfig.Send. All
+// methods are safe for concurrent use; callbacks run on the goroutine
+// that called Handle and must not block.
+type Client struct {
+	cfg ClientConfig
+	key []byte
+	clk clock.Clock
+	log *slog.Logger
+
+	mu         sync.Mutex
+	local      []netip.AddrPort
+	registered bool
+	left       bool
+	observed   netip.AddrPort
+	lastAck    time.Time
+	interval   time.Duration // advertised by the nucleus
+	version    uint32
+	peers      map[Key]Peer
+	pending    pendingPeers
+	replay     *replayCache
+	dropped    uint64
+	onPeers    func([]Peer)
+	onPunch    func(Peer)
+	kick       chan struct{}
+}
+
+type pendingPeers struct {
+	version uint32
+	parts   [][]Peer // nil entries: not yet received
+	got     int
+}
+
+// NewClient builds a Client; it sends nothing until Register or Run.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	switch {
+	case !validNetworkID(cfg.NetworkID):
+		return nil, errors.New("nucleus: invalid network id")
+	case len(cfg.Secret) == 0:
+		return nil, errors.New("nucleus: empty network secret")
+	case cfg.PublicKey.IsZero():
+		return nil, errors.New("nucleus: zero public key")
+	case !cfg.Server.IsValid():
+		return nil, errors.New("nucleus: invalid server address")
+	case cfg.Send == nil:
+		return nil, errors.New("nucleus: nil Send")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	cfg.Server = netip.AddrPortFrom(cfg.Server.Addr().Unmap(), cfg.Server.Port())
+	return &Client{
+		cfg: cfg, key: DeriveKey(cfg.Secret), clk: cfg.Clock, log: cfg.Log,
+		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, replay: newReplayCache(4096),
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+func clampLocal(es []netip.AddrPort) []netip.AddrPort {
+	if len(es) > MaxLocalEndpoints {
+		es = es[:MaxLocalEndpoints]
+	}
+	return slices.Clone(es)
+}
+
+// OnPeers sets the callback that receives the full peer set (this device
+// excluded, sorted by key) after every change.
+func (c *Client) OnPeers(f func([]Peer)) { c.mu.Lock(); c.onPeers = f; c.mu.Unlock() }
+
+// OnPunch sets the callback told to send to a peer's endpoints now.
+func (c *Client) OnPunch(f func(Peer)) { c.mu.Lock(); c.onPunch = f; c.mu.Unlock() }
+
+// Server returns the nucleus address.
+func (c *Client) Server() netip.AddrPort { return c.cfg.Server }
+
+// Status returns the registration state.
+func (c *Client) Status() ClientStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ClientStatus{Registered: c.registered, Observed: c.observed, LastAck: c.lastAck, Version: c.version, Dropped: c.dropped}
+}
+
+// Peers returns the current peer set, sorted by key.
+func (c *Client) Peers() []Peer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.peerList()
+}
+
+func (c *Client) peerList() []Peer {
+	ps := make([]Peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return string(ps[i].PublicKey[:]) < string(ps[j].PublicKey[:]) })
+	return ps
+}
+
+func (c *Client) send(typ byte, body []byte) error {
+	return c.cfg.Send(seal(c.key, typ, c.cfg.NetworkID, c.clk.Now(), body), c.cfg.Server)
+}
+
+// Register sends a REGISTER now; the nucleus answers with REGISTER_ACK and
+// the peer list.
+func (c *Client) Register() error {
+	c.mu.Lock()
+	c.left = false
+	m := registerMsg{Key: c.cfg.PublicKey, IP4: c.cfg.IP4, IP6: c.cfg.IP6, Local: c.local}
+	c.mu.Unlock()
+	return c.send(TypeRegister, m.encode())
+}
+
+// SetLocalEndpoints changes the announced local endpoints and registers
+// again when they differ.
+func (c *Client) SetLocalEndpoints(es []netip.AddrPort) error {
+	es = clampLocal(es)
+	c.mu.Lock()
+	same := slices.Equal(es, c.local)
+	c.local = es
+	c.mu.Unlock()
+	if same {
+		return nil
+	}
+	return c.Register()
+}
+
+// Leave tells the nucleus this device leaves; Run stops keeping alive
+// until Register is called again.
+func (c *Client) Leave() error {
+	c.mu.Lock()
+	c.left, c.registered = true, false
+	c.mu.Unlock()
+	return c.send(TypeLeave, c.cfg.PublicKey[:])
+}
+
+// Punch asks the nucleus to tell this device and the peer to send to each
+// other now; both receive a PUNCH (see OnPunch).
+func (c *Client) Punch(peer Key) error {
+	return c.send(TypePunchRequest, pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
+}
+
+// WrapRelay returns the RELAY frame that carries a WireGuard packet to the
+// peer dst through the nucleus (send it to Server()); nil if the packet is
+// larger than MaxRelayPayload.
+func (c *Client) WrapRelay(dst Key, pkt []byte) []byte {
+	if len(pkt) > MaxRelayPayload {
+		return nil
+	}
+	body := appendRelay(make([]byte, 0, 64+len(pkt)), c.cfg.PublicKey, dst, pkt)
+	return seal(c.key, TypeRelay, c.cfg.NetworkID, c.clk.Now(), body)
+}
+
+// UnwrapRelay authenticates an inbound RELAY frame addressed to this
+// device and returns its source peer and payload (aliasing b).
+func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
+	h, err := parseHeader(b)
+	if err != nil || h.typ != TypeRelay || h.network != c.cfg.NetworkID || !verify(c.key, b) || !fresh(h.ts, c.clk.Now()) {
+		c.countDrop()
+		return Key{}, nil, false
+	}
+	from, to, payload, ok := decodeRelay(h.body)
+	if !ok || to != c.cfg.PublicKey {
+		c.countDrop()
+		return Key{}, nil, false
+	}
+	return from, payload, true
+}
+
+func (c *Client) countDrop() {
+	c.mu.Lock()
+	c.dropped++
+	c.mu.Unlock()
+}
+
+// Run registers and keeps the registration alive until ctx ends: a
+// KEEPALIVE every interval, a new REGISTER (with backoff from 1 s) when
+// the nucleus stops answering for three intervals or forgot this device.
+func (c *Client) Run(ctx context.Context) error {
+	if err := c.Register(); err != nil {
+		c.log.Debug("nucleus register failed", "err", err)
+	}
+	backoff := time.Second
+	t := time.NewTimer(min(backoff, c.keepalive()))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.kick:
+		case <-t.C:
+		}
+		c.mu.Lock()
+		left, reg := c.left, c.registered
+		interval := c.keepaliveLocked()
+		if reg && c.clk.Now().Sub(c.lastAck) > 3*interval {
+			c.registered, reg = false, false
+			c.log.Info("nucleus stopped answering; registering again", "network", c.cfg.NetworkID)
+		}
+		version := c.version
+		c.mu.Unlock()
+		next := interval
+		var err error
+		switch {
+		case left:
+		case reg:
+			backoff = time.Second
+			err = c.send(TypeKeepalive, keepaliveMsg{Key: c.cfg.PublicKey, Version: version}.encode())
+		default:
+			err = c.Register()
+			next = min(backoff, interval)
+			backoff = min(2*backoff, interval)
+		}
+		if err != nil {
+			c.log.Debug("nucleus send failed", "err", err)
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(next)
+	}
+}
+
+func (c *Client) keepalive() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.keepaliveLocked()
+}
+
+func (c *Client) keepaliveLocked() time.Duration {
+	switch {
+	case c.cfg.Keepalive > 0:
+		return c.cfg.Keepalive
+	case c.interval > 0:
+		return c.interval
+	}
+	return 20 * time.Second
+}
+
+// Handle processes an inbound control frame (not RELAY: see UnwrapRelay)
+// that arrived from the address from. Frames that are not from the
+// nucleus, not authentic, stale or replayed are dropped.
+func (c *Client) Handle(b []byte, from netip.AddrPort) {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	h, err := parseHeader(b)
+	now := c.clk.Now()
+	if err != nil || from != c.cfg.Server || h.network != c.cfg.NetworkID || h.typ == TypeRelay ||
+		!verify(c.key, b) || !fresh(h.ts, now) {
+		c.countDrop()
+		return
+	}
+	c.mu.Lock()
+	if !c.replay.add(h.nonce, now) {
+		c.dropped++
+		c.mu.Unlock()
+		return
+	}
+	var (
+		notify  func([]Peer)
+		list    []Peer
+		punch   func(Peer)
+		punchTo Peer
+		resend  bool
+		ok      = true
+	)
+	switch h.typ {
+	case TypeRegisterAck:
+		var m ackMsg
+		if m, ok = decodeAck(h.body); ok && !c.left {
+			c.registered, c.observed, c.lastAck = true, m.Observed, now
+			if m.Keepalive > 0 {
+				c.interval = time.Duration(m.Keepalive) * time.Millisecond
+			}
+		}
+	case TypePeers:
+		var m peersMsg
+		if m, ok = decodePeers(h.body); ok && c.addPart(m) {
+			notify, list = c.onPeers, c.peerList()
+		}
+	case TypePeerUpdate:
+		var m updateMsg
+		if m, ok = decodeUpdate(h.body); ok && m.Peer.PublicKey != c.cfg.PublicKey {
+			if m.Event == EventLeave {
+				delete(c.peers, m.Peer.PublicKey)
+			} else {
+				c.peers[m.Peer.PublicKey] = m.Peer
+			}
+			// A gap leaves the version behind, so the next keepalive
+			// fetches the full list.
+			if m.Version == c.version+1 {
+				c.version = m.Version
+			}
+			notify, list = c.onPeers, c.peerList()
+		}
+	case TypePunch:
+		if punchTo, ok = decodePunch(h.body); ok {
+			punch = c.onPunch
+		}
+	case TypeError:
+		var m errorMsg
+		if m, ok = decodeError(h.body); ok && m.Code == ErrCodeNotRegistered && !c.left {
+			c.registered, resend = false, true
+		}
+		if ok {
+			c.log.Debug("nucleus error", "code", m.Code, "text", m.Text)
+		}
+	default:
+		ok = false
+	}
+	if !ok {
+		c.dropped++
+	}
+	c.mu.Unlock()
+	if notify != nil {
+		notify(list)
+	}
+	if punch != nil {
+		punch(punchTo)
+	}
+	if resend {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// addPart stores one part of a PEERS list and reports whether a full list
+// was installed. The caller holds c.mu.
+func (c *Client) addPart(m peersMsg) bool {
+	if c.pending.parts == nil || c.pending.version != m.Version || len(c.pending.parts) != int(m.Parts) {
+		c.pending = pendingPeers{version: m.Version, parts: make([][]Peer, m.Parts)}
+	}
+	if c.pending.parts[m.Part] == nil {
+		c.pending.got++
+	}
+	c.pending.parts[m.Part] = append([]Peer{}, m.Peers...)
+	if c.pending.got < len(c.pending.parts) {
+		return false
+	}
+	peers := make(map[Key]Peer)
+	for _, part := range c.pending.parts {
+		for _, p := range part {
+			if p.PublicKey != c.cfg.PublicKey {
+				peers[p.PublicKey] = p
+			}
+		}
+	}
+	c.peers, c.version, c.pending = peers, m.Version, pendingPeers{}
+	return true
+}

@@ -1,0 +1,76 @@
+// Package nucleus owns the OmniEdge signaling and relay protocol: the
+// Server that `omni serve` runs on UDP :51820 for every network, and the
+// Client an edge uses for one network over the UDP socket it shares with
+// WireGuard.
+//
+// # Frames
+//
+// Every datagram is one frame (at most MaxFrame bytes, integers big-endian):
+//
+//	0     1   0xFF
+//	1     2   'O' 'N'
+//	3     1   version (1)
+//	4     1   type
+//	5     1   n = length of the network id (1..64, printable ASCII)
+//	6     n   network id, in clear so the nucleus can pick the key
+//	6+n   8   timestamp, Unix milliseconds
+//	14+n  12  random nonce
+//	26+n  ..  body (per type)
+//	end-32 32 HMAC-SHA256(K, every byte before it)
+//
+// K = HKDF-SHA256(secret, salt none, info "omniedge/nucleus/v1"), 32
+// bytes, where secret is the network's secret_key (as the join response
+// gives it) taken as bytes. A WireGuard packet starts with a little-endian
+// u32 type 1–4 (bytes 01..04, 00, 00, 00), so the 0xFF first byte never
+// collides: IsSignal tests the prefix only.
+//
+// A receiver drops, and counts, any frame that is malformed, fails the
+// MAC, carries a timestamp more than Window (60 s) from its clock, or
+// repeats a nonce seen within twice the window (a bounded cache per
+// network that refuses new nonces when full). RELAY frames are
+// authenticated and time-checked but skip the nonce cache: WireGuard
+// rejects replayed packets itself. The nucleus never answers a frame that
+// fails these checks.
+//
+// # Bodies
+//
+// A key is 32 bytes (X25519 public key). An IPv4 is 4 bytes, an IPv6 16
+// (all zero: none). An endpoint is a family byte (0 none, 4, 6), the
+// address and a u16 port. A list of local endpoints is a count byte
+// (at most MaxLocalEndpoints) and the endpoints. A peer entry is key,
+// IPv4, IPv6, observed endpoint, local endpoints.
+//
+//	REGISTER      c→n  key, IPv4, IPv6, local endpoints
+//	REGISTER_ACK  n→c  observed endpoint, keepalive (u32 ms), version (u32)
+//	KEEPALIVE     c→n  key, version held (u32)
+//	PEERS         n→c  version (u32), part (u16), parts (u16), count (u16), peer entries
+//	PEER_UPDATE   n→c  version (u32), event (1 join, 2 leave, 3 update), peer entry
+//	PUNCH_REQUEST c→n  key of the sender, key of the target
+//	PUNCH         n→c  peer entry to send to now
+//	RELAY         both source key, destination key, opaque payload (≤ MaxRelayPayload)
+//	LEAVE         c→n  key
+//	ERROR         n→c  code (1 not registered, 2 unknown peer, 3 network full), u8 length, text
+//
+// # Behaviour
+//
+// The nucleus keeps a peer table per network keyed by public key and
+// records the source address of each REGISTER and KEEPALIVE as the peer's
+// observed endpoint. Every join, leave or change (including a new source
+// address: roaming) bumps the network's version and is pushed at once as
+// PEER_UPDATE to the other members; a REGISTER is answered with
+// REGISTER_ACK and the full PEERS list (split into parts of at most 1200
+// bytes). A KEEPALIVE is answered with REGISTER_ACK, plus PEERS when the
+// version the client holds differs, so a lost update heals within one
+// interval. A KEEPALIVE from an unknown key gets ERROR 1 and the client
+// registers again. Peers silent for three keepalive intervals expire and
+// their leave is pushed; LEAVE removes at once. PUNCH_REQUEST makes the
+// nucleus send PUNCH to both sides, each naming the other. RELAY frames
+// are forwarded, re-sealed, only when source and destination are both
+// registered in the frame's network, and counted per network.
+//
+// Signaling authenticates the network, not the device: a member holding
+// the secret could speak for another member's key. WireGuard (with a
+// preshared key derived from the same secret) still authenticates every
+// device end to end, so such a member can disturb paths, not read or
+// inject traffic.
+package nucleus

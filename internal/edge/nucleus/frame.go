@@ -1,0 +1,546 @@
+package nucleus
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"time"
+)
+
+// Protocol constants. See the package documentation for the layout.
+const (
+	// Version is the protocol version carried in every frame.
+	Version = 1
+
+	// MaxFrame bounds every datagram the nucleus or a client reads or writes.
+	MaxFrame = 2048
+	// MaxRelayPayload bounds the opaque payload of a RELAY frame; a
+	// WireGuard packet of a 1420-byte tunnel MTU is 1452 bytes.
+	MaxRelayPayload = 1800
+	// MaxNetworkID bounds the network id (printable ASCII, no space).
+	MaxNetworkID = 64
+	// MaxLocalEndpoints bounds the local endpoints a device announces.
+	MaxLocalEndpoints = 4
+	// Window is the accepted distance between a frame's timestamp and the
+	// receiver's clock; nonces are remembered for twice as long.
+	Window = 60 * time.Second
+
+	// KeyInfo is the HKDF-SHA256 info string of the signaling key.
+	KeyInfo = "omniedge/nucleus/v1"
+
+	macSize   = sha256.Size
+	nonceSize = 12
+	// maxControlFrame is the size control frames are packed to, so that
+	// they cross any IPv6 path (1280) without fragmentation.
+	maxControlFrame = 1200
+)
+
+// Frame types.
+const (
+	TypeRegister     byte = 1  // client → nucleus
+	TypeRegisterAck  byte = 2  // nucleus → client, answers REGISTER and KEEPALIVE
+	TypeKeepalive    byte = 3  // client → nucleus
+	TypePeers        byte = 4  // nucleus → client, the full peer list (in parts)
+	TypePeerUpdate   byte = 5  // nucleus → client, one join, leave or change
+	TypePunchRequest byte = 6  // client → nucleus
+	TypePunch        byte = 7  // nucleus → client: send to this peer now
+	TypeRelay        byte = 8  // both ways: an opaque packet for a peer
+	TypeLeave        byte = 9  // client → nucleus
+	TypeError        byte = 10 // nucleus → client
+)
+
+// PEER_UPDATE events.
+const (
+	EventJoin   byte = 1
+	EventLeave  byte = 2
+	EventUpdate byte = 3 // endpoint, local endpoints or addresses changed
+)
+
+// ERROR codes.
+const (
+	ErrCodeNotRegistered byte = 1 // register again
+	ErrCodeUnknownPeer   byte = 2 // the named peer is not registered
+	ErrCodeNetworkFull   byte = 3
+)
+
+var errMalformed = errors.New("nucleus: malformed frame")
+
+// Key is a device's X25519 public key.
+type Key [32]byte
+
+// String returns the key in standard base64, as WireGuard tools print it.
+func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
+
+// IsZero reports whether k is all zeroes.
+func (k Key) IsZero() bool { return k == Key{} }
+
+// Peer is one registered device of a network as the nucleus sees it.
+type Peer struct {
+	PublicKey Key
+	IP4       netip.Addr     // virtual IPv4; invalid when unset
+	IP6       netip.Addr     // virtual IPv6; invalid when unset
+	Endpoint  netip.AddrPort // source address the nucleus observed
+	Local     []netip.AddrPort
+}
+
+func (p Peer) equal(q Peer) bool {
+	if p.PublicKey != q.PublicKey || p.IP4 != q.IP4 || p.IP6 != q.IP6 || p.Endpoint != q.Endpoint || len(p.Local) != len(q.Local) {
+		return false
+	}
+	for i := range p.Local {
+		if p.Local[i] != q.Local[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// IsSignal reports whether a datagram is a nucleus frame rather than a
+// WireGuard packet. It only tests the prefix.
+func IsSignal(b []byte) bool {
+	return len(b) >= 5 && b[0] == 0xFF && b[1] == 'O' && b[2] == 'N'
+}
+
+// IsRelay reports whether a datagram is a RELAY frame (prefix test only).
+func IsRelay(b []byte) bool { return IsSignal(b) && b[4] == TypeRelay }
+
+// DeriveKey returns the signaling key of a network secret.
+func DeriveKey(secret []byte) []byte {
+	k, err := hkdf.Key(sha256.New, secret, nil, KeyInfo, 32)
+	if err != nil {
+		panic(err) // only for lengths far beyond 32
+	}
+	return k
+}
+
+// header is the parsed clear part of a frame.
+type header struct {
+	typ     byte
+	network string
+	ts      int64 // Unix milliseconds
+	nonce   [nonceSize]byte
+	body    []byte // aliases the input
+}
+
+func validNetworkID(id string) bool {
+	if len(id) == 0 || len(id) > MaxNetworkID {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// parseHeader splits a frame without checking its MAC.
+func parseHeader(b []byte) (header, error) {
+	if len(b) > MaxFrame || !IsSignal(b) || b[3] != Version || len(b) < 6 {
+		return header{}, errMalformed
+	}
+	n := int(b[5])
+	if n == 0 || n > MaxNetworkID || len(b) < 6+n+8+nonceSize+macSize {
+		return header{}, errMalformed
+	}
+	h := header{typ: b[4], network: string(b[6 : 6+n])}
+	if !validNetworkID(h.network) {
+		return header{}, errMalformed
+	}
+	off := 6 + n
+	h.ts = int64(binary.BigEndian.Uint64(b[off:]))
+	off += 8
+	copy(h.nonce[:], b[off:])
+	off += nonceSize
+	h.body = b[off : len(b)-macSize]
+	return h, nil
+}
+
+// verify checks the MAC of a frame.
+func verify(key, b []byte) bool {
+	if len(b) < macSize {
+		return false
+	}
+	m := hmac.New(sha256.New, key)
+	m.Write(b[:len(b)-macSize])
+	return hmac.Equal(m.Sum(nil), b[len(b)-macSize:])
+}
+
+// fresh reports whether a timestamp lies within the window around now.
+func fresh(ts int64, now time.Time) bool {
+	d := now.UnixMilli() - ts
+	return d <= Window.Milliseconds() && d >= -Window.Milliseconds()
+}
+
+// seal builds a frame with a fresh nonce.
+func seal(key []byte, typ byte, network string, now time.Time, body []byte) []byte {
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	return sealNonce(key, typ, network, now.UnixMilli(), nonce, body)
+}
+
+func sealNonce(key []byte, typ byte, network string, ts int64, nonce [nonceSize]byte, body []byte) []byte {
+	b := make([]byte, 0, 6+len(network)+8+nonceSize+len(body)+macSize)
+	b = append(b, 0xFF, 'O', 'N', Version, typ, byte(len(network)))
+	b = append(b, network...)
+	b = binary.BigEndian.AppendUint64(b, uint64(ts))
+	b = append(b, nonce[:]...)
+	b = append(b, body...)
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return m.Sum(b)
+}
+
+// overhead is the frame size around a body.
+func overhead(network string) int { return 6 + len(network) + 8 + nonceSize + macSize }
+
+// --- body encoding ---
+
+func appendAddr4(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	return append(b, 0, 0, 0, 0)
+}
+
+func appendAddr6(b []byte, a netip.Addr) []byte {
+	if a.Is6() {
+		v := a.As16()
+		return append(b, v[:]...)
+	}
+	return append(b, make([]byte, 16)...)
+}
+
+func appendEndpoint(b []byte, e netip.AddrPort) []byte {
+	switch a := e.Addr(); {
+	case !e.IsValid():
+		return append(b, 0)
+	case a.Is4():
+		v := a.As4()
+		b = append(append(b, 4), v[:]...)
+	default:
+		v := a.As16()
+		b = append(append(b, 6), v[:]...)
+	}
+	return binary.BigEndian.AppendUint16(b, e.Port())
+}
+
+func appendEndpoints(b []byte, es []netip.AddrPort) []byte {
+	if len(es) > MaxLocalEndpoints {
+		es = es[:MaxLocalEndpoints]
+	}
+	b = append(b, byte(len(es)))
+	for _, e := range es {
+		b = appendEndpoint(b, e)
+	}
+	return b
+}
+
+func appendPeer(b []byte, p Peer) []byte {
+	b = append(b, p.PublicKey[:]...)
+	b = appendAddr4(b, p.IP4)
+	b = appendAddr6(b, p.IP6)
+	b = appendEndpoint(b, p.Endpoint)
+	return appendEndpoints(b, p.Local)
+}
+
+// reader decodes a body; any short read latches bad.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) take(n int) []byte {
+	if r.bad || len(r.b) < n {
+		r.bad = true
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) u8() byte {
+	if v := r.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if v := r.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if v := r.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+
+func (r *reader) key() (k Key) {
+	copy(k[:], r.take(32))
+	return k
+}
+
+func (r *reader) addr4() netip.Addr {
+	v := r.take(4)
+	if v == nil || [4]byte(v) == [4]byte{} {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom4([4]byte(v))
+}
+
+func (r *reader) addr6() netip.Addr {
+	v := r.take(16)
+	if v == nil || [16]byte(v) == [16]byte{} {
+		return netip.Addr{}
+	}
+	return netip.AddrFrom16([16]byte(v))
+}
+
+func (r *reader) endpoint() netip.AddrPort {
+	var a netip.Addr
+	switch r.u8() {
+	case 0:
+		return netip.AddrPort{}
+	case 4:
+		v := r.take(4)
+		if v == nil {
+			return netip.AddrPort{}
+		}
+		a = netip.AddrFrom4([4]byte(v))
+	case 6:
+		v := r.take(16)
+		if v == nil {
+			return netip.AddrPort{}
+		}
+		a = netip.AddrFrom16([16]byte(v))
+	default:
+		r.bad = true
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(a, r.u16())
+}
+
+func (r *reader) endpoints() []netip.AddrPort {
+	n := int(r.u8())
+	if n > MaxLocalEndpoints {
+		r.bad = true
+		return nil
+	}
+	var es []netip.AddrPort
+	for i := 0; i < n && !r.bad; i++ {
+		e := r.endpoint()
+		if !e.IsValid() {
+			r.bad = true
+		}
+		es = append(es, e)
+	}
+	return es
+}
+
+func (r *reader) peer() Peer {
+	return Peer{PublicKey: r.key(), IP4: r.addr4(), IP6: r.addr6(), Endpoint: r.endpoint(), Local: r.endpoints()}
+}
+
+// done reports whether the body was read fully and well.
+func (r *reader) done() bool { return !r.bad && len(r.b) == 0 }
+
+// --- messages ---
+
+// registerMsg is REGISTER: the device's key, addresses and local endpoints.
+type registerMsg struct {
+	Key   Key
+	IP4   netip.Addr
+	IP6   netip.Addr
+	Local []netip.AddrPort
+}
+
+func (m registerMsg) encode() []byte {
+	b := append([]byte(nil), m.Key[:]...)
+	b = appendAddr4(b, m.IP4)
+	b = appendAddr6(b, m.IP6)
+	return appendEndpoints(b, m.Local)
+}
+
+func decodeRegister(body []byte) (m registerMsg, ok bool) {
+	r := reader{b: body}
+	m = registerMsg{Key: r.key(), IP4: r.addr4(), IP6: r.addr6(), Local: r.endpoints()}
+	return m, r.done() && !m.Key.IsZero()
+}
+
+// ackMsg is REGISTER_ACK: observed address, keepalive interval, version.
+type ackMsg struct {
+	Observed  netip.AddrPort
+	Keepalive uint32 // milliseconds
+	Version   uint32 // the network's peer-list version
+}
+
+func (m ackMsg) encode() []byte {
+	b := appendEndpoint(nil, m.Observed)
+	b = binary.BigEndian.AppendUint32(b, m.Keepalive)
+	return binary.BigEndian.AppendUint32(b, m.Version)
+}
+
+func decodeAck(body []byte) (m ackMsg, ok bool) {
+	r := reader{b: body}
+	m = ackMsg{Observed: r.endpoint(), Keepalive: r.u32(), Version: r.u32()}
+	return m, r.done()
+}
+
+// keepaliveMsg is KEEPALIVE: the sender's key and the peer-list version it holds.
+type keepaliveMsg struct {
+	Key     Key
+	Version uint32
+}
+
+func (m keepaliveMsg) encode() []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(nil), m.Key[:]...), m.Version)
+}
+
+func decodeKeepalive(body []byte) (m keepaliveMsg, ok bool) {
+	r := reader{b: body}
+	m = keepaliveMsg{Key: r.key(), Version: r.u32()}
+	return m, r.done() && !m.Key.IsZero()
+}
+
+// peersMsg is one part of PEERS.
+type peersMsg struct {
+	Version     uint32
+	Part, Parts uint16 // Part counts from 0
+	Peers       []Peer
+}
+
+func (m peersMsg) encode() []byte {
+	b := binary.BigEndian.AppendUint32(nil, m.Version)
+	b = binary.BigEndian.AppendUint16(b, m.Part)
+	b = binary.BigEndian.AppendUint16(b, m.Parts)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Peers)))
+	for _, p := range m.Peers {
+		b = appendPeer(b, p)
+	}
+	return b
+}
+
+func decodePeers(body []byte) (m peersMsg, ok bool) {
+	r := reader{b: body}
+	m = peersMsg{Version: r.u32(), Part: r.u16(), Parts: r.u16()}
+	n := int(r.u16())
+	if n > len(body)/32 { // every entry holds at least a key
+		return m, false
+	}
+	for i := 0; i < n && !r.bad; i++ {
+		m.Peers = append(m.Peers, r.peer())
+	}
+	return m, r.done() && m.Parts > 0 && m.Part < m.Parts
+}
+
+// updateMsg is PEER_UPDATE.
+type updateMsg struct {
+	Version uint32
+	Event   byte
+	Peer    Peer
+}
+
+func (m updateMsg) encode() []byte {
+	b := binary.BigEndian.AppendUint32(nil, m.Version)
+	return appendPeer(append(b, m.Event), m.Peer)
+}
+
+func decodeUpdate(body []byte) (m updateMsg, ok bool) {
+	r := reader{b: body}
+	m = updateMsg{Version: r.u32(), Event: r.u8(), Peer: r.peer()}
+	return m, r.done() && m.Event >= EventJoin && m.Event <= EventUpdate
+}
+
+// pairMsg is PUNCH_REQUEST (sender, target) and LEAVE (sender only).
+type pairMsg struct{ From, To Key }
+
+func (m pairMsg) encode() []byte { return append(append([]byte(nil), m.From[:]...), m.To[:]...) }
+
+func decodePair(body []byte) (m pairMsg, ok bool) {
+	r := reader{b: body}
+	m = pairMsg{From: r.key(), To: r.key()}
+	return m, r.done() && !m.From.IsZero() && !m.To.IsZero()
+}
+
+func decodeLeave(body []byte) (k Key, ok bool) {
+	r := reader{b: body}
+	k = r.key()
+	return k, r.done() && !k.IsZero()
+}
+
+// punchMsg is PUNCH: the peer to send to now.
+func decodePunch(body []byte) (p Peer, ok bool) {
+	r := reader{b: body}
+	p = r.peer()
+	return p, r.done() && !p.PublicKey.IsZero()
+}
+
+// relay body: source key, destination key, payload.
+func appendRelay(b []byte, from, to Key, payload []byte) []byte {
+	return append(append(append(b, from[:]...), to[:]...), payload...)
+}
+
+func decodeRelay(body []byte) (from, to Key, payload []byte, ok bool) {
+	if len(body) < 64 || len(body)-64 > MaxRelayPayload {
+		return from, to, nil, false
+	}
+	copy(from[:], body)
+	copy(to[:], body[32:])
+	return from, to, body[64:], !from.IsZero() && !to.IsZero()
+}
+
+// errorMsg is ERROR: a code and a short text.
+type errorMsg struct {
+	Code byte
+	Text string
+}
+
+func (m errorMsg) encode() []byte {
+	t := m.Text
+	if len(t) > 200 {
+		t = t[:200]
+	}
+	return append(append([]byte{m.Code}, byte(len(t))), t...)
+}
+
+func decodeError(body []byte) (m errorMsg, ok bool) {
+	r := reader{b: body}
+	m.Code = r.u8()
+	n := int(r.u8())
+	m.Text = string(r.take(n))
+	return m, r.done() && n <= 200
+}
+
+// packPeers splits a peer list into PEERS bodies that fit a control frame.
+func packPeers(network string, version uint32, peers []Peer) [][]byte {
+	budget := maxControlFrame - overhead(network) - 10
+	var parts [][]Peer
+	var cur []Peer
+	size := 0
+	for _, p := range peers {
+		n := len(appendPeer(nil, p))
+		if size+n > budget && len(cur) > 0 {
+			parts, cur, size = append(parts, cur), nil, 0
+		}
+		cur = append(cur, p)
+		size += n
+	}
+	parts = append(parts, cur) // an empty list is one empty part
+	out := make([][]byte, len(parts))
+	for i, ps := range parts {
+		out[i] = peersMsg{Version: version, Part: uint16(i), Parts: uint16(len(parts)), Peers: ps}.encode()
+	}
+	return out
+}

@@ -1,0 +1,592 @@
+package nucleus
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+)
+
+const (
+	netA = "vn_alpha"
+	netB = "vn_beta"
+	wait = 3 * time.Second
+)
+
+var secrets = mapSecrets{netA: []byte("alpha-secret-0123456789abcdef"), netB: []byte("beta-secret-0123456789abcdef")}
+
+type mapSecrets map[string][]byte
+
+func (m mapSecrets) NetworkSecret(_ context.Context, id string) ([]byte, error) {
+	if s, ok := m[id]; ok {
+		return s, nil
+	}
+	return nil, errors.New("unknown network")
+}
+
+type harness struct {
+	t   *testing.T
+	clk *clock.Fake
+	srv *Server
+	reg *prometheus.Registry
+	at  netip.AddrPort
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	reg := prometheus.NewRegistry()
+	srv, err := NewServer(Options{Secrets: secrets, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, pc) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(wait):
+			t.Error("Serve did not stop")
+		}
+	})
+	return &harness{t: t, clk: clk, srv: srv, reg: reg, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+type relayed struct {
+	src Key
+	pkt []byte
+}
+
+// edge is a test device: its own loopback socket and a Client.
+type edge struct {
+	t       *testing.T
+	h       *harness
+	key     Key
+	c       *Client
+	peers   chan []Peer
+	punches chan Peer
+	relays  chan relayed
+
+	mu   sync.Mutex
+	conn *net.UDPConn
+	sent [][]byte
+}
+
+func (h *harness) edge(network string, secret []byte, id byte) *edge {
+	h.t.Helper()
+	e := &edge{t: h.t, h: h, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 8)}
+	e.key[0], e.key[31] = id, 0x5a
+	e.bind()
+	c, err := NewClient(ClientConfig{
+		NetworkID: network, Secret: secret, PublicKey: e.key, Server: h.at, Clock: h.clk,
+		IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}), IP6: netip.MustParseAddr("fd10:66::" + string('0'+rune(id%10))),
+		Local: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.10:51820")},
+		Send: func(b []byte, to netip.AddrPort) error {
+			e.mu.Lock()
+			conn := e.conn
+			e.sent = append(e.sent, append([]byte(nil), b...))
+			e.mu.Unlock()
+			_, err := conn.WriteToUDPAddrPort(b, to)
+			return err
+		},
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	c.OnPeers(func(ps []Peer) { e.peers <- ps })
+	c.OnPunch(func(p Peer) { e.punches <- p })
+	e.c = c
+	return e
+}
+
+// bind gives the edge a new socket (a new source port: roaming).
+func (e *edge) bind() {
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	e.mu.Lock()
+	old := e.conn
+	e.conn = conn
+	e.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	go func() {
+		buf := make([]byte, MaxFrame+1)
+		for i := 0; i < 1_000_000; i++ {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			b := buf[:n]
+			switch {
+			case IsRelay(b):
+				if src, pkt, ok := e.c.UnwrapRelay(b); ok {
+					e.relays <- relayed{src, append([]byte(nil), pkt...)}
+				}
+			case IsSignal(b):
+				e.c.Handle(b, from)
+			}
+		}
+	}()
+}
+
+func (e *edge) addr() netip.AddrPort {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// raw sends bytes from the edge's socket to the nucleus.
+func (e *edge) raw(b []byte) {
+	e.mu.Lock()
+	conn := e.conn
+	e.mu.Unlock()
+	if _, err := conn.WriteToUDPAddrPort(b, e.h.at); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// sentOfType returns the last frame of a type the client sent.
+func (e *edge) sentOfType(typ byte) []byte {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for i := len(e.sent) - 1; i >= 0; i-- {
+		if e.sent[i][4] == typ {
+			return e.sent[i]
+		}
+	}
+	e.t.Fatalf("no frame of type %d sent", typ)
+	return nil
+}
+
+func (e *edge) keepalive() {
+	e.t.Helper()
+	if err := e.c.send(TypeKeepalive, keepaliveMsg{Key: e.key, Version: e.c.Status().Version}.encode()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// register registers and waits for the first full peer list.
+func (e *edge) register() []Peer {
+	e.t.Helper()
+	if err := e.c.Register(); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.waitPeers("initial list", func([]Peer) bool { return true })
+}
+
+// waitPeers waits for a peer-set delivery that satisfies ok.
+func (e *edge) waitPeers(what string, ok func([]Peer) bool) []Peer {
+	e.t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case ps := <-e.peers:
+			if ok(ps) {
+				return ps
+			}
+		case <-deadline:
+			e.t.Fatalf("edge %d: timed out waiting for %s", e.key[0], what)
+			return nil
+		}
+	}
+}
+
+func has(k Key) func([]Peer) bool {
+	return func(ps []Peer) bool { return find(ps, k) != nil }
+}
+
+func lacks(k Key) func([]Peer) bool {
+	return func(ps []Peer) bool { return find(ps, k) == nil }
+}
+
+func find(ps []Peer, k Key) *Peer {
+	for i := range ps {
+		if ps[i].PublicKey == k {
+			return &ps[i]
+		}
+	}
+	return nil
+}
+
+// eventually polls cond for up to wait.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (h *harness) dropped(reason string) uint64 { return h.srv.Stats().Dropped[reason] }
+
+func (h *harness) metric(name string) float64 {
+	h.t.Helper()
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}
+
+func TestRegisterSendsListAndPushesJoin(t *testing.T) {
+	h := newHarness(t)
+	a, b, c := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2), h.edge(netA, secrets[netA], 3)
+	if ps := a.register(); len(ps) != 0 {
+		t.Fatalf("first member got peers %v", ps)
+	}
+	eventually(t, "A registered", func() bool { return a.c.Status().Registered })
+	if got := a.c.Status().Observed; got != a.addr() {
+		t.Errorf("observed %v, want %v", got, a.addr())
+	}
+
+	ps := b.register()
+	pa := find(ps, a.key)
+	if len(ps) != 1 || pa == nil {
+		t.Fatalf("newcomer B got %v, want A", ps)
+	}
+	if pa.Endpoint != a.addr() || pa.IP4 != netip.MustParseAddr("100.66.0.1") || pa.IP6 != netip.MustParseAddr("fd10:66::1") ||
+		len(pa.Local) != 1 || pa.Local[0] != netip.MustParseAddrPort("192.168.1.10:51820") {
+		t.Errorf("A as B sees it: %+v", *pa)
+	}
+	// A learns of B by push, without sending anything.
+	got := a.waitPeers("B's join", has(b.key))
+	if pb := find(got, b.key); pb.Endpoint != b.addr() || pb.IP4 != netip.MustParseAddr("100.66.0.2") {
+		t.Errorf("B as A sees it: %+v", *pb)
+	}
+
+	c.register()
+	a.waitPeers("C's join at A", has(c.key))
+	b.waitPeers("C's join at B", has(c.key))
+	if st := h.srv.Stats(); st.Peers != 3 || st.PerNetwork[netA].Peers != 3 {
+		t.Errorf("stats %+v", st)
+	}
+	if v := h.metric("omni_nucleus_peers"); v != 3 {
+		t.Errorf("omni_nucleus_peers = %v", v)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	h := newHarness(t)
+	good := h.edge(netA, secrets[netA], 1)
+	good.register()
+
+	// A device with the wrong secret is ignored.
+	bad := h.edge(netA, []byte("not-the-secret"), 2)
+	if err := bad.c.Register(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "auth drop", func() bool { return h.dropped(DropAuth) == 1 })
+
+	// A tampered frame (one bit of the body) is dropped too.
+	reg := h.edge(netA, secrets[netA], 3)
+	if err := reg.c.Register(); err != nil {
+		t.Fatal(err)
+	}
+	reg.waitPeers("registration", func([]Peer) bool { return true })
+	if err := reg.c.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "leave", func() bool { return len(h.srv.Peers(netA)) == 1 })
+	frame := bytes.Clone(reg.sentOfType(TypeRegister))
+	frame[len(frame)-macSize-3] ^= 1
+	reg.raw(frame)
+	eventually(t, "tampered drop", func() bool { return h.dropped(DropAuth) == 2 })
+
+	// Unknown networks, stray WireGuard packets and garbage.
+	stranger := h.edge("vn_nobody", []byte("x"), 4)
+	if err := stranger.c.Register(); err != nil {
+		t.Fatal(err)
+	}
+	good.raw([]byte{1, 0, 0, 0, 9, 9, 9, 9})
+	good.raw([]byte{0xFF, 'O', 'N', Version, TypeRegister, 200})
+	eventually(t, "other drops", func() bool {
+		return h.dropped(DropUnknownNetwork) == 1 && h.dropped(DropNotSignal) == 1 && h.dropped(DropMalformed) == 1
+	})
+
+	if ps := h.srv.Peers(netA); len(ps) != 1 || ps[0].PublicKey != good.key {
+		t.Errorf("peers %v, want only the good device", ps)
+	}
+	if bad.c.Status().Registered {
+		t.Error("device with the wrong secret got registered")
+	}
+	if v := h.metric("omni_nucleus_dropped_total"); v != 5 {
+		t.Errorf("omni_nucleus_dropped_total = %v, want 5", v)
+	}
+}
+
+func TestReplayAndStaleFramesDropped(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	regA := a.sentOfType(TypeRegister)
+	if err := a.c.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	b.waitPeers("A's leave", lacks(a.key))
+
+	// Replaying A's REGISTER does not bring A back.
+	a.raw(regA)
+	eventually(t, "replay drop", func() bool { return h.dropped(DropReplay) == 1 })
+	if len(h.srv.Peers(netA)) != 1 {
+		t.Fatalf("replayed REGISTER re-added A: %v", h.srv.Peers(netA))
+	}
+
+	key := DeriveKey(secrets[netA])
+	body := registerMsg{Key: a.key, IP4: netip.MustParseAddr("100.66.0.1")}.encode()
+	now := h.clk.Now()
+	a.raw(sealNonce(key, TypeRegister, netA, now.Add(-61*time.Second).UnixMilli(), [nonceSize]byte{1}, body))
+	a.raw(sealNonce(key, TypeRegister, netA, now.Add(61*time.Second).UnixMilli(), [nonceSize]byte{2}, body))
+	eventually(t, "stale drops", func() bool { return h.dropped(DropStale) == 2 })
+	if len(h.srv.Peers(netA)) != 1 {
+		t.Fatal("stale REGISTER accepted")
+	}
+	// Just inside the window is fine.
+	a.raw(sealNonce(key, TypeRegister, netA, now.Add(-59*time.Second).UnixMilli(), [nonceSize]byte{3}, body))
+	b.waitPeers("A back", has(a.key))
+
+	// The client drops replays too: a nucleus frame seen twice counts once.
+	ack := seal(key, TypeRegisterAck, netA, now, ackMsg{Observed: b.addr(), Keepalive: 20000}.encode())
+	b.c.Handle(ack, h.at)
+	before := b.c.Status().Dropped
+	b.c.Handle(ack, h.at)
+	if b.c.Status().Dropped != before+1 {
+		t.Error("client accepted a replayed frame")
+	}
+	// And frames not from the nucleus.
+	b.c.Handle(seal(key, TypeRegisterAck, netA, now, ackMsg{}.encode()), a.addr())
+	if b.c.Status().Dropped != before+2 {
+		t.Error("client accepted a frame from another address")
+	}
+}
+
+func TestExpiryPushesLeave(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+
+	h.clk.Advance(40 * time.Second)
+	ack := b.c.Status().LastAck
+	b.keepalive()
+	eventually(t, "B's keepalive ack", func() bool { return b.c.Status().LastAck.After(ack) })
+	if len(h.srv.Peers(netA)) != 2 {
+		t.Fatal("a peer expired early")
+	}
+	h.clk.Advance(25 * time.Second) // A silent 65 s > 3 × 20 s; B 25 s
+	b.waitPeers("A's expiry", lacks(a.key))
+	if ps := h.srv.Peers(netA); len(ps) != 1 || ps[0].PublicKey != b.key {
+		t.Errorf("peers after expiry: %v", ps)
+	}
+	// A's keepalive now gets "not registered".
+	a.keepalive()
+	eventually(t, "A told to register", func() bool { return !a.c.Status().Registered })
+}
+
+func TestLeaveRemovesAtOnce(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	if err := b.c.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	if ps := a.waitPeers("B's leave", lacks(b.key)); len(ps) != 0 {
+		t.Errorf("A still sees %v", ps)
+	}
+	if len(h.srv.Peers(netA)) != 1 {
+		t.Errorf("server peers %v", h.srv.Peers(netA))
+	}
+}
+
+func TestRoaming(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	old := a.addr()
+	a.bind()
+	if a.addr() == old {
+		t.Fatal("rebinding kept the port")
+	}
+	a.keepalive()
+	got := b.waitPeers("A's new endpoint", func(ps []Peer) bool { p := find(ps, a.key); return p != nil && p.Endpoint == a.addr() })
+	if p := find(got, a.key); p.IP4 != netip.MustParseAddr("100.66.0.1") {
+		t.Errorf("roamed peer lost its address: %+v", *p)
+	}
+	eventually(t, "A's observed address", func() bool { return a.c.Status().Observed == a.addr() })
+	// Relayed packets follow the new address.
+	b.raw(b.c.WrapRelay(a.key, []byte("after roaming")))
+	select {
+	case r := <-a.relays:
+		if string(r.pkt) != "after roaming" || r.src != b.key {
+			t.Errorf("relayed %q from %v", r.pkt, r.src)
+		}
+	case <-time.After(wait):
+		t.Fatal("relay did not reach the new address")
+	}
+}
+
+func TestRelay(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	other := h.edge(netB, secrets[netB], 3)    // registered, other network
+	outsider := h.edge(netA, secrets[netA], 4) // right secret, never registered
+	a.register()
+	b.register()
+	other.register()
+	a.waitPeers("B", has(b.key))
+
+	pkt := []byte{4, 0, 0, 0, 'w', 'g', ' ', 'd', 'a', 't', 'a'}
+	a.raw(a.c.WrapRelay(b.key, pkt))
+	select {
+	case r := <-b.relays:
+		if r.src != a.key || !bytes.Equal(r.pkt, pkt) {
+			t.Fatalf("B got %x from %v", r.pkt, r.src)
+		}
+	case <-time.After(wait):
+		t.Fatal("relay A→B not delivered")
+	}
+	b.raw(b.c.WrapRelay(a.key, []byte("reply")))
+	select {
+	case r := <-a.relays:
+		if r.src != b.key || string(r.pkt) != "reply" {
+			t.Fatalf("A got %q from %v", r.pkt, r.src)
+		}
+	case <-time.After(wait):
+		t.Fatal("relay B→A not delivered")
+	}
+
+	// Refused: another network's member, an unregistered sender, an
+	// unregistered destination.
+	other.raw(other.c.WrapRelay(b.key, []byte("cross-network")))
+	outsider.raw(outsider.c.WrapRelay(b.key, []byte("outsider")))
+	a.raw(a.c.WrapRelay(outsider.key, []byte("to nobody")))
+	eventually(t, "refused relays", func() bool { return h.dropped(DropNotMember) == 3 })
+	select {
+	case r := <-b.relays:
+		t.Fatalf("B received a refused relay %q", r.pkt)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	st := h.srv.Stats()
+	if st.RelayedPackets != 2 || st.RelayedBytes != uint64(len(pkt)+len("reply")) {
+		t.Errorf("totals %d packets %d bytes", st.RelayedPackets, st.RelayedBytes)
+	}
+	if n := st.PerNetwork[netA]; n.RelayedPackets != 2 || n.RelayedBytes != st.RelayedBytes {
+		t.Errorf("per network %+v", n)
+	}
+	if n := st.PerNetwork[netB]; n.RelayedPackets != 0 {
+		t.Errorf("other network relayed %+v", n)
+	}
+	if v := h.metric("omni_nucleus_relayed_packets_total"); v != 2 {
+		t.Errorf("omni_nucleus_relayed_packets_total = %v", v)
+	}
+	if v := h.metric("omni_nucleus_relayed_bytes_total"); v != float64(st.RelayedBytes) {
+		t.Errorf("omni_nucleus_relayed_bytes_total = %v", v)
+	}
+
+	// A relay frame for someone else, or of another network, does not unwrap.
+	if _, _, ok := a.c.UnwrapRelay(a.c.WrapRelay(b.key, pkt)); ok {
+		t.Error("A unwrapped a frame addressed to B")
+	}
+	if _, _, ok := b.c.UnwrapRelay(other.c.WrapRelay(b.key, pkt)); ok {
+		t.Error("B unwrapped another network's frame")
+	}
+	if a.c.WrapRelay(b.key, make([]byte, MaxRelayPayload+1)) != nil {
+		t.Error("oversized payload wrapped")
+	}
+}
+
+func TestPunch(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	if err := a.c.Punch(b.key); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		e    *edge
+		want *edge
+	}{{a, b}, {b, a}} {
+		select {
+		case p := <-x.e.punches:
+			if p.PublicKey != x.want.key || p.Endpoint != x.want.addr() {
+				t.Errorf("edge %d told to punch %+v", x.e.key[0], p)
+			}
+		case <-time.After(wait):
+			t.Fatalf("edge %d got no PUNCH", x.e.key[0])
+		}
+	}
+}
+
+func TestClientRunKeepsRegistration(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	b.register()
+	a.c.cfg.Keepalive = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.c.Run(ctx) }()
+	b.waitPeers("A via Run", has(a.key))
+
+	// The nucleus loses A (as after a restart): A's next keepalive is
+	// answered "not registered", Run registers again, B hears the join.
+	for len(b.peers) > 0 {
+		<-b.peers
+	}
+	h.srv.mu.Lock()
+	delete(h.srv.networks[netA].peers, a.key)
+	h.srv.mu.Unlock()
+	b.waitPeers("A registered again", has(a.key))
+	eventually(t, "A registered", func() bool { return a.c.Status().Registered })
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run did not stop")
+	}
+}
