@@ -125,6 +125,10 @@ type RouteProvider struct {
 	// ParamRules drop request parameters some of this provider's models
 	// reject, on top of the built-in rules.
 	ParamRules []RouteParamRule `yaml:"param_rules"`
+	// Timeout bounds each attempt until its first answer (the whole
+	// response, or a stream's first event); when it runs out the next
+	// connection or combo target is tried. 0: no bound.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // RouteParamRule names parameters to drop for models matching a glob.

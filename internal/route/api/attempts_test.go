@@ -1,10 +1,15 @@
 package api_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/openai/openai-go/v3"
 
 	"github.com/omniedge/omni/internal/platform/config"
 )
@@ -117,5 +122,69 @@ func TestModelKinds(t *testing.T) {
 	emb := list("/v1/embeddings")
 	if len(emb) != 1 || emb["oa/text-embedding-3-small"] != "embedding" {
 		t.Fatalf("GET /v1/embeddings: %v", emb)
+	}
+}
+
+// A provider that does not answer within its timeout is left for the next
+// combo target, streaming or not; a stream that has started is not cut by
+// the timeout.
+func TestTimeoutFallsBack(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	slow := newUpstream(t, func(w http.ResponseWriter, _ map[string]any, _ int) {
+		select {
+		case <-release:
+		case <-time.After(10 * time.Second):
+		}
+	})
+	good := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	slowStream := newUpstream(t, func(w http.ResponseWriter, _ map[string]any, _ int) {
+		// The first event at once, the rest after the timeout.
+		w.Header().Set("Content-Type", "text/event-stream")
+		sse := fixture(t, "openai/testdata/text.sse")
+		cut := bytes.Index(sse, []byte("\n\n")) + 2
+		w.Write(sse[:cut])
+		w.(http.Flusher).Flush()
+		time.Sleep(600 * time.Millisecond)
+		w.Write(sse[cut:])
+	})
+	gw := gateway(t, config.RouteConfig{
+		Providers: []config.RouteProvider{
+			{ID: "slow", Type: "openai", BaseURL: slow.URL, APIKeys: []config.Secret{"k1"}, Timeout: 300 * time.Millisecond},
+			{ID: "good", Type: "openai", BaseURL: good.URL, APIKeys: []config.Secret{"k2"}},
+			{ID: "trickle", Type: "openai", BaseURL: slowStream.URL, APIKeys: []config.Secret{"k3"}, Timeout: 300 * time.Millisecond},
+		},
+		Combos: []config.RouteCombo{{Name: "c", Strategy: "priority", Targets: []string{"slow/m", "good/m"}}},
+	})
+	c := openAIClient(gw.URL)
+	ctx := context.Background()
+	start := time.Now()
+	resp, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: "c", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	if err != nil || resp.Choices[0].Message.Content == "" || good.calls() != 1 || slow.calls() != 1 {
+		t.Fatalf("non-streaming: %v %+v (good %d, slow %d)", err, resp, good.calls(), slow.calls())
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("fallback took %s", el)
+	}
+	s := c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "c", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	var text string
+	for s.Next() {
+		if ch := s.Current(); len(ch.Choices) > 0 {
+			text += ch.Choices[0].Delta.Content
+		}
+	}
+	if s.Err() != nil || text == "" || good.calls() != 2 {
+		t.Fatalf("streaming: %v %q (good %d)", s.Err(), text, good.calls())
+	}
+	// Started in time: the slow rest of the stream still arrives whole.
+	s = c.Chat.Completions.NewStreaming(ctx, openai.ChatCompletionNewParams{Model: "trickle/m", Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}})
+	var whole string
+	for s.Next() {
+		if ch := s.Current(); len(ch.Choices) > 0 {
+			whole += ch.Choices[0].Delta.Content
+		}
+	}
+	if s.Err() != nil || whole != text {
+		t.Fatalf("a stream that started in time was cut: %v %q, want %q", s.Err(), whole, text)
 	}
 }

@@ -30,6 +30,7 @@ type providerState struct {
 	Source            string
 	Credentials       []store.Credential
 	ParamRules        []provider.ParamRule // config-declared
+	Timeout           time.Duration        // config-declared first-answer bound
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 }
@@ -114,7 +115,7 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 
 	s := &snapshot{byID: map[string]*providerState{}, aliases: map[string]aliasState{}, combos: map[string]comboState{}, custom: custom}
 	for _, p := range m.opt.Route.Providers {
-		ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Source: sourceConfig}
+		ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Source: sourceConfig, Timeout: p.Timeout}
 		for _, r := range p.ParamRules {
 			ps.ParamRules = append(ps.ParamRules, provider.ParamRule{Type: p.Type, Model: r.Model, Drop: r.Drop, OneOf: r.OneOf})
 		}
@@ -263,7 +264,7 @@ func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, router.Connection{ID: connID(p.ID, len(out)), Adapter: ad, Prepare: prepare})
+		out = append(out, router.Connection{ID: connID(p.ID, len(out)), Adapter: ad, Prepare: prepare, Timeout: p.Timeout})
 	}
 	return out, nil
 }

@@ -36,6 +36,10 @@ type Connection struct {
 	// each attempt (dropping parameters the model rejects). It must not
 	// modify req; it returns req itself or a changed copy.
 	Prepare func(req *llm.Request, model string) *llm.Request
+	// Timeout, when set, bounds an attempt until its first answer: the
+	// whole response, or a stream's first event. An attempt that runs
+	// out is a retryable 504 and the next connection or target is tried.
+	Timeout time.Duration
 }
 
 // Target is one place a request can go: a provider and its model name.
@@ -244,6 +248,9 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 	if c.Prepare != nil {
 		req = c.Prepare(req, t.Model)
 	}
+	if c.Timeout > 0 {
+		return r.tryTimed(ctx, c, req, t, stream)
+	}
 	if !stream {
 		resp, err := c.Adapter.Chat(ctx, req, t.Model)
 		if err != nil {
@@ -268,6 +275,48 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 		return nil, first.Err
 	}
 	return &Result{Stream: &peeked{first: &first, Stream: s}}, nil
+}
+
+// tryTimed is try bounded by c.Timeout until the first answer. The
+// attempt's context outlives the timer for a stream, which keeps reading
+// after its first event; closing the stream releases it.
+func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
+	actx, cancel := context.WithCancel(ctx)
+	var fired atomic.Bool
+	limit := c.Timeout
+	timer := time.AfterFunc(limit, func() { fired.Store(true); cancel() })
+	c.Timeout = 0
+	res, err := r.try(actx, c, req, t, stream)
+	stopped := timer.Stop()
+	if err != nil || !stopped {
+		cancel()
+		if res != nil && res.Stream != nil {
+			res.Stream.Close()
+		}
+		if fired.Load() && ctx.Err() == nil {
+			return nil, &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: t.Provider,
+				Message: fmt.Sprintf("no answer within %s", limit)}
+		}
+		return nil, err
+	}
+	if res.Stream == nil {
+		cancel()
+		return res, nil
+	}
+	res.Stream = &cancelOnClose{Stream: res.Stream, cancel: cancel}
+	return res, nil
+}
+
+// cancelOnClose releases an attempt's context with its stream.
+type cancelOnClose struct {
+	llm.Stream
+	cancel context.CancelFunc
+}
+
+func (s *cancelOnClose) Close() error {
+	err := s.Stream.Close()
+	s.cancel()
+	return err
 }
 
 // peeked replays the buffered first event before reading on.
