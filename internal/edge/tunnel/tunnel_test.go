@@ -171,6 +171,7 @@ func (r *fakeRelay) register(k Key, a netip.AddrPort) {
 type node struct {
 	dev    *Device
 	tun    *tuntest.ChannelTUN
+	in     chan []byte // what the TUN delivered, drained continuously
 	sig    *testSignaling
 	v4, v6 netip.Addr
 }
@@ -209,6 +210,24 @@ func newNode(t *testing.T, i byte, secret string, relay netip.AddrPort) *node {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { n.dev.Close() })
+	// Drain the TUN at once, as a kernel would: a packet delivered late
+	// (a retried send) must not block the device's receive path.
+	n.in = make(chan []byte, 1024)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case p := <-n.tun.Inbound:
+				select {
+				case n.in <- p:
+				default: // full: dropped, like a busy interface would
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
 	return n
 }
 
@@ -247,7 +266,7 @@ func tryDeliver(from, to *node, pkt []byte, within time.Duration) bool {
 			return false
 		}
 		select {
-		case got := <-to.tun.Inbound:
+		case got := <-to.in:
 			if bytes.Equal(got, pkt) {
 				return true
 			}
