@@ -75,7 +75,7 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	tunnels, nucleus := edgeDataPlane()
+	tunnels, nucleus := edgeDataPlane(log)
 	return daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
 		ExitNode: *exit, StateDir: *state}, daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log})
 }

@@ -332,6 +332,10 @@ func (d *daemon) applyExits(sel map[string]string) {
 		n.mu.Lock()
 		n.exit = want
 		n.mu.Unlock()
+		// Pooled control-plane connections keep the source address of the
+		// old routes, which the new path drops (an exit accepts only the
+		// virtual addresses): the next request opens a fresh one.
+		d.deps.HTTP.CloseIdleConnections()
 		d.log.Info("exit node changed", "network", n.cfg.NetworkID, "exit", want)
 	}
 }

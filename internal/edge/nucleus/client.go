@@ -66,6 +66,7 @@ type Client struct {
 	dropped    uint64
 	onPeers    func([]Peer)
 	onPunch    func(Peer)
+	onPong     func(peer Key, from netip.AddrPort)
 	kick       chan struct{}
 }
 
@@ -116,6 +117,27 @@ func (c *Client) OnPeers(f func([]Peer)) { c.mu.Lock(); c.onPeers = f; c.mu.Unlo
 
 // OnPunch sets the callback told to send to a peer's endpoints now.
 func (c *Client) OnPunch(f func(Peer)) { c.mu.Lock(); c.onPunch = f; c.mu.Unlock() }
+
+// OnPong sets the callback told that peer answered a PING from the
+// underlay address from: the direct path to it works both ways.
+func (c *Client) OnPong(f func(peer Key, from netip.AddrPort)) {
+	c.mu.Lock()
+	c.onPong = f
+	c.mu.Unlock()
+}
+
+// Ping sends a PING naming peer straight to the underlay address to (not
+// through the nucleus). A peer that receives it answers PONG to the
+// source address, which reaches OnPong.
+func (c *Client) Ping(peer Key, to netip.AddrPort) error {
+	return c.cfg.Send(c.PingFrame(peer), netip.AddrPortFrom(to.Addr().Unmap(), to.Port()))
+}
+
+// PingFrame returns a fresh PING naming peer, for a caller that sends it
+// itself (for example with a low TTL).
+func (c *Client) PingFrame(peer Key) []byte {
+	return seal(c.key, TypePing, c.cfg.NetworkID, c.clk.Now(), pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
+}
 
 // Server returns the nucleus address.
 func (c *Client) Server() netip.AddrPort { return c.cfg.Server }
@@ -287,13 +309,15 @@ func (c *Client) keepaliveLocked() time.Duration {
 }
 
 // Handle processes an inbound control frame (not RELAY: see UnwrapRelay)
-// that arrived from the address from. Frames that are not from the
-// nucleus, not authentic, stale or replayed are dropped.
+// that arrived from the address from. Frames that are not authentic,
+// stale or replayed are dropped, and so are frames other than PING and
+// PONG (which travel between edges) that do not come from the nucleus.
 func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	h, err := parseHeader(b)
 	now := c.clk.Now()
-	if err != nil || from != c.cfg.Server || h.network != c.cfg.NetworkID || h.typ == TypeRelay ||
+	direct := err == nil && (h.typ == TypePing || h.typ == TypePong)
+	if err != nil || (from != c.cfg.Server && !direct) || h.network != c.cfg.NetworkID || h.typ == TypeRelay ||
 		!verify(c.key, b) || !fresh(h.ts, now) {
 		c.countDrop()
 		return
@@ -310,6 +334,9 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		punch   func(Peer)
 		punchTo Peer
 		resend  bool
+		pongTo  Key
+		pong    func(Key, netip.AddrPort)
+		pongKey Key
 		ok      = true
 	)
 	switch h.typ {
@@ -345,6 +372,16 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		if punchTo, ok = decodePunch(h.body); ok {
 			punch = c.onPunch
 		}
+	case TypePing:
+		var m pairMsg
+		if m, ok = decodePair(h.body); ok && m.To == c.cfg.PublicKey {
+			pongTo = m.From
+		}
+	case TypePong:
+		var m pairMsg
+		if m, ok = decodePair(h.body); ok && m.To == c.cfg.PublicKey {
+			pong, pongKey = c.onPong, m.From
+		}
 	case TypeError:
 		var m errorMsg
 		if m, ok = decodeError(h.body); ok && m.Code == ErrCodeNotRegistered && !c.left {
@@ -365,6 +402,15 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	}
 	if punch != nil {
 		punch(punchTo)
+	}
+	if !pongTo.IsZero() {
+		body := pairMsg{From: c.cfg.PublicKey, To: pongTo}.encode()
+		if err := c.cfg.Send(seal(c.key, TypePong, c.cfg.NetworkID, now, body), from); err != nil {
+			c.log.Debug("pong failed", "err", err)
+		}
+	}
+	if pong != nil {
+		pong(pongKey, from)
 	}
 	if resend {
 		select {

@@ -50,6 +50,8 @@
 //	RELAY         both source key, destination key, opaque payload (≤ MaxRelayPayload)
 //	LEAVE         c→n  key
 //	ERROR         n→c  code (1 not registered, 2 unknown peer, 3 network full), u8 length, text
+//	PING          c→c  key of the sender, key of the target (sent straight to the peer)
+//	PONG          c→c  key of the sender, key of the target (to the PING's source address)
 //
 // # Behaviour
 //
@@ -67,6 +69,12 @@
 // nucleus send PUNCH to both sides, each naming the other. RELAY frames
 // are forwarded, re-sealed, only when source and destination are both
 // registered in the frame's network, and counted per network.
+//
+// PING and PONG never involve the nucleus: an edge sends PING to a peer's
+// observed or local endpoint, the peer answers PONG to the PING's source
+// address, and a PONG tells the sender that the direct path works both
+// ways. A client accepts them from any address (the MAC, timestamp and
+// nonce checks still apply); every other frame must come from the nucleus.
 //
 // Signaling authenticates the network, not the device: a member holding
 // the secret could speak for another member's key. WireGuard (with a

@@ -52,6 +52,8 @@ const (
 	TypeRelay        byte = 8  // both ways: an opaque packet for a peer
 	TypeLeave        byte = 9  // client → nucleus
 	TypeError        byte = 10 // nucleus → client
+	TypePing         byte = 11 // edge → edge, straight to the peer's underlay address
+	TypePong         byte = 12 // edge → edge, answers PING to its source address
 )
 
 // PEER_UPDATE events.

@@ -93,7 +93,6 @@ func (h *harness) edge(network string, secret []byte, id byte) *edge {
 	h.t.Helper()
 	e := &edge{t: h.t, h: h, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 8)}
 	e.key[0], e.key[31] = id, 0x5a
-	e.bind()
 	c, err := NewClient(ClientConfig{
 		NetworkID: network, Secret: secret, PublicKey: e.key, Server: h.at, Clock: h.clk,
 		IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}), IP6: netip.MustParseAddr("fd10:66::" + string('0'+rune(id%10))),
@@ -113,6 +112,7 @@ func (h *harness) edge(network string, secret []byte, id byte) *edge {
 	c.OnPeers(func(ps []Peer) { e.peers <- ps })
 	c.OnPunch(func(p Peer) { e.punches <- p })
 	e.c = c
+	e.bind() // after e.c is set: the reader uses it
 	return e
 }
 

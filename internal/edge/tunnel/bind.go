@@ -54,6 +54,10 @@ type BindConfig struct {
 	// 127.0.0.1). Zero means a dual-stack socket on every address, or IPv4
 	// only when the host has no IPv6.
 	ListenAddr netip.Addr
+	// DropFrom, when set, discards inbound datagrams from the addresses
+	// for which it returns true before any other processing (tests use it
+	// to cut the direct path between two devices).
+	DropFrom func(from netip.AddrPort) bool
 }
 
 // BindStats counts relayed traffic through this bind.
@@ -72,6 +76,7 @@ type BindStats struct {
 type Bind struct {
 	sig        Signaling
 	listenAddr netip.Addr
+	dropFrom   func(netip.AddrPort) bool
 
 	relay atomic.Pointer[netip.AddrPort]
 
@@ -98,7 +103,7 @@ var _ conn.Bind = (*Bind)(nil)
 
 // NewBind returns a closed Bind; wireguard-go opens it.
 func NewBind(cfg BindConfig) *Bind {
-	b := &Bind{sig: cfg.Signaling, listenAddr: cfg.ListenAddr}
+	b := &Bind{sig: cfg.Signaling, listenAddr: cfg.ListenAddr, dropFrom: cfg.DropFrom}
 	if cfg.Relay.IsValid() {
 		b.SetRelay(cfg.Relay)
 	}
@@ -143,6 +148,23 @@ func (b *Bind) SendTo(p []byte, to netip.AddrPort) error {
 	}
 	to = fixAddr(to, v4)
 	_, err := udp.WriteToUDPAddrPort(p, to)
+	return err
+}
+
+// SendToTTL is SendTo with the datagram's IPv4 TTL (IPv6 hop limit) set
+// to ttl (1–255) on Linux; elsewhere it is SendTo. A low TTL opens this
+// device's NAT mapping towards a peer without the packet reaching the
+// peer's NAT, which would otherwise record it and map the peer's own
+// first packet to another port.
+func (b *Bind) SendToTTL(p []byte, to netip.AddrPort, ttl int) error {
+	b.mu.Lock()
+	udp, v4 := b.udp, b.v4
+	b.mu.Unlock()
+	if udp == nil {
+		return ErrBindClosed
+	}
+	to = fixAddr(to, v4)
+	_, _, err := udp.WriteMsgUDPAddrPort(p, ttlOOB(!to.Addr().Unmap().Is4(), ttl), to)
 	return err
 }
 
@@ -251,6 +273,9 @@ func (b *Bind) makeReceive(udp *net.UDPConn, bc batchConn) conn.ReceiveFunc {
 			}
 			from := ua.AddrPort()
 			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+			if b.dropFrom != nil && b.dropFrom(from) {
+				continue
+			}
 			p := packets[i][:m.N]
 			if b.sig != nil && !IsWireGuard(p) && b.sig.IsSignal(p) {
 				src, payload, ok := b.sig.Unwrap(p)

@@ -50,6 +50,8 @@ type Config struct {
 	Relay     netip.AddrPort
 	// ListenAddr restricts the socket to one local address (tests).
 	ListenAddr netip.Addr
+	// DropFrom is passed to the Bind (see BindConfig; tests only).
+	DropFrom func(from netip.AddrPort) bool
 	// Table is the routing table and fwmark used when routing through an
 	// exit node (DefaultTable when zero); RulePriority the priority of its
 	// rules (DefaultRulePriority when zero). Devices for different networks
@@ -166,7 +168,7 @@ func New(cfg Config) (*Device, error) {
 		}
 		tdev = t
 	}
-	d.bind = NewBind(BindConfig{Signaling: cfg.Signaling, Relay: cfg.Relay, ListenAddr: cfg.ListenAddr})
+	d.bind = NewBind(BindConfig{Signaling: cfg.Signaling, Relay: cfg.Relay, ListenAddr: cfg.ListenAddr, DropFrom: cfg.DropFrom})
 	d.wg = device.NewDevice(tdev, d.bind, wgLogger(cfg.Logger, cfg.Name))
 	conf := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
 	if err := d.wg.IpcSet(conf); err != nil {

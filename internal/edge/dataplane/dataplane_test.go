@@ -1,0 +1,289 @@
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/tunnel"
+)
+
+const (
+	testNetwork = "vn_dataplane"
+	testSecret  = "dataplane-secret-0123456789abcdef"
+)
+
+type oneSecret struct{}
+
+func (oneSecret) NetworkSecret(_ context.Context, id string) ([]byte, error) {
+	if id == testNetwork {
+		return []byte(testSecret), nil
+	}
+	return nil, errors.New("unknown network")
+}
+
+// startNucleus runs a real nucleus on loopback until the test ends.
+func startNucleus(t *testing.T) (*nucleus.Server, netip.AddrPort) {
+	srv, addr, set := startNucleusWith(t)
+	set(oneSecret{})
+	return srv, addr
+}
+
+// startNucleusWith runs a nucleus whose secrets are given later through
+// set, so that they may depend on its address.
+func startNucleusWith(t *testing.T) (*nucleus.Server, netip.AddrPort, func(nucleus.Secrets)) {
+	t.Helper()
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	lazy := &lazySecrets{}
+	srv, err := nucleus.NewServer(nucleus.Options{Secrets: lazy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, pc) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("nucleus did not stop")
+		}
+	})
+	return srv, addr, lazy.set
+}
+
+// lazySecrets are secrets set after the nucleus started.
+type lazySecrets struct {
+	mu sync.Mutex
+	s  nucleus.Secrets
+}
+
+func (l *lazySecrets) set(s nucleus.Secrets) { l.mu.Lock(); l.s = s; l.mu.Unlock() }
+
+func (l *lazySecrets) NetworkSecret(ctx context.Context, id string) ([]byte, error) {
+	l.mu.Lock()
+	s := l.s
+	l.mu.Unlock()
+	if s == nil {
+		return nil, errors.New("no secrets yet")
+	}
+	return s.NetworkSecret(ctx, id)
+}
+
+// testEdge is one device: the adapters as the daemon drives them, on an
+// in-memory TUN.
+type testEdge struct {
+	tun    *tuntest.ChannelTUN
+	tunnel daemon.Tunnel
+	key    daemon.Key
+	v4, v6 netip.Addr
+}
+
+func startEdge(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *testEdge {
+	t.Helper()
+	ct := tuntest.NewChannelTUN()
+	tunnels, sessions := New(Options{
+		TUN:        func(daemon.NetworkConfig) tun.Device { return ct.TUN() },
+		ListenAddr: netip.MustParseAddr("127.0.0.1"),
+		AnyPort:    true,
+		// Cutting the direct path drops everything but the nucleus.
+		DropFrom: func(from netip.AddrPort) bool { return blocked.Load() && from != nuc },
+		Tick:     50 * time.Millisecond,
+		Paths:    PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
+	})
+	priv, err := tunnel.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEdge{tun: ct, key: daemon.Key(priv.PublicKey()),
+		v4: netip.AddrFrom4([4]byte{100, 66, 0, i}), v6: netip.AddrFrom16([16]byte{0xfd, 0x66, 15: i})}
+	cfg := daemon.NetworkConfig{NetworkID: testNetwork, Interface: fmt.Sprintf("omni%d", i), MTU: 1420,
+		PrivateKey: daemon.Key(priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
+		VirtualIPv6: netip.PrefixFrom(e.v6, 64), SecretKey: testSecret, Nucleus: nuc.String()}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.tunnel, err = tunnels(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := sessions(cfg, e.tunnel, func(ps []daemon.Peer) {
+		if err := e.tunnel.SetPeers(ps); err != nil {
+			t.Errorf("SetPeers: %v", err)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sess.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+		sess.Leave(context.Background())
+		e.tunnel.Close()
+	})
+	return e
+}
+
+// path is how e reaches peer according to Status.
+func (e *testEdge) path(peer daemon.Key) daemon.PeerStatus {
+	for _, p := range e.tunnel.Status().Peers {
+		if p.PublicKey == peer {
+			return p
+		}
+	}
+	return daemon.PeerStatus{Path: daemon.PathNone}
+}
+
+func waitPath(t *testing.T, what string, want daemon.Path, pairs ...[2]*testEdge) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ok := true
+		for _, p := range pairs {
+			if p[0].path(p[1].key).Path != want {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range pairs {
+				t.Logf("%v → %v: %+v", p[0].v4, p[1].v4, p[0].path(p[1].key))
+			}
+			t.Fatalf("%s: path not %s within 15 s", what, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func ping6(dst, src netip.Addr) []byte {
+	p := make([]byte, 40+8)
+	p[0] = 6 << 4
+	binary.BigEndian.PutUint16(p[4:], 8)
+	p[6], p[7] = 59, 64 // no next header
+	s, d := src.As16(), dst.As16()
+	copy(p[8:], s[:])
+	copy(p[24:], d[:])
+	copy(p[40:], "omniedge")
+	return p
+}
+
+// deliver writes pkt into from's TUN until it comes out of to's TUN.
+func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
+	t.Helper()
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case from.tun.Outbound <- pkt:
+		case <-deadline.C:
+			t.Fatalf("packet %v → %v not delivered", from.v4, to.v4)
+		}
+		select {
+		case got := <-to.tun.Inbound:
+			if bytes.Equal(got, pkt) {
+				return
+			}
+		case <-tick.C:
+		case <-deadline.C:
+			t.Fatalf("packet %v → %v not delivered", from.v4, to.v4)
+		}
+	}
+}
+
+func exchange(t *testing.T, a, b *testEdge) {
+	t.Helper()
+	deliver(t, a, b, tuntest.Ping(b.v4, a.v4))
+	deliver(t, b, a, tuntest.Ping(a.v4, b.v4))
+	deliver(t, a, b, ping6(b.v6, a.v6))
+}
+
+// Two edges behind the adapters register at a real nucleus, talk
+// directly, fall back to the relay when direct UDP between them is cut,
+// and return to direct when it works again.
+func TestTwoEdgesDirectRelayedDirect(t *testing.T) {
+	srv, nuc := startNucleus(t)
+	var blocked atomic.Bool
+	a := startEdge(t, 1, nuc, &blocked)
+	b := startEdge(t, 2, nuc, &blocked)
+	ab, ba := [2]*testEdge{a, b}, [2]*testEdge{b, a}
+
+	exchange(t, a, b)
+	waitPath(t, "start", daemon.PathDirect, ab, ba)
+	if st := a.path(b.key); st.Endpoint.Addr() != netip.MustParseAddr("127.0.0.1") || st.VirtualIP != b.v4 ||
+		st.VirtualIPv6 != b.v6 || st.RxBytes == 0 || st.TxBytes == 0 {
+		t.Fatalf("direct status %+v", st)
+	}
+	if n := srv.Stats().RelayedPackets; n != 0 {
+		t.Fatalf("%d packets relayed on a direct path", n)
+	}
+
+	blocked.Store(true)
+	waitPath(t, "direct UDP cut", daemon.PathRelayed, ab, ba)
+	if st := a.path(b.key); st.Endpoint != nuc {
+		t.Fatalf("relayed status %+v, want endpoint %v", st, nuc)
+	}
+	before := srv.Stats().RelayedPackets
+	exchange(t, a, b)
+	if after := srv.Stats().RelayedPackets; after <= before {
+		t.Fatalf("relay counter %d → %d while relayed", before, after)
+	}
+
+	blocked.Store(false)
+	waitPath(t, "direct UDP back", daemon.PathDirect, ab, ba)
+	exchange(t, a, b)
+	before = srv.Stats().RelayedPackets
+	exchange(t, a, b)
+	if after := srv.Stats().RelayedPackets; after != before {
+		t.Fatalf("relay counter %d → %d after returning to direct", before, after)
+	}
+}
+
+// An exit selection naming a peer the tunnel does not know yet is kept
+// and applied when the peer arrives (here the in-memory TUN refuses the
+// routes, which proves the attempt).
+func TestExitSelectionWaitsForPeer(t *testing.T) {
+	_, nuc := startNucleus(t)
+	var blocked atomic.Bool
+	a := startEdge(t, 1, nuc, &blocked)
+	exit := netip.MustParseAddr("100.66.0.9")
+	if err := a.tunnel.SetExit(exit); err != nil {
+		t.Fatalf("SetExit before the peer is known: %v", err)
+	}
+	peer := daemon.Peer{PublicKey: daemon.Key{9}, VirtualIP: exit, Endpoint: netip.MustParseAddrPort("127.0.0.1:9")}
+	if err := a.tunnel.SetPeers([]daemon.Peer{peer}); !errors.Is(err, tunnel.ErrNoKernelTUN) {
+		t.Fatalf("SetPeers with the exit peer: %v, want the exit routes attempted", err)
+	}
+	if err := a.tunnel.SetExit(netip.Addr{}); err != nil {
+		t.Fatalf("clearing the exit: %v", err)
+	}
+	if err := a.tunnel.SetPeers([]daemon.Peer{peer}); err != nil {
+		t.Fatalf("SetPeers after clearing the exit: %v", err)
+	}
+}
