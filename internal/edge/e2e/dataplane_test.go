@@ -1,0 +1,621 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wire"
+)
+
+const tunnelHelperEnv = "OMNI_E2E_TUNNEL_HELPER"
+
+// TestMain lets the test binary double as a bare tunnel device (see
+// startIntruder): with tunnelHelperEnv set it runs one device in the
+// namespace it was started in until stdin closes.
+func TestMain(m *testing.M) {
+	if cfg := os.Getenv(tunnelHelperEnv); cfg != "" {
+		os.Exit(runTunnelHelper(cfg))
+	}
+	os.Exit(m.Run())
+}
+
+type tunnelHelperConfig struct {
+	Private tunnel.Key
+	Secret  []byte
+	Addr4   netip.Prefix
+	Peers   []tunnel.Peer
+}
+
+func runTunnelHelper(raw string) int {
+	var hc tunnelHelperConfig
+	if err := json.Unmarshal([]byte(raw), &hc); err != nil {
+		fmt.Println("err:", err)
+		return 1
+	}
+	dev, err := tunnel.New(tunnel.Config{PrivateKey: hc.Private, NetworkSecret: hc.Secret, Addr4: hc.Addr4})
+	if err == nil {
+		err = dev.SetPeers(hc.Peers)
+	}
+	if err != nil {
+		fmt.Println("err:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	_ = dev.Close()
+	return 0
+}
+
+// startIntruder runs a bare tunnel device in ns until the returned stop is
+// called (or t ends).
+func startIntruder(t *testing.T, ns string, hc tunnelHelperConfig) (stop func()) {
+	t.Helper()
+	raw, err := json.Marshal(hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), tunnelHelperEnv+"="+string(raw))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			stdin.Close()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = cmd.Process.Kill()
+				<-done
+			}
+		})
+	}
+	t.Cleanup(stop)
+	line := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Scan()
+		line <- sc.Text()
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	select {
+	case l := <-line:
+		if l != "ready" {
+			t.Fatalf("tunnel helper: %q", l)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("tunnel helper silent")
+	}
+	return stop
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's output and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProc runs the omni binary in ns; it is stopped with SIGTERM (then
+// killed) when t ends, and its output logged if t failed.
+func startProc(t *testing.T, name, ns string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
+	t.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, omniBinary(t)}, args...)...)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		// ip netns exec execs the binary, so the signal reaches it.
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", name, logs.String())
+		}
+	})
+	return cmd, logs, done
+}
+
+// waitFor polls cond every 250 ms until it holds or d has passed.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, e := range statusDump {
+				if st, err := e.statusErr(); err == nil {
+					raw, _ := json.MarshalIndent(st, "", "  ")
+					t.Logf("edge %s status:\n%s", e.name, raw)
+				}
+			}
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+type controlPlane struct {
+	data, url string
+	logs      *syncBuffer
+	wan       string
+}
+
+// startControlPlane runs `omni serve edge` inside wan with the API and the
+// nucleus on the wan address.
+func startControlPlane(t *testing.T, tp *topology) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{data: t.TempDir(), url: "http://" + nucleusIP + ":8080", wan: tp.wan}
+	_, logs, done := startProc(t, "omni serve", tp.wan, "serve", "edge", "--data", cp.data,
+		"--edge-listen", nucleusIP+":8080", "--nucleus-listen", nucleusIP+":51820",
+		"--rate-limit-token", "0", "--rate-limit-ip", "0", "--presence-flush", "1s", "--log-level", "debug")
+	cp.logs = logs
+	hc := httpClientIn(tp.wan, 2*time.Second)
+	waitFor(t, 20*time.Second, "omni serve ready", func() bool {
+		select {
+		case <-done:
+			t.Fatalf("omni serve exited:\n%s", logs)
+		default:
+		}
+		resp, err := hc.Get(cp.url + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cp
+}
+
+// client logs in with key through the wan namespace.
+func (cp *controlPlane) client(t *testing.T, key string) *client.Client {
+	t.Helper()
+	c := client.New(cp.url, httpClientIn(cp.wan, 10*time.Second))
+	if _, err := c.LoginSecurityKey(context.Background(), key); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// relayed sums omni_nucleus_relayed_packets_total over all networks.
+func (cp *controlPlane) relayed(t *testing.T) float64 {
+	t.Helper()
+	body, err := fetch(cp.wan, cp.url+"/metrics", 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, "omni_nucleus_relayed_packets_total") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}
+
+// seedUser creates a pro user and a security key with the admin CLI.
+func (cp *controlPlane) seedUser(t *testing.T, email string) (key string) {
+	t.Helper()
+	runAdmin(t, "user", "create", "--data", cp.data, "--email", email, "--password", "correct horse battery", "--plan", "pro", "--json")
+	var k struct{ Key string }
+	if err := json.Unmarshal(runAdmin(t, "key", "create", "--data", cp.data, "--email", email, "--json"), &k); err != nil || k.Key == "" {
+		t.Fatalf("key create: %v %+v", err, k)
+	}
+	return k.Key
+}
+
+func (cp *controlPlane) seedNetwork(t *testing.T, email, name string) string {
+	t.Helper()
+	var n struct{ ID string }
+	if err := json.Unmarshal(runAdmin(t, "network", "create", "--data", cp.data, "--email", email, "--name", name, "--json"), &n); err != nil || n.ID == "" {
+		t.Fatalf("network create: %v %+v", err, n)
+	}
+	return n.ID
+}
+
+type edge struct {
+	name, ns, state string
+	logs            *syncBuffer
+	done            chan struct{}
+	cmd             *exec.Cmd
+}
+
+// startEdge runs `omni edge up` in ns and waits until its tunnel is up and
+// registered with the nucleus.
+func startEdge(t *testing.T, cp *controlPlane, name, ns, key, network string, extra ...string) *edge {
+	t.Helper()
+	e := &edge{name: name, ns: ns, state: t.TempDir()}
+	args := append([]string{"edge", "up", "--server", cp.url, "--security-key", key, "--name", name,
+		"--network", network, "--state", e.state, "--log-level", "debug"}, extra...)
+	statusDump = append(statusDump, e)
+	e.cmd, e.logs, e.done = startProc(t, "edge "+name, ns, args...)
+	waitFor(t, 30*time.Second, "edge "+name+" up", func() bool {
+		select {
+		case <-e.done:
+			if strings.Contains(e.logs.String(), "no tunnel implementation") {
+				t.Fatalf("`omni edge up` has no data plane wired in yet (internal/cli/edge_dataplane.go):\n%s", e.logs)
+			}
+			t.Fatalf("edge %s exited:\n%s", name, e.logs)
+		default:
+		}
+		st, err := e.statusErr()
+		return err == nil && len(st.Networks) == 1 && st.Networks[0].Registered && st.Networks[0].Interface != ""
+	})
+	return e
+}
+
+func (e *edge) statusErr() (daemon.Status, error) {
+	var st daemon.Status
+	out, err := runErr(omniBinaryPath, "edge", "status", "--json", "--state", e.state)
+	if err != nil {
+		return st, fmt.Errorf("%v: %s", err, out)
+	}
+	err = json.Unmarshal([]byte(out), &st)
+	return st, err
+}
+
+func (e *edge) status(t *testing.T) daemon.Status {
+	t.Helper()
+	st, err := e.statusErr()
+	if err != nil {
+		t.Fatalf("edge %s status: %v", e.name, err)
+	}
+	return st
+}
+
+func (e *edge) net(t *testing.T) daemon.NetworkStatus {
+	t.Helper()
+	st := e.status(t)
+	if len(st.Networks) != 1 {
+		t.Fatalf("edge %s: %d networks", e.name, len(st.Networks))
+	}
+	return st.Networks[0]
+}
+
+// vip4 and vip6 return the edge's virtual addresses without prefix.
+func (e *edge) vip4(t *testing.T) string { return strings.Split(e.net(t).VirtualIP, "/")[0] }
+func (e *edge) vip6(t *testing.T) string { return strings.Split(e.net(t).VirtualIPv6, "/")[0] }
+
+// peer returns the report on the peer with public key pub, if present.
+func (e *edge) peer(t *testing.T, pub string) (daemon.PeerReport, bool) {
+	t.Helper()
+	for _, p := range e.net(t).Peers {
+		if p.PublicKey == pub {
+			return p, true
+		}
+	}
+	return daemon.PeerReport{}, false
+}
+
+func (e *edge) pathTo(t *testing.T, pub string) daemon.Path {
+	p, ok := e.peer(t, pub)
+	if !ok {
+		return ""
+	}
+	return p.Path
+}
+
+// statusDump lists the running edges whose status a failed wait logs.
+var statusDump []*edge
+
+// omniBinaryPath is set once the binary is built (status is polled often).
+var omniBinaryPath string
+
+// TestDataPlane drives the real omni binary in every namespace of the
+// topology: a direct path through two NATs, the relay when UDP between the
+// NATs is blocked, an exit node, leaving, and a device of another network.
+func TestDataPlane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary in network namespaces")
+	}
+	rootTools(t)
+	omniBinaryPath = omniBinary(t)
+	tp := newTopology(t)
+	cp := startControlPlane(t, tp)
+	const owner = "owner@example.com"
+	key := cp.seedUser(t, owner)
+	vn := cp.seedNetwork(t, owner, "home")
+	admin := cp.client(t, key)
+	ctx := context.Background()
+
+	var a, b, e *edge
+	var pubA, pubB string
+	top := t // the edges outlive the step that starts them
+
+	t.Run("direct", func(t *testing.T) {
+		a = startEdge(top, cp, "a", tp.edgeA, key, vn)
+		b = startEdge(top, cp, "b", tp.edgeB, key, vn)
+		pubA, pubB = a.status(t).PublicKey, b.status(t).PublicKey
+		na := a.net(t)
+		addrs := run(t, "ip", "-n", tp.edgeA, "addr", "show", "dev", na.Interface)
+		for _, want := range []string{na.VirtualIP, na.VirtualIPv6, "mtu 1420"} {
+			if want == "" || !strings.Contains(addrs, want) {
+				t.Fatalf("%s in edgeA lacks %q:\n%s", na.Interface, want, addrs)
+			}
+		}
+		if !pingOK(tp.edgeA, b.vip4(t), 20) {
+			t.Fatal("A cannot ping B over IPv4")
+		}
+		if !pingOK(tp.edgeA, b.vip6(t), 10) {
+			t.Fatal("A cannot ping B over IPv6")
+		}
+		waitFor(t, 20*time.Second, "path A→B direct", func() bool { return a.pathTo(t, pubB) == daemon.PathDirect })
+		// (on failure the status is logged below)
+		if n := cp.relayed(t); n != 0 {
+			t.Fatalf("nucleus relayed %v packets on a direct path", n)
+		}
+	})
+
+	t.Run("relay", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		before := cp.relayed(t)
+		nftApply(t, tp.wan, fmt.Sprintf(`table inet omnie2e_block {
+	chain blockfwd {
+		type filter hook forward priority filter; policy accept;
+		ip saddr %[1]s ip daddr %[2]s meta l4proto udp drop
+		ip saddr %[2]s ip daddr %[1]s meta l4proto udp drop
+	}
+}
+`, natAWan, natBWan))
+		blocked := true
+		defer func() {
+			if blocked {
+				_, _ = runErr("ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
+			}
+		}()
+		if !pingOK(tp.edgeA, b.vip4(t), 60) {
+			t.Fatal("A cannot ping B over IPv4 with UDP between the NATs blocked")
+		}
+		if !pingOK(tp.edgeA, b.vip6(t), 10) {
+			t.Fatal("A cannot ping B over IPv6 with UDP between the NATs blocked")
+		}
+		if after := cp.relayed(t); after <= before {
+			t.Fatalf("relay counters did not rise (%v → %v) while direct UDP was blocked", before, after)
+		}
+		waitFor(t, 30*time.Second, "path A→B relayed", func() bool { return a.pathTo(t, pubB) == daemon.PathRelayed })
+
+		run(t, "ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
+		blocked = false
+		waitFor(t, 120*time.Second, "path A→B direct again", func() bool {
+			_ = pingOK(tp.edgeA, b.vip4(t), 1) // traffic drives the path probes
+			return a.pathTo(t, pubB) == daemon.PathDirect
+		})
+		if !pingOK(tp.edgeA, b.vip4(t), 5) {
+			t.Fatal("A cannot ping B after the block is lifted")
+		}
+	})
+
+	t.Run("exit", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		echoServer(t, tp.inet, "[::]:80")
+		urls := map[string]string{"http://" + inetIP4 + "/": exitUp4, "http://[" + inetIP6 + "]/": exitUp6}
+		for u := range urls {
+			if _, err := fetch(tp.edgeA, u, 2*time.Second); err == nil {
+				t.Fatalf("%s reachable from A before selecting an exit", u)
+			}
+		}
+		e = startEdge(top, cp, "exit", tp.exit, key, vn, "--exit-node")
+		devA, devE := a.status(t).DeviceID, e.status(t).DeviceID
+		yes := true
+		if _, err := admin.UpdateMember(ctx, vn, devE, wire.UpdateMemberRequest{IsExitNode: &yes}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.UpdateMember(ctx, vn, devA, wire.UpdateMemberRequest{
+			ExitNode: wire.NullableString{Set: true, Valid: true, Value: devE}}); err != nil {
+			t.Fatal(err)
+		}
+		vipE := e.vip4(t)
+		// The selection reaches A with its next heartbeat (30 s ± 10%).
+		waitFor(t, 75*time.Second, "A uses the exit", func() bool { return a.net(t).Exit == vipE })
+		for u, want := range urls {
+			var got string
+			waitFor(t, 20*time.Second, "GET "+u+" from A", func() bool {
+				var err error
+				got, err = fetch(tp.edgeA, u, 2*time.Second)
+				return err == nil
+			})
+			if got != want {
+				t.Fatalf("inet saw A's request to %s from %s, want the exit's uplink %s", u, got, want)
+			}
+		}
+		// No loop: the nucleus and the underlay stay reachable, and so does B.
+		if !pingOK(tp.edgeA, nucleusIP, 3) || !a.net(t).Registered || !pingOK(tp.edgeA, b.vip4(t), 5) {
+			t.Fatal("nucleus, underlay or peer lost while using the exit")
+		}
+
+		if _, err := admin.UpdateMember(ctx, vn, devA, wire.UpdateMemberRequest{ExitNode: wire.Null()}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 75*time.Second, "A stops using the exit", func() bool { return a.net(t).Exit == "" })
+		for _, fam := range []string{"-4", "-6"} {
+			if routes := run(t, "ip", fam, "-n", tp.edgeA, "route", "show", "table", "all"); strings.Contains(routes, "default dev "+a.net(t).Interface) {
+				t.Fatalf("%s default route through the tunnel left after clearing the exit:\n%s", fam, routes)
+			}
+		}
+		for u := range urls {
+			if _, err := fetch(tp.edgeA, u, 2*time.Second); err == nil {
+				t.Fatalf("%s still reachable from A after clearing the exit", u)
+			}
+		}
+		if !pingOK(tp.edgeA, b.vip4(t), 5) {
+			t.Fatal("A cannot ping B after clearing the exit")
+		}
+	})
+
+	t.Run("other network", func(t *testing.T) {
+		if e == nil {
+			t.Skip("needs the exit step")
+		}
+		// A member's identity (the exit's key pair, which A accepts) in the
+		// hands of a device of another network: it knows A's key and
+		// reaches A's socket directly on A's LAN, but holds the other
+		// network's secret.
+		var id struct {
+			PrivateKey tunnel.Key `json:"private_key"`
+		}
+		raw, err := os.ReadFile(filepath.Join(e.state, "identity.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(raw, &id); err != nil {
+			t.Fatal(err)
+		}
+		keyA, err := tunnel.ParseKey(pubA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		portA := udpPort(t, tp.edgeA)
+		vipA := a.vip4(t)
+		na := a.net(t)
+		bits, _ := strconv.Atoi(strings.Split(na.VirtualIP, "/")[1])
+		intruderAddr := netip.PrefixFrom(netip.MustParseAddr(e.vip4(t)), bits)
+
+		const other = "other@example.com"
+		otherKey := cp.seedUser(t, other)
+		otherVN := cp.seedNetwork(t, other, "elsewhere")
+		oc := cp.client(t, otherKey)
+		dev, err := oc.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "intruder", HardwareUUID: "hw-intruder", Platform: "linux"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		otherJoin, err := oc.Join(ctx, otherVN, dev.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ownJoin, err := admin.Join(ctx, vn, e.status(t).DeviceID) // the same answer again: the network's secret
+		if err != nil {
+			t.Fatal(err)
+		}
+		if otherJoin.SecretKey == ownJoin.SecretKey {
+			t.Fatal("two networks share a secret")
+		}
+
+		c := tp.lanHost(t, tp.natA, "edgeC")
+		peerA := []tunnel.Peer{{PublicKey: keyA, Endpoint: netip.AddrPortFrom(netip.MustParseAddr(edgeALan), portA), Addr4: netip.MustParseAddr(vipA)}}
+		stop := startIntruder(t, c, tunnelHelperConfig{Private: id.PrivateKey, Secret: []byte(otherJoin.SecretKey), Addr4: intruderAddr, Peers: peerA})
+		if pingOK(c, vipA, 5) {
+			t.Fatal("a device with another network's secret completed a handshake with A")
+		}
+		stop()
+
+		// Control: the same device with this network's secret gets through,
+		// so the refusal above was the secret's doing.
+		ok := false
+		for _, secret := range secretForms(ownJoin.SecretKey) {
+			stop := startIntruder(t, c, tunnelHelperConfig{Private: id.PrivateKey, Secret: secret, Addr4: intruderAddr, Peers: peerA})
+			ok = pingOK(c, vipA, 5)
+			stop()
+			if ok {
+				break
+			}
+		}
+		if !ok {
+			t.Fatal("control failed: the member's key with the network's secret does not reach A either")
+		}
+	})
+}
+
+// secretForms returns the network secret as text and, when it decodes, as
+// the base64url bytes it encodes.
+func secretForms(s string) [][]byte {
+	forms := [][]byte{[]byte(s)}
+	if b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "=")); err == nil {
+		forms = append(forms, b)
+	}
+	return forms
+}
+
+// udpPort returns the port of the one UDP socket bound in ns (the edge's).
+func udpPort(t *testing.T, ns string) uint16 {
+	t.Helper()
+	out := run(t, "ip", "netns", "exec", ns, "ss", "-H", "-u", "-l", "-n")
+	var ports []uint16
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		_, p, err := net.SplitHostPort(f[3])
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err == nil && !containsPort(ports, uint16(n)) {
+			ports = append(ports, uint16(n))
+		}
+	}
+	if len(ports) != 1 {
+		t.Fatalf("want one UDP port in %s, got %v:\n%s", ns, ports, out)
+	}
+	return ports[0]
+}
+
+func containsPort(ps []uint16, p uint16) bool {
+	for _, x := range ps {
+		if x == p {
+			return true
+		}
+	}
+	return false
+}
