@@ -141,10 +141,15 @@ func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) erro
 	if _, err := s.device(ctx, p, id); err != nil {
 		return err
 	}
+	var left map[string]netip.Addr
+	if ms, err := s.store.DeviceMemberships(ctx, id); err == nil {
+		left = s.leftAddrs(ctx, ms)
+	}
 	if err := s.store.DeleteDevice(ctx, id); err != nil {
 		return err
 	}
 	s.invalidate()
+	s.notifyLeft(left)
 	return nil
 }
 

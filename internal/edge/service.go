@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,8 @@ type Service struct {
 	cache     devCache
 	dirty     dirtySet
 	flushMu   sync.Mutex
+
+	memberLeft atomic.Pointer[func(networkID string, ip4 netip.Addr)] // see OnMemberLeft
 }
 
 // New builds a Service.

@@ -503,6 +503,24 @@ func TestDataPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("leave", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		vipB := b.vip4(t)
+		if _, ok := a.peer(t, pubB); !ok {
+			t.Fatal("B is not a peer of A before leaving")
+		}
+		if err := admin.Leave(ctx, vn, b.status(t).DeviceID); err != nil {
+			t.Fatal(err)
+		}
+		// One push: the nucleus tells A at once.
+		waitFor(t, 10*time.Second, "A drops B", func() bool { _, ok := a.peer(t, pubB); return !ok })
+		if pingOK(tp.edgeA, vipB, 3) {
+			t.Fatal("A still reaches B after B left")
+		}
+	})
+
 	t.Run("other network", func(t *testing.T) {
 		if e == nil {
 			t.Skip("needs the exit step")

@@ -40,11 +40,13 @@ type harness struct {
 	at  netip.AddrPort
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+
+func newHarnessWith(t *testing.T, members Members) *harness {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	reg := prometheus.NewRegistry()
-	srv, err := NewServer(Options{Secrets: secrets, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond})
+	srv, err := NewServer(Options{Secrets: secrets, Members: members, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -588,5 +590,53 @@ func TestClientRunKeepsRegistration(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("Run did not stop")
+	}
+}
+
+// memberSet is a Members whose answers the test changes.
+type memberSet struct {
+	mu  sync.Mutex
+	ips map[netip.Addr]bool
+}
+
+func (m *memberSet) IsMember(_ context.Context, _ string, ip netip.Addr) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.ips[ip], nil
+}
+
+func (m *memberSet) set(ip netip.Addr, on bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.ips[ip] = on
+}
+
+// A device that left is evicted at once (its leave pushed to the others)
+// and, still holding the secret, cannot register again.
+func TestEvictAndMembership(t *testing.T) {
+	ipA, ipB := netip.AddrFrom4([4]byte{100, 66, 0, 1}), netip.AddrFrom4([4]byte{100, 66, 0, 2})
+	members := &memberSet{ips: map[netip.Addr]bool{ipA: true, ipB: true}}
+	h := newHarnessWith(t, members)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+
+	members.set(ipB, false)
+	h.srv.Evict(netA, ipB)
+	a.waitPeers("B evicted", lacks(b.key))
+	if len(h.srv.Peers(netA)) != 1 {
+		t.Fatalf("server peers after evict: %v", h.srv.Peers(netA))
+	}
+	// B tries to come back: refused, and A hears nothing of it.
+	ack := b.c.Status().LastAck
+	if err := b.c.Register(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the refused register counted", func() bool {
+		return h.srv.Stats().Dropped[DropNotMember] >= 1
+	})
+	if len(h.srv.Peers(netA)) != 1 || b.c.Status().LastAck.After(ack) {
+		t.Fatalf("a non-member registered: %v", h.srv.Peers(netA))
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,9 +25,17 @@ type Secrets interface {
 	NetworkSecret(ctx context.Context, networkID string) ([]byte, error)
 }
 
+// Members tells whether a virtual IPv4 address belongs to a current
+// member of a network. With it, a device that left (and still holds the
+// network's secret) cannot register again.
+type Members interface {
+	IsMember(ctx context.Context, networkID string, ip4 netip.Addr) (bool, error)
+}
+
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {
 	Secrets  Secrets               // required
+	Members  Members               // nil: every holder of the secret may register
 	Clock    clock.Clock           // nil: the system clock
 	Log      *slog.Logger          // nil: discard
 	Registry prometheus.Registerer // nil: no Prometheus metrics
@@ -61,7 +70,7 @@ const (
 	DropStale          = "stale"           // timestamp outside the window
 	DropReplay         = "replay"          // nonce seen before (or cache full)
 	DropUnexpected     = "unexpected"      // a nucleus-to-client type sent to the nucleus
-	DropNotMember      = "not_member"      // relay source or destination not registered
+	DropNotMember      = "not_member"      // relay source or destination not registered, or a register from a non-member
 	DropLimit          = "limit"           // too many networks
 )
 
@@ -105,6 +114,8 @@ type Server struct {
 	dropped        map[string]uint64
 
 	lookupMu sync.Mutex // one secret lookup at a time
+
+	pc atomic.Pointer[net.PacketConn] // the socket Serve answers on, for Evict
 }
 
 type network struct {
@@ -182,6 +193,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Add(2)
+	s.pc.Store(&pc)
 	go func() { defer wg.Done(); <-ctx.Done(); pc.Close() }()
 	go func() { defer wg.Done(); s.sweepLoop(ctx, pc) }()
 	defer wg.Wait()
@@ -356,6 +368,20 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 	default:
 		s.drop(DropUnexpected)
 		return nil
+	}
+	if h.typ == TypeRegister && s.o.Members != nil {
+		m, ok := decodeRegister(h.body)
+		if !ok {
+			s.drop(DropMalformed)
+			return nil
+		}
+		if member, err := s.o.Members.IsMember(ctx, h.network, m.IP4); err != nil || !member {
+			if err != nil {
+				s.log.Warn("nucleus membership check failed", "network", h.network, "err", err)
+			}
+			s.drop(DropNotMember)
+			return nil
+		}
 	}
 
 	s.mu.Lock()
@@ -538,6 +564,28 @@ func (s *Server) relay(n *network, key, body []byte, now time.Time) ([]outbound,
 	s.m.relayed(n.id, len(payload))
 	b := seal(key, TypeRelay, n.id, now, body)
 	return []outbound{{b: b, to: dst.Endpoint}}, ""
+}
+
+// Evict removes the peer holding ip4 in a network (a device that left it
+// or was deleted) and pushes its leave to the others at once.
+func (s *Server) Evict(networkID string, ip4 netip.Addr) {
+	s.mu.Lock()
+	var out []outbound
+	if n := s.networks[networkID]; n != nil {
+		for k, p := range n.peers {
+			if p.IP4 == ip4 {
+				out = append(out, s.removePeer(n, k, s.clk.Now())...)
+			}
+		}
+	}
+	s.mu.Unlock()
+	pc := s.pc.Load()
+	if pc == nil {
+		return
+	}
+	for _, o := range out {
+		s.send(*pc, o)
+	}
 }
 
 // removePeer deletes a peer and pushes its leave. The caller holds s.mu.
