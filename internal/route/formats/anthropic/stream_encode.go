@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -48,23 +48,7 @@ var errEnded = errors.New("anthropic: stream already ended")
 
 // NewStreamEncoder returns an encoder writing to w.
 func NewStreamEncoder(w io.Writer) *StreamEncoder {
-	return &StreamEncoder{w: w, flush: flusher(w), blocks: map[int]*encBlock{}}
-}
-
-// flusher returns what pushes w's buffered bytes to the client: w's own
-// Flush, or, for a response writer wrapped by middleware that does not
-// flush itself, the Flush http.ResponseController reaches through Unwrap.
-// It is nil when w is no response writer.
-func flusher(w io.Writer) func() {
-	if f, ok := w.(http.Flusher); ok {
-		return f.Flush
-	}
-	rw, ok := w.(http.ResponseWriter)
-	if !ok {
-		return nil
-	}
-	rc := http.NewResponseController(rw)
-	return func() { _ = rc.Flush() }
+	return &StreamEncoder{w: w, flush: sse.Flusher(w), blocks: map[int]*encBlock{}}
 }
 
 func (e *StreamEncoder) write(name string, v any) error {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -17,7 +18,8 @@ import (
 // stream started is sent as a chunk holding Google's error object.
 type StreamEncoder struct {
 	w         io.Writer
-	array     bool // JSON array framing instead of SSE
+	flushOut  func() // pushes each chunk to the client
+	array     bool   // JSON array framing instead of SSE
 	wrote     bool
 	id, model string
 	usage     llm.Usage
@@ -36,7 +38,7 @@ type pendingCall struct {
 // NewStreamEncoder writes SSE (`data: {…}\r\n\r\n` per chunk), the form
 // Gemini uses with ?alt=sse.
 func NewStreamEncoder(w io.Writer) *StreamEncoder {
-	return &StreamEncoder{w: w, kinds: map[int]llm.PartType{}, calls: map[int]*pendingCall{}}
+	return &StreamEncoder{w: w, flushOut: sse.Flusher(w), kinds: map[int]llm.PartType{}, calls: map[int]*pendingCall{}}
 }
 
 // NewArrayStreamEncoder writes the form Gemini uses without alt=sse: one
@@ -61,9 +63,7 @@ func (e *StreamEncoder) write(b []byte) error {
 	if _, err := io.WriteString(e.w, s); err != nil {
 		return err
 	}
-	if f, ok := e.w.(http.Flusher); ok {
-		f.Flush()
-	}
+	e.flushOut()
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -362,6 +363,7 @@ func EncodeError(e *llm.Error) (int, []byte) {
 // StreamEncoder writes canonical events as Ollama NDJSON.
 type StreamEncoder struct {
 	w            io.Writer
+	flush        func() // pushes each line to the client
 	model        string
 	now          func() time.Time
 	start, first time.Time
@@ -384,7 +386,7 @@ func NewStreamEncoder(w io.Writer, model string, now func() time.Time) *StreamEn
 	if now == nil {
 		now = time.Now
 	}
-	return &StreamEncoder{w: w, model: model, now: now, start: now(), kinds: map[int]llm.PartType{}, calls: map[int]*openCall{}}
+	return &StreamEncoder{w: w, flush: sse.Flusher(w), model: model, now: now, start: now(), kinds: map[int]llm.PartType{}, calls: map[int]*openCall{}}
 }
 
 func (e *StreamEncoder) line(v any) error {
@@ -395,9 +397,7 @@ func (e *StreamEncoder) line(v any) error {
 	if _, err := e.w.Write(append(b, '\n')); err != nil {
 		return err
 	}
-	if f, ok := e.w.(http.Flusher); ok {
-		f.Flush()
-	}
+	e.flush()
 	return nil
 }
 

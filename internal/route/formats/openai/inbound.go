@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -418,23 +419,7 @@ type StreamEncoder struct {
 // NewStreamEncoder writes to w; includeUsage adds the final usage chunk
 // the client asked for with stream_options.include_usage.
 func NewStreamEncoder(w io.Writer, includeUsage bool, created int64) *StreamEncoder {
-	return &StreamEncoder{w: w, flush: flusher(w), includeUsage: includeUsage, created: created, toolIndex: map[int]int{}, kinds: map[int]llm.PartType{}}
-}
-
-// flusher returns what pushes w's buffered bytes to the client: w's own
-// Flush, or, for a response writer wrapped by middleware that does not
-// flush itself, the Flush http.ResponseController reaches through Unwrap.
-// It is nil when w is no response writer.
-func flusher(w io.Writer) func() {
-	if f, ok := w.(http.Flusher); ok {
-		return f.Flush
-	}
-	rw, ok := w.(http.ResponseWriter)
-	if !ok {
-		return nil
-	}
-	rc := http.NewResponseController(rw)
-	return func() { _ = rc.Flush() }
+	return &StreamEncoder{w: w, flush: sse.Flusher(w), includeUsage: includeUsage, created: created, toolIndex: map[int]int{}, kinds: map[int]llm.PartType{}}
 }
 
 func (e *StreamEncoder) chunk(delta *RespMessage, finish *string, usage *Usage) error {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/sse"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -33,11 +34,11 @@ import (
 // encrypted_content), every tool call one function_call item; other parts
 // are left out. Item ids are derived from the response id and the output
 // index, as Complete derives them, so a stored response matches what was
-// streamed. It flushes after every event when w is an http.Flusher.
+// streamed. It flushes after every event when w is a response writer.
 type StreamEncoder struct {
-	w       io.Writer
-	flusher http.Flusher
-	meta    Response
+	w     io.Writer
+	flush func() // pushes each event to the client
+	meta  Response
 
 	seq           int
 	started, done bool
@@ -64,9 +65,8 @@ var errEnded = errors.New("responses: stream already ended")
 // NewStreamEncoder writes to w. meta is the response object's skeleton:
 // the request's echo with ID, CreatedAt and Model set.
 func NewStreamEncoder(w io.Writer, meta Response) *StreamEncoder {
-	f, _ := w.(http.Flusher)
 	meta.Object = "response"
-	return &StreamEncoder{w: w, flusher: f, meta: meta, items: map[int]*encItem{}, model: meta.Model}
+	return &StreamEncoder{w: w, flush: sse.Flusher(w), meta: meta, items: map[int]*encItem{}, model: meta.Model}
 }
 
 // emit writes one event: the fields of body after type and sequence_number.
@@ -93,9 +93,7 @@ func (e *StreamEncoder) emit(name string, body any) error {
 	if _, err := e.w.Write(buf); err != nil {
 		return err
 	}
-	if e.flusher != nil {
-		e.flusher.Flush()
-	}
+	e.flush()
 	return nil
 }
 

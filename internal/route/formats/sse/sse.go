@@ -1,7 +1,8 @@
 // Package sse reads server-sent event streams as the upstream stream
 // decoders of the wire formats receive them: lines ended by LF, CRLF or a
 // lone CR, named events, data lines joined with LF, comments and other
-// fields ignored. What an event means is left to each format.
+// fields ignored. What an event means is left to each format. Flusher
+// serves the other direction: pushing each streamed event to the client.
 package sse
 
 import (
