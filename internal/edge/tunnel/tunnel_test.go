@@ -386,7 +386,17 @@ func TestRelayPathAndSwitchToDirect(t *testing.T) {
 	pa.Relayed, pb.Relayed = false, false
 	a.dev.SetPeers([]Peer{pb})
 	b.dev.SetPeers([]Peer{pa})
+	// Frames already in flight through the relay may still land; wait
+	// until it has been quiet for a moment before counting.
 	before := relay.forwarded.Load()
+	for i := 0; i < 50; i++ {
+		time.Sleep(100 * time.Millisecond)
+		now := relay.forwarded.Load()
+		if now == before && i >= 3 {
+			break
+		}
+		before = now
+	}
 	deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 40*time.Second)
 	deliver(t, b, a, tuntest.Ping(a.v4, b.v4), 40*time.Second)
 	if got := relay.forwarded.Load(); got != before {
