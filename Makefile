@@ -5,12 +5,12 @@ BIN       ?= bin/omni
 STATICCHECK ?= $(shell command -v staticcheck || echo $(HOME)/go/bin/staticcheck)
 GOVULNCHECK ?= $(shell command -v govulncheck || echo $(HOME)/go/bin/govulncheck)
 
-.PHONY: help run build test test-short bench bench-go bench-edge bench-route lint fuzz clean
+.PHONY: help run build test test-short bench bench-go bench-edge bench-route bench-dataplane lint fuzz clean
 
 help:
 	@echo "make run         # omni serve: everything up on embedded SQLite in ./data"
 	@echo "make test        # vet + race tests (PostgreSQL/Redis tests skip unless reachable; OMNI_TEST_STRICT=1 makes them fail instead)"
-	@echo "make bench       # Go micro-benchmarks + the heartbeat and gateway overhead load benchmarks"
+	@echo "make bench       # Go micro-benchmarks + the heartbeat, gateway overhead and data-plane benchmarks"
 	@echo "make lint        # go vet, staticcheck, govulncheck"
 	@echo "make fuzz        # run each fuzz target briefly"
 
@@ -27,7 +27,7 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-bench: bench-go bench-edge bench-route
+bench: bench-go bench-edge bench-route bench-dataplane
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
@@ -39,6 +39,12 @@ bench-edge:
 # the upstream alone and a bare proxy, in one run (about 2 minutes).
 bench-route:
 	$(GO) run ./internal/bench/routebench
+
+# Data-plane throughput and latency (root): raw underlay, plain
+# wireguard-go, omni direct and omni relayed, over one namespace
+# topology, in one run (about 2 minutes; skipped without root).
+bench-dataplane:
+	$(GO) run ./internal/bench/dataplanebench
 
 lint:
 	@out=$$(gofmt -l cmd internal); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

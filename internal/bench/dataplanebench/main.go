@@ -1,0 +1,270 @@
+// Command dataplanebench measures what the OmniEdge data plane costs on
+// the wire. It owns one run, as root, over one underlay made of network
+// namespaces it creates and removes: a router namespace "wan" with the
+// control plane and nucleus (`omni serve edge`) on its loopback address
+// 198.51.100.1, and two hosts A (198.51.100.10) and B (198.51.100.14),
+// each joined to wan by a veth /30, with wan forwarding between them, so
+// every A→B packet crosses wan. No NAT and no route leaves the namespaces;
+// only documentation and private ranges are used.
+//
+// Over that underlay it takes, A→B, a single-stream iperf3 TCP throughput
+// (8 s) and the ping round trip (200 echoes 10 ms apart) of four paths:
+//
+//   - raw: underlay address to underlay address;
+//   - wireguard-go: a plain wireguard-go device in A and in B configured
+//     by hand through its UAPI (this program re-executed inside each
+//     namespace), MTU 1420 like omni's;
+//   - omni direct: the real omni binary, `omni edge up` in A and B joined
+//     to one network, once the status reports the path direct;
+//   - omni relayed: the same daemons with direct UDP between A and B
+//     dropped in wan, once the status reports the path relayed through
+//     the nucleus.
+//
+// The figures are printed as a table beside the targets (omni direct at
+// least as fast as plain wireguard-go, relayed at least half of direct,
+// at most 0.3 ms added round trip direct). A missed target is reported,
+// not an error; a figure that cannot be taken is (exit 1). Without root
+// it prints that it was skipped and exits 0. Namespace names carry a
+// random tag, so runs can share a machine.
+//
+//	go run ./internal/bench/dataplanebench [-bin omni]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/daemon"
+)
+
+// Targets the figures are judged against.
+const (
+	targetDirectVsWG      = 1.0
+	targetRelayedVsDirect = 0.5
+	targetAddedRTT        = 0.3 // ms, omni direct over raw
+)
+
+func main() {
+	if cfg := os.Getenv(wgHelperEnv); cfg != "" {
+		os.Exit(runWGHelper(cfg))
+	}
+	bin := flag.String("bin", "", "prebuilt omni binary (default: go build ./cmd/omni into a temporary directory)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Println("dataplanebench: skipped: needs root to create network namespaces")
+		return
+	}
+	os.Exit(run(*bin))
+}
+
+type row struct {
+	name string
+	r    result
+}
+
+func run(bin string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rows, err := measureAll(ctx, bin)
+	if len(rows) > 0 {
+		printTable(rows)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+		fmt.Fprintln(os.Stderr, "dataplanebench:", err)
+		return 1
+	}
+	return 0
+}
+
+// measureAll builds what it needs, measures the four paths in order and
+// tears everything down before it returns.
+func measureAll(ctx context.Context, bin string) (rows []row, err error) {
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		return nil, fmt.Errorf("no /dev/net/tun: %w", err)
+	}
+	if err := ensureTools(ctx); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "omni-dataplanebench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if bin == "" {
+		fmt.Fprintln(os.Stderr, "dataplanebench: building omni")
+		if bin, err = buildOmni(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
+
+	tp, err := newTopology(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tp.close()
+	defer stopAll() // before the namespaces go
+	fmt.Fprintf(os.Stderr, "dataplanebench: namespaces omnibench-%s-{wan,a,b}\n", tp.tag)
+
+	step := func(name string, f func() (result, error)) error {
+		fmt.Fprintf(os.Stderr, "dataplanebench: measuring %s\n", name)
+		r, err := f()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		rows = append(rows, row{name, r})
+		return nil
+	}
+
+	if err := step("raw veth", func() (result, error) { return measure(ctx, tp.a, tp.b, underB) }); err != nil {
+		return rows, err
+	}
+
+	if err := step("wireguard-go", func() (result, error) {
+		ps, err := startWireGuard(ctx, tp, self)
+		defer func() {
+			for _, p := range ps {
+				p.stop()
+			}
+		}()
+		if err != nil {
+			return result{}, err
+		}
+		return measure(ctx, tp.a, tp.b, wgB)
+	}); err != nil {
+		return rows, err
+	}
+
+	fmt.Fprintln(os.Stderr, "dataplanebench: starting omni serve edge and two edges")
+	o, err := startOmni(ctx, tp, bin, dir)
+	if err != nil {
+		return rows, err
+	}
+	vipB, pubB, err := o.identity(ctx, o.b)
+	if err != nil {
+		return rows, err
+	}
+	wantPath := func(p daemon.Path, d time.Duration) error {
+		return waitFor(ctx, d, "path A→B "+string(p), func() (bool, error) {
+			_ = pingOK(ctx, tp.a, vipB, 1) // traffic drives the path probes
+			return o.path(ctx, o.a, pubB) == p, nil
+		})
+	}
+	checkPath := func(p daemon.Path) error {
+		if got := o.path(ctx, o.a, pubB); got != p {
+			return fmt.Errorf("path A→B became %q during the measurement", got)
+		}
+		return nil
+	}
+
+	if err := step("omni direct", func() (result, error) {
+		if err := wantPath(daemon.PathDirect, 30*time.Second); err != nil {
+			return result{}, err
+		}
+		r, err := measure(ctx, tp.a, tp.b, vipB)
+		if err == nil {
+			err = checkPath(daemon.PathDirect)
+		}
+		return r, err
+	}); err != nil {
+		return rows, err
+	}
+
+	if err := step("omni relayed", func() (result, error) {
+		if err := nftApply(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
+	chain blockfwd {
+		type filter hook forward priority filter; policy accept;
+		ip saddr %[1]s ip daddr %[2]s meta l4proto udp drop
+		ip saddr %[2]s ip daddr %[1]s meta l4proto udp drop
+	}
+}
+`, underA, underB)); err != nil {
+			return result{}, err
+		}
+		if !pingOK(ctx, tp.a, vipB, 60) {
+			return result{}, errors.New("no reply from B with direct UDP blocked")
+		}
+		if err := wantPath(daemon.PathRelayed, 60*time.Second); err != nil {
+			return result{}, err
+		}
+		r, err := measure(ctx, tp.a, tp.b, vipB)
+		if err == nil {
+			err = checkPath(daemon.PathRelayed)
+		}
+		return r, err
+	}); err != nil {
+		return rows, err
+	}
+	return rows, nil
+}
+
+func printTable(rows []row) {
+	by := map[string]result{}
+	for _, r := range rows {
+		by[r.name] = r.r
+	}
+	raw, haveRaw := by["raw veth"]
+	fmt.Printf("\n%-14s %-14s %-26s %-10s %-10s %s\n", "path", "throughput", "ratio", "rtt avg", "rtt p50", "added rtt (avg)")
+	for _, r := range rows {
+		ratio := "-"
+		switch r.name {
+		case "wireguard-go":
+			ratio = "1.00 (baseline)"
+		case "omni direct":
+			if wg, ok := by["wireguard-go"]; ok {
+				ratio = fmt.Sprintf("%.2f (vs wireguard-go)", r.r.gbps/wg.gbps)
+			}
+		case "omni relayed":
+			if d, ok := by["omni direct"]; ok {
+				ratio = fmt.Sprintf("%.2f (vs omni direct)", r.r.gbps/d.gbps)
+			}
+		}
+		added := "-"
+		if haveRaw && r.name != "raw veth" {
+			added = fmt.Sprintf("%+.3f ms", r.r.rttAvg-raw.rttAvg)
+		}
+		fmt.Printf("%-14s %-14s %-26s %-10s %-10s %s\n", r.name, fmt.Sprintf("%.2f Gbit/s", r.r.gbps), ratio,
+			fmt.Sprintf("%.3f ms", r.r.rttAvg), fmt.Sprintf("%.3f ms", r.r.rttP50), added)
+	}
+
+	fmt.Println()
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "MISSED"
+	}
+	wg, okWG := by["wireguard-go"]
+	direct, okD := by["omni direct"]
+	relayed, okR := by["omni relayed"]
+	var lines []string
+	if okWG && okD {
+		v := direct.gbps / wg.gbps
+		lines = append(lines, fmt.Sprintf("omni direct ≥ %.1f× wireguard-go throughput   %.2f×      %s", targetDirectVsWG, v, verdict(v >= targetDirectVsWG)))
+	}
+	if okD && okR {
+		v := relayed.gbps / direct.gbps
+		lines = append(lines, fmt.Sprintf("omni relayed ≥ %.1f× omni direct throughput   %.2f×      %s", targetRelayedVsDirect, v, verdict(v >= targetRelayedVsDirect)))
+	}
+	if haveRaw && okD {
+		v := direct.rttAvg - raw.rttAvg
+		lines = append(lines, fmt.Sprintf("omni direct added rtt ≤ %.1f ms               %.3f ms  %s", targetAddedRTT, v, verdict(v <= targetAddedRTT)))
+	}
+	if len(lines) > 0 {
+		fmt.Println("targets")
+		fmt.Println("  " + strings.Join(lines, "\n  "))
+	}
+}
