@@ -122,6 +122,9 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 	step := func(name string, f func() (result, error)) error {
 		fmt.Fprintf(os.Stderr, "dataplanebench: measuring %s\n", name)
 		r, err := f()
+		if err != nil && ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", name, ctx.Err()) // not the killed command's output
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
