@@ -41,10 +41,18 @@ func ensureTools(ctx context.Context) error {
 	fmt.Fprintf(os.Stderr, "dataplanebench: installing %s\n", strings.Join(missing, " "))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "apt-get", append([]string{"install", "-y", "-qq"}, missing...)...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("apt-get install -y -qq %s failed (install them by hand): %v\n%s", strings.Join(missing, " "), err, out)
+	aptGet := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "apt-get", args...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+		return cmd.CombinedOutput()
+	}
+	install := append([]string{"install", "-y", "-qq"}, missing...)
+	if _, err := aptGet(install...); err != nil {
+		// Perhaps no package lists yet: fetch them once and try again.
+		_, _ = aptGet("update", "-qq")
+		if out, err := aptGet(install...); err != nil {
+			return fmt.Errorf("apt-get install -y -qq %s failed (install them by hand): %v\n%s", strings.Join(missing, " "), err, out)
+		}
 	}
 	for _, bin := range []string{"iperf3", "ping", "nft"} {
 		if _, err := exec.LookPath(bin); err != nil {
