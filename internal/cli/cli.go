@@ -36,10 +36,11 @@ func tree() *command {
 	return &command{sub: map[string]*command{
 		"serve": {summary: "run the services: `serve` (all), `serve edge`, `serve route`", run: runServe},
 		"edge": {summary: "OmniEdge commands", sub: map[string]*command{
-			"up":     {summary: "run the edge daemon: --server URL --security-key KEY [--name N] [--network ID]... [--exit-node] [--state DIR]", run: edgeUp},
-			"status": {summary: "show the running daemon's networks and peers: [--json] [--state DIR]", run: edgeStatus},
-			"down":   {summary: "stop the running daemon: [--state DIR]", run: edgeDown},
-			"login":  {summary: "log in through the browser and save the login: --server URL [--state DIR]", run: edgeLogin},
+			"up":      {summary: "run the edge daemon: --server URL --security-key KEY [--name N] [--network ID]... [--exit-node] [--state DIR]", run: edgeUp},
+			"status":  {summary: "show the running daemon's networks and peers: [--json] [--state DIR]", run: edgeStatus},
+			"down":    {summary: "stop the running daemon: [--state DIR]", run: edgeDown},
+			"login":   {summary: "log in through the browser and save the login: --server URL [--state DIR]", run: edgeLogin},
+			"nucleus": {summary: "run a user-hosted nucleus for the account's networks: --server URL --security-key KEY --public HOST:PORT [--listen :51820] [--name N]", run: edgeNucleus},
 			"admin": {summary: "administer users, keys, networks and devices", sub: map[string]*command{
 				"user": {summary: "manage users", sub: map[string]*command{
 					"create": {summary: "create a user: --email E --password P [--plan free|pro|unlimited]", run: adminUserCreate},

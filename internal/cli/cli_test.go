@@ -126,3 +126,17 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("version: %d %s", code, out)
 	}
 }
+
+func TestEdgeNucleusUsage(t *testing.T) {
+	for name, args := range map[string][]string{
+		"no server":          {"edge", "nucleus", "--security-key", "k", "--public", "n.example.com:51820"},
+		"no key":             {"edge", "nucleus", "--server", "http://127.0.0.1:1", "--public", "n.example.com:51820"},
+		"no public endpoint": {"edge", "nucleus", "--server", "http://127.0.0.1:1", "--security-key", "k", "--listen", ":0"},
+		"bad public":         {"edge", "nucleus", "--server", "http://127.0.0.1:1", "--security-key", "k", "--public", "no-port"},
+		"dual without key":   {"edge", "up", "--server", "http://127.0.0.1:1", "--nucleus-listen", "127.0.0.1:0", "--state", t.TempDir()},
+	} {
+		if code, _, errs := run(t, args...); code != 2 || errs == "" {
+			t.Errorf("%s: exit %d, stderr %q; want a usage error", name, code, errs)
+		}
+	}
+}

@@ -62,6 +62,7 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 	exit := fs.Bool("exit-node", false, "consent to serve as exit node for the networks whose admin enables it")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
+	dual := addHostedFlags(fs, "nucleus-", "")
 	if err := parseEdge(fs, args); err != nil {
 		return err
 	}
@@ -75,9 +76,39 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
+	// Dual Mode: the process also serves as the account's nucleus; either
+	// half ending stops the other.
+	var (
+		nucleusErr  chan error
+		stopNucleus = func() {}
+	)
+	if *dual.listen != "" {
+		if *key == "" {
+			return usageError{"--nucleus-listen needs --security-key"}
+		}
+		ctx, stopNucleus = context.WithCancel(ctx)
+		defer stopNucleus()
+		done, err := dual.start(ctx, *server, *key, log)
+		if err != nil {
+			return err
+		}
+		nucleusErr = make(chan error, 1)
+		go func() {
+			err := <-done
+			stopNucleus() // stops the daemon too
+			nucleusErr <- err
+		}()
+	}
 	tunnels, nucleus := edgeDataPlane(log)
-	return daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
+	err = daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
 		ExitNode: *exit, StateDir: *state}, daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log})
+	if nucleusErr != nil {
+		stopNucleus()
+		if nerr := <-nucleusErr; nerr != nil && !errors.Is(nerr, context.Canceled) && err == nil {
+			err = nerr
+		}
+	}
+	return err
 }
 
 func edgeStatus(ctx context.Context, env Env, args []string) error {

@@ -207,9 +207,9 @@ func (s *Service) Join(ctx context.Context, p Principal, networkID, deviceID str
 }
 
 func (s *Service) joinResult(ctx context.Context, n Network, m Membership, created bool) (JoinResult, error) {
-	secret, err := s.sealer.Open(n.SecretSealed, []byte(n.ID))
+	secret, err := s.openSecret(n)
 	if err != nil {
-		return JoinResult{}, errors.New("edge: network secret cannot be decrypted: wrong master key?")
+		return JoinResult{}, err
 	}
 	r := JoinResult{Network: n, Membership: m, Secret: string(secret), IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), Created: created}
 	if n.ServerID != "" {

@@ -18,6 +18,11 @@ func (s *Service) NetworkSecret(ctx context.Context, networkID string) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
+	return s.openSecret(n)
+}
+
+// openSecret decrypts a network's mesh secret.
+func (s *Service) openSecret(n Network) ([]byte, error) {
 	secret, err := s.sealer.Open(n.SecretSealed, []byte(n.ID))
 	if err != nil {
 		return nil, errors.New("edge: network secret cannot be decrypted: wrong master key?")
@@ -77,4 +82,53 @@ func (s *Service) notifyLeft(addrs map[string]netip.Addr) {
 	for id, ip := range addrs {
 		(*f)(id, ip)
 	}
+}
+
+// ServedNetwork is what a user-hosted nucleus needs of one network it
+// serves: the secret its signaling key derives from and the virtual
+// addresses of the current members.
+type ServedNetwork struct {
+	ID, Name string
+	Secret   string
+	Members  []ServedMember
+}
+
+// ServedMember is one member of a ServedNetwork.
+type ServedMember struct {
+	DeviceID string
+	IP4, IP6 netip.Addr
+}
+
+// ServedNetworks lists p's networks that use p's user server serverID as
+// their nucleus, with secrets and members. Only the owner of the server
+// (who is also the owner of every network that may point to it) sees
+// them; the secrets are the same ones a join hands to each device.
+func (s *Service) ServedNetworks(ctx context.Context, p Principal, serverID string) ([]ServedNetwork, error) {
+	if _, err := s.userServer(ctx, p, serverID); err != nil {
+		return nil, err
+	}
+	ns, err := s.store.ListNetworks(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := []ServedNetwork{}
+	for _, n := range ns {
+		if n.ServerID != serverID {
+			continue
+		}
+		secret, err := s.openSecret(n)
+		if err != nil {
+			return nil, err
+		}
+		ms, err := s.store.Members(ctx, n.ID)
+		if err != nil {
+			return nil, err
+		}
+		sn := ServedNetwork{ID: n.ID, Name: n.Name, Secret: string(secret), Members: make([]ServedMember, len(ms))}
+		for i, m := range ms {
+			sn.Members[i] = ServedMember{DeviceID: m.DeviceID, IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host)}
+		}
+		out = append(out, sn)
+	}
+	return out, nil
 }

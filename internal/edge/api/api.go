@@ -102,6 +102,7 @@ func (s *Server) routes() {
 	authed("PUT /api/v2/user-servers/{id}", s.updateServer)
 	authed("PATCH /api/v2/user-servers/{id}", s.updateServer)
 	authed("DELETE /api/v2/user-servers/{id}", s.deleteServer)
+	authed("GET /api/v2/user-servers/{id}/networks", s.servedNetworks)
 
 	s.mux.Handle("/api/", s.ipLimited(httpx.HandlerFunc(s.noRoute)))
 }

@@ -1426,6 +1426,47 @@ func TestUserServerCRUD(t *testing.T) {
 	f.do("DELETE", "/api/v2/user-servers/"+s.ID, apiToken(c), nil).wantError(t, http.StatusNotFound, "not_found")
 }
 
+func TestServedNetworks(t *testing.T) {
+	t.Parallel()
+	f := newAPIFx(t, edgetest.Options{})
+	_, c := f.user("")
+	srv := f.userServer(c, "Home", "nucleus.example.com:51820", "US")
+	served, err := c.CreateNetwork(f.ctx, wire.CreateNetworkRequest{Name: "served", ServerID: srv.ID})
+	apiOK(t, err)
+	f.network(c, "builtin", "") // on the built-in nucleus: not listed
+	d := f.register(c, "hw-served")
+	j := f.join(c, served.ID, d.ID)
+
+	list, err := c.ServedNetworks(f.ctx, srv.ID)
+	apiOK(t, err)
+	if len(list) != 1 || list[0].ID != served.ID || list[0].Name != "served" || list[0].SecretKey != j.SecretKey {
+		t.Fatalf("served = %+v", list)
+	}
+	if m := list[0].Members; len(m) != 1 || m[0].DeviceID != d.ID || m[0].VirtualIP != j.VirtualIP || m[0].VirtualIPv6 != j.VirtualIPv6 {
+		t.Fatalf("members = %+v, join %+v", m, j)
+	}
+
+	other := f.userServer(c, "Other", "other.example.com:51820", "US")
+	empty, err := c.ServedNetworks(f.ctx, other.ID)
+	apiOK(t, err)
+	f.do("GET", "/api/v2/user-servers/"+other.ID+"/networks", apiToken(c), nil).wantStatus(t, http.StatusOK)
+	if empty == nil || len(empty) != 0 {
+		t.Fatalf("server without networks: %#v", empty)
+	}
+
+	_, stranger := f.user("")
+	f.do("GET", "/api/v2/user-servers/"+srv.ID+"/networks", apiToken(stranger), nil).wantError(t, http.StatusForbidden, "forbidden")
+	f.do("GET", "/api/v2/user-servers/srv_nope/networks", apiToken(c), nil).wantError(t, http.StatusNotFound, "not_found")
+	f.do("GET", "/api/v2/user-servers/"+srv.ID+"/networks", "", nil).wantError(t, http.StatusUnauthorized, "unauthorized")
+
+	apiOK(t, c.Leave(f.ctx, served.ID, d.ID))
+	list, err = c.ServedNetworks(f.ctx, srv.ID)
+	apiOK(t, err)
+	if len(list) != 1 || len(list[0].Members) != 0 {
+		t.Fatalf("after leave: %+v", list)
+	}
+}
+
 func TestUserServerValidation(t *testing.T) {
 	t.Parallel()
 	f := newAPIFx(t, edgetest.Options{})

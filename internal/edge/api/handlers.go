@@ -456,6 +456,23 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request, p edge.Pri
 	return ok(w, http.StatusCreated, serverWire(v))
 }
 
+// servedNetworks is what a user-hosted nucleus polls: the networks that
+// use it, with their secrets and members.
+func (s *Server) servedNetworks(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
+	list, err := s.svc.ServedNetworks(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return toHTTP(err)
+	}
+	out := make([]wire.ServedNetwork, len(list))
+	for i, n := range list {
+		out[i] = wire.ServedNetwork{ID: n.ID, Name: n.Name, SecretKey: n.Secret, Members: make([]wire.ServedMember, len(n.Members))}
+		for j, m := range n.Members {
+			out[i].Members[j] = wire.ServedMember{DeviceID: m.DeviceID, VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String()}
+		}
+	}
+	return ok(w, http.StatusOK, out)
+}
+
 func (s *Server) getServer(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
 	v, err := s.svc.GetUserServer(r.Context(), p, r.PathValue("id"))
 	if err != nil {

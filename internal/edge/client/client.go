@@ -353,6 +353,13 @@ func (c *Client) UpdateUserServer(ctx context.Context, id string, req wire.UserS
 	return out, c.do(ctx, http.MethodPut, "/api/v2/user-servers/"+esc(id), req, &out, true)
 }
 
+// ServedNetworks lists the networks that use the user server id as their
+// nucleus, with secrets and members (for a user-hosted nucleus).
+func (c *Client) ServedNetworks(ctx context.Context, id string) ([]wire.ServedNetwork, error) {
+	var out []wire.ServedNetwork
+	return out, c.get(ctx, "/api/v2/user-servers/"+esc(id)+"/networks", &out)
+}
+
 // DeleteUserServer deletes a server.
 func (c *Client) DeleteUserServer(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v2/user-servers/"+esc(id), nil, nil, true)

@@ -220,6 +220,10 @@ func (d *daemon) saveTokens() {
 	}
 }
 
+// startAttempts bounds the retries of one start-up call (login, register,
+// join): with the back-off cap, about an hour of trying.
+const startAttempts = 20
+
 // retry calls f until it succeeds, fails for good, startAttempts ran out,
 // or ctx ends, backing off with jitter between attempts.
 func retry[T any](ctx context.Context, d *daemon, what string, f func(context.Context) (T, error)) (T, error) {
@@ -232,10 +236,10 @@ func retry[T any](ctx context.Context, d *daemon, what string, f func(context.Co
 		if ctx.Err() != nil {
 			return v, ctx.Err()
 		}
-		if !retryable(err) || attempt+1 >= startAttempts {
+		if !client.Retryable(err) || attempt+1 >= startAttempts {
 			return v, fmt.Errorf("%s: %w", what, err)
 		}
-		wait := backoff(attempt, retryAfter(err), d.rnd)
+		wait := client.Backoff(attempt, client.RetryAfter(err), d.rnd)
 		d.setErr(err)
 		d.log.Warn("control plane call failed; retrying", "call", what, "err", err, "retry_in", wait)
 		if !d.sleep(ctx, wait) {
@@ -261,7 +265,7 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 	for {
 		resp, err := d.api.Heartbeat(ctx, hw, d.cfg.ExitNode)
 		d.saveTokens()
-		wait := jittered(d.cfg.Heartbeat, d.rnd)
+		wait := client.Jittered(d.cfg.Heartbeat, d.rnd)
 		switch {
 		case err == nil:
 			failures = 0
@@ -275,8 +279,8 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 			return fmt.Errorf("%w: %v", errCredentialsBad, err)
 		case client.StatusOf(err) == http.StatusNotFound:
 			return ErrDeviceDeleted
-		case retryable(err):
-			wait = max(min(backoff(failures, retryAfter(err), d.rnd), d.cfg.Heartbeat), retryAfter(err))
+		case client.Retryable(err):
+			wait = max(min(client.Backoff(failures, client.RetryAfter(err), d.rnd), d.cfg.Heartbeat), client.RetryAfter(err))
 			failures++
 			d.setErr(err)
 			d.log.Warn("heartbeat failed", "err", err, "retry_in", wait)
@@ -454,7 +458,7 @@ func (n *network) serve(ctx context.Context, d *daemon) {
 		if ctx.Err() != nil {
 			return
 		}
-		wait := backoff(attempt, 0, d.rnd)
+		wait := client.Backoff(attempt, 0, d.rnd)
 		n.log.Warn("nucleus session failed; registering again", "err", err, "retry_in", wait)
 		if !d.sleep(ctx, wait) {
 			return

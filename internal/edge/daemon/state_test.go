@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 func TestStateCreatesAndKeepsIdentity(t *testing.T) {
@@ -84,28 +83,5 @@ func TestStateRefusesBrokenIdentity(t *testing.T) {
 	}
 	if _, err := OpenState(dir, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("mismatched key pair accepted: %v", err)
-	}
-}
-
-func TestBackoffBounds(t *testing.T) {
-	for _, r := range []float64{0, 0.5, 0.999} {
-		rnd := func() float64 { return r }
-		prev := time.Duration(0)
-		for a := range 40 {
-			d := backoff(a, 0, rnd)
-			if d > backoffMax || d < backoffBase/2 || d < prev {
-				t.Fatalf("attempt %d rand %v: %v (previous %v)", a, r, d, prev)
-			}
-			prev = d
-		}
-		if d := backoff(0, 30*time.Second, rnd); d < 30*time.Second || d > 33*time.Second {
-			t.Fatalf("Retry-After 30 s gave %v", d)
-		}
-		if d := jittered(30*time.Second, rnd); d < 27*time.Second || d > 33*time.Second {
-			t.Fatalf("heartbeat interval %v", d)
-		}
-	}
-	if backoff(3, 0, func() float64 { return 0 }) == backoff(3, 0, func() float64 { return 0.99 }) {
-		t.Fatal("no jitter")
 	}
 }

@@ -91,15 +91,7 @@ func startReplica(t *testing.T, name string, args ...string) *replica {
 	}
 	r := &replica{url: "http://" + addr, cmd: cmd, logs: logs}
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
+		stopProcess(cmd)
 		if t.Failed() {
 			t.Logf("%s logs:\n%s", name, logs.String())
 		}

@@ -174,6 +174,23 @@ type UserServerRequest struct {
 	Country string `json:"country"`
 }
 
+// ServedNetwork is one entry of GET /api/v2/user-servers/{id}/networks: a
+// network whose members use this user-hosted nucleus, with the secret its
+// signaling key derives from and its current members.
+type ServedNetwork struct {
+	ID        string         `json:"id"`
+	Name      string         `json:"name"`
+	SecretKey string         `json:"secret_key"`
+	Members   []ServedMember `json:"members"`
+}
+
+// ServedMember is a member of a ServedNetwork.
+type ServedMember struct {
+	DeviceID    string `json:"device_id"`
+	VirtualIP   string `json:"virtual_ip"`
+	VirtualIPv6 string `json:"virtual_ip_v6"`
+}
+
 // SecurityKey describes a key without its secret.
 type SecurityKey struct {
 	ID         string     `json:"id"`

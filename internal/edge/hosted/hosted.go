@@ -1,0 +1,354 @@
+// Package hosted owns the user-hosted nucleus (Nucleus Mode, and the
+// nucleus half of Dual Mode): it logs in to a control plane with a security
+// key, keeps the user's entry in /api/v2/user-servers current with its
+// public endpoint, and serves the networks that point to that entry, with
+// the secrets and members it polls from the control plane.
+package hosted
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/clock"
+)
+
+// API is the part of the control-plane client the hosted nucleus uses.
+type API interface {
+	LoginSecurityKey(ctx context.Context, key string) (wire.TokenResponse, error)
+	UserServers(ctx context.Context) ([]wire.UserServer, error)
+	CreateUserServer(ctx context.Context, req wire.UserServerRequest) (wire.UserServer, error)
+	UpdateUserServer(ctx context.Context, id string, req wire.UserServerRequest) (wire.UserServer, error)
+	ServedNetworks(ctx context.Context, id string) ([]wire.ServedNetwork, error)
+}
+
+var _ API = (*client.Client)(nil)
+
+// Config configures a hosted nucleus.
+type Config struct {
+	SecurityKey string // required
+	// Public is the HOST:PORT devices reach this nucleus at; it is what the
+	// user-server entry advertises. Required.
+	Public string
+	// Name is the entry's name (default "nucleus"); an existing entry of
+	// that name is taken over, unless ServerID names one.
+	Name string
+	// Country is the entry's ISO 3166-1 alpha-2 country (default "US").
+	Country string
+	// ServerID selects an existing entry by id instead of by name.
+	ServerID string
+	// Poll is how often networks, secrets and members are refreshed
+	// (default 10 s); a device that left is evicted at the next poll.
+	Poll time.Duration
+	// Announce is how often the entry is checked and corrected (default
+	// 5 min).
+	Announce time.Duration
+}
+
+// Deps are injected.
+type Deps struct {
+	API   API
+	Clock clock.Clock  // nil: the system clock (timestamps; poll timers are real)
+	Log   *slog.Logger // nil: discard
+}
+
+// Nucleus is a running hosted nucleus.
+type Nucleus struct {
+	cfg Config
+	api API
+	clk clock.Clock
+	log *slog.Logger
+	src *source
+	srv *nucleus.Server
+
+	mu       sync.Mutex
+	serverID string
+}
+
+// New validates cfg and builds the nucleus; Run starts it.
+func New(cfg Config, deps Deps) (*Nucleus, error) {
+	if cfg.SecurityKey == "" {
+		return nil, errors.New("hosted nucleus: a security key is required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Public); err != nil || cfg.Public == "" {
+		return nil, fmt.Errorf("hosted nucleus: public endpoint %q must be HOST:PORT", cfg.Public)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "nucleus"
+	}
+	if cfg.Country == "" {
+		cfg.Country = "US"
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 10 * time.Second
+	}
+	if cfg.Announce <= 0 {
+		cfg.Announce = 5 * time.Minute
+	}
+	if deps.Clock == nil {
+		deps.Clock = clock.Real{}
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	n := &Nucleus{cfg: cfg, api: deps.API, clk: deps.Clock, log: deps.Log}
+	n.src = &source{clk: deps.Clock, fetch: n.fetch, nets: map[string]servedNet{}}
+	srv, err := nucleus.NewServer(nucleus.Options{Secrets: n.src, Members: n.src, Clock: deps.Clock,
+		Log: deps.Log, SecretTTL: cfg.Poll})
+	if err != nil {
+		return nil, err
+	}
+	n.srv = srv
+	n.src.onLeft = srv.Evict
+	return n, nil
+}
+
+// Server is the nucleus server, for its statistics.
+func (n *Nucleus) Server() *nucleus.Server { return n.srv }
+
+// ServerID is the user-server entry this nucleus serves, once announced.
+func (n *Nucleus) ServerID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.serverID
+}
+
+// Run logs in, announces the entry, loads the served networks and serves
+// pc until ctx ends. Start-up calls are retried with back-off while the
+// control plane is unreachable or busy; an answer such as a wrong key ends
+// Run with an error.
+func (n *Nucleus) Run(ctx context.Context, pc net.PacketConn) error {
+	if err := n.retry(ctx, "login", func(ctx context.Context) error {
+		_, err := n.api.LoginSecurityKey(ctx, n.cfg.SecurityKey)
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := n.retry(ctx, "announce", n.announce); err != nil {
+		return err
+	}
+	if err := n.retry(ctx, "networks", n.src.refresh); err != nil {
+		return err
+	}
+	n.log.Info("hosted nucleus serving", "server_id", n.ServerID(), "public", n.cfg.Public,
+		"listen", pc.LocalAddr().String(), "networks", n.src.count())
+
+	errc := make(chan error, 1)
+	go func() { errc <- n.srv.Serve(ctx, pc) }()
+	poll := time.NewTicker(n.cfg.Poll)
+	defer poll.Stop()
+	lastAnnounce := n.clk.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			<-errc
+			return nil
+		case err := <-errc:
+			return err
+		case <-poll.C:
+			if err := n.src.refresh(ctx); err != nil && ctx.Err() == nil {
+				n.log.Warn("hosted nucleus: refreshing networks failed", "err", err)
+			}
+			if n.clk.Now().Sub(lastAnnounce) >= n.cfg.Announce {
+				if err := n.announce(ctx); err != nil && ctx.Err() == nil {
+					n.log.Warn("hosted nucleus: announcing the entry failed", "err", err)
+				} else {
+					lastAnnounce = n.clk.Now()
+				}
+			}
+		}
+	}
+}
+
+// announce finds the user-server entry (by id, else by name), creates it
+// when missing and corrects its host and country when they differ.
+func (n *Nucleus) announce(ctx context.Context) error {
+	list, err := n.api.UserServers(ctx)
+	if err != nil {
+		return err
+	}
+	want := wire.UserServerRequest{Name: n.cfg.Name, Host: n.cfg.Public, Country: n.cfg.Country}
+	var found *wire.UserServer
+	for i, s := range list {
+		if (n.cfg.ServerID != "" && s.ID == n.cfg.ServerID) || (n.cfg.ServerID == "" && s.Name == n.cfg.Name) {
+			found = &list[i]
+			break
+		}
+	}
+	var got wire.UserServer
+	switch {
+	case found == nil && n.cfg.ServerID != "":
+		return fmt.Errorf("user server %s not found", n.cfg.ServerID)
+	case found == nil:
+		if got, err = n.api.CreateUserServer(ctx, want); err != nil {
+			return err
+		}
+		n.log.Info("hosted nucleus: user server created", "server_id", got.ID, "host", got.Host)
+	case found.Host != want.Host || found.Country != want.Country:
+		want.Name = found.Name
+		if got, err = n.api.UpdateUserServer(ctx, found.ID, want); err != nil {
+			return err
+		}
+		n.log.Info("hosted nucleus: user server updated", "server_id", got.ID, "host", got.Host, "was", found.Host)
+	default:
+		got = *found
+	}
+	n.mu.Lock()
+	n.serverID = got.ID
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Nucleus) fetch(ctx context.Context) ([]wire.ServedNetwork, error) {
+	return n.api.ServedNetworks(ctx, n.ServerID())
+}
+
+// startAttempts bounds the retries of one start-up call.
+const startAttempts = 20
+
+func (n *Nucleus) retry(ctx context.Context, what string, f func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !client.Retryable(err) || attempt+1 >= startAttempts {
+			return fmt.Errorf("hosted nucleus: %s: %w", what, err)
+		}
+		wait := client.Backoff(attempt, client.RetryAfter(err), rand.Float64)
+		n.log.Warn("control plane call failed; retrying", "call", what, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// source answers the nucleus's secret and membership questions from the
+// last poll, polling again (at most every refetchEvery) when asked about a
+// network or address it does not know, so that a new network or member
+// is served within moments rather than at the next poll.
+type source struct {
+	clk    clock.Clock
+	fetch  func(context.Context) ([]wire.ServedNetwork, error)
+	onLeft func(networkID string, ip4 netip.Addr)
+
+	fetchMu   sync.Mutex // one fetch at a time
+	mu        sync.Mutex
+	nets      map[string]servedNet
+	lastFetch time.Time
+}
+
+type servedNet struct {
+	secret  []byte
+	members map[netip.Addr]bool // virtual IPv4
+}
+
+// refetchEvery bounds the on-demand fetches caused by unknown networks or
+// addresses.
+const refetchEvery = 2 * time.Second
+
+var errUnknown = errors.New("network not served here")
+
+func (s *source) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.nets)
+}
+
+// refresh replaces the served set with the control plane's answer and
+// evicts the members (and whole networks) that are gone.
+func (s *source) refresh(ctx context.Context) error {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	list, err := s.fetch(ctx)
+	if err != nil {
+		return err
+	}
+	next := make(map[string]servedNet, len(list))
+	for _, n := range list {
+		sn := servedNet{secret: []byte(n.SecretKey), members: make(map[netip.Addr]bool, len(n.Members))}
+		for _, m := range n.Members {
+			if a, err := netip.ParseAddr(m.VirtualIP); err == nil {
+				sn.members[a] = true
+			}
+		}
+		next[n.ID] = sn
+	}
+	type left struct {
+		net string
+		ip  netip.Addr
+	}
+	var gone []left
+	s.mu.Lock()
+	for id, old := range s.nets {
+		for ip := range old.members {
+			if !next[id].members[ip] {
+				gone = append(gone, left{id, ip})
+			}
+		}
+	}
+	s.nets, s.lastFetch = next, s.clk.Now()
+	s.mu.Unlock()
+	if s.onLeft != nil {
+		for _, g := range gone {
+			s.onLeft(g.net, g.ip)
+		}
+	}
+	return nil
+}
+
+// lookup returns a network's entry, fetching again first when it or the
+// address is unknown and the last fetch is not recent.
+func (s *source) lookup(ctx context.Context, id string, ip netip.Addr) (servedNet, bool, error) {
+	s.mu.Lock()
+	n, ok := s.nets[id]
+	stale := s.clk.Now().Sub(s.lastFetch) >= refetchEvery
+	s.mu.Unlock()
+	if (ok && (!ip.IsValid() || n.members[ip])) || !stale {
+		return n, ok, nil
+	}
+	if err := s.refresh(ctx); err != nil {
+		return servedNet{}, false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok = s.nets[id]
+	return n, ok, nil
+}
+
+// NetworkSecret implements nucleus.Secrets.
+func (s *source) NetworkSecret(ctx context.Context, id string) ([]byte, error) {
+	n, ok, err := s.lookup(ctx, id, netip.Addr{})
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, errUnknown
+	}
+	return n.secret, nil
+}
+
+// IsMember implements nucleus.Members.
+func (s *source) IsMember(ctx context.Context, id string, ip4 netip.Addr) (bool, error) {
+	n, _, err := s.lookup(ctx, id, ip4)
+	if err != nil {
+		return false, err
+	}
+	return n.members[ip4], nil
+}
