@@ -23,7 +23,7 @@ func (s *Server) anthropicMessages(w http.ResponseWriter, r *http.Request) error
 	if beta := r.Header.Get("anthropic-beta"); beta != "" {
 		ctx = anthropic.WithBeta(ctx, beta)
 	}
-	resp, stream, err := s.execute(ctx, r, req)
+	resp, stream, err := s.execute(ctx, w, r, req)
 	if err != nil {
 		return err
 	}

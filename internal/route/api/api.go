@@ -19,7 +19,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -41,10 +40,11 @@ type ModelInfo struct {
 	Kind    string // chat, embedding, image, combo, alias
 }
 
-// KeyChecker answers whether a raw gateway key is valid (keys managed at
-// run time). It is called on every request, so it must not block on I/O.
+// KeyChecker finds the gateway key (managed at run time) a raw key is,
+// returning its id. It is called on every request, so it must not block
+// on I/O.
 type KeyChecker interface {
-	Valid(ctx context.Context, raw string) bool
+	Lookup(ctx context.Context, raw string) (id string, ok bool)
 }
 
 // Config tunes the gateway transport.
@@ -53,6 +53,7 @@ type Config struct {
 	APIKeys       []string   // raw keys accepted when RequireAPIKey
 	Keys          KeyChecker // further accepted keys (nil: none)
 	MaxBody       int64      // request body limit (default 32 MiB)
+	Pipeline      Pipeline   // idempotency, gates and cache around the router
 }
 
 // Server serves the gateway API.
@@ -65,6 +66,8 @@ type Server struct {
 	keys   [][32]byte
 	mux    *http.ServeMux
 
+	pipeline Pipeline
+
 	responses ResponseStore // conversations behind stored Responses (responses.go)
 }
 
@@ -73,7 +76,7 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux()}
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux(), pipeline: cfg.Pipeline}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
@@ -101,10 +104,14 @@ type errorWriter func(w http.ResponseWriter, e *llm.Error)
 // h in the dialect's error shape.
 func (s *Server) keyed(ew errorWriter, h func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.RequireAPIKey && !s.validKey(r) {
+		id, ok := s.findKey(r)
+		if s.cfg.RequireAPIKey && !ok {
 			ew(w, &llm.Error{Status: http.StatusUnauthorized, Type: llm.ErrAuthentication,
 				Message: "missing or invalid API key: send Authorization: Bearer <key>, x-api-key or x-goog-api-key"})
 			return
+		}
+		if id != "" {
+			r = r.WithContext(withKeyID(r.Context(), id))
 		}
 		if id := sessionID(r); id != "" {
 			w.Header().Set("X-OmniRoute-Session-Id", id)
@@ -130,8 +137,10 @@ func sessionID(r *http.Request) string {
 	return id
 }
 
-// validKey accepts the key from any header the SDKs use.
-func (s *Server) validKey(r *http.Request) bool {
+// findKey looks for a valid key in any header the SDKs use and returns
+// its id: a managed key's id, or "config:N" for the N-th (1-based) key of
+// the configuration.
+func (s *Server) findKey(r *http.Request) (string, bool) {
 	cands := []string{r.Header.Get("x-api-key"), r.Header.Get("x-goog-api-key"), r.URL.Query().Get("key")}
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		cands = append(cands, strings.TrimSpace(a[7:]))
@@ -141,16 +150,18 @@ func (s *Server) validKey(r *http.Request) bool {
 			continue
 		}
 		sum := sha256.Sum256([]byte(c))
-		for _, k := range s.keys {
+		for i, k := range s.keys {
 			if subtle.ConstantTimeCompare(sum[:], k[:]) == 1 {
-				return true
+				return "config:" + strconv.Itoa(i+1), true
 			}
 		}
-		if s.cfg.Keys != nil && s.cfg.Keys.Valid(r.Context(), c) {
-			return true
+		if s.cfg.Keys != nil {
+			if id, ok := s.cfg.Keys.Lookup(r.Context(), c); ok {
+				return id, true
+			}
 		}
 	}
-	return false
+	return "", false
 }
 
 // toLLMError turns any handler error into an *llm.Error; causes of
@@ -178,40 +189,6 @@ func (s *Server) toLLMError(r *http.Request, err error) *llm.Error {
 	}
 	httpx.LogError(s.log, r, "gateway request failed", err)
 	return &llm.Error{Status: http.StatusInternalServerError, Type: llm.ErrServer, Message: "internal gateway error"}
-}
-
-// execute routes req and returns either a response or a stream (with
-// usage estimated when the upstream reports none). Attempt details go to
-// the log.
-func (s *Server) execute(ctx context.Context, r *http.Request, req *llm.Request) (*llm.Response, llm.Stream, error) {
-	start := s.clock.Now()
-	var (
-		res *router.Result
-		err error
-	)
-	if req.Stream {
-		res, err = s.router.Stream(ctx, req)
-	} else {
-		res, err = s.router.Chat(ctx, req)
-	}
-	if err != nil {
-		var ex *router.ExhaustedError
-		if errors.As(err, &ex) {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
-				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
-		}
-		return nil, nil, err
-	}
-	s.log.LogAttrs(ctx, slog.LevelDebug, "routed", slog.String("model", req.Model), slog.String("target", res.Target.String()),
-		slog.Int("attempts", len(res.Attempts)), slog.Duration("elapsed", time.Since(start)))
-	if res.Stream != nil {
-		return nil, llm.EstimatingStream(req, res.Stream), nil
-	}
-	llm.FillUsage(req, res.Response)
-	if res.Response.Created.IsZero() {
-		res.Response.Created = s.clock.Now()
-	}
-	return res.Response, nil, nil
 }
 
 // pinProvider applies a dedicated provider route to a model name: the

@@ -63,7 +63,7 @@ func (s *Server) geminiGenerate(w http.ResponseWriter, r *http.Request, model st
 	if err != nil {
 		return err
 	}
-	resp, st, err := s.execute(gemini.WithNative(r.Context()), r, req)
+	resp, st, err := s.execute(gemini.WithNative(r.Context()), w, r, req)
 	if err != nil {
 		return err
 	}

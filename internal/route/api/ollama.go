@@ -32,7 +32,7 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp, stream, err := s.execute(ollama.WithNative(r.Context()), r, req)
+	resp, stream, err := s.execute(ollama.WithNative(r.Context()), w, r, req)
 	if err != nil {
 		return err
 	}

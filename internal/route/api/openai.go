@@ -32,7 +32,7 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	resp, stream, err := s.execute(openai.WithNative(r.Context()), r, req)
+	resp, stream, err := s.execute(openai.WithNative(r.Context()), w, r, req)
 	if err != nil {
 		return err
 	}

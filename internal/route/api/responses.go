@@ -102,7 +102,7 @@ func (s *Server) createResponse(w http.ResponseWriter, r *http.Request) error {
 			httpx.LogError(s.log, r, "storing a response", err)
 		}
 	}
-	resp, stream, err := s.execute(responses.WithNative(r.Context()), r, req)
+	resp, stream, err := s.execute(responses.WithNative(r.Context()), w, r, req)
 	if err != nil {
 		return err
 	}

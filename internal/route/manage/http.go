@@ -79,6 +79,13 @@ func (m *Manager) Register(mux *http.ServeMux) {
 }
 
 // noStore keeps management answers out of caches.
+// Guarded returns a function that adds a management route to mux behind
+// the same login check as every other management route, for the packages
+// that own their own management endpoints (resilience, usage, cache …).
+func (m *Manager) Guarded(mux *http.ServeMux) func(pattern string, h httpx.HandlerFunc) {
+	return func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.guard(h))) }
+}
+
 func noStore(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")

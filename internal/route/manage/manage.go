@@ -264,17 +264,17 @@ type KeySet struct {
 	used   sync.Map                          // key id -> struct{}
 }
 
-// Valid reports whether raw is a stored gateway key.
-func (k *KeySet) Valid(_ context.Context, raw string) bool {
+// Lookup returns the id of the stored gateway key raw is.
+func (k *KeySet) Lookup(_ context.Context, raw string) (string, bool) {
 	mp := k.hashes.Load()
 	if mp == nil || raw == "" {
-		return false
+		return "", false
 	}
 	id, ok := (*mp)[auth.TokenHash(raw)]
 	if ok {
 		k.used.Store(id, struct{}{})
 	}
-	return ok
+	return id, ok
 }
 
 func (k *KeySet) set(keys []store.APIKey) {

@@ -151,6 +151,11 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 	if err != nil {
 		return Target{}, nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
 	}
+	targets, refused := filterTargets(ctx, targets)
+	if len(targets) == 0 {
+		return Target{}, refused, &ExhaustedError{Attempts: refused, Last: &llm.Error{Status: http.StatusForbidden,
+			Type: llm.ErrPermission, Message: "model " + model + " is not allowed for this API key"}}
+	}
 	targets = r.order(model, targets, strategy)
 	session := sessionOf(ctx)
 	pinned, sticky := r.pins.get(session, r.clock.Now())

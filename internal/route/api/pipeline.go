@@ -1,0 +1,387 @@
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/router"
+)
+
+// Every routed chat request (all five dialects) passes through the same
+// pipeline in execute:
+//
+//	idempotency → gates (limits, budgets, accounting) → cache → router
+//
+// Each stage is an interface owned here and implemented elsewhere
+// (route/limits, route/cache, route/usage …); all are optional.
+
+// Call describes a routed request to the gates before it runs.
+type Call struct {
+	KeyID       string // the gateway key's id; "" when the request carried none
+	Endpoint    string // the request path
+	Model       string // as the client named it
+	Stream      bool
+	Session     string // the sticky-session id, if any
+	InputTokens int    // estimated from the request
+	MaxTokens   int    // the request's output cap, 0 when unset
+	Request     *llm.Request
+	Start       time.Time
+}
+
+// Outcome is how a call ended, given to the gates that admitted it.
+type Outcome struct {
+	Status     int        // 200, or the error's status (499: the client went away)
+	Err        *llm.Error // nil on success
+	Target     router.Target
+	Connection string
+	Attempts   []router.Attempt
+	Usage      llm.Usage
+	TTFT       time.Duration // until the first byte of the answer
+	Latency    time.Duration // until the answer was complete
+	Cache      string        // "HIT", "MISS" or "" (not cacheable)
+	Idempotent bool          // replayed from an earlier identical request
+}
+
+// Gate admits calls and learns how they ended (key policies, rate limits,
+// budgets, usage accounting). Admit may return a derived context (for
+// example one restricting the providers the router may use, see
+// router.WithFilter); a refusal is an *llm.Error (429 with RetryAfter,
+// 403 …) and stops the call. done is called exactly once, after the
+// answer is complete, and must not block.
+type Gate interface {
+	Admit(ctx context.Context, c *Call) (_ context.Context, done func(Outcome), err error)
+}
+
+// Cache holds complete answers to repeatable requests, by a key that
+// already includes the caller's gateway key.
+type Cache interface {
+	Get(ctx context.Context, key string) (*llm.Response, bool)
+	Put(ctx context.Context, key string, resp *llm.Response)
+}
+
+// Idempotency replays and coalesces requests that carry the same
+// Idempotency-Key (or X-Request-Id). Begin either returns the answer of an
+// earlier request with the key (waiting for it when it is still running),
+// or makes the caller the one that runs it: then replay is nil and commit
+// must be called with the answer (nil when the request failed, which lets
+// the next caller run it instead).
+type Idempotency interface {
+	Begin(ctx context.Context, key string) (replay *llm.Response, commit func(*llm.Response), err error)
+}
+
+// Pipeline holds the optional stages; the zero value routes directly.
+type Pipeline struct {
+	Gates       []Gate
+	Cache       Cache
+	Idempotency Idempotency
+}
+
+// Response headers of the pipeline.
+const (
+	HeaderCache      = "X-OmniRoute-Cache"      // HIT or MISS on cacheable requests
+	HeaderNoCache    = "X-OmniRoute-No-Cache"   // request: "true" bypasses the cache
+	HeaderIdempotent = "X-OmniRoute-Idempotent" // "true" on a replayed answer
+)
+
+type keyIDKey struct{}
+
+// withKeyID records the caller's gateway key id.
+func withKeyID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, keyIDKey{}, id)
+}
+
+// KeyIDFrom returns the gateway key id of the request, "" when none.
+func KeyIDFrom(ctx context.Context) string {
+	id, _ := ctx.Value(keyIDKey{}).(string)
+	return id
+}
+
+// cacheable reports whether an answer may be cached: deterministic
+// sampling (temperature 0), or the client asked for it with
+// X-OmniRoute-Cache: true; never with X-OmniRoute-No-Cache: true.
+func cacheable(r *http.Request, req *llm.Request) bool {
+	if strings.EqualFold(r.Header.Get(HeaderNoCache), "true") {
+		return false
+	}
+	if strings.EqualFold(r.Header.Get(HeaderCache), "true") {
+		return true
+	}
+	return req.Temperature != nil && *req.Temperature == 0
+}
+
+// cacheKey hashes what determines an answer: the gateway key, the model,
+// the conversation, tools and the generation parameters. The stream flag,
+// usage options, the end-user tag and metadata are left out, so a
+// streamed and a plain request share an entry.
+func cacheKey(keyID string, req *llm.Request) string {
+	n := *req
+	n.Stream, n.IncludeUsage, n.User, n.Metadata = false, false, "", nil
+	b, err := json.Marshal(&n) // maps marshal with sorted keys
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	h.Write([]byte(keyID))
+	h.Write([]byte{0})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// idempotencyKey is the client's Idempotency-Key (or X-Request-Id),
+// scoped to its gateway key and endpoint, or "".
+func idempotencyKey(r *http.Request, keyID string) string {
+	k := r.Header.Get("Idempotency-Key")
+	if k == "" {
+		k = r.Header.Get("X-Request-Id")
+	}
+	if k == "" || len(k) > 256 {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(keyID + "\x00" + r.URL.Path + "\x00" + k))
+	return hex.EncodeToString(sum[:])
+}
+
+// execute runs req through the pipeline and the router and returns either
+// a response or a stream (with usage estimated when the upstream reports
+// none). Headers that describe how the answer was obtained are set on w.
+func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Request, req *llm.Request) (*llm.Response, llm.Stream, error) {
+	p := s.pipeline
+	keyID := KeyIDFrom(ctx)
+
+	// Idempotency: a replay skips everything else.
+	var commit func(*llm.Response)
+	if p.Idempotency != nil {
+		if k := idempotencyKey(r, keyID); k != "" {
+			replay, c, err := p.Idempotency.Begin(ctx, k)
+			if err != nil {
+				return nil, nil, err
+			}
+			if replay != nil {
+				w.Header().Set(HeaderIdempotent, "true")
+				return s.answer(req, replay)
+			}
+			commit = c
+		}
+	}
+	resp, stream, err := s.admitted(ctx, w, r, req, keyID, commit)
+	if err != nil && commit != nil {
+		commit(nil)
+	}
+	return resp, stream, err
+}
+
+// admitted runs the gates, the cache and the router.
+func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Request, req *llm.Request, keyID string,
+	commit func(*llm.Response)) (*llm.Response, llm.Stream, error) {
+	p := s.pipeline
+	call := &Call{KeyID: keyID, Endpoint: r.URL.Path, Model: req.Model, Stream: req.Stream, Session: sessionID(r),
+		InputTokens: llm.EstimateInput(req), Request: req, Start: s.clock.Now()}
+	if req.MaxTokens != nil {
+		call.MaxTokens = *req.MaxTokens
+	}
+	var dones []func(Outcome)
+	finish := func(o Outcome) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](o)
+		}
+	}
+	for _, g := range p.Gates {
+		c2, done, err := g.Admit(ctx, call)
+		if err != nil {
+			finish(failed(err, s.clock.Now().Sub(call.Start)))
+			return nil, nil, err
+		}
+		if c2 != nil {
+			ctx = c2
+		}
+		if done != nil {
+			dones = append(dones, done)
+		}
+	}
+
+	var ckey, cacheState string
+	if p.Cache != nil && cacheable(r, req) {
+		if ckey = cacheKey(keyID, req); ckey != "" {
+			if hit, ok := p.Cache.Get(ctx, ckey); ok {
+				w.Header().Set(HeaderCache, "HIT")
+				el := s.clock.Now().Sub(call.Start)
+				finish(Outcome{Status: http.StatusOK, Usage: llm.Usage{}, TTFT: el, Latency: el, Cache: "HIT"})
+				if commit != nil {
+					commit(hit)
+				}
+				return s.answer(req, hit)
+			}
+			cacheState = "MISS"
+			w.Header().Set(HeaderCache, "MISS")
+		}
+	}
+
+	res, err := s.route(ctx, req)
+	if err != nil {
+		o := failed(err, s.clock.Now().Sub(call.Start))
+		var ex *router.ExhaustedError
+		if errors.As(err, &ex) {
+			o.Attempts = ex.Attempts
+			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
+				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
+		}
+		o.Cache = cacheState
+		finish(o)
+		return nil, nil, err
+	}
+	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState}
+	if n := len(res.Attempts); n > 0 {
+		o.Connection = res.Attempts[n-1].Connection
+	}
+	keep := func(resp *llm.Response) {
+		if ckey != "" {
+			p.Cache.Put(ctx, ckey, resp)
+		}
+		if commit != nil {
+			commit(resp)
+		}
+	}
+	if res.Stream == nil {
+		llm.FillUsage(req, res.Response)
+		if res.Response.Created.IsZero() {
+			res.Response.Created = s.clock.Now()
+		}
+		o.Usage = res.Response.Usage
+		o.Latency = s.clock.Now().Sub(call.Start)
+		o.TTFT = o.Latency
+		finish(o)
+		keep(res.Response)
+		return res.Response, nil, nil
+	}
+	o.TTFT = s.clock.Now().Sub(call.Start)
+	return nil, &observed{Stream: llm.EstimatingStream(req, res.Stream), acc: llm.NewAccumulator(),
+		keep: ckey != "" || commit != nil, start: call.Start, now: s.clock.Now, out: o,
+		finish: func(o Outcome, resp *llm.Response) {
+			finish(o)
+			if resp != nil {
+				keep(resp)
+			} else if commit != nil {
+				commit(nil)
+			}
+		}}, nil
+}
+
+// answer returns a stored response the way the client asked for it.
+func (s *Server) answer(req *llm.Request, resp *llm.Response) (*llm.Response, llm.Stream, error) {
+	if req.Stream {
+		return nil, &llm.SliceStream{Events: llm.Events(resp)}, nil
+	}
+	c := *resp
+	return &c, nil, nil
+}
+
+// route sends req through the router.
+func (s *Server) route(ctx context.Context, req *llm.Request) (*router.Result, error) {
+	if req.Stream {
+		return s.router.Stream(ctx, req)
+	}
+	return s.router.Chat(ctx, req)
+}
+
+// failed is the outcome of a call that ended with err before answering.
+func failed(err error, elapsed time.Duration) Outcome {
+	var le *llm.Error
+	if !errors.As(err, &le) {
+		le = &llm.Error{Status: http.StatusInternalServerError, Type: llm.ErrServer, Message: err.Error()}
+		if errors.Is(err, context.Canceled) {
+			le = &llm.Error{Status: 499, Type: llm.ErrInvalidRequest, Message: "client closed the request"}
+		}
+	}
+	return Outcome{Status: le.Status, Err: le, Latency: elapsed, TTFT: elapsed}
+}
+
+// observed watches a stream on its way to the client: it keeps the final
+// usage, folds the events into a response when the answer is to be kept
+// (cache, idempotency), and reports the outcome once, when the stream
+// ends or is closed.
+type observed struct {
+	llm.Stream
+	acc    *llm.Accumulator
+	keep   bool
+	start  time.Time
+	now    func() time.Time
+	out    Outcome
+	finish func(Outcome, *llm.Response)
+
+	once   sync.Once
+	broken bool // an event did not fold or the stream failed
+	ended  bool // a Stop event arrived
+}
+
+func (o *observed) Next() (llm.Event, error) {
+	ev, err := o.Stream.Next()
+	switch {
+	case errors.Is(err, io.EOF):
+		o.end(nil)
+	case err != nil:
+		o.end(err)
+	default:
+		if ev.Usage != nil {
+			o.out.Usage = *ev.Usage
+		}
+		if o.keep && !o.broken {
+			if o.acc.Add(ev) != nil {
+				o.broken = true
+			}
+		}
+		switch ev.Type {
+		case llm.EventStop:
+			o.ended = true
+		case llm.EventError:
+			o.end(ev.Err)
+		}
+	}
+	return ev, err
+}
+
+func (o *observed) Close() error {
+	err := o.Stream.Close()
+	if !o.ended {
+		o.end(context.Canceled)
+	} else {
+		o.end(nil)
+	}
+	return err
+}
+
+// end reports the outcome once: a stream that failed or was cut short
+// reports its error; one that stopped normally reports success and, when
+// kept, the folded response.
+func (o *observed) end(err error) {
+	o.once.Do(func() {
+		out := o.out
+		out.Latency = o.now().Sub(o.start)
+		if err != nil || !o.ended {
+			if err == nil {
+				err = context.Canceled
+			}
+			f := failed(err, out.Latency)
+			out.Status, out.Err = f.Status, f.Err
+			o.finish(out, nil)
+			return
+		}
+		var resp *llm.Response
+		if o.keep && !o.broken {
+			if r, ferr := o.acc.Response(); ferr == nil {
+				resp = r
+			}
+		}
+		o.finish(out, resp)
+	})
+}
