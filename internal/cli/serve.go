@@ -99,14 +99,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	}
 	defer db.Close()
 
-	if edgeOn {
-		var rdb *redis.Client
-		if cfg.Redis != "" {
-			if rdb, err = redisx.Open(ctx, cfg.Redis.Reveal()); err != nil {
-				return err
-			}
-			defer rdb.Close()
+	var rdb *redis.Client
+	if cfg.Redis != "" {
+		if rdb, err = redisx.Open(ctx, cfg.Redis.Reveal()); err != nil {
+			return err
 		}
+		defer rdb.Close()
+	}
+	if edgeOn {
 		edgeLog := log.With("component", "edge")
 		a, err := app.New(ctx, cfg, app.Deps{DB: db, Redis: rdb, Clock: clk, Log: edgeLog, MasterKey: key})
 		if err != nil {
@@ -161,7 +161,8 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("gateway: %w", err)
 		}
-		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, MasterKey: key, Clock: clk, Log: routeLog})
+		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, Redis: rdb, RedisPrefix: cfg.RedisPrefix + "route:",
+			MasterKey: key, Clock: clk, Log: routeLog})
 		if err != nil {
 			ln.Close()
 			cancel()

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/sqldb"
@@ -56,8 +58,12 @@ type Deps struct {
 	DB        *sqldb.DB
 	MasterKey []byte       // seals provider credentials, signs dashboard sessions (required with DB)
 	HTTP      *http.Client // upstream client (nil: a default with generous timeouts for long generations)
-	Clock     clock.Clock
-	Log       *slog.Logger
+	// Redis, when set, holds what replicas must share (limits, budgets,
+	// idempotency, cache, breaker state), under keys starting RedisPrefix.
+	Redis       *redis.Client
+	RedisPrefix string
+	Clock       clock.Clock
+	Log         *slog.Logger
 }
 
 // UpstreamClient is the HTTP client for provider calls: a pool deep
