@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -223,4 +224,34 @@ func checkPattern(p, field string) error {
 		return httpx.BadRequest("%q %q is not a valid glob pattern (use *, ? and [...])", field, p)
 	}
 	return nil
+}
+
+// Cost is the USD price of usage on a provider's model, from the current
+// price table; ok is false when the model has no known price (cost 0).
+// Cached reads and writes are priced separately when the table has a
+// price for them, else as plain input.
+func (m *Manager) Cost(providerID, model string, u llm.Usage) (usd float64, ok bool) {
+	e, ok := m.snap.Load().prices.lookup(providerID, model)
+	if !ok {
+		return 0, false
+	}
+	return e.cost(u), true
+}
+
+// EstimateCost is the most a request may cost: its estimated input and
+// maxOutput output tokens, for reserving budget before the call.
+func (m *Manager) EstimateCost(providerID, model string, inputTokens, maxOutput int) (usd float64, ok bool) {
+	return m.Cost(providerID, model, llm.Usage{InputTokens: inputTokens, OutputTokens: maxOutput})
+}
+
+func (e priceEntry) cost(u llm.Usage) float64 {
+	read, write := e.CacheRead, e.CacheWrite
+	if read == 0 {
+		read = e.Input
+	}
+	if write == 0 {
+		write = e.Input
+	}
+	return (float64(u.InputTokens)*e.Input + float64(u.OutputTokens)*e.Output +
+		float64(u.CacheReadTokens)*read + float64(u.CacheWriteTokens)*write) / 1e6
 }
