@@ -2,6 +2,8 @@ package nucleus
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
@@ -68,6 +71,10 @@ type Client struct {
 	onPunch    func(Peer)
 	onPong     func(peer Key, from netip.AddrPort)
 	kick       chan struct{}
+
+	macs        sync.Pool // *macer of key
+	noncePrefix [4]byte
+	relaySeq    atomic.Uint64
 }
 
 type pendingPeers struct {
@@ -97,11 +104,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	cfg.Server = netip.AddrPortFrom(cfg.Server.Addr().Unmap(), cfg.Server.Port())
-	return &Client{
+	c := &Client{
 		cfg: cfg, key: DeriveKey(cfg.Secret), clk: cfg.Clock, log: cfg.Log,
 		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, replay: newReplayCache(4096),
 		kick: make(chan struct{}, 1),
-	}, nil
+	}
+	c.macs.New = func() any { m := &macer{}; m.use(c.key); return m }
+	rand.Read(c.noncePrefix[:])
+	return c, nil
 }
 
 func clampLocal(es []netip.AddrPort) []netip.AddrPort {
@@ -215,15 +225,51 @@ func (c *Client) WrapRelay(dst Key, pkt []byte) []byte {
 	if len(pkt) > MaxRelayPayload {
 		return nil
 	}
-	body := appendRelay(make([]byte, 0, 64+len(pkt)), c.cfg.PublicKey, dst, pkt)
-	return seal(c.key, TypeRelay, c.cfg.NetworkID, c.clk.Now(), body)
+	return c.AppendRelay(make([]byte, 0, RelayOverhead(c.cfg.NetworkID)+len(pkt)), dst, pkt)
+}
+
+// RelayOverhead is the number of bytes a RELAY frame of a network adds
+// to the packet it carries.
+func RelayOverhead(networkID string) int { return overhead(networkID) + 64 }
+
+// AppendRelay appends to b the RELAY frame WrapRelay returns and returns
+// the extended slice; with enough capacity in b (RelayOverhead more than
+// the packet) it allocates nothing, so a caller can reuse its buffers. It
+// returns b unchanged if the packet is larger than MaxRelayPayload.
+func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
+	if len(pkt) > MaxRelayPayload {
+		return b
+	}
+	// RELAY frames skip the nonce caches, so their nonce only has to be
+	// unique: a random prefix per client and a counter.
+	var nonce [nonceSize]byte
+	copy(nonce[:4], c.noncePrefix[:])
+	binary.BigEndian.PutUint64(nonce[4:], c.relaySeq.Add(1))
+	start := len(b)
+	b = appendHeader(b, TypeRelay, c.cfg.NetworkID, c.clk.Now().UnixMilli(), nonce[:])
+	b = appendRelay(b, c.cfg.PublicKey, dst, pkt)
+	m := c.macs.Get().(*macer)
+	mac := m.seal(b[start:])
+	c.macs.Put(m)
+	// Sum appended to b[start:]; b grew in place unless it had to move.
+	if len(mac) > 0 && &mac[0] != &b[start] {
+		return append(b[:start], mac...)
+	}
+	return b[:start+len(mac)]
 }
 
 // UnwrapRelay authenticates an inbound RELAY frame addressed to this
 // device and returns its source peer and payload (aliasing b).
 func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
-	h, err := parseHeader(b)
-	if err != nil || h.typ != TypeRelay || h.network != c.cfg.NetworkID || !verify(c.key, b) || !fresh(h.ts, c.clk.Now()) {
+	h, good := splitFrame(b)
+	if good && h.typ == TypeRelay && string(h.network) == c.cfg.NetworkID && fresh(h.ts, c.clk.Now()) {
+		m := c.macs.Get().(*macer)
+		good = m.verify(b)
+		c.macs.Put(m)
+	} else {
+		good = false
+	}
+	if !good {
 		c.countDrop()
 		return Key{}, nil, false
 	}

@@ -67,8 +67,11 @@
 // registers again. Peers silent for three keepalive intervals expire and
 // their leave is pushed; LEAVE removes at once. PUNCH_REQUEST makes the
 // nucleus send PUNCH to both sides, each naming the other. RELAY frames
-// are forwarded, re-sealed, only when source and destination are both
-// registered in the frame's network, and counted per network.
+// are forwarded unchanged (the sender's MAC, timestamp and nonce; one MAC
+// check per hop, no re-sealing) only when source and destination are both
+// registered in the frame's network and the frame comes from the source's
+// observed endpoint, and counted per network. A RELAY nonce need only be
+// unique: clients use a random prefix and a counter.
 //
 // PING and PONG never involve the nucleus: an edge sends PING to a peer's
 // observed or local endpoint, the peer answers PONG to the PING's source

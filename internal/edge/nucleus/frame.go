@@ -1,6 +1,7 @@
 package nucleus
 
 import (
+	"bytes"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"hash"
 	"net/netip"
 	"time"
 )
@@ -141,25 +143,57 @@ func validNetworkID(id string) bool {
 	return true
 }
 
-// parseHeader splits a frame without checking its MAC.
-func parseHeader(b []byte) (header, error) {
-	if len(b) > MaxFrame || !IsSignal(b) || b[3] != Version || len(b) < 6 {
-		return header{}, errMalformed
+func validNetworkIDBytes(id []byte) bool {
+	if len(id) == 0 || len(id) > MaxNetworkID {
+		return false
+	}
+	for _, c := range id {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// rawHeader is the clear part of a frame as slices of it, without copies.
+type rawHeader struct {
+	typ     byte
+	network []byte
+	ts      int64 // Unix milliseconds
+	nonce   []byte
+	body    []byte
+}
+
+// splitFrame splits a frame without checking its MAC or copying.
+func splitFrame(b []byte) (rawHeader, bool) {
+	if len(b) > MaxFrame || len(b) < 6 || !IsSignal(b) || b[3] != Version {
+		return rawHeader{}, false
 	}
 	n := int(b[5])
 	if n == 0 || n > MaxNetworkID || len(b) < 6+n+8+nonceSize+macSize {
-		return header{}, errMalformed
+		return rawHeader{}, false
 	}
-	h := header{typ: b[4], network: string(b[6 : 6+n])}
-	if !validNetworkID(h.network) {
-		return header{}, errMalformed
+	h := rawHeader{typ: b[4], network: b[6 : 6+n]}
+	if !validNetworkIDBytes(h.network) {
+		return rawHeader{}, false
 	}
 	off := 6 + n
 	h.ts = int64(binary.BigEndian.Uint64(b[off:]))
 	off += 8
-	copy(h.nonce[:], b[off:])
+	h.nonce = b[off : off+nonceSize]
 	off += nonceSize
 	h.body = b[off : len(b)-macSize]
+	return h, true
+}
+
+// parseHeader splits a frame without checking its MAC.
+func parseHeader(b []byte) (header, error) {
+	r, ok := splitFrame(b)
+	if !ok {
+		return header{}, errMalformed
+	}
+	h := header{typ: r.typ, network: string(r.network), ts: r.ts, body: r.body}
+	copy(h.nonce[:], r.nonce)
 	return h, nil
 }
 
@@ -173,6 +207,39 @@ func verify(key, b []byte) bool {
 	return hmac.Equal(m.Sum(nil), b[len(b)-macSize:])
 }
 
+// macer computes the MACs of one key with a reused HMAC state, so that a
+// frame costs no allocation. Not safe for concurrent use.
+type macer struct {
+	key []byte
+	h   hash.Hash
+	sum [macSize]byte
+}
+
+// use switches to key (compared by identity first: keys come from a cache).
+func (m *macer) use(key []byte) {
+	if m.h != nil && len(key) == len(m.key) && (len(key) == 0 || &key[0] == &m.key[0] || bytes.Equal(key, m.key)) {
+		return
+	}
+	m.key, m.h = key, hmac.New(sha256.New, key)
+}
+
+// verify checks the MAC of a frame with m's key.
+func (m *macer) verify(b []byte) bool {
+	if len(b) < macSize {
+		return false
+	}
+	m.h.Reset()
+	m.h.Write(b[:len(b)-macSize])
+	return hmac.Equal(m.h.Sum(m.sum[:0]), b[len(b)-macSize:])
+}
+
+// seal appends the MAC of b to b.
+func (m *macer) seal(b []byte) []byte {
+	m.h.Reset()
+	m.h.Write(b)
+	return m.h.Sum(b)
+}
+
 // fresh reports whether a timestamp lies within the window around now.
 func fresh(ts int64, now time.Time) bool {
 	d := now.UnixMilli() - ts
@@ -184,6 +251,14 @@ func seal(key []byte, typ byte, network string, now time.Time, body []byte) []by
 	var nonce [nonceSize]byte
 	rand.Read(nonce[:])
 	return sealNonce(key, typ, network, now.UnixMilli(), nonce, body)
+}
+
+// appendHeader appends a frame's clear part up to the body.
+func appendHeader(b []byte, typ byte, network string, ts int64, nonce []byte) []byte {
+	b = append(b, 0xFF, 'O', 'N', Version, typ, byte(len(network)))
+	b = append(b, network...)
+	b = binary.BigEndian.AppendUint64(b, uint64(ts))
+	return append(b, nonce...)
 }
 
 func sealNonce(key []byte, typ byte, network string, ts int64, nonce [nonceSize]byte, body []byte) []byte {

@@ -14,6 +14,7 @@ type serverMetrics struct {
 	relayPackets *prometheus.CounterVec
 	relayBytes   *prometheus.CounterVec
 	peers, nets  prometheus.GaugeFunc
+	relayFrames  prometheus.Counter // frames{type="relay"}
 }
 
 var typeNames = map[byte]string{
@@ -46,6 +47,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 			Name: "omni_nucleus_networks", Help: "Networks the nucleus holds state for.",
 		}, func() float64 { return float64(s.Stats().Networks) }),
 	}
+	m.relayFrames = m.frames.WithLabelValues(typeNames[TypeRelay])
 	for _, c := range []prometheus.Collector{m.frames, m.dropped, m.relayPackets, m.relayBytes, m.peers, m.nets} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -71,9 +73,7 @@ func (m *serverMetrics) drop(reason string) {
 	}
 }
 
-func (m *serverMetrics) relayed(network string, n int) {
-	if m != nil {
-		m.relayPackets.WithLabelValues(network).Inc()
-		m.relayBytes.WithLabelValues(network).Add(float64(n))
-	}
+// relayCounters returns a network's relayed packets and bytes counters.
+func (m *serverMetrics) relayCounters(network string) (packets, bytes prometheus.Counter) {
+	return m.relayPackets.WithLabelValues(network), m.relayBytes.WithLabelValues(network)
 }

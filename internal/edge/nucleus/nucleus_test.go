@@ -93,7 +93,7 @@ type edge struct {
 
 func (h *harness) edge(network string, secret []byte, id byte) *edge {
 	h.t.Helper()
-	e := &edge{t: h.t, h: h, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 8)}
+	e := &edge{t: h.t, h: h, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 256)}
 	e.key[0], e.key[31] = id, 0x5a
 	c, err := NewClient(ClientConfig{
 		NetworkID: network, Secret: secret, PublicKey: e.key, Server: h.at, Clock: h.clk,

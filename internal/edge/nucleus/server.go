@@ -1,6 +1,7 @@
 package nucleus
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,6 +127,8 @@ type network struct {
 	replay         *replayCache
 	relayedPackets uint64
 	relayedBytes   uint64
+	// Prometheus counters of this network, looked up once.
+	mPackets, mBytes prometheus.Counter
 }
 
 type peerState struct {
@@ -198,23 +201,11 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	go func() { defer wg.Done(); s.sweepLoop(ctx, pc) }()
 	defer wg.Wait()
 
-	udp, _ := pc.(*net.UDPConn)
-	buf := make([]byte, MaxFrame+1)
+	bc := newBatchConn(pc, s.log)
+	var st batchState
 	for {
-		var (
-			n    int
-			from netip.AddrPort
-			err  error
-		)
-		if udp != nil {
-			n, from, err = udp.ReadFromUDPAddrPort(buf)
-		} else {
-			var a net.Addr
-			n, a, err = pc.ReadFrom(buf)
-			if ua, ok := a.(*net.UDPAddr); ok {
-				from = ua.AddrPort()
-			}
-		}
+		pkts, err := bc.read(st.pkts[:0])
+		st.pkts = pkts
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -225,24 +216,11 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 			}
 			return fmt.Errorf("nucleus: %w", err)
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		for _, o := range s.handle(ctx, buf[:n], from) {
-			s.send(pc, o)
-		}
+		bc.write(s.handleBatch(ctx, &st, pkts))
 	}
 }
 
-func (s *Server) send(pc net.PacketConn, o outbound) {
-	var err error
-	if udp, ok := pc.(*net.UDPConn); ok {
-		_, err = udp.WriteToUDPAddrPort(o.b, o.to)
-	} else {
-		_, err = pc.WriteTo(o.b, net.UDPAddrFromAddrPort(o.to))
-	}
-	if err != nil {
-		s.log.Debug("nucleus send failed", "to", o.to.String(), "err", err)
-	}
-}
+func (s *Server) send(pc net.PacketConn, o outbound) { sendOne(pc, o, s.log) }
 
 func (s *Server) sweepLoop(ctx context.Context, pc net.PacketConn) {
 	t := time.NewTicker(s.o.SweepEvery)
@@ -338,7 +316,8 @@ func (s *Server) key(ctx context.Context, id string) ([]byte, string) {
 	return e.key, ""
 }
 
-// handle processes one datagram and returns what to send.
+// handle processes one control datagram (RELAY frames go through
+// handleBatch) and returns what to send.
 func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []outbound {
 	if !IsSignal(b) {
 		s.drop(DropNotSignal)
@@ -364,7 +343,7 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 		return nil
 	}
 	switch h.typ {
-	case TypeRegister, TypeKeepalive, TypePunchRequest, TypeRelay, TypeLeave:
+	case TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave: // RELAY: see handleBatch
 	default:
 		s.drop(DropUnexpected)
 		return nil
@@ -396,9 +375,7 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 		s.networks[h.network] = n
 	}
 	n.key = key
-	// Relay frames skip the nonce cache: WireGuard rejects replayed
-	// packets itself, and relay volume would flood the cache.
-	if h.typ != TypeRelay && !n.replay.add(h.nonce, now) {
+	if !n.replay.add(h.nonce, now) {
 		s.mu.Unlock()
 		s.drop(DropReplay)
 		return nil
@@ -419,8 +396,6 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 		} else if n.peers[k] != nil {
 			out = s.removePeer(n, k, now)
 		}
-	case TypeRelay:
-		out, reason = s.relay(n, key, h.body, now)
 	}
 	if reason == "" {
 		s.frames++
@@ -548,22 +523,130 @@ func (s *Server) punch(n *network, key, body []byte, from netip.AddrPort, now ti
 	}, ""
 }
 
-func (s *Server) relay(n *network, key, body []byte, now time.Time) ([]outbound, string) {
-	from, to, payload, ok := decodeRelay(body)
-	if !ok {
-		return nil, DropMalformed
+// batchState is the reused memory of Serve's goroutine.
+type batchState struct {
+	mac    macer
+	pkts   []packet
+	out    []outbound
+	relays []relayFrame
+}
+
+// relayFrame is an authenticated, fresh RELAY frame waiting to be routed.
+type relayFrame struct {
+	b        []byte // the whole frame, forwarded as it is
+	from     netip.AddrPort
+	network  []byte
+	key      []byte
+	src, dst Key
+	payload  int
+}
+
+// handleBatch processes the datagrams of one read and returns what to
+// send (aliasing st and the datagrams, valid until the next batch).
+// Control frames go through handle; RELAY frames are authenticated
+// without the lock and routed together under it.
+func (s *Server) handleBatch(ctx context.Context, st *batchState, pkts []packet) []outbound {
+	out, relays := st.out[:0], st.relays[:0]
+	now := s.clk.Now()
+	var lastID, lastKey []byte
+	for _, p := range pkts {
+		if !IsRelay(p.b) {
+			out = append(out, s.handle(ctx, p.b, p.from)...)
+			continue
+		}
+		h, ok := splitFrame(p.b)
+		if !ok {
+			s.drop(DropMalformed)
+			continue
+		}
+		key := lastKey
+		if key == nil || !bytes.Equal(h.network, lastID) {
+			k, reason := s.keyOf(ctx, h.network, now)
+			if k == nil {
+				s.drop(reason)
+				continue
+			}
+			key, lastID, lastKey = k, h.network, k
+		}
+		st.mac.use(key)
+		if !st.mac.verify(p.b) {
+			s.drop(DropAuth)
+			continue
+		}
+		if !fresh(h.ts, now) {
+			s.drop(DropStale)
+			continue
+		}
+		src, dst, payload, ok := decodeRelay(h.body)
+		if !ok {
+			s.drop(DropMalformed)
+			continue
+		}
+		relays = append(relays, relayFrame{b: p.b, from: p.from, network: h.network, key: key, src: src, dst: dst, payload: len(payload)})
 	}
-	dst := n.peers[to]
-	if n.peers[from] == nil || dst == nil || from == to {
-		return nil, DropNotMember
+	if len(relays) > 0 {
+		out = s.route(relays, out)
 	}
-	n.relayedPackets++
-	n.relayedBytes += uint64(len(payload))
-	s.relayedPackets++
-	s.relayedBytes += uint64(len(payload))
-	s.m.relayed(n.id, len(payload))
-	b := seal(key, TypeRelay, n.id, now, body)
-	return []outbound{{b: b, to: dst.Endpoint}}, ""
+	clear(relays) // drop references to the read buffers
+	st.out, st.relays = out, relays[:0]
+	return out
+}
+
+// keyOf is key for a network id still in the frame, without a copy when
+// the key is cached.
+func (s *Server) keyOf(ctx context.Context, id []byte, now time.Time) ([]byte, string) {
+	s.mu.Lock()
+	e, ok := s.secrets[string(id)]
+	s.mu.Unlock()
+	if ok && now.Before(e.until) {
+		if e.key == nil {
+			return nil, DropUnknownNetwork
+		}
+		return e.key, ""
+	}
+	return s.key(ctx, string(id))
+}
+
+// route forwards authenticated RELAY frames, unchanged, to their
+// destinations: only when source and destination are registered in the
+// frame's network and the frame comes from the source's registered
+// endpoint.
+func (s *Server) route(relays []relayFrame, out []outbound) []outbound {
+	refused := 0
+	s.mu.Lock()
+	for i := range relays {
+		r := &relays[i]
+		n := s.networks[string(r.network)]
+		var src, dst *peerState
+		if n != nil {
+			src, dst = n.peers[r.src], n.peers[r.dst]
+		}
+		if src == nil || dst == nil || r.src == r.dst || src.Endpoint != r.from {
+			s.dropped[DropNotMember]++
+			refused++
+			continue
+		}
+		n.key = r.key
+		n.relayedPackets++
+		n.relayedBytes += uint64(r.payload)
+		s.relayedPackets++
+		s.relayedBytes += uint64(r.payload)
+		s.frames++
+		if s.m != nil {
+			if n.mPackets == nil {
+				n.mPackets, n.mBytes = s.m.relayCounters(n.id)
+			}
+			n.mPackets.Inc()
+			n.mBytes.Add(float64(r.payload))
+			s.m.relayFrames.Inc()
+		}
+		out = append(out, outbound{b: r.b, to: dst.Endpoint})
+	}
+	s.mu.Unlock()
+	for range refused {
+		s.m.drop(DropNotMember)
+	}
+	return out
 }
 
 // Evict removes the peer holding ip4 in a network (a device that left it

@@ -1,0 +1,294 @@
+package nucleus
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+func TestSplitSegments(t *testing.T) {
+	from := netip.MustParseAddrPort("192.0.2.1:4000")
+	buf := make([]byte, 3*100+40)
+	for i := range buf {
+		buf[i] = byte(i / 100)
+	}
+	got := splitSegments(nil, buf, 100, from)
+	if len(got) != 4 {
+		t.Fatalf("%d segments, want 4", len(got))
+	}
+	for i, p := range got {
+		want := 100
+		if i == 3 {
+			want = 40
+		}
+		if len(p.b) != want || p.from != from || p.b[0] != byte(i) || p.b[len(p.b)-1] != byte(i) {
+			t.Errorf("segment %d: %d bytes %x..%x from %v", i, len(p.b), p.b[0], p.b[len(p.b)-1], p.from)
+		}
+		if cap(p.b) != len(p.b) {
+			t.Errorf("segment %d can grow into the next one", i)
+		}
+	}
+	// Exact multiple, no segmentation, a segment size beyond the read.
+	if got := splitSegments(nil, buf[:300], 100, from); len(got) != 3 || len(got[2].b) != 100 {
+		t.Errorf("exact multiple: %d segments", len(got))
+	}
+	for _, seg := range []int{0, 340, 1000} {
+		if got := splitSegments(nil, buf, seg, from); len(got) != 1 || len(got[0].b) != len(buf) {
+			t.Errorf("segment size %d: %d segments", seg, len(got))
+		}
+	}
+	// Appends to what is there.
+	if got := splitSegments(make([]packet, 2), buf, 100, from); len(got) != 6 {
+		t.Errorf("appended %d, want 6", len(got))
+	}
+}
+
+func TestPlanSends(t *testing.T) {
+	a, b := netip.MustParseAddrPort("192.0.2.1:1"), netip.MustParseAddrPort("192.0.2.2:2")
+	o := func(to netip.AddrPort, n int) outbound { return outbound{b: make([]byte, n), to: to} }
+	many := make([]outbound, maxSegments+3)
+	for i := range many {
+		many[i] = o(a, 100)
+	}
+	big := make([]outbound, 50)
+	for i := range big {
+		big[i] = o(a, 1500)
+	}
+	for _, c := range []struct {
+		name   string
+		out    []outbound
+		maxSeg int
+		want   []sendGroup
+	}{
+		{"empty", nil, MaxFrame, nil},
+		{"one", []outbound{o(a, 100)}, MaxFrame, []sendGroup{{0, 1, 0}}},
+		{"same size, shorter last", []outbound{o(a, 100), o(a, 100), o(a, 60), o(a, 60)}, MaxFrame,
+			[]sendGroup{{0, 3, 100}, {3, 4, 0}}},
+		{"larger breaks", []outbound{o(a, 100), o(a, 200), o(a, 200)}, MaxFrame,
+			[]sendGroup{{0, 1, 0}, {1, 3, 200}}},
+		{"destination breaks", []outbound{o(a, 100), o(a, 100), o(b, 100), o(a, 100)}, MaxFrame,
+			[]sendGroup{{0, 2, 100}, {2, 3, 0}, {3, 4, 0}}},
+		{"no gso", []outbound{o(a, 100), o(a, 100)}, 0, []sendGroup{{0, 1, 0}, {1, 2, 0}}},
+		{"above the refused size", []outbound{o(a, 1600), o(a, 1600), o(a, 100), o(a, 100)}, 1500,
+			[]sendGroup{{0, 1, 0}, {1, 2, 0}, {2, 4, 100}}},
+		{"segment count", many, MaxFrame, []sendGroup{{0, maxSegments, 100}, {maxSegments, maxSegments + 3, 100}}},
+		{"byte budget", big, MaxFrame, []sendGroup{{0, maxSegmentBytes / 1500, 1500}, {maxSegmentBytes / 1500, 50, 1500}}},
+	} {
+		got := planSends(nil, c.out, c.maxSeg)
+		if len(got) != len(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+			continue
+		}
+		for i := range got {
+			if got[i] != c.want[i] {
+				t.Errorf("%s: %v, want %v", c.name, got, c.want)
+				break
+			}
+		}
+	}
+}
+
+// batchHarness drives handleBatch directly, without a socket.
+type batchHarness struct {
+	t      *testing.T
+	srv    *Server
+	clk    interface{ Now() time.Time }
+	key    []byte
+	st     batchState
+	aAddr  netip.AddrPort
+	bAddr  netip.AddrPort
+	aKey   Key
+	bKey   Key
+	nonces byte
+}
+
+func newBatchHarness(t *testing.T) *batchHarness {
+	h := newHarness(t) // for its clock and server; its socket is not used here
+	bh := &batchHarness{t: t, srv: h.srv, clk: h.clk, key: DeriveKey(secrets[netA]),
+		aAddr: netip.MustParseAddrPort("192.0.2.1:1111"), bAddr: netip.MustParseAddrPort("198.51.100.2:2222")}
+	bh.aKey[0], bh.bKey[0] = 1, 2
+	for _, r := range []struct {
+		k    Key
+		from netip.AddrPort
+	}{{bh.aKey, bh.aAddr}, {bh.bKey, bh.bAddr}} {
+		bh.nonces++
+		f := sealNonce(bh.key, TypeRegister, netA, bh.clk.Now().UnixMilli(), [nonceSize]byte{0xbb, bh.nonces}, registerMsg{Key: r.k}.encode())
+		bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: f, from: r.from}})
+	}
+	if len(bh.srv.Peers(netA)) != 2 {
+		t.Fatalf("peers %v", bh.srv.Peers(netA))
+	}
+	return bh
+}
+
+func (bh *batchHarness) relay(from, to Key, i int) []byte {
+	body := appendRelay(nil, from, to, binary.BigEndian.AppendUint32([]byte("wg"), uint32(i)))
+	return seal(bh.key, TypeRelay, netA, bh.clk.Now(), body)
+}
+
+func TestHandleBatchRelays(t *testing.T) {
+	bh := newBatchHarness(t)
+	before := bh.srv.Stats()
+	var pkts []packet
+	var want [][]byte
+	for i := range 200 {
+		f := bh.relay(bh.aKey, bh.bKey, i)
+		pkts = append(pkts, packet{b: f, from: bh.aAddr})
+		want = append(want, bytes.Clone(f))
+		switch i {
+		case 50: // tampered
+			bad := bytes.Clone(f)
+			bad[len(bad)-macSize-1] ^= 1
+			pkts = append(pkts, packet{b: bad, from: bh.aAddr})
+		case 80: // A's key from another address
+			pkts = append(pkts, packet{b: bytes.Clone(f), from: netip.MustParseAddrPort("192.0.2.9:1111")})
+		case 90: // stale
+			pkts = append(pkts, packet{b: sealNonce(bh.key, TypeRelay, netA, bh.clk.Now().Add(-2*Window).UnixMilli(), [nonceSize]byte{}, appendRelay(nil, bh.aKey, bh.bKey, []byte("old"))), from: bh.aAddr})
+		case 100: // a frame of a network A is not in, a malformed one and a WireGuard packet
+			pkts = append(pkts,
+				packet{b: seal(DeriveKey(secrets[netB]), TypeRelay, netB, bh.clk.Now(), appendRelay(nil, bh.aKey, bh.bKey, []byte("x"))), from: bh.aAddr},
+				packet{b: f[:40], from: bh.aAddr},
+				packet{b: []byte{4, 0, 0, 0, 1, 2, 3}, from: bh.aAddr})
+		case 150: // to an unregistered key, to itself
+			var nobody Key
+			nobody[0] = 9
+			pkts = append(pkts, packet{b: bh.relay(bh.aKey, nobody, i), from: bh.aAddr}, packet{b: bh.relay(bh.aKey, bh.aKey, i), from: bh.aAddr})
+		}
+	}
+	out := bh.srv.handleBatch(context.Background(), &bh.st, pkts)
+	if len(out) != 200 {
+		t.Fatalf("%d frames out, want 200", len(out))
+	}
+	for i, o := range out {
+		if o.to != bh.bAddr || !bytes.Equal(o.b, want[i]) {
+			t.Fatalf("frame %d to %v differs", i, o.to)
+		}
+	}
+	st := bh.srv.Stats()
+	if d := st.RelayedPackets - before.RelayedPackets; d != 200 {
+		t.Errorf("relayed %d, want 200", d)
+	}
+	if d := st.RelayedBytes - before.RelayedBytes; d != 200*6 {
+		t.Errorf("relayed %d bytes, want %d", d, 200*6)
+	}
+	if d := st.Frames - before.Frames; d != 200 {
+		t.Errorf("frames %d, want 200", d)
+	}
+	for reason, n := range map[string]uint64{DropAuth: 1, DropNotMember: 4, DropStale: 1, DropMalformed: 1, DropNotSignal: 1} {
+		if st.Dropped[reason] != n {
+			t.Errorf("dropped %s = %d, want %d", reason, st.Dropped[reason], n)
+		}
+	}
+	// The frames the receiver gets unwrap as A's, for B.
+	c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: bh.bKey, Server: bh.aAddr, Clock: bh.srv.clk,
+		Send: func([]byte, netip.AddrPort) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, pkt, ok := c.UnwrapRelay(out[7].b)
+	if !ok || src != bh.aKey || !bytes.Equal(pkt, binary.BigEndian.AppendUint32([]byte("wg"), 7)) {
+		t.Errorf("unwrap: %v %v %x", ok, src, pkt)
+	}
+}
+
+func TestHandleBatchRelayNoAllocs(t *testing.T) {
+	bh := newBatchHarness(t)
+	pkts := make([]packet, 64)
+	for i := range pkts {
+		pkts[i] = packet{b: bh.relay(bh.aKey, bh.bKey, i), from: bh.aAddr}
+	}
+	ctx := context.Background()
+	bh.srv.handleBatch(ctx, &bh.st, pkts)
+	if n := testing.AllocsPerRun(20, func() { bh.srv.handleBatch(ctx, &bh.st, pkts) }); n > 0 {
+		t.Errorf("%v allocations per batch of 64 relayed frames", n)
+	}
+}
+
+func TestAppendRelay(t *testing.T) {
+	bh := newBatchHarness(t)
+	mk := func(k Key) *Client {
+		c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: k, Server: bh.aAddr, Clock: bh.srv.clk,
+			Send: func([]byte, netip.AddrPort) error { return nil }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := mk(bh.aKey), mk(bh.bKey)
+	pkt := []byte("a wireguard packet")
+	buf := make([]byte, 3, 3+RelayOverhead(netA)+len(pkt))
+	copy(buf, "pre")
+	f := a.AppendRelay(buf, bh.bKey, pkt)
+	if string(f[:3]) != "pre" || &f[0] != &buf[0] || len(f) != 3+RelayOverhead(netA)+len(pkt) {
+		t.Fatalf("AppendRelay did not append in place: %d bytes", len(f))
+	}
+	if src, got, ok := b.UnwrapRelay(f[3:]); !ok || src != bh.aKey || !bytes.Equal(got, pkt) {
+		t.Fatalf("unwrap %v %v %q", ok, src, got)
+	}
+	// Without room it still appends correctly; oversized leaves b alone.
+	if src, got, ok := b.UnwrapRelay(a.AppendRelay(nil, bh.bKey, pkt)); !ok || src != bh.aKey || !bytes.Equal(got, pkt) {
+		t.Fatalf("unwrap %v %v %q", ok, src, got)
+	}
+	if g := a.AppendRelay(buf[:3], bh.bKey, make([]byte, MaxRelayPayload+1)); len(g) != 3 {
+		t.Error("oversized payload appended")
+	}
+	// Nonces differ from frame to frame.
+	f1, f2 := a.WrapRelay(bh.bKey, pkt), a.WrapRelay(bh.bKey, pkt)
+	h1, _ := splitFrame(f1)
+	h2, _ := splitFrame(f2)
+	if bytes.Equal(h1.nonce, h2.nonce) {
+		t.Error("two relay frames share a nonce")
+	}
+	if raceEnabled {
+		return // sync.Pool drops items at random under the race detector
+	}
+	if n := testing.AllocsPerRun(100, func() { a.AppendRelay(buf[:0], bh.bKey, pkt) }); n > 0 {
+		t.Errorf("AppendRelay: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { b.UnwrapRelay(f[3:]) }); n > 0 {
+		t.Errorf("UnwrapRelay: %v allocations", n)
+	}
+}
+
+// TestRelayBurst relays bursts of frames over sockets: all arrive intact
+// and in order, a bad frame in the middle is dropped alone, and the
+// counters are exact.
+func TestRelayBurst(t *testing.T) {
+	h := newHarness(t)
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	const total, burst = 200, 40
+	for start := 0; start < total; start += burst {
+		for i := start; i < start+burst; i++ {
+			f := a.c.WrapRelay(b.key, binary.BigEndian.AppendUint32(nil, uint32(i)))
+			a.raw(f)
+			if i == 100 {
+				bad := bytes.Clone(f)
+				bad[len(bad)-1] ^= 1
+				a.raw(bad)
+			}
+		}
+		for i := start; i < start+burst; i++ {
+			select {
+			case r := <-b.relays:
+				if r.src != a.key || len(r.pkt) != 4 || binary.BigEndian.Uint32(r.pkt) != uint32(i) {
+					t.Fatalf("frame %d: got %x from %v", i, r.pkt, r.src)
+				}
+			case <-time.After(wait):
+				t.Fatalf("frame %d not delivered", i)
+			}
+		}
+	}
+	st := h.srv.Stats()
+	if st.RelayedPackets != total || st.RelayedBytes != 4*total || st.Dropped[DropAuth] != 1 {
+		t.Errorf("relayed %d packets %d bytes, %d auth drops", st.RelayedPackets, st.RelayedBytes, st.Dropped[DropAuth])
+	}
+	if v := h.metric("omni_nucleus_relayed_packets_total"); v != total {
+		t.Errorf("omni_nucleus_relayed_packets_total = %v", v)
+	}
+}

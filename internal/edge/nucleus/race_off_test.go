@@ -1,0 +1,5 @@
+//go:build !race
+
+package nucleus
+
+const raceEnabled = false

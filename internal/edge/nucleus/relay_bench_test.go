@@ -1,0 +1,162 @@
+package nucleus
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/ipv4"
+)
+
+// benchPeer is a device of the relay benchmark: a loopback socket and a
+// Client whose signaling goes straight to the socket.
+type benchPeer struct {
+	conn *net.UDPConn
+	c    *Client
+	key  Key
+}
+
+func newBenchPeer(b *testing.B, server netip.AddrPort, id byte) *benchPeer {
+	b.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	_ = conn.SetReadBuffer(4 << 20)
+	_ = conn.SetWriteBuffer(4 << 20)
+	p := &benchPeer{conn: conn}
+	p.key[0], p.key[31] = id, 0x5a
+	p.c, err = NewClient(ClientConfig{
+		NetworkID: netA, Secret: secrets[netA], PublicKey: p.key, Server: server,
+		IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}),
+		Send: func(fb []byte, to netip.AddrPort) error {
+			_, err := conn.WriteToUDPAddrPort(fb, to)
+			return err
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+// BenchmarkRelay relays WireGuard-sized packets from A to B through a
+// nucleus on loopback, with at most a window of frames in flight, and
+// reports relayed frames per second. Allocations count the whole process
+// (nucleus, sender and receiver) per relayed frame.
+func BenchmarkRelay(b *testing.B) {
+	for _, size := range []int{1452, 128} {
+		b.Run(map[int]string{1452: "full", 128: "small"}[size], func(b *testing.B) { benchRelay(b, size) })
+	}
+}
+
+func benchRelay(b *testing.B, size int) {
+	srv, err := NewServer(Options{Secrets: secrets})
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = pc.SetReadBuffer(4 << 20)
+	_ = pc.SetWriteBuffer(4 << 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ctx, pc) }()
+	defer func() { cancel(); <-done }()
+	at := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+
+	a, bb := newBenchPeer(b, at, 1), newBenchPeer(b, at, 2)
+	for _, p := range []*benchPeer{a, bb} {
+		if err := p.c.Register(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(srv.Peers(netA)) < 2 {
+		if time.Now().After(deadline) {
+			b.Fatal("peers did not register")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The receiver counts relayed frames; control frames (acks, peer
+	// lists) are skipped.
+	var got atomic.Int64
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() {
+		defer close(rdone)
+		rc := ipv4.NewPacketConn(bb.conn)
+		ms := make([]ipv4.Message, 64)
+		for i := range ms {
+			ms[i].Buffers = [][]byte{make([]byte, MaxFrame+1)}
+		}
+		for rctx.Err() == nil {
+			_ = bb.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := rc.ReadBatch(ms, 0)
+			if err != nil {
+				continue
+			}
+			k := 0
+			for _, m := range ms[:n] {
+				if IsRelay(m.Buffers[0][:m.N]) {
+					k++
+				}
+			}
+			got.Add(int64(k))
+		}
+	}()
+	defer func() { rcancel(); <-rdone }()
+
+	frame := a.c.WrapRelay(bb.key, make([]byte, size))
+	const window = 512
+	const burst = 32
+	wc := ipv4.NewPacketConn(a.conn)
+	ms := make([]ipv4.Message, burst)
+	for i := range ms {
+		ms[i] = ipv4.Message{Buffers: [][]byte{frame}, Addr: net.UDPAddrFromAddrPort(at)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	var sent, lost int64
+	lastProgress, lastGot := time.Now(), int64(0)
+	for sent < int64(b.N) {
+		g := got.Load()
+		if g != lastGot {
+			lastGot, lastProgress = g, time.Now()
+		}
+		inflight := sent - g - lost
+		if inflight+burst > window {
+			if time.Since(lastProgress) > 100*time.Millisecond { // dropped on the way
+				lost += inflight
+				lastProgress = time.Now()
+			}
+			time.Sleep(20 * time.Microsecond)
+			continue
+		}
+		k := min(int64(burst), int64(b.N)-sent)
+		n, err := wc.WriteBatch(ms[:k], 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sent += int64(n)
+	}
+	for got.Load()+lost < sent && time.Since(lastProgress) < 200*time.Millisecond {
+		if g := got.Load(); g != lastGot {
+			lastGot, lastProgress = g, time.Now()
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	g := got.Load()
+	b.ReportMetric(float64(g)/el.Seconds(), "frames/s")
+	b.ReportMetric(float64(sent-g)/float64(sent)*100, "%lost")
+}
