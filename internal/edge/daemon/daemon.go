@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +24,9 @@ import (
 const (
 	DefaultHeartbeat = 30 * time.Second
 	DefaultMTU       = 1420
+	// SyncEvery is how many heartbeats pass between two listings of the
+	// account's networks when the daemon follows all of them.
+	SyncEvery = 2
 	// leaveTimeout bounds saying goodbye to one nucleus at shutdown.
 	leaveTimeout = 5 * time.Second
 )
@@ -40,8 +44,9 @@ type Config struct {
 	Server      string // control-plane base URL
 	SecurityKey string // empty: use the refresh token saved by a previous run or `omni edge login`
 	Name        string // device name; empty: the hostname
-	// Networks to join; empty: every network of the user, as listed at
-	// start (networks created later are joined on the next start).
+	// Networks to join; empty: every network of the user, followed while
+	// running (networks created later are joined, deleted ones torn down,
+	// checked every SyncEvery heartbeats).
 	Networks []string
 	ExitNode bool   // consent to serve as exit node
 	StateDir string // see DefaultStateDir
@@ -262,7 +267,7 @@ func (d *daemon) sleep(ctx context.Context, dur time.Duration) bool {
 func (d *daemon) heartbeats(ctx context.Context) error {
 	hw := d.st.Identity().HardwareUUID
 	failures := 0
-	for {
+	for beat := 1; ; beat++ {
 		resp, err := d.api.Heartbeat(ctx, hw, d.cfg.ExitNode)
 		d.saveTokens()
 		wait := client.Jittered(d.cfg.Heartbeat, d.rnd)
@@ -272,6 +277,9 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 			d.mu.Lock()
 			d.lastBeat, d.lastErr = d.clock.Now(), ""
 			d.mu.Unlock()
+			if len(d.cfg.Networks) == 0 && beat%SyncEvery == 0 {
+				d.syncNetworks(ctx)
+			}
 			d.applyExits(resp.ExitNodes)
 		case ctx.Err() != nil:
 			return nil
@@ -344,8 +352,70 @@ func (d *daemon) applyExits(sel map[string]string) {
 	}
 }
 
+// syncNetworks follows the account's networks: it joins the networks
+// created since the last listing and tears down those that are gone. A
+// failure is logged and left to the next listing.
+func (d *daemon) syncNetworks(ctx context.Context) {
+	all, err := d.api.Networks(ctx)
+	d.saveTokens()
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("listing networks failed", "err", err)
+		}
+		return
+	}
+	listed := make(map[string]bool, len(all))
+	for _, n := range all {
+		listed[n.ID] = true
+	}
+	d.mu.Lock()
+	nets := d.nets
+	dev := d.device
+	d.mu.Unlock()
+	joined := map[string]bool{}
+	used := map[int]bool{}
+	var gone []*network
+	for _, n := range nets {
+		joined[n.cfg.NetworkID] = true
+		if listed[n.cfg.NetworkID] {
+			used[n.index] = true
+		} else {
+			gone = append(gone, n)
+		}
+	}
+	for _, n := range gone {
+		d.mu.Lock()
+		d.nets = slices.DeleteFunc(d.nets, func(x *network) bool { return x == n })
+		d.mu.Unlock()
+		n.stop()
+		n.log.Info("network removed from the account; tunnel closed")
+	}
+	id := d.st.Identity()
+	for _, n := range all {
+		if joined[n.ID] {
+			continue
+		}
+		jr, err := d.api.Join(ctx, n.ID, dev.ID)
+		d.saveTokens()
+		if err != nil {
+			d.log.Warn("joining a new network failed", "network", n.ID, "err", err)
+			continue
+		}
+		i := 0
+		for used[i] {
+			i++
+		}
+		if err := d.startNetwork(ctx, i, id, jr); err != nil {
+			d.log.Error("starting a new network failed", "network", n.ID, "err", err)
+			continue
+		}
+		used[i] = true
+	}
+}
+
 // network is one joined network with its tunnel and nucleus session.
 type network struct {
+	index  int // N of the interface omniN
 	cfg    NetworkConfig
 	range4 netip.Prefix
 	tun    Tunnel
@@ -401,7 +471,7 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 	if err != nil {
 		return fmt.Errorf("create tunnel %s: %w", nc.Interface, err)
 	}
-	n := &network{cfg: nc, range4: r4, tun: tun, done: make(chan struct{}),
+	n := &network{index: i, cfg: nc, range4: r4, tun: tun, done: make(chan struct{}),
 		log: d.log.With("network", nc.NetworkID, "interface", nc.Interface)}
 	sess, err := d.deps.Nucleus(nc, tun, n.setPeers)
 	if err != nil {
@@ -482,18 +552,25 @@ func (d *daemon) shutdown() {
 		n.cancel()
 	}
 	for _, n := range nets {
-		<-n.done
-		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
-		if err := n.sess.Leave(ctx); err != nil {
-			n.log.Warn("leaving the nucleus failed", "err", err)
-		}
-		cancel()
-		if err := n.tun.Close(); err != nil {
-			n.log.Warn("closing the tunnel failed", "err", err)
-		}
+		n.stop()
 		n.log.Info("network down")
 	}
 	d.mu.Lock()
 	d.nets = nil
 	d.mu.Unlock()
+}
+
+// stop ends the network's session, says goodbye to its nucleus and closes
+// its tunnel.
+func (n *network) stop() {
+	n.cancel()
+	<-n.done
+	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	if err := n.sess.Leave(ctx); err != nil {
+		n.log.Warn("leaving the nucleus failed", "err", err)
+	}
+	cancel()
+	if err := n.tun.Close(); err != nil {
+		n.log.Warn("closing the tunnel failed", "err", err)
+	}
 }

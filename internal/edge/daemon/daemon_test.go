@@ -452,3 +452,73 @@ func TestSecondDaemonRefused(t *testing.T) {
 		t.Fatalf("the first daemon lost its socket: %v", err)
 	}
 }
+
+// Without --network the daemon follows the account: a network created
+// while it runs is joined within SyncEvery heartbeats, a deleted one is
+// torn down, and a new interface takes the lowest free omniN.
+func TestDaemonFollowsTheAccountsNetworks(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	r := start(t, Config{Server: w.proxy.URL, SecurityKey: w.user.Key, Name: "robot", StateDir: t.TempDir()})
+	tuns, sess := r.dp.waitTunnels(t, 2)
+	waits := r.clk.wait(t, 1)
+	beat := func() {
+		t.Helper()
+		r.clk.Advance(waits[0])
+		waits = r.clk.wait(t, 1)
+	}
+
+	third, err := w.admin.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "field"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range SyncEvery {
+		beat()
+	}
+	all, _ := r.dp.waitTunnels(t, 3)
+	if c := all[2].cfg; c.NetworkID != third.ID || c.Interface != "omni2" {
+		t.Fatalf("new network's tunnel: %+v", c)
+	}
+
+	gone, kept := 0, 1
+	if tuns[1].cfg.NetworkID == w.nets[0].ID {
+		gone, kept = 1, 0
+	}
+	if err := w.admin.DeleteNetwork(ctx, w.nets[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	for range SyncEvery {
+		beat()
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(r.logs.String())
+		}
+	}()
+	eventually(t, "the deleted network's tunnel closed and its nucleus left", func() bool {
+		tuns[gone].mu.Lock()
+		closed := tuns[gone].closed
+		tuns[gone].mu.Unlock()
+		sess[gone].mu.Lock()
+		leaves := sess[gone].leaves
+		sess[gone].mu.Unlock()
+		return closed && leaves == 1
+	})
+	tuns[kept].mu.Lock()
+	keptClosed := tuns[kept].closed
+	tuns[kept].mu.Unlock()
+	if keptClosed {
+		t.Fatal("a network that still exists was torn down")
+	}
+	fourth, err := w.admin.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "yard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range SyncEvery {
+		beat()
+	}
+	all, _ = r.dp.waitTunnels(t, 4)
+	if c := all[3].cfg; c.NetworkID != fourth.ID || c.Interface != tuns[gone].cfg.Interface {
+		t.Fatalf("the freed omni0 was not reused: %+v", c)
+	}
+}
