@@ -36,6 +36,15 @@ type Signaling interface {
 	Handle(b []byte, from netip.AddrPort)
 }
 
+// RelayAppender is optionally implemented by a [Signaling] whose relay
+// frames can be built in place: WrapTo appends the frame that Wrap would
+// return to dst and returns the extended slice, or dst unchanged when the
+// packet cannot be relayed. The bind then wraps a whole batch into one
+// buffer without allocating per packet.
+type RelayAppender interface {
+	WrapTo(dst []byte, dstKey [32]byte, payload []byte) []byte
+}
+
 // IsWireGuard reports whether b starts like a WireGuard message: a
 // little-endian message type 1–4 followed by three zero bytes.
 func IsWireGuard(b []byte) bool {
@@ -85,6 +94,13 @@ type Bind struct {
 	batch batchConn
 	v4    bool // the socket is AF_INET (no IPv6 on this host or address)
 	mark  uint32
+
+	// The largest datagram that sends to a direct endpoint and to the
+	// relay coalesce with UDP_SEGMENT; 0 turns GSO off. Both start at the
+	// maximum when the kernel has UDP_SEGMENT, drop to 0 when a send shows
+	// that the device cannot segment, and below a size the kernel refused
+	// as larger than the path MTU (a relay frame of a full-size packet).
+	gsoDirect, gsoRelay atomic.Int32
 
 	endpoints sync.Map // netip.AddrPort -> *directEndpoint
 	relays    sync.Map // Key -> *relayEndpoint
@@ -192,6 +208,13 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 			return nil, 0, err
 		}
 	}
+	tx, rx := tuneSocket(udp)
+	seg := int32(0)
+	if tx {
+		seg = maxSegmentSize
+	}
+	b.gsoDirect.Store(seg)
+	b.gsoRelay.Store(seg)
 	b.udp, b.v4 = udp, v4
 	if v4 {
 		b.batch = ipv4.NewPacketConn(udp)
@@ -199,7 +222,7 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		b.batch = ipv6.NewPacketConn(udp)
 	}
 	actual := uint16(udp.LocalAddr().(*net.UDPAddr).Port)
-	return []conn.ReceiveFunc{b.makeReceive(udp, b.batch)}, actual, nil
+	return []conn.ReceiveFunc{b.makeReceive(b.batch, rx)}, actual, nil
 }
 
 func listen(addr netip.Addr, port uint16) (*net.UDPConn, bool, error) {
@@ -249,31 +272,63 @@ func (b *Bind) SetMark(mark uint32) error {
 // BatchSize implements conn.Bind.
 func (b *Bind) BatchSize() int { return conn.IdealBatchSize }
 
-func (b *Bind) makeReceive(udp *net.UDPConn, bc batchConn) conn.ReceiveFunc {
-	msgs := make([]ipv6.Message, conn.IdealBatchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
+// makeReceive returns the receive function over bc. With gro, it reads
+// into the last len(packets)/maxSegments buffers and splits what the
+// kernel coalesced over all of them; then each datagram is demultiplexed:
+// signaling frames are handled, relay frames unwrapped, and only
+// WireGuard packets are returned with a non-zero size.
+func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
+	msgs := newMessages(conn.IdealBatchSize)
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n := len(packets)
-		for i := 0; i < n; i++ {
-			msgs[i].Buffers[0] = packets[i]
-			msgs[i].N, msgs[i].Addr = 0, nil
+		if n > len(msgs) {
+			msgs = newMessages(n)
 		}
-		got, err := bc.ReadBatch(msgs[:n], 0)
+		first := 0
+		if gro {
+			first = n - max(1, n/maxSegments)
+		}
+		for i := 0; i < n; i++ {
+			m := &msgs[i]
+			m.Buffers[0] = packets[i]
+			m.N, m.NN, m.Flags, m.Addr = 0, 0, 0, nil
+			if gro {
+				m.OOB = m.OOB[:cap(m.OOB)]
+			} else {
+				m.OOB = m.OOB[:0]
+			}
+		}
+		got, err := bc.ReadBatch(msgs[first:n], 0)
 		if err != nil {
 			return 0, err
 		}
+		if gro {
+			got = split(msgs[:n], first, got)
+		}
+		var (
+			lastAddr net.Addr
+			from     netip.AddrPort
+			drop     bool
+			direct   *directEndpoint
+		)
 		for i := 0; i < got; i++ {
 			sizes[i] = 0
 			m := &msgs[i]
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
+			if m.Addr == nil {
 				continue
 			}
-			from := ua.AddrPort()
-			from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-			if b.dropFrom != nil && b.dropFrom(from) {
+			if m.Addr != lastAddr {
+				// Datagrams split from one read share its address.
+				ua, ok := m.Addr.(*net.UDPAddr)
+				if !ok {
+					continue
+				}
+				lastAddr, direct = m.Addr, nil
+				ap := ua.AddrPort()
+				from = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+				drop = b.dropFrom != nil && b.dropFrom(from)
+			}
+			if drop {
 				continue
 			}
 			p := packets[i][:m.N]
@@ -290,14 +345,20 @@ func (b *Bind) makeReceive(udp *net.UDPConn, bc batchConn) conn.ReceiveFunc {
 				eps[i] = b.relayEndpoint(src)
 				continue
 			}
+			if direct == nil {
+				direct = b.directEndpoint(from)
+			}
 			sizes[i] = m.N
-			eps[i] = b.directEndpoint(from)
+			eps[i] = direct
 		}
 		return got, nil
 	}
 }
 
-// Send implements conn.Bind.
+// Send implements conn.Bind. Packets to a direct endpoint go out with
+// sendmmsg, runs of same-size packets as one UDP_SEGMENT datagram each;
+// packets to a relay endpoint are wrapped into relay frames and sent to
+// the relay the same way.
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	b.mu.Lock()
 	udp, bc, v4 := b.udp, b.batch, b.v4
@@ -311,33 +372,88 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		if relay == nil || b.sig == nil {
 			return errors.New("tunnel: no relay configured")
 		}
-		to := fixAddr(*relay, v4)
+		s := getSendState(len(bufs))
+		defer putSendState(s)
+		appender, _ := b.sig.(RelayAppender)
+		arena, ends := s.arena[:0], s.ends[:0]
+		var payload uint64
 		for _, p := range bufs {
-			if _, err := udp.WriteToUDPAddrPort(b.sig.Wrap(e.key, p), to); err != nil {
-				return err
+			n := len(arena)
+			if appender != nil {
+				arena = appender.WrapTo(arena, e.key, p)
+			} else {
+				arena = append(arena, b.sig.Wrap(e.key, p)...)
 			}
-			b.relayTxP.Add(1)
-			b.relayTxB.Add(uint64(len(p)))
+			if len(arena) == n {
+				continue // not relayable (too large)
+			}
+			ends = append(ends, len(arena))
+			payload += uint64(len(p))
 		}
+		// Slice the frames only now: appending may have moved the arena.
+		frames, start := s.frames[:0], 0
+		for _, end := range ends {
+			frames = append(frames, arena[start:end])
+			start = end
+		}
+		s.arena, s.ends, s.frames = arena, ends, frames
+		if err := b.sendBatch(bc, s, frames, fixAddr(*relay, v4), &b.gsoRelay); err != nil {
+			return err
+		}
+		b.relayTxP.Add(uint64(len(frames)))
+		b.relayTxB.Add(payload)
 		return nil
 	case *directEndpoint:
-		ua := net.UDPAddrFromAddrPort(fixAddr(e.ap, v4))
-		msgs := make([]ipv6.Message, len(bufs))
-		for i, p := range bufs {
-			msgs[i].Buffers = [][]byte{p}
-			msgs[i].Addr = ua
-		}
-		for start := 0; start < len(msgs); {
-			n, err := bc.WriteBatch(msgs[start:], 0)
-			if err != nil {
-				return err
-			}
-			start += n
-		}
-		return nil
+		s := getSendState(len(bufs))
+		defer putSendState(s)
+		return b.sendBatch(bc, s, bufs, fixAddr(e.ap, v4), &b.gsoDirect)
 	default:
 		return conn.ErrWrongEndpointType
 	}
+}
+
+// sendBatch sends the datagrams bufs to one address, runs of one size
+// up to *gso bytes coalesced with UDP_SEGMENT. Coalescing appends each
+// run to its first buffer, beyond its length; bufs themselves are not
+// changed. When the kernel refuses a coalesced message, the rest of the
+// batch is sent again with GSO off (EIO: the device cannot segment) or
+// limited to smaller datagrams (EINVAL: segments beyond the path MTU).
+func (b *Bind) sendBatch(bc batchConn, s *sendState, bufs [][]byte, to netip.AddrPort, gso *atomic.Int32) error {
+	setUDPAddr(&s.addr, to)
+	maxPayload := maxPayload6
+	if to.Addr().Unmap().Is4() {
+		maxPayload = maxPayload4
+	}
+	for len(bufs) > 0 {
+		n := coalesce(s.msgs, bufs, &s.addr, int(gso.Load()), maxPayload)
+		sent, err := writeAll(bc, s.msgs[:n])
+		if err == nil {
+			return nil
+		}
+		size := segmentSize(s.msgs[sent].OOB)
+		switch {
+		case size == 0:
+			return err // not a coalesced message
+		case gsoRefused(err):
+			b.gsoDirect.Store(0)
+			b.gsoRelay.Store(0)
+		case gsoTooLarge(err):
+			if int32(size) <= gso.Load() {
+				gso.Store(int32(size) - 1)
+			}
+		default:
+			return err
+		}
+		done := 0
+		for _, m := range s.msgs[:sent] {
+			done += len(m.Buffers[0])
+		}
+		for done > 0 && len(bufs) > 0 {
+			done -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+	}
+	return nil
 }
 
 // relayPrefix marks a relay endpoint in the WireGuard configuration
