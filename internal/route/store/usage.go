@@ -1,0 +1,317 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/sqldb"
+)
+
+// SettingUsageRetentionDays is how many days usage records are kept.
+const SettingUsageRetentionDays = "usage_retention_days"
+
+// UsageRecord is one routed request as recorded by route/usage.
+type UsageRecord struct {
+	ID               int64     `json:"id"`
+	At               time.Time `json:"time"`
+	KeyID            string    `json:"apiKeyId"`
+	Endpoint         string    `json:"endpoint"`
+	Model            string    `json:"model"`
+	Provider         string    `json:"provider"`
+	Connection       string    `json:"connectionId"`
+	TargetModel      string    `json:"targetModel"`
+	InputTokens      int64     `json:"inputTokens"`
+	OutputTokens     int64     `json:"outputTokens"`
+	CacheReadTokens  int64     `json:"cacheReadTokens"`
+	CacheWriteTokens int64     `json:"cacheWriteTokens"`
+	ReasoningTokens  int64     `json:"reasoningTokens"`
+	Estimated        bool      `json:"estimated"`
+	CostUSD          float64   `json:"costUsd"`
+	LatencyMS        int64     `json:"latencyMs"`
+	TTFTMS           int64     `json:"ttftMs"`
+	Status           int       `json:"status"`
+	ErrorType        string    `json:"errorType,omitempty"`
+	ErrorMessage     string    `json:"errorMessage,omitempty"`
+	Attempts         int       `json:"attempts"`
+	AttemptsJSON     string    `json:"-"`
+	Cache            string    `json:"cache,omitempty"`
+	Idempotent       bool      `json:"idempotent"`
+	Stream           bool      `json:"stream"`
+	Session          string    `json:"sessionId,omitempty"`
+}
+
+// UsageFilter selects usage records; zero fields select everything.
+type UsageFilter struct {
+	Since, Until time.Time // at >= Since, at < Until
+	Model        string    // the model as the client named it, or the target model
+	Provider     string
+	KeyID        string
+	Connection   string
+	Session      string
+	Before       int64 // id < Before (cursor), 0: no cursor
+}
+
+func (f UsageFilter) where() (string, []any) {
+	var conds []string
+	var args []any
+	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
+	if !f.Since.IsZero() {
+		add("at >= ?", ms(f.Since))
+	}
+	if !f.Until.IsZero() {
+		add("at < ?", ms(f.Until))
+	}
+	if f.Model != "" {
+		add("(model = ? OR target_model = ? OR provider || '/' || target_model = ?)", f.Model, f.Model, f.Model)
+	}
+	if f.Provider != "" {
+		add("provider = ?", f.Provider)
+	}
+	if f.KeyID != "" {
+		add("key_id = ?", f.KeyID)
+	}
+	if f.Connection != "" {
+		add("connection = ?", f.Connection)
+	}
+	if f.Session != "" {
+		add("session = ?", f.Session)
+	}
+	if f.Before > 0 {
+		add("id < ?", f.Before)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
+
+const usageColumns = `at, key_id, endpoint, model, provider, connection, target_model, input_tokens, output_tokens,
+	cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status,
+	error_type, error_message, attempts, attempts_json, cache, idempotent, stream, session`
+
+const usageRowsPerInsert = 50 // 25 columns × 50 rows stays under every placeholder limit
+
+// InsertUsage writes records in one transaction (multi-row inserts).
+func (s *Store) InsertUsage(ctx context.Context, recs []UsageRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		for len(recs) > 0 {
+			n := min(len(recs), usageRowsPerInsert)
+			var b strings.Builder
+			b.WriteString("INSERT INTO route_usage (" + usageColumns + ") VALUES ")
+			args := make([]any, 0, n*25)
+			for i, r := range recs[:n] {
+				if i > 0 {
+					b.WriteByte(',')
+				}
+				b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+				aj := r.AttemptsJSON
+				if aj == "" {
+					aj = "[]"
+				}
+				args = append(args, ms(r.At), r.KeyID, r.Endpoint, r.Model, r.Provider, r.Connection, r.TargetModel,
+					r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens, r.Estimated,
+					r.CostUSD, r.LatencyMS, r.TTFTMS, r.Status, r.ErrorType, r.ErrorMessage, r.Attempts, aj, r.Cache,
+					r.Idempotent, r.Stream, r.Session)
+			}
+			if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+				return err
+			}
+			recs = recs[n:]
+		}
+		return nil
+	})
+}
+
+// UsageLogs returns records matching f, newest first.
+func (s *Store) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int) ([]UsageRecord, error) {
+	where, args := f.where()
+	args = append(args, limit, offset)
+	rows, err := s.db.Query(ctx, `SELECT id, `+usageColumns+` FROM route_usage`+where+` ORDER BY id DESC LIMIT ? OFFSET ?`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (UsageRecord, error) {
+		var r UsageRecord
+		var at int64
+		err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Endpoint, &r.Model, &r.Provider, &r.Connection, &r.TargetModel,
+			&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens, &r.Estimated,
+			&r.CostUSD, &r.LatencyMS, &r.TTFTMS, &r.Status, &r.ErrorType, &r.ErrorMessage, &r.Attempts, &r.AttemptsJSON,
+			&r.Cache, &r.Idempotent, &r.Stream, &r.Session)
+		r.At = fromMS(at)
+		return r, err
+	})
+}
+
+// UsageTotals sums usage records.
+type UsageTotals struct {
+	Requests         int64   `json:"requests"`
+	Errors           int64   `json:"errors"`
+	InputTokens      int64   `json:"inputTokens"`
+	OutputTokens     int64   `json:"outputTokens"`
+	CacheReadTokens  int64   `json:"cacheReadTokens"`
+	CacheWriteTokens int64   `json:"cacheWriteTokens"`
+	ReasoningTokens  int64   `json:"reasoningTokens"`
+	TotalTokens      int64   `json:"totalTokens"`
+	CostUSD          float64 `json:"costUsd"`
+	AvgLatencyMS     float64 `json:"avgLatencyMs"`
+}
+
+const totalsColumns = `COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0),
+	COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0),
+	COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0),
+	COALESCE(AVG(latency_ms), 0)`
+
+func scanTotals(sc scanner, extra ...any) (UsageTotals, error) {
+	var t UsageTotals
+	dst := append(extra, &t.Requests, &t.Errors, &t.InputTokens, &t.OutputTokens, &t.CacheReadTokens,
+		&t.CacheWriteTokens, &t.ReasoningTokens, &t.CostUSD, &t.AvgLatencyMS)
+	if err := sc.Scan(dst...); err != nil {
+		return t, err
+	}
+	t.TotalTokens = t.InputTokens + t.OutputTokens + t.CacheReadTokens + t.CacheWriteTokens
+	return t, nil
+}
+
+// UsageTotals sums the records matching f.
+func (s *Store) UsageTotals(ctx context.Context, f UsageFilter) (UsageTotals, error) {
+	where, args := f.where()
+	return scanTotals(s.db.QueryRow(ctx, `SELECT `+totalsColumns+` FROM route_usage`+where, args...))
+}
+
+// UsageBucket is the sum of one time bucket.
+type UsageBucket struct {
+	Start time.Time `json:"time"`
+	UsageTotals
+}
+
+// UsageBuckets sums the records matching f per time bucket of width
+// (aligned to the Unix epoch, so days are UTC days), oldest first; empty
+// buckets are left out.
+func (s *Store) UsageBuckets(ctx context.Context, f UsageFilter, width time.Duration) ([]UsageBucket, error) {
+	w := width.Milliseconds()
+	if w <= 0 {
+		return nil, errors.New("usage buckets: width must be positive")
+	}
+	where, args := f.where()
+	args = append([]any{w}, args...)
+	rows, err := s.db.Query(ctx, `SELECT at / ? AS b, `+totalsColumns+` FROM route_usage`+where+` GROUP BY 1 ORDER BY 1`, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (UsageBucket, error) {
+		var b int64
+		t, err := scanTotals(sc, &b)
+		return UsageBucket{Start: fromMS(b * w), UsageTotals: t}, err
+	})
+}
+
+// UsageSample is the latency of one successful request of a provider.
+type UsageSample struct {
+	Provider  string
+	LatencyMS int64
+}
+
+// UsageLatencies returns the latencies of successful, routed requests
+// since a time, newest first, at most limit.
+func (s *Store) UsageLatencies(ctx context.Context, since time.Time, limit int) ([]UsageSample, error) {
+	rows, err := s.db.Query(ctx, `SELECT provider, latency_ms FROM route_usage
+		WHERE at >= ? AND provider <> '' AND status < 400 AND cache <> 'HIT' AND idempotent = ?
+		ORDER BY id DESC LIMIT ?`, ms(since), false, limit)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (UsageSample, error) {
+		var v UsageSample
+		return v, sc.Scan(&v.Provider, &v.LatencyMS)
+	})
+}
+
+// UsageSessionRow is one request of a sticky session.
+type UsageSessionRow struct {
+	Session, KeyID, Provider, TargetModel string
+	At                                    time.Time
+}
+
+// UsageSessionRows returns the requests carrying a session id since a
+// time, oldest first, at most limit (the newest ones).
+func (s *Store) UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]UsageSessionRow, error) {
+	rows, err := s.db.Query(ctx, `SELECT session, key_id, provider, target_model, at FROM route_usage
+		WHERE at >= ? AND session <> '' ORDER BY id DESC LIMIT ?`, ms(since), limit)
+	if err != nil {
+		return nil, err
+	}
+	out, err := collect(rows, func(sc scanner) (UsageSessionRow, error) {
+		var v UsageSessionRow
+		var at int64
+		err := sc.Scan(&v.Session, &v.KeyID, &v.Provider, &v.TargetModel, &at)
+		v.At = fromMS(at)
+		return v, err
+	})
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, err
+}
+
+// UsageProviders lists the providers that served requests since a time.
+func (s *Store) UsageProviders(ctx context.Context, since time.Time) ([]string, error) {
+	rows, err := s.db.Query(ctx, `SELECT DISTINCT provider FROM route_usage WHERE at >= ? AND provider <> ''`, ms(since))
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(sc scanner) (string, error) {
+		var p string
+		return p, sc.Scan(&p)
+	})
+}
+
+// DeleteUsageBefore deletes at most limit records older than before and
+// reports how many went.
+func (s *Store) DeleteUsageBefore(ctx context.Context, before time.Time, limit int) (int64, error) {
+	res, err := s.db.Exec(ctx, `DELETE FROM route_usage WHERE id IN
+		(SELECT id FROM route_usage WHERE at < ? ORDER BY id LIMIT ?)`, ms(before), limit)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// UsageCount is the number of stored usage records.
+func (s *Store) UsageCount(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM route_usage`).Scan(&n)
+	return n, err
+}
+
+// CompactUsage gives the space of deleted records back to the file
+// system. On SQLite it switches the database to incremental auto-vacuum
+// the first time (which needs one full VACUUM), then releases free pages
+// and truncates the write-ahead log; PostgreSQL's autovacuum needs no
+// help. The SQLite database is shared with the other products, which is
+// why this runs rarely (after a retention sweep that deleted something).
+func (s *Store) CompactUsage(ctx context.Context) error {
+	if s.db.Dialect != sqldb.SQLite {
+		return nil
+	}
+	var mode int
+	if err := s.db.QueryRow(ctx, `PRAGMA auto_vacuum`).Scan(&mode); err != nil {
+		return err
+	}
+	if mode != 2 { // 2 = incremental
+		if _, err := s.db.Exec(ctx, `PRAGMA auto_vacuum = INCREMENTAL`); err != nil {
+			return err
+		}
+		if _, err := s.db.Exec(ctx, `VACUUM`); err != nil {
+			return err
+		}
+	} else if _, err := s.db.Exec(ctx, `PRAGMA incremental_vacuum`); err != nil {
+		return err
+	}
+	_, err := s.db.Exec(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	return err
+}

@@ -1,0 +1,307 @@
+// Package usage owns the gateway's request accounting: an api.Gate that
+// records how every routed request ended (tokens, cost, latency, status,
+// fallback attempts) without blocking the request path, the batched
+// writer into the route store, usage retention, the Prometheus request
+// metrics, and the management endpoints that read the records (usage
+// history and logs, latency telemetry, monitoring health, sessions).
+package usage
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/route/api"
+	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// Store is what the recorder needs from the route store.
+type Store interface {
+	InsertUsage(ctx context.Context, recs []store.UsageRecord) error
+	UsageLogs(ctx context.Context, f store.UsageFilter, limit, offset int) ([]store.UsageRecord, error)
+	UsageTotals(ctx context.Context, f store.UsageFilter) (store.UsageTotals, error)
+	UsageBuckets(ctx context.Context, f store.UsageFilter, width time.Duration) ([]store.UsageBucket, error)
+	UsageLatencies(ctx context.Context, since time.Time, limit int) ([]store.UsageSample, error)
+	UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]store.UsageSessionRow, error)
+	UsageProviders(ctx context.Context, since time.Time) ([]string, error)
+	DeleteUsageBefore(ctx context.Context, before time.Time, limit int) (int64, error)
+	CompactUsage(ctx context.Context) error
+	Setting(ctx context.Context, key string) (string, bool, error)
+	SetSetting(ctx context.Context, key, value string) error
+}
+
+// Pricer prices usage (manage.Manager).
+type Pricer interface {
+	Cost(provider, model string, u llm.Usage) (usd float64, ok bool)
+}
+
+// ProviderStatus is one configured provider, for the health summary.
+type ProviderStatus struct {
+	ID     string
+	Active bool // enabled with at least one usable connection
+}
+
+// Options configure a Recorder.
+type Options struct {
+	Store  Store
+	Pricer Pricer // nil: cost 0
+	// Providers lists the configured providers (config and stored).
+	Providers func(ctx context.Context) ([]ProviderStatus, error)
+	// CatalogCount is the number of provider kinds this build knows
+	// (registered types plus catalog ids).
+	CatalogCount int
+	Registerer   prometheus.Registerer // nil: metrics are kept but not exported
+
+	QueueSize  int           // records waiting for the writer (default 10000)
+	BatchSize  int           // rows per write (default 500)
+	FlushEvery time.Duration // longest wait before a partial batch is written (default 1 s)
+	SweepEvery time.Duration // retention sweep period (default 1 h)
+	Linger     time.Duration // after Run's context ends, how long a quiet queue is awaited (default 1 s)
+	Clock      clock.Clock
+	Log        *slog.Logger
+}
+
+// DefaultRetention is how long records are kept unless changed.
+const DefaultRetention = 30 * 24 * time.Hour
+
+const (
+	maxErrorMessage = 512  // bytes of an error message kept
+	sweepBatch      = 5000 // rows deleted per statement
+	sweepMaxBatches = 200  // statements per sweep; the rest waits for the next one
+)
+
+// Recorder records routed requests; it is an api.Gate.
+type Recorder struct {
+	opt     Options
+	queue   chan entry
+	flushes chan chan struct{}
+	m       *metricSet
+
+	dropped  atomic.Uint64
+	warnMu   sync.Mutex
+	lastWarn time.Time
+}
+
+// meta is what a call contributes to its record.
+type meta struct {
+	keyID, endpoint, model, session string
+	stream                          bool
+	start                           time.Time
+}
+
+type entry struct {
+	m   *meta
+	out api.Outcome
+}
+
+// New builds a recorder; start its writer with Run.
+func New(opt Options) *Recorder {
+	if opt.QueueSize <= 0 {
+		opt.QueueSize = 10000
+	}
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = 500
+	}
+	if opt.FlushEvery <= 0 {
+		opt.FlushEvery = time.Second
+	}
+	if opt.SweepEvery <= 0 {
+		opt.SweepEvery = time.Hour
+	}
+	if opt.Linger <= 0 {
+		opt.Linger = time.Second
+	}
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Recorder{opt: opt, queue: make(chan entry, opt.QueueSize), flushes: make(chan chan struct{}), m: newMetrics()}
+	if opt.Registerer != nil {
+		r.m.register(opt.Registerer, r.opt.Log)
+	}
+	return r
+}
+
+// Admit implements api.Gate: it admits every call and records its outcome.
+func (r *Recorder) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
+	m := &meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start}
+	return ctx, func(o api.Outcome) { r.record(m, o) }, nil
+}
+
+// record queues an outcome for the writer; when the queue is full the
+// record is dropped and counted, never waited for.
+func (r *Recorder) record(m *meta, o api.Outcome) {
+	select {
+	case r.queue <- entry{m: m, out: o}:
+	default:
+		r.dropped.Add(1)
+		r.m.dropped.Inc()
+		r.warnDropped()
+	}
+}
+
+func (r *Recorder) warnDropped() {
+	now := r.opt.Clock.Now()
+	r.warnMu.Lock()
+	if now.Sub(r.lastWarn) < time.Minute && !r.lastWarn.IsZero() {
+		r.warnMu.Unlock()
+		return
+	}
+	r.lastWarn = now
+	r.warnMu.Unlock()
+	r.opt.Log.Warn("usage queue full: records dropped", "dropped_total", r.dropped.Load())
+}
+
+// Dropped is the number of records dropped because the queue was full.
+func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
+
+// Run writes queued records in batches and sweeps old records, until ctx
+// ends; then it writes what is still queued and returns.
+func (r *Recorder) Run(ctx context.Context) error {
+	tick := time.NewTicker(r.opt.FlushEvery)
+	defer tick.Stop()
+	sweep := time.NewTicker(r.opt.SweepEvery)
+	defer sweep.Stop()
+	batch := make([]store.UsageRecord, 0, r.opt.BatchSize)
+	// Writes outlive ctx: records taken from the queue are written even
+	// when shutdown has begun.
+	base := context.WithoutCancel(ctx)
+	write := func() {
+		if len(batch) == 0 {
+			return
+		}
+		wctx, cancel := context.WithTimeout(base, 10*time.Second)
+		defer cancel()
+		if err := r.opt.Store.InsertUsage(wctx, batch); err != nil {
+			r.m.writeFailed.Add(float64(len(batch)))
+			r.opt.Log.Warn("writing usage records failed", "records", len(batch), "err", err)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+	take := func(e entry) {
+		batch = append(batch, r.toRecord(e))
+	}
+	drain := func() {
+		for {
+			select {
+			case e := <-r.queue:
+				take(e)
+				if len(batch) >= r.opt.BatchSize {
+					write()
+				}
+			default:
+				write()
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			// Requests still finishing on the draining server report
+			// after ctx ended: keep taking them until the queue has been
+			// quiet for Linger (at most 30 s in all).
+			limit := time.After(30 * time.Second)
+			for {
+				drain()
+				select {
+				case e := <-r.queue:
+					take(e)
+					continue
+				case <-time.After(r.opt.Linger):
+				case <-limit:
+				}
+				drain()
+				return nil
+			}
+		case e := <-r.queue:
+			take(e)
+			if len(batch) >= r.opt.BatchSize {
+				write()
+			}
+		case <-tick.C:
+			write()
+		case done := <-r.flushes:
+			drain()
+			close(done)
+		case <-sweep.C:
+			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.opt.Log.Warn("usage retention sweep failed", "err", err)
+			}
+		}
+	}
+}
+
+// Flush makes the running writer store everything queued so far and
+// waits for it.
+func (r *Recorder) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case r.flushes <- done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// toRecord turns a queued outcome into a row and counts it in the
+// metrics; it runs on the writer goroutine, off the request path.
+func (r *Recorder) toRecord(e entry) store.UsageRecord {
+	o, m := e.out, e.m
+	u := o.Usage
+	rec := store.UsageRecord{
+		At: m.start.Add(o.Latency), KeyID: m.keyID, Endpoint: m.endpoint, Model: m.model, Session: m.session,
+		Stream: m.stream, Provider: o.Target.Provider, TargetModel: o.Target.Model, Connection: o.Connection,
+		InputTokens: int64(u.InputTokens), OutputTokens: int64(u.OutputTokens), CacheReadTokens: int64(u.CacheReadTokens),
+		CacheWriteTokens: int64(u.CacheWriteTokens), ReasoningTokens: int64(u.ReasoningTokens), Estimated: u.Estimated,
+		LatencyMS: o.Latency.Milliseconds(), TTFTMS: o.TTFT.Milliseconds(), Status: o.Status,
+		Attempts: len(o.Attempts), Cache: o.Cache, Idempotent: o.Idempotent,
+	}
+	if rec.Status == 0 {
+		rec.Status = 200
+	}
+	if o.Err != nil {
+		rec.ErrorType = string(o.Err.Type)
+		rec.ErrorMessage = truncate(o.Err.Message, maxErrorMessage)
+	}
+	if len(o.Attempts) > 0 {
+		if b, err := json.Marshal(o.Attempts); err == nil {
+			rec.AttemptsJSON = string(b)
+		}
+	}
+	if r.opt.Pricer != nil && rec.Provider != "" && o.Cache != "HIT" && !o.Idempotent {
+		if usd, ok := r.opt.Pricer.Cost(rec.Provider, rec.TargetModel, u); ok {
+			rec.CostUSD = usd
+		}
+	}
+	r.m.observe(&rec, o)
+	return rec
+}
+
+// truncate cuts s to at most n bytes on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
+}
