@@ -189,13 +189,14 @@ func (c *mmsgConn) clearMsgs(msgs []ipv6.Message) {
 
 // gsoRefused reports whether err is the kernel refusing a UDP_SEGMENT
 // send of seg-byte segments, and lowers maxSeg so that it is not tried
-// again: EIO (no checksum offload) turns GSO off, EINVAL (a segment
-// larger than the path MTU allows) turns it off for that size and above.
+// again: EIO (no checksum offload) turns GSO off, EMSGSIZE or EINVAL (a
+// segment larger than the path MTU allows: the kernel does not fragment
+// GSO segments) turn it off for that size and above.
 func (c *mmsgConn) gsoRefused(err error, seg int) bool {
 	switch {
 	case errors.Is(err, unix.EIO), errors.Is(err, unix.ENOPROTOOPT), errors.Is(err, unix.EOPNOTSUPP):
 		c.maxSeg = 0
-	case errors.Is(err, unix.EINVAL):
+	case errors.Is(err, unix.EINVAL), errors.Is(err, unix.EMSGSIZE):
 		c.maxSeg = seg - 1
 		if c.maxSeg < 512 {
 			c.maxSeg = 0

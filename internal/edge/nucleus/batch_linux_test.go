@@ -101,6 +101,9 @@ func TestGSORefusedLowersLimit(t *testing.T) {
 	if !c.gsoRefused(wrap(unix.EINVAL), 1590) || c.maxSeg != 1589 {
 		t.Fatalf("EINVAL: limit %d", c.maxSeg)
 	}
+	if !c.gsoRefused(wrap(unix.EMSGSIZE), 1400) || c.maxSeg != 1399 {
+		t.Fatalf("EMSGSIZE: limit %d", c.maxSeg)
+	}
 	if !c.gsoRefused(wrap(unix.EINVAL), 300) || c.maxSeg != 0 {
 		t.Fatalf("EINVAL for small segments: limit %d", c.maxSeg)
 	}
@@ -200,6 +203,52 @@ func TestDualStackSocket(t *testing.T) {
 		n, err := peer.Read(buf)
 		if err != nil || string(buf[:n]) != want {
 			t.Fatalf("got %q %v, want %q", buf[:n], err, want)
+		}
+	}
+}
+
+// TestGSOBeyondMTU sends a train of full-size relay frames (a 1452-byte
+// WireGuard packet plus the RELAY overhead) on a path whose MTU is lower:
+// the kernel refuses to coalesce them (it fragments plain datagrams, not
+// GSO segments), so they go frame by frame, all of them, and the size is
+// remembered.
+func TestGSOBeyondMTU(t *testing.T) {
+	rx, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer rx.Close()
+	tx, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skip(err)
+	}
+	defer tx.Close()
+	rc, _ := tx.SyscallConn()
+	_ = rc.Control(func(fd uintptr) {
+		if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU, 1280); err != nil {
+			t.Skip(err)
+		}
+	})
+	w := newMmsgConn(tx, slog.New(slog.NewTextHandler(io.Discard, nil))).(*mmsgConn)
+	if w.maxSeg == 0 {
+		t.Skip("no UDP GSO")
+	}
+	size := 1452 + RelayOverhead(netA)
+	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
+	var out []outbound
+	for i := range 10 {
+		out = append(out, outbound{b: bytes.Repeat([]byte{byte(i)}, size), to: to})
+	}
+	w.write(out)
+	if w.maxSeg >= size {
+		t.Errorf("GSO limit %d, want below %d", w.maxSeg, size)
+	}
+	buf := make([]byte, 4000)
+	_ = rx.SetReadDeadline(time.Now().Add(3 * time.Second))
+	for i := range out {
+		n, err := rx.Read(buf)
+		if err != nil || n != size || buf[0] != byte(i) {
+			t.Fatalf("datagram %d: %d bytes, %v", i, n, err)
 		}
 	}
 }
