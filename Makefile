@@ -5,7 +5,7 @@ BIN       ?= bin/omni
 STATICCHECK ?= $(shell command -v staticcheck || echo $(HOME)/go/bin/staticcheck)
 GOVULNCHECK ?= $(shell command -v govulncheck || echo $(HOME)/go/bin/govulncheck)
 
-.PHONY: help run build test test-short bench bench-go bench-edge bench-route bench-dataplane lint fuzz clean
+.PHONY: help run build test test-short bench bench-go bench-edge bench-route bench-route-features bench-dataplane lint fuzz clean
 
 help:
 	@echo "make run         # omni serve: everything up on embedded SQLite in ./data"
@@ -27,7 +27,7 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-bench: bench-go bench-edge bench-route bench-dataplane
+bench: bench-go bench-edge bench-route bench-route-features bench-dataplane
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
@@ -39,6 +39,13 @@ bench-edge:
 # the upstream alone and a bare proxy, in one run (about 2 minutes).
 bench-route:
 	$(GO) run ./internal/bench/routebench
+
+# What keys with limits and budgets, the usage log, resilience, the cache
+# and idempotency add together: this build against the gateway as it was
+# before them (revision ROUTE_BASELINE), interleaved in one run.
+ROUTE_BASELINE ?= d1d42e8
+bench-route-features:
+	$(GO) run ./internal/bench/routebench -features -baseline $(ROUTE_BASELINE) -samples 2000
 
 # Data-plane throughput and latency (root): raw underlay, plain
 # wireguard-go, omni direct and omni relayed, over one namespace

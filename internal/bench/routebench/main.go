@@ -64,6 +64,8 @@ func main() {
 	step := flag.Duration("step", 5*time.Second, "measured time per concurrency step of the rate search")
 	levels := flag.String("levels", "8,16,32,64,128", "concurrency steps of the rate search")
 	strict := flag.Bool("strict", false, "exit 1 when a target is missed")
+	features := flag.Bool("features", false, "compare the gateway with every feature on (keys with limits and a budget, usage log, resilience, cache, idempotency) against the gateway built from -baseline")
+	baseline := flag.String("baseline", "", "git revision of the gateway without the features, for -features")
 	serveUpstream := flag.Bool("serve-upstream", false, "only serve the instant upstream on a loopback port and print its URL (used by the harness itself)")
 	serveProxy := flag.String("serve-proxy", "", "only serve a bare reverse proxy to this URL on a loopback port and print its URL (used by the harness itself)")
 	flag.Parse()
@@ -79,7 +81,15 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	missed, err := run(ctx, options{bin: *bin, samples: *samples, streamSamples: *streamSamples, step: *step, levels: conc})
+	o := options{bin: *bin, samples: *samples, streamSamples: *streamSamples, step: *step, levels: conc, baseline: *baseline}
+	run := run
+	if *features {
+		if *baseline == "" {
+			fatal(errors.New("-features needs -baseline REV"))
+		}
+		run = runFeatures
+	}
+	missed, err := run(ctx, o)
 	if err != nil {
 		fatal(err)
 	}
@@ -94,6 +104,7 @@ type options struct {
 	streamSamples int
 	step          time.Duration
 	levels        []int
+	baseline      string
 }
 
 func fatal(err error) {
@@ -438,6 +449,12 @@ var listenLine = regexp.MustCompile(`OmniRoute gateway listening.*\baddr=(\S+)`)
 // choosing, with a generated configuration and a temporary data
 // directory, and waits until /healthz answers.
 func startGateway(ctx context.Context, bin, tmp, upstreamURL string) (*process, error) {
+	return startGatewayWith(ctx, bin, tmp, upstreamURL, "")
+}
+
+// startGatewayWith is startGateway with more lines of the route section
+// of the configuration (indented two spaces).
+func startGatewayWith(ctx context.Context, bin, tmp, upstreamURL, extra string) (*process, error) {
 	data := filepath.Join(tmp, "data")
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
@@ -449,7 +466,7 @@ func startGateway(ctx context.Context, bin, tmp, upstreamURL string) (*process, 
       base_url: %s
       api_keys: [sk-bench-upstream]
       models: [%s]
-`, upstreamURL, upstreamModel)
+%s`, upstreamURL, upstreamModel, extra)
 	confPath := filepath.Join(tmp, "omni.yaml")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
@@ -576,6 +593,7 @@ type path struct {
 	kind       dialect
 	body       []byte
 	streamBody []byte
+	key        string // gateway key sent (default "client-key")
 }
 
 func (p path) post(c *http.Client, body []byte) (*http.Response, error) {
@@ -584,11 +602,15 @@ func (p path) post(c *http.Client, body []byte) (*http.Response, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	key := p.key
+	if key == "" {
+		key = "client-key"
+	}
 	if p.kind == kindAnthropic {
 		req.Header.Set("anthropic-version", "2023-06-01")
-		req.Header.Set("x-api-key", "client-key")
+		req.Header.Set("x-api-key", key)
 	} else {
-		req.Header.Set("Authorization", "Bearer client-key")
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := c.Do(req)
 	if err != nil {

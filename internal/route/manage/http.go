@@ -30,9 +30,7 @@ func (m *Manager) Register(mux *http.ServeMux) {
 	guarded("POST /api/auth/password", m.setPassword)
 	guarded("PUT /api/settings/password", m.setPassword)
 
-	guarded("GET /api/keys", m.listKeys)
-	guarded("POST /api/keys", m.createKey)
-	guarded("DELETE /api/keys/{id}", m.deleteKey)
+	m.registerKeys(mux, guarded) // keys.go: /api/keys, /api/v1/registered-keys, /v1/quotas/check
 
 	guarded("GET /api/providers", m.listProviders)
 	guarded("POST /api/providers", m.createProvider)

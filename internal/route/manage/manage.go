@@ -47,6 +47,11 @@ type Store interface {
 	CreateAPIKey(ctx context.Context, k store.APIKey) error
 	DeleteAPIKey(ctx context.Context, id string) error
 	TouchAPIKeys(ctx context.Context, ids []string, t time.Time) error
+	APIKey(ctx context.Context, id string) (store.APIKey, error)
+	UpdateAPIKey(ctx context.Context, k store.APIKey) error
+	RevokeAPIKey(ctx context.Context, id string, t time.Time) error
+	IssueRegisteredKey(ctx context.Context, k store.APIKey, max int, now time.Time) (store.APIKey, bool, error)
+	LiveRegisteredKeys(ctx context.Context, provider, accountID string, now time.Time) (int, error)
 
 	Aliases(ctx context.Context) ([]store.Alias, error)
 	SetAlias(ctx context.Context, a store.Alias) (bool, error)
@@ -166,6 +171,7 @@ func New(opt Options) (*Manager, error) {
 		opt.SyncInterval = 2 * time.Second
 	}
 	m := &Manager{opt: opt, store: opt.Store, clock: opt.Clock, log: opt.Log, limiter: ratelimit.NewMemory(opt.Clock)}
+	m.keys.now = opt.Clock.Now
 	if opt.Store != nil {
 		if len(opt.MasterKey) < 32 {
 			return nil, errors.New("manage: a 32-byte master key is required with a store")
@@ -260,28 +266,50 @@ func (m *Manager) Models() []ModelInfo { return slices.Clone(m.snap.Load().model
 // KeySet answers whether a raw gateway key is one of the stored keys,
 // from memory (hashes only), and notes which keys are used.
 type KeySet struct {
-	hashes atomic.Pointer[map[string]string] // token hash -> key id
-	used   sync.Map                          // key id -> struct{}
+	hashes atomic.Pointer[map[string]string]       // token hash -> key id (revoked keys left out)
+	byID   atomic.Pointer[map[string]store.APIKey] // key id -> key, with policy and budget
+	now    func() time.Time
+	used   sync.Map // key id -> struct{}
 }
 
-// Lookup returns the id of the stored gateway key raw is.
+// Lookup returns the id of the stored gateway key raw is; revoked and
+// expired keys are not found.
 func (k *KeySet) Lookup(_ context.Context, raw string) (string, bool) {
 	mp := k.hashes.Load()
 	if mp == nil || raw == "" {
 		return "", false
 	}
 	id, ok := (*mp)[auth.TokenHash(raw)]
-	if ok {
-		k.used.Store(id, struct{}{})
+	if !ok {
+		return "", false
 	}
-	return id, ok
+	if key, found := k.Key(id); found && !key.ExpiresAt.IsZero() && k.now != nil && !k.now().Before(key.ExpiresAt) {
+		return "", false
+	}
+	k.used.Store(id, struct{}{})
+	return id, true
+}
+
+// Key returns a stored key (policy and budget included) by id.
+func (k *KeySet) Key(id string) (store.APIKey, bool) {
+	mp := k.byID.Load()
+	if mp == nil {
+		return store.APIKey{}, false
+	}
+	key, ok := (*mp)[id]
+	return key, ok
 }
 
 func (k *KeySet) set(keys []store.APIKey) {
 	mp := make(map[string]string, len(keys))
+	byID := make(map[string]store.APIKey, len(keys))
 	for _, key := range keys {
-		mp[key.Hash] = key.ID
+		byID[key.ID] = key
+		if key.RevokedAt.IsZero() {
+			mp[key.Hash] = key.ID
+		}
 	}
+	k.byID.Store(&byID)
 	k.hashes.Store(&mp)
 }
 

@@ -10,7 +10,9 @@ import (
 
 // ---- gateway API keys ----
 
-// APIKey is a gateway key; only its hash is stored.
+// APIKey is a gateway key; only its hash is stored. Its policy (allowed
+// providers and models, request and token limits) and budget are enforced
+// by route/limits.
 type APIKey struct {
 	ID            string
 	Name          string
@@ -19,44 +21,70 @@ type APIKey struct {
 	AllowedModels []string
 	CreatedAt     time.Time
 	LastUsedAt    time.Time // zero: never
+
+	AllowedProviders []string
+	Limits           KeyLimits
+	Kind             string    // KindManaged or KindRegistered
+	Provider         string    // registered keys: the backing provider, may be ""
+	AccountID        string    // registered keys: the account, may be ""
+	IdempotencyKey   string    // registered keys: the issuing request's idempotency key
+	ExpiresAt        time.Time // zero: never
+	RevokedAt        time.Time // zero: live
+	Budget           *Budget   // nil: no budget
 }
+
+const keyColumns = `k.id, k.name, k.prefix, k.key_hash, k.allowed_models, k.created_at, k.last_used_at,
+	k.allowed_providers, k.rpm, k.rpd, k.tpm, k.tpd, k.kind, k.provider, k.account_id, k.idempotency_key, k.expires_at, k.revoked_at,
+	b.hourly_usd, b.daily_usd, b.weekly_usd, b.monthly_usd, b.warning_threshold, b.reset_interval, b.reset_time, b.updated_at`
+
+const keyFrom = ` FROM route_api_keys k LEFT JOIN route_key_budgets b ON b.key_id = k.id`
 
 func scanKey(row scanner) (APIKey, error) {
 	var k APIKey
-	var allowed string
+	var allowed, providers string
 	var created int64
-	var used sql.NullInt64
-	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &allowed, &created, &used); err != nil {
+	var used, expires, revoked sql.NullInt64
+	var hourly, daily, weekly, monthly, warn sql.NullFloat64
+	var interval, resetTime sql.NullString
+	var updated sql.NullInt64
+	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &allowed, &created, &used,
+		&providers, &k.Limits.RPM, &k.Limits.RPD, &k.Limits.TPM, &k.Limits.TPD, &k.Kind, &k.Provider, &k.AccountID, &k.IdempotencyKey,
+		&expires, &revoked, &hourly, &daily, &weekly, &monthly, &warn, &interval, &resetTime, &updated); err != nil {
 		return k, err
 	}
 	k.CreatedAt, k.LastUsedAt = fromMS(created), fromNull(used)
+	k.ExpiresAt, k.RevokedAt = fromNull(expires), fromNull(revoked)
+	if updated.Valid {
+		k.Budget = &Budget{KeyID: k.ID, HourlyUSD: hourly.Float64, DailyUSD: daily.Float64, WeeklyUSD: weekly.Float64,
+			MonthlyUSD: monthly.Float64, WarningThreshold: warn.Float64, ResetInterval: interval.String, ResetTime: resetTime.String,
+			UpdatedAt: fromMS(updated.Int64)}
+	}
+	if err := fromJSON(providers, &k.AllowedProviders); err != nil {
+		return k, err
+	}
 	return k, fromJSON(allowed, &k.AllowedModels)
 }
 
-// APIKeys lists the gateway keys, oldest first.
+// APIKeys lists the gateway keys (revoked ones too), oldest first.
 func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, name, prefix, key_hash, allowed_models, created_at, last_used_at FROM route_api_keys ORDER BY created_at, id`)
+	rows, err := s.db.Query(ctx, `SELECT `+keyColumns+keyFrom+` ORDER BY k.created_at, k.id`)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, scanKey)
 }
 
-// CreateAPIKey stores a key (its hash).
+// CreateAPIKey stores a key (its hash) and its budget, if any.
 func (s *Store) CreateAPIKey(ctx context.Context, k APIKey) error {
-	if k.AllowedModels == nil {
-		k.AllowedModels = []string{}
-	}
-	return s.write(ctx, func(tx *sqldb.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO route_api_keys (id, name, prefix, key_hash, allowed_models, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			k.ID, k.Name, k.Prefix, k.Hash, toJSON(k.AllowedModels), ms(k.CreatedAt))
-		return conflict(err, "api key "+k.ID)
-	})
+	return s.write(ctx, func(tx *sqldb.Tx) error { return insertKey(ctx, tx, k) })
 }
 
 // DeleteAPIKey removes a key.
 func (s *Store) DeleteAPIKey(ctx context.Context, id string) error {
 	return s.write(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM route_key_budgets WHERE key_id = ?`, id); err != nil {
+			return err
+		}
 		res, err := tx.Exec(ctx, `DELETE FROM route_api_keys WHERE id = ?`, id)
 		return mustAffect(res, err, "api key "+id)
 	})

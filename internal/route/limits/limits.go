@@ -1,0 +1,401 @@
+// Package limits owns the per-key policy of the OmniRoute gateway: allowed
+// models and providers, request and token rate limits (RPM, RPD, TPM, TPD)
+// and USD budgets (hourly, daily, weekly, monthly). Gate is the api.Gate
+// that enforces them on every routed chat request, reserving requests,
+// estimated tokens and estimated cost atomically before the upstream call
+// and settling them from the real usage after it; counters live in memory
+// (one replica) or in Redis (shared by replicas), and settled spend is
+// persisted to the route store so budgets survive restarts. It also serves
+// the budget management endpoints (/api/usage/budget).
+package limits
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/route/api"
+	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// Keys gives the current stored gateway keys by id (in memory).
+type Keys interface {
+	Key(id string) (store.APIKey, bool)
+}
+
+// Pricer prices usage in USD.
+type Pricer interface {
+	Cost(provider, model string, u llm.Usage) (float64, bool)
+	EstimateCost(provider, model string, inputTokens, maxOutput int) (float64, bool)
+}
+
+// Resolver lists the targets a model name may be routed to.
+type Resolver interface {
+	Resolve(model string) ([]router.Target, string, error)
+}
+
+// Store persists budgets and settled spend.
+type Store interface {
+	APIKeys(ctx context.Context) ([]store.APIKey, error)
+	SetBudget(ctx context.Context, b store.Budget) error
+	AddSpend(ctx context.Context, spends []store.Spend) error
+	Spends(ctx context.Context, since time.Time) ([]store.Spend, error)
+}
+
+// DefaultMaxOutput is the output reserved for a request that sets no
+// max_tokens, when estimating its cost.
+const DefaultMaxOutput = 1024
+
+// Options configure a Gate.
+type Options struct {
+	Keys     Keys
+	Pricer   Pricer
+	Resolver Resolver
+	Store    Store                           // nil: spend is not persisted
+	Counters Counters                        // nil: in memory
+	Refresh  func(ctx context.Context) error // reloads Keys after a budget change (optional)
+	// FlushInterval is how often settled spend is written to the store
+	// (default 5s).
+	FlushInterval time.Duration
+	Clock         clock.Clock
+	Log           *slog.Logger
+}
+
+// Gate enforces key policies, limits and budgets.
+type Gate struct {
+	opt Options
+	clk clock.Clock
+	log *slog.Logger
+	c   Counters
+
+	mu      sync.Mutex
+	pending map[spendKey]int64 // settled spend not yet persisted
+}
+
+type spendKey struct {
+	key, period string
+	start       time.Time
+}
+
+var _ api.Gate = (*Gate)(nil)
+
+// New returns a gate.
+func New(opt Options) *Gate {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.FlushInterval <= 0 {
+		opt.FlushInterval = 5 * time.Second
+	}
+	if opt.Counters == nil {
+		opt.Counters = NewMemory(opt.Clock)
+	}
+	return &Gate{opt: opt, clk: opt.Clock, log: opt.Log, c: opt.Counters, pending: map[spendKey]int64{}}
+}
+
+// Load restores the spend of the current budget windows from the store
+// (counters that already exist, in a shared Redis, are left alone).
+func (g *Gate) Load(ctx context.Context) error {
+	if g.opt.Store == nil {
+		return nil
+	}
+	now := g.clk.Now()
+	spends, err := g.opt.Store.Spends(ctx, now.AddDate(0, -1, -1))
+	if err != nil {
+		return err
+	}
+	for _, sp := range spends {
+		k, ok := g.opt.Keys.Key(sp.KeyID)
+		if !ok || k.Budget == nil {
+			continue
+		}
+		reset, _ := parseHHMM(k.Budget.ResetTime)
+		start, end := window(sp.Period, reset, now)
+		if !start.Equal(sp.WindowStart) {
+			continue
+		}
+		if err := g.c.Seed(ctx, Counter{Key: budgetKey(sp.KeyID, sp.Period, start), Amount: sp.Micros, TTL: end.Sub(now)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Run persists settled spend every FlushInterval, and once more when ctx
+// ends.
+func (g *Gate) Run(ctx context.Context) error {
+	t := time.NewTicker(g.opt.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return g.Flush(fctx)
+		case <-t.C:
+			if err := g.Flush(ctx); err != nil && ctx.Err() == nil {
+				g.log.Warn("persisting key spend failed", "err", err)
+			}
+		}
+	}
+}
+
+// Flush writes the spend settled since the last flush to the store; on
+// failure it is kept for the next one.
+func (g *Gate) Flush(ctx context.Context) error {
+	if g.opt.Store == nil {
+		return nil
+	}
+	g.mu.Lock()
+	batch := g.pending
+	g.pending = map[spendKey]int64{}
+	g.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	spends := make([]store.Spend, 0, len(batch))
+	for k, v := range batch {
+		spends = append(spends, store.Spend{KeyID: k.key, Period: k.period, WindowStart: k.start, Micros: v})
+	}
+	if err := g.opt.Store.AddSpend(ctx, spends); err != nil {
+		g.mu.Lock()
+		for k, v := range batch {
+			g.pending[k] += v
+		}
+		g.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func rateKey(keyID, what string, start time.Time) string {
+	return fmt.Sprintf("{%s}:%s:%d", keyID, what, start.Unix())
+}
+
+func budgetKey(keyID, period string, start time.Time) string {
+	return fmt.Sprintf("{%s}:usd:%s:%d", keyID, period, start.Unix())
+}
+
+// budgetLimit returns a budget's limit for a period in USD (0: none).
+func budgetLimit(b *store.Budget, period string) float64 {
+	if b == nil {
+		return 0
+	}
+	switch period {
+	case Hourly:
+		return b.HourlyUSD
+	case Daily:
+		return b.DailyUSD
+	case Weekly:
+		return b.WeeklyUSD
+	case Monthly:
+		return b.MonthlyUSD
+	}
+	return 0
+}
+
+// check names what a counter enforces, for refusals.
+type check struct {
+	what  string // "rpm", "daily budget" …
+	limit string // "60", "$5.00"
+	end   time.Time
+	usd   bool
+}
+
+// Admit implements api.Gate.
+func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
+	if c.KeyID == "" || g.opt.Keys == nil {
+		return ctx, nil, nil
+	}
+	k, ok := g.opt.Keys.Key(c.KeyID)
+	if !ok { // config-file keys carry no policy
+		return ctx, nil, nil
+	}
+	var targets []router.Target
+	if g.opt.Resolver != nil {
+		targets, _, _ = g.opt.Resolver.Resolve(c.Model)
+	}
+	ctx, targets, err := g.policy(ctx, k, c.Model, targets)
+	if err != nil {
+		return ctx, nil, err
+	}
+
+	now := g.clk.Now()
+	var cs []Counter
+	var checks []check
+	addRate := func(what string, limit int64, d time.Duration, amount int64) {
+		if limit <= 0 {
+			return
+		}
+		start, end := rateWindow(d, now)
+		cs = append(cs, Counter{Key: rateKey(k.ID, what, start), Limit: limit, Amount: amount, TTL: end.Sub(now)})
+		checks = append(checks, check{what: what, limit: fmt.Sprint(limit), end: end})
+	}
+	in := int64(max(c.InputTokens, 0))
+	addRate("rpm", k.Limits.RPM, time.Minute, 1)
+	addRate("rpd", k.Limits.RPD, 24*time.Hour, 1)
+	tokStart := len(cs)
+	addRate("tpm", k.Limits.TPM, time.Minute, in)
+	addRate("tpd", k.Limits.TPD, 24*time.Hour, in)
+	tokEnd := len(cs)
+
+	var est int64
+	var budgetStarts []time.Time
+	var budgetPeriods []string
+	if k.Budget != nil {
+		est = micros(g.estimate(c, targets))
+		reset, _ := parseHHMM(k.Budget.ResetTime)
+		for _, p := range Periods {
+			lim := budgetLimit(k.Budget, p)
+			if lim <= 0 {
+				continue
+			}
+			start, end := window(p, reset, now)
+			cs = append(cs, Counter{Key: budgetKey(k.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
+			checks = append(checks, check{what: p + " budget", limit: fmt.Sprintf("$%.2f", lim), end: end, usd: true})
+			budgetStarts = append(budgetStarts, start)
+			budgetPeriods = append(budgetPeriods, p)
+		}
+	}
+	budgetFrom := tokEnd
+	if len(cs) == 0 {
+		return ctx, nil, nil
+	}
+	i, err := g.c.Reserve(ctx, cs)
+	if err != nil {
+		return ctx, nil, err
+	}
+	if i >= 0 {
+		ch := checks[i]
+		e := &llm.Error{Status: http.StatusTooManyRequests, Type: llm.ErrRateLimit, Code: "rate_limit_exceeded",
+			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limit, k.Name), RetryAfter: ch.end.Sub(now)}
+		if ch.usd {
+			e.Code = "budget_exceeded"
+			e.Message = fmt.Sprintf("Budget has been exceeded: %s of %s reached for key %s; it resets at %s",
+				ch.what, ch.limit, k.Name, ch.end.Format(time.RFC3339))
+		}
+		if e.RetryAfter < time.Second {
+			e.RetryAfter = time.Second
+		}
+		return ctx, nil, e
+	}
+
+	done := func(o api.Outcome) {
+		var adj []Counter
+		// Tokens: replace the input estimate by what the call really used.
+		real := int64(0)
+		if o.Status == http.StatusOK && o.Cache != "HIT" {
+			u := o.Usage
+			real = int64(u.InputTokens + u.OutputTokens + u.CacheReadTokens + u.CacheWriteTokens)
+		}
+		for _, ct := range cs[tokStart:tokEnd] {
+			ct.Amount = real - in
+			adj = append(adj, ct)
+		}
+		// Spend: replace the reservation by the cost of the real usage.
+		var cost int64
+		if len(budgetPeriods) > 0 {
+			if o.Status == http.StatusOK && o.Cache != "HIT" && o.Target.Provider != "" {
+				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
+					cost = micros(usd)
+				}
+			}
+			for j, ct := range cs[budgetFrom:] {
+				ct.Amount = cost - est
+				adj = append(adj, ct)
+				if cost != 0 {
+					g.mu.Lock()
+					g.pending[spendKey{k.ID, budgetPeriods[j], budgetStarts[j]}] += cost
+					g.mu.Unlock()
+				}
+			}
+		}
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		if err := g.c.Add(actx, adj); err != nil {
+			g.log.Warn("settling key limits failed", "key", k.ID, "err", err)
+		}
+	}
+	return ctx, done, nil
+}
+
+// policy enforces the allowed models and providers: a model the key may
+// not use is a 403; targets of other providers (or not matching the
+// allowed models, for combos and aliases) are filtered out so the router
+// falls back to allowed ones.
+func (g *Gate) policy(ctx context.Context, k store.APIKey, model string, targets []router.Target) (context.Context, []router.Target, error) {
+	if len(k.AllowedModels) == 0 && len(k.AllowedProviders) == 0 {
+		return ctx, targets, nil
+	}
+	forbid := func(format string, a ...any) error {
+		return &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "model_not_allowed",
+			Message: fmt.Sprintf(format, a...)}
+	}
+	modelOK := len(k.AllowedModels) == 0 || matchAny(k.AllowedModels, model)
+	allowed := func(t router.Target) bool {
+		if len(k.AllowedProviders) > 0 && !slices.Contains(k.AllowedProviders, t.Provider) {
+			return false
+		}
+		return modelOK || matchAny(k.AllowedModels, t.Provider+"/"+t.Model) || matchAny(k.AllowedModels, t.Model)
+	}
+	if len(targets) == 0 {
+		// Unknown to the table: the router answers 404; only the model
+		// name can be judged here.
+		if !modelOK {
+			return ctx, nil, forbid("model %s is not allowed for key %s", model, k.Name)
+		}
+		return router.WithFilter(ctx, allowed), nil, nil
+	}
+	var kept []router.Target
+	for _, t := range targets {
+		if allowed(t) {
+			kept = append(kept, t)
+		}
+	}
+	if len(kept) == 0 {
+		if !modelOK {
+			return ctx, nil, forbid("model %s is not allowed for key %s", model, k.Name)
+		}
+		return ctx, nil, forbid("model %s is served by no provider allowed for key %s (allowed: %s)", model, k.Name,
+			strings.Join(k.AllowedProviders, ", "))
+	}
+	return router.WithFilter(ctx, allowed), kept, nil
+}
+
+func matchAny(patterns []string, s string) bool {
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, s); ok || p == s {
+			return true
+		}
+	}
+	return false
+}
+
+// estimate is the most the call may cost on any of its allowed targets:
+// estimated input plus max_tokens (DefaultMaxOutput when unset) at the
+// target's price; targets without a price count 0.
+func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
+	out := c.MaxTokens
+	if out <= 0 {
+		out = DefaultMaxOutput
+	}
+	var most float64
+	for _, t := range targets {
+		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out); ok && usd > most {
+			most = usd
+		}
+	}
+	return most
+}
