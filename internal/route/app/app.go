@@ -18,8 +18,8 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/api"
+	"github.com/omniedge/omni/internal/route/backup"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
-	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
@@ -32,9 +32,8 @@ type App struct {
 	Router  *router.Router
 	API     *api.Server     // the /v1 gateway alone
 	Manager *manage.Manager // routing state; serves /api/ when it has a store
-	// limits enforces key policies, rate limits and budgets (route/limits);
-	// nil without a database.
-	limits  *limits.Gate
+	// backups are the database backups (route/backup); nil without a database.
+	backups *backup.Service
 	handler http.Handler
 }
 
@@ -137,18 +136,15 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if st != nil {
 		acfg.Keys = mgr.Keys()
 	}
-	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
-	if a.limits, err = newLimits(ctx, d, st, mgr, a.Table); err != nil {
-		return nil, err
-	}
-	if a.limits != nil {
-		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
-	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
-	if a.limits != nil {
-		a.limits.Register(mgr.Guarded(mux)) // /api/usage/budget
+	// Database backups, export and import (route/backup): /api/db-backups.
+	if st != nil {
+		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
+			return nil, err
+		}
+		a.backups.Register(mgr.Guarded(mux))
 	}
 	mux.Handle("/", a.API)
 	a.handler = mux
@@ -162,8 +158,8 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Run keeps the routing table in step with changes made through other
 // replicas and records gateway key use, until ctx ends.
 func (a *App) Run(ctx context.Context) error {
-	if a.limits != nil {
-		go a.limits.Run(ctx) // persists settled spend
+	if a.backups != nil {
+		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
 	}
 	return a.Manager.Run(ctx)
 }
