@@ -461,3 +461,36 @@ func TestLoopbackBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestSendDoesNotAllocate checks that a batch costs no allocation, direct
+// or relayed with a RelayAppender.
+func TestSendDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocations are not stable under the race detector")
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	rx := NewBind(BindConfig{ListenAddr: lo})
+	_, port, err := rx.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	to := netip.AddrPortFrom(lo, port)
+	tx := NewBind(BindConfig{Signaling: appendSignaling{newTestSignaling()}, ListenAddr: lo, Relay: to})
+	if _, _, err := tx.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	direct, _ := tx.ParseEndpoint(to.String())
+	relayed, _ := tx.ParseEndpoint(RelayEndpoint(Key{1}))
+	bufs := sizesOf(conn.IdealBatchSize, 1400)
+	for _, ep := range []conn.Endpoint{direct, relayed} {
+		if n := testing.AllocsPerRun(20, func() {
+			if err := tx.Send(bufs, ep); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("Send to %s: %v allocations per batch", ep.DstToString(), n)
+		}
+	}
+}
