@@ -162,7 +162,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			return fmt.Errorf("gateway: %w", err)
 		}
 		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, Redis: rdb, RedisPrefix: cfg.RedisPrefix + "route:",
-			MasterKey: key, Clock: clk, Log: routeLog})
+			MasterKey: key, Clock: clk, Log: routeLog, Metrics: reg})
 		if err != nil {
 			ln.Close()
 			cancel()

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/platform/clock"
@@ -24,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
+	"github.com/omniedge/omni/internal/route/usage"
 )
 
 // App is an assembled gateway.
@@ -32,6 +34,8 @@ type App struct {
 	Router  *router.Router
 	API     *api.Server     // the /v1 gateway alone
 	Manager *manage.Manager // routing state; serves /api/ when it has a store
+	// usage records every routed request (route/usage); nil without a database.
+	usage *usage.Recorder
 	// backups are the database backups (route/backup); nil without a database.
 	backups *backup.Service
 	handler http.Handler
@@ -67,6 +71,8 @@ type Deps struct {
 	RedisPrefix string
 	Clock       clock.Clock
 	Log         *slog.Logger
+	// Metrics, when set, gets the gateway's request metrics (route/usage).
+	Metrics prometheus.Registerer
 }
 
 // UpstreamClient is the HTTP client for provider calls: a pool deep
@@ -136,6 +142,11 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if st != nil {
 		acfg.Keys = mgr.Keys()
 	}
+	// Usage records (route/usage): the first gate, so it also records
+	// the refusals of every later one; nil without a database.
+	if a.usage = newUsage(cfg, d, st, mgr, a.Table); a.usage != nil {
+		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
+	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
@@ -145,6 +156,11 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 			return nil, err
 		}
 		a.backups.Register(mgr.Guarded(mux))
+	}
+	if a.usage != nil {
+		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
+		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
+		a.usage.Register(mgr.Guarded(mux))
 	}
 	mux.Handle("/", a.API)
 	a.handler = mux
@@ -161,7 +177,18 @@ func (a *App) Run(ctx context.Context) error {
 	if a.backups != nil {
 		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
 	}
-	return a.Manager.Run(ctx)
+	var usageDone chan struct{}
+	if a.usage != nil {
+		// Writes usage records in batches and sweeps old ones; on shutdown
+		// it writes what is still queued before Run returns.
+		usageDone = make(chan struct{})
+		go func() { defer close(usageDone); _ = a.usage.Run(ctx) }()
+	}
+	err := a.Manager.Run(ctx)
+	if usageDone != nil {
+		<-usageDone
+	}
+	return err
 }
 
 // Models implements api.Models: the current list, which follows changes

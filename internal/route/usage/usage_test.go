@@ -3,7 +3,6 @@ package usage_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,7 +20,6 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/sqldb"
-	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/llm"
@@ -379,5 +377,64 @@ func BenchmarkDone(b *testing.B) {
 	}
 }
 
-var _ = fmt.Sprint
-var _ = testenv.Strict
+
+// TestWiredInApp runs the assembled gateway with a database: a request is
+// recorded by the app's own writer and shows up in /api/usage/logs and
+// the metrics registry; the writer stops with the app.
+func TestWiredInApp(t *testing.T) {
+	db, err := sqldb.Open(ctx, filepath.Join(t.TempDir(), "omni.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	up := upstream(t)
+	cfg := config.Default()
+	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{config.Secret(gatewayKey)}, RequireAPIKey: true,
+		Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"k1"}}}}
+	reg := prometheus.NewRegistry()
+	a, err := routeapp.Open(ctx, &cfg, routeapp.Deps{DB: db, MasterKey: masterKey, Metrics: reg, Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpx.Wrap(a.Handler(), logging.Discard(), nil))
+	t.Cleanup(srv.Close)
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- a.Run(runCtx) }()
+
+	e := &env{gw: srv}
+	if code := e.chat(t, hello); code != 200 {
+		t.Fatalf("status %d", code)
+	}
+	cancel() // shutdown writes what is queued
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	resp, err := http.Get(srv.URL + "/api/usage/logs") // loopback, no password yet: allowed
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body struct {
+		Logs []store.UsageRecord `json:"logs"`
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || len(body.Logs) != 1 || body.Logs[0].Connection != "oa#1" || body.Logs[0].OutputTokens != 7 {
+		t.Fatalf("logs: %d %+v", resp.StatusCode, body.Logs)
+	}
+	if v := metricValue(t, reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200"}); v != 1 {
+		t.Fatalf("requests_total %v", v)
+	}
+	resp, err = http.Get(srv.URL + "/api/monitoring/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h usage.Health
+	json.NewDecoder(resp.Body).Decode(&h)
+	resp.Body.Close()
+	if h.ConfiguredCount != 1 || h.ActiveCount != 1 || h.MonitoredCount != 1 || h.CatalogCount < 10 || h.Status != "ok" {
+		t.Fatalf("health %+v", h)
+	}
+}
