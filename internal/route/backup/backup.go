@@ -33,6 +33,8 @@ var (
 	ErrInvalid = errors.New("invalid backup")
 	// ErrNotFound is a well-formed id naming no kept backup.
 	ErrNotFound = errors.New("backup not found")
+	// ErrTooLarge is an upload beyond Options.MaxUpload.
+	ErrTooLarge = errors.New("backup file too large")
 )
 
 // Kinds of backup.

@@ -541,6 +541,37 @@ func TestImportRejects(t *testing.T) {
 	})
 }
 
+func TestImportTooLarge(t *testing.T) {
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, sqliteDSN(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	st, err := store.New(ctx, db, masterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := backup.New(backup.Options{DB: db, Dir: t.TempDir(), Settings: st, MaxUpload: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Register(func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) })
+	srv := httptest.NewServer(httpx.Wrap(mux, logging.Discard(), nil))
+	defer srv.Close()
+	for _, n := range []int{1001, 5000} {
+		res, err := http.Post(srv.URL+"/api/db-backups/import", "application/octet-stream", bytes.NewReader(bytes.Repeat([]byte("x"), n)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%d bytes: status %d, want 413", n, res.StatusCode)
+		}
+	}
+}
+
 func TestExportAll(t *testing.T) {
 	runBoth(t, func(t *testing.T, dsn func(*testing.T) string) {
 		e := newEnv(t, dsn(t))

@@ -41,6 +41,8 @@ func httpError(err error) error {
 		return httpx.BadRequest("%s", err.Error())
 	case errors.Is(err, ErrNotFound):
 		return httpx.NotFound("%s", err.Error())
+	case errors.Is(err, ErrTooLarge):
+		return httpx.Errorf(http.StatusRequestEntityTooLarge, "too_large", "%s", err.Error())
 	}
 	return err
 }

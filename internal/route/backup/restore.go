@@ -79,7 +79,7 @@ func (s *Service) restoreFrom(ctx context.Context, r io.Reader, limit int64) ([]
 		return nil, fmt.Errorf("backup: receive file: %w", err)
 	}
 	if limit >= 0 && n > limit {
-		return nil, invalid("the file is larger than %d bytes", limit)
+		return nil, fmt.Errorf("%w: the file is larger than %d bytes", ErrTooLarge, limit)
 	}
 	if err := validate(ctx, path); err != nil {
 		return nil, err
