@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/backup"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
@@ -38,6 +39,9 @@ type App struct {
 	usage *usage.Recorder
 	// backups are the database backups (route/backup); nil without a database.
 	backups *backup.Service
+	// limits enforces key policies, rate limits and budgets (route/limits);
+	// nil without a database.
+	limits  *limits.Gate
 	handler http.Handler
 }
 
@@ -147,6 +151,13 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if a.usage = newUsage(cfg, d, st, mgr, a.Table); a.usage != nil {
 		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
 	}
+	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
+	if a.limits, err = newLimits(ctx, d, st, mgr, a.Table); err != nil {
+		return nil, err
+	}
+	if a.limits != nil {
+		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
+	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
@@ -161,6 +172,9 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
 		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
 		a.usage.Register(mgr.Guarded(mux))
+	}
+	if a.limits != nil {
+		a.limits.Register(mgr.Guarded(mux)) // /api/usage/budget
 	}
 	mux.Handle("/", a.API)
 	a.handler = mux
@@ -183,6 +197,14 @@ func (a *App) Run(ctx context.Context) error {
 		// it writes what is still queued before Run returns.
 		usageDone = make(chan struct{})
 		go func() { defer close(usageDone); _ = a.usage.Run(ctx) }()
+	}
+	var limitsDone chan struct{}
+	if a.limits != nil {
+		// route/limits persists settled spend every few seconds and once
+		// more when ctx ends; Run waits for that last flush.
+		limitsDone = make(chan struct{})
+		go func() { defer close(limitsDone); _ = a.limits.Run(ctx) }()
+		defer func() { <-limitsDone }()
 	}
 	err := a.Manager.Run(ctx)
 	if usageDone != nil {
