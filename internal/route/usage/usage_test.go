@@ -377,7 +377,6 @@ func BenchmarkDone(b *testing.B) {
 	}
 }
 
-
 // TestWiredInApp runs the assembled gateway with a database: a request is
 // recorded by the app's own writer and shows up in /api/usage/logs and
 // the metrics registry; the writer stops with the app.
