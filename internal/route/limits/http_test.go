@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -308,4 +309,29 @@ func TestRegisteredKeys(t *testing.T) {
 	// Managed keys are not registered keys.
 	mid, _ := e.createKey(map[string]any{"name": "ci"})
 	e.want(http.StatusNotFound, "DELETE", "/api/v1/registered-keys/"+mid, nil, cfgKey...)
+}
+
+func TestRegisteredKeyExpires(t *testing.T) {
+	e := newEnv(t)
+	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	r := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "short", "provider": "b", "accountId": "x",
+		"expiresAt": exp}, bearer("config-key-1")...).json(t)
+	raw := r["key"].(string)
+	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
+	time.Sleep(time.Until(mustTime(t, exp)) + 50*time.Millisecond)
+	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
+	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+r["id"].(string), nil).json(t)
+	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=x", nil, bearer("config-key-1")...).json(t)
+	if got["status"] != "expired" || q["activeKeys"].(float64) != 0 {
+		t.Fatalf("after expiry: key %v, quota %v", got, q)
+	}
+}
+
+func mustTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
