@@ -326,3 +326,28 @@ func TestRetentionBoundsRowsAndFile(t *testing.T) {
 		t.Fatalf("file not compacted: %d bytes after deleting everything, peak %d (%v)", s, peak, sizes)
 	}
 }
+
+// TestRunSweeps checks that the running writer applies retention on its own.
+func TestRunSweeps(t *testing.T) {
+	st := sqliteStore(t)
+	clk := clock.NewFake(now)
+	if err := st.InsertUsage(ctx, []store.UsageRecord{{At: now.Add(-31 * 24 * time.Hour), Status: 200}, {At: now, Status: 200}}); err != nil {
+		t.Fatal(err)
+	}
+	rec := usage.New(usage.Options{Store: st, Clock: clk, SweepEvery: 20 * time.Millisecond, Linger: time.Millisecond, Log: logging.Discard()})
+	runRecorder(t, rec)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := st.UsageCount(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records, want the old one swept by Run", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -170,7 +170,9 @@ func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
 func (r *Recorder) Run(ctx context.Context) error {
 	tick := time.NewTicker(r.opt.FlushEvery)
 	defer tick.Stop()
-	sweep := time.NewTicker(r.opt.SweepEvery)
+	// The first sweep comes a minute after start (a process restarted
+	// more often than SweepEvery still sweeps), then every SweepEvery.
+	sweep := time.NewTimer(min(time.Minute, r.opt.SweepEvery))
 	defer sweep.Stop()
 	batch := make([]store.UsageRecord, 0, r.opt.BatchSize)
 	// Writes outlive ctx: records taken from the queue are written even
@@ -239,6 +241,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 			if _, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
 				r.opt.Log.Warn("usage retention sweep failed", "err", err)
 			}
+			sweep.Reset(r.opt.SweepEvery)
 		}
 	}
 }
