@@ -290,6 +290,16 @@ func (s *signaling) Wrap(dst [32]byte, payload []byte) []byte {
 	return nil
 }
 
+// WrapTo implements tunnel.RelayAppender: the frame is built in place.
+func (s *signaling) WrapTo(b []byte, dst [32]byte, payload []byte) []byte {
+	if c := s.c.Load(); c != nil {
+		return c.AppendRelay(b, dst, payload)
+	}
+	return b
+}
+
+var _ tunnel.RelayAppender = (*signaling)(nil)
+
 func (s *signaling) Handle(b []byte, from netip.AddrPort) {
 	if c := s.c.Load(); c != nil && !nucleus.IsRelay(b) {
 		c.Handle(b, from)
