@@ -139,8 +139,11 @@ func cacheKey(keyID string, req *llm.Request) string {
 }
 
 // idempotencyKey is the client's Idempotency-Key (or X-Request-Id),
-// scoped to its gateway key and endpoint, or "".
-func idempotencyKey(r *http.Request, keyID string) string {
+// scoped to its gateway key and endpoint and bound to the request (the
+// normalised body, as in cacheKey): a key reused with another request
+// names another request instead of replaying an unrelated answer. "" when
+// the client sent none.
+func idempotencyKey(r *http.Request, keyID string, req *llm.Request) string {
 	k := r.Header.Get("Idempotency-Key")
 	if k == "" {
 		k = r.Header.Get("X-Request-Id")
@@ -148,8 +151,20 @@ func idempotencyKey(r *http.Request, keyID string) string {
 	if k == "" || len(k) > 256 {
 		return ""
 	}
-	sum := sha256.Sum256([]byte(keyID + "\x00" + r.URL.Path + "\x00" + k))
+	sum := sha256.Sum256([]byte(keyID + "\x00" + r.URL.Path + "\x00" + k + "\x00" + cacheKey("", req)))
 	return hex.EncodeToString(sum[:])
+}
+
+// storable reports whether an answer may be cached: a complete answer
+// (including one cut at max_tokens, which is part of the key), not an
+// error, a content-filter stop or a paused turn, which a retry may
+// answer differently, and not an empty one.
+func storable(resp *llm.Response) bool {
+	switch resp.StopReason {
+	case llm.StopError, llm.StopContentFilter, llm.StopPauseTurn:
+		return false
+	}
+	return len(resp.Content) > 0
 }
 
 // execute runs req through the pipeline and the router and returns either
@@ -162,7 +177,7 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 	// Idempotency: a replay skips everything else.
 	var commit func(*llm.Response)
 	if p.Idempotency != nil {
-		if k := idempotencyKey(r, keyID); k != "" {
+		if k := idempotencyKey(r, keyID, req); k != "" {
 			replay, c, err := p.Idempotency.Begin(ctx, k)
 			if err != nil {
 				return nil, nil, err
@@ -245,7 +260,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		o.Connection = res.Attempts[n-1].Connection
 	}
 	keep := func(resp *llm.Response) {
-		if ckey != "" {
+		if ckey != "" && storable(resp) {
 			p.Cache.Put(ctx, ckey, resp)
 		}
 		if commit != nil {
