@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
@@ -39,6 +40,9 @@ type App struct {
 	usage *usage.Recorder
 	// backups are the database backups (route/backup); nil without a database.
 	backups *backup.Service
+	// Resilience holds provider breakers, connection cooldowns, model
+	// lockouts and the request queue; the router consults it.
+	Resilience *resilience.Tracker
 	// limits enforces key policies, rate limits and budgets (route/limits);
 	// nil without a database.
 	limits  *limits.Gate
@@ -158,15 +162,17 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if a.limits != nil {
 		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
 	}
-	// Response cache and idempotency (route/cache): an in-memory LRU in
-	// front of Redis when replicas share one, else the route store's table.
-	cacheHandler := newCache(d, st)
-	acfg.Pipeline.Cache, acfg.Pipeline.Idempotency = cacheHandler.Cache, cacheHandler.Idempotency
+	// Resilience (route/resilience): breakers, cooldowns, lockouts and the
+	// request queue, consulted by the router before every attempt.
+	if a.Resilience, err = newResilience(ctx, d, st, a.Router); err != nil {
+		return nil, err
+	}
+	a.Router.SetHealth(a.Resilience)
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
 	if st != nil {
-		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
+		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
 	}
 	// Database backups, export and import (route/backup): /api/db-backups.
 	if st != nil {
@@ -195,6 +201,7 @@ func (a *App) Handler() http.Handler { return a.handler }
 // Run keeps the routing table in step with changes made through other
 // replicas and records gateway key use, until ctx ends.
 func (a *App) Run(ctx context.Context) error {
+	go a.Resilience.Run(ctx) // follows other replicas' breaker trips and cooldowns (with Redis)
 	if a.backups != nil {
 		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
 	}

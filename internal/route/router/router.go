@@ -4,7 +4,9 @@
 // picks a healthy connection (credential) of each target's provider
 // round-robin, and falls back to the next connection and the next target
 // on connection errors, 408, 429 and 5xx — only before the first byte has
-// reached the client. It speaks only the canonical model (route/llm).
+// reached the client. A Health tracker, when installed, vetoes attempts
+// at blocked providers, connections and models and hears every outcome.
+// It speaks only the canonical model (route/llm).
 package router
 
 import (
@@ -84,6 +86,7 @@ type Router struct {
 	rr      sync.Map // provider -> *atomic.Uint64 (connection round-robin)
 	combos  sync.Map // combo key -> *atomic.Uint64 (round-robin strategy)
 	pricer  atomic.Pointer[Pricer]
+	health  atomic.Pointer[Health]
 	pins    pins
 }
 
@@ -162,7 +165,45 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 	if sticky {
 		targets = stickTargets(targets, strategy, pinned)
 	}
+	h := r.healthOf()
 	var attempts []Attempt
+	var since time.Time
+	for round := 0; ; round++ {
+		before := len(attempts)
+		var t Target
+		var blk blocked
+		var err error
+		t, attempts, blk, err = r.pass(ctx, attempts, targets, session, pinned, sticky, h, try)
+		if err == nil || blk.n == 0 || blk.n < len(attempts)-before {
+			return t, attempts, err
+		}
+		// Nothing was tried: every connection is blocked. Queue for the
+		// earliest to recover, when the health tracker has a queue.
+		now := r.clock.Now()
+		w, ok := h.(Waiter)
+		if round == 0 {
+			since = now
+		}
+		if !ok || round >= maxWaitRounds || w.Wait(ctx, since, blk.earliest) != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return Target{}, attempts, cerr
+			}
+			last := blk.err(r.clock.Now())
+			return Target{}, attempts, &ExhaustedError{Last: last, Attempts: attempts}
+		}
+	}
+}
+
+// maxWaitRounds bounds how often one request queues again after a wait
+// (another request may take a recovered connection's single probe).
+const maxWaitRounds = 4
+
+// pass tries each connection of each target once, in order, skipping the
+// ones h blocks, and appends to attempts. blk counts the skips; when every
+// attempt of the pass was a skip, nothing reached an upstream.
+func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target, session string, pinned pin, sticky bool, h Health,
+	try func(Connection, Target) error) (Target, []Attempt, blocked, error) {
+	var blk blocked
 	var last *llm.Error
 	for _, t := range targets {
 		conns := r.connections(t.Provider)
@@ -176,7 +217,14 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 		}
 		for _, c := range conns {
 			if err := ctx.Err(); err != nil {
-				return Target{}, attempts, err
+				return Target{}, attempts, blk, err
+			}
+			if h != nil {
+				if ok, b := h.Available(t.Provider, c.ID, t.Model); !ok {
+					blk.add(b)
+					attempts = append(attempts, Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Status: b.Status, Error: b.Reason})
+					continue
+				}
 			}
 			start := r.clock.Now()
 			err := try(c, t)
@@ -185,10 +233,13 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 			if err == nil {
 				a.Status = http.StatusOK
 				r.stats.Record(t.String(), elapsed, true)
+				if h != nil {
+					h.Observe(t.Provider, c.ID, t.Model, http.StatusOK, 0)
+				}
 				if session != "" {
 					r.pins.set(session, pin{target: t.String(), connection: c.ID, until: r.clock.Now().Add(SessionTTL)}, r.clock.Now())
 				}
-				return t, append(attempts, a), nil
+				return t, append(attempts, a), blk, nil
 			}
 			le := asLLMError(err, t.Provider)
 			a.Status, a.Error = le.Status, le.Message
@@ -196,7 +247,14 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 			r.stats.Record(t.String(), elapsed, false)
 			last = le
 			if ctx.Err() != nil {
-				return Target{}, attempts, ctx.Err()
+				return Target{}, attempts, blk, ctx.Err()
+			}
+			if h != nil {
+				st := le.Status
+				if st < 400 && st != 0 { // an error event inside a 200 stream
+					st = http.StatusServiceUnavailable
+				}
+				h.Observe(t.Provider, c.ID, t.Model, st, le.RetryAfter)
 			}
 			if !le.Retryable() {
 				// A client error (bad request…) is not fixed by another
@@ -205,14 +263,14 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 				if le.Status == http.StatusUnauthorized || le.Status == http.StatusForbidden {
 					continue
 				}
-				return Target{}, attempts, &ExhaustedError{Last: le, Attempts: attempts}
+				return Target{}, attempts, blk, &ExhaustedError{Last: le, Attempts: attempts}
 			}
 		}
 	}
 	if last == nil {
 		last = &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded, Message: "no target available"}
 	}
-	return Target{}, attempts, &ExhaustedError{Last: last, Attempts: attempts}
+	return Target{}, attempts, blk, &ExhaustedError{Last: last, Attempts: attempts}
 }
 
 // Embedder is the optional capability of adapters that produce embeddings.
