@@ -168,9 +168,16 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		return nil, err
 	}
 	a.Router.SetHealth(a.Resilience)
+	// Response cache and idempotency (route/cache): an in-memory LRU in
+	// front of Redis when replicas share one, else the route store's table.
+	cacheHandler := newCache(d, st)
+	acfg.Pipeline.Cache, acfg.Pipeline.Idempotency = cacheHandler.Cache, cacheHandler.Idempotency
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
+	if st != nil {
+		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
+	}
 	if st != nil {
 		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
 	}
