@@ -162,24 +162,24 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if a.limits != nil {
 		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
 	}
+	// Response cache and idempotency (route/cache): an in-memory LRU in
+	// front of Redis when replicas share one, else the route store's table.
+	cacheHandler := newCache(d, st)
+	acfg.Pipeline.Cache, acfg.Pipeline.Idempotency = cacheHandler.Cache, cacheHandler.Idempotency
 	// Resilience (route/resilience): breakers, cooldowns, lockouts and the
 	// request queue, consulted by the router before every attempt.
 	if a.Resilience, err = newResilience(ctx, d, st, a.Router); err != nil {
 		return nil, err
 	}
 	a.Router.SetHealth(a.Resilience)
-	// Response cache and idempotency (route/cache): an in-memory LRU in
-	// front of Redis when replicas share one, else the route store's table.
-	cacheHandler := newCache(d, st)
-	acfg.Pipeline.Cache, acfg.Pipeline.Idempotency = cacheHandler.Cache, cacheHandler.Idempotency
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
 	if st != nil {
-		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
+		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
 	}
 	if st != nil {
-		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
+		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
 	}
 	// Database backups, export and import (route/backup): /api/db-backups.
 	if st != nil {
