@@ -150,18 +150,6 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if st != nil {
 		acfg.Keys = mgr.Keys()
 	}
-	// Usage records (route/usage): the first gate, so it also records
-	// the refusals of every later one; nil without a database.
-	if a.usage = newUsage(cfg, d, st, mgr, a.Table); a.usage != nil {
-		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
-	}
-	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
-	if a.limits, err = newLimits(ctx, d, st, mgr, a.Table); err != nil {
-		return nil, err
-	}
-	if a.limits != nil {
-		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
-	}
 	// Response cache and idempotency (route/cache): an in-memory LRU in
 	// front of Redis when replicas share one, else the route store's table.
 	cacheHandler := newCache(d, st)
@@ -172,15 +160,21 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		return nil, err
 	}
 	a.Router.SetHealth(a.Resilience)
+	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
+	if a.limits, err = newLimits(ctx, d, st, mgr, a.Table); err != nil {
+		return nil, err
+	}
+	if a.limits != nil {
+		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
+	}
+	// Usage records (route/usage): the first gate, so it also records
+	// the refusals of every later one; nil without a database.
+	if a.usage = newUsage(cfg, d, st, mgr, a.Table); a.usage != nil {
+		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
+	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	mux := http.NewServeMux()
 	mgr.Register(mux)
-	if st != nil {
-		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
-	}
-	if st != nil {
-		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
-	}
 	// Database backups, export and import (route/backup): /api/db-backups.
 	if st != nil {
 		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
@@ -188,13 +182,19 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		}
 		a.backups.Register(mgr.Guarded(mux))
 	}
+	if st != nil {
+		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
+	}
+	if st != nil {
+		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
+	}
+	if a.limits != nil {
+		a.limits.Register(mgr.Guarded(mux)) // /api/usage/budget
+	}
 	if a.usage != nil {
 		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
 		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
 		a.usage.Register(mgr.Guarded(mux))
-	}
-	if a.limits != nil {
-		a.limits.Register(mgr.Guarded(mux)) // /api/usage/budget
 	}
 	mux.Handle("/", a.API)
 	a.handler = mux
@@ -212,13 +212,6 @@ func (a *App) Run(ctx context.Context) error {
 	if a.backups != nil {
 		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
 	}
-	var usageDone chan struct{}
-	if a.usage != nil {
-		// Writes usage records in batches and sweeps old ones; on shutdown
-		// it writes what is still queued before Run returns.
-		usageDone = make(chan struct{})
-		go func() { defer close(usageDone); _ = a.usage.Run(ctx) }()
-	}
 	var limitsDone chan struct{}
 	if a.limits != nil {
 		// route/limits persists settled spend every few seconds and once
@@ -226,6 +219,13 @@ func (a *App) Run(ctx context.Context) error {
 		limitsDone = make(chan struct{})
 		go func() { defer close(limitsDone); _ = a.limits.Run(ctx) }()
 		defer func() { <-limitsDone }()
+	}
+	var usageDone chan struct{}
+	if a.usage != nil {
+		// Writes usage records in batches and sweeps old ones; on shutdown
+		// it writes what is still queued before Run returns.
+		usageDone = make(chan struct{})
+		go func() { defer close(usageDone); _ = a.usage.Run(ctx) }()
 	}
 	err := a.Manager.Run(ctx)
 	if usageDone != nil {
