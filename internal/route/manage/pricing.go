@@ -6,6 +6,8 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/llm"
@@ -59,7 +61,22 @@ type priceEntry struct {
 // glob first.
 type priceTable struct {
 	overrides, builtin []priceEntry
+
+	// memo remembers lookups: every request prices its targets (budgets,
+	// usage), and matching globs per request shows in profiles. A table
+	// is never changed after it is built, so its answers stay right.
+	memo     sync.Map // "provider\x00model" -> priceMemo
+	memoSize atomic.Int64
 }
+
+type priceMemo struct {
+	e  priceEntry
+	ok bool
+}
+
+// maxPriceMemo bounds the remembered lookups (model names come from
+// clients).
+const maxPriceMemo = 4096
 
 func newPriceTable(overrides []store.Price) *priceTable {
 	t := &priceTable{}
@@ -85,6 +102,21 @@ func isGlob(p string) bool { return strings.ContainsAny(p, "*?[\\") }
 
 // lookup finds the entry for a "provider/model" id (or a bare model).
 func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
+	k := providerID + "\x00" + model
+	if v, ok := t.memo.Load(k); ok {
+		m := v.(priceMemo)
+		return m.e, m.ok
+	}
+	e, ok := t.match(providerID, model)
+	if t.memoSize.Load() < maxPriceMemo {
+		if _, loaded := t.memo.LoadOrStore(k, priceMemo{e, ok}); !loaded {
+			t.memoSize.Add(1)
+		}
+	}
+	return e, ok
+}
+
+func (t *priceTable) match(providerID, model string) (priceEntry, bool) {
 	names := []string{model}
 	if providerID != "" {
 		names = []string{providerID + "/" + model, model}
