@@ -86,7 +86,6 @@ type replica struct {
 	url  string
 	cmd  *exec.Cmd
 	logs *bytes.Buffer
-	mu   sync.Mutex
 }
 
 func startRoute(t *testing.T, name, config string, shared []string) *replica {
