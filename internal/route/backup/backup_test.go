@@ -28,6 +28,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/testenv"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/backup"
+	"github.com/omniedge/omni/internal/route/routetest"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -121,34 +122,8 @@ func (r resp) json(t *testing.T) map[string]any {
 // encoded as JSON. hdr adds headers in pairs.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if _, ok := body.(map[string]any); ok {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{res.StatusCode, res.Header, b}
+	r := routetest.Send(e.t, http.DefaultClient, method, e.srv.URL+path, body, hdr...)
+	return resp{r.Status, r.Header, r.Body}
 }
 
 func (e *env) must(status int, method, path string, body any, hdr ...string) resp {

@@ -1,11 +1,9 @@
 package limits_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -21,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	routeapp "github.com/omniedge/omni/internal/route/app"
+	"github.com/omniedge/omni/internal/route/routetest"
 )
 
 const password = "correct horse battery"
@@ -93,31 +92,14 @@ func (r resp) json(t *testing.T) map[string]any {
 // without the dashboard cookie.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		js, _ := json.Marshal(b)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
-	req.Header.Set("Content-Type", "application/json")
 	c := e.c
 	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
 		if hdr[i] == "Authorization" {
 			c = http.DefaultClient
 		}
 	}
-	res, err := c.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{status: res.StatusCode, header: res.Header, body: b}
+	r := routetest.Send(e.t, c, method, e.srv.URL+path, body, hdr...)
+	return resp{status: r.Status, header: r.Header, body: r.Body}
 }
 
 func (e *env) want(status int, method, path string, body any, hdr ...string) resp {

@@ -1,7 +1,6 @@
 package manage_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	routeapp "github.com/omniedge/omni/internal/route/app"
+	"github.com/omniedge/omni/internal/route/routetest"
 )
 
 var masterKey = []byte("0123456789abcdef0123456789abcdef")
@@ -118,35 +118,8 @@ func (r resp) json(t *testing.T) map[string]any {
 // (encoded as JSON). hdr adds headers in pairs.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		rd = strings.NewReader(b)
-	default:
-		js, err := json.Marshal(b)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	res, err := e.c.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{status: res.StatusCode, header: res.Header, body: b}
+	r := routetest.Send(e.t, e.c, method, e.srv.URL+path, body, hdr...)
+	return resp{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // want asserts a status and returns the response.

@@ -1,0 +1,63 @@
+// Package routetest holds what the gateway's HTTP tests share: sending one
+// request to a test server and reading the whole answer.
+package routetest
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Resp is a whole answer.
+type Resp struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Send sends one request with c and reads the answer. body is nil, a
+// []byte (sent as is, without a content type), a string (sent as is, as
+// JSON) or any other value (encoded as JSON). hdr adds headers in pairs
+// and may override the content type.
+func Send(t testing.TB, c *http.Client, method, url string, body any, hdr ...string) Resp {
+	t.Helper()
+	var rd io.Reader
+	isJSON := true
+	switch b := body.(type) {
+	case nil:
+		isJSON = false
+	case []byte:
+		rd, isJSON = bytes.NewReader(b), false
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isJSON {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Resp{Status: res.StatusCode, Header: res.Header, Body: b}
+}
