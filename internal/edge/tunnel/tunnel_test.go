@@ -397,10 +397,16 @@ func TestRelayPathAndSwitchToDirect(t *testing.T) {
 		}
 		before = now
 	}
-	deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 40*time.Second)
-	deliver(t, b, a, tuntest.Ping(a.v4, b.v4), 40*time.Second)
-	if got := relay.forwarded.Load(); got != before {
-		t.Fatalf("relay still used after switching to direct: %d → %d", before, got)
+	// Five packets each way: one side still relaying would add at least
+	// five frames. Under load a timer of wireguard-go's (a keepalive
+	// queued before the switch) may still cross the relay once.
+	const rounds = 5
+	for range rounds {
+		deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 40*time.Second)
+		deliver(t, b, a, tuntest.Ping(a.v4, b.v4), 40*time.Second)
+	}
+	if got := relay.forwarded.Load(); got > before+1 {
+		t.Fatalf("relay still used after switching to direct: %d → %d over %d packets each way", before, got, rounds)
 	}
 	ps = peerStatus(t, a, b.dev.PublicKey())
 	if ps.Relayed || ps.Endpoint != b.addr().String() || !ps.LastHandshake.Equal(hs) {
