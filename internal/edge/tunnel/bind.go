@@ -104,6 +104,15 @@ type Bind struct {
 
 	endpoints sync.Map // netip.AddrPort -> *directEndpoint
 	relays    sync.Map // Key -> *relayEndpoint
+	// pinned holds the direct endpoint of each peer the device was told
+	// to reach directly. A relayed frame from such a peer is attributed
+	// to that endpoint, so a frame still in flight when the path switched
+	// to direct cannot make wireguard-go roam back to the relay: once
+	// both sides have roamed there, each only ever hears the other
+	// through the relay and the direct path would never come back. The
+	// path is chosen from PING/PONG evidence (the direct endpoint answers
+	// both ways), not from where the last packet came from.
+	pinned sync.Map // Key -> *directEndpoint
 
 	relayTxP, relayTxB, relayRxP, relayRxB, sigRx atomic.Uint64
 }
@@ -342,7 +351,11 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 				b.relayRxP.Add(1)
 				b.relayRxB.Add(uint64(len(payload)))
 				sizes[i] = copy(packets[i], payload)
-				eps[i] = b.relayEndpoint(src)
+				if d, ok := b.pinned.Load(Key(src)); ok {
+					eps[i] = d.(*directEndpoint)
+				} else {
+					eps[i] = b.relayEndpoint(src)
+				}
 				continue
 			}
 			if direct == nil {
@@ -481,6 +494,16 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 		return nil, err
 	}
 	return b.directEndpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())), nil
+}
+
+// pin records how the device reaches peer k: directly at ap, or (ap
+// invalid) through the relay or not at all.
+func (b *Bind) pin(k Key, ap netip.AddrPort) {
+	if !ap.IsValid() {
+		b.pinned.Delete(k)
+		return
+	}
+	b.pinned.Store(k, b.directEndpoint(netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())))
 }
 
 func (b *Bind) directEndpoint(ap netip.AddrPort) *directEndpoint {

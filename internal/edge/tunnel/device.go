@@ -277,6 +277,18 @@ func (d *Device) applyLocked() error {
 			return fmt.Errorf("tunnel: configure peers: %w", err)
 		}
 	}
+	for k := range d.applied {
+		if _, ok := next[k]; !ok {
+			d.bind.pin(k, netip.AddrPort{})
+		}
+	}
+	for k, p := range d.peers {
+		if p.Relayed {
+			d.bind.pin(k, netip.AddrPort{})
+		} else {
+			d.bind.pin(k, p.Endpoint)
+		}
+	}
 	d.applied = next
 	return nil
 }

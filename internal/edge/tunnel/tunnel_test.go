@@ -386,31 +386,49 @@ func TestRelayPathAndSwitchToDirect(t *testing.T) {
 	pa.Relayed, pb.Relayed = false, false
 	a.dev.SetPeers([]Peer{pb})
 	b.dev.SetPeers([]Peer{pa})
-	// Frames already in flight through the relay may still land; wait
-	// until it has been quiet for a moment before counting.
-	before := relay.forwarded.Load()
-	for i := 0; i < 50; i++ {
-		time.Sleep(100 * time.Millisecond)
-		now := relay.forwarded.Load()
-		if now == before && i >= 3 {
-			break
-		}
-		before = now
-	}
-	// Five packets each way: one side still relaying would add at least
-	// five frames. Under load a timer of wireguard-go's (a keepalive
-	// queued before the switch) may still cross the relay once.
-	const rounds = 5
-	for range rounds {
+	// A relayed frame still in flight when the switch happens makes
+	// wireguard-go roam back to the relay endpoint until the next direct
+	// frame from the peer arrives, so the path converges rather than
+	// flips. Converged means five round trips in a row with the relay
+	// untouched; a side that kept relaying adds a frame to every round.
+	const rounds, quiet = 40, 5
+	calm := 0
+	for i := 0; i < rounds && calm < quiet; i++ {
+		before := relay.forwarded.Load()
 		deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 40*time.Second)
 		deliver(t, b, a, tuntest.Ping(a.v4, b.v4), 40*time.Second)
+		if relay.forwarded.Load() == before {
+			calm++
+		} else {
+			calm = 0
+		}
 	}
-	if got := relay.forwarded.Load(); got > before+1 {
-		t.Fatalf("relay still used after switching to direct: %d → %d over %d packets each way", before, got, rounds)
+	if calm < quiet {
+		t.Fatalf("relay still used after switching to direct: %d frames forwarded, no %d quiet round trips in %d", relay.forwarded.Load(), quiet, rounds)
 	}
 	ps = peerStatus(t, a, b.dev.PublicKey())
 	if ps.Relayed || ps.Endpoint != b.addr().String() || !ps.LastHandshake.Equal(hs) {
 		t.Fatalf("after switch: %+v (handshake before %v)", ps, hs)
+	}
+
+	// A peer that is still relaying (B has not switched yet) reaches A
+	// through the relay, but A keeps answering on the direct path it was
+	// given instead of roaming to the relay.
+	// (A direct frame from A, a keepalive, may make B roam to it before
+	// B sends; then B is set relayed again.)
+	crossed := false
+	for i := 0; i < 5 && !crossed; i++ {
+		b.dev.SetPeers([]Peer{a.peer()})
+		b.dev.SetPeers([]Peer{{PublicKey: a.dev.PublicKey(), Relayed: true, Addr4: a.v4, Addr6: a.v6}})
+		before := relay.forwarded.Load()
+		deliver(t, b, a, tuntest.Ping(a.v4, b.v4), 40*time.Second)
+		crossed = relay.forwarded.Load() > before
+	}
+	if !crossed {
+		t.Fatal("B's packets did not cross the relay")
+	}
+	if ps := peerStatus(t, a, b.dev.PublicKey()); ps.Relayed || ps.Endpoint != b.addr().String() {
+		t.Fatalf("A roamed to the relay: %+v", ps)
 	}
 }
 
