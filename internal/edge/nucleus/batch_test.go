@@ -124,9 +124,39 @@ func newBatchHarness(t *testing.T) *batchHarness {
 	return bh
 }
 
+// id is the relay id the nucleus gave a peer of network id.
+func (bh *batchHarness) id(network string, k Key) uint32 {
+	for _, p := range bh.srv.Peers(network) {
+		if p.PublicKey == k {
+			return p.RelayID
+		}
+	}
+	bh.t.Fatalf("%v not registered in %s", k, network)
+	return 0
+}
+
+// frame builds a RELAY frame tagged with key.
+func relayFrameFor(key []byte, src, dst uint32, at time.Time, payload []byte) []byte {
+	var m macer
+	m.use(key)
+	return appendRelayFrame(nil, &m, relayHeader{ts: relayTime(at), src: src, dst: dst}, payload)
+}
+
 func (bh *batchHarness) relay(from, to Key, i int) []byte {
-	body := appendRelay(nil, from, to, binary.BigEndian.AppendUint32([]byte("wg"), uint32(i)))
-	return seal(bh.key, TypeRelay, netA, bh.clk.Now(), body)
+	payload := binary.BigEndian.AppendUint32([]byte("wg"), uint32(i))
+	return relayFrameFor(bh.key, bh.id(netA, from), bh.id(netA, to), bh.clk.Now(), payload)
+}
+
+// learn gives a client the relay ids a REGISTER_ACK and the peer list
+// would have given it.
+func learn(c *Client, own uint32, peers map[Key]uint32) {
+	c.relayID.Store(own)
+	c.mu.Lock()
+	for k, id := range peers {
+		c.peers[k] = Peer{PublicKey: k, RelayID: id}
+	}
+	c.publishRelaysLocked()
+	c.mu.Unlock()
 }
 
 func TestHandleBatchRelays(t *testing.T) {
@@ -134,28 +164,40 @@ func TestHandleBatchRelays(t *testing.T) {
 	before := bh.srv.Stats()
 	var pkts []packet
 	var want [][]byte
+	// C is registered in another network.
+	cKey, cAddr := Key{3}, netip.MustParseAddrPort("203.0.113.3:3333")
+	reg := sealNonce(DeriveKey(secrets[netB]), TypeRegister, netB, bh.clk.Now().UnixMilli(), [nonceSize]byte{0xcc}, registerMsg{Key: cKey}.encode())
+	bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: reg, from: cAddr}})
+	aID, bID, cID := bh.id(netA, bh.aKey), bh.id(netA, bh.bKey), bh.id(netB, cKey)
+	before = bh.srv.Stats()
+	unused := uint32(1)
+	for unused == aID || unused == bID || unused == cID {
+		unused++
+	}
 	for i := range 200 {
 		f := bh.relay(bh.aKey, bh.bKey, i)
 		pkts = append(pkts, packet{b: f, from: bh.aAddr})
 		want = append(want, bytes.Clone(f))
 		switch i {
-		case 50: // tampered
+		case 50: // tampered tag, tampered destination
 			bad := bytes.Clone(f)
-			bad[len(bad)-macSize-1] ^= 1
-			pkts = append(pkts, packet{b: bad, from: bh.aAddr})
-		case 80: // A's key from another address
+			bad[RelayOverhead-1] ^= 1
+			bad2 := bytes.Clone(f)
+			bad2[3] ^= 1 // the timestamp: still fresh, but not what was tagged
+			pkts = append(pkts, packet{b: bad, from: bh.aAddr}, packet{b: bad2, from: bh.aAddr})
+		case 80: // A's id from another address
 			pkts = append(pkts, packet{b: bytes.Clone(f), from: netip.MustParseAddrPort("192.0.2.9:1111")})
 		case 90: // stale
-			pkts = append(pkts, packet{b: sealNonce(bh.key, TypeRelay, netA, bh.clk.Now().Add(-2*Window).UnixMilli(), [nonceSize]byte{}, appendRelay(nil, bh.aKey, bh.bKey, []byte("old"))), from: bh.aAddr})
-		case 100: // a frame of a network A is not in, a malformed one and a WireGuard packet
+			pkts = append(pkts, packet{b: relayFrameFor(bh.key, aID, bID, bh.clk.Now().Add(-2*Window), []byte("old")), from: bh.aAddr})
+		case 100: // tagged with another network's key, to a peer of another network, a malformed one, a WireGuard packet
 			pkts = append(pkts,
-				packet{b: seal(DeriveKey(secrets[netB]), TypeRelay, netB, bh.clk.Now(), appendRelay(nil, bh.aKey, bh.bKey, []byte("x"))), from: bh.aAddr},
-				packet{b: f[:40], from: bh.aAddr},
+				packet{b: relayFrameFor(DeriveKey(secrets[netB]), aID, bID, bh.clk.Now(), []byte("x")), from: bh.aAddr},
+				packet{b: relayFrameFor(bh.key, aID, cID, bh.clk.Now(), []byte("x")), from: bh.aAddr},
+				packet{b: relayFrameFor(bh.key, 0, bID, bh.clk.Now(), []byte("x")), from: bh.aAddr},
 				packet{b: []byte{4, 0, 0, 0, 1, 2, 3}, from: bh.aAddr})
-		case 150: // to an unregistered key, to itself
-			var nobody Key
-			nobody[0] = 9
-			pkts = append(pkts, packet{b: bh.relay(bh.aKey, nobody, i), from: bh.aAddr}, packet{b: bh.relay(bh.aKey, bh.aKey, i), from: bh.aAddr})
+		case 150: // to an unregistered id, to itself
+			pkts = append(pkts, packet{b: relayFrameFor(bh.key, aID, unused, bh.clk.Now(), []byte("x")), from: bh.aAddr},
+				packet{b: relayFrameFor(bh.key, aID, aID, bh.clk.Now(), []byte("x")), from: bh.aAddr})
 		}
 	}
 	out := bh.srv.handleBatch(context.Background(), &bh.st, pkts)
@@ -177,7 +219,7 @@ func TestHandleBatchRelays(t *testing.T) {
 	if d := st.Frames - before.Frames; d != 200 {
 		t.Errorf("frames %d, want 200", d)
 	}
-	for reason, n := range map[string]uint64{DropAuth: 1, DropNotMember: 4, DropStale: 1, DropMalformed: 1, DropNotSignal: 1} {
+	for reason, n := range map[string]uint64{DropAuth: 3, DropNotMember: 4, DropStale: 1, DropMalformed: 1, DropNotSignal: 1} {
 		if st.Dropped[reason] != n {
 			t.Errorf("dropped %s = %d, want %d", reason, st.Dropped[reason], n)
 		}
@@ -188,6 +230,7 @@ func TestHandleBatchRelays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	learn(c, bID, map[Key]uint32{bh.aKey: aID})
 	src, pkt, ok := c.UnwrapRelay(out[7].b)
 	if !ok || src != bh.aKey || !bytes.Equal(pkt, binary.BigEndian.AppendUint32([]byte("wg"), 7)) {
 		t.Errorf("unwrap: %v %v %x", ok, src, pkt)
@@ -218,29 +261,52 @@ func TestAppendRelay(t *testing.T) {
 		return c
 	}
 	a, b := mk(bh.aKey), mk(bh.bKey)
+	aID, bID := bh.id(netA, bh.aKey), bh.id(netA, bh.bKey)
 	pkt := []byte("a wireguard packet")
-	buf := make([]byte, 3, 3+RelayOverhead(netA)+len(pkt))
+	buf := make([]byte, 3, 3+RelayOverhead+len(pkt))
 	copy(buf, "pre")
+	// Before the ids are known nothing can be relayed.
+	if g := a.AppendRelay(buf, bh.bKey, pkt); len(g) != 3 || a.WrapRelay(bh.bKey, pkt) != nil {
+		t.Fatal("relay frame built without relay ids")
+	}
+	learn(a, aID, map[Key]uint32{bh.bKey: bID})
+	learn(b, bID, map[Key]uint32{bh.aKey: aID})
 	f := a.AppendRelay(buf, bh.bKey, pkt)
-	if string(f[:3]) != "pre" || &f[0] != &buf[0] || len(f) != 3+RelayOverhead(netA)+len(pkt) {
+	if string(f[:3]) != "pre" || &f[0] != &buf[0] || len(f) != 3+RelayOverhead+len(pkt) {
 		t.Fatalf("AppendRelay did not append in place: %d bytes", len(f))
 	}
 	if src, got, ok := b.UnwrapRelay(f[3:]); !ok || src != bh.aKey || !bytes.Equal(got, pkt) {
 		t.Fatalf("unwrap %v %v %q", ok, src, got)
 	}
-	// Without room it still appends correctly; oversized leaves b alone.
+	// The nucleus forwards it.
+	if out := bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: f[3:], from: bh.aAddr}}); len(out) != 1 || out[0].to != bh.bAddr {
+		t.Fatalf("nucleus did not forward the frame: %v", out)
+	}
+	// Without room it still appends correctly; oversized or to an
+	// unknown peer leaves b alone.
 	if src, got, ok := b.UnwrapRelay(a.AppendRelay(nil, bh.bKey, pkt)); !ok || src != bh.aKey || !bytes.Equal(got, pkt) {
 		t.Fatalf("unwrap %v %v %q", ok, src, got)
 	}
 	if g := a.AppendRelay(buf[:3], bh.bKey, make([]byte, MaxRelayPayload+1)); len(g) != 3 {
 		t.Error("oversized payload appended")
 	}
-	// Nonces differ from frame to frame.
-	f1, f2 := a.WrapRelay(bh.bKey, pkt), a.WrapRelay(bh.bKey, pkt)
-	h1, _ := splitFrame(f1)
-	h2, _ := splitFrame(f2)
-	if bytes.Equal(h1.nonce, h2.nonce) {
-		t.Error("two relay frames share a nonce")
+	if g := a.AppendRelay(buf[:3], Key{7}, pkt); len(g) != 3 {
+		t.Error("frame to a peer without a relay id appended")
+	}
+	// Only the addressee accepts it; a frame for someone else, from an
+	// unknown id or with a bad tag is refused.
+	if _, _, ok := a.UnwrapRelay(f[3:]); ok {
+		t.Error("the sender accepted its own frame")
+	}
+	c := mk(Key{3})
+	learn(c, bID, map[Key]uint32{})
+	if _, _, ok := c.UnwrapRelay(f[3:]); ok {
+		t.Error("frame from an unknown relay id accepted")
+	}
+	bad := bytes.Clone(f[3:])
+	bad[3] ^= 1 // the timestamp: still fresh, but not what was tagged
+	if _, _, ok := b.UnwrapRelay(bad); ok {
+		t.Error("tampered header accepted")
 	}
 	if raceEnabled {
 		return // sync.Pool drops items at random under the race detector
@@ -269,7 +335,7 @@ func TestRelayBurst(t *testing.T) {
 			a.raw(f)
 			if i == 100 {
 				bad := bytes.Clone(f)
-				bad[len(bad)-1] ^= 1
+				bad[RelayOverhead-1] ^= 1
 				a.raw(bad)
 			}
 		}

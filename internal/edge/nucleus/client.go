@@ -2,8 +2,6 @@ package nucleus
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -72,9 +70,16 @@ type Client struct {
 	onPong     func(peer Key, from netip.AddrPort)
 	kick       chan struct{}
 
-	macs        sync.Pool // *macer of key
-	noncePrefix [4]byte
-	relaySeq    atomic.Uint64
+	macs    sync.Pool // *macer of key
+	relayID atomic.Uint32
+	relays  atomic.Pointer[relayTable]
+}
+
+// relayTable maps peers to their relay ids and back; it is replaced, never
+// changed, so the packet path reads it without a lock.
+type relayTable struct {
+	ids  map[Key]uint32
+	keys map[uint32]Key
 }
 
 type pendingPeers struct {
@@ -110,7 +115,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		kick: make(chan struct{}, 1),
 	}
 	c.macs.New = func() any { m := &macer{}; m.use(c.key); return m }
-	rand.Read(c.noncePrefix[:])
+	c.relays.Store(&relayTable{})
 	return c, nil
 }
 
@@ -220,65 +225,63 @@ func (c *Client) Punch(peer Key) error {
 
 // WrapRelay returns the RELAY frame that carries a WireGuard packet to the
 // peer dst through the nucleus (send it to Server()); nil if the packet is
-// larger than MaxRelayPayload.
+// larger than MaxRelayPayload or the relay ids are not known yet.
 func (c *Client) WrapRelay(dst Key, pkt []byte) []byte {
-	if len(pkt) > MaxRelayPayload {
+	f := c.AppendRelay(make([]byte, 0, RelayOverhead+len(pkt)), dst, pkt)
+	if len(f) == 0 {
 		return nil
 	}
-	return c.AppendRelay(make([]byte, 0, RelayOverhead(c.cfg.NetworkID)+len(pkt)), dst, pkt)
+	return f
 }
-
-// RelayOverhead is the number of bytes a RELAY frame of a network adds
-// to the packet it carries.
-func RelayOverhead(networkID string) int { return overhead(networkID) + 64 }
 
 // AppendRelay appends to b the RELAY frame WrapRelay returns and returns
 // the extended slice; with enough capacity in b (RelayOverhead more than
 // the packet) it allocates nothing, so a caller can reuse its buffers. It
-// returns b unchanged if the packet is larger than MaxRelayPayload.
+// returns b unchanged if the packet is larger than MaxRelayPayload or
+// this device's or dst's relay id is not known yet (before the
+// REGISTER_ACK and the peer list arrive).
 func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
-	if len(pkt) > MaxRelayPayload {
+	own, to := c.relayID.Load(), c.relays.Load().ids[dst]
+	if len(pkt) > MaxRelayPayload || own == 0 || to == 0 {
 		return b
 	}
-	// RELAY frames skip the nonce caches, so their nonce only has to be
-	// unique: a random prefix per client and a counter.
-	var nonce [nonceSize]byte
-	copy(nonce[:4], c.noncePrefix[:])
-	binary.BigEndian.PutUint64(nonce[4:], c.relaySeq.Add(1))
-	start := len(b)
-	b = appendHeader(b, TypeRelay, c.cfg.NetworkID, c.clk.Now().UnixMilli(), nonce[:])
-	b = appendRelay(b, c.cfg.PublicKey, dst, pkt)
 	m := c.macs.Get().(*macer)
-	mac := m.seal(b[start:])
+	b = appendRelayFrame(b, m, relayHeader{ts: relayTime(c.clk.Now()), src: own, dst: to}, pkt)
 	c.macs.Put(m)
-	// Sum appended to b[start:]; b grew in place unless it had to move.
-	if len(mac) > 0 && &mac[0] != &b[start] {
-		return append(b[:start], mac...)
-	}
-	return b[:start+len(mac)]
+	return b
 }
 
 // UnwrapRelay authenticates an inbound RELAY frame addressed to this
 // device and returns its source peer and payload (aliasing b).
 func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
-	h, good := splitFrame(b)
-	if good && h.typ == TypeRelay && string(h.network) == c.cfg.NetworkID && fresh(h.ts, c.clk.Now()) {
-		m := c.macs.Get().(*macer)
-		good = m.verify(b)
-		c.macs.Put(m)
+	h, payload, good := splitRelay(b)
+	if good && h.dst == c.relayID.Load() && freshRelay(h.ts, c.clk.Now()) {
+		src, good = c.relays.Load().keys[h.src]
 	} else {
 		good = false
+	}
+	if good {
+		m := c.macs.Get().(*macer)
+		good = m.checkTag(b)
+		c.macs.Put(m)
 	}
 	if !good {
 		c.countDrop()
 		return Key{}, nil, false
 	}
-	from, to, payload, ok := decodeRelay(h.body)
-	if !ok || to != c.cfg.PublicKey {
-		c.countDrop()
-		return Key{}, nil, false
+	return src, payload, true
+}
+
+// publishRelaysLocked rebuilds the relay table from c.peers. The caller
+// holds c.mu.
+func (c *Client) publishRelaysLocked() {
+	t := &relayTable{ids: make(map[Key]uint32, len(c.peers)), keys: make(map[uint32]Key, len(c.peers))}
+	for k, p := range c.peers {
+		if p.RelayID != 0 {
+			t.ids[k], t.keys[p.RelayID] = p.RelayID, k
+		}
 	}
-	return from, payload, true
+	c.relays.Store(t)
 }
 
 func (c *Client) countDrop() {
@@ -390,6 +393,7 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		var m ackMsg
 		if m, ok = decodeAck(h.body); ok && !c.left {
 			c.registered, c.observed, c.lastAck = true, m.Observed, now
+			c.relayID.Store(m.RelayID)
 			if m.Keepalive > 0 {
 				c.interval = time.Duration(m.Keepalive) * time.Millisecond
 			}
@@ -397,6 +401,7 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	case TypePeers:
 		var m peersMsg
 		if m, ok = decodePeers(h.body); ok && c.addPart(m) {
+			c.publishRelaysLocked()
 			notify, list = c.onPeers, c.peerList()
 		}
 	case TypePeerUpdate:
@@ -412,6 +417,7 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 			if m.Version == c.version+1 {
 				c.version = m.Version
 			}
+			c.publishRelaysLocked()
 			notify, list = c.onPeers, c.peerList()
 		}
 	case TypePunch:

@@ -5,11 +5,12 @@
 //
 // # Frames
 //
-// Every datagram is one frame (at most MaxFrame bytes, integers big-endian):
+// Every datagram is one frame (at most MaxFrame bytes, integers big-endian).
+// A control frame is
 //
 //	0     1   0xFF
 //	1     2   'O' 'N'
-//	3     1   version (1)
+//	3     1   version (2)
 //	4     1   type
 //	5     1   n = length of the network id (1..64, printable ASCII)
 //	6     n   network id, in clear so the nucleus can pick the key
@@ -17,6 +18,19 @@
 //	14+n  12  random nonce
 //	26+n  ..  body (per type)
 //	end-32 32 HMAC-SHA256(K, every byte before it)
+//
+// and a RELAY frame, which carries one WireGuard packet, is
+//
+//	0     2   0xFF 'R'
+//	2     2   timestamp, Unix seconds modulo 2^16
+//	4     4   source relay id
+//	8     4   destination relay id
+//	12    8   HMAC-SHA256(K, bytes 0..11), first 8 bytes
+//	20    ..  payload (≤ MaxRelayPayload)
+//
+// RelayOverhead (20) keeps a full-size packet of a 1420-byte tunnel within
+// a 1500-byte IPv4 underlay. The tag covers the header only: WireGuard
+// authenticates the payload end to end.
 //
 // K = HKDF-SHA256(secret, salt none, info "omniedge/nucleus/v1"), 32
 // bytes, where secret is the network's secret_key (as the join response
@@ -28,8 +42,8 @@
 // MAC, carries a timestamp more than Window (60 s) from its clock, or
 // repeats a nonce seen within twice the window (a bounded cache per
 // network that refuses new nonces when full). RELAY frames are
-// authenticated and time-checked but skip the nonce cache: WireGuard
-// rejects replayed packets itself. The nucleus never answers a frame that
+// authenticated (their header) and time-checked but have no nonce:
+// WireGuard rejects replayed packets itself. The nucleus never answers a frame that
 // fails these checks.
 //
 // # Bodies
@@ -38,16 +52,16 @@
 // (all zero: none). An endpoint is a family byte (0 none, 4, 6), the
 // address and a u16 port. A list of local endpoints is a count byte
 // (at most MaxLocalEndpoints) and the endpoints. A peer entry is key,
-// IPv4, IPv6, observed endpoint, local endpoints.
+// relay id (u32), IPv4, IPv6, observed endpoint, local endpoints.
 //
 //	REGISTER      c→n  key, IPv4, IPv6, local endpoints
-//	REGISTER_ACK  n→c  observed endpoint, keepalive (u32 ms), version (u32)
+//	REGISTER_ACK  n→c  observed endpoint, keepalive (u32 ms), version (u32), relay id (u32)
 //	KEEPALIVE     c→n  key, version held (u32)
 //	PEERS         n→c  version (u32), part (u16), parts (u16), count (u16), peer entries
 //	PEER_UPDATE   n→c  version (u32), event (1 join, 2 leave, 3 update), peer entry
 //	PUNCH_REQUEST c→n  key of the sender, key of the target
 //	PUNCH         n→c  peer entry to send to now
-//	RELAY         both source key, destination key, opaque payload (≤ MaxRelayPayload)
+//	RELAY         both (its own layout, above)
 //	LEAVE         c→n  key
 //	ERROR         n→c  code (1 not registered, 2 unknown peer, 3 network full), u8 length, text
 //	PING          c→c  key of the sender, key of the target (sent straight to the peer)
@@ -66,12 +80,13 @@
 // interval. A KEEPALIVE from an unknown key gets ERROR 1 and the client
 // registers again. Peers silent for three keepalive intervals expire and
 // their leave is pushed; LEAVE removes at once. PUNCH_REQUEST makes the
-// nucleus send PUNCH to both sides, each naming the other. RELAY frames
-// are forwarded unchanged (the sender's MAC, timestamp and nonce; one MAC
-// check per hop, no re-sealing) only when source and destination are both
-// registered in the frame's network and the frame comes from the source's
-// observed endpoint, and counted per network. A RELAY nonce need only be
-// unique: clients use a random prefix and a counter.
+// nucleus send PUNCH to both sides, each naming the other. Every
+// registration gets a random non-zero relay id, unique on the nucleus,
+// kept while the peer stays registered. RELAY frames are forwarded
+// unchanged (the sender's tag; one check per hop, no re-tagging) only
+// when both relay ids are registered in one network, the frame comes from
+// the source's observed endpoint and its tag verifies under that
+// network's key, and are counted per network.
 //
 // PING and PONG never involve the nucleus: an edge sends PING to a peer's
 // observed or local endpoint, the peer answers PONG to the PING's source

@@ -16,14 +16,22 @@ import (
 
 // Protocol constants. See the package documentation for the layout.
 const (
-	// Version is the protocol version carried in every frame.
-	Version = 1
+	// Version is the protocol version carried in every control frame.
+	// Version 2 added the relay ids (peer entries, REGISTER_ACK) and the
+	// 20-byte RELAY frame.
+	Version = 2
 
 	// MaxFrame bounds every datagram the nucleus or a client reads or writes.
 	MaxFrame = 2048
 	// MaxRelayPayload bounds the opaque payload of a RELAY frame; a
 	// WireGuard packet of a 1420-byte tunnel MTU is 1452 bytes.
 	MaxRelayPayload = 1800
+	// RelayOverhead is the size of a RELAY frame's header: a full-size
+	// WireGuard packet of a 1420-byte tunnel MTU (1452 bytes) relayed
+	// over IPv4 makes a 1500-byte datagram, so it is never fragmented.
+	RelayOverhead = 20
+	// relayTagSize is the length of the truncated MAC of a RELAY header.
+	relayTagSize = 8
 	// MaxNetworkID bounds the network id (printable ASCII, no space).
 	MaxNetworkID = 64
 	// MaxLocalEndpoints bounds the local endpoints a device announces.
@@ -51,7 +59,7 @@ const (
 	TypePeerUpdate   byte = 5  // nucleus → client, one join, leave or change
 	TypePunchRequest byte = 6  // client → nucleus
 	TypePunch        byte = 7  // nucleus → client: send to this peer now
-	TypeRelay        byte = 8  // both ways: an opaque packet for a peer
+	TypeRelay        byte = 8  // both ways: an opaque packet for a peer (its own frame layout, see IsRelay)
 	TypeLeave        byte = 9  // client → nucleus
 	TypeError        byte = 10 // nucleus → client
 	TypePing         byte = 11 // edge → edge, straight to the peer's underlay address
@@ -86,14 +94,18 @@ func (k Key) IsZero() bool { return k == Key{} }
 // Peer is one registered device of a network as the nucleus sees it.
 type Peer struct {
 	PublicKey Key
-	IP4       netip.Addr     // virtual IPv4; invalid when unset
-	IP6       netip.Addr     // virtual IPv6; invalid when unset
-	Endpoint  netip.AddrPort // source address the nucleus observed
-	Local     []netip.AddrPort
+	// RelayID names the peer in RELAY frames: the nucleus gives each
+	// registration a random non-zero id, unique on that nucleus, that
+	// stays while the peer stays registered.
+	RelayID  uint32
+	IP4      netip.Addr     // virtual IPv4; invalid when unset
+	IP6      netip.Addr     // virtual IPv6; invalid when unset
+	Endpoint netip.AddrPort // source address the nucleus observed
+	Local    []netip.AddrPort
 }
 
 func (p Peer) equal(q Peer) bool {
-	if p.PublicKey != q.PublicKey || p.IP4 != q.IP4 || p.IP6 != q.IP6 || p.Endpoint != q.Endpoint || len(p.Local) != len(q.Local) {
+	if p.PublicKey != q.PublicKey || p.RelayID != q.RelayID || p.IP4 != q.IP4 || p.IP6 != q.IP6 || p.Endpoint != q.Endpoint || len(p.Local) != len(q.Local) {
 		return false
 	}
 	for i := range p.Local {
@@ -104,14 +116,19 @@ func (p Peer) equal(q Peer) bool {
 	return true
 }
 
-// IsSignal reports whether a datagram is a nucleus frame rather than a
-// WireGuard packet. It only tests the prefix.
+// IsSignal reports whether a datagram is a nucleus frame (control or
+// RELAY) rather than a WireGuard packet. It only tests the prefix.
 func IsSignal(b []byte) bool {
+	return isControl(b) || IsRelay(b)
+}
+
+func isControl(b []byte) bool {
 	return len(b) >= 5 && b[0] == 0xFF && b[1] == 'O' && b[2] == 'N'
 }
 
-// IsRelay reports whether a datagram is a RELAY frame (prefix test only).
-func IsRelay(b []byte) bool { return IsSignal(b) && b[4] == TypeRelay }
+// IsRelay reports whether a datagram is a RELAY frame (prefix and length
+// test only).
+func IsRelay(b []byte) bool { return len(b) >= RelayOverhead && b[0] == 0xFF && b[1] == 'R' }
 
 // DeriveKey returns the signaling key of a network secret.
 func DeriveKey(secret []byte) []byte {
@@ -166,7 +183,7 @@ type rawHeader struct {
 
 // splitFrame splits a frame without checking its MAC or copying.
 func splitFrame(b []byte) (rawHeader, bool) {
-	if len(b) > MaxFrame || len(b) < 6 || !IsSignal(b) || b[3] != Version {
+	if len(b) > MaxFrame || len(b) < 6 || !isControl(b) || b[3] != Version {
 		return rawHeader{}, false
 	}
 	n := int(b[5])
@@ -223,21 +240,17 @@ func (m *macer) use(key []byte) {
 	m.key, m.h = key, hmac.New(sha256.New, key)
 }
 
-// verify checks the MAC of a frame with m's key.
-func (m *macer) verify(b []byte) bool {
-	if len(b) < macSize {
-		return false
-	}
+// tag is the truncated MAC of a RELAY header's first 12 bytes.
+func (m *macer) tag(h []byte) [relayTagSize]byte {
 	m.h.Reset()
-	m.h.Write(b[:len(b)-macSize])
-	return hmac.Equal(m.h.Sum(m.sum[:0]), b[len(b)-macSize:])
+	m.h.Write(h[:relayHeaderMACed])
+	return [relayTagSize]byte(m.h.Sum(m.sum[:0]))
 }
 
-// seal appends the MAC of b to b.
-func (m *macer) seal(b []byte) []byte {
-	m.h.Reset()
-	m.h.Write(b)
-	return m.h.Sum(b)
+// checkTag reports whether a RELAY frame's tag is authentic.
+func (m *macer) checkTag(b []byte) bool {
+	t := m.tag(b)
+	return hmac.Equal(t[:], b[relayHeaderMACed:RelayOverhead])
 }
 
 // fresh reports whether a timestamp lies within the window around now.
@@ -251,14 +264,6 @@ func seal(key []byte, typ byte, network string, now time.Time, body []byte) []by
 	var nonce [nonceSize]byte
 	rand.Read(nonce[:])
 	return sealNonce(key, typ, network, now.UnixMilli(), nonce, body)
-}
-
-// appendHeader appends a frame's clear part up to the body.
-func appendHeader(b []byte, typ byte, network string, ts int64, nonce []byte) []byte {
-	b = append(b, 0xFF, 'O', 'N', Version, typ, byte(len(network)))
-	b = append(b, network...)
-	b = binary.BigEndian.AppendUint64(b, uint64(ts))
-	return append(b, nonce...)
 }
 
 func sealNonce(key []byte, typ byte, network string, ts int64, nonce [nonceSize]byte, body []byte) []byte {
@@ -321,6 +326,7 @@ func appendEndpoints(b []byte, es []netip.AddrPort) []byte {
 
 func appendPeer(b []byte, p Peer) []byte {
 	b = append(b, p.PublicKey[:]...)
+	b = binary.BigEndian.AppendUint32(b, p.RelayID)
 	b = appendAddr4(b, p.IP4)
 	b = appendAddr6(b, p.IP6)
 	b = appendEndpoint(b, p.Endpoint)
@@ -427,7 +433,7 @@ func (r *reader) endpoints() []netip.AddrPort {
 }
 
 func (r *reader) peer() Peer {
-	return Peer{PublicKey: r.key(), IP4: r.addr4(), IP6: r.addr6(), Endpoint: r.endpoint(), Local: r.endpoints()}
+	return Peer{PublicKey: r.key(), RelayID: r.u32(), IP4: r.addr4(), IP6: r.addr6(), Endpoint: r.endpoint(), Local: r.endpoints()}
 }
 
 // done reports whether the body was read fully and well.
@@ -456,22 +462,25 @@ func decodeRegister(body []byte) (m registerMsg, ok bool) {
 	return m, r.done() && !m.Key.IsZero()
 }
 
-// ackMsg is REGISTER_ACK: observed address, keepalive interval, version.
+// ackMsg is REGISTER_ACK: observed address, keepalive interval, version,
+// the device's relay id.
 type ackMsg struct {
 	Observed  netip.AddrPort
 	Keepalive uint32 // milliseconds
 	Version   uint32 // the network's peer-list version
+	RelayID   uint32
 }
 
 func (m ackMsg) encode() []byte {
 	b := appendEndpoint(nil, m.Observed)
 	b = binary.BigEndian.AppendUint32(b, m.Keepalive)
-	return binary.BigEndian.AppendUint32(b, m.Version)
+	b = binary.BigEndian.AppendUint32(b, m.Version)
+	return binary.BigEndian.AppendUint32(b, m.RelayID)
 }
 
 func decodeAck(body []byte) (m ackMsg, ok bool) {
 	r := reader{b: body}
-	m = ackMsg{Observed: r.endpoint(), Keepalive: r.u32(), Version: r.u32()}
+	m = ackMsg{Observed: r.endpoint(), Keepalive: r.u32(), Version: r.u32(), RelayID: r.u32()}
 	return m, r.done()
 }
 
@@ -513,7 +522,7 @@ func decodePeers(body []byte) (m peersMsg, ok bool) {
 	r := reader{b: body}
 	m = peersMsg{Version: r.u32(), Part: r.u16(), Parts: r.u16()}
 	n := int(r.u16())
-	if n > len(body)/32 { // every entry holds at least a key
+	if n > len(body)/36 { // every entry holds at least a key and an id
 		return m, false
 	}
 	for i := 0; i < n && !r.bad; i++ {
@@ -564,18 +573,53 @@ func decodePunch(body []byte) (p Peer, ok bool) {
 	return p, r.done() && !p.PublicKey.IsZero()
 }
 
-// relay body: source key, destination key, payload.
-func appendRelay(b []byte, from, to Key, payload []byte) []byte {
-	return append(append(append(b, from[:]...), to[:]...), payload...)
+// A RELAY frame is 0xFF 'R', a u16 timestamp (Unix seconds modulo
+// 2^16), the source and destination relay ids (u32), the first 8 bytes
+// of HMAC-SHA256(K, those 12 bytes), and the payload. The tag covers the
+// header only: the payload is a WireGuard packet, which its receiver
+// authenticates and checks for replay itself.
+const relayHeaderMACed = 12
+
+// relayHeader is the routing part of a RELAY frame.
+type relayHeader struct {
+	ts       uint16
+	src, dst uint32
 }
 
-func decodeRelay(body []byte) (from, to Key, payload []byte, ok bool) {
-	if len(body) < 64 || len(body)-64 > MaxRelayPayload {
-		return from, to, nil, false
+// appendRelayFrame appends a RELAY frame, tagged with m's key, to b.
+func appendRelayFrame(b []byte, m *macer, h relayHeader, payload []byte) []byte {
+	start := len(b)
+	b = append(b, 0xFF, 'R')
+	b = binary.BigEndian.AppendUint16(b, h.ts)
+	b = binary.BigEndian.AppendUint32(b, h.src)
+	b = binary.BigEndian.AppendUint32(b, h.dst)
+	t := m.tag(b[start:])
+	b = append(b, t[:]...)
+	return append(b, payload...)
+}
+
+// splitRelay parses a RELAY frame without checking its tag.
+func splitRelay(b []byte) (h relayHeader, payload []byte, ok bool) {
+	if !IsRelay(b) || len(b)-RelayOverhead > MaxRelayPayload {
+		return h, nil, false
 	}
-	copy(from[:], body)
-	copy(to[:], body[32:])
-	return from, to, body[64:], !from.IsZero() && !to.IsZero()
+	h = relayHeader{
+		ts:  binary.BigEndian.Uint16(b[2:]),
+		src: binary.BigEndian.Uint32(b[4:]),
+		dst: binary.BigEndian.Uint32(b[8:]),
+	}
+	return h, b[RelayOverhead:], h.src != 0 && h.dst != 0
+}
+
+// relayTime is a RELAY timestamp.
+func relayTime(now time.Time) uint16 { return uint16(now.Unix()) }
+
+// freshRelay reports whether a RELAY timestamp lies within the window
+// around now (modulo 2^16 seconds, about 18 hours).
+func freshRelay(ts uint16, now time.Time) bool {
+	d := int64(int16(relayTime(now) - ts))
+	w := int64(Window / time.Second)
+	return d <= w && d >= -w
 }
 
 // errorMsg is ERROR: a code and a short text.

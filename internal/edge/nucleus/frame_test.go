@@ -17,13 +17,17 @@ func TestIsSignalNeverMatchesWireGuard(t *testing.T) {
 			t.Errorf("WireGuard message type %d taken for a signal", typ)
 		}
 	}
-	key := DeriveKey([]byte("s"))
-	f := seal(key, TypeRelay, "vn_x", time.Now(), appendRelay(nil, Key{1}, Key{2}, []byte("p")))
-	if !IsSignal(f) || !IsRelay(f) {
+	var m macer
+	m.use(DeriveKey([]byte("s")))
+	f := appendRelayFrame(nil, &m, relayHeader{ts: 1, src: 2, dst: 3}, []byte("p"))
+	if !IsSignal(f) || !IsRelay(f) || len(f) != RelayOverhead+1 {
 		t.Error("relay frame not recognised")
 	}
-	if IsSignal(f[:4]) {
+	if IsSignal(f[:4]) || IsRelay(f[:RelayOverhead-1]) {
 		t.Error("short prefix taken for a signal")
+	}
+	if c := seal(DeriveKey([]byte("s")), TypePing, "vn_x", time.Now(), nil); !IsSignal(c) || IsRelay(c) {
+		t.Error("control frame taken for a relay frame")
 	}
 }
 
@@ -130,18 +134,20 @@ func FuzzFrame(f *testing.F) {
 		Local: []netip.AddrPort{netip.MustParseAddrPort("[::1]:7")}}
 	for _, b := range [][]byte{
 		registerMsg{Key: Key{1}, IP4: p.IP4, Local: p.Local}.encode(),
-		ackMsg{Observed: p.Endpoint, Keepalive: 1, Version: 2}.encode(),
+		ackMsg{Observed: p.Endpoint, Keepalive: 1, Version: 2, RelayID: 3}.encode(),
 		keepaliveMsg{Key: Key{1}, Version: 3}.encode(),
 		packPeers(netA, 4, []Peer{p, p})[0],
 		updateMsg{Version: 5, Event: EventJoin, Peer: p}.encode(),
 		pairMsg{From: Key{1}, To: Key{2}}.encode(),
 		appendPeer(nil, p),
-		appendRelay(nil, Key{1}, Key{2}, []byte{1, 0, 0, 0}),
 		errorMsg{Code: 1, Text: "x"}.encode(),
 	} {
 		f.Add(b)
 		f.Add(seal(key, TypeRegister, netA, now, b))
 	}
+	var rm macer
+	rm.use(key)
+	f.Add(appendRelayFrame(nil, &rm, relayHeader{ts: relayTime(now), src: 1, dst: 2}, []byte{1, 0, 0, 0}))
 	server := netip.MustParseAddrPort("127.0.0.1:51820")
 	from := netip.MustParseAddrPort("127.0.0.1:40000")
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -157,7 +163,8 @@ func FuzzFrame(f *testing.F) {
 			t.Fatal(err)
 		}
 		// Raw datagram.
-		srv.handle(context.Background(), data, from)
+		var st batchState
+		srv.handleBatch(context.Background(), &st, []packet{{b: data, from: from}})
 		cl.Handle(data, server)
 		cl.UnwrapRelay(data)
 		// The same bytes as the body of an authentic frame of every type.

@@ -496,11 +496,26 @@ func TestRelay(t *testing.T) {
 		t.Fatal("relay B→A not delivered")
 	}
 
-	// Refused: another network's member, an unregistered sender, an
-	// unregistered destination.
-	other.raw(other.c.WrapRelay(b.key, []byte("cross-network")))
-	outsider.raw(outsider.c.WrapRelay(b.key, []byte("outsider")))
-	a.raw(a.c.WrapRelay(outsider.key, []byte("to nobody")))
+	// Refused: from another network's member to B, from an unregistered
+	// sender, to an unregistered destination.
+	relayID := func(network string, k Key) uint32 {
+		for _, p := range h.srv.Peers(network) {
+			if p.PublicKey == k {
+				return p.RelayID
+			}
+		}
+		t.Fatalf("%v not registered in %s", k, network)
+		return 0
+	}
+	aID, bID, otherID := relayID(netA, a.key), relayID(netA, b.key), relayID(netB, other.key)
+	unused := uint32(1)
+	for unused == aID || unused == bID || unused == otherID {
+		unused++
+	}
+	now := h.clk.Now()
+	other.raw(relayFrameFor(DeriveKey(secrets[netB]), otherID, bID, now, []byte("cross-network")))
+	outsider.raw(relayFrameFor(DeriveKey(secrets[netA]), unused, bID, now, []byte("outsider")))
+	a.raw(relayFrameFor(DeriveKey(secrets[netA]), aID, unused, now, []byte("to nobody")))
 	eventually(t, "refused relays", func() bool { return h.dropped(DropNotMember) == 3 })
 	select {
 	case r := <-b.relays:
@@ -529,7 +544,7 @@ func TestRelay(t *testing.T) {
 	if _, _, ok := a.c.UnwrapRelay(a.c.WrapRelay(b.key, pkt)); ok {
 		t.Error("A unwrapped a frame addressed to B")
 	}
-	if _, _, ok := b.c.UnwrapRelay(other.c.WrapRelay(b.key, pkt)); ok {
+	if _, _, ok := b.c.UnwrapRelay(relayFrameFor(DeriveKey(secrets[netB]), aID, bID, now, pkt)); ok {
 		t.Error("B unwrapped another network's frame")
 	}
 	if a.c.WrapRelay(b.key, make([]byte, MaxRelayPayload+1)) != nil {

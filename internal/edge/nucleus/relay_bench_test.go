@@ -84,6 +84,11 @@ func benchRelay(b *testing.B, size int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	ids := map[Key]uint32{}
+	for _, p := range srv.Peers(netA) {
+		ids[p.PublicKey] = p.RelayID
+	}
+	learn(a.c, ids[a.key], map[Key]uint32{bb.key: ids[bb.key]})
 
 	// The receiver counts relayed frames; control frames (acks, peer
 	// lists) are skipped.
@@ -181,9 +186,16 @@ func BenchmarkHandleRelay(b *testing.B) {
 		f := sealNonce(key, TypeRegister, netA, time.Now().UnixMilli(), [nonceSize]byte{byte(i + 1)}, registerMsg{Key: r.k}.encode())
 		srv.handleBatch(ctx, &st, []packet{{b: f, from: r.from}})
 	}
+	ids := map[Key]uint32{}
+	for _, p := range srv.Peers(netA) {
+		ids[p.PublicKey] = p.RelayID
+	}
+	var m macer
+	m.use(key)
 	pkts := make([]packet, 64)
 	for i := range pkts {
-		pkts[i] = packet{b: seal(key, TypeRelay, netA, time.Now(), appendRelay(nil, aKey, bKey, make([]byte, 1452))), from: aAddr}
+		h := relayHeader{ts: relayTime(time.Now()), src: ids[aKey], dst: ids[bKey]}
+		pkts[i] = packet{b: appendRelayFrame(nil, &m, h, make([]byte, 1452)), from: aAddr}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()

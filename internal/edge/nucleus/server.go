@@ -1,8 +1,9 @@
 package nucleus
 
 import (
-	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	networks map[string]*network
+	relayIDs map[uint32]relayRef // every registered peer by its relay id
 	secrets  map[string]secretEntry
 	lookups  struct {
 		second int64
@@ -134,6 +136,12 @@ type network struct {
 type peerState struct {
 	Peer
 	lastSeen time.Time
+}
+
+// relayRef is a registered peer as a RELAY frame names it.
+type relayRef struct {
+	n *network
+	p *peerState
 }
 
 type secretEntry struct {
@@ -178,6 +186,7 @@ func NewServer(o Options) (*Server, error) {
 	s := &Server{
 		o: o, clk: o.Clock, log: o.Log,
 		networks: map[string]*network{},
+		relayIDs: map[uint32]relayRef{},
 		secrets:  map[string]secretEntry{},
 		dropped:  map[string]uint64{},
 	}
@@ -445,8 +454,8 @@ func (s *Server) fullList(key []byte, n *network, to Key, addr netip.AddrPort, n
 	return out
 }
 
-func (s *Server) ack(key []byte, n *network, addr netip.AddrPort, now time.Time) outbound {
-	body := ackMsg{Observed: addr, Keepalive: uint32(s.o.Keepalive.Milliseconds()), Version: n.version}.encode()
+func (s *Server) ack(key []byte, n *network, relayID uint32, addr netip.AddrPort, now time.Time) outbound {
+	body := ackMsg{Observed: addr, Keepalive: uint32(s.o.Keepalive.Milliseconds()), Version: n.version, RelayID: relayID}.encode()
 	return s.reply(key, n, TypeRegisterAck, body, addr, now)
 }
 
@@ -458,12 +467,18 @@ func (s *Server) register(n *network, key, body []byte, from netip.AddrPort, now
 	p := Peer{PublicKey: m.Key, IP4: m.IP4, IP6: m.IP6, Endpoint: from, Local: m.Local}
 	var out []outbound
 	old := n.peers[m.Key]
+	if old != nil {
+		p.RelayID = old.RelayID
+	}
 	switch {
 	case old == nil && len(n.peers) >= s.o.MaxPeers:
 		body := errorMsg{Code: ErrCodeNetworkFull, Text: "network full"}.encode()
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
 	case old == nil:
-		n.peers[m.Key] = &peerState{Peer: p, lastSeen: now}
+		p.RelayID = s.newRelayID()
+		ps := &peerState{Peer: p, lastSeen: now}
+		n.peers[m.Key] = ps
+		s.relayIDs[p.RelayID] = relayRef{n: n, p: ps}
 		n.version++
 		s.log.Debug("nucleus peer joined", "network", n.id, "peer", m.Key.String(), "endpoint", from.String())
 		out = s.broadcast(n, EventJoin, p, now)
@@ -474,8 +489,20 @@ func (s *Server) register(n *network, key, body []byte, from netip.AddrPort, now
 	default:
 		old.lastSeen = now
 	}
-	out = append(out, s.ack(key, n, from, now))
+	out = append(out, s.ack(key, n, p.RelayID, from, now))
 	return append(out, s.fullList(key, n, m.Key, from, now)...), ""
+}
+
+// newRelayID returns an unused non-zero relay id. The caller holds s.mu.
+func (s *Server) newRelayID() uint32 {
+	for {
+		var b [4]byte
+		rand.Read(b[:])
+		id := binary.BigEndian.Uint32(b[:])
+		if _, used := s.relayIDs[id]; id != 0 && !used {
+			return id
+		}
+	}
 }
 
 func (s *Server) keepalive(n *network, key, body []byte, from netip.AddrPort, now time.Time) ([]outbound, string) {
@@ -495,7 +522,7 @@ func (s *Server) keepalive(n *network, key, body []byte, from netip.AddrPort, no
 		n.version++
 		out = s.broadcast(n, EventUpdate, p.Peer, now)
 	}
-	out = append(out, s.ack(key, n, from, now))
+	out = append(out, s.ack(key, n, p.RelayID, from, now))
 	if m.Version != n.version {
 		out = append(out, s.fullList(key, n, m.Key, from, now)...)
 	}
@@ -531,102 +558,68 @@ type batchState struct {
 	relays []relayFrame
 }
 
-// relayFrame is an authenticated, fresh RELAY frame waiting to be routed.
+// relayFrame is a well-formed RELAY frame waiting to be routed.
 type relayFrame struct {
-	b        []byte // the whole frame, forwarded as it is
-	from     netip.AddrPort
-	network  []byte
-	key      []byte
-	src, dst Key
-	payload  int
+	b       []byte // the whole frame, forwarded as it is
+	from    netip.AddrPort
+	h       relayHeader
+	payload int
 }
 
 // handleBatch processes the datagrams of one read and returns what to
 // send (aliasing st and the datagrams, valid until the next batch).
-// Control frames go through handle; RELAY frames are authenticated
-// without the lock and routed together under it.
+// Control frames go through handle; RELAY frames are routed together
+// under one lock.
 func (s *Server) handleBatch(ctx context.Context, st *batchState, pkts []packet) []outbound {
 	out, relays := st.out[:0], st.relays[:0]
-	now := s.clk.Now()
-	var lastID, lastKey []byte
 	for _, p := range pkts {
 		if !IsRelay(p.b) {
 			out = append(out, s.handle(ctx, p.b, p.from)...)
 			continue
 		}
-		h, ok := splitFrame(p.b)
+		h, payload, ok := splitRelay(p.b)
 		if !ok {
 			s.drop(DropMalformed)
 			continue
 		}
-		key := lastKey
-		if key == nil || !bytes.Equal(h.network, lastID) {
-			k, reason := s.keyOf(ctx, h.network, now)
-			if k == nil {
-				s.drop(reason)
-				continue
-			}
-			key, lastID, lastKey = k, h.network, k
-		}
-		st.mac.use(key)
-		if !st.mac.verify(p.b) {
-			s.drop(DropAuth)
-			continue
-		}
-		if !fresh(h.ts, now) {
-			s.drop(DropStale)
-			continue
-		}
-		src, dst, payload, ok := decodeRelay(h.body)
-		if !ok {
-			s.drop(DropMalformed)
-			continue
-		}
-		relays = append(relays, relayFrame{b: p.b, from: p.from, network: h.network, key: key, src: src, dst: dst, payload: len(payload)})
+		relays = append(relays, relayFrame{b: p.b, from: p.from, h: h, payload: len(payload)})
 	}
 	if len(relays) > 0 {
-		out = s.route(relays, out)
+		out = s.route(st, relays, out)
 	}
 	clear(relays) // drop references to the read buffers
 	st.out, st.relays = out, relays[:0]
 	return out
 }
 
-// keyOf is key for a network id still in the frame, without a copy when
-// the key is cached.
-func (s *Server) keyOf(ctx context.Context, id []byte, now time.Time) ([]byte, string) {
-	s.mu.Lock()
-	e, ok := s.secrets[string(id)]
-	s.mu.Unlock()
-	if ok && now.Before(e.until) {
-		if e.key == nil {
-			return nil, DropUnknownNetwork
-		}
-		return e.key, ""
-	}
-	return s.key(ctx, string(id))
-}
-
-// route forwards authenticated RELAY frames, unchanged, to their
-// destinations: only when source and destination are registered in the
-// frame's network and the frame comes from the source's registered
-// endpoint.
-func (s *Server) route(relays []relayFrame, out []outbound) []outbound {
-	refused := 0
+// route forwards RELAY frames, unchanged, to their destinations: only
+// when both relay ids are registered in one network, the frame comes from
+// the source's registered endpoint, its tag is authentic under that
+// network's key and its timestamp is fresh.
+func (s *Server) route(st *batchState, relays []relayFrame, out []outbound) []outbound {
+	var refused [3]int // not member, auth, stale
+	now := s.clk.Now()
 	s.mu.Lock()
 	for i := range relays {
 		r := &relays[i]
-		n := s.networks[string(r.network)]
-		var src, dst *peerState
-		if n != nil {
-			src, dst = n.peers[r.src], n.peers[r.dst]
-		}
-		if src == nil || dst == nil || r.src == r.dst || src.Endpoint != r.from {
+		src, dst := s.relayIDs[r.h.src], s.relayIDs[r.h.dst]
+		if src.p == nil || dst.p == nil || src.n != dst.n || r.h.src == r.h.dst || src.p.Endpoint != r.from {
 			s.dropped[DropNotMember]++
-			refused++
+			refused[0]++
 			continue
 		}
-		n.key = r.key
+		n := src.n
+		st.mac.use(n.key)
+		if !st.mac.checkTag(r.b) {
+			s.dropped[DropAuth]++
+			refused[1]++
+			continue
+		}
+		if !freshRelay(r.h.ts, now) {
+			s.dropped[DropStale]++
+			refused[2]++
+			continue
+		}
 		n.relayedPackets++
 		n.relayedBytes += uint64(r.payload)
 		s.relayedPackets++
@@ -640,11 +633,13 @@ func (s *Server) route(relays []relayFrame, out []outbound) []outbound {
 			n.mBytes.Add(float64(r.payload))
 			s.m.relayFrames.Inc()
 		}
-		out = append(out, outbound{b: r.b, to: dst.Endpoint})
+		out = append(out, outbound{b: r.b, to: dst.p.Endpoint})
 	}
 	s.mu.Unlock()
-	for range refused {
-		s.m.drop(DropNotMember)
+	for i, reason := range [3]string{DropNotMember, DropAuth, DropStale} {
+		for range refused[i] {
+			s.m.drop(reason)
+		}
 	}
 	return out
 }
@@ -678,6 +673,7 @@ func (s *Server) removePeer(n *network, k Key, now time.Time) []outbound {
 		return nil
 	}
 	delete(n.peers, k)
+	delete(s.relayIDs, p.RelayID)
 	n.version++
 	s.log.Debug("nucleus peer left", "network", n.id, "peer", k.String())
 	return s.broadcast(n, EventLeave, p.Peer, now)
