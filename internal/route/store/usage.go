@@ -91,40 +91,62 @@ const usageColumns = `at, key_id, endpoint, model, provider, connection, target_
 	cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status,
 	error_type, error_message, attempts, attempts_json, cache, idempotent, stream, session`
 
-const usageRowsPerInsert = 50 // 25 columns × 50 rows stays under every placeholder limit
+// usageRowsPerInsert bounds the rows of one INSERT: 25 columns × 1000 rows
+// stays under SQLite's (32766) and PostgreSQL's (65535) placeholder
+// limits, and holds a whole batch of the usage writer (500).
+const usageRowsPerInsert = 1000
 
-// InsertUsage writes records in one transaction (multi-row inserts).
+// InsertUsage writes records: one multi-row INSERT, or, for more than
+// usageRowsPerInsert records, several in one transaction. A single
+// statement outside a transaction is atomic by itself and spares SQLite
+// the statement journal a multi-row INSERT inside a transaction needs (a
+// temporary file written page by page), which made up a large part of
+// the cost of every batch.
 func (s *Store) InsertUsage(ctx context.Context, recs []UsageRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	if len(recs) <= usageRowsPerInsert {
+		q, args := insertUsage(recs)
+		_, err := s.db.Exec(ctx, q, args...)
+		return err
+	}
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		for len(recs) > 0 {
 			n := min(len(recs), usageRowsPerInsert)
-			var b strings.Builder
-			b.WriteString("INSERT INTO route_usage (" + usageColumns + ") VALUES ")
-			args := make([]any, 0, n*25)
-			for i, r := range recs[:n] {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-				aj := r.AttemptsJSON
-				if aj == "" {
-					aj = "[]"
-				}
-				args = append(args, ms(r.At), r.KeyID, r.Endpoint, r.Model, r.Provider, r.Connection, r.TargetModel,
-					r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens, r.Estimated,
-					r.CostUSD, r.LatencyMS, r.TTFTMS, r.Status, r.ErrorType, r.ErrorMessage, r.Attempts, aj, r.Cache,
-					r.Idempotent, r.Stream, r.Session)
-			}
-			if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+			q, args := insertUsage(recs[:n])
+			if _, err := tx.Exec(ctx, q, args...); err != nil {
 				return err
 			}
 			recs = recs[n:]
 		}
 		return nil
 	})
+}
+
+// insertUsage is the INSERT of recs, with its arguments.
+func insertUsage(recs []UsageRecord) (string, []any) {
+	var b strings.Builder
+	const row = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+	head := "INSERT INTO route_usage (" + usageColumns + ") VALUES "
+	b.Grow(len(head) + len(recs)*(len(row)+1))
+	b.WriteString(head)
+	args := make([]any, 0, len(recs)*25)
+	for i, r := range recs {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(row)
+		aj := r.AttemptsJSON
+		if aj == "" {
+			aj = "[]"
+		}
+		args = append(args, ms(r.At), r.KeyID, r.Endpoint, r.Model, r.Provider, r.Connection, r.TargetModel,
+			r.InputTokens, r.OutputTokens, r.CacheReadTokens, r.CacheWriteTokens, r.ReasoningTokens, r.Estimated,
+			r.CostUSD, r.LatencyMS, r.TTFTMS, r.Status, r.ErrorType, r.ErrorMessage, r.Attempts, aj, r.Cache,
+			r.Idempotent, r.Stream, r.Session)
+	}
+	return b.String(), args
 }
 
 // UsageLogs returns records matching f, newest first.

@@ -1,9 +1,11 @@
 package store_test
 
 import (
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -165,4 +167,31 @@ func testUsageDelete(t *testing.T, s *store.Store) {
 	}
 	must(t, s.CompactUsage(ctx))
 	must(t, s.CompactUsage(ctx)) // the second time takes the incremental path
+}
+
+// BenchmarkInsertUsageSQLite writes batches of 500 typical records, as the
+// usage writer does under load; ns/op is per batch.
+func BenchmarkInsertUsageSQLite(b *testing.B) {
+	db, err := sqldb.Open(ctx, filepath.Join(b.TempDir(), "omni.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := store.New(ctx, db, masterKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]store.UsageRecord, 500)
+	for i := range recs {
+		recs[i] = store.UsageRecord{At: usageT0.Add(time.Duration(i) * time.Millisecond), KeyID: "key_0123456789",
+			Endpoint: "/v1/chat/completions", Model: "bench/bench-model", Provider: "bench", Connection: "bench#1",
+			TargetModel: "bench-model", InputTokens: 25, OutputTokens: 12, CostUSD: 0.000123, LatencyMS: 1, Status: 200,
+			Attempts: 1, AttemptsJSON: `[{"provider":"bench","model":"bench-model","connection":"bench#1","status":200}]`}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := s.InsertUsage(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
