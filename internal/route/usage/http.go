@@ -299,7 +299,7 @@ type Health struct {
 }
 
 func (r *Recorder) health(w http.ResponseWriter, req *http.Request) error {
-	h := Health{Status: "ok", CatalogCount: r.opt.CatalogCount, Queued: len(r.queue), Dropped: r.dropped.Load()}
+	h := Health{Status: "ok", CatalogCount: r.opt.CatalogCount, Queued: r.queued(), Dropped: r.dropped.Load()}
 	if r.opt.Providers != nil {
 		ps, err := r.opt.Providers(req.Context())
 		if err != nil {

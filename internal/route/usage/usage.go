@@ -79,11 +79,20 @@ const (
 )
 
 // Recorder records routed requests; it is an api.Gate.
+//
+// Outcomes wait in a bounded slice under a mutex rather than in a channel:
+// the request path appends and wakes the writer only when a batch is full
+// (or, after shutdown began, on every record), so a request costs no
+// goroutine wake-up and the writer takes a whole batch at once.
 type Recorder struct {
 	opt     Options
-	queue   chan entry
 	flushes chan chan struct{}
+	wake    chan struct{} // capacity 1: a batch is ready (or a record arrived while closing)
 	m       *metricSet
+
+	mu      sync.Mutex
+	queue   []entry // outcomes waiting for the writer, at most QueueSize
+	closing bool    // Run's context ended: every record wakes the writer
 
 	dropped  atomic.Uint64
 	warnMu   sync.Mutex
@@ -125,7 +134,7 @@ func New(opt Options) *Recorder {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Recorder{opt: opt, queue: make(chan entry, opt.QueueSize), flushes: make(chan chan struct{}), m: newMetrics()}
+	r := &Recorder{opt: opt, flushes: make(chan chan struct{}), wake: make(chan struct{}, 1), m: newMetrics()}
 	if opt.Registerer != nil {
 		r.m.register(opt.Registerer, r.opt.Log)
 	}
@@ -141,13 +150,40 @@ func (r *Recorder) Admit(ctx context.Context, c *api.Call) (context.Context, fun
 // record queues an outcome for the writer; when the queue is full the
 // record is dropped and counted, never waited for.
 func (r *Recorder) record(m *meta, o api.Outcome) {
-	select {
-	case r.queue <- entry{m: m, out: o}:
-	default:
+	r.mu.Lock()
+	if len(r.queue) >= r.opt.QueueSize {
+		r.mu.Unlock()
 		r.dropped.Add(1)
 		r.m.dropped.Inc()
 		r.warnDropped()
+		return
 	}
+	r.queue = append(r.queue, entry{m: m, out: o})
+	wake := len(r.queue) == r.opt.BatchSize || r.closing
+	r.mu.Unlock()
+	if wake {
+		select {
+		case r.wake <- struct{}{}:
+		default: // the writer is already due to look
+		}
+	}
+}
+
+// queued is the number of outcomes waiting for the writer.
+func (r *Recorder) queued() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.queue)
+}
+
+// take hands the queued outcomes to the writer, giving it spare (emptied)
+// to fill next.
+func (r *Recorder) take(spare []entry) []entry {
+	r.mu.Lock()
+	q := r.queue
+	r.queue = spare[:0]
+	r.mu.Unlock()
+	return q
 }
 
 func (r *Recorder) warnDropped() {
@@ -175,6 +211,7 @@ func (r *Recorder) Run(ctx context.Context) error {
 	sweep := time.NewTimer(min(time.Minute, r.opt.SweepEvery))
 	defer sweep.Stop()
 	batch := make([]store.UsageRecord, 0, r.opt.BatchSize)
+	var spare []entry
 	// Writes outlive ctx: records taken from the queue are written even
 	// when shutdown has begun.
 	base := context.WithoutCancel(ctx)
@@ -191,22 +228,18 @@ func (r *Recorder) Run(ctx context.Context) error {
 		clear(batch)
 		batch = batch[:0]
 	}
-	take := func(e entry) {
-		batch = append(batch, r.toRecord(e))
-	}
+	// drain writes everything queued, BatchSize rows at a time.
 	drain := func() {
-		for {
-			select {
-			case e := <-r.queue:
-				take(e)
-				if len(batch) >= r.opt.BatchSize {
-					write()
-				}
-			default:
+		q := r.take(spare)
+		for i := range q {
+			batch = append(batch, r.toRecord(q[i]))
+			if len(batch) >= r.opt.BatchSize {
 				write()
-				return
 			}
 		}
+		write()
+		clear(q)
+		spare = q
 	}
 	for {
 		select {
@@ -214,12 +247,14 @@ func (r *Recorder) Run(ctx context.Context) error {
 			// Requests still finishing on the draining server report
 			// after ctx ended: keep taking them until the queue has been
 			// quiet for Linger (at most 30 s in all).
+			r.mu.Lock()
+			r.closing = true
+			r.mu.Unlock()
 			limit := time.After(30 * time.Second)
 			for {
 				drain()
 				select {
-				case e := <-r.queue:
-					take(e)
+				case <-r.wake:
 					continue
 				case <-time.After(r.opt.Linger):
 				case <-limit:
@@ -227,13 +262,10 @@ func (r *Recorder) Run(ctx context.Context) error {
 				drain()
 				return nil
 			}
-		case e := <-r.queue:
-			take(e)
-			if len(batch) >= r.opt.BatchSize {
-				write()
-			}
+		case <-r.wake:
+			drain()
 		case <-tick.C:
-			write()
+			drain()
 		case done := <-r.flushes:
 			drain()
 			close(done)
