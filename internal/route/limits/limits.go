@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -180,12 +181,27 @@ func (g *Gate) Flush(ctx context.Context) error {
 	return nil
 }
 
+// rateKey is "{keyID}:what:unix" (the braces keep a key's counters in one
+// Redis cluster slot); built without fmt, as every request makes several.
 func rateKey(keyID, what string, start time.Time) string {
-	return fmt.Sprintf("{%s}:%s:%d", keyID, what, start.Unix())
+	return counterKey(keyID, "", what, start)
 }
 
+// budgetKey is "{keyID}:usd:period:unix".
 func budgetKey(keyID, period string, start time.Time) string {
-	return fmt.Sprintf("{%s}:usd:%s:%d", keyID, period, start.Unix())
+	return counterKey(keyID, "usd:", period, start)
+}
+
+func counterKey(keyID, kind, what string, start time.Time) string {
+	b := make([]byte, 0, len(keyID)+len(kind)+len(what)+24)
+	b = append(b, '{')
+	b = append(b, keyID...)
+	b = append(b, "}:"...)
+	b = append(b, kind...)
+	b = append(b, what...)
+	b = append(b, ':')
+	b = strconv.AppendInt(b, start.Unix(), 10)
+	return string(b)
 }
 
 // budgetLimit returns a budget's limit for a period in USD (0: none).
@@ -209,9 +225,17 @@ func budgetLimit(b *store.Budget, period string) float64 {
 // check names what a counter enforces, for refusals.
 type check struct {
 	what  string // "rpm", "daily budget" …
-	limit string // "60", "$5.00"
+	limit int64  // requests or tokens; USD micros when usd
 	end   time.Time
 	usd   bool
+}
+
+// limitText is the limit as a refusal names it: "60", "$5.00".
+func (c check) limitText() string {
+	if c.usd {
+		return fmt.Sprintf("$%.2f", dollars(c.limit))
+	}
+	return strconv.FormatInt(c.limit, 10)
 }
 
 // Admit implements api.Gate.
@@ -233,15 +257,16 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	}
 
 	now := g.clk.Now()
-	var cs []Counter
-	var checks []check
+	// At most 4 rate counters and one per budget period.
+	cs := make([]Counter, 0, 4+len(Periods))
+	checks := make([]check, 0, 4+len(Periods))
 	addRate := func(what string, limit int64, d time.Duration, amount int64) {
 		if limit <= 0 {
 			return
 		}
 		start, end := rateWindow(d, now)
 		cs = append(cs, Counter{Key: rateKey(k.ID, what, start), Limit: limit, Amount: amount, TTL: end.Sub(now)})
-		checks = append(checks, check{what: what, limit: fmt.Sprint(limit), end: end})
+		checks = append(checks, check{what: what, limit: limit, end: end})
 	}
 	in := int64(max(c.InputTokens, 0))
 	addRate("rpm", k.Limits.RPM, time.Minute, 1)
@@ -264,7 +289,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 			}
 			start, end := window(p, reset, now)
 			cs = append(cs, Counter{Key: budgetKey(k.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
-			checks = append(checks, check{what: p + " budget", limit: fmt.Sprintf("$%.2f", lim), end: end, usd: true})
+			checks = append(checks, check{what: p, limit: micros(lim), end: end, usd: true})
 			budgetStarts = append(budgetStarts, start)
 			budgetPeriods = append(budgetPeriods, p)
 		}
@@ -280,11 +305,11 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	if i >= 0 {
 		ch := checks[i]
 		e := &llm.Error{Status: http.StatusTooManyRequests, Type: llm.ErrRateLimit, Code: "rate_limit_exceeded",
-			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limit, k.Name), RetryAfter: ch.end.Sub(now)}
+			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limitText(), k.Name), RetryAfter: ch.end.Sub(now)}
 		if ch.usd {
 			e.Code = "budget_exceeded"
-			e.Message = fmt.Sprintf("Budget has been exceeded: %s of %s reached for key %s; it resets at %s",
-				ch.what, ch.limit, k.Name, ch.end.Format(time.RFC3339))
+			e.Message = fmt.Sprintf("Budget has been exceeded: %s budget of %s reached for key %s; it resets at %s",
+				ch.what, ch.limitText(), k.Name, ch.end.Format(time.RFC3339))
 		}
 		if e.RetryAfter < time.Second {
 			e.RetryAfter = time.Second
@@ -293,16 +318,18 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	}
 
 	done := func(o api.Outcome) {
-		var adj []Counter
+		adj := make([]Counter, 0, len(cs))
 		// Tokens: replace the input estimate by what the call really used.
 		real := int64(0)
 		if o.Status == http.StatusOK && o.Cache != "HIT" {
 			u := o.Usage
 			real = int64(u.InputTokens + u.OutputTokens + u.CacheReadTokens + u.CacheWriteTokens)
 		}
-		for _, ct := range cs[tokStart:tokEnd] {
-			ct.Amount = real - in
-			adj = append(adj, ct)
+		if real != in {
+			for _, ct := range cs[tokStart:tokEnd] {
+				ct.Amount = real - in
+				adj = append(adj, ct)
+			}
 		}
 		// Spend: replace the reservation by the cost of the real usage.
 		var cost int64
@@ -313,14 +340,18 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 				}
 			}
 			for j, ct := range cs[budgetFrom:] {
-				ct.Amount = cost - est
-				adj = append(adj, ct)
+				if ct.Amount = cost - est; ct.Amount != 0 {
+					adj = append(adj, ct)
+				}
 				if cost != 0 {
 					g.mu.Lock()
 					g.pending[spendKey{k.ID, budgetPeriods[j], budgetStarts[j]}] += cost
 					g.mu.Unlock()
 				}
 			}
+		}
+		if len(adj) == 0 {
+			return // the reservation was exact
 		}
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		defer cancel()
