@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command dataplanebench measures what the OmniEdge data plane costs on
 // the wire. It owns one run, as root, over one underlay made of network
 // namespaces it creates and removes: a router namespace "wan" with the
