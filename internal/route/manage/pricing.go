@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/llm"
@@ -65,8 +64,8 @@ type priceTable struct {
 	// memo remembers lookups: every request prices its targets (budgets,
 	// usage), and matching globs per request shows in profiles. A table
 	// is never changed after it is built, so its answers stay right.
-	memo     sync.Map // "provider\x00model" -> priceMemo
-	memoSize atomic.Int64
+	memoMu sync.RWMutex
+	memo   map[string]priceMemo // "provider\x00model" -> answer
 }
 
 type priceMemo struct {
@@ -79,7 +78,7 @@ type priceMemo struct {
 const maxPriceMemo = 4096
 
 func newPriceTable(overrides []store.Price) *priceTable {
-	t := &priceTable{}
+	t := &priceTable{memo: map[string]priceMemo{}}
 	for _, p := range overrides {
 		t.overrides = append(t.overrides, priceEntry{p, "override"})
 	}
@@ -102,17 +101,22 @@ func isGlob(p string) bool { return strings.ContainsAny(p, "*?[\\") }
 
 // lookup finds the entry for a "provider/model" id (or a bare model).
 func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
-	k := providerID + "\x00" + model
-	if v, ok := t.memo.Load(k); ok {
-		m := v.(priceMemo)
+	// The key is built on the stack: indexing a map with string(bytes)
+	// does not allocate, so a remembered lookup costs no allocation.
+	var buf [128]byte
+	k := append(append(append(buf[:0], providerID...), 0), model...)
+	t.memoMu.RLock()
+	m, hit := t.memo[string(k)]
+	t.memoMu.RUnlock()
+	if hit {
 		return m.e, m.ok
 	}
 	e, ok := t.match(providerID, model)
-	if t.memoSize.Load() < maxPriceMemo {
-		if _, loaded := t.memo.LoadOrStore(k, priceMemo{e, ok}); !loaded {
-			t.memoSize.Add(1)
-		}
+	t.memoMu.Lock()
+	if len(t.memo) < maxPriceMemo {
+		t.memo[string(k)] = priceMemo{e, ok}
 	}
+	t.memoMu.Unlock()
 	return e, ok
 }
 
