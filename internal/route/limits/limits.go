@@ -193,15 +193,18 @@ func budgetKey(keyID, period string, start time.Time) string {
 }
 
 func counterKey(keyID, kind, what string, start time.Time) string {
-	b := make([]byte, 0, len(keyID)+len(kind)+len(what)+24)
-	b = append(b, '{')
-	b = append(b, keyID...)
-	b = append(b, "}:"...)
-	b = append(b, kind...)
-	b = append(b, what...)
-	b = append(b, ':')
-	b = strconv.AppendInt(b, start.Unix(), 10)
-	return string(b)
+	var n [20]byte
+	unix := strconv.AppendInt(n[:0], start.Unix(), 10)
+	var b strings.Builder // one allocation: the key itself
+	b.Grow(len(keyID) + len(kind) + len(what) + len(unix) + 4)
+	b.WriteByte('{')
+	b.WriteString(keyID)
+	b.WriteString("}:")
+	b.WriteString(kind)
+	b.WriteString(what)
+	b.WriteByte(':')
+	b.Write(unix)
+	return b.String()
 }
 
 // budgetLimit returns a budget's limit for a period in USD (0: none).
@@ -353,8 +356,12 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		if len(adj) == 0 {
 			return // the reservation was exact
 		}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
+		actx := ctx
+		if _, local := g.c.(*Memory); !local { // in-process counters do no I/O: no deadline needed
+			var cancel context.CancelFunc
+			actx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+		}
 		if err := g.c.Add(actx, adj); err != nil {
 			g.log.Warn("settling key limits failed", "key", k.ID, "err", err)
 		}
