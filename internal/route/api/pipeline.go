@@ -205,7 +205,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if req.MaxTokens != nil {
 		call.MaxTokens = *req.MaxTokens
 	}
-	var dones []func(Outcome)
+	dones := make([]func(Outcome), 0, len(p.Gates))
 	finish := func(o Outcome) {
 		for i := len(dones) - 1; i >= 0; i-- {
 			dones[i](o)

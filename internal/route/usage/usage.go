@@ -107,7 +107,7 @@ type meta struct {
 }
 
 type entry struct {
-	m   *meta
+	m   meta
 	out api.Outcome
 }
 
@@ -143,13 +143,14 @@ func New(opt Options) *Recorder {
 
 // Admit implements api.Gate: it admits every call and records its outcome.
 func (r *Recorder) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
-	m := &meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start}
+	// m is captured by value: the closure is the call's one allocation.
+	m := meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start}
 	return ctx, func(o api.Outcome) { r.record(m, o) }, nil
 }
 
 // record queues an outcome for the writer; when the queue is full the
 // record is dropped and counted, never waited for.
-func (r *Recorder) record(m *meta, o api.Outcome) {
+func (r *Recorder) record(m meta, o api.Outcome) {
 	r.mu.Lock()
 	if len(r.queue) >= r.opt.QueueSize {
 		r.mu.Unlock()
