@@ -227,10 +227,10 @@ func budgetLimit(b *store.Budget, period string) float64 {
 
 // check names what a counter enforces, for refusals.
 type check struct {
-	what  string // "rpm", "daily budget" …
-	limit int64  // requests or tokens; USD micros when usd
-	end   time.Time
-	usd   bool
+	what       string // "rpm" …, or the budget period ("daily" …) when usd
+	limit      int64  // requests or tokens; USD micros when usd
+	start, end time.Time
+	usd        bool
 }
 
 // limitText is the limit as a refusal names it: "60", "$5.00".
@@ -254,7 +254,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	if g.opt.Resolver != nil {
 		targets, _, _ = g.opt.Resolver.Resolve(c.Model)
 	}
-	ctx, targets, err := g.policy(ctx, k, c.Model, targets)
+	ctx, targets, err := g.policy(ctx, &k, c.Model, targets)
 	if err != nil {
 		return ctx, nil, err
 	}
@@ -280,8 +280,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	tokEnd := len(cs)
 
 	var est int64
-	var budgetStarts []time.Time
-	var budgetPeriods []string
+	keyID := k.ID // what the settling function needs of k
 	if k.Budget != nil {
 		est = micros(g.estimate(c, targets))
 		reset, _ := parseHHMM(k.Budget.ResetTime)
@@ -292,9 +291,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 			}
 			start, end := window(p, reset, now)
 			cs = append(cs, Counter{Key: budgetKey(k.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
-			checks = append(checks, check{what: p, limit: micros(lim), end: end, usd: true})
-			budgetStarts = append(budgetStarts, start)
-			budgetPeriods = append(budgetPeriods, p)
+			checks = append(checks, check{what: p, limit: micros(lim), start: start, end: end, usd: true})
 		}
 	}
 	budgetFrom := tokEnd
@@ -320,8 +317,9 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		return ctx, nil, e
 	}
 
+	settle, checked := cs, checks // captured by value, never appended to again
 	done := func(o api.Outcome) {
-		adj := make([]Counter, 0, len(cs))
+		adj := make([]Counter, 0, len(settle))
 		// Tokens: replace the input estimate by what the call really used.
 		real := int64(0)
 		if o.Status == http.StatusOK && o.Cache != "HIT" {
@@ -329,26 +327,27 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 			real = int64(u.InputTokens + u.OutputTokens + u.CacheReadTokens + u.CacheWriteTokens)
 		}
 		if real != in {
-			for _, ct := range cs[tokStart:tokEnd] {
+			for _, ct := range settle[tokStart:tokEnd] {
 				ct.Amount = real - in
 				adj = append(adj, ct)
 			}
 		}
 		// Spend: replace the reservation by the cost of the real usage.
 		var cost int64
-		if len(budgetPeriods) > 0 {
+		if budgetFrom < len(settle) {
 			if o.Status == http.StatusOK && o.Cache != "HIT" && o.Target.Provider != "" {
 				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
 					cost = micros(usd)
 				}
 			}
-			for j, ct := range cs[budgetFrom:] {
+			for j, ct := range settle[budgetFrom:] {
 				if ct.Amount = cost - est; ct.Amount != 0 {
 					adj = append(adj, ct)
 				}
 				if cost != 0 {
 					g.mu.Lock()
-					g.pending[spendKey{k.ID, budgetPeriods[j], budgetStarts[j]}] += cost
+					ch := checked[budgetFrom+j]
+					g.pending[spendKey{keyID, ch.what, ch.start}] += cost
 					g.mu.Unlock()
 				}
 			}
@@ -363,7 +362,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 			defer cancel()
 		}
 		if err := g.c.Add(actx, adj); err != nil {
-			g.log.Warn("settling key limits failed", "key", k.ID, "err", err)
+			g.log.Warn("settling key limits failed", "key", keyID, "err", err)
 		}
 	}
 	return ctx, done, nil
@@ -373,10 +372,16 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 // not use is a 403; targets of other providers (or not matching the
 // allowed models, for combos and aliases) are filtered out so the router
 // falls back to allowed ones.
-func (g *Gate) policy(ctx context.Context, k store.APIKey, model string, targets []router.Target) (context.Context, []router.Target, error) {
+func (g *Gate) policy(ctx context.Context, k *store.APIKey, model string, targets []router.Target) (context.Context, []router.Target, error) {
 	if len(k.AllowedModels) == 0 && len(k.AllowedProviders) == 0 {
 		return ctx, targets, nil
 	}
+	return g.restrict(ctx, *k, model, targets)
+}
+
+// restrict is policy for a key with allowed models or providers (apart,
+// so that the key is copied to the heap for its filter only then).
+func (g *Gate) restrict(ctx context.Context, k store.APIKey, model string, targets []router.Target) (context.Context, []router.Target, error) {
 	forbid := func(format string, a ...any) error {
 		return &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "model_not_allowed",
 			Message: fmt.Sprintf(format, a...)}
