@@ -11,6 +11,8 @@ package manage
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -279,14 +281,21 @@ func (k *KeySet) Lookup(_ context.Context, raw string) (string, bool) {
 	if mp == nil || raw == "" {
 		return "", false
 	}
-	id, ok := (*mp)[auth.TokenHash(raw)]
+	// auth.TokenHash(raw), built on the stack: indexing the map with
+	// string(bytes) does not allocate.
+	sum := sha256.Sum256([]byte(raw))
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	id, ok := (*mp)[string(h[:])]
 	if !ok {
 		return "", false
 	}
 	if key, found := k.Key(id); found && !key.ExpiresAt.IsZero() && k.now != nil && !k.now().Before(key.ExpiresAt) {
 		return "", false
 	}
-	k.used.Store(id, struct{}{})
+	if _, seen := k.used.Load(id); !seen { // a store on every request would write the shared map each time
+		k.used.Store(id, struct{}{})
+	}
 	return id, true
 }
 
