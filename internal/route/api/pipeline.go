@@ -111,13 +111,28 @@ func KeyIDFrom(ctx context.Context) string {
 // sampling (temperature 0), or the client asked for it with
 // X-OmniRoute-Cache: true; never with X-OmniRoute-No-Cache: true.
 func cacheable(r *http.Request, req *llm.Request) bool {
-	if strings.EqualFold(r.Header.Get(HeaderNoCache), "true") {
+	if strings.EqualFold(headerValue(r.Header, canonicalNoCache), "true") {
 		return false
 	}
-	if strings.EqualFold(r.Header.Get(HeaderCache), "true") {
+	if strings.EqualFold(headerValue(r.Header, canonicalCache), "true") {
 		return true
 	}
 	return req.Temperature != nil && *req.Temperature == 0
+}
+
+// The pipeline's request headers in canonical form: Header.Get would
+// canonicalise (and allocate) the mixed-case names on every request.
+var (
+	canonicalCache   = http.CanonicalHeaderKey(HeaderCache)
+	canonicalNoCache = http.CanonicalHeaderKey(HeaderNoCache)
+)
+
+// headerValue is h.Get(key) for a key already in canonical form.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // cacheKey hashes what determines an answer: the gateway key, the model,
