@@ -114,7 +114,7 @@ func (s *Server) geminiEmbed(w http.ResponseWriter, r *http.Request, model strin
 	if err != nil {
 		return err
 	}
-	res, err := s.router.Embed(r.Context(), model, inputs, dims)
+	res, err := s.embed(r.Context(), r, model, inputs, dims)
 	if err != nil {
 		return err
 	}

@@ -86,18 +86,11 @@ func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	res, err := s.router.Embed(r.Context(), req.Model, inputs, req.Dimensions)
+	res, err := s.embed(r.Context(), r, req.Model, inputs, req.Dimensions)
 	if err != nil {
 		return err
 	}
-	u := res.Usage
-	if u.InputTokens == 0 {
-		for _, in := range inputs {
-			u.InputTokens += llm.EstimateTokens(in)
-		}
-		u.Estimated = true
-	}
-	out, err := ollama.EncodeEmbedResponse(req.Model, res.Vectors, u, s.clock.Now().Sub(start))
+	out, err := ollama.EncodeEmbedResponse(req.Model, res.Vectors, res.Usage, s.clock.Now().Sub(start))
 	if err != nil {
 		return err
 	}

@@ -56,18 +56,11 @@ func (s *Server) embeddings(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	res, err := s.router.Embed(r.Context(), model, inputs, req.Dimensions)
+	res, err := s.embed(r.Context(), r, model, inputs, req.Dimensions)
 	if err != nil {
 		return err
 	}
-	u := res.Usage
-	if u.InputTokens == 0 {
-		for _, in := range inputs {
-			u.InputTokens += llm.EstimateTokens(in)
-		}
-		u.Estimated = true
-	}
-	out, err := openai.EncodeEmbeddingResponse(req.Model, req.EncodingFormat, res.Vectors, u)
+	out, err := openai.EncodeEmbeddingResponse(req.Model, req.EncodingFormat, res.Vectors, res.Usage)
 	if err != nil {
 		return err
 	}

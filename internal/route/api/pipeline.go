@@ -220,24 +220,9 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if req.MaxTokens != nil {
 		call.MaxTokens = *req.MaxTokens
 	}
-	dones := make([]func(Outcome), 0, len(p.Gates))
-	finish := func(o Outcome) {
-		for i := len(dones) - 1; i >= 0; i-- {
-			dones[i](o)
-		}
-	}
-	for _, g := range p.Gates {
-		c2, done, err := g.Admit(ctx, call)
-		if err != nil {
-			finish(failed(err, s.clock.Now().Sub(call.Start)))
-			return nil, nil, err
-		}
-		if c2 != nil {
-			ctx = c2
-		}
-		if done != nil {
-			dones = append(dones, done)
-		}
+	ctx, finish, err := s.admit(ctx, call)
+	if err != nil {
+		return nil, nil, err
 	}
 
 	var ckey, cacheState string
@@ -305,6 +290,68 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 				commit(nil)
 			}
 		}}, nil
+}
+
+// admit runs call through the gates. finish tells every gate that
+// admitted it how the call ended (in reverse order); on a refusal the
+// gates that had admitted it are told already.
+func (s *Server) admit(ctx context.Context, call *Call) (context.Context, func(Outcome), error) {
+	gates := s.pipeline.Gates
+	dones := make([]func(Outcome), 0, len(gates))
+	finish := func(o Outcome) {
+		for i := len(dones) - 1; i >= 0; i-- {
+			dones[i](o)
+		}
+	}
+	for _, g := range gates {
+		c2, done, err := g.Admit(ctx, call)
+		if err != nil {
+			finish(failed(err, s.clock.Now().Sub(call.Start)))
+			return ctx, nil, err
+		}
+		if c2 != nil {
+			ctx = c2
+		}
+		if done != nil {
+			dones = append(dones, done)
+		}
+	}
+	return ctx, finish, nil
+}
+
+// embed runs an embedding request (every dialect's) through the gates —
+// key policy, limits, budgets, usage — and the router. Embeddings are
+// neither cached nor replayed. Usage the upstream did not report is
+// estimated from the inputs.
+func (s *Server) embed(ctx context.Context, r *http.Request, model string, inputs []string, dims int) (*router.EmbedResult, error) {
+	call := &Call{KeyID: KeyIDFrom(ctx), Endpoint: r.URL.Path, Model: model, Session: sessionID(r), Start: s.clock.Now()}
+	for _, in := range inputs {
+		call.InputTokens += llm.EstimateTokens(in)
+	}
+	ctx, finish, err := s.admit(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.router.Embed(ctx, model, inputs, dims)
+	if err != nil {
+		o := failed(err, s.clock.Now().Sub(call.Start))
+		var ex *router.ExhaustedError
+		if errors.As(err, &ex) {
+			o.Attempts = ex.Attempts
+		}
+		finish(o)
+		return nil, err
+	}
+	if res.Usage.InputTokens == 0 {
+		res.Usage.InputTokens, res.Usage.Estimated = call.InputTokens, true
+	}
+	el := s.clock.Now().Sub(call.Start)
+	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Usage: res.Usage, TTFT: el, Latency: el}
+	if n := len(res.Attempts); n > 0 {
+		o.Connection = res.Attempts[n-1].Connection
+	}
+	finish(o)
+	return res, nil
 }
 
 // answer returns a stored response the way the client asked for it.

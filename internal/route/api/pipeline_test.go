@@ -129,7 +129,12 @@ func pipelineGateway(t *testing.T, up *upstream, p api.Pipeline) *httptest.Serve
 
 func post(t *testing.T, url, body string, headers ...string) *http.Response {
 	t.Helper()
-	req, _ := http.NewRequest("POST", url+"/v1/chat/completions", strings.NewReader(body))
+	return postTo(t, url+"/v1/chat/completions", body, headers...)
+}
+
+func postTo(t *testing.T, url, body string, headers ...string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+gatewayKey)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -283,5 +288,45 @@ func TestPipelineIdempotentReplay(t *testing.T) {
 	}
 	if n := len(gate.outcomesWait(t, 2)); n != 2 {
 		t.Fatalf("a replay passed the gates: %d outcomes", n)
+	}
+}
+
+// Embeddings pass the same gates as chat: accounted with their usage,
+// refused before any upstream call, filtered by provider.
+func TestPipelineGatesEmbeddings(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, _ map[string]any, _ int) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1,2]}],"model":"m","usage":{"prompt_tokens":7,"total_tokens":7}}`))
+	})
+	gate := &recordingGate{}
+	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{gate}})
+	r := postTo(t, gw.URL+"/v1/embeddings", `{"model":"oa/text-embedding-3-small","input":"some words to embed"}`)
+	if b := drain(t, r); r.StatusCode != 200 {
+		t.Fatalf("embeddings: %d %s", r.StatusCode, b)
+	}
+	o := gate.outcomesWait(t, 1)[0]
+	if o.Status != 200 || o.Usage.InputTokens != 7 || o.Usage.Estimated || o.Target.Provider != "oa" || o.Connection == "" || o.Latency <= 0 {
+		t.Fatalf("embedding outcome %+v", o)
+	}
+	if c := gate.calls[0]; c.KeyID != "config:1" || c.Model != "oa/text-embedding-3-small" || c.InputTokens == 0 || c.Endpoint != "/v1/embeddings" {
+		t.Fatalf("embedding call %+v", c)
+	}
+
+	refusing := &recordingGate{refuse: &llm.Error{Status: 429, Type: llm.ErrRateLimit, Message: "rpm limit reached", RetryAfter: 2 * time.Second}}
+	gw = pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{refusing}})
+	calls := up.calls()
+	r = postTo(t, gw.URL+"/v1/embeddings", `{"model":"oa/text-embedding-3-small","input":"x"}`)
+	if b := drain(t, r); r.StatusCode != 429 || r.Header.Get("Retry-After") != "2" || !strings.Contains(b, "rpm limit reached") || up.calls() != calls {
+		t.Fatalf("refused embeddings: %d %s, calls %d → %d", r.StatusCode, b, calls, up.calls())
+	}
+
+	blocked := &recordingGate{filter: func(t router.Target) bool { return t.Provider != "oa" }}
+	gw = pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{blocked}})
+	r = postTo(t, gw.URL+"/api/embed", `{"model":"oa/text-embedding-3-small","input":"x"}`)
+	if b := drain(t, r); r.StatusCode != 403 || up.calls() != calls {
+		t.Fatalf("filtered Ollama embed: %d %s", r.StatusCode, b)
+	}
+	if o := blocked.outcomesWait(t, 1)[0]; o.Status != 403 {
+		t.Fatalf("filtered outcome %+v", o)
 	}
 }
