@@ -134,6 +134,14 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
 		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustProxy,
 		Clock: d.Clock, Log: d.Log,
+		// A provider whose configuration changed starts with a clean
+		// record: breakers, cooldowns and lockouts learnt from the old
+		// keys or base URL no longer apply (on every replica, with Redis).
+		ProviderChanged: func(ctx context.Context, provider string) {
+			if a.Resilience != nil {
+				a.Resilience.Reset(ctx, resilience.Scope{Breakers: true, Cooldowns: true, Lockouts: true, Provider: provider})
+			}
+		},
 	})
 	if err != nil {
 		return nil, err

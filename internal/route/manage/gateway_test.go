@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -448,5 +450,65 @@ func TestWithoutDatabaseNoManagement(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotFound {
 		t.Fatalf("management without a database: status %d", res.StatusCode)
+	}
+}
+
+// Changing a provider forgets what its old configuration taught the
+// resilience layers; other providers keep their state.
+func TestProviderChangeClearsItsResilienceState(t *testing.T) {
+	e := newEnv(t, nil)
+	e.login()
+	up := newUpstream(t, "acme")
+	for _, id := range []string{"acme", "other"} {
+		// Two connections each: a provider's only connection is never cooled.
+		e.want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": id, "type": "openai", "base_url": up.URL,
+			"api_keys": []string{"sk-" + id + "-key-1111", "sk-" + id + "-key-2222"}})
+	}
+	tr := e.app.Resilience
+	state := func() (breakers, cooldowns []string) {
+		for _, b := range tr.Breakers() {
+			breakers = append(breakers, b.Provider)
+		}
+		for _, c := range tr.Cooldowns() {
+			cooldowns = append(cooldowns, c.Provider)
+		}
+		slices.Sort(breakers)
+		slices.Sort(cooldowns)
+		return breakers, cooldowns
+	}
+	fail := func() {
+		for _, id := range []string{"acme", "other"} {
+			tr.Observe(id, id+"#1", "gpt-4o", http.StatusTooManyRequests, 30*time.Second)
+			tr.Observe(id, id+"#1", "gpt-4o", http.StatusServiceUnavailable, 0)
+		}
+	}
+	for _, step := range []struct {
+		name string
+		do   func()
+	}{
+		{"update", func() {
+			e.want(http.StatusOK, "PUT", "/api/providers/acme", map[string]any{"api_keys": []string{"sk-acme-rotated-3333", "sk-acme-rotated-4444"}})
+		}},
+		{"add credential", func() {
+			e.want(http.StatusCreated, "POST", "/api/providers/acme/credentials", map[string]any{"api_key": "sk-acme-third-3333"})
+		}},
+		{"delete", func() { e.want(http.StatusNoContent, "DELETE", "/api/providers/acme", nil) }},
+	} {
+		fail()
+		if b, c := state(); !slices.Equal(b, []string{"acme", "other"}) || !slices.Equal(c, []string{"acme", "other"}) {
+			t.Fatalf("%s: before: breakers %v, cooldowns %v", step.name, b, c)
+		}
+		step.do()
+		if b, c := state(); !slices.Equal(b, []string{"other"}) || !slices.Equal(c, []string{"other"}) {
+			t.Fatalf("%s: after: breakers %v, cooldowns %v", step.name, b, c)
+		}
+	}
+	// A refused change clears nothing.
+	e.want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "acme", "type": "openai", "base_url": up.URL,
+		"api_keys": []string{"sk-acme-key-5555", "sk-acme-key-6666"}})
+	fail()
+	e.wantError(http.StatusBadRequest, "PUT", "/api/providers/acme", map[string]any{"id": "renamed"})
+	if b, _ := state(); !slices.Equal(b, []string{"acme", "other"}) {
+		t.Fatalf("refused update cleared state: %v", b)
 	}
 }

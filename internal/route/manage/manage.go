@@ -124,6 +124,11 @@ type Options struct {
 	TrustProxy      bool          // take the client IP from X-Forwarded-For (login rate limit)
 	SessionTTL      time.Duration // dashboard session lifetime (default 24h)
 	SyncInterval    time.Duration // how often Run checks for changes made by replicas (default 2s)
+	// ProviderChanged, when set, is told after a stored provider was
+	// updated or deleted or gained or lost a credential, so that what was
+	// learnt about its old configuration (breakers, cooldowns, lockouts)
+	// can be forgotten.
+	ProviderChanged func(ctx context.Context, provider string)
 
 	Clock clock.Clock
 	Log   *slog.Logger

@@ -344,7 +344,24 @@ func (m *Manager) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := m.reload(r.Context(), false); err != nil {
 		return err
 	}
+	m.providerChanged(r.Context(), id)
 	return m.getProviderStatus(w, id, http.StatusOK)
+}
+
+// providerChanged tells Options.ProviderChanged, if set.
+func (m *Manager) providerChanged(ctx context.Context, id string) {
+	if m.opt.ProviderChanged != nil {
+		m.opt.ProviderChanged(ctx, id)
+	}
+}
+
+// changeProvider is change for a request that altered provider id.
+func (m *Manager) changeProvider(w http.ResponseWriter, r *http.Request, id string, status int, body func() any, err error) error {
+	if err := m.change(w, r, status, body, err); err != nil {
+		return err
+	}
+	m.providerChanged(r.Context(), id)
+	return nil
 }
 
 func (m *Manager) deleteProvider(w http.ResponseWriter, r *http.Request) error {
@@ -352,7 +369,7 @@ func (m *Manager) deleteProvider(w http.ResponseWriter, r *http.Request) error {
 	if _, err := m.storedProvider(r.Context(), id); err != nil {
 		return err
 	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteProvider(r.Context(), id))
+	return m.changeProvider(w, r, id, http.StatusNoContent, nil, m.store.DeleteProvider(r.Context(), id))
 }
 
 func (m *Manager) addCredential(w http.ResponseWriter, r *http.Request) error {
@@ -374,7 +391,7 @@ func (m *Manager) addCredential(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	c, err = m.store.AddCredential(r.Context(), id, c)
-	return m.change(w, r, http.StatusCreated, func() any {
+	return m.changeProvider(w, r, id, http.StatusCreated, func() any {
 		return credJSON{ID: c.ID, Label: c.Label, Key: mask(c.APIKey), Priority: c.Priority, Enabled: c.Enabled}
 	}, err)
 }
@@ -384,7 +401,7 @@ func (m *Manager) deleteCredential(w http.ResponseWriter, r *http.Request) error
 	if _, err := m.storedProvider(r.Context(), id); err != nil {
 		return err
 	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteCredential(r.Context(), id, r.PathValue("cid")))
+	return m.changeProvider(w, r, id, http.StatusNoContent, nil, m.store.DeleteCredential(r.Context(), id, r.PathValue("cid")))
 }
 
 // ---- live checks ----
