@@ -177,7 +177,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	// Usage records (route/usage): the first gate, so it also records
 	// the refusals of every later one; nil without a database.
-	if a.usage = newUsage(cfg, d, st, mgr, a.Table); a.usage != nil {
+	if a.usage = newUsage(cfg, d, st, mgr, a.Table, a.Resilience); a.usage != nil {
 		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
 	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)

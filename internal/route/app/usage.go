@@ -6,6 +6,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
@@ -13,7 +14,7 @@ import (
 
 // newUsage builds the usage recorder (route/usage) over the route store;
 // nil without one.
-func newUsage(cfg *config.Config, d Deps, st manage.Store, mgr *manage.Manager, table *router.Table) *usage.Recorder {
+func newUsage(cfg *config.Config, d Deps, st manage.Store, mgr *manage.Manager, table *router.Table, tr *resilience.Tracker) *usage.Recorder {
 	s, ok := st.(*store.Store)
 	if !ok {
 		return nil
@@ -29,6 +30,17 @@ func newUsage(cfg *config.Config, d Deps, st manage.Store, mgr *manage.Manager, 
 		Store: s, Pricer: mgr, Registerer: d.Metrics, CatalogCount: len(kinds),
 		Providers: func(ctx context.Context) ([]usage.ProviderStatus, error) {
 			return configuredProviders(ctx, cfg, s, table)
+		},
+		Breakers: func() []usage.Breaker {
+			if tr == nil {
+				return nil
+			}
+			var out []usage.Breaker
+			for _, b := range tr.Breakers() {
+				out = append(out, usage.Breaker{Provider: b.Provider, State: b.State, ConsecutiveFailures: b.ConsecutiveFailures,
+					OpenUntil: b.OpenUntil, LastStatus: b.LastStatus})
+			}
+			return out
 		},
 		Clock: d.Clock, Log: d.Log,
 	})

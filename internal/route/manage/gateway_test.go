@@ -2,6 +2,7 @@ package manage_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -502,6 +503,28 @@ func TestProviderChangeClearsItsResilienceState(t *testing.T) {
 		if b, c := state(); !slices.Equal(b, []string{"other"}) || !slices.Equal(c, []string{"other"}) {
 			t.Fatalf("%s: after: breakers %v, cooldowns %v", step.name, b, c)
 		}
+	}
+	// The health check shows the breakers that count failures.
+	fail()
+	h := e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).json(t)
+	bs, _ := h["breakers"].([]any)
+	var shown []string
+	for _, b := range bs {
+		m, _ := b.(map[string]any)
+		if n, _ := m["consecutiveFailures"].(float64); m["state"] != "closed" || n < 1 || m["lastStatus"] != 503.0 {
+			t.Fatalf("health breaker %v", m)
+		}
+		shown = append(shown, m["provider"].(string))
+	}
+	if slices.Sort(shown); !slices.Equal(shown, []string{"acme", "other"}) || h["openBreakers"] != 0.0 {
+		t.Fatalf("health breakers %v, open %v", h["breakers"], h["openBreakers"])
+	}
+	for range tr.Settings().BreakerThreshold {
+		tr.Observe("other", "other#1", "gpt-4o", http.StatusBadGateway, 0)
+	}
+	h = e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).json(t)
+	if h["openBreakers"] != 1.0 || !strings.Contains(fmt.Sprint(h["breakers"]), "state:open") || !strings.Contains(fmt.Sprint(h["breakers"]), "openUntil:") {
+		t.Fatalf("tripped breaker not in health: %v", h)
 	}
 	// A refused change clears nothing.
 	e.want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "acme", "type": "openai", "base_url": up.URL,

@@ -295,11 +295,34 @@ type Health struct {
 	MonitoredCount  int    `json:"monitoredCount"`
 	Queued          int    `json:"usageQueued"`
 	Dropped         uint64 `json:"usageDropped"`
-	Error           string `json:"error,omitempty"`
+	// Breakers are the provider circuit breakers that are open, half-open
+	// or counting failures; OpenBreakers counts the open ones.
+	Breakers     []Breaker `json:"breakers"`
+	OpenBreakers int       `json:"openBreakers"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// Breaker is one provider's circuit breaker as the health check shows it.
+type Breaker struct {
+	Provider            string     `json:"provider"`
+	State               string     `json:"state"` // closed (counting failures), open, half-open
+	ConsecutiveFailures int        `json:"consecutiveFailures"`
+	OpenUntil           *time.Time `json:"openUntil,omitempty"`
+	LastStatus          int        `json:"lastStatus"`
 }
 
 func (r *Recorder) health(w http.ResponseWriter, req *http.Request) error {
-	h := Health{Status: "ok", CatalogCount: r.opt.CatalogCount, Queued: r.queued(), Dropped: r.dropped.Load()}
+	h := Health{Status: "ok", CatalogCount: r.opt.CatalogCount, Queued: r.queued(), Dropped: r.dropped.Load(), Breakers: []Breaker{}}
+	if r.opt.Breakers != nil {
+		if bs := r.opt.Breakers(); bs != nil {
+			h.Breakers = bs
+		}
+		for _, b := range h.Breakers {
+			if b.State == "open" {
+				h.OpenBreakers++
+			}
+		}
+	}
 	if r.opt.Providers != nil {
 		ps, err := r.opt.Providers(req.Context())
 		if err != nil {

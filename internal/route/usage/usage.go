@@ -58,7 +58,10 @@ type Options struct {
 	// CatalogCount is the number of provider kinds this build knows
 	// (registered types plus catalog ids).
 	CatalogCount int
-	Registerer   prometheus.Registerer // nil: metrics are kept but not exported
+	// Breakers lists the provider circuit breakers that are not plainly
+	// closed, for /api/monitoring/health; nil: none are shown.
+	Breakers   func() []Breaker
+	Registerer prometheus.Registerer // nil: metrics are kept but not exported
 
 	QueueSize  int           // records waiting for the writer (default 10000)
 	BatchSize  int           // rows per write (default 500)
