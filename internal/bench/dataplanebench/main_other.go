@@ -1,7 +1,5 @@
 //go:build !linux
 
-// Command dataplanebench measures the OmniEdge data plane over Linux
-// network namespaces; on other systems it only says so.
 package main
 
 import (
@@ -9,6 +7,7 @@ import (
 	"os"
 )
 
+// main only says so: the benchmark needs Linux network namespaces.
 func main() {
 	fmt.Fprintln(os.Stderr, "dataplanebench: needs Linux (network namespaces, TUN, nftables)")
 	os.Exit(2)
