@@ -25,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/tunnel"
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 const tunnelHelperEnv = "OMNI_E2E_TUNNEL_HELPER"
@@ -143,7 +144,7 @@ func (s *syncBuffer) String() string {
 // killed) when t ends, and its output logged if t failed.
 func startProc(t *testing.T, name, ns string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, omniBinary(t)}, args...)...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, testenv.OmniBinary(t)}, args...)...)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -368,7 +369,7 @@ func TestDataPlane(t *testing.T) {
 		t.Skip("builds and runs the binary in network namespaces")
 	}
 	rootTools(t)
-	omniBinaryPath = omniBinary(t)
+	omniBinaryPath = testenv.OmniBinary(t)
 	tp := newTopology(t)
 	cp := startControlPlane(t, tp)
 	const owner = "owner@example.com"

@@ -17,6 +17,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // TestHostedNucleusBinary runs `omni serve edge` and `omni edge nucleus`
@@ -28,8 +29,8 @@ func TestHostedNucleusBinary(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	data := t.TempDir()
-	edgeAddr := freePort(t)
-	serve := exec.Command(omniBinary(t), "serve", "edge", "--data", data, "--edge-listen", edgeAddr, "--nucleus-listen", freeUDP(t), "--log-level", "warn")
+	edgeAddr := testenv.FreeTCP(t)
+	serve := exec.Command(testenv.OmniBinary(t), "serve", "edge", "--data", data, "--edge-listen", edgeAddr, "--nucleus-listen", testenv.FreeUDP(t), "--log-level", "warn")
 	var serveLogs bytes.Buffer
 	serve.Stdout, serve.Stderr = &serveLogs, &serveLogs
 	if err := serve.Start(); err != nil {
@@ -44,8 +45,8 @@ func TestHostedNucleusBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	public := freeUDP(t)
-	nuc := exec.Command(omniBinary(t), "edge", "nucleus", "--server", "http://"+edgeAddr, "--listen", public, "--name", "home lab", "--country", "nl")
+	public := testenv.FreeUDP(t)
+	nuc := exec.Command(testenv.OmniBinary(t), "edge", "nucleus", "--server", "http://"+edgeAddr, "--listen", public, "--name", "home lab", "--country", "nl")
 	nuc.Env = append(os.Environ(), "OMNI_EDGE_SECURITY_KEY="+key.Key)
 	var nucLogs bytes.Buffer
 	nuc.Stdout, nuc.Stderr = &nucLogs, &nucLogs

@@ -9,15 +9,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,53 +22,6 @@ import (
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// omniBinary builds cmd/omni once per test process.
-func omniBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "omni-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "omni")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/omniedge/omni/cmd/omni").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func freeUDP(t *testing.T) string {
-	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().String()
-}
 
 type replica struct {
 	url  string
@@ -83,9 +32,9 @@ type replica struct {
 // startReplica runs `omni serve edge` with args and waits for /readyz.
 func startReplica(t *testing.T, name string, args ...string) *replica {
 	t.Helper()
-	addr := freePort(t)
-	full := append([]string{"serve", "edge", "--edge-listen", addr, "--nucleus-listen", freeUDP(t), "--data", t.TempDir(), "--log-level", "warn"}, args...)
-	cmd := exec.Command(omniBinary(t), full...)
+	addr := testenv.FreeTCP(t)
+	full := append([]string{"serve", "edge", "--edge-listen", addr, "--nucleus-listen", testenv.FreeUDP(t), "--data", t.TempDir(), "--log-level", "warn"}, args...)
+	cmd := exec.Command(testenv.OmniBinary(t), full...)
 	logs := &bytes.Buffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -98,24 +47,15 @@ func startReplica(t *testing.T, name string, args ...string) *replica {
 			t.Logf("%s logs:\n%s", name, logs.String())
 		}
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(r.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.WaitOK(r.url+"/readyz", 20*time.Second) {
+		t.Fatalf("%s did not become ready; logs:\n%s", name, logs.String())
 	}
-	t.Fatalf("%s did not become ready; logs:\n%s", name, logs.String())
-	return nil
+	return r
 }
 
 func runAdmin(t *testing.T, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(omniBinary(t), append([]string{"edge", "admin"}, args...)...)
+	cmd := exec.Command(testenv.OmniBinary(t), append([]string{"edge", "admin"}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -19,6 +19,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 func waitHTTP(t *testing.T, url string, logs *bytes.Buffer) {
@@ -42,8 +43,8 @@ func TestServeAllOnSQLite(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	data := t.TempDir()
-	edgeAddr, routeAddr, udpAddr := freePort(t), freePort(t), freeUDP(t)
-	cmd := exec.Command(omniBinary(t), "serve", "--data", data, "--edge-listen", edgeAddr, "--route-listen", routeAddr,
+	edgeAddr, routeAddr, udpAddr := testenv.FreeTCP(t), testenv.FreeTCP(t), testenv.FreeUDP(t)
+	cmd := exec.Command(testenv.OmniBinary(t), "serve", "--data", data, "--edge-listen", edgeAddr, "--route-listen", routeAddr,
 		"--nucleus-listen", udpAddr, "--presence-flush", "1h")
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,42 +20,6 @@ import (
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-func omniBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "omni-route-e2e-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "omni")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/omniedge/omni/cmd/omni").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // fakeOpenAI answers chat completions with a fixed usage (10 in, 20 out)
 // and counts its calls; with fail it answers 503.
@@ -90,9 +52,9 @@ type replica struct {
 
 func startRoute(t *testing.T, name, config string, shared []string) *replica {
 	t.Helper()
-	addr := freePort(t)
+	addr := testenv.FreeTCP(t)
 	args := append([]string{"serve", "route", "--route-listen", addr, "--data", t.TempDir(), "--config", config, "--log-level", "warn"}, shared...)
-	cmd := exec.Command(omniBinary(t), args...)
+	cmd := exec.Command(testenv.OmniBinary(t), args...)
 	r := &replica{url: "http://" + addr, cmd: cmd, logs: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = r.logs, r.logs
 	if err := cmd.Start(); err != nil {
@@ -112,18 +74,10 @@ func startRoute(t *testing.T, name, config string, shared []string) *replica {
 			t.Logf("%s logs:\n%s", name, r.logs.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(r.url + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return r
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.WaitOK(r.url+"/readyz", 30*time.Second) {
+		t.Fatalf("%s never became ready", name)
 	}
-	t.Fatalf("%s never became ready", name)
-	return nil
+	return r
 }
 
 // until polls cond every 100 ms for at most 15 s.
