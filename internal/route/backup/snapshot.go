@@ -129,7 +129,11 @@ func sqliteTables(ctx context.Context, q eq) ([]table, error) {
 }
 
 func queryStrings(ctx context.Context, q eq, query string, args ...any) ([]string, error) {
-	rows, err := q.Query(ctx, query, args...)
+	return scanStrings(q.Query(ctx, query, args...))
+}
+
+// scanStrings reads a one-column result of strings.
+func scanStrings(rows *sql.Rows, err error) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -277,25 +281,7 @@ func scrub(ctx context.Context, path string) (err error) {
 }
 
 func rawStrings(ctx context.Context, db *sql.DB, q string) ([]string, error) {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer conn.Close()
-	rows, err := conn.QueryContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return scanStrings(db.QueryContext(ctx, q))
 }
 
 // newSchemaFile creates a SQLite file at path with the gateway's schema

@@ -273,46 +273,39 @@ func (t *Tracker) apply(e event) {
 	defer t.mu.Unlock()
 	switch e.Kind {
 	case kindBreaker:
-		_, had := t.breakers[e.Provider]
-		if e.removal() {
-			if had {
-				delete(t.breakers, e.Provider)
-				t.active.Add(-1)
-			}
-			return
+		var b *breaker
+		if !e.removal() {
+			b = &breaker{State: e.State, Failures: e.Failures, LastStatus: e.Status, OpenUntil: msTime(e.UntilMS)}
 		}
-		if !had {
-			t.active.Add(1)
-		}
-		t.breakers[e.Provider] = &breaker{State: e.State, Failures: e.Failures, LastStatus: e.Status, OpenUntil: msTime(e.UntilMS)}
+		put(t, t.breakers, e.Provider, b)
 	case kindCooldown:
-		k := connKey{e.Provider, e.Connection}
-		_, had := t.cooldowns[k]
-		if e.removal() {
-			if had {
-				delete(t.cooldowns, k)
-				t.active.Add(-1)
-			}
-			return
+		var c *cooldown
+		if !e.removal() {
+			c = &cooldown{Failures: e.Failures, LastStatus: e.Status, Until: msTime(e.UntilMS), LastAt: msTime(e.LastAtMS)}
 		}
-		if !had {
-			t.active.Add(1)
-		}
-		t.cooldowns[k] = &cooldown{Failures: e.Failures, LastStatus: e.Status, Until: msTime(e.UntilMS), LastAt: msTime(e.LastAtMS)}
+		put(t, t.cooldowns, connKey{e.Provider, e.Connection}, c)
 	case kindLockout:
-		k := modelKey{e.Provider, e.Connection, e.Model}
-		_, had := t.lockouts[k]
-		if e.removal() {
-			if had {
-				delete(t.lockouts, k)
-				t.active.Add(-1)
-			}
-			return
+		var l *lockout
+		if !e.removal() {
+			l = &lockout{Status: e.Status, Until: msTime(e.UntilMS)}
 		}
+		put(t, t.lockouts, modelKey{e.Provider, e.Connection, e.Model}, l)
+	}
+}
+
+// put installs v under k in m, or removes k when v is nil, keeping the
+// count of active entries. The caller holds t.mu.
+func put[K comparable, V any](t *Tracker, m map[K]*V, k K, v *V) {
+	_, had := m[k]
+	switch {
+	case v != nil:
 		if !had {
 			t.active.Add(1)
 		}
-		t.lockouts[k] = &lockout{Status: e.Status, Until: msTime(e.UntilMS)}
+		m[k] = v
+	case had:
+		delete(m, k)
+		t.active.Add(-1)
 	}
 }
 
