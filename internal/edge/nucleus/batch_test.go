@@ -124,18 +124,22 @@ func newBatchHarness(t *testing.T) *batchHarness {
 	return bh
 }
 
-// id is the relay id the nucleus gave a peer of network id.
-func (bh *batchHarness) id(network string, k Key) uint32 {
-	for _, p := range bh.srv.Peers(network) {
+// relayIDOf is the relay id srv gave peer k of network.
+func relayIDOf(t testing.TB, srv *Server, network string, k Key) uint32 {
+	t.Helper()
+	for _, p := range srv.Peers(network) {
 		if p.PublicKey == k {
 			return p.RelayID
 		}
 	}
-	bh.t.Fatalf("%v not registered in %s", k, network)
+	t.Fatalf("%v not registered in %s", k, network)
 	return 0
 }
 
-// frame builds a RELAY frame tagged with key.
+// id is the relay id the nucleus gave a peer of network.
+func (bh *batchHarness) id(network string, k Key) uint32 { return relayIDOf(bh.t, bh.srv, network, k) }
+
+// relayFrameFor builds a RELAY frame tagged with key.
 func relayFrameFor(key []byte, src, dst uint32, at time.Time, payload []byte) []byte {
 	var m macer
 	m.use(key)

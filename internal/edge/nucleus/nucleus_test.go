@@ -498,16 +498,7 @@ func TestRelay(t *testing.T) {
 
 	// Refused: from another network's member to B, from an unregistered
 	// sender, to an unregistered destination.
-	relayID := func(network string, k Key) uint32 {
-		for _, p := range h.srv.Peers(network) {
-			if p.PublicKey == k {
-				return p.RelayID
-			}
-		}
-		t.Fatalf("%v not registered in %s", k, network)
-		return 0
-	}
-	aID, bID, otherID := relayID(netA, a.key), relayID(netA, b.key), relayID(netB, other.key)
+	aID, bID, otherID := relayIDOf(t, h.srv, netA, a.key), relayIDOf(t, h.srv, netA, b.key), relayIDOf(t, h.srv, netB, other.key)
 	unused := uint32(1)
 	for unused == aID || unused == bID || unused == otherID {
 		unused++

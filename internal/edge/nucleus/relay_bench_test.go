@@ -84,11 +84,7 @@ func benchRelay(b *testing.B, size int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	ids := map[Key]uint32{}
-	for _, p := range srv.Peers(netA) {
-		ids[p.PublicKey] = p.RelayID
-	}
-	learn(a.c, ids[a.key], map[Key]uint32{bb.key: ids[bb.key]})
+	learn(a.c, relayIDOf(b, srv, netA, a.key), map[Key]uint32{bb.key: relayIDOf(b, srv, netA, bb.key)})
 
 	// The receiver counts relayed frames; control frames (acks, peer
 	// lists) are skipped.
@@ -186,16 +182,10 @@ func BenchmarkHandleRelay(b *testing.B) {
 		f := sealNonce(key, TypeRegister, netA, time.Now().UnixMilli(), [nonceSize]byte{byte(i + 1)}, registerMsg{Key: r.k}.encode())
 		srv.handleBatch(ctx, &st, []packet{{b: f, from: r.from}})
 	}
-	ids := map[Key]uint32{}
-	for _, p := range srv.Peers(netA) {
-		ids[p.PublicKey] = p.RelayID
-	}
-	var m macer
-	m.use(key)
+	aID, bID := relayIDOf(b, srv, netA, aKey), relayIDOf(b, srv, netA, bKey)
 	pkts := make([]packet, 64)
 	for i := range pkts {
-		h := relayHeader{ts: relayTime(time.Now()), src: ids[aKey], dst: ids[bKey]}
-		pkts[i] = packet{b: appendRelayFrame(nil, &m, h, make([]byte, 1452)), from: aAddr}
+		pkts[i] = packet{b: relayFrameFor(key, aID, bID, time.Now(), make([]byte, 1452)), from: aAddr}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
