@@ -103,34 +103,22 @@ func newEnv(t *testing.T, dsn string) *env {
 	return &env{t: t, db: db, dir: cfg.DataDir, srv: srv, up: up}
 }
 
-type resp struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
-	}
-	return v
-}
+// resp is a whole answer.
+type resp = routetest.Resp
 
 // do sends a request; body is []byte or string (sent as is), or a value
 // encoded as JSON. hdr adds headers in pairs.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
 	r := routetest.Send(e.t, http.DefaultClient, method, e.srv.URL+path, body, hdr...)
-	return resp{r.Status, r.Header, r.Body}
+	return r
 }
 
 func (e *env) must(status int, method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
 	r := e.do(method, path, body, hdr...)
-	if r.status != status {
-		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.status, status, r.body)
+	if r.Status != status {
+		e.t.Fatalf("%s %s: status %d, want %d: %s", method, path, r.Status, status, r.Body)
 	}
 	return r
 }
@@ -138,8 +126,8 @@ func (e *env) must(status int, method, path string, body any, hdr ...string) res
 func (e *env) setAlias(name, target string) {
 	e.t.Helper()
 	r := e.do("PUT", "/api/models/alias", map[string]any{"name": name, "target": target})
-	if r.status != http.StatusOK && r.status != http.StatusCreated {
-		e.t.Fatalf("set alias %s: status %d: %s", name, r.status, r.body)
+	if r.Status != http.StatusOK && r.Status != http.StatusCreated {
+		e.t.Fatalf("set alias %s: status %d: %s", name, r.Status, r.Body)
 	}
 }
 
@@ -149,7 +137,7 @@ func (e *env) aliases() map[string]string {
 	var v struct {
 		Aliases []struct{ Name, Target string }
 	}
-	if err := json.Unmarshal(e.must(http.StatusOK, "GET", "/api/models/alias", nil).body, &v); err != nil {
+	if err := json.Unmarshal(e.must(http.StatusOK, "GET", "/api/models/alias", nil).Body, &v); err != nil {
 		e.t.Fatal(err)
 	}
 	out := map[string]string{}
@@ -170,7 +158,7 @@ func (e *env) chat(model string) string {
 func (e *env) create() backup.Entry {
 	e.t.Helper()
 	var got backup.Entry
-	if err := json.Unmarshal(e.must(http.StatusCreated, "PUT", "/api/db-backups", nil).body, &got); err != nil {
+	if err := json.Unmarshal(e.must(http.StatusCreated, "PUT", "/api/db-backups", nil).Body, &got); err != nil {
 		e.t.Fatal(err)
 	}
 	return got
@@ -181,7 +169,7 @@ func (e *env) list() []backup.Entry {
 	var v struct {
 		Backups []backup.Entry
 	}
-	if err := json.Unmarshal(e.must(http.StatusOK, "GET", "/api/db-backups", nil).body, &v); err != nil {
+	if err := json.Unmarshal(e.must(http.StatusOK, "GET", "/api/db-backups", nil).Body, &v); err != nil {
 		e.t.Fatal(err)
 	}
 	return v.Backups
@@ -223,8 +211,8 @@ func TestCreateListRestore(t *testing.T) {
 		}
 
 		r := e.must(http.StatusOK, "POST", "/api/db-backups", map[string]any{"id": b.ID})
-		if !strings.Contains(string(r.body), `"route_aliases"`) {
-			t.Fatalf("restore answer lacks the table counts: %s", r.body)
+		if !strings.Contains(string(r.Body), `"route_aliases"`) {
+			t.Fatalf("restore answer lacks the table counts: %s", r.Body)
 		}
 		want := map[string]string{"fast": "up/model-a", "keep": "up/model-a"}
 		if got := e.aliases(); !equalMaps(got, want) {
@@ -264,8 +252,8 @@ func TestBadIDs(t *testing.T) {
 	e := newEnv(t, sqliteDSN(t))
 	for _, id := range []string{"../x", "../omni.db", "/etc/passwd", "omni-20260101T000000.000Z.sqlite/../../omni.db", "omni.db", ".snapshot-1.sqlite"} {
 		r := e.do("POST", "/api/db-backups", map[string]any{"id": id})
-		if r.status != http.StatusBadRequest {
-			t.Errorf("restore %q: status %d, want 400: %s", id, r.status, r.body)
+		if r.Status != http.StatusBadRequest {
+			t.Errorf("restore %q: status %d, want 400: %s", id, r.Status, r.Body)
 		}
 	}
 	e.must(http.StatusBadRequest, "DELETE", "/api/db-backups/..%2Fomni.db", nil)
@@ -284,7 +272,7 @@ func TestBadIDs(t *testing.T) {
 func TestRetentionAndDelete(t *testing.T) {
 	e := newEnv(t, sqliteDSN(t))
 	e.must(http.StatusBadRequest, "PUT", "/api/db-backups/settings", map[string]any{"max_backups": 0})
-	if r := e.must(http.StatusOK, "GET", "/api/db-backups/settings", nil).json(t); r["max_backups"] != float64(backup.DefaultMaxBackups) || r["auto_backup"] != false {
+	if r := e.must(http.StatusOK, "GET", "/api/db-backups/settings", nil).Object(t); r["max_backups"] != float64(backup.DefaultMaxBackups) || r["auto_backup"] != false {
 		t.Fatalf("default settings = %v", r)
 	}
 	e.must(http.StatusOK, "PUT", "/api/db-backups/settings", map[string]any{"max_backups": 3})
@@ -361,13 +349,13 @@ func TestExportImport(t *testing.T) {
 		e.setAlias("fast", "up/model-a")
 
 		r := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil)
-		if cd := r.header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, ".sqlite") {
+		if cd := r.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, ".sqlite") {
 			t.Fatalf("Content-Disposition = %q", cd)
 		}
-		if !bytes.HasPrefix(r.body, []byte("SQLite format 3\x00")) {
-			t.Fatalf("export is not a SQLite file: %q", r.body[:min(32, len(r.body))])
+		if !bytes.HasPrefix(r.Body, []byte("SQLite format 3\x00")) {
+			t.Fatalf("export is not a SQLite file: %q", r.Body[:min(32, len(r.Body))])
 		}
-		export := r.body
+		export := r.Body
 		f := openFile(t, export)
 		var ok string
 		if err := f.QueryRow(`PRAGMA integrity_check`).Scan(&ok); err != nil || ok != "ok" {
@@ -428,7 +416,7 @@ func TestImportRejects(t *testing.T) {
 			return
 		}
 		e.setAlias("fast", "up/model-a")
-		export := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil).body
+		export := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body
 		e.setAlias("fast", "up/model-b") // the state the rejected imports must not touch
 
 		plain := func(setup ...string) []byte {
@@ -493,12 +481,12 @@ func TestImportRejects(t *testing.T) {
 		}
 		for name, body := range cases {
 			r := e.do("POST", "/api/db-backups/import", body)
-			if r.status != http.StatusBadRequest {
-				t.Errorf("%s: status %d, want 400: %s", name, r.status, r.body)
+			if r.Status != http.StatusBadRequest {
+				t.Errorf("%s: status %d, want 400: %s", name, r.Status, r.Body)
 				continue
 			}
-			if msg, _ := r.json(t)["error"].(map[string]any)["message"].(string); msg == "" {
-				t.Errorf("%s: no error message: %s", name, r.body)
+			if msg, _ := r.Object(t)["error"].(map[string]any)["message"].(string); msg == "" {
+				t.Errorf("%s: no error message: %s", name, r.Body)
 			}
 			if got := e.aliases(); !equalMaps(got, map[string]string{"fast": "up/model-b"}) {
 				t.Fatalf("%s: aliases changed to %v", name, got)
@@ -556,10 +544,10 @@ func TestExportAll(t *testing.T) {
 		e.setAlias("fast", "up/model-a")
 		e.setAlias("slow", "up/model-b")
 		r := e.must(http.StatusOK, "GET", "/api/db-backups/exportAll", nil)
-		if cd := r.header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, ".tar.gz") {
+		if cd := r.Header.Get("Content-Disposition"); !strings.HasPrefix(cd, "attachment;") || !strings.Contains(cd, ".tar.gz") {
 			t.Fatalf("Content-Disposition = %q", cd)
 		}
-		gz, err := gzip.NewReader(bytes.NewReader(r.body))
+		gz, err := gzip.NewReader(bytes.NewReader(r.Body))
 		if err != nil {
 			t.Fatalf("not gzip: %v", err)
 		}
@@ -613,12 +601,12 @@ func TestCrossDialect(t *testing.T) {
 	}
 	lite := newEnv(t, sqliteDSN(t))
 	pg.setAlias("fast", "up/model-b")
-	lite.must(http.StatusOK, "POST", "/api/db-backups/import", pg.must(http.StatusOK, "GET", "/api/db-backups/export", nil).body)
+	lite.must(http.StatusOK, "POST", "/api/db-backups/import", pg.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body)
 	if got := lite.chat("fast"); got != "model-b" {
 		t.Fatalf("sqlite gateway after importing the postgres export: %q", got)
 	}
 	lite.setAlias("other", "up/model-a")
-	pg.must(http.StatusOK, "POST", "/api/db-backups/import", lite.must(http.StatusOK, "GET", "/api/db-backups/export", nil).body)
+	pg.must(http.StatusOK, "POST", "/api/db-backups/import", lite.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body)
 	if got := pg.aliases(); !equalMaps(got, map[string]string{"fast": "up/model-b", "other": "up/model-a"}) {
 		t.Fatalf("postgres aliases after importing the sqlite export: %v", got)
 	}

@@ -2,7 +2,6 @@ package limits_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -72,20 +71,8 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
-type resp struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("body %q: %v", r.body, err)
-	}
-	return v
-}
+// resp is a whole answer.
+type resp = routetest.Resp
 
 // do sends a request; body is a string (sent as is) or a value (JSON);
 // hdr adds headers in pairs. A request carrying Authorization is sent
@@ -99,14 +86,14 @@ func (e *env) do(method, path string, body any, hdr ...string) resp {
 		}
 	}
 	r := routetest.Send(e.t, c, method, e.srv.URL+path, body, hdr...)
-	return resp{status: r.Status, header: r.Header, body: r.Body}
+	return r
 }
 
 func (e *env) want(status int, method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
 	r := e.do(method, path, body, hdr...)
-	if r.status != status {
-		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.status, status, r.body)
+	if r.Status != status {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.Status, status, r.Body)
 	}
 	return r
 }
@@ -119,39 +106,39 @@ func chat(model string) map[string]any {
 
 func (e *env) createKey(body map[string]any) (id, raw string) {
 	e.t.Helper()
-	r := e.want(http.StatusCreated, "POST", "/api/keys", body).json(e.t)
+	r := e.want(http.StatusCreated, "POST", "/api/keys", body).Object(e.t)
 	return r["id"].(string), r["key"].(string)
 }
 
 func TestKeyPolicyThroughTheGateway(t *testing.T) {
 	e := newEnv(t)
 	id, raw := e.createKey(map[string]any{"name": "ci", "allowed_providers": []string{"b"}, "rpm": 3})
-	list := string(e.want(http.StatusOK, "GET", "/api/keys", nil).body)
+	list := string(e.want(http.StatusOK, "GET", "/api/keys", nil).Body)
 	if !strings.Contains(list, `"allowed_providers":["b"]`) || !strings.Contains(list, `"rpm":3`) {
 		t.Fatalf("key list %s", list)
 	}
 	// A provider the key may not use: 403; the combo falls back to b.
-	if r := e.do("POST", "/v1/chat/completions", chat("a/m"), bearer(raw)...); r.status != http.StatusForbidden {
-		t.Fatalf("a/m: %d %s", r.status, r.body)
+	if r := e.do("POST", "/v1/chat/completions", chat("a/m"), bearer(raw)...); r.Status != http.StatusForbidden {
+		t.Fatalf("a/m: %d %s", r.Status, r.Body)
 	}
 	r := e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("team"), bearer(raw)...)
-	if !strings.Contains(string(r.body), "hi from b") || e.served["a"].Load() != 0 {
-		t.Fatalf("team answered %s (a served %d)", r.body, e.served["a"].Load())
+	if !strings.Contains(string(r.Body), "hi from b") || e.served["a"].Load() != 0 {
+		t.Fatalf("team answered %s (a served %d)", r.Body, e.served["a"].Load())
 	}
 	// rpm 3: the 403 was refused before counting, so two more pass.
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	r = e.want(http.StatusTooManyRequests, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
-	if !strings.Contains(string(r.body), "rpm limit of 3 reached for key ci") || r.header.Get("Retry-After") == "" {
-		t.Fatalf("429 %v %s", r.header, r.body)
+	if !strings.Contains(string(r.Body), "rpm limit of 3 reached for key ci") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("429 %v %s", r.Header, r.Body)
 	}
 	// PATCH: allowed models instead of providers, no rpm.
-	p := e.want(http.StatusOK, "PATCH", "/api/keys/"+id, map[string]any{"allowed_providers": []string{}, "allowed_models": []string{"a/*"}, "rpm": 0}).json(t)
+	p := e.want(http.StatusOK, "PATCH", "/api/keys/"+id, map[string]any{"allowed_providers": []string{}, "allowed_models": []string{"a/*"}, "rpm": 0}).Object(t)
 	if p["rpm"].(float64) != 0 || len(p["allowed_models"].([]any)) != 1 {
 		t.Fatalf("patched %v", p)
 	}
-	if r := e.do("POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...); r.status != http.StatusForbidden || !strings.Contains(string(r.body), "not allowed") {
-		t.Fatalf("b/m after patch: %d %s", r.status, r.body)
+	if r := e.do("POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...); r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), "not allowed") {
+		t.Fatalf("b/m after patch: %d %s", r.Status, r.Body)
 	}
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("a/m"), bearer(raw)...)
 	e.want(http.StatusBadRequest, "PATCH", "/api/keys/"+id, map[string]any{"tpm": -1})
@@ -184,15 +171,15 @@ func TestBudgetSchema(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do("POST", "/api/usage/budget", tc.body)
-			if r.status != tc.status {
-				t.Fatalf("status %d, want %d: %s", r.status, tc.status, r.body)
+			if r.Status != tc.status {
+				t.Fatalf("status %d, want %d: %s", r.Status, tc.status, r.Body)
 			}
-			if tc.status != 200 && !strings.Contains(string(r.body), `"error"`) {
-				t.Fatalf("not a JSON error: %s", r.body)
+			if tc.status != 200 && !strings.Contains(string(r.Body), `"error"`) {
+				t.Fatalf("not a JSON error: %s", r.Body)
 			}
 		})
 	}
-	st := e.want(http.StatusOK, "GET", "/api/usage/budget", nil).json(t)
+	st := e.want(http.StatusOK, "GET", "/api/usage/budget", nil).Object(t)
 	bs := st["budgets"].([]any)
 	if len(bs) != 1 {
 		t.Fatalf("budgets %v", st)
@@ -212,7 +199,7 @@ func TestBudgetSpendAndExhaustion(t *testing.T) {
 	e.want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "b/m", "input": 1, "output": 2})
 	e.want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.005, "warningThreshold": 0.5})
 	spent := func() (float64, bool) {
-		b := e.want(http.StatusOK, "GET", "/api/usage/budget", nil).json(t)["budgets"].([]any)[0].(map[string]any)
+		b := e.want(http.StatusOK, "GET", "/api/usage/budget", nil).Object(t)["budgets"].([]any)[0].(map[string]any)
 		return b["spentUsd"].(float64), b["warningReached"].(bool)
 	}
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
@@ -225,8 +212,8 @@ func TestBudgetSpendAndExhaustion(t *testing.T) {
 		t.Fatalf("after three calls spent %v (warning %v)", s, warn)
 	}
 	r := e.want(http.StatusTooManyRequests, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
-	if !strings.Contains(string(r.body), "Budget has been exceeded: daily budget of $0.01") || r.header.Get("Retry-After") == "" {
-		t.Fatalf("refusal %v %s", r.header, r.body)
+	if !strings.Contains(string(r.Body), "Budget has been exceeded: daily budget of $0.01") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("refusal %v %s", r.Header, r.Body)
 	}
 	// An unpriced model is not free of the budget check.
 	e.want(http.StatusTooManyRequests, "POST", "/v1/chat/completions", chat("a/m"), bearer(raw)...)
@@ -241,50 +228,50 @@ func TestRegisteredKeys(t *testing.T) {
 	e.want(http.StatusBadRequest, "POST", "/api/v1/registered-keys", map[string]any{"name": "x", "dailyBudget": -1}, cfgKey...)
 	e.want(http.StatusOK, "PUT", "/api/settings/registered-keys", map[string]any{"maxKeysPerAccount": 1})
 
-	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, cfgKey...).json(t)
+	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, cfgKey...).Object(t)
 	if q["allowed"] != true || q["activeKeys"].(float64) != 0 || q["maxKeys"].(float64) != 1 {
 		t.Fatalf("quota before %v", q)
 	}
 	r := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot", "provider": "b", "accountId": "acct-1",
-		"idempotencyKey": "issue-1", "expiresAt": "2099-01-01T00:00:00Z", "dailyBudget": 2.5, "hourlyBudget": 0.5}, cfgKey...).json(t)
+		"idempotencyKey": "issue-1", "expiresAt": "2099-01-01T00:00:00Z", "dailyBudget": 2.5, "hourlyBudget": 0.5}, cfgKey...).Object(t)
 	id, raw := r["id"].(string), r["key"].(string)
 	if !strings.HasPrefix(raw, "sk-omni-") || r["status"] != "active" || r["dailyBudget"].(float64) != 2.5 {
 		t.Fatalf("issued %v", r)
 	}
 	// Same idempotency key: the same key, its raw value not shown again.
 	again := e.want(http.StatusOK, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot", "provider": "b", "accountId": "acct-1",
-		"idempotencyKey": "issue-1"}, cfgKey...).json(t)
+		"idempotencyKey": "issue-1"}, cfgKey...).Object(t)
 	if again["id"] != id || again["key"] != nil {
 		t.Fatalf("idempotent issue %v", again)
 	}
 	// Quota: one live key per account.
 	e.want(http.StatusTooManyRequests, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot2", "provider": "b", "accountId": "acct-1"}, cfgKey...)
-	q = e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, bearer(raw)...).json(t)
+	q = e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, bearer(raw)...).Object(t)
 	if q["allowed"] != false || q["activeKeys"].(float64) != 1 {
 		t.Fatalf("quota after %v", q)
 	}
 	list := e.want(http.StatusOK, "GET", "/api/v1/registered-keys", nil, bearer(raw)...)
-	if strings.Contains(string(list.body), raw) || !strings.Contains(string(list.body), raw[:12]) {
-		t.Fatalf("list leaks the key or lacks its prefix: %s", list.body)
+	if strings.Contains(string(list.Body), raw) || !strings.Contains(string(list.Body), raw[:12]) {
+		t.Fatalf("list leaks the key or lacks its prefix: %s", list.Body)
 	}
-	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+id, nil).json(t) // dashboard login works too
+	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+id, nil).Object(t) // dashboard login works too
 	if got["key"] != nil || got["accountId"] != "acct-1" {
 		t.Fatalf("get %v", got)
 	}
 	// The budget shows up with the others.
-	if b := string(e.want(http.StatusOK, "GET", "/api/usage/budget", nil).body); !strings.Contains(b, id) || !strings.Contains(b, `"hourlyLimitUsd":0.5`) {
+	if b := string(e.want(http.StatusOK, "GET", "/api/usage/budget", nil).Body); !strings.Contains(b, id) || !strings.Contains(b, `"hourlyLimitUsd":0.5`) {
 		t.Fatalf("budgets %s", b)
 	}
 	// Usable on /v1, until revoked.
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
-	rv := e.want(http.StatusOK, "POST", "/api/v1/registered-keys/"+id+"/revoke", nil, cfgKey...).json(t)
+	rv := e.want(http.StatusOK, "POST", "/api/v1/registered-keys/"+id+"/revoke", nil, cfgKey...).Object(t)
 	if rv["status"] != "revoked" {
 		t.Fatalf("revoked %v", rv)
 	}
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	e.want(http.StatusUnauthorized, "GET", "/api/v1/registered-keys", nil, bearer(raw)...)
 	// The account has room again; DELETE revokes too.
-	r2 := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot2", "provider": "b", "accountId": "acct-1"}, cfgKey...).json(t)
+	r2 := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot2", "provider": "b", "accountId": "acct-1"}, cfgKey...).Object(t)
 	e.want(http.StatusOK, "DELETE", "/api/v1/registered-keys/"+r2["id"].(string), nil, cfgKey...)
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(r2["key"].(string))...)
 	e.want(http.StatusNotFound, "GET", "/api/v1/registered-keys/key_nope", nil, cfgKey...)
@@ -297,13 +284,13 @@ func TestRegisteredKeyExpires(t *testing.T) {
 	e := newEnv(t)
 	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
 	r := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "short", "provider": "b", "accountId": "x",
-		"expiresAt": exp}, bearer("config-key-1")...).json(t)
+		"expiresAt": exp}, bearer("config-key-1")...).Object(t)
 	raw := r["key"].(string)
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	time.Sleep(time.Until(mustTime(t, exp)) + 50*time.Millisecond)
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
-	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+r["id"].(string), nil).json(t)
-	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=x", nil, bearer("config-key-1")...).json(t)
+	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+r["id"].(string), nil).Object(t)
+	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=x", nil, bearer("config-key-1")...).Object(t)
 	if got["status"] != "expired" || q["activeKeys"].(float64) != 0 {
 		t.Fatalf("after expiry: key %v, quota %v", got, q)
 	}

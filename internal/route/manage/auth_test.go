@@ -18,13 +18,13 @@ func TestLoginSetsCookieAndLogoutRevokes(t *testing.T) {
 
 	r := e.want(http.StatusOK, "POST", "/api/auth/login", map[string]string{"password": password})
 	var cookie *http.Cookie
-	for _, c := range (&http.Response{Header: r.header}).Cookies() {
+	for _, c := range (&http.Response{Header: r.Header}).Cookies() {
 		if c.Name == "auth_token" {
 			cookie = c
 		}
 	}
 	if cookie == nil || cookie.Value == "" || !cookie.HttpOnly || cookie.SameSite != http.SameSiteLaxMode || cookie.Path != "/" || cookie.MaxAge <= 0 {
-		t.Fatalf("login cookie = %+v (Set-Cookie %q)", cookie, r.header.Values("Set-Cookie"))
+		t.Fatalf("login cookie = %+v (Set-Cookie %q)", cookie, r.Header.Values("Set-Cookie"))
 	}
 	if strings.Count(cookie.Value, ".") != 2 {
 		t.Fatalf("cookie %q is not a JWT", cookie.Value)
@@ -44,12 +44,12 @@ func TestLoginRateLimited(t *testing.T) {
 	limited := false
 	for i := 0; i < 15 && !limited; i++ {
 		r := e.do("POST", "/api/auth/login", map[string]string{"password": "guess"})
-		switch r.status {
+		switch r.Status {
 		case http.StatusUnauthorized:
 		case http.StatusTooManyRequests:
-			limited = r.header.Get("Retry-After") != ""
+			limited = r.Header.Get("Retry-After") != ""
 		default:
-			t.Fatalf("attempt %d: status %d %s", i, r.status, r.body)
+			t.Fatalf("attempt %d: status %d %s", i, r.Status, r.Body)
 		}
 	}
 	if !limited {
@@ -62,7 +62,7 @@ func TestLoginRateLimited(t *testing.T) {
 func TestRequireLoginToggle(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.want(http.StatusOK, "GET", "/api/settings/require-login", nil, remote...)
-	if v := r.json(t); v["requireLogin"] != true || v["hasPassword"] != true {
+	if v := r.Object(t); v["requireLogin"] != true || v["hasPassword"] != true {
 		t.Fatalf("require-login = %v", v)
 	}
 	e.wantError(http.StatusUnauthorized, "PUT", "/api/settings/require-login", map[string]bool{"requireLogin": false}, remote...)
@@ -74,7 +74,7 @@ func TestRequireLoginToggle(t *testing.T) {
 
 	// Login off: management works without a cookie, from anywhere.
 	e.want(http.StatusOK, "GET", "/api/keys", nil, remote...)
-	if v := e.want(http.StatusOK, "GET", "/api/settings/require-login", nil).json(t); v["requireLogin"] != false {
+	if v := e.want(http.StatusOK, "GET", "/api/settings/require-login", nil).Object(t); v["requireLogin"] != false {
 		t.Fatalf("require-login = %v", v)
 	}
 	e.want(http.StatusOK, "PUT", "/api/settings/require-login", map[string]bool{"requireLogin": true}, remote...)

@@ -25,7 +25,7 @@ func TestKeysGateV1(t *testing.T) {
 	})
 	e.login()
 	e.wantError(http.StatusBadRequest, "POST", "/api/keys", map[string]string{"name": " "})
-	r := e.want(http.StatusCreated, "POST", "/api/keys", map[string]string{"name": "ci"}).json(t)
+	r := e.want(http.StatusCreated, "POST", "/api/keys", map[string]string{"name": "ci"}).Object(t)
 	raw, _ := r["key"].(string)
 	id, _ := r["id"].(string)
 	prefix, _ := r["prefix"].(string)
@@ -34,8 +34,8 @@ func TestKeysGateV1(t *testing.T) {
 	}
 
 	list := e.want(http.StatusOK, "GET", "/api/keys", nil)
-	if strings.Contains(string(list.body), raw) || strings.Contains(string(list.body), raw[12:]) || !strings.Contains(string(list.body), prefix) {
-		t.Fatalf("key list leaks the key or lacks its prefix: %s", list.body)
+	if strings.Contains(string(list.Body), raw) || strings.Contains(string(list.Body), raw[12:]) || !strings.Contains(string(list.Body), prefix) {
+		t.Fatalf("key list leaks the key or lacks its prefix: %s", list.Body)
 	}
 	var n int
 	if err := e.db.QueryRow(context.Background(), `SELECT COUNT(*) FROM route_api_keys WHERE key_hash = ? OR prefix = ?`, raw, raw).Scan(&n); err != nil || n != 0 {
@@ -63,13 +63,13 @@ func TestProviderLifecycle(t *testing.T) {
 		"id": "acme", "type": "openai", "base_url": up1.URL, "api_key": secret, "models": []string{"gpt-4o"},
 		"headers": map[string]string{"X-Team": "blue", "X-Api-Key": "hdr-secret-value-9876"},
 	})
-	if strings.Contains(string(r.body), secret) || strings.Contains(string(r.body), "hdr-secret-value") {
-		t.Fatalf("create answer leaks a secret: %s", r.body)
+	if strings.Contains(string(r.Body), secret) || strings.Contains(string(r.Body), "hdr-secret-value") {
+		t.Fatalf("create answer leaks a secret: %s", r.Body)
 	}
-	v := r.json(t)
+	v := r.Object(t)
 	creds, _ := v["credentials"].([]any)
 	if len(creds) != 1 || creds[0].(map[string]any)["key"] != "sk-…1234" || v["source"] != "stored" || v["connections"] != 1.0 {
-		t.Fatalf("created provider = %s", r.body)
+		t.Fatalf("created provider = %s", r.Body)
 	}
 	if h := v["headers"].(map[string]any); h["X-Team"] != "blue" || h["X-Api-Key"] == "hdr-secret-value-9876" {
 		t.Fatalf("headers = %v", h)
@@ -83,11 +83,11 @@ func TestProviderLifecycle(t *testing.T) {
 	if strings.Contains(stored, secret) || strings.Contains(stored, "upstream-secret") || !strings.HasPrefix(stored, "v1:") {
 		t.Fatalf("credential stored as %q", stored)
 	}
-	if g := e.want(http.StatusOK, "GET", "/api/providers/acme", nil); strings.Contains(string(g.body), secret) || !strings.Contains(string(g.body), "sk-…1234") {
-		t.Fatalf("GET provider = %s", g.body)
+	if g := e.want(http.StatusOK, "GET", "/api/providers/acme", nil); strings.Contains(string(g.Body), secret) || !strings.Contains(string(g.Body), "sk-…1234") {
+		t.Fatalf("GET provider = %s", g.Body)
 	}
-	if g := e.want(http.StatusOK, "GET", "/api/providers", nil); strings.Contains(string(g.body), secret) || !strings.Contains(string(g.body), `"acme"`) {
-		t.Fatalf("GET providers = %s", g.body)
+	if g := e.want(http.StatusOK, "GET", "/api/providers", nil); strings.Contains(string(g.Body), secret) || !strings.Contains(string(g.Body), `"acme"`) {
+		t.Fatalf("GET providers = %s", g.Body)
 	}
 
 	// Traffic reaches the upstream with the provider's own key.
@@ -171,8 +171,8 @@ func TestConfigProvidersAreReadOnly(t *testing.T) {
 	})
 	e.login()
 	r := e.want(http.StatusOK, "GET", "/api/providers/declared", nil)
-	if v := r.json(t); v["source"] != "config" || strings.Contains(string(r.body), "sk-config-secret-4321") || !strings.Contains(string(r.body), "sk-…4321") {
-		t.Fatalf("config provider = %s", r.body)
+	if v := r.Object(t); v["source"] != "config" || strings.Contains(string(r.Body), "sk-config-secret-4321") || !strings.Contains(string(r.Body), "sk-…4321") {
+		t.Fatalf("config provider = %s", r.Body)
 	}
 	e.wantError(http.StatusConflict, "PUT", "/api/providers/declared", map[string]any{"base_url": "http://example.com"})
 	e.wantError(http.StatusConflict, "DELETE", "/api/providers/declared", nil)
@@ -184,8 +184,8 @@ func TestConfigProvidersAreReadOnly(t *testing.T) {
 
 	cat := e.want(http.StatusOK, "GET", "/api/models/catalog", nil)
 	for _, want := range []string{`"id":"declared/gpt-4o"`, `"source":"config"`, `"cfg-alias"`, `"cfg-combo"`} {
-		if !strings.Contains(string(cat.body), want) {
-			t.Fatalf("catalog lacks %s: %s", want, cat.body)
+		if !strings.Contains(string(cat.Body), want) {
+			t.Fatalf("catalog lacks %s: %s", want, cat.Body)
 		}
 	}
 	if got := e.chatText("cfg-alias"); got != "hi from cfg" {
@@ -203,8 +203,8 @@ func TestAliasesCombosMappings(t *testing.T) {
 
 	// A priority combo falls back from the failing provider to the other.
 	r := e.want(http.StatusCreated, "POST", "/api/combos", map[string]any{"name": "team", "strategy": "priority", "targets": []any{"first/m1", map[string]any{"provider": "second", "model": "m2"}}})
-	if v := r.json(t); v["strategy"] != "priority" || len(v["targets"].([]any)) != 2 {
-		t.Fatalf("combo = %s", r.body)
+	if v := r.Object(t); v["strategy"] != "priority" || len(v["targets"].([]any)) != 2 {
+		t.Fatalf("combo = %s", r.Body)
 	}
 	e.wantError(http.StatusConflict, "POST", "/api/combos", map[string]any{"name": "team", "targets": []string{"first/m1"}})
 	if got := e.chatText("team"); got != "hi from good" {
@@ -223,8 +223,8 @@ func TestAliasesCombosMappings(t *testing.T) {
 	if got := e.chatText("smart"); got != "hi from good" {
 		t.Fatalf("alias answered %q", got)
 	}
-	if al := e.want(http.StatusOK, "GET", "/api/models/alias", nil); !strings.Contains(string(al.body), `"target":"second/m3"`) {
-		t.Fatalf("aliases = %s", al.body)
+	if al := e.want(http.StatusOK, "GET", "/api/models/alias", nil); !strings.Contains(string(al.Body), `"target":"second/m3"`) {
+		t.Fatalf("aliases = %s", al.Body)
 	}
 	if ids := e.modelIDs(); !contains(ids, "smart") || !contains(ids, "team") {
 		t.Fatalf("/v1/models = %v", ids)
@@ -237,7 +237,7 @@ func TestAliasesCombosMappings(t *testing.T) {
 	e.wantError(http.StatusNotFound, "POST", "/v1/chat/completions", chat("gpt-5-turbo"))
 	e.wantError(http.StatusBadRequest, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-[", "combo": "team"})
 	e.wantError(http.StatusBadRequest, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "combo": "nope"})
-	mr := e.want(http.StatusCreated, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "comboId": "team", "priority": 1}).json(t)
+	mr := e.want(http.StatusCreated, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "comboId": "team", "priority": 1}).Object(t)
 	id, _ := mr["id"].(string)
 	if id == "" || mr["enabled"] != true {
 		t.Fatalf("mapping = %v", mr)
@@ -258,7 +258,7 @@ func TestAliasesCombosMappings(t *testing.T) {
 	e.wantError(http.StatusNotFound, "DELETE", "/api/model-combo-mappings/"+id, nil)
 
 	// PUT changes the strategy and targets in place.
-	up := e.want(http.StatusOK, "PUT", "/api/combos/team", map[string]any{"strategy": "weighted", "targets": []string{"second/m2*3", "first/m1"}}).json(t)
+	up := e.want(http.StatusOK, "PUT", "/api/combos/team", map[string]any{"strategy": "weighted", "targets": []string{"second/m2*3", "first/m1"}}).Object(t)
 	if up["strategy"] != "weighted" || up["targets"].([]any)[0].(map[string]any)["weight"] != 3.0 {
 		t.Fatalf("updated combo = %v", up)
 	}
@@ -287,8 +287,8 @@ func TestProviderModelsAndChecks(t *testing.T) {
 		t.Fatalf("hidden models listed: %v", ids)
 	}
 	list := e.want(http.StatusOK, "GET", "/api/provider-models?provider=acme", nil)
-	if !strings.Contains(string(list.body), `"hidden":true`) || !strings.Contains(string(list.body), `"kind":"embedding"`) {
-		t.Fatalf("provider models = %s", list.body)
+	if !strings.Contains(string(list.Body), `"hidden":true`) || !strings.Contains(string(list.Body), `"kind":"embedding"`) {
+		t.Fatalf("provider models = %s", list.Body)
 	}
 	e.want(http.StatusOK, "PATCH", "/api/provider-models", map[string]any{"provider": "acme", "model": "gpt-4o", "hidden": false})
 	e.want(http.StatusNoContent, "DELETE", "/api/provider-models?provider=acme&model=text-embedding-3-small", nil)
@@ -299,29 +299,29 @@ func TestProviderModelsAndChecks(t *testing.T) {
 	}
 
 	// Live checks answer ok/latency/error, never a 5xx.
-	v := e.want(http.StatusOK, "POST", "/api/providers/acme/test", nil).json(t)
+	v := e.want(http.StatusOK, "POST", "/api/providers/acme/test", nil).Object(t)
 	if v["ok"] != true || v["latency_ms"] == nil {
 		t.Fatalf("test = %v", v)
 	}
 	up.setStatus(http.StatusUnauthorized)
-	v = e.want(http.StatusOK, "POST", "/api/providers/acme/test", map[string]string{"model": "gpt-4o"}).json(t)
+	v = e.want(http.StatusOK, "POST", "/api/providers/acme/test", map[string]string{"model": "gpt-4o"}).Object(t)
 	if v["ok"] != false || !strings.Contains(v["error"].(string), "401") {
 		t.Fatalf("failing test = %v", v)
 	}
 	up.setStatus(http.StatusOK)
-	if ms := e.want(http.StatusOK, "GET", "/api/providers/acme/models", nil).json(t); ms["source"] != "configured" || len(ms["models"].([]any)) != 1 {
+	if ms := e.want(http.StatusOK, "GET", "/api/providers/acme/models", nil).Object(t); ms["source"] != "configured" || len(ms["models"].([]any)) != 1 {
 		t.Fatalf("provider models = %v", ms)
 	}
 	e.wantError(http.StatusNotFound, "POST", "/api/providers/ghost/test", nil)
 
 	// Validation checks an unsaved config and stores nothing.
-	v = e.want(http.StatusOK, "POST", "/api/providers/validate", map[string]any{"type": "openai", "base_url": up.URL, "api_key": "sk-unsaved-3333", "model": "gpt-4o"}).json(t)
+	v = e.want(http.StatusOK, "POST", "/api/providers/validate", map[string]any{"type": "openai", "base_url": up.URL, "api_key": "sk-unsaved-3333", "model": "gpt-4o"}).Object(t)
 	if v["ok"] != true {
 		t.Fatalf("validate = %v", v)
 	}
 	e.wantError(http.StatusBadRequest, "POST", "/api/providers/validate", map[string]any{"type": "nope"})
-	if all := e.want(http.StatusOK, "GET", "/api/providers", nil); strings.Contains(string(all.body), `"validate"`) {
-		t.Fatalf("validate stored something: %s", all.body)
+	if all := e.want(http.StatusOK, "GET", "/api/providers", nil); strings.Contains(string(all.Body), `"validate"`) {
+		t.Fatalf("validate stored something: %s", all.Body)
 	}
 	auths, _ := up.calls()
 	if !contains(auths, "Bearer sk-unsaved-3333") {
@@ -345,21 +345,21 @@ func TestPricing(t *testing.T) {
 		t.Fatalf("after the override the combo went to %q", got)
 	}
 
-	v := e.want(http.StatusOK, "GET", "/api/pricing?model=openai/gpt-4o", nil).json(t)
+	v := e.want(http.StatusOK, "GET", "/api/pricing?model=openai/gpt-4o", nil).Object(t)
 	if v["input"] != 2.5 || v["output"] != 10.0 || v["source"] != "builtin" {
 		t.Fatalf("built-in price = %v", v)
 	}
-	if all := e.want(http.StatusOK, "GET", "/api/pricing", nil); !strings.Contains(string(all.body), `"claude-sonnet-4*"`) {
-		t.Fatalf("pricing list = %s", all.body)
+	if all := e.want(http.StatusOK, "GET", "/api/pricing", nil); !strings.Contains(string(all.Body), `"claude-sonnet-4*"`) {
+		t.Fatalf("pricing list = %s", all.Body)
 	}
 	e.want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "gpt-4o", "input": 1, "output": 2, "cache_read": 0.5})
-	v = e.want(http.StatusOK, "GET", "/api/pricing?model=openai/gpt-4o", nil).json(t)
+	v = e.want(http.StatusOK, "GET", "/api/pricing?model=openai/gpt-4o", nil).Object(t)
 	if v["input"] != 1.0 || v["output"] != 2.0 || v["cache_read"] != 0.5 || v["source"] != "override" {
 		t.Fatalf("overridden price = %v", v)
 	}
 	// A provider-qualified override wins for that provider only.
 	e.want(http.StatusOK, "POST", "/api/pricing", map[string]any{"model": "cheap/*", "input": 0.01, "output": 0.02})
-	if v := e.want(http.StatusOK, "GET", "/api/pricing?model=cheap/gpt-4o", nil).json(t); v["input"] != 0.01 {
+	if v := e.want(http.StatusOK, "GET", "/api/pricing?model=cheap/gpt-4o", nil).Object(t); v["input"] != 0.01 {
 		t.Fatalf("provider override = %v", v)
 	}
 	e.wantError(http.StatusNotFound, "GET", "/api/pricing?model=unknown-model-x", nil)
@@ -368,7 +368,7 @@ func TestPricing(t *testing.T) {
 	e.wantError(http.StatusBadRequest, "PUT", "/api/pricing", map[string]any{"pattern": "[", "input": 1, "output": 1})
 	e.want(http.StatusNoContent, "DELETE", "/api/pricing?pattern=gpt-4o", nil)
 	e.wantError(http.StatusNotFound, "DELETE", "/api/pricing?pattern=gpt-4o", nil)
-	if v := e.want(http.StatusOK, "GET", "/api/pricing?model=gpt-4o", nil).json(t); v["source"] != "builtin" {
+	if v := e.want(http.StatusOK, "GET", "/api/pricing?model=gpt-4o", nil).Object(t); v["source"] != "builtin" {
 		t.Fatalf("after delete = %v", v)
 	}
 }
@@ -429,7 +429,7 @@ func TestBadInputIs4xx(t *testing.T) {
 		e.wantError(c.status, c.method, c.path, c.body)
 	}
 	// Credentials can be added and removed one by one.
-	cr := e.want(http.StatusCreated, "POST", "/api/providers/acme/credentials", map[string]any{"api_key": "sk-extra-key-7777", "label": "extra"}).json(t)
+	cr := e.want(http.StatusCreated, "POST", "/api/providers/acme/credentials", map[string]any{"api_key": "sk-extra-key-7777", "label": "extra"}).Object(t)
 	if cr["key"] != "sk-…7777" {
 		t.Fatalf("credential = %v", cr)
 	}
@@ -506,7 +506,7 @@ func TestProviderChangeClearsItsResilienceState(t *testing.T) {
 	}
 	// The health check shows the breakers that count failures.
 	fail()
-	h := e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).json(t)
+	h := e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).Object(t)
 	bs, _ := h["breakers"].([]any)
 	var shown []string
 	for _, b := range bs {
@@ -522,7 +522,7 @@ func TestProviderChangeClearsItsResilienceState(t *testing.T) {
 	for range tr.Settings().BreakerThreshold {
 		tr.Observe("other", "other#1", "gpt-4o", http.StatusBadGateway, 0)
 	}
-	h = e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).json(t)
+	h = e.want(http.StatusOK, "GET", "/api/monitoring/health", nil).Object(t)
 	if h["openBreakers"] != 1.0 || !strings.Contains(fmt.Sprint(h["breakers"]), "state:open") || !strings.Contains(fmt.Sprint(h["breakers"]), "openUntil:") {
 		t.Fatalf("tripped breaker not in health: %v", h)
 	}

@@ -99,35 +99,23 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	return &env{t: t, srv: srv, db: db, app: a, c: &http.Client{Jar: jar}}
 }
 
-type resp struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r resp) json(t *testing.T) map[string]any {
-	t.Helper()
-	var v map[string]any
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("body %q is not a JSON object: %v", r.body, err)
-	}
-	return v
-}
+// resp is a whole answer.
+type resp = routetest.Resp
 
 // do sends a request; body may be a string (sent as is) or a value
 // (encoded as JSON). hdr adds headers in pairs.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
 	r := routetest.Send(e.t, e.c, method, e.srv.URL+path, body, hdr...)
-	return resp{status: r.Status, header: r.Header, body: r.Body}
+	return r
 }
 
 // want asserts a status and returns the response.
 func (e *env) want(status int, method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
 	r := e.do(method, path, body, hdr...)
-	if r.status != status {
-		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.status, status, r.body)
+	if r.Status != status {
+		e.t.Fatalf("%s %s: status %d, want %d; body %s", method, path, r.Status, status, r.Body)
 	}
 	return r
 }
@@ -145,8 +133,8 @@ func (e *env) wantError(status int, method, path string, body any, hdr ...string
 	if strings.HasPrefix(path, "/v1/") { // the gateway answers in the client's dialect
 		eb.Error.Status = status
 	}
-	if err := json.Unmarshal(r.body, &eb); err != nil || eb.Error.Status != status || eb.Error.Message == "" {
-		e.t.Fatalf("%s %s: error body %s is not a JSON error with status %d", method, path, r.body, status)
+	if err := json.Unmarshal(r.Body, &eb); err != nil || eb.Error.Status != status || eb.Error.Message == "" {
+		e.t.Fatalf("%s %s: error body %s is not a JSON error with status %d", method, path, r.Body, status)
 	}
 	return eb.Error.Message
 }
@@ -165,8 +153,8 @@ func (e *env) chatText(model string, hdr ...string) string {
 			} `json:"message"`
 		} `json:"choices"`
 	}
-	if err := json.Unmarshal(r.body, &out); err != nil || len(out.Choices) == 0 {
-		e.t.Fatalf("chat answer %s", r.body)
+	if err := json.Unmarshal(r.Body, &out); err != nil || len(out.Choices) == 0 {
+		e.t.Fatalf("chat answer %s", r.Body)
 	}
 	return out.Choices[0].Message.Content
 }
@@ -179,7 +167,7 @@ func (e *env) modelIDs(hdr ...string) []string {
 			ID string `json:"id"`
 		} `json:"data"`
 	}
-	if err := json.Unmarshal(r.body, &out); err != nil {
+	if err := json.Unmarshal(r.Body, &out); err != nil {
 		e.t.Fatal(err)
 	}
 	var ids []string

@@ -61,3 +61,13 @@ func Send(t testing.TB, c *http.Client, method, url string, body any, hdr ...str
 	}
 	return Resp{Status: res.StatusCode, Header: res.Header, Body: b}
 }
+
+// Object decodes the body as a JSON object, failing t when it is not one.
+func (r Resp) Object(t testing.TB) map[string]any {
+	t.Helper()
+	var v map[string]any
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		t.Fatalf("body %q is not a JSON object: %v", r.Body, err)
+	}
+	return v
+}
