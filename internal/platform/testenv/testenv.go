@@ -1,7 +1,8 @@
-// Package testenv owns how tests reach the real services they need:
+// Package testenv owns how tests reach the real things they need:
 // PostgreSQL (a fresh schema per test) and Redis (a unique key prefix per
-// test). When a service is unreachable the test is skipped, unless
-// OMNI_TEST_STRICT=1 (set by CI), in which case it fails.
+// test), root, the omni binary and free loopback ports. When a service is
+// unreachable the test is skipped, unless OMNI_TEST_STRICT=1 (set by CI),
+// in which case it fails.
 package testenv
 
 import (
