@@ -195,7 +195,12 @@ func ping6(dst, src netip.Addr) []byte {
 // deliver writes pkt into from's TUN until it comes out of to's TUN.
 func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	// Longer than wireguard-go's own recovery: when both sides start a
+	// handshake at the same moment (both chose the path on one PONG), a
+	// side can be left sending on a session the other dropped until it
+	// hears nothing for 15 s (keepalive timeout plus rekey timeout) and
+	// handshakes again.
+	deadline := time.NewTimer(25 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
