@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -21,9 +22,11 @@ import (
 
 // Config tunes the transport.
 type Config struct {
-	RateToken  float64 // requests/s per access token; 0 off
-	RateIP     float64 // requests/s per client IP; 0 off
-	TrustProxy bool
+	RateToken float64 // requests/s per access token; 0 off
+	RateIP    float64 // requests/s per client IP; 0 off
+	// TrustProxy lists the proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto are believed (httpx.ClientIP).
+	TrustProxy []netip.Prefix
 	// PublicURL is the external base URL used in auth_url; when empty the
 	// request's own scheme and host are used.
 	PublicURL string
@@ -223,7 +226,7 @@ func (s *Server) baseURL(r *http.Request) string {
 		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
 	scheme := "http"
-	if r.TLS != nil || (s.cfg.TrustProxy && r.Header.Get("X-Forwarded-Proto") == "https") {
+	if r.TLS != nil || (httpx.TrustedPeer(r, s.cfg.TrustProxy) && r.Header.Get("X-Forwarded-Proto") == "https") {
 		scheme = "https"
 	}
 	return scheme + "://" + r.Host

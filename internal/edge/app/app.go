@@ -77,7 +77,7 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		return nil, err
 	}
 	a := api.New(svc, limiter, api.Config{
-		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustProxy, PublicURL: cfg.PublicURL,
+		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustedProxies(), PublicURL: cfg.PublicURL,
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName,
 	}, d.Log)
 	return &App{Service: svc, API: a, Store: st}, nil

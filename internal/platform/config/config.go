@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"sort"
@@ -81,7 +82,10 @@ type Config struct {
 	PublicURL     string `yaml:"public_url"`
 	LogLevel      string `yaml:"log_level"`
 	LogFormat     string `yaml:"log_format"`
-	TrustProxy    bool   `yaml:"trust_proxy"`
+	// TrustProxy lists the proxy networks (comma-separated CIDRs or
+	// addresses) whose X-Forwarded-For is believed; "true" means loopback
+	// and private ranges, "" or "false" none. See TrustedProxies.
+	TrustProxy string `yaml:"trust_proxy"`
 
 	RateLimitToken float64 `yaml:"rate_limit_token"`
 	RateLimitIP    float64 `yaml:"rate_limit_ip"`
@@ -228,7 +232,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.StringVar(&cfg.PublicURL, "public-url", cfg.PublicURL, "external base URL of the edge API, used in login links (default http://HOST:PORT of --edge-listen)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, "text or json")
-	fs.BoolVar(&cfg.TrustProxy, "trust-proxy", cfg.TrustProxy, "take the client IP from X-Forwarded-For")
+	fs.Var((*trustFlag)(&cfg.TrustProxy), "trust-proxy", "trusted proxy CIDRs, comma-separated (--trust-proxy=10.0.0.0/8,127.0.0.1): the client IP is the right-most X-Forwarded-For entry not among them; true: loopback and private ranges")
 	fs.Float64Var(&cfg.RateLimitToken, "rate-limit-token", cfg.RateLimitToken, "requests per second per access token (0: off)")
 	fs.Float64Var(&cfg.RateLimitIP, "rate-limit-ip", cfg.RateLimitIP, "requests per second per client IP (0: off)")
 	fs.DurationVar(&cfg.OnlineWindow, "online-window", cfg.OnlineWindow, "a device is online while its last heartbeat is younger than this")
@@ -307,6 +311,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("--data must not be empty")
 	}
+	if _, err := ParseTrustProxy(c.TrustProxy); err != nil {
+		bad("--trust-proxy: %v", err)
+	}
 	if c.RateLimitToken < 0 || c.RateLimitIP < 0 {
 		bad("rate limits must be >= 0")
 	}
@@ -364,6 +371,59 @@ func (c *Config) YAML() string {
 }
 
 type secretFlag Secret
+
+// trustFlag is --trust-proxy: a list of networks, or a bare flag (the
+// legacy boolean form, meaning "true").
+type trustFlag string
+
+func (f *trustFlag) String() string   { return string(*f) }
+func (f *trustFlag) IsBoolFlag() bool { return true }
+func (f *trustFlag) Set(v string) error {
+	if _, err := ParseTrustProxy(v); err != nil {
+		return err
+	}
+	*f = trustFlag(v)
+	return nil
+}
+
+// privateNets are what --trust-proxy=true trusts: loopback and the private
+// ranges a reverse proxy on the same host or network uses.
+var privateNets = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+
+// ParseTrustProxy parses a --trust-proxy value: comma-separated CIDRs or
+// single addresses; "true" for loopback and private ranges; "" or "false"
+// for none.
+func ParseTrustProxy(v string) ([]netip.Prefix, error) {
+	v = strings.TrimSpace(v)
+	switch strings.ToLower(v) {
+	case "", "false", "0":
+		return nil, nil
+	case "true", "1":
+		v = strings.Join(privateNets, ",")
+	}
+	var out []netip.Prefix
+	for _, part := range strings.Split(v, ",") {
+		part = strings.TrimSpace(part)
+		if p, err := netip.ParsePrefix(part); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR, an IP address, true or false", part)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// TrustedProxies returns the parsed --trust-proxy networks (Validate has
+// checked them).
+func (c *Config) TrustedProxies() []netip.Prefix {
+	p, _ := ParseTrustProxy(c.TrustProxy)
+	return p
+}
 
 func (s *secretFlag) String() string     { return Secret(*s).String() }
 func (s *secretFlag) Set(v string) error { *s = secretFlag(v); return nil }

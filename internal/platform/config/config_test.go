@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -91,7 +92,7 @@ trust_proxy: true
 		{"log_format from env", c.LogFormat, "json"},
 		{"rate_limit_ip from YAML", c.RateLimitIP, 7.5},
 		{"online_window from YAML", c.OnlineWindow, 30 * time.Second},
-		{"trust_proxy from YAML", c.TrustProxy, true},
+		{"trust_proxy from YAML", c.TrustProxy, "true"},
 		{"session_ttl flag over env", c.SessionTTL, 7 * time.Minute},
 		{"rate_limit_token default", c.RateLimitToken, 20.0},
 		{"data default", c.DataDir, "./data"},
@@ -229,7 +230,7 @@ func TestEnvErrors(t *testing.T) {
 		t.Error("OMNI_TRUST_PROXY=maybe accepted")
 	}
 	c := mustLoad(t, nil, map[string]string{"OMNI_TRUST_PROXY": "true", "OMNI_DATA": "/srv/omni"})
-	if !c.TrustProxy || c.DataDir != "/srv/omni" {
+	if c.TrustProxy != "true" || c.DataDir != "/srv/omni" {
 		t.Errorf("env not applied: %+v", c)
 	}
 	// Flags: unknown flags and bad values fail.
@@ -624,5 +625,45 @@ func TestInitialPassword(t *testing.T) {
 	// Gateway keys may all come from the management API.
 	if c := mustLoad(t, []string{"--require-api-key"}, nil); !c.Route.RequireAPIKey {
 		t.Fatal("--require-api-key without config keys was not accepted")
+	}
+}
+
+// --trust-proxy takes trusted proxy networks; the legacy boolean forms
+// keep working ("true" and a bare flag mean loopback and private ranges).
+func TestTrustProxyList(t *testing.T) {
+	pfx := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	private := pfx("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want []netip.Prefix
+	}{
+		{nil, nil, nil},
+		{[]string{"--trust-proxy"}, nil, private},
+		{[]string{"--trust-proxy=true"}, nil, private},
+		{[]string{"--trust-proxy=false"}, nil, nil},
+		{[]string{"--trust-proxy=10.1.0.0/16, 192.0.2.7,2001:db8::/32"}, nil, pfx("10.1.0.0/16", "192.0.2.7/32", "2001:db8::/32")},
+		{nil, map[string]string{"OMNI_TRUST_PROXY": "203.0.113.0/24"}, pfx("203.0.113.0/24")},
+		{[]string{"--trust-proxy=10.1.2.3/16"}, nil, pfx("10.1.0.0/16")},
+	} {
+		c := mustLoad(t, tc.args, tc.env)
+		if got := c.TrustedProxies(); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%v %v: TrustedProxies = %v, want %v", tc.args, tc.env, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"maybe", "10.0.0.0/33", "10.0.0.0/8,,", "host.example"} {
+		if _, err := load(t, []string{"--trust-proxy=" + bad}, nil); err == nil || !strings.Contains(err.Error(), "trust-proxy") {
+			t.Errorf("--trust-proxy=%s: err = %v, want an error naming the flag", bad, err)
+		}
+	}
+	c := mustLoad(t, []string{"--config", writeFile(t, "trust_proxy: 10.0.0.0/8,127.0.0.1\n")}, nil)
+	if got := c.TrustedProxies(); !reflect.DeepEqual(got, pfx("10.0.0.0/8", "127.0.0.1/32")) {
+		t.Errorf("YAML list: %v", got)
 	}
 }

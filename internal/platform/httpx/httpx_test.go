@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -160,18 +161,49 @@ func TestDecodeJSON(t *testing.T) {
 }
 
 func TestClientIP(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	for _, tc := range []struct {
+		name, peer string
+		xff        []string
+		trusted    []netip.Prefix
+		want       string
+	}{
+		{"no trust", "10.0.0.9:1234", []string{"203.0.113.7"}, nil, "10.0.0.9"},
+		{"untrusted peer forging the header", "198.51.100.1:1234", []string{"203.0.113.7"}, trusted, "198.51.100.1"},
+		{"one trusted proxy", "10.0.0.9:1234", []string{"203.0.113.7"}, trusted, "203.0.113.7"},
+		// The client forges a left-most entry; the proxy appends the
+		// address it really saw.
+		{"forged left-most entry", "10.0.0.9:1234", []string{" 1.2.3.4 , 203.0.113.7"}, trusted, "203.0.113.7"},
+		{"chain of trusted proxies", "10.0.0.9:1234", []string{"1.2.3.4, 203.0.113.7, 10.0.0.1", "10.0.0.2"}, trusted, "203.0.113.7"},
+		{"IPv6 peer and client", "[2001:db8::1]:443", []string{"1.2.3.4, 2001:db8:ffff::9, 2001:db9::5"}, trusted, "2001:db9::5"},
+		{"garbage right of the client", "10.0.0.9:1234", []string{"203.0.113.7, garbage"}, trusted, "10.0.0.9"},
+		{"garbage only", "10.0.0.9:1234", []string{"garbage"}, trusted, "10.0.0.9"},
+		{"only trusted entries", "10.0.0.9:1234", []string{"10.1.1.1, 10.2.2.2"}, trusted, "10.1.1.1"},
+		{"no header", "10.0.0.9:1234", nil, trusted, "10.0.0.9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.peer
+			for _, v := range tc.xff {
+				r.Header.Add("X-Forwarded-For", v)
+			}
+			if got := ClientIP(r, tc.trusted); got != tc.want {
+				t.Errorf("ClientIP = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTrustedPeer(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	r := httptest.NewRequest("GET", "/", nil)
-	r.RemoteAddr = "10.0.0.9:1234"
-	r.Header.Set("X-Forwarded-For", " 203.0.113.7 , 10.0.0.1")
-	if got := ClientIP(r, false); got != "10.0.0.9" {
-		t.Errorf("untrusted: %q", got)
+	r.RemoteAddr = "127.0.0.1:5"
+	if !TrustedPeer(r, trusted) {
+		t.Error("loopback peer not trusted")
 	}
-	if got := ClientIP(r, true); got != "203.0.113.7" {
-		t.Errorf("trusted: %q", got)
-	}
-	r.Header.Set("X-Forwarded-For", "garbage")
-	if got := ClientIP(r, true); got != "10.0.0.9" {
-		t.Errorf("garbage XFF must fall back to the peer: %q", got)
+	r.RemoteAddr = "198.51.100.1:5"
+	if TrustedPeer(r, trusted) || TrustedPeer(r, nil) {
+		t.Error("outside peer trusted")
 	}
 }
 

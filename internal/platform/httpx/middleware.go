@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync/atomic"
@@ -165,27 +166,90 @@ func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 	})
 }
 
-// ClientIP returns the client address: the first X-Forwarded-For entry when
-// trustProxy is set and the header is present, else the peer address.
-func ClientIP(r *http.Request, trustProxy bool) string {
-	if trustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			for i := 0; i < len(xff); i++ {
-				if xff[i] == ',' {
-					xff = xff[:i]
+// ClientIP returns the client address. When the peer is one of the
+// trusted proxies, X-Forwarded-For (all its lines, in order) is walked from
+// the right: the first entry that is not itself a trusted proxy is the
+// client, as every proxy appends the address it saw and only the left part
+// can be forged by the client. An unparsable entry stops the walk at the
+// nearest trusted hop; when every entry is trusted the left-most is taken.
+// With no trusted proxies (or an untrusted peer) the peer address is used.
+func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	peer := peerAddr(r)
+	if len(trusted) == 0 || !inNets(peer, trusted) {
+		return peerString(r, peer)
+	}
+	last := peer
+	vals := r.Header.Values("X-Forwarded-For")
+	for i := len(vals) - 1; i >= 0; i-- {
+		v := vals[i]
+		for v != "" {
+			j := len(v) - 1
+			for j >= 0 && v[j] != ',' {
+				j--
+			}
+			entry := trimSpace(v[j+1:])
+			v = v[:max(j, 0)]
+			if entry == "" {
+				if j < 0 {
 					break
 				}
+				continue
 			}
-			if ip := net.ParseIP(trimSpace(xff)); ip != nil {
-				return ip.String()
+			a, err := netip.ParseAddr(entry)
+			if err != nil {
+				return last.String()
+			}
+			a = a.Unmap()
+			if !inNets(a, trusted) {
+				return a.String()
+			}
+			last = a
+			if j < 0 {
+				break
 			}
 		}
+	}
+	return peerString(r, last)
+}
+
+// TrustedPeer reports whether the request's peer is a trusted proxy, so its
+// X-Forwarded-* headers may be believed.
+func TrustedPeer(r *http.Request, trusted []netip.Prefix) bool {
+	return len(trusted) > 0 && inNets(peerAddr(r), trusted)
+}
+
+func peerAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		a, _ := netip.ParseAddr(r.RemoteAddr)
+		return a.Unmap()
+	}
+	return ap.Addr().Unmap()
+}
+
+// peerString renders a; an invalid one (RemoteAddr unparsable) falls back
+// to RemoteAddr's host part.
+func peerString(r *http.Request, a netip.Addr) string {
+	if a.IsValid() {
+		return a.String()
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+func inNets(a netip.Addr, nets []netip.Prefix) bool {
+	if !a.IsValid() {
+		return false
+	}
+	for _, p := range nets {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 func trimSpace(s string) string {

@@ -132,7 +132,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	mgr, err := manage.New(manage.Options{
 		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
-		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustProxy,
+		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustedProxies(),
 		Clock: d.Clock, Log: d.Log,
 		// A provider whose configuration changed starts with a clean
 		// record: breakers, cooldowns and lockouts learnt from the old

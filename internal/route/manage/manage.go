@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -119,11 +120,11 @@ type Options struct {
 	Pricing  PricerSink   // optional
 	HTTP     *http.Client // upstream client for adapters
 
-	MasterKey       []byte        // signs dashboard sessions (required with Store)
-	InitialPassword string        // dashboard password set at first start when none is stored
-	TrustProxy      bool          // take the client IP from X-Forwarded-For (login rate limit)
-	SessionTTL      time.Duration // dashboard session lifetime (default 24h)
-	SyncInterval    time.Duration // how often Run checks for changes made by replicas (default 2s)
+	MasterKey       []byte         // signs dashboard sessions (required with Store)
+	InitialPassword string         // dashboard password set at first start when none is stored
+	TrustProxy      []netip.Prefix // proxies whose X-Forwarded-For gives the client IP (login rate limit)
+	SessionTTL      time.Duration  // dashboard session lifetime (default 24h)
+	SyncInterval    time.Duration  // how often Run checks for changes made by replicas (default 2s)
 	// ProviderChanged, when set, is told after a stored provider was
 	// updated or deleted or gained or lost a credential, so that what was
 	// learnt about its old configuration (breakers, cooldowns, lockouts)
