@@ -15,8 +15,10 @@ import (
 // secretBytes is the size of a network's mesh secret.
 const secretBytes = 32
 
-// CreateNetwork creates a network owned by p. ipRange is optional (a free
-// /24 inside 100.64.0.0/10 is chosen); serverID optionally names one of
+// CreateNetwork creates a network owned by p. ipRange is optional (the
+// first /24 inside 100.64.0.0/10 free among p's own networks is chosen);
+// an explicit one must not overlap p's networks (other users' do not
+// matter) and is at most a /MaxRangeBits. serverID optionally names one of
 // p's user servers as the network's nucleus.
 func (s *Service) CreateNetwork(ctx context.Context, p Principal, name, ipRange, serverID string) (Network, error) {
 	name, err := cleanName("network", name, 128)
@@ -31,6 +33,9 @@ func (s *Service) CreateNetwork(ctx context.Context, p Principal, name, ipRange,
 	if strings.TrimSpace(ipRange) != "" {
 		if n.Range, err = ipam.ParseRange(strings.TrimSpace(ipRange)); err != nil {
 			return Network{}, errorf(KindInvalid, "ip_range: %v", err)
+		}
+		if n.Range.Bits() < s.opts.MaxRangeBits {
+			return Network{}, errorf(KindInvalid, "ip_range %s is larger than allowed: at most a /%d", n.Range, s.opts.MaxRangeBits)
 		}
 	}
 	if serverID != "" {
@@ -58,7 +63,9 @@ func (s *Service) CreateNetwork(ctx context.Context, p Principal, name, ipRange,
 		case errors.Is(err, ErrLimit):
 			return Network{}, errorf(KindLimit, "network limit of the %s plan reached (%d networks)", u.Plan, s.planLimit(u.Plan).MaxNetworks)
 		case errors.Is(err, ErrOverlap):
-			return Network{}, errorf(KindInvalid, "ip_range %s overlaps an existing network", n.Range)
+			// Only the caller's own networks are checked, and none is named:
+			// the message reveals nothing the caller does not own.
+			return Network{}, errorf(KindInvalid, "ip_range %s overlaps one of your networks", n.Range)
 		case errors.Is(err, ipam.ErrNoRange):
 			return Network{}, errorf(KindLimit, "no free /24 left in 100.64.0.0/10; give an explicit ip_range")
 		case errors.Is(err, ErrConflict) && attempt < 3:

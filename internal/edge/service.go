@@ -25,6 +25,11 @@ type Options struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	SessionTTL      time.Duration
+	MaxRangeBits    int // smallest prefix length of an explicit range (16: at most a /16)
+	// PendingPerIP and PendingMax cap browser login sessions awaiting
+	// approval per client IP and in all.
+	PendingPerIP int
+	PendingMax   int
 }
 
 // DefaultOptions mirror config.Default.
@@ -43,6 +48,9 @@ func OptionsFrom(c *config.Config) Options {
 		AccessTokenTTL:  c.AccessTokenTTL,
 		RefreshTokenTTL: c.RefreshTokenTTL,
 		SessionTTL:      c.SessionTTL,
+		MaxRangeBits:    c.NetworkMaxRange,
+		PendingPerIP:    c.LoginPendingPerIP,
+		PendingMax:      c.LoginPendingMax,
 	}
 }
 
@@ -93,6 +101,9 @@ func New(d Deps, o Options) (*Service, error) {
 	sealer, err := auth.NewSealer(auth.DeriveKey(d.MasterKey, "omni/edge/seal/v1"))
 	if err != nil {
 		return nil, err
+	}
+	if o.MaxRangeBits <= 0 {
+		o.MaxRangeBits = 16
 	}
 	if o.EpochPoll <= 0 {
 		o.EpochPoll = time.Second

@@ -46,8 +46,9 @@ type Store interface {
 
 	// CreateNetwork inserts n when its owner has fewer than maxNetworks
 	// networks (0: no limit). When n.Range is invalid, pick chooses the
-	// range given every range in use; a chosen or given range that
-	// overlaps one in use fails with ErrOverlap.
+	// range given the ranges of the owner's networks; a chosen or given
+	// range that overlaps one of the owner's fails with ErrOverlap. Other
+	// owners' ranges play no part.
 	CreateNetwork(ctx context.Context, n Network, maxNetworks int, pick func(used []netip.Prefix) (netip.Prefix, error)) (Network, error)
 	NetworkByID(ctx context.Context, id string) (Network, error)
 	ListNetworks(ctx context.Context, ownerID string) ([]Network, error) // ownerID "" lists all

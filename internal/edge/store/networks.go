@@ -35,7 +35,9 @@ func scanNetwork(row interface{ Scan(...any) error }) (edge.Network, error) {
 
 func (s *Store) CreateNetwork(ctx context.Context, n edge.Network, maxNetworks int, pick func([]netip.Prefix) (netip.Prefix, error)) (edge.Network, error) {
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		if err := tx.LockKey(ctx, "edge.networks"); err != nil {
+		// Ranges are unique per owner: only the owner's networks are read
+		// and locked against.
+		if err := tx.LockKey(ctx, "edge.networks."+n.OwnerID); err != nil {
 			return err
 		}
 		if maxNetworks > 0 {
@@ -47,7 +49,7 @@ func (s *Store) CreateNetwork(ctx context.Context, n edge.Network, maxNetworks i
 				return fmt.Errorf("%d networks: %w", c, edge.ErrLimit)
 			}
 		}
-		rows, err := tx.Query(ctx, `SELECT ip_range FROM edge_networks`)
+		rows, err := tx.Query(ctx, `SELECT ip_range FROM edge_networks WHERE owner_id = ?`, n.OwnerID)
 		if err != nil {
 			return err
 		}
@@ -76,8 +78,9 @@ func (s *Store) CreateNetwork(ctx context.Context, n edge.Network, maxNetworks i
 				return fmt.Errorf("%s overlaps %s: %w", n.Range, u, edge.ErrOverlap)
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt))
+		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt),
+			n.OwnerID+" "+n.Range.String())
 		return conflict(err, "network")
 	})
 	return n, err

@@ -925,19 +925,28 @@ func testCreateNetworkOverlap(t *testing.T, s *store.Store) {
 	addNetwork(t, s, "u1", "a", "100.66.1.0/24")
 	for _, cidr := range []string{"100.66.1.0/24", "100.66.1.128/25", "100.66.0.0/16", "100.64.0.0/10", "100.66.1.252/30"} {
 		r := netip.MustParsePrefix(cidr)
-		// Ranges are global: another owner overlaps too.
-		_, err := s.CreateNetwork(ctx, edge.Network{ID: "x" + cidr, OwnerID: "u2", Name: "x", Range: r, Range6: ula(t, r.Bits()), CreatedAt: t0}, 0, noPick(t))
+		_, err := s.CreateNetwork(ctx, edge.Network{ID: "x" + cidr, OwnerID: "u1", Name: "x", Range: r, Range6: ula(t, r.Bits()), CreatedAt: t0}, 0, noPick(t))
 		if !errors.Is(err, edge.ErrOverlap) {
 			t.Fatalf("CreateNetwork(%s) = %v, want ErrOverlap", cidr, err)
 		}
 	}
+	// Ranges are per owner: another owner may take the same range, and
+	// the default pick sees only the owner's own ranges.
+	addNetwork(t, s, "u2", "same", "100.66.1.0/24")
+	var seen []netip.Prefix
+	got, err := s.CreateNetwork(ctx, edge.Network{ID: "p", OwnerID: "u2", Name: "p", Range6: ula(t, 24), CreatedAt: t0}, 0,
+		func(used []netip.Prefix) (netip.Prefix, error) { seen = used; return ipam.PickRange(used) })
+	must(t, err)
+	if len(seen) != 1 || seen[0].String() != "100.66.1.0/24" || got.Range.String() != "100.66.0.0/24" {
+		t.Fatalf("pick saw %v and chose %s; want only u2's 100.66.1.0/24 and 100.66.0.0/24", seen, got.Range)
+	}
 	// Adjacent ranges are fine.
-	addNetwork(t, s, "u2", "b", "100.66.0.0/24")
-	addNetwork(t, s, "u2", "c", "100.66.2.0/23")
+	addNetwork(t, s, "u1", "b", "100.66.0.0/24")
+	addNetwork(t, s, "u1", "c", "100.66.2.0/23")
 	all, err := s.ListNetworks(ctx, "")
 	must(t, err)
-	if len(all) != 3 {
-		t.Fatalf("%d networks stored, want 3", len(all))
+	if len(all) != 5 {
+		t.Fatalf("%d networks stored, want 5", len(all))
 	}
 }
 

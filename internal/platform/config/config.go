@@ -95,7 +95,16 @@ type Config struct {
 	AccessTokenTTL  time.Duration `yaml:"access_token_ttl"`
 	RefreshTokenTTL time.Duration `yaml:"refresh_token_ttl"`
 	SessionTTL      time.Duration `yaml:"session_ttl"`
-	ShutdownGrace   time.Duration `yaml:"shutdown_grace"`
+	// NetworkMaxRange is the largest explicit network range, as a prefix
+	// length: 16 allows at most a /16.
+	NetworkMaxRange int `yaml:"network_max_range"`
+	// LoginPendingPerIP and LoginPendingMax cap the browser login sessions
+	// waiting for approval, per client IP and in all; LoginSocketsPerIP
+	// caps the session WebSockets open per client IP (per replica).
+	LoginPendingPerIP int           `yaml:"login_pending_per_ip"`
+	LoginPendingMax   int           `yaml:"login_pending_max"`
+	LoginSocketsPerIP int           `yaml:"login_sockets_per_ip"`
+	ShutdownGrace     time.Duration `yaml:"shutdown_grace"`
 
 	Plans map[string]PlanLimit `yaml:"plans"`
 
@@ -174,7 +183,12 @@ func Default() Config {
 		AccessTokenTTL:  15 * time.Minute,
 		RefreshTokenTTL: 30 * 24 * time.Hour,
 		SessionTTL:      15 * time.Minute,
-		ShutdownGrace:   10 * time.Second,
+		NetworkMaxRange: 16,
+
+		LoginPendingPerIP: 32,
+		LoginPendingMax:   10000,
+		LoginSocketsPerIP: 32,
+		ShutdownGrace:     10 * time.Second,
 		Plans: map[string]PlanLimit{
 			PlanFree:      {MaxDevices: 20, MaxNetworks: 3},
 			PlanPro:       {MaxDevices: 100, MaxNetworks: 20},
@@ -240,6 +254,10 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", cfg.AccessTokenTTL, "lifetime of access tokens")
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", cfg.RefreshTokenTTL, "lifetime of refresh tokens")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a browser login session")
+	fs.IntVar(&cfg.NetworkMaxRange, "network-max-range", cfg.NetworkMaxRange, "largest explicit network range as a prefix length (16: at most a /16; 10..30)")
+	fs.IntVar(&cfg.LoginPendingPerIP, "login-pending-per-ip", cfg.LoginPendingPerIP, "browser login sessions awaiting approval per client IP")
+	fs.IntVar(&cfg.LoginPendingMax, "login-pending-max", cfg.LoginPendingMax, "browser login sessions awaiting approval in all")
+	fs.IntVar(&cfg.LoginSocketsPerIP, "login-sockets-per-ip", cfg.LoginSocketsPerIP, "login-session WebSockets open per client IP on one replica")
 	fs.DurationVar(&cfg.ShutdownGrace, "shutdown-grace", cfg.ShutdownGrace, "time given to in-flight requests on shutdown")
 	fs.BoolVar(&cfg.Route.RequireAPIKey, "require-api-key", cfg.Route.RequireAPIKey, "require a gateway API key on every /v1 route (env REQUIRE_API_KEY too)")
 	fs.Var((*secretFlag)(&cfg.Route.InitialPassword), "initial-password", "dashboard password stored at the first start of the gateway when none is set (env INITIAL_PASSWORD too)")
@@ -313,6 +331,12 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseTrustProxy(c.TrustProxy); err != nil {
 		bad("--trust-proxy: %v", err)
+	}
+	if c.NetworkMaxRange < 10 || c.NetworkMaxRange > 30 {
+		bad("--network-max-range %d must be between 10 and 30", c.NetworkMaxRange)
+	}
+	if c.LoginPendingPerIP < 1 || c.LoginPendingMax < 1 || c.LoginSocketsPerIP < 1 {
+		bad("--login-pending-per-ip, --login-pending-max and --login-sockets-per-ip must be at least 1")
 	}
 	if c.RateLimitToken < 0 || c.RateLimitIP < 0 {
 		bad("rate limits must be >= 0")
