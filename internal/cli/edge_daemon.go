@@ -207,7 +207,11 @@ func edgeLogin(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(env.Stdout, "Open this address in a browser to log in and approve this device:\n\n  %s\n\nWaiting…\n", sess.AuthURL)
+	fmt.Fprintf(env.Stdout, "Open this address in a browser to log in and approve this device:\n\n  %s\n\n", sess.AuthURL)
+	if sess.Code != "" {
+		fmt.Fprintf(env.Stdout, "Approve only if the page shows the code  %s  (a page showing another code is not your login).\n\n", sess.Code)
+	}
+	fmt.Fprintf(env.Stdout, "Waiting…\n")
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	tok, err := c.WaitSession(wctx, sess.UUID)

@@ -173,6 +173,24 @@ func TestEdgeLogin(t *testing.T) {
 			t.Fatal("login printed no address")
 		}
 	}
+	// The device prints the code the approval page will show.
+	var printed string
+	codeRE := regexp.MustCompile(`\b[A-Z2-9]{4}-[A-Z2-9]{4}\b`)
+	for printed == "" {
+		select {
+		case line, ok := <-out.lines:
+			if !ok || strings.HasPrefix(line, "Waiting") {
+				t.Fatalf("login printed no code before waiting (%q): %s", line, errb.String())
+			}
+			printed = codeRE.FindString(line)
+		case <-deadline:
+			t.Fatal("login printed no code")
+		}
+	}
+	req, ok, err := env.Service.SessionPending(context.Background(), session)
+	if err != nil || !ok || req.Code != printed {
+		t.Fatalf("printed code %q, session's code %q (%v, %v)", printed, req.Code, ok, err)
+	}
 	if err := env.Service.ApproveSession(context.Background(), session, env.Service.ApprovalToken(session, u.ID)); err != nil {
 		t.Fatal(err)
 	}

@@ -16,8 +16,45 @@ import (
 
 // Principal is an authenticated caller.
 type Principal struct {
-	UserID string
-	Family string // refresh family of the access token
+	UserID   string
+	Family   string    // refresh family (login session) of the access token
+	AuthTime time.Time // when the login session was created
+	Method   string    // MethodSecurityKey or MethodBrowser
+}
+
+// Client is what the transport knows about the caller of a login.
+type Client struct {
+	IP        string
+	UserAgent string
+}
+
+// FreshLogin is how recent a browser login must be to create a security
+// key: a stolen, refreshed session must not mint a permanent credential.
+const FreshLogin = 15 * time.Minute
+
+// maxUserAgent bounds the stored User-Agent.
+const maxUserAgent = 256
+
+// cleanClient bounds and sanitises what a client tells about itself.
+func cleanClient(c Client) Client {
+	if len(c.IP) > 64 {
+		c.IP = c.IP[:64]
+	}
+	ua := []rune(c.UserAgent)
+	out := make([]rune, 0, len(ua))
+	n := 0
+	for _, r := range ua {
+		if r < 0x20 || r == 0x7f || r == 0xfffd {
+			r = ' '
+		}
+		n += len(string(r))
+		if n > maxUserAgent {
+			break
+		}
+		out = append(out, r)
+	}
+	c.UserAgent = strings.TrimSpace(string(out))
+	return c
 }
 
 // Prefixes of raw credentials, so leaked ones are recognisable.
@@ -147,17 +184,74 @@ func (s *Service) ListSecurityKeys(ctx context.Context, userID string) ([]Securi
 	return s.store.ListSecurityKeys(ctx, userID)
 }
 
-// RevokeSecurityKey revokes a key and every refresh family it started.
+// CreateSecurityKeyAs creates a key for p, who must have logged in with a
+// security key or in the browser less than FreshLogin ago.
+func (s *Service) CreateSecurityKeyAs(ctx context.Context, p Principal, name string, ttl time.Duration) (string, SecurityKey, error) {
+	if p.Method != MethodSecurityKey && s.now().Sub(p.AuthTime) >= FreshLogin {
+		return "", SecurityKey{}, errorf(KindForbidden, "creating a security key needs a login younger than %v: log in again (omni edge login) and retry", FreshLogin)
+	}
+	return s.CreateSecurityKey(ctx, p.UserID, name, ttl)
+}
+
+// RevokeSecurityKey revokes a key and every refresh family it started;
+// their access tokens stop working at once.
 func (s *Service) RevokeSecurityKey(ctx context.Context, userID, keyID string) error {
-	err := s.store.RevokeSecurityKey(ctx, userID, keyID, s.now())
+	now := s.now()
+	err := s.store.RevokeSecurityKey(ctx, userID, keyID, now)
 	if errors.Is(err, ErrNotFound) {
 		return errorf(KindNotFound, "security key not found")
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	fams, err := s.store.KeySessions(ctx, keyID, now.Add(-s.opts.AccessTokenTTL))
+	if err != nil {
+		return err
+	}
+	for _, f := range fams {
+		if err := s.revoked.Revoke(ctx, f, now.Add(s.opts.AccessTokenTTL)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// revokeFamily revokes a login session: its refresh tokens in the store
+// and its access tokens in the revocation set.
+func (s *Service) revokeFamily(ctx context.Context, family string) error {
+	now := s.now()
+	if err := s.store.RevokeRefreshFamily(ctx, family, now); err != nil {
+		return err
+	}
+	return s.revoked.Revoke(ctx, family, now.Add(s.opts.AccessTokenTTL))
+}
+
+// ListLoginSessions returns p's live login sessions.
+func (s *Service) ListLoginSessions(ctx context.Context, p Principal) ([]LoginSession, error) {
+	return s.store.ListLoginSessions(ctx, p.UserID, s.now())
+}
+
+// RevokeLoginSession revokes one of p's login sessions; its access tokens
+// stop working at once.
+func (s *Service) RevokeLoginSession(ctx context.Context, p Principal, id string) error {
+	ls, err := s.store.LoginSession(ctx, id)
+	if errors.Is(err, ErrNotFound) || (err == nil && ls.UserID != p.UserID) {
+		return errorf(KindNotFound, "login session %s not found", id)
+	}
+	if err != nil {
+		return err
+	}
+	return s.revokeFamily(ctx, id)
 }
 
 // LoginSecurityKey exchanges a security key for a token pair.
 func (s *Service) LoginSecurityKey(ctx context.Context, raw string) (TokenPair, error) {
+	return s.LoginSecurityKeyFrom(ctx, raw, Client{})
+}
+
+// LoginSecurityKeyFrom is LoginSecurityKey recording the client in the new
+// login session.
+func (s *Service) LoginSecurityKeyFrom(ctx context.Context, raw string, from Client) (TokenPair, error) {
 	raw = strings.TrimSpace(raw)
 	if raw == "" {
 		return TokenPair{}, errorf(KindInvalid, "key is required")
@@ -179,19 +273,35 @@ func (s *Service) LoginSecurityKey(ctx context.Context, raw string) (TokenPair, 
 	if err := s.store.TouchSecurityKey(ctx, k.ID, now); err != nil {
 		s.log.Warn("touch security key", "key_id", k.ID, "err", err)
 	}
-	return s.issue(ctx, k.UserID, k.ID, newID("fam_"))
+	return s.login(ctx, k.UserID, k.ID, MethodSecurityKey, from)
 }
 
-// issue creates a refresh token in family and a matching access token.
-func (s *Service) issue(ctx context.Context, userID, keyID, family string) (TokenPair, error) {
+// login starts a new login session (refresh family) and issues its first
+// pair.
+func (s *Service) login(ctx context.Context, userID, keyID, method string, from Client) (TokenPair, error) {
+	now := s.now()
+	from = cleanClient(from)
+	ls := LoginSession{ID: newID("fam_"), UserID: userID, KeyID: keyID, Method: method, ClientIP: from.IP, UserAgent: from.UserAgent,
+		CreatedAt: now, LastUsedAt: now, ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
+	if err := s.store.CreateLoginSession(ctx, ls); err != nil {
+		return TokenPair{}, err
+	}
+	return s.issue(ctx, ls)
+}
+
+// issue creates a refresh token in the login session's family and a
+// matching access token carrying the family, auth time and method.
+func (s *Service) issue(ctx context.Context, ls LoginSession) (TokenPair, error) {
 	now := s.now()
 	raw := auth.RandomToken(RefreshTokenPrefix, 32)
-	rt := RefreshToken{ID: newID("rt_"), FamilyID: family, UserID: userID, KeyID: keyID, Hash: auth.TokenHash(raw),
+	rt := RefreshToken{ID: newID("rt_"), FamilyID: ls.ID, UserID: ls.UserID, KeyID: ls.KeyID, Hash: auth.TokenHash(raw),
 		CreatedAt: now, ExpiresAt: now.Add(s.opts.RefreshTokenTTL)}
 	if err := s.store.CreateRefreshToken(ctx, rt); err != nil {
 		return TokenPair{}, err
 	}
-	access, err := s.signer.Sign(auth.NewClaims(userID, family, now, s.opts.AccessTokenTTL))
+	c := auth.NewClaims(ls.UserID, ls.ID, now, s.opts.AccessTokenTTL)
+	c.AuthTime, c.AuthMethod = ls.CreatedAt.Unix(), ls.Method
+	access, err := s.signer.Sign(c)
 	if err != nil {
 		return TokenPair{}, err
 	}
@@ -210,7 +320,7 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	rt, err := s.store.UseRefreshToken(ctx, auth.TokenHash(raw), now)
 	switch {
 	case errors.Is(err, ErrConflict):
-		if rerr := s.store.RevokeRefreshFamily(ctx, rt.FamilyID, now); rerr != nil {
+		if rerr := s.revokeFamily(ctx, rt.FamilyID); rerr != nil {
 			return TokenPair{}, rerr
 		}
 		s.log.Warn("refresh token reuse; family revoked", "family", rt.FamilyID, "user_id", rt.UserID)
@@ -226,7 +336,22 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 			return TokenPair{}, errorf(KindUnauthorized, "the security key of this session is no longer valid")
 		}
 	}
-	return s.issue(ctx, rt.UserID, rt.KeyID, rt.FamilyID)
+	ls, err := s.store.LoginSession(ctx, rt.FamilyID)
+	if errors.Is(err, ErrNotFound) {
+		// A family from before login sessions were recorded.
+		ls = LoginSession{ID: rt.FamilyID, UserID: rt.UserID, KeyID: rt.KeyID, Method: MethodBrowser, CreatedAt: rt.CreatedAt}
+		if rt.KeyID != "" {
+			ls.Method = MethodSecurityKey
+		}
+	} else if err != nil {
+		return TokenPair{}, err
+	} else if !ls.RevokedAt.IsZero() {
+		return TokenPair{}, errorf(KindUnauthorized, "this login session was revoked; please log in again")
+	}
+	if err := s.store.TouchLoginSession(ctx, rt.FamilyID, now, now.Add(s.opts.RefreshTokenTTL)); err != nil {
+		return TokenPair{}, err
+	}
+	return s.issue(ctx, ls)
 }
 
 // Logout revokes the family of a refresh token.
@@ -239,32 +364,54 @@ func (s *Service) Logout(ctx context.Context, raw string) error {
 	if err != nil && !errors.Is(err, ErrConflict) {
 		return errorf(KindUnauthorized, "invalid or expired refresh token")
 	}
-	return s.store.RevokeRefreshFamily(ctx, rt.FamilyID, s.now())
+	return s.revokeFamily(ctx, rt.FamilyID)
 }
 
-// Authenticate verifies an access token.
+// Authenticate verifies an access token and that its login session has
+// not been revoked (an in-memory lookup).
 func (s *Service) Authenticate(token string) (Principal, error) {
-	c, err := s.signer.Verify(token, s.clock.Now())
+	now := s.clock.Now()
+	c, err := s.signer.Verify(token, now)
 	if err != nil {
 		if errors.Is(err, auth.ErrTokenExpired) {
 			return Principal{}, errorf(KindUnauthorized, "access token expired; use the refresh token at POST /api/v2/auth/refresh")
 		}
 		return Principal{}, errorf(KindUnauthorized, "invalid access token")
 	}
-	return Principal{UserID: c.Subject, Family: c.Session}, nil
+	if c.Session != "" && s.revoked.Revoked(c.Session, now) {
+		return Principal{}, errorf(KindUnauthorized, "this login session was revoked; please log in again")
+	}
+	p := Principal{UserID: c.Subject, Family: c.Session, Method: c.AuthMethod}
+	if c.AuthTime != 0 {
+		p.AuthTime = time.Unix(c.AuthTime, 0).UTC()
+	}
+	return p, nil
 }
 
 // ---- browser sessions ----
 
-// StartSession opens a browser login session and returns its id.
-func (s *Service) StartSession(ctx context.Context) (string, time.Time, error) {
-	id := newUUID()
-	exp := s.now().Add(s.opts.SessionTTL)
-	return id, exp, s.sessions.Create(ctx, id, exp)
+// StartedSession is a new browser login session.
+type StartedSession struct {
+	ID      string
+	Code    string // for the device to print and the approval page to show
+	Expires time.Time
 }
 
-// SessionPending reports whether a session awaits approval.
-func (s *Service) SessionPending(ctx context.Context, id string) (bool, error) {
+// StartSession opens a browser login session for a client and returns its
+// id and short code. The store caps pending sessions per client IP and in
+// all (KindTooMany).
+func (s *Service) StartSession(ctx context.Context, from Client) (StartedSession, error) {
+	from = cleanClient(from)
+	st := StartedSession{ID: newUUID(), Code: newCode(), Expires: s.now().Add(s.opts.SessionTTL)}
+	err := s.sessions.Create(ctx, st.ID, LoginRequest{ClientIP: from.IP, UserAgent: from.UserAgent, Code: st.Code, Expires: st.Expires})
+	if errors.Is(err, ErrLimit) {
+		return StartedSession{}, errorf(KindTooMany, "too many login sessions are awaiting approval; finish one or wait until one expires (%v)", s.opts.SessionTTL)
+	}
+	return st, err
+}
+
+// SessionPending returns the request of a session that awaits approval.
+func (s *Service) SessionPending(ctx context.Context, id string) (LoginRequest, bool, error) {
 	return s.sessions.Pending(ctx, id)
 }
 
@@ -280,11 +427,11 @@ func (s *Service) ApprovalToken(sessionID, userID string) string {
 // ApproveSession checks an approval token and completes the session with a
 // fresh token pair for its user.
 func (s *Service) ApproveSession(ctx context.Context, sessionID, approval string) error {
-	userID, err := s.checkApproval(ctx, sessionID, approval)
+	userID, req, err := s.checkApproval(ctx, sessionID, approval)
 	if err != nil {
 		return err
 	}
-	pair, err := s.issue(ctx, userID, "", newID("fam_"))
+	pair, err := s.login(ctx, userID, "", MethodBrowser, Client{IP: req.ClientIP, UserAgent: req.UserAgent})
 	if err != nil {
 		return err
 	}
@@ -294,7 +441,7 @@ func (s *Service) ApproveSession(ctx context.Context, sessionID, approval string
 // DenySession checks an approval token and ends the session without
 // tokens: its waiting client learns that the user refused.
 func (s *Service) DenySession(ctx context.Context, sessionID, approval string) error {
-	if _, err := s.checkApproval(ctx, sessionID, approval); err != nil {
+	if _, _, err := s.checkApproval(ctx, sessionID, approval); err != nil {
 		return err
 	}
 	return s.completeSession(ctx, sessionID, TokenPair{})
@@ -314,31 +461,31 @@ func (s *Service) completeSession(ctx context.Context, sessionID string, pair To
 }
 
 // checkApproval verifies an approval token for a pending session and
-// returns its user.
-func (s *Service) checkApproval(ctx context.Context, sessionID, approval string) (string, error) {
+// returns its user and request.
+func (s *Service) checkApproval(ctx context.Context, sessionID, approval string) (string, LoginRequest, error) {
 	parts := strings.Split(approval, ".")
 	if len(parts) != 3 {
-		return "", errorf(KindUnauthorized, "invalid approval")
+		return "", LoginRequest{}, errorf(KindUnauthorized, "invalid approval")
 	}
 	userID, exp := parts[0], parts[1]
 	m := hmac.New(sha256.New, s.approval)
 	m.Write([]byte(sessionID + "\x00" + userID + "\x00" + exp))
 	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil || !hmac.Equal(sig, m.Sum(nil)) {
-		return "", errorf(KindUnauthorized, "invalid approval")
+		return "", LoginRequest{}, errorf(KindUnauthorized, "invalid approval")
 	}
 	e, err := strconv.ParseInt(exp, 10, 64)
 	if err != nil || s.now().Unix() > e {
-		return "", errorf(KindUnauthorized, "approval expired; log in again")
+		return "", LoginRequest{}, errorf(KindUnauthorized, "approval expired; log in again")
 	}
-	ok, err := s.sessions.Pending(ctx, sessionID)
+	req, ok, err := s.sessions.Pending(ctx, sessionID)
 	if err != nil {
-		return "", err
+		return "", LoginRequest{}, err
 	}
 	if !ok {
-		return "", errorf(KindNotFound, "login session not found, expired or already used")
+		return "", LoginRequest{}, errorf(KindNotFound, "login session not found, expired or already used")
 	}
-	return userID, nil
+	return userID, req, nil
 }
 
 // WaitSession blocks until the session is approved and returns its tokens
@@ -348,10 +495,30 @@ func (s *Service) WaitSession(ctx context.Context, id string) (TokenPair, error)
 	if errors.Is(err, ErrNotFound) {
 		return TokenPair{}, errorf(KindNotFound, "login session not found, expired or already used")
 	}
+	if errors.Is(err, ErrConflict) {
+		return TokenPair{}, errorf(KindConflict, "another client is already waiting for this login session")
+	}
 	if err == nil && p.Token == "" {
 		return TokenPair{}, errorf(KindForbidden, "login denied by the user")
 	}
 	return p, err
+}
+
+// codeAlphabet has no letters easily taken for others (no I, L, O, U, 0, 1).
+const codeAlphabet = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+
+// newCode returns a short random code such as "KX4T-9QRM" (about 39 bits),
+// independent of the session id in the login link.
+func newCode() string {
+	b := auth.RandomBytes(8)
+	out := make([]byte, 0, 9)
+	for i, c := range b {
+		if i == 4 {
+			out = append(out, '-')
+		}
+		out = append(out, codeAlphabet[int(c)%len(codeAlphabet)])
+	}
+	return string(out)
 }
 
 func newUUID() string {

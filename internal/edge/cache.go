@@ -3,6 +3,7 @@ package edge
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 const shards = 64
@@ -12,6 +13,9 @@ const shards = 64
 type devEntry struct {
 	deviceID string
 	routes   []ExitRoute
+	// family is the last login session recorded for the device from this
+	// entry, so a heartbeat writes it to the store only when it changes.
+	family atomic.Pointer[string]
 }
 
 type cacheShard struct {

@@ -61,6 +61,9 @@ func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwar
 	if errors.Is(err, ErrLimit) {
 		return Device{}, false, errorf(KindLimit, "device limit of the %s plan reached (%d devices)", u.Plan, s.planLimit(u.Plan).MaxDevices)
 	}
+	if err == nil && p.Family != "" {
+		err = s.store.AddDeviceSession(ctx, out.ID, p.Family)
+	}
 	return out, created, err
 }
 
@@ -136,10 +139,20 @@ func (s *Service) RenameDevice(ctx context.Context, p Principal, id, name string
 }
 
 // DeleteDevice removes one of p's devices, its memberships and the exit
-// selections that pointed at it.
+// selections that pointed at it, and revokes the login sessions the device
+// used (a former holder's tokens stop working at once).
 func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) error {
 	if _, err := s.device(ctx, p, id); err != nil {
 		return err
+	}
+	fams, err := s.store.DeviceSessions(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, f := range fams {
+		if err := s.revokeFamily(ctx, f); err != nil {
+			return err
+		}
 	}
 	var left map[string]netip.Addr
 	if ms, err := s.store.DeviceMemberships(ctx, id); err == nil {
@@ -178,6 +191,13 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 	e, err := s.deviceEntry(ctx, p.UserID, hardwareID)
 	if err != nil {
 		return HeartbeatResult{}, err
+	}
+	if f := e.family.Load(); p.Family != "" && (f == nil || *f != p.Family) {
+		if err := s.store.AddDeviceSession(ctx, e.deviceID, p.Family); err != nil {
+			return HeartbeatResult{}, err
+		}
+		fam := p.Family
+		e.family.Store(&fam)
 	}
 	now := s.clock.Now().UTC().Truncate(time.Second)
 	pres := Presence{DeviceID: e.deviceID, At: now, ExitConsent: exitConsent}

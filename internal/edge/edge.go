@@ -107,6 +107,27 @@ type ExitRoute struct {
 	Range        netip.Prefix
 }
 
+// Login methods of a login session.
+const (
+	MethodSecurityKey = "security_key"
+	MethodBrowser     = "browser"
+)
+
+// LoginSession is one refresh-token family: how and from where it was
+// created and when it was last refreshed.
+type LoginSession struct {
+	ID         string // the family id
+	UserID     string
+	KeyID      string // security key it came from, "" for browser logins
+	Method     string
+	ClientIP   string
+	UserAgent  string
+	CreatedAt  time.Time
+	LastUsedAt time.Time
+	ExpiresAt  time.Time // of its newest refresh token
+	RevokedAt  time.Time
+}
+
 // TokenPair is what a login returns.
 type TokenPair struct {
 	Token        string        `json:"token"`
@@ -125,6 +146,7 @@ const (
 	KindForbidden                    // 403
 	KindNotFound                     // 404
 	KindConflict                     // 409
+	KindTooMany                      // a cap on pending work: 429
 )
 
 // Error is a domain error with a kind and a user-safe message.

@@ -26,10 +26,6 @@ type Options struct {
 	RefreshTokenTTL time.Duration
 	SessionTTL      time.Duration
 	MaxRangeBits    int // smallest prefix length of an explicit range (16: at most a /16)
-	// PendingPerIP and PendingMax cap browser login sessions awaiting
-	// approval per client IP and in all.
-	PendingPerIP int
-	PendingMax   int
 }
 
 // DefaultOptions mirror config.Default.
@@ -49,8 +45,6 @@ func OptionsFrom(c *config.Config) Options {
 		RefreshTokenTTL: c.RefreshTokenTTL,
 		SessionTTL:      c.SessionTTL,
 		MaxRangeBits:    c.NetworkMaxRange,
-		PendingPerIP:    c.LoginPendingPerIP,
-		PendingMax:      c.LoginPendingMax,
 	}
 }
 
@@ -59,6 +53,7 @@ type Deps struct {
 	Store     Store
 	Presence  PresenceStore
 	Sessions  SessionStore
+	Revoked   RevocationSet // nil: an in-process set (one replica)
 	Clock     clock.Clock
 	Log       *slog.Logger
 	MasterKey []byte // 32 bytes; JWT, sealing and approval keys derive from it
@@ -70,6 +65,7 @@ type Service struct {
 	store    Store
 	presence PresenceStore
 	sessions SessionStore
+	revoked  RevocationSet
 	clock    clock.Clock
 	log      *slog.Logger
 	opts     Options
@@ -109,8 +105,11 @@ func New(d Deps, o Options) (*Service, error) {
 		o.EpochPoll = time.Second
 	}
 	s := &Service{
-		store: d.Store, presence: d.Presence, sessions: d.Sessions, clock: d.Clock, log: d.Log, opts: o,
+		store: d.Store, presence: d.Presence, sessions: d.Sessions, revoked: d.Revoked, clock: d.Clock, log: d.Log, opts: o,
 		signer: signer, sealer: sealer, approval: auth.DeriveKey(d.MasterKey, "omni/edge/approval/v1"),
+	}
+	if s.revoked == nil {
+		s.revoked = NewLocalRevocations()
 	}
 	s.cache.init()
 	s.dirty.init()
@@ -121,6 +120,18 @@ func New(d Deps, o Options) (*Service, error) {
 // Run performs the background work — flushing presence to the store and
 // noticing other replicas' writes — until ctx ends, then flushes once more.
 func (s *Service) Run(ctx context.Context) error {
+	// A revocation set shared with other replicas follows them meanwhile.
+	if r, ok := s.revoked.(interface{ Run(context.Context) error }); ok {
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if err := r.Run(rctx); err != nil && rctx.Err() == nil {
+				s.log.Error("revocation follower stopped", "err", err)
+			}
+		}()
+		defer func() { cancel(); <-done }()
+	}
 	flush := time.NewTicker(s.opts.PresenceFlush)
 	defer flush.Stop()
 	poll := time.NewTicker(s.opts.EpochPoll)
@@ -133,6 +144,9 @@ func (s *Service) Run(ctx context.Context) error {
 			cancel()
 			return err
 		case <-flush.C:
+			if sw, ok := s.revoked.(interface{ Sweep(time.Time) }); ok {
+				sw.Sweep(s.clock.Now())
+			}
 			if err := s.Flush(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("presence flush failed", "err", err)
 			}

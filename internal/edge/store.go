@@ -31,7 +31,22 @@ type Store interface {
 	// or revoked is returned with ErrConflict (reuse); an unknown or
 	// expired one with ErrNotFound.
 	UseRefreshToken(ctx context.Context, hash string, at time.Time) (RefreshToken, error)
+	// RevokeRefreshFamily revokes a family's tokens and its login session.
 	RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error
+
+	CreateLoginSession(ctx context.Context, ls LoginSession) error
+	LoginSession(ctx context.Context, id string) (LoginSession, error)
+	// TouchLoginSession records a refresh: last use and the new expiry.
+	TouchLoginSession(ctx context.Context, id string, at, expires time.Time) error
+	// ListLoginSessions returns a user's unrevoked, unexpired sessions.
+	ListLoginSessions(ctx context.Context, userID string, now time.Time) ([]LoginSession, error)
+	// KeySessions returns the ids of the unexpired login sessions a
+	// security key started.
+	KeySessions(ctx context.Context, keyID string, now time.Time) ([]string, error)
+	// AddDeviceSession records that a login session acted for a device
+	// (idempotent); DeviceSessions returns them.
+	AddDeviceSession(ctx context.Context, deviceID, sessionID string) error
+	DeviceSessions(ctx context.Context, deviceID string) ([]string, error)
 
 	// RegisterDevice returns the user's device with d.HardwareUUID,
 	// updating its name and platform, or creates d if the user has fewer

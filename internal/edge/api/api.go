@@ -35,6 +35,9 @@ type Config struct {
 	NucleusHost string
 	NucleusPort string
 	NucleusName string
+	// SocketsPerIP caps the login-session WebSockets open per client IP
+	// (0: the default of 32).
+	SocketsPerIP int
 }
 
 // Server serves the control-plane API.
@@ -44,11 +47,15 @@ type Server struct {
 	limiter ratelimit.Limiter
 	cfg     Config
 	mux     *http.ServeMux
+	sockets ipCounter
 }
 
 // New builds the API around svc. limiter may be nil when both rates are 0.
 func New(svc *edge.Service, limiter ratelimit.Limiter, cfg Config, log *slog.Logger) *Server {
-	s := &Server{svc: svc, log: log, limiter: limiter, cfg: cfg, mux: http.NewServeMux()}
+	if cfg.SocketsPerIP <= 0 {
+		cfg.SocketsPerIP = 32
+	}
+	s := &Server{svc: svc, log: log, limiter: limiter, cfg: cfg, mux: http.NewServeMux(), sockets: ipCounter{m: map[string]int{}}}
 	s.routes()
 	return s
 }
@@ -78,6 +85,8 @@ func (s *Server) routes() {
 	authed("GET /api/v2/security-keys", s.listKeys)
 	authed("POST /api/v2/security-keys", s.createKey)
 	authed("DELETE /api/v2/security-keys/{id}", s.revokeKey)
+	authed("GET /api/v2/sessions", s.listSessions)
+	authed("DELETE /api/v2/sessions/{id}", s.revokeSession)
 
 	authed("POST /api/v2/devices", s.registerDevice)
 	authed("GET /api/v2/devices", s.listDevices)
@@ -216,6 +225,8 @@ func toHTTP(err error) error {
 		return httpx.Errorf(http.StatusNotFound, "not_found", "%s", de.Msg)
 	case edge.KindConflict:
 		return httpx.Errorf(http.StatusConflict, "conflict", "%s", de.Msg)
+	case edge.KindTooMany:
+		return httpx.Errorf(http.StatusTooManyRequests, "too_many_sessions", "%s", de.Msg)
 	}
 	return err
 }

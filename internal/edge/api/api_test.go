@@ -451,6 +451,8 @@ func TestRevokedSecurityKey(t *testing.T) {
 		_, stranger := f.user("")
 		k, err := stranger.CreateSecurityKey(f.ctx, wire.CreateSecurityKeyRequest{Name: "theirs"})
 		apiOK(t, err)
+		// owner's own key was revoked above, and its sessions with it.
+		_, owner := f.user("")
 		apiWantErr(t, owner.RevokeSecurityKey(f.ctx, k.ID), http.StatusNotFound, "not_found")
 		_, err = f.anon().LoginSecurityKey(f.ctx, k.Key)
 		apiOK(t, err)
@@ -1876,6 +1878,11 @@ func apiCoreFlow(t *testing.T, f *apiFx) {
 	}
 	f.do("POST", "/api/v2/auth/refresh", "", wire.RefreshRequest{RefreshToken: tr.RefreshToken}).
 		wantError(t, http.StatusUnauthorized, "unauthorized")
+	// The replay revoked the whole family, the client's current access
+	// token included; it logs in again.
+	f.do("GET", "/api/v2/devices", apiToken(c), nil).wantError(t, http.StatusUnauthorized, "unauthorized")
+	_, err = c.LoginSecurityKey(f.ctx, u.Key)
+	apiOK(t, err)
 
 	f.updateMember(c, n.ID, a.ID, wire.UpdateMemberRequest{ExitNode: wire.Null()})
 	f.heartbeat(c, "hw-e", true)

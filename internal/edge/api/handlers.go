@@ -49,7 +49,7 @@ func (s *Server) loginSecurityKey(w http.ResponseWriter, r *http.Request) error 
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	p, err := s.svc.LoginSecurityKey(r.Context(), req.Key)
+	p, err := s.svc.LoginSecurityKeyFrom(r.Context(), req.Key, s.client(r))
 	if err != nil {
 		return toHTTP(err)
 	}
@@ -87,11 +87,37 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) startSession(w http.ResponseWriter, r *http.Request) error {
-	id, exp, err := s.svc.StartSession(r.Context())
+	st, err := s.svc.StartSession(r.Context(), s.client(r))
+	if err != nil {
+		return toHTTP(err)
+	}
+	return ok(w, http.StatusOK, wire.SessionResponse{UUID: st.ID, AuthURL: s.baseURL(r) + "/login?session=" + st.ID, ExpiresAt: st.Expires, Code: st.Code})
+}
+
+// client is what the service records about the caller of a login.
+func (s *Server) client(r *http.Request) edge.Client {
+	return edge.Client{IP: httpx.ClientIP(r, s.cfg.TrustProxy), UserAgent: r.UserAgent()}
+}
+
+func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
+	list, err := s.svc.ListLoginSessions(r.Context(), p)
 	if err != nil {
 		return err
 	}
-	return ok(w, http.StatusOK, wire.SessionResponse{UUID: id, AuthURL: s.baseURL(r) + "/login?session=" + id, ExpiresAt: exp})
+	out := make([]wire.LoginSession, len(list))
+	for i, l := range list {
+		out[i] = wire.LoginSession{ID: l.ID, Method: l.Method, KeyID: sptr(l.KeyID), ClientIP: l.ClientIP, UserAgent: l.UserAgent,
+			CreatedAt: l.CreatedAt, LastUsedAt: tptr(l.LastUsedAt), ExpiresAt: l.ExpiresAt, Current: l.ID == p.Family}
+	}
+	return ok(w, http.StatusOK, out)
+}
+
+func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
+	if err := s.svc.RevokeLoginSession(r.Context(), p, r.PathValue("id")); err != nil {
+		return toHTTP(err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
@@ -144,7 +170,7 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p edge.Princi
 		}
 		ttl = d
 	}
-	raw, k, err := s.svc.CreateSecurityKey(r.Context(), p.UserID, req.Name, ttl)
+	raw, k, err := s.svc.CreateSecurityKeyAs(r.Context(), p, req.Name, ttl)
 	if err != nil {
 		return toHTTP(err)
 	}

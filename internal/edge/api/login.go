@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -30,6 +31,7 @@ h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .3rem}
 input[type=email],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box;border:1px solid #bbb;border-radius:5px}
 button{margin-top:1.2rem;padding:.6rem 1.2rem;border:0;border-radius:5px;background:#2463eb;color:#fff;font-size:1rem;cursor:pointer}
 button.secondary{background:#888;margin-left:.5rem}.err{color:#b00020}.muted{color:#666;font-size:.9rem}
+dt{font-size:.85rem;color:#666;margin-top:.5rem}dd{margin:0;word-break:break-all}.code{font-size:1.4rem;letter-spacing:.1em}
 </style></head><body><main>
 {{if eq .Step "form"}}
 <h1>Sign in to OmniEdge</h1>
@@ -43,9 +45,15 @@ button.secondary{background:#888;margin-left:.5rem}.err{color:#b00020}.muted{col
 </form>
 {{else if eq .Step "approve"}}
 <h1>Approve this device?</h1>
-<p>Signed in as <b>{{.Email}}</b>. A device that started login session
-<code>{{.Short}}</code> will receive access to your account.</p>
-<p class="muted">Only approve if you started this login yourself.</p>
+<p>Signed in as <b>{{.Email}}</b>. The device that started this login will
+receive access to your account.</p>
+<dl>
+<dt>Code shown on the device</dt><dd><code class="code">{{.Code}}</code></dd>
+<dt>Requested from</dt><dd><code>{{.ClientIP}}</code></dd>
+<dt>Client</dt><dd>{{if .UserAgent}}<code>{{.UserAgent}}</code>{{else}}unknown{{end}}</dd>
+</dl>
+<p class="muted">Only approve if you started this login yourself and your device
+shows the same code. If someone sent you this link, deny it.</p>
 <form method="post" action="/login/approve">
 <input type="hidden" name="session" value="{{.Session}}">
 <input type="hidden" name="approval" value="{{.Approval}}">
@@ -62,13 +70,11 @@ button.secondary{background:#888;margin-left:.5rem}.err{color:#b00020}.muted{col
 </main></body></html>`))
 
 type loginView struct {
-	Step, Session, Short, Email, Error, Approval string
+	Step, Session, Email, Error, Approval string
+	Code, ClientIP, UserAgent             string // of the device that asked
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, status int, v loginView) error {
-	if len(v.Session) >= 8 {
-		v.Short = v.Session[:8]
-	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
 	h.Set("Cache-Control", "no-store")
@@ -79,23 +85,23 @@ func (s *Server) renderLogin(w http.ResponseWriter, status int, v loginView) err
 	return loginTmpl.Execute(w, v)
 }
 
-func (s *Server) pendingOr404(w http.ResponseWriter, r *http.Request, id string) (bool, error) {
+func (s *Server) pendingOr404(w http.ResponseWriter, r *http.Request, id string) (edge.LoginRequest, bool, error) {
 	if id == "" {
-		return false, s.renderLogin(w, http.StatusBadRequest, loginView{Step: "invalid", Error: "The link has no login session."})
+		return edge.LoginRequest{}, false, s.renderLogin(w, http.StatusBadRequest, loginView{Step: "invalid", Error: "The link has no login session."})
 	}
-	ok, err := s.svc.SessionPending(r.Context(), id)
+	req, ok, err := s.svc.SessionPending(r.Context(), id)
 	if err != nil {
-		return false, err
+		return edge.LoginRequest{}, false, err
 	}
 	if !ok {
-		return false, s.renderLogin(w, http.StatusNotFound, loginView{Step: "invalid", Error: "This login session has expired or was already used."})
+		return edge.LoginRequest{}, false, s.renderLogin(w, http.StatusNotFound, loginView{Step: "invalid", Error: "This login session has expired or was already used."})
 	}
-	return true, nil
+	return req, true, nil
 }
 
 func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("session")
-	if ok, err := s.pendingOr404(w, r, id); !ok {
+	if _, ok, err := s.pendingOr404(w, r, id); !ok {
 		return err
 	}
 	return s.renderLogin(w, http.StatusOK, loginView{Step: "form", Session: id})
@@ -111,7 +117,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return s.renderLogin(w, http.StatusBadRequest, loginView{Step: "invalid", Error: "The form could not be read."})
 	}
 	id, email, password := r.PostForm.Get("session"), r.PostForm.Get("email"), r.PostForm.Get("password")
-	if ok, err := s.pendingOr404(w, r, id); !ok {
+	req, ok, err := s.pendingOr404(w, r, id)
+	if !ok {
 		return err
 	}
 	if s.limiter != nil {
@@ -130,7 +137,8 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	return s.renderLogin(w, http.StatusOK, loginView{Step: "approve", Session: id, Email: u.Email, Approval: s.svc.ApprovalToken(id, u.ID)})
+	return s.renderLogin(w, http.StatusOK, loginView{Step: "approve", Session: id, Email: u.Email, Approval: s.svc.ApprovalToken(id, u.ID),
+		Code: req.Code, ClientIP: req.ClientIP, UserAgent: req.UserAgent})
 }
 
 func (s *Server) loginApprove(w http.ResponseWriter, r *http.Request) error {
@@ -155,16 +163,51 @@ func (s *Server) loginApprove(w http.ResponseWriter, r *http.Request) error {
 	return s.renderLogin(w, http.StatusOK, loginView{Step: done})
 }
 
+// ipCounter counts open sockets per client IP; entries at zero are
+// removed, so it holds one entry per IP with a socket open.
+type ipCounter struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// acquire takes a place for ip unless it has max already.
+func (c *ipCounter) acquire(ip string, max int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[ip] >= max {
+		return false
+	}
+	c.m[ip]++
+	return true
+}
+
+func (c *ipCounter) release(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[ip] <= 1 {
+		delete(c.m, ip)
+	} else {
+		c.m[ip]--
+	}
+}
+
 // sessionSocket is the WebSocket a client listens on for its tokens. It
 // sends {"token","refresh_token"} once and closes normally; an unknown,
 // expired or already delivered session closes with code 4404, a denied one
-// with 4403. Browsers may only connect from this origin (native clients
+// with 4403, and a session another socket already waits on with 4409.
+// Each client IP may hold SocketsPerIP sockets on this replica (429
+// beyond). Browsers may only connect from this origin (native clients
 // send no Origin header).
 func (s *Server) sessionSocket(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("uuid")
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return httpx.Errorf(http.StatusUpgradeRequired, "upgrade_required", "this endpoint is a WebSocket: connect with Upgrade: websocket")
 	}
+	ip := httpx.ClientIP(r, s.cfg.TrustProxy)
+	if !s.sockets.acquire(ip, s.cfg.SocketsPerIP) {
+		return httpx.Errorf(http.StatusTooManyRequests, "too_many_sockets", "this address already has %d login sockets open; close one first", s.cfg.SocketsPerIP)
+	}
+	defer s.sockets.release(ip)
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return nil // Accept already wrote an HTTP error
@@ -180,6 +223,9 @@ func (s *Server) sessionSocket(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		case edge.KindForbidden:
 			c.Close(4403, "login denied by the user")
+			return nil
+		case edge.KindConflict:
+			c.Close(4409, "another client is already waiting for this login session")
 			return nil
 		}
 		if ctx.Err() != nil {

@@ -409,25 +409,13 @@ func TestSessionOnceOnly(t *testing.T) {
 	})
 
 	t.Run("two sockets waiting", func(t *testing.T) {
+		// One socket waits per session; TestSessionOneWaiter covers it.
 		id, authURL := sessStart(t, env, "/api/v2")
 		a := sessDial(t, env, "/login/session/"+id)
-		b := sessDial(t, env, "/api/v2/login/session/"+id)
 		a.quiet(t, "socket a before approval")
-		b.quiet(t, "socket b before approval")
+		sessDial(t, env, "/api/v2/login/session/"+id).closedWith(t, 4409)
 		sessBrowser(t, env, authURL, id, u)
-		ma, mb := a.next(t, "socket a"), b.next(t, "socket b")
-		got := 0
-		for _, m := range []sessMsg{ma, mb} {
-			switch {
-			case m.err == nil:
-				got++
-			case websocket.CloseStatus(m.err) != 4404:
-				t.Errorf("a socket ended with %v (close status %d), want tokens or 4404", m.err, websocket.CloseStatus(m.err))
-			}
-		}
-		if got != 1 {
-			t.Fatalf("%d sockets received tokens, want exactly 1 (a: %q %v; b: %q %v)", got, ma.data, ma.err, mb.data, mb.err)
-		}
+		a.tokens(t)
 	})
 }
 

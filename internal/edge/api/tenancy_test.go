@@ -123,4 +123,3 @@ func TestTrustProxyRightmost(t *testing.T) {
 	// Another client behind the same proxies has its own bucket.
 	send("198.51.100.8").wantStatus(t, http.StatusOK)
 }
-

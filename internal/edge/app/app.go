@@ -53,6 +53,8 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		pres     edge.PresenceStore
 		sessions edge.SessionStore
 		limiter  ratelimit.Limiter
+		revoked  edge.RevocationSet // nil: the Service's in-process set
+		lim      = session.Limits{PerIP: cfg.LoginPendingPerIP, Total: cfg.LoginPendingMax}
 	)
 	retention := 4 * cfg.OnlineWindow
 	if d.Redis != nil {
@@ -61,14 +63,19 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 			prefix = cfg.RedisPrefix + "edge:"
 		}
 		pres = presence.NewRedis(d.Redis, prefix, retention)
-		sessions = session.NewRedis(d.Redis, prefix, d.Clock)
+		sessions = session.NewRedisLimited(d.Redis, prefix, d.Clock, lim)
+		rv := session.NewRedisRevocations(d.Redis, prefix, d.Clock)
+		if err := rv.Load(ctx); err != nil {
+			return nil, err
+		}
+		revoked = rv
 		limiter = ratelimit.NewRedis(d.Redis, prefix+"rl:", d.Clock)
 	} else {
 		pres = presence.NewMemory(d.Clock, retention)
-		sessions = session.NewMemory(d.Clock)
+		sessions = session.NewMemoryLimited(d.Clock, lim)
 		limiter = ratelimit.NewMemory(d.Clock)
 	}
-	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey}, edge.OptionsFrom(cfg))
+	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Revoked: revoked, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey}, edge.OptionsFrom(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	a := api.New(svc, limiter, api.Config{
 		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustedProxies(), PublicURL: cfg.PublicURL,
-		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName,
+		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName, SocketsPerIP: cfg.LoginSocketsPerIP,
 	}, d.Log)
 	return &App{Service: svc, API: a, Store: st}, nil
 }

@@ -110,6 +110,18 @@ func (c *Client) Logout(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/api/v2/auth/logout", wire.RefreshRequest{RefreshToken: rt}, nil, false)
 }
 
+// LoginSessions lists the caller's login sessions.
+func (c *Client) LoginSessions(ctx context.Context) ([]wire.LoginSession, error) {
+	var out []wire.LoginSession
+	err := c.get(ctx, "/api/v2/sessions", &out)
+	return out, err
+}
+
+// RevokeLoginSession revokes one of the caller's login sessions.
+func (c *Client) RevokeLoginSession(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v2/sessions/"+esc(id), nil, nil, true)
+}
+
 // StartSession begins a browser login.
 func (c *Client) StartSession(ctx context.Context) (wire.SessionResponse, error) {
 	var out wire.SessionResponse
@@ -133,6 +145,8 @@ func (c *Client) WaitSession(ctx context.Context, uuid string) (wire.TokenRespon
 			return wire.TokenResponse{}, &APIError{Status: http.StatusNotFound, Code: "not_found", Message: "login session not found, expired or already used"}
 		case 4403:
 			return wire.TokenResponse{}, &APIError{Status: http.StatusForbidden, Code: "forbidden", Message: "login denied by the user"}
+		case 4409:
+			return wire.TokenResponse{}, &APIError{Status: http.StatusConflict, Code: "conflict", Message: "another client is already waiting for this login session"}
 		}
 		return wire.TokenResponse{}, fmt.Errorf("omniedge api: session socket: %w", err)
 	}

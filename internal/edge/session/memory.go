@@ -1,9 +1,13 @@
-// Package session implements edge.SessionStore for browser logins: Memory
-// for one process and Redis so that the browser and the client's WebSocket
-// may reach different replicas.
+// Package session implements the login-session state replicas share:
+// edge.SessionStore for browser logins (Memory for one process, Redis so
+// that the browser and the client's WebSocket may reach different
+// replicas, woken through one shared Pub/Sub subscription) and the Redis
+// edge.RevocationSet, which keeps a local copy of the revoked login
+// sessions current on every replica.
 package session
 
 import (
+	"container/heap"
 	"context"
 	"sync"
 	"time"
@@ -12,56 +16,110 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
-// Memory keeps sessions in a map; expired ones are swept on each Create.
+// Limits cap the live (pending or approved, not yet delivered) sessions.
+type Limits struct {
+	PerIP int // per client IP
+	Total int // in the whole store
+}
+
+// DefaultLimits match the configuration defaults.
+var DefaultLimits = Limits{PerIP: 32, Total: 10000}
+
+// Memory keeps sessions in a map. Expiry is kept in a min-heap, so Create
+// drops expired sessions in O(log n) each instead of sweeping them all.
 type Memory struct {
 	clock clock.Clock
+	lim   Limits
 	mu    sync.Mutex
 	m     map[string]*memSession
+	perIP map[string]int
+	exp   expiryHeap
 }
 
 type memSession struct {
-	expires   time.Time
+	id        string
+	req       edge.LoginRequest
 	tokens    *edge.TokenPair
 	delivered bool
+	waiting   bool
 	done      chan struct{} // closed when tokens arrive
 }
 
 var _ edge.SessionStore = (*Memory)(nil)
 
-// NewMemory returns an empty store.
-func NewMemory(clk clock.Clock) *Memory {
-	return &Memory{clock: clk, m: make(map[string]*memSession)}
+// NewMemory returns an empty store with DefaultLimits.
+func NewMemory(clk clock.Clock) *Memory { return NewMemoryLimited(clk, DefaultLimits) }
+
+// NewMemoryLimited returns an empty store with the given caps.
+func NewMemoryLimited(clk clock.Clock, lim Limits) *Memory {
+	return &Memory{clock: clk, lim: lim, m: make(map[string]*memSession), perIP: make(map[string]int)}
 }
 
 func (s *Memory) live(id string) (*memSession, bool) {
 	v, ok := s.m[id]
-	if !ok || v.delivered || !s.clock.Now().Before(v.expires) {
+	if !ok || v.delivered || !s.clock.Now().Before(v.req.Expires) {
 		return nil, false
 	}
 	return v, true
 }
 
-func (s *Memory) Create(_ context.Context, id string, expires time.Time) error {
+// drop forgets a session and its place in the caps.
+func (s *Memory) drop(v *memSession) {
+	if s.m[v.id] != v {
+		return
+	}
+	delete(s.m, v.id)
+	if n := s.perIP[v.req.ClientIP] - 1; n > 0 {
+		s.perIP[v.req.ClientIP] = n
+	} else {
+		delete(s.perIP, v.req.ClientIP)
+	}
+}
+
+// expire drops the sessions whose time is up.
+func (s *Memory) expire(now time.Time) {
+	for len(s.exp) > 0 && !now.Before(s.exp[0].req.Expires) {
+		v := heap.Pop(&s.exp).(*memSession)
+		s.drop(v)
+	}
+}
+
+// Len returns the number of sessions held (live or not yet swept).
+func (s *Memory) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
+func (s *Memory) Create(_ context.Context, id string, req edge.LoginRequest) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now()
-	for k, v := range s.m {
-		if !now.Before(v.expires) || v.delivered {
-			delete(s.m, k)
-		}
-	}
+	s.expire(now)
 	if _, ok := s.m[id]; ok {
 		return edge.ErrConflict
 	}
-	s.m[id] = &memSession{expires: expires, done: make(chan struct{})}
+	if !now.Before(req.Expires) {
+		return nil // already expired: nothing to keep
+	}
+	if (s.lim.PerIP > 0 && s.perIP[req.ClientIP] >= s.lim.PerIP) || (s.lim.Total > 0 && len(s.m) >= s.lim.Total) {
+		return edge.ErrLimit
+	}
+	v := &memSession{id: id, req: req, done: make(chan struct{})}
+	s.m[id] = v
+	s.perIP[req.ClientIP]++
+	heap.Push(&s.exp, v)
 	return nil
 }
 
-func (s *Memory) Pending(_ context.Context, id string) (bool, error) {
+func (s *Memory) Pending(_ context.Context, id string) (edge.LoginRequest, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.live(id)
-	return ok && v.tokens == nil, nil
+	if !ok || v.tokens != nil {
+		return edge.LoginRequest{}, false, nil
+	}
+	return v.req, true, nil
 }
 
 func (s *Memory) Complete(_ context.Context, id string, t edge.TokenPair) error {
@@ -82,12 +140,23 @@ func (s *Memory) Complete(_ context.Context, id string, t edge.TokenPair) error 
 func (s *Memory) Wait(ctx context.Context, id string) (edge.TokenPair, error) {
 	s.mu.Lock()
 	v, ok := s.live(id)
+	if ok && v.waiting {
+		s.mu.Unlock()
+		return edge.TokenPair{}, edge.ErrConflict
+	}
+	if ok {
+		v.waiting = true
+	}
 	s.mu.Unlock()
 	if !ok {
 		return edge.TokenPair{}, edge.ErrNotFound
 	}
-	wait := v.expires.Sub(s.clock.Now())
-	timer := time.NewTimer(wait)
+	defer func() {
+		s.mu.Lock()
+		v.waiting = false
+		s.mu.Unlock()
+	}()
+	timer := time.NewTimer(v.req.Expires.Sub(s.clock.Now()))
 	defer timer.Stop()
 	select {
 	case <-v.done:
@@ -102,5 +171,21 @@ func (s *Memory) Wait(ctx context.Context, id string) (edge.TokenPair, error) {
 		return edge.TokenPair{}, edge.ErrNotFound
 	}
 	v.delivered = true
+	s.drop(v)
 	return *v.tokens, nil
+}
+
+// expiryHeap orders sessions by expiry.
+type expiryHeap []*memSession
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].req.Expires.Before(h[j].req.Expires) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(*memSession)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	v := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return v
 }

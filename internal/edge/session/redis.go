@@ -5,21 +5,65 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
 // A session is one string key prefix+"s:"+id that expires with the session:
-// "p" while pending, "c"+JSON tokens once completed. Delivery deletes it.
-// Completion is announced on the channel prefix+"sc:"+id.
+// "p" IP "\n" request JSON while pending, "c" IP "\n" tokens JSON once
+// completed. Delivery deletes it. Live sessions are also members of the
+// sorted sets prefix+"si:"+IP and prefix+"sa" (score: expiry in Redis's
+// milliseconds) that enforce the caps. Completion is announced on the one
+// channel prefix+"sc" with the session id as the message; every waiter of a
+// replica shares that one subscription. The waiter of a session holds
+// prefix+"sw:"+id.
 const (
-	valPending   = "p"
+	tagPending   = "p"
 	tagCompleted = "c"
 )
+
+// createScript records a pending session unless the id is live or a cap is
+// reached.
+//
+//	KEYS[1] session key, KEYS[2] per-IP set, KEYS[3] global set
+//	ARGV[1] value, ARGV[2] ttl ms, ARGV[3] per-IP cap, ARGV[4] total cap, ARGV[5] id
+//
+// It returns 1 on success (or nothing stored for a ttl <= 0), 0 when the id
+// is live and 2 when a cap is reached. Expiry scores use Redis's clock, the
+// one that expires the keys.
+var createScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+if ttl <= 0 then
+  return 1
+end
+local perIP, total = tonumber(ARGV[3]), tonumber(ARGV[4])
+if perIP > 0 and redis.call('ZCARD', KEYS[2]) >= perIP then
+  return 2
+end
+if total > 0 and redis.call('ZCARD', KEYS[3]) >= total then
+  return 2
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
+if redis.call('PTTL', KEYS[2]) < ttl then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('ZADD', KEYS[3], now + ttl, ARGV[5])
+return 1
+`)
 
 // completeScript turns a pending session into a completed one, keeping its
 // expiry, and announces it.
@@ -27,6 +71,7 @@ const (
 //	KEYS[1]  session key
 //	ARGV[1]  tokens (JSON)
 //	ARGV[2]  completion channel
+//	ARGV[3]  session id (the message)
 //
 // It returns 1 on success, 0 when the session is unknown or expired (or
 // already delivered) and 2 when it was already completed. The channel is
@@ -36,11 +81,12 @@ local v = redis.call('GET', KEYS[1])
 if not v then
   return 0
 end
-if v ~= 'p' then
+if string.sub(v, 1, 1) ~= 'p' then
   return 2
 end
-redis.call('SET', KEYS[1], 'c' .. ARGV[1], 'KEEPTTL')
-redis.call('PUBLISH', ARGV[2], '1')
+local nl = string.find(v, '\n', 1, true)
+redis.call('SET', KEYS[1], 'c' .. string.sub(v, 2, nl) .. ARGV[1], 'KEEPTTL')
+redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 `)
 
@@ -50,33 +96,55 @@ return 1
 //
 // It returns {0, 0} when the session is unknown, expired or delivered,
 // {1, pttl} while it is pending (pttl: ms left, -1 if it has no expiry)
-// and {2, tokens JSON} when this call took the tokens.
+// and {2, "IP\ntokens JSON"} when this call took the tokens.
 var takeScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then
   return {0, 0}
 end
-if v == 'p' then
+if string.sub(v, 1, 1) == 'p' then
   return {1, redis.call('PTTL', KEYS[1])}
 end
 redis.call('DEL', KEYS[1])
 return {2, string.sub(v, 2)}
 `)
 
+// lockRefreshScript extends, and lockReleaseScript deletes, the waiter
+// lock KEYS[1] if it still holds ARGV[1].
+var (
+	lockRefreshScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+	lockReleaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+)
+
 // pollEvery bounds how long Wait trusts Pub/Sub alone: if a completion
 // message is lost (e.g. while the subscription reconnects), the next poll
-// still finds the tokens.
-const pollEvery = 5 * time.Second
+// still finds the tokens. The waiter lock lives three polls, so a replica
+// that dies mid-wait frees the session soon.
+const (
+	pollEvery = 5 * time.Second
+	lockTTL   = 3 * pollEvery
+)
 
 // subscribeTimeout bounds the wait for Redis to confirm a subscription.
 const subscribeTimeout = 5 * time.Second
 
 // Redis keeps sessions in Redis so that the browser completing a login and
-// the client waiting for it may reach different replicas. Create is one
-// SET NX PX, Pending one GET, Complete one EVALSHA (which also PUBLISHes)
-// and Wait one EVALSHA when the tokens are already there; otherwise Wait
-// holds a Pub/Sub subscription (one connection) until the session is
-// completed, expires or ctx ends. Requires Redis >= 6 (SET KEEPTTL).
+// the client waiting for it may reach different replicas. Create and
+// Complete are one EVALSHA each, Pending one GET; Wait takes the tokens
+// with one EVALSHA when they are already there, otherwise it holds the
+// session's waiter lock and waits on the replica's one shared
+// subscription (no connection of its own) until the session is completed,
+// expires or ctx ends. Requires Redis >= 6 (SET KEEPTTL).
 //
 // The clock only converts Create's expiry into a time-to-live; from then on
 // the key expires in Redis's real time.
@@ -84,17 +152,27 @@ type Redis struct {
 	c      *redis.Client
 	prefix string
 	clk    clock.Clock
+	lim    Limits
+	hub    *hub
 }
 
 var _ edge.SessionStore = (*Redis)(nil)
 
-// NewRedis returns a store keeping sessions under prefix in c.
+// NewRedis returns a store keeping sessions under prefix in c, with
+// DefaultLimits.
 func NewRedis(c *redis.Client, prefix string, clk clock.Clock) *Redis {
-	return &Redis{c: c, prefix: prefix, clk: clk}
+	return NewRedisLimited(c, prefix, clk, DefaultLimits)
+}
+
+// NewRedisLimited returns a store with the given caps.
+func NewRedisLimited(c *redis.Client, prefix string, clk clock.Clock, lim Limits) *Redis {
+	return &Redis{c: c, prefix: prefix, clk: clk, lim: lim, hub: newHub(c, prefix+"sc")}
 }
 
 func (s *Redis) key(id string) string     { return s.prefix + "s:" + id }
-func (s *Redis) channel(id string) string { return s.prefix + "sc:" + id }
+func (s *Redis) lockKey(id string) string { return s.prefix + "sw:" + id }
+func (s *Redis) ipKey(ip string) string   { return s.prefix + "si:" + ip }
+func (s *Redis) allKey() string           { return s.prefix + "sa" }
 
 // wireTokens is the stored form of edge.TokenPair, whose JSON encoding
 // omits ExpiresIn.
@@ -104,51 +182,70 @@ type wireTokens struct {
 	ExpiresIn    int64  `json:"e"` // nanoseconds
 }
 
-// Create records a pending session that expires at expires (ErrConflict if
-// the id is live). A session created already expired is not stored.
-func (s *Redis) Create(ctx context.Context, id string, expires time.Time) error {
-	ttl := expires.Sub(s.clk.Now())
-	if ttl <= 0 {
-		n, err := s.c.Exists(ctx, s.key(id)).Result()
-		if err != nil {
-			return fmt.Errorf("session: redis create: %w", err)
-		}
-		if n > 0 {
-			return edge.ErrConflict
-		}
-		return nil
-	}
-	ok, err := s.c.SetNX(ctx, s.key(id), valPending, ttl).Result()
+// wireRequest is the stored form of a pending session's request.
+type wireRequest struct {
+	UserAgent string `json:"ua,omitempty"`
+	Code      string `json:"code,omitempty"`
+	Expires   int64  `json:"exp"` // Unix ms
+}
+
+// Create records a pending session that expires at req.Expires
+// (ErrConflict if the id is live, ErrLimit at a cap). A session created
+// already expired is not stored.
+func (s *Redis) Create(ctx context.Context, id string, req edge.LoginRequest) error {
+	ip := strings.ReplaceAll(req.ClientIP, "\n", "")
+	b, err := json.Marshal(wireRequest{UserAgent: req.UserAgent, Code: req.Code, Expires: req.Expires.UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("session: redis create: %w", err)
 	}
-	if !ok {
-		return edge.ErrConflict
+	ttl := req.Expires.Sub(s.clk.Now()).Milliseconds()
+	res, err := createScript.Run(ctx, s.c, []string{s.key(id), s.ipKey(ip), s.allKey()},
+		tagPending+ip+"\n"+string(b), ttl, s.lim.PerIP, s.lim.Total, id).Int64()
+	if err != nil {
+		return fmt.Errorf("session: redis create: %w", err)
 	}
-	return nil
+	switch res {
+	case 1:
+		return nil
+	case 0:
+		return edge.ErrConflict
+	case 2:
+		return edge.ErrLimit
+	default:
+		return fmt.Errorf("session: redis create: unexpected reply %d", res)
+	}
 }
 
-// Pending reports whether the session exists, has not expired and has not
-// been completed yet.
-func (s *Redis) Pending(ctx context.Context, id string) (bool, error) {
+// Pending returns the request of a session that exists, has not expired
+// and has not been completed yet.
+func (s *Redis) Pending(ctx context.Context, id string) (edge.LoginRequest, bool, error) {
 	v, err := s.c.Get(ctx, s.key(id)).Result()
 	if errors.Is(err, redis.Nil) {
-		return false, nil
+		return edge.LoginRequest{}, false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("session: redis pending: %w", err)
+		return edge.LoginRequest{}, false, fmt.Errorf("session: redis pending: %w", err)
 	}
-	return v == valPending, nil
+	rest, ok := strings.CutPrefix(v, tagPending)
+	if !ok {
+		return edge.LoginRequest{}, false, nil
+	}
+	ip, body, _ := strings.Cut(rest, "\n")
+	var w wireRequest
+	if err := json.Unmarshal([]byte(body), &w); err != nil {
+		return edge.LoginRequest{}, false, fmt.Errorf("session: redis pending: decode: %w", err)
+	}
+	return edge.LoginRequest{ClientIP: ip, UserAgent: w.UserAgent, Code: w.Code, Expires: time.UnixMilli(w.Expires)}, true, nil
 }
 
-// Complete stores the tokens of a pending session and wakes its waiters on
-// every replica.
+// Complete stores the tokens of a pending session and wakes its waiter on
+// whichever replica it is.
 func (s *Redis) Complete(ctx context.Context, id string, t edge.TokenPair) error {
 	b, err := json.Marshal(wireTokens{Token: t.Token, RefreshToken: t.RefreshToken, ExpiresIn: int64(t.ExpiresIn)})
 	if err != nil {
 		return fmt.Errorf("session: redis complete: %w", err)
 	}
-	res, err := completeScript.Run(ctx, s.c, []string{s.key(id)}, b, s.channel(id)).Int64()
+	res, err := completeScript.Run(ctx, s.c, []string{s.key(id)}, b, s.hub.channel, id).Int64()
 	if err != nil {
 		return fmt.Errorf("session: redis complete: %w", err)
 	}
@@ -166,31 +263,37 @@ func (s *Redis) Complete(ctx context.Context, id string, t edge.TokenPair) error
 
 // Wait returns the session's tokens once it is completed, exactly once
 // across all waiters and replicas: the take is a single atomic script that
-// deletes the session. It subscribes to the completion channel before
+// deletes the session. Only the holder of the session's waiter lock waits;
+// another gets ErrConflict. It joins the shared subscription before
 // checking again, so a completion between the two is never missed.
 func (s *Redis) Wait(ctx context.Context, id string) (edge.TokenPair, error) {
 	if err := ctx.Err(); err != nil {
 		return edge.TokenPair{}, err
 	}
 	// Tokens already there (taken now), or the session is unknown, expired
-	// or delivered: no subscription needed.
+	// or delivered: no waiting needed.
 	if t, _, done, err := s.take(ctx, id); done || err != nil {
 		return t, err
 	}
+	lock, holder := s.lockKey(id), auth.RandomToken("", 12)
+	ok, err := s.c.SetNX(ctx, lock, holder, lockTTL).Result()
+	if err != nil {
+		return edge.TokenPair{}, s.fail(ctx, "wait: lock", err)
+	}
+	if !ok {
+		return edge.TokenPair{}, edge.ErrConflict
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), subscribeTimeout)
+		_ = lockReleaseScript.Run(rctx, s.c, []string{lock}, holder).Err()
+		cancel()
+	}()
 
-	sub := s.c.Subscribe(ctx, s.channel(id))
-	defer sub.Close()
-	// Receive the confirmation: only then is a PUBLISH sure to reach us.
-	msg, err := sub.ReceiveTimeout(ctx, subscribeTimeout)
+	wake, leave, err := s.hub.join(ctx, id)
 	if err != nil {
 		return edge.TokenPair{}, s.fail(ctx, "wait: subscribe", err)
 	}
-	if _, ok := msg.(*redis.Subscription); !ok {
-		return edge.TokenPair{}, fmt.Errorf("session: redis wait: subscribe: unexpected reply %v", msg)
-	}
-	// Subscription messages arrive on re-subscribe after a reconnect, when
-	// a completion may have been missed: they trigger a take too.
-	msgs := sub.ChannelWithSubscriptions()
+	defer leave()
 
 	timer := time.NewTimer(pollEvery)
 	defer timer.Stop()
@@ -198,6 +301,9 @@ func (s *Redis) Wait(ctx context.Context, id string) (edge.TokenPair, error) {
 		t, ttl, done, err := s.take(ctx, id)
 		if done || err != nil {
 			return t, err
+		}
+		if err := lockRefreshScript.Run(ctx, s.c, []string{lock}, holder, lockTTL.Milliseconds()).Err(); err != nil {
+			return edge.TokenPair{}, s.fail(ctx, "wait: lock", err)
 		}
 		wait := pollEvery
 		if ttl >= 0 {
@@ -209,10 +315,7 @@ func (s *Redis) Wait(ctx context.Context, id string) (edge.TokenPair, error) {
 		select {
 		case <-ctx.Done():
 			return edge.TokenPair{}, ctx.Err()
-		case _, ok := <-msgs:
-			if !ok {
-				return edge.TokenPair{}, errors.New("session: redis wait: subscription closed")
-			}
+		case <-wake:
 		case <-timer.C:
 		}
 	}
@@ -245,8 +348,12 @@ func (s *Redis) take(ctx context.Context, id string) (t edge.TokenPair, ttl time
 		return edge.TokenPair{}, time.Duration(ms) * time.Millisecond, false, nil
 	case 2:
 		raw, _ := res[1].(string)
+		ip, body, _ := strings.Cut(raw, "\n")
+		// The session no longer counts against the caps.
+		_ = s.c.ZRem(context.WithoutCancel(ctx), s.ipKey(ip), id).Err()
+		_ = s.c.ZRem(context.WithoutCancel(ctx), s.allKey(), id).Err()
 		var w wireTokens
-		if err := json.Unmarshal([]byte(raw), &w); err != nil {
+		if err := json.Unmarshal([]byte(body), &w); err != nil {
 			return edge.TokenPair{}, 0, true, fmt.Errorf("session: redis wait: decode tokens: %w", err)
 		}
 		return edge.TokenPair{Token: w.Token, RefreshToken: w.RefreshToken, ExpiresIn: time.Duration(w.ExpiresIn)}, 0, true, nil

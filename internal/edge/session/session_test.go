@@ -32,10 +32,13 @@ type impl struct {
 	open func(t *testing.T) *env
 }
 
+// testLimits are the caps of the conformance stores.
+var testLimits = Limits{PerIP: 3, Total: 5}
+
 var impls = []impl{
 	{"memory", func(*testing.T) *env {
 		clk := clock.NewFake(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
-		m := NewMemory(clk)
+		m := NewMemoryLimited(clk, testLimits)
 		return &env{a: m, b: m, now: clk.Now, expire: func() { clk.Advance(short) }}
 	}},
 	{"redis", func(t *testing.T) *env {
@@ -43,8 +46,8 @@ var impls = []impl{
 		c2 := redis.NewClient(c1.Options()) // a second replica's connection pool
 		t.Cleanup(func() { c2.Close() })
 		return &env{
-			a:      NewRedis(c1, prefix, clock.Real{}),
-			b:      NewRedis(c2, prefix, clock.Real{}),
+			a:      NewRedisLimited(c1, prefix, clock.Real{}, testLimits),
+			b:      NewRedisLimited(c2, prefix, clock.Real{}, testLimits),
 			now:    time.Now,
 			expire: func() { time.Sleep(short + 100*time.Millisecond) },
 		}
@@ -64,6 +67,9 @@ var conformance = []struct {
 	{"Expiry", testExpiry},
 	{"ExpiryWhileWaiting", testExpiryWhileWaiting},
 	{"WaitCancel", testWaitCancel},
+	{"OneWaiter", testOneWaiter},
+	{"Caps", testCaps},
+	{"PendingRequest", testPendingRequest},
 }
 
 func TestConformance(t *testing.T) {
@@ -82,14 +88,14 @@ var tokens = edge.TokenPair{Token: "tok", RefreshToken: "ref", ExpiresIn: 15 * t
 
 func create(t *testing.T, s edge.SessionStore, id string, expires time.Time) {
 	t.Helper()
-	if err := s.Create(context.Background(), id, expires); err != nil {
+	if err := s.Create(context.Background(), id, edge.LoginRequest{Expires: expires}); err != nil {
 		t.Fatalf("Create(%s): %v", id, err)
 	}
 }
 
 func wantPending(t *testing.T, s edge.SessionStore, id string, want bool) {
 	t.Helper()
-	got, err := s.Pending(context.Background(), id)
+	_, got, err := s.Pending(context.Background(), id)
 	if err != nil || got != want {
 		t.Fatalf("Pending(%s) = %v, %v; want %v", id, got, err, want)
 	}
@@ -129,7 +135,7 @@ func waitNow(t *testing.T, s edge.SessionStore, id string) (edge.TokenPair, erro
 func testLifecycle(t *testing.T, e *env) {
 	ctx := context.Background()
 	create(t, e.a, "s1", e.now().Add(time.Minute))
-	wantErr(t, "Create twice", e.b.Create(ctx, "s1", e.now().Add(time.Minute)), edge.ErrConflict)
+	wantErr(t, "Create twice", e.b.Create(ctx, "s1", edge.LoginRequest{Expires: e.now().Add(time.Minute)}), edge.ErrConflict)
 	wantPending(t, e.a, "s1", true)
 	wantPending(t, e.b, "s1", true)
 
@@ -189,7 +195,8 @@ func testConcurrentWaiters(t *testing.T, e *env) {
 		switch {
 		case r.err == nil && r.t == tokens:
 			ok++
-		case errors.Is(r.err, edge.ErrNotFound):
+		case errors.Is(r.err, edge.ErrNotFound), errors.Is(r.err, edge.ErrConflict):
+			// Another waiter held the session, or it was delivered.
 		default:
 			t.Errorf("Wait = %+v, %v", r.t, r.err)
 		}
@@ -318,7 +325,7 @@ func TestRedisCrossInstance(t *testing.T) {
 	r2 := NewRedis(c2, prefix, clock.Real{})
 	ctx := context.Background()
 
-	if err := r1.Create(ctx, "x", time.Now().Add(time.Minute)); err != nil {
+	if err := r1.Create(ctx, "x", edge.LoginRequest{Expires: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	got := waitAsync(r2, "x")
@@ -350,7 +357,7 @@ func TestRedisExpiryKept(t *testing.T) {
 	c, prefix := testenv.Redis(t)
 	r := NewRedis(c, prefix, clock.Real{})
 	ctx := context.Background()
-	if err := r.Create(ctx, "x", time.Now().Add(time.Minute)); err != nil {
+	if err := r.Create(ctx, "x", edge.LoginRequest{Expires: time.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := r.Complete(ctx, "x", tokens); err != nil {
@@ -368,12 +375,12 @@ func TestRedisCreateExpired(t *testing.T) {
 	c, prefix := testenv.Redis(t)
 	r := NewRedis(c, prefix, clock.Real{})
 	ctx := context.Background()
-	if err := r.Create(ctx, "x", time.Now().Add(-time.Second)); err != nil {
+	if err := r.Create(ctx, "x", edge.LoginRequest{Expires: time.Now().Add(-time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	wantPending(t, r, "x", false)
 	create(t, r, "y", time.Now().Add(time.Minute))
-	wantErr(t, "Create expired over live", r.Create(ctx, "y", time.Now().Add(-time.Second)), edge.ErrConflict)
+	wantErr(t, "Create expired over live", r.Create(ctx, "y", edge.LoginRequest{Expires: time.Now().Add(-time.Second)}), edge.ErrConflict)
 }
 
 // TestRedisWaitersStress has many waiters on both replicas for many
@@ -390,7 +397,7 @@ func TestRedisWaitersStress(t *testing.T) {
 	var mu sync.Mutex
 	for i := range sessions {
 		id := "s" + strconv.Itoa(i)
-		if err := stores[0].Create(ctx, id, time.Now().Add(time.Minute)); err != nil {
+		if err := stores[0].Create(ctx, id, edge.LoginRequest{Expires: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 		for w := range perSession {
@@ -403,7 +410,7 @@ func TestRedisWaitersStress(t *testing.T) {
 					mu.Lock()
 					delivered[i]++
 					mu.Unlock()
-				case errors.Is(err, edge.ErrNotFound):
+				case errors.Is(err, edge.ErrNotFound), errors.Is(err, edge.ErrConflict):
 				default:
 					t.Errorf("Wait(%s) = %+v, %v", id, tp, err)
 				}
@@ -420,5 +427,97 @@ func TestRedisWaitersStress(t *testing.T) {
 		if n != 1 {
 			t.Errorf("session %d delivered %d times", i, n)
 		}
+	}
+}
+
+// testOneWaiter: while one client waits, a second is refused; once the
+// first gives up the session can be waited on again.
+func testOneWaiter(t *testing.T, e *env) {
+	create(t, e.a, "s1", e.now().Add(time.Minute))
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		for {
+			// The probes below may hold the session for a moment.
+			_, err := e.a.Wait(ctx, "s1")
+			if !errors.Is(err, edge.ErrConflict) {
+				first <- err
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := waitNowFor(e.b, "s1", 20*time.Millisecond)
+		if errors.Is(err, edge.ErrConflict) {
+			break
+		}
+		if !errors.Is(err, context.DeadlineExceeded) || time.Now().After(deadline) {
+			t.Fatalf("second Wait = %v, want ErrConflict while the first waits", err)
+		}
+		time.Sleep(10 * time.Millisecond) // the probe held it: let the first in
+	}
+	cancel()
+	wantErr(t, "first Wait", <-first, context.Canceled)
+	got := waitAsync(e.b, "s1")
+	time.Sleep(50 * time.Millisecond)
+	if err := e.a.Complete(context.Background(), "s1", tokens); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.err != nil || r.t != tokens {
+		t.Fatalf("Wait after the first left = %+v, %v", r.t, r.err)
+	}
+}
+
+func waitNowFor(s edge.SessionStore, id string, d time.Duration) (edge.TokenPair, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	return s.Wait(ctx, id)
+}
+
+// testCaps: live sessions are capped per client IP and in all (the env's
+// stores allow 3 per IP and 5 in all); delivery and expiry free places.
+func testCaps(t *testing.T, e *env) {
+	ctx := context.Background()
+	req := func(ip string, d time.Duration) edge.LoginRequest {
+		return edge.LoginRequest{ClientIP: ip, Expires: e.now().Add(d)}
+	}
+	for i := range 3 {
+		if err := e.a.Create(ctx, "a"+strconv.Itoa(i), req("192.0.2.1", short)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "fourth from one IP", e.b.Create(ctx, "a3", req("192.0.2.1", time.Minute)), edge.ErrLimit)
+	for i := range 2 {
+		if err := e.b.Create(ctx, "b"+strconv.Itoa(i), req("192.0.2."+strconv.Itoa(10+i), time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantErr(t, "sixth in all", e.a.Create(ctx, "c0", req("192.0.2.20", time.Minute)), edge.ErrLimit)
+	// Delivery frees a place.
+	if err := e.a.Complete(ctx, "b0", tokens); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitNow(t, e.b, "b0"); err != nil {
+		t.Fatal(err)
+	}
+	create(t, e.a, "c0", e.now().Add(time.Minute))
+	wantErr(t, "sixth in all again", e.a.Create(ctx, "c1", req("192.0.2.21", time.Minute)), edge.ErrLimit)
+	// Expiry frees the IP's places.
+	e.expire()
+	if err := e.b.Create(ctx, "a4", req("192.0.2.1", time.Minute)); err != nil {
+		t.Fatalf("after expiry: %v", err)
+	}
+}
+
+func testPendingRequest(t *testing.T, e *env) {
+	want := edge.LoginRequest{ClientIP: "2001:db8::7", UserAgent: "omni-edge/1.0 (linux)", Code: "ABCD-EFGH", Expires: e.now().Add(time.Minute).Truncate(time.Millisecond)}
+	if err := e.a.Create(context.Background(), "s1", want); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := e.b.Pending(context.Background(), "s1")
+	if err != nil || !ok || got.ClientIP != want.ClientIP || got.UserAgent != want.UserAgent || got.Code != want.Code || !got.Expires.Equal(want.Expires) {
+		t.Fatalf("Pending = %+v, %v, %v; want %+v", got, ok, err, want)
 	}
 }

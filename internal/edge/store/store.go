@@ -196,7 +196,10 @@ func (s *Store) RevokeSecurityKey(ctx context.Context, userID, id string, at tim
 		if err := mustAffect(res, err, "security key"); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL`, ms(at), id)
+		if _, err = tx.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL`, ms(at), id); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE edge_login_sessions SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL`, ms(at), id)
 		return err
 	})
 }
@@ -253,8 +256,93 @@ func (s *Store) UseRefreshToken(ctx context.Context, hash string, at time.Time) 
 }
 
 func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error {
-	_, err := s.db.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`, ms(at), familyID)
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE edge_refresh_tokens SET revoked_at = ? WHERE family_id = ? AND revoked_at IS NULL`, ms(at), familyID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE edge_login_sessions SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, ms(at), familyID)
+		return err
+	})
+}
+
+// ---- login sessions ----
+
+const lsCols = `id, user_id, key_id, method, client_ip, user_agent, created_at, last_used_at, expires_at, revoked_at`
+
+func scanLS(row interface{ Scan(...any) error }) (edge.LoginSession, error) {
+	var l edge.LoginSession
+	var key sql.NullString
+	var created, used, exp int64
+	var rev sql.NullInt64
+	err := row.Scan(&l.ID, &l.UserID, &key, &l.Method, &l.ClientIP, &l.UserAgent, &created, &used, &exp, &rev)
+	l.KeyID = key.String
+	l.CreatedAt, l.LastUsedAt, l.ExpiresAt, l.RevokedAt = fromMS(created), fromMS(used), fromMS(exp), fromNull(rev)
+	return l, err
+}
+
+func (s *Store) CreateLoginSession(ctx context.Context, l edge.LoginSession) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_login_sessions (`+lsCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		l.ID, l.UserID, nullStr(l.KeyID), l.Method, l.ClientIP, l.UserAgent, ms(l.CreatedAt), ms(l.LastUsedAt), ms(l.ExpiresAt), nullMS(l.RevokedAt))
+	return conflict(err, "login session")
+}
+
+func (s *Store) LoginSession(ctx context.Context, id string) (edge.LoginSession, error) {
+	l, err := scanLS(s.db.QueryRow(ctx, `SELECT `+lsCols+` FROM edge_login_sessions WHERE id = ?`, id))
+	return l, notFound(err, "login session")
+}
+
+func (s *Store) TouchLoginSession(ctx context.Context, id string, at, expires time.Time) error {
+	_, err := s.db.Exec(ctx, `UPDATE edge_login_sessions SET last_used_at = ?, expires_at = ? WHERE id = ?`, ms(at), ms(expires), id)
 	return err
+}
+
+func (s *Store) ListLoginSessions(ctx context.Context, userID string, now time.Time) ([]edge.LoginSession, error) {
+	rows, err := s.db.Query(ctx, `SELECT `+lsCols+` FROM edge_login_sessions
+		WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY created_at, id`, userID, ms(now))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []edge.LoginSession
+	for rows.Next() {
+		l, err := scanLS(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) KeySessions(ctx context.Context, keyID string, now time.Time) ([]string, error) {
+	return s.strings(ctx, `SELECT id FROM edge_login_sessions WHERE key_id = ? AND expires_at > ?`, keyID, ms(now))
+}
+
+func (s *Store) AddDeviceSession(ctx context.Context, deviceID, sessionID string) error {
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_device_sessions (device_id, session_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, deviceID, sessionID)
+	return err
+}
+
+func (s *Store) DeviceSessions(ctx context.Context, deviceID string) ([]string, error) {
+	return s.strings(ctx, `SELECT session_id FROM edge_device_sessions WHERE device_id = ? ORDER BY session_id`, deviceID)
+}
+
+// strings runs a query returning one text column.
+func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // ---- devices ----

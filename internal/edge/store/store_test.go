@@ -73,6 +73,8 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"RefreshTokenExpired", testRefreshTokenExpired},
 		{"RefreshFamilyRevoked", testRefreshFamilyRevoked},
 		{"RefreshTokenConcurrentUse", testRefreshConcurrentUse},
+		{"LoginSessions", testLoginSessions},
+		{"DeviceSessions", testDeviceSessions},
 		{"RegisterDevice", testRegisterDevice},
 		{"RegisterDeviceLimit", testRegisterDeviceLimit},
 		{"RegisterDeviceSameHardwareTwoUsers", testRegisterDeviceTwoUsers},
@@ -1590,5 +1592,77 @@ func testMigrate(t *testing.T, s *store.Store) {
 	must(t, err)
 	if _, err := store.New(ctx, db); err != nil {
 		t.Fatalf("another product's migration blocked edge: %v", err)
+	}
+}
+
+func testLoginSessions(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	k := edge.SecurityKey{ID: "k1", UserID: "u1", Name: "k", Hash: "h1", CreatedAt: t0}
+	must(t, s.CreateSecurityKey(ctx, k))
+	browser := edge.LoginSession{ID: "fam_b", UserID: "u1", Method: edge.MethodBrowser, ClientIP: "203.0.113.7", UserAgent: "ua/1",
+		CreatedAt: t0, LastUsedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	keyed := edge.LoginSession{ID: "fam_k", UserID: "u1", KeyID: "k1", Method: edge.MethodSecurityKey, CreatedAt: t0.Add(time.Second),
+		LastUsedAt: t0.Add(time.Second), ExpiresAt: t0.Add(time.Hour)}
+	other := edge.LoginSession{ID: "fam_o", UserID: "u2", Method: edge.MethodBrowser, CreatedAt: t0, LastUsedAt: t0, ExpiresAt: t0.Add(time.Hour)}
+	for _, l := range []edge.LoginSession{browser, keyed, other} {
+		must(t, s.CreateLoginSession(ctx, l))
+	}
+	wantErr(t, s.CreateLoginSession(ctx, browser), edge.ErrConflict)
+	got, err := s.LoginSession(ctx, "fam_b")
+	must(t, err)
+	if got != browser {
+		t.Fatalf("LoginSession = %+v, want %+v", got, browser)
+	}
+	_, err = s.LoginSession(ctx, "nope")
+	wantErr(t, err, edge.ErrNotFound)
+
+	must(t, s.TouchLoginSession(ctx, "fam_b", t0.Add(time.Minute), t0.Add(2*time.Hour)))
+	list, err := s.ListLoginSessions(ctx, "u1", t0.Add(90*time.Minute))
+	must(t, err)
+	if len(list) != 1 || list[0].ID != "fam_b" || !list[0].LastUsedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("sessions after fam_k expired = %+v", list)
+	}
+	ids, err := s.KeySessions(ctx, "k1", t0)
+	must(t, err)
+	if len(ids) != 1 || ids[0] != "fam_k" {
+		t.Fatalf("KeySessions = %v", ids)
+	}
+	// Revoking a family or a key revokes the login sessions.
+	must(t, s.RevokeRefreshFamily(ctx, "fam_b", t0.Add(time.Minute)))
+	must(t, s.RevokeSecurityKey(ctx, "u1", "k1", t0.Add(time.Minute)))
+	list, err = s.ListLoginSessions(ctx, "u1", t0)
+	must(t, err)
+	if len(list) != 0 {
+		t.Fatalf("revoked sessions listed: %+v", list)
+	}
+	if got, _ := s.LoginSession(ctx, "fam_k"); got.RevokedAt.IsZero() {
+		t.Fatal("key revocation left its session unrevoked")
+	}
+	list, err = s.ListLoginSessions(ctx, "u2", t0)
+	must(t, err)
+	if len(list) != 1 || list[0].ID != "fam_o" {
+		t.Fatalf("u2 sessions = %+v", list)
+	}
+}
+
+func testDeviceSessions(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	addDevice(t, s, "u1", "d1")
+	addDevice(t, s, "u1", "d2")
+	for _, f := range []string{"fam_a", "fam_b", "fam_a"} {
+		must(t, s.AddDeviceSession(ctx, "d1", f))
+	}
+	must(t, s.AddDeviceSession(ctx, "d2", "fam_c"))
+	got, err := s.DeviceSessions(ctx, "d1")
+	must(t, err)
+	if len(got) != 2 || got[0] != "fam_a" || got[1] != "fam_b" {
+		t.Fatalf("DeviceSessions = %v", got)
+	}
+	must(t, s.DeleteDevice(ctx, "d1"))
+	got, err = s.DeviceSessions(ctx, "d1")
+	must(t, err)
+	if len(got) != 0 {
+		t.Fatalf("sessions of a deleted device = %v", got)
 	}
 }

@@ -37,6 +37,24 @@ type SessionResponse struct {
 	UUID      string    `json:"uuid"`
 	AuthURL   string    `json:"auth_url"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Code is a short code the device shows its user; the approval page
+	// shows the same code, so the user can tell their own login from a
+	// link someone else sent.
+	Code string `json:"code"`
+}
+
+// LoginSession is one entry of GET /api/v2/sessions: a login (refresh-token
+// family) of the caller.
+type LoginSession struct {
+	ID         string     `json:"id"`
+	Method     string     `json:"method"` // "security_key" or "browser"
+	KeyID      *string    `json:"key_id"`
+	ClientIP   string     `json:"client_ip,omitempty"`
+	UserAgent  string     `json:"user_agent,omitempty"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  time.Time  `json:"expires_at"`
+	Current    bool       `json:"current"`
 }
 
 // RegisterDeviceRequest is the body of POST /api/v2/devices.

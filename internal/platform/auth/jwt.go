@@ -22,6 +22,10 @@ type Claims struct {
 	IssuedAt  int64  `json:"iat"`
 	ExpiresAt int64  `json:"exp"`
 	ID        string `json:"jti,omitempty"`
+	// AuthTime is when the login behind the session happened (Unix
+	// seconds); it survives refreshes. AuthMethod is how it happened.
+	AuthTime   int64  `json:"auth_time,omitempty"`
+	AuthMethod string `json:"amr,omitempty"`
 }
 
 // JWT errors.

@@ -17,7 +17,12 @@ func Open(ctx context.Context, url string) (*redis.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("redisx: parse url: %w", err)
 	}
+	// The pool is bounded: beyond MaxActiveConns callers wait for a
+	// connection instead of opening more, so a flood of requests cannot
+	// exhaust Redis's connection limit. Login-session waiters and the
+	// revocation follower share one Pub/Sub connection each per replica.
 	opt.PoolSize = 64
+	opt.MaxActiveConns = 64
 	c := redis.NewClient(opt)
 	if err := c.Ping(ctx).Err(); err != nil {
 		c.Close()
