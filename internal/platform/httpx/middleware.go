@@ -174,9 +174,12 @@ func Wrap(h http.Handler, log *slog.Logger, m *Metrics) http.Handler {
 // nearest trusted hop; when every entry is trusted the left-most is taken.
 // With no trusted proxies (or an untrusted peer) the peer address is used.
 func ClientIP(r *http.Request, trusted []netip.Prefix) string {
+	if len(trusted) == 0 {
+		return peerHost(r)
+	}
 	peer := peerAddr(r)
-	if len(trusted) == 0 || !inNets(peer, trusted) {
-		return peerString(r, peer)
+	if !inNets(peer, trusted) {
+		return peerHost(r)
 	}
 	last := peer
 	vals := r.Header.Values("X-Forwarded-For")
@@ -209,7 +212,7 @@ func ClientIP(r *http.Request, trusted []netip.Prefix) string {
 			}
 		}
 	}
-	return peerString(r, last)
+	return last.String()
 }
 
 // TrustedPeer reports whether the request's peer is a trusted proxy, so its
@@ -227,12 +230,9 @@ func peerAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// peerString renders a; an invalid one (RemoteAddr unparsable) falls back
-// to RemoteAddr's host part.
-func peerString(r *http.Request, a netip.Addr) string {
-	if a.IsValid() {
-		return a.String()
-	}
+// peerHost is the host part of RemoteAddr (a substring: no allocation on
+// the hot path).
+func peerHost(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
