@@ -13,9 +13,35 @@ const shards = 64
 type devEntry struct {
 	deviceID string
 	routes   []ExitRoute
-	// family is the last login session recorded for the device from this
-	// entry, so a heartbeat writes it to the store only when it changes.
-	family atomic.Pointer[string]
+	// families are the login sessions recently recorded for the device
+	// from this entry (at most maxEntryFamilies, copy on write), so a
+	// heartbeat writes one to the store only the first time it is seen.
+	families atomic.Pointer[[]string]
+}
+
+// maxEntryFamilies bounds the sessions a cache entry remembers.
+const maxEntryFamilies = 8
+
+// knows reports whether family was recorded from this entry.
+func (e *devEntry) knows(family string) bool {
+	if fs := e.families.Load(); fs != nil {
+		for _, f := range *fs {
+			if f == family {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// remember records family, dropping the oldest beyond maxEntryFamilies.
+func (e *devEntry) remember(family string) {
+	var next []string
+	if fs := e.families.Load(); fs != nil {
+		next = append(next, (*fs)[max(0, len(*fs)-maxEntryFamilies+1):]...)
+	}
+	next = append(next, family)
+	e.families.Store(&next)
 }
 
 type cacheShard struct {

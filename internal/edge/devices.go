@@ -192,12 +192,13 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
-	if f := e.family.Load(); p.Family != "" && (f == nil || *f != p.Family) {
+	if p.Family != "" && !e.knows(p.Family) {
+		// Once per session and cache entry: deleting the device revokes
+		// the sessions that acted for it.
 		if err := s.store.AddDeviceSession(ctx, e.deviceID, p.Family); err != nil {
 			return HeartbeatResult{}, err
 		}
-		fam := p.Family
-		e.family.Store(&fam)
+		e.remember(p.Family)
 	}
 	now := s.clock.Now().UTC().Truncate(time.Second)
 	pres := Presence{DeviceID: e.deviceID, At: now, ExitConsent: exitConsent}

@@ -241,11 +241,15 @@ func TestDeleteDeviceRevokesFamilies(t *testing.T) {
 	daemon := f.env.Client(u)
 	dev := f.register(daemon, "hw-stolen")
 	f.heartbeat(daemon, "hw-stolen", false)
+	// The daemon logged in again later: its new session only heartbeats.
+	relogged := f.env.Client(u)
+	f.heartbeat(relogged, "hw-stolen", false)
 	other := f.env.Client(u)
 	f.register(other, "hw-other")
 
 	apiOK(t, owner.DeleteDevice(f.ctx, dev.ID))
 	wantRevoked(t, f, "after device deletion", apiToken(daemon))
+	wantRevoked(t, f, "after device deletion (session that only heartbeated)", apiToken(relogged))
 	f.do("POST", "/api/v2/auth/refresh", "", wire.RefreshRequest{RefreshToken: apiRefreshOf(daemon)}).wantError(t, http.StatusUnauthorized, "unauthorized")
 	f.do("GET", "/api/v2/users/me", apiToken(other), nil).wantStatus(t, http.StatusOK)
 	f.do("GET", "/api/v2/users/me", apiToken(owner), nil).wantStatus(t, http.StatusOK)

@@ -70,7 +70,7 @@ func BenchmarkMemoryCreate(b *testing.B) {
 	for _, pending := range []int{1000, 100000} {
 		b.Run("pending="+strconv.Itoa(pending), func(b *testing.B) {
 			clk := clock.NewFake(time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC))
-			m := NewMemory(clk)
+			m := NewMemoryLimited(clk, Limits{}) // no caps: measure Create alone
 			ctx := context.Background()
 			exp := clk.Now().Add(time.Hour)
 			for i := range pending {
