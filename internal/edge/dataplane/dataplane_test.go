@@ -421,3 +421,39 @@ func TestRestartedEdgeFirstPacketWithinTwoSeconds(t *testing.T) {
 		})
 	}
 }
+
+// The tunnel's MTU leaves room for the relay header over the family the
+// nucleus is reached by: 1420 over IPv4 and 1400 over IPv6, so that a
+// full-size relayed packet fits a 1500-byte underlay link. A smaller
+// configured MTU is kept.
+func TestTunnelMTUFollowsNucleusFamily(t *testing.T) {
+	for _, c := range []struct {
+		nucleus         string
+		configured, mtu int
+	}{
+		{"127.0.0.1:51820", 1420, 1420},
+		{"[::1]:51820", 1420, 1400},
+		{"[::ffff:127.0.0.1]:51820", 1420, 1420},
+		{"[::1]:51820", 1300, 1300},
+		{"[::1]:51820", 0, 1400},
+	} {
+		var got int
+		tunnels, _ := New(Options{
+			TUN:     func(cfg daemon.NetworkConfig) tun.Device { got = cfg.MTU; return tuntest.NewChannelTUN().TUN() },
+			AnyPort: true,
+		})
+		priv, err := tunnel.GeneratePrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn, err := tunnels(context.Background(), daemon.NetworkConfig{NetworkID: testNetwork, Interface: "omni0",
+			MTU: c.configured, PrivateKey: daemon.Key(priv), SecretKey: testSecret, Nucleus: c.nucleus})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.Close()
+		if got != c.mtu {
+			t.Errorf("nucleus %s, configured MTU %d: tunnel MTU %d, want %d", c.nucleus, c.configured, got, c.mtu)
+		}
+	}
+}
