@@ -150,3 +150,51 @@ func TestFirstHandshakeOneSideLate(t *testing.T) {
 		}
 	}
 }
+
+// A device that restarts with the same key finds its peer still holding
+// the old session, so the peer starts no handshake. Whichever key it has,
+// its first packets cross within 2 s: the lower key initiates at once,
+// the higher one when its hold ends.
+func TestFirstHandshakeAfterRestart(t *testing.T) {
+	const limit = 2 * time.Second
+	for _, restarted := range []string{"lower", "higher"} {
+		t.Run(restarted+" key restarts", func(t *testing.T) {
+			var privs [2]Key
+			for i := range privs {
+				var err error
+				if privs[i], err = GeneratePrivateKey(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a, b := newNodeKey(t, 1, "s3cret", netip.AddrPort{}, privs[0]), newNodeKey(t, 2, "s3cret", netip.AddrPort{}, privs[1])
+			lo, _ := lowerFirst(a, b)
+			r, rPriv, s := a, privs[0], b
+			if (restarted == "lower") != (lo == a) {
+				r, rPriv, s = b, privs[1], a
+			}
+			if err := r.dev.SetPeers([]Peer{s.peer()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.dev.SetPeers([]Peer{r.peer()}); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, ok := firstPackets(r, s, time.Now(), 10*time.Second); !ok {
+				t.Fatal("no session before the restart")
+			}
+			r.dev.Close()
+			r = newNodeKey(t, r.v4.As4()[3], "s3cret", netip.AddrPort{}, rPriv)
+			// The survivor learns the new port (its session stays), the
+			// restarted device adds the survivor afresh.
+			if err := s.dev.SetPeers([]Peer{r.peer()}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := r.dev.SetPeers([]Peer{s.peer()}); err != nil {
+				t.Fatal(err)
+			}
+			if rs, sr, ok := firstPackets(r, s, start, limit); !ok {
+				t.Fatalf("after the restart: %v, %v: not both within %v", rs, sr, limit)
+			}
+		})
+	}
+}
