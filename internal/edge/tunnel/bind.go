@@ -353,6 +353,9 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 				b.relayRxP.Add(1)
 				b.relayRxB.Add(uint64(len(payload)))
 				sizes[i] = copy(packets[i], payload)
+				if b.first.n.Load() != 0 && handshakeType(payload) == msgInitiation {
+					b.heardFirst(Key(src), true, from)
+				}
 				if d, ok := b.pinned.Load(Key(src)); ok {
 					eps[i] = d.(*directEndpoint)
 				} else {
@@ -362,6 +365,9 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 			}
 			if direct == nil {
 				direct = b.directEndpoint(from)
+			}
+			if b.first.n.Load() != 0 && handshakeType(p) == msgInitiation {
+				b.heardFirst(Key{}, false, from)
 			}
 			sizes[i] = m.N
 			eps[i] = direct

@@ -281,7 +281,11 @@ func (d *Device) applyLocked() error {
 	}
 	for k, ap := range next {
 		if old, exists := d.applied[k]; ap.endpoint != "" && (!exists || old.endpoint == "") {
-			d.bind.startFirst(d.PublicKey(), k)
+			var direct netip.AddrPort
+			if p := d.peers[k]; !p.Relayed {
+				direct = netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port())
+			}
+			d.bind.startFirst(d.PublicKey(), k, direct)
 		}
 	}
 	if b.Len() > 0 {

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"crypto/subtle"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,39 +26,42 @@ import (
 // wireguard-go to try again, 5 s later (handshake retransmit) or 15 s
 // later (no answer to data).
 //
-// So for a peer that just got its first endpoint the Bind looks at the
-// handshake messages the device sends it (told apart by their MAC1, which
-// is keyed with the receiver's public key):
+// So for a peer that just got its first endpoint the Bind holds back the
+// initiations the device sends it (told apart by their MAC1, which is
+// keyed with the receiver's public key) and releases the last one when
+// the device's role ends:
 //
 //   - The device with the lower public key leads: its initiation goes out
-//     at once and is sent again, unchanged, after each of firstRepeats.
-//     The repeats reach a peer that added this device a moment later and
-//     dropped the first copy as coming from an unknown key; a peer that
-//     has consumed one copy drops the others as replays (the initiation's
-//     timestamp is not newer), so they cannot start a second handshake.
-//   - The device with the higher public key holds its own initiation back
-//     for firstHold. When the lead's initiation arrives meanwhile, the
-//     device answers it (its held initiation is then stale and dropped);
-//     otherwise — the peer has an old session from before this device
-//     restarted, or the lead's messages were lost — the held initiation
-//     goes out when the hold ends.
+//     after firstLead, by when a peer that reacted to the same event has
+//     added this device too (an initiation from a key it does not know
+//     yet would be dropped).
+//   - The device with the higher public key waits for it: its own
+//     initiation goes out only after firstHold, for the case where none
+//     comes (the peer kept a session from before this device restarted,
+//     or the lead's messages were lost, or the lead added this device
+//     much later).
 //
-// Sending a handshake response to the peer ends either role at once: the
-// device has taken part in the peer's handshake, and its own initiation
-// state is gone. Later handshakes (rekeying, retries) are wireguard-go's
-// own: by then one side holds a session, and only a session's initiator
+// Once the device sends the peer a handshake response it has answered the
+// peer's initiation, and its own initiation state is gone: nothing held
+// is released, and until the role ends any initiation of its own to the
+// peer is dropped (wireguard-go can create one concurrently with the
+// answer, on another goroutine; sent, it would cross the handshake under
+// way). A role is extended, by firstHoldMore up to firstHoldMax in all,
+// while an initiation from the peer has arrived unanswered or (the
+// higher key) while the socket still holds unread datagrams: on a loaded
+// device wireguard-go may not have reached the peer's initiation yet.
+// The lead's initiation is sent once, never repeated: copies arriving
+// together would be consumed twice by parallel workers (its replay check
+// is not atomic), leaving two sessions of which the initiator keeps the
+// wrong one. Later handshakes (rekeying, retries) are wireguard-go's own:
+// by then one side holds a session, and only a session's initiator
 // rekeys it.
-
-// firstHold is how long the higher key holds its first initiation. It
-// covers the time between the two devices adding each other when both
-// react to the same event (the nucleus's PUNCH reaches them at different
-// moments, the PONGs travel, one side waits a NAT opening delay longer)
-// plus a one-way trip.
-const firstHold = time.Second
-
-// firstRepeats are when the lower key sends its first initiation again,
-// after the original; all within firstHold.
-var firstRepeats = [...]time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 600 * time.Millisecond}
+const (
+	firstLead     = 100 * time.Millisecond
+	firstHold     = time.Second
+	firstHoldMore = 250 * time.Millisecond
+	firstHoldMax  = time.Second
+)
 
 // WireGuard handshake messages: type (little-endian u32) and size.
 const (
@@ -84,12 +88,18 @@ func handshakeType(p []byte) int {
 type firstShake struct {
 	mac1Key [blake2s.Size]byte // BLAKE2s("mac1----" || peer key)
 	lead    bool
-	end     *time.Timer // the end of the role (hold: sends msg)
-	// msg and to: the held initiation (hold) or the one being repeated
-	// (lead); a newer initiation replaces them.
-	msg       []byte
-	to        conn.Endpoint
-	repeating bool
+	end     *time.Timer // the end of the role
+	// msg and to: the initiation held back; a newer one replaces it.
+	msg []byte
+	to  conn.Endpoint
+	// answered: this device sent the peer a handshake response.
+	answered bool
+	// from is the peer's direct endpoint (zero when relayed); heard: an
+	// initiation from the peer arrived (from there, or relayed from its
+	// key); extra: how long the role was extended.
+	from  netip.AddrPort
+	heard bool
+	extra time.Duration
 }
 
 // addressedTo reports whether the handshake message p was built for the
@@ -115,17 +125,22 @@ func mac1Key(peer Key) [blake2s.Size]byte {
 }
 
 // firstShakes are the peers whose first handshake is under way; n is
-// len(m), read without the lock on the send path.
+// len(m), read without the lock on the send and receive paths.
 type firstShakes struct {
 	n  atomic.Int32
 	mu sync.Mutex
 	m  map[Key]*firstShake
 }
 
-// startFirst begins the first handshake with peer; self is this device's
-// public key. A role already under way for the peer starts over.
-func (b *Bind) startFirst(self, peer Key) {
-	s := &firstShake{mac1Key: mac1Key(peer), lead: bytes.Compare(self[:], peer[:]) < 0}
+// startFirst begins the first handshake with peer, reached directly at
+// from (zero: through the relay); self is this device's public key. A
+// role already under way for the peer starts over.
+func (b *Bind) startFirst(self, peer Key, from netip.AddrPort) {
+	s := &firstShake{mac1Key: mac1Key(peer), lead: bytes.Compare(self[:], peer[:]) < 0, from: from}
+	wait := firstHold
+	if s.lead {
+		wait = firstLead
+	}
 	f := &b.first
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -137,7 +152,7 @@ func (b *Bind) startFirst(self, peer Key) {
 	}
 	f.m[peer] = s
 	f.n.Store(int32(len(f.m)))
-	s.end = time.AfterFunc(firstHold, func() { b.endHold(peer, s) })
+	s.end = time.AfterFunc(wait, func() { b.endFirst(peer, s) })
 }
 
 // stopFirst ends the first handshake with peer (removed from the device),
@@ -165,42 +180,37 @@ func (b *Bind) stopAllFirst() {
 	f.n.Store(0)
 }
 
-// endHold ends s's role when its time is up; a held initiation is sent
-// now.
-func (b *Bind) endHold(peer Key, s *firstShake) {
+// endFirst ends s's role when its time is up, or extends it; a held
+// initiation is sent when the role ends unanswered.
+func (b *Bind) endFirst(peer Key, s *firstShake) {
+	unread := !s.lead && b.unread()
 	f := &b.first
 	f.mu.Lock()
 	if f.m[peer] != s {
+		f.mu.Unlock()
+		return
+	}
+	if !s.answered && (s.heard || unread) && s.extra < firstHoldMax {
+		s.extra += firstHoldMore
+		s.end = time.AfterFunc(firstHoldMore, func() { b.endFirst(peer, s) })
 		f.mu.Unlock()
 		return
 	}
 	delete(f.m, peer)
 	f.n.Store(int32(len(f.m)))
 	msg, to := s.msg, s.to
-	if s.lead {
-		msg = nil // already sent
-	}
 	f.mu.Unlock()
 	if msg != nil {
 		_ = b.send([][]byte{msg}, to) // lost: wireguard-go retransmits
 	}
 }
 
-// repeat sends the lead's initiation again (the i-th repeat) while its
-// role lasts, and schedules the next.
-func (b *Bind) repeat(peer Key, s *firstShake, i int) {
-	f := &b.first
-	f.mu.Lock()
-	if f.m[peer] != s {
-		f.mu.Unlock()
-		return
-	}
-	msg, to := s.msg, s.to
-	if i+1 < len(firstRepeats) {
-		time.AfterFunc(firstRepeats[i+1]-firstRepeats[i], func() { b.repeat(peer, s, i+1) })
-	}
-	f.mu.Unlock()
-	_ = b.send([][]byte{msg}, to)
+// unread reports whether the socket holds datagrams not read yet.
+func (b *Bind) unread() bool {
+	b.mu.Lock()
+	udp := b.udp
+	b.mu.Unlock()
+	return udp != nil && socketUnread(udp)
 }
 
 // filterFirst applies the first-handshake roles to the datagrams bufs
@@ -227,32 +237,44 @@ func (b *Bind) filterFirst(bufs [][]byte, ep conn.Endpoint) [][]byte {
 }
 
 // handleFirst applies the role of the peer that the handshake message p
-// is addressed to, if any; it reports whether p is held back.
+// is addressed to, if any; it reports whether p is held back (or
+// dropped).
 func (b *Bind) handleFirst(typ int, p []byte, ep conn.Endpoint) bool {
 	f := &b.first
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for peer, s := range f.m {
+	for _, s := range f.m {
 		if !s.addressedTo(p) {
 			continue
 		}
 		if typ == msgResponse {
-			// This device answers the peer's initiation: the peer leads
-			// this handshake, whatever the keys say.
-			s.end.Stop()
-			delete(f.m, peer)
-			f.n.Store(int32(len(f.m)))
+			// The peer leads this handshake, whatever the keys say.
+			s.answered, s.msg, s.to = true, nil, nil
 			return false
 		}
-		s.msg, s.to = bytes.Clone(p), ep // a repeat may be sending the old one
-		if !s.lead {
-			return true
+		if !s.answered {
+			s.msg, s.to = bytes.Clone(p), ep
 		}
-		if !s.repeating {
-			s.repeating = true
-			time.AfterFunc(firstRepeats[0], func() { b.repeat(peer, s, 0) })
-		}
-		return false
+		return true
 	}
 	return false
+}
+
+// heardFirst notes a handshake initiation received from the peer with the
+// key src (relayed) or from the address from (direct).
+func (b *Bind) heardFirst(src Key, relayed bool, from netip.AddrPort) {
+	f := &b.first
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if relayed {
+		if s := f.m[src]; s != nil {
+			s.heard = true
+		}
+		return
+	}
+	for _, s := range f.m {
+		if s.from == from {
+			s.heard = true
+		}
+	}
 }

@@ -116,9 +116,10 @@ func TestSimultaneousFirstHandshake(t *testing.T) {
 }
 
 // When one side adds the other later, the first handshake still
-// completes at once: the lower key's initiation reaches a peer that adds
-// it a moment later (it is repeated), and the higher key does not wait
-// longer than its hold for an initiation that does not come.
+// completes soon: the lower key's initiation, sent a moment after it adds
+// the peer, reaches a peer that added it a little later, and the higher
+// key does not wait longer than its hold for an initiation that does not
+// come (dropped by the peer that did not know it yet).
 func TestFirstHandshakeOneSideLate(t *testing.T) {
 	const limit = 2 * time.Second
 	for _, late := range []string{"lower", "higher"} {
