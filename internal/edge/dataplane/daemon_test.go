@@ -2,7 +2,9 @@ package dataplane
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/tunnel"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/config"
 )
@@ -19,6 +22,20 @@ import (
 // runDaemon runs the real edge daemon with these adapters on an in-memory
 // TUN until the test ends; it returns the edge once its network is up.
 func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.AddrPort, blocked *atomic.Bool) (*testEdge, string) {
+	t.Helper()
+	dir := t.TempDir()
+	e, stop := startDaemon(t, env, key, name, dir, nuc, blocked)
+	t.Cleanup(stop)
+	if err := e.waitUp(t, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return e, dir
+}
+
+// startDaemon starts the real edge daemon with these adapters on an
+// in-memory TUN, with its state in dir; stop ends it (and may be called
+// more than once). The returned edge is filled in by waitUp.
+func startDaemon(t *testing.T, env *edgetest.Env, key, name, dir string, nuc netip.AddrPort, blocked *atomic.Bool) (*testEdge, func()) {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
 	tunnels, sessions := New(Options{
@@ -29,40 +46,54 @@ func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.Addr
 		Tick:       50 * time.Millisecond,
 		Paths:      PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
-	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
 		errc <- daemon.Run(ctx, daemon.Config{Server: env.URL, SecurityKey: key, Name: name, StateDir: dir},
 			daemon.Deps{Tunnels: tunnels, Nucleus: sessions})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-errc:
-			if err != nil {
-				t.Errorf("daemon %s: %v", name, err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-errc:
+				if err != nil {
+					t.Errorf("daemon %s: %v", name, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Errorf("daemon %s did not stop", name)
 			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("daemon %s did not stop", name)
-		}
-	})
+		})
+	}
+	return &testEdge{tun: ct, dir: dir}, stop
+}
+
+// waitUp waits until the daemon of e runs with its one network
+// registered at the nucleus, and fills in its key and addresses.
+func (e *testEdge) waitUp(t *testing.T, limit time.Duration) error {
+	t.Helper()
 	var st daemon.Status
-	deadline := time.Now().Add(15 * time.Second)
+	deadline := time.Now().Add(limit)
 	for {
 		var err error
-		st, err = daemon.Query(context.Background(), dir)
+		st, err = daemon.Query(context.Background(), e.dir)
 		if err == nil && st.State == "running" && len(st.Networks) == 1 && st.Networks[0].Registered {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("daemon %s not up: %+v %v", name, st, err)
+			return fmt.Errorf("daemon in %s not up: %+v %v", e.dir, st, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	v4 := netip.MustParsePrefix(st.Networks[0].VirtualIP).Addr()
-	v6 := netip.MustParsePrefix(st.Networks[0].VirtualIPv6).Addr()
-	return &testEdge{tun: ct, v4: v4, v6: v6}, dir
+	k, err := tunnel.ParseKey(st.PublicKey)
+	if err != nil {
+		return fmt.Errorf("daemon public key %q: %w", st.PublicKey, err)
+	}
+	e.key = daemon.Key(k)
+	e.v4 = netip.MustParsePrefix(st.Networks[0].VirtualIP).Addr()
+	e.v6 = netip.MustParsePrefix(st.Networks[0].VirtualIPv6).Addr()
+	return nil
 }
 
 // pathVia is the path the daemon at dir reports for its one peer.
@@ -142,4 +173,54 @@ func TestDaemonsOverRealNucleus(t *testing.T) {
 	blocked.Store(false)
 	waitReport(t, "direct UDP back", daemon.PathDirect, da, db)
 	exchange(t, a, b)
+}
+
+// Two new edges choose the direct path on the same PONG, and both would
+// start a WireGuard handshake at that moment; crossed first handshakes
+// leave neither side with a session until wireguard-go retries 5 or 15 s
+// later. Fifty pairs of fresh daemons (fresh keys, a fresh account and
+// network each) must each deliver their first packet both ways within
+// 2 s of both being up.
+func TestNewEdgesFirstPacketWithinTwoSeconds(t *testing.T) {
+	_, nuc, setSecrets := startNucleusWith(t)
+	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
+	setSecrets(env.Service)
+	const (
+		starts = 50
+		limit  = 2 * time.Second
+	)
+	var slow int
+	var worst time.Duration
+	for i := 0; i < starts; i++ {
+		u := env.NewUser("")
+		if _, err := env.Client(u).CreateNetwork(context.Background(), wire.CreateNetworkRequest{Name: "home"}); err != nil {
+			t.Fatal(err)
+		}
+		var blocked atomic.Bool
+		a, stopA := startDaemon(t, env, u.Key, "alpha", t.TempDir(), nuc, &blocked)
+		b, stopB := startDaemon(t, env, u.Key, "beta", t.TempDir(), nuc, &blocked)
+		for _, e := range []*testEdge{a, b} {
+			if err := e.waitUp(t, 15*time.Second); err != nil {
+				stopA()
+				stopB()
+				t.Fatal(err)
+			}
+		}
+		up := time.Now()
+		quit := make(chan struct{})
+		rxA, rxB := a.sink(quit), b.sink(quit)
+		dab, okAB := firstDelivery(a, rxB, tuntest.Ping(b.v4, a.v4), limit)
+		dba, okBA := firstDelivery(b, rxA, tuntest.Ping(a.v4, b.v4), limit-time.Since(up))
+		took := time.Since(up)
+		worst = max(worst, took)
+		if !okAB || !okBA {
+			slow++
+			t.Errorf("start %d: first packet a→b %v (delivered %v), b→a %v (delivered %v): not both within %v of both edges up",
+				i, dab.Round(time.Millisecond), okAB, dba.Round(time.Millisecond), okBA, limit)
+		}
+		stopA()
+		stopB()
+		close(quit) // only now: a device blocked on its TUN would not stop
+	}
+	t.Logf("%d of %d starts over %v; slowest %v", slow, starts, limit, worst.Round(time.Millisecond))
 }

@@ -125,10 +125,41 @@ func resolve(ctx context.Context, hostport string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(best.Unmap(), uint16(p)), nil
 }
 
+// Sizes behind the tunnel MTU: a full-size tunnel packet becomes a
+// WireGuard datagram wgOverhead bytes longer and, relayed, a RELAY frame
+// nucleus.RelayOverhead bytes longer again; with its UDP and IP headers
+// that must fit an underlay link of underlayMTU bytes.
+const (
+	underlayMTU = 1500
+	wgOverhead  = 32 // data message header (16) and authentication tag (16)
+	udpHeader   = 8
+)
+
+// maxMTU is the largest tunnel MTU whose full-size packets, relayed
+// through the nucleus at relay, cross a 1500-byte underlay unfragmented:
+// 1420 when the nucleus is reached over IPv4, 1400 over IPv6 (its header
+// is 20 bytes longer). Both legs of the relay use that family: every
+// member reaches the nucleus at the address the join response gives.
+// Direct packets carry no relay header and fit either way.
+func maxMTU(relay netip.Addr) int {
+	ipHeader := 20
+	if relay.Unmap().Is6() {
+		ipHeader = 40
+	}
+	return underlayMTU - ipHeader - udpHeader - nucleus.RelayOverhead - wgOverhead
+}
+
 func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemon.Tunnel, error) {
 	relay, err := resolve(ctx, cfg.Nucleus)
 	if err != nil {
 		return nil, err
+	}
+	if limit := maxMTU(relay.Addr()); cfg.MTU <= 0 || cfg.MTU > limit {
+		if cfg.MTU > limit {
+			o.Log.Info("tunnel MTU lowered so that relayed packets are not fragmented", "interface", cfg.Interface,
+				"mtu", limit, "configured", cfg.MTU, "nucleus", relay)
+		}
+		cfg.MTU = limit
 	}
 	n := index(cfg.Interface)
 	sig := &signaling{}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,9 +96,24 @@ type testEdge struct {
 	tunnel daemon.Tunnel
 	key    daemon.Key
 	v4, v6 netip.Addr
+	dir    string // the daemon's state directory (daemon tests)
 }
 
 func startEdge(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *testEdge {
+	t.Helper()
+	priv, err := tunnel.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, stop := startEdgeKey(t, i, nuc, blocked, priv)
+	t.Cleanup(func() { stop(true) })
+	return e
+}
+
+// startEdgeKey starts device i with the private key priv, registered at
+// the nucleus; stop ends it, leaving the nucleus first or, like a crash,
+// not (only its first call counts).
+func startEdgeKey(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool, priv tunnel.Key) (*testEdge, func(leave bool)) {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
 	tunnels, sessions := New(Options{
@@ -109,18 +125,16 @@ func startEdge(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *
 		Tick:     50 * time.Millisecond,
 		Paths:    PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
-	priv, err := tunnel.GeneratePrivateKey()
-	if err != nil {
-		t.Fatal(err)
-	}
 	e := &testEdge{tun: ct, key: daemon.Key(priv.PublicKey()),
 		v4: netip.AddrFrom4([4]byte{100, 66, 0, i}), v6: netip.AddrFrom16([16]byte{0xfd, 0x66, 15: i})}
 	cfg := daemon.NetworkConfig{NetworkID: testNetwork, Interface: fmt.Sprintf("omni%d", i), MTU: 1420,
 		PrivateKey: daemon.Key(priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
 		VirtualIPv6: netip.PrefixFrom(e.v6, 64), SecretKey: testSecret, Nucleus: nuc.String()}
 	ctx, cancel := context.WithCancel(context.Background())
+	var err error
 	e.tunnel, err = tunnels(ctx, cfg)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	sess, err := sessions(cfg, e.tunnel, func(ps []daemon.Peer) {
@@ -129,22 +143,30 @@ func startEdge(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *
 		}
 	})
 	if err != nil {
+		cancel()
+		e.tunnel.Close()
 		t.Fatal(err)
 	}
 	if err := sess.Register(ctx); err != nil {
+		cancel()
+		e.tunnel.Close()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-		sess.Leave(context.Background())
-		e.tunnel.Close()
-	})
-	return e
+	var once sync.Once
+	return e, func(leave bool) {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+			if leave {
+				sess.Leave(context.Background())
+			}
+			e.tunnel.Close()
+		})
+	}
 }
 
 // path is how e reaches peer according to Status.
@@ -195,12 +217,7 @@ func ping6(dst, src netip.Addr) []byte {
 // deliver writes pkt into from's TUN until it comes out of to's TUN.
 func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
 	t.Helper()
-	// Longer than wireguard-go's own recovery: when both sides start a
-	// handshake at the same moment (both chose the path on one PONG), a
-	// side can be left sending on a session the other dropped until it
-	// hears nothing for 15 s (keepalive timeout plus rekey timeout) and
-	// handshakes again.
-	deadline := time.NewTimer(25 * time.Second)
+	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -218,6 +235,58 @@ func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
 		case <-tick.C:
 		case <-deadline.C:
 			t.Fatalf("packet %v → %v not delivered", from.v4, to.v4)
+		}
+	}
+}
+
+// sink reads everything e's TUN delivers until quit is closed, so that
+// the device never blocks on it, and passes it on to the returned channel
+// (dropping what does not fit).
+func (e *testEdge) sink(quit <-chan struct{}) <-chan []byte {
+	out := make(chan []byte, 64)
+	go func() {
+		for {
+			select {
+			case p := <-e.tun.Inbound:
+				select {
+				case out <- p:
+				default:
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// firstDelivery writes pkt into from's TUN every 10 ms until it arrives on
+// rx (the receiver's sink), for at most limit; it reports how long that
+// took.
+func firstDelivery(from *testEdge, rx <-chan []byte, pkt []byte, limit time.Duration) (time.Duration, bool) {
+	start := time.Now()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case from.tun.Outbound <- pkt:
+		case <-deadline.C:
+			return time.Since(start), false
+		}
+	wait:
+		for {
+			select {
+			case got := <-rx:
+				if bytes.Equal(got, pkt) {
+					return time.Since(start), true
+				}
+			case <-tick.C:
+				break wait
+			case <-deadline.C:
+				return time.Since(start), false
+			}
 		}
 	}
 }
@@ -290,5 +359,101 @@ func TestExitSelectionWaitsForPeer(t *testing.T) {
 	}
 	if err := a.tunnel.SetPeers([]daemon.Peer{peer}); err != nil {
 		t.Fatalf("SetPeers after clearing the exit: %v", err)
+	}
+}
+
+// An edge that restarts with the same key, after leaving the nucleus or
+// (a crash) without, so that its peer still holds the old WireGuard
+// session, reaches that peer again both ways within 2 s of registering,
+// whether its key is the lower or the higher of the two.
+func TestRestartedEdgeFirstPacketWithinTwoSeconds(t *testing.T) {
+	const limit = 2 * time.Second
+	for _, tc := range []struct {
+		name         string
+		lower, leave bool
+	}{
+		{"lower key, leave", true, true},
+		{"higher key, leave", false, true},
+		{"lower key, crash", true, false},
+		{"higher key, crash", false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, nuc := startNucleus(t)
+			// The TUNs are drained until both devices have stopped (the
+			// cleanups run in reverse): a device blocked on its TUN would
+			// not stop.
+			quit := make(chan struct{})
+			t.Cleanup(func() { close(quit) })
+			var blocked atomic.Bool
+			var privs [2]tunnel.Key
+			for i := range privs {
+				var err error
+				if privs[i], err = tunnel.GeneratePrivateKey(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			slices.SortFunc(privs[:], func(x, y tunnel.Key) int {
+				kx, ky := x.PublicKey(), y.PublicKey()
+				return bytes.Compare(kx[:], ky[:])
+			})
+			// r restarts, s stays; r has the lower key when tc.lower.
+			rPriv, sPriv := privs[1], privs[0]
+			if tc.lower {
+				rPriv, sPriv = privs[0], privs[1]
+			}
+			r, stopR := startEdgeKey(t, 1, nuc, &blocked, rPriv)
+			s, stopS := startEdgeKey(t, 2, nuc, &blocked, sPriv)
+			t.Cleanup(func() { stopS(true) })
+			exchange(t, r, s)
+			stopR(tc.leave)
+
+			r, stopR = startEdgeKey(t, 1, nuc, &blocked, rPriv)
+			t.Cleanup(func() { stopR(true) })
+			up := time.Now()
+			rxR, rxS := r.sink(quit), s.sink(quit)
+			drs, okRS := firstDelivery(r, rxS, tuntest.Ping(s.v4, r.v4), limit)
+			dsr, okSR := firstDelivery(s, rxR, tuntest.Ping(r.v4, s.v4), limit-time.Since(up))
+			if !okRS || !okSR {
+				t.Fatalf("after the restart: restarted → peer %v (delivered %v), peer → restarted %v (delivered %v): not both within %v",
+					drs.Round(time.Millisecond), okRS, dsr.Round(time.Millisecond), okSR, limit)
+			}
+			t.Logf("first packets after %v", time.Since(up).Round(time.Millisecond))
+		})
+	}
+}
+
+// The tunnel's MTU leaves room for the relay header over the family the
+// nucleus is reached by: 1420 over IPv4 and 1400 over IPv6, so that a
+// full-size relayed packet fits a 1500-byte underlay link. A smaller
+// configured MTU is kept.
+func TestTunnelMTUFollowsNucleusFamily(t *testing.T) {
+	for _, c := range []struct {
+		nucleus         string
+		configured, mtu int
+	}{
+		{"127.0.0.1:51820", 1420, 1420},
+		{"[::1]:51820", 1420, 1400},
+		{"[::ffff:127.0.0.1]:51820", 1420, 1420},
+		{"[::1]:51820", 1300, 1300},
+		{"[::1]:51820", 0, 1400},
+	} {
+		var got int
+		tunnels, _ := New(Options{
+			TUN:     func(cfg daemon.NetworkConfig) tun.Device { got = cfg.MTU; return tuntest.NewChannelTUN().TUN() },
+			AnyPort: true,
+		})
+		priv, err := tunnel.GeneratePrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn, err := tunnels(context.Background(), daemon.NetworkConfig{NetworkID: testNetwork, Interface: "omni0",
+			MTU: c.configured, PrivateKey: daemon.Key(priv), SecretKey: testSecret, Nucleus: c.nucleus})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tn.Close()
+		if got != c.mtu {
+			t.Errorf("nucleus %s, configured MTU %d: tunnel MTU %d, want %d", c.nucleus, c.configured, got, c.mtu)
+		}
 	}
 }

@@ -199,12 +199,19 @@ type controlPlane struct {
 // nucleus on the wan address.
 func startControlPlane(t *testing.T, tp *topology) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{data: t.TempDir(), url: "http://" + nucleusIP + ":8080", wan: tp.wan}
-	_, logs, done := startProc(t, "omni serve", tp.wan, "serve", "edge", "--data", cp.data,
-		"--edge-listen", nucleusIP+":8080", "--nucleus-listen", nucleusIP+":51820",
+	return startControlPlaneAt(t, tp.wan, nucleusIP)
+}
+
+// startControlPlaneAt runs `omni serve edge` inside ns with the API (port
+// 8080) and the nucleus (51820) on the address ip.
+func startControlPlaneAt(t *testing.T, ns, ip string) *controlPlane {
+	t.Helper()
+	cp := &controlPlane{data: t.TempDir(), url: "http://" + net.JoinHostPort(ip, "8080"), wan: ns}
+	_, logs, done := startProc(t, "omni serve", ns, "serve", "edge", "--data", cp.data,
+		"--edge-listen", net.JoinHostPort(ip, "8080"), "--nucleus-listen", net.JoinHostPort(ip, "51820"),
 		"--rate-limit-token", "0", "--rate-limit-ip", "0", "--presence-flush", "1s", "--log-level", "debug")
 	cp.logs = logs
-	hc := httpClientIn(tp.wan, 2*time.Second)
+	hc := httpClientIn(ns, 2*time.Second)
 	waitFor(t, 20*time.Second, "omni serve ready", func() bool {
 		select {
 		case <-done:

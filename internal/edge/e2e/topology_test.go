@@ -126,12 +126,17 @@ func sysctl(t *testing.T, ns, kv string) {
 	run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", kv)
 }
 
+// newTag returns a random tag for the namespace names of one run.
+func newTag() string {
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // newTopology builds the topology above with fresh namespace names.
 func newTopology(t *testing.T) *topology {
 	t.Helper()
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	tag := hex.EncodeToString(b[:])
+	tag := newTag()
 	tp := &topology{tag: tag, lanHosts: map[string]int{}}
 	tp.wan = newNS(t, tag, "wan")
 	tp.natA = newNS(t, tag, "natA")

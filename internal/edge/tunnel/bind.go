@@ -114,6 +114,8 @@ type Bind struct {
 	// both ways), not from where the last packet came from.
 	pinned sync.Map // Key -> *directEndpoint
 
+	first firstShakes
+
 	relayTxP, relayTxB, relayRxP, relayRxB, sigRx atomic.Uint64
 }
 
@@ -351,6 +353,9 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 				b.relayRxP.Add(1)
 				b.relayRxB.Add(uint64(len(payload)))
 				sizes[i] = copy(packets[i], payload)
+				if b.first.n.Load() != 0 && handshakeType(payload) == msgInitiation {
+					b.heardFirst(Key(src), true, from)
+				}
 				if d, ok := b.pinned.Load(Key(src)); ok {
 					eps[i] = d.(*directEndpoint)
 				} else {
@@ -360,6 +365,9 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 			}
 			if direct == nil {
 				direct = b.directEndpoint(from)
+			}
+			if b.first.n.Load() != 0 && handshakeType(p) == msgInitiation {
+				b.heardFirst(Key{}, false, from)
 			}
 			sizes[i] = m.N
 			eps[i] = direct
@@ -371,8 +379,19 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 // Send implements conn.Bind. Packets to a direct endpoint go out with
 // sendmmsg, runs of same-size packets as one UDP_SEGMENT datagram each;
 // packets to a relay endpoint are wrapped into relay frames and sent to
-// the relay the same way.
+// the relay the same way. While a new peer's first handshake is under
+// way, the handshake messages to it follow the roles described in
+// first.go (one initiator).
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	if b.first.n.Load() != 0 {
+		if bufs = b.filterFirst(bufs, ep); len(bufs) == 0 {
+			return nil
+		}
+	}
+	return b.send(bufs, ep)
+}
+
+func (b *Bind) send(bufs [][]byte, ep conn.Endpoint) error {
 	b.mu.Lock()
 	udp, bc, v4 := b.udp, b.batch, b.v4
 	b.mu.Unlock()

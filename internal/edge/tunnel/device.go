@@ -272,6 +272,22 @@ func (d *Device) applyLocked() error {
 			}
 		}
 	}
+	// The first handshake roles are in place before wireguard-go, given
+	// the endpoint, starts the handshake.
+	for k := range d.applied {
+		if _, ok := next[k]; !ok {
+			d.bind.stopFirst(k)
+		}
+	}
+	for k, ap := range next {
+		if old, exists := d.applied[k]; ap.endpoint != "" && (!exists || old.endpoint == "") {
+			var direct netip.AddrPort
+			if p := d.peers[k]; !p.Relayed {
+				direct = netip.AddrPortFrom(p.Endpoint.Addr().Unmap(), p.Endpoint.Port())
+			}
+			d.bind.startFirst(d.PublicKey(), k, direct)
+		}
+	}
 	if b.Len() > 0 {
 		if err := d.wg.IpcSet(b.String()); err != nil {
 			return fmt.Errorf("tunnel: configure peers: %w", err)
@@ -517,5 +533,6 @@ func (d *Device) Close() error {
 	}
 	d.mu.Unlock()
 	d.wg.Close() // closes the TUN, which deletes the interface, and the bind
+	d.bind.stopAllFirst()
 	return errors.Join(errs...)
 }

@@ -116,3 +116,17 @@ func segmentSize(oob []byte) int {
 func gsoTooLarge(err error) bool {
 	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EMSGSIZE)
 }
+
+// socketUnread reports whether datagrams wait in the socket's receive
+// queue (FIONREAD: the size of the next one).
+func socketUnread(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = rc.Control(func(fd uintptr) {
+		n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return n > 0
+}

@@ -190,6 +190,13 @@ func newNode(t *testing.T, i byte, secret string, relay netip.AddrPort) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return newNodeKey(t, i, secret, relay, priv)
+}
+
+// newNodeKey is newNode with the private key priv.
+func newNodeKey(t *testing.T, i byte, secret string, relay netip.AddrPort, priv Key) *node {
+	t.Helper()
+	var err error
 	n := &node{
 		tun: tuntest.NewChannelTUN(),
 		sig: newTestSignaling(),
