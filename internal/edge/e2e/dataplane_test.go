@@ -201,7 +201,7 @@ func startControlPlane(t *testing.T, tp *topology) *controlPlane {
 	t.Helper()
 	cp := &controlPlane{data: t.TempDir(), url: "http://" + nucleusIP + ":8080", wan: tp.wan}
 	_, logs, done := startProc(t, "omni serve", tp.wan, "serve", "edge", "--data", cp.data,
-		"--edge-listen", nucleusIP+":8080", "--nucleus-listen", nucleusIP+":51820",
+		"--edge-listen", nucleusIP+":8080", "--nucleus-listen", nucleusIP+":51820", "--metrics-listen", nucleusIP+":9090",
 		"--rate-limit-token", "0", "--rate-limit-ip", "0", "--presence-flush", "1s", "--log-level", "debug")
 	cp.logs = logs
 	hc := httpClientIn(tp.wan, 2*time.Second)
@@ -234,7 +234,7 @@ func (cp *controlPlane) client(t *testing.T, key string) *client.Client {
 // relayed sums omni_nucleus_relayed_packets_total over all networks.
 func (cp *controlPlane) relayed(t *testing.T) float64 {
 	t.Helper()
-	body, err := fetch(cp.wan, cp.url+"/metrics", 5*time.Second)
+	body, err := fetch(cp.wan, "http://"+nucleusIP+":9090/metrics", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
