@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/backup"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
@@ -111,6 +112,10 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if d.HTTP == nil {
 		d.HTTP = UpstreamClient()
 	}
+	// Every upstream answer is read under the configured bounds, and no
+	// redirect is followed, whichever client the caller gave.
+	d.HTTP = upstreamhttp.Bounded(d.HTTP, upstreamhttp.Limits{MaxBody: int64(cfg.Route.UpstreamMaxBody),
+		MaxLine: int(cfg.Route.UpstreamMaxLine), IdleTimeout: cfg.Route.UpstreamIdleTimeout, Log: d.Log})
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
