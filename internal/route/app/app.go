@@ -137,7 +137,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	mgr, err := manage.New(manage.Options{
 		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
-		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustProxy,
+		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustProxy, AllowedHosts: cfg.Route.AllowedHosts,
 		Clock: d.Clock, Log: d.Log,
 		// A provider whose configuration changed starts with a clean
 		// record: breakers, cooldowns and lockouts learnt from the old
@@ -193,7 +193,8 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
 			return nil, err
 		}
-		a.backups.Register(mgr.Guarded(mux))
+		// Imports take the file as the raw body or a multipart form.
+		a.backups.Register(mgr.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
 	}
 	if st != nil {
 		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
