@@ -159,7 +159,9 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	for i, k := range cfg.Route.APIKeys {
 		keys[i] = k.Reveal()
 	}
-	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, APIKeys: keys}
+	// Requests without a key: from anywhere only when the operator said
+	// so, else from the gateway host itself.
+	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgr.FromGatewayHost, APIKeys: keys}
 	if st != nil {
 		acfg.Keys = mgr.Keys()
 	}
