@@ -669,6 +669,42 @@ func TestAutoBackup(t *testing.T) {
 	}
 }
 
+// Provider header values that are credentials leave the gateway in no
+// backup, export or archive in plaintext: they are sealed under the
+// master key like the provider keys.
+func TestBackupsHoldNoPlaintextHeaderSecrets(t *testing.T) {
+	runBoth(t, func(t *testing.T, dsn func(*testing.T) string) {
+		e := newEnv(t, dsn(t))
+		if e == nil {
+			return
+		}
+		e.must(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "hdr", "type": "openai", "base_url": e.up.URL,
+			"api_key": "sk-provider-key-secret-8888",
+			"headers": map[string]string{"Authorization": "Bearer hdr-secret-auth-1111", "X-Api-Key": "hdr-secret-key-2222", "X-Team": "blue-team-visible"}})
+		export := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body
+		kept := e.create()
+		file, err := os.ReadFile(filepath.Join(e.dir, "backups", kept.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"export": export, "kept backup": file} {
+			if !bytes.Contains(b, []byte("blue-team-visible")) {
+				t.Fatalf("%s lacks the provider's ordinary header", name)
+			}
+			for _, s := range []string{"hdr-secret", "sk-provider-key-secret"} {
+				if bytes.Contains(b, []byte(s)) {
+					t.Fatalf("%s holds %q in plaintext", name, s)
+				}
+			}
+		}
+		// Restored, the provider works with its header.
+		e.must(http.StatusOK, "POST", "/api/db-backups", map[string]string{"id": kept.ID})
+		if h := e.must(http.StatusOK, "GET", "/api/providers/hdr", nil).Object(t)["headers"].(map[string]any); h["X-Team"] != "blue-team-visible" || h["Authorization"] == "Bearer hdr-secret-auth-1111" || h["Authorization"] == "" {
+			t.Fatalf("headers after restore: %v", h)
+		}
+	})
+}
+
 // The import takes a file, but not from a web page of another site: a
 // multipart form is what a cross-site page can post without asking.
 func TestImportRefusesOtherSites(t *testing.T) {

@@ -41,6 +41,7 @@ type Store interface {
 	Provider(ctx context.Context, id string) (store.Provider, error)
 	CreateProvider(ctx context.Context, p store.Provider) error
 	UpdateProvider(ctx context.Context, p store.Provider, replaceCredentials bool) error
+	SealHeaders(ctx context.Context) (int, error)
 	DeleteProvider(ctx context.Context, id string) error
 	AddCredential(ctx context.Context, providerID string, c store.Credential) (store.Credential, error)
 	DeleteCredential(ctx context.Context, providerID, id string) error
