@@ -32,14 +32,15 @@ run_wrk() { # url label
 
 # Rate limits stay on (set high) so their cost is part of the measurement.
 port=$(free_port)
+mport=$(free_port)
 "$work/omni" serve edge --data "$work/data" --edge-listen "127.0.0.1:$port" --nucleus-listen 127.0.0.1:0 \
-  --rate-limit-token 1000000 --rate-limit-ip 1000000 --log-level warn --access-token-ttl 6h &
+  --metrics-listen "127.0.0.1:$mport" --rate-limit-token 1000000 --rate-limit-ip 1000000 --log-level warn --access-token-ttl 6h &
 omni_pid=$!; pids+=("$omni_pid")
 wait_http "http://127.0.0.1:$port/healthz"
 run_wrk "http://127.0.0.1:$port" "warmup" >/dev/null
 omni_line=$(run_wrk "http://127.0.0.1:$port" "omni")
 rss_kb=$(awk '/VmHWM/ {print $2}' /proc/$omni_pid/status)
-heap_mb=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%d", $2/1048576}')
+heap_mb=$(curl -s "http://127.0.0.1:$mport/metrics" | awk '/^go_memstats_heap_inuse_bytes/ {printf "%d", $2/1048576}')
 
 bport=$(free_port)
 "$work/barehb" --listen "127.0.0.1:$bport" 2>/dev/null &

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -93,6 +95,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.PermissionWarnings() {
+		log.Warn(w)
+	}
 	db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
 	if err != nil {
 		return err
@@ -118,7 +123,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", a.Handler())
-		addOps(mux, reg, func(ctx context.Context) error {
+		addOps(mux, publicMetrics(cfg, reg), func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
 			}
@@ -170,7 +175,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			return err
 		}
 		mux := http.NewServeMux()
-		addOps(mux, reg, func(ctx context.Context) error {
+		addOps(mux, publicMetrics(cfg, reg), func(ctx context.Context) error {
 			if err := db.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
 			}
@@ -183,14 +188,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
 		run(func() error { return gw.Run(ctx) })
 	}
+	if err := serveMetrics(ctx, cfg, reg, log, run); err != nil {
+		cancel()
+		wg.Wait()
+		return err
+	}
 	<-ctx.Done()
 	wg.Wait()
 	log.Info("stopped")
 	return errors.Join(errs...)
 }
 
-// addOps adds /healthz (liveness), /readyz (dependencies) and /metrics.
-func addOps(mux *http.ServeMux, reg *prometheus.Registry, ready func(context.Context) error) {
+// addOps adds /healthz (liveness), /readyz (dependencies) and, when
+// metrics is not nil, /metrics.
+func addOps(mux *http.ServeMux, metrics http.Handler, ready func(context.Context) error) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -203,5 +214,52 @@ func addOps(mux *http.ServeMux, reg *prometheus.Registry, ready func(context.Con
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 		return nil
 	}))
+	if metrics != nil {
+		mux.Handle("GET /metrics", metrics)
+	}
+}
+
+// publicMetrics is /metrics for the public listeners: nil (not served)
+// unless --metrics-token is set, and then only to its bearer.
+func publicMetrics(cfg *config.Config, reg *prometheus.Registry) http.Handler {
+	tok := cfg.MetricsToken.Reveal()
+	if tok == "" {
+		return nil
+	}
+	want := sha256.Sum256([]byte("Bearer " + tok))
+	h := metrics.Handler(reg)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="metrics"`)
+			httpx.WriteError(w, r, httpx.Unauthorized("/metrics needs the metrics token as a bearer token"))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// serveMetrics serves /metrics on --metrics-listen (unless "off"). The
+// default address may be taken by another process (another omni, a
+// local Prometheus): then metrics are skipped with a warning; an address
+// the operator chose must work.
+func serveMetrics(ctx context.Context, cfg *config.Config, reg *prometheus.Registry, log *slog.Logger, run func(func() error)) error {
+	if cfg.MetricsListen == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.MetricsListen)
+	if err != nil {
+		if cfg.MetricsListen == config.Default().MetricsListen {
+			log.Warn("metrics listener not started (set --metrics-listen to another address, or off)", "addr", cfg.MetricsListen, "err", err)
+			return nil
+		}
+		return fmt.Errorf("metrics listener: %w", err)
+	}
+	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mlog := log.With("component", "metrics")
+	srv := httpx.NewServer(mux, mlog)
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, mlog) })
+	return nil
 }

@@ -459,7 +459,10 @@ func startGatewayWith(ctx context.Context, bin, tmp, upstreamURL, extra string) 
 	if err := os.MkdirAll(data, 0o700); err != nil {
 		return nil, err
 	}
+	// client-key is the gateway key the load generator sends (a key that
+	// is not valid is refused, even where keys are not required).
 	conf := fmt.Sprintf(`route:
+  api_keys: [client-key]
   providers:
     - id: bench
       type: openai
@@ -472,7 +475,7 @@ func startGatewayWith(ctx context.Context, bin, tmp, upstreamURL, extra string) 
 		return nil, err
 	}
 	cmd := exec.Command(bin, "serve", "route", "--config", confPath, "--data", data,
-		"--route-listen", "127.0.0.1:0", "--log-level", "info", "--log-format", "text")
+		"--route-listen", "127.0.0.1:0", "--metrics-listen", "off", "--log-level", "info", "--log-format", "text")
 	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

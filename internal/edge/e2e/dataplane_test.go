@@ -191,6 +191,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 
 type controlPlane struct {
 	data, url string
+	metrics   string // the metrics listener's URL
 	logs      *syncBuffer
 	wan       string
 }
@@ -206,9 +207,9 @@ func startControlPlane(t *testing.T, tp *topology) *controlPlane {
 // 8080) and the nucleus (51820) on the address ip.
 func startControlPlaneAt(t *testing.T, ns, ip string) *controlPlane {
 	t.Helper()
-	cp := &controlPlane{data: t.TempDir(), url: "http://" + net.JoinHostPort(ip, "8080"), wan: ns}
+	cp := &controlPlane{data: t.TempDir(), url: "http://" + net.JoinHostPort(ip, "8080"), metrics: "http://" + net.JoinHostPort(ip, "9090") + "/metrics", wan: ns}
 	_, logs, done := startProc(t, "omni serve", ns, "serve", "edge", "--data", cp.data,
-		"--edge-listen", net.JoinHostPort(ip, "8080"), "--nucleus-listen", net.JoinHostPort(ip, "51820"),
+		"--edge-listen", net.JoinHostPort(ip, "8080"), "--nucleus-listen", net.JoinHostPort(ip, "51820"), "--metrics-listen", net.JoinHostPort(ip, "9090"),
 		"--rate-limit-token", "0", "--rate-limit-ip", "0", "--presence-flush", "1s", "--log-level", "debug")
 	cp.logs = logs
 	hc := httpClientIn(ns, 2*time.Second)
@@ -241,7 +242,7 @@ func (cp *controlPlane) client(t *testing.T, key string) *client.Client {
 // relayed sums omni_nucleus_relayed_packets_total over all networks.
 func (cp *controlPlane) relayed(t *testing.T) float64 {
 	t.Helper()
-	body, err := fetch(cp.wan, cp.url+"/metrics", 5*time.Second)
+	body, err := fetch(cp.wan, cp.metrics, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

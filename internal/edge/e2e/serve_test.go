@@ -43,9 +43,9 @@ func TestServeAllOnSQLite(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	data := t.TempDir()
-	edgeAddr, routeAddr, udpAddr := testenv.FreeTCP(t), testenv.FreeTCP(t), testenv.FreeUDP(t)
+	edgeAddr, routeAddr, udpAddr, metricsAddr := testenv.FreeTCP(t), testenv.FreeTCP(t), testenv.FreeUDP(t), testenv.FreeTCP(t)
 	cmd := exec.Command(testenv.OmniBinary(t), "serve", "--data", data, "--edge-listen", edgeAddr, "--route-listen", routeAddr,
-		"--nucleus-listen", udpAddr, "--presence-flush", "1h")
+		"--nucleus-listen", udpAddr, "--presence-flush", "1h", "--metrics-listen", metricsAddr)
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
@@ -55,7 +55,7 @@ func TestServeAllOnSQLite(t *testing.T) {
 	waitHTTP(t, "http://"+edgeAddr+"/healthz", &logs)
 	waitHTTP(t, "http://"+routeAddr+"/healthz", &logs)
 
-	for _, u := range []string{"http://" + edgeAddr + "/readyz", "http://" + routeAddr + "/healthz", "http://" + edgeAddr + "/metrics"} {
+	for _, u := range []string{"http://" + edgeAddr + "/readyz", "http://" + routeAddr + "/healthz", "http://" + metricsAddr + "/metrics"} {
 		resp, err := http.Get(u)
 		if err != nil {
 			t.Fatal(err)
@@ -68,6 +68,12 @@ func TestServeAllOnSQLite(t *testing.T) {
 		if strings.HasSuffix(u, "/metrics") && !strings.Contains(string(body), "go_goroutines") {
 			t.Fatalf("metrics lack the runtime collector")
 		}
+	}
+	// Metrics are on their own listener, not on the public API.
+	if resp, err := http.Get("http://" + edgeAddr + "/metrics"); err != nil || resp.StatusCode == http.StatusOK {
+		t.Fatalf("the edge API serves /metrics: %v", err)
+	} else {
+		resp.Body.Close()
 	}
 	if c, err := net.ListenPacket("udp", udpAddr); err == nil {
 		c.Close()

@@ -108,6 +108,12 @@ type Config struct {
 
 	Plans map[string]PlanLimit `yaml:"plans"`
 
+	// MetricsListen is the loopback (or private) address /metrics is
+	// served on; "off" serves it nowhere. The public listeners serve it
+	// only with MetricsToken as a bearer token.
+	MetricsListen string `yaml:"metrics_listen"`
+	MetricsToken  Secret `yaml:"metrics_token,omitempty"`
+
 	Route RouteConfig `yaml:"route,omitempty"`
 }
 
@@ -124,6 +130,18 @@ type RouteConfig struct {
 	// InitialPassword is the management dashboard's password, stored
 	// (hashed) at the first start when none is stored yet.
 	InitialPassword Secret `yaml:"initial_password,omitempty"`
+	// AllowAnonymous serves requests without a key from any address;
+	// otherwise (and without RequireAPIKey) only from the gateway host.
+	// Set by --allow-anonymous or an explicit REQUIRE_API_KEY=false.
+	AllowAnonymous bool `yaml:"allow_anonymous,omitempty"`
+	// AllowedHosts are the Host names (HOST or HOST:PORT) the management
+	// API answers under besides the loopback names; "*" is any.
+	AllowedHosts []string `yaml:"allowed_hosts,omitempty"`
+	// Upstream answers are bounded: a non-streamed body, one line of a
+	// stream, and the wait for more bytes once an answer has started.
+	UpstreamMaxBody     ByteSize      `yaml:"upstream_max_body"`
+	UpstreamMaxLine     ByteSize      `yaml:"upstream_max_line"`
+	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
 }
 
 // RouteProvider is one upstream with its credentials (one connection
@@ -189,6 +207,12 @@ func Default() Config {
 		LoginPendingMax:   10000,
 		LoginSocketsPerIP: 32,
 		ShutdownGrace:     10 * time.Second,
+		MetricsListen:     "127.0.0.1:9090",
+		Route: RouteConfig{
+			UpstreamMaxBody:     32 << 20,
+			UpstreamMaxLine:     4 << 20,
+			UpstreamIdleTimeout: 2 * time.Minute,
+		},
 		Plans: map[string]PlanLimit{
 			PlanFree:      {MaxDevices: 20, MaxNetworks: 3},
 			PlanPro:       {MaxDevices: 100, MaxNetworks: 20},
@@ -262,6 +286,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.BoolVar(&cfg.Route.RequireAPIKey, "require-api-key", cfg.Route.RequireAPIKey, "require a gateway API key on every /v1 route (env REQUIRE_API_KEY too)")
 	fs.Var((*secretFlag)(&cfg.Route.InitialPassword), "initial-password", "dashboard password stored at the first start of the gateway when none is set (env INITIAL_PASSWORD too)")
 	fs.Var(plans, "plans", "plan limits as PLAN=DEVICES/NETWORKS,… (0: unlimited), e.g. free=20/3,pro=100/20")
+	hardeningFlags(fs, &cfg)
 
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {
@@ -287,6 +312,9 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 		return nil, envErr
 	}
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := explicitAnonymous(fs, path, &cfg); err != nil {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
@@ -372,6 +400,7 @@ func (c *Config) Validate() error {
 	if c.Route.InitialPassword != "" && len(c.Route.InitialPassword) < 8 {
 		bad("the initial dashboard password must be at least 8 characters")
 	}
+	errs = append(errs, c.validateHardening()...)
 	switch strings.ToLower(c.LogFormat) {
 	case "text", "json":
 	default:

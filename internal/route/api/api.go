@@ -49,11 +49,17 @@ type KeyChecker interface {
 
 // Config tunes the gateway transport.
 type Config struct {
-	RequireAPIKey bool
-	APIKeys       []string   // raw keys accepted when RequireAPIKey
-	Keys          KeyChecker // further accepted keys (nil: none)
-	MaxBody       int64      // request body limit (default 32 MiB)
-	Pipeline      Pipeline   // idempotency, gates and cache around the router
+	// RequireAPIKey refuses requests without a valid key from anywhere.
+	// Without it, requests without a key are served when AllowAnonymous
+	// is set, or when LocalClient says they come from the gateway host.
+	// A key that is not valid is refused whatever these say.
+	RequireAPIKey  bool
+	AllowAnonymous bool
+	LocalClient    func(*http.Request) bool // nil: no request is local
+	APIKeys        []string                 // raw keys accepted
+	Keys           KeyChecker               // further accepted keys (nil: none)
+	MaxBody        int64                    // request body limit (default 32 MiB)
+	Pipeline       Pipeline                 // idempotency, gates and cache around the router
 }
 
 // Server serves the gateway API.
@@ -100,14 +106,38 @@ func (s *Server) routes() {
 // errorWriter renders an *llm.Error in a dialect's shape.
 type errorWriter func(w http.ResponseWriter, e *llm.Error)
 
-// keyed checks the gateway API key (when required) and renders failures of
-// h in the dialect's error shape.
+// keyed checks the gateway API key and renders failures of h in the
+// dialect's error shape.
 func (s *Server) keyed(ew errorWriter, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return s.authorized(ew, h, false)
+}
+
+// geminiKeyed is keyed for the Gemini routes, which also take the key as
+// ?key= (as Google's API does); elsewhere a key in the URL would only end
+// up in access logs and histories.
+func (s *Server) geminiKeyed(ew errorWriter, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return s.authorized(ew, h, true)
+}
+
+func (s *Server) authorized(ew errorWriter, h func(http.ResponseWriter, *http.Request) error, queryKey bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, ok := s.findKey(r)
-		if s.cfg.RequireAPIKey && !ok {
-			ew(w, &llm.Error{Status: http.StatusUnauthorized, Type: llm.ErrAuthentication,
-				Message: "missing or invalid API key: send Authorization: Bearer <key>, x-api-key or x-goog-api-key"})
+		id, presented := s.findKey(r, queryKey)
+		var refuse string
+		switch {
+		case id != "":
+		case presented:
+			// Never anonymous: a typo, a revoked or a guessed key would
+			// otherwise escape the key's policy and budget.
+			refuse = "invalid API key"
+		case s.cfg.RequireAPIKey:
+			refuse = "missing API key: send Authorization: Bearer <key>, x-api-key or x-goog-api-key"
+		case s.cfg.AllowAnonymous, s.cfg.LocalClient != nil && s.cfg.LocalClient(r):
+		default:
+			refuse = "missing API key: requests without a key are served from the gateway host only " +
+				"(send Authorization: Bearer <key>, x-api-key or x-goog-api-key)"
+		}
+		if refuse != "" {
+			ew(w, &llm.Error{Status: http.StatusUnauthorized, Type: llm.ErrAuthentication, Message: refuse})
 			return
 		}
 		if id != "" {
@@ -137,18 +167,23 @@ func sessionID(r *http.Request) string {
 	return id
 }
 
-// findKey looks for a valid key in any header the SDKs use and returns
-// its id: a managed key's id, or "config:N" for the N-th (1-based) key of
-// the configuration.
-func (s *Server) findKey(r *http.Request) (string, bool) {
-	cands := []string{r.Header.Get("x-api-key"), r.Header.Get("x-goog-api-key"), r.URL.Query().Get("key")}
+// findKey looks for a valid key in any header the SDKs use (and, with
+// query, in ?key=) and returns its id: a managed key's id, or "config:N"
+// for the N-th (1-based) key of the configuration. presented reports
+// whether the request carried any key at all.
+func (s *Server) findKey(r *http.Request, query bool) (id string, presented bool) {
+	cands := [4]string{r.Header.Get("x-api-key"), r.Header.Get("x-goog-api-key")}
 	if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
-		cands = append(cands, strings.TrimSpace(a[7:]))
+		cands[2] = strings.TrimSpace(a[7:])
+	}
+	if query {
+		cands[3] = r.URL.Query().Get("key")
 	}
 	for _, c := range cands {
 		if c == "" {
 			continue
 		}
+		presented = true
 		sum := sha256.Sum256([]byte(c))
 		for i, k := range s.keys {
 			if subtle.ConstantTimeCompare(sum[:], k[:]) == 1 {
@@ -161,7 +196,7 @@ func (s *Server) findKey(r *http.Request) (string, bool) {
 			}
 		}
 	}
-	return "", false
+	return "", presented
 }
 
 // toLLMError turns any handler error into an *llm.Error; causes of

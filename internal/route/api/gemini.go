@@ -16,10 +16,10 @@ func geminiErrors(w http.ResponseWriter, e *llm.Error) { writeError(w, e, gemini
 // under /v1beta (the API's default) and /v1 (current genai SDKs' default);
 // the model lists only under /v1beta, since GET /v1/models is OpenAI's.
 func (s *Server) registerGemini() {
-	s.mux.Handle("GET /v1beta/models", s.keyed(geminiErrors, s.geminiListModels))
-	s.mux.Handle("GET /v1beta/models/{name...}", s.keyed(geminiErrors, s.geminiGetModel))
-	s.mux.Handle("POST /v1beta/models/{rest...}", s.keyed(geminiErrors, s.geminiAction))
-	s.mux.Handle("POST /v1/models/{rest...}", s.keyed(geminiErrors, s.geminiAction))
+	s.mux.Handle("GET /v1beta/models", s.geminiKeyed(geminiErrors, s.geminiListModels))
+	s.mux.Handle("GET /v1beta/models/{name...}", s.geminiKeyed(geminiErrors, s.geminiGetModel))
+	s.mux.Handle("POST /v1beta/models/{rest...}", s.geminiKeyed(geminiErrors, s.geminiAction))
+	s.mux.Handle("POST /v1/models/{rest...}", s.geminiKeyed(geminiErrors, s.geminiAction))
 }
 
 func geminiNotFound(msg string) *llm.Error {

@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/backup"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
@@ -111,6 +112,10 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if d.HTTP == nil {
 		d.HTTP = UpstreamClient()
 	}
+	// Every upstream answer is read under the configured bounds, and no
+	// redirect is followed, whichever client the caller gave.
+	d.HTTP = upstreamhttp.Bounded(d.HTTP, upstreamhttp.Limits{MaxBody: int64(cfg.Route.UpstreamMaxBody),
+		MaxLine: int(cfg.Route.UpstreamMaxLine), IdleTimeout: cfg.Route.UpstreamIdleTimeout, Log: d.Log})
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
 	}
@@ -132,7 +137,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	mgr, err := manage.New(manage.Options{
 		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
-		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustedProxies(),
+		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts,
 		Clock: d.Clock, Log: d.Log,
 		// A provider whose configuration changed starts with a clean
 		// record: breakers, cooldowns and lockouts learnt from the old
@@ -154,7 +159,9 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	for i, k := range cfg.Route.APIKeys {
 		keys[i] = k.Reveal()
 	}
-	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, APIKeys: keys}
+	// Requests without a key: from anywhere only when the operator said
+	// so, else from the gateway host itself.
+	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgr.FromGatewayHost, APIKeys: keys}
 	if st != nil {
 		acfg.Keys = mgr.Keys()
 	}
@@ -188,7 +195,8 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
 			return nil, err
 		}
-		a.backups.Register(mgr.Guarded(mux))
+		// Imports take the file as the raw body or a multipart form.
+		a.backups.Register(mgr.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
 	}
 	if st != nil {
 		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)

@@ -73,13 +73,13 @@ type env struct {
 	dir string // data dir
 	srv *httptest.Server
 	up  *upstream
+	c   *http.Client // logged in
 }
 
 func sqliteDSN(t *testing.T) string { return filepath.Join(t.TempDir(), "omni.db") }
 
-// newEnv is a gateway with management over dsn, a config-declared
-// provider "up" (a fake upstream) and no dashboard password (the test
-// client is on the loopback).
+// newEnv is a gateway with management over dsn and a config-declared
+// provider "up" (a fake upstream); the test client is logged in.
 func newEnv(t *testing.T, dsn string) *env {
 	t.Helper()
 	if dsn == "" {
@@ -93,6 +93,7 @@ func newEnv(t *testing.T, dsn string) *env {
 	up := newUpstream(t)
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
+	cfg.Route.InitialPassword = dashboardPassword
 	cfg.Route.Providers = []config.RouteProvider{{ID: "up", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"sk-up"}, Models: []string{"model-a", "model-b"}}}
 	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: db, MasterKey: masterKey, Clock: clock.Real{}, Log: logging.Discard()})
 	if err != nil {
@@ -100,8 +101,10 @@ func newEnv(t *testing.T, dsn string) *env {
 	}
 	srv := httptest.NewServer(httpx.Wrap(a.Handler(), logging.Discard(), nil))
 	t.Cleanup(srv.Close)
-	return &env{t: t, db: db, dir: cfg.DataDir, srv: srv, up: up}
+	return &env{t: t, db: db, dir: cfg.DataDir, srv: srv, up: up, c: routetest.Login(t, srv.URL, dashboardPassword)}
 }
+
+const dashboardPassword = "backup test dashboard"
 
 // resp is a whole answer.
 type resp = routetest.Resp
@@ -110,7 +113,7 @@ type resp = routetest.Resp
 // encoded as JSON. hdr adds headers in pairs.
 func (e *env) do(method, path string, body any, hdr ...string) resp {
 	e.t.Helper()
-	r := routetest.Send(e.t, http.DefaultClient, method, e.srv.URL+path, body, hdr...)
+	r := routetest.Send(e.t, e.c, method, e.srv.URL+path, body, hdr...)
 	return r
 }
 
@@ -480,7 +483,7 @@ func TestImportRejects(t *testing.T) {
 			"truncated":     export[:len(export)/2],
 		}
 		for name, body := range cases {
-			r := e.do("POST", "/api/db-backups/import", body)
+			r := e.do("POST", "/api/db-backups/import", body, "Content-Type", "application/octet-stream")
 			if r.Status != http.StatusBadRequest {
 				t.Errorf("%s: status %d, want 400: %s", name, r.Status, r.Body)
 				continue
@@ -601,12 +604,12 @@ func TestCrossDialect(t *testing.T) {
 	}
 	lite := newEnv(t, sqliteDSN(t))
 	pg.setAlias("fast", "up/model-b")
-	lite.must(http.StatusOK, "POST", "/api/db-backups/import", pg.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body)
+	lite.must(http.StatusOK, "POST", "/api/db-backups/import", pg.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body, "Content-Type", "application/octet-stream")
 	if got := lite.chat("fast"); got != "model-b" {
 		t.Fatalf("sqlite gateway after importing the postgres export: %q", got)
 	}
 	lite.setAlias("other", "up/model-a")
-	pg.must(http.StatusOK, "POST", "/api/db-backups/import", lite.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body)
+	pg.must(http.StatusOK, "POST", "/api/db-backups/import", lite.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body, "Content-Type", "application/octet-stream")
 	if got := pg.aliases(); !equalMaps(got, map[string]string{"fast": "up/model-b", "other": "up/model-a"}) {
 		t.Fatalf("postgres aliases after importing the sqlite export: %v", got)
 	}
@@ -664,4 +667,56 @@ func TestAutoBackup(t *testing.T) {
 	if !strings.HasSuffix(l[0].ID, "-auto.sqlite") || !l[0].CreatedAt.Equal(clk.Now().Add(-time.Minute).Truncate(time.Millisecond)) {
 		t.Fatalf("newest = %+v", l[0])
 	}
+}
+
+// Provider header values that are credentials leave the gateway in no
+// backup, export or archive in plaintext: they are sealed under the
+// master key like the provider keys.
+func TestBackupsHoldNoPlaintextHeaderSecrets(t *testing.T) {
+	runBoth(t, func(t *testing.T, dsn func(*testing.T) string) {
+		e := newEnv(t, dsn(t))
+		if e == nil {
+			return
+		}
+		e.must(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "hdr", "type": "openai", "base_url": e.up.URL,
+			"api_key": "sk-provider-key-secret-8888",
+			"headers": map[string]string{"Authorization": "Bearer hdr-secret-auth-1111", "X-Api-Key": "hdr-secret-key-2222", "X-Team": "blue-team-visible"}})
+		export := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body
+		kept := e.create()
+		file, err := os.ReadFile(filepath.Join(e.dir, "backups", kept.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, b := range map[string][]byte{"export": export, "kept backup": file} {
+			if !bytes.Contains(b, []byte("blue-team-visible")) {
+				t.Fatalf("%s lacks the provider's ordinary header", name)
+			}
+			for _, s := range []string{"hdr-secret", "sk-provider-key-secret"} {
+				if bytes.Contains(b, []byte(s)) {
+					t.Fatalf("%s holds %q in plaintext", name, s)
+				}
+			}
+		}
+		// Restored, the provider works with its header.
+		e.must(http.StatusOK, "POST", "/api/db-backups", map[string]string{"id": kept.ID})
+		if h := e.must(http.StatusOK, "GET", "/api/providers/hdr", nil).Object(t)["headers"].(map[string]any); h["X-Team"] != "blue-team-visible" || h["Authorization"] == "Bearer hdr-secret-auth-1111" || h["Authorization"] == "" {
+			t.Fatalf("headers after restore: %v", h)
+		}
+	})
+}
+
+// The import takes a file, but not from a web page of another site: a
+// multipart form is what a cross-site page can post without asking.
+func TestImportRefusesOtherSites(t *testing.T) {
+	e := newEnv(t, sqliteDSN(t))
+	export := e.must(http.StatusOK, "GET", "/api/db-backups/export", nil).Body
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	fw, _ := mw.CreateFormFile("file", "omni.sqlite")
+	fw.Write(export)
+	mw.Close()
+	e.must(http.StatusForbidden, "POST", "/api/db-backups/import", mp.Bytes(), "Content-Type", mw.FormDataContentType(), "Origin", "https://evil.example")
+	e.must(http.StatusForbidden, "POST", "/api/db-backups/import", mp.Bytes(), "Content-Type", mw.FormDataContentType(), "Sec-Fetch-Site", "cross-site")
+	e.must(http.StatusUnsupportedMediaType, "POST", "/api/db-backups/import", export, "Content-Type", "text/plain")
+	e.must(http.StatusOK, "POST", "/api/db-backups/import", mp.Bytes(), "Content-Type", mw.FormDataContentType(), "Origin", e.srv.URL)
 }

@@ -268,6 +268,7 @@ func TestGatewayCacheSurvivesRestart(t *testing.T) {
 	open := func() *gateway {
 		cfg := config.Default()
 		cfg.Route.InitialPassword = password
+		cfg.Route.APIKeys = []config.Secret{gatewayKey} // the SDK sends a key, so it must be a valid one
 		cfg.Route.Providers = []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"k"}}}
 		db, err := sqldb.Open(context.Background(), path)
 		if err != nil {
@@ -280,7 +281,7 @@ func TestGatewayCacheSurvivesRestart(t *testing.T) {
 		}
 		srv := httptest.NewServer(a.Handler())
 		t.Cleanup(srv.Close)
-		return &gateway{t: t, srv: srv, sdk: openai.NewClient(option.WithBaseURL(srv.URL+"/v1"), option.WithAPIKey("x"), option.WithMaxRetries(0))}
+		return &gateway{t: t, srv: srv, sdk: openai.NewClient(option.WithBaseURL(srv.URL+"/v1"), option.WithAPIKey(gatewayKey), option.WithMaxRetries(0))}
 	}
 	a := open()
 	first, _ := a.mustChat(params(0, "persist"))

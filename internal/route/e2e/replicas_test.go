@@ -53,7 +53,7 @@ type replica struct {
 func startRoute(t *testing.T, name, config string, shared []string) *replica {
 	t.Helper()
 	addr := testenv.FreeTCP(t)
-	args := append([]string{"serve", "route", "--route-listen", addr, "--data", t.TempDir(), "--config", config, "--log-level", "warn"}, shared...)
+	args := append([]string{"serve", "route", "--route-listen", addr, "--metrics-listen", "off", "--data", t.TempDir(), "--config", config, "--log-level", "warn"}, shared...)
 	cmd := exec.Command(testenv.OmniBinary(t), args...)
 	r := &replica{url: "http://" + addr, cmd: cmd, logs: &bytes.Buffer{}}
 	cmd.Stdout, cmd.Stderr = r.logs, r.logs

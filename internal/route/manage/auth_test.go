@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/omniedge/omni/internal/platform/config"
 )
 
 func TestLoginSetsCookieAndLogoutRevokes(t *testing.T) {
@@ -81,30 +79,19 @@ func TestRequireLoginToggle(t *testing.T) {
 	e.wantError(http.StatusUnauthorized, "GET", "/api/keys", nil, remote...)
 }
 
-func TestFreshInstallWithoutPassword(t *testing.T) {
-	e := newEnv(t, func(c *config.Config) { c.Route.InitialPassword = "" })
-	// Remote (proxied) clients are refused with a clear message.
-	if msg := e.wantError(http.StatusForbidden, "GET", "/api/providers", nil, remote...); !strings.Contains(msg, "INITIAL_PASSWORD") {
-		t.Fatalf("message %q does not say how to set a password", msg)
-	}
-	// The gateway's own host may manage it and set the password.
-	e.want(http.StatusOK, "GET", "/api/providers", nil)
-	e.wantError(http.StatusConflict, "POST", "/api/auth/login", map[string]string{"password": password})
-	e.wantError(http.StatusBadRequest, "POST", "/api/auth/password", map[string]string{"password": "short"})
-	e.wantError(http.StatusForbidden, "POST", "/api/auth/password", map[string]string{"password": password}, remote...)
-	e.want(http.StatusOK, "POST", "/api/auth/password", map[string]string{"password": password})
-
-	// From now on the password is required, loopback or not.
-	e.wantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
+// Changing the password needs the current one and ends every session.
+func TestChangePassword(t *testing.T) {
+	e := newEnv(t, nil)
+	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/password", map[string]string{"current_password": password, "password": "another password"})
 	e.login()
 	e.want(http.StatusOK, "GET", "/api/providers", nil, remote...)
-
-	// Changing it needs the current one and ends every session.
+	e.wantError(http.StatusBadRequest, "POST", "/api/auth/password", map[string]string{"current_password": password, "password": "short"})
 	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/password", map[string]string{"current_password": "nope", "password": "another password"})
 	e.want(http.StatusOK, "POST", "/api/auth/password", map[string]string{"current_password": password, "password": "another password"})
 	e.wantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
 	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/login", map[string]string{"password": password})
 	e.want(http.StatusOK, "POST", "/api/auth/login", map[string]string{"password": "another password"})
+	e.want(http.StatusOK, "GET", "/api/providers", nil)
 }
 
 func TestInitialPasswordOnlyAtFirstStart(t *testing.T) {

@@ -102,8 +102,9 @@ func TestProviderLifecycle(t *testing.T) {
 		t.Fatalf("/v1/models = %v", ids)
 	}
 
-	// A new base URL moves traffic at once; credentials are kept.
-	e.want(http.StatusOK, "PUT", "/api/providers/acme", map[string]any{"base_url": up2.URL})
+	// A new base URL moves traffic at once; credentials are kept when the
+	// request says so (TestProviderMoveNeedsItsCredentialsAgain).
+	e.want(http.StatusOK, "PUT", "/api/providers/acme", map[string]any{"base_url": up2.URL, "keep_credentials": true})
 	if got := e.chatText("acme/gpt-4o"); got != "hi from two" {
 		t.Fatalf("after PUT chat answered %q", got)
 	}

@@ -3,7 +3,6 @@ package manage
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 
 	"github.com/omniedge/omni/internal/platform/auth"
@@ -16,15 +15,20 @@ import (
 const maxBody = 1 << 20
 
 // Register adds the management routes to mux. It needs a store.
+//
+// Every route refuses what a web page of another site could send (see
+// origin.go); all but login, logout, setup and the login settings need
+// the dashboard login.
 func (m *Manager) Register(mux *http.ServeMux) {
 	if m.store == nil {
 		return
 	}
-	open := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(h)) }
-	guarded := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.guard(h))) }
+	open := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.checked(h, jsonTypes))) }
+	guarded := m.Guarded(mux)
 
 	open("POST /api/auth/login", m.login)
 	open("POST /api/auth/logout", m.logout)
+	open("POST /api/auth/setup", m.setup)
 	open("GET /api/settings/require-login", m.getRequireLogin)
 	guarded("PUT /api/settings/require-login", m.putRequireLogin)
 	guarded("POST /api/auth/password", m.setPassword)
@@ -75,14 +79,24 @@ func (m *Manager) Register(mux *http.ServeMux) {
 	guarded("DELETE /api/model-combo-mappings/{id}", m.deleteMapping)
 }
 
-// noStore keeps management answers out of caches.
 // Guarded returns a function that adds a management route to mux behind
-// the same login check as every other management route, for the packages
-// that own their own management endpoints (resilience, usage, cache …).
+// the same checks as every other management route (the browser checks
+// and the login), for the packages that own their own management
+// endpoints (resilience, usage, cache …).
 func (m *Manager) Guarded(mux *http.ServeMux) func(pattern string, h httpx.HandlerFunc) {
-	return func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.guard(h))) }
+	return func(pattern string, h httpx.HandlerFunc) {
+		mux.Handle(pattern, noStore(m.checked(m.guard(h), jsonTypes)))
+	}
 }
 
+// GuardedUpload is Guarded for routes whose writes take a file: besides
+// JSON they accept the given body types.
+func (m *Manager) GuardedUpload(mux *http.ServeMux, types ...string) func(pattern string, h httpx.HandlerFunc) {
+	types = append(append([]string(nil), jsonTypes...), types...)
+	return func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.checked(m.guard(h), types))) }
+}
+
+// noStore keeps management answers out of caches.
 func noStore(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -149,9 +163,10 @@ func (m *Manager) passwordHash(ctx context.Context) (string, error) {
 	return v, err
 }
 
-// guard admits a management request when login is not required, when it
-// carries a live session cookie, or — while no password has been set at
-// all — when it comes straight from the gateway's own host.
+// guard admits a management request when login is not required or when
+// it carries a live session cookie. Before a password exists (a fresh
+// install without INITIAL_PASSWORD) nothing is admitted, from anywhere:
+// the password is set with the one-time setup token (setup.go).
 func (m *Manager) guard(h httpx.HandlerFunc) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		required, err := m.requireLogin(r.Context())
@@ -166,11 +181,7 @@ func (m *Manager) guard(h httpx.HandlerFunc) httpx.HandlerFunc {
 			return err
 		}
 		if hash == "" {
-			if isLoopback(r) {
-				return h(w, r)
-			}
-			return httpx.Forbidden("no dashboard password is set: start the gateway with INITIAL_PASSWORD (or OMNI_INITIAL_PASSWORD), " +
-				"or set one with POST /api/auth/password from the gateway's own host")
+			return errSetupRequired
 		}
 		ok, err := m.session(r)
 		if err != nil {
@@ -205,23 +216,6 @@ func (m *Manager) sessionID(r *http.Request) string {
 	return claims.Session
 }
 
-// isLoopback reports a request made on the gateway host itself and not
-// relayed by a proxy (a local reverse proxy would otherwise make every
-// remote client look local).
-func isLoopback(r *http.Request) bool {
-	for _, h := range []string{"X-Forwarded-For", "Forwarded", "X-Real-Ip"} {
-		if r.Header.Get(h) != "" {
-			return false
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func (m *Manager) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
@@ -247,8 +241,7 @@ func (m *Manager) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if hash == "" {
-		return httpx.Errorf(http.StatusConflict, "no_password", "no dashboard password is set: start the gateway with INITIAL_PASSWORD, "+
-			"or set one with POST /api/auth/password from the gateway's own host")
+		return httpx.Errorf(http.StatusConflict, "no_password", "no dashboard password is set yet: "+setupHow)
 	}
 	if err := auth.CheckPassword(hash, b.Password); err != nil {
 		if errors.Is(err, auth.ErrMismatch) {
@@ -257,6 +250,11 @@ func (m *Manager) login(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	return m.startSession(w, r)
+}
+
+// startSession logs the caller in: a session row and its cookie.
+func (m *Manager) startSession(w http.ResponseWriter, r *http.Request) error {
 	now := m.clock.Now()
 	sid := auth.RandomToken("", 18)
 	exp := now.Add(m.opt.SessionTTL)
@@ -292,7 +290,7 @@ func (m *Manager) getRequireLogin(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": required, "hasPassword": hash != ""})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": required, "hasPassword": hash != "", "setupRequired": hash == ""})
 	return nil
 }
 

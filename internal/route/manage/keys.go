@@ -45,10 +45,10 @@ func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.Ha
 func (m *Manager) Refresh(ctx context.Context) error { return m.reload(ctx, false) }
 
 // gatewayAuth admits requests carrying a gateway API key (a config key or
-// a live stored key) as a Bearer token or x-api-key; without one, the
-// dashboard login applies.
+// a live stored key) as a Bearer token or x-api-key (no web page can
+// send one); without one, the management checks and login apply.
 func (m *Manager) gatewayAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
-	guarded := m.guard(h)
+	guarded := m.checked(m.guard(h), jsonTypes)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		raw := r.Header.Get("x-api-key")
 		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {

@@ -42,6 +42,7 @@ type Store interface {
 	Provider(ctx context.Context, id string) (store.Provider, error)
 	CreateProvider(ctx context.Context, p store.Provider) error
 	UpdateProvider(ctx context.Context, p store.Provider, replaceCredentials bool) error
+	SealHeaders(ctx context.Context) (int, error)
 	DeleteProvider(ctx context.Context, id string) error
 	AddCredential(ctx context.Context, providerID string, c store.Credential) (store.Credential, error)
 	DeleteCredential(ctx context.Context, providerID, id string) error
@@ -122,9 +123,12 @@ type Options struct {
 
 	MasterKey       []byte         // signs dashboard sessions (required with Store)
 	InitialPassword string         // dashboard password set at first start when none is stored
-	TrustProxy      []netip.Prefix // proxies whose X-Forwarded-For gives the client IP (login rate limit)
-	SessionTTL      time.Duration  // dashboard session lifetime (default 24h)
-	SyncInterval    time.Duration  // how often Run checks for changes made by replicas (default 2s)
+	TrustProxy      []netip.Prefix // proxies whose X-Forwarded-For gives the client IP (login rate limit, FromGatewayHost)
+	// AllowedHosts are the Host names (HOST or HOST:PORT; "*": any) the
+	// management API answers under besides the loopback names.
+	AllowedHosts []string
+	SessionTTL   time.Duration // dashboard session lifetime (default 24h)
+	SyncInterval time.Duration // how often Run checks for changes made by replicas (default 2s)
 	// ProviderChanged, when set, is told after a stored provider was
 	// updated or deleted or gained or lost a credential, so that what was
 	// learnt about its old configuration (breakers, cooldowns, lockouts)
@@ -144,6 +148,7 @@ type Manager struct {
 	signer  *auth.Signer
 	limiter ratelimit.Limiter
 	keys    KeySet
+	hosts   hostSet
 
 	reloadMu sync.Mutex // serialises reloads and the table updates they make
 	epoch    int64      // store epoch the current snapshot was read at
@@ -178,7 +183,7 @@ func New(opt Options) (*Manager, error) {
 	if opt.SyncInterval <= 0 {
 		opt.SyncInterval = 2 * time.Second
 	}
-	m := &Manager{opt: opt, store: opt.Store, clock: opt.Clock, log: opt.Log, limiter: ratelimit.NewMemory(opt.Clock)}
+	m := &Manager{opt: opt, store: opt.Store, clock: opt.Clock, log: opt.Log, limiter: ratelimit.NewMemory(opt.Clock), hosts: newHostSet(opt.AllowedHosts)}
 	m.keys.now = opt.Clock.Now
 	if opt.Store != nil {
 		if len(opt.MasterKey) < 32 {
@@ -195,8 +200,9 @@ func New(opt Options) (*Manager, error) {
 }
 
 // Load builds the routing table from configuration and the store and, on
-// first start, stores the initial dashboard password. A config-declared
-// provider that cannot be built is an error.
+// first start, stores the initial dashboard password — or, without one,
+// prints a setup token (setup.go). A config-declared provider that cannot
+// be built is an error.
 func (m *Manager) Load(ctx context.Context) error {
 	if m.store != nil && m.opt.InitialPassword != "" {
 		hash, err := auth.HashPassword(m.opt.InitialPassword)
@@ -209,6 +215,11 @@ func (m *Manager) Load(ctx context.Context) error {
 		}
 		if set {
 			m.log.Info("dashboard password set from INITIAL_PASSWORD")
+		}
+	}
+	if m.store != nil {
+		if err := m.prepareSetup(ctx); err != nil {
+			return err
 		}
 	}
 	return m.reload(ctx, true)

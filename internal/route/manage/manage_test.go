@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -79,7 +80,14 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 	t.Helper()
+	return newEnvLog(t, mutate, logging.Discard())
+}
+
+// newEnvLog is newEnv with the gateway logging to log.
+func newEnvLog(t *testing.T, mutate func(*config.Config), log *slog.Logger) *env {
+	t.Helper()
 	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
 	cfg.Route.InitialPassword = password
 	if mutate != nil {
 		mutate(&cfg)
@@ -89,7 +97,7 @@ func newEnv(t *testing.T, mutate func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: db, MasterKey: masterKey, Clock: clock.Real{}, Log: logging.Discard()})
+	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: db, MasterKey: masterKey, Clock: clock.Real{}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}

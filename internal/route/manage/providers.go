@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -72,6 +73,9 @@ type providerBody struct {
 	Headers  *map[string]string `json:"headers"`
 	Models   *[]string          `json:"models"`
 	Enabled  *bool              `json:"enabled"`
+	// KeepCredentials lets an update that points the provider elsewhere
+	// (base URL, type, headers) keep its stored credentials.
+	KeepCredentials bool `json:"keep_credentials"`
 }
 
 // apply merges b into p and returns whether credentials were given.
@@ -197,12 +201,6 @@ func mask(key string) string {
 	return prefix + "…" + key[len(key)-4:]
 }
 
-// sensitiveHeader reports headers whose values are credentials.
-func sensitiveHeader(name string) bool {
-	n := strings.ToLower(name)
-	return n == "authorization" || n == "cookie" || strings.Contains(n, "key") || strings.Contains(n, "token") || strings.Contains(n, "secret")
-}
-
 func toProviderJSON(p *providerState) providerJSON {
 	out := providerJSON{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: map[string]string{}, Models: []string{},
 		Enabled: p.Enabled, Source: p.Source, Credentials: []credJSON{}}
@@ -210,7 +208,7 @@ func toProviderJSON(p *providerState) providerJSON {
 		out.BaseURL = compatibleURL(p.ID)
 	}
 	for k, v := range p.Headers {
-		if sensitiveHeader(k) {
+		if store.SensitiveHeader(k) {
 			v = mask(v)
 		}
 		out.Headers[k] = v
@@ -331,8 +329,16 @@ func (m *Manager) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	if b.ID != "" && b.ID != id {
 		return httpx.BadRequest("a provider's id cannot change (%q in the body, %q in the path)", b.ID, id)
 	}
+	old := p
+	old.Headers = maps.Clone(p.Headers)
+	if b.Headers != nil {
+		*b.Headers = unmask(*b.Headers, old.Headers)
+	}
 	replace, err := b.apply(&p)
 	if err != nil {
+		return err
+	}
+	if err := keepsSecrets(old, p, replace, b.KeepCredentials); err != nil {
 		return err
 	}
 	if err := m.check(p); err != nil {
@@ -346,6 +352,41 @@ func (m *Manager) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	}
 	m.providerChanged(r.Context(), id)
 	return m.getProviderStatus(w, id, http.StatusOK)
+}
+
+// unmask turns secret header values that are the masks shown by a read
+// (a client sending back what it read) into the stored values.
+func unmask(in, stored map[string]string) map[string]string {
+	out := make(map[string]string, len(in))
+	for k, v := range in {
+		if old, ok := stored[k]; ok && store.SensitiveHeader(k) && v != old && v == mask(old) {
+			v = old
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// keepsSecrets refuses an update that points a provider elsewhere (its
+// type, base URL or headers change) while keeping its stored secrets —
+// credentials not given again, or secret headers left as they were —
+// unless the request says keep_credentials. A forged or stolen request,
+// or a slip, thereby cannot send the stored keys to a new place.
+func keepsSecrets(old, upd store.Provider, credsGiven, keep bool) error {
+	if keep || old.Type == upd.Type && old.BaseURL == upd.BaseURL && maps.Equal(old.Headers, upd.Headers) {
+		return nil
+	}
+	kept := len(old.Credentials) > 0 && !credsGiven
+	for k, v := range upd.Headers {
+		if store.SensitiveHeader(k) && old.Headers[k] == v {
+			kept = true
+		}
+	}
+	if !kept {
+		return nil
+	}
+	return httpx.BadRequest(`changing "base_url", "type" or "headers" would send the stored credentials to the new configuration: ` +
+		`give them again ("api_key" or "api_keys", and the values of secret headers) or set "keep_credentials": true`)
 }
 
 // providerChanged tells Options.ProviderChanged, if set.

@@ -127,13 +127,27 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 		}
 		s.byID[p.ID] = ps
 	}
+	plain := false
 	for _, p := range stored {
+		plain = plain || p.PlainSecretHeaders
+		if p.SecretHeadersUnreadable {
+			m.log.Warn("secret headers sealed with another master key left out", "provider", p.ID)
+		}
 		if _, dup := s.byID[p.ID]; dup {
 			m.log.Warn("stored provider ignored: the configuration declares the same id", "provider", p.ID)
 			continue
 		}
 		s.byID[p.ID] = &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: p.Enabled,
 			Source: sourceStored, Credentials: p.Credentials, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+	}
+	if plain {
+		// Written before secret headers were sealed (or restored from
+		// such a backup): seal them now.
+		if n, err := m.store.SealHeaders(ctx); err != nil {
+			m.log.Warn("sealing provider headers failed", "err", err)
+		} else if n > 0 {
+			m.log.Info("provider headers sealed at rest", "providers", n)
+		}
 	}
 	for _, p := range s.byID {
 		s.providers = append(s.providers, p)

@@ -118,8 +118,8 @@ func (g *gw) do(want int, method, path string, body, out any) http.Header {
 		rd = bytes.NewReader(js)
 	}
 	req, _ := http.NewRequest(method, g.srv.URL+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if rd != nil || method != http.MethodGet && method != http.MethodDelete {
+		req.Header.Set("Content-Type", "application/json") // as the dashboard sends every write
 	}
 	res, err := g.c.Do(req)
 	if err != nil {

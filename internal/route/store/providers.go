@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/sqldb"
@@ -19,6 +20,26 @@ type Provider struct {
 	Credentials []Credential // ordered by priority, then creation
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+	// PlainSecretHeaders is set when a secret header (SensitiveHeader)
+	// was read in plaintext: written before such values were sealed.
+	// SealHeaders seals them.
+	PlainSecretHeaders bool
+	// SecretHeadersUnreadable is set when the sealed headers cannot be
+	// opened (the master key changed); they are left out of Headers.
+	SecretHeadersUnreadable bool
+}
+
+// SensitiveHeader reports headers whose values are credentials: they are
+// sealed at rest and masked when shown. Any name containing auth, key,
+// token, secret, cookie, password, credential, session or signature.
+func SensitiveHeader(name string) bool {
+	n := strings.ToLower(name)
+	for _, s := range []string{"auth", "key", "token", "secret", "cookie", "password", "passwd", "credential", "session", "signature"} {
+		if strings.Contains(n, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Credential is one connection of a provider. APIKey is the plaintext,
@@ -35,13 +56,19 @@ type Credential struct {
 	CreatedAt  time.Time
 }
 
-const providerCols = `id, type, base_url, headers, models, enabled, created_at, updated_at`
+const providerCols = `id, type, base_url, headers, models, enabled, created_at, updated_at, secret_headers`
 
-func scanProvider(row scanner) (Provider, error) {
-	var p Provider
+// providerRow is a provider as read, its secret headers still sealed.
+type providerRow struct {
+	Provider
+	sealed string
+}
+
+func scanProvider(row scanner) (providerRow, error) {
+	var p providerRow
 	var headers, models string
 	var created, updated int64
-	if err := row.Scan(&p.ID, &p.Type, &p.BaseURL, &headers, &models, &p.Enabled, &created, &updated); err != nil {
+	if err := row.Scan(&p.ID, &p.Type, &p.BaseURL, &headers, &models, &p.Enabled, &created, &updated, &p.sealed); err != nil {
 		return p, err
 	}
 	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
@@ -49,6 +76,83 @@ func scanProvider(row scanner) (Provider, error) {
 		return p, err
 	}
 	return p, fromJSON(models, &p.Models)
+}
+
+// headersAAD binds sealed headers to their provider (and keeps them
+// apart from its credentials).
+func headersAAD(providerID string) []byte { return []byte("headers:" + providerID) }
+
+// openProvider merges the provider's sealed headers into Headers.
+func (s *Store) openProvider(r providerRow) Provider {
+	p := r.Provider
+	for k := range p.Headers {
+		if SensitiveHeader(k) {
+			p.PlainSecretHeaders = true
+		}
+	}
+	if r.sealed == "" {
+		return p
+	}
+	pt, err := s.sealer.Open(r.sealed, headersAAD(p.ID))
+	var secret map[string]string
+	if err != nil || fromJSON(string(pt), &secret) != nil {
+		p.SecretHeadersUnreadable = true
+		return p
+	}
+	if p.Headers == nil {
+		p.Headers = map[string]string{}
+	}
+	for k, v := range secret {
+		p.Headers[k] = v
+	}
+	return p
+}
+
+// splitHeaders returns the JSON of a provider's ordinary headers and the
+// sealed JSON of its secret ones ("" when there are none).
+func (s *Store) splitHeaders(providerID string, headers map[string]string) (plain, sealed string) {
+	open, secret := map[string]string{}, map[string]string{}
+	for k, v := range headers {
+		if SensitiveHeader(k) {
+			secret[k] = v
+		} else {
+			open[k] = v
+		}
+	}
+	if len(secret) > 0 {
+		sealed = s.sealer.Seal([]byte(toJSON(secret)), headersAAD(providerID))
+	}
+	return toJSON(open), sealed
+}
+
+// SealHeaders seals the secret headers of providers written before such
+// values were sealed (PlainSecretHeaders), and reports how many it
+// rewrote. Nothing else changes, so the routing epoch is left alone.
+func (s *Store) SealHeaders(ctx context.Context) (int, error) {
+	n := 0
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT `+providerCols+` FROM route_providers`)
+		if err != nil {
+			return err
+		}
+		ps, err := collect(rows, scanProvider)
+		if err != nil {
+			return err
+		}
+		for _, r := range ps {
+			p := s.openProvider(r)
+			if !p.PlainSecretHeaders || p.SecretHeadersUnreadable {
+				continue
+			}
+			plain, sealed := s.splitHeaders(p.ID, p.Headers)
+			if _, err := tx.Exec(ctx, `UPDATE route_providers SET headers = ?, secret_headers = ? WHERE id = ?`, plain, sealed, p.ID); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
 }
 
 type credRow struct {
@@ -94,9 +198,13 @@ func (s *Store) Providers(ctx context.Context) ([]Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	ps, err := collect(rows, scanProvider)
+	rs, err := collect(rows, scanProvider)
 	if err != nil {
 		return nil, err
+	}
+	ps := make([]Provider, len(rs))
+	for i, r := range rs {
+		ps[i] = s.openProvider(r)
 	}
 	rows, err = s.db.Query(ctx, `SELECT id, provider_id, label, api_key, priority, enabled, created_at FROM route_credentials`)
 	if err != nil {
@@ -123,10 +231,11 @@ func (s *Store) Providers(ctx context.Context) ([]Provider, error) {
 
 // Provider returns one stored provider with its credentials.
 func (s *Store) Provider(ctx context.Context, id string) (Provider, error) {
-	p, err := scanProvider(s.db.QueryRow(ctx, `SELECT `+providerCols+` FROM route_providers WHERE id = ?`, id))
+	r, err := scanProvider(s.db.QueryRow(ctx, `SELECT `+providerCols+` FROM route_providers WHERE id = ?`, id))
 	if err != nil {
-		return p, notFound(err, "provider "+id)
+		return Provider{}, notFound(err, "provider "+id)
 	}
+	p := s.openProvider(r)
 	rows, err := s.db.Query(ctx, `SELECT id, provider_id, label, api_key, priority, enabled, created_at FROM route_credentials WHERE provider_id = ?`, id)
 	if err != nil {
 		return p, err
@@ -174,9 +283,10 @@ func normalize(p *Provider) {
 func (s *Store) CreateProvider(ctx context.Context, p Provider) error {
 	normalize(&p)
 	now := s.now()
+	plain, sealed := s.splitHeaders(p.ID, p.Headers)
 	return s.write(ctx, func(tx *sqldb.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO route_providers (`+providerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			p.ID, p.Type, p.BaseURL, toJSON(p.Headers), toJSON(p.Models), p.Enabled, ms(now), ms(now)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO route_providers (`+providerCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			p.ID, p.Type, p.BaseURL, plain, toJSON(p.Models), p.Enabled, ms(now), ms(now), sealed); err != nil {
 			return conflict(err, "provider "+p.ID)
 		}
 		return s.insertCreds(ctx, tx, p.ID, p.Credentials, now)
@@ -188,9 +298,10 @@ func (s *Store) CreateProvider(ctx context.Context, p Provider) error {
 func (s *Store) UpdateProvider(ctx context.Context, p Provider, replaceCredentials bool) error {
 	normalize(&p)
 	now := s.now()
+	plain, sealed := s.splitHeaders(p.ID, p.Headers)
 	return s.write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_providers SET type = ?, base_url = ?, headers = ?, models = ?, enabled = ?, updated_at = ? WHERE id = ?`,
-			p.Type, p.BaseURL, toJSON(p.Headers), toJSON(p.Models), p.Enabled, ms(now), p.ID)
+		res, err := tx.Exec(ctx, `UPDATE route_providers SET type = ?, base_url = ?, headers = ?, secret_headers = ?, models = ?, enabled = ?, updated_at = ? WHERE id = ?`,
+			p.Type, p.BaseURL, plain, sealed, toJSON(p.Models), p.Enabled, ms(now), p.ID)
 		if err := mustAffect(res, err, "provider "+p.ID); err != nil {
 			return err
 		}

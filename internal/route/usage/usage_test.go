@@ -23,6 +23,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/routetest"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
@@ -388,7 +389,7 @@ func TestWiredInApp(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	up := upstream(t)
 	cfg := config.Default()
-	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{config.Secret(gatewayKey)}, RequireAPIKey: true,
+	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{config.Secret(gatewayKey)}, RequireAPIKey: true, InitialPassword: "usage dashboard password",
 		Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"k1"}}}}
 	reg := prometheus.NewRegistry()
 	a, err := routeapp.Open(ctx, &cfg, routeapp.Deps{DB: db, MasterKey: masterKey, Metrics: reg, Log: logging.Discard()})
@@ -411,7 +412,8 @@ func TestWiredInApp(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return")
 	}
-	resp, err := http.Get(srv.URL + "/api/usage/logs") // loopback, no password yet: allowed
+	admin := routetest.Login(t, srv.URL, "usage dashboard password")
+	resp, err := admin.Get(srv.URL + "/api/usage/logs")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +428,7 @@ func TestWiredInApp(t *testing.T) {
 	if v := metricValue(t, reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200"}); v != 1 {
 		t.Fatalf("requests_total %v", v)
 	}
-	resp, err = http.Get(srv.URL + "/api/monitoring/health")
+	resp, err = admin.Get(srv.URL + "/api/monitoring/health")
 	if err != nil {
 		t.Fatal(err)
 	}

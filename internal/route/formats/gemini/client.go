@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
@@ -66,13 +68,27 @@ func (c *Client) provider() string {
 	return "gemini"
 }
 
+// modelIDRe is what a Gemini model id may be: one path segment of the
+// characters Google's ids use.
+var modelIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
 // modelPath is the URL path of a model: "models/" is added unless the id
-// already names a resource (models/…, tunedModels/…).
-func modelPath(model string) string {
-	if strings.HasPrefix(model, "models/") || strings.HasPrefix(model, "tunedModels/") {
-		return "/" + model
+// already names a resource (models/…, tunedModels/…). The id is one path
+// segment of letters, digits, '.', '_' and '-' (escaped all the same): a
+// model name from a client cannot reach another upstream path, query or
+// fragment.
+func (c *Client) modelPath(model string) (string, error) {
+	kind, id := "models", model
+	if rest, ok := strings.CutPrefix(model, "models/"); ok {
+		id = rest
+	} else if rest, ok := strings.CutPrefix(model, "tunedModels/"); ok {
+		kind, id = "tunedModels", rest
 	}
-	return "/models/" + model
+	if !modelIDRe.MatchString(id) {
+		return "", &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.provider(),
+			Message: fmt.Sprintf("model %q is not a Gemini model id (one name of letters, digits, '.', '_' and '-')", model)}
+	}
+	return "/" + kind + "/" + url.PathEscape(id), nil
 }
 
 func (c *Client) url(path string) string {
@@ -131,7 +147,11 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":generateContent", body)
+	path, err := c.modelPath(model)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+":generateContent", body)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +174,11 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":streamGenerateContent?alt=sse", body)
+	path, err := c.modelPath(model)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+":streamGenerateContent?alt=sse", body)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +199,11 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 // Embed implements router.Embedder with :batchEmbedContents. Gemini
 // reports no usage for embeddings; the gateway estimates it.
 func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimensions int) ([][]float32, llm.Usage, error) {
-	name := strings.TrimPrefix(modelPath(model), "/")
+	path, err := c.modelPath(model)
+	if err != nil {
+		return nil, llm.Usage{}, err
+	}
+	name := strings.TrimPrefix(path, "/")
 	req := BatchEmbedContentsRequest{Requests: make([]EmbedContentRequest, len(inputs))}
 	for i, in := range inputs {
 		req.Requests[i] = EmbedContentRequest{Model: name, Content: Content{Parts: []Part{{Text: str(in)}}}}
@@ -188,7 +216,8 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, modelPath(model)+":batchEmbedContents", body)
+	// Vectors as JSON numbers may be larger than a chat answer.
+	resp, err := c.do(upstreamhttp.LargeAnswer(ctx), http.MethodPost, path+":batchEmbedContents", body)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}

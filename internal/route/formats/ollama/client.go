@@ -176,7 +176,8 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/api/embed", body, "application/json")
+	// Vectors as JSON numbers may be larger than a chat answer.
+	resp, err := c.do(upstreamhttp.LargeAnswer(ctx), http.MethodPost, "/api/embed", body, "application/json")
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -100,7 +101,8 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	resp, err := c.post(ctx, "/embeddings", body)
+	// Vectors as JSON numbers may be larger than a chat answer.
+	resp, err := c.post(upstreamhttp.LargeAnswer(ctx), "/embeddings", body)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}

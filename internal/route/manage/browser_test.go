@@ -1,0 +1,91 @@
+package manage_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/omniedge/omni/internal/platform/config"
+)
+
+// A web page open in the operator's browser can send "simple" cross-site
+// requests (forms: urlencoded, multipart or text/plain bodies, no custom
+// headers) with the operator's cookies, and can make its own host name
+// resolve to the gateway (DNS rebinding). None of them may change or read
+// anything, logged in or not.
+func TestWebPageCannotAdminister(t *testing.T) {
+	e := newEnv(t, nil)
+	e.login()
+	evil := `{"id":"evil","type":"openai","base_url":"http://evil.example/v1"}`
+
+	// Simple requests: the body is JSON, the type is not.
+	for _, ct := range []string{"text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"} {
+		e.wantError(http.StatusUnsupportedMediaType, "POST", "/api/providers", evil, "Content-Type", ct)
+		e.wantError(http.StatusUnsupportedMediaType, "PUT", "/api/settings/require-login", `{"requireLogin":false}`, "Content-Type", ct)
+		e.wantError(http.StatusUnsupportedMediaType, "POST", "/api/auth/login", `{"password":"`+password+`"}`, "Content-Type", ct)
+	}
+	// A fetch with no body at all has no type either.
+	e.wantError(http.StatusUnsupportedMediaType, "POST", "/api/resilience/reset", []byte(nil))
+	e.wantError(http.StatusUnsupportedMediaType, "PUT", "/api/db-backups", []byte(nil))
+
+	// Cross-site and same-site pages, with a JSON body they could only
+	// send after a CORS preflight (which the gateway never grants).
+	for _, hdr := range [][]string{
+		{"Origin", "https://evil.example"},
+		{"Origin", "http://127.0.0.1:1"}, // another local web app: same site, other origin
+		{"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-site"},
+	} {
+		e.wantError(http.StatusForbidden, "POST", "/api/providers", evil, hdr...)
+		e.wantError(http.StatusForbidden, "GET", "/api/providers", nil, hdr...)
+		e.wantError(http.StatusForbidden, "POST", "/api/auth/login", map[string]string{"password": password}, hdr...)
+	}
+	// DNS rebinding: the page's own host name, now pointing at the gateway.
+	for _, host := range []string{"evil.example", "evil.example:" + strings.Split(e.srv.URL, ":")[2], "127.0.0.1.nip.io"} {
+		e.wantError(http.StatusMisdirectedRequest, "GET", "/api/providers", nil, "Host", host)
+		e.wantError(http.StatusMisdirectedRequest, "POST", "/api/providers", evil, "Host", host)
+		e.wantError(http.StatusMisdirectedRequest, "GET", "/api/db-backups/export", nil, "Host", host)
+		e.wantError(http.StatusMisdirectedRequest, "POST", "/api/auth/login", map[string]string{"password": password}, "Host", host)
+	}
+	e.wantError(http.StatusNotFound, "GET", "/api/providers/evil", nil)
+
+	// The dashboard's own requests work: same origin, or typed by the
+	// operator (Sec-Fetch-Site: none), under every loopback name.
+	e.want(http.StatusCreated, "POST", "/api/providers", `{"id":"good","type":"openai","base_url":"http://127.0.0.1:1/v1"}`,
+		"Origin", e.srv.URL, "Sec-Fetch-Site", "same-origin")
+	e.want(http.StatusOK, "GET", "/api/providers/good", nil, "Sec-Fetch-Site", "none")
+	e.want(http.StatusOK, "GET", "/api/providers/good", nil, "Content-Type", "application/json; charset=utf-8")
+	port := strings.Split(e.srv.URL, ":")[2]
+	for _, host := range []string{"localhost:" + port, "LOCALHOST", "127.0.0.1", "[::1]:" + port, "localhost."} {
+		e.want(http.StatusOK, "GET", "/api/settings/require-login", nil, "Host", host, "Origin", "http://"+host)
+	}
+	e.want(http.StatusOK, "PATCH", "/api/providers/good", `{"enabled":false}`, "Origin", e.srv.URL)
+	// DELETE needs no body and no type: browsers cannot send it across
+	// sites without a preflight.
+	e.want(http.StatusNoContent, "DELETE", "/api/providers/good", nil)
+}
+
+// A gateway reached under its own name answers management requests
+// under the names the operator lists (--route-allowed-hosts).
+func TestAllowedHosts(t *testing.T) {
+	for _, c := range []struct {
+		allowed []string
+		ok, bad []string
+	}{
+		{nil, []string{"localhost"}, []string{"gw.example.com", "gw.example.com:20128", "10.0.0.5:20128"}},
+		{[]string{"gw.example.com"}, []string{"gw.example.com", "GW.example.com:20128", "gw.example.com."}, []string{"evil.example", "x.gw.example.com"}},
+		{[]string{"gw.example.com:8443", "10.0.0.5"}, []string{"gw.example.com:8443", "10.0.0.5:20128"}, []string{"gw.example.com", "gw.example.com:443"}},
+		{[]string{"*"}, []string{"anything.example:1"}, nil},
+	} {
+		e := newEnv(t, func(cfg *config.Config) { cfg.Route.AllowedHosts = c.allowed })
+		for _, h := range c.ok {
+			e.want(http.StatusOK, "GET", "/api/settings/require-login", nil, "Host", h)
+		}
+		for _, h := range c.bad {
+			if msg := e.wantError(http.StatusMisdirectedRequest, "GET", "/api/settings/require-login", nil, "Host", h); !strings.Contains(msg, "--route-allowed-hosts") {
+				t.Fatalf("message %q does not say how to allow a name", msg)
+			}
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package manage
+
+import (
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/omniedge/omni/internal/platform/httpx"
+)
+
+// A web page open in the operator's browser reaches the gateway in two
+// ways: "simple" cross-site requests (form posts with urlencoded,
+// multipart or text/plain bodies, fetches without a body or custom
+// headers), which carry the operator's cookies for a same-site page and
+// need no CORS preflight; and DNS rebinding (its own host name made to
+// resolve to the gateway), after which it is "same origin" with itself.
+// The checks below refuse both before any management handler runs:
+//
+//   - the Host must name this gateway: a loopback name (localhost,
+//     127.0.0.1, [::1], any port) or one of the configured allowed hosts
+//     (421 otherwise: a rebinding page's Host is its own name);
+//   - an Origin, when sent, must be the Host's own origin, and a
+//     Sec-Fetch-Site, when sent, same-origin or none (403);
+//   - POST, PUT and PATCH must carry Content-Type: application/json (or
+//     the types an upload route names), which a page of another site
+//     cannot send without a preflight the gateway never grants (415).
+
+// loopbackNames are the host names the management API always answers
+// under.
+var loopbackNames = map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
+
+// hostSet is the allow-list of Host header values.
+type hostSet struct {
+	any       bool
+	names     map[string]bool // host, any port
+	hostPorts map[string]bool // host:port
+}
+
+func newHostSet(list []string) hostSet {
+	h := hostSet{names: map[string]bool{}, hostPorts: map[string]bool{}}
+	for _, e := range list {
+		e = strings.ToLower(strings.TrimSpace(e))
+		switch host, port, err := net.SplitHostPort(e); {
+		case e == "*":
+			h.any = true
+		case err == nil:
+			h.hostPorts[net.JoinHostPort(strings.TrimSuffix(host, "."), port)] = true
+		case e != "":
+			h.names[strings.TrimSuffix(strings.Trim(e, "[]"), ".")] = true
+		}
+	}
+	return h
+}
+
+// splitHost returns the lower-case host name (without brackets or a
+// trailing dot) and the port of a Host header value.
+func splitHost(hostport string) (host, port string) {
+	hostport = strings.ToLower(hostport)
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host, port = hostport, ""
+	}
+	return strings.TrimSuffix(strings.Trim(host, "[]"), "."), port
+}
+
+// allowed reports whether a Host header names this gateway.
+func (h hostSet) allowed(hostport string) bool {
+	host, port := splitHost(hostport)
+	switch {
+	case host == "":
+		return false
+	case loopbackNames[host], h.any, h.names[host]:
+		return true
+	}
+	return port != "" && h.hostPorts[net.JoinHostPort(host, port)]
+}
+
+// sameOrigin reports whether an Origin header value is the origin of a
+// request to hostport. Default ports (80, 443) are left out on both
+// sides, since a proxy terminating TLS forwards the Host without one.
+func sameOrigin(origin, hostport string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" {
+		return false
+	}
+	oh, op := splitHost(u.Host)
+	hh, hp := splitHost(hostport)
+	if op == "80" || op == "443" {
+		op = ""
+	}
+	if hp == "80" || hp == "443" {
+		hp = ""
+	}
+	return oh != "" && oh == hh && op == hp
+}
+
+// crossSite returns why r may come from a web page of another site (or
+// a rebinding one), or nil.
+func (m *Manager) crossSite(r *http.Request) error {
+	if !m.hosts.allowed(r.Host) {
+		return httpx.Errorf(http.StatusMisdirectedRequest, "host_not_allowed",
+			"this gateway does not answer management requests for host %q: use localhost, or add the name with --route-allowed-hosts (OMNI_ROUTE_ALLOWED_HOSTS)", r.Host)
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return httpx.Forbidden("management requests from another site's pages are refused (Sec-Fetch-Site: %s)", site)
+	}
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+		return httpx.Forbidden("management requests from another origin's pages are refused (Origin: %s)", o)
+	}
+	return nil
+}
+
+// jsonTypes are the body types management writes accept.
+var jsonTypes = []string{"application/json"}
+
+// bodyType refuses a POST, PUT or PATCH whose Content-Type is not one of
+// types (a +json type counts as application/json).
+func bodyType(r *http.Request, types []string) error {
+	switch r.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch:
+	default:
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err == nil {
+		if strings.HasSuffix(mt, "+json") {
+			mt = "application/json"
+		}
+		for _, t := range types {
+			if mt == t {
+				return nil
+			}
+		}
+	}
+	return httpx.Errorf(http.StatusUnsupportedMediaType, "unsupported_media_type",
+		"management %s requests need Content-Type: %s, even without a body (curl: -H 'Content-Type: application/json')", r.Method, strings.Join(types, " or "))
+}
+
+// checked runs h only for requests no other site's page could have made:
+// an allowed Host, no cross-site Origin or Sec-Fetch-Site, and for
+// writes a body type of types.
+func (m *Manager) checked(h httpx.HandlerFunc, types []string) httpx.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := m.crossSite(r); err != nil {
+			return err
+		}
+		if err := bodyType(r, types); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+// FromGatewayHost reports a request made on the gateway host itself: a
+// loopback peer, not relayed by a proxy — or relayed only by trusted
+// proxies (TrustProxy) on this host for a client on this host (every
+// X-Forwarded-For entry a loopback address, so a forged first entry does
+// not count) — and not sent by a web page of another site or a rebinding
+// one. The gateway serves such requests without a key when keys are not
+// required.
+func (m *Manager) FromGatewayHost(r *http.Request) bool {
+	if !loopbackIP(httpx.ClientIP(r, nil)) || !loopbackIP(httpx.ClientIP(r, m.opt.TrustProxy)) {
+		return false
+	}
+	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-Ip") != "" {
+		return false // never read as the client address
+	}
+	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+		if !httpx.TrustedPeer(r, m.opt.TrustProxy) {
+			return false
+		}
+		for _, v := range xff {
+			for _, hop := range strings.Split(v, ",") {
+				if !loopbackIP(strings.TrimSpace(hop)) {
+					return false
+				}
+			}
+		}
+	}
+	return m.crossSite(r) == nil
+}
+
+func loopbackIP(s string) bool {
+	ip := net.ParseIP(s)
+	return ip != nil && ip.IsLoopback()
+}

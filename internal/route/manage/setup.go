@@ -1,0 +1,117 @@
+package manage
+
+import (
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net/http"
+
+	"github.com/omniedge/omni/internal/platform/auth"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// A fresh install has no dashboard password. Rather than trusting
+// whatever reaches it from its own host (any local process, and any web
+// page in a local browser), the gateway then prints a one-time setup
+// token in its log at start; POST /api/auth/setup with that token sets
+// the password. Only the token's SHA-256 is stored; each start without a
+// password replaces it; a successful setup removes it.
+
+// settingSetupToken holds the hex SHA-256 of the current setup token
+// ("" or unset: none).
+const settingSetupToken = "setup_token_hash"
+
+const setupHow = "POST /api/auth/setup {\"token\", \"password\"} with the one-time setup token printed in the gateway's log at start, " +
+	"or start the gateway with INITIAL_PASSWORD (or OMNI_INITIAL_PASSWORD)"
+
+var errSetupRequired = httpx.Errorf(http.StatusUnauthorized, "setup_required", "the gateway is not set up: no dashboard password exists. "+setupHow)
+
+// prepareSetup prints a new setup token when no password is stored, and
+// forgets an old one when a password is.
+func (m *Manager) prepareSetup(ctx context.Context) error {
+	hash, err := m.passwordHash(ctx)
+	if err != nil {
+		return err
+	}
+	if hash != "" {
+		if v, _, err := m.store.Setting(ctx, settingSetupToken); err != nil || v == "" {
+			return err
+		}
+		return m.store.SetSetting(ctx, settingSetupToken, "")
+	}
+	tok := auth.RandomToken("omrs_", 32)
+	if err := m.store.SetSetting(ctx, settingSetupToken, auth.TokenHash(tok)); err != nil {
+		return fmt.Errorf("manage: store the setup token: %w", err)
+	}
+	// The one secret ever logged: useless once a password is set, and
+	// replaced by the next start.
+	m.log.Warn("OmniRoute management is not set up: POST /api/auth/setup with this one-time token and a password "+
+		"(it replaces any earlier token; or restart with INITIAL_PASSWORD)", "setup_token", tok)
+	return nil
+}
+
+func errAlreadySetUp(err error) error {
+	if err != nil {
+		return err
+	}
+	return httpx.Errorf(http.StatusConflict, "already_set_up", "a dashboard password is set: log in with POST /api/auth/login")
+}
+
+// setup sets the first dashboard password with the setup token and logs
+// the caller in.
+func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
+	ip := httpx.ClientIP(r, m.opt.TrustProxy)
+	d, err := m.limiter.Allow(r.Context(), "route-setup:"+ip, loginLimit)
+	if err == nil && !d.Allowed {
+		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many setup attempts; retry later", RetryAfter: d.RetryAfter}
+	}
+	var b struct {
+		Token    string `json:"token"`
+		Password string `json:"password"`
+	}
+	if err := decode(w, r, &b); err != nil {
+		return err
+	}
+	hash, err := m.passwordHash(r.Context())
+	if err != nil {
+		return err
+	}
+	if hash != "" {
+		return errAlreadySetUp(nil)
+	}
+	want, _, err := m.store.Setting(r.Context(), settingSetupToken)
+	if err != nil {
+		return err
+	}
+	got := auth.TokenHash(b.Token)
+	if b.Token == "" || want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
+		m.log.Info("setup with a wrong token", "ip", ip)
+		return httpx.Unauthorized("wrong or expired setup token: use the one the gateway printed at its latest start")
+	}
+	if len(b.Password) < 8 || len(b.Password) > 256 {
+		return httpx.BadRequest(`"password" must be 8 to 256 characters`)
+	}
+	nh, err := auth.HashPassword(b.Password)
+	if err != nil {
+		return err
+	}
+	// Only one setup wins, whatever races it.
+	set, err := m.store.SetSettingIfAbsent(r.Context(), store.SettingPasswordHash, nh)
+	if err != nil {
+		return err
+	}
+	if !set {
+		if cur, err := m.passwordHash(r.Context()); err != nil || cur != "" {
+			return errAlreadySetUp(err)
+		}
+		if err := m.store.SetPassword(r.Context(), nh); err != nil { // an empty row (from a restore)
+			return err
+		}
+	}
+	if err := m.store.SetSetting(r.Context(), settingSetupToken, ""); err != nil {
+		return err
+	}
+	m.log.Info("dashboard password set with the setup token", "ip", ip)
+	return m.startSession(w, r)
+}
