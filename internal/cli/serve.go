@@ -132,7 +132,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		srv := httpx.NewServer(httpx.Wrap(mux, edgeLog, httpx.NewMetrics(reg, "edge")), edgeLog)
 		log.Info("OmniEdge API listening", "addr", ln.Addr().String(), "database", string(db.Dialect), "redis", rdb != nil)
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, edgeLog) })
-		run(func() error { return a.Service.Run(ctx) })
+		run(func() error { return a.Run(ctx) })
 
 		pc, err := net.ListenPacket("udp", cfg.NucleusListen)
 		if err != nil {

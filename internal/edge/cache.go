@@ -12,6 +12,7 @@ const shards = 64
 type devEntry struct {
 	deviceID string
 	routes   []ExitRoute
+	versions []SecretVersion
 }
 
 type cacheShard struct {

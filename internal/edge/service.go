@@ -54,6 +54,9 @@ type Deps struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	MasterKey []byte // 32 bytes; JWT, sealing and approval keys derive from it
+	// Events tells every nucleus (of every replica) about networks whose
+	// secret, members or member keys changed; nil tells none.
+	Events NetworkEvents
 }
 
 // Service is the control-plane coordinator: every state change of the edge
@@ -62,6 +65,7 @@ type Service struct {
 	store    Store
 	presence PresenceStore
 	sessions SessionStore
+	events   NetworkEvents
 	clock    clock.Clock
 	log      *slog.Logger
 	opts     Options
@@ -98,7 +102,7 @@ func New(d Deps, o Options) (*Service, error) {
 		o.EpochPoll = time.Second
 	}
 	s := &Service{
-		store: d.Store, presence: d.Presence, sessions: d.Sessions, clock: d.Clock, log: d.Log, opts: o,
+		store: d.Store, presence: d.Presence, sessions: d.Sessions, events: d.Events, clock: d.Clock, log: d.Log, opts: o,
 		signer: signer, sealer: sealer, approval: auth.DeriveKey(d.MasterKey, "omni/edge/approval/v1"),
 	}
 	s.cache.init()

@@ -1,11 +1,13 @@
 // Package app assembles the OmniEdge control plane from configuration: the
-// SQL store, presence, login sessions and rate limiter (in memory, or in
-// Redis when one is configured so replicas agree), the Service and the
-// HTTP API. The CLI and the end-to-end tests build the product through it.
+// SQL store, presence, login sessions, rate limiter and network notices
+// (in memory, or in Redis when one is configured so replicas agree), the
+// Service and the HTTP API. The CLI and the end-to-end tests build the
+// product through it.
 package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge"
 	"github.com/omniedge/omni/internal/edge/api"
+	"github.com/omniedge/omni/internal/edge/netevents"
 	"github.com/omniedge/omni/internal/edge/presence"
 	"github.com/omniedge/omni/internal/edge/session"
 	"github.com/omniedge/omni/internal/edge/store"
@@ -29,6 +32,15 @@ type App struct {
 	Service *edge.Service
 	API     *api.Server
 	Store   *store.Store
+	events  events
+}
+
+// events is the bus of network notices (see netevents).
+type events interface {
+	edge.NetworkEvents
+	Subscribe(f func(networkID string))
+	Run(ctx context.Context) error
+	Ready() bool
 }
 
 // Deps are the shared resources an App is built on; Redis may be nil.
@@ -53,6 +65,7 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		pres     edge.PresenceStore
 		sessions edge.SessionStore
 		limiter  ratelimit.Limiter
+		bus      events
 	)
 	retention := 4 * cfg.OnlineWindow
 	if d.Redis != nil {
@@ -63,12 +76,14 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		pres = presence.NewRedis(d.Redis, prefix, retention)
 		sessions = session.NewRedis(d.Redis, prefix, d.Clock)
 		limiter = ratelimit.NewRedis(d.Redis, prefix+"rl:", d.Clock)
+		bus = netevents.NewRedis(d.Redis, prefix, d.Log)
 	} else {
 		pres = presence.NewMemory(d.Clock, retention)
 		sessions = session.NewMemory(d.Clock)
 		limiter = ratelimit.NewMemory(d.Clock)
+		bus = netevents.NewMemory()
 	}
-	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey}, edge.OptionsFrom(cfg))
+	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey, Events: bus}, edge.OptionsFrom(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -80,8 +95,22 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustProxy, PublicURL: cfg.PublicURL,
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName,
 	}, d.Log)
-	return &App{Service: svc, API: a, Store: st}, nil
+	return &App{Service: svc, API: a, Store: st, events: bus}, nil
 }
+
+// Run does the control plane's background work until ctx ends: the
+// Service's (presence flushes, other replicas' writes) and following the
+// network notices of every replica.
+func (a *App) Run(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- a.events.Run(ctx) }()
+	err := a.Service.Run(ctx)
+	return errors.Join(err, <-done)
+}
+
+// Ready reports whether the App follows the other replicas' network
+// notices (always true without Redis).
+func (a *App) Ready() bool { return a.events.Ready() }
 
 // nucleusAdvert returns the configured public nucleus address, or the
 // listen address when it names a host; otherwise "" and the port, so the
