@@ -140,16 +140,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("nucleus: %w", err)
 		}
-		nuc, err := nucleus.NewServer(nucleus.Options{
-			Secrets: a.Service, Members: a.Service, Clock: clk, Log: log.With("component", "nucleus"), Registry: reg,
-		})
+		nuc, err := a.Nucleus(nucleus.Options{Clock: clk, Log: log.With("component", "nucleus"), Registry: reg})
 		if err != nil {
 			pc.Close()
 			cancel()
 			wg.Wait()
 			return err
 		}
-		a.Service.OnMemberLeft(nuc.Evict)
 		log.Info("nucleus listening", "addr", pc.LocalAddr().String())
 		run(func() error { return nuc.Serve(ctx, pc) })
 	}

@@ -191,10 +191,6 @@ func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) erro
 	if _, err := s.device(ctx, p, id); err != nil {
 		return err
 	}
-	var left map[string]netip.Addr
-	if ms, err := s.store.DeviceMemberships(ctx, id); err == nil {
-		left = s.leftAddrs(ctx, ms)
-	}
 	var rotated []string // the networks it leaves
 	if err := s.store.DeleteDevice(ctx, id, func(networkID string) string {
 		rotated = append(rotated, networkID)
@@ -203,7 +199,6 @@ func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) erro
 		return err
 	}
 	s.invalidate()
-	s.notifyLeft(left)
 	s.networkChanged(rotated...)
 	return nil
 }

@@ -249,10 +249,6 @@ func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID st
 	if _, err := s.device(ctx, p, deviceID); err != nil {
 		return err
 	}
-	var left map[string]netip.Addr
-	if m, err := s.store.Membership(ctx, networkID, deviceID); err == nil {
-		left = s.leftAddrs(ctx, []Membership{m})
-	}
 	err := s.store.Leave(ctx, networkID, deviceID, "")
 	if errors.Is(err, ErrNotFound) {
 		return errorf(KindNotFound, "device %s is not a member of virtual network %s", deviceID, networkID)
@@ -261,7 +257,6 @@ func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID st
 		return err
 	}
 	s.invalidate()
-	s.notifyLeft(left)
 	s.networkChanged(networkID)
 	return nil
 }

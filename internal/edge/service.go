@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/mail"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,8 +77,6 @@ type Service struct {
 	cache     devCache
 	dirty     dirtySet
 	flushMu   sync.Mutex
-
-	memberLeft atomic.Pointer[func(networkID string, ip4 netip.Addr)] // see OnMemberLeft
 }
 
 // New builds a Service.

@@ -1,12 +1,13 @@
 // Package app assembles the OmniEdge control plane from configuration: the
 // SQL store, presence, login sessions, rate limiter and network notices
 // (in memory, or in Redis when one is configured so replicas agree), the
-// Service and the HTTP API. The CLI and the end-to-end tests build the
-// product through it.
+// Service, the HTTP API and the built-in nucleus over the Service. The CLI
+// and the end-to-end tests build the product through it.
 package app
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/edge"
 	"github.com/omniedge/omni/internal/edge/api"
 	"github.com/omniedge/omni/internal/edge/netevents"
+	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/presence"
 	"github.com/omniedge/omni/internal/edge/session"
 	"github.com/omniedge/omni/internal/edge/store"
@@ -111,6 +113,42 @@ func (a *App) Run(ctx context.Context) error {
 // Ready reports whether the App follows the other replicas' network
 // notices (always true without Redis).
 func (a *App) Ready() bool { return a.events.Ready() }
+
+// Nucleus builds the built-in nucleus over this control plane: the
+// Service answers its directory questions, and it reloads every network a
+// replica announces as changed (a member left or was deleted, the secret
+// rotated, a device key changed). o.Directory is set here.
+func (a *App) Nucleus(o nucleus.Options) (*nucleus.Server, error) {
+	o.Directory = directory{a.Service}
+	srv, err := nucleus.NewServer(o)
+	if err != nil {
+		return nil, err
+	}
+	a.events.Subscribe(srv.Invalidate)
+	return srv, nil
+}
+
+// directory adapts the Service to nucleus.Directory.
+type directory struct{ svc *edge.Service }
+
+func (d directory) Network(ctx context.Context, id string) (nucleus.NetworkInfo, error) {
+	n, err := d.svc.NucleusNetwork(ctx, id)
+	if edge.KindOf(err) == edge.KindNotFound {
+		return nucleus.NetworkInfo{}, nucleus.ErrUnknownNetwork
+	}
+	if err != nil {
+		return nucleus.NetworkInfo{}, err
+	}
+	info := nucleus.NetworkInfo{Secret: n.Secret, SecretVersion: uint32(n.SecretVersion)}
+	for _, m := range n.Members {
+		k, err := base64.StdEncoding.DecodeString(m.PublicKey)
+		if err != nil || len(k) != len(nucleus.Key{}) {
+			continue // no key: not admitted
+		}
+		info.Members = append(info.Members, nucleus.Binding{Key: nucleus.Key(k), IP4: m.IP4, IP6: m.IP6})
+	}
+	return info, nil
+}
 
 // nucleusAdvert returns the configured public nucleus address, or the
 // listen address when it names a host; otherwise "" and the port, so the

@@ -150,7 +150,8 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	id := d.st.Identity()
 	dev, err := retry(ctx, d, "register device", func(ctx context.Context) (wire.Device, error) {
-		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID, Platform: d.cfg.Platform})
+		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID,
+			Platform: d.cfg.Platform, PublicKey: id.PublicKey.String()})
 	})
 	if err != nil {
 		return err

@@ -12,16 +12,32 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/config"
 )
+
+// startControlPlane runs an in-process control plane and the nucleus
+// `omni serve` builds over it (its directory is the Service, and it
+// reloads the networks the Service announces as changed).
+func startControlPlane(t *testing.T) (*nucleus.Server, netip.AddrPort, *edgetest.Env) {
+	t.Helper()
+	pc, nuc := listenNucleus(t)
+	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
+	srv, err := env.App.Nucleus(nucleus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveNucleus(t, srv, pc)
+	return srv, nuc, env
+}
 
 // runDaemon runs the real edge daemon with these adapters on an in-memory
 // TUN until the test ends; it returns the edge once its network is up.
 func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.AddrPort, blocked *atomic.Bool) (*testEdge, string) {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
-	tunnels, sessions := New(Options{
+	plain, sessions := New(Options{
 		TUN:        func(daemon.NetworkConfig) tun.Device { return ct.TUN() },
 		ListenAddr: netip.MustParseAddr("127.0.0.1"),
 		AnyPort:    true,
@@ -29,6 +45,14 @@ func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.Addr
 		Tick:       50 * time.Millisecond,
 		Paths:      PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
+	var made atomic.Pointer[Tunnel] // the daemon's tunnel, for the tests to look into
+	tunnels := func(ctx context.Context, cfg daemon.NetworkConfig) (daemon.Tunnel, error) {
+		tn, err := plain(ctx, cfg)
+		if err == nil {
+			made.Store(tn.(*Tunnel))
+		}
+		return tn, err
+	}
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -62,7 +86,11 @@ func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.Addr
 	}
 	v4 := netip.MustParsePrefix(st.Networks[0].VirtualIP).Addr()
 	v6 := netip.MustParsePrefix(st.Networks[0].VirtualIPv6).Addr()
-	return &testEdge{tun: ct, v4: v4, v6: v6}, dir
+	pub, err := daemon.ParseKey(st.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEdge{tun: ct, in: drainTUN(t, ct), tunnel: made.Load(), key: pub, v4: v4, v6: v6}, dir
 }
 
 // pathVia is the path the daemon at dir reports for its one peer.
@@ -106,11 +134,9 @@ func waitReport(t *testing.T, what string, want daemon.Path, dirs ...string) {
 // status` (the control socket) reports direct, then relayed while direct
 // UDP is cut, then direct again.
 func TestDaemonsOverRealNucleus(t *testing.T) {
-	// The nucleus needs the control plane's secrets and the control plane
-	// the nucleus address.
-	srv, nuc, setSecrets := startNucleusWith(t)
-	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
-	setSecrets(env.Service)
+	// The control plane advertises the nucleus's address; the nucleus is
+	// the one `omni serve` builds over the control plane.
+	srv, nuc, env := startControlPlane(t)
 	u := env.NewUser("")
 	if _, err := env.Client(u).CreateNetwork(context.Background(), wire.CreateNetworkRequest{Name: "home"}); err != nil {
 		t.Fatal(err)
