@@ -191,10 +191,11 @@ func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) erro
 	if _, err := s.device(ctx, p, id); err != nil {
 		return err
 	}
-	var rotated []string // the networks it leaves
+	// Each network it leaves gets a new secret in the same transaction.
+	var rotated []string
 	if err := s.store.DeleteDevice(ctx, id, func(networkID string) string {
 		rotated = append(rotated, networkID)
-		return ""
+		return s.newSecret(networkID)
 	}); err != nil {
 		return err
 	}

@@ -241,7 +241,11 @@ func (s *Service) joinResult(ctx context.Context, n Network, m Membership, creat
 	return r, nil
 }
 
-// Leave removes p's device from p's network, freeing its addresses.
+// Leave removes p's device from p's network, freeing its addresses. The
+// network's secret rotates in the same transaction, so a device that left
+// (or was removed by the owner) and kept the secret can neither sign
+// frames for the nucleus nor complete a WireGuard handshake with the
+// members; they learn the new secret from the API.
 func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID string) error {
 	if _, err := s.network(ctx, p, networkID); err != nil {
 		return err
@@ -249,7 +253,7 @@ func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID st
 	if _, err := s.device(ctx, p, deviceID); err != nil {
 		return err
 	}
-	err := s.store.Leave(ctx, networkID, deviceID, "")
+	err := s.store.Leave(ctx, networkID, deviceID, s.newSecret(networkID))
 	if errors.Is(err, ErrNotFound) {
 		return errorf(KindNotFound, "device %s is not a member of virtual network %s", deviceID, networkID)
 	}

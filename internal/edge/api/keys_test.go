@@ -95,3 +95,55 @@ func TestDevicePublicKeys(t *testing.T) {
 		t.Fatalf("served networks %+v", served)
 	}
 }
+
+// A member that leaves, is removed by the owner, or whose device is
+// deleted takes the network's secret with it: the secret rotates, the
+// join answer (idempotent for the others) carries the new one with its
+// version, and every member's heartbeat reports the version.
+func TestMemberRemovalRotatesSecret(t *testing.T) {
+	f := newAPIFx(t, edgetest.Options{})
+	_, c := f.user("pro")
+	n, other := f.network(c, "home", ""), f.network(c, "other", "")
+	var devs []wire.Device
+	for _, hw := range []string{"hw-a", "hw-b", "hw-c"} {
+		d := f.register(c, hw)
+		f.join(c, n.ID, d.ID)
+		devs = append(devs, d)
+	}
+	f.join(c, other.ID, devs[0].ID)
+	first := f.join(c, n.ID, devs[0].ID)
+	otherFirst := f.join(c, other.ID, devs[0].ID)
+	if hb := f.heartbeat(c, "hw-a", false); hb.SecretVersions[n.ID] != 1 || hb.SecretVersions[other.ID] != 1 {
+		t.Fatalf("heartbeat secret versions %v", hb.SecretVersions)
+	}
+
+	if err := c.Leave(f.ctx, n.ID, devs[1].ID); err != nil {
+		t.Fatal(err)
+	}
+	second := f.join(c, n.ID, devs[0].ID)
+	if second.SecretKey == first.SecretKey || second.SecretVersion != 2 {
+		t.Fatalf("after a leave: version %d, secret changed %v", second.SecretVersion, second.SecretKey != first.SecretKey)
+	}
+	if hb := f.heartbeat(c, "hw-a", false); hb.SecretVersions[n.ID] != 2 {
+		t.Fatalf("heartbeat secret versions %v after a leave", hb.SecretVersions)
+	}
+	// Re-joining without a removal changes nothing.
+	if again := f.join(c, n.ID, devs[0].ID); again.SecretKey != second.SecretKey || again.SecretVersion != 2 {
+		t.Fatal("an idempotent join rotated the secret")
+	}
+
+	if err := c.DeleteDevice(f.ctx, devs[2].ID); err != nil {
+		t.Fatal(err)
+	}
+	third := f.join(c, n.ID, devs[0].ID)
+	if third.SecretKey == second.SecretKey || third.SecretVersion != 3 {
+		t.Fatalf("after a device deletion: version %d", third.SecretVersion)
+	}
+	// The network the removed devices were not in keeps its secret.
+	if o := f.join(c, other.ID, devs[0].ID); o.SecretKey != otherFirst.SecretKey || o.SecretVersion != 1 {
+		t.Fatal("an unrelated network's secret rotated")
+	}
+	if hb := f.heartbeat(c, "hw-a", false); hb.SecretVersions[n.ID] != 3 || hb.SecretVersions[other.ID] != 1 {
+		t.Fatalf("heartbeat secret versions %v", hb.SecretVersions)
+	}
+}

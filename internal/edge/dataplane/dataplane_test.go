@@ -184,11 +184,11 @@ func startEdgeWith(t *testing.T, ec edgeConfig) (*testEdge, error) {
 		cancel()
 		t.Fatal(err)
 	}
-	sess, err := sessions(cfg, e.tunnel, func(ps []daemon.Peer) {
+	sess, err := sessions(cfg, e.tunnel, daemon.SessionHooks{OnPeers: func(ps []daemon.Peer) {
 		if err := e.tunnel.SetPeers(ps); err != nil {
 			t.Errorf("SetPeers: %v", err)
 		}
-	})
+	}})
 	if err != nil {
 		cancel()
 		t.Fatal(err)

@@ -177,13 +177,24 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 		t.Fatal("a non-member registered with the hosted nucleus")
 	}
 
-	// B leaves: the next poll evicts it and A is told.
+	// B leaves: the next poll evicts it, A is told, and A is told to fetch
+	// the network's new secret.
+	rekeys := make(chan uint32, 4)
+	a.c.OnRekey(func(v uint32) { rekeys <- v })
 	if err := c.Leave(ctx, vn.ID, db.ID); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "A to drop B", func() bool { return !a.sees(jb.VirtualIP) })
 	if st := n.Server().Stats(); st.PerNetwork[vn.ID].Peers != 1 {
 		t.Fatalf("nucleus still holds %d peers", st.PerNetwork[vn.ID].Peers)
+	}
+	select {
+	case v := <-rekeys:
+		if v != 2 {
+			t.Errorf("REKEY version %d, want 2", v)
+		}
+	case <-time.After(wait):
+		t.Fatal("A was not told about the new secret")
 	}
 }
 
