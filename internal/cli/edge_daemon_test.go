@@ -49,6 +49,7 @@ type cliTunnel struct {
 }
 
 func (c *cliTunnel) SetPeers([]daemon.Peer) error { return nil }
+func (c *cliTunnel) SetSecret(string) error       { return nil }
 func (c *cliTunnel) SetExit(netip.Addr) error     { return nil }
 func (c *cliTunnel) Close() error                 { return nil }
 func (c *cliTunnel) Status() daemon.TunnelStatus {
@@ -62,6 +63,7 @@ type cliSession struct{}
 func (cliSession) Register(context.Context) error { return nil }
 func (cliSession) Run(ctx context.Context) error  { <-ctx.Done(); return nil }
 func (cliSession) Leave(context.Context) error    { return nil }
+func (cliSession) SetSecret(string) error         { return nil }
 
 func TestEdgeStatusAndDown(t *testing.T) {
 	env := edgetest.New(t, edgetest.Options{})
@@ -76,7 +78,7 @@ func TestEdgeStatusAndDown(t *testing.T) {
 			Tunnels: func(_ context.Context, cfg daemon.NetworkConfig) (daemon.Tunnel, error) {
 				return &cliTunnel{cfg: cfg}, nil
 			},
-			Nucleus: func(daemon.NetworkConfig, daemon.Tunnel, func([]daemon.Peer)) (daemon.Session, error) {
+			Nucleus: func(daemon.NetworkConfig, daemon.Tunnel, daemon.SessionHooks) (daemon.Session, error) {
 				return cliSession{}, nil
 			},
 		})

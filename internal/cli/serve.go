@@ -137,7 +137,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		srv := httpx.NewServer(httpx.Wrap(mux, edgeLog, httpx.NewMetrics(reg, "edge")), edgeLog)
 		log.Info("OmniEdge API listening", "addr", ln.Addr().String(), "database", string(db.Dialect), "redis", rdb != nil)
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, edgeLog) })
-		run(func() error { return a.Service.Run(ctx) })
+		run(func() error { return a.Run(ctx) })
 
 		pc, err := net.ListenPacket("udp", cfg.NucleusListen)
 		if err != nil {
@@ -145,16 +145,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 			wg.Wait()
 			return fmt.Errorf("nucleus: %w", err)
 		}
-		nuc, err := nucleus.NewServer(nucleus.Options{
-			Secrets: a.Service, Members: a.Service, Clock: clk, Log: log.With("component", "nucleus"), Registry: reg,
-		})
+		nuc, err := a.Nucleus(nucleus.Options{Clock: clk, Log: log.With("component", "nucleus"), Registry: reg})
 		if err != nil {
 			pc.Close()
 			cancel()
 			wg.Wait()
 			return err
 		}
-		a.Service.OnMemberLeft(nuc.Evict)
 		log.Info("nucleus listening", "addr", pc.LocalAddr().String())
 		run(func() error { return nuc.Serve(ctx, pc) })
 	}

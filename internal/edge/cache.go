@@ -17,6 +17,7 @@ type devEntry struct {
 	// from this entry (at most maxEntryFamilies, copy on write), so a
 	// heartbeat writes one to the store only the first time it is seen.
 	families atomic.Pointer[[]string]
+	versions []SecretVersion
 }
 
 // maxEntryFamilies bounds the sessions a cache entry remembers.

@@ -36,8 +36,12 @@ func cleanHardware(hw string) (string, error) {
 }
 
 // RegisterDevice registers a device of p, or returns the one it already
-// registered with the same hardware UUID (also when at the plan limit).
-func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwareUUID, platform string) (Device, bool, error) {
+// registered with the same hardware UUID (also when at the plan limit). A
+// non-empty publicKey, the device's WireGuard public key, is stored
+// (unique among p's devices); the nucleus admits a member only under the
+// key bound to its address, and a changed key reloads the device's
+// networks there.
+func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwareUUID, platform, publicKey string) (Device, bool, error) {
 	hw, err := cleanHardware(hardwareUUID)
 	if err != nil {
 		return Device{}, false, err
@@ -52,12 +56,17 @@ func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwar
 	if len(platform) > 32 {
 		return Device{}, false, errorf(KindInvalid, "platform is longer than 32 bytes")
 	}
+	if publicKey != "" {
+		if publicKey, err = ParsePublicKey(publicKey); err != nil {
+			return Device{}, false, err
+		}
+	}
 	u, err := s.User(ctx, p.UserID)
 	if err != nil {
 		return Device{}, false, err
 	}
-	d := Device{ID: newID("dev_"), UserID: p.UserID, HardwareUUID: hw, Name: name, Platform: platform, CreatedAt: s.now()}
-	out, created, err := s.store.RegisterDevice(ctx, d, s.planLimit(u.Plan).MaxDevices)
+	d := Device{ID: newID("dev_"), UserID: p.UserID, HardwareUUID: hw, Name: name, Platform: platform, CreatedAt: s.now(), PublicKey: publicKey}
+	out, created, err := s.setDevice(ctx, p, d)
 	if errors.Is(err, ErrLimit) {
 		return Device{}, false, errorf(KindLimit, "device limit of the %s plan reached (%d devices)", u.Plan, s.planLimit(u.Plan).MaxDevices)
 	}
@@ -65,6 +74,47 @@ func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwar
 		err = s.store.AddDeviceSession(ctx, out.ID, p.Family)
 	}
 	return out, created, err
+}
+
+// setDevice stores d (new, or the device with its hardware UUID) and
+// tells the nuclei of its networks when its public key changed.
+func (s *Service) setDevice(ctx context.Context, p Principal, d Device) (Device, bool, error) {
+	var prev Device
+	if d.PublicKey != "" {
+		devs, err := s.store.ListDevices(ctx, p.UserID)
+		if err != nil {
+			return Device{}, false, err
+		}
+		for _, o := range devs {
+			if o.HardwareUUID == d.HardwareUUID {
+				prev = o
+			} else if o.PublicKey == d.PublicKey {
+				return Device{}, false, errorf(KindConflict, "public_key is already the key of your device %s", o.ID)
+			}
+		}
+	}
+	u, err := s.User(ctx, p.UserID)
+	if err != nil {
+		return Device{}, false, err
+	}
+	out, created, err := s.store.RegisterDevice(ctx, d, s.planLimit(u.Plan).MaxDevices)
+	if errors.Is(err, ErrConflict) {
+		return Device{}, false, errorf(KindConflict, "device %s: public_key or hardware_uuid changed concurrently; try again", d.HardwareUUID)
+	}
+	if err != nil {
+		return Device{}, false, err
+	}
+	if !created && d.PublicKey != "" && prev.PublicKey != d.PublicKey {
+		s.invalidate()
+		if ms, err := s.store.DeviceMemberships(ctx, out.ID); err == nil {
+			ids := make([]string, len(ms))
+			for i, m := range ms {
+				ids[i] = m.NetworkID
+			}
+			s.networkChanged(ids...)
+		}
+	}
+	return out, created, nil
 }
 
 // device returns a device owned by p: KindNotFound or KindForbidden.
@@ -154,15 +204,16 @@ func (s *Service) DeleteDevice(ctx context.Context, p Principal, id string) erro
 			return err
 		}
 	}
-	var left map[string]netip.Addr
-	if ms, err := s.store.DeviceMemberships(ctx, id); err == nil {
-		left = s.leftAddrs(ctx, ms)
-	}
-	if err := s.store.DeleteDevice(ctx, id); err != nil {
+	// Each network it leaves gets a new secret in the same transaction.
+	var rotated []string
+	if err := s.store.DeleteDevice(ctx, id, func(networkID string) string {
+		rotated = append(rotated, networkID)
+		return s.newSecret(networkID)
+	}); err != nil {
 		return err
 	}
 	s.invalidate()
-	s.notifyLeft(left)
+	s.networkChanged(rotated...)
 	return nil
 }
 
@@ -177,6 +228,9 @@ type HeartbeatResult struct {
 	DeviceID  string
 	LastSeen  time.Time
 	ExitNodes []ExitNode
+	// SecretVersions are the secret versions of the device's networks: a
+	// device holding an older one fetches the secret again (join).
+	SecretVersions []SecretVersion
 }
 
 // Heartbeat records that p's device with hardwareID is alive (and whether
@@ -206,7 +260,7 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 		return HeartbeatResult{}, err
 	}
 	s.dirty.add(pres)
-	res := HeartbeatResult{DeviceID: e.deviceID, LastSeen: now}
+	res := HeartbeatResult{DeviceID: e.deviceID, LastSeen: now, SecretVersions: e.versions}
 	if len(e.routes) == 0 {
 		return res, nil
 	}
@@ -250,7 +304,11 @@ func (s *Service) deviceEntry(ctx context.Context, userID, hw string) (*devEntry
 	if err != nil {
 		return nil, err
 	}
-	e := &devEntry{deviceID: d.ID, routes: routes}
+	versions, err := s.store.SecretVersions(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	e := &devEntry{deviceID: d.ID, routes: routes, versions: versions}
 	s.cache.put(key, e, epoch)
 	return e, nil
 }

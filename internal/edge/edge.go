@@ -61,6 +61,9 @@ type Device struct {
 	CreatedAt    time.Time
 	LastSeen     time.Time // as last flushed to the store
 	ExitConsent  bool      // as last flushed to the store
+	// PublicKey is the device's WireGuard public key (standard base64),
+	// "" until the device sent one. Unique per user.
+	PublicKey string
 }
 
 // Network is a virtual network with its IPv4 range and mirrored IPv6 ULA
@@ -72,8 +75,11 @@ type Network struct {
 	Range        netip.Prefix
 	Range6       netip.Prefix
 	SecretSealed string
-	ServerID     string // "" for the built-in nucleus
-	CreatedAt    time.Time
+	// SecretVersion counts the secret's rotations (1 for the first
+	// secret); every removal of a member rotates it.
+	SecretVersion int64
+	ServerID      string // "" for the built-in nucleus
+	CreatedAt     time.Time
 }
 
 // Membership is a device's place in a network.
@@ -95,6 +101,20 @@ type UserServer struct {
 	Country   string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+}
+
+// MemberKey is a member's virtual address (host offset) and device key.
+type MemberKey struct {
+	DeviceID  string
+	Host      uint32
+	PublicKey string // "" when the device registered none
+}
+
+// SecretVersion is the version of one network's secret, as a member's
+// heartbeat reports it.
+type SecretVersion struct {
+	NetworkID string
+	Version   int64
 }
 
 // ExitRoute is what a heartbeat needs about one network of a device whose

@@ -3,13 +3,11 @@ package edge
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"net/netip"
 	"strings"
 
 	"github.com/omniedge/omni/internal/edge/ipam"
-	"github.com/omniedge/omni/internal/platform/auth"
 )
 
 // secretBytes is the size of a network's mesh secret.
@@ -44,8 +42,7 @@ func (s *Service) CreateNetwork(ctx context.Context, p Principal, name, ipRange,
 		}
 		n.ServerID = serverID
 	}
-	secret := base64.RawURLEncoding.EncodeToString(auth.RandomBytes(secretBytes))
-	n.SecretSealed = s.sealer.Seal([]byte(secret), []byte(n.ID))
+	n.SecretSealed, n.SecretVersion = s.newSecret(n.ID), 1
 	// The v6 prefix mirrors the v4 one: an explicit range's length, or the
 	// default /24 that PickRange chooses.
 	bits := ipam.DefaultBits
@@ -138,6 +135,7 @@ func (s *Service) DeleteNetwork(ctx context.Context, p Principal, id string) err
 		return err
 	}
 	s.invalidate()
+	s.networkChanged(id)
 	return nil
 }
 
@@ -180,7 +178,7 @@ func (s *Service) Members(ctx context.Context, p Principal, networkID string) ([
 
 // JoinResult is what a member needs to take part in a network.
 type JoinResult struct {
-	Network    Network
+	Network    Network // its SecretVersion is Secret's
 	Membership Membership
 	Secret     string
 	IP4, IP6   netip.Addr
@@ -189,14 +187,28 @@ type JoinResult struct {
 }
 
 // Join adds p's device to p's network, or returns its existing membership
-// with the same addresses.
-func (s *Service) Join(ctx context.Context, p Principal, networkID, deviceID string) (JoinResult, error) {
+// with the same addresses (and the network's current secret). A non-empty
+// publicKey sets the device's WireGuard public key first (see
+// RegisterDevice).
+func (s *Service) Join(ctx context.Context, p Principal, networkID, deviceID, publicKey string) (JoinResult, error) {
 	n, err := s.network(ctx, p, networkID)
 	if err != nil {
 		return JoinResult{}, err
 	}
-	if _, err := s.device(ctx, p, deviceID); err != nil {
+	d, err := s.device(ctx, p, deviceID)
+	if err != nil {
 		return JoinResult{}, err
+	}
+	if publicKey != "" {
+		if publicKey, err = ParsePublicKey(publicKey); err != nil {
+			return JoinResult{}, err
+		}
+		if publicKey != d.PublicKey {
+			d.PublicKey = publicKey
+			if _, _, err := s.setDevice(ctx, p, d); err != nil {
+				return JoinResult{}, err
+			}
+		}
 	}
 	m, created, err := s.store.Join(ctx, networkID, deviceID, s.now(), func(used []uint32) (uint32, error) {
 		return ipam.Allocate(n.Range, used)
@@ -209,6 +221,12 @@ func (s *Service) Join(ctx context.Context, p Principal, networkID, deviceID str
 	}
 	if created {
 		s.invalidate()
+		s.networkChanged(networkID)
+	}
+	// Read the network again: a member that left meanwhile rotated the
+	// secret.
+	if n, err = s.store.NetworkByID(ctx, networkID); err != nil {
+		return JoinResult{}, err
 	}
 	return s.joinResult(ctx, n, m, created)
 }
@@ -230,7 +248,11 @@ func (s *Service) joinResult(ctx context.Context, n Network, m Membership, creat
 	return r, nil
 }
 
-// Leave removes p's device from p's network, freeing its addresses.
+// Leave removes p's device from p's network, freeing its addresses. The
+// network's secret rotates in the same transaction, so a device that left
+// (or was removed by the owner) and kept the secret can neither sign
+// frames for the nucleus nor complete a WireGuard handshake with the
+// members; they learn the new secret from the API.
 func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID string) error {
 	if _, err := s.network(ctx, p, networkID); err != nil {
 		return err
@@ -238,11 +260,7 @@ func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID st
 	if _, err := s.device(ctx, p, deviceID); err != nil {
 		return err
 	}
-	var left map[string]netip.Addr
-	if m, err := s.store.Membership(ctx, networkID, deviceID); err == nil {
-		left = s.leftAddrs(ctx, []Membership{m})
-	}
-	err := s.store.Leave(ctx, networkID, deviceID)
+	err := s.store.Leave(ctx, networkID, deviceID, s.newSecret(networkID))
 	if errors.Is(err, ErrNotFound) {
 		return errorf(KindNotFound, "device %s is not a member of virtual network %s", deviceID, networkID)
 	}
@@ -250,7 +268,7 @@ func (s *Service) Leave(ctx context.Context, p Principal, networkID, deviceID st
 		return err
 	}
 	s.invalidate()
-	s.notifyLeft(left)
+	s.networkChanged(networkID)
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/mail"
-	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +56,9 @@ type Deps struct {
 	Clock     clock.Clock
 	Log       *slog.Logger
 	MasterKey []byte // 32 bytes; JWT, sealing and approval keys derive from it
+	// Events tells every nucleus (of every replica) about networks whose
+	// secret, members or member keys changed; nil tells none.
+	Events NetworkEvents
 }
 
 // Service is the control-plane coordinator: every state change of the edge
@@ -66,6 +68,7 @@ type Service struct {
 	presence PresenceStore
 	sessions SessionStore
 	revoked  RevocationSet
+	events   NetworkEvents
 	clock    clock.Clock
 	log      *slog.Logger
 	opts     Options
@@ -78,8 +81,6 @@ type Service struct {
 	cache     devCache
 	dirty     dirtySet
 	flushMu   sync.Mutex
-
-	memberLeft atomic.Pointer[func(networkID string, ip4 netip.Addr)] // see OnMemberLeft
 }
 
 // New builds a Service.
@@ -105,7 +106,7 @@ func New(d Deps, o Options) (*Service, error) {
 		o.EpochPoll = time.Second
 	}
 	s := &Service{
-		store: d.Store, presence: d.Presence, sessions: d.Sessions, revoked: d.Revoked, clock: d.Clock, log: d.Log, opts: o,
+		store: d.Store, presence: d.Presence, sessions: d.Sessions, revoked: d.Revoked, events: d.Events, clock: d.Clock, log: d.Log, opts: o,
 		signer: signer, sealer: sealer, approval: auth.DeriveKey(d.MasterKey, "omni/edge/approval/v1"),
 	}
 	if s.revoked == nil {

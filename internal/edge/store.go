@@ -49,14 +49,18 @@ type Store interface {
 	DeviceSessions(ctx context.Context, deviceID string) ([]string, error)
 
 	// RegisterDevice returns the user's device with d.HardwareUUID,
-	// updating its name and platform, or creates d if the user has fewer
-	// than maxDevices devices (0: no limit), else ErrLimit.
+	// updating its name, platform and (when given) public key, or creates
+	// d if the user has fewer than maxDevices devices (0: no limit), else
+	// ErrLimit. A public key another device of the user has is ErrConflict.
 	RegisterDevice(ctx context.Context, d Device, maxDevices int) (Device, bool, error)
 	DeviceByID(ctx context.Context, id string) (Device, error)
 	DeviceByHardware(ctx context.Context, userID, hardwareUUID string) (Device, error)
 	ListDevices(ctx context.Context, userID string) ([]Device, error) // userID "" lists all
 	RenameDevice(ctx context.Context, id, name string) error
-	DeleteDevice(ctx context.Context, id string) error
+	// DeleteDevice removes a device with its memberships; in the same
+	// transaction each network it left gets the secret rotate returns
+	// (sealed) and its secret version bumped.
+	DeleteDevice(ctx context.Context, id string, rotate func(networkID string) (sealed string)) error
 	FlushPresence(ctx context.Context, seen []Presence) error
 
 	// CreateNetwork inserts n when its owner has fewer than maxNetworks
@@ -73,13 +77,19 @@ type Store interface {
 	// Join returns the existing membership or allocates a host with alloc
 	// (given the hosts in use) and inserts it. created reports which.
 	Join(ctx context.Context, networkID, deviceID string, at time.Time, alloc func(used []uint32) (uint32, error)) (m Membership, created bool, err error)
-	Leave(ctx context.Context, networkID, deviceID string) error
+	// Leave removes a membership and, in the same transaction, replaces
+	// the network's secret with sealed (bumping its secret version).
+	Leave(ctx context.Context, networkID, deviceID, sealed string) error
 	Membership(ctx context.Context, networkID, deviceID string) (Membership, error)
 	Members(ctx context.Context, networkID string) ([]Membership, error)
 	DeviceMemberships(ctx context.Context, deviceID string) ([]Membership, error)
 	SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error
 	SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error
 	ExitRoutes(ctx context.Context, deviceID string) ([]ExitRoute, error)
+	// MemberKeys lists a network's members with their device keys.
+	MemberKeys(ctx context.Context, networkID string) ([]MemberKey, error)
+	// SecretVersions lists the secret versions of a device's networks.
+	SecretVersions(ctx context.Context, deviceID string) ([]SecretVersion, error)
 
 	CreateUserServer(ctx context.Context, s UserServer) error
 	UserServer(ctx context.Context, id string) (UserServer, error)

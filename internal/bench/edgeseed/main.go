@@ -82,7 +82,7 @@ func run() error {
 		p := edge.Principal{UserID: usr.ID}
 		for i := 0; i < per && n < *devices; i++ {
 			hw := fmt.Sprintf("hw-%d-%d", u, i)
-			if _, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux"); err != nil {
+			if _, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux", ""); err != nil {
 				return err
 			}
 			// Each device logs in on its own, as real devices do.

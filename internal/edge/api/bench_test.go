@@ -34,7 +34,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	bodies := make([]string, n)
 	for i := range bodies {
 		hw := fmt.Sprintf("hw-%d", i)
-		if _, _, err := env.Service.RegisterDevice(ctx, p, hw, hw, "linux"); err != nil {
+		if _, _, err := env.Service.RegisterDevice(ctx, p, hw, hw, "linux", ""); err != nil {
 			b.Fatal(err)
 		}
 		bodies[i] = `{"hardware_id":"` + hw + `","is_exit_node":false}`

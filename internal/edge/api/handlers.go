@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -189,7 +190,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p edge.Princi
 
 func deviceWire(d edge.DeviceStatus) wire.Device {
 	return wire.Device{ID: d.ID, Name: d.Name, HardwareUUID: d.HardwareUUID, Platform: d.Platform, Online: d.Online,
-		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt}
+		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt, PublicKey: d.PublicKey}
 }
 
 func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
@@ -201,7 +202,7 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p edge.P
 	if hw == "" {
 		hw = req.HardwareID
 	}
-	d, created, err := s.svc.RegisterDevice(r.Context(), p, req.Name, hw, req.Platform)
+	d, created, err := s.svc.RegisterDevice(r.Context(), p, req.Name, hw, req.Platform, req.PublicKey)
 	if err != nil {
 		return toHTTP(err)
 	}
@@ -303,7 +304,20 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p edge.Princi
 		b = e.IP.AppendTo(b)
 		b = append(b, '"')
 	}
-	b = append(b, "}}\n"...)
+	b = append(b, '}')
+	if len(res.SecretVersions) > 0 {
+		b = append(b, `,"secret_versions":{`...)
+		for i, v := range res.SecretVersions {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, v.NetworkID)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, v.Version, 10)
+		}
+		b = append(b, '}')
+	}
+	b = append(b, "}\n"...)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(b)))
@@ -403,13 +417,24 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p edge.Prin
 	for i, m := range ms {
 		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
-			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt}
+			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey}
 	}
 	return ok(w, http.StatusOK, out)
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
-	res, err := s.svc.Join(r.Context(), p, r.PathValue("vn"), r.PathValue("dev"))
+	// The body is optional (clients of the published API send none).
+	body, err := httpx.ReadBody(w, r, 64<<10)
+	if err != nil {
+		return err
+	}
+	var req wire.JoinRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := httpx.DecodeJSONBytes(body, &req, r.Header.Get("Content-Type")); err != nil {
+			return err
+		}
+	}
+	res, err := s.svc.Join(r.Context(), p, r.PathValue("vn"), r.PathValue("dev"), req.PublicKey)
 	if err != nil {
 		return toHTTP(err)
 	}
@@ -420,6 +445,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p edge.Principal) 
 		SubnetMask: ipam.Mask(n.Range), SubnetPrefixV6: n.Range6.Bits(),
 		Server:    s.serverWire(r, n, res.Server),
 		NetworkID: n.ID, DeviceID: res.Membership.DeviceID, IPRange: n.Range.String(), IPv6Range: n.Range6.String(),
+		SecretVersion: n.SecretVersion,
 	})
 }
 
@@ -491,9 +517,10 @@ func (s *Server) servedNetworks(w http.ResponseWriter, r *http.Request, p edge.P
 	}
 	out := make([]wire.ServedNetwork, len(list))
 	for i, n := range list {
-		out[i] = wire.ServedNetwork{ID: n.ID, Name: n.Name, SecretKey: n.Secret, Members: make([]wire.ServedMember, len(n.Members))}
+		out[i] = wire.ServedNetwork{ID: n.ID, Name: n.Name, SecretKey: n.Secret, SecretVersion: n.SecretVersion,
+			Members: make([]wire.ServedMember, len(n.Members))}
 		for j, m := range n.Members {
-			out[i].Members[j] = wire.ServedMember{DeviceID: m.DeviceID, VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String()}
+			out[i].Members[j] = wire.ServedMember{DeviceID: m.DeviceID, VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), PublicKey: m.PublicKey}
 		}
 	}
 	return ok(w, http.StatusOK, out)

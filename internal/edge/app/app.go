@@ -1,11 +1,14 @@
 // Package app assembles the OmniEdge control plane from configuration: the
-// SQL store, presence, login sessions and rate limiter (in memory, or in
-// Redis when one is configured so replicas agree), the Service and the
-// HTTP API. The CLI and the end-to-end tests build the product through it.
+// SQL store, presence, login sessions, rate limiter and network notices
+// (in memory, or in Redis when one is configured so replicas agree), the
+// Service, the HTTP API and the built-in nucleus over the Service. The CLI
+// and the end-to-end tests build the product through it.
 package app
 
 import (
 	"context"
+	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +18,8 @@ import (
 
 	"github.com/omniedge/omni/internal/edge"
 	"github.com/omniedge/omni/internal/edge/api"
+	"github.com/omniedge/omni/internal/edge/netevents"
+	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/presence"
 	"github.com/omniedge/omni/internal/edge/session"
 	"github.com/omniedge/omni/internal/edge/store"
@@ -29,6 +34,15 @@ type App struct {
 	Service *edge.Service
 	API     *api.Server
 	Store   *store.Store
+	events  events
+}
+
+// events is the bus of network notices (see netevents).
+type events interface {
+	edge.NetworkEvents
+	Subscribe(f func(networkID string))
+	Run(ctx context.Context) error
+	Ready() bool
 }
 
 // Deps are the shared resources an App is built on; Redis may be nil.
@@ -55,6 +69,7 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		limiter  ratelimit.Limiter
 		revoked  edge.RevocationSet // nil: the Service's in-process set
 		lim      = session.Limits{PerIP: cfg.LoginPendingPerIP, Total: cfg.LoginPendingMax}
+		bus      events
 	)
 	retention := 4 * cfg.OnlineWindow
 	if d.Redis != nil {
@@ -70,12 +85,14 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		}
 		revoked = rv
 		limiter = ratelimit.NewRedis(d.Redis, prefix+"rl:", d.Clock)
+		bus = netevents.NewRedis(d.Redis, prefix, d.Log)
 	} else {
 		pres = presence.NewMemory(d.Clock, retention)
 		sessions = session.NewMemoryLimited(d.Clock, lim)
 		limiter = ratelimit.NewMemory(d.Clock)
+		bus = netevents.NewMemory()
 	}
-	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Revoked: revoked, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey}, edge.OptionsFrom(cfg))
+	svc, err := edge.New(edge.Deps{Store: st, Presence: pres, Sessions: sessions, Revoked: revoked, Clock: d.Clock, Log: d.Log, MasterKey: d.MasterKey, Events: bus}, edge.OptionsFrom(cfg))
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +104,57 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustedProxies(), PublicURL: cfg.PublicURL,
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName, SocketsPerIP: cfg.LoginSocketsPerIP,
 	}, d.Log)
-	return &App{Service: svc, API: a, Store: st}, nil
+	return &App{Service: svc, API: a, Store: st, events: bus}, nil
+}
+
+// Run does the control plane's background work until ctx ends: the
+// Service's (presence flushes, other replicas' writes) and following the
+// network notices of every replica.
+func (a *App) Run(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- a.events.Run(ctx) }()
+	err := a.Service.Run(ctx)
+	return errors.Join(err, <-done)
+}
+
+// Ready reports whether the App follows the other replicas' network
+// notices (always true without Redis).
+func (a *App) Ready() bool { return a.events.Ready() }
+
+// Nucleus builds the built-in nucleus over this control plane: the
+// Service answers its directory questions, and it reloads every network a
+// replica announces as changed (a member left or was deleted, the secret
+// rotated, a device key changed). o.Directory is set here.
+func (a *App) Nucleus(o nucleus.Options) (*nucleus.Server, error) {
+	o.Directory = directory{a.Service}
+	srv, err := nucleus.NewServer(o)
+	if err != nil {
+		return nil, err
+	}
+	a.events.Subscribe(srv.Invalidate)
+	return srv, nil
+}
+
+// directory adapts the Service to nucleus.Directory.
+type directory struct{ svc *edge.Service }
+
+func (d directory) Network(ctx context.Context, id string) (nucleus.NetworkInfo, error) {
+	n, err := d.svc.NucleusNetwork(ctx, id)
+	if edge.KindOf(err) == edge.KindNotFound {
+		return nucleus.NetworkInfo{}, nucleus.ErrUnknownNetwork
+	}
+	if err != nil {
+		return nucleus.NetworkInfo{}, err
+	}
+	info := nucleus.NetworkInfo{Secret: n.Secret, SecretVersion: uint32(n.SecretVersion)}
+	for _, m := range n.Members {
+		k, err := base64.StdEncoding.DecodeString(m.PublicKey)
+		if err != nil || len(k) != len(nucleus.Key{}) {
+			continue // no key: not admitted
+		}
+		info.Members = append(info.Members, nucleus.Binding{Key: nucleus.Key(k), IP4: m.IP4, IP6: m.IP6})
+	}
+	return info, nil
 }
 
 // nucleusAdvert returns the configured public nucleus address, or the

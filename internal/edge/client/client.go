@@ -336,6 +336,12 @@ func (c *Client) Join(ctx context.Context, networkID, deviceID string) (wire.Joi
 	return out, c.do(ctx, http.MethodPost, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID), nil, &out, true)
 }
 
+// JoinWith is Join with a body (the device's public key).
+func (c *Client) JoinWith(ctx context.Context, networkID, deviceID string, req wire.JoinRequest) (wire.JoinResponse, error) {
+	var out wire.JoinResponse
+	return out, c.do(ctx, http.MethodPost, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID), req, &out, true)
+}
+
 // Leave removes a device from a network.
 func (c *Client) Leave(ctx context.Context, networkID, deviceID string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID), nil, nil, true)

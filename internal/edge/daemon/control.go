@@ -33,15 +33,17 @@ type Status struct {
 
 // NetworkStatus is one joined network.
 type NetworkStatus struct {
-	ID          string       `json:"id"`
-	Name        string       `json:"name"`
-	Interface   string       `json:"interface"`
-	VirtualIP   string       `json:"virtual_ip"`    // with prefix length
-	VirtualIPv6 string       `json:"virtual_ip_v6"` // with prefix length
-	Nucleus     string       `json:"nucleus"`
-	Registered  bool         `json:"registered"`         // nucleus session up
-	Exit        string       `json:"exit_via,omitempty"` // virtual IP of the exit node in use
-	Peers       []PeerReport `json:"peers"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Interface   string `json:"interface"`
+	VirtualIP   string `json:"virtual_ip"`    // with prefix length
+	VirtualIPv6 string `json:"virtual_ip_v6"` // with prefix length
+	Nucleus     string `json:"nucleus"`
+	// SecretVersion is the version of the network secret in use.
+	SecretVersion int64        `json:"secret_version,omitempty"`
+	Registered    bool         `json:"registered"`         // nucleus session up
+	Exit          string       `json:"exit_via,omitempty"` // virtual IP of the exit node in use
+	Peers         []PeerReport `json:"peers"`
 }
 
 // PeerReport is one peer of a network.
@@ -83,7 +85,7 @@ func (d *daemon) status() Status {
 		n.mu.Lock()
 		ns := NetworkStatus{ID: n.cfg.NetworkID, Name: n.cfg.Name, Interface: ts.Interface,
 			VirtualIP: addrString(n.cfg.VirtualIP, n.cfg.VirtualIP.IsValid()), VirtualIPv6: addrString(n.cfg.VirtualIPv6, n.cfg.VirtualIPv6.IsValid()),
-			Nucleus: n.cfg.Nucleus, Registered: n.registered, Exit: addrString(n.exit, n.exit.IsValid()), Peers: []PeerReport{}}
+			Nucleus: n.cfg.Nucleus, SecretVersion: n.version, Registered: n.registered, Exit: addrString(n.exit, n.exit.IsValid()), Peers: []PeerReport{}}
 		n.mu.Unlock()
 		if ns.Interface == "" {
 			ns.Interface = n.cfg.Interface

@@ -150,7 +150,8 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	id := d.st.Identity()
 	dev, err := retry(ctx, d, "register device", func(ctx context.Context) (wire.Device, error) {
-		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID, Platform: d.cfg.Platform})
+		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID,
+			Platform: d.cfg.Platform, PublicKey: id.PublicKey.String()})
 	})
 	if err != nil {
 		return err
@@ -281,6 +282,7 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 				d.syncNetworks(ctx)
 			}
 			d.applyExits(resp.ExitNodes)
+			d.applySecretVersions(resp.SecretVersions)
 		case ctx.Err() != nil:
 			return nil
 		case client.StatusOf(err) == http.StatusUnauthorized:
@@ -349,6 +351,21 @@ func (d *daemon) applyExits(sel map[string]string) {
 		// virtual addresses): the next request opens a fresh one.
 		d.deps.HTTP.CloseIdleConnections()
 		d.log.Info("exit node changed", "network", n.cfg.NetworkID, "exit", want)
+	}
+}
+
+// applySecretVersions has every network whose secret the control plane
+// rotated fetch the new one (the fallback when the nucleus's REKEY was
+// missed).
+func (d *daemon) applySecretVersions(versions map[string]int64) {
+	d.mu.Lock()
+	nets := d.nets
+	d.mu.Unlock()
+	for _, n := range nets {
+		if v, ok := versions[n.cfg.NetworkID]; ok && v != n.secretVersion() {
+			n.log.Info("the network secret changed; fetching it", "version", v)
+			n.kickRekey()
+		}
 	}
 }
 
@@ -422,7 +439,10 @@ type network struct {
 	sess   Session
 	log    *slog.Logger
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   chan struct{} // closed when serve and maintain ended
+
+	rekeyKick chan struct{} // fetch the network secret again
+	bindKick  chan struct{} // fetch the members' keys again
 
 	setMu sync.Mutex // orders SetPeers calls
 
@@ -430,12 +450,25 @@ type network struct {
 	exit       netip.Addr
 	registered bool
 	peers      int
+	secret     string // the network secret in use and its version
+	version    int64
+	// bindings maps each member's virtual IPv4 to its device key, from
+	// the control plane; a peer reported at an address bound to another
+	// key (or to none) is refused. checked are the refused peers the last
+	// fetch already judged, so that they do not cause another.
+	bindings  map[netip.Addr]Key
+	checked   map[Key]netip.Addr
+	lastPeers []Peer
 }
+
+// bindEvery spaces the fetches of the members' keys (real time: it only
+// bounds control-plane calls).
+const bindEvery = 2 * time.Second
 
 func networkConfig(i int, id Identity, jr wire.JoinResponse, cfg Config) (NetworkConfig, netip.Prefix, error) {
 	nc := NetworkConfig{NetworkID: jr.NetworkID, Name: jr.Cluster, DeviceID: jr.DeviceID,
 		Interface: fmt.Sprintf("omni%d", i), MTU: cfg.MTU, PrivateKey: id.PrivateKey, PublicKey: id.PublicKey,
-		SecretKey: jr.SecretKey, Nucleus: jr.Server.Host, ServeExit: cfg.ExitNode}
+		SecretKey: jr.SecretKey, SecretVersion: jr.SecretVersion, Nucleus: jr.Server.Host, ServeExit: cfg.ExitNode}
 	if nc.Name == "" {
 		nc.Name = jr.CommunityName
 	}
@@ -472,36 +505,190 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 		return fmt.Errorf("create tunnel %s: %w", nc.Interface, err)
 	}
 	n := &network{index: i, cfg: nc, range4: r4, tun: tun, done: make(chan struct{}),
-		log: d.log.With("network", nc.NetworkID, "interface", nc.Interface)}
-	sess, err := d.deps.Nucleus(nc, tun, n.setPeers)
+		log:    d.log.With("network", nc.NetworkID, "interface", nc.Interface),
+		secret: nc.SecretKey, version: nc.SecretVersion,
+		rekeyKick: make(chan struct{}, 1), bindKick: make(chan struct{}, 1)}
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	n.cancel = cancel
+	// The members' keys first, so that the first peer list is judged.
+	if err := n.loadBindings(ctx, d); err != nil {
+		n.log.Warn("fetching the members' keys failed; peers wait for them", "err", err)
+	}
+	sess, err := d.deps.Nucleus(nc, tun, SessionHooks{OnPeers: n.setPeers, OnRekey: n.kickRekey})
 	if err != nil {
+		cancel()
 		tun.Close()
 		return fmt.Errorf("nucleus session: %w", err)
 	}
 	n.sess = sess
-	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	n.cancel = cancel
 	d.mu.Lock()
 	d.nets = append(d.nets, n)
 	d.mu.Unlock()
 	n.log.Info("network up", "virtual_ip", nc.VirtualIP, "virtual_ip_v6", nc.VirtualIPv6, "nucleus", nc.Nucleus)
-	go n.serve(sctx, d)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); n.serve(sctx, d) }()
+	go func() { defer wg.Done(); n.maintain(sctx, d) }()
+	go func() { wg.Wait(); close(n.done) }()
 	return nil
 }
 
-// setPeers is the session's peer callback: it drops this device and
-// peers without an address of the network, then configures the tunnel.
+func (n *network) secretVersion() int64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.version
+}
+
+// kickRekey asks maintain to fetch the network secret (the session's
+// REKEY hook; must not block).
+func (n *network) kickRekey() {
+	select {
+	case n.rekeyKick <- struct{}{}:
+	default:
+	}
+}
+
+func (n *network) kickBindings() {
+	select {
+	case n.bindKick <- struct{}{}:
+	default:
+	}
+}
+
+// maintain fetches the network secret after a rotation and the members'
+// keys when a peer is not bound to its address, until ctx ends.
+func (n *network) maintain(ctx context.Context, d *daemon) {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.rekeyKick:
+			n.rekey(ctx, d)
+		case <-n.bindKick:
+			if wait := bindEvery - time.Since(last); wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+			}
+			last = time.Now()
+			if err := n.loadBindings(ctx, d); err != nil {
+				if ctx.Err() == nil {
+					n.log.Warn("fetching the members' keys failed", "err", err)
+				}
+				continue
+			}
+			n.mu.Lock()
+			peers := n.lastPeers
+			n.mu.Unlock()
+			n.setPeers(peers)
+		}
+	}
+}
+
+// rekey fetches the network's current secret (an idempotent join) and,
+// when it changed, switches the tunnel's preshared keys and the session's
+// signaling key to it. Current WireGuard sessions carry on; the next
+// handshake uses the new key. A failure waits for the next REKEY or
+// heartbeat.
+func (n *network) rekey(ctx context.Context, d *daemon) {
+	jr, err := d.api.Join(ctx, n.cfg.NetworkID, n.cfg.DeviceID)
+	d.saveTokens()
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("fetching the network secret failed", "err", err)
+		}
+		return
+	}
+	n.mu.Lock()
+	same := jr.SecretKey == n.secret
+	n.mu.Unlock()
+	if jr.SecretKey == "" || same {
+		n.mu.Lock()
+		n.version = max(n.version, jr.SecretVersion)
+		n.mu.Unlock()
+		return
+	}
+	if err := n.tun.SetSecret(jr.SecretKey); err != nil {
+		n.log.Error("cannot switch the tunnel to the new network secret", "err", err)
+		return
+	}
+	if err := n.sess.SetSecret(jr.SecretKey); err != nil {
+		n.log.Error("cannot switch the nucleus session to the new network secret", "err", err)
+		return
+	}
+	n.mu.Lock()
+	n.secret, n.version = jr.SecretKey, jr.SecretVersion
+	n.mu.Unlock()
+	n.log.Info("network secret rotated", "version", jr.SecretVersion)
+}
+
+// loadBindings fetches the members' virtual addresses and device keys.
+func (n *network) loadBindings(ctx context.Context, d *daemon) error {
+	ms, err := d.api.Members(ctx, n.cfg.NetworkID)
+	d.saveTokens()
+	if err != nil {
+		return err
+	}
+	b := make(map[netip.Addr]Key, len(ms))
+	for _, m := range ms {
+		ip, err := netip.ParseAddr(m.VirtualIP)
+		if err != nil {
+			continue
+		}
+		k, err := ParseKey(m.PublicKey)
+		if err != nil {
+			continue // no key: nobody is accepted at this address
+		}
+		b[ip] = k
+	}
+	n.mu.Lock()
+	n.bindings, n.checked = b, map[Key]netip.Addr{}
+	for _, p := range n.lastPeers {
+		if k, ok := b[p.VirtualIP]; !ok || k != p.PublicKey {
+			n.checked[p.PublicKey] = p.VirtualIP
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
+
+// setPeers is the session's peer callback: it drops this device, peers
+// without an address of the network and peers whose address is bound to
+// another device key (or to none), then configures the tunnel. A refused
+// peer the last fetch of the members' keys did not judge yet has them
+// fetched again (a member that just joined).
 func (n *network) setPeers(peers []Peer) {
+	n.mu.Lock()
+	n.lastPeers = peers
+	bindings, checked := n.bindings, n.checked
+	n.mu.Unlock()
 	keep := make([]Peer, 0, len(peers))
+	again := false
 	for _, p := range peers {
 		if p.PublicKey == n.cfg.PublicKey || p.PublicKey.IsZero() || !n.range4.Contains(p.VirtualIP) ||
 			p.VirtualIP == n.cfg.VirtualIP.Addr() {
+			continue
+		}
+		if k, ok := bindings[p.VirtualIP]; !ok || k != p.PublicKey {
+			if ip, seen := checked[p.PublicKey]; !seen || ip != p.VirtualIP {
+				again = true
+			} else if ok {
+				n.log.Warn("refusing a peer: its address is bound to another device key", "peer", p.PublicKey, "virtual_ip", p.VirtualIP)
+			}
 			continue
 		}
 		if p.VirtualIPv6.IsValid() && (!n.cfg.VirtualIPv6.IsValid() || !n.cfg.VirtualIPv6.Masked().Contains(p.VirtualIPv6)) {
 			p.VirtualIPv6 = netip.Addr{}
 		}
 		keep = append(keep, p)
+	}
+	if again {
+		n.kickBindings()
 	}
 	n.setMu.Lock()
 	defer n.setMu.Unlock()
@@ -516,7 +703,6 @@ func (n *network) setPeers(peers []Peer) {
 
 // serve keeps the nucleus session registered until ctx ends.
 func (n *network) serve(ctx context.Context, d *daemon) {
-	defer close(n.done)
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		err := n.sess.Register(ctx)
 		if err == nil {

@@ -34,6 +34,9 @@ type world struct {
 	exitIP map[string]string // network id -> exit device's virtual IPv4
 }
 
+// worldExitKey is the device key of the world's exit device.
+var worldExitKey = Key{1, 2, 3}
+
 // newWorld starts a control plane with one user, two networks and an
 // exit-capable device that is a member of both.
 func newWorld(t *testing.T) *world {
@@ -51,7 +54,8 @@ func newWorld(t *testing.T) *world {
 		w.nets = append(w.nets, n)
 	}
 	var err error
-	w.exit, err = w.admin.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "exit", HardwareUUID: "hw-exit", Platform: "linux"})
+	w.exit, err = w.admin.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "exit", HardwareUUID: "hw-exit", Platform: "linux",
+		PublicKey: worldExitKey.String()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,7 +249,7 @@ func TestDaemonLifecycle(t *testing.T) {
 
 	// Peers pushed by the nucleus reach the tunnel, without this device
 	// and without addresses outside the network.
-	exitKey := Key{1, 2, 3}
+	exitKey := worldExitKey
 	exitAddr := netip.MustParseAddr(w.exitIP[home])
 	sess[0].onPeers([]Peer{
 		{PublicKey: exitKey, VirtualIP: exitAddr, Endpoint: netip.MustParseAddrPort("198.51.100.7:41641")},

@@ -85,17 +85,25 @@ func (c *fakeClock) wait(t *testing.T, n int) []time.Duration {
 type fakeTunnel struct {
 	cfg NetworkConfig
 
-	mu     sync.Mutex
-	peers  []Peer
-	exits  []netip.Addr
-	status TunnelStatus
-	closed bool
+	mu      sync.Mutex
+	peers   []Peer
+	exits   []netip.Addr
+	secrets []string // SetSecret calls
+	status  TunnelStatus
+	closed  bool
 }
 
 func (f *fakeTunnel) SetPeers(p []Peer) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.peers = append([]Peer(nil), p...)
+	return nil
+}
+
+func (f *fakeTunnel) SetSecret(secret string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secrets = append(f.secrets, secret)
 	return nil
 }
 
@@ -133,10 +141,19 @@ func (f *fakeTunnel) exit() (netip.Addr, int) {
 // fakeSession is a nucleus session that registers at once and blocks.
 type fakeSession struct {
 	onPeers func([]Peer)
+	onRekey func()
 
 	mu                sync.Mutex
 	registers, leaves int
 	running           bool
+	secrets           []string // SetSecret calls
+}
+
+func (s *fakeSession) SetSecret(secret string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.secrets = append(s.secrets, secret)
+	return nil
 }
 
 func (s *fakeSession) Register(context.Context) error {
@@ -180,10 +197,10 @@ func (p *fakeDataPlane) deps(clk Clock) Deps {
 			p.tunnels = append(p.tunnels, t)
 			return t, nil
 		},
-		Nucleus: func(_ NetworkConfig, _ Tunnel, onPeers func([]Peer)) (Session, error) {
+		Nucleus: func(_ NetworkConfig, _ Tunnel, h SessionHooks) (Session, error) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			s := &fakeSession{onPeers: onPeers}
+			s := &fakeSession{onPeers: h.OnPeers, onRekey: h.OnRekey}
 			p.sessions = append(p.sessions, s)
 			return s, nil
 		},

@@ -52,7 +52,10 @@ type NetworkConfig struct {
 	VirtualIPv6 netip.Prefix // invalid when the network has no IPv6 range
 
 	SecretKey string // the network secret (join response secret_key)
-	Nucleus   string // host:port of the network's nucleus
+	// SecretVersion is SecretKey's version; the secret rotates whenever a
+	// member leaves or is removed.
+	SecretVersion int64
+	Nucleus       string // host:port of the network's nucleus
 
 	// ServeExit is the device's consent to act as exit node (--exit-node):
 	// the tunnel may forward and masquerade the network's ranges. Traffic
@@ -105,6 +108,9 @@ type Tunnel interface {
 	// missing ones). Every peer uses the preshared key derived from the
 	// network secret.
 	SetPeers(peers []Peer) error
+	// SetSecret switches every peer to the preshared key of the
+	// network's new secret, keeping current sessions.
+	SetSecret(secret string) error
 	// SetExit routes all internet traffic (0.0.0.0/0 and ::/0) through the
 	// peer with this virtual IPv4; the zero Addr restores normal routing.
 	SetExit(exit netip.Addr) error
@@ -129,12 +135,25 @@ type Session interface {
 	Run(ctx context.Context) error
 	// Leave tells the nucleus the device is going away.
 	Leave(ctx context.Context) error
+	// SetSecret switches to the network's new secret (frames signed with
+	// the old one are still accepted for a grace period).
+	SetSecret(secret string) error
+}
+
+// SessionHooks are the callbacks of a session; they run on the session's
+// goroutines and must not block.
+type SessionHooks struct {
+	// OnPeers receives the complete current peer set.
+	OnPeers func([]Peer)
+	// OnRekey is told that the network's secret changed: the daemon
+	// fetches the new one and calls SetSecret on the session and tunnel.
+	OnRekey func()
 }
 
 // SessionFactory creates the nucleus session of one network. tun is the
 // network's tunnel, so an implementation that shares the WireGuard UDP
-// socket can reach it; onPeers receives the complete current peer set.
-type SessionFactory func(cfg NetworkConfig, tun Tunnel, onPeers func([]Peer)) (Session, error)
+// socket can reach it.
+type SessionFactory func(cfg NetworkConfig, tun Tunnel, hooks SessionHooks) (Session, error)
 
 // Clock is the daemon's time source; every wait goes through After.
 type Clock interface {

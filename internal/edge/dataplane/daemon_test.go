@@ -14,10 +14,26 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/tunnel"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/config"
 )
+
+// startControlPlane runs an in-process control plane and the nucleus
+// `omni serve` builds over it (its directory is the Service, and it
+// reloads the networks the Service announces as changed).
+func startControlPlane(t *testing.T) (*nucleus.Server, netip.AddrPort, *edgetest.Env) {
+	t.Helper()
+	pc, nuc := listenNucleus(t)
+	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
+	srv, err := env.App.Nucleus(nucleus.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveNucleus(t, srv, pc)
+	return srv, nuc, env
+}
 
 // runDaemon runs the real edge daemon with these adapters on an in-memory
 // TUN until the test ends; it returns the edge once its network is up.
@@ -38,7 +54,7 @@ func runDaemon(t *testing.T, env *edgetest.Env, key, name string, nuc netip.Addr
 func startDaemon(t *testing.T, env *edgetest.Env, key, name, dir string, nuc netip.AddrPort, blocked *atomic.Bool) (*testEdge, func()) {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
-	tunnels, sessions := New(Options{
+	plain, sessions := New(Options{
 		TUN:        func(daemon.NetworkConfig) tun.Device { return ct.TUN() },
 		ListenAddr: netip.MustParseAddr("127.0.0.1"),
 		AnyPort:    true,
@@ -46,6 +62,14 @@ func startDaemon(t *testing.T, env *edgetest.Env, key, name, dir string, nuc net
 		Tick:       50 * time.Millisecond,
 		Paths:      PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
+	var made atomic.Pointer[Tunnel] // the daemon's tunnel, for the tests to look into
+	tunnels := func(ctx context.Context, cfg daemon.NetworkConfig) (daemon.Tunnel, error) {
+		tn, err := plain(ctx, cfg)
+		if err == nil {
+			made.Store(tn.(*Tunnel))
+		}
+		return tn, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
@@ -66,7 +90,7 @@ func startDaemon(t *testing.T, env *edgetest.Env, key, name, dir string, nuc net
 			}
 		})
 	}
-	return &testEdge{tun: ct, dir: dir}, stop
+	return &testEdge{tun: ct, in: drainTUN(t, ct), dir: dir, made: &made}, stop
 }
 
 // waitUp waits until the daemon of e runs with its one network
@@ -91,6 +115,7 @@ func (e *testEdge) waitUp(t *testing.T, limit time.Duration) error {
 		return fmt.Errorf("daemon public key %q: %w", st.PublicKey, err)
 	}
 	e.key = daemon.Key(k)
+	e.tunnel = e.made.Load()
 	e.v4 = netip.MustParsePrefix(st.Networks[0].VirtualIP).Addr()
 	e.v6 = netip.MustParsePrefix(st.Networks[0].VirtualIPv6).Addr()
 	return nil
@@ -137,11 +162,9 @@ func waitReport(t *testing.T, what string, want daemon.Path, dirs ...string) {
 // status` (the control socket) reports direct, then relayed while direct
 // UDP is cut, then direct again.
 func TestDaemonsOverRealNucleus(t *testing.T) {
-	// The nucleus needs the control plane's secrets and the control plane
-	// the nucleus address.
-	srv, nuc, setSecrets := startNucleusWith(t)
-	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
-	setSecrets(env.Service)
+	// The control plane advertises the nucleus's address; the nucleus is
+	// the one `omni serve` builds over the control plane.
+	srv, nuc, env := startControlPlane(t)
 	u := env.NewUser("")
 	if _, err := env.Client(u).CreateNetwork(context.Background(), wire.CreateNetworkRequest{Name: "home"}); err != nil {
 		t.Fatal(err)
@@ -182,9 +205,7 @@ func TestDaemonsOverRealNucleus(t *testing.T) {
 // network each) must each deliver their first packet both ways within
 // 2 s of both being up.
 func TestNewEdgesFirstPacketWithinTwoSeconds(t *testing.T) {
-	_, nuc, setSecrets := startNucleusWith(t)
-	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.NucleusPublic = nuc.String() }})
-	setSecrets(env.Service)
+	_, nuc, env := startControlPlane(t)
 	const (
 		starts = 50
 		limit  = 2 * time.Second
@@ -207,8 +228,7 @@ func TestNewEdgesFirstPacketWithinTwoSeconds(t *testing.T) {
 			}
 		}
 		up := time.Now()
-		quit := make(chan struct{})
-		rxA, rxB := a.sink(quit), b.sink(quit)
+		rxA, rxB := a.in, b.in
 		dab, okAB := firstDelivery(a, rxB, tuntest.Ping(b.v4, a.v4), limit)
 		dba, okBA := firstDelivery(b, rxA, tuntest.Ping(a.v4, b.v4), limit-time.Since(up))
 		took := time.Since(up)
@@ -220,7 +240,6 @@ func TestNewEdgesFirstPacketWithinTwoSeconds(t *testing.T) {
 		}
 		stopA()
 		stopB()
-		close(quit) // only now: a device blocked on its TUN would not stop
 	}
 	t.Logf("%d of %d starts over %v; slowest %v", slow, starts, limit, worst.Round(time.Millisecond))
 }

@@ -243,6 +243,9 @@ func (t *Tunnel) hasPeerLocked(a netip.Addr) bool {
 	return false
 }
 
+// SetSecret implements daemon.Tunnel.
+func (t *Tunnel) SetSecret(secret string) error { return t.dev.SetNetworkSecret([]byte(secret)) }
+
 // SetExit implements daemon.Tunnel. Selecting a peer that is not in the
 // peer set yet succeeds; its routes are installed when it arrives.
 func (t *Tunnel) SetExit(exit netip.Addr) error {

@@ -27,36 +27,58 @@ const (
 	testSecret  = "dataplane-secret-0123456789abcdef"
 )
 
-type oneSecret struct{}
+// testDirectory is the nucleus's Directory of the one test network; the
+// test edges bind their keys as they start.
+type testDirectory struct {
+	mu       sync.Mutex
+	bindings []nucleus.Binding
+}
 
-func (oneSecret) NetworkSecret(_ context.Context, id string) ([]byte, error) {
-	if id == testNetwork {
-		return []byte(testSecret), nil
+func (d *testDirectory) Network(_ context.Context, id string) (nucleus.NetworkInfo, error) {
+	if id != testNetwork {
+		return nucleus.NetworkInfo{}, nucleus.ErrUnknownNetwork
 	}
-	return nil, errors.New("unknown network")
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return nucleus.NetworkInfo{Secret: []byte(testSecret), SecretVersion: 1, Members: slices.Clone(d.bindings)}, nil
 }
 
-// startNucleus runs a real nucleus on loopback until the test ends.
-func startNucleus(t *testing.T) (*nucleus.Server, netip.AddrPort) {
-	srv, addr, set := startNucleusWith(t)
-	set(oneSecret{})
-	return srv, addr
+func (d *testDirectory) bind(b nucleus.Binding) {
+	d.mu.Lock()
+	if !slices.Contains(d.bindings, b) {
+		d.bindings = append(d.bindings, b)
+	}
+	d.mu.Unlock()
 }
 
-// startNucleusWith runs a nucleus whose secrets are given later through
-// set, so that they may depend on its address.
-func startNucleusWith(t *testing.T) (*nucleus.Server, netip.AddrPort, func(nucleus.Secrets)) {
+// startNucleus runs a real nucleus over a testDirectory on loopback until
+// the test ends.
+func startNucleus(t *testing.T) (*nucleus.Server, netip.AddrPort, *testDirectory) {
+	t.Helper()
+	dir := &testDirectory{}
+	srv, err := nucleus.NewServer(nucleus.Options{Directory: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, addr := listenNucleus(t)
+	serveNucleus(t, srv, pc)
+	return srv, addr, dir
+}
+
+// listenNucleus opens the nucleus's socket (its address is needed before
+// the control plane that advertises it).
+func listenNucleus(t *testing.T) (*net.UDPConn, netip.AddrPort) {
 	t.Helper()
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	lazy := &lazySecrets{}
-	srv, err := nucleus.NewServer(nucleus.Options{Secrets: lazy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	return pc, pc.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// serveNucleus serves srv on pc until the test ends.
+func serveNucleus(t *testing.T, srv *nucleus.Server, pc net.PacketConn) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, pc) }()
@@ -68,68 +90,119 @@ func startNucleusWith(t *testing.T) (*nucleus.Server, netip.AddrPort, func(nucle
 			t.Error("nucleus did not stop")
 		}
 	})
-	return srv, addr, lazy.set
-}
-
-// lazySecrets are secrets set after the nucleus started.
-type lazySecrets struct {
-	mu sync.Mutex
-	s  nucleus.Secrets
-}
-
-func (l *lazySecrets) set(s nucleus.Secrets) { l.mu.Lock(); l.s = s; l.mu.Unlock() }
-
-func (l *lazySecrets) NetworkSecret(ctx context.Context, id string) ([]byte, error) {
-	l.mu.Lock()
-	s := l.s
-	l.mu.Unlock()
-	if s == nil {
-		return nil, errors.New("no secrets yet")
-	}
-	return s.NetworkSecret(ctx, id)
 }
 
 // testEdge is one device: the adapters as the daemon drives them, on an
 // in-memory TUN.
 type testEdge struct {
 	tun    *tuntest.ChannelTUN
+	in     chan []byte // what came out of the TUN (see drainTUN)
 	tunnel daemon.Tunnel
+	sess   daemon.Session // nil for a daemon's edge
 	key    daemon.Key
 	v4, v6 netip.Addr
-	dir    string // the daemon's state directory (daemon tests)
+	dir    string                  // the daemon's state directory (daemon tests)
+	made   *atomic.Pointer[Tunnel] // the daemon's tunnel once made (daemon tests)
 }
 
-func startEdge(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *testEdge {
+func startEdge(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *testEdge {
 	t.Helper()
 	priv, err := tunnel.GeneratePrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, stop := startEdgeKey(t, i, nuc, blocked, priv)
+	e, stop := startEdgeKey(t, dir, i, nuc, blocked, priv)
 	t.Cleanup(func() { stop(true) })
 	return e
 }
 
-// startEdgeKey starts device i with the private key priv, registered at
-// the nucleus; stop ends it, leaving the nucleus first or, like a crash,
-// not (only its first call counts).
-func startEdgeKey(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool, priv tunnel.Key) (*testEdge, func(leave bool)) {
+// startEdgeKey starts device i of the test network with the private key
+// priv, bound in dir and registered at the nucleus; stop ends it, leaving
+// the nucleus first or, like a crash, not (only its first call counts).
+func startEdgeKey(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blocked *atomic.Bool, priv tunnel.Key) (*testEdge, func(leave bool)) {
+	t.Helper()
+	ec := edgeConfig{network: testNetwork, secret: testSecret, priv: priv, index: i,
+		v4: netip.AddrFrom4([4]byte{100, 66, 0, i}), v6: netip.AddrFrom16([16]byte{0xfd, 0x66, 15: i}), nuc: nuc, blocked: blocked}
+	dir.bind(nucleus.Binding{Key: nucleus.Key(priv.PublicKey()), IP4: ec.v4, IP6: ec.v6})
+	e, stop, err := startEdgeStop(t, ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, stop
+}
+
+// drainTUN reads the TUN at once, as a kernel would: a packet nobody
+// waits for (a copy deliver sent again) must not block the device's
+// receive path, which a peer's removal waits for. What came out is on the
+// channel; it is dropped when the channel is full.
+func drainTUN(t *testing.T, ct *tuntest.ChannelTUN) chan []byte {
+	in := make(chan []byte, 1024)
+	done := make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	go func() {
+		for {
+			select {
+			case p := <-ct.Inbound:
+				select {
+				case in <- p:
+				default:
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return in
+}
+
+// edgeConfig is what startEdgeWith runs an edge with.
+type edgeConfig struct {
+	network, secret string
+	priv            tunnel.Key
+	index           byte
+	v4, v6          netip.Addr
+	nuc             netip.AddrPort
+	blocked         *atomic.Bool // nil: never
+}
+
+// startEdgeWith runs the adapters as the daemon drives them, on an
+// in-memory TUN, until the test ends; the error is the registration's
+// (the edge then does not run).
+func startEdgeWith(t *testing.T, ec edgeConfig) (*testEdge, error) {
+	t.Helper()
+	e, stop, err := startEdgeStop(t, ec)
+	if err == nil {
+		t.Cleanup(func() { stop(true) })
+	}
+	return e, err
+}
+
+// startEdgeStop is startEdgeWith with the stop left to the caller: stop
+// ends the edge, leaving the nucleus first or, like a crash, not (only
+// its first call counts).
+func startEdgeStop(t *testing.T, ec edgeConfig) (*testEdge, func(leave bool), error) {
 	t.Helper()
 	ct := tuntest.NewChannelTUN()
+	blocked := ec.blocked
+	if blocked == nil {
+		blocked = &atomic.Bool{}
+	}
 	tunnels, sessions := New(Options{
 		TUN:        func(daemon.NetworkConfig) tun.Device { return ct.TUN() },
 		ListenAddr: netip.MustParseAddr("127.0.0.1"),
 		AnyPort:    true,
 		// Cutting the direct path drops everything but the nucleus.
-		DropFrom: func(from netip.AddrPort) bool { return blocked.Load() && from != nuc },
+		DropFrom: func(from netip.AddrPort) bool { return blocked.Load() && from != ec.nuc },
 		Tick:     50 * time.Millisecond,
 		Paths:    PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
-	e := &testEdge{tun: ct, key: daemon.Key(priv.PublicKey()),
-		v4: netip.AddrFrom4([4]byte{100, 66, 0, i}), v6: netip.AddrFrom16([16]byte{0xfd, 0x66, 15: i})}
-	cfg := daemon.NetworkConfig{NetworkID: testNetwork, Interface: fmt.Sprintf("omni%d", i), MTU: 1420,
-		PrivateKey: daemon.Key(priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
-		VirtualIPv6: netip.PrefixFrom(e.v6, 64), SecretKey: testSecret, Nucleus: nuc.String()}
+	e := &testEdge{tun: ct, in: drainTUN(t, ct), key: daemon.Key(ec.priv.PublicKey()), v4: ec.v4, v6: ec.v6}
+	cfg := daemon.NetworkConfig{NetworkID: ec.network, Interface: fmt.Sprintf("omni%d", ec.index), MTU: 1420,
+		PrivateKey: daemon.Key(ec.priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
+		SecretKey: ec.secret, Nucleus: ec.nuc.String()}
+	if e.v6.IsValid() {
+		cfg.VirtualIPv6 = netip.PrefixFrom(e.v6, 64)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var err error
 	e.tunnel, err = tunnels(ctx, cfg)
@@ -137,20 +210,24 @@ func startEdgeKey(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool
 		cancel()
 		t.Fatal(err)
 	}
-	sess, err := sessions(cfg, e.tunnel, func(ps []daemon.Peer) {
+	sess, err := sessions(cfg, e.tunnel, daemon.SessionHooks{OnPeers: func(ps []daemon.Peer) {
 		if err := e.tunnel.SetPeers(ps); err != nil {
 			t.Errorf("SetPeers: %v", err)
 		}
-	})
+	}})
 	if err != nil {
 		cancel()
 		e.tunnel.Close()
 		t.Fatal(err)
 	}
-	if err := sess.Register(ctx); err != nil {
+	e.sess = sess
+	rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+	err = sess.Register(rctx)
+	rcancel()
+	if err != nil {
 		cancel()
 		e.tunnel.Close()
-		t.Fatal(err)
+		return e, nil, err
 	}
 	done := make(chan error, 1)
 	go func() { done <- sess.Run(ctx) }()
@@ -166,7 +243,7 @@ func startEdgeKey(t *testing.T, i byte, nuc netip.AddrPort, blocked *atomic.Bool
 			}
 			e.tunnel.Close()
 		})
-	}
+	}, nil
 }
 
 // path is how e reaches peer according to Status.
@@ -228,7 +305,7 @@ func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
 			t.Fatalf("packet %v → %v not delivered", from.v4, to.v4)
 		}
 		select {
-		case got := <-to.tun.Inbound:
+		case got := <-to.in:
 			if bytes.Equal(got, pkt) {
 				return
 			}
@@ -237,27 +314,6 @@ func deliver(t *testing.T, from, to *testEdge, pkt []byte) {
 			t.Fatalf("packet %v → %v not delivered", from.v4, to.v4)
 		}
 	}
-}
-
-// sink reads everything e's TUN delivers until quit is closed, so that
-// the device never blocks on it, and passes it on to the returned channel
-// (dropping what does not fit).
-func (e *testEdge) sink(quit <-chan struct{}) <-chan []byte {
-	out := make(chan []byte, 64)
-	go func() {
-		for {
-			select {
-			case p := <-e.tun.Inbound:
-				select {
-				case out <- p:
-				default:
-				}
-			case <-quit:
-				return
-			}
-		}
-	}()
-	return out
 }
 
 // firstDelivery writes pkt into from's TUN every 10 ms until it arrives on
@@ -302,10 +358,10 @@ func exchange(t *testing.T, a, b *testEdge) {
 // directly, fall back to the relay when direct UDP between them is cut,
 // and return to direct when it works again.
 func TestTwoEdgesDirectRelayedDirect(t *testing.T) {
-	srv, nuc := startNucleus(t)
+	srv, nuc, dir := startNucleus(t)
 	var blocked atomic.Bool
-	a := startEdge(t, 1, nuc, &blocked)
-	b := startEdge(t, 2, nuc, &blocked)
+	a := startEdge(t, dir, 1, nuc, &blocked)
+	b := startEdge(t, dir, 2, nuc, &blocked)
 	ab, ba := [2]*testEdge{a, b}, [2]*testEdge{b, a}
 
 	exchange(t, a, b)
@@ -343,9 +399,9 @@ func TestTwoEdgesDirectRelayedDirect(t *testing.T) {
 // and applied when the peer arrives (here the in-memory TUN refuses the
 // routes, which proves the attempt).
 func TestExitSelectionWaitsForPeer(t *testing.T) {
-	_, nuc := startNucleus(t)
+	_, nuc, dir := startNucleus(t)
 	var blocked atomic.Bool
-	a := startEdge(t, 1, nuc, &blocked)
+	a := startEdge(t, dir, 1, nuc, &blocked)
 	exit := netip.MustParseAddr("100.66.0.9")
 	if err := a.tunnel.SetExit(exit); err != nil {
 		t.Fatalf("SetExit before the peer is known: %v", err)
@@ -378,12 +434,7 @@ func TestRestartedEdgeFirstPacketWithinTwoSeconds(t *testing.T) {
 		{"higher key, crash", false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, nuc := startNucleus(t)
-			// The TUNs are drained until both devices have stopped (the
-			// cleanups run in reverse): a device blocked on its TUN would
-			// not stop.
-			quit := make(chan struct{})
-			t.Cleanup(func() { close(quit) })
+			_, nuc, dir := startNucleus(t)
 			var blocked atomic.Bool
 			var privs [2]tunnel.Key
 			for i := range privs {
@@ -401,16 +452,16 @@ func TestRestartedEdgeFirstPacketWithinTwoSeconds(t *testing.T) {
 			if tc.lower {
 				rPriv, sPriv = privs[0], privs[1]
 			}
-			r, stopR := startEdgeKey(t, 1, nuc, &blocked, rPriv)
-			s, stopS := startEdgeKey(t, 2, nuc, &blocked, sPriv)
+			r, stopR := startEdgeKey(t, dir, 1, nuc, &blocked, rPriv)
+			s, stopS := startEdgeKey(t, dir, 2, nuc, &blocked, sPriv)
 			t.Cleanup(func() { stopS(true) })
 			exchange(t, r, s)
 			stopR(tc.leave)
 
-			r, stopR = startEdgeKey(t, 1, nuc, &blocked, rPriv)
+			r, stopR = startEdgeKey(t, dir, 1, nuc, &blocked, rPriv)
 			t.Cleanup(func() { stopR(true) })
 			up := time.Now()
-			rxR, rxS := r.sink(quit), s.sink(quit)
+			rxR, rxS := r.in, s.in
 			drs, okRS := firstDelivery(r, rxS, tuntest.Ping(s.v4, r.v4), limit)
 			dsr, okSR := firstDelivery(s, rxR, tuntest.Ping(r.v4, s.v4), limit-time.Since(up))
 			if !okRS || !okSR {

@@ -36,6 +36,7 @@ type session struct {
 	tun     daemon.Tunnel
 	relay   netip.AddrPort
 	onPeers func([]daemon.Peer)
+	onRekey func()
 	paths   *paths // owned by Run's goroutine
 
 	mu       sync.Mutex
@@ -45,7 +46,7 @@ type session struct {
 	kick     chan struct{}
 }
 
-func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, onPeers func([]daemon.Peer)) (daemon.Session, error) {
+func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, hooks daemon.SessionHooks) (daemon.Session, error) {
 	t, ok := tun.(*Tunnel)
 	if !ok {
 		return nil, errors.New("dataplane: the session needs this package's tunnel")
@@ -68,10 +69,11 @@ func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, onPeers
 		return nil, err
 	}
 	s := &session{o: o, log: ccfg.Log, c: c, bind: bind, cfg: o.Paths.withDefaults(), tun: tun, relay: t.relay,
-		onPeers: onPeers, paths: newPaths(o.Paths), kick: make(chan struct{}, 1)}
+		onPeers: hooks.OnPeers, onRekey: hooks.OnRekey, paths: newPaths(o.Paths), kick: make(chan struct{}, 1)}
 	c.OnPeers(s.gotPeers)
 	c.OnPunch(s.gotPunch)
 	c.OnPong(s.gotPong)
+	c.OnRekey(s.gotRekey)
 	t.sig.c.Store(c)
 	return s, nil
 }
@@ -153,6 +155,15 @@ func (s *session) gotPunch(p nucleus.Peer) {
 			}
 		}
 	})
+}
+
+// gotRekey passes the nucleus's REKEY on: the daemon fetches the new
+// secret and calls SetSecret.
+func (s *session) gotRekey(version uint32) {
+	s.log.Info("the nucleus announced a new network secret", "version", version)
+	if s.onRekey != nil {
+		s.onRekey()
+	}
 }
 
 func (s *session) gotPong(peer nucleus.Key, from netip.AddrPort) {
@@ -288,3 +299,6 @@ func (s *session) relayedCount() int {
 
 // Leave implements daemon.Session.
 func (s *session) Leave(context.Context) error { return s.c.Leave() }
+
+// SetSecret implements daemon.Session.
+func (s *session) SetSecret(secret string) error { return s.c.SetSecret([]byte(secret)) }

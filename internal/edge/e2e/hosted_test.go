@@ -83,7 +83,8 @@ func TestHostedNucleusBinary(t *testing.T) {
 	server := netip.MustParseAddrPort(public)
 	var members []*hostedMember
 	for i, hw := range []string{"hw-1", "hw-2"} {
-		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: hw, HardwareUUID: hw, Platform: "linux"})
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: hw, HardwareUUID: hw, Platform: "linux",
+			PublicKey: hostedKey(byte(i + 1)).String()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -101,6 +102,13 @@ func TestHostedNucleusBinary(t *testing.T) {
 	})
 }
 
+// hostedKey is the device key of member id.
+func hostedKey(id byte) nucleus.Key {
+	var k nucleus.Key
+	k[0], k[31] = id, 0x42
+	return k
+}
+
 // hostedMember is a device's nucleus client on a loopback socket.
 type hostedMember struct {
 	ip    netip.Addr
@@ -115,8 +123,7 @@ func newHostedMember(t *testing.T, j wire.JoinResponse, id byte, server netip.Ad
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	var k nucleus.Key
-	k[0], k[31] = id, 0x42
+	k := hostedKey(id)
 	m := &hostedMember{ip: netip.MustParseAddr(j.VirtualIP)}
 	c, err := nucleus.NewClient(nucleus.ClientConfig{
 		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PublicKey: k, Server: server,

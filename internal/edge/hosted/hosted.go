@@ -2,17 +2,19 @@
 // nucleus half of Dual Mode): it logs in to a control plane with a security
 // key, keeps the user's entry in /api/v2/user-servers current with its
 // public endpoint, and serves the networks that point to that entry, with
-// the secrets and members it polls from the control plane.
+// the secrets, members and member keys it polls from the control plane.
 package hosted
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,7 +49,8 @@ type Config struct {
 	// ServerID selects an existing entry by id instead of by name.
 	ServerID string
 	// Poll is how often networks, secrets and members are refreshed
-	// (default 10 s); a device that left is evicted at the next poll.
+	// (default 10 s); a device that left is evicted at the next poll, and
+	// the members are told about the network's new secret.
 	Poll time.Duration
 	// Announce is how often the entry is checked and corrected (default
 	// 5 min).
@@ -101,14 +104,13 @@ func New(cfg Config, deps Deps) (*Nucleus, error) {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
 	n := &Nucleus{cfg: cfg, api: deps.API, clk: deps.Clock, log: deps.Log}
-	n.src = &source{clk: deps.Clock, fetch: n.fetch, nets: map[string]servedNet{}}
-	srv, err := nucleus.NewServer(nucleus.Options{Secrets: n.src, Members: n.src, Clock: deps.Clock,
-		Log: deps.Log, SecretTTL: cfg.Poll})
+	n.src = &source{clk: deps.Clock, log: deps.Log, fetch: n.fetch, nets: map[string]servedNet{}}
+	srv, err := nucleus.NewServer(nucleus.Options{Directory: n.src, Clock: deps.Clock, Log: deps.Log, DirectoryTTL: 3 * cfg.Poll})
 	if err != nil {
 		return nil, err
 	}
 	n.srv = srv
-	n.src.onLeft = srv.Evict
+	n.src.onChanged = srv.Invalidate
 	return n, nil
 }
 
@@ -239,14 +241,16 @@ func (n *Nucleus) retry(ctx context.Context, what string, f func(context.Context
 	}
 }
 
-// source answers the nucleus's secret and membership questions from the
-// last poll, polling again (at most every refetchEvery) when asked about a
-// network or address it does not know, so that a new network or member
-// is served within moments rather than at the next poll.
+// source answers the nucleus's questions (it is its Directory) from the
+// last poll, polling again (at most every refetchEvery) when asked after
+// that, so that a new network, member or key is served within moments
+// rather than at the next poll. Each poll that changes a network tells the
+// nucleus, which evicts devices that left and announces a new secret.
 type source struct {
-	clk    clock.Clock
-	fetch  func(context.Context) ([]wire.ServedNetwork, error)
-	onLeft func(networkID string, ip4 netip.Addr)
+	clk       clock.Clock
+	log       *slog.Logger
+	fetch     func(context.Context) ([]wire.ServedNetwork, error)
+	onChanged func(networkID string)
 
 	fetchMu   sync.Mutex // one fetch at a time
 	mu        sync.Mutex
@@ -255,15 +259,17 @@ type source struct {
 }
 
 type servedNet struct {
-	secret  []byte
-	members map[netip.Addr]bool // virtual IPv4
+	info nucleus.NetworkInfo
 }
 
-// refetchEvery bounds the on-demand fetches caused by unknown networks or
-// addresses.
-const refetchEvery = 2 * time.Second
+// same reports whether two answers are the same.
+func (a servedNet) same(b servedNet) bool {
+	return string(a.info.Secret) == string(b.info.Secret) && a.info.SecretVersion == b.info.SecretVersion &&
+		slices.Equal(a.info.Members, b.info.Members)
+}
 
-var errUnknown = errors.New("network not served here")
+// refetchEvery bounds the on-demand fetches.
+const refetchEvery = 2 * time.Second
 
 func (s *source) count() int {
 	s.mu.Lock()
@@ -272,7 +278,7 @@ func (s *source) count() int {
 }
 
 // refresh replaces the served set with the control plane's answer and
-// evicts the members (and whole networks) that are gone.
+// tells the nucleus about every network that changed or is gone.
 func (s *source) refresh(ctx context.Context) error {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
@@ -282,73 +288,67 @@ func (s *source) refresh(ctx context.Context) error {
 	}
 	next := make(map[string]servedNet, len(list))
 	for _, n := range list {
-		sn := servedNet{secret: []byte(n.SecretKey), members: make(map[netip.Addr]bool, len(n.Members))}
+		sn := servedNet{info: nucleus.NetworkInfo{Secret: []byte(n.SecretKey), SecretVersion: uint32(n.SecretVersion)}}
 		for _, m := range n.Members {
-			if a, err := netip.ParseAddr(m.VirtualIP); err == nil {
-				sn.members[a] = true
+			b, ok := binding(m)
+			if !ok {
+				continue // no key (yet): not admitted
 			}
+			sn.info.Members = append(sn.info.Members, b)
 		}
+		slices.SortFunc(sn.info.Members, func(a, b nucleus.Binding) int { return a.IP4.Compare(b.IP4) })
 		next[n.ID] = sn
 	}
-	type left struct {
-		net string
-		ip  netip.Addr
-	}
-	var gone []left
+	var changed []string
 	s.mu.Lock()
 	for id, old := range s.nets {
-		for ip := range old.members {
-			if !next[id].members[ip] {
-				gone = append(gone, left{id, ip})
-			}
+		if n, ok := next[id]; !ok || !n.same(old) {
+			changed = append(changed, id)
 		}
 	}
 	s.nets, s.lastFetch = next, s.clk.Now()
 	s.mu.Unlock()
-	if s.onLeft != nil {
-		for _, g := range gone {
-			s.onLeft(g.net, g.ip)
+	if s.onChanged != nil {
+		for _, id := range changed {
+			s.onChanged(id)
 		}
 	}
 	return nil
 }
 
-// lookup returns a network's entry, fetching again first when it or the
-// address is unknown and the last fetch is not recent.
-func (s *source) lookup(ctx context.Context, id string, ip netip.Addr) (servedNet, bool, error) {
+// binding reads a served member's addresses and key.
+func binding(m wire.ServedMember) (nucleus.Binding, bool) {
+	ip4, err := netip.ParseAddr(m.VirtualIP)
+	if err != nil || !ip4.Is4() {
+		return nucleus.Binding{}, false
+	}
+	raw, err := base64.StdEncoding.DecodeString(m.PublicKey)
+	if err != nil || len(raw) != 32 {
+		return nucleus.Binding{}, false
+	}
+	b := nucleus.Binding{Key: nucleus.Key(raw), IP4: ip4}
+	if ip6, err := netip.ParseAddr(m.VirtualIPv6); err == nil && ip6.Is6() {
+		b.IP6 = ip6
+	}
+	return b, true
+}
+
+// Network implements nucleus.Directory: the last poll's answer, after
+// polling again when that is more than refetchEvery old.
+func (s *source) Network(ctx context.Context, id string) (nucleus.NetworkInfo, error) {
 	s.mu.Lock()
-	n, ok := s.nets[id]
 	stale := s.clk.Now().Sub(s.lastFetch) >= refetchEvery
 	s.mu.Unlock()
-	if (ok && (!ip.IsValid() || n.members[ip])) || !stale {
-		return n, ok, nil
-	}
-	if err := s.refresh(ctx); err != nil {
-		return servedNet{}, false, err
+	if stale {
+		if err := s.refresh(ctx); err != nil {
+			s.log.Warn("hosted nucleus: fetching networks failed", "err", err)
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, ok = s.nets[id]
-	return n, ok, nil
-}
-
-// NetworkSecret implements nucleus.Secrets.
-func (s *source) NetworkSecret(ctx context.Context, id string) ([]byte, error) {
-	n, ok, err := s.lookup(ctx, id, netip.Addr{})
-	if err != nil {
-		return nil, err
-	}
+	n, ok := s.nets[id]
 	if !ok {
-		return nil, errUnknown
+		return nucleus.NetworkInfo{}, nucleus.ErrUnknownNetwork
 	}
-	return n.secret, nil
-}
-
-// IsMember implements nucleus.Members.
-func (s *source) IsMember(ctx context.Context, id string, ip4 netip.Addr) (bool, error) {
-	n, _, err := s.lookup(ctx, id, ip4)
-	if err != nil {
-		return false, err
-	}
-	return n.members[ip4], nil
+	return n.info, nil
 }

@@ -69,6 +69,13 @@ type device struct {
 	peers []nucleus.Peer
 }
 
+// deviceKey is the key of test device id.
+func deviceKey(id byte) nucleus.Key {
+	var key nucleus.Key
+	key[0], key[31] = id, 0x77
+	return key
+}
+
 func newDevice(t *testing.T, j wire.JoinResponse, id byte, server netip.AddrPort) *device {
 	t.Helper()
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -76,8 +83,7 @@ func newDevice(t *testing.T, j wire.JoinResponse, id byte, server netip.AddrPort
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	var key nucleus.Key
-	key[0], key[31] = id, 0x77
+	key := deviceKey(id)
 	d := &device{}
 	c, err := nucleus.NewClient(nucleus.ClientConfig{
 		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PublicKey: key, Server: server,
@@ -141,8 +147,8 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	join := func(hw string) (wire.Device, wire.JoinResponse) {
-		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: hw, HardwareUUID: hw, Platform: "linux"})
+	join := func(hw string, id byte) (wire.Device, wire.JoinResponse) {
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: hw, HardwareUUID: hw, Platform: "linux", PublicKey: deviceKey(id).String()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,27 +161,40 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 		}
 		return d, j
 	}
-	_, ja := join("hw-a")
-	db, jb := join("hw-b")
+	_, ja := join("hw-a", 1)
+	db, jb := join("hw-b", 2)
 	a, b := newDevice(t, ja, 1, at), newDevice(t, jb, 2, at)
 	eventually(t, "A and B to see each other", func() bool { return a.sees(jb.VirtualIP) && b.sees(ja.VirtualIP) })
 
-	// A holder of the secret that is not a member cannot register.
+	// A holder of the secret that is not a member cannot register, nor
+	// can one with a key not bound to the address it claims.
 	fake := ja
 	fake.VirtualIP, fake.VirtualIPv6 = "100.64.250.250", "fd00::250"
 	intruder := newDevice(t, fake, 3, at)
+	impostor := newDevice(t, jb, 4, at) // B's address, its own key
 	time.Sleep(300 * time.Millisecond)
-	if intruder.c.Status().Registered || a.sees(fake.VirtualIP) {
+	if intruder.c.Status().Registered || a.sees(fake.VirtualIP) || impostor.c.Status().Registered {
 		t.Fatal("a non-member registered with the hosted nucleus")
 	}
 
-	// B leaves: the next poll evicts it and A is told.
+	// B leaves: the next poll evicts it, A is told, and A is told to fetch
+	// the network's new secret.
+	rekeys := make(chan uint32, 4)
+	a.c.OnRekey(func(v uint32) { rekeys <- v })
 	if err := c.Leave(ctx, vn.ID, db.ID); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "A to drop B", func() bool { return !a.sees(jb.VirtualIP) })
 	if st := n.Server().Stats(); st.PerNetwork[vn.ID].Peers != 1 {
 		t.Fatalf("nucleus still holds %d peers", st.PerNetwork[vn.ID].Peers)
+	}
+	select {
+	case v := <-rekeys:
+		if v != 2 {
+			t.Errorf("REKEY version %d, want 2", v)
+		}
+	case <-time.After(wait):
+		t.Fatal("A was not told about the new secret")
 	}
 }
 

@@ -17,7 +17,8 @@ import (
 // kernel may hand over a train of datagrams from one source in one read
 // (split by the segment size it reports); with UDP_SEGMENT frames of one
 // size to one destination leave in one send. Not safe for concurrent use
-// (Serve's goroutine owns it; Evict and the sweep write through pc).
+// (Serve's goroutine owns it; the lookup workers and the sweep write
+// through pc).
 type mmsgConn struct {
 	pc  *ipv6.PacketConn // batch calls are the same for either family
 	log *slog.Logger

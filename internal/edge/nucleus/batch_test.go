@@ -109,19 +109,29 @@ func newBatchHarness(t *testing.T) *batchHarness {
 	h := newHarness(t) // for its clock and server; its socket is not used here
 	bh := &batchHarness{t: t, srv: h.srv, clk: h.clk, key: DeriveKey(secrets[netA]),
 		aAddr: netip.MustParseAddrPort("192.0.2.1:1111"), bAddr: netip.MustParseAddrPort("198.51.100.2:2222")}
-	bh.aKey[0], bh.bKey[0] = 1, 2
+	bh.aKey, bh.bKey = testKey(1), testKey(2)
+	bh.srv.load(context.Background(), netA)
 	for _, r := range []struct {
 		k    Key
 		from netip.AddrPort
 	}{{bh.aKey, bh.aAddr}, {bh.bKey, bh.bAddr}} {
 		bh.nonces++
-		f := sealNonce(bh.key, TypeRegister, netA, bh.clk.Now().UnixMilli(), [nonceSize]byte{0xbb, bh.nonces}, registerMsg{Key: r.k}.encode())
+		f := registerFrame(bh.srv, bh.key, netA, bh.clk.Now(), [nonceSize]byte{0xbb, bh.nonces}, r.k, r.from)
 		bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: f, from: r.from}})
 	}
 	if len(bh.srv.Peers(netA)) != 2 {
 		t.Fatalf("peers %v", bh.srv.Peers(netA))
 	}
 	return bh
+}
+
+// registerFrame is the REGISTER of test device k (with its bound
+// addresses) from the address from, with that address's cookie.
+func registerFrame(srv *Server, key []byte, network string, at time.Time, nonce [nonceSize]byte, k Key, from netip.AddrPort) []byte {
+	b := testBinding(k[0])
+	c := srv.cookies.make(from)
+	body := append(registerMsg{Key: k, IP4: b.IP4, IP6: b.IP6}.encode(), c[:]...)
+	return sealNonce(key, TypeRegister, network, at.UnixMilli(), nonce, body)
 }
 
 // relayIDOf is the relay id srv gave peer k of network.
@@ -169,8 +179,9 @@ func TestHandleBatchRelays(t *testing.T) {
 	var pkts []packet
 	var want [][]byte
 	// C is registered in another network.
-	cKey, cAddr := Key{3}, netip.MustParseAddrPort("203.0.113.3:3333")
-	reg := sealNonce(DeriveKey(secrets[netB]), TypeRegister, netB, bh.clk.Now().UnixMilli(), [nonceSize]byte{0xcc}, registerMsg{Key: cKey}.encode())
+	cKey, cAddr := testKey(3), netip.MustParseAddrPort("203.0.113.3:3333")
+	bh.srv.load(context.Background(), netB)
+	reg := registerFrame(bh.srv, DeriveKey(secrets[netB]), netB, bh.clk.Now(), [nonceSize]byte{0xcc}, cKey, cAddr)
 	bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: reg, from: cAddr}})
 	aID, bID, cID := bh.id(netA, bh.aKey), bh.id(netA, bh.bKey), bh.id(netB, cKey)
 	before = bh.srv.Stats()

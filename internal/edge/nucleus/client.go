@@ -1,7 +1,9 @@
 package nucleus
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"io"
 	"log/slog"
@@ -31,6 +33,10 @@ type ClientConfig struct {
 	// Keepalive overrides the interval the nucleus advertises (default
 	// 20 s until the nucleus says otherwise).
 	Keepalive time.Duration
+	// RekeyGrace is how long after SetSecret frames signed with the
+	// previous secret are still accepted (default 60 s): peers switch a
+	// moment apart.
+	RekeyGrace time.Duration
 }
 
 // ClientStatus is what a Client knows about its registration.
@@ -48,10 +54,10 @@ type ClientStatus struct {
 // methods are safe for concurrent use; callbacks run on the goroutine
 // that called Handle and must not block.
 type Client struct {
-	cfg ClientConfig
-	key []byte
-	clk clock.Clock
-	log *slog.Logger
+	cfg  ClientConfig
+	keys atomic.Pointer[keyState]
+	clk  clock.Clock
+	log  *slog.Logger
 
 	mu         sync.Mutex
 	local      []netip.AddrPort
@@ -68,11 +74,43 @@ type Client struct {
 	onPeers    func([]Peer)
 	onPunch    func(Peer)
 	onPong     func(peer Key, from netip.AddrPort)
+	onRekey    func(version uint32)
 	kick       chan struct{}
+	cookie     [CookieSize]byte // the nucleus's last cookie for this device's address
+	sent       [8]sentRequest   // the last requests, for COOKIE answers
+	sentNext   int
 
-	macs    sync.Pool // *macer of key
 	relayID atomic.Uint32
 	relays  atomic.Pointer[relayTable]
+}
+
+// keyState is the signaling key and, for a grace after SetSecret, the one
+// before; replaced, never changed, so the packet path reads it without a
+// lock.
+type keyState struct {
+	key, prev []byte
+	prevUntil time.Time
+	macs      sync.Pool // *macer of key
+	prevMacs  sync.Pool // *macer of prev
+}
+
+func newKeyState(key, prev []byte, prevUntil time.Time) *keyState {
+	ks := &keyState{key: key, prev: prev, prevUntil: prevUntil}
+	ks.macs.New = func() any { m := &macer{}; m.use(ks.key); return m }
+	ks.prevMacs.New = func() any { m := &macer{}; m.use(ks.prev); return m }
+	return ks
+}
+
+// prevValid reports whether the previous key is still accepted.
+func (ks *keyState) prevValid(now time.Time) bool { return ks.prev != nil && now.Before(ks.prevUntil) }
+
+// sentRequest is a request as sent, to repeat it with a new cookie.
+type sentRequest struct {
+	nonce   [nonceSize]byte
+	mac     [macSize]byte
+	typ     byte
+	body    []byte // without the cookie
+	retried bool
 }
 
 // relayTable maps peers to their relay ids and back; it is replaced, never
@@ -108,15 +146,48 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if cfg.RekeyGrace <= 0 {
+		cfg.RekeyGrace = time.Minute
+	}
 	cfg.Server = netip.AddrPortFrom(cfg.Server.Addr().Unmap(), cfg.Server.Port())
 	c := &Client{
-		cfg: cfg, key: DeriveKey(cfg.Secret), clk: cfg.Clock, log: cfg.Log,
+		cfg: cfg, clk: cfg.Clock, log: cfg.Log,
 		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, replay: newReplayCache(4096),
 		kick: make(chan struct{}, 1),
 	}
-	c.macs.New = func() any { m := &macer{}; m.use(c.key); return m }
+	c.keys.Store(newKeyState(DeriveKey(cfg.Secret), nil, time.Time{}))
 	c.relays.Store(&relayTable{})
 	return c, nil
+}
+
+// SetSecret switches to a network's new secret (after a rotation): frames
+// are signed with it from now on, and those signed with the previous one
+// are still accepted for ClientConfig.RekeyGrace.
+func (c *Client) SetSecret(secret []byte) error {
+	if len(secret) == 0 {
+		return errors.New("nucleus: empty network secret")
+	}
+	key := DeriveKey(secret)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.keys.Load()
+	if bytes.Equal(old.key, key) {
+		return nil
+	}
+	c.keys.Store(newKeyState(key, old.key, c.clk.Now().Add(c.cfg.RekeyGrace)))
+	return nil
+}
+
+// OnRekey sets the callback told that the network's secret changed (the
+// nucleus's REKEY, carrying the new secret's version): fetch it from the
+// control plane and call SetSecret.
+func (c *Client) OnRekey(f func(version uint32)) { c.mu.Lock(); c.onRekey = f; c.mu.Unlock() }
+
+// verifyFrame checks a control frame's MAC under the current key or,
+// during the grace, the previous one.
+func (c *Client) verifyFrame(b []byte, now time.Time) bool {
+	ks := c.keys.Load()
+	return verify(ks.key, b) || (ks.prevValid(now) && verify(ks.prev, b))
 }
 
 func clampLocal(es []netip.AddrPort) []netip.AddrPort {
@@ -151,7 +222,7 @@ func (c *Client) Ping(peer Key, to netip.AddrPort) error {
 // PingFrame returns a fresh PING naming peer, for a caller that sends it
 // itself (for example with a low TTL).
 func (c *Client) PingFrame(peer Key) []byte {
-	return seal(c.key, TypePing, c.cfg.NetworkID, c.clk.Now(), pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
+	return seal(c.keys.Load().key, TypePing, c.cfg.NetworkID, c.clk.Now(), pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
 }
 
 // Server returns the nucleus address.
@@ -180,8 +251,53 @@ func (c *Client) peerList() []Peer {
 	return ps
 }
 
+// send sends a request to the nucleus with the current cookie, and
+// remembers it so that a COOKIE answer can have it repeated.
 func (c *Client) send(typ byte, body []byte) error {
-	return c.cfg.Send(seal(c.key, typ, c.cfg.NetworkID, c.clk.Now(), body), c.cfg.Server)
+	return c.sendRequest(typ, body, false)
+}
+
+func (c *Client) sendRequest(typ byte, body []byte, retried bool) error {
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	c.mu.Lock()
+	cookie := c.cookie
+	c.mu.Unlock()
+	f := sealNonce(c.keys.Load().key, typ, c.cfg.NetworkID, c.clk.Now().UnixMilli(), nonce, append(bytes.Clone(body), cookie[:]...))
+	c.mu.Lock()
+	c.sent[c.sentNext] = sentRequest{nonce: nonce, mac: [macSize]byte(f[len(f)-macSize:]), typ: typ, body: body, retried: retried}
+	c.sentNext = (c.sentNext + 1) % len(c.sent)
+	c.mu.Unlock()
+	return c.cfg.Send(f, c.cfg.Server)
+}
+
+// handleCookie takes a COOKIE from the nucleus: it must answer a request
+// this client sent recently (its MAC is keyed with that request's), which
+// is then repeated once with the new cookie.
+func (c *Client) handleCookie(b []byte, h header, now time.Time) {
+	m, ok := decodeCookie(h.body)
+	c.mu.Lock()
+	found := -1
+	for i := range c.sent {
+		if ok && c.sent[i].typ != 0 && c.sent[i].nonce == m.Echo {
+			found = i
+		}
+	}
+	if found < 0 || !verify(c.sent[found].mac[:], b) || !fresh(h.ts, now) || !c.replay.add(h.nonce, h.ts, now) {
+		c.dropped++
+		c.mu.Unlock()
+		return
+	}
+	req := c.sent[found]
+	c.sent[found] = sentRequest{} // answered
+	c.cookie = m.Cookie
+	c.mu.Unlock()
+	if req.retried {
+		return
+	}
+	if err := c.sendRequest(req.typ, req.body, true); err != nil {
+		c.log.Debug("nucleus send failed", "err", err)
+	}
 }
 
 // Register sends a REGISTER now; the nucleus answers with REGISTER_ACK and
@@ -214,7 +330,7 @@ func (c *Client) Leave() error {
 	c.mu.Lock()
 	c.left, c.registered = true, false
 	c.mu.Unlock()
-	return c.send(TypeLeave, c.cfg.PublicKey[:])
+	return c.send(TypeLeave, bytes.Clone(c.cfg.PublicKey[:]))
 }
 
 // Punch asks the nucleus to tell this device and the peer to send to each
@@ -245,9 +361,10 @@ func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
 	if len(pkt) > MaxRelayPayload || own == 0 || to == 0 {
 		return b
 	}
-	m := c.macs.Get().(*macer)
+	ks := c.keys.Load()
+	m := ks.macs.Get().(*macer)
 	b = appendRelayFrame(b, m, relayHeader{ts: relayTime(c.clk.Now()), src: own, dst: to}, pkt)
-	c.macs.Put(m)
+	ks.macs.Put(m)
 	return b
 }
 
@@ -255,15 +372,22 @@ func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
 // device and returns its source peer and payload (aliasing b).
 func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
 	h, payload, good := splitRelay(b)
-	if good && h.dst == c.relayID.Load() && freshRelay(h.ts, c.clk.Now()) {
+	now := c.clk.Now()
+	if good && h.dst == c.relayID.Load() && freshRelay(h.ts, now) {
 		src, good = c.relays.Load().keys[h.src]
 	} else {
 		good = false
 	}
 	if good {
-		m := c.macs.Get().(*macer)
+		ks := c.keys.Load()
+		m := ks.macs.Get().(*macer)
 		good = m.checkTag(b)
-		c.macs.Put(m)
+		ks.macs.Put(m)
+		if !good && ks.prevValid(now) {
+			m := ks.prevMacs.Get().(*macer)
+			good = m.checkTag(b)
+			ks.prevMacs.Put(m)
+		}
 	}
 	if !good {
 		c.countDrop()
@@ -366,13 +490,17 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	h, err := parseHeader(b)
 	now := c.clk.Now()
 	direct := err == nil && (h.typ == TypePing || h.typ == TypePong)
+	if err == nil && h.typ == TypeCookie && from == c.cfg.Server && h.network == c.cfg.NetworkID {
+		c.handleCookie(b, h, now)
+		return
+	}
 	if err != nil || (from != c.cfg.Server && !direct) || h.network != c.cfg.NetworkID || h.typ == TypeRelay ||
-		!verify(c.key, b) || !fresh(h.ts, now) {
+		!c.verifyFrame(b, now) || !fresh(h.ts, now) {
 		c.countDrop()
 		return
 	}
 	c.mu.Lock()
-	if !c.replay.add(h.nonce, now) {
+	if !c.replay.add(h.nonce, h.ts, now) {
 		c.dropped++
 		c.mu.Unlock()
 		return
@@ -386,6 +514,8 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		pongTo  Key
 		pong    func(Key, netip.AddrPort)
 		pongKey Key
+		rekey   func(uint32)
+		rekeyTo uint32
 		ok      = true
 	)
 	switch h.typ {
@@ -434,6 +564,11 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		if m, ok = decodePair(h.body); ok && m.To == c.cfg.PublicKey {
 			pong, pongKey = c.onPong, m.From
 		}
+	case TypeRekey:
+		var m rekeyMsg
+		if m, ok = decodeRekey(h.body); ok {
+			rekey, rekeyTo = c.onRekey, m.Version
+		}
 	case TypeError:
 		var m errorMsg
 		if m, ok = decodeError(h.body); ok && m.Code == ErrCodeNotRegistered && !c.left {
@@ -457,12 +592,15 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	}
 	if !pongTo.IsZero() {
 		body := pairMsg{From: c.cfg.PublicKey, To: pongTo}.encode()
-		if err := c.cfg.Send(seal(c.key, TypePong, c.cfg.NetworkID, now, body), from); err != nil {
+		if err := c.cfg.Send(seal(c.keys.Load().key, TypePong, c.cfg.NetworkID, now, body), from); err != nil {
 			c.log.Debug("pong failed", "err", err)
 		}
 	}
 	if pong != nil {
 		pong(pongKey, from)
+	}
+	if rekey != nil {
+		rekey(rekeyTo)
 	}
 	if resend {
 		select {

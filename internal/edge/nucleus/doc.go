@@ -10,9 +10,9 @@
 //
 //	0     1   0xFF
 //	1     2   'O' 'N'
-//	3     1   version (2)
+//	3     1   version (3)
 //	4     1   type
-//	5     1   n = length of the network id (1..64, printable ASCII)
+//	5     1   n = length of the network id (4..64)
 //	6     n   network id, in clear so the nucleus can pick the key
 //	6+n   8   timestamp, Unix milliseconds
 //	14+n  12  random nonce
@@ -34,17 +34,19 @@
 //
 // K = HKDF-SHA256(secret, salt none, info "omniedge/nucleus/v1"), 32
 // bytes, where secret is the network's secret_key (as the join response
-// gives it) taken as bytes. A WireGuard packet starts with a little-endian
-// u32 type 1–4 (bytes 01..04, 00, 00, 00), so the 0xFF first byte never
+// gives it) taken as bytes. A network id is "vn_" and 1 to 61 characters
+// of the base64url alphabet; a frame naming anything else is dropped
+// before any lookup. A WireGuard packet starts with a little-endian u32
+// type 1–4 (bytes 01..04, 00, 00, 00), so the 0xFF first byte never
 // collides: IsSignal tests the prefix only.
 //
 // A receiver drops, and counts, any frame that is malformed, fails the
 // MAC, carries a timestamp more than Window (60 s) from its clock, or
 // repeats a nonce seen within twice the window (a bounded cache per
-// network that refuses new nonces when full). RELAY frames are
-// authenticated (their header) and time-checked but have no nonce:
-// WireGuard rejects replayed packets itself. The nucleus never answers a frame that
-// fails these checks.
+// network: when full it forgets the oldest nonce and refuses frames dated
+// at or before it). RELAY frames are authenticated (their header) and
+// time-checked but have no nonce: WireGuard rejects replayed packets
+// itself. The nucleus never answers a frame that fails these checks.
 //
 // # Bodies
 //
@@ -52,34 +54,64 @@
 // (all zero: none). An endpoint is a family byte (0 none, 4, 6), the
 // address and a u16 port. A list of local endpoints is a count byte
 // (at most MaxLocalEndpoints) and the endpoints. A peer entry is key,
-// relay id (u32), IPv4, IPv6, observed endpoint, local endpoints.
+// relay id (u32), IPv4, IPv6, observed endpoint, local endpoints. A
+// cookie is CookieSize (16) bytes; every request (c→n) ends with one,
+// all zero until the nucleus handed one out.
 //
-//	REGISTER      c→n  key, IPv4, IPv6, local endpoints
+//	REGISTER      c→n  key, IPv4, IPv6, local endpoints, cookie
 //	REGISTER_ACK  n→c  observed endpoint, keepalive (u32 ms), version (u32), relay id (u32)
-//	KEEPALIVE     c→n  key, version held (u32)
+//	KEEPALIVE     c→n  key, version held (u32), cookie
 //	PEERS         n→c  version (u32), part (u16), parts (u16), count (u16), peer entries
 //	PEER_UPDATE   n→c  version (u32), event (1 join, 2 leave, 3 update), peer entry
-//	PUNCH_REQUEST c→n  key of the sender, key of the target
+//	PUNCH_REQUEST c→n  key of the sender, key of the target, cookie
 //	PUNCH         n→c  peer entry to send to now
 //	RELAY         both (its own layout, above)
-//	LEAVE         c→n  key
+//	LEAVE         c→n  key, cookie
 //	ERROR         n→c  code (1 not registered, 2 unknown peer, 3 network full), u8 length, text
 //	PING          c→c  key of the sender, key of the target (sent straight to the peer)
 //	PONG          c→c  key of the sender, key of the target (to the PING's source address)
+//	COOKIE        n→c  nonce of the request it answers, cookie; MAC keyed with that request's MAC
+//	REKEY         n→c  version of the network's new secret (u32)
 //
 // # Behaviour
 //
+// Return routability first. A request whose cookie is not valid for its
+// source address and port is answered with a COOKIE and nothing else: the
+// nucleus does no lookup for it and sends nothing larger than it, and
+// the bytes it sends to one source that has not proven it receives are
+// capped (Options.UnverifiedBytes). A cookie is a MAC of the source
+// address under a secret of the nucleus that changes every two minutes;
+// only a receiver at that address learns it, so a spoofed source cannot
+// make the nucleus send peer lists, updates or punches anywhere. The
+// client repeats the request with the cookie at once (the COOKIE's MAC,
+// keyed with the request's own MAC, proves it answers that request).
+//
+// Lookups. The nucleus asks its Directory (a consumer-owned interface:
+// the control plane, or the poll of a user-hosted nucleus) for a network's
+// secret and the device key bound to each member's address, off the
+// packet loop on a few workers fed by a bounded queue, within a budget
+// per source (an IPv4 address or an IPv6 /64); a frame waits (parked,
+// bounded) for its network's answer. Answers are cached and refreshed in
+// the background while in use; unknown ids are remembered briefly.
+// Invalidate reloads a network at once.
+//
 // The nucleus keeps a peer table per network keyed by public key and
 // records the source address of each REGISTER and KEEPALIVE as the peer's
-// observed endpoint. Every join, leave or change (including a new source
-// address: roaming) bumps the network's version and is pushed at once as
-// PEER_UPDATE to the other members; a REGISTER is answered with
-// REGISTER_ACK and the full PEERS list (split into parts of at most 1200
-// bytes). A KEEPALIVE is answered with REGISTER_ACK, plus PEERS when the
+// observed endpoint. A REGISTER is admitted only for the key bound to the
+// address it names (the peer's addresses are the binding's), and REGISTER,
+// PUNCH_REQUEST and roaming KEEPALIVE frames are rate-limited per source
+// (each may make the nucleus send to every member); LEAVE and
+// PUNCH_REQUEST must come from the named peer's registered endpoint.
+// Every join, leave or change (including a new source address: roaming)
+// bumps the network's version and is pushed at once as PEER_UPDATE to the
+// other members; a REGISTER is answered with REGISTER_ACK and the full
+// PEERS list (split into parts of at most 1200 bytes). A KEEPALIVE is
+// answered with REGISTER_ACK, plus PEERS (at most once a second) when the
 // version the client holds differs, so a lost update heals within one
 // interval. A KEEPALIVE from an unknown key gets ERROR 1 and the client
 // registers again. Peers silent for three keepalive intervals expire and
-// their leave is pushed; LEAVE removes at once. PUNCH_REQUEST makes the
+// their leave is pushed; LEAVE removes at once, and so does a reload that
+// no longer binds a peer's key to its address. PUNCH_REQUEST makes the
 // nucleus send PUNCH to both sides, each naming the other. Every
 // registration gets a random non-zero relay id, unique on the nucleus,
 // kept while the peer stays registered. RELAY frames are forwarded
@@ -88,15 +120,27 @@
 // the source's observed endpoint and its tag verifies under that
 // network's key, and are counted per network.
 //
+// A new secret (a member left or was removed): on the reload the nucleus
+// sends REKEY, signed with the old key, to every peer still bound; their
+// daemons fetch the secret from the control plane and call
+// Client.SetSecret. For RekeyGrace the nucleus still accepts the old key
+// from registered peers at their registered endpoint (no REGISTER, no
+// roaming), and signs what it sends each peer with the key that peer
+// last used.
+//
 // PING and PONG never involve the nucleus: an edge sends PING to a peer's
 // observed or local endpoint, the peer answers PONG to the PING's source
 // address, and a PONG tells the sender that the direct path works both
 // ways. A client accepts them from any address (the MAC, timestamp and
 // nonce checks still apply); every other frame must come from the nucleus.
 //
-// Signaling authenticates the network, not the device: a member holding
-// the secret could speak for another member's key. WireGuard (with a
-// preshared key derived from the same secret) still authenticates every
-// device end to end, so such a member can disturb paths, not read or
-// inject traffic.
+// Signaling authenticates the network, and the nucleus ties each virtual
+// address to one device key: a current member holding the secret can
+// still name another member's key in a KEEPALIVE (moving that member's
+// endpoint to an address it receives at) and so disturb its paths, but it
+// cannot register another key at a member's address, and WireGuard (with
+// a preshared key derived from the secret) authenticates every device end
+// to end, so it cannot read or inject that member's traffic. A former
+// member holds an old secret, which neither signs frames nor completes a
+// handshake once the secret rotated.
 package nucleus

@@ -18,8 +18,9 @@ import (
 const (
 	// Version is the protocol version carried in every control frame.
 	// Version 2 added the relay ids (peer entries, REGISTER_ACK) and the
-	// 20-byte RELAY frame.
-	Version = 2
+	// 20-byte RELAY frame; version 3 the return-routability cookie (a
+	// cookie field in every client request, the COOKIE answer) and REKEY.
+	Version = 3
 
 	// MaxFrame bounds every datagram the nucleus or a client reads or writes.
 	MaxFrame = 2048
@@ -32,7 +33,7 @@ const (
 	RelayOverhead = 20
 	// relayTagSize is the length of the truncated MAC of a RELAY header.
 	relayTagSize = 8
-	// MaxNetworkID bounds the network id (printable ASCII, no space).
+	// MaxNetworkID bounds the network id (NetworkIDPrefix and base64url).
 	MaxNetworkID = 64
 	// MaxLocalEndpoints bounds the local endpoints a device announces.
 	MaxLocalEndpoints = 4
@@ -45,6 +46,8 @@ const (
 
 	macSize   = sha256.Size
 	nonceSize = 12
+	// CookieSize is the length of a return-routability cookie.
+	CookieSize = 16
 	// maxControlFrame is the size control frames are packed to, so that
 	// they cross any IPv6 path (1280) without fragmentation.
 	maxControlFrame = 1200
@@ -64,6 +67,8 @@ const (
 	TypeError        byte = 10 // nucleus → client
 	TypePing         byte = 11 // edge → edge, straight to the peer's underlay address
 	TypePong         byte = 12 // edge → edge, answers PING to its source address
+	TypeCookie       byte = 13 // nucleus → client: repeat the request with this cookie
+	TypeRekey        byte = 14 // nucleus → client: the network secret changed, fetch it
 )
 
 // PEER_UPDATE events.
@@ -72,6 +77,61 @@ const (
 	EventLeave  byte = 2
 	EventUpdate byte = 3 // endpoint, local endpoints or addresses changed
 )
+
+// The client's requests (REGISTER, KEEPALIVE, PUNCH_REQUEST, LEAVE) end
+// with a cookie: all zero until the nucleus handed one out.
+
+// splitCookie splits a request body into its message and the trailing
+// cookie.
+func splitCookie(body []byte) (msg []byte, cookie [CookieSize]byte, ok bool) {
+	if len(body) < CookieSize {
+		return nil, cookie, false
+	}
+	n := len(body) - CookieSize
+	return body[:n], [CookieSize]byte(body[n:]), true
+}
+
+// isRequest reports whether typ is a client → nucleus request.
+func isRequest(typ byte) bool {
+	return typ == TypeRegister || typ == TypeKeepalive || typ == TypePunchRequest || typ == TypeLeave
+}
+
+// cookieMsg is COOKIE: the nonce of the request it answers and the cookie
+// to repeat it with. Its MAC is keyed with the request's MAC, which only a
+// receiver of the request knows.
+type cookieMsg struct {
+	Echo   [nonceSize]byte
+	Cookie [CookieSize]byte
+}
+
+func (m cookieMsg) encode() []byte { return append(append([]byte(nil), m.Echo[:]...), m.Cookie[:]...) }
+
+func decodeCookie(body []byte) (m cookieMsg, ok bool) {
+	r := reader{b: body}
+	copy(m.Echo[:], r.take(nonceSize))
+	copy(m.Cookie[:], r.take(CookieSize))
+	return m, r.done()
+}
+
+// sealCookie builds the COOKIE answering req, a request frame whose
+// header h names the network and nonce.
+func sealCookie(req []byte, h rawHeader, cookie [CookieSize]byte, now time.Time) []byte {
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	m := cookieMsg{Echo: [nonceSize]byte(h.nonce), Cookie: cookie}
+	return sealRaw(req[len(req)-macSize:], TypeCookie, h.network, now.UnixMilli(), nonce, m.encode())
+}
+
+// rekeyMsg is REKEY: the version of the network's new secret.
+type rekeyMsg struct{ Version uint32 }
+
+func (m rekeyMsg) encode() []byte { return binary.BigEndian.AppendUint32(nil, m.Version) }
+
+func decodeRekey(body []byte) (m rekeyMsg, ok bool) {
+	r := reader{b: body}
+	m.Version = r.u32()
+	return m, r.done()
+}
 
 // ERROR codes.
 const (
@@ -148,24 +208,21 @@ type header struct {
 	body    []byte // aliases the input
 }
 
-func validNetworkID(id string) bool {
-	if len(id) == 0 || len(id) > MaxNetworkID {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] < 0x21 || id[i] > 0x7e {
-			return false
-		}
-	}
-	return true
-}
+// NetworkIDPrefix starts every network id: the control plane names
+// networks "vn_" and 16 characters of base64url.
+const NetworkIDPrefix = "vn_"
+
+// validNetworkID reports whether id has the shape of a network id: the
+// prefix, then 1 to MaxNetworkID-3 characters of the base64url alphabet.
+// Frames naming anything else are dropped before any lookup.
+func validNetworkID(id string) bool { return validNetworkIDBytes([]byte(id)) }
 
 func validNetworkIDBytes(id []byte) bool {
-	if len(id) == 0 || len(id) > MaxNetworkID {
+	if len(id) <= len(NetworkIDPrefix) || len(id) > MaxNetworkID || string(id[:len(NetworkIDPrefix)]) != NetworkIDPrefix {
 		return false
 	}
-	for _, c := range id {
-		if c < 0x21 || c > 0x7e {
+	for _, c := range id[len(NetworkIDPrefix):] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
 			return false
 		}
 	}
@@ -267,6 +324,10 @@ func seal(key []byte, typ byte, network string, now time.Time, body []byte) []by
 }
 
 func sealNonce(key []byte, typ byte, network string, ts int64, nonce [nonceSize]byte, body []byte) []byte {
+	return sealRaw(key, typ, []byte(network), ts, nonce, body)
+}
+
+func sealRaw(key []byte, typ byte, network []byte, ts int64, nonce [nonceSize]byte, body []byte) []byte {
 	b := make([]byte, 0, 6+len(network)+8+nonceSize+len(body)+macSize)
 	b = append(b, 0xFF, 'O', 'N', Version, typ, byte(len(network)))
 	b = append(b, network...)

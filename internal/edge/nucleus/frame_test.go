@@ -141,6 +141,8 @@ func FuzzFrame(f *testing.F) {
 		pairMsg{From: Key{1}, To: Key{2}}.encode(),
 		appendPeer(nil, p),
 		errorMsg{Code: 1, Text: "x"}.encode(),
+		cookieMsg{Echo: [nonceSize]byte{1}, Cookie: [CookieSize]byte{2}}.encode(),
+		rekeyMsg{Version: 7}.encode(),
 	} {
 		f.Add(b)
 		f.Add(seal(key, TypeRegister, netA, now, b))
@@ -153,10 +155,12 @@ func FuzzFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Fresh state per input keeps every run small and independent.
 		clk := clock.NewFake(now)
-		srv, err := NewServer(Options{Secrets: secrets, Clock: clk})
+		srv, err := NewServer(Options{Directory: newTestDir(), Clock: clk})
 		if err != nil {
 			t.Fatal(err)
 		}
+		srv.load(context.Background(), netA)
+		cookie := srv.cookies.make(from)
 		cl, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: Key{2}, Server: server, Clock: clk,
 			Send: func([]byte, netip.AddrPort) error { return nil }})
 		if err != nil {
@@ -169,11 +173,18 @@ func FuzzFrame(f *testing.F) {
 		cl.UnwrapRelay(data)
 		// The same bytes as the body of an authentic frame of every type.
 		if len(data) <= MaxFrame-overhead(netA) {
-			for t := TypeRegister; t <= TypeError; t++ {
+			for t := TypeRegister; t <= TypeRekey; t++ {
 				fr := seal(key, t, netA, clk.Now(), data)
 				srv.handle(context.Background(), fr, from)
 				cl.Handle(fr, server)
 				cl.UnwrapRelay(fr)
+			}
+		}
+		// With the cookie of its source, a request reaches the handlers
+		// behind the cookie check.
+		if len(data) <= MaxFrame-overhead(netA)-CookieSize {
+			for _, t := range []byte{TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave} {
+				srv.handle(context.Background(), seal(key, t, netA, clk.Now(), append(bytes.Clone(data), cookie[:]...)), from)
 			}
 		}
 		if m, ok := decodeRegister(data); ok && !bytes.Equal(m.encode(), data) {
@@ -196,6 +207,12 @@ func FuzzFrame(f *testing.F) {
 		}
 		if m, ok := decodeError(data); ok && !bytes.Equal(m.encode(), data) {
 			t.Errorf("error re-encodes differently")
+		}
+		if m, ok := decodeCookie(data); ok && !bytes.Equal(m.encode(), data) {
+			t.Errorf("cookie re-encodes differently")
+		}
+		if m, ok := decodeRekey(data); ok && !bytes.Equal(m.encode(), data) {
+			t.Errorf("rekey re-encodes differently")
 		}
 	})
 }

@@ -21,6 +21,7 @@ var typeNames = map[byte]string{
 	TypeRegister: "register", TypeRegisterAck: "register_ack", TypeKeepalive: "keepalive",
 	TypePeers: "peers", TypePeerUpdate: "peer_update", TypePunchRequest: "punch_request",
 	TypePunch: "punch", TypeRelay: "relay", TypeLeave: "leave", TypeError: "error",
+	TypeCookie: "cookie", TypeRekey: "rekey",
 }
 
 func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, error) {
@@ -29,7 +30,7 @@ func newServerMetrics(reg prometheus.Registerer, s *Server) (*serverMetrics, err
 	}
 	m := &serverMetrics{
 		frames: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "omni_nucleus_frames_total", Help: "Authenticated nucleus frames accepted, by type.",
+			Name: "omni_nucleus_frames_total", Help: "Authenticated nucleus frames accepted, by type (cookie: COOKIE answers sent).",
 		}, []string{"type"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omni_nucleus_dropped_total", Help: "Datagrams the nucleus dropped, by reason.",

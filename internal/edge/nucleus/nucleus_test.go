@@ -3,10 +3,11 @@ package nucleus
 import (
 	"bytes"
 	"context"
-	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,32 +22,100 @@ const (
 	wait = 3 * time.Second
 )
 
-var secrets = mapSecrets{netA: []byte("alpha-secret-0123456789abcdef"), netB: []byte("beta-secret-0123456789abcdef")}
+var secrets = map[string][]byte{netA: []byte("alpha-secret-0123456789abcdef"), netB: []byte("beta-secret-0123456789abcdef")}
 
-type mapSecrets map[string][]byte
+// testKey is the key of test device id; testBinding its addresses, as
+// the harness's edges announce them.
+func testKey(id byte) Key {
+	var k Key
+	k[0], k[31] = id, 0x5a
+	return k
+}
 
-func (m mapSecrets) NetworkSecret(_ context.Context, id string) ([]byte, error) {
-	if s, ok := m[id]; ok {
-		return s, nil
+func testBinding(id byte) Binding {
+	return Binding{Key: testKey(id), IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}),
+		IP6: netip.MustParseAddr("fd10:66::" + string('0'+rune(id%10)))}
+}
+
+// testDir is the tests' Directory: secrets per network and the bindings
+// of each (by default every test device 1..250 in netA and netB). It
+// counts its calls and may answer slowly.
+type testDir struct {
+	mu       sync.Mutex
+	secrets  map[string][]byte
+	versions map[string]uint32
+	members  map[string][]Binding
+	delay    time.Duration
+	calls    atomic.Int64
+}
+
+func newTestDir() *testDir {
+	d := &testDir{secrets: map[string][]byte{}, versions: map[string]uint32{}, members: map[string][]Binding{}}
+	for id, s := range secrets {
+		d.secrets[id] = s
+		d.versions[id] = 1
+		for i := 1; i <= 250; i++ {
+			d.members[id] = append(d.members[id], testBinding(byte(i)))
+		}
 	}
-	return nil, errors.New("unknown network")
+	return d
+}
+
+func (d *testDir) Network(_ context.Context, id string) (NetworkInfo, error) {
+	d.calls.Add(1)
+	time.Sleep(d.delay)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.secrets[id]
+	if !ok {
+		return NetworkInfo{}, ErrUnknownNetwork
+	}
+	return NetworkInfo{Secret: s, SecretVersion: d.versions[id], Members: slices.Clone(d.members[id])}, nil
+}
+
+// unbind removes a device's binding; bind adds one.
+func (d *testDir) unbind(network string, k Key) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.members[network] = slices.DeleteFunc(d.members[network], func(b Binding) bool { return b.Key == k })
+}
+
+func (d *testDir) bind(network string, b Binding) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.members[network] = append(d.members[network], b)
+}
+
+// rotate gives a network a new secret.
+func (d *testDir) rotate(network string, secret []byte) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.secrets[network] = secret
+	d.versions[network]++
 }
 
 type harness struct {
 	t   *testing.T
 	clk *clock.Fake
 	srv *Server
+	dir *testDir
 	reg *prometheus.Registry
 	at  netip.AddrPort
 }
 
-func newHarness(t *testing.T) *harness { return newHarnessWith(t, nil) }
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, newTestDir(), nil) }
 
-func newHarnessWith(t *testing.T, members Members) *harness {
+// newHarnessWith runs a nucleus on loopback over dir, with a fake clock;
+// opts (when not nil) adjusts its options.
+func newHarnessWith(t *testing.T, dir *testDir, opts func(*Options)) *harness {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	reg := prometheus.NewRegistry()
-	srv, err := NewServer(Options{Secrets: secrets, Members: members, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond})
+	o := Options{Directory: dir, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond}
+	if opts != nil {
+		opts(&o)
+	}
+	srv, err := NewServer(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +137,14 @@ func newHarnessWith(t *testing.T, members Members) *harness {
 			t.Error("Serve did not stop")
 		}
 	})
-	return &harness{t: t, clk: clk, srv: srv, reg: reg, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()}
+	return &harness{t: t, clk: clk, srv: srv, dir: dir, reg: reg, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()}
+}
+
+// request seals a request to the nucleus as a client at from would, with
+// the cookie of that address.
+func (h *harness) request(key []byte, typ byte, network string, ts time.Time, nonce [nonceSize]byte, body []byte, from netip.AddrPort) []byte {
+	c := h.srv.cookies.make(from)
+	return sealNonce(key, typ, network, ts.UnixMilli(), nonce, append(bytes.Clone(body), c[:]...))
 }
 
 type relayed struct {
@@ -86,6 +162,7 @@ type edge struct {
 	punches chan Peer
 	relays  chan relayed
 
+	ip   net.IP // loopback address of its socket
 	mu   sync.Mutex
 	conn *net.UDPConn
 	sent [][]byte
@@ -93,8 +170,15 @@ type edge struct {
 
 func (h *harness) edge(network string, secret []byte, id byte) *edge {
 	h.t.Helper()
-	e := &edge{t: h.t, h: h, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 256)}
-	e.key[0], e.key[31] = id, 0x5a
+	return h.edgeAt(network, secret, id, net.IPv4(127, 0, 0, 1))
+}
+
+// edgeAt is edge with the socket on another loopback address (another
+// source for the nucleus's per-source budgets).
+func (h *harness) edgeAt(network string, secret []byte, id byte, ip net.IP) *edge {
+	h.t.Helper()
+	e := &edge{t: h.t, h: h, ip: ip, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 256)}
+	e.key = testKey(id)
 	c, err := NewClient(ClientConfig{
 		NetworkID: network, Secret: secret, PublicKey: e.key, Server: h.at, Clock: h.clk,
 		IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}), IP6: netip.MustParseAddr("fd10:66::" + string('0'+rune(id%10))),
@@ -120,7 +204,7 @@ func (h *harness) edge(network string, secret []byte, id byte) *edge {
 
 // bind gives the edge a new socket (a new source port: roaming).
 func (e *edge) bind() {
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: e.ip})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -323,7 +407,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	eventually(t, "leave", func() bool { return len(h.srv.Peers(netA)) == 1 })
 	frame := bytes.Clone(reg.sentOfType(TypeRegister))
-	frame[len(frame)-macSize-3] ^= 1
+	frame[len(frame)-macSize-CookieSize-3] ^= 1 // a local endpoint
 	reg.raw(frame)
 	eventually(t, "tampered drop", func() bool { return h.dropped(DropAuth) == 2 })
 
@@ -371,14 +455,14 @@ func TestReplayAndStaleFramesDropped(t *testing.T) {
 	key := DeriveKey(secrets[netA])
 	body := registerMsg{Key: a.key, IP4: netip.MustParseAddr("100.66.0.1")}.encode()
 	now := h.clk.Now()
-	a.raw(sealNonce(key, TypeRegister, netA, now.Add(-61*time.Second).UnixMilli(), [nonceSize]byte{1}, body))
-	a.raw(sealNonce(key, TypeRegister, netA, now.Add(61*time.Second).UnixMilli(), [nonceSize]byte{2}, body))
+	a.raw(h.request(key, TypeRegister, netA, now.Add(-61*time.Second), [nonceSize]byte{1}, body, a.addr()))
+	a.raw(h.request(key, TypeRegister, netA, now.Add(61*time.Second), [nonceSize]byte{2}, body, a.addr()))
 	eventually(t, "stale drops", func() bool { return h.dropped(DropStale) == 2 })
 	if len(h.srv.Peers(netA)) != 1 {
 		t.Fatal("stale REGISTER accepted")
 	}
 	// Just inside the window is fine.
-	a.raw(sealNonce(key, TypeRegister, netA, now.Add(-59*time.Second).UnixMilli(), [nonceSize]byte{3}, body))
+	a.raw(h.request(key, TypeRegister, netA, now.Add(-59*time.Second), [nonceSize]byte{3}, body, a.addr()))
 	b.waitPeers("A back", has(a.key))
 
 	// The client drops replays too: a nucleus frame seen twice counts once.
@@ -599,37 +683,18 @@ func TestClientRunKeepsRegistration(t *testing.T) {
 	}
 }
 
-// memberSet is a Members whose answers the test changes.
-type memberSet struct {
-	mu  sync.Mutex
-	ips map[netip.Addr]bool
-}
-
-func (m *memberSet) IsMember(_ context.Context, _ string, ip netip.Addr) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.ips[ip], nil
-}
-
-func (m *memberSet) set(ip netip.Addr, on bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.ips[ip] = on
-}
-
-// A device that left is evicted at once (its leave pushed to the others)
-// and, still holding the secret, cannot register again.
-func TestEvictAndMembership(t *testing.T) {
-	ipA, ipB := netip.AddrFrom4([4]byte{100, 66, 0, 1}), netip.AddrFrom4([4]byte{100, 66, 0, 2})
-	members := &memberSet{ips: map[netip.Addr]bool{ipA: true, ipB: true}}
-	h := newHarnessWith(t, members)
+// A device that left is evicted at once when the Directory says so
+// (its leave pushed to the others) and, still holding the secret, cannot
+// register again.
+func TestInvalidateEvictsAndRefusesUnbound(t *testing.T) {
+	h := newHarness(t)
 	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
 	a.register()
 	b.register()
 	a.waitPeers("B", has(b.key))
 
-	members.set(ipB, false)
-	h.srv.Evict(netA, ipB)
+	h.dir.unbind(netA, b.key)
+	h.srv.Invalidate(netA)
 	a.waitPeers("B evicted", lacks(b.key))
 	if len(h.srv.Peers(netA)) != 1 {
 		t.Fatalf("server peers after evict: %v", h.srv.Peers(netA))

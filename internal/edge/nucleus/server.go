@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -20,39 +19,52 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
-// Secrets gives the nucleus a network's secret (the secret_key a join
-// returns, as bytes). An error means "unknown network"; the answer is
-// cached briefly either way.
-type Secrets interface {
-	NetworkSecret(ctx context.Context, networkID string) ([]byte, error)
-}
-
-// Members tells whether a virtual IPv4 address belongs to a current
-// member of a network. With it, a device that left (and still holds the
-// network's secret) cannot register again.
-type Members interface {
-	IsMember(ctx context.Context, networkID string, ip4 netip.Addr) (bool, error)
-}
-
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {
-	Secrets  Secrets               // required
-	Members  Members               // nil: every holder of the secret may register
-	Clock    clock.Clock           // nil: the system clock
-	Log      *slog.Logger          // nil: discard
-	Registry prometheus.Registerer // nil: no Prometheus metrics
+	Directory Directory             // required
+	Clock     clock.Clock           // nil: the system clock
+	Log       *slog.Logger          // nil: discard
+	Registry  prometheus.Registerer // nil: no Prometheus metrics
 
 	// Keepalive is the interval clients are told to keep alive at (default
 	// 20 s); a peer silent for three intervals is expired.
 	Keepalive time.Duration
 	// SweepEvery is how often silent peers are looked for (default 1 s).
 	SweepEvery time.Duration
-	// SecretTTL is how long a looked-up secret is cached (default 30 s);
-	// a failed lookup is cached for a sixth of it.
-	SecretTTL time.Duration
-	// SecretLookups bounds the secret lookups per second (default 100);
-	// frames of uncached networks beyond it are dropped.
-	SecretLookups int
+	// DirectoryTTL is how long a Directory answer is trusted (default
+	// 30 s): a network in use is looked up again in the background once
+	// its answer is half that old, and its key stays usable meanwhile (up
+	// to ten times the TTL while the Directory fails). Unknown ids are
+	// remembered for a sixth of it.
+	DirectoryTTL time.Duration
+	// LookupTimeout bounds one Directory call (default 2 s).
+	LookupTimeout time.Duration
+	// LookupWorkers run Directory calls off the packet loop (default 4);
+	// LookupQueue bounds the lookups waiting for them (default 256; as
+	// many again for reloads of known networks).
+	LookupWorkers int
+	LookupQueue   int
+	// SourceLookups bounds the lookups one source (an IPv4 address or an
+	// IPv6 /64) may cause per second (default 10, bursts of twice that).
+	SourceLookups int
+	// SourceRegisters bounds the REGISTER and PUNCH_REQUEST frames, and
+	// the KEEPALIVEs that move a peer (roaming), accepted from one source
+	// per second (default 20, bursts of twice that).
+	SourceRegisters int
+	// UnverifiedBytes bounds the bytes per second sent to one source that
+	// has not proven it receives at its address (COOKIE answers; default
+	// 4096, bursts of twice that).
+	UnverifiedBytes int
+	// MaxSources bounds the sources each per-source budget tracks
+	// (default 65536).
+	MaxSources int
+	// CookieRotate is how often the cookie secret changes (default 2 min);
+	// a cookie is valid for one to two of these.
+	CookieRotate time.Duration
+	// RekeyGrace is how long after a secret rotation frames signed with
+	// the old key are still accepted from registered peers at their
+	// registered address (default 60 s), while they fetch the new one.
+	RekeyGrace time.Duration
 	// MaxPeers bounds the peers of one network (default 1024).
 	MaxPeers int
 	// MaxNetworks bounds the networks held at once (default 65536).
@@ -66,13 +78,14 @@ type Options struct {
 const (
 	DropNotSignal      = "not_signal"      // not a nucleus frame (e.g. a stray WireGuard packet)
 	DropMalformed      = "malformed"       // bad header or body
-	DropUnknownNetwork = "unknown_network" // no secret for the network id
-	DropThrottled      = "throttled"       // secret lookup budget exhausted
+	DropUnknownNetwork = "unknown_network" // the Directory knows no such network
+	DropThrottled      = "throttled"       // a per-source budget or the lookup queue is exhausted
+	DropUnverified     = "unverified"      // no valid cookie, and no COOKIE sent (budget exhausted)
 	DropAuth           = "auth"            // wrong MAC: wrong key or tampered
 	DropStale          = "stale"           // timestamp outside the window
-	DropReplay         = "replay"          // nonce seen before (or cache full)
+	DropReplay         = "replay"          // nonce seen before (or dated before the cache's floor)
 	DropUnexpected     = "unexpected"      // a nucleus-to-client type sent to the nucleus
-	DropNotMember      = "not_member"      // relay source or destination not registered, or a register from a non-member
+	DropNotMember      = "not_member"      // key not bound to the address, relay ids not registered, or not from the peer's address
 	DropLimit          = "limit"           // too many networks
 )
 
@@ -83,6 +96,8 @@ type Stats struct {
 	Frames         uint64 // authenticated frames accepted
 	RelayedPackets uint64
 	RelayedBytes   uint64 // payload bytes
+	Cookies        uint64 // COOKIE answers sent
+	Lookups        uint64 // Directory calls
 	Dropped        map[string]uint64
 	PerNetwork     map[string]NetworkStats
 }
@@ -98,32 +113,39 @@ type NetworkStats struct {
 // coordinates hole punching and relays packets, for any number of
 // networks on one UDP socket.
 type Server struct {
-	o   Options
-	clk clock.Clock
-	log *slog.Logger
-	m   *serverMetrics
+	o       Options
+	clk     clock.Clock
+	log     *slog.Logger
+	m       *serverMetrics
+	cookies *cookieJar
+	queue   chan string // lookups caused by frames
+	urgent  chan string // reloads of known networks
 
-	mu       sync.Mutex
-	networks map[string]*network
-	relayIDs map[uint32]relayRef // every registered peer by its relay id
-	secrets  map[string]secretEntry
-	lookups  struct {
-		second int64
-		n      int
-	}
+	mu           sync.Mutex
+	networks     map[string]*network
+	relayIDs     map[uint32]relayRef // every registered peer by its relay id
+	entries      map[string]*dirEntry
+	parkedFrames int
+	lookupBudget *budget
+	regBudget    *budget
+	unverified   *budget
+
 	frames         uint64
 	relayedPackets uint64
 	relayedBytes   uint64
+	cookiesSent    uint64
+	lookups        uint64
 	dropped        map[string]uint64
 
-	lookupMu sync.Mutex // one secret lookup at a time
-
-	pc atomic.Pointer[net.PacketConn] // the socket Serve answers on, for Evict
+	pc atomic.Pointer[net.PacketConn] // the socket Serve answers on, for the workers and the sweep
 }
 
 type network struct {
-	id             string
-	key            []byte // signaling key of the last authenticated frame
+	id      string
+	key     []byte // signaling key of the Directory's answer
+	prevKey []byte // the key before the last rotation, accepted until prevUntil
+	// prevUntil ends the grace of prevKey.
+	prevUntil      time.Time
 	peers          map[Key]*peerState
 	version        uint32
 	replay         *replayCache
@@ -136,17 +158,14 @@ type network struct {
 type peerState struct {
 	Peer
 	lastSeen time.Time
+	lastList time.Time // last full PEERS list sent because of a KEEPALIVE
+	oldKey   bool      // speaks with the key before the last rotation
 }
 
 // relayRef is a registered peer as a RELAY frame names it.
 type relayRef struct {
 	n *network
 	p *peerState
-}
-
-type secretEntry struct {
-	key   []byte // nil: unknown network
-	until time.Time
 }
 
 // outbound is a datagram to send once the lock is released.
@@ -157,14 +176,14 @@ type outbound struct {
 
 // NewServer builds a Server.
 func NewServer(o Options) (*Server, error) {
-	if o.Secrets == nil {
-		return nil, errors.New("nucleus: Options.Secrets is required")
+	if o.Directory == nil {
+		return nil, errors.New("nucleus: Options.Directory is required")
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
 	}
 	if o.Log == nil {
-		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.Log = slog.New(slog.DiscardHandler)
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v <= 0 {
@@ -173,22 +192,37 @@ func NewServer(o Options) (*Server, error) {
 	}
 	def(&o.Keepalive, 20*time.Second)
 	def(&o.SweepEvery, time.Second)
-	def(&o.SecretTTL, 30*time.Second)
+	def(&o.DirectoryTTL, 30*time.Second)
+	def(&o.LookupTimeout, 2*time.Second)
+	def(&o.CookieRotate, 2*time.Minute)
+	def(&o.RekeyGrace, time.Minute)
 	defInt := func(v *int, d int) {
 		if *v <= 0 {
 			*v = d
 		}
 	}
-	defInt(&o.SecretLookups, 100)
+	defInt(&o.LookupWorkers, 4)
+	defInt(&o.LookupQueue, 256)
+	defInt(&o.SourceLookups, 10)
+	defInt(&o.SourceRegisters, 20)
+	defInt(&o.UnverifiedBytes, 4096)
+	defInt(&o.MaxSources, 65536)
 	defInt(&o.MaxPeers, 1024)
 	defInt(&o.MaxNetworks, 65536)
 	defInt(&o.ReplayEntries, 16384)
+	now := o.Clock.Now()
 	s := &Server{
 		o: o, clk: o.Clock, log: o.Log,
-		networks: map[string]*network{},
-		relayIDs: map[uint32]relayRef{},
-		secrets:  map[string]secretEntry{},
-		dropped:  map[string]uint64{},
+		cookies:      newCookieJar(now, o.CookieRotate),
+		queue:        make(chan string, o.LookupQueue),
+		urgent:       make(chan string, o.LookupQueue),
+		networks:     map[string]*network{},
+		relayIDs:     map[uint32]relayRef{},
+		entries:      map[string]*dirEntry{},
+		lookupBudget: newBudget(float64(o.SourceLookups), 2*float64(o.SourceLookups), o.MaxSources),
+		regBudget:    newBudget(float64(o.SourceRegisters), 2*float64(o.SourceRegisters), o.MaxSources),
+		unverified:   newBudget(float64(o.UnverifiedBytes), 2*float64(o.UnverifiedBytes), o.MaxSources),
+		dropped:      map[string]uint64{},
 	}
 	m, err := newServerMetrics(o.Registry, s)
 	if err != nil {
@@ -204,10 +238,13 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Add(2)
 	s.pc.Store(&pc)
+	wg.Add(2 + s.o.LookupWorkers)
 	go func() { defer wg.Done(); <-ctx.Done(); pc.Close() }()
-	go func() { defer wg.Done(); s.sweepLoop(ctx, pc) }()
+	go func() { defer wg.Done(); s.sweepLoop(ctx) }()
+	for range s.o.LookupWorkers {
+		go func() { defer wg.Done(); s.worker(ctx) }()
+	}
 	defer wg.Wait()
 
 	bc := newBatchConn(pc, s.log)
@@ -229,9 +266,19 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 }
 
-func (s *Server) send(pc net.PacketConn, o outbound) { sendOne(pc, o, s.log) }
+// sendAll writes datagrams on the socket Serve answers on (from the
+// workers, the sweep and Invalidate; the packet loop batches its own).
+func (s *Server) sendAll(out []outbound) {
+	pc := s.pc.Load()
+	if pc == nil {
+		return
+	}
+	for _, o := range out {
+		sendOne(*pc, o, s.log)
+	}
+}
 
-func (s *Server) sweepLoop(ctx context.Context, pc net.PacketConn) {
+func (s *Server) sweepLoop(ctx context.Context) {
 	t := time.NewTicker(s.o.SweepEvery)
 	defer t.Stop()
 	for {
@@ -239,16 +286,16 @@ func (s *Server) sweepLoop(ctx context.Context, pc net.PacketConn) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			for _, o := range s.sweep() {
-				s.send(pc, o)
-			}
+			s.sendAll(s.sweep())
 		}
 	}
 }
 
-// sweep expires silent peers and pushes their leave.
+// sweep expires silent peers (pushing their leave), ends rekey graces,
+// forgets old answers and idle budgets, and rotates the cookie secret.
 func (s *Server) sweep() []outbound {
 	now := s.clk.Now()
+	s.cookies.rotate(now)
 	limit := 3 * s.o.Keepalive
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -260,15 +307,30 @@ func (s *Server) sweep() []outbound {
 				out = append(out, s.removePeer(n, k, now)...)
 			}
 		}
+		if n.prevKey != nil && !now.Before(n.prevUntil) {
+			n.prevKey = nil
+			for _, p := range n.peers {
+				p.oldKey = false
+			}
+		}
 		n.replay.purge(now)
 		if len(n.peers) == 0 && n.replay.len() == 0 {
 			delete(s.networks, id)
 		}
 	}
-	for id, e := range s.secrets {
-		if !now.Before(e.until) {
-			delete(s.secrets, id)
+	for id, e := range s.entries {
+		switch {
+		case e.queued:
+		case e.dirty:
+			e.dirty = false
+			s.enqueueLocked(id, e, true)
+		case !e.known && !s.negative(e, now) && now.Sub(e.used) > s.o.DirectoryTTL,
+			e.known && s.networks[id] == nil && now.Sub(e.used) > s.staleLimit():
+			delete(s.entries, id)
 		}
+	}
+	for _, b := range []*budget{s.lookupBudget, s.regBudget, s.unverified} {
+		b.purge(now)
 	}
 	return out
 }
@@ -280,146 +342,207 @@ func (s *Server) drop(reason string) {
 	s.m.drop(reason)
 }
 
-// key returns a network's signaling key, from the cache or the Secrets.
-func (s *Server) key(ctx context.Context, id string) ([]byte, string) {
-	now := s.clk.Now()
-	s.mu.Lock()
-	e, ok := s.secrets[id]
-	if ok && now.Before(e.until) {
-		s.mu.Unlock()
-		if e.key == nil {
-			return nil, DropUnknownNetwork
-		}
-		return e.key, ""
-	}
-	if sec := now.Unix(); sec != s.lookups.second {
-		s.lookups.second, s.lookups.n = sec, 0
-	}
-	if s.lookups.n >= s.o.SecretLookups {
-		s.mu.Unlock()
-		return nil, DropThrottled
-	}
-	s.lookups.n++
-	s.mu.Unlock()
+// cookieFrameSize is the size of a COOKIE of a network id of n bytes.
+func cookieFrameSize(n int) int { return 6 + n + 8 + nonceSize + nonceSize + CookieSize + macSize }
 
-	s.lookupMu.Lock()
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	secret, err := s.o.Secrets.NetworkSecret(lctx, id)
-	cancel()
-	s.lookupMu.Unlock()
-	e = secretEntry{until: now.Add(s.o.SecretTTL)}
-	if err != nil || len(secret) == 0 {
-		s.log.Debug("nucleus: no secret for network", "network", id, "err", err)
-		e.until = now.Add(s.o.SecretTTL / 6)
-	} else {
-		e.key = DeriveKey(secret)
-	}
+// answerCookie answers a request without a valid cookie for its source
+// with a COOKIE (smaller than any request), within the per-source budget
+// of bytes sent to addresses that have not proven they receive.
+func (s *Server) answerCookie(b []byte, h rawHeader, from netip.AddrPort, now time.Time) []outbound {
 	s.mu.Lock()
-	if len(s.secrets) < 4*s.o.MaxNetworks {
-		s.secrets[id] = e
+	ok := s.unverified.take(sourceOf(from), float64(cookieFrameSize(len(h.network))), now)
+	if ok {
+		s.cookiesSent++
 	}
 	s.mu.Unlock()
-	if e.key == nil {
-		return nil, DropUnknownNetwork
+	if !ok {
+		s.drop(DropUnverified)
+		return nil
 	}
-	return e.key, ""
+	s.m.frame(TypeCookie)
+	return []outbound{{b: sealCookie(b, h, s.cookies.make(from), now), to: from}}
 }
 
 // handle processes one control datagram (RELAY frames go through
-// handleBatch) and returns what to send.
+// handleBatch) and returns what to send. Everything that may cost a
+// lookup, or make the nucleus send more than it received, comes after
+// the cookie check: a request whose cookie is not valid for its source
+// address is answered with a COOKIE alone.
 func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []outbound {
 	if !IsSignal(b) {
 		s.drop(DropNotSignal)
 		return nil
 	}
-	h, err := parseHeader(b)
-	if err != nil {
+	h, ok := splitFrame(b)
+	if !ok {
 		s.drop(DropMalformed)
 		return nil
 	}
-	key, reason := s.key(ctx, h.network)
-	if key == nil {
-		s.drop(reason)
+	if !isRequest(h.typ) {
+		s.drop(DropUnexpected)
 		return nil
 	}
-	if !verify(key, b) {
-		s.drop(DropAuth)
+	msg, cookie, ok := splitCookie(h.body)
+	if !ok {
+		s.drop(DropMalformed)
 		return nil
 	}
 	now := s.clk.Now()
+	if !s.cookies.valid(cookie, from) {
+		return s.answerCookie(b, h, from, now)
+	}
+	id := string(h.network)
+	s.mu.Lock()
+	e := s.entries[id]
+	switch {
+	case s.usable(e, now):
+		s.refreshAhead(id, e, now)
+	case s.negative(e, now):
+		s.mu.Unlock()
+		s.drop(DropUnknownNetwork)
+		return nil
+	default:
+		reason := s.lookup(id, e, b, from, now)
+		s.mu.Unlock()
+		if reason != "" {
+			s.drop(reason)
+		}
+		return nil
+	}
+	key, prev := e.key, []byte(nil)
+	if n := s.networks[id]; n != nil && n.prevKey != nil && now.Before(n.prevUntil) {
+		prev = n.prevKey
+	}
+	s.mu.Unlock()
+
+	old := false
+	if !verify(key, b) {
+		if prev == nil || !verify(prev, b) {
+			s.drop(DropAuth)
+			return nil
+		}
+		key, old = prev, true
+	}
 	if !fresh(h.ts, now) {
 		s.drop(DropStale)
 		return nil
 	}
-	switch h.typ {
-	case TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave: // RELAY: see handleBatch
-	default:
-		s.drop(DropUnexpected)
-		return nil
-	}
-	if h.typ == TypeRegister && s.o.Members != nil {
-		m, ok := decodeRegister(h.body)
-		if !ok {
-			s.drop(DropMalformed)
-			return nil
-		}
-		if member, err := s.o.Members.IsMember(ctx, h.network, m.IP4); err != nil || !member {
-			if err != nil {
-				s.log.Warn("nucleus membership check failed", "network", h.network, "err", err)
-			}
-			s.drop(DropNotMember)
-			return nil
-		}
-	}
-
 	s.mu.Lock()
-	n := s.networks[h.network]
-	if n == nil {
-		if len(s.networks) >= s.o.MaxNetworks {
-			s.mu.Unlock()
-			s.drop(DropLimit)
-			return nil
-		}
-		n = &network{id: h.network, peers: map[Key]*peerState{}, replay: newReplayCache(s.o.ReplayEntries)}
-		s.networks[h.network] = n
-	}
-	n.key = key
-	if !n.replay.add(h.nonce, now) {
-		s.mu.Unlock()
-		s.drop(DropReplay)
-		return nil
-	}
-	var out []outbound
-	reason = ""
-	switch h.typ {
-	case TypeRegister:
-		out, reason = s.register(n, key, h.body, from, now)
-	case TypeKeepalive:
-		out, reason = s.keepalive(n, key, h.body, from, now)
-	case TypePunchRequest:
-		out, reason = s.punch(n, key, h.body, from, now)
-	case TypeLeave:
-		k, ok := decodeLeave(h.body)
-		if !ok {
-			reason = DropMalformed
-		} else if n.peers[k] != nil {
-			out = s.removePeer(n, k, now)
-		}
-	}
+	out, reason := s.request(id, h, msg, b, key, old, from, now)
 	if reason == "" {
 		s.frames++
 	}
 	s.mu.Unlock()
 	if reason != "" {
-		s.drop(reason)
-	} else {
-		s.m.frame(h.typ)
+		if reason != reasonParked {
+			s.drop(reason)
+		}
+		return nil
 	}
+	s.m.frame(h.typ)
 	return out
+}
+
+// reasonParked is request's answer for a frame kept for a reload.
+const reasonParked = "parked"
+
+// request handles an authenticated, fresh request signed with key (the
+// previous secret's when old). The caller holds s.mu.
+func (s *Server) request(id string, h rawHeader, msg, b, key []byte, old bool, from netip.AddrPort, now time.Time) ([]outbound, string) {
+	e := s.entries[id]
+	if !s.usable(e, now) {
+		return nil, DropUnknownNetwork
+	}
+	n := s.networks[id]
+	if n == nil {
+		if len(s.networks) >= s.o.MaxNetworks {
+			return nil, DropLimit
+		}
+		n = &network{id: id, key: e.key, peers: map[Key]*peerState{}, replay: newReplayCache(s.o.ReplayEntries)}
+		s.networks[id] = n
+	}
+	switch h.typ {
+	case TypeRegister:
+		m, ok := decodeRegister(msg)
+		if !ok {
+			return nil, DropMalformed
+		}
+		if old {
+			return nil, DropAuth // no new registration under the old secret
+		}
+		bnd, bound := e.byKey[m.Key]
+		if !bound || bnd.IP4 != m.IP4 || (m.IP6.IsValid() && bnd.IP6.IsValid() && m.IP6 != bnd.IP6) {
+			// A device that joined (or changed its key) since the last
+			// answer: look again, at most once a second per network.
+			if now.Sub(e.loaded) >= bindReloadAfter && now.Sub(e.bindReload) >= bindReloadAfter && !e.queued &&
+				s.lookupBudget.take(sourceOf(from), 1, now) && s.enqueueLocked(id, e, false) {
+				e.bindReload = now
+				s.park(e, b, from)
+				return nil, reasonParked
+			}
+			return nil, DropNotMember
+		}
+		if !n.replay.add([nonceSize]byte(h.nonce), h.ts, now) {
+			return nil, DropReplay
+		}
+		if !s.regBudget.take(sourceOf(from), 1, now) {
+			return nil, DropThrottled
+		}
+		return s.register(n, key, m, bnd, from, now)
+	case TypeKeepalive:
+		m, ok := decodeKeepalive(msg)
+		if !ok {
+			return nil, DropMalformed
+		}
+		if _, bound := e.byKey[m.Key]; !bound {
+			return nil, DropNotMember
+		}
+		if !n.replay.add([nonceSize]byte(h.nonce), h.ts, now) {
+			return nil, DropReplay
+		}
+		return s.keepalive(n, key, old, m, from, now)
+	case TypePunchRequest:
+		m, ok := decodePair(msg)
+		if !ok {
+			return nil, DropMalformed
+		}
+		if !n.replay.add([nonceSize]byte(h.nonce), h.ts, now) {
+			return nil, DropReplay
+		}
+		if !s.regBudget.take(sourceOf(from), 1, now) {
+			return nil, DropThrottled
+		}
+		return s.punch(n, e, key, m, from, now)
+	default: // TypeLeave
+		k, ok := decodeLeave(msg)
+		if !ok {
+			return nil, DropMalformed
+		}
+		if !n.replay.add([nonceSize]byte(h.nonce), h.ts, now) {
+			return nil, DropReplay
+		}
+		p := n.peers[k]
+		if p == nil {
+			return nil, ""
+		}
+		if p.Endpoint != from {
+			return nil, DropNotMember
+		}
+		return s.removePeer(n, k, now), ""
+	}
 }
 
 func (s *Server) reply(key []byte, n *network, typ byte, body []byte, to netip.AddrPort, now time.Time) outbound {
 	return outbound{b: seal(key, typ, n.id, now, body), to: to}
+}
+
+// keyFor is the key a peer holds: the previous one until it spoke with
+// the new one, during the grace after a rotation.
+func (s *Server) keyFor(n *network, p *peerState, now time.Time) []byte {
+	if p.oldKey && n.prevKey != nil && now.Before(n.prevUntil) {
+		return n.prevKey
+	}
+	return n.key
 }
 
 // broadcast sends a PEER_UPDATE about p to every other member.
@@ -428,7 +551,7 @@ func (s *Server) broadcast(n *network, event byte, p Peer, now time.Time) []outb
 	out := make([]outbound, 0, len(n.peers))
 	for k, q := range n.peers {
 		if k != p.PublicKey {
-			out = append(out, s.reply(n.key, n, TypePeerUpdate, body, q.Endpoint, now))
+			out = append(out, s.reply(s.keyFor(n, q, now), n, TypePeerUpdate, body, q.Endpoint, now))
 		}
 	}
 	return out
@@ -459,12 +582,9 @@ func (s *Server) ack(key []byte, n *network, relayID uint32, addr netip.AddrPort
 	return s.reply(key, n, TypeRegisterAck, body, addr, now)
 }
 
-func (s *Server) register(n *network, key, body []byte, from netip.AddrPort, now time.Time) ([]outbound, string) {
-	m, ok := decodeRegister(body)
-	if !ok {
-		return nil, DropMalformed
-	}
-	p := Peer{PublicKey: m.Key, IP4: m.IP4, IP6: m.IP6, Endpoint: from, Local: m.Local}
+// register admits a device under the addresses bound to its key.
+func (s *Server) register(n *network, key []byte, m registerMsg, b Binding, from netip.AddrPort, now time.Time) ([]outbound, string) {
+	p := Peer{PublicKey: m.Key, IP4: b.IP4, IP6: b.IP6, Endpoint: from, Local: m.Local}
 	var out []outbound
 	old := n.peers[m.Key]
 	if old != nil {
@@ -483,11 +603,11 @@ func (s *Server) register(n *network, key, body []byte, from netip.AddrPort, now
 		s.log.Debug("nucleus peer joined", "network", n.id, "peer", m.Key.String(), "endpoint", from.String())
 		out = s.broadcast(n, EventJoin, p, now)
 	case !old.equal(p):
-		old.Peer, old.lastSeen = p, now
+		old.Peer, old.lastSeen, old.oldKey = p, now, false
 		n.version++
 		out = s.broadcast(n, EventUpdate, p, now)
 	default:
-		old.lastSeen = now
+		old.lastSeen, old.oldKey = now, false
 	}
 	out = append(out, s.ack(key, n, p.RelayID, from, now))
 	return append(out, s.fullList(key, n, m.Key, from, now)...), ""
@@ -505,54 +625,62 @@ func (s *Server) newRelayID() uint32 {
 	}
 }
 
-func (s *Server) keepalive(n *network, key, body []byte, from netip.AddrPort, now time.Time) ([]outbound, string) {
-	m, ok := decodeKeepalive(body)
-	if !ok {
-		return nil, DropMalformed
-	}
+// listEvery spaces the full lists a peer's KEEPALIVEs can ask for.
+const listEvery = time.Second
+
+func (s *Server) keepalive(n *network, key []byte, old bool, m keepaliveMsg, from netip.AddrPort, now time.Time) ([]outbound, string) {
 	p := n.peers[m.Key]
 	if p == nil {
 		body := errorMsg{Code: ErrCodeNotRegistered, Text: "not registered"}.encode()
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
 	}
-	p.lastSeen = now
 	var out []outbound
-	if p.Endpoint != from { // roaming
+	if p.Endpoint != from { // roaming: a change pushed to every member, budgeted like a REGISTER
+		if old {
+			return nil, DropAuth // the old secret cannot move a peer
+		}
+		if !s.regBudget.take(sourceOf(from), 1, now) {
+			return nil, DropThrottled
+		}
 		p.Endpoint = from
 		n.version++
 		out = s.broadcast(n, EventUpdate, p.Peer, now)
 	}
+	p.lastSeen, p.oldKey = now, old
 	out = append(out, s.ack(key, n, p.RelayID, from, now))
-	if m.Version != n.version {
+	if m.Version != n.version && now.Sub(p.lastList) >= listEvery {
+		p.lastList = now
 		out = append(out, s.fullList(key, n, m.Key, from, now)...)
 	}
 	return out, ""
 }
 
-func (s *Server) punch(n *network, key, body []byte, from netip.AddrPort, now time.Time) ([]outbound, string) {
-	m, ok := decodePair(body)
-	if !ok {
-		return nil, DropMalformed
-	}
+func (s *Server) punch(n *network, e *dirEntry, key []byte, m pairMsg, from netip.AddrPort, now time.Time) ([]outbound, string) {
 	src, dst := n.peers[m.From], n.peers[m.To]
-	if src == nil {
+	switch {
+	case src == nil:
+		if _, bound := e.byKey[m.From]; !bound {
+			return nil, DropNotMember
+		}
 		body := errorMsg{Code: ErrCodeNotRegistered, Text: "not registered"}.encode()
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
-	}
-	if dst == nil {
+	case src.Endpoint != from:
+		return nil, DropNotMember
+	case dst == nil:
 		body := errorMsg{Code: ErrCodeUnknownPeer, Text: "unknown peer " + m.To.String()}.encode()
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
 	}
 	src.lastSeen = now
 	return []outbound{
 		s.reply(key, n, TypePunch, appendPeer(nil, dst.Peer), src.Endpoint, now),
-		s.reply(key, n, TypePunch, appendPeer(nil, src.Peer), dst.Endpoint, now),
+		s.reply(s.keyFor(n, dst, now), n, TypePunch, appendPeer(nil, src.Peer), dst.Endpoint, now),
 	}, ""
 }
 
 // batchState is the reused memory of Serve's goroutine.
 type batchState struct {
-	mac    macer
+	mac    macer // of the current key
+	prev   macer // of the previous key, during a rekey grace
 	pkts   []packet
 	out    []outbound
 	relays []relayFrame
@@ -595,7 +723,8 @@ func (s *Server) handleBatch(ctx context.Context, st *batchState, pkts []packet)
 // route forwards RELAY frames, unchanged, to their destinations: only
 // when both relay ids are registered in one network, the frame comes from
 // the source's registered endpoint, its tag is authentic under that
-// network's key and its timestamp is fresh.
+// network's key (or, during a rekey grace, the previous one) and its
+// timestamp is fresh.
 func (s *Server) route(st *batchState, relays []relayFrame, out []outbound) []outbound {
 	var refused [3]int // not member, auth, stale
 	now := s.clk.Now()
@@ -611,9 +740,16 @@ func (s *Server) route(st *batchState, relays []relayFrame, out []outbound) []ou
 		n := src.n
 		st.mac.use(n.key)
 		if !st.mac.checkTag(r.b) {
-			s.dropped[DropAuth]++
-			refused[1]++
-			continue
+			if n.prevKey == nil || !now.Before(n.prevUntil) {
+				s.dropped[DropAuth]++
+				refused[1]++
+				continue
+			}
+			if st.prev.use(n.prevKey); !st.prev.checkTag(r.b) {
+				s.dropped[DropAuth]++
+				refused[1]++
+				continue
+			}
 		}
 		if !freshRelay(r.h.ts, now) {
 			s.dropped[DropStale]++
@@ -644,28 +780,6 @@ func (s *Server) route(st *batchState, relays []relayFrame, out []outbound) []ou
 	return out
 }
 
-// Evict removes the peer holding ip4 in a network (a device that left it
-// or was deleted) and pushes its leave to the others at once.
-func (s *Server) Evict(networkID string, ip4 netip.Addr) {
-	s.mu.Lock()
-	var out []outbound
-	if n := s.networks[networkID]; n != nil {
-		for k, p := range n.peers {
-			if p.IP4 == ip4 {
-				out = append(out, s.removePeer(n, k, s.clk.Now())...)
-			}
-		}
-	}
-	s.mu.Unlock()
-	pc := s.pc.Load()
-	if pc == nil {
-		return
-	}
-	for _, o := range out {
-		s.send(*pc, o)
-	}
-}
-
 // removePeer deletes a peer and pushes its leave. The caller holds s.mu.
 func (s *Server) removePeer(n *network, k Key, now time.Time) []outbound {
 	p := n.peers[k]
@@ -686,6 +800,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Networks: len(s.networks), Frames: s.frames,
 		RelayedPackets: s.relayedPackets, RelayedBytes: s.relayedBytes,
+		Cookies: s.cookiesSent, Lookups: s.lookups,
 		Dropped:    make(map[string]uint64, len(s.dropped)),
 		PerNetwork: make(map[string]NetworkStats, len(s.networks)),
 	}

@@ -12,14 +12,14 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 )
 
-const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at`
+const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at, secret_version`
 
 func scanNetwork(row interface{ Scan(...any) error }) (edge.Network, error) {
 	var n edge.Network
 	var r4, r6 string
 	var server sql.NullString
 	var created int64
-	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created); err != nil {
+	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created, &n.SecretVersion); err != nil {
 		return n, err
 	}
 	var err error
@@ -78,8 +78,11 @@ func (s *Store) CreateNetwork(ctx context.Context, n edge.Network, maxNetworks i
 				return fmt.Errorf("%s overlaps %s: %w", n.Range, u, edge.ErrOverlap)
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt),
+		if n.SecretVersion <= 0 {
+			n.SecretVersion = 1
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt), n.SecretVersion,
 			n.OwnerID+" "+n.Range.String())
 		return conflict(err, "network")
 	})
@@ -181,9 +184,9 @@ func (s *Store) Join(ctx context.Context, networkID, deviceID string, at time.Ti
 	return m, created, err
 }
 
-// Leave removes the membership and clears selections of it as an exit node
-// in that network.
-func (s *Store) Leave(ctx context.Context, networkID, deviceID string) error {
+// Leave removes the membership, clears selections of it as an exit node
+// in that network and replaces the network's secret.
+func (s *Store) Leave(ctx context.Context, networkID, deviceID, sealed string) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `DELETE FROM edge_memberships WHERE network_id = ? AND device_id = ?`, networkID, deviceID)
 		if err := mustAffect(res, err, "membership"); err != nil {
@@ -192,7 +195,51 @@ func (s *Store) Leave(ctx context.Context, networkID, deviceID string) error {
 		if _, err := tx.Exec(ctx, `UPDATE edge_memberships SET exit_node_id = NULL WHERE network_id = ? AND exit_node_id = ?`, networkID, deviceID); err != nil {
 			return err
 		}
+		if err := rotateSecret(ctx, tx, networkID, sealed); err != nil {
+			return err
+		}
 		return bumpEpoch(ctx, tx)
+	})
+}
+
+// rotateSecret stores a network's new sealed secret and bumps its secret
+// version (a no-op for an empty sealed value).
+func rotateSecret(ctx context.Context, tx *sqldb.Tx, networkID, sealed string) error {
+	if sealed == "" {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE edge_networks SET secret_sealed = ?, secret_version = secret_version + 1 WHERE id = ?`, sealed, networkID)
+	return err
+}
+
+// MemberKeys lists a network's members with their devices' public keys.
+func (s *Store) MemberKeys(ctx context.Context, networkID string) ([]edge.MemberKey, error) {
+	rows, err := s.db.Query(ctx, `SELECT m.device_id, m.host, d.public_key FROM edge_memberships m
+		JOIN edge_devices d ON d.id = m.device_id WHERE m.network_id = ? ORDER BY m.host`, networkID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (edge.MemberKey, error) {
+		var k edge.MemberKey
+		var host int64
+		var key sql.NullString
+		err := row.Scan(&k.DeviceID, &host, &key)
+		k.Host, k.PublicKey = uint32(host), key.String
+		return k, err
+	})
+}
+
+// SecretVersions lists the secret versions of a device's networks.
+func (s *Store) SecretVersions(ctx context.Context, deviceID string) ([]edge.SecretVersion, error) {
+	rows, err := s.db.Query(ctx, `SELECT n.id, n.secret_version FROM edge_memberships m
+		JOIN edge_networks n ON n.id = m.network_id WHERE m.device_id = ? ORDER BY n.id`, deviceID)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, func(row interface{ Scan(...any) error }) (edge.SecretVersion, error) {
+		var v edge.SecretVersion
+		err := row.Scan(&v.NetworkID, &v.Version)
+		return v, err
 	})
 }
 

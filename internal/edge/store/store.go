@@ -347,14 +347,15 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 
 // ---- devices ----
 
-const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent`
+const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key`
 
 func scanDevice(row interface{ Scan(...any) error }) (edge.Device, error) {
 	var d edge.Device
 	var created int64
 	var seen sql.NullInt64
-	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent)
-	d.CreatedAt, d.LastSeen = fromMS(created), fromNull(seen)
+	var key sql.NullString
+	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key)
+	d.CreatedAt, d.LastSeen, d.PublicKey = fromMS(created), fromNull(seen), key.String
 	return d, err
 }
 
@@ -367,15 +368,25 @@ func (s *Store) RegisterDevice(ctx context.Context, d edge.Device, maxDevices in
 		}
 		existing, err := scanDevice(tx.QueryRow(ctx, `SELECT `+devCols+` FROM edge_devices WHERE user_id = ? AND hardware_uuid = ?`, d.UserID, d.HardwareUUID))
 		if err == nil {
-			if (d.Name != "" && d.Name != existing.Name) || (d.Platform != "" && d.Platform != existing.Platform) {
+			if (d.Name != "" && d.Name != existing.Name) || (d.Platform != "" && d.Platform != existing.Platform) ||
+				(d.PublicKey != "" && d.PublicKey != existing.PublicKey) {
 				if d.Name != "" {
 					existing.Name = d.Name
 				}
 				if d.Platform != "" {
 					existing.Platform = d.Platform
 				}
-				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET name = ?, platform = ? WHERE id = ?`, existing.Name, existing.Platform, existing.ID); err != nil {
-					return err
+				if d.PublicKey != "" {
+					existing.PublicKey = d.PublicKey
+				}
+				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET name = ?, platform = ?, public_key = ? WHERE id = ?`,
+					existing.Name, existing.Platform, nullStr(existing.PublicKey), existing.ID); err != nil {
+					return conflict(err, "device public key")
+				}
+				if d.PublicKey != "" {
+					if err := bumpEpoch(ctx, tx); err != nil {
+						return err
+					}
 				}
 			}
 			out = existing
@@ -393,8 +404,8 @@ func (s *Store) RegisterDevice(ctx context.Context, d edge.Device, maxDevices in
 				return fmt.Errorf("%d devices: %w", n, edge.ErrLimit)
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey)); err != nil {
 			return conflict(err, "device")
 		}
 		out, created = d, true
@@ -431,14 +442,37 @@ func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
 }
 
 // DeleteDevice removes the device, its memberships (freeing their
-// addresses) and every exit-node selection that pointed at it.
-func (s *Store) DeleteDevice(ctx context.Context, id string) error {
+// addresses) and every exit-node selection that pointed at it, and rotates
+// the secret of every network it was a member of.
+func (s *Store) DeleteDevice(ctx context.Context, id string, rotate func(networkID string) string) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT network_id FROM edge_memberships WHERE device_id = ? ORDER BY network_id`, id)
+		if err != nil {
+			return err
+		}
+		var nets []string
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				rows.Close()
+				return err
+			}
+			nets = append(nets, n)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		// Memberships first: deleting them waits for a concurrent
 		// SelectExitNode holding them FOR SHARE, and the clearing below then
 		// sees (and undoes) the selection it made.
 		if _, err := tx.Exec(ctx, `DELETE FROM edge_memberships WHERE device_id = ?`, id); err != nil {
 			return err
+		}
+		for _, n := range nets {
+			if err := rotateSecret(ctx, tx, n, rotate(n)); err != nil {
+				return err
+			}
 		}
 		if _, err := tx.Exec(ctx, `UPDATE edge_memberships SET exit_node_id = NULL WHERE exit_node_id = ?`, id); err != nil {
 			return err

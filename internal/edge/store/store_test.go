@@ -81,6 +81,7 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"RegisterDeviceConcurrentLimit", testRegisterDeviceConcurrent},
 		{"ListRenameDevices", testListRenameDevices},
 		{"DeleteDevice", testDeleteDevice},
+		{"DevicePublicKeys", testDevicePublicKeys},
 		{"FlushPresence", testFlushPresence},
 		{"CreateNetwork", testCreateNetwork},
 		{"CreateNetworkLimit", testCreateNetworkLimit},
@@ -728,9 +729,24 @@ func testDeleteDevice(t *testing.T, s *store.Store) {
 	hostB := membership(t, s, "n1", "b").Host
 
 	e := epoch(t, s)
-	must(t, s.DeleteDevice(ctx, "b"))
+	var rotated []string
+	must(t, s.DeleteDevice(ctx, "b", func(networkID string) string {
+		rotated = append(rotated, networkID)
+		return "v1:rotated-" + networkID
+	}))
 	if epoch(t, s) <= e {
 		t.Fatal("epoch did not advance on DeleteDevice")
+	}
+	// Each network it was a member of got a new secret.
+	if len(rotated) != 2 || rotated[0] != "n1" || rotated[1] != "n2" {
+		t.Fatalf("rotated %v, want n1 and n2", rotated)
+	}
+	for _, id := range rotated {
+		n, err := s.NetworkByID(ctx, id)
+		must(t, err)
+		if n.SecretSealed != "v1:rotated-"+id || n.SecretVersion != 2 {
+			t.Fatalf("%s after DeleteDevice: sealed %q version %d", id, n.SecretSealed, n.SecretVersion)
+		}
 	}
 	_, err := s.DeviceByID(ctx, "b")
 	wantErr(t, err, edge.ErrNotFound)
@@ -764,7 +780,68 @@ func testDeleteDevice(t *testing.T, s *store.Store) {
 		t.Fatalf("new member got host %d, want freed host %d", m.Host, hostB)
 	}
 
-	wantErr(t, s.DeleteDevice(ctx, "b"), edge.ErrNotFound)
+	wantErr(t, s.DeleteDevice(ctx, "b", noRotate), edge.ErrNotFound)
+}
+
+// noRotate leaves secrets as they are.
+func noRotate(string) string { return "" }
+
+// Device keys: set on registration or later, unique per user (another
+// user may have the same), listed with the memberships; secret versions
+// per device.
+func testDevicePublicKeys(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	const k1, k2 = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=", "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+	d := edge.Device{ID: "a", UserID: "u1", HardwareUUID: "hw-a", Name: "a", Platform: "linux", CreatedAt: t0, PublicKey: k1}
+	got, created, err := s.RegisterDevice(ctx, d, 0)
+	must(t, err)
+	if !created || got.PublicKey != k1 {
+		t.Fatalf("registered %+v", got)
+	}
+	addDevice(t, s, "u1", "b") // no key
+	// Another device of u1 cannot take k1; a device of u2 can.
+	_, _, err = s.RegisterDevice(ctx, edge.Device{ID: "c", UserID: "u1", HardwareUUID: "hw-c", Name: "c", CreatedAt: t0, PublicKey: k1}, 0)
+	wantErr(t, err, edge.ErrConflict)
+	_, _, err = s.RegisterDevice(ctx, edge.Device{ID: "b", UserID: "u1", HardwareUUID: "hw-b", PublicKey: k1}, 0)
+	wantErr(t, err, edge.ErrConflict)
+	_, created, err = s.RegisterDevice(ctx, edge.Device{ID: "x", UserID: "u2", HardwareUUID: "hw-x", Name: "x", CreatedAt: t0, PublicKey: k1}, 0)
+	if err != nil || !created {
+		t.Fatalf("another user's device with the same key: %v %v", created, err)
+	}
+	// Re-registering changes the key (and the epoch); without a key it stays.
+	e := epoch(t, s)
+	got, created, err = s.RegisterDevice(ctx, edge.Device{ID: "zz", UserID: "u1", HardwareUUID: "hw-a", PublicKey: k2}, 0)
+	if err != nil || created || got.ID != "a" || got.PublicKey != k2 {
+		t.Fatalf("key change: %+v %v %v", got, created, err)
+	}
+	if epoch(t, s) <= e {
+		t.Error("epoch did not advance on a key change")
+	}
+	got, _, err = s.RegisterDevice(ctx, edge.Device{ID: "zz", UserID: "u1", HardwareUUID: "hw-a", Name: "renamed"}, 0)
+	if err != nil || got.PublicKey != k2 || got.Name != "renamed" {
+		t.Fatalf("re-register without key: %+v %v", got, err)
+	}
+	if d, _ := s.DeviceByID(ctx, "a"); d.PublicKey != k2 {
+		t.Fatalf("stored key %q", d.PublicKey)
+	}
+	n := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")
+	ma, mb := join(t, s, n, "a"), join(t, s, n, "b")
+	keys, err := s.MemberKeys(ctx, n.ID)
+	must(t, err)
+	if len(keys) != 2 || keys[0] != (edge.MemberKey{DeviceID: "a", Host: ma.Host, PublicKey: k2}) ||
+		keys[1] != (edge.MemberKey{DeviceID: "b", Host: mb.Host}) {
+		t.Fatalf("member keys %+v", keys)
+	}
+	n2 := addNetwork(t, s, "u1", "n2", "100.66.2.0/24")
+	join(t, s, n2, "a")
+	join(t, s, n2, "b")
+	must(t, s.Leave(ctx, n2.ID, "b", "v1:rotated"))
+	vs, err := s.SecretVersions(ctx, "a")
+	must(t, err)
+	if len(vs) != 2 || vs[0] != (edge.SecretVersion{NetworkID: "n1", Version: 1}) || vs[1] != (edge.SecretVersion{NetworkID: "n2", Version: 2}) {
+		t.Fatalf("secret versions %+v", vs)
+	}
 }
 
 func testFlushPresence(t *testing.T, s *store.Store) {
@@ -1192,17 +1269,23 @@ func testLeaveFreesHost(t *testing.T, s *store.Store) {
 	wantErr(t, err, ipam.ErrExhausted)
 
 	e := epoch(t, s)
-	must(t, s.Leave(ctx, n.ID, "a"))
+	must(t, s.Leave(ctx, n.ID, "a", "v1:rotated"))
 	if epoch(t, s) <= e {
 		t.Fatal("epoch did not advance on Leave")
+	}
+	if got, err := s.NetworkByID(ctx, n.ID); err != nil || got.SecretSealed != "v1:rotated" || got.SecretVersion != 2 {
+		t.Fatalf("after Leave: sealed %q version %d (%v), want the new secret, version 2", got.SecretSealed, got.SecretVersion, err)
 	}
 	_, err = s.Membership(ctx, n.ID, "a")
 	wantErr(t, err, edge.ErrNotFound)
 	if h := join(t, s, n, "c").Host; h != 1 {
 		t.Fatalf("c got host %d, want the freed 1", h)
 	}
-	wantErr(t, s.Leave(ctx, n.ID, "a"), edge.ErrNotFound)
-	wantErr(t, s.Leave(ctx, "n_missing", "b"), edge.ErrNotFound)
+	wantErr(t, s.Leave(ctx, n.ID, "a", "v1:again"), edge.ErrNotFound)
+	wantErr(t, s.Leave(ctx, "n_missing", "b", "v1:again"), edge.ErrNotFound)
+	if got, _ := s.NetworkByID(ctx, n.ID); got.SecretSealed != "v1:rotated" || got.SecretVersion != 2 {
+		t.Fatalf("a failed Leave rotated the secret: %q %d", got.SecretSealed, got.SecretVersion)
+	}
 }
 
 func testSetExitEnabled(t *testing.T, s *store.Store) {
@@ -1338,7 +1421,7 @@ func testLeaveClearsSelection(t *testing.T, s *store.Store) {
 		must(t, s.SelectExitNode(ctx, n.ID, "a", "b"))
 		must(t, s.SelectExitNode(ctx, n.ID, "c", "b"))
 	}
-	must(t, s.Leave(ctx, "n1", "b"))
+	must(t, s.Leave(ctx, "n1", "b", ""))
 	for _, d := range []string{"a", "c"} {
 		if m := membership(t, s, "n1", d); m.ExitNodeID != "" {
 			t.Fatalf("n1/%s still selects the leaver: %q", d, m.ExitNodeID)
@@ -1369,9 +1452,9 @@ func testSelectLeaveRace(t *testing.T, s *store.Store) {
 		start := make(chan struct{})
 		wg.Go(func() { <-start; _ = s.SelectExitNode(ctx, n.ID, "a", b) })
 		if i%2 == 0 {
-			wg.Go(func() { <-start; _ = s.Leave(ctx, n.ID, b) })
+			wg.Go(func() { <-start; _ = s.Leave(ctx, n.ID, b, "") })
 		} else {
-			wg.Go(func() { <-start; _ = s.DeleteDevice(ctx, b) })
+			wg.Go(func() { <-start; _ = s.DeleteDevice(ctx, b, noRotate) })
 		}
 		close(start)
 		wg.Wait()
@@ -1493,8 +1576,8 @@ func testEpoch(t *testing.T, s *store.Store) {
 	step("select exit", func() error { return s.SelectExitNode(ctx, n.ID, "a", "b") })
 	step("clear exit", func() error { return s.SelectExitNode(ctx, n.ID, "a", "") })
 	step("disable exit", func() error { return s.SetExitEnabled(ctx, n.ID, "b", false) })
-	step("leave", func() error { return s.Leave(ctx, n.ID, "b") })
-	step("delete device", func() error { return s.DeleteDevice(ctx, "c") })
+	step("leave", func() error { return s.Leave(ctx, n.ID, "b", "") })
+	step("delete device", func() error { return s.DeleteDevice(ctx, "c", noRotate) })
 	step("delete network", func() error { return s.DeleteNetwork(ctx, n2.ID) })
 
 	// Reads leave it alone.
@@ -1531,8 +1614,8 @@ func testEpochFailure(t *testing.T, s *store.Store) {
 		"SetExitEnabled":  s.SetExitEnabled(ctx, n.ID, "zz", true),
 		"SelectExitNode":  s.SelectExitNode(ctx, n.ID, "zz", ""),
 		"SelectExitNode2": s.SelectExitNode(ctx, n.ID, "a", "zz"),
-		"Leave":           s.Leave(ctx, n.ID, "zz"),
-		"DeleteDevice":    s.DeleteDevice(ctx, "zz"),
+		"Leave":           s.Leave(ctx, n.ID, "zz", "v1:x"),
+		"DeleteDevice":    s.DeleteDevice(ctx, "zz", noRotate),
 		"DeleteNetwork":   s.DeleteNetwork(ctx, "zz"),
 	} {
 		if !errors.Is(err, edge.ErrNotFound) {
@@ -1659,7 +1742,7 @@ func testDeviceSessions(t *testing.T, s *store.Store) {
 	if len(got) != 2 || got[0] != "fam_a" || got[1] != "fam_b" {
 		t.Fatalf("DeviceSessions = %v", got)
 	}
-	must(t, s.DeleteDevice(ctx, "d1"))
+	must(t, s.DeleteDevice(ctx, "d1", noRotate))
 	got, err = s.DeviceSessions(ctx, "d1")
 	must(t, err)
 	if len(got) != 0 {

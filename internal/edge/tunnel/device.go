@@ -203,6 +203,34 @@ func (d *Device) Name() string { return d.cfg.Name }
 // PublicKey is the device's public key.
 func (d *Device) PublicKey() Key { return d.cfg.PrivateKey.PublicKey() }
 
+// SetNetworkSecret switches every peer to the preshared key of the
+// network's new secret (after a rotation). Current sessions are kept; the
+// next handshake with each peer uses the new key, so both sides must
+// switch before their next handshake.
+func (d *Device) SetNetworkSecret(secret []byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return errClosed
+	}
+	psk := PresharedKey(secret)
+	if psk == d.psk {
+		return nil
+	}
+	d.psk = psk
+	var b strings.Builder
+	for k := range d.applied {
+		fmt.Fprintf(&b, "public_key=%s\nupdate_only=true\npreshared_key=%x\n", k.Hex(), psk)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := d.wg.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("tunnel: set preshared keys: %w", err)
+	}
+	return nil
+}
+
 // SetRelay changes where relayed packets are sent.
 func (d *Device) SetRelay(addr netip.AddrPort) { d.bind.SetRelay(addr) }
 

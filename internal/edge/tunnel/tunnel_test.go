@@ -557,3 +557,42 @@ func TestParseStatus(t *testing.T) {
 		t.Fatal("bad key accepted")
 	}
 }
+
+// A rotated network secret: both sides switch their peers' preshared key
+// in place; the current session carries on, and the next handshake needs
+// the new key on both sides. A device still on the old secret cannot
+// complete one. (A session it had before is ended by removing it as a
+// peer, which the daemons do when the nucleus pushes its leave.)
+func TestNetworkSecretRotation(t *testing.T) {
+	a := newNode(t, 1, "first secret", netip.AddrPort{})
+	b := newNode(t, 2, "first secret", netip.AddrPort{})
+	old := newNode(t, 3, "first secret", netip.AddrPort{})
+	a.dev.SetPeers([]Peer{b.peer()})
+	b.dev.SetPeers([]Peer{a.peer()})
+	old.dev.SetPeers([]Peer{a.peer()})
+	deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 20*time.Second)
+
+	for _, n := range []*node{a, b} {
+		if err := n.dev.SetNetworkSecret([]byte("second secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The session survives the switch.
+	hs := peerStatus(t, a, b.dev.PublicKey()).LastHandshake
+	deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 5*time.Second)
+	if got := peerStatus(t, a, b.dev.PublicKey()).LastHandshake; !got.Equal(hs) {
+		t.Errorf("switching the secret cost a handshake (%v → %v)", hs, got)
+	}
+	// A new session (the peer removed and added again) handshakes with
+	// the new key.
+	a.dev.SetPeers(nil)
+	a.dev.SetPeers([]Peer{b.peer(), old.peer()})
+	deliver(t, a, b, tuntest.Ping(b.v4, a.v4), 20*time.Second)
+	// The device that kept the first secret gets nowhere, though A lists it.
+	if tryDeliver(old, a, tuntest.Ping(a.v4, old.v4), 3*time.Second) {
+		t.Fatal("a device with the old secret completed a handshake")
+	}
+	if ps := peerStatus(t, a, old.dev.PublicKey()); !ps.LastHandshake.IsZero() {
+		t.Fatalf("handshake with the old secret: %+v", ps)
+	}
+}

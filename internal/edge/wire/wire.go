@@ -63,6 +63,10 @@ type RegisterDeviceRequest struct {
 	HardwareUUID string `json:"hardware_uuid"`
 	HardwareID   string `json:"hardware_id,omitempty"` // accepted alias
 	Platform     string `json:"platform"`
+	// PublicKey is the device's WireGuard public key (standard base64, 44
+	// characters), unique among the user's devices. The nucleus admits a
+	// member only under the key bound to its address.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // Device is a registered device.
@@ -75,6 +79,7 @@ type Device struct {
 	LastSeen        *time.Time      `json:"last_seen"`
 	ExitNodeConsent bool            `json:"exit_node_consent"`
 	CreatedAt       time.Time       `json:"created_at"`
+	PublicKey       string          `json:"public_key,omitempty"`
 	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitempty"`
 }
 
@@ -104,6 +109,9 @@ type HeartbeatResponse struct {
 	Message   string            `json:"message"`
 	LastSeen  string            `json:"last_seen"`
 	ExitNodes map[string]string `json:"exit_nodes"`
+	// SecretVersions maps each network of the device to its secret's
+	// version: a device holding an older secret joins again to fetch it.
+	SecretVersions map[string]int64 `json:"secret_versions,omitempty"`
 }
 
 // Server is the nucleus a network's members connect to.
@@ -138,6 +146,12 @@ type Network struct {
 	CreatedAt      time.Time `json:"created_at"`
 }
 
+// JoinRequest is the optional body of POST
+// /api/v2/virtual-networks/{vn}/devices/{dev}.
+type JoinRequest struct {
+	PublicKey string `json:"public_key,omitempty"` // as in RegisterDeviceRequest
+}
+
 // JoinResponse is returned by POST /api/v2/virtual-networks/{vn}/devices/{dev}.
 type JoinResponse struct {
 	Cluster        string `json:"cluster"`
@@ -152,6 +166,9 @@ type JoinResponse struct {
 	DeviceID       string `json:"device_id"`
 	IPRange        string `json:"ip_range"`
 	IPv6Range      string `json:"ipv6_range"`
+	// SecretVersion is the version of SecretKey; it changes whenever a
+	// member leaves or is removed (the secret rotates).
+	SecretVersion int64 `json:"secret_version"`
 }
 
 // Member is a device in a network, as listed by
@@ -167,6 +184,9 @@ type Member struct {
 	Online      bool       `json:"online"`
 	LastSeen    *time.Time `json:"last_seen"`
 	JoinedAt    time.Time  `json:"joined_at"`
+	// PublicKey is the device's WireGuard public key ("" when it
+	// registered none): the only key peers accept at VirtualIP.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // UpdateMemberRequest is the body of PUT /api/v2/virtual-networks/{vn}/devices/{dev}.
@@ -196,10 +216,11 @@ type UserServerRequest struct {
 // network whose members use this user-hosted nucleus, with the secret its
 // signaling key derives from and its current members.
 type ServedNetwork struct {
-	ID        string         `json:"id"`
-	Name      string         `json:"name"`
-	SecretKey string         `json:"secret_key"`
-	Members   []ServedMember `json:"members"`
+	ID            string         `json:"id"`
+	Name          string         `json:"name"`
+	SecretKey     string         `json:"secret_key"`
+	SecretVersion int64          `json:"secret_version"`
+	Members       []ServedMember `json:"members"`
 }
 
 // ServedMember is a member of a ServedNetwork.
@@ -207,6 +228,7 @@ type ServedMember struct {
 	DeviceID    string `json:"device_id"`
 	VirtualIP   string `json:"virtual_ip"`
 	VirtualIPv6 string `json:"virtual_ip_v6"`
+	PublicKey   string `json:"public_key,omitempty"` // the device's key; "" admits nobody
 }
 
 // SecurityKey describes a key without its secret.

@@ -1,0 +1,205 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/app"
+	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/platform/auth"
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/sqldb"
+	"github.com/omniedge/omni/internal/platform/testenv"
+)
+
+// replica is one control plane with its built-in nucleus on loopback.
+type replica struct {
+	app *app.App
+	nuc *nucleus.Server
+	at  netip.AddrPort
+}
+
+// startReplicas runs n control planes on one database (and Redis when
+// given), each with the nucleus `omni serve` builds, until the test ends.
+func startReplicas(t *testing.T, n int, dsn string, redisOn bool) []*replica {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	key := auth.RandomBytes(32)
+	cfg := config.Default()
+	cfg.NucleusListen = "127.0.0.1:51820"
+	var rs []*replica
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	deps := app.Deps{Clock: clock.Real{}, Log: logging.Discard(), MasterKey: key}
+	if redisOn {
+		deps.Redis, deps.RedisPrefix = testenv.Redis(t)
+	}
+	for range n {
+		db, err := sqldb.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		d := deps
+		d.DB = db
+		a, err := app.New(ctx, &cfg, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nuc, err := a.Nucleus(nucleus.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(2)
+		go func() { defer wg.Done(); _ = a.Run(ctx) }()
+		go func() { defer wg.Done(); _ = nuc.Serve(ctx, pc) }()
+		rs = append(rs, &replica{app: a, nuc: nuc, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()})
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, r := range rs {
+		for !r.app.Ready() {
+			if time.Now().After(deadline) {
+				t.Fatal("replica not following the network notices")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	return rs
+}
+
+// member is a device with a nucleus client on its own socket.
+type member struct {
+	key nucleus.Key
+	jr  edge.JoinResult
+	c   *nucleus.Client
+
+	mu    sync.Mutex
+	peers []nucleus.Peer
+}
+
+func (m *member) sees(k nucleus.Key) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.peers {
+		if p.PublicKey == k {
+			return true
+		}
+	}
+	return false
+}
+
+// join registers a device with key k, joins it and registers it at the
+// nucleus at.
+func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, k nucleus.Key, at netip.AddrPort) *member {
+	t.Helper()
+	ctx := context.Background()
+	hw := fmt.Sprintf("hw-%d", k[0])
+	d, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux", k.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jr, err := svc.Join(ctx, p, networkID, d.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	m := &member{key: k, jr: jr}
+	m.c, err = nucleus.NewClient(nucleus.ClientConfig{NetworkID: networkID, Secret: []byte(jr.Secret), PublicKey: k,
+		IP4: jr.IP4, IP6: jr.IP6, Server: at, Keepalive: 200 * time.Millisecond,
+		Send: func(b []byte, to netip.AddrPort) error { _, err := conn.WriteToUDPAddrPort(b, to); return err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.c.OnPeers(func(ps []nucleus.Peer) { m.mu.Lock(); m.peers = ps; m.mu.Unlock() })
+	go func() {
+		buf := make([]byte, nucleus.MaxFrame+1)
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			m.c.Handle(buf[:n], from)
+		}
+	}()
+	ctx2, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	go m.c.Run(ctx2)
+	return m
+}
+
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// evictionScenario: X and Y are registered at the last replica's nucleus;
+// X leaves through the first replica's API; the last replica's nucleus
+// evicts X (Y hears the leave) within 2 s, and X, still holding the old
+// secret, cannot come back.
+func evictionScenario(t *testing.T, rs []*replica) {
+	ctx := context.Background()
+	svc, far := rs[0].app.Service, rs[len(rs)-1]
+	u, err := svc.CreateUser(ctx, fmt.Sprintf("u%d@example.com", time.Now().UnixNano()), "correct horse battery", "pro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := edge.Principal{UserID: u.ID}
+	n, err := svc.CreateNetwork(ctx, p, "home", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := join(t, svc, p, n.ID, nucleus.Key{1, 1}, far.at)
+	y := join(t, svc, p, n.ID, nucleus.Key{2, 2}, far.at)
+	waitFor(t, "X and Y registered", 5*time.Second, func() bool { return y.sees(x.key) && x.sees(y.key) })
+
+	if err := svc.Leave(ctx, p, n.ID, x.jr.Membership.DeviceID); err != nil {
+		t.Fatal(err)
+	}
+	took := waitFor(t, "X evicted at the other replica's nucleus", 2*time.Second, func() bool {
+		return len(far.nuc.Peers(n.ID)) == 1 && !y.sees(x.key)
+	})
+	t.Logf("evicted after %v", took)
+	// X keeps trying with the old secret and its key: refused.
+	if err := x.c.Register(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if ps := far.nuc.Peers(n.ID); len(ps) != 1 || ps[0].PublicKey != y.key {
+		t.Fatalf("peers %v after the former member registered again", ps)
+	}
+}
+
+// With several replicas sharing PostgreSQL and Redis, a device that
+// leaves is evicted from every replica's nucleus within 2 s.
+func TestLeaveEvictsOnEveryReplica(t *testing.T) {
+	evictionScenario(t, startReplicas(t, 2, testenv.Postgres(t), true))
+}
+
+// One process without Redis: the same through the in-process bus.
+func TestLeaveEvictsInProcess(t *testing.T) {
+	evictionScenario(t, startReplicas(t, 1, "sqlite://"+filepath.Join(t.TempDir(), "omni.db"), false))
+}

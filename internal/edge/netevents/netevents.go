@@ -1,0 +1,127 @@
+// Package netevents carries "this network changed" notices
+// (edge.NetworkEvents) from the control plane to the nucleus of every
+// replica, which reloads the network at once: in process (Memory), or
+// through a Redis pub/sub channel when replicas share a Redis (Redis).
+package netevents
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// maxID bounds the notices delivered (network ids are short).
+const maxID = 64
+
+// subscribers fans a notice out to the registered functions.
+type subscribers struct {
+	mu sync.Mutex
+	fs []func(networkID string)
+}
+
+// Subscribe registers f, called with the id of each changed network.
+// Calls happen one at a time; f must not block.
+func (s *subscribers) Subscribe(f func(networkID string)) {
+	s.mu.Lock()
+	s.fs = append(s.fs, f)
+	s.mu.Unlock()
+}
+
+func (s *subscribers) deliver(id string) {
+	if id == "" || len(id) > maxID {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.fs {
+		f(id)
+	}
+}
+
+// Memory delivers notices to this process's subscribers.
+type Memory struct{ subscribers }
+
+// NewMemory returns an in-process bus.
+func NewMemory() *Memory { return &Memory{} }
+
+// Publish implements edge.NetworkEvents.
+func (m *Memory) Publish(_ context.Context, networkID string) error {
+	m.deliver(networkID)
+	return nil
+}
+
+// Run returns at once: there is nothing to follow.
+func (m *Memory) Run(context.Context) error { return nil }
+
+// Ready is always true.
+func (m *Memory) Ready() bool { return true }
+
+// Redis publishes notices on a Redis channel and delivers those of every
+// replica (this one's included) to this process's subscribers. A notice
+// that cannot be published is delivered here at once; the other replicas'
+// nuclei then see the change within their directory TTL.
+type Redis struct {
+	subscribers
+	rdb        *redis.Client
+	channel    string
+	log        *slog.Logger
+	subscribed atomic.Bool
+}
+
+// NewRedis returns a bus on the channel prefix + "netevents".
+func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
+	return &Redis{rdb: rdb, channel: prefix + "netevents", log: log}
+}
+
+// Publish implements edge.NetworkEvents.
+func (r *Redis) Publish(ctx context.Context, networkID string) error {
+	if err := r.rdb.Publish(ctx, r.channel, networkID).Err(); err != nil {
+		r.deliver(networkID)
+		return err
+	}
+	return nil
+}
+
+// Ready reports whether the subscription is in place.
+func (r *Redis) Ready() bool { return r.subscribed.Load() }
+
+// Run follows the channel until ctx ends, subscribing again after a
+// failure.
+func (r *Redis) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		sub := r.rdb.Subscribe(ctx, r.channel)
+		if _, err := sub.Receive(ctx); err != nil {
+			sub.Close()
+			if ctx.Err() != nil {
+				break
+			}
+			r.log.Warn("network events: subscribe failed", "err", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		r.subscribed.Store(true)
+		ch := sub.Channel()
+	loop:
+		for {
+			select {
+			case <-ctx.Done():
+				break loop
+			case m, ok := <-ch:
+				if !ok {
+					break loop
+				}
+				r.deliver(m.Payload)
+			}
+		}
+		r.subscribed.Store(false)
+		sub.Close()
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package netevents
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/testenv"
+)
+
+type bus interface {
+	Publish(ctx context.Context, networkID string) error
+	Subscribe(f func(networkID string))
+	Run(ctx context.Context) error
+	Ready() bool
+}
+
+// recorder collects delivered ids.
+type recorder struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (r *recorder) add(id string) { r.mu.Lock(); r.ids = append(r.ids, id); r.mu.Unlock() }
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ids...)
+}
+
+// open returns two buses as two replicas see them (one for Memory).
+var impls = map[string]func(t *testing.T) (a, b bus){
+	"memory": func(*testing.T) (bus, bus) { m := NewMemory(); return m, m },
+	"redis": func(t *testing.T) (bus, bus) {
+		c1, prefix := testenv.Redis(t)
+		c2 := redis.NewClient(c1.Options())
+		t.Cleanup(func() { c2.Close() })
+		return NewRedis(c1, prefix, logging.Discard()), NewRedis(c2, prefix, logging.Discard())
+	},
+}
+
+// A notice published on one replica reaches the subscribers of both, in
+// order; oversized ids are not delivered.
+func TestConformance(t *testing.T) {
+	for name, open := range impls {
+		t.Run(name, func(t *testing.T) {
+			a, b := open(t)
+			ra, rb := &recorder{}, &recorder{}
+			a.Subscribe(ra.add)
+			if b != a {
+				b.Subscribe(rb.add)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			for _, x := range []bus{a, b} {
+				go x.Run(ctx)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for !a.Ready() || !b.Ready() {
+				if time.Now().After(deadline) {
+					t.Fatal("not subscribed")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			for _, id := range []string{"vn_one", string(make([]byte, 65)), "vn_two"} {
+				if err := a.Publish(ctx, id); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := []string{"vn_one", "vn_two"}
+			for _, r := range []*recorder{ra, rb} {
+				if b == a && r == rb {
+					continue
+				}
+				for time.Now().Before(deadline) && len(r.got()) < 2 {
+					time.Sleep(5 * time.Millisecond)
+				}
+				if got := r.got(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+					t.Errorf("delivered %q, want %q", got, want)
+				}
+			}
+		})
+	}
+}
+
+// Without Redis a notice is still delivered to this process.
+func TestRedisDownDeliversLocally(t *testing.T) {
+	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	defer c.Close()
+	r := NewRedis(c, "x:", logging.Discard())
+	rec := &recorder{}
+	r.Subscribe(rec.add)
+	if err := r.Publish(context.Background(), "vn_down"); err == nil {
+		t.Fatal("published to a Redis that is not there")
+	}
+	if got := rec.got(); len(got) != 1 || got[0] != "vn_down" {
+		t.Fatalf("delivered %q", got)
+	}
+}
