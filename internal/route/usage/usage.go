@@ -333,9 +333,14 @@ func (r *Recorder) toRecord(e entry) store.UsageRecord {
 		rec.AttemptsJSON = attemptsJSON(o.Attempts)
 	}
 	if r.opt.Pricer != nil && rec.Provider != "" && o.Cache != "HIT" && !o.Idempotent {
-		if usd, ok := r.opt.Pricer.Cost(rec.Provider, rec.TargetModel, u); ok {
+		if usd, ok := r.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, u); ok {
 			rec.CostUSD = usd
 		}
+	}
+	if o.CutShort {
+		// Charged what was delivered or the reservation, whichever is
+		// more (route/limits charges the key the same).
+		rec.CostUSD = max(rec.CostUSD, o.Reserved)
 	}
 	r.m.observe(&rec, o)
 	return rec
