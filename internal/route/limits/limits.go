@@ -33,10 +33,13 @@ type Keys interface {
 	Key(id string) (store.APIKey, bool)
 }
 
-// Pricer prices usage in USD.
+// Pricer prices usage in USD and knows how much a model may write.
 type Pricer interface {
 	Cost(provider, model string, u llm.Usage) (float64, bool)
 	EstimateCost(provider, model string, inputTokens, maxOutput int) (float64, bool)
+	// MaxOutput is the most output tokens the model writes in one
+	// answer; known is false when that is a default.
+	MaxOutput(provider, model string) (tokens int, known bool)
 }
 
 // Resolver lists the targets a model name may be routed to.
@@ -51,10 +54,6 @@ type Store interface {
 	AddSpend(ctx context.Context, spends []store.Spend) error
 	Spends(ctx context.Context, since time.Time) ([]store.Spend, error)
 }
-
-// DefaultMaxOutput is the output reserved for a request that sets no
-// max_tokens, when estimating its cost.
-const DefaultMaxOutput = 1024
 
 // Options configure a Gate.
 type Options struct {
@@ -282,7 +281,13 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	var est int64
 	keyID := k.ID // what the settling function needs of k
 	if k.Budget != nil {
-		est = micros(g.estimate(c, targets))
+		if c.Unpriced != "" {
+			return ctx, nil, &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Code: "unpriced_for_budget",
+				Message: fmt.Sprintf("%s is billed at prices the gateway does not know, so it cannot be kept within the budget of key %s: send the request without it, or use a key without a budget",
+					c.Unpriced, k.Name)}
+		}
+		usd := g.estimate(c, targets)
+		est, c.Reserved = micros(usd), usd
 		reset, _ := parseHHMM(k.Budget.ResetTime)
 		for _, p := range Periods {
 			lim := budgetLimit(k.Budget, p)
@@ -320,11 +325,19 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	settle, checked := cs, checks // captured by value, never appended to again
 	done := func(o api.Outcome) {
 		adj := make([]Counter, 0, len(settle))
+		// A call cut short is charged what it delivered or what was
+		// reserved for it, whichever is more (the upstream may bill
+		// more than reached the client); a failure or a cache hit
+		// nothing.
+		charged := o.CutShort || o.Status == http.StatusOK && o.Cache != "HIT"
 		// Tokens: replace the input estimate by what the call really used.
 		real := int64(0)
-		if o.Status == http.StatusOK && o.Cache != "HIT" {
+		if charged {
 			u := o.Usage
 			real = int64(u.InputTokens + u.OutputTokens + u.CacheReadTokens + u.CacheWriteTokens)
+			if o.CutShort {
+				real = max(real, in)
+			}
 		}
 		if real != in {
 			for _, ct := range settle[tokStart:tokEnd] {
@@ -335,10 +348,13 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		// Spend: replace the reservation by the cost of the real usage.
 		var cost int64
 		if budgetFrom < len(settle) {
-			if o.Status == http.StatusOK && o.Cache != "HIT" && o.Target.Provider != "" {
+			if charged && o.Target.Provider != "" {
 				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
 					cost = micros(usd)
 				}
+			}
+			if o.CutShort {
+				cost = max(cost, est)
 			}
 			for j, ct := range settle[budgetFrom:] {
 				if ct.Amount = cost - est; ct.Amount != 0 {
@@ -426,17 +442,23 @@ func matchAny(patterns []string, s string) bool {
 	return false
 }
 
+// maxReservedOutput bounds the output tokens reserved per answer (a
+// client's max_tokens for a model whose limit is not known).
+const maxReservedOutput = 10_000_000
+
 // estimate is the most the call may cost on any of its allowed targets:
-// estimated input plus max_tokens (DefaultMaxOutput when unset) at the
-// target's price; targets without a price count 0.
+// estimated input plus, for each answer asked for (n), max_tokens — or
+// the model's output limit when max_tokens is unset or above a known
+// limit — at the target's price; targets without a price count 0.
 func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
-	out := c.MaxTokens
-	if out <= 0 {
-		out = DefaultMaxOutput
-	}
 	var most float64
 	for _, t := range targets {
-		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out); ok && usd > most {
+		out := c.MaxTokens
+		if limit, known := g.opt.Pricer.MaxOutput(t.Provider, t.Model); out <= 0 || known && out > limit {
+			out = limit
+		}
+		out = min(out, maxReservedOutput)
+		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*max(c.Choices, 1)); ok && usd > most {
 			most = usd
 		}
 	}

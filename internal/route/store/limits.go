@@ -58,12 +58,15 @@ func insertKey(ctx context.Context, tx *sqldb.Tx, k APIKey) error {
 	if k.Kind == "" {
 		k.Kind = KindManaged
 	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO route_api_keys (id, name, prefix, key_hash, allowed_models, created_at,
-		allowed_providers, rpm, rpd, tpm, tpd, kind, provider, account_id, idempotency_key, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		allowed_providers, rpm, rpd, tpm, tpd, kind, provider, account_id, idempotency_key, expires_at, scopes, issuer_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Prefix, k.Hash, toJSON(k.AllowedModels), ms(k.CreatedAt),
 		toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD, k.Kind, k.Provider, k.AccountID,
-		k.IdempotencyKey, nullMS(k.ExpiresAt))
+		k.IdempotencyKey, nullMS(k.ExpiresAt), toJSON(k.Scopes), k.IssuerID)
 	if err != nil {
 		return conflict(err, "api key "+k.ID)
 	}
@@ -88,8 +91,8 @@ func (s *Store) APIKey(ctx context.Context, id string) (APIKey, error) {
 	return k, notFound(err, "api key "+id)
 }
 
-// UpdateAPIKey replaces a key's name and policy (allowed models and
-// providers, limits).
+// UpdateAPIKey replaces a key's name, policy (allowed models and
+// providers, limits) and scopes.
 func (s *Store) UpdateAPIKey(ctx context.Context, k APIKey) error {
 	if k.AllowedModels == nil {
 		k.AllowedModels = []string{}
@@ -97,10 +100,14 @@ func (s *Store) UpdateAPIKey(ctx context.Context, k APIKey) error {
 	if k.AllowedProviders == nil {
 		k.AllowedProviders = []string{}
 	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
 	return s.write(ctx, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE route_api_keys SET name = ?, allowed_models = ?, allowed_providers = ?,
-			rpm = ?, rpd = ?, tpm = ?, tpd = ? WHERE id = ?`,
-			k.Name, toJSON(k.AllowedModels), toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD, k.ID)
+			rpm = ?, rpd = ?, tpm = ?, tpd = ?, scopes = ? WHERE id = ?`,
+			k.Name, toJSON(k.AllowedModels), toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD,
+			toJSON(k.Scopes), k.ID)
 		return mustAffect(res, err, "api key "+k.ID)
 	})
 }
