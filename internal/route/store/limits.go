@@ -122,10 +122,12 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, t time.Time) error 
 }
 
 // IssueRegisteredKey stores a registered key unless the account
-// (provider, account id) already has max live keys (ErrQuota; max <= 0:
-// no limit). A key with the same non-empty idempotency key is returned
-// instead (created false), whatever the quota.
-func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now time.Time) (_ APIKey, created bool, err error) {
+// (provider, account id) of its issuer (k.IssuerID; "" is the management
+// login) already has max live keys, or the issuer perIssuer live keys in
+// all (ErrQuota; <= 0: no limit). A key of the same issuer with the same
+// non-empty idempotency key is returned instead (created false), whatever
+// the quota.
+func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max, perIssuer int, now time.Time) (_ APIKey, created bool, err error) {
 	k.Kind = KindRegistered
 	var existing string
 	err = s.write(ctx, func(tx *sqldb.Tx) error {
@@ -133,8 +135,8 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 			return err
 		}
 		if k.IdempotencyKey != "" {
-			err := tx.QueryRow(ctx, `SELECT id FROM route_api_keys WHERE kind = ? AND idempotency_key = ?`,
-				KindRegistered, k.IdempotencyKey).Scan(&existing)
+			err := tx.QueryRow(ctx, `SELECT id FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND idempotency_key = ?`,
+				KindRegistered, k.IssuerID, k.IdempotencyKey).Scan(&existing)
 			if err == nil {
 				return nil
 			}
@@ -143,12 +145,22 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 			}
 		}
 		if max > 0 {
-			n, err := countLive(ctx, tx, k.Provider, k.AccountID, now)
+			n, err := countLive(ctx, tx, k.IssuerID, k.Provider, k.AccountID, now)
 			if err != nil {
 				return err
 			}
 			if n >= max {
 				return fmt.Errorf("%d live registered keys for provider %q account %q (at most %d): %w", n, k.Provider, k.AccountID, max, ErrQuota)
+			}
+		}
+		if perIssuer > 0 && k.IssuerID != "" {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND revoked_at IS NULL
+				AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, k.IssuerID, ms(now)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= perIssuer {
+				return fmt.Errorf("the issuing key holds %d live registered keys (at most %d): %w", n, perIssuer, ErrQuota)
 			}
 		}
 		return insertKey(ctx, tx, k)
@@ -164,22 +176,23 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 	return got, true, err
 }
 
-// LiveRegisteredKeys counts the registered keys of an account that are
-// neither revoked nor expired at now.
-func (s *Store) LiveRegisteredKeys(ctx context.Context, provider, accountID string, now time.Time) (int, error) {
+// LiveRegisteredKeys counts the registered keys an issuer ("" for the
+// management login) issued for an account that are neither revoked nor
+// expired at now.
+func (s *Store) LiveRegisteredKeys(ctx context.Context, issuerID, provider, accountID string, now time.Time) (int, error) {
 	var n int
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		var err error
-		n, err = countLive(ctx, tx, provider, accountID, now)
+		n, err = countLive(ctx, tx, issuerID, provider, accountID, now)
 		return err
 	})
 	return n, err
 }
 
-func countLive(ctx context.Context, tx *sqldb.Tx, provider, accountID string, now time.Time) (int, error) {
+func countLive(ctx context.Context, tx *sqldb.Tx, issuerID, provider, accountID string, now time.Time) (int, error) {
 	var n int
-	err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND provider = ? AND account_id = ?
-		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, provider, accountID, ms(now)).Scan(&n)
+	err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND provider = ? AND account_id = ?
+		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, issuerID, provider, accountID, ms(now)).Scan(&n)
 	return n, err
 }
 
