@@ -574,16 +574,20 @@ func billing(r *http.Request, req *llm.Request, anthropicClient bool) (choices i
 	if !anthropicClient {
 		return choices, ""
 	}
-	for _, flag := range strings.Split(r.Header.Get("anthropic-beta"), ",") {
-		flag = strings.TrimSpace(flag)
-		for _, b := range billedBetas {
-			if strings.HasPrefix(flag, b) {
-				return choices, "anthropic-beta " + truncated(flag, 64)
+	for _, h := range r.Header[canonicalBeta] {
+		for flag := range strings.SplitSeq(h, ",") {
+			flag = strings.TrimSpace(flag)
+			for _, b := range billedBetas {
+				if strings.HasPrefix(flag, b) {
+					return choices, "anthropic-beta " + truncated(flag, 64)
+				}
 			}
 		}
 	}
 	return choices, ""
 }
+
+var canonicalBeta = http.CanonicalHeaderKey("anthropic-beta")
 
 // truncated cuts s to at most n bytes, for messages.
 func truncated(s string, n int) string {

@@ -354,8 +354,8 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		return ctx, nil, e
 	}
 
-	settle, checked := cs, checks // captured by value, never appended to again
-	keyID := k.ID
+	settle, checked := cs, checks          // captured by value, never appended to again
+	keyID, priced := k.ID, budgeted != nil // what settling needs of the keys (which stay off the heap)
 	done := func(o api.Outcome) {
 		adj := make([]Counter, 0, len(settle))
 		// A call cut short is charged what it delivered or what was
@@ -374,7 +374,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		}
 		// Spend: replace the reservation by the cost of the real usage.
 		var cost int64
-		if est != 0 || budgeted != nil {
+		if priced {
 			if charged && o.Target.Provider != "" {
 				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
 					cost = micros(usd)

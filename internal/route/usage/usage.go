@@ -349,6 +349,16 @@ func (r *Recorder) toRecord(e entry) store.UsageRecord {
 // attemptsJSON is the stored attempt list: the first maxAttempts, their
 // strings cut, at most maxAttemptsJSON bytes.
 func attemptsJSON(attempts []router.Attempt) string {
+	short := len(attempts) <= maxAttempts
+	for i := 0; short && i < len(attempts); i++ {
+		a := &attempts[i]
+		short = len(a.Provider) <= maxField && len(a.Model) <= maxField && len(a.Connection) <= maxField && len(a.Error) <= maxAttemptError
+	}
+	if short { // as they are: the usual case, without a copy
+		if b, err := json.Marshal(attempts); err == nil && len(b) <= maxAttemptsJSON {
+			return string(b)
+		}
+	}
 	list := make([]router.Attempt, min(len(attempts), maxAttempts))
 	for i := range list {
 		a := attempts[i]
