@@ -446,8 +446,14 @@ func (o *observed) Next() (llm.Event, error) {
 		if ev.Usage != nil {
 			o.out.Usage = *ev.Usage
 		}
-		if ev.Type == llm.EventDelta {
+		switch {
+		case ev.Type == llm.EventDelta:
 			o.output += llm.EstimateTokens(ev.Delta.Text) + llm.EstimateTokens(ev.Delta.Arguments)
+		case ev.Type == llm.EventStart && ev.Part != nil: // a part may start with content (whole tool calls)
+			o.output += llm.EstimateTokens(ev.Part.Text)
+			if tc := ev.Part.ToolCall; tc != nil {
+				o.output += llm.EstimateTokens(tc.Name) + (len(tc.Arguments)+3)/4
+			}
 		}
 		if o.keep && !o.broken {
 			if o.acc.Add(ev) != nil {
