@@ -182,8 +182,13 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		srv := httpx.NewServer(httpx.Wrap(mux, routeLog, httpx.NewMetrics(reg, "route")), routeLog)
 		log.Info("OmniRoute gateway listening", "addr", ln.Addr().String(), "database", string(db.Dialect),
 			"config_providers", len(cfg.Route.Providers))
-		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
-		run(func() error { return gw.Run(ctx) })
+		// The gateway's background work (spend and usage flushes) stops
+		// only once the HTTP server has drained: requests finishing
+		// during the drain settle spend that the last flush must see.
+		gwCtx, gwStop := context.WithCancel(context.WithoutCancel(ctx))
+		defer gwStop()
+		run(func() error { defer gwStop(); return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, routeLog) })
+		run(func() error { return gw.Run(gwCtx) })
 	}
 	if err := serveMetrics(ctx, cfg, reg, log, run); err != nil {
 		cancel()

@@ -38,6 +38,9 @@ func (s *Server) geminiAction(w http.ResponseWriter, r *http.Request) error {
 	if model == "" {
 		return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Message: "model: required in the URL"}
 	}
+	if err := llm.CheckModel("model (in the URL)", model); err != nil {
+		return err
+	}
 	switch method {
 	case "generateContent":
 		return s.geminiGenerate(w, r, model, false)

@@ -9,11 +9,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/formats/anthropic"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -35,8 +37,20 @@ type Call struct {
 	Session     string // the sticky-session id, if any
 	InputTokens int    // estimated from the request
 	MaxTokens   int    // the request's output cap, 0 when unset
-	Request     *llm.Request
-	Start       time.Time
+	// Choices is how many answers the request asks the upstream for
+	// (OpenAI's n): each may write MaxTokens. 1 when unset.
+	Choices int
+	// Unpriced names what the request asks for that an upstream bills
+	// beyond its tokens, at prices the gateway does not know — a
+	// priority service tier, tools the provider runs, billed beta
+	// features —, "" when nothing. A gate enforcing budgets refuses it.
+	Unpriced string
+	Request  *llm.Request
+	Start    time.Time
+
+	// Reserved is the cost in USD a gate reserved for the call before it
+	// ran (the most it may cost), set by that gate in Admit; 0 when none.
+	Reserved float64
 }
 
 // Outcome is how a call ended, given to the gates that admitted it.
@@ -51,6 +65,14 @@ type Outcome struct {
 	Latency    time.Duration // until the answer was complete
 	Cache      string        // "HIT", "MISS" or "" (not cacheable)
 	Idempotent bool          // replayed from an earlier identical request
+	// CutShort marks a call that ended early once the upstream was
+	// working on it: a stream cut after its first event (the client left,
+	// the upstream failed mid-stream), or a client that left while the
+	// upstream was answering. Usage is then what was delivered (the
+	// upstream's figures, estimated where it gave none) and the call is
+	// charged that or its reservation, whichever is more.
+	CutShort bool
+	Reserved float64 // Call.Reserved
 }
 
 // Gate admits calls and learns how they ended (key policies, rate limits,
@@ -216,9 +238,12 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	commit func(*llm.Response)) (*llm.Response, llm.Stream, error) {
 	p := s.pipeline
 	call := &Call{KeyID: keyID, Endpoint: r.URL.Path, Model: req.Model, Stream: req.Stream, Session: sessionID(r),
-		InputTokens: llm.EstimateInput(req), Request: req, Start: s.clock.Now()}
+		InputTokens: llm.EstimateInput(req), Request: req, Start: s.clock.Now(), Choices: 1}
 	if req.MaxTokens != nil {
 		call.MaxTokens = *req.MaxTokens
+	}
+	if native := anthropic.IsNative(ctx); len(req.Extra) > 0 || native {
+		call.Choices, call.Unpriced = billing(r, req, native)
 	}
 	ctx, finish, err := s.admit(ctx, call)
 	if err != nil {
@@ -251,11 +276,17 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
 				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
 		}
-		o.Cache = cacheState
+		o.Cache, o.Reserved = cacheState, call.Reserved
+		if ctx.Err() != nil {
+			// The client left while the upstream was answering: the
+			// upstream may bill the call all the same.
+			o.Status, o.CutShort = 499, true
+			o.Usage = llm.Usage{InputTokens: call.InputTokens, Estimated: true}
+		}
 		finish(o)
 		return nil, nil, err
 	}
-	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState}
+	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
 	}
@@ -281,7 +312,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	o.TTFT = s.clock.Now().Sub(call.Start)
 	return nil, &observed{Stream: llm.EstimatingStream(req, res.Stream), acc: llm.NewAccumulator(),
-		keep: ckey != "" || commit != nil, start: call.Start, now: s.clock.Now, out: o,
+		keep: ckey != "" || commit != nil, start: call.Start, now: s.clock.Now, out: o, ctx: ctx, input: call.InputTokens,
 		finish: func(o Outcome, resp *llm.Response) {
 			finish(o)
 			if resp != nil {
@@ -384,9 +415,9 @@ func failed(err error, elapsed time.Duration) Outcome {
 }
 
 // observed watches a stream on its way to the client: it keeps the final
-// usage, folds the events into a response when the answer is to be kept
-// (cache, idempotency), and reports the outcome once, when the stream
-// ends or is closed.
+// usage, counts what was delivered, folds the events into a response when
+// the answer is to be kept (cache, idempotency), and reports the outcome
+// once, when the stream ends or is closed.
 type observed struct {
 	llm.Stream
 	acc    *llm.Accumulator
@@ -394,11 +425,14 @@ type observed struct {
 	start  time.Time
 	now    func() time.Time
 	out    Outcome
+	ctx    context.Context // the request's: done when the client left
+	input  int             // the request's estimated input tokens
 	finish func(Outcome, *llm.Response)
 
 	once   sync.Once
 	broken bool // an event did not fold or the stream failed
 	ended  bool // a Stop event arrived
+	output int  // estimated tokens of the deltas passed on
 }
 
 func (o *observed) Next() (llm.Event, error) {
@@ -411,6 +445,15 @@ func (o *observed) Next() (llm.Event, error) {
 	default:
 		if ev.Usage != nil {
 			o.out.Usage = *ev.Usage
+		}
+		switch {
+		case ev.Type == llm.EventDelta:
+			o.output += llm.EstimateTokens(ev.Delta.Text) + llm.EstimateTokens(ev.Delta.Arguments)
+		case ev.Type == llm.EventStart && ev.Part != nil: // a part may start with content (whole tool calls)
+			o.output += llm.EstimateTokens(ev.Part.Text)
+			if tc := ev.Part.ToolCall; tc != nil {
+				o.output += llm.EstimateTokens(tc.Name) + (len(tc.Arguments)+3)/4
+			}
 		}
 		if o.keep && !o.broken {
 			if o.acc.Add(ev) != nil {
@@ -438,18 +481,19 @@ func (o *observed) Close() error {
 }
 
 // end reports the outcome once: a stream that failed or was cut short
-// reports its error; one that stopped normally reports success and, when
-// kept, the folded response.
+// reports its error and what was delivered; one that stopped normally
+// reports success and, when kept, the folded response.
 func (o *observed) end(err error) {
 	o.once.Do(func() {
 		out := o.out
 		out.Latency = o.now().Sub(o.start)
 		if err != nil || !o.ended {
-			if err == nil {
-				err = context.Canceled
+			if err == nil || o.ctx.Err() != nil {
+				err = context.Canceled // the client left
 			}
 			f := failed(err, out.Latency)
 			out.Status, out.Err = f.Status, f.Err
+			out.CutShort, out.Usage = true, delivered(out.Usage, o.input, o.output)
 			o.finish(out, nil)
 			return
 		}
@@ -461,4 +505,100 @@ func (o *observed) end(err error) {
 		}
 		o.finish(out, resp)
 	})
+}
+
+// delivered is the usage of a stream cut short: what the upstream
+// reported so far, with the input estimated from the request when it
+// reported none and the output estimated from the deltas passed on when
+// it reported less.
+func delivered(u llm.Usage, input, output int) llm.Usage {
+	if u.InputTokens == 0 && u.CacheReadTokens == 0 && u.CacheWriteTokens == 0 {
+		u.InputTokens, u.Estimated = input, true
+	}
+	if u.OutputTokens < output {
+		u.OutputTokens, u.Estimated = output, true
+	}
+	return u
+}
+
+// Billed extras: service tiers priced at most at the standard price,
+// tools the client runs itself, and anthropic-beta features billed at
+// premium or per use.
+var (
+	standardTiers = map[string]bool{"": true, "auto": true, "default": true, "flex": true, "standard_only": true}
+	clientTools   = map[string]bool{"function": true, "custom": true, "local_shell": true, "shell": true,
+		"apply_patch": true, "computer_use_preview": true}
+	billedBetas = []string{"context-1m-", "extended-cache-ttl-", "code-execution-", "web-fetch-", "web-search-", "skills-"}
+)
+
+// billing reads what multiplies a request's price: the number of answers
+// (n, at most 128) and, when the request asks for anything billed at
+// prices the gateway does not know, what that is. anthropicClient: the
+// client spoke Anthropic Messages, whose anthropic-beta flags are sent
+// upstream.
+func billing(r *http.Request, req *llm.Request, anthropicClient bool) (choices int, unpriced string) {
+	choices = 1
+	if raw, ok := req.Extra["n"]; ok {
+		var n int
+		if json.Unmarshal(raw, &n) == nil && n > 1 {
+			choices = min(n, 128)
+		}
+	}
+	if raw, ok := req.Extra["service_tier"]; ok {
+		var tier string
+		if json.Unmarshal(raw, &tier) != nil || !standardTiers[tier] {
+			return choices, "service_tier " + strconv.Quote(truncated(tier, 32))
+		}
+	}
+	if _, ok := req.Extra["web_search_options"]; ok {
+		return choices, "web_search_options (web search)"
+	}
+	if raw, ok := req.Extra["tools"]; ok { // built-in tools (Responses) or non-function tools (Gemini)
+		var tools []map[string]json.RawMessage
+		if json.Unmarshal(raw, &tools) != nil {
+			return choices, "built-in tools"
+		}
+		for _, t := range tools {
+			if v, ok := t["type"]; ok {
+				var typ string
+				if json.Unmarshal(v, &typ) != nil || !clientTools[typ] {
+					return choices, "the built-in tool " + strconv.Quote(truncated(typ, 64))
+				}
+				continue
+			}
+			for k := range t { // Gemini names a tool by its key: googleSearch, codeExecution …
+				return choices, "the built-in tool " + strconv.Quote(truncated(k, 64))
+			}
+		}
+	}
+	if raw, ok := req.Extra["background"]; ok && string(raw) == "true" {
+		return choices, "background mode"
+	}
+	if raw, ok := req.Extra["modalities"]; ok && strings.Contains(string(raw), "audio") {
+		return choices, "audio output"
+	}
+	if !anthropicClient {
+		return choices, ""
+	}
+	for _, h := range r.Header[canonicalBeta] {
+		for flag := range strings.SplitSeq(h, ",") {
+			flag = strings.TrimSpace(flag)
+			for _, b := range billedBetas {
+				if strings.HasPrefix(flag, b) {
+					return choices, "anthropic-beta " + truncated(flag, 64)
+				}
+			}
+		}
+	}
+	return choices, ""
+}
+
+var canonicalBeta = http.CanonicalHeaderKey("anthropic-beta")
+
+// truncated cuts s to at most n bytes, for messages.
+func truncated(s string, n int) string {
+	if len(s) > n {
+		return strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return s
 }

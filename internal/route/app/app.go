@@ -222,7 +222,9 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Run keeps the routing table in step with changes made through other
-// replicas and records gateway key use, until ctx ends.
+// replicas and records gateway key use, until ctx ends; then it persists
+// the spend and usage still pending. End ctx after the HTTP server has
+// drained: what requests settle after the last flush is not persisted.
 func (a *App) Run(ctx context.Context) error {
 	go a.Resilience.Run(ctx) // follows other replicas' breaker trips and cooldowns (with Redis)
 	if a.backups != nil {

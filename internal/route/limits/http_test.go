@@ -221,7 +221,8 @@ func TestBudgetSpendAndExhaustion(t *testing.T) {
 
 func TestRegisteredKeys(t *testing.T) {
 	e := newEnv(t)
-	cfgKey := bearer("config-key-1")
+	_, issuer := e.createKey(map[string]any{"name": "automation", "scopes": []string{"issue"}})
+	cfgKey := bearer(issuer)
 	e.want(http.StatusUnauthorized, "GET", "/api/v1/registered-keys", nil, bearer("sk-omni-wrong")...)
 	e.want(http.StatusBadRequest, "POST", "/api/v1/registered-keys", map[string]any{"name": ""}, cfgKey...)
 	e.want(http.StatusBadRequest, "POST", "/api/v1/registered-keys", map[string]any{"name": "x", "expiresAt": "tomorrow"}, cfgKey...)
@@ -246,11 +247,11 @@ func TestRegisteredKeys(t *testing.T) {
 	}
 	// Quota: one live key per account.
 	e.want(http.StatusTooManyRequests, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot2", "provider": "b", "accountId": "acct-1"}, cfgKey...)
-	q = e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, bearer(raw)...).Object(t)
+	q = e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=acct-1", nil, cfgKey...).Object(t)
 	if q["allowed"] != false || q["activeKeys"].(float64) != 1 {
 		t.Fatalf("quota after %v", q)
 	}
-	list := e.want(http.StatusOK, "GET", "/api/v1/registered-keys", nil, bearer(raw)...)
+	list := e.want(http.StatusOK, "GET", "/api/v1/registered-keys", nil, cfgKey...)
 	if strings.Contains(string(list.Body), raw) || !strings.Contains(string(list.Body), raw[:12]) {
 		t.Fatalf("list leaks the key or lacks its prefix: %s", list.Body)
 	}
@@ -269,7 +270,7 @@ func TestRegisteredKeys(t *testing.T) {
 		t.Fatalf("revoked %v", rv)
 	}
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
-	e.want(http.StatusUnauthorized, "GET", "/api/v1/registered-keys", nil, bearer(raw)...)
+	e.want(http.StatusUnauthorized, "GET", "/api/v1/registered-keys", nil, bearer(raw)...) // revoked: no key at all
 	// The account has room again; DELETE revokes too.
 	r2 := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "bot2", "provider": "b", "accountId": "acct-1"}, cfgKey...).Object(t)
 	e.want(http.StatusOK, "DELETE", "/api/v1/registered-keys/"+r2["id"].(string), nil, cfgKey...)
@@ -283,14 +284,15 @@ func TestRegisteredKeys(t *testing.T) {
 func TestRegisteredKeyExpires(t *testing.T) {
 	e := newEnv(t)
 	exp := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	_, issuer := e.createKey(map[string]any{"name": "automation", "scopes": []string{"issue"}})
 	r := e.want(http.StatusCreated, "POST", "/api/v1/registered-keys", map[string]any{"name": "short", "provider": "b", "accountId": "x",
-		"expiresAt": exp}, bearer("config-key-1")...).Object(t)
+		"expiresAt": exp}, bearer(issuer)...).Object(t)
 	raw := r["key"].(string)
 	e.want(http.StatusOK, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	time.Sleep(time.Until(mustTime(t, exp)) + 50*time.Millisecond)
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("b/m"), bearer(raw)...)
 	got := e.want(http.StatusOK, "GET", "/api/v1/registered-keys/"+r["id"].(string), nil).Object(t)
-	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=x", nil, bearer("config-key-1")...).Object(t)
+	q := e.want(http.StatusOK, "GET", "/v1/quotas/check?provider=b&accountId=x", nil, bearer(issuer)...).Object(t)
 	if got["status"] != "expired" || q["activeKeys"].(float64) != 0 {
 		t.Fatalf("after expiry: key %v, quota %v", got, q)
 	}

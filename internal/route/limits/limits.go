@@ -33,10 +33,13 @@ type Keys interface {
 	Key(id string) (store.APIKey, bool)
 }
 
-// Pricer prices usage in USD.
+// Pricer prices usage in USD and knows how much a model may write.
 type Pricer interface {
 	Cost(provider, model string, u llm.Usage) (float64, bool)
 	EstimateCost(provider, model string, inputTokens, maxOutput int) (float64, bool)
+	// MaxOutput is the most output tokens the model writes in one
+	// answer; known is false when that is a default.
+	MaxOutput(provider, model string) (tokens int, known bool)
 }
 
 // Resolver lists the targets a model name may be routed to.
@@ -51,10 +54,6 @@ type Store interface {
 	AddSpend(ctx context.Context, spends []store.Spend) error
 	Spends(ctx context.Context, since time.Time) ([]store.Spend, error)
 }
-
-// DefaultMaxOutput is the output reserved for a request that sets no
-// max_tokens, when estimating its cost.
-const DefaultMaxOutput = 1024
 
 // Options configure a Gate.
 type Options struct {
@@ -225,12 +224,15 @@ func budgetLimit(b *store.Budget, period string) float64 {
 	return 0
 }
 
-// check names what a counter enforces, for refusals.
+// check names what a counter enforces, for refusals and settlement.
 type check struct {
 	what       string // "rpm" …, or the budget period ("daily" …) when usd
 	limit      int64  // requests or tokens; USD micros when usd
 	start, end time.Time
 	usd        bool
+	tokens     bool   // a token counter (tpm, tpd), settled to real usage
+	key        string // the key's name (refusals) …
+	keyID      string // … and id (persisted spend)
 }
 
 // limitText is the limit as a refusal names it: "60", "$5.00".
@@ -241,7 +243,9 @@ func (c check) limitText() string {
 	return strconv.FormatInt(c.limit, 10)
 }
 
-// Admit implements api.Gate.
+// Admit implements api.Gate. A registered key issued by another key is
+// held to both: its own policy, limits and budget, and its issuer's,
+// whose counters it adds to (issuing keys does not multiply a budget).
 func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
 	if c.KeyID == "" || g.opt.Keys == nil {
 		return ctx, nil, nil
@@ -250,51 +254,84 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	if !ok { // config-file keys carry no policy
 		return ctx, nil, nil
 	}
+	chain := [2]*store.APIKey{&k}
+	var issuer store.APIKey
+	if k.IssuerID != "" {
+		var ok bool
+		issuer, ok = g.opt.Keys.Key(k.IssuerID)
+		now := g.clk.Now()
+		if !ok || !issuer.RevokedAt.IsZero() || !issuer.ExpiresAt.IsZero() && !now.Before(issuer.ExpiresAt) {
+			return ctx, nil, &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "issuer_revoked",
+				Message: fmt.Sprintf("key %s was issued by a key that is revoked, expired or deleted", k.Name)}
+		}
+		chain[1] = &issuer
+	}
 	var targets []router.Target
 	if g.opt.Resolver != nil {
 		targets, _, _ = g.opt.Resolver.Resolve(c.Model)
 	}
-	ctx, targets, err := g.policy(ctx, &k, c.Model, targets)
-	if err != nil {
-		return ctx, nil, err
+	var budgeted *store.APIKey
+	for _, key := range chain {
+		if key == nil {
+			break
+		}
+		var err error
+		if ctx, targets, err = g.policy(ctx, key, c.Model, targets); err != nil {
+			return ctx, nil, err
+		}
+		if key.Budget != nil && budgeted == nil {
+			budgeted = key
+		}
 	}
 
 	now := g.clk.Now()
-	// At most 4 rate counters and one per budget period.
-	cs := make([]Counter, 0, 4+len(Periods))
-	checks := make([]check, 0, 4+len(Periods))
-	addRate := func(what string, limit int64, d time.Duration, amount int64) {
-		if limit <= 0 {
-			return
-		}
-		start, end := rateWindow(d, now)
-		cs = append(cs, Counter{Key: rateKey(k.ID, what, start), Limit: limit, Amount: amount, TTL: end.Sub(now)})
-		checks = append(checks, check{what: what, limit: limit, end: end})
+	// At most 4 rate counters and one per budget period, per key.
+	n := 4 + len(Periods)
+	if chain[1] != nil {
+		n *= 2
 	}
+	cs := make([]Counter, 0, n)
+	checks := make([]check, 0, n)
 	in := int64(max(c.InputTokens, 0))
-	addRate("rpm", k.Limits.RPM, time.Minute, 1)
-	addRate("rpd", k.Limits.RPD, 24*time.Hour, 1)
-	tokStart := len(cs)
-	addRate("tpm", k.Limits.TPM, time.Minute, in)
-	addRate("tpd", k.Limits.TPD, 24*time.Hour, in)
-	tokEnd := len(cs)
-
 	var est int64
-	keyID := k.ID // what the settling function needs of k
-	if k.Budget != nil {
-		est = micros(g.estimate(c, targets))
-		reset, _ := parseHHMM(k.Budget.ResetTime)
-		for _, p := range Periods {
-			lim := budgetLimit(k.Budget, p)
-			if lim <= 0 {
-				continue
+	if budgeted != nil {
+		if c.Unpriced != "" {
+			return ctx, nil, &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Code: "unpriced_for_budget",
+				Message: fmt.Sprintf("%s is billed at prices the gateway does not know, so it cannot be kept within the budget of key %s: send the request without it, or use a key without a budget",
+					c.Unpriced, budgeted.Name)}
+		}
+		usd := g.estimate(c, targets)
+		est, c.Reserved = micros(usd), usd
+	}
+	for _, key := range chain {
+		if key == nil {
+			break
+		}
+		addRate := func(what string, limit int64, d time.Duration, amount int64, tokens bool) {
+			if limit <= 0 {
+				return
 			}
-			start, end := window(p, reset, now)
-			cs = append(cs, Counter{Key: budgetKey(k.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
-			checks = append(checks, check{what: p, limit: micros(lim), start: start, end: end, usd: true})
+			start, end := rateWindow(d, now)
+			cs = append(cs, Counter{Key: rateKey(key.ID, what, start), Limit: limit, Amount: amount, TTL: end.Sub(now)})
+			checks = append(checks, check{what: what, limit: limit, end: end, tokens: tokens, key: key.Name, keyID: key.ID})
+		}
+		addRate("rpm", key.Limits.RPM, time.Minute, 1, false)
+		addRate("rpd", key.Limits.RPD, 24*time.Hour, 1, false)
+		addRate("tpm", key.Limits.TPM, time.Minute, in, true)
+		addRate("tpd", key.Limits.TPD, 24*time.Hour, in, true)
+		if key.Budget != nil {
+			reset, _ := parseHHMM(key.Budget.ResetTime)
+			for _, p := range Periods {
+				lim := budgetLimit(key.Budget, p)
+				if lim <= 0 {
+					continue
+				}
+				start, end := window(p, reset, now)
+				cs = append(cs, Counter{Key: budgetKey(key.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
+				checks = append(checks, check{what: p, limit: micros(lim), start: start, end: end, usd: true, key: key.Name, keyID: key.ID})
+			}
 		}
 	}
-	budgetFrom := tokEnd
 	if len(cs) == 0 {
 		return ctx, nil, nil
 	}
@@ -305,11 +342,11 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	if i >= 0 {
 		ch := checks[i]
 		e := &llm.Error{Status: http.StatusTooManyRequests, Type: llm.ErrRateLimit, Code: "rate_limit_exceeded",
-			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limitText(), k.Name), RetryAfter: ch.end.Sub(now)}
+			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limitText(), ch.key), RetryAfter: ch.end.Sub(now)}
 		if ch.usd {
 			e.Code = "budget_exceeded"
 			e.Message = fmt.Sprintf("Budget has been exceeded: %s budget of %s reached for key %s; it resets at %s",
-				ch.what, ch.limitText(), k.Name, ch.end.Format(time.RFC3339))
+				ch.what, ch.limitText(), ch.key, ch.end.Format(time.RFC3339))
 		}
 		if e.RetryAfter < time.Second {
 			e.RetryAfter = time.Second
@@ -317,37 +354,50 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		return ctx, nil, e
 	}
 
-	settle, checked := cs, checks // captured by value, never appended to again
+	settle, checked := cs, checks          // captured by value, never appended to again
+	keyID, priced := k.ID, budgeted != nil // what settling needs of the keys (which stay off the heap)
 	done := func(o api.Outcome) {
 		adj := make([]Counter, 0, len(settle))
+		// A call cut short is charged what it delivered or what was
+		// reserved for it, whichever is more (the upstream may bill
+		// more than reached the client); a failure or a cache hit
+		// nothing.
+		charged := o.CutShort || o.Status == http.StatusOK && o.Cache != "HIT"
 		// Tokens: replace the input estimate by what the call really used.
 		real := int64(0)
-		if o.Status == http.StatusOK && o.Cache != "HIT" {
+		if charged {
 			u := o.Usage
 			real = int64(u.InputTokens + u.OutputTokens + u.CacheReadTokens + u.CacheWriteTokens)
-		}
-		if real != in {
-			for _, ct := range settle[tokStart:tokEnd] {
-				ct.Amount = real - in
-				adj = append(adj, ct)
+			if o.CutShort {
+				real = max(real, in)
 			}
 		}
 		// Spend: replace the reservation by the cost of the real usage.
 		var cost int64
-		if budgetFrom < len(settle) {
-			if o.Status == http.StatusOK && o.Cache != "HIT" && o.Target.Provider != "" {
+		if priced {
+			if charged && o.Target.Provider != "" {
 				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
 					cost = micros(usd)
 				}
 			}
-			for j, ct := range settle[budgetFrom:] {
+			if o.CutShort {
+				cost = max(cost, est)
+			}
+		}
+		for j, ct := range settle {
+			ch := checked[j]
+			switch {
+			case ch.tokens:
+				if ct.Amount = real - in; ct.Amount != 0 {
+					adj = append(adj, ct)
+				}
+			case ch.usd:
 				if ct.Amount = cost - est; ct.Amount != 0 {
 					adj = append(adj, ct)
 				}
 				if cost != 0 {
 					g.mu.Lock()
-					ch := checked[budgetFrom+j]
-					g.pending[spendKey{keyID, ch.what, ch.start}] += cost
+					g.pending[spendKey{ch.keyID, ch.what, ch.start}] += cost
 					g.mu.Unlock()
 				}
 			}
@@ -426,17 +476,23 @@ func matchAny(patterns []string, s string) bool {
 	return false
 }
 
+// maxReservedOutput bounds the output tokens reserved per answer (a
+// client's max_tokens for a model whose limit is not known).
+const maxReservedOutput = 10_000_000
+
 // estimate is the most the call may cost on any of its allowed targets:
-// estimated input plus max_tokens (DefaultMaxOutput when unset) at the
-// target's price; targets without a price count 0.
+// estimated input plus, for each answer asked for (n), max_tokens — or
+// the model's output limit when max_tokens is unset or above a known
+// limit — at the target's price; targets without a price count 0.
 func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
-	out := c.MaxTokens
-	if out <= 0 {
-		out = DefaultMaxOutput
-	}
 	var most float64
 	for _, t := range targets {
-		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out); ok && usd > most {
+		out := c.MaxTokens
+		if limit, known := g.opt.Pricer.MaxOutput(t.Provider, t.Model); out <= 0 || known && out > limit {
+			out = limit
+		}
+		out = min(out, maxReservedOutput)
+		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*max(c.Choices, 1)); ok && usd > most {
 			most = usd
 		}
 	}

@@ -45,6 +45,9 @@ func (p pricer) EstimateCost(prov, m string, in, out int) (float64, bool) {
 	return p.Cost(prov, m, llm.Usage{InputTokens: in, OutputTokens: out})
 }
 
+// MaxOutput: models write at most a million tokens.
+func (pricer) MaxOutput(string, string) (int, bool) { return 1_000_000, true }
+
 type resolver struct{}
 
 func (resolver) Resolve(model string) ([]router.Target, string, error) {

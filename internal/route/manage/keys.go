@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -21,7 +23,7 @@ import (
 
 // registerKeys adds the gateway key routes: management of keys and
 // their policy (behind the dashboard login), registered keys and the quota
-// check (a gateway API key, or the dashboard login).
+// check (a stored key with the issue scope, or the dashboard login).
 func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.HandlerFunc)) {
 	guarded("GET /api/keys", m.listKeys)
 	guarded("POST /api/keys", m.createKey)
@@ -31,7 +33,7 @@ func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.Ha
 	guarded("GET /api/settings/registered-keys", m.getRegisteredSettings)
 	guarded("PUT /api/settings/registered-keys", m.putRegisteredSettings)
 
-	keyed := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.gatewayAuth(h))) }
+	keyed := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.issuerAuth(h))) }
 	keyed("GET /api/v1/registered-keys", m.listRegistered)
 	keyed("POST /api/v1/registered-keys", m.issueRegistered)
 	keyed("GET /api/v1/registered-keys/{id}", m.getRegistered)
@@ -44,10 +46,14 @@ func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.Ha
 // once, for packages that change it through the store (route/limits).
 func (m *Manager) Refresh(ctx context.Context) error { return m.reload(ctx, false) }
 
-// gatewayAuth admits requests carrying a gateway API key (a config key or
-// a live stored key) as a Bearer token or x-api-key (no web page can
-// send one); without one, the management checks and login apply.
-func (m *Manager) gatewayAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
+// issuerAuth admits requests carrying a live stored key that holds the
+// issue scope (as a Bearer token or x-api-key), which then sees and
+// revokes only the keys it issued (no web page can send one); without a
+// key, the management checks and the dashboard login apply, which sees and
+// may do everything. Other gateway keys — stored
+// without the scope, registered, or from the configuration file — are
+// refused (403).
+func (m *Manager) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
 	guarded := m.checked(m.guard(h), jsonTypes)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		raw := r.Header.Get("x-api-key")
@@ -57,19 +63,37 @@ func (m *Manager) gatewayAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
 		if raw == "" {
 			return guarded(w, r)
 		}
+		if id, ok := m.keys.Lookup(r.Context(), raw); ok {
+			k, _ := m.keys.Key(id)
+			if k.Kind == store.KindRegistered || !slices.Contains(k.Scopes, store.ScopeIssue) {
+				return httpx.Forbidden("key %s may not manage registered keys: that needs a key with the %q scope, or the management login",
+					k.Name, store.ScopeIssue)
+			}
+			return h(w, r.WithContext(context.WithValue(r.Context(), issuerKey{}, k)))
+		}
 		sum := sha256.Sum256([]byte(raw))
 		for _, k := range m.opt.Route.APIKeys {
 			ks := sha256.Sum256([]byte(k.Reveal()))
 			if subtle.ConstantTimeCompare(sum[:], ks[:]) == 1 {
-				return h(w, r)
+				return httpx.Forbidden("configuration-file keys may not manage registered keys: use a stored key with the %q scope, or the management login",
+					store.ScopeIssue)
 			}
-		}
-		if _, ok := m.keys.Lookup(r.Context(), raw); ok {
-			return h(w, r)
 		}
 		return httpx.Unauthorized("invalid API key")
 	}
 }
+
+type issuerKey struct{}
+
+// issuerOf returns the key a registered-key request acts as; ok is false
+// for the management login.
+func issuerOf(ctx context.Context) (store.APIKey, bool) {
+	k, ok := ctx.Value(issuerKey{}).(store.APIKey)
+	return k, ok
+}
+
+// Scopes a key may hold.
+var knownScopes = []string{store.ScopeIssue}
 
 // ---- gateway API keys ----
 
@@ -90,14 +114,19 @@ type keyJSON struct {
 	LastUsedAt       any      `json:"last_used_at"`
 	RevokedAt        any      `json:"revoked_at,omitempty"`
 	ExpiresAt        any      `json:"expires_at,omitempty"`
+	Scopes           []string `json:"scopes"`
+	IssuerID         string   `json:"issuer_id,omitempty"`
 }
 
 func toKeyJSON(k store.APIKey) keyJSON {
 	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Kind: k.Kind, AllowedModels: k.AllowedModels,
 		AllowedProviders: k.AllowedProviders, RPM: k.Limits.RPM, RPD: k.Limits.RPD, TPM: k.Limits.TPM, TPD: k.Limits.TPD,
-		CreatedAt: k.CreatedAt}
+		CreatedAt: k.CreatedAt, Scopes: k.Scopes, IssuerID: k.IssuerID}
 	if out.AllowedModels == nil {
 		out.AllowedModels = []string{}
+	}
+	if out.Scopes == nil {
+		out.Scopes = []string{}
 	}
 	if out.AllowedProviders == nil {
 		out.AllowedProviders = []string{}
@@ -153,6 +182,7 @@ type keyPolicy struct {
 	RPD              *int64    `json:"rpd"`
 	TPM              *int64    `json:"tpm"`
 	TPD              *int64    `json:"tpd"`
+	Scopes           *[]string `json:"scopes"`
 }
 
 // apply checks p and applies it to k.
@@ -192,6 +222,21 @@ func (p keyPolicy) apply(k *store.APIKey) error {
 			return httpx.BadRequest("%q must be 0 (unlimited) or more", f.name)
 		}
 		*f.dst = *f.v
+	}
+	if p.Scopes != nil {
+		scopes := []string{}
+		for _, sc := range *p.Scopes {
+			if !slices.Contains(knownScopes, sc) {
+				return httpx.BadRequest(`"scopes" may hold %q only`, strings.Join(knownScopes, `", "`))
+			}
+			if !slices.Contains(scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
+		if len(scopes) > 0 && k.Kind == store.KindRegistered {
+			return httpx.BadRequest(`"scopes": a registered key holds none (issued keys issue nothing)`)
+		}
+		k.Scopes = scopes
 	}
 	return nil
 }
@@ -299,6 +344,14 @@ type registeredJSON struct {
 	RevokedAt    *time.Time `json:"revokedAt"`
 	CreatedAt    time.Time  `json:"createdAt"`
 	LastUsedAt   *time.Time `json:"lastUsedAt"`
+	// The key's own policy and limits (an issuer's are inherited).
+	AllowedModels    []string `json:"allowedModels,omitempty"`
+	AllowedProviders []string `json:"allowedProviders,omitempty"`
+	RPM              int64    `json:"rpm,omitempty"`
+	RPD              int64    `json:"rpd,omitempty"`
+	TPM              int64    `json:"tpm,omitempty"`
+	TPD              int64    `json:"tpd,omitempty"`
+	IssuerID         string   `json:"issuerId,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -311,7 +364,8 @@ func timePtr(t time.Time) *time.Time {
 func (m *Manager) toRegistered(k store.APIKey) registeredJSON {
 	out := registeredJSON{ID: k.ID, Name: k.Name, KeyPrefix: k.Prefix + "…", Provider: k.Provider, AccountID: k.AccountID,
 		Status: "active", ExpiresAt: timePtr(k.ExpiresAt), RevokedAt: timePtr(k.RevokedAt), CreatedAt: k.CreatedAt,
-		LastUsedAt: timePtr(k.LastUsedAt)}
+		LastUsedAt: timePtr(k.LastUsedAt), AllowedModels: k.AllowedModels, AllowedProviders: k.AllowedProviders,
+		RPM: k.Limits.RPM, RPD: k.Limits.RPD, TPM: k.Limits.TPM, TPD: k.Limits.TPD, IssuerID: k.IssuerID}
 	switch {
 	case !k.RevokedAt.IsZero():
 		out.Status = "revoked"
@@ -329,10 +383,12 @@ func (m *Manager) listRegistered(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	issuer, byKey := issuerOf(r.Context())
 	provider, account := r.URL.Query().Get("provider"), r.URL.Query().Get("accountId")
 	out := []registeredJSON{}
 	for _, k := range keys {
-		if k.Kind != store.KindRegistered || (provider != "" && k.Provider != provider) || (account != "" && k.AccountID != account) {
+		if k.Kind != store.KindRegistered || (provider != "" && k.Provider != provider) || (account != "" && k.AccountID != account) ||
+			byKey && k.IssuerID != issuer.ID {
 			continue
 		}
 		out = append(out, m.toRegistered(k))
@@ -341,13 +397,16 @@ func (m *Manager) listRegistered(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// registered returns a registered key the caller may see: any for the
+// management login, an issuer's own otherwise (others are not found).
 func (m *Manager) registered(ctx context.Context, id string) (store.APIKey, error) {
 	k, err := m.store.APIKey(ctx, id)
 	if err != nil {
 		return k, storeError(err)
 	}
-	if k.Kind != store.KindRegistered {
-		return k, httpx.NotFound("no registered key %q", id)
+	issuer, byKey := issuerOf(ctx)
+	if k.Kind != store.KindRegistered || byKey && k.IssuerID != issuer.ID {
+		return store.APIKey{}, httpx.NotFound("no registered key %q", id)
 	}
 	return k, nil
 }
@@ -383,16 +442,29 @@ func checkBudget(name string, v *float64) (float64, error) {
 	return *v, nil
 }
 
+// MaxRegisteredPerIssuer bounds the live registered keys one issuing key
+// may hold.
+const MaxRegisteredPerIssuer = 1000
+
+// issueBody is POST /api/v1/registered-keys.
+type issueBody struct {
+	Name             string    `json:"name"`
+	Provider         string    `json:"provider"`
+	AccountID        string    `json:"accountId"`
+	IdempotencyKey   string    `json:"idempotencyKey"`
+	ExpiresAt        string    `json:"expiresAt"`
+	DailyBudget      *float64  `json:"dailyBudget"`
+	HourlyBudget     *float64  `json:"hourlyBudget"`
+	AllowedModels    *[]string `json:"allowedModels"`
+	AllowedProviders *[]string `json:"allowedProviders"`
+	RPM              *int64    `json:"rpm"`
+	RPD              *int64    `json:"rpd"`
+	TPM              *int64    `json:"tpm"`
+	TPD              *int64    `json:"tpd"`
+}
+
 func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Name           string   `json:"name"`
-		Provider       string   `json:"provider"`
-		AccountID      string   `json:"accountId"`
-		IdempotencyKey string   `json:"idempotencyKey"`
-		ExpiresAt      string   `json:"expiresAt"`
-		DailyBudget    *float64 `json:"dailyBudget"`
-		HourlyBudget   *float64 `json:"hourlyBudget"`
-	}
+	var b issueBody
 	if err := decode(w, r, &b); err != nil {
 		return err
 	}
@@ -430,13 +502,24 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 	if daily > 0 || hourly > 0 {
 		k.Budget = &store.Budget{DailyUSD: daily, HourlyUSD: hourly, WarningThreshold: 0.8, ResetTime: "00:00", UpdatedAt: now}
 	}
+	if err := (keyPolicy{AllowedModels: b.AllowedModels, AllowedProviders: b.AllowedProviders, RPM: b.RPM, RPD: b.RPD, TPM: b.TPM,
+		TPD: b.TPD}).apply(&k); err != nil {
+		return err
+	}
+	perIssuer := 0
+	if issuer, byKey := issuerOf(r.Context()); byKey {
+		if err := withinIssuer(&k, issuer, b); err != nil {
+			return err
+		}
+		k.IssuerID, perIssuer = issuer.ID, MaxRegisteredPerIssuer
+	}
 	raw := auth.RandomToken("sk-omni-", 32)
 	k.Prefix, k.Hash = raw[:12], auth.TokenHash(raw)
 	quota, err := m.registeredQuota(r.Context())
 	if err != nil {
 		return err
 	}
-	got, created, err := m.store.IssueRegisteredKey(r.Context(), k, quota, now)
+	got, created, err := m.store.IssueRegisteredKey(r.Context(), k, quota, perIssuer, now)
 	if errors.Is(err, store.ErrQuota) {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "quota_exceeded", Message: err.Error()}
 	}
@@ -453,8 +536,114 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 	}, err)
 }
 
+// withinIssuer holds a key an issuer is issuing to the issuer's own
+// policy, limits and budget: what the request names must lie within them
+// (else 403), and what it leaves out is the issuer's. The key's use also
+// counts against the issuer's limits and budget (route/limits).
+func withinIssuer(k *store.APIKey, issuer store.APIKey, b issueBody) error {
+	beyond := func(format string, a ...any) error {
+		return httpx.Forbidden("issuer key %s may not issue %s: beyond its own", issuer.Name, fmt.Sprintf(format, a...))
+	}
+	if len(issuer.AllowedModels) > 0 {
+		if b.AllowedModels == nil || len(k.AllowedModels) == 0 {
+			k.AllowedModels = slices.Clone(issuer.AllowedModels)
+		}
+		for _, p := range k.AllowedModels {
+			if !coveredBy(p, issuer.AllowedModels) {
+				return beyond("a key for models %q (it may use %s)", p, strings.Join(issuer.AllowedModels, ", "))
+			}
+		}
+	}
+	if len(issuer.AllowedProviders) > 0 && (b.AllowedProviders == nil || len(k.AllowedProviders) == 0) {
+		k.AllowedProviders = slices.Clone(issuer.AllowedProviders)
+	}
+	for _, p := range append(slices.Clone(k.AllowedProviders), k.Provider) {
+		if p != "" && !providerAllowed(p, issuer) {
+			return beyond("a key for provider %q", p)
+		}
+	}
+	for _, f := range []struct {
+		name      string
+		asked     *int64
+		own, mine *int64
+	}{{"rpm", b.RPM, &issuer.Limits.RPM, &k.Limits.RPM}, {"rpd", b.RPD, &issuer.Limits.RPD, &k.Limits.RPD},
+		{"tpm", b.TPM, &issuer.Limits.TPM, &k.Limits.TPM}, {"tpd", b.TPD, &issuer.Limits.TPD, &k.Limits.TPD}} {
+		if *f.own <= 0 {
+			continue
+		}
+		if f.asked == nil {
+			*f.mine = *f.own
+		} else if *f.mine <= 0 || *f.mine > *f.own {
+			return beyond("%s %d (its own is %d; 0 is unlimited)", f.name, *f.mine, *f.own)
+		}
+	}
+	if ib := issuer.Budget; ib != nil {
+		nb := *ib // what the request leaves out is the issuer's
+		nb.KeyID = ""
+		for _, f := range []struct {
+			name  string
+			asked *float64
+			own   float64
+			dst   *float64
+		}{{"dailyBudget", b.DailyBudget, ib.DailyUSD, &nb.DailyUSD}, {"hourlyBudget", b.HourlyBudget, ib.HourlyUSD, &nb.HourlyUSD}} {
+			if f.asked == nil || *f.asked == 0 {
+				continue
+			}
+			if f.own > 0 && *f.asked > f.own {
+				return beyond("a %s of $%g (its own is $%g)", f.name, *f.asked, f.own)
+			}
+			*f.dst = *f.asked
+		}
+		if k.Budget != nil {
+			nb.UpdatedAt = k.Budget.UpdatedAt
+		}
+		k.Budget = &nb
+	}
+	return nil
+}
+
+// providerAllowed reports whether a key may use some model of provider p:
+// p is among its allowed providers (if it has any), and one of its
+// allowed-model patterns (if it has any) may name a model of p.
+func providerAllowed(p string, k store.APIKey) bool {
+	if len(k.AllowedProviders) > 0 && !slices.Contains(k.AllowedProviders, p) {
+		return false
+	}
+	if len(k.AllowedModels) == 0 {
+		return true
+	}
+	for _, q := range k.AllowedModels {
+		prefix, _, qualified := strings.Cut(q, "/")
+		if !qualified { // a bare model pattern may be served by any provider
+			return true
+		}
+		if ok, _ := path.Match(prefix, p); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// coveredBy reports whether the allowed-model pattern p allows nothing
+// beyond patterns: it equals one of them, or is a plain name one of them
+// matches.
+func coveredBy(p string, patterns []string) bool {
+	for _, q := range patterns {
+		if p == q {
+			return true
+		}
+		if !strings.ContainsAny(p, "*?[\\") {
+			if ok, _ := path.Match(q, p); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // quotaCheck answers whether a registered key may be issued now for a
-// provider and account: live keys against the per-account quota.
+// provider and account: the caller's live keys for it against the
+// per-account quota.
 func (m *Manager) quotaCheck(w http.ResponseWriter, r *http.Request) error {
 	provider, account := r.URL.Query().Get("provider"), r.URL.Query().Get("accountId")
 	if len(provider) > 64 || len(account) > 200 {
@@ -464,7 +653,8 @@ func (m *Manager) quotaCheck(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	n, err := m.store.LiveRegisteredKeys(r.Context(), provider, account, m.clock.Now())
+	issuer, _ := issuerOf(r.Context())
+	n, err := m.store.LiveRegisteredKeys(r.Context(), issuer.ID, provider, account, m.clock.Now())
 	if err != nil {
 		return err
 	}

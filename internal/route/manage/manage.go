@@ -54,8 +54,8 @@ type Store interface {
 	APIKey(ctx context.Context, id string) (store.APIKey, error)
 	UpdateAPIKey(ctx context.Context, k store.APIKey) error
 	RevokeAPIKey(ctx context.Context, id string, t time.Time) error
-	IssueRegisteredKey(ctx context.Context, k store.APIKey, max int, now time.Time) (store.APIKey, bool, error)
-	LiveRegisteredKeys(ctx context.Context, provider, accountID string, now time.Time) (int, error)
+	IssueRegisteredKey(ctx context.Context, k store.APIKey, max, perIssuer int, now time.Time) (store.APIKey, bool, error)
+	LiveRegisteredKeys(ctx context.Context, issuerID, provider, accountID string, now time.Time) (int, error)
 
 	Aliases(ctx context.Context) ([]store.Alias, error)
 	SetAlias(ctx context.Context, a store.Alias) (bool, error)

@@ -14,39 +14,46 @@ import (
 )
 
 // builtinPrices are list prices of well-known models in USD per million
-// tokens (input, output, cache read, cache write), matched against the
-// model name without its provider prefix. Overrides take precedence.
+// tokens (input, output, cache read, cache write) and the most output
+// tokens one answer may have (the providers' published limits; 0 where
+// none is published), matched against the model name without its
+// provider prefix. Overrides take precedence.
 var builtinPrices = []store.Price{
-	{Pattern: "gpt-4o", Input: 2.5, Output: 10, CacheRead: 1.25},
-	{Pattern: "gpt-4o-2024-*", Input: 2.5, Output: 10, CacheRead: 1.25},
-	{Pattern: "gpt-4o-mini*", Input: 0.15, Output: 0.6, CacheRead: 0.075},
-	{Pattern: "gpt-4.1", Input: 2, Output: 8, CacheRead: 0.5},
-	{Pattern: "gpt-4.1-mini*", Input: 0.4, Output: 1.6, CacheRead: 0.1},
-	{Pattern: "gpt-4.1-nano*", Input: 0.1, Output: 0.4, CacheRead: 0.025},
-	{Pattern: "gpt-5", Input: 1.25, Output: 10, CacheRead: 0.125},
-	{Pattern: "gpt-5-mini*", Input: 0.25, Output: 2, CacheRead: 0.025},
-	{Pattern: "gpt-5-nano*", Input: 0.05, Output: 0.4, CacheRead: 0.005},
-	{Pattern: "o3", Input: 2, Output: 8, CacheRead: 0.5},
-	{Pattern: "o3-mini*", Input: 1.1, Output: 4.4, CacheRead: 0.55},
-	{Pattern: "o4-mini*", Input: 1.1, Output: 4.4, CacheRead: 0.275},
+	{Pattern: "gpt-4o", Input: 2.5, Output: 10, CacheRead: 1.25, MaxOutput: 16384},
+	{Pattern: "gpt-4o-2024-*", Input: 2.5, Output: 10, CacheRead: 1.25, MaxOutput: 16384},
+	{Pattern: "gpt-4o-mini*", Input: 0.15, Output: 0.6, CacheRead: 0.075, MaxOutput: 16384},
+	{Pattern: "gpt-4.1", Input: 2, Output: 8, CacheRead: 0.5, MaxOutput: 32768},
+	{Pattern: "gpt-4.1-mini*", Input: 0.4, Output: 1.6, CacheRead: 0.1, MaxOutput: 32768},
+	{Pattern: "gpt-4.1-nano*", Input: 0.1, Output: 0.4, CacheRead: 0.025, MaxOutput: 32768},
+	{Pattern: "gpt-5", Input: 1.25, Output: 10, CacheRead: 0.125, MaxOutput: 128000},
+	{Pattern: "gpt-5-mini*", Input: 0.25, Output: 2, CacheRead: 0.025, MaxOutput: 128000},
+	{Pattern: "gpt-5-nano*", Input: 0.05, Output: 0.4, CacheRead: 0.005, MaxOutput: 128000},
+	{Pattern: "o3", Input: 2, Output: 8, CacheRead: 0.5, MaxOutput: 100000},
+	{Pattern: "o3-mini*", Input: 1.1, Output: 4.4, CacheRead: 0.55, MaxOutput: 100000},
+	{Pattern: "o4-mini*", Input: 1.1, Output: 4.4, CacheRead: 0.275, MaxOutput: 100000},
 	{Pattern: "text-embedding-3-small", Input: 0.02},
 	{Pattern: "text-embedding-3-large", Input: 0.13},
-	{Pattern: "claude-opus-4*", Input: 15, Output: 75, CacheRead: 1.5, CacheWrite: 18.75},
-	{Pattern: "claude-opus-4-5*", Input: 5, Output: 25, CacheRead: 0.5, CacheWrite: 6.25},
-	{Pattern: "claude-sonnet-4*", Input: 3, Output: 15, CacheRead: 0.3, CacheWrite: 3.75},
-	{Pattern: "claude-3-7-sonnet*", Input: 3, Output: 15, CacheRead: 0.3, CacheWrite: 3.75},
-	{Pattern: "claude-haiku-4*", Input: 1, Output: 5, CacheRead: 0.1, CacheWrite: 1.25},
-	{Pattern: "claude-3-5-haiku*", Input: 0.8, Output: 4, CacheRead: 0.08, CacheWrite: 1},
-	{Pattern: "gemini-2.5-pro*", Input: 1.25, Output: 10, CacheRead: 0.31},
-	{Pattern: "gemini-2.5-flash", Input: 0.3, Output: 2.5, CacheRead: 0.075},
-	{Pattern: "gemini-2.5-flash-lite*", Input: 0.1, Output: 0.4, CacheRead: 0.025},
-	{Pattern: "gemini-2.0-flash*", Input: 0.1, Output: 0.4, CacheRead: 0.025},
-	{Pattern: "deepseek-chat", Input: 0.28, Output: 0.42, CacheRead: 0.028},
-	{Pattern: "deepseek-reasoner", Input: 0.28, Output: 0.42, CacheRead: 0.028},
+	{Pattern: "claude-opus-4*", Input: 15, Output: 75, CacheRead: 1.5, CacheWrite: 18.75, MaxOutput: 32000},
+	{Pattern: "claude-opus-4-5*", Input: 5, Output: 25, CacheRead: 0.5, CacheWrite: 6.25, MaxOutput: 64000},
+	{Pattern: "claude-sonnet-4*", Input: 3, Output: 15, CacheRead: 0.3, CacheWrite: 3.75, MaxOutput: 64000},
+	{Pattern: "claude-3-7-sonnet*", Input: 3, Output: 15, CacheRead: 0.3, CacheWrite: 3.75, MaxOutput: 64000},
+	{Pattern: "claude-haiku-4*", Input: 1, Output: 5, CacheRead: 0.1, CacheWrite: 1.25, MaxOutput: 64000},
+	{Pattern: "claude-3-5-haiku*", Input: 0.8, Output: 4, CacheRead: 0.08, CacheWrite: 1, MaxOutput: 8192},
+	{Pattern: "gemini-2.5-pro*", Input: 1.25, Output: 10, CacheRead: 0.31, MaxOutput: 65536},
+	{Pattern: "gemini-2.5-flash", Input: 0.3, Output: 2.5, CacheRead: 0.075, MaxOutput: 65536},
+	{Pattern: "gemini-2.5-flash-lite*", Input: 0.1, Output: 0.4, CacheRead: 0.025, MaxOutput: 65536},
+	{Pattern: "gemini-2.0-flash*", Input: 0.1, Output: 0.4, CacheRead: 0.025, MaxOutput: 8192},
+	{Pattern: "deepseek-chat", Input: 0.28, Output: 0.42, CacheRead: 0.028, MaxOutput: 8192},
+	{Pattern: "deepseek-reasoner", Input: 0.28, Output: 0.42, CacheRead: 0.028, MaxOutput: 65536},
 	{Pattern: "grok-4*", Input: 3, Output: 15, CacheRead: 0.75},
 	{Pattern: "mistral-large*", Input: 2, Output: 6},
 	{Pattern: "mistral-small*", Input: 0.1, Output: 0.3},
 }
+
+// DefaultMaxOutput is the output limit assumed for a model whose limit
+// neither an override nor the built-in table gives: generous, since the
+// budget reservation must cover what the model may write.
+const DefaultMaxOutput = 32768
 
 // priceEntry is a price with where it comes from.
 type priceEntry struct {
@@ -69,8 +76,9 @@ type priceTable struct {
 }
 
 type priceMemo struct {
-	e  priceEntry
-	ok bool
+	e         priceEntry
+	ok        bool
+	maxOutput int // 0: none known
 }
 
 // maxPriceMemo bounds the remembered lookups (model names come from
@@ -101,6 +109,13 @@ func isGlob(p string) bool { return strings.ContainsAny(p, "*?[\\") }
 
 // lookup finds the entry for a "provider/model" id (or a bare model).
 func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
+	m := t.find(providerID, model)
+	return m.e, m.ok
+}
+
+// find is lookup with the model's output limit: that of the first
+// matching entry that has one.
+func (t *priceTable) find(providerID, model string) priceMemo {
 	// The key is built on the stack: indexing a map with string(bytes)
 	// does not allocate, so a remembered lookup costs no allocation.
 	var buf [128]byte
@@ -109,32 +124,39 @@ func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
 	m, hit := t.memo[string(k)]
 	t.memoMu.RUnlock()
 	if hit {
-		return m.e, m.ok
+		return m
 	}
-	e, ok := t.match(providerID, model)
+	m = t.match(providerID, model)
 	t.memoMu.Lock()
 	if len(t.memo) < maxPriceMemo {
-		t.memo[string(k)] = priceMemo{e, ok}
+		t.memo[string(k)] = m
 	}
 	t.memoMu.Unlock()
-	return e, ok
+	return m
 }
 
-func (t *priceTable) match(providerID, model string) (priceEntry, bool) {
+func (t *priceTable) match(providerID, model string) priceMemo {
 	names := []string{model}
 	if providerID != "" {
 		names = []string{providerID + "/" + model, model}
 	}
+	var m priceMemo
 	for _, l := range [][]priceEntry{t.overrides, t.builtin} {
 		for _, n := range names { // provider-qualified patterns first
 			for _, e := range l {
 				if ok, _ := path.Match(e.Pattern, n); ok {
-					return e, true
+					if !m.ok {
+						m.e, m.ok = e, true
+					}
+					if e.MaxOutput > 0 {
+						m.maxOutput = e.MaxOutput
+						return m
+					}
 				}
 			}
 		}
 	}
-	return priceEntry{}, false
+	return m
 }
 
 // Price implements router.Pricer.
@@ -151,12 +173,14 @@ type priceJSON struct {
 	Output     float64 `json:"output"`
 	CacheRead  float64 `json:"cache_read"`
 	CacheWrite float64 `json:"cache_write"`
+	MaxOutput  int     `json:"max_output,omitempty"`
 	Source     string  `json:"source"`
 	Model      string  `json:"model,omitempty"`
 }
 
 func toPriceJSON(e priceEntry) priceJSON {
-	return priceJSON{Pattern: e.Pattern, Input: e.Input, Output: e.Output, CacheRead: e.CacheRead, CacheWrite: e.CacheWrite, Source: e.Source}
+	return priceJSON{Pattern: e.Pattern, Input: e.Input, Output: e.Output, CacheRead: e.CacheRead, CacheWrite: e.CacheWrite,
+		MaxOutput: e.MaxOutput, Source: e.Source}
 }
 
 func (m *Manager) getPricing(w http.ResponseWriter, r *http.Request) error {
@@ -166,12 +190,15 @@ func (m *Manager) getPricing(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			p, mdl = "", model
 		}
-		e, found := t.lookup(p, mdl)
-		if !found {
+		m := t.find(p, mdl)
+		if !m.ok {
 			return httpx.NotFound("no price known for model %q", model)
 		}
-		out := toPriceJSON(e)
-		out.Model = model
+		out := toPriceJSON(m.e)
+		out.Model, out.MaxOutput = model, m.maxOutput
+		if out.MaxOutput == 0 {
+			out.MaxOutput = DefaultMaxOutput
+		}
 		httpx.WriteJSON(w, http.StatusOK, out)
 		return nil
 	}
@@ -198,6 +225,7 @@ type priceBody struct {
 	Output     *float64 `json:"output"`
 	CacheRead  *float64 `json:"cache_read"`
 	CacheWrite *float64 `json:"cache_write"`
+	MaxOutput  *int     `json:"max_output"`
 }
 
 func (m *Manager) putPricing(w http.ResponseWriter, r *http.Request) error {
@@ -221,6 +249,12 @@ func (m *Manager) putPricing(w http.ResponseWriter, r *http.Request) error {
 	}
 	if b.CacheWrite != nil {
 		p.CacheWrite = *b.CacheWrite
+	}
+	if b.MaxOutput != nil {
+		if *b.MaxOutput < 0 || *b.MaxOutput > 10_000_000 {
+			return httpx.BadRequest(`"max_output" must be 0 (the built-in or default limit) to 10000000 tokens`)
+		}
+		p.MaxOutput = *b.MaxOutput
 	}
 	for name, v := range map[string]float64{"input": p.Input, "output": p.Output, "cache_read": p.CacheRead, "cache_write": p.CacheWrite} {
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1e6 {
@@ -272,6 +306,16 @@ func (m *Manager) Cost(providerID, model string, u llm.Usage) (usd float64, ok b
 		return 0, false
 	}
 	return e.cost(u), true
+}
+
+// MaxOutput is the most output tokens a provider's model writes in one
+// answer, from the price table (overrides, then built-in limits); known
+// is false for models without one, which get DefaultMaxOutput.
+func (m *Manager) MaxOutput(providerID, model string) (tokens int, known bool) {
+	if n := m.snap.Load().prices.find(providerID, model).maxOutput; n > 0 {
+		return n, true
+	}
+	return DefaultMaxOutput, false
 }
 
 // EstimateCost is the most a request may cost: its estimated input and

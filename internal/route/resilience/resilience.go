@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -167,7 +168,13 @@ type Tracker struct {
 	breakers  map[string]*breaker
 	cooldowns map[connKey]*cooldown
 	lockouts  map[modelKey]*lockout
+	lockWrite int // lockouts set: every 1024th sweeps the expired ones
 }
+
+// maxLockouts bounds the model lockouts: the model is the client's to
+// name. At the bound, expired lockouts go first, then the half ending
+// soonest.
+const maxLockouts = 4096
 
 var (
 	_ router.Health = (*Tracker)(nil)
@@ -360,6 +367,7 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 	switch {
 	case s.LockoutEnabled && LocksOut(status):
 		if l == nil {
+			evs = t.makeRoom(evs, now)
 			l = &lockout{}
 			t.lockouts[mk] = l
 			t.active.Add(1)
@@ -367,6 +375,9 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 		l.Status = status
 		l.Until = now.Add(max(ms(s.LockoutMS), min(retryAfter, ms(s.CooldownMaxMS))))
 		evs = append(evs, lockoutEvent(mk, l))
+		if t.lockWrite++; t.lockWrite%1024 == 0 {
+			evs = t.sweepLockouts(evs, now, time.Time{})
+		}
 	case success && l != nil:
 		delete(t.lockouts, mk)
 		t.active.Add(-1)
@@ -374,6 +385,38 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 	}
 	t.mu.Unlock()
 	t.publish(evs...)
+}
+
+// makeRoom makes room for one more lockout when there are maxLockouts,
+// adding the removals to evs (other replicas and the shared hash drop
+// them too). The caller holds t.mu.
+func (t *Tracker) makeRoom(evs []event, now time.Time) []event {
+	if len(t.lockouts) < maxLockouts {
+		return evs
+	}
+	evs = t.sweepLockouts(evs, now, time.Time{})
+	if len(t.lockouts) < maxLockouts {
+		return evs
+	}
+	ends := make([]time.Time, 0, len(t.lockouts))
+	for _, l := range t.lockouts {
+		ends = append(ends, l.Until)
+	}
+	slices.SortFunc(ends, time.Time.Compare)
+	return t.sweepLockouts(evs, now, ends[len(ends)/2])
+}
+
+// sweepLockouts removes the lockouts that ended by now or end by cut,
+// adding their removals to evs. The caller holds t.mu.
+func (t *Tracker) sweepLockouts(evs []event, now, cut time.Time) []event {
+	for k, l := range t.lockouts {
+		if !now.Before(l.Until) || !l.Until.After(cut) {
+			delete(t.lockouts, k)
+			t.active.Add(-1)
+			evs = append(evs, event{Kind: kindLockout, Provider: k.provider, Connection: k.connection, Model: k.model})
+		}
+	}
+	return evs
 }
 
 // Wait implements router.Waiter: it waits until until when that is

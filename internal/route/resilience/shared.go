@@ -269,6 +269,8 @@ func (t *Tracker) applyRemote(ctx context.Context, e event) {
 
 // apply installs or removes one entry.
 func (t *Tracker) apply(e event) {
+	var evs []event // lockouts dropped to make room, which every replica drops
+	defer func() { t.publish(evs...) }()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch e.Kind {
@@ -288,6 +290,9 @@ func (t *Tracker) apply(e event) {
 		var l *lockout
 		if !e.removal() {
 			l = &lockout{Status: e.Status, Until: msTime(e.UntilMS)}
+			if _, had := t.lockouts[modelKey{e.Provider, e.Connection, e.Model}]; !had {
+				evs = t.makeRoom(evs, t.clk.Now())
+			}
 		}
 		put(t, t.lockouts, modelKey{e.Provider, e.Connection, e.Model}, l)
 	}

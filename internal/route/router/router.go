@@ -84,7 +84,7 @@ type Router struct {
 	clock   clock.Clock
 	stats   *Stats
 	rr      sync.Map // provider -> *atomic.Uint64 (connection round-robin)
-	combos  sync.Map // combo key -> *atomic.Uint64 (round-robin strategy)
+	combos  rotations
 	pricer  atomic.Pointer[Pricer]
 	health  atomic.Pointer[Health]
 	pins    pins

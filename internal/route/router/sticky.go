@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
@@ -31,8 +32,13 @@ type pin struct {
 	until              time.Time
 }
 
+// maxPins bounds the pinned sessions: session ids are the client's to
+// choose.
+const maxPins = 8192
+
 // pins maps session ids to where they were last served. Expired entries
-// are swept every 1024 writes, so memory follows the live sessions.
+// are swept every 1024 writes, so memory follows the live sessions; at
+// maxPins the least recently used half goes.
 type pins struct {
 	mu     sync.Mutex
 	m      map[string]pin
@@ -55,12 +61,35 @@ func (p *pins) set(id string, v pin, now time.Time) {
 	if p.m == nil {
 		p.m = map[string]pin{}
 	}
+	if _, ok := p.m[id]; !ok && len(p.m) >= maxPins {
+		p.sweep(now)
+		if len(p.m) >= maxPins {
+			// A pin lasts SessionTTL from its last use: the earliest
+			// ends are the least recently used sessions.
+			ends := make([]time.Time, 0, len(p.m))
+			for _, e := range p.m {
+				ends = append(ends, e.until)
+			}
+			slices.SortFunc(ends, time.Time.Compare)
+			cut := ends[len(ends)/2]
+			for k, e := range p.m {
+				if !e.until.After(cut) {
+					delete(p.m, k)
+				}
+			}
+		}
+	}
 	p.m[id] = v
 	if p.writes++; p.writes%1024 == 0 {
-		for k, e := range p.m {
-			if now.After(e.until) {
-				delete(p.m, k)
-			}
+		p.sweep(now)
+	}
+}
+
+// sweep drops the expired pins; the caller holds mu.
+func (p *pins) sweep(now time.Time) {
+	for k, e := range p.m {
+		if now.After(e.until) {
+			delete(p.m, k)
 		}
 	}
 }

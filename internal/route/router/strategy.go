@@ -5,7 +5,6 @@ import (
 	"slices"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -43,8 +42,7 @@ func (r *Router) order(key string, targets []Target, strategy string) []Target {
 	out := slices.Clone(targets)
 	switch strategy {
 	case StrategyRoundRobin:
-		v, _ := r.combos.LoadOrStore(key, new(atomic.Uint64))
-		n := int(v.(*atomic.Uint64).Add(1)-1) % len(out)
+		n := int(r.combos.next(key) % uint64(len(out)))
 		out = append(out[n:], out[:n]...)
 	case StrategyWeighted:
 		out = weightedOrder(out)
@@ -78,6 +76,30 @@ func (r *Router) order(key string, targets []Target, strategy string) []Target {
 	return out
 }
 
+// maxRotations bounds the round-robin positions kept: they are keyed by
+// the model name as the client sent it, and a glob mapping leads any
+// number of names to one combo.
+const maxRotations = 1024
+
+// rotations are the round-robin positions by model name. At the bound
+// they all start again from the first target.
+type rotations struct {
+	mu sync.Mutex
+	m  map[string]uint64
+}
+
+// next returns the position for key and advances it.
+func (r *rotations) next(key string) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n, ok := r.m[key]
+	if !ok && len(r.m) >= maxRotations || r.m == nil {
+		r.m = map[string]uint64{}
+	}
+	r.m[key] = n + 1
+	return n
+}
+
 // weightedOrder draws targets without replacement, each with probability
 // proportional to its weight (weight <= 0 counts as 1).
 func weightedOrder(ts []Target) []Target {
@@ -101,16 +123,24 @@ func weightedOrder(ts []Target) []Target {
 	return out
 }
 
-// Stats keeps per-target request counts and a window of recent latencies.
+// maxTargetStats bounds the targets with statistics: a model name under
+// a configured provider is the client's to choose.
+const maxTargetStats = 1024
+
+// Stats keeps per-target request counts and a window of recent latencies,
+// for at most maxTargetStats targets: at the bound, the least recently
+// used half is dropped (combo targets, in use, keep theirs).
 type Stats struct {
-	mu sync.Mutex
-	m  map[string]*targetStats
+	mu    sync.Mutex
+	m     map[string]*targetStats
+	clock uint64 // Record calls so far: the recency of an entry
 }
 
 type targetStats struct {
 	count, failures int64
 	lat             [128]time.Duration
 	n               int
+	used            uint64 // the clock at its last Record
 }
 
 // NewStats returns empty statistics.
@@ -120,11 +150,16 @@ func NewStats() *Stats { return &Stats{m: map[string]*targetStats{}} }
 func (s *Stats) Record(key string, elapsed time.Duration, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.clock++
 	t := s.m[key]
 	if t == nil {
+		if len(s.m) >= maxTargetStats {
+			s.evict()
+		}
 		t = &targetStats{}
 		s.m[key] = t
 	}
+	t.used = s.clock
 	t.count++
 	if !ok {
 		t.failures++
@@ -132,6 +167,21 @@ func (s *Stats) Record(key string, elapsed time.Duration, ok bool) {
 	}
 	t.lat[t.n%len(t.lat)] = elapsed
 	t.n++
+}
+
+// evict drops the least recently used half; the caller holds mu.
+func (s *Stats) evict() {
+	used := make([]uint64, 0, len(s.m))
+	for _, t := range s.m {
+		used = append(used, t.used)
+	}
+	slices.Sort(used)
+	cut := used[len(used)/2]
+	for k, t := range s.m {
+		if t.used <= cut {
+			delete(s.m, k)
+		}
+	}
 }
 
 // Count returns the attempts made at key.

@@ -58,12 +58,15 @@ func insertKey(ctx context.Context, tx *sqldb.Tx, k APIKey) error {
 	if k.Kind == "" {
 		k.Kind = KindManaged
 	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
 	_, err := tx.Exec(ctx, `INSERT INTO route_api_keys (id, name, prefix, key_hash, allowed_models, created_at,
-		allowed_providers, rpm, rpd, tpm, tpd, kind, provider, account_id, idempotency_key, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		allowed_providers, rpm, rpd, tpm, tpd, kind, provider, account_id, idempotency_key, expires_at, scopes, issuer_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Prefix, k.Hash, toJSON(k.AllowedModels), ms(k.CreatedAt),
 		toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD, k.Kind, k.Provider, k.AccountID,
-		k.IdempotencyKey, nullMS(k.ExpiresAt))
+		k.IdempotencyKey, nullMS(k.ExpiresAt), toJSON(k.Scopes), k.IssuerID)
 	if err != nil {
 		return conflict(err, "api key "+k.ID)
 	}
@@ -88,8 +91,8 @@ func (s *Store) APIKey(ctx context.Context, id string) (APIKey, error) {
 	return k, notFound(err, "api key "+id)
 }
 
-// UpdateAPIKey replaces a key's name and policy (allowed models and
-// providers, limits).
+// UpdateAPIKey replaces a key's name, policy (allowed models and
+// providers, limits) and scopes.
 func (s *Store) UpdateAPIKey(ctx context.Context, k APIKey) error {
 	if k.AllowedModels == nil {
 		k.AllowedModels = []string{}
@@ -97,10 +100,14 @@ func (s *Store) UpdateAPIKey(ctx context.Context, k APIKey) error {
 	if k.AllowedProviders == nil {
 		k.AllowedProviders = []string{}
 	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
 	return s.write(ctx, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE route_api_keys SET name = ?, allowed_models = ?, allowed_providers = ?,
-			rpm = ?, rpd = ?, tpm = ?, tpd = ? WHERE id = ?`,
-			k.Name, toJSON(k.AllowedModels), toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD, k.ID)
+			rpm = ?, rpd = ?, tpm = ?, tpd = ?, scopes = ? WHERE id = ?`,
+			k.Name, toJSON(k.AllowedModels), toJSON(k.AllowedProviders), k.Limits.RPM, k.Limits.RPD, k.Limits.TPM, k.Limits.TPD,
+			toJSON(k.Scopes), k.ID)
 		return mustAffect(res, err, "api key "+k.ID)
 	})
 }
@@ -115,10 +122,12 @@ func (s *Store) RevokeAPIKey(ctx context.Context, id string, t time.Time) error 
 }
 
 // IssueRegisteredKey stores a registered key unless the account
-// (provider, account id) already has max live keys (ErrQuota; max <= 0:
-// no limit). A key with the same non-empty idempotency key is returned
-// instead (created false), whatever the quota.
-func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now time.Time) (_ APIKey, created bool, err error) {
+// (provider, account id) of its issuer (k.IssuerID; "" is the management
+// login) already has max live keys, or the issuer perIssuer live keys in
+// all (ErrQuota; <= 0: no limit). A key of the same issuer with the same
+// non-empty idempotency key is returned instead (created false), whatever
+// the quota.
+func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max, perIssuer int, now time.Time) (_ APIKey, created bool, err error) {
 	k.Kind = KindRegistered
 	var existing string
 	err = s.write(ctx, func(tx *sqldb.Tx) error {
@@ -126,8 +135,8 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 			return err
 		}
 		if k.IdempotencyKey != "" {
-			err := tx.QueryRow(ctx, `SELECT id FROM route_api_keys WHERE kind = ? AND idempotency_key = ?`,
-				KindRegistered, k.IdempotencyKey).Scan(&existing)
+			err := tx.QueryRow(ctx, `SELECT id FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND idempotency_key = ?`,
+				KindRegistered, k.IssuerID, k.IdempotencyKey).Scan(&existing)
 			if err == nil {
 				return nil
 			}
@@ -136,12 +145,22 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 			}
 		}
 		if max > 0 {
-			n, err := countLive(ctx, tx, k.Provider, k.AccountID, now)
+			n, err := countLive(ctx, tx, k.IssuerID, k.Provider, k.AccountID, now)
 			if err != nil {
 				return err
 			}
 			if n >= max {
 				return fmt.Errorf("%d live registered keys for provider %q account %q (at most %d): %w", n, k.Provider, k.AccountID, max, ErrQuota)
+			}
+		}
+		if perIssuer > 0 && k.IssuerID != "" {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND revoked_at IS NULL
+				AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, k.IssuerID, ms(now)).Scan(&n); err != nil {
+				return err
+			}
+			if n >= perIssuer {
+				return fmt.Errorf("the issuing key holds %d live registered keys (at most %d): %w", n, perIssuer, ErrQuota)
 			}
 		}
 		return insertKey(ctx, tx, k)
@@ -157,22 +176,23 @@ func (s *Store) IssueRegisteredKey(ctx context.Context, k APIKey, max int, now t
 	return got, true, err
 }
 
-// LiveRegisteredKeys counts the registered keys of an account that are
-// neither revoked nor expired at now.
-func (s *Store) LiveRegisteredKeys(ctx context.Context, provider, accountID string, now time.Time) (int, error) {
+// LiveRegisteredKeys counts the registered keys an issuer ("" for the
+// management login) issued for an account that are neither revoked nor
+// expired at now.
+func (s *Store) LiveRegisteredKeys(ctx context.Context, issuerID, provider, accountID string, now time.Time) (int, error) {
 	var n int
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		var err error
-		n, err = countLive(ctx, tx, provider, accountID, now)
+		n, err = countLive(ctx, tx, issuerID, provider, accountID, now)
 		return err
 	})
 	return n, err
 }
 
-func countLive(ctx context.Context, tx *sqldb.Tx, provider, accountID string, now time.Time) (int, error) {
+func countLive(ctx context.Context, tx *sqldb.Tx, issuerID, provider, accountID string, now time.Time) (int, error) {
 	var n int
-	err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND provider = ? AND account_id = ?
-		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, provider, accountID, ms(now)).Scan(&n)
+	err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_api_keys WHERE kind = ? AND issuer_id = ? AND provider = ? AND account_id = ?
+		AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)`, KindRegistered, issuerID, provider, accountID, ms(now)).Scan(&n)
 	return n, err
 }
 

@@ -58,23 +58,23 @@ func testKeyLimits(t *testing.T, s *store.Store) {
 		return store.APIKey{ID: id, Name: id, Prefix: "sk-omni-" + id, Hash: "h-" + id, CreatedAt: now, Provider: "oa", AccountID: "acct",
 			IdempotencyKey: idem, Budget: &store.Budget{DailyUSD: 1, HourlyUSD: 0.5, UpdatedAt: now}}
 	}
-	r1, created, err := s.IssueRegisteredKey(ctx, reg("key_r1", "i1"), 2, now)
+	r1, created, err := s.IssueRegisteredKey(ctx, reg("key_r1", "i1"), 2, 0, now)
 	must(t, err)
 	if !created || r1.Kind != store.KindRegistered || r1.Budget == nil || r1.Budget.HourlyUSD != 0.5 {
 		t.Fatalf("issued %+v", r1)
 	}
-	again, created, err := s.IssueRegisteredKey(ctx, reg("key_r1b", "i1"), 2, now)
+	again, created, err := s.IssueRegisteredKey(ctx, reg("key_r1b", "i1"), 2, 0, now)
 	must(t, err)
 	if created || again.ID != "key_r1" {
 		t.Fatalf("idempotent issue %+v created %v", again, created)
 	}
 	r2 := reg("key_r2", "")
 	r2.ExpiresAt = now.Add(time.Hour)
-	_, _, err = s.IssueRegisteredKey(ctx, r2, 2, now)
+	_, _, err = s.IssueRegisteredKey(ctx, r2, 2, 0, now)
 	must(t, err)
-	_, _, err = s.IssueRegisteredKey(ctx, reg("key_r3", ""), 2, now)
+	_, _, err = s.IssueRegisteredKey(ctx, reg("key_r3", ""), 2, 0, now)
 	wantErr(t, err, store.ErrQuota)
-	n, err := s.LiveRegisteredKeys(ctx, "oa", "acct", now.Add(2*time.Hour)) // key_r2 expired
+	n, err := s.LiveRegisteredKeys(ctx, "", "oa", "acct", now.Add(2*time.Hour)) // key_r2 expired
 	must(t, err)
 	if n != 1 {
 		t.Fatalf("live keys after expiry %d", n)
@@ -87,7 +87,7 @@ func testKeyLimits(t *testing.T, s *store.Store) {
 	if !r.RevokedAt.Equal(now) {
 		t.Fatalf("revoked at %v", r.RevokedAt)
 	}
-	n, err = s.LiveRegisteredKeys(ctx, "oa", "acct", now)
+	n, err = s.LiveRegisteredKeys(ctx, "", "oa", "acct", now)
 	must(t, err)
 	if n != 1 {
 		t.Fatalf("live keys after revoke %d", n)
@@ -102,7 +102,7 @@ func testKeyLimits(t *testing.T, s *store.Store) {
 			defer wg.Done()
 			k := reg("key_c"+string(rune('a'+i)), "")
 			k.AccountID = "busy"
-			if _, _, err := s.IssueRegisteredKey(ctx, k, 3, now); err == nil {
+			if _, _, err := s.IssueRegisteredKey(ctx, k, 3, 0, now); err == nil {
 				ok.Add(1)
 			}
 		}(i)
@@ -110,6 +110,34 @@ func testKeyLimits(t *testing.T, s *store.Store) {
 	wg.Wait()
 	if ok.Load() != 3 {
 		t.Fatalf("%d concurrent issues succeeded with a quota of 3", ok.Load())
+	}
+
+	// Issuers: their scopes are kept; each has its own accounts, its own
+	// idempotency keys and a cap on its live keys.
+	issuer := store.APIKey{ID: "key_iss", Name: "iss", Prefix: "sk-omni-iss", Hash: "h-iss", CreatedAt: now, Scopes: []string{store.ScopeIssue}}
+	must(t, s.CreateAPIKey(ctx, issuer))
+	if got, err := s.APIKey(ctx, "key_iss"); err != nil || len(got.Scopes) != 1 || got.Scopes[0] != store.ScopeIssue {
+		t.Fatalf("issuer %+v %v", got, err)
+	}
+	byIssuer := func(id, idem string) store.APIKey { k := reg(id, idem); k.IssuerID = "key_iss"; return k }
+	first, created, err := s.IssueRegisteredKey(ctx, byIssuer("key_i1", "i1"), 2, 2, now) // the login's "acct" is full: not this issuer's
+	must(t, err)
+	if !created || first.IssuerID != "key_iss" {
+		t.Fatalf("issued %+v (created %v)", first, created)
+	}
+	if again, created, err := s.IssueRegisteredKey(ctx, byIssuer("key_i1b", "i1"), 2, 2, now); err != nil || created || again.ID != "key_i1" {
+		t.Fatalf("the issuer's own idempotency key: %+v %v %v", again, created, err)
+	}
+	other := byIssuer("key_i2", "")
+	other.AccountID = "other"
+	_, _, err = s.IssueRegisteredKey(ctx, other, 2, 2, now)
+	must(t, err)
+	third := byIssuer("key_i3", "")
+	third.AccountID = "third"
+	_, _, err = s.IssueRegisteredKey(ctx, third, 2, 2, now)
+	wantErr(t, err, store.ErrQuota) // two live keys for this issuer in all
+	if n, err := s.LiveRegisteredKeys(ctx, "key_iss", "oa", "acct", now); err != nil || n != 1 {
+		t.Fatalf("the issuer's live keys for oa/acct: %d %v", n, err)
 	}
 
 	// Deleting a key drops its budget.

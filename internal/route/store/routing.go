@@ -31,17 +31,23 @@ type APIKey struct {
 	ExpiresAt        time.Time // zero: never
 	RevokedAt        time.Time // zero: live
 	Budget           *Budget   // nil: no budget
+	Scopes           []string  // what the key may do beyond /v1 (ScopeIssue)
+	IssuerID         string    // registered keys: the key that issued it, "" for the management login
 }
+
+// ScopeIssue lets a key issue registered keys within its own policy,
+// limits and budget, and list and revoke those it issued.
+const ScopeIssue = "issue"
 
 const keyColumns = `k.id, k.name, k.prefix, k.key_hash, k.allowed_models, k.created_at, k.last_used_at,
 	k.allowed_providers, k.rpm, k.rpd, k.tpm, k.tpd, k.kind, k.provider, k.account_id, k.idempotency_key, k.expires_at, k.revoked_at,
-	b.hourly_usd, b.daily_usd, b.weekly_usd, b.monthly_usd, b.warning_threshold, b.reset_interval, b.reset_time, b.updated_at`
+	k.scopes, k.issuer_id, b.hourly_usd, b.daily_usd, b.weekly_usd, b.monthly_usd, b.warning_threshold, b.reset_interval, b.reset_time, b.updated_at`
 
 const keyFrom = ` FROM route_api_keys k LEFT JOIN route_key_budgets b ON b.key_id = k.id`
 
 func scanKey(row scanner) (APIKey, error) {
 	var k APIKey
-	var allowed, providers string
+	var allowed, providers, scopes string
 	var created int64
 	var used, expires, revoked sql.NullInt64
 	var hourly, daily, weekly, monthly, warn sql.NullFloat64
@@ -49,7 +55,7 @@ func scanKey(row scanner) (APIKey, error) {
 	var updated sql.NullInt64
 	if err := row.Scan(&k.ID, &k.Name, &k.Prefix, &k.Hash, &allowed, &created, &used,
 		&providers, &k.Limits.RPM, &k.Limits.RPD, &k.Limits.TPM, &k.Limits.TPD, &k.Kind, &k.Provider, &k.AccountID, &k.IdempotencyKey,
-		&expires, &revoked, &hourly, &daily, &weekly, &monthly, &warn, &interval, &resetTime, &updated); err != nil {
+		&expires, &revoked, &scopes, &k.IssuerID, &hourly, &daily, &weekly, &monthly, &warn, &interval, &resetTime, &updated); err != nil {
 		return k, err
 	}
 	k.CreatedAt, k.LastUsedAt = fromMS(created), fromNull(used)
@@ -60,6 +66,9 @@ func scanKey(row scanner) (APIKey, error) {
 			UpdatedAt: fromMS(updated.Int64)}
 	}
 	if err := fromJSON(providers, &k.AllowedProviders); err != nil {
+		return k, err
+	}
+	if err := fromJSON(scopes, &k.Scopes); err != nil {
 		return k, err
 	}
 	return k, fromJSON(allowed, &k.AllowedModels)
@@ -361,19 +370,20 @@ type Price struct {
 	Output     float64
 	CacheRead  float64
 	CacheWrite float64
+	MaxOutput  int // the most output tokens of one answer; 0: not set here
 	UpdatedAt  time.Time
 }
 
 // Prices lists the overrides by pattern.
 func (s *Store) Prices(ctx context.Context) ([]Price, error) {
-	rows, err := s.db.Query(ctx, `SELECT pattern, input, output, cache_read, cache_write, updated_at FROM route_pricing ORDER BY pattern`)
+	rows, err := s.db.Query(ctx, `SELECT pattern, input, output, cache_read, cache_write, max_output, updated_at FROM route_pricing ORDER BY pattern`)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r scanner) (Price, error) {
 		var p Price
 		var updated int64
-		err := r.Scan(&p.Pattern, &p.Input, &p.Output, &p.CacheRead, &p.CacheWrite, &updated)
+		err := r.Scan(&p.Pattern, &p.Input, &p.Output, &p.CacheRead, &p.CacheWrite, &p.MaxOutput, &updated)
 		p.UpdatedAt = fromMS(updated)
 		return p, err
 	})
@@ -383,16 +393,16 @@ func (s *Store) Prices(ctx context.Context) ([]Price, error) {
 func (s *Store) SetPrice(ctx context.Context, p Price) error {
 	now := ms(s.now())
 	return s.write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_pricing SET input = ?, output = ?, cache_read = ?, cache_write = ?, updated_at = ? WHERE pattern = ?`,
-			p.Input, p.Output, p.CacheRead, p.CacheWrite, now, p.Pattern)
+		res, err := tx.Exec(ctx, `UPDATE route_pricing SET input = ?, output = ?, cache_read = ?, cache_write = ?, max_output = ?, updated_at = ?
+			WHERE pattern = ?`, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, now, p.Pattern)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n > 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO route_pricing (pattern, input, output, cache_read, cache_write, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			p.Pattern, p.Input, p.Output, p.CacheRead, p.CacheWrite, now)
+		_, err = tx.Exec(ctx, `INSERT INTO route_pricing (pattern, input, output, cache_read, cache_write, max_output, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Pattern, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, now)
 		return conflict(err, "price "+p.Pattern)
 	})
 }

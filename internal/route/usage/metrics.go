@@ -22,12 +22,23 @@ type metricSet struct {
 	ttft        *prometheus.HistogramVec
 	dropped     prometheus.Counter
 	writeFailed prometheus.Counter
+
+	// labelled holds the (provider, model) pairs that have their own
+	// label values, at most maxModelLabels; the writer goroutine alone
+	// uses it.
+	labelled map[[2]string]struct{}
 }
+
+// maxModelLabels bounds the target models labelled in the metrics: a
+// model name under a configured provider is the client's choice, so
+// later ones are counted as "other".
+const maxModelLabels = 1000
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 20, 30, 60, 120, 300}
 
 func newMetrics() *metricSet {
 	return &metricSet{
+		labelled: map[[2]string]struct{}{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omniroute_requests_total", Help: "Routed requests by provider, target model and HTTP status (provider \"\" when none was reached).",
 		}, []string{"provider", "model", "status"}),
@@ -64,7 +75,7 @@ func (m *metricSet) register(reg prometheus.Registerer, log *slog.Logger) {
 }
 
 func (m *metricSet) observe(rec *store.UsageRecord, o api.Outcome) {
-	p, model := rec.Provider, rec.TargetModel
+	p, model := rec.Provider, m.label(rec.Provider, rec.TargetModel)
 	m.requests.WithLabelValues(p, model, strconv.Itoa(rec.Status)).Inc()
 	if rec.Cache == "HIT" || rec.Idempotent {
 		return // nothing went upstream
@@ -87,4 +98,18 @@ func (m *metricSet) observe(rec *store.UsageRecord, o api.Outcome) {
 			m.ttft.WithLabelValues(p).Observe(o.TTFT.Seconds())
 		}
 	}
+}
+
+// label is the model label of a (provider, model) pair: the model while
+// fewer than maxModelLabels pairs have one, else "other".
+func (m *metricSet) label(provider, model string) string {
+	k := [2]string{provider, model}
+	if _, ok := m.labelled[k]; ok {
+		return model
+	}
+	if len(m.labelled) >= maxModelLabels {
+		return "other"
+	}
+	m.labelled[k] = struct{}{}
+	return model
 }

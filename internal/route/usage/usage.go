@@ -20,6 +20,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -75,8 +76,16 @@ type Options struct {
 // DefaultRetention is how long records are kept unless changed.
 const DefaultRetention = 30 * 24 * time.Hour
 
+// What a record keeps of strings that clients or upstreams choose.
 const (
-	maxErrorMessage = 512  // bytes of an error message kept
+	maxField        = 256      // bytes of a key id, endpoint, model, session, provider or connection
+	maxErrorMessage = 512      // bytes of an error message
+	maxAttemptError = 256      // bytes of each attempt's error
+	maxAttempts     = 16       // attempts listed in full (the count is kept)
+	maxAttemptsJSON = 16 << 10 // bytes of the attempt list
+)
+
+const (
 	sweepBatch      = 5000 // rows deleted per statement
 	sweepMaxBatches = 200  // statements per sweep; the rest waits for the next one
 )
@@ -304,9 +313,10 @@ func (r *Recorder) Flush(ctx context.Context) error {
 func (r *Recorder) toRecord(e entry) store.UsageRecord {
 	o, m := e.out, e.m
 	u := o.Usage
+	t := func(s string) string { return truncate(s, maxField) }
 	rec := store.UsageRecord{
-		At: m.start.Add(o.Latency), KeyID: m.keyID, Endpoint: m.endpoint, Model: m.model, Session: m.session,
-		Stream: m.stream, Provider: o.Target.Provider, TargetModel: o.Target.Model, Connection: o.Connection,
+		At: m.start.Add(o.Latency), KeyID: t(m.keyID), Endpoint: t(m.endpoint), Model: t(m.model), Session: t(m.session),
+		Stream: m.stream, Provider: t(o.Target.Provider), TargetModel: t(o.Target.Model), Connection: t(o.Connection),
 		InputTokens: int64(u.InputTokens), OutputTokens: int64(u.OutputTokens), CacheReadTokens: int64(u.CacheReadTokens),
 		CacheWriteTokens: int64(u.CacheWriteTokens), ReasoningTokens: int64(u.ReasoningTokens), Estimated: u.Estimated,
 		LatencyMS: o.Latency.Milliseconds(), TTFTMS: o.TTFT.Milliseconds(), Status: o.Status,
@@ -316,21 +326,52 @@ func (r *Recorder) toRecord(e entry) store.UsageRecord {
 		rec.Status = 200
 	}
 	if o.Err != nil {
-		rec.ErrorType = string(o.Err.Type)
+		rec.ErrorType = t(string(o.Err.Type))
 		rec.ErrorMessage = truncate(o.Err.Message, maxErrorMessage)
 	}
 	if len(o.Attempts) > 0 {
-		if b, err := json.Marshal(o.Attempts); err == nil {
-			rec.AttemptsJSON = string(b)
-		}
+		rec.AttemptsJSON = attemptsJSON(o.Attempts)
 	}
 	if r.opt.Pricer != nil && rec.Provider != "" && o.Cache != "HIT" && !o.Idempotent {
-		if usd, ok := r.opt.Pricer.Cost(rec.Provider, rec.TargetModel, u); ok {
+		if usd, ok := r.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, u); ok {
 			rec.CostUSD = usd
 		}
 	}
+	if o.CutShort {
+		// Charged what was delivered or the reservation, whichever is
+		// more (route/limits charges the key the same).
+		rec.CostUSD = max(rec.CostUSD, o.Reserved)
+	}
 	r.m.observe(&rec, o)
 	return rec
+}
+
+// attemptsJSON is the stored attempt list: the first maxAttempts, their
+// strings cut, at most maxAttemptsJSON bytes.
+func attemptsJSON(attempts []router.Attempt) string {
+	short := len(attempts) <= maxAttempts
+	for i := 0; short && i < len(attempts); i++ {
+		a := &attempts[i]
+		short = len(a.Provider) <= maxField && len(a.Model) <= maxField && len(a.Connection) <= maxField && len(a.Error) <= maxAttemptError
+	}
+	if short { // as they are: the usual case, without a copy
+		if b, err := json.Marshal(attempts); err == nil && len(b) <= maxAttemptsJSON {
+			return string(b)
+		}
+	}
+	list := make([]router.Attempt, min(len(attempts), maxAttempts))
+	for i := range list {
+		a := attempts[i]
+		a.Provider, a.Model, a.Connection = truncate(a.Provider, maxField), truncate(a.Model, maxField), truncate(a.Connection, maxField)
+		a.Error = truncate(a.Error, maxAttemptError)
+		list[i] = a
+	}
+	for n := len(list); n > 0; n /= 2 {
+		if b, err := json.Marshal(list[:n]); err == nil && len(b) <= maxAttemptsJSON {
+			return string(b)
+		}
+	}
+	return "[]"
 }
 
 // truncate cuts s to at most n bytes on a rune boundary.

@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/routetest"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
@@ -437,5 +440,68 @@ func TestWiredInApp(t *testing.T) {
 	resp.Body.Close()
 	if h.ConfiguredCount != 1 || h.ActiveCount != 1 || h.MonitoredCount != 1 || h.CatalogCount < 10 || h.Status != "ok" {
 		t.Fatalf("health %+v", h)
+	}
+}
+
+// Whatever reaches the recorder — a model name a dialect let through, an
+// upstream's long error, a long attempt list — is stored cut to bounded
+// sizes.
+func TestStoredStringsAreBounded(t *testing.T) {
+	e := newEnv(t, upstream(t), []string{"k1"})
+	long := strings.Repeat("é", 1<<15) // 64 KiB of two-byte runes
+	_, done, _ := e.rec.Admit(ctx, &api.Call{KeyID: long, Endpoint: "/v1beta/models/" + long, Model: long, Session: long, Start: time.Now()})
+	var attempts []router.Attempt
+	for range 100 {
+		attempts = append(attempts, router.Attempt{Provider: long, Model: long, Connection: long, Status: 404, Error: long})
+	}
+	done(api.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: long},
+		Target: router.Target{Provider: long, Model: long}, Connection: long, Attempts: attempts})
+	recs := e.records(t)
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	r := recs[0]
+	for name, s := range map[string]string{"key": r.KeyID, "endpoint": r.Endpoint, "model": r.Model, "session": r.Session,
+		"provider": r.Provider, "target model": r.TargetModel, "connection": r.Connection, "error": r.ErrorMessage} {
+		if len(s) > 512 || !utf8.ValidString(s) {
+			t.Errorf("%s stored with %d bytes (valid UTF-8: %v)", name, len(s), utf8.ValidString(s))
+		}
+	}
+	if len(r.AttemptsJSON) > 16<<10 || !json.Valid([]byte(r.AttemptsJSON)) || r.Attempts != 100 {
+		t.Errorf("attempts stored as %d bytes of JSON (valid: %v), count %d", len(r.AttemptsJSON), json.Valid([]byte(r.AttemptsJSON)), r.Attempts)
+	}
+}
+
+// Target model names under a configured provider are the client's to
+// choose: the metrics label a bounded number of them and count the rest
+// under "other".
+func TestMetricLabelsAreBounded(t *testing.T) {
+	e := newEnv(t, upstream(t), []string{"k1"})
+	const n = 3000
+	for i := range n {
+		_, done, _ := e.rec.Admit(ctx, &api.Call{Model: "oa/x", Start: time.Now()})
+		done(api.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: "no such model"},
+			Target: router.Target{Provider: "oa", Model: fmt.Sprintf("model-%d", i)}, Connection: "oa#1"})
+	}
+	e.records(t)
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var series int
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() == "omniroute_requests_total" {
+			series = len(mf.GetMetric())
+			for _, m := range mf.GetMetric() {
+				total += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if series > 1001 || total != n {
+		t.Fatalf("%d distinct target models: %d series counting %v requests", n, series, total)
+	}
+	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "other", "status": "404"}); v < n-1000 {
+		t.Fatalf("other: %v", v)
 	}
 }

@@ -64,6 +64,9 @@ func decodeRequest(body []byte, needMaxTokens bool) (*llm.Request, error) {
 	if req.Model == "" {
 		return nil, invalid("model: must not be empty")
 	}
+	if err := llm.CheckModel("model", req.Model); err != nil {
+		return nil, err
+	}
 
 	if present("max_tokens") {
 		var n int

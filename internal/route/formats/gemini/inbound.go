@@ -27,6 +27,9 @@ func DecodeRequest(model string, body []byte, stream bool) (*llm.Request, error)
 	if model == "" {
 		return nil, invalid("model: required in the URL (models/{model}:generateContent)")
 	}
+	if err := llm.CheckModel("model", model); err != nil {
+		return nil, err
+	}
 	body = camelize(body)
 	var in GenerateContentRequest
 	if err := json.Unmarshal(body, &in); err != nil {
@@ -460,6 +463,9 @@ func EncodeError(e *llm.Error) (int, []byte) {
 // DecodeCountTokens reads a :countTokens body ({contents} or
 // {generateContentRequest}) into a canonical request.
 func DecodeCountTokens(model string, body []byte) (*llm.Request, error) {
+	if err := llm.CheckModel("model", model); err != nil {
+		return nil, err
+	}
 	body = camelize(body)
 	var in CountTokensRequest
 	if err := json.Unmarshal(body, &in); err != nil {

@@ -29,6 +29,9 @@ func DecodeRequest(body []byte) (*llm.Request, error) {
 	if in.Model == "" {
 		return nil, invalid("model: required")
 	}
+	if err := llm.CheckModel("model", in.Model); err != nil {
+		return nil, err
+	}
 	if len(in.Messages) == 0 {
 		return nil, invalid("messages: at least one message is required")
 	}
@@ -518,6 +521,9 @@ func DecodeEmbedRequest(body []byte) (*EmbedRequest, []string, error) {
 	}
 	if req.Model == "" {
 		return nil, nil, invalid("model: required")
+	}
+	if err := llm.CheckModel("model", req.Model); err != nil {
+		return nil, nil, err
 	}
 	if req.Dimensions < 0 {
 		return nil, nil, invalid("dimensions: must be positive")

@@ -55,6 +55,9 @@ func DecodeEmbeddingRequest(body []byte) (*EmbeddingRequest, []string, error) {
 	if req.Model == "" {
 		return nil, nil, invalid("model: required")
 	}
+	if err := llm.CheckModel("model", req.Model); err != nil {
+		return nil, nil, err
+	}
 	switch req.EncodingFormat {
 	case "", "float", "base64":
 	default:

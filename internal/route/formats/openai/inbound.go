@@ -33,6 +33,9 @@ func DecodeRequest(body []byte) (*llm.Request, error) {
 	if in.Model == "" {
 		return nil, invalid("model: required")
 	}
+	if err := llm.CheckModel("model", in.Model); err != nil {
+		return nil, err
+	}
 	if len(in.Messages) == 0 {
 		return nil, invalid("messages: at least one message is required")
 	}

@@ -50,6 +50,9 @@ func DecodeRequest(body []byte) (*Inbound, error) {
 	if in.Model == "" {
 		return nil, invalid("model: required")
 	}
+	if err := llm.CheckModel("model", in.Model); err != nil {
+		return nil, err
+	}
 	r := &llm.Request{Model: in.Model, ParallelToolCalls: in.ParallelToolCalls, MaxTokens: in.MaxOutputTokens,
 		Temperature: in.Temperature, TopP: in.TopP, User: in.User, Stream: in.Stream, IncludeUsage: true}
 	if len(in.Metadata) > 0 {
