@@ -85,7 +85,7 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		}
 		revoked = rv
 		limiter = ratelimit.NewRedis(d.Redis, prefix+"rl:", d.Clock)
-		bus = netevents.NewRedis(d.Redis, prefix, d.Log)
+		bus = netevents.NewRedis(d.Redis, prefix)
 	} else {
 		pres = presence.NewMemory(d.Clock, retention)
 		sessions = session.NewMemoryLimited(d.Clock, lim)

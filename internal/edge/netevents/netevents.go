@@ -6,12 +6,12 @@ package netevents
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/omniedge/omni/internal/platform/redisx"
 )
 
 // maxID bounds the notices delivered (network ids are short).
@@ -68,13 +68,12 @@ type Redis struct {
 	subscribers
 	rdb        *redis.Client
 	channel    string
-	log        *slog.Logger
 	subscribed atomic.Bool
 }
 
 // NewRedis returns a bus on the channel prefix + "netevents".
-func NewRedis(rdb *redis.Client, prefix string, log *slog.Logger) *Redis {
-	return &Redis{rdb: rdb, channel: prefix + "netevents", log: log}
+func NewRedis(rdb *redis.Client, prefix string) *Redis {
+	return &Redis{rdb: rdb, channel: prefix + "netevents"}
 }
 
 // Publish implements edge.NetworkEvents.
@@ -89,39 +88,8 @@ func (r *Redis) Publish(ctx context.Context, networkID string) error {
 // Ready reports whether the subscription is in place.
 func (r *Redis) Ready() bool { return r.subscribed.Load() }
 
-// Run follows the channel until ctx ends, subscribing again after a
-// failure.
+// Run follows the channel until ctx ends; the client subscribes again
+// after a failure.
 func (r *Redis) Run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		sub := r.rdb.Subscribe(ctx, r.channel)
-		if _, err := sub.Receive(ctx); err != nil {
-			sub.Close()
-			if ctx.Err() != nil {
-				break
-			}
-			r.log.Warn("network events: subscribe failed", "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-			}
-			continue
-		}
-		r.subscribed.Store(true)
-		ch := sub.Channel()
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				break loop
-			case m, ok := <-ch:
-				if !ok {
-					break loop
-				}
-				r.deliver(m.Payload)
-			}
-		}
-		r.subscribed.Store(false)
-		sub.Close()
-	}
-	return nil
+	return redisx.Follow(ctx, r.rdb, r.channel, redisx.Follower{OnMessage: r.deliver, Ready: &r.subscribed})
 }

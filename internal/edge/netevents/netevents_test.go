@@ -8,7 +8,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
@@ -40,7 +39,7 @@ var impls = map[string]func(t *testing.T) (a, b bus){
 		c1, prefix := testenv.Redis(t)
 		c2 := redis.NewClient(c1.Options())
 		t.Cleanup(func() { c2.Close() })
-		return NewRedis(c1, prefix, logging.Discard()), NewRedis(c2, prefix, logging.Discard())
+		return NewRedis(c1, prefix), NewRedis(c2, prefix)
 	},
 }
 
@@ -92,7 +91,7 @@ func TestConformance(t *testing.T) {
 func TestRedisDownDeliversLocally(t *testing.T) {
 	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer c.Close()
-	r := NewRedis(c, "x:", logging.Discard())
+	r := NewRedis(c, "x:")
 	rec := &recorder{}
 	r.Subscribe(rec.add)
 	if err := r.Publish(context.Background(), "vn_down"); err == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge"
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/redisx"
 )
 
 // revokeScript records a revoked login session in the sorted set KEYS[1]
@@ -90,34 +91,30 @@ func (r *RedisRevocations) Load(ctx context.Context) error {
 // Run follows the channel until ctx ends, reloading the set on every
 // (re)subscription and every resyncEvery.
 func (r *RedisRevocations) Run(ctx context.Context) error {
-	sub := r.c.Subscribe(ctx, r.channel)
-	defer sub.Close()
-	msgs := sub.ChannelWithSubscriptions()
-	tick := time.NewTicker(resyncEvery)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-			if err := r.Load(ctx); err != nil && ctx.Err() == nil {
-				continue // the next tick or subscription retries
-			}
-		case m, ok := <-msgs:
-			if !ok {
-				return nil
-			}
-			switch m := m.(type) {
-			case *redis.Subscription:
-				_ = r.Load(ctx)
-			case *redis.Message:
-				f, ms, ok := strings.Cut(m.Payload, " ")
-				if v, err := strconv.ParseInt(ms, 10, 64); ok && err == nil {
-					r.local.Add(f, time.UnixMilli(v), r.clk.Now())
-				}
+	done := make(chan struct{})
+	defer func() { <-done }()
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(resyncEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+				_ = r.Load(ctx) // a failure is retried at the next tick or subscription
 			}
 		}
-	}
+	}()
+	return redisx.Follow(ctx, r.c, r.channel, redisx.Follower{
+		OnSubscribed: func(ctx context.Context) { _ = r.Load(ctx) },
+		OnMessage: func(payload string) {
+			f, ms, ok := strings.Cut(payload, " ")
+			if v, err := strconv.ParseInt(ms, 10, 64); ok && err == nil {
+				r.local.Add(f, time.UnixMilli(v), r.clk.Now())
+			}
+		},
+	})
 }
 
 // subscribers returns how many replicas follow the channel (for tests: a

@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/platform/auth"
+	"github.com/omniedge/omni/internal/platform/redisx"
 )
 
 // Event kinds: state changes one replica tells the others.
@@ -208,46 +209,22 @@ func (t *Tracker) Run(ctx context.Context) error {
 }
 
 func (s *shared) run(ctx context.Context) error {
-	for ctx.Err() == nil {
-		sub := s.rdb.Subscribe(ctx, s.channel)
-		if _, err := sub.Receive(ctx); err != nil {
-			sub.Close()
-			if ctx.Err() != nil {
-				break
-			}
-			s.t.log.Warn("resilience: subscribe failed", "err", err)
-			select {
-			case <-time.After(time.Second):
-			case <-ctx.Done():
-			}
-			continue
-		}
+	return redisx.Follow(ctx, s.rdb, s.channel, redisx.Follower{
 		// Changes made while unsubscribed are in the hash.
-		if err := s.load(ctx); err != nil && ctx.Err() == nil {
-			s.t.log.Warn("resilience: load shared state failed", "err", err)
-		}
-		s.t.subscribed.Store(true)
-		ch := sub.Channel()
-	loop:
-		for {
-			select {
-			case <-ctx.Done():
-				break loop
-			case m, ok := <-ch:
-				if !ok {
-					break loop
-				}
-				var e event
-				if json.Unmarshal([]byte(m.Payload), &e) != nil || e.From == s.id {
-					continue
-				}
-				s.t.applyRemote(ctx, e)
+		OnSubscribed: func(ctx context.Context) {
+			if err := s.load(ctx); err != nil && ctx.Err() == nil {
+				s.t.log.Warn("resilience: load shared state failed", "err", err)
 			}
-		}
-		s.t.subscribed.Store(false)
-		sub.Close()
-	}
-	return nil
+		},
+		OnMessage: func(payload string) {
+			var e event
+			if json.Unmarshal([]byte(payload), &e) != nil || e.From == s.id {
+				return
+			}
+			s.t.applyRemote(ctx, e)
+		},
+		Ready: &s.t.subscribed,
+	})
 }
 
 // Ready reports whether the Tracker follows other replicas (always true
