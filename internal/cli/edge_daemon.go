@@ -88,7 +88,7 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 		}
 		ctx, stopNucleus = context.WithCancel(ctx)
 		defer stopNucleus()
-		done, err := dual.start(ctx, *server, *key, log)
+		done, err := dual.start(ctx, *server, *key, *state, log)
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/hosted"
 	"github.com/omniedge/omni/internal/platform/logging"
 )
@@ -33,9 +34,10 @@ func addHostedFlags(fs *flag.FlagSet, prefix, defaultListen string) hostedFlags 
 	}
 }
 
-// start binds the UDP socket and runs the hosted nucleus in the
-// background; the returned channel yields its end.
-func (h hostedFlags) start(ctx context.Context, server, key string, log *slog.Logger) (<-chan error, error) {
+// start binds the UDP socket and runs the hosted nucleus, with its static
+// key in the state directory, in the background; the returned channel
+// yields its end.
+func (h hostedFlags) start(ctx context.Context, server, key, state string, log *slog.Logger) (<-chan error, error) {
 	public := *h.public
 	if public == "" {
 		host, _, err := net.SplitHostPort(*h.listen)
@@ -46,7 +48,7 @@ func (h hostedFlags) start(ctx context.Context, server, key string, log *slog.Lo
 	}
 	api := client.New(strings.TrimRight(server, "/"), &http.Client{Timeout: 30 * time.Second})
 	n, err := hosted.New(hosted.Config{SecurityKey: key, Public: public, Name: *h.name, Country: *h.country,
-		ServerID: *h.serverID}, hosted.Deps{API: api, Log: log.With("component", "nucleus")})
+		ServerID: *h.serverID, StateDir: state}, hosted.Deps{API: api, Log: log.With("component", "nucleus")})
 	if err != nil {
 		return nil, usageError{err.Error()}
 	}
@@ -70,6 +72,7 @@ func edgeNucleus(ctx context.Context, env Env, args []string) error {
 	key := fs.String("security-key", "", "security key of the account whose networks it serves (env OMNI_EDGE_SECURITY_KEY)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
+	state := fs.String("state", daemon.DefaultStateDir(env.Getenv), "state directory (the nucleus's static key, "+hosted.KeyFile+")")
 	h := addHostedFlags(fs, "", ":51820")
 	if err := parseEdge(fs, args); err != nil {
 		return err
@@ -87,7 +90,7 @@ func edgeNucleus(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	done, err := h.start(ctx, *server, *key, log)
+	done, err := h.start(ctx, *server, *key, *state, log)
 	if err != nil {
 		return err
 	}

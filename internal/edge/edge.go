@@ -99,6 +99,7 @@ type UserServer struct {
 	Name      string
 	Host      string
 	Country   string
+	PublicKey string // the nucleus's static X25519 key (base64); "" until published
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

@@ -8,9 +8,11 @@ import (
 	"strings"
 )
 
-// ServerInput is the body of a user-server create or update.
+// ServerInput is the body of a user-server create or update. PublicKey
+// (the nucleus's static key) is optional; an update without one keeps the
+// key published before.
 type ServerInput struct {
-	Name, Host, Country string
+	Name, Host, Country, PublicKey string
 }
 
 func (in ServerInput) clean() (ServerInput, error) {
@@ -26,7 +28,13 @@ func (in ServerInput) clean() (ServerInput, error) {
 	if !isCountry(country) {
 		return in, errorf(KindInvalid, "country %q is not an ISO 3166-1 alpha-2 code", in.Country)
 	}
-	return ServerInput{Name: name, Host: host, Country: country}, nil
+	key := ""
+	if strings.TrimSpace(in.PublicKey) != "" {
+		if key, err = ParsePublicKey(in.PublicKey); err != nil {
+			return in, err
+		}
+	}
+	return ServerInput{Name: name, Host: host, Country: country, PublicKey: key}, nil
 }
 
 // cleanHostPort validates HOST:PORT where HOST is a DNS name or an IP
@@ -86,7 +94,8 @@ func (s *Service) CreateUserServer(ctx context.Context, p Principal, in ServerIn
 		return UserServer{}, err
 	}
 	now := s.now()
-	v := UserServer{ID: newID("srv_"), UserID: p.UserID, Name: in.Name, Host: in.Host, Country: in.Country, CreatedAt: now, UpdatedAt: now}
+	v := UserServer{ID: newID("srv_"), UserID: p.UserID, Name: in.Name, Host: in.Host, Country: in.Country, PublicKey: in.PublicKey,
+		CreatedAt: now, UpdatedAt: now}
 	return v, s.store.CreateUserServer(ctx, v)
 }
 
@@ -100,7 +109,8 @@ func (s *Service) GetUserServer(ctx context.Context, p Principal, id string) (Us
 	return s.userServer(ctx, p, id)
 }
 
-// UpdateUserServer replaces a server's name, host and country.
+// UpdateUserServer replaces a server's name, host and country, and its
+// public key when the input has one.
 func (s *Service) UpdateUserServer(ctx context.Context, p Principal, id string, in ServerInput) (UserServer, error) {
 	v, err := s.userServer(ctx, p, id)
 	if err != nil {
@@ -110,6 +120,9 @@ func (s *Service) UpdateUserServer(ctx context.Context, p Principal, id string, 
 		return UserServer{}, err
 	}
 	v.Name, v.Host, v.Country, v.UpdatedAt = in.Name, in.Host, in.Country, s.now()
+	if in.PublicKey != "" {
+		v.PublicKey = in.PublicKey
+	}
 	return v, s.store.UpdateUserServer(ctx, v)
 }
 

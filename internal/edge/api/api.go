@@ -35,6 +35,9 @@ type Config struct {
 	NucleusHost string
 	NucleusPort string
 	NucleusName string
+	// NucleusPublicKey is the built-in nucleus's static public key
+	// (standard base64), which join answers hand to devices.
+	NucleusPublicKey string
 	// SocketsPerIP caps the login-session WebSockets open per client IP
 	// (0: the default of 32).
 	SocketsPerIP int

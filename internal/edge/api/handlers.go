@@ -335,9 +335,9 @@ func appendJSONString(b []byte, s string) []byte {
 
 func (s *Server) serverWire(r *http.Request, n edge.Network, srv *edge.UserServer) wire.Server {
 	if srv != nil {
-		return wire.Server{Host: srv.Host, Name: srv.Name, ID: srv.ID}
+		return wire.Server{Host: srv.Host, Name: srv.Name, ID: srv.ID, PublicKey: srv.PublicKey}
 	}
-	return wire.Server{Host: s.nucleusHost(r), Name: s.cfg.NucleusName}
+	return wire.Server{Host: s.nucleusHost(r), Name: s.cfg.NucleusName, PublicKey: s.cfg.NucleusPublicKey}
 }
 
 func (s *Server) networkWire(r *http.Request, p edge.Principal, n edge.Network) wire.Network {
@@ -481,7 +481,7 @@ func (s *Server) updateMember(w http.ResponseWriter, r *http.Request, p edge.Pri
 // ---- user servers ----
 
 func serverWire(v edge.UserServer) wire.UserServer {
-	return wire.UserServer{ID: v.ID, Name: v.Name, Host: v.Host, Country: v.Country, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
+	return wire.UserServer{ID: v.ID, Name: v.Name, Host: v.Host, Country: v.Country, PublicKey: v.PublicKey, CreatedAt: v.CreatedAt, UpdatedAt: v.UpdatedAt}
 }
 
 func (s *Server) listServers(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
@@ -501,7 +501,7 @@ func (s *Server) createServer(w http.ResponseWriter, r *http.Request, p edge.Pri
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	v, err := s.svc.CreateUserServer(r.Context(), p, edge.ServerInput{Name: req.Name, Host: req.Host, Country: req.Country})
+	v, err := s.svc.CreateUserServer(r.Context(), p, edge.ServerInput{Name: req.Name, Host: req.Host, Country: req.Country, PublicKey: req.PublicKey})
 	if err != nil {
 		return toHTTP(err)
 	}
@@ -539,7 +539,7 @@ func (s *Server) updateServer(w http.ResponseWriter, r *http.Request, p edge.Pri
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	v, err := s.svc.UpdateUserServer(r.Context(), p, r.PathValue("id"), edge.ServerInput{Name: req.Name, Host: req.Host, Country: req.Country})
+	v, err := s.svc.UpdateUserServer(r.Context(), p, r.PathValue("id"), edge.ServerInput{Name: req.Name, Host: req.Host, Country: req.Country, PublicKey: req.PublicKey})
 	if err != nil {
 		return toHTTP(err)
 	}

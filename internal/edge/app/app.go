@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"crypto/ecdh"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/presence"
 	"github.com/omniedge/omni/internal/edge/session"
 	"github.com/omniedge/omni/internal/edge/store"
+	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/ratelimit"
@@ -35,6 +37,18 @@ type App struct {
 	API     *api.Server
 	Store   *store.Store
 	events  events
+	// nucleusKey is the built-in nucleus's static key, derived from the
+	// master key: every replica and every restart has the same.
+	nucleusKey *ecdh.PrivateKey
+}
+
+// NucleusKeyPurpose names the built-in nucleus's static X25519 key among
+// the keys derived from the master key.
+const NucleusKeyPurpose = "omni/edge/nucleus/x25519/v1"
+
+// NucleusKey is the built-in nucleus's static key of a master key.
+func NucleusKey(masterKey []byte) (*ecdh.PrivateKey, error) {
+	return nucleus.NewPrivateKey(auth.DeriveKey(masterKey, NucleusKeyPurpose))
 }
 
 // events is the bus of network notices (see netevents).
@@ -100,11 +114,16 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	nk, err := NucleusKey(d.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("app: nucleus key: %w", err)
+	}
 	a := api.New(svc, limiter, api.Config{
 		RateToken: cfg.RateLimitToken, RateIP: cfg.RateLimitIP, TrustProxy: cfg.TrustedProxies(), PublicURL: cfg.PublicURL,
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName, SocketsPerIP: cfg.LoginSocketsPerIP,
+		NucleusPublicKey: nucleus.PublicKeyOf(nk).String(),
 	}, d.Log)
-	return &App{Service: svc, API: a, Store: st, events: bus}, nil
+	return &App{Service: svc, API: a, Store: st, events: bus, nucleusKey: nk}, nil
 }
 
 // Run does the control plane's background work until ctx ends: the
@@ -124,9 +143,14 @@ func (a *App) Ready() bool { return a.events.Ready() }
 // Nucleus builds the built-in nucleus over this control plane: the
 // Service answers its directory questions, and it reloads every network a
 // replica announces as changed (a member left or was deleted, the secret
-// rotated, a device key changed). o.Directory is set here.
+// rotated, a device key changed). o.Directory is set here, and
+// o.PrivateKey to the key derived from the master key (the one join
+// answers name) unless set.
 func (a *App) Nucleus(o nucleus.Options) (*nucleus.Server, error) {
 	o.Directory = directory{a.Service}
+	if o.PrivateKey == nil {
+		o.PrivateKey = a.nucleusKey
+	}
 	srv, err := nucleus.NewServer(o)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
 	"net/netip"
@@ -68,6 +69,17 @@ func startReplicas(t *testing.T, n int, dsn string, redisOn bool) []*replica {
 		go func() { defer wg.Done(); _ = nuc.Serve(ctx, pc) }()
 		rs = append(rs, &replica{app: a, nuc: nuc, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()})
 	}
+	// The nucleus key derives from the master key: every replica (and
+	// every restart) has the same, the one join answers name.
+	want, err := app.NucleusKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range rs {
+		if r.nuc.PublicKey() != nucleus.PublicKeyOf(want) {
+			t.Fatalf("replica %d's nucleus key %v, want %v", i, r.nuc.PublicKey(), nucleus.PublicKeyOf(want))
+		}
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for _, r := range rs {
 		for !r.app.Ready() {
@@ -101,12 +113,18 @@ func (m *member) sees(k nucleus.Key) bool {
 	return false
 }
 
-// join registers a device with key k, joins it and registers it at the
-// nucleus at.
-func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, k nucleus.Key, at netip.AddrPort) *member {
+// join registers device id, joins it and registers it at the nucleus at,
+// whose key is serverKey.
+func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, id byte, at netip.AddrPort, serverKey nucleus.Key) *member {
 	t.Helper()
 	ctx := context.Background()
-	hw := fmt.Sprintf("hw-%d", k[0])
+	seed := sha256.Sum256([]byte{id})
+	priv, err := nucleus.NewPrivateKey(seed[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := nucleus.PublicKeyOf(priv)
+	hw := fmt.Sprintf("hw-%d", id)
 	d, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux", k.String())
 	if err != nil {
 		t.Fatal(err)
@@ -121,7 +139,7 @@ func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, k
 	}
 	t.Cleanup(func() { conn.Close() })
 	m := &member{key: k, jr: jr}
-	m.c, err = nucleus.NewClient(nucleus.ClientConfig{NetworkID: networkID, Secret: []byte(jr.Secret), PublicKey: k,
+	m.c, err = nucleus.NewClient(nucleus.ClientConfig{NetworkID: networkID, Secret: []byte(jr.Secret), PrivateKey: priv, ServerKey: serverKey,
 		IP4: jr.IP4, IP6: jr.IP6, Server: at, Keepalive: 200 * time.Millisecond,
 		Send: func(b []byte, to netip.AddrPort) error { _, err := conn.WriteToUDPAddrPort(b, to); return err }})
 	if err != nil {
@@ -172,8 +190,9 @@ func evictionScenario(t *testing.T, rs []*replica) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := join(t, svc, p, n.ID, nucleus.Key{1, 1}, far.at)
-	y := join(t, svc, p, n.ID, nucleus.Key{2, 2}, far.at)
+	// The key of the first replica's nucleus is the far one's too.
+	x := join(t, svc, p, n.ID, 1, far.at, rs[0].nuc.PublicKey())
+	y := join(t, svc, p, n.ID, 2, far.at, rs[0].nuc.PublicKey())
 	waitFor(t, "X and Y registered", 5*time.Second, func() bool { return y.sees(x.key) && x.sees(y.key) })
 
 	if err := svc.Leave(ctx, p, n.ID, x.jr.Membership.DeviceID); err != nil {

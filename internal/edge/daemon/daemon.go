@@ -492,6 +492,12 @@ func networkConfig(i int, id Identity, jr wire.JoinResponse, cfg Config) (Networ
 	if nc.SecretKey == "" || nc.Nucleus == "" {
 		return nc, netip.Prefix{}, errors.New("join answered no secret_key or nucleus host")
 	}
+	// No key, no signaling: there is no fallback to the network key alone
+	// (a control plane or user-hosted nucleus too old to publish one must
+	// be updated).
+	if nc.NucleusKey, err = ParseKey(jr.Server.PublicKey); err != nil || nc.NucleusKey.IsZero() {
+		return nc, netip.Prefix{}, fmt.Errorf("join answered no usable nucleus public_key %q: the nucleus (or the control plane) must be updated", jr.Server.PublicKey)
+	}
 	return nc, nc.VirtualIP.Masked(), nil
 }
 

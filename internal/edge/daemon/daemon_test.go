@@ -201,6 +201,9 @@ func TestDaemonLifecycle(t *testing.T) {
 		if c.SecretKey != jr.SecretKey || c.SecretKey == "" || c.Nucleus != jr.Server.Host || c.Name != jr.Cluster {
 			t.Errorf("tunnel %d secret/nucleus/name differ from the join answer", i)
 		}
+		if c.NucleusKey.IsZero() || c.NucleusKey.String() != jr.Server.PublicKey {
+			t.Errorf("tunnel %d nucleus key %v, the join answer names %q", i, c.NucleusKey, jr.Server.PublicKey)
+		}
 		if c.PrivateKey != id.PrivateKey || c.PublicKey != id.PublicKey {
 			t.Errorf("tunnel %d does not use the saved key pair", i)
 		}

@@ -56,6 +56,10 @@ type NetworkConfig struct {
 	// member leaves or is removed.
 	SecretVersion int64
 	Nucleus       string // host:port of the network's nucleus
+	// NucleusKey is the nucleus's static public key (join answer server
+	// public_key): the device's signaling is keyed with the
+	// Diffie–Hellman of its own key and this one.
+	NucleusKey Key
 
 	// ServeExit is the device's consent to act as exit node (--exit-node):
 	// the tunnel may forward and masquerade the network's ranges. Traffic

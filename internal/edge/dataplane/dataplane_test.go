@@ -2,7 +2,10 @@ package dataplane
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -26,6 +29,16 @@ const (
 	testNetwork = "vn_dataplane"
 	testSecret  = "dataplane-secret-0123456789abcdef"
 )
+
+// testNucleusPriv is the static key of the nucleus startNucleus runs.
+var testNucleusPriv = func() *ecdh.PrivateKey {
+	seed := sha256.Sum256([]byte("dataplane test nucleus"))
+	k, err := nucleus.NewPrivateKey(seed[:])
+	if err != nil {
+		panic(err)
+	}
+	return k
+}()
 
 // testDirectory is the nucleus's Directory of the one test network; the
 // test edges bind their keys as they start.
@@ -56,7 +69,7 @@ func (d *testDirectory) bind(b nucleus.Binding) {
 func startNucleus(t *testing.T) (*nucleus.Server, netip.AddrPort, *testDirectory) {
 	t.Helper()
 	dir := &testDirectory{}
-	srv, err := nucleus.NewServer(nucleus.Options{Directory: dir})
+	srv, err := nucleus.NewServer(nucleus.Options{Directory: dir, PrivateKey: testNucleusPriv})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,6 +175,7 @@ type edgeConfig struct {
 	index           byte
 	v4, v6          netip.Addr
 	nuc             netip.AddrPort
+	nucKey          daemon.Key   // zero: testNucleusPriv's
 	blocked         *atomic.Bool // nil: never
 }
 
@@ -199,7 +213,7 @@ func startEdgeStop(t *testing.T, ec edgeConfig) (*testEdge, func(leave bool), er
 	e := &testEdge{tun: ct, in: drainTUN(t, ct), key: daemon.Key(ec.priv.PublicKey()), v4: ec.v4, v6: ec.v6}
 	cfg := daemon.NetworkConfig{NetworkID: ec.network, Interface: fmt.Sprintf("omni%d", ec.index), MTU: 1420,
 		PrivateKey: daemon.Key(ec.priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
-		SecretKey: ec.secret, Nucleus: ec.nuc.String()}
+		SecretKey: ec.secret, Nucleus: ec.nuc.String(), NucleusKey: cmp.Or(ec.nucKey, daemon.Key(nucleus.PublicKeyOf(testNucleusPriv)))}
 	if e.v6.IsValid() {
 		cfg.VirtualIPv6 = netip.PrefixFrom(e.v6, 64)
 	}

@@ -109,7 +109,7 @@ func TestFormerMemberLockedOut(t *testing.T) {
 
 	cpriv, cdev, cj := member(t, env, u, n, "hw-gamma")
 	cv4, cv6 := netip.MustParseAddr(cj.VirtualIP), netip.MustParseAddr(cj.VirtualIPv6)
-	c, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 3, v4: cv4, v6: cv6, nuc: nuc})
+	c, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 3, v4: cv4, v6: cv6, nuc: nuc, nucKey: daemon.Key(srv.PublicKey())})
 	if err != nil {
 		t.Fatalf("member C did not register: %v", err)
 	}
@@ -128,7 +128,7 @@ func TestFormerMemberLockedOut(t *testing.T) {
 
 	// C comes back with the old secret, as itself and at B's address.
 	for _, at := range [][2]netip.Addr{{cv4, cv6}, {b.v4, b.v6}} {
-		if _, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 4, v4: at[0], v6: at[1], nuc: nuc}); err == nil {
+		if _, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 4, v4: at[0], v6: at[1], nuc: nuc, nucKey: daemon.Key(srv.PublicKey())}); err == nil {
 			t.Fatalf("the former member registered at %v with the old secret", at[0])
 		}
 	}

@@ -56,9 +56,14 @@ func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, hooks d
 	if !t.local {
 		local = localEndpoints(bind.LocalPort())
 	}
+	priv, err := nucleus.NewPrivateKey(cfg.PrivateKey[:])
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: device key: %w", err)
+	}
 	ccfg := nucleus.ClientConfig{
-		NetworkID: cfg.NetworkID, Secret: []byte(cfg.SecretKey), PublicKey: nucleus.Key(cfg.PublicKey),
-		IP4: cfg.VirtualIP.Addr(), Local: local, Server: t.relay, Send: bind.SendTo,
+		NetworkID: cfg.NetworkID, Secret: []byte(cfg.SecretKey), PrivateKey: priv, PublicKey: nucleus.Key(cfg.PublicKey),
+		ServerKey: nucleus.Key(cfg.NucleusKey),
+		IP4:       cfg.VirtualIP.Addr(), Local: local, Server: t.relay, Send: bind.SendTo,
 		Log: o.Log.With("network", cfg.NetworkID),
 	}
 	if cfg.VirtualIPv6.IsValid() {
@@ -143,7 +148,11 @@ func (s *session) gotPunch(p nucleus.Peer) {
 	if s.behindNAT() {
 		delay = s.cfg.OpenDelay
 		for _, a := range to {
-			if err := s.bind.SendToTTL(s.c.PingFrame(p.PublicKey), a, s.cfg.OpenerTTL); err != nil {
+			f := s.c.PingFrame(p.PublicKey)
+			if f == nil {
+				break // not a peer (yet): nothing to key a PING with
+			}
+			if err := s.bind.SendToTTL(f, a, s.cfg.OpenerTTL); err != nil {
 				s.log.Debug("opener failed", "to", a, "err", err)
 			}
 		}

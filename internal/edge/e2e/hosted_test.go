@@ -5,25 +5,32 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/hosted"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // TestHostedNucleusBinary runs `omni serve edge` and `omni edge nucleus`
-// (Nucleus Mode) as processes: the nucleus announces itself in the
-// account's user servers, a network pointed at it hands its address to
-// joining devices, and two members register with it and see each other.
+// (Nucleus Mode) as processes: the nucleus announces itself, with the
+// public key it keeps in its state directory, in the account's user
+// servers, a network pointed at it hands its address and key to joining
+// devices, and two members register with it and see each other.
 func TestHostedNucleusBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -46,7 +53,9 @@ func TestHostedNucleusBinary(t *testing.T) {
 	}
 
 	public := testenv.FreeUDP(t)
-	nuc := exec.Command(testenv.OmniBinary(t), "edge", "nucleus", "--server", "http://"+edgeAddr, "--listen", public, "--name", "home lab", "--country", "nl")
+	state := t.TempDir()
+	nuc := exec.Command(testenv.OmniBinary(t), "edge", "nucleus", "--server", "http://"+edgeAddr, "--listen", public, "--name", "home lab", "--country", "nl",
+		"--state", state)
 	nuc.Env = append(os.Environ(), "OMNI_EDGE_SECURITY_KEY="+key.Key)
 	var nucLogs bytes.Buffer
 	nuc.Stdout, nuc.Stderr = &nucLogs, &nucLogs
@@ -76,6 +85,21 @@ func TestHostedNucleusBinary(t *testing.T) {
 	if srv.Host != public || srv.Name != "home lab" || srv.Country != "NL" {
 		t.Fatalf("entry = %+v, want host %s", srv, public)
 	}
+	kf, err := os.ReadFile(filepath.Join(state, hosted.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(kf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := nucleus.NewPrivateKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.PublicKey != nucleus.PublicKeyOf(priv).String() {
+		t.Fatalf("entry publishes key %q, the nucleus keeps %v", srv.PublicKey, nucleus.PublicKeyOf(priv))
+	}
 	vn, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "lab", ServerID: srv.ID})
 	if err != nil {
 		t.Fatal(err)
@@ -92,8 +116,8 @@ func TestHostedNucleusBinary(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if j.Server.Host != public {
-			t.Fatalf("join points at %q, want %s", j.Server.Host, public)
+		if j.Server.Host != public || j.Server.PublicKey != srv.PublicKey {
+			t.Fatalf("join points at %+v, want %s with key %s", j.Server, public, srv.PublicKey)
 		}
 		members = append(members, newHostedMember(t, j, byte(i+1), server))
 	}
@@ -102,12 +126,17 @@ func TestHostedNucleusBinary(t *testing.T) {
 	})
 }
 
-// hostedKey is the device key of member id.
-func hostedKey(id byte) nucleus.Key {
-	var k nucleus.Key
-	k[0], k[31] = id, 0x42
+// hostedPriv is the device key of member id, hostedKey its public key.
+func hostedPriv(id byte) *ecdh.PrivateKey {
+	seed := sha256.Sum256([]byte{'e', id})
+	k, err := nucleus.NewPrivateKey(seed[:])
+	if err != nil {
+		panic(err)
+	}
 	return k
 }
+
+func hostedKey(id byte) nucleus.Key { return nucleus.PublicKeyOf(hostedPriv(id)) }
 
 // hostedMember is a device's nucleus client on a loopback socket.
 type hostedMember struct {
@@ -123,10 +152,13 @@ func newHostedMember(t *testing.T, j wire.JoinResponse, id byte, server netip.Ad
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	k := hostedKey(id)
 	m := &hostedMember{ip: netip.MustParseAddr(j.VirtualIP)}
+	serverKey, err := base64.StdEncoding.DecodeString(j.Server.PublicKey)
+	if err != nil || len(serverKey) != 32 {
+		t.Fatalf("join answer without the nucleus key: %+v", j.Server)
+	}
 	c, err := nucleus.NewClient(nucleus.ClientConfig{
-		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PublicKey: k, Server: server,
+		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PrivateKey: hostedPriv(id), ServerKey: nucleus.Key(serverKey), Server: server,
 		IP4: m.ip, IP6: netip.MustParseAddr(j.VirtualIPv6), Keepalive: 500 * time.Millisecond,
 		Send: func(b []byte, to netip.AddrPort) error { _, err := conn.WriteToUDPAddrPort(b, to); return err },
 	})

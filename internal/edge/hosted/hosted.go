@@ -1,7 +1,8 @@
 // Package hosted owns the user-hosted nucleus (Nucleus Mode, and the
 // nucleus half of Dual Mode): it logs in to a control plane with a security
 // key, keeps the user's entry in /api/v2/user-servers current with its
-// public endpoint, and serves the networks that point to that entry, with
+// public endpoint and the public half of the static key it keeps in its
+// state directory, and serves the networks that point to that entry, with
 // the secrets, members and member keys it polls from the control plane.
 package hosted
 
@@ -55,6 +56,11 @@ type Config struct {
 	// Announce is how often the entry is checked and corrected (default
 	// 5 min).
 	Announce time.Duration
+	// StateDir holds the nucleus's static X25519 key (KeyFile), made on
+	// first use (required). Devices key their signaling with its public
+	// half, which the entry publishes: a new key (a lost directory) makes
+	// every device fetch it again with a join.
+	StateDir string
 }
 
 // Deps are injected.
@@ -72,6 +78,7 @@ type Nucleus struct {
 	log *slog.Logger
 	src *source
 	srv *nucleus.Server
+	pub nucleus.Key
 
 	mu       sync.Mutex
 	serverID string
@@ -84,6 +91,9 @@ func New(cfg Config, deps Deps) (*Nucleus, error) {
 	}
 	if _, _, err := net.SplitHostPort(cfg.Public); err != nil || cfg.Public == "" {
 		return nil, fmt.Errorf("hosted nucleus: public endpoint %q must be HOST:PORT", cfg.Public)
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("hosted nucleus: a state directory (for its static key) is required")
 	}
 	if cfg.Name == "" {
 		cfg.Name = "nucleus"
@@ -103,9 +113,13 @@ func New(cfg Config, deps Deps) (*Nucleus, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &Nucleus{cfg: cfg, api: deps.API, clk: deps.Clock, log: deps.Log}
+	priv, err := LoadKey(cfg.StateDir, deps.Log)
+	if err != nil {
+		return nil, err
+	}
+	n := &Nucleus{cfg: cfg, api: deps.API, clk: deps.Clock, log: deps.Log, pub: nucleus.PublicKeyOf(priv)}
 	n.src = &source{clk: deps.Clock, log: deps.Log, fetch: n.fetch, nets: map[string]servedNet{}}
-	srv, err := nucleus.NewServer(nucleus.Options{Directory: n.src, Clock: deps.Clock, Log: deps.Log, DirectoryTTL: 3 * cfg.Poll})
+	srv, err := nucleus.NewServer(nucleus.Options{Directory: n.src, PrivateKey: priv, Clock: deps.Clock, Log: deps.Log, DirectoryTTL: 3 * cfg.Poll})
 	if err != nil {
 		return nil, err
 	}
@@ -116,6 +130,9 @@ func New(cfg Config, deps Deps) (*Nucleus, error) {
 
 // Server is the nucleus server, for its statistics.
 func (n *Nucleus) Server() *nucleus.Server { return n.srv }
+
+// PublicKey is the nucleus's static public key, which its entry publishes.
+func (n *Nucleus) PublicKey() nucleus.Key { return n.pub }
 
 // ServerID is the user-server entry this nucleus serves, once announced.
 func (n *Nucleus) ServerID() string {
@@ -172,13 +189,14 @@ func (n *Nucleus) Run(ctx context.Context, pc net.PacketConn) error {
 }
 
 // announce finds the user-server entry (by id, else by name), creates it
-// when missing and corrects its host and country when they differ.
+// when missing and corrects its host, country and public key when they
+// differ.
 func (n *Nucleus) announce(ctx context.Context) error {
 	list, err := n.api.UserServers(ctx)
 	if err != nil {
 		return err
 	}
-	want := wire.UserServerRequest{Name: n.cfg.Name, Host: n.cfg.Public, Country: n.cfg.Country}
+	want := wire.UserServerRequest{Name: n.cfg.Name, Host: n.cfg.Public, Country: n.cfg.Country, PublicKey: n.pub.String()}
 	var found *wire.UserServer
 	for i, s := range list {
 		if (n.cfg.ServerID != "" && s.ID == n.cfg.ServerID) || (n.cfg.ServerID == "" && s.Name == n.cfg.Name) {
@@ -195,12 +213,13 @@ func (n *Nucleus) announce(ctx context.Context) error {
 			return err
 		}
 		n.log.Info("hosted nucleus: user server created", "server_id", got.ID, "host", got.Host)
-	case found.Host != want.Host || found.Country != want.Country:
+	case found.Host != want.Host || found.Country != want.Country || found.PublicKey != want.PublicKey:
 		want.Name = found.Name
 		if got, err = n.api.UpdateUserServer(ctx, found.ID, want); err != nil {
 			return err
 		}
-		n.log.Info("hosted nucleus: user server updated", "server_id", got.ID, "host", got.Host, "was", found.Host)
+		n.log.Info("hosted nucleus: user server updated", "server_id", got.ID, "host", got.Host, "was", found.Host,
+			"public_key", got.PublicKey, "key_was", found.PublicKey)
 	default:
 		got = *found
 	}

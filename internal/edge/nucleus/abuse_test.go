@@ -96,7 +96,7 @@ func TestRandomIDFloodDoesNotDelayRegister(t *testing.T) {
 		dir.members[id] = []Binding{testBinding(1)}
 		legit = append(legit, id)
 	}
-	srv, err := NewServer(Options{Directory: dir})
+	srv, err := NewServer(testOptions(Options{Directory: dir}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,8 +151,8 @@ func TestRandomIDFloodDoesNotDelayRegister(t *testing.T) {
 		// Devices at their own addresses (the budgets are per source).
 		dev := newUDPPeer(t, net.IPv4(127, 0, 1, byte(i+1)), func(b []byte, from netip.AddrPort) { c.Handle(b, from) })
 		b := testBinding(1)
-		c, err = NewClient(ClientConfig{NetworkID: id, Secret: dir.secrets[id], PublicKey: b.Key, IP4: b.IP4, IP6: b.IP6, Server: at,
-			Send: func(f []byte, to netip.AddrPort) error { _, err := dev.conn.WriteToUDPAddrPort(f, to); return err }})
+		c, err = NewClient(testClient(ClientConfig{NetworkID: id, Secret: dir.secrets[id], PublicKey: b.Key, IP4: b.IP4, IP6: b.IP6, Server: at,
+			Send: func(f []byte, to netip.AddrPort) error { _, err := dev.conn.WriteToUDPAddrPort(f, to); return err }}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +237,8 @@ func TestAmplificationBound(t *testing.T) {
 	sp := newRawSpoofer(t)
 	dir := newTestDir()
 	h := newHarnessWith(t, dir, func(o *Options) { o.SourceRegisters = 1000 }) // 41 devices on one loopback address
-	key := DeriveKey(secrets[netA])
+	// The attacker's own frame key.
+	key := testDeviceKey(secrets[netA], testKey(100))
 	var members []*edge
 	for i := byte(1); i <= 40; i++ {
 		e := h.edge(netA, secrets[netA], i)
@@ -404,7 +405,7 @@ func TestRegisterFloodLimitedPerSource(t *testing.T) {
 	h := newHarnessWith(t, newTestDir(), func(o *Options) { o.SourceRegisters = 5 })
 	x := h.edge(netA, secrets[netA], 1)
 	x.register()
-	key := DeriveKey(secrets[netA])
+	key := testDeviceKey(secrets[netA], x.key)
 	b := testBinding(1)
 	for i := range 100 {
 		x.raw(h.request(key, TypeRegister, netA, h.clk.Now(), [nonceSize]byte{0xee, byte(i)},
@@ -417,10 +418,11 @@ func TestRegisterFloodLimitedPerSource(t *testing.T) {
 	y := h.edgeAt(netA, secrets[netA], 2, net.IPv4(127, 0, 0, 2))
 	y.register()
 	x.waitPeers("Y's join", has(y.key))
-	// Moving a peer (a KEEPALIVE in its name from another address) is
-	// pushed to every member, so it spends the same budget.
+	// A peer that roams (its KEEPALIVE from a new address, here X's
+	// source) is pushed to every member, so it spends the budget of its
+	// new source.
 	throttled := h.dropped(DropThrottled)
-	x.raw(h.request(key, TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xef}, keepaliveMsg{Key: y.key}.encode(), x.addr()))
+	x.raw(h.request(testDeviceKey(secrets[netA], y.key), TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xef}, keepaliveMsg{Key: y.key}.encode(), x.addr()))
 	eventually(t, "roaming throttled", func() bool { return h.dropped(DropThrottled) == throttled+1 })
 	if p := find(h.srv.Peers(netA), y.key); p == nil || p.Endpoint != y.addr() {
 		t.Fatalf("Y moved: %+v", p)
@@ -445,7 +447,8 @@ func TestMembershipCheckCached(t *testing.T) {
 
 // One virtual IP belongs to one device key: a holder of the secret cannot
 // register another member's address with its own key, nor an address
-// with an unbound key, nor leave or punch for another member.
+// with an unbound key, nor leave or punch for another member (neither
+// with its own keys, nor with that member's from another address).
 func TestBindingRefusesOtherKey(t *testing.T) {
 	h := newHarness(t)
 	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
@@ -464,11 +467,17 @@ func TestBindingRefusesOtherKey(t *testing.T) {
 	}
 	eventually(t, "refused registrations", func() bool { return h.dropped(DropNotMember) >= 2 })
 
-	// LEAVE and PUNCH_REQUEST naming B, from C's address.
-	key := DeriveKey(secrets[netA])
-	c.raw(h.request(key, TypeLeave, netA, h.clk.Now(), [nonceSize]byte{0xaa, 1}, b.key[:], c.addr()))
-	c.raw(h.request(key, TypePunchRequest, netA, h.clk.Now(), [nonceSize]byte{0xaa, 2}, pairMsg{From: b.key, To: a.key}.encode(), c.addr()))
-	eventually(t, "refused leave and punch", func() bool { return h.dropped(DropNotMember) >= 4 })
+	// LEAVE and PUNCH_REQUEST naming B, from C's address: signed with
+	// the keys C holds, and with B's own key (as if B's frames were sent
+	// from elsewhere).
+	auth := h.dropped(DropAuth)
+	for i, key := range append(memberKeys(c), testDeviceKey(secrets[netA], b.key)) {
+		c.raw(h.request(key, TypeLeave, netA, h.clk.Now(), [nonceSize]byte{0xaa, 1, byte(i)}, b.key[:], c.addr()))
+		c.raw(h.request(key, TypePunchRequest, netA, h.clk.Now(), [nonceSize]byte{0xaa, 2, byte(i)}, pairMsg{From: b.key, To: a.key}.encode(), c.addr()))
+	}
+	eventually(t, "refused leave and punch", func() bool {
+		return h.dropped(DropAuth) >= auth+uint64(2*len(memberKeys(c))) && h.dropped(DropNotMember) >= 4
+	})
 	ps := h.srv.Peers(netA)
 	if len(ps) != 2 || find(ps, b.key) == nil || find(ps, a.key) == nil {
 		t.Fatalf("peers %v, want A and B only", ps)
@@ -526,7 +535,7 @@ func TestSecretRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := DeriveKey(secrets[netA])
-	c.raw(h.request(old, TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xcc, 1}, keepaliveMsg{Key: b.key}.encode(), c.addr()))
+	c.raw(h.request(testDeviceKey(secrets[netA], c.key), TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xcc, 1}, keepaliveMsg{Key: b.key}.encode(), c.addr()))
 	eventually(t, "C refused", func() bool { return h.dropped(DropAuth) >= auth+2 })
 	if p := find(h.srv.Peers(netA), b.key); p == nil || p.Endpoint != b.addr() {
 		t.Fatalf("B moved: %+v", p)
@@ -605,8 +614,8 @@ func TestClientRefusesForgedCookie(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	server := netip.MustParseAddrPort("127.0.0.1:51820")
 	var sent [][]byte
-	c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: testKey(1), Server: server, Clock: clk,
-		Send: func(b []byte, _ netip.AddrPort) error { sent = append(sent, bytes.Clone(b)); return nil }})
+	c, err := NewClient(testClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: testKey(1), Server: server, Clock: clk,
+		Send: func(b []byte, _ netip.AddrPort) error { sent = append(sent, bytes.Clone(b)); return nil }}))
 	if err != nil {
 		t.Fatal(err)
 	}

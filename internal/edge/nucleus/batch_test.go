@@ -116,7 +116,7 @@ func newBatchHarness(t *testing.T) *batchHarness {
 		from netip.AddrPort
 	}{{bh.aKey, bh.aAddr}, {bh.bKey, bh.bAddr}} {
 		bh.nonces++
-		f := registerFrame(bh.srv, bh.key, netA, bh.clk.Now(), [nonceSize]byte{0xbb, bh.nonces}, r.k, r.from)
+		f := registerFrame(bh.srv, netA, bh.clk.Now(), [nonceSize]byte{0xbb, bh.nonces}, r.k, r.from)
 		bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: f, from: r.from}})
 	}
 	if len(bh.srv.Peers(netA)) != 2 {
@@ -126,12 +126,13 @@ func newBatchHarness(t *testing.T) *batchHarness {
 }
 
 // registerFrame is the REGISTER of test device k (with its bound
-// addresses) from the address from, with that address's cookie.
-func registerFrame(srv *Server, key []byte, network string, at time.Time, nonce [nonceSize]byte, k Key, from netip.AddrPort) []byte {
-	b := testBinding(k[0])
+// addresses, signed with its frame key) from the address from, with that
+// address's cookie.
+func registerFrame(srv *Server, network string, at time.Time, nonce [nonceSize]byte, k Key, from netip.AddrPort) []byte {
+	b := testBinding(testID(k))
 	c := srv.cookies.make(from)
 	body := append(registerMsg{Key: k, IP4: b.IP4, IP6: b.IP6}.encode(), c[:]...)
-	return sealNonce(key, TypeRegister, network, at.UnixMilli(), nonce, body)
+	return sealNonce(testDeviceKey(secrets[network], k), TypeRegister, network, at.UnixMilli(), nonce, body)
 }
 
 // relayIDOf is the relay id srv gave peer k of network.
@@ -181,7 +182,7 @@ func TestHandleBatchRelays(t *testing.T) {
 	// C is registered in another network.
 	cKey, cAddr := testKey(3), netip.MustParseAddrPort("203.0.113.3:3333")
 	bh.srv.load(context.Background(), netB)
-	reg := registerFrame(bh.srv, DeriveKey(secrets[netB]), netB, bh.clk.Now(), [nonceSize]byte{0xcc}, cKey, cAddr)
+	reg := registerFrame(bh.srv, netB, bh.clk.Now(), [nonceSize]byte{0xcc}, cKey, cAddr)
 	bh.srv.handleBatch(context.Background(), &bh.st, []packet{{b: reg, from: cAddr}})
 	aID, bID, cID := bh.id(netA, bh.aKey), bh.id(netA, bh.bKey), bh.id(netB, cKey)
 	before = bh.srv.Stats()
@@ -240,8 +241,8 @@ func TestHandleBatchRelays(t *testing.T) {
 		}
 	}
 	// The frames the receiver gets unwrap as A's, for B.
-	c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: bh.bKey, Server: bh.aAddr, Clock: bh.srv.clk,
-		Send: func([]byte, netip.AddrPort) error { return nil }})
+	c, err := NewClient(testClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: bh.bKey, Server: bh.aAddr, Clock: bh.srv.clk,
+		Send: func([]byte, netip.AddrPort) error { return nil }}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,8 +269,8 @@ func TestHandleBatchRelayNoAllocs(t *testing.T) {
 func TestAppendRelay(t *testing.T) {
 	bh := newBatchHarness(t)
 	mk := func(k Key) *Client {
-		c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: k, Server: bh.aAddr, Clock: bh.srv.clk,
-			Send: func([]byte, netip.AddrPort) error { return nil }})
+		c, err := NewClient(testClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: k, Server: bh.aAddr, Clock: bh.srv.clk,
+			Send: func([]byte, netip.AddrPort) error { return nil }}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,7 +314,7 @@ func TestAppendRelay(t *testing.T) {
 	if _, _, ok := a.UnwrapRelay(f[3:]); ok {
 		t.Error("the sender accepted its own frame")
 	}
-	c := mk(Key{3})
+	c := mk(testKey(3))
 	learn(c, bID, map[Key]uint32{})
 	if _, _, ok := c.UnwrapRelay(f[3:]); ok {
 		t.Error("frame from an unknown relay id accepted")

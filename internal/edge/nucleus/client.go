@@ -3,6 +3,7 @@ package nucleus
 import (
 	"bytes"
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"errors"
 	"io"
@@ -21,7 +22,14 @@ import (
 type ClientConfig struct {
 	NetworkID string
 	Secret    []byte // the network's secret_key from the join response, as bytes
-	PublicKey Key    // this device's WireGuard public key
+	// PrivateKey is this device's WireGuard (X25519) private key: its
+	// frames prove that it holds it. It never leaves the device.
+	PrivateKey *ecdh.PrivateKey
+	PublicKey  Key // this device's WireGuard public key (zero: PrivateKey's)
+	// ServerKey is the nucleus's public key (the join answer's server
+	// public_key). Frames to and from the nucleus are keyed with the
+	// Diffie–Hellman of the two keys; a wrong one registers nowhere.
+	ServerKey Key
 	IP4, IP6  netip.Addr
 	Local     []netip.AddrPort // local endpoints worth trying from the same LAN
 	Server    netip.AddrPort   // the nucleus
@@ -56,6 +64,7 @@ type ClientStatus struct {
 type Client struct {
 	cfg  ClientConfig
 	keys atomic.Pointer[keyState]
+	dev  *dhKeys // this device's frame keys with the nucleus
 	clk  clock.Clock
 	log  *slog.Logger
 
@@ -68,6 +77,7 @@ type Client struct {
 	interval   time.Duration // advertised by the nucleus
 	version    uint32
 	peers      map[Key]Peer
+	pairs      map[Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
 	pending    pendingPeers
 	replay     *replayCache
 	dropped    uint64
@@ -84,18 +94,19 @@ type Client struct {
 	relays  atomic.Pointer[relayTable]
 }
 
-// keyState is the signaling key and, for a grace after SetSecret, the one
-// before; replaced, never changed, so the packet path reads it without a
-// lock.
+// keyState is the network key and this device's frame key with the
+// nucleus and, for a grace after SetSecret, the ones before; replaced,
+// never changed, so the packet path reads it without a lock.
 type keyState struct {
-	key, prev []byte
-	prevUntil time.Time
-	macs      sync.Pool // *macer of key
-	prevMacs  sync.Pool // *macer of prev
+	key, prev    []byte // network keys: RELAY tags, and the frame keys derive from them
+	dev, prevDev []byte // frame keys of the frames between this device and the nucleus
+	prevUntil    time.Time
+	macs         sync.Pool // *macer of key
+	prevMacs     sync.Pool // *macer of prev
 }
 
-func newKeyState(key, prev []byte, prevUntil time.Time) *keyState {
-	ks := &keyState{key: key, prev: prev, prevUntil: prevUntil}
+func newKeyState(key, dev, prev, prevDev []byte, prevUntil time.Time) *keyState {
+	ks := &keyState{key: key, dev: dev, prev: prev, prevDev: prevDev, prevUntil: prevUntil}
 	ks.macs.New = func() any { m := &macer{}; m.use(ks.key); return m }
 	ks.prevMacs.New = func() any { m := &macer{}; m.use(ks.prev); return m }
 	return ks
@@ -133,8 +144,12 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("nucleus: invalid network id")
 	case len(cfg.Secret) == 0:
 		return nil, errors.New("nucleus: empty network secret")
-	case cfg.PublicKey.IsZero():
-		return nil, errors.New("nucleus: zero public key")
+	case cfg.PrivateKey == nil || cfg.PrivateKey.Curve() != ecdh.X25519():
+		return nil, errors.New("nucleus: the device's X25519 private key is required")
+	case !cfg.PublicKey.IsZero() && cfg.PublicKey != PublicKeyOf(cfg.PrivateKey):
+		return nil, errors.New("nucleus: the public key is not the private key's")
+	case cfg.ServerKey.IsZero():
+		return nil, errors.New("nucleus: the nucleus's public key is required")
 	case !cfg.Server.IsValid():
 		return nil, errors.New("nucleus: invalid server address")
 	case cfg.Send == nil:
@@ -150,12 +165,19 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.RekeyGrace = time.Minute
 	}
 	cfg.Server = netip.AddrPortFrom(cfg.Server.Addr().Unmap(), cfg.Server.Port())
+	cfg.PublicKey = PublicKeyOf(cfg.PrivateKey)
 	c := &Client{
 		cfg: cfg, clk: cfg.Clock, log: cfg.Log,
-		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, replay: newReplayCache(4096),
+		dev:   deviceKeys(cfg.PrivateKey, cfg.PublicKey, cfg.ServerKey, false),
+		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, pairs: map[Key]*dhKeys{}, replay: newReplayCache(4096),
 		kick: make(chan struct{}, 1),
 	}
-	c.keys.Store(newKeyState(DeriveKey(cfg.Secret), nil, time.Time{}))
+	key := DeriveKey(cfg.Secret)
+	dev := c.dev.key(key)
+	if dev == nil {
+		return nil, errors.New("nucleus: the nucleus's public key is not a usable X25519 key")
+	}
+	c.keys.Store(newKeyState(key, dev, nil, nil, time.Time{}))
 	c.relays.Store(&relayTable{})
 	return c, nil
 }
@@ -174,7 +196,7 @@ func (c *Client) SetSecret(secret []byte) error {
 	if bytes.Equal(old.key, key) {
 		return nil
 	}
-	c.keys.Store(newKeyState(key, old.key, c.clk.Now().Add(c.cfg.RekeyGrace)))
+	c.keys.Store(newKeyState(key, c.dev.key(key), old.key, old.dev, c.clk.Now().Add(c.cfg.RekeyGrace)))
 	return nil
 }
 
@@ -183,11 +205,68 @@ func (c *Client) SetSecret(secret []byte) error {
 // control plane and call SetSecret.
 func (c *Client) OnRekey(f func(version uint32)) { c.mu.Lock(); c.onRekey = f; c.mu.Unlock() }
 
-// verifyFrame checks a control frame's MAC under the current key or,
-// during the grace, the previous one.
+// verifyFrame checks the MAC of a frame from the nucleus under this
+// device's frame key or, during the grace, the previous one.
 func (c *Client) verifyFrame(b []byte, now time.Time) bool {
 	ks := c.keys.Load()
-	return verify(ks.key, b) || (ks.prevValid(now) && verify(ks.prev, b))
+	return verify(ks.dev, b) || (ks.prevValid(now) && verify(ks.prevDev, b))
+}
+
+// verifyDirect checks a PING or PONG: it must name this device as its
+// target and a current peer as its sender, and carry the MAC of the
+// frame key of the two (current or, during the grace, previous).
+func (c *Client) verifyDirect(h header, b []byte, now time.Time) bool {
+	m, ok := decodePair(h.body)
+	if !ok || m.To != c.cfg.PublicKey {
+		return false
+	}
+	c.mu.Lock()
+	pk := c.pairLocked(m.From)
+	c.mu.Unlock()
+	if pk == nil {
+		return false
+	}
+	ks := c.keys.Load()
+	return verify(pk.key(ks.key), b) || (ks.prevValid(now) && verify(pk.key(ks.prev), b))
+}
+
+// pairLocked returns the PING/PONG keys of a current peer (nil for any
+// other key). The caller holds c.mu.
+func (c *Client) pairLocked(peer Key) *dhKeys {
+	if _, ok := c.peers[peer]; !ok {
+		return nil
+	}
+	pk := c.pairs[peer]
+	if pk == nil {
+		pk = pairKeys(c.cfg.PrivateKey, c.cfg.PublicKey, peer)
+		c.pairs[peer] = pk
+	}
+	return pk
+}
+
+// pairFrame seals a PING or PONG to a current peer; nil for another key.
+func (c *Client) pairFrame(typ byte, peer Key, now time.Time) []byte {
+	c.mu.Lock()
+	pk := c.pairLocked(peer)
+	c.mu.Unlock()
+	if pk == nil {
+		return nil
+	}
+	key := pk.key(c.keys.Load().key)
+	if key == nil {
+		return nil
+	}
+	return seal(key, typ, c.cfg.NetworkID, now, pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
+}
+
+// prunePairsLocked forgets the PING/PONG keys of keys no longer peers.
+// The caller holds c.mu.
+func (c *Client) prunePairsLocked() {
+	for k := range c.pairs {
+		if _, ok := c.peers[k]; !ok {
+			delete(c.pairs, k)
+		}
+	}
 }
 
 func clampLocal(es []netip.AddrPort) []netip.AddrPort {
@@ -212,17 +291,27 @@ func (c *Client) OnPong(f func(peer Key, from netip.AddrPort)) {
 	c.mu.Unlock()
 }
 
+// errNotPeer is Ping's answer for a key that is not a current peer.
+var errNotPeer = errors.New("nucleus: not a current peer")
+
 // Ping sends a PING naming peer straight to the underlay address to (not
 // through the nucleus). A peer that receives it answers PONG to the
-// source address, which reaches OnPong.
+// source address, which reaches OnPong. The peer must be in the peer
+// list: PING and PONG are keyed with the Diffie–Hellman of the two
+// devices' keys.
 func (c *Client) Ping(peer Key, to netip.AddrPort) error {
-	return c.cfg.Send(c.PingFrame(peer), netip.AddrPortFrom(to.Addr().Unmap(), to.Port()))
+	f := c.PingFrame(peer)
+	if f == nil {
+		return errNotPeer
+	}
+	return c.cfg.Send(f, netip.AddrPortFrom(to.Addr().Unmap(), to.Port()))
 }
 
 // PingFrame returns a fresh PING naming peer, for a caller that sends it
-// itself (for example with a low TTL).
+// itself (for example with a low TTL); nil when peer is not a current
+// peer.
 func (c *Client) PingFrame(peer Key) []byte {
-	return seal(c.keys.Load().key, TypePing, c.cfg.NetworkID, c.clk.Now(), pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
+	return c.pairFrame(TypePing, peer, c.clk.Now())
 }
 
 // Server returns the nucleus address.
@@ -263,7 +352,7 @@ func (c *Client) sendRequest(typ byte, body []byte, retried bool) error {
 	c.mu.Lock()
 	cookie := c.cookie
 	c.mu.Unlock()
-	f := sealNonce(c.keys.Load().key, typ, c.cfg.NetworkID, c.clk.Now().UnixMilli(), nonce, append(bytes.Clone(body), cookie[:]...))
+	f := sealNonce(c.keys.Load().dev, typ, c.cfg.NetworkID, c.clk.Now().UnixMilli(), nonce, append(bytes.Clone(body), cookie[:]...))
 	c.mu.Lock()
 	c.sent[c.sentNext] = sentRequest{nonce: nonce, mac: [macSize]byte(f[len(f)-macSize:]), typ: typ, body: body, retried: retried}
 	c.sentNext = (c.sentNext + 1) % len(c.sent)
@@ -485,6 +574,9 @@ func (c *Client) keepaliveLocked() time.Duration {
 // that arrived from the address from. Frames that are not authentic,
 // stale or replayed are dropped, and so are frames other than PING and
 // PONG (which travel between edges) that do not come from the nucleus.
+// A frame of the nucleus must carry this device's frame key (which only
+// the nucleus and this device compute), a PING or PONG the key of this
+// device and the peer it names.
 func (c *Client) Handle(b []byte, from netip.AddrPort) {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 	h, err := parseHeader(b)
@@ -495,7 +587,7 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		return
 	}
 	if err != nil || (from != c.cfg.Server && !direct) || h.network != c.cfg.NetworkID || h.typ == TypeRelay ||
-		!c.verifyFrame(b, now) || !fresh(h.ts, now) {
+		!fresh(h.ts, now) || (direct && !c.verifyDirect(h, b, now)) || (!direct && !c.verifyFrame(b, now)) {
 		c.countDrop()
 		return
 	}
@@ -539,6 +631,7 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		if m, ok = decodeUpdate(h.body); ok && m.Peer.PublicKey != c.cfg.PublicKey {
 			if m.Event == EventLeave {
 				delete(c.peers, m.Peer.PublicKey)
+				delete(c.pairs, m.Peer.PublicKey)
 			} else {
 				c.peers[m.Peer.PublicKey] = m.Peer
 			}
@@ -591,9 +684,10 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		punch(punchTo)
 	}
 	if !pongTo.IsZero() {
-		body := pairMsg{From: c.cfg.PublicKey, To: pongTo}.encode()
-		if err := c.cfg.Send(seal(c.keys.Load().key, TypePong, c.cfg.NetworkID, now, body), from); err != nil {
-			c.log.Debug("pong failed", "err", err)
+		if f := c.pairFrame(TypePong, pongTo, now); f != nil {
+			if err := c.cfg.Send(f, from); err != nil {
+				c.log.Debug("pong failed", "err", err)
+			}
 		}
 	}
 	if pong != nil {
@@ -632,5 +726,6 @@ func (c *Client) addPart(m peersMsg) bool {
 		}
 	}
 	c.peers, c.version, c.pending = peers, m.Version, pendingPeers{}
+	c.prunePairsLocked()
 	return true
 }

@@ -38,12 +38,20 @@ type Binding struct {
 	IP4, IP6 netip.Addr // IP6 invalid when the network has none
 }
 
+// member is a binding of a Directory answer with the frame keys of its
+// device (DH with the nucleus's key, computed on its first frame and kept
+// across answers while the binding stays).
+type member struct {
+	Binding
+	keys *dhKeys
+}
+
 // dirEntry is the cached Directory answer of one network id.
 type dirEntry struct {
 	known   bool
-	key     []byte // signaling key; nil when unknown
+	key     []byte // network key; nil when unknown
 	version uint32
-	byKey   map[Key]Binding
+	byKey   map[Key]*member
 	loaded  time.Time // when the answer arrived
 	used    time.Time // last frame that needed it
 	retry   time.Time // after a failed lookup: not before
@@ -220,12 +228,23 @@ func (s *Server) applyLocked(id string, info NetworkInfo, err error, now time.Ti
 	case err == nil && len(info.Secret) > 0:
 		key := DeriveKey(info.Secret)
 		rotated := e.known && !bytes.Equal(e.key, key)
+		if !rotated && e.key != nil {
+			key = e.key // the same key: the derived frame keys stay valid
+		}
 		e.known, e.key, e.version, e.loaded, e.retry = true, key, info.SecretVersion, now, time.Time{}
-		e.byKey = make(map[Key]Binding, len(info.Members))
+		old := e.byKey
+		e.byKey = make(map[Key]*member, len(info.Members))
 		for _, b := range info.Members {
-			if !b.Key.IsZero() && b.IP4.Is4() {
-				e.byKey[b.Key] = b
+			if b.Key.IsZero() || !b.IP4.Is4() {
+				continue
 			}
+			m := &member{Binding: b}
+			if o := old[b.Key]; o != nil {
+				m.keys = o.keys // the Diffie–Hellman depends on the key alone
+			} else {
+				m.keys = deviceKeys(s.priv, s.pub, b.Key, true)
+			}
+			e.byKey[b.Key] = m
 		}
 		if n := s.networks[id]; n != nil {
 			out = s.reconcile(n, e, rotated, now)
@@ -253,10 +272,13 @@ func (s *Server) applyLocked(id string, info NetworkInfo, err error, now time.Ti
 func (s *Server) reconcile(n *network, e *dirEntry, rotated bool, now time.Time) []outbound {
 	var out []outbound
 	for k, p := range n.peers {
-		if b, ok := e.byKey[k]; !ok || b.IP4 != p.IP4 {
+		b, ok := e.byKey[k]
+		if !ok || b.IP4 != p.IP4 {
 			s.log.Info("nucleus peer evicted: no longer bound", "network", n.id, "peer", k.String())
 			out = append(out, s.removePeer(n, k, now)...)
+			continue
 		}
+		p.m = b
 	}
 	if !rotated {
 		n.key = e.key

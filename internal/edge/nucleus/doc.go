@@ -10,14 +10,14 @@
 //
 //	0     1   0xFF
 //	1     2   'O' 'N'
-//	3     1   version (3)
+//	3     1   version (4)
 //	4     1   type
 //	5     1   n = length of the network id (4..64)
 //	6     n   network id, in clear so the nucleus can pick the key
 //	6+n   8   timestamp, Unix milliseconds
 //	14+n  12  random nonce
 //	26+n  ..  body (per type)
-//	end-32 32 HMAC-SHA256(K, every byte before it)
+//	end-32 32 HMAC-SHA256(frame key, every byte before it)
 //
 // and a RELAY frame, which carries one WireGuard packet, is
 //
@@ -32,16 +32,34 @@
 // a 1500-byte IPv4 underlay. The tag covers the header only: WireGuard
 // authenticates the payload end to end.
 //
-// K = HKDF-SHA256(secret, salt none, info "omniedge/nucleus/v1"), 32
-// bytes, where secret is the network's secret_key (as the join response
-// gives it) taken as bytes. A network id is "vn_" and 1 to 61 characters
+// Keys. The network key K = HKDF-SHA256(secret, salt none, info
+// "omniedge/nucleus/v1"), 32 bytes, where secret is the network's
+// secret_key (as the join response gives it) taken as bytes, keys the
+// RELAY tags, which every member and the nucleus check. Control frames
+// are keyed per device: the nucleus has a static X25519 key pair (the
+// built-in one derived from the master key, a user-hosted one kept in its
+// state directory), whose public key the join answer gives. Frames
+// between a device D and the nucleus N (every request, and everything
+// the nucleus sends a device) carry the MAC of
+//
+//	K_dev = HKDF-SHA256(DH(D, N) ‖ K, salt none, info "omniedge/nucleus/v4/device" ‖ D ‖ N)
+//
+// which the device computes with its private key and the nucleus with
+// its own: no other member can. PING and PONG between devices A and B
+// carry the MAC of K_pair = HKDF-SHA256(DH(A, B) ‖ K, salt none, info
+// "omniedge/nucleus/v4/pair" ‖ min(A, B) ‖ max(A, B)). COOKIE is keyed
+// with the MAC of the request it answers. Every frame key mixes in K, so
+// it rotates with the secret. A network id is "vn_" and 1 to 61 characters
 // of the base64url alphabet; a frame naming anything else is dropped
 // before any lookup. A WireGuard packet starts with a little-endian u32
 // type 1–4 (bytes 01..04, 00, 00, 00), so the 0xFF first byte never
 // collides: IsSignal tests the prefix only.
 //
 // A receiver drops, and counts, any frame that is malformed, fails the
-// MAC, carries a timestamp more than Window (60 s) from its clock, or
+// MAC (the nucleus checks a request under the frame key of the device key
+// it names; a client checks the nucleus's frames under its own, a PING
+// or PONG under the key of the current peer it names), carries a
+// timestamp more than Window (60 s) from its clock, or
 // repeats a nonce seen within twice the window (a bounded cache per
 // network: when full it forgets the oldest nonce and refuses frames dated
 // at or before it). RELAY frames are authenticated (their header) and
@@ -98,7 +116,11 @@
 // The nucleus keeps a peer table per network keyed by public key and
 // records the source address of each REGISTER and KEEPALIVE as the peer's
 // observed endpoint. A REGISTER is admitted only for the key bound to the
-// address it names (the peer's addresses are the binding's), and REGISTER,
+// address it names (the peer's addresses are the binding's). The
+// Diffie–Hellman of a binding is computed on its first frame and kept
+// across answers (a frame costs none); a REGISTER of a key not bound yet
+// costs one, within its source's lookup budget, before it may ask for a
+// reload. REGISTER,
 // PUNCH_REQUEST and roaming KEEPALIVE frames are rate-limited per source
 // (each may make the nucleus send to every member); LEAVE and
 // PUNCH_REQUEST must come from the named peer's registered endpoint.
@@ -123,10 +145,10 @@
 // A new secret (a member left or was removed): on the reload the nucleus
 // sends REKEY, signed with the old key, to every peer still bound; their
 // daemons fetch the secret from the control plane and call
-// Client.SetSecret. For RekeyGrace the nucleus still accepts the old key
-// from registered peers at their registered endpoint (no REGISTER, no
-// roaming), and signs what it sends each peer with the key that peer
-// last used.
+// Client.SetSecret. For RekeyGrace the nucleus still accepts frame keys
+// under the old network key from registered peers at their registered
+// endpoint (no REGISTER, no roaming), and signs what it sends each peer
+// with the key that peer last used.
 //
 // PING and PONG never involve the nucleus: an edge sends PING to a peer's
 // observed or local endpoint, the peer answers PONG to the PING's source
@@ -134,13 +156,17 @@
 // ways. A client accepts them from any address (the MAC, timestamp and
 // nonce checks still apply); every other frame must come from the nucleus.
 //
-// Signaling authenticates the network, and the nucleus ties each virtual
-// address to one device key: a current member holding the secret can
-// still name another member's key in a KEEPALIVE (moving that member's
-// endpoint to an address it receives at) and so disturb its paths, but it
-// cannot register another key at a member's address, and WireGuard (with
-// a preshared key derived from the secret) authenticates every device end
-// to end, so it cannot read or inject that member's traffic. A former
-// member holds an old secret, which neither signs frames nor completes a
-// handshake once the secret rotated.
+// Signaling authenticates the device: a request names its sender's key
+// and is signed with that device's frame key, so a current member holding
+// the secret cannot speak for another member (register, keep alive or
+// move it, punch or leave in its name), nor, even from the nucleus's
+// address, forge what the nucleus tells another member, nor forge a PING
+// or PONG naming another member. The nucleus ties each virtual address to
+// one device key, and WireGuard (with a preshared key derived from the
+// secret) authenticates every device end to end. A RELAY header is only
+// tagged with the network key: a member can build one naming another
+// member's relay id, but the nucleus forwards it only from that member's
+// observed endpoint, and the payload is a WireGuard packet its receiver
+// authenticates. A former member holds an old secret, which neither signs
+// frames nor completes a handshake once the secret rotated.
 package nucleus

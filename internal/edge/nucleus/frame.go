@@ -2,6 +2,7 @@ package nucleus
 
 import (
 	"bytes"
+	"crypto/ecdh"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -19,8 +20,10 @@ const (
 	// Version is the protocol version carried in every control frame.
 	// Version 2 added the relay ids (peer entries, REGISTER_ACK) and the
 	// 20-byte RELAY frame; version 3 the return-routability cookie (a
-	// cookie field in every client request, the COOKIE answer) and REKEY.
-	Version = 3
+	// cookie field in every client request, the COOKIE answer) and REKEY;
+	// version 4 the per-device and per-pair frame keys (proof that the
+	// sender holds the private key of the device key it names).
+	Version = 4
 
 	// MaxFrame bounds every datagram the nucleus or a client reads or writes.
 	MaxFrame = 2048
@@ -41,8 +44,14 @@ const (
 	// receiver's clock; nonces are remembered for twice as long.
 	Window = 60 * time.Second
 
-	// KeyInfo is the HKDF-SHA256 info string of the signaling key.
+	// KeyInfo is the HKDF-SHA256 info string of the network key.
 	KeyInfo = "omniedge/nucleus/v1"
+	// DeviceKeyInfo starts the HKDF-SHA256 info string of a device's
+	// frame key (followed by the device's and the nucleus's public keys).
+	DeviceKeyInfo = "omniedge/nucleus/v4/device"
+	// PairKeyInfo starts the HKDF-SHA256 info string of the frame key of
+	// two devices (followed by their public keys, the lower first).
+	PairKeyInfo = "omniedge/nucleus/v4/pair"
 
 	macSize   = sha256.Size
 	nonceSize = 12
@@ -190,13 +199,70 @@ func isControl(b []byte) bool {
 // test only).
 func IsRelay(b []byte) bool { return len(b) >= RelayOverhead && b[0] == 0xFF && b[1] == 'R' }
 
-// DeriveKey returns the signaling key of a network secret.
+// DeriveKey returns the network key of a network secret: the key of the
+// RELAY header tags, and an input of every frame key.
 func DeriveKey(secret []byte) []byte {
 	k, err := hkdf.Key(sha256.New, secret, nil, KeyInfo, 32)
 	if err != nil {
 		panic(err) // only for lengths far beyond 32
 	}
 	return k
+}
+
+// NewPrivateKey returns the X25519 private key of 32 bytes (a nucleus's
+// static key, a device's WireGuard key).
+func NewPrivateKey(b []byte) (*ecdh.PrivateKey, error) {
+	return ecdh.X25519().NewPrivateKey(b)
+}
+
+// PublicKeyOf returns the public key of an X25519 private key.
+func PublicKeyOf(priv *ecdh.PrivateKey) Key { return Key(priv.PublicKey().Bytes()) }
+
+// sharedSecret is the X25519 Diffie–Hellman of priv and pub; it fails for
+// a public key of low order (the result would be all zero, known to
+// anyone).
+func sharedSecret(priv *ecdh.PrivateKey, pub Key) ([]byte, error) {
+	p, err := ecdh.X25519().NewPublicKey(pub[:])
+	if err != nil {
+		return nil, err
+	}
+	return priv.ECDH(p)
+}
+
+// frameKey derives a frame key from a Diffie–Hellman result and the
+// network key: HKDF-SHA256(ikm = shared ‖ netKey, salt none, info =
+// label ‖ a ‖ b), 32 bytes. Mixing in the network key ties every frame
+// key to the current secret, so it rotates with it.
+func frameKey(shared, netKey []byte, label string, a, b Key) []byte {
+	ikm := make([]byte, 0, len(shared)+len(netKey))
+	ikm = append(append(ikm, shared...), netKey...)
+	info := make([]byte, 0, len(label)+64)
+	info = append(append(append(info, label...), a[:]...), b[:]...)
+	k, err := hkdf.Key(sha256.New, ikm, nil, string(info), 32)
+	if err != nil {
+		panic(err) // only for lengths far beyond 32
+	}
+	return k
+}
+
+// DeviceFrameKey is the key of the control frames between a device and
+// its nucleus: from DH(device, nucleus) — which the device computes with
+// its private key and the nucleus's public key, the nucleus with its
+// private key and the device's public key, and nobody else — and the
+// network key; info DeviceKeyInfo ‖ device ‖ nucleus.
+func DeviceFrameKey(shared, netKey []byte, device, nucleus Key) []byte {
+	return frameKey(shared, netKey, DeviceKeyInfo, device, nucleus)
+}
+
+// PairFrameKey is the key of the PING and PONG frames between two
+// devices: from DH(a, b), which only a and b can compute, and the network
+// key; info PairKeyInfo ‖ the lower key ‖ the higher key, so that both
+// sides derive the same.
+func PairFrameKey(shared, netKey []byte, a, b Key) []byte {
+	if bytes.Compare(a[:], b[:]) > 0 {
+		a, b = b, a
+	}
+	return frameKey(shared, netKey, PairKeyInfo, a, b)
 }
 
 // header is the parsed clear part of a frame.
@@ -271,9 +337,9 @@ func parseHeader(b []byte) (header, error) {
 	return h, nil
 }
 
-// verify checks the MAC of a frame.
+// verify checks the MAC of a frame; an empty key verifies nothing.
 func verify(key, b []byte) bool {
-	if len(b) < macSize {
+	if len(key) == 0 || len(b) < macSize {
 		return false
 	}
 	m := hmac.New(sha256.New, key)

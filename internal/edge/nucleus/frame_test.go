@@ -81,16 +81,16 @@ func TestPeersSplitIntoPartsAndReassembled(t *testing.T) {
 		peers = append(peers, p)
 	}
 	const network = "vn_0123456789012345678901234567890123456789012345678901234567890"
-	key := DeriveKey([]byte("s"))
+	self := testKey(200)
+	key := testDeviceKey([]byte("s"), self)
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
 	bodies := packPeers(network, 42, peers)
 	if len(bodies) < 3 {
 		t.Fatalf("%d parts, want several", len(bodies))
 	}
 	server := netip.MustParseAddrPort("127.0.0.1:51820")
-	self := Key{200}
-	c, err := NewClient(ClientConfig{NetworkID: network, Secret: []byte("s"), PublicKey: self, Server: server, Clock: clk,
-		Send: func([]byte, netip.AddrPort) error { return nil }})
+	c, err := NewClient(testClient(ClientConfig{NetworkID: network, Secret: []byte("s"), PublicKey: self, Server: server, Clock: clk,
+		Send: func([]byte, netip.AddrPort) error { return nil }}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,20 +125,24 @@ func TestPeersSplitIntoPartsAndReassembled(t *testing.T) {
 
 // FuzzFrame feeds arbitrary datagrams to the parsers, to the client and to
 // the server, both raw and sealed with the right key (so that the body
-// decoders behind the MAC are reached). Nothing may panic; a body that
-// decodes must encode back to the same bytes.
+// decoders behind the MAC are reached: the client's frame key for what
+// the nucleus sends it, the frame key of the device a request names for
+// the nucleus). Nothing may panic; a body that decodes must encode back
+// to the same bytes.
 func FuzzFrame(f *testing.F) {
 	key := DeriveKey(secrets[netA])
+	self := testKey(2)
+	clientKey := testDeviceKey(secrets[netA], self)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	p := Peer{PublicKey: Key{1}, IP4: netip.MustParseAddr("100.66.0.1"), Endpoint: netip.MustParseAddrPort("1.2.3.4:5"),
+	p := Peer{PublicKey: testKey(1), IP4: netip.MustParseAddr("100.66.0.1"), Endpoint: netip.MustParseAddrPort("1.2.3.4:5"),
 		Local: []netip.AddrPort{netip.MustParseAddrPort("[::1]:7")}}
 	for _, b := range [][]byte{
-		registerMsg{Key: Key{1}, IP4: p.IP4, Local: p.Local}.encode(),
+		registerMsg{Key: testKey(1), IP4: p.IP4, Local: p.Local}.encode(),
 		ackMsg{Observed: p.Endpoint, Keepalive: 1, Version: 2, RelayID: 3}.encode(),
-		keepaliveMsg{Key: Key{1}, Version: 3}.encode(),
+		keepaliveMsg{Key: testKey(1), Version: 3}.encode(),
 		packPeers(netA, 4, []Peer{p, p})[0],
 		updateMsg{Version: 5, Event: EventJoin, Peer: p}.encode(),
-		pairMsg{From: Key{1}, To: Key{2}}.encode(),
+		pairMsg{From: testKey(1), To: self}.encode(),
 		appendPeer(nil, p),
 		errorMsg{Code: 1, Text: "x"}.encode(),
 		cookieMsg{Echo: [nonceSize]byte{1}, Cookie: [CookieSize]byte{2}}.encode(),
@@ -155,14 +159,14 @@ func FuzzFrame(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		// Fresh state per input keeps every run small and independent.
 		clk := clock.NewFake(now)
-		srv, err := NewServer(Options{Directory: newTestDir(), Clock: clk})
+		srv, err := NewServer(testOptions(Options{Directory: newTestDir(), Clock: clk}))
 		if err != nil {
 			t.Fatal(err)
 		}
 		srv.load(context.Background(), netA)
 		cookie := srv.cookies.make(from)
-		cl, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: Key{2}, Server: server, Clock: clk,
-			Send: func([]byte, netip.AddrPort) error { return nil }})
+		cl, err := NewClient(testClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: self, Server: server, Clock: clk,
+			Send: func([]byte, netip.AddrPort) error { return nil }}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +178,7 @@ func FuzzFrame(f *testing.F) {
 		// The same bytes as the body of an authentic frame of every type.
 		if len(data) <= MaxFrame-overhead(netA) {
 			for t := TypeRegister; t <= TypeRekey; t++ {
-				fr := seal(key, t, netA, clk.Now(), data)
+				fr := seal(clientKey, t, netA, clk.Now(), data)
 				srv.handle(context.Background(), fr, from)
 				cl.Handle(fr, server)
 				cl.UnwrapRelay(fr)
@@ -183,8 +187,14 @@ func FuzzFrame(f *testing.F) {
 		// With the cookie of its source, a request reaches the handlers
 		// behind the cookie check.
 		if len(data) <= MaxFrame-overhead(netA)-CookieSize {
+			sender := key
+			if len(data) >= 32 {
+				if _, ok := testIDs[Key(data[:32])]; ok {
+					sender = testDeviceKey(secrets[netA], Key(data[:32]))
+				}
+			}
 			for _, t := range []byte{TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave} {
-				srv.handle(context.Background(), seal(key, t, netA, clk.Now(), append(bytes.Clone(data), cookie[:]...)), from)
+				srv.handle(context.Background(), seal(sender, t, netA, clk.Now(), append(bytes.Clone(data), cookie[:]...)), from)
 			}
 		}
 		if m, ok := decodeRegister(data); ok && !bytes.Equal(m.encode(), data) {

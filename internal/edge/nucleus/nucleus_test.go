@@ -2,7 +2,11 @@ package nucleus
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"crypto/ecdh"
+	"crypto/sha256"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -24,12 +28,57 @@ const (
 
 var secrets = map[string][]byte{netA: []byte("alpha-secret-0123456789abcdef"), netB: []byte("beta-secret-0123456789abcdef")}
 
-// testKey is the key of test device id; testBinding its addresses, as
-// the harness's edges announce them.
-func testKey(id byte) Key {
-	var k Key
-	k[0], k[31] = id, 0x5a
+// The test nucleus's static key pair, and test devices 0..255: their
+// private keys (fixed, derived from the id), public keys and ids by key.
+var (
+	testServerPriv = mustPriv("omniedge test nucleus")
+	testServerKey  = PublicKeyOf(testServerPriv)
+	testPrivs      [256]*ecdh.PrivateKey
+	testKeys       [256]Key
+	testIDs        = map[Key]byte{}
+)
+
+func init() {
+	for i := range testPrivs {
+		testPrivs[i] = mustPriv(fmt.Sprintf("omniedge test device %d", i))
+		testKeys[i] = PublicKeyOf(testPrivs[i])
+		testIDs[testKeys[i]] = byte(i)
+	}
+}
+
+func mustPriv(seed string) *ecdh.PrivateKey {
+	sum := sha256.Sum256([]byte(seed))
+	k, err := NewPrivateKey(sum[:])
+	if err != nil {
+		panic(err)
+	}
 	return k
+}
+
+// testKey is the key of test device id, testPriv its private key,
+// testID the id of a test device's key; testBinding its addresses, as the
+// harness's edges announce them.
+func testKey(id byte) Key               { return testKeys[id] }
+func testPriv(id byte) *ecdh.PrivateKey { return testPrivs[id] }
+func testID(k Key) byte                 { return testIDs[k] }
+func testOptions(o Options) Options     { o.PrivateKey = cmp.Or(o.PrivateKey, testServerPriv); return o }
+func testClient(c ClientConfig) ClientConfig {
+	if c.PrivateKey == nil {
+		c.PrivateKey = testPriv(testID(c.PublicKey))
+	}
+	c.ServerKey = cmp.Or(c.ServerKey, testServerKey)
+	return c
+}
+
+// testDeviceKey is the frame key of test device k's frames with the test
+// nucleus in the network of secret: what only that device and the nucleus
+// can compute.
+func testDeviceKey(secret []byte, k Key) []byte {
+	shared, err := sharedSecret(testPriv(testID(k)), testServerKey)
+	if err != nil {
+		panic(err)
+	}
+	return DeviceFrameKey(shared, DeriveKey(secret), k, testServerKey)
 }
 
 func testBinding(id byte) Binding {
@@ -111,7 +160,7 @@ func newHarnessWith(t *testing.T, dir *testDir, opts func(*Options)) *harness {
 	t.Helper()
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	reg := prometheus.NewRegistry()
-	o := Options{Directory: dir, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond}
+	o := Options{Directory: dir, Clock: clk, Registry: reg, Keepalive: 20 * time.Second, SweepEvery: 10 * time.Millisecond, PrivateKey: testServerPriv}
 	if opts != nil {
 		opts(&o)
 	}
@@ -180,7 +229,7 @@ func (h *harness) edgeAt(network string, secret []byte, id byte, ip net.IP) *edg
 	e := &edge{t: h.t, h: h, ip: ip, peers: make(chan []Peer, 64), punches: make(chan Peer, 8), relays: make(chan relayed, 256)}
 	e.key = testKey(id)
 	c, err := NewClient(ClientConfig{
-		NetworkID: network, Secret: secret, PublicKey: e.key, Server: h.at, Clock: h.clk,
+		NetworkID: network, Secret: secret, PrivateKey: testPriv(id), ServerKey: testServerKey, Server: h.at, Clock: h.clk,
 		IP4: netip.AddrFrom4([4]byte{100, 66, 0, id}), IP6: netip.MustParseAddr("fd10:66::" + string('0'+rune(id%10))),
 		Local: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.10:51820")},
 		Send: func(b []byte, to netip.AddrPort) error {
@@ -292,7 +341,7 @@ func (e *edge) waitPeers(what string, ok func([]Peer) bool) []Peer {
 				return ps
 			}
 		case <-deadline:
-			e.t.Fatalf("edge %d: timed out waiting for %s", e.key[0], what)
+			e.t.Fatalf("edge %d: timed out waiting for %s", testID(e.key), what)
 			return nil
 		}
 	}
@@ -452,7 +501,7 @@ func TestReplayAndStaleFramesDropped(t *testing.T) {
 		t.Fatalf("replayed REGISTER re-added A: %v", h.srv.Peers(netA))
 	}
 
-	key := DeriveKey(secrets[netA])
+	key := testDeviceKey(secrets[netA], a.key)
 	body := registerMsg{Key: a.key, IP4: netip.MustParseAddr("100.66.0.1")}.encode()
 	now := h.clk.Now()
 	a.raw(h.request(key, TypeRegister, netA, now.Add(-61*time.Second), [nonceSize]byte{1}, body, a.addr()))
@@ -466,6 +515,7 @@ func TestReplayAndStaleFramesDropped(t *testing.T) {
 	b.waitPeers("A back", has(a.key))
 
 	// The client drops replays too: a nucleus frame seen twice counts once.
+	key = testDeviceKey(secrets[netA], b.key)
 	ack := seal(key, TypeRegisterAck, netA, now, ackMsg{Observed: b.addr(), Keepalive: 20000}.encode())
 	b.c.Handle(ack, h.at)
 	before := b.c.Status().Dropped
@@ -643,10 +693,10 @@ func TestPunch(t *testing.T) {
 		select {
 		case p := <-x.e.punches:
 			if p.PublicKey != x.want.key || p.Endpoint != x.want.addr() {
-				t.Errorf("edge %d told to punch %+v", x.e.key[0], p)
+				t.Errorf("edge %d told to punch %+v", testID(x.e.key), p)
 			}
 		case <-time.After(wait):
-			t.Fatalf("edge %d got no PUNCH", x.e.key[0])
+			t.Fatalf("edge %d got no PUNCH", testID(x.e.key))
 		}
 	}
 }

@@ -13,16 +13,22 @@ type pongSeen struct {
 
 // A PING sent straight to a peer is answered with a PONG to its source
 // address; frames of another network or naming another key are dropped,
-// and the nucleus takes no part.
+// and the nucleus takes no part beyond telling the two of each other
+// (PING and PONG are keyed with the Diffie–Hellman of their keys, so a
+// device pings only its peers).
 func TestPingPongBetweenEdges(t *testing.T) {
 	h := newHarness(t)
 	a := h.edge(netA, secrets[netA], 1)
 	b := h.edge(netA, secrets[netA], 2)
-	x := h.edge(netB, secrets[netB], 3)
 	pongs := make(chan pongSeen, 8)
 	a.c.OnPong(func(p Key, from netip.AddrPort) { pongs <- pongSeen{p, from} })
-	xp := make(chan pongSeen, 8)
-	x.c.OnPong(func(p Key, from netip.AddrPort) { xp <- pongSeen{p, from} })
+	if err := a.c.Ping(b.key, b.addr()); err == nil {
+		t.Fatal("a PING was sent to a device that is not a peer yet")
+	}
+	a.register()
+	b.register()
+	a.waitPeers("B", has(b.key))
+	frames := h.srv.Stats().Frames
 
 	if err := a.c.Ping(b.key, b.addr()); err != nil {
 		t.Fatal(err)
@@ -35,22 +41,26 @@ func TestPingPongBetweenEdges(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("no pong")
 	}
-	if st := h.srv.Stats(); st.Frames != 0 {
-		t.Fatalf("the nucleus saw %d frames", st.Frames)
+	if st := h.srv.Stats(); st.Frames != frames {
+		t.Fatalf("the nucleus saw %d frames", st.Frames-frames)
 	}
 
-	// A ping naming a key other than the receiver's is not answered, nor is
-	// one of another network (its MAC fails under b's key).
-	var other Key
-	other[0] = 9
+	// A ping naming a key other than the receiver's is not answered, nor
+	// is one of another network: X pings device 2 in netB, where the same
+	// key is a member too, at B's socket of netA.
+	x := h.edge(netB, secrets[netB], 3)
+	b2 := h.edge(netB, secrets[netB], 2)
+	b2.register()
+	x.register()
+	xp := make(chan pongSeen, 8)
+	x.c.OnPong(func(p Key, from netip.AddrPort) { xp <- pongSeen{p, from} })
 	dropped := b.c.Status().Dropped
-	if err := a.c.Ping(other, b.addr()); err != nil {
-		t.Fatal(err)
-	}
+	a.send(seal(pairKeys(testPriv(1), a.key, b.key).key(DeriveKey(secrets[netA])), TypePing, netA, h.clk.Now(),
+		pairMsg{From: a.key, To: testKey(9)}.encode()), b.addr())
 	if err := x.c.Ping(b.key, b.addr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "foreign ping dropped", func() bool { return b.c.Status().Dropped > dropped })
+	eventually(t, "foreign pings dropped", func() bool { return b.c.Status().Dropped >= dropped+2 })
 	select {
 	case p := <-pongs:
 		t.Fatalf("unexpected pong %+v", p)

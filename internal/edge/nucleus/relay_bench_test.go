@@ -2,6 +2,7 @@ package nucleus
 
 import (
 	"context"
+	"crypto/rand"
 	"net"
 	"net/netip"
 	"sync/atomic"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/net/ipv4"
+
+	"github.com/omniedge/omni/internal/platform/clock"
 )
 
 // benchPeer is a device of the relay benchmark: a loopback socket and a
@@ -30,7 +33,7 @@ func newBenchPeer(b *testing.B, server netip.AddrPort, id byte) *benchPeer {
 	_ = conn.SetWriteBuffer(4 << 20)
 	p := &benchPeer{conn: conn, key: testKey(id)}
 	p.c, err = NewClient(ClientConfig{
-		NetworkID: netA, Secret: secrets[netA], PublicKey: p.key, Server: server,
+		NetworkID: netA, Secret: secrets[netA], PrivateKey: testPriv(id), ServerKey: testServerKey, Server: server,
 		IP4: testBinding(id).IP4, IP6: testBinding(id).IP6,
 		Send: func(fb []byte, to netip.AddrPort) error {
 			_, err := conn.WriteToUDPAddrPort(fb, to)
@@ -54,7 +57,7 @@ func BenchmarkRelay(b *testing.B) {
 }
 
 func benchRelay(b *testing.B, size int) {
-	srv, err := NewServer(Options{Directory: newTestDir()})
+	srv, err := NewServer(testOptions(Options{Directory: newTestDir()}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -176,7 +179,7 @@ func benchRelay(b *testing.B, size int) {
 // BenchmarkHandleRelay measures the nucleus's own work per relayed frame
 // (authentication, routing, counters), without sockets, in batches of 64.
 func BenchmarkHandleRelay(b *testing.B) {
-	srv, err := NewServer(Options{Directory: newTestDir()})
+	srv, err := NewServer(testOptions(Options{Directory: newTestDir()}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func BenchmarkHandleRelay(b *testing.B) {
 		k    Key
 		from netip.AddrPort
 	}{{aKey, aAddr}, {bKey, bAddr}} {
-		f := registerFrame(srv, key, netA, time.Now(), [nonceSize]byte{byte(i + 1)}, r.k, r.from)
+		f := registerFrame(srv, netA, time.Now(), [nonceSize]byte{byte(i + 1)}, r.k, r.from)
 		srv.handleBatch(ctx, &st, []packet{{b: f, from: r.from}})
 	}
 	aID, bID := relayIDOf(b, srv, netA, aKey), relayIDOf(b, srv, netA, bKey)
@@ -203,6 +206,71 @@ func BenchmarkHandleRelay(b *testing.B) {
 	for i := 0; i < b.N; i += len(pkts) {
 		if out := srv.handleBatch(ctx, &st, pkts[:min(len(pkts), b.N-i)]); len(out) == 0 {
 			b.Fatal("nothing relayed")
+		}
+	}
+}
+
+// BenchmarkHandleRequest measures the nucleus's work per KEEPALIVE and
+// per REGISTER of a registered device (authentication, replay and
+// membership checks, the answers), without sockets; the frames are built
+// outside the timed part.
+func BenchmarkHandleRequest(b *testing.B) {
+	for _, typ := range []byte{TypeKeepalive, TypeRegister} {
+		b.Run(map[byte]string{TypeKeepalive: "keepalive", TypeRegister: "register"}[typ], func(b *testing.B) { benchRequest(b, typ) })
+	}
+}
+
+func benchRequest(b *testing.B, typ byte) {
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	srv, err := NewServer(testOptions(Options{Directory: newTestDir(), Clock: clk, SourceRegisters: 1 << 30}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	srv.load(ctx, netA)
+	aKey, bKey := testKey(1), testKey(2)
+	aAddr, bAddr := netip.MustParseAddrPort("192.0.2.1:1111"), netip.MustParseAddrPort("198.51.100.2:2222")
+	var st batchState
+	for i, r := range []struct {
+		k    Key
+		from netip.AddrPort
+	}{{aKey, aAddr}, {bKey, bAddr}} {
+		f := registerFrame(srv, netA, clk.Now(), [nonceSize]byte{byte(i + 1)}, r.k, r.from)
+		srv.handleBatch(ctx, &st, []packet{{b: f, from: r.from}})
+	}
+	if len(srv.Peers(netA)) != 2 {
+		b.Fatal("peers did not register")
+	}
+	srv.mu.Lock()
+	version := srv.networks[netA].version
+	srv.mu.Unlock()
+	body := keepaliveMsg{Key: aKey, Version: version}.encode()
+	if typ == TypeRegister {
+		bnd := testBinding(1)
+		body = registerMsg{Key: aKey, IP4: bnd.IP4, IP6: bnd.IP6}.encode()
+	}
+	cookie := srv.cookies.make(aAddr)
+	body = append(body, cookie[:]...)
+	key := testDeviceKey(secrets[netA], aKey)
+	frames := make([][]byte, 4096)
+	pkts := make([]packet, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if i%len(frames) == 0 {
+			b.StopTimer()
+			srv.load(ctx, netA) // the fake clock runs a second per thousand frames: keep the answer fresh
+			for j := range frames {
+				clk.Advance(time.Millisecond)
+				var nonce [nonceSize]byte
+				rand.Read(nonce[:])
+				frames[j] = sealNonce(key, typ, netA, clk.Now().UnixMilli(), nonce, body)
+			}
+			b.StartTimer()
+		}
+		pkts[0] = packet{b: frames[i%len(frames)], from: aAddr}
+		if out := srv.handleBatch(ctx, &st, pkts); len(out) == 0 {
+			b.Fatal("not answered")
 		}
 	}
 }

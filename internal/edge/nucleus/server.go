@@ -2,6 +2,7 @@ package nucleus
 
 import (
 	"context"
+	"crypto/ecdh"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -21,10 +22,15 @@ import (
 
 // Options configure a Server. Zero fields take the documented defaults.
 type Options struct {
-	Directory Directory             // required
-	Clock     clock.Clock           // nil: the system clock
-	Log       *slog.Logger          // nil: discard
-	Registry  prometheus.Registerer // nil: no Prometheus metrics
+	Directory Directory // required
+	// PrivateKey is the nucleus's static X25519 key (required): devices
+	// prove the key they name with a Diffie–Hellman against its public
+	// key, which the control plane hands them in the join answer. Every
+	// replica of one control plane has the same.
+	PrivateKey *ecdh.PrivateKey
+	Clock      clock.Clock           // nil: the system clock
+	Log        *slog.Logger          // nil: discard
+	Registry   prometheus.Registerer // nil: no Prometheus metrics
 
 	// Keepalive is the interval clients are told to keep alive at (default
 	// 20 s); a peer silent for three intervals is expired.
@@ -81,7 +87,7 @@ const (
 	DropUnknownNetwork = "unknown_network" // the Directory knows no such network
 	DropThrottled      = "throttled"       // a per-source budget or the lookup queue is exhausted
 	DropUnverified     = "unverified"      // no valid cookie, and no COOKIE sent (budget exhausted)
-	DropAuth           = "auth"            // wrong MAC: wrong key or tampered
+	DropAuth           = "auth"            // wrong MAC: not signed with the key of the device it names, or tampered
 	DropStale          = "stale"           // timestamp outside the window
 	DropReplay         = "replay"          // nonce seen before (or dated before the cache's floor)
 	DropUnexpected     = "unexpected"      // a nucleus-to-client type sent to the nucleus
@@ -114,6 +120,8 @@ type NetworkStats struct {
 // networks on one UDP socket.
 type Server struct {
 	o       Options
+	priv    *ecdh.PrivateKey
+	pub     Key
 	clk     clock.Clock
 	log     *slog.Logger
 	m       *serverMetrics
@@ -142,7 +150,7 @@ type Server struct {
 
 type network struct {
 	id      string
-	key     []byte // signaling key of the Directory's answer
+	key     []byte // network key of the Directory's answer
 	prevKey []byte // the key before the last rotation, accepted until prevUntil
 	// prevUntil ends the grace of prevKey.
 	prevUntil      time.Time
@@ -157,6 +165,7 @@ type network struct {
 
 type peerState struct {
 	Peer
+	m        *member // its binding, with its frame keys
 	lastSeen time.Time
 	lastList time.Time // last full PEERS list sent because of a KEEPALIVE
 	oldKey   bool      // speaks with the key before the last rotation
@@ -178,6 +187,9 @@ type outbound struct {
 func NewServer(o Options) (*Server, error) {
 	if o.Directory == nil {
 		return nil, errors.New("nucleus: Options.Directory is required")
+	}
+	if o.PrivateKey == nil || o.PrivateKey.Curve() != ecdh.X25519() {
+		return nil, errors.New("nucleus: Options.PrivateKey (an X25519 key) is required")
 	}
 	if o.Clock == nil {
 		o.Clock = clock.Real{}
@@ -212,7 +224,7 @@ func NewServer(o Options) (*Server, error) {
 	defInt(&o.ReplayEntries, 16384)
 	now := o.Clock.Now()
 	s := &Server{
-		o: o, clk: o.Clock, log: o.Log,
+		o: o, clk: o.Clock, log: o.Log, priv: o.PrivateKey, pub: PublicKeyOf(o.PrivateKey),
 		cookies:      newCookieJar(now, o.CookieRotate),
 		queue:        make(chan string, o.LookupQueue),
 		urgent:       make(chan string, o.LookupQueue),
@@ -231,6 +243,10 @@ func NewServer(o Options) (*Server, error) {
 	s.m = m
 	return s, nil
 }
+
+// PublicKey is the nucleus's static public key, which devices need to
+// speak to it (the join answer's server public_key).
+func (s *Server) PublicKey() Key { return s.pub }
 
 // Serve answers on pc until ctx ends (then it closes pc and returns nil)
 // or pc fails.
@@ -391,6 +407,11 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 	if !s.cookies.valid(cookie, from) {
 		return s.answerCookie(b, h, from, now)
 	}
+	if len(msg) < len(Key{}) {
+		s.drop(DropMalformed)
+		return nil
+	}
+	sender := Key(msg[:len(Key{})]) // every request starts with the sender's key
 	id := string(h.network)
 	s.mu.Lock()
 	e := s.entries[id]
@@ -409,19 +430,44 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 		}
 		return nil
 	}
-	key, prev := e.key, []byte(nil)
+	netKey, prevNet := e.key, []byte(nil)
 	if n := s.networks[id]; n != nil && n.prevKey != nil && now.Before(n.prevUntil) {
-		prev = n.prevKey
+		prevNet = n.prevKey
+	}
+	var keys *dhKeys
+	switch m := e.byKey[sender]; {
+	case m != nil:
+		keys = m.keys
+	case h.typ != TypeRegister:
+		s.mu.Unlock()
+		s.drop(DropNotMember)
+		return nil
+	case !s.lookupBudget.take(sourceOf(from), 1, now):
+		// A REGISTER of a key not bound (yet) is authenticated with a
+		// Diffie–Hellman of its own before it may ask for a reload:
+		// within the source's lookup budget.
+		s.mu.Unlock()
+		s.drop(DropThrottled)
+		return nil
+	default:
+		keys = deviceKeys(s.priv, s.pub, sender, true)
 	}
 	s.mu.Unlock()
 
+	// The frame must be signed with the key of the device it names, which
+	// only that device (holding the private key) and the nucleus compute.
 	old := false
+	key := keys.key(netKey)
 	if !verify(key, b) {
-		if prev == nil || !verify(prev, b) {
+		if prevNet == nil {
 			s.drop(DropAuth)
 			return nil
 		}
-		key, old = prev, true
+		if key = keys.key(prevNet); !verify(key, b) {
+			s.drop(DropAuth)
+			return nil
+		}
+		old = true
 	}
 	if !fresh(h.ts, now) {
 		s.drop(DropStale)
@@ -446,8 +492,9 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 // reasonParked is request's answer for a frame kept for a reload.
 const reasonParked = "parked"
 
-// request handles an authenticated, fresh request signed with key (the
-// previous secret's when old). The caller holds s.mu.
+// request handles an authenticated, fresh request signed with key, the
+// frame key of the device it names (under the previous network key when
+// old). The caller holds s.mu.
 func (s *Server) request(id string, h rawHeader, msg, b, key []byte, old bool, from netip.AddrPort, now time.Time) ([]outbound, string) {
 	e := s.entries[id]
 	if !s.usable(e, now) {
@@ -472,6 +519,7 @@ func (s *Server) request(id string, h rawHeader, msg, b, key []byte, old bool, f
 		}
 		bnd, bound := e.byKey[m.Key]
 		if !bound || bnd.IP4 != m.IP4 || (m.IP6.IsValid() && bnd.IP6.IsValid() && m.IP6 != bnd.IP6) {
+			// (The key is authentic: the device holds its private key.)
 			// A device that joined (or changed its key) since the last
 			// answer: look again, at most once a second per network.
 			if now.Sub(e.loaded) >= bindReloadAfter && now.Sub(e.bindReload) >= bindReloadAfter && !e.queued &&
@@ -536,13 +584,14 @@ func (s *Server) reply(key []byte, n *network, typ byte, body []byte, to netip.A
 	return outbound{b: seal(key, typ, n.id, now, body), to: to}
 }
 
-// keyFor is the key a peer holds: the previous one until it spoke with
-// the new one, during the grace after a rotation.
+// keyFor is the frame key of a registered peer under the network key it
+// holds: the previous one until it spoke with the new one, during the
+// grace after a rotation.
 func (s *Server) keyFor(n *network, p *peerState, now time.Time) []byte {
 	if p.oldKey && n.prevKey != nil && now.Before(n.prevUntil) {
-		return n.prevKey
+		return p.m.keys.key(n.prevKey)
 	}
-	return n.key
+	return p.m.keys.key(n.key)
 }
 
 // broadcast sends a PEER_UPDATE about p to every other member.
@@ -583,7 +632,7 @@ func (s *Server) ack(key []byte, n *network, relayID uint32, addr netip.AddrPort
 }
 
 // register admits a device under the addresses bound to its key.
-func (s *Server) register(n *network, key []byte, m registerMsg, b Binding, from netip.AddrPort, now time.Time) ([]outbound, string) {
+func (s *Server) register(n *network, key []byte, m registerMsg, b *member, from netip.AddrPort, now time.Time) ([]outbound, string) {
 	p := Peer{PublicKey: m.Key, IP4: b.IP4, IP6: b.IP6, Endpoint: from, Local: m.Local}
 	var out []outbound
 	old := n.peers[m.Key]
@@ -596,18 +645,18 @@ func (s *Server) register(n *network, key []byte, m registerMsg, b Binding, from
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
 	case old == nil:
 		p.RelayID = s.newRelayID()
-		ps := &peerState{Peer: p, lastSeen: now}
+		ps := &peerState{Peer: p, m: b, lastSeen: now}
 		n.peers[m.Key] = ps
 		s.relayIDs[p.RelayID] = relayRef{n: n, p: ps}
 		n.version++
 		s.log.Debug("nucleus peer joined", "network", n.id, "peer", m.Key.String(), "endpoint", from.String())
 		out = s.broadcast(n, EventJoin, p, now)
 	case !old.equal(p):
-		old.Peer, old.lastSeen, old.oldKey = p, now, false
+		old.Peer, old.m, old.lastSeen, old.oldKey = p, b, now, false
 		n.version++
 		out = s.broadcast(n, EventUpdate, p, now)
 	default:
-		old.lastSeen, old.oldKey = now, false
+		old.m, old.lastSeen, old.oldKey = b, now, false
 	}
 	out = append(out, s.ack(key, n, p.RelayID, from, now))
 	return append(out, s.fullList(key, n, m.Key, from, now)...), ""

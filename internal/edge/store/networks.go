@@ -327,19 +327,19 @@ func (s *Store) ExitRoutes(ctx context.Context, deviceID string) ([]edge.ExitRou
 
 // ---- user servers ----
 
-const srvCols = `id, user_id, name, host, country, created_at, updated_at`
+const srvCols = `id, user_id, name, host, country, public_key, created_at, updated_at`
 
 func scanServer(row interface{ Scan(...any) error }) (edge.UserServer, error) {
 	var v edge.UserServer
 	var c, u int64
-	err := row.Scan(&v.ID, &v.UserID, &v.Name, &v.Host, &v.Country, &c, &u)
+	err := row.Scan(&v.ID, &v.UserID, &v.Name, &v.Host, &v.Country, &v.PublicKey, &c, &u)
 	v.CreatedAt, v.UpdatedAt = fromMS(c), fromMS(u)
 	return v, err
 }
 
 func (s *Store) CreateUserServer(ctx context.Context, v edge.UserServer) error {
-	_, err := s.db.Exec(ctx, `INSERT INTO edge_user_servers (`+srvCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		v.ID, v.UserID, v.Name, v.Host, v.Country, ms(v.CreatedAt), ms(v.UpdatedAt))
+	_, err := s.db.Exec(ctx, `INSERT INTO edge_user_servers (`+srvCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		v.ID, v.UserID, v.Name, v.Host, v.Country, v.PublicKey, ms(v.CreatedAt), ms(v.UpdatedAt))
 	return conflict(err, "user server")
 }
 
@@ -357,8 +357,8 @@ func (s *Store) ListUserServers(ctx context.Context, userID string) ([]edge.User
 }
 
 func (s *Store) UpdateUserServer(ctx context.Context, v edge.UserServer) error {
-	res, err := s.db.Exec(ctx, `UPDATE edge_user_servers SET name = ?, host = ?, country = ?, updated_at = ? WHERE id = ?`,
-		v.Name, v.Host, v.Country, ms(v.UpdatedAt), v.ID)
+	res, err := s.db.Exec(ctx, `UPDATE edge_user_servers SET name = ?, host = ?, country = ?, public_key = ?, updated_at = ? WHERE id = ?`,
+		v.Name, v.Host, v.Country, v.PublicKey, ms(v.UpdatedAt), v.ID)
 	return mustAffect(res, err, "user server")
 }
 

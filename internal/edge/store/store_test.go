@@ -1473,7 +1473,8 @@ func testUserServers(t *testing.T, s *store.Store) {
 	addUser(t, s, "u1")
 	addUser(t, s, "u2")
 	s2 := edge.UserServer{ID: "s2", UserID: "u1", Name: "two", Host: "two.example.com:443", Country: "US", CreatedAt: at(2 * time.Second), UpdatedAt: at(2 * time.Second)}
-	s1 := edge.UserServer{ID: "s1", UserID: "u1", Name: "one", Host: "one.example.com:443", Country: "DE", CreatedAt: at(3 * time.Second), UpdatedAt: at(3 * time.Second)}
+	s1 := edge.UserServer{ID: "s1", UserID: "u1", Name: "one", Host: "one.example.com:443", Country: "DE", PublicKey: "nucleus-key-one",
+		CreatedAt: at(3 * time.Second), UpdatedAt: at(3 * time.Second)}
 	sx := edge.UserServer{ID: "sx", UserID: "u2", Name: "x", Host: "x:1", Country: "FR", CreatedAt: t0, UpdatedAt: t0}
 	for _, v := range []edge.UserServer{s2, s1, sx} {
 		must(t, s.CreateUserServer(ctx, v))
@@ -1482,7 +1483,7 @@ func testUserServers(t *testing.T, s *store.Store) {
 
 	got, err := s.UserServer(ctx, "s1")
 	must(t, err)
-	if got.ID != s1.ID || got.UserID != "u1" || got.Name != "one" || got.Host != s1.Host || got.Country != "DE" ||
+	if got.ID != s1.ID || got.UserID != "u1" || got.Name != "one" || got.Host != s1.Host || got.Country != "DE" || got.PublicKey != s1.PublicKey ||
 		!got.CreatedAt.Equal(s1.CreatedAt) || !got.UpdatedAt.Equal(s1.UpdatedAt) {
 		t.Fatalf("UserServer = %+v, want %+v", got, s1)
 	}
@@ -1496,11 +1497,11 @@ func testUserServers(t *testing.T, s *store.Store) {
 	}
 
 	upd := s1
-	upd.Name, upd.Host, upd.Country, upd.UpdatedAt = "uno", "uno.example.com:8443", "NL", at(time.Hour)
+	upd.Name, upd.Host, upd.Country, upd.PublicKey, upd.UpdatedAt = "uno", "uno.example.com:8443", "NL", "nucleus-key-uno", at(time.Hour)
 	upd.UserID, upd.CreatedAt = "u2", at(time.Hour) // not updatable
 	must(t, s.UpdateUserServer(ctx, upd))
 	got, _ = s.UserServer(ctx, "s1")
-	if got.Name != "uno" || got.Host != "uno.example.com:8443" || got.Country != "NL" || !got.UpdatedAt.Equal(at(time.Hour)) ||
+	if got.Name != "uno" || got.Host != "uno.example.com:8443" || got.Country != "NL" || got.PublicKey != "nucleus-key-uno" || !got.UpdatedAt.Equal(at(time.Hour)) ||
 		got.UserID != "u1" || !got.CreatedAt.Equal(s1.CreatedAt) {
 		t.Fatalf("after update: %+v", got)
 	}

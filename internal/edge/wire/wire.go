@@ -119,6 +119,10 @@ type Server struct {
 	Host string `json:"host"`
 	Name string `json:"name"`
 	ID   string `json:"id,omitempty"` // user server id; empty for the built-in nucleus
+	// PublicKey is the nucleus's static X25519 public key (standard
+	// base64): devices key their signaling with it. Absent for a user
+	// server that published none (devices cannot use it).
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // CreateNetworkRequest is the body of POST /api/v2/virtual-networks.
@@ -201,6 +205,7 @@ type UserServer struct {
 	Name      string    `json:"name"`
 	Host      string    `json:"host"`
 	Country   string    `json:"country"`
+	PublicKey string    `json:"public_key,omitempty"` // the nucleus's static key; absent until published
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -210,6 +215,10 @@ type UserServerRequest struct {
 	Name    string `json:"name"`
 	Host    string `json:"host"`
 	Country string `json:"country"`
+	// PublicKey is the nucleus's static X25519 public key (standard
+	// base64, 44 characters; optional). An update without one keeps the
+	// key published before.
+	PublicKey string `json:"public_key,omitempty"`
 }
 
 // ServedNetwork is one entry of GET /api/v2/user-servers/{id}/networks: a
