@@ -106,6 +106,7 @@ func (s *Server) routes() {
 	authed("PATCH /api/v2/virtual-networks/{vn}", s.updateNetwork)
 	authed("DELETE /api/v2/virtual-networks/{vn}", s.deleteNetwork)
 	authed("GET /api/v2/virtual-networks/{vn}/devices", s.listMembers)
+	authed("GET /api/v2/virtual-networks/{vn}/devices/{dev}", s.membership)
 	authed("POST /api/v2/virtual-networks/{vn}/devices/{dev}", s.join)
 	authed("DELETE /api/v2/virtual-networks/{vn}/devices/{dev}", s.leave)
 	authed("PUT /api/v2/virtual-networks/{vn}/devices/{dev}", s.updateMember)
