@@ -110,6 +110,9 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := svc.LoadRevoked(ctx); err != nil {
+		return nil, err
+	}
 	host, port, err := nucleusAdvert(cfg)
 	if err != nil {
 		return nil, err
