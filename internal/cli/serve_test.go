@@ -161,3 +161,14 @@ func TestEdgeReadyNeedsTheApp(t *testing.T) {
 		t.Fatalf("not ready: %v", err)
 	}
 }
+
+// A --trust-proxy that believes everyone in the private ranges is warned
+// about in the start-up log.
+func TestBroadTrustProxyWarnedAtStart(t *testing.T) {
+	edge := testenv.FreeTCP(t)
+	logs := startServe(t, nil, []string{"http://" + edge + "/readyz"},
+		"edge", "--edge-listen", edge, "--nucleus-listen", testenv.FreeUDP(t), "--metrics-listen", "off", "--trust-proxy=true")
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "--trust-proxy=true") {
+		t.Fatalf("no warning about --trust-proxy=true in the log:\n%s", logs)
+	}
+}
