@@ -1,7 +1,8 @@
 // Package ipam owns OmniEdge address management as pure functions: network
 // ranges inside 100.64.0.0/10, a unique ULA (fd00::/8) prefix per network
 // whose host part mirrors the IPv4 host part, host allocation, and the
-// masks a join response reports. Persistence and locking belong to the
+// masks a join response reports, and the source key per-client limits
+// count by (Source). Persistence and locking belong to the
 // caller; every function here is deterministic given its inputs (and the
 // random source for ULA prefixes).
 package ipam
