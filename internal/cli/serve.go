@@ -98,6 +98,9 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	for _, w := range cfg.PermissionWarnings() {
 		log.Warn(w)
 	}
+	for _, w := range cfg.TrustProxyWarnings() {
+		log.Warn(w)
+	}
 	db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
 	if err != nil {
 		return err
@@ -123,17 +126,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", a.Handler())
-		addOps(mux, publicMetrics(cfg, reg), func(ctx context.Context) error {
-			if err := db.Ping(ctx); err != nil {
-				return fmt.Errorf("database: %w", err)
-			}
-			if rdb != nil {
-				if err := rdb.Ping(ctx).Err(); err != nil {
-					return fmt.Errorf("redis: %w", err)
-				}
-			}
-			return nil
-		})
+		addOps(mux, publicMetrics(cfg, reg), edgeReady(db, rdb, a))
 		srv := httpx.NewServer(httpx.Wrap(mux, edgeLog, httpx.NewMetrics(reg, "edge")), edgeLog)
 		log.Info("OmniEdge API listening", "addr", ln.Addr().String(), "database", string(db.Dialect), "redis", rdb != nil)
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, edgeLog) })
@@ -199,6 +192,26 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	wg.Wait()
 	log.Info("stopped")
 	return errors.Join(errs...)
+}
+
+// edgeReady is the edge API's /readyz check: the database and Redis (when
+// configured) answer, and the control plane is ready (app.App.Ready: it
+// follows the other replicas' network notices).
+func edgeReady(db interface{ Ping(context.Context) error }, rdb *redis.Client, a interface{ Ready() bool }) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := db.Ping(ctx); err != nil {
+			return fmt.Errorf("database: %w", err)
+		}
+		if rdb != nil {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				return fmt.Errorf("redis: %w", err)
+			}
+		}
+		if !a.Ready() {
+			return errors.New("edge: not yet following the network notices of the other replicas")
+		}
+		return nil
+	}
 }
 
 // addOps adds /healthz (liveness), /readyz (dependencies) and, when

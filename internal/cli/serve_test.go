@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -134,5 +135,40 @@ func TestMetricsListenOffAndTaken(t *testing.T) {
 		Env{Stdin: strings.NewReader(""), Stdout: &errs, Stderr: &errs, Getenv: func(string) string { return "" }})
 	if code == 0 || ctx.Err() != nil || !strings.Contains(errs.String(), "metrics") {
 		t.Fatalf("a taken --metrics-listen: exit %d: %s", code, errs.String())
+	}
+}
+
+type fakeReady struct{ ok bool }
+
+func (f fakeReady) Ready() bool { return f.ok }
+
+type fakePinger struct{ err error }
+
+func (f fakePinger) Ping(context.Context) error { return f.err }
+
+// The edge API's /readyz says not ready until the control plane is (it
+// follows the other replicas' network notices), and while the database
+// does not answer.
+func TestEdgeReadyNeedsTheApp(t *testing.T) {
+	ctx := context.Background()
+	if err := edgeReady(fakePinger{}, nil, fakeReady{false})(ctx); err == nil {
+		t.Fatal("ready while the app is not")
+	}
+	if err := edgeReady(fakePinger{errors.New("down")}, nil, fakeReady{true})(ctx); err == nil {
+		t.Fatal("ready while the database is down")
+	}
+	if err := edgeReady(fakePinger{}, nil, fakeReady{true})(ctx); err != nil {
+		t.Fatalf("not ready: %v", err)
+	}
+}
+
+// A --trust-proxy that believes everyone in the private ranges is warned
+// about in the start-up log.
+func TestBroadTrustProxyWarnedAtStart(t *testing.T) {
+	edge := testenv.FreeTCP(t)
+	logs := startServe(t, nil, []string{"http://" + edge + "/readyz"},
+		"edge", "--edge-listen", edge, "--nucleus-listen", testenv.FreeUDP(t), "--metrics-listen", "off", "--trust-proxy=true")
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "--trust-proxy=true") {
+		t.Fatalf("no warning about --trust-proxy=true in the log:\n%s", logs)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -216,6 +217,24 @@ func (s *Service) RevokeSecurityKey(ctx context.Context, userID, keyID string) e
 	return nil
 }
 
+// LoadRevoked adds to the revocation set the login sessions the store
+// says were revoked within the access-token lifetime, so that their
+// access tokens stay refused after a restart (the in-process set starts
+// empty; a shared one may have lost its entries). Call it before serving.
+func (s *Service) LoadRevoked(ctx context.Context) error {
+	now := s.now()
+	rs, err := s.store.RevokedSessions(ctx, now.Add(-s.opts.AccessTokenTTL))
+	if err != nil {
+		return fmt.Errorf("edge: load revoked sessions: %w", err)
+	}
+	for _, r := range rs {
+		if err := s.revoked.Revoke(ctx, r.ID, r.RevokedAt.Add(s.opts.AccessTokenTTL)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // revokeFamily revokes a login session: its refresh tokens in the store
 // and its access tokens in the revocation set.
 func (s *Service) revokeFamily(ctx context.Context, family string) error {
@@ -300,7 +319,12 @@ func (s *Service) issue(ctx context.Context, ls LoginSession) (TokenPair, error)
 		return TokenPair{}, err
 	}
 	c := auth.NewClaims(ls.UserID, ls.ID, now, s.opts.AccessTokenTTL)
-	c.AuthTime, c.AuthMethod = ls.CreatedAt.Unix(), ls.Method
+	// auth_time is the login's, never the refresh's: a refresh does not
+	// make a login fresh (CreateSecurityKeyAs).
+	c.AuthMethod = ls.Method
+	if !ls.CreatedAt.IsZero() {
+		c.AuthTime = ls.CreatedAt.Unix()
+	}
 	access, err := s.signer.Sign(c)
 	if err != nil {
 		return TokenPair{}, err
@@ -338,8 +362,10 @@ func (s *Service) Refresh(ctx context.Context, raw string) (TokenPair, error) {
 	}
 	ls, err := s.store.LoginSession(ctx, rt.FamilyID)
 	if errors.Is(err, ErrNotFound) {
-		// A family from before login sessions were recorded.
-		ls = LoginSession{ID: rt.FamilyID, UserID: rt.UserID, KeyID: rt.KeyID, Method: MethodBrowser, CreatedAt: rt.CreatedAt}
+		// A family from before login sessions were recorded. Its login
+		// time is unknown (rt.CreatedAt is the last refresh's): the access
+		// token carries none, so it never counts as a fresh login.
+		ls = LoginSession{ID: rt.FamilyID, UserID: rt.UserID, KeyID: rt.KeyID, Method: MethodBrowser}
 		if rt.KeyID != "" {
 			ls.Method = MethodSecurityKey
 		}

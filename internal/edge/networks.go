@@ -231,6 +231,29 @@ func (s *Service) Join(ctx context.Context, p Principal, networkID, deviceID, pu
 	return s.joinResult(ctx, n, m, created)
 }
 
+// Membership returns the current join answer of p's device in p's
+// network (addresses, the network's current secret and its version, the
+// nucleus) without adding the device: a device that is not a member gets
+// KindNotFound. A running device uses it to follow secret rotations, so
+// that a removal by the owner sticks.
+func (s *Service) Membership(ctx context.Context, p Principal, networkID, deviceID string) (JoinResult, error) {
+	n, err := s.network(ctx, p, networkID)
+	if err != nil {
+		return JoinResult{}, err
+	}
+	if _, err := s.device(ctx, p, deviceID); err != nil {
+		return JoinResult{}, err
+	}
+	m, err := s.store.Membership(ctx, networkID, deviceID)
+	if errors.Is(err, ErrNotFound) {
+		return JoinResult{}, errorf(KindNotFound, "device %s is not a member of virtual network %s", deviceID, networkID)
+	}
+	if err != nil {
+		return JoinResult{}, err
+	}
+	return s.joinResult(ctx, n, m, false)
+}
+
 func (s *Service) joinResult(ctx context.Context, n Network, m Membership, created bool) (JoinResult, error) {
 	secret, err := s.openSecret(n)
 	if err != nil {

@@ -33,6 +33,9 @@ type Store interface {
 	UseRefreshToken(ctx context.Context, hash string, at time.Time) (RefreshToken, error)
 	// RevokeRefreshFamily revokes a family's tokens and its login session.
 	RevokeRefreshFamily(ctx context.Context, familyID string, at time.Time) error
+	// RevokedSessions returns the login sessions revoked after since, with
+	// the time of their revocation.
+	RevokedSessions(ctx context.Context, since time.Time) ([]RevokedSession, error)
 
 	CreateLoginSession(ctx context.Context, ls LoginSession) error
 	LoginSession(ctx context.Context, id string) (LoginSession, error)
@@ -98,6 +101,12 @@ type Store interface {
 	DeleteUserServer(ctx context.Context, id string) error
 
 	Epoch(ctx context.Context) (int64, error)
+}
+
+// RevokedSession is a login session and when it was revoked.
+type RevokedSession struct {
+	ID        string
+	RevokedAt time.Time
 }
 
 // Presence is one device's last heartbeat.

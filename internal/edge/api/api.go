@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/ipam"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/ratelimit"
 )
@@ -106,6 +107,7 @@ func (s *Server) routes() {
 	authed("PATCH /api/v2/virtual-networks/{vn}", s.updateNetwork)
 	authed("DELETE /api/v2/virtual-networks/{vn}", s.deleteNetwork)
 	authed("GET /api/v2/virtual-networks/{vn}/devices", s.listMembers)
+	authed("GET /api/v2/virtual-networks/{vn}/devices/{dev}", s.membership)
 	authed("POST /api/v2/virtual-networks/{vn}/devices/{dev}", s.join)
 	authed("DELETE /api/v2/virtual-networks/{vn}/devices/{dev}", s.leave)
 	authed("PUT /api/v2/virtual-networks/{vn}/devices/{dev}", s.updateMember)
@@ -148,7 +150,7 @@ func (s *Server) ipLimited(h http.Handler) http.Handler {
 	}
 	lim := ratelimit.Limit{Rate: s.cfg.RateIP, Burst: burst(s.cfg.RateIP)}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.limit(r.Context(), "ip:"+httpx.ClientIP(r, s.cfg.TrustProxy), lim, "client IP"); err != nil {
+		if err := s.limit(r.Context(), "ip:"+ipam.SourceString(httpx.ClientIP(r, s.cfg.TrustProxy)), lim, "client IP"); err != nil {
 			httpx.WriteError(w, r, err)
 			return
 		}

@@ -1787,7 +1787,7 @@ func TestWrongMethod(t *testing.T) {
 		{"POST", "/api/v2/users/me"},
 		{"DELETE", "/api/v2/user-servers"},
 		{"PATCH", "/api/v2/virtual-networks"},
-		{"GET", "/api/v2/virtual-networks/vn/devices/dev"},
+		{"POST", "/api/v2/virtual-networks/vn/devices"},
 		{"POST", "/api/v2/security-keys/key_1"},
 	}
 	// Outside /api/ the mux answers 405 itself.

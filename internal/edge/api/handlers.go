@@ -438,15 +438,29 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request, p edge.Principal) 
 	if err != nil {
 		return toHTTP(err)
 	}
+	return ok(w, http.StatusOK, s.joinWire(r, res))
+}
+
+// membership answers a member's current join answer without joining:
+// not a member → 404.
+func (s *Server) membership(w http.ResponseWriter, r *http.Request, p edge.Principal) error {
+	res, err := s.svc.Membership(r.Context(), p, r.PathValue("vn"), r.PathValue("dev"))
+	if err != nil {
+		return toHTTP(err)
+	}
+	return ok(w, http.StatusOK, s.joinWire(r, res))
+}
+
+func (s *Server) joinWire(r *http.Request, res edge.JoinResult) wire.JoinResponse {
 	n := res.Network
-	return ok(w, http.StatusOK, wire.JoinResponse{
+	return wire.JoinResponse{
 		Cluster: n.Name, CommunityName: n.Name, SecretKey: res.Secret,
 		VirtualIP: res.IP4.String(), VirtualIPv6: res.IP6.String(),
 		SubnetMask: ipam.Mask(n.Range), SubnetPrefixV6: n.Range6.Bits(),
 		Server:    s.serverWire(r, n, res.Server),
 		NetworkID: n.ID, DeviceID: res.Membership.DeviceID, IPRange: n.Range.String(), IPv6Range: n.Range6.String(),
 		SecretVersion: n.SecretVersion,
-	})
+	}
 }
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request, p edge.Principal) error {

@@ -346,9 +346,82 @@ func TestCreateKeyNeedsFreshLogin(t *testing.T) {
 	if !strings.Contains(strings.ToLower(string(r.Body)), "log in again") {
 		t.Errorf("stale-login error %s does not tell the user to log in again", r)
 	}
+	// Every further refresh keeps the login's time, also for a family
+	// whose login session is not on record (from before sessions were
+	// recorded): its tokens carry no login time, never the refresh's.
+	refreshed := func(rt string) wire.TokenResponse {
+		t.Helper()
+		var p wire.TokenResponse
+		r := f.do("POST", "/api/v2/auth/refresh", "", wire.RefreshRequest{RefreshToken: rt})
+		r.wantStatus(t, http.StatusOK)
+		r.decode(t, &p)
+		return p
+	}
+	pair = refreshed(pair.RefreshToken)
+	f.do("POST", "/api/v2/security-keys", pair.Token, wire.CreateSecurityKeyRequest{Name: "stale"}).wantError(t, http.StatusForbidden, "")
+	if _, err := env.App.Store.DB().Exec(f.ctx, `DELETE FROM edge_login_sessions WHERE user_id = ? AND method = ?`, u.ID, "browser"); err != nil {
+		t.Fatal(err)
+	}
+	pair = refreshed(pair.RefreshToken)
+	f.do("POST", "/api/v2/security-keys", pair.Token, wire.CreateSecurityKeyRequest{Name: "stale"}).wantError(t, http.StatusForbidden, "")
 	// A key-based session is fine at any age.
 	_, err := keyClient.Refresh(f.ctx)
 	apiOK(t, err)
 	_, err = keyClient.CreateSecurityKey(f.ctx, wire.CreateSecurityKeyRequest{Name: "by-key"})
 	apiOK(t, err)
+}
+
+// An IPv6 client holds a whole /64: the pending-session and socket caps
+// count the /64, not each of its 2^64 addresses, while another /64 has
+// its own places. The approval page still names the full address.
+func TestLoginCapsGroupIPv6By64(t *testing.T) {
+	t.Parallel()
+	for _, redis := range []bool{false, true} {
+		t.Run(fmt.Sprintf("redis=%v", redis), func(t *testing.T) {
+			t.Parallel()
+			env := edgetest.New(t, edgetest.Options{Redis: redis, Config: withFlags(t,
+				"--login-pending-per-ip=3", "--login-sockets-per-ip=2", "--trust-proxy=127.0.0.1/32")})
+			var ids []string
+			for i := range 3 {
+				p := sessStartAs(t, env, "", fmt.Sprintf("2001:db8:1:2::%x", 0x100+i*0x1111))
+				if p.status != http.StatusOK {
+					t.Fatalf("session %d from one /64: %s", i, p)
+				}
+				var s sessStarted
+				if err := json.Unmarshal([]byte(p.body), &s); err != nil {
+					t.Fatal(err)
+				}
+				ids = append(ids, s.UUID)
+			}
+			if p := sessStartAs(t, env, "", "2001:db8:1:2:ffff:ffff:ffff:fffe"); p.status != http.StatusTooManyRequests {
+				t.Fatalf("a fourth pending session from another address of the same /64: %s, want 429", p)
+			}
+			if p := sessStartAs(t, env, "", "2001:db8:1:3::1"); p.status != http.StatusOK {
+				t.Fatalf("a session from another /64: %s", p)
+			}
+
+			dial := func(id, from string) (*websocket.Conn, *http.Response, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), sessWait)
+				defer cancel()
+				h := http.Header{}
+				h.Set("X-Forwarded-For", from)
+				return websocket.Dial(ctx, "ws"+strings.TrimPrefix(env.URL, "http")+"/login/session/"+id, &websocket.DialOptions{HTTPHeader: h})
+			}
+			for i, id := range ids[:2] {
+				conn, _, err := dial(id, fmt.Sprintf("2001:db8:1:2::%x", 0xa000+i))
+				if err != nil {
+					t.Fatalf("socket %d within the cap: %v", i, err)
+				}
+				t.Cleanup(func() { conn.CloseNow() })
+			}
+			conn, resp, err := dial(ids[2], "2001:db8:1:2::beef")
+			if err == nil {
+				conn.CloseNow()
+				t.Fatal("a third socket from the same /64 was accepted")
+			}
+			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("third socket from the /64: %v (response %v), want 429", err, resp)
+			}
+		})
+	}
 }

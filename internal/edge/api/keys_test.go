@@ -147,3 +147,45 @@ func TestMemberRemovalRotatesSecret(t *testing.T) {
 		t.Fatalf("heartbeat secret versions %v", hb.SecretVersions)
 	}
 }
+
+// A member reads its current join answer (the rotated secret) without
+// joining: after the owner removes the device the read is a 404 and the
+// device stays out of the member list.
+func TestMembershipReadDoesNotJoin(t *testing.T) {
+	f := newAPIFx(t, edgetest.Options{})
+	_, c := f.user("pro")
+	tok := apiToken(c)
+	n := f.network(c, "home", "")
+	a, b := f.register(c, "hw-a"), f.register(c, "hw-b")
+	ja := f.join(c, n.ID, a.ID)
+	f.join(c, n.ID, b.ID)
+	path := "/api/v2/virtual-networks/" + n.ID + "/devices/"
+
+	r := f.do("GET", path+a.ID, tok, nil)
+	r.wantStatus(t, http.StatusOK)
+	var got wire.JoinResponse
+	r.decode(t, &got)
+	if got.SecretKey != ja.SecretKey || got.VirtualIP != ja.VirtualIP || got.SecretVersion != 1 || got.Server.Host == "" || got.NetworkID != n.ID {
+		t.Fatalf("membership %+v, join said %+v", got, ja)
+	}
+
+	if err := c.Leave(f.ctx, n.ID, b.ID); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Membership(f.ctx, n.ID, a.ID); err != nil || m.SecretVersion != 2 || m.SecretKey == ja.SecretKey {
+		t.Fatalf("after a removal the member reads version %d (%v), want the rotated secret", m.SecretVersion, err)
+	}
+	f.do("GET", path+b.ID, tok, nil).wantError(t, http.StatusNotFound, "not_found")
+	f.do("GET", path+"dev_nope", tok, nil).wantError(t, http.StatusNotFound, "not_found")
+	ms, err := c.Members(f.ctx, n.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.DeviceID == b.ID {
+			t.Fatal("reading a membership added the removed device back")
+		}
+	}
+	_, other := f.user("pro")
+	f.do("GET", path+a.ID, apiToken(other), nil).wantError(t, http.StatusForbidden, "forbidden")
+}

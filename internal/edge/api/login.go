@@ -13,6 +13,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/ipam"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/ratelimit"
 )
@@ -122,7 +123,7 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if s.limiter != nil {
-		if err := s.limit(r.Context(), "pw:"+httpx.ClientIP(r, s.cfg.TrustProxy), passwordLimit, "client IP"); err != nil {
+		if err := s.limit(r.Context(), "pw:"+ipam.SourceString(httpx.ClientIP(r, s.cfg.TrustProxy)), passwordLimit, "client IP"); err != nil {
 			var he *httpx.Error
 			if errors.As(err, &he) {
 				w.Header().Set("Retry-After", "5")
@@ -163,8 +164,9 @@ func (s *Server) loginApprove(w http.ResponseWriter, r *http.Request) error {
 	return s.renderLogin(w, http.StatusOK, loginView{Step: done})
 }
 
-// ipCounter counts open sockets per client IP; entries at zero are
-// removed, so it holds one entry per IP with a socket open.
+// ipCounter counts open sockets per client source (an IP, or an IPv6
+// client's /64); entries at zero are removed, so it holds one entry per
+// source with a socket open.
 type ipCounter struct {
 	mu sync.Mutex
 	m  map[string]int
@@ -203,7 +205,7 @@ func (s *Server) sessionSocket(w http.ResponseWriter, r *http.Request) error {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return httpx.Errorf(http.StatusUpgradeRequired, "upgrade_required", "this endpoint is a WebSocket: connect with Upgrade: websocket")
 	}
-	ip := httpx.ClientIP(r, s.cfg.TrustProxy)
+	ip := ipam.SourceString(httpx.ClientIP(r, s.cfg.TrustProxy)) // an IPv6 client's /64
 	if !s.sockets.acquire(ip, s.cfg.SocketsPerIP) {
 		return httpx.Errorf(http.StatusTooManyRequests, "too_many_sockets", "this address already has %d login sockets open; close one first", s.cfg.SocketsPerIP)
 	}

@@ -8,7 +8,6 @@ package app
 import (
 	"context"
 	"crypto/ecdh"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +54,7 @@ func NucleusKey(masterKey []byte) (*ecdh.PrivateKey, error) {
 type events interface {
 	edge.NetworkEvents
 	Subscribe(f func(networkID string))
+	SubscribeAll(f func())
 	Run(ctx context.Context) error
 	Ready() bool
 }
@@ -110,6 +110,9 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := svc.LoadRevoked(ctx); err != nil {
+		return nil, err
+	}
 	host, port, err := nucleusAdvert(cfg)
 	if err != nil {
 		return nil, err
@@ -143,7 +146,9 @@ func (a *App) Ready() bool { return a.events.Ready() }
 // Nucleus builds the built-in nucleus over this control plane: the
 // Service answers its directory questions, and it reloads every network a
 // replica announces as changed (a member left or was deleted, the secret
-// rotated, a device key changed). o.Directory is set here, and
+// rotated, a device key changed), and every network it holds when the
+// notices' subscription was (re)established (notices may have been
+// missed meanwhile). o.Directory is set here, and
 // o.PrivateKey to the key derived from the master key (the one join
 // answers name) unless set.
 func (a *App) Nucleus(o nucleus.Options) (*nucleus.Server, error) {
@@ -156,6 +161,7 @@ func (a *App) Nucleus(o nucleus.Options) (*nucleus.Server, error) {
 		return nil, err
 	}
 	a.events.Subscribe(srv.Invalidate)
+	a.events.SubscribeAll(srv.InvalidateAll)
 	return srv, nil
 }
 
@@ -172,11 +178,11 @@ func (d directory) Network(ctx context.Context, id string) (nucleus.NetworkInfo,
 	}
 	info := nucleus.NetworkInfo{Secret: n.Secret, SecretVersion: uint32(n.SecretVersion)}
 	for _, m := range n.Members {
-		k, err := base64.StdEncoding.DecodeString(m.PublicKey)
-		if err != nil || len(k) != len(nucleus.Key{}) {
+		k, err := nucleus.ParseKey(m.PublicKey)
+		if err != nil {
 			continue // no key: not admitted
 		}
-		info.Members = append(info.Members, nucleus.Binding{Key: nucleus.Key(k), IP4: m.IP4, IP6: m.IP6})
+		info.Members = append(info.Members, nucleus.Binding{Key: k, IP4: m.IP4, IP6: m.IP6})
 	}
 	return info, nil
 }

@@ -222,3 +222,59 @@ func TestLeaveEvictsOnEveryReplica(t *testing.T) {
 func TestLeaveEvictsInProcess(t *testing.T) {
 	evictionScenario(t, startReplicas(t, 1, "sqlite://"+filepath.Join(t.TempDir(), "omni.db"), false))
 }
+
+// A login session revoked before a restart stays revoked after it: the
+// revocation set is loaded from the database at start, so the session's
+// access tokens (valid for the rest of their lifetime) are still refused.
+func TestRevokedSessionsSurviveRestart(t *testing.T) {
+	ctx := context.Background()
+	dsn := "sqlite://" + filepath.Join(t.TempDir(), "omni.db")
+	key := auth.RandomBytes(32)
+	clk := clock.NewFake(time.Date(2026, 3, 20, 10, 0, 0, 0, time.UTC))
+	cfg := config.Default()
+	open := func() *app.App {
+		t.Helper()
+		db, err := sqldb.Open(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		a, err := app.New(ctx, &cfg, app.Deps{DB: db, Clock: clk, Log: logging.Discard(), MasterKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	a := open()
+	u, err := a.Service.CreateUser(ctx, "restart@example.com", "correct horse battery", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := a.Service.CreateSecurityKey(ctx, u.ID, "k", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := a.Service.LoginSecurityKey(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live, err := a.Service.LoginSecurityKey(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Service.Logout(ctx, revoked.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Service.Authenticate(revoked.Token); edge.KindOf(err) != edge.KindUnauthorized {
+		t.Fatalf("revoked session before the restart: %v", err)
+	}
+
+	clk.Advance(time.Minute)
+	b := open()
+	if _, err := b.Service.Authenticate(revoked.Token); edge.KindOf(err) != edge.KindUnauthorized {
+		t.Fatalf("the access token of a session revoked before the restart is accepted after it: %v", err)
+	}
+	if _, err := b.Service.Authenticate(live.Token); err != nil {
+		t.Fatalf("a live session is refused after the restart: %v", err)
+	}
+}

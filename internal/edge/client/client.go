@@ -336,6 +336,13 @@ func (c *Client) Join(ctx context.Context, networkID, deviceID string) (wire.Joi
 	return out, c.do(ctx, http.MethodPost, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID), nil, &out, true)
 }
 
+// Membership returns a device's current join answer in a network (the
+// network's current secret) without joining; not a member → 404.
+func (c *Client) Membership(ctx context.Context, networkID, deviceID string) (wire.JoinResponse, error) {
+	var out wire.JoinResponse
+	return out, c.get(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID), &out)
+}
+
 // JoinWith is Join with a body (the device's public key).
 func (c *Client) JoinWith(ctx context.Context, networkID, deviceID string, req wire.JoinRequest) (wire.JoinResponse, error) {
 	var out wire.JoinResponse

@@ -81,6 +81,11 @@ type daemon struct {
 	lastBeat time.Time
 	lastErr  string
 	nets     []*network
+	// removed are the networks the device is no longer a member of (the
+	// owner removed it): their tunnels are down and they are not joined
+	// again while the daemon runs.
+	removed map[string]bool
+	stops   sync.WaitGroup // tear-downs of removed networks
 }
 
 // Run runs the edge daemon until ctx ends or `omni edge down` asks it to
@@ -130,7 +135,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	d := &daemon{cfg: cfg, deps: deps, log: deps.Log, clock: deps.Clock, rnd: deps.Rand, st: st,
-		api: client.New(cfg.Server, deps.HTTP), phase: "starting"}
+		api: client.New(cfg.Server, deps.HTTP), phase: "starting", removed: map[string]bool{}}
 	ctl, err := listenControl(st.Dir, d, stop)
 	if err != nil {
 		return err
@@ -164,8 +169,11 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	d.log.Info("device registered", "device", dev.ID, "name", dev.Name, "public_key", id.PublicKey.String())
 
-	ids := d.cfg.Networks
-	if len(ids) == 0 {
+	// --network names the networks to join: an explicit request, which
+	// joins again a network the device was removed from. Following the
+	// account joins only networks the device never followed.
+	ids, explicit := d.cfg.Networks, len(d.cfg.Networks) > 0
+	if !explicit {
 		all, err := retry(ctx, d, "list networks", d.api.Networks)
 		if err != nil {
 			return err
@@ -177,19 +185,110 @@ func (d *daemon) run(ctx context.Context) error {
 			d.log.Warn("the account has no virtual network yet; nothing to join")
 		}
 	}
-	for i, nid := range ids {
+	i := 0
+	for _, nid := range ids {
 		jr, err := retry(ctx, d, "join network "+nid, func(ctx context.Context) (wire.JoinResponse, error) {
-			return d.api.Join(ctx, nid, dev.ID)
+			return d.admit(ctx, nid, dev.ID, explicit)
 		})
 		if err != nil {
+			if d.isRemoved(nid) {
+				continue
+			}
 			return err
 		}
 		if err := d.startNetwork(ctx, i, id, jr); err != nil {
 			return fmt.Errorf("network %s: %w", nid, err)
 		}
+		i++
 	}
 	d.setPhase("running")
 	return d.heartbeats(ctx)
+}
+
+// admit returns the join answer of a network the daemon is to run. An
+// explicit request (--network), or a network this device never followed,
+// joins; a network it followed before is only read: when the device is no
+// longer a member (the owner removed it), the network is marked removed
+// and an error is returned.
+func (d *daemon) admit(ctx context.Context, nid, devID string, explicit bool) (wire.JoinResponse, error) {
+	if explicit || !slices.Contains(d.st.Identity().Followed, nid) {
+		jr, err := d.api.Join(ctx, nid, devID)
+		if err == nil {
+			d.follow(nid)
+		}
+		return jr, err
+	}
+	jr, err := d.api.Membership(ctx, nid, devID)
+	if notMember(err) {
+		d.markRemoved(nid)
+	}
+	return jr, err
+}
+
+// notMember reports an answer saying the device is not (or no longer) a
+// member of the network: 404 (removed, network deleted) or 403.
+func notMember(err error) bool {
+	st := client.StatusOf(err)
+	return st == http.StatusNotFound || st == http.StatusForbidden
+}
+
+// follow records that the device joined the network.
+func (d *daemon) follow(nid string) {
+	if err := d.st.Update(func(i *Identity) {
+		if !slices.Contains(i.Followed, nid) {
+			i.Followed = append(slices.Clone(i.Followed), nid)
+		}
+	}); err != nil {
+		d.log.Error("cannot save the followed networks", "err", err)
+	}
+}
+
+// markRemoved records, once, that the device is no longer a member of
+// the network; it reports whether this call recorded it.
+func (d *daemon) markRemoved(nid string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.removed[nid] {
+		return false
+	}
+	d.removed[nid] = true
+	d.log.Warn("this device is no longer a member of the network (removed by its owner, or the network is gone); the network stays down until joined again explicitly (omni edge up --network)",
+		"network", nid)
+	return true
+}
+
+func (d *daemon) isRemoved(nid string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.removed[nid]
+}
+
+// dropRemoved takes down a running network the device was removed from,
+// without joining it again. It may be called from the network's own
+// goroutines: the tear-down runs on its own.
+func (d *daemon) dropRemoved(n *network) {
+	d.markRemoved(n.cfg.NetworkID)
+	d.mu.Lock()
+	if d.phase == "stopping" { // shutdown stops it
+		d.mu.Unlock()
+		return
+	}
+	before := len(d.nets)
+	d.nets = slices.DeleteFunc(d.nets, func(x *network) bool { return x == n })
+	running := len(d.nets) != before
+	if running {
+		d.stops.Add(1)
+	}
+	d.mu.Unlock()
+	if !running {
+		return
+	}
+	n.cancel()
+	go func() {
+		defer d.stops.Done()
+		n.stop()
+		n.log.Info("network down: the device is no longer a member")
+	}()
 }
 
 // login installs credentials: the security key when given (a fresh token
@@ -356,14 +455,19 @@ func (d *daemon) applyExits(sel map[string]string) {
 
 // applySecretVersions has every network whose secret the control plane
 // rotated fetch the new one (the fallback when the nucleus's REKEY was
-// missed).
+// missed). A running network the answer does not list (the device was
+// removed from it) has its membership read as well, which takes it down.
 func (d *daemon) applySecretVersions(versions map[string]int64) {
 	d.mu.Lock()
 	nets := d.nets
 	d.mu.Unlock()
 	for _, n := range nets {
-		if v, ok := versions[n.cfg.NetworkID]; ok && v != n.secretVersion() {
+		v, ok := versions[n.cfg.NetworkID]
+		switch {
+		case ok && v != n.secretVersion():
 			n.log.Info("the network secret changed; fetching it", "version", v)
+			n.kickRekey()
+		case !ok:
 			n.kickRekey()
 		}
 	}
@@ -384,6 +488,12 @@ func (d *daemon) syncNetworks(ctx context.Context) {
 	listed := make(map[string]bool, len(all))
 	for _, n := range all {
 		listed[n.ID] = true
+	}
+	// Forget the followed networks that are gone.
+	if err := d.st.Update(func(i *Identity) {
+		i.Followed = slices.DeleteFunc(slices.Clone(i.Followed), func(id string) bool { return !listed[id] })
+	}); err != nil {
+		d.log.Error("cannot save the followed networks", "err", err)
 	}
 	d.mu.Lock()
 	nets := d.nets
@@ -409,13 +519,15 @@ func (d *daemon) syncNetworks(ctx context.Context) {
 	}
 	id := d.st.Identity()
 	for _, n := range all {
-		if joined[n.ID] {
+		if joined[n.ID] || d.isRemoved(n.ID) {
 			continue
 		}
-		jr, err := d.api.Join(ctx, n.ID, dev.ID)
+		jr, err := d.admit(ctx, n.ID, dev.ID, false)
 		d.saveTokens()
 		if err != nil {
-			d.log.Warn("joining a new network failed", "network", n.ID, "err", err)
+			if !d.isRemoved(n.ID) {
+				d.log.Warn("joining a new network failed", "network", n.ID, "err", err)
+			}
 			continue
 		}
 		i := 0
@@ -440,6 +552,7 @@ type network struct {
 	log    *slog.Logger
 	cancel context.CancelFunc
 	done   chan struct{} // closed when serve and maintain ended
+	once   sync.Once     // stop runs once
 
 	rekeyKick chan struct{} // fetch the network secret again
 	bindKick  chan struct{} // fetch the members' keys again
@@ -596,14 +709,19 @@ func (n *network) maintain(ctx context.Context, d *daemon) {
 	}
 }
 
-// rekey fetches the network's current secret (an idempotent join) and,
-// when it changed, switches the tunnel's preshared keys and the session's
-// signaling key to it. Current WireGuard sessions carry on; the next
-// handshake uses the new key. A failure waits for the next REKEY or
-// heartbeat.
+// rekey reads the device's membership (never a join: a device the owner
+// removed must stay out) and, when the secret changed, switches the
+// tunnel's preshared keys and the session's signaling key to it. Current
+// WireGuard sessions carry on; the next handshake uses the new key. When
+// the device is no longer a member the network is taken down. Another
+// failure waits for the next REKEY or heartbeat.
 func (n *network) rekey(ctx context.Context, d *daemon) {
-	jr, err := d.api.Join(ctx, n.cfg.NetworkID, n.cfg.DeviceID)
+	jr, err := d.api.Membership(ctx, n.cfg.NetworkID, n.cfg.DeviceID)
 	d.saveTokens()
+	if notMember(err) {
+		d.dropRemoved(n)
+		return
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			n.log.Warn("fetching the network secret failed", "err", err)
@@ -750,11 +868,16 @@ func (d *daemon) shutdown() {
 	d.mu.Lock()
 	d.nets = nil
 	d.mu.Unlock()
+	d.stops.Wait()
 }
 
 // stop ends the network's session, says goodbye to its nucleus and closes
 // its tunnel.
 func (n *network) stop() {
+	n.once.Do(n.stopOnce)
+}
+
+func (n *network) stopOnce() {
 	n.cancel()
 	<-n.done
 	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"sync"
 )
 
@@ -45,6 +47,12 @@ type Identity struct {
 	Server       string `json:"server,omitempty"`
 	Token        string `json:"token,omitempty"`
 	RefreshToken string `json:"refresh_token,omitempty"`
+	// Followed lists the networks this device joined through the daemon.
+	// Following the account's networks (no --network) joins only networks
+	// not listed here; for a listed one the daemon reads its membership
+	// and does not join again, so that a removal by the owner sticks
+	// across restarts.
+	Followed []string `json:"followed_networks,omitempty"`
 }
 
 // MarshalText/UnmarshalText keep keys base64 in the JSON file.
@@ -169,8 +177,9 @@ func (s *State) Update(f func(*Identity)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.id
+	old.Followed = slices.Clone(old.Followed)
 	f(&s.id)
-	if s.id == old {
+	if reflect.DeepEqual(s.id, old) {
 		return nil
 	}
 	return s.save()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -67,7 +68,7 @@ func TestStateTightensPermissions(t *testing.T) {
 	}
 	checkMode(t, dir, 0o700)
 	checkMode(t, filepath.Join(dir, IdentityFile), 0o600)
-	if st.Identity() != want || strings.Count(logs.String(), "level=WARN") != 2 {
+	if !reflect.DeepEqual(st.Identity(), want) || strings.Count(logs.String(), "level=WARN") != 2 {
 		t.Fatalf("want the identity kept and two warnings, logs: %s", logs.String())
 	}
 }

@@ -8,7 +8,6 @@ package hosted
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -301,6 +300,29 @@ func (s *source) count() int {
 func (s *source) refresh(ctx context.Context) error {
 	s.fetchMu.Lock()
 	defer s.fetchMu.Unlock()
+	return s.refreshLocked(ctx)
+}
+
+// refreshIfStale is refresh unless a fetch younger than refetchEvery
+// (one that ran while this call waited for the previous) is at hand:
+// lookups arriving together cause one fetch.
+func (s *source) refreshIfStale(ctx context.Context) error {
+	s.fetchMu.Lock()
+	defer s.fetchMu.Unlock()
+	if !s.stale() {
+		return nil
+	}
+	return s.refreshLocked(ctx)
+}
+
+func (s *source) stale() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.clk.Now().Sub(s.lastFetch) >= refetchEvery
+}
+
+// refreshLocked is refresh with fetchMu held.
+func (s *source) refreshLocked(ctx context.Context) error {
 	list, err := s.fetch(ctx)
 	if err != nil {
 		return err
@@ -341,11 +363,11 @@ func binding(m wire.ServedMember) (nucleus.Binding, bool) {
 	if err != nil || !ip4.Is4() {
 		return nucleus.Binding{}, false
 	}
-	raw, err := base64.StdEncoding.DecodeString(m.PublicKey)
-	if err != nil || len(raw) != 32 {
+	k, err := nucleus.ParseKey(m.PublicKey)
+	if err != nil {
 		return nucleus.Binding{}, false
 	}
-	b := nucleus.Binding{Key: nucleus.Key(raw), IP4: ip4}
+	b := nucleus.Binding{Key: k, IP4: ip4}
 	if ip6, err := netip.ParseAddr(m.VirtualIPv6); err == nil && ip6.Is6() {
 		b.IP6 = ip6
 	}
@@ -355,11 +377,8 @@ func binding(m wire.ServedMember) (nucleus.Binding, bool) {
 // Network implements nucleus.Directory: the last poll's answer, after
 // polling again when that is more than refetchEvery old.
 func (s *source) Network(ctx context.Context, id string) (nucleus.NetworkInfo, error) {
-	s.mu.Lock()
-	stale := s.clk.Now().Sub(s.lastFetch) >= refetchEvery
-	s.mu.Unlock()
-	if stale {
-		if err := s.refresh(ctx); err != nil {
+	if s.stale() {
+		if err := s.refreshIfStale(ctx); err != nil {
 			s.log.Warn("hosted nucleus: fetching networks failed", "err", err)
 		}
 	}

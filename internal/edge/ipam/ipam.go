@@ -1,7 +1,8 @@
 // Package ipam owns OmniEdge address management as pure functions: network
 // ranges inside 100.64.0.0/10, a unique ULA (fd00::/8) prefix per network
 // whose host part mirrors the IPv4 host part, host allocation, and the
-// masks a join response reports. Persistence and locking belong to the
+// masks a join response reports, and the source key per-client limits
+// count by (Source). Persistence and locking belong to the
 // caller; every function here is deterministic given its inputs (and the
 // random source for ULA prefixes).
 package ipam
@@ -156,4 +157,28 @@ func addr4(v uint32) netip.Addr {
 	var b [4]byte
 	binary.BigEndian.PutUint32(b[:], v)
 	return netip.AddrFrom4(b)
+}
+
+// Source is the key of a per-source limit for a client address: the IPv4
+// address itself, or the /64 an IPv6 address lies in (a host or a
+// customer usually holds a whole /64, so counting each address apart
+// would give one of them 2^64 budgets). IPv4-mapped IPv6 addresses count
+// as IPv4.
+func Source(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if !a.Is6() {
+		return a
+	}
+	p, _ := a.Prefix(64)
+	return p.Addr()
+}
+
+// SourceString is Source of an address in text; text that is not an
+// address is returned as it is.
+func SourceString(s string) string {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return s
+	}
+	return Source(a).String()
 }

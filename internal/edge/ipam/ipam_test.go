@@ -377,3 +377,19 @@ func TestULAMirrorsRange(t *testing.T) {
 		t.Fatalf("r6 = %v", r6)
 	}
 }
+
+func TestSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.7":                  "198.51.100.7",
+		"::ffff:198.51.100.7":           "198.51.100.7",
+		"2001:db8:1:2::1":               "2001:db8:1:2::",
+		"2001:db8:1:2:ffff:ffff:ffff:1": "2001:db8:1:2::",
+		"2001:db8:1:3::1":               "2001:db8:1:3::",
+		"not an address":                "not an address",
+		"":                              "",
+	} {
+		if got := SourceString(in); got != want {
+			t.Errorf("SourceString(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

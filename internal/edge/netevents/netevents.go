@@ -19,8 +19,26 @@ const maxID = 64
 
 // subscribers fans a notice out to the registered functions.
 type subscribers struct {
-	mu sync.Mutex
-	fs []func(networkID string)
+	mu   sync.Mutex
+	fs   []func(networkID string)
+	alls []func()
+}
+
+// SubscribeAll registers f, called when notices may have been missed
+// (every network may have changed): after each (re)subscription to the
+// shared channel. f must not block.
+func (s *subscribers) SubscribeAll(f func()) {
+	s.mu.Lock()
+	s.alls = append(s.alls, f)
+	s.mu.Unlock()
+}
+
+func (s *subscribers) deliverAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.alls {
+		f()
+	}
 }
 
 // Subscribe registers f, called with the id of each changed network.
@@ -42,7 +60,8 @@ func (s *subscribers) deliver(id string) {
 	}
 }
 
-// Memory delivers notices to this process's subscribers.
+// Memory delivers notices to this process's subscribers (none is ever
+// missed: SubscribeAll functions are not called).
 type Memory struct{ subscribers }
 
 // NewMemory returns an in-process bus.
@@ -63,7 +82,8 @@ func (m *Memory) Ready() bool { return true }
 // Redis publishes notices on a Redis channel and delivers those of every
 // replica (this one's included) to this process's subscribers. A notice
 // that cannot be published is delivered here at once; the other replicas'
-// nuclei then see the change within their directory TTL.
+// nuclei reload every network when their subscription is back
+// (SubscribeAll), and otherwise within their directory TTL.
 type Redis struct {
 	subscribers
 	rdb        *redis.Client
@@ -89,7 +109,12 @@ func (r *Redis) Publish(ctx context.Context, networkID string) error {
 func (r *Redis) Ready() bool { return r.subscribed.Load() }
 
 // Run follows the channel until ctx ends; the client subscribes again
-// after a failure.
+// after a failure. Every (re)subscription tells the SubscribeAll
+// functions, since notices published while it was down are lost.
 func (r *Redis) Run(ctx context.Context) error {
-	return redisx.Follow(ctx, r.rdb, r.channel, redisx.Follower{OnMessage: r.deliver, Ready: &r.subscribed})
+	return redisx.Follow(ctx, r.rdb, r.channel, redisx.Follower{
+		OnSubscribed: func(context.Context) { r.deliverAll() },
+		OnMessage:    r.deliver,
+		Ready:        &r.subscribed,
+	})
 }

@@ -2,7 +2,9 @@ package netevents
 
 import (
 	"context"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,5 +101,61 @@ func TestRedisDownDeliversLocally(t *testing.T) {
 	}
 	if got := rec.got(); len(got) != 1 || got[0] != "vn_down" {
 		t.Fatalf("delivered %q", got)
+	}
+}
+
+// Every (re)subscription of the Redis bus tells the SubscribeAll
+// functions (the nucleus then reloads every network, since notices sent
+// while the subscription was down are lost).
+func TestRedisResubscribeTellsSubscribeAll(t *testing.T) {
+	c, prefix := testenv.Redis(t)
+	opt, err := redis.ParseURL(testenv.RedisURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.NewReplacer(":", "-").Replace(prefix) + "netevents"
+	opt.ClientName = name
+	fc := redis.NewClient(opt)
+	defer fc.Close()
+	r := NewRedis(fc, prefix)
+	var alls atomic.Int32
+	r.SubscribeAll(func() { alls.Add(1) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	waitUntil(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
+
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				if err := c.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+					t.Fatal(err)
+				}
+				killed++
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no connection named %s", name)
+	}
+	waitUntil(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
+}
+
+func waitUntil(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -384,7 +385,8 @@ func TestReplayCacheEvictsOldest(t *testing.T) {
 // A member that fills its network's nonce cache does not lock the others
 // out: their frames are still accepted.
 func TestFullReplayCacheKeepsAccepting(t *testing.T) {
-	h := newHarnessWith(t, newTestDir(), func(o *Options) { o.ReplayEntries = 64 })
+	// (A's 200 keepalives come faster than a client's: lift the per-peer budget.)
+	h := newHarnessWith(t, newTestDir(), func(o *Options) { o.ReplayEntries, o.PeerKeepalives = 64, 1000 })
 	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
 	a.register()
 	b.register()
@@ -659,4 +661,68 @@ func mustSplit(t *testing.T, b []byte) rawHeader {
 		t.Fatal("bad frame")
 	}
 	return h
+}
+
+// A request from an address that has not proven it receives there earns
+// at most a COOKIE, and a COOKIE is never larger than the request: for
+// every request type, network id length and message length (truncated,
+// empty, or without a cookie field), the bytes the nucleus answers are at
+// most the bytes it received.
+func TestCookieNeverLargerThanRequest(t *testing.T) {
+	h := newHarness(t)
+	key := testDeviceKey(secrets[netA], testKey(1))
+	src := 0
+	for _, typ := range []byte{TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave} {
+		for _, id := range []string{"vn_x", netA, "vn_" + strings.Repeat("a", MaxNetworkID-3)} {
+			for n := 0; n <= 2*len(Key{})+CookieSize+8; n++ { // past the longest minimum (PUNCH_REQUEST)
+				src++ // a fresh source each time: no budget hides an answer
+				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(src >> 8), byte(src)}), uint16(1000+src))
+				f := sealNonce(key, typ, id, h.clk.Now().UnixMilli(), [nonceSize]byte{typ, byte(n), byte(src)}, make([]byte, n))
+				out := 0
+				for _, o := range h.srv.handle(t.Context(), f, from) {
+					out += len(o.b)
+				}
+				if out > len(f) {
+					t.Errorf("type %d, network id of %d bytes, body of %d bytes: %d bytes in, %d bytes out", typ, len(id), n, len(f), out)
+				}
+			}
+		}
+	}
+	if st := h.srv.Stats(); st.Cookies == 0 {
+		t.Fatal("no COOKIE was sent: the test exercised nothing")
+	}
+}
+
+// A registered member flooding KEEPALIVEs (each of which is answered) is
+// limited per peer: beyond a burst they are dropped unanswered, while
+// keepalives at the client's pace (every 1 to 20 s) and the other members
+// are unaffected.
+func TestKeepaliveFloodLimitedPerPeer(t *testing.T) {
+	h := newHarnessWith(t, newTestDir(), func(o *Options) { o.Keepalive = time.Hour })
+	a, b := h.edge(netA, secrets[netA], 1), h.edge(netA, secrets[netA], 2)
+	a.register()
+	b.register()
+	base := h.dropped(DropThrottled)
+	for range 50 {
+		a.keepalive()
+	}
+	eventually(t, "the flood throttled", func() bool { return h.dropped(DropThrottled)-base == 40 })
+	ack := b.c.Status().LastAck
+	h.clk.Advance(time.Millisecond)
+	b.keepalive()
+	eventually(t, "B answered during A's flood", func() bool { return b.c.Status().LastAck.After(ack) })
+
+	// At the client's pace nothing is refused.
+	base = h.dropped(DropThrottled)
+	for _, every := range []time.Duration{time.Second, 20 * time.Second} {
+		for range 30 {
+			h.clk.Advance(every)
+			ack := a.c.Status().LastAck
+			a.keepalive()
+			eventually(t, "keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
+		}
+	}
+	if d := h.dropped(DropThrottled) - base; d != 0 {
+		t.Fatalf("%d keepalives at 1/s and 1/20s were throttled", d)
+	}
 }

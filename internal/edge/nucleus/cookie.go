@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/omniedge/omni/internal/edge/ipam"
 )
 
 // cookieJar makes and checks return-routability cookies: a cookie is the
@@ -71,15 +73,9 @@ func (j *cookieJar) valid(c [CookieSize]byte, from netip.AddrPort) bool {
 }
 
 // sourceOf is the key of the per-source budgets: an IPv4 address, or the
-// /64 of an IPv6 address (one host usually holds a whole /64).
-func sourceOf(a netip.AddrPort) netip.Addr {
-	ip := a.Addr().Unmap()
-	if ip.Is4() {
-		return ip
-	}
-	p, _ := ip.Prefix(64)
-	return p.Addr()
-}
+// /64 of an IPv6 address (ipam.Source, shared with the control plane's
+// per-IP caps).
+func sourceOf(a netip.AddrPort) netip.Addr { return ipam.Source(a.Addr()) }
 
 // budget is a token bucket per source: rate tokens a second, at most
 // burst saved. It tracks at most max sources; buckets that are full again
@@ -113,8 +109,16 @@ func (b *budget) take(src netip.Addr, cost float64, now time.Time) bool {
 		k = &bucket{tokens: b.burst, at: now}
 		b.m[src] = k
 	}
-	if d := now.Sub(k.at).Seconds(); d > 0 {
-		k.tokens = min(b.burst, k.tokens+d*b.rate)
+	return k.take(b.rate, b.burst, cost, now)
+}
+
+// take refills the bucket (rate tokens a second, at most burst; a zero
+// bucket is full) and spends cost tokens if it can.
+func (k *bucket) take(rate, burst, cost float64, now time.Time) bool {
+	if k.at.IsZero() {
+		k.tokens = burst
+	} else if d := now.Sub(k.at).Seconds(); d > 0 {
+		k.tokens = min(burst, k.tokens+d*rate)
 	}
 	k.at = now
 	if k.tokens < cost {

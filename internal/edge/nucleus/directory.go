@@ -57,7 +57,13 @@ type dirEntry struct {
 	retry   time.Time // after a failed lookup: not before
 	queued  bool      // a lookup is queued or running
 	dirty   bool      // Invalidate came while queued, or the queue was full
-	parked  []parked  // frames waiting for the answer
+	// failed: the last lookup failed (not ErrUnknownNetwork), so the
+	// answer may be used past the TTL, up to staleLimit.
+	failed bool
+	// suspect: InvalidateAll came (notices may have been missed), so the
+	// answer is used only once reloaded, unless the Directory fails.
+	suspect bool
+	parked  []parked // frames waiting for the answer
 	// bindReload is when an unbound REGISTER last asked for a reload.
 	bindReload time.Time
 }
@@ -81,11 +87,19 @@ const (
 )
 
 // usable reports whether e may authenticate frames at now: a known
-// network until staleLimit after its last answer (refreshed ahead of
-// that while in use, so only a Directory failing for that long makes it
-// stale).
+// network whose answer is younger than the TTL (refreshed ahead of that
+// while in use) and not suspect. An older or suspect answer is reloaded
+// before a frame may use it; only while the Directory fails does the
+// last answer stay in use, until staleLimit after it arrived.
 func (s *Server) usable(e *dirEntry, now time.Time) bool {
-	return e != nil && e.known && now.Sub(e.loaded) < s.staleLimit()
+	if e == nil || !e.known {
+		return false
+	}
+	age := now.Sub(e.loaded)
+	if e.failed {
+		return age < s.staleLimit()
+	}
+	return age < s.o.DirectoryTTL && !e.suspect
 }
 
 func (s *Server) staleLimit() time.Duration { return 10 * s.o.DirectoryTTL }
@@ -138,8 +152,10 @@ func (s *Server) park(e *dirEntry, b []byte, from netip.AddrPort) bool {
 	return true
 }
 
-// lookup admits a frame of a network without a usable answer: it is
-// parked and a lookup queued, charged to its source's budget. It returns
+// lookup admits a frame of a network without a usable answer (none yet,
+// or one older than the TTL, or suspect): it is parked and a lookup
+// queued (a reload of a known network goes first), charged to its
+// source's budget. It returns
 // the drop reason, or "" when parked. The caller holds s.mu.
 func (s *Server) lookup(id string, e *dirEntry, b []byte, from netip.AddrPort, now time.Time) string {
 	if e != nil && e.queued {
@@ -162,13 +178,16 @@ func (s *Server) lookup(id string, e *dirEntry, b []byte, from netip.AddrPort, n
 		e = &dirEntry{used: now}
 		s.entries[id] = e
 	}
-	if !s.enqueueLocked(id, e, false) {
+	e.used = now
+	if !s.enqueueLocked(id, e, e.known) {
 		if fresh {
 			delete(s.entries, id)
 		}
 		return DropThrottled
 	}
-	s.park(e, b, from)
+	if !s.park(e, b, from) {
+		return DropThrottled // the lookup runs; this frame is lost
+	}
 	return ""
 }
 
@@ -232,6 +251,7 @@ func (s *Server) applyLocked(id string, info NetworkInfo, err error, now time.Ti
 			key = e.key // the same key: the derived frame keys stay valid
 		}
 		e.known, e.key, e.version, e.loaded, e.retry = true, key, info.SecretVersion, now, time.Time{}
+		e.failed, e.suspect = false, false
 		old := e.byKey
 		e.byKey = make(map[Key]*member, len(info.Members))
 		for _, b := range info.Members {
@@ -258,6 +278,7 @@ func (s *Server) applyLocked(id string, info NetworkInfo, err error, now time.Ti
 	default:
 		s.log.Warn("nucleus: network lookup failed", "network", id, "err", err)
 		e.retry = now.Add(retryAfter)
+		e.failed = true
 		if !e.known {
 			frames = nil // nothing to authenticate them with
 		}
@@ -323,4 +344,28 @@ func (s *Server) Invalidate(networkID string) {
 	}
 	e.retry = time.Time{}
 	s.enqueueLocked(networkID, e, true)
+}
+
+// InvalidateAll reloads every network's answer: notices of changes may
+// have been missed (the subscription that carries them was down). Until
+// its reload arrives a network's answer is not used (unless the
+// Directory fails); remembered unknown ids are forgotten.
+func (s *Server) InvalidateAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, e := range s.entries {
+		if !e.known {
+			if !e.queued {
+				delete(s.entries, id)
+			}
+			continue
+		}
+		e.suspect = true
+		if e.queued {
+			e.dirty = true
+			continue
+		}
+		e.retry = time.Time{}
+		s.enqueueLocked(id, e, true)
+	}
 }

@@ -130,7 +130,8 @@
 // PEERS list (split into parts of at most 1200 bytes). A KEEPALIVE is
 // answered with REGISTER_ACK, plus PEERS (at most once a second) when the
 // version the client holds differs, so a lost update heals within one
-// interval. A KEEPALIVE from an unknown key gets ERROR 1 and the client
+// interval; a registered peer's KEEPALIVEs are budgeted per peer
+// (Options.PeerKeepalives), so a flood from one member is dropped. A KEEPALIVE from an unknown key gets ERROR 1 and the client
 // registers again. Peers silent for three keepalive intervals expire and
 // their leave is pushed; LEAVE removes at once, and so does a reload that
 // no longer binds a peer's key to its address. PUNCH_REQUEST makes the

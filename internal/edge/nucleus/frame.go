@@ -100,6 +100,23 @@ func splitCookie(body []byte) (msg []byte, cookie [CookieSize]byte, ok bool) {
 	return body[:n], [CookieSize]byte(body[n:]), true
 }
 
+// minRequestMsg is the size of the shortest well-formed message (the
+// body without its cookie) of a request type: a REGISTER without local
+// endpoints, a KEEPALIVE, a PUNCH_REQUEST, a LEAVE. Every request at
+// least that long is larger than the COOKIE answering it.
+func minRequestMsg(typ byte) int {
+	switch typ {
+	case TypeRegister:
+		return len(Key{}) + 4 + 16 + 1
+	case TypeKeepalive:
+		return len(Key{}) + 4
+	case TypePunchRequest:
+		return 2 * len(Key{})
+	default: // TypeLeave
+		return len(Key{})
+	}
+}
+
 // isRequest reports whether typ is a client → nucleus request.
 func isRequest(typ byte) bool {
 	return typ == TypeRegister || typ == TypeKeepalive || typ == TypePunchRequest || typ == TypeLeave
@@ -159,6 +176,17 @@ func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
 
 // IsZero reports whether k is all zeroes.
 func (k Key) IsZero() bool { return k == Key{} }
+
+// ParseKey reads a device key in standard base64 (as the control plane
+// hands it out and WireGuard tools print it); an empty, malformed or
+// all-zero key is an error.
+func ParseKey(s string) (Key, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != len(Key{}) || Key(b).IsZero() {
+		return Key{}, errors.New("nucleus: a key is 32 bytes (not all zero) in standard base64")
+	}
+	return Key(b), nil
+}
 
 // Peer is one registered device of a network as the nucleus sees it.
 type Peer struct {

@@ -226,3 +226,17 @@ func FuzzFrame(f *testing.F) {
 		}
 	})
 }
+
+// ParseKey is the one reader of device keys in standard base64 that the
+// control plane's and the user-hosted nucleus's directories share.
+func TestParseKey(t *testing.T) {
+	k := testKey(7)
+	if got, err := ParseKey(k.String()); err != nil || got != k {
+		t.Fatalf("ParseKey(%s) = %v, %v", k, got, err)
+	}
+	for _, bad := range []string{"", "not a key", k.String()[:40], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", k.String() + "AAAA"} {
+		if _, err := ParseKey(bad); err == nil {
+			t.Errorf("ParseKey(%q) accepted", bad)
+		}
+	}
+}

@@ -222,7 +222,7 @@ func BenchmarkHandleRequest(b *testing.B) {
 
 func benchRequest(b *testing.B, typ byte) {
 	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	srv, err := NewServer(testOptions(Options{Directory: newTestDir(), Clock: clk, SourceRegisters: 1 << 30}))
+	srv, err := NewServer(testOptions(Options{Directory: newTestDir(), Clock: clk, SourceRegisters: 1 << 30, PeerKeepalives: 1 << 30}))
 	if err != nil {
 		b.Fatal(err)
 	}

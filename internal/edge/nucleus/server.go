@@ -39,9 +39,10 @@ type Options struct {
 	SweepEvery time.Duration
 	// DirectoryTTL is how long a Directory answer is trusted (default
 	// 30 s): a network in use is looked up again in the background once
-	// its answer is half that old, and its key stays usable meanwhile (up
-	// to ten times the TTL while the Directory fails). Unknown ids are
-	// remembered for a sixth of it.
+	// its answer is half that old. An answer older than the TTL is not
+	// used: the frame waits for the reload. Only while the Directory
+	// fails does the last answer stay in use, up to ten times the TTL.
+	// Unknown ids are remembered for a sixth of it.
 	DirectoryTTL time.Duration
 	// LookupTimeout bounds one Directory call (default 2 s).
 	LookupTimeout time.Duration
@@ -57,6 +58,11 @@ type Options struct {
 	// the KEEPALIVEs that move a peer (roaming), accepted from one source
 	// per second (default 20, bursts of twice that).
 	SourceRegisters int
+	// PeerKeepalives bounds the KEEPALIVEs one registered peer may have
+	// answered per second (default 2, bursts of five times that): a
+	// client sends one every 1 to 20 s, so only a flood is refused
+	// (dropped as throttled, unanswered).
+	PeerKeepalives int
 	// UnverifiedBytes bounds the bytes per second sent to one source that
 	// has not proven it receives at its address (COOKIE answers; default
 	// 4096, bursts of twice that).
@@ -85,7 +91,7 @@ const (
 	DropNotSignal      = "not_signal"      // not a nucleus frame (e.g. a stray WireGuard packet)
 	DropMalformed      = "malformed"       // bad header or body
 	DropUnknownNetwork = "unknown_network" // the Directory knows no such network
-	DropThrottled      = "throttled"       // a per-source budget or the lookup queue is exhausted
+	DropThrottled      = "throttled"       // a per-source or per-peer budget, or the lookup queue, is exhausted
 	DropUnverified     = "unverified"      // no valid cookie, and no COOKIE sent (budget exhausted)
 	DropAuth           = "auth"            // wrong MAC: not signed with the key of the device it names, or tampered
 	DropStale          = "stale"           // timestamp outside the window
@@ -168,6 +174,7 @@ type peerState struct {
 	m        *member // its binding, with its frame keys
 	lastSeen time.Time
 	lastList time.Time // last full PEERS list sent because of a KEEPALIVE
+	kaBudget bucket    // KEEPALIVEs (Options.PeerKeepalives); the zero value is full
 	oldKey   bool      // speaks with the key before the last rotation
 }
 
@@ -218,6 +225,7 @@ func NewServer(o Options) (*Server, error) {
 	defInt(&o.SourceLookups, 10)
 	defInt(&o.SourceRegisters, 20)
 	defInt(&o.UnverifiedBytes, 4096)
+	defInt(&o.PeerKeepalives, 2)
 	defInt(&o.MaxSources, 65536)
 	defInt(&o.MaxPeers, 1024)
 	defInt(&o.MaxNetworks, 65536)
@@ -362,8 +370,9 @@ func (s *Server) drop(reason string) {
 func cookieFrameSize(n int) int { return 6 + n + 8 + nonceSize + nonceSize + CookieSize + macSize }
 
 // answerCookie answers a request without a valid cookie for its source
-// with a COOKIE (smaller than any request), within the per-source budget
-// of bytes sent to addresses that have not proven they receive.
+// with a COOKIE (smaller than any request long enough to reach it: see
+// minRequestMsg), within the per-source budget of bytes sent to addresses
+// that have not proven they receive.
 func (s *Server) answerCookie(b []byte, h rawHeader, from netip.AddrPort, now time.Time) []outbound {
 	s.mu.Lock()
 	ok := s.unverified.take(sourceOf(from), float64(cookieFrameSize(len(h.network))), now)
@@ -399,17 +408,16 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 		return nil
 	}
 	msg, cookie, ok := splitCookie(h.body)
-	if !ok {
+	// A request shorter than the shortest well-formed one of its type is
+	// dropped before it may earn a COOKIE: a COOKIE is never larger than
+	// the request it answers.
+	if !ok || len(msg) < minRequestMsg(h.typ) {
 		s.drop(DropMalformed)
 		return nil
 	}
 	now := s.clk.Now()
 	if !s.cookies.valid(cookie, from) {
 		return s.answerCookie(b, h, from, now)
-	}
-	if len(msg) < len(Key{}) {
-		s.drop(DropMalformed)
-		return nil
 	}
 	sender := Key(msg[:len(Key{})]) // every request starts with the sender's key
 	id := string(h.network)
@@ -525,7 +533,9 @@ func (s *Server) request(id string, h rawHeader, msg, b, key []byte, old bool, f
 			if now.Sub(e.loaded) >= bindReloadAfter && now.Sub(e.bindReload) >= bindReloadAfter && !e.queued &&
 				s.lookupBudget.take(sourceOf(from), 1, now) && s.enqueueLocked(id, e, false) {
 				e.bindReload = now
-				s.park(e, b, from)
+				if !s.park(e, b, from) {
+					return nil, DropThrottled // the reload runs; this frame is lost
+				}
 				return nil, reasonParked
 			}
 			return nil, DropNotMember
@@ -682,6 +692,9 @@ func (s *Server) keepalive(n *network, key []byte, old bool, m keepaliveMsg, fro
 	if p == nil {
 		body := errorMsg{Code: ErrCodeNotRegistered, Text: "not registered"}.encode()
 		return []outbound{s.reply(key, n, TypeError, body, from, now)}, ""
+	}
+	if !p.kaBudget.take(float64(s.o.PeerKeepalives), 5*float64(s.o.PeerKeepalives), 1, now) {
+		return nil, DropThrottled
 	}
 	var out []outbound
 	if p.Endpoint != from { // roaming: a change pushed to every member, budgeted like a REGISTER

@@ -13,12 +13,13 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/ipam"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
 // Limits cap the live (pending or approved, not yet delivered) sessions.
 type Limits struct {
-	PerIP int // per client IP
+	PerIP int // per client IP (an IPv6 client's /64: ipam.Source)
 	Total int // in the whole store
 }
 
@@ -69,10 +70,11 @@ func (s *Memory) drop(v *memSession) {
 		return
 	}
 	delete(s.m, v.id)
-	if n := s.perIP[v.req.ClientIP] - 1; n > 0 {
-		s.perIP[v.req.ClientIP] = n
+	src := ipam.SourceString(v.req.ClientIP)
+	if n := s.perIP[src] - 1; n > 0 {
+		s.perIP[src] = n
 	} else {
-		delete(s.perIP, v.req.ClientIP)
+		delete(s.perIP, src)
 	}
 }
 
@@ -102,12 +104,13 @@ func (s *Memory) Create(_ context.Context, id string, req edge.LoginRequest) err
 	if !now.Before(req.Expires) {
 		return nil // already expired: nothing to keep
 	}
-	if (s.lim.PerIP > 0 && s.perIP[req.ClientIP] >= s.lim.PerIP) || (s.lim.Total > 0 && len(s.m) >= s.lim.Total) {
+	src := ipam.SourceString(req.ClientIP)
+	if (s.lim.PerIP > 0 && s.perIP[src] >= s.lim.PerIP) || (s.lim.Total > 0 && len(s.m) >= s.lim.Total) {
 		return edge.ErrLimit
 	}
 	v := &memSession{id: id, req: req, done: make(chan struct{})}
 	s.m[id] = v
-	s.perIP[req.ClientIP]++
+	s.perIP[src]++
 	heap.Push(&s.exp, v)
 	return nil
 }

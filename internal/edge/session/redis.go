@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/edge"
+	"github.com/omniedge/omni/internal/edge/ipam"
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
@@ -18,7 +19,8 @@ import (
 // A session is one string key prefix+"s:"+id that expires with the session:
 // "p" IP "\n" request JSON while pending, "c" IP "\n" tokens JSON once
 // completed. Delivery deletes it. Live sessions are also members of the
-// sorted sets prefix+"si:"+IP and prefix+"sa" (score: expiry in Redis's
+// sorted sets prefix+"si:"+source (the IP, or an IPv6 address's /64:
+// ipam.Source) and prefix+"sa" (score: expiry in Redis's
 // milliseconds) that enforce the caps. Completion is announced on the one
 // channel prefix+"sc" with the session id as the message; every waiter of a
 // replica shares that one subscription. The waiter of a session holds
@@ -171,7 +173,7 @@ func NewRedisLimited(c *redis.Client, prefix string, clk clock.Clock, lim Limits
 
 func (s *Redis) key(id string) string     { return s.prefix + "s:" + id }
 func (s *Redis) lockKey(id string) string { return s.prefix + "sw:" + id }
-func (s *Redis) ipKey(ip string) string   { return s.prefix + "si:" + ip }
+func (s *Redis) ipKey(ip string) string   { return s.prefix + "si:" + ipam.SourceString(ip) }
 func (s *Redis) allKey() string           { return s.prefix + "sa" }
 
 // wireTokens is the stored form of edge.TokenPair, whose JSON encoding

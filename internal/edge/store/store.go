@@ -265,6 +265,26 @@ func (s *Store) RevokeRefreshFamily(ctx context.Context, familyID string, at tim
 	})
 }
 
+// RevokedSessions returns the login sessions revoked after since.
+func (s *Store) RevokedSessions(ctx context.Context, since time.Time) ([]edge.RevokedSession, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, revoked_at FROM edge_login_sessions WHERE revoked_at > ? ORDER BY revoked_at`, ms(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []edge.RevokedSession
+	for rows.Next() {
+		var r edge.RevokedSession
+		var at int64
+		if err := rows.Scan(&r.ID, &at); err != nil {
+			return nil, err
+		}
+		r.RevokedAt = fromMS(at)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // ---- login sessions ----
 
 const lsCols = `id, user_id, key_id, method, client_ip, user_agent, created_at, last_used_at, expires_at, revoked_at`

@@ -1728,6 +1728,16 @@ func testLoginSessions(t *testing.T, s *store.Store) {
 	if len(list) != 1 || list[0].ID != "fam_o" {
 		t.Fatalf("u2 sessions = %+v", list)
 	}
+	// The sessions revoked after a time, with their revocation time (what
+	// the revocation set is loaded from at start).
+	revoked, err := s.RevokedSessions(ctx, t0)
+	must(t, err)
+	if len(revoked) != 2 || !revoked[0].RevokedAt.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("RevokedSessions = %+v, want fam_b and fam_k", revoked)
+	}
+	if revoked, err = s.RevokedSessions(ctx, t0.Add(time.Minute)); err != nil || len(revoked) != 0 {
+		t.Fatalf("RevokedSessions after the revocations = %+v, %v", revoked, err)
+	}
 }
 
 func testDeviceSessions(t *testing.T, s *store.Store) {

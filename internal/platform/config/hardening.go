@@ -190,3 +190,23 @@ func (c *Config) PermissionWarnings() []string {
 	}
 	return out
 }
+
+// TrustProxyWarnings reports a --trust-proxy that believes
+// X-Forwarded-For from a great many addresses: "true" (loopback and every
+// private range) or a network larger than an IPv4 /8 or an IPv6 /32. Any
+// client inside such a network can claim another client IP, and so
+// escape the per-IP limits and put any address on the approval page.
+func (c *Config) TrustProxyWarnings() []string {
+	v := strings.ToLower(strings.TrimSpace(c.TrustProxy))
+	if v == "true" || v == "1" {
+		return []string{"--trust-proxy=true believes X-Forwarded-For from loopback and every private range (" +
+			strings.Join(privateNets, ", ") + "): any client there can claim any client IP; list your proxies' addresses instead"}
+	}
+	var out []string
+	for _, p := range c.TrustedProxies() {
+		if (p.Addr().Is4() && p.Bits() < 8) || (p.Addr().Is6() && p.Bits() < 32) {
+			out = append(out, fmt.Sprintf("--trust-proxy %s is a very broad network: any client in it can claim any client IP; list your proxies' addresses instead", p))
+		}
+	}
+	return out
+}

@@ -120,3 +120,27 @@ func TestDataDirPermissions(t *testing.T) {
 		t.Fatalf("warnings with --master-key: %q", w)
 	}
 }
+
+// A --trust-proxy that believes X-Forwarded-For from very many addresses
+// is warned about at start; a list of proxies is not.
+func TestTrustProxyWarnings(t *testing.T) {
+	for v, warn := range map[string]bool{
+		"":                          false,
+		"false":                     false,
+		"127.0.0.1":                 false,
+		"10.0.0.0/8,192.168.1.0/24": false,
+		"2001:db8::/32":             false,
+		"true":                      true,
+		"1":                         true,
+		"0.0.0.0/0":                 true,
+		"127.0.0.1,64.0.0.0/2":      true,
+		"::/0":                      true,
+		"2000::/3":                  true,
+	} {
+		c := Default()
+		c.TrustProxy = v
+		if got := c.TrustProxyWarnings(); (len(got) > 0) != warn || (warn && !strings.Contains(got[0], "--trust-proxy")) {
+			t.Errorf("--trust-proxy=%q: warnings %q, want a warning: %v", v, got, warn)
+		}
+	}
+}
