@@ -13,9 +13,10 @@ const shards = 64
 type devEntry struct {
 	deviceID string
 	routes   []ExitRoute
-	// families are the login sessions recently recorded for the device
-	// from this entry (at most maxEntryFamilies, copy on write), so a
-	// heartbeat writes one to the store only the first time it is seen.
+	// families are login sessions recorded for the device: those in the
+	// store when the entry was loaded and those recorded from it since (at
+	// most maxEntryFamilies, copy on write), so a heartbeat writes one to
+	// the store only the first time it is seen.
 	families atomic.Pointer[[]string]
 	versions []SecretVersion
 }

@@ -308,7 +308,18 @@ func (s *Service) deviceEntry(ctx context.Context, userID, hw string) (*devEntry
 	if err != nil {
 		return nil, err
 	}
+	// The sessions already recorded for the device (its own login, from
+	// registration) load with the entry, so a heartbeat after a restart
+	// or an invalidation writes nothing.
+	fams, err := s.store.DeviceSessions(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
 	e := &devEntry{deviceID: d.ID, routes: routes, versions: versions}
+	if len(fams) > 0 {
+		fams = fams[max(0, len(fams)-maxEntryFamilies):]
+		e.families.Store(&fams)
+	}
 	s.cache.put(key, e, epoch)
 	return e, nil
 }

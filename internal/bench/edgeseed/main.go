@@ -79,15 +79,19 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		p := edge.Principal{UserID: usr.ID}
 		for i := 0; i < per && n < *devices; i++ {
 			hw := fmt.Sprintf("hw-%d-%d", u, i)
-			if _, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux", ""); err != nil {
-				return err
-			}
-			// Each device logs in on its own, as real devices do.
+			// Each device logs in on its own and registers with that
+			// login, as real devices do.
 			pair, err := svc.LoginSecurityKey(ctx, raw)
 			if err != nil {
+				return err
+			}
+			p, err := svc.Authenticate(pair.Token)
+			if err != nil {
+				return err
+			}
+			if _, _, err := svc.RegisterDevice(ctx, p, hw, hw, "linux", ""); err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "%s\t%s\n", pair.Token, hw)
