@@ -153,21 +153,49 @@ func (m *Manager) checked(h httpx.HandlerFunc, types []string) httpx.HandlerFunc
 	}
 }
 
-// FromGatewayHost reports a request made on the gateway host itself: a
-// loopback peer, not relayed by a proxy — or relayed only by trusted
-// proxies (TrustProxy) on this host for a client on this host (every
-// X-Forwarded-For entry a loopback address, so a forged first entry does
-// not count) — and not sent by a web page of another site or a rebinding
-// one. The gateway serves such requests without a key when keys are not
-// required.
+// relayHeaders are what proxies, load balancers and CDNs add when they
+// relay a request (canonical spellings). A request carrying any of them
+// was relayed, so its loopback peer is a proxy, not the client.
+// X-Forwarded-For is judged apart (FromGatewayHost).
+var relayHeaders = []string{
+	"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
+	"X-Real-Ip", "Via", "Cf-Connecting-Ip", "True-Client-Ip", "X-Client-Ip", "Fastly-Client-Ip",
+	"X-Original-Forwarded-For", "X-Cluster-Client-Ip",
+}
+
+// FromGatewayHost reports a request made on the gateway host itself. The
+// gateway serves such requests without a key when keys are not required,
+// so every condition must hold:
+//
+//   - the peer is a loopback address;
+//   - the request names the gateway by a loopback name (localhost,
+//     127.0.0.1, [::1], any port) in its Host — strictly, whatever the
+//     management allow-list says: a public name (or any name, with an
+//     allowed-hosts entry of "*") is what a reverse proxy forwarding the
+//     client's Host sends;
+//   - it carries none of the headers a relaying proxy adds (relayHeaders),
+//     and no X-Forwarded-For unless its peer is a trusted proxy
+//     (TrustProxy) and every entry a loopback address (a local client
+//     through a local proxy; a forged first entry does not count);
+//   - no web page of another site or a rebinding one sent it (crossSite).
+//
+// A reverse proxy on the gateway host that forwards with none of these
+// (nginx's proxy_pass sends Host 127.0.0.1:20128 and no X-Forwarded-For
+// by default) cannot be told from a local client: such a deployment must
+// require keys (REQUIRE_API_KEY=true), as the start-up warning says.
 func (m *Manager) FromGatewayHost(r *http.Request) bool {
 	if !loopbackIP(httpx.ClientIP(r, nil)) || !loopbackIP(httpx.ClientIP(r, m.opt.TrustProxy)) {
 		return false
 	}
-	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-Ip") != "" {
-		return false // never read as the client address
+	if !loopbackHost(r.Host) {
+		return false
 	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+	for _, h := range relayHeaders {
+		if _, ok := r.Header[h]; ok {
+			return false
+		}
+	}
+	if xff, ok := r.Header["X-Forwarded-For"]; ok {
 		if !httpx.TrustedPeer(r, m.opt.TrustProxy) {
 			return false
 		}
@@ -180,6 +208,13 @@ func (m *Manager) FromGatewayHost(r *http.Request) bool {
 		}
 	}
 	return m.crossSite(r) == nil
+}
+
+// loopbackHost reports a Host header value naming the gateway by a
+// loopback name or address.
+func loopbackHost(hostport string) bool {
+	host, _ := splitHost(hostport)
+	return loopbackNames[host] || loopbackIP(host)
 }
 
 func loopbackIP(s string) bool {
