@@ -21,11 +21,13 @@ import (
 //   - the Host must name this gateway: a loopback name (localhost,
 //     127.0.0.1, [::1], any port) or one of the configured allowed hosts
 //     (421 otherwise: a rebinding page's Host is its own name);
-//   - an Origin, when sent, must be the Host's own origin, and a
-//     Sec-Fetch-Site, when sent, same-origin or none (403);
-//   - POST, PUT and PATCH must carry Content-Type: application/json (or
-//     the types an upload route names), which a page of another site
-//     cannot send without a preflight the gateway never grants (415).
+//   - an Origin, when sent, must be the Host's own origin — with the
+//     request's scheme, when that is known — and a Sec-Fetch-Site, when
+//     sent, same-origin or none (403);
+//   - POST, PUT and PATCH must carry Content-Type: application/json (or,
+//     on the one upload route, the file types it names), which a page of
+//     another site cannot send without a preflight the gateway never
+//     grants (415).
 
 // loopbackNames are the host names the management API always answers
 // under.
@@ -78,11 +80,16 @@ func (h hostSet) allowed(hostport string) bool {
 }
 
 // sameOrigin reports whether an Origin header value is the origin of a
-// request to hostport. Default ports (80, 443) are left out on both
+// request to hostport made under scheme ("http", "https", or "" when the
+// request's scheme is not known: a plain listener that may sit behind a
+// proxy terminating TLS). Default ports (80, 443) are left out on both
 // sides, since a proxy terminating TLS forwards the Host without one.
-func sameOrigin(origin, hostport string) bool {
+func sameOrigin(origin, hostport, scheme string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" {
+		return false
+	}
+	if scheme != "" && u.Scheme != scheme {
 		return false
 	}
 	oh, op := splitHost(u.Host)
@@ -96,6 +103,25 @@ func sameOrigin(origin, hostport string) bool {
 	return oh != "" && oh == hh && op == hp
 }
 
+// scheme returns the scheme the client used, when it is known: the
+// X-Forwarded-Proto of a trusted proxy (its first entry, the one the
+// client-facing proxy set), else "https" for TLS on the listener; ""
+// when neither says (a plain listener may sit behind a proxy that
+// terminates TLS without saying so).
+func (m *Manager) scheme(r *http.Request) string {
+	if xfp := r.Header.Get("X-Forwarded-Proto"); xfp != "" && httpx.TrustedPeer(r, m.opt.TrustProxy) {
+		first, _, _ := strings.Cut(xfp, ",")
+		switch s := strings.ToLower(strings.TrimSpace(first)); s {
+		case "http", "https":
+			return s
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return ""
+}
+
 // crossSite returns why r may come from a web page of another site (or
 // a rebinding one), or nil.
 func (m *Manager) crossSite(r *http.Request) error {
@@ -106,7 +132,7 @@ func (m *Manager) crossSite(r *http.Request) error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return httpx.Forbidden("management requests from another site's pages are refused (Sec-Fetch-Site: %s)", site)
 	}
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host, m.scheme(r)) {
 		return httpx.Forbidden("management requests from another origin's pages are refused (Origin: %s)", o)
 	}
 	return nil
