@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -24,7 +25,9 @@ type DecodeError func(status int, header http.Header, body []byte) *llm.Error
 
 // Send sends req with hc (http.DefaultClient when nil) and returns a 2xx
 // answer. Redirects are never followed, whatever hc says: the request
-// carries the provider's key. Otherwise it fails with:
+// carries the provider's key. A client from Bounded is used as it is;
+// any other is copied with redirects refused, per call. Otherwise it
+// fails with:
 //
 //   - the context's error when the request's context ended, wrapped as
 //     "prefix: err" unless prefix is empty;
@@ -37,12 +40,7 @@ type DecodeError func(status int, header http.Header, body []byte) *llm.Error
 //
 // The *llm.Error carries provider.
 func Send(hc *http.Client, req *http.Request, provider, prefix, unreachable string, decode DecodeError) (*http.Response, error) {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	c := *hc
-	c.CheckRedirect = refuseRedirect
-	resp, err := c.Do(req)
+	resp, err := noRedirect(hc).Do(req)
 	if err != nil {
 		if err := req.Context().Err(); err != nil {
 			if prefix == "" {
@@ -65,6 +63,20 @@ func Send(hc *http.Client, req *http.Request, provider, prefix, unreachable stri
 		return nil, e
 	}
 	return resp, nil
+}
+
+// noRedirect returns hc when it already returns redirects as they are
+// (Bounded clients: the gateway's, on every call), else a copy that does.
+func noRedirect(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if hc.CheckRedirect != nil && reflect.ValueOf(hc.CheckRedirect).Pointer() == reflect.ValueOf(refuseRedirect).Pointer() {
+		return hc
+	}
+	c := *hc
+	c.CheckRedirect = refuseRedirect
+	return &c
 }
 
 // ReadBody reads the whole body of a 2xx answer that hc (nil:
