@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -202,30 +204,78 @@ func TestAnonymousAccessOnlyFromGatewayHost(t *testing.T) {
 	if r := routetest.Send(t, http.DefaultClient, "POST", lan.URL+"/v1/chat/completions", chat, "Authorization", "Bearer "+gatewayKey); r.Status != http.StatusOK {
 		t.Fatalf("keyed from the LAN: %d %s", r.Status, r.Body)
 	}
-	for name, hdr := range map[string][]string{
-		"relayed by a local proxy": {"X-Forwarded-For", "203.0.113.9"},
-		"Forwarded":                {"Forwarded", "for=203.0.113.9"},
-		"cross-site page":          {"Origin", "https://evil.example"},
-		"cross-site fetch":         {"Sec-Fetch-Site", "cross-site"},
-		"same-site page":           {"Sec-Fetch-Site", "same-site"},
-		"DNS rebinding":            {"Host", "evil.example"},
+	// A proxy on the gateway host relays from the loopback: any header a
+	// proxy, load balancer or CDN adds, or a Host that is not a loopback
+	// name (a proxy forwarding the client's Host), means another client.
+	// Allowed hosts widen where management answers, never who is local.
+	wildcard := openGateway(t, "127.0.0.1:0", up.URL, func(c *config.Config) { c.Route.AllowedHosts = []string{"*"} })
+	named := openGateway(t, "127.0.0.1:0", up.URL, func(c *config.Config) { c.Route.AllowedHosts = []string{"gw.example.com"} })
+	for _, c := range []struct {
+		name string
+		gw   *httptest.Server
+		hdr  []string
+	}{
+		{"relayed by a local proxy", local, []string{"X-Forwarded-For", "203.0.113.9"}},
+		{"Forwarded", local, []string{"Forwarded", "for=203.0.113.9"}},
+		{"X-Forwarded-Host", local, []string{"X-Forwarded-Host", "gw.example.com"}},
+		{"X-Forwarded-Proto", local, []string{"X-Forwarded-Proto", "https"}},
+		{"X-Real-IP", local, []string{"X-Real-IP", "203.0.113.9"}},
+		{"Via", local, []string{"Via", "1.1 gw.example.com"}},
+		{"CF-Connecting-IP", local, []string{"CF-Connecting-IP", "203.0.113.9"}},
+		{"True-Client-IP", local, []string{"True-Client-IP", "203.0.113.9"}},
+		{"X-Client-IP", local, []string{"X-Client-IP", "203.0.113.9"}},
+		{"Fastly-Client-IP", local, []string{"Fastly-Client-IP", "203.0.113.9"}},
+		{"cross-site page", local, []string{"Origin", "https://evil.example"}},
+		{"cross-site fetch", local, []string{"Sec-Fetch-Site", "cross-site"}},
+		{"same-site page", local, []string{"Sec-Fetch-Site", "same-site"}},
+		{"DNS rebinding", local, []string{"Host", "evil.example"}},
+		{"public Host, allowed hosts *", wildcard, []string{"Host", "gw.example.com"}},
+		{"public Host, allowed by name", named, []string{"Host", "gw.example.com:443"}},
+		{"LAN address as Host", wildcard, []string{"Host", "192.0.2.10:20128"}},
 	} {
-		t.Run(name, func(t *testing.T) {
-			r := routetest.Send(t, http.DefaultClient, "POST", local.URL+"/v1/chat/completions", chat, hdr...)
-			if r.Status != http.StatusUnauthorized {
-				t.Fatalf("status %d, want 401: %s", r.Status, r.Body)
+		t.Run(c.name, func(t *testing.T) {
+			for _, d := range dialectCalls() {
+				var body any
+				if d.body != "" {
+					body = d.body
+				}
+				r := routetest.Send(t, http.DefaultClient, d.method, c.gw.URL+d.path, body, c.hdr...)
+				if r.Status != http.StatusUnauthorized {
+					t.Fatalf("%s: status %d, want 401: %s", d.name, r.Status, r.Body)
+				}
+				d.shape(t, r.Body)
 			}
 			// With the key the same request is served: the key, not the
 			// address, is what counts.
-			if r := routetest.Send(t, http.DefaultClient, "POST", local.URL+"/v1/chat/completions", chat, append(hdr, "Authorization", "Bearer "+gatewayKey)...); r.Status != http.StatusOK {
+			if r := routetest.Send(t, http.DefaultClient, "POST", c.gw.URL+"/v1/chat/completions", chat, append(c.hdr, "Authorization", "Bearer "+gatewayKey)...); r.Status != http.StatusOK {
 				t.Fatalf("with the key: %d %s", r.Status, r.Body)
 			}
 		})
+	}
+	// Loopback names in any spelling stay local.
+	for _, host := range []string{"localhost", "LOCALHOST.", "127.0.0.1", "[::1]:20128"} {
+		if r := routetest.Send(t, http.DefaultClient, "POST", wildcard.URL+"/v1/chat/completions", chat, "Host", host); r.Status != http.StatusOK {
+			t.Fatalf("anonymous from the loopback as %s: %d %s", host, r.Status, r.Body)
+		}
 	}
 	// REQUIRE_API_KEY=true requires it from the loopback too.
 	strict := openGateway(t, "127.0.0.1:0", up.URL, func(c *config.Config) { c.Route.RequireAPIKey = true })
 	if r := routetest.Send(t, http.DefaultClient, "POST", strict.URL+"/v1/chat/completions", chat); r.Status != http.StatusUnauthorized {
 		t.Fatalf("require_api_key from the loopback: %d %s", r.Status, r.Body)
+	}
+	// A proxy on the gateway host that says nothing cannot be told from
+	// a local client: the start warns about it, unless keys are required.
+	for _, require := range []bool{false, true} {
+		logs := &lockedBuffer{}
+		cfg := config.Default()
+		cfg.Route = config.RouteConfig{RequireAPIKey: require, Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"sk-provider"}}}}
+		if _, err := routeapp.New(&cfg, nil, clock.Real{}, slog.New(slog.NewTextHandler(logs, nil))); err != nil {
+			t.Fatal(err)
+		}
+		warned := strings.Contains(logs.String(), "level=WARN") && strings.Contains(logs.String(), "REQUIRE_API_KEY=true")
+		if warned == require {
+			t.Fatalf("require_api_key %v: warned %v; log:\n%s", require, warned, logs.String())
+		}
 	}
 }
 
@@ -290,4 +340,22 @@ func TestForwardedForCannotForgeTheGatewayHost(t *testing.T) {
 	if r := routetest.Send(t, http.DefaultClient, "POST", gw.URL+"/v1/chat/completions", chat, "X-Forwarded-For", "127.0.0.1"); r.Status != http.StatusOK {
 		t.Fatalf("a local client through a local proxy: %d %s", r.Status, r.Body)
 	}
+}
+
+// lockedBuffer collects log lines written from any goroutine.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

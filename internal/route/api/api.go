@@ -86,6 +86,14 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
+	if !cfg.RequireAPIKey && !cfg.AllowAnonymous && cfg.LocalClient != nil && log != nil {
+		// A reverse proxy on this host that relays without saying so
+		// (nginx's proxy_pass sends Host 127.0.0.1:… and no
+		// X-Forwarded-For by default) looks like a local client.
+		log.Warn("gateway requests without a key are served to clients on this host (loopback); " +
+			"a reverse proxy on this host would make every client it relays such a client: " +
+			"behind one, set REQUIRE_API_KEY=true (--require-api-key)")
+	}
 	s.routes()
 	return s
 }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,6 +108,61 @@ func TestUpstreamBodyIsCapped(t *testing.T) {
 	r := routetest.Send(t, http.DefaultClient, "POST", gw.URL+"/v1/chat/completions", hiChat, "Authorization", "Bearer "+gatewayKey)
 	if r.Status != http.StatusBadGateway || !strings.Contains(string(r.Body), "larger than") {
 		t.Fatalf("status %d, want 502 saying the answer is too large: %.300s", r.Status, r.Body)
+	}
+}
+
+// The configured cap on a non-streamed answer is applied in one place for
+// every provider adapter, whatever content type the upstream gives its
+// answer: a stream type does not turn the total cap into a per-line one
+// for a request that did not ask for a stream. Over the cap the client
+// gets a clean 502 that names the cap, not the upstream.
+func TestUpstreamBodyCapIsTheSameForEveryAdapter(t *testing.T) {
+	const limit = 64 << 10
+	text := strings.Repeat("a", 100<<10) // a valid answer above the cap
+	small := strings.Repeat("b", 16<<10) // and one below it
+	answers := map[string]func(string) string{
+		"openai": func(s string) string {
+			return `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"` + s + `"},"finish_reason":"stop"}]}`
+		},
+		"anthropic": func(s string) string {
+			return `{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"` + s + `"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}`
+		},
+		"ollama": func(s string) string {
+			return `{"model":"m","created_at":"2024-01-01T00:00:00Z","message":{"role":"assistant","content":"` + s + `"},"done":true,"done_reason":"stop","prompt_eval_count":3,"eval_count":1}`
+		},
+	}
+	for typ, answer := range answers {
+		for _, ct := range []string{"application/json", "text/event-stream", "application/x-ndjson"} {
+			t.Run(typ+" "+ct, func(t *testing.T) {
+				var content atomic.Value
+				content.Store(text)
+				up := newUpstream(t, func(w http.ResponseWriter, _ map[string]any, _ int) {
+					w.Header().Set("Content-Type", ct)
+					io.WriteString(w, answer(content.Load().(string)))
+				})
+				gw := gateway(t, config.RouteConfig{UpstreamMaxBody: limit,
+					Providers: []config.RouteProvider{{ID: "up", Type: typ, BaseURL: up.URL, APIKeys: []config.Secret{"sk-provider"}}}})
+				chat := `{"model":"up/m","messages":[{"role":"user","content":"hi"}]}`
+				r := routetest.Send(t, http.DefaultClient, "POST", gw.URL+"/v1/chat/completions", chat, "Authorization", "Bearer "+gatewayKey)
+				var e struct {
+					Error struct{ Message string } `json:"error"`
+				}
+				if r.Status != http.StatusBadGateway || json.Unmarshal(r.Body, &e) != nil || !strings.Contains(e.Error.Message, "larger than 65536 bytes") {
+					t.Fatalf("status %d, want a JSON 502 naming the 64 KiB cap: %.300s", r.Status, r.Body)
+				}
+				host := strings.TrimPrefix(up.URL, "http://")
+				_, port, _ := net.SplitHostPort(host)
+				for _, leak := range []string{host, port, "http://"} {
+					if strings.Contains(string(r.Body), leak) {
+						t.Fatalf("the error reveals %q: %s", leak, r.Body)
+					}
+				}
+				content.Store(small)
+				if r := routetest.Send(t, http.DefaultClient, "POST", gw.URL+"/v1/chat/completions", chat, "Authorization", "Bearer "+gatewayKey); r.Status != http.StatusOK || !strings.Contains(string(r.Body), small) {
+					t.Fatalf("an answer under the cap: %d %.300s", r.Status, r.Body)
+				}
+			})
+		}
 	}
 }
 

@@ -195,8 +195,9 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
 			return nil, err
 		}
-		// Imports take the file as the raw body or a multipart form.
-		a.backups.Register(mgr.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
+		// The import takes the file as the raw body or a multipart form;
+		// every other backup route takes JSON only.
+		a.backups.Register(mgr.Guarded(mux), mgr.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
 	}
 	if st != nil {
 		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)

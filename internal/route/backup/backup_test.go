@@ -523,7 +523,8 @@ func TestImportTooLarge(t *testing.T) {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
-	s.Register(func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) })
+	add := func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) }
+	s.Register(add, add)
 	srv := httptest.NewServer(httpx.Wrap(mux, logging.Discard(), nil))
 	defer srv.Close()
 	for _, n := range []int{1001, 5000} {
@@ -719,4 +720,32 @@ func TestImportRefusesOtherSites(t *testing.T) {
 	e.must(http.StatusForbidden, "POST", "/api/db-backups/import", mp.Bytes(), "Content-Type", mw.FormDataContentType(), "Sec-Fetch-Site", "cross-site")
 	e.must(http.StatusUnsupportedMediaType, "POST", "/api/db-backups/import", export, "Content-Type", "text/plain")
 	e.must(http.StatusOK, "POST", "/api/db-backups/import", mp.Bytes(), "Content-Type", mw.FormDataContentType(), "Origin", e.srv.URL)
+}
+
+// Only the import takes a file's body types: the other backup routes
+// (restore, create, settings) take JSON, so a multipart form or a raw
+// body — which a page of another site can post without a preflight —
+// is a 415 there and never reaches them.
+func TestOnlyTheImportTakesFiles(t *testing.T) {
+	e := newEnv(t, sqliteDSN(t))
+	list := e.must(http.StatusOK, "GET", "/api/db-backups", nil).Object(t)
+	var mp bytes.Buffer
+	mw := multipart.NewWriter(&mp)
+	mw.WriteField("id", "x")
+	mw.Close()
+	for _, c := range []struct{ method, path string }{
+		{"POST", "/api/db-backups"},
+		{"PUT", "/api/db-backups"},
+		{"PUT", "/api/db-backups/settings"},
+		{"PATCH", "/api/db-backups/settings"},
+	} {
+		e.must(http.StatusUnsupportedMediaType, c.method, c.path, mp.Bytes(), "Content-Type", mw.FormDataContentType())
+		for _, ct := range []string{"application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3"} {
+			e.must(http.StatusUnsupportedMediaType, c.method, c.path, []byte("{}"), "Content-Type", ct)
+		}
+	}
+	// Nothing was created or changed.
+	if after := e.must(http.StatusOK, "GET", "/api/db-backups", nil).Object(t); fmt.Sprint(after) != fmt.Sprint(list) {
+		t.Fatalf("backups before %v, after %v", list, after)
+	}
 }

@@ -18,8 +18,9 @@ import (
 )
 
 // Register adds the backup endpoints through add (the management API's
-// guarded registration).
-func (s *Service) Register(add func(pattern string, h httpx.HandlerFunc)) {
+// guarded registration), and the one route that takes a file, the
+// import, through upload (the same, also accepting the file's types).
+func (s *Service) Register(add, upload func(pattern string, h httpx.HandlerFunc)) {
 	add("GET /api/db-backups", s.handleList)
 	add("PUT /api/db-backups", s.handleCreate)
 	add("POST /api/db-backups", s.handleRestore)
@@ -28,7 +29,7 @@ func (s *Service) Register(add func(pattern string, h httpx.HandlerFunc)) {
 	add("PUT /api/db-backups/settings", s.handlePutConfig)
 	add("PATCH /api/db-backups/settings", s.handlePutConfig)
 	add("GET /api/db-backups/export", s.handleExport)
-	add("POST /api/db-backups/import", s.handleImport)
+	upload("POST /api/db-backups/import", s.handleImport)
 	add("GET /api/db-backups/exportAll", s.handleExportAll)
 }
 

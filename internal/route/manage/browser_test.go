@@ -2,10 +2,14 @@ package manage_test
 
 import (
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/logging"
 )
 
 // A web page open in the operator's browser can send "simple" cross-site
@@ -88,4 +92,45 @@ func TestAllowedHosts(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An Origin is the request's own only with the request's scheme, when
+// the scheme is known: TLS on the listener, or X-Forwarded-Proto from a
+// trusted proxy. A page served over plain http under the gateway's name
+// (a captive portal, an injected page) is another origin than the
+// https dashboard.
+func TestOriginMustHaveTheRequestsScheme(t *testing.T) {
+	provider := func(id string) string {
+		return `{"id":"` + id + `","type":"openai","base_url":"http://127.0.0.1:1/v1"}`
+	}
+	// TLS on the listener.
+	e := newEnv(t, nil)
+	tlsSrv := httptest.NewTLSServer(httpx.Wrap(e.app.Handler(), logging.Discard(), nil))
+	t.Cleanup(tlsSrv.Close)
+	jar, _ := cookiejar.New(nil)
+	tc := tlsSrv.Client()
+	tc.Jar = jar
+	te := &env{t: t, srv: tlsSrv, db: e.db, app: e.app, c: tc}
+	te.login()
+	host := strings.TrimPrefix(tlsSrv.URL, "https://")
+	te.wantError(http.StatusForbidden, "POST", "/api/providers", provider("t1"), "Origin", "http://"+host)
+	te.wantError(http.StatusForbidden, "POST", "/api/auth/login", map[string]string{"password": password}, "Origin", "http://"+host)
+	te.want(http.StatusCreated, "POST", "/api/providers", provider("t2"), "Origin", "https://"+host)
+
+	// X-Forwarded-Proto from a trusted proxy (the loopback peer here).
+	p := newEnv(t, func(c *config.Config) { c.TrustProxy = "127.0.0.1" })
+	p.login()
+	ph := strings.TrimPrefix(p.srv.URL, "http://")
+	p.wantError(http.StatusForbidden, "POST", "/api/providers", provider("p1"), "Origin", "http://"+ph, "X-Forwarded-Proto", "https")
+	p.wantError(http.StatusForbidden, "POST", "/api/providers", provider("p2"), "Origin", "https://"+ph, "X-Forwarded-Proto", "http")
+	p.want(http.StatusCreated, "POST", "/api/providers", provider("p3"), "Origin", "https://"+ph, "X-Forwarded-Proto", "https")
+	p.want(http.StatusCreated, "POST", "/api/providers", provider("p4"), "Origin", "http://"+ph, "X-Forwarded-Proto", "http")
+
+	// From a peer that is not a trusted proxy the header says nothing,
+	// and a plain listener does not know its clients' scheme (a proxy
+	// may terminate TLS in front of it): the host and port decide.
+	e.login()
+	port := strings.Split(e.srv.URL, ":")[2]
+	e.want(http.StatusCreated, "POST", "/api/providers", provider("u1"), "Origin", "https://127.0.0.1:"+port, "X-Forwarded-Proto", "http")
+	e.want(http.StatusCreated, "POST", "/api/providers", provider("u2"), "Origin", "http://127.0.0.1:"+port)
 }

@@ -89,8 +89,10 @@ func (m *Manager) Guarded(mux *http.ServeMux) func(pattern string, h httpx.Handl
 	}
 }
 
-// GuardedUpload is Guarded for routes whose writes take a file: besides
-// JSON they accept the given body types.
+// GuardedUpload is Guarded for the routes whose writes take a file (the
+// import of a backup): besides JSON they accept the given body types.
+// Register only those routes through it: every body type it accepts is
+// one a web page of another site can send without a preflight.
 func (m *Manager) GuardedUpload(mux *http.ServeMux, types ...string) func(pattern string, h httpx.HandlerFunc) {
 	types = append(append([]string(nil), jsonTypes...), types...)
 	return func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.checked(m.guard(h), types))) }

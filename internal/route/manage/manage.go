@@ -85,7 +85,9 @@ type Store interface {
 	Setting(ctx context.Context, key string) (string, bool, error)
 	SetSetting(ctx context.Context, key, value string) error
 	SetSettingIfAbsent(ctx context.Context, key, value string) (bool, error)
+	CompareAndSwapSetting(ctx context.Context, key, old, value string) (bool, error)
 	SetPassword(ctx context.Context, hash string) error
+	SetFirstPassword(ctx context.Context, hash string) (bool, error)
 	CreateSession(ctx context.Context, id string, now, expires time.Time) error
 	SessionValid(ctx context.Context, id string, now time.Time) (bool, error)
 	DeleteSession(ctx context.Context, id string) error

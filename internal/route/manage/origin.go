@@ -21,11 +21,13 @@ import (
 //   - the Host must name this gateway: a loopback name (localhost,
 //     127.0.0.1, [::1], any port) or one of the configured allowed hosts
 //     (421 otherwise: a rebinding page's Host is its own name);
-//   - an Origin, when sent, must be the Host's own origin, and a
-//     Sec-Fetch-Site, when sent, same-origin or none (403);
-//   - POST, PUT and PATCH must carry Content-Type: application/json (or
-//     the types an upload route names), which a page of another site
-//     cannot send without a preflight the gateway never grants (415).
+//   - an Origin, when sent, must be the Host's own origin — with the
+//     request's scheme, when that is known — and a Sec-Fetch-Site, when
+//     sent, same-origin or none (403);
+//   - POST, PUT and PATCH must carry Content-Type: application/json (or,
+//     on the one upload route, the file types it names), which a page of
+//     another site cannot send without a preflight the gateway never
+//     grants (415).
 
 // loopbackNames are the host names the management API always answers
 // under.
@@ -78,11 +80,16 @@ func (h hostSet) allowed(hostport string) bool {
 }
 
 // sameOrigin reports whether an Origin header value is the origin of a
-// request to hostport. Default ports (80, 443) are left out on both
+// request to hostport made under scheme ("http", "https", or "" when the
+// request's scheme is not known: a plain listener that may sit behind a
+// proxy terminating TLS). Default ports (80, 443) are left out on both
 // sides, since a proxy terminating TLS forwards the Host without one.
-func sameOrigin(origin, hostport string) bool {
+func sameOrigin(origin, hostport, scheme string) bool {
 	u, err := url.Parse(origin)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" && u.Path != "/" {
+		return false
+	}
+	if scheme != "" && u.Scheme != scheme {
 		return false
 	}
 	oh, op := splitHost(u.Host)
@@ -96,6 +103,25 @@ func sameOrigin(origin, hostport string) bool {
 	return oh != "" && oh == hh && op == hp
 }
 
+// scheme returns the scheme the client used, when it is known: the
+// X-Forwarded-Proto of a trusted proxy (its first entry, the one the
+// client-facing proxy set), else "https" for TLS on the listener; ""
+// when neither says (a plain listener may sit behind a proxy that
+// terminates TLS without saying so).
+func (m *Manager) scheme(r *http.Request) string {
+	if xfp := r.Header.Get("X-Forwarded-Proto"); xfp != "" && httpx.TrustedPeer(r, m.opt.TrustProxy) {
+		first, _, _ := strings.Cut(xfp, ",")
+		switch s := strings.ToLower(strings.TrimSpace(first)); s {
+		case "http", "https":
+			return s
+		}
+	}
+	if r.TLS != nil {
+		return "https"
+	}
+	return ""
+}
+
 // crossSite returns why r may come from a web page of another site (or
 // a rebinding one), or nil.
 func (m *Manager) crossSite(r *http.Request) error {
@@ -106,7 +132,7 @@ func (m *Manager) crossSite(r *http.Request) error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return httpx.Forbidden("management requests from another site's pages are refused (Sec-Fetch-Site: %s)", site)
 	}
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host) {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host, m.scheme(r)) {
 		return httpx.Forbidden("management requests from another origin's pages are refused (Origin: %s)", o)
 	}
 	return nil
@@ -153,21 +179,49 @@ func (m *Manager) checked(h httpx.HandlerFunc, types []string) httpx.HandlerFunc
 	}
 }
 
-// FromGatewayHost reports a request made on the gateway host itself: a
-// loopback peer, not relayed by a proxy — or relayed only by trusted
-// proxies (TrustProxy) on this host for a client on this host (every
-// X-Forwarded-For entry a loopback address, so a forged first entry does
-// not count) — and not sent by a web page of another site or a rebinding
-// one. The gateway serves such requests without a key when keys are not
-// required.
+// relayHeaders are what proxies, load balancers and CDNs add when they
+// relay a request (canonical spellings). A request carrying any of them
+// was relayed, so its loopback peer is a proxy, not the client.
+// X-Forwarded-For is judged apart (FromGatewayHost).
+var relayHeaders = []string{
+	"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Server",
+	"X-Real-Ip", "Via", "Cf-Connecting-Ip", "True-Client-Ip", "X-Client-Ip", "Fastly-Client-Ip",
+	"X-Original-Forwarded-For", "X-Cluster-Client-Ip",
+}
+
+// FromGatewayHost reports a request made on the gateway host itself. The
+// gateway serves such requests without a key when keys are not required,
+// so every condition must hold:
+//
+//   - the peer is a loopback address;
+//   - the request names the gateway by a loopback name (localhost,
+//     127.0.0.1, [::1], any port) in its Host — strictly, whatever the
+//     management allow-list says: a public name (or any name, with an
+//     allowed-hosts entry of "*") is what a reverse proxy forwarding the
+//     client's Host sends;
+//   - it carries none of the headers a relaying proxy adds (relayHeaders),
+//     and no X-Forwarded-For unless its peer is a trusted proxy
+//     (TrustProxy) and every entry a loopback address (a local client
+//     through a local proxy; a forged first entry does not count);
+//   - no web page of another site or a rebinding one sent it (crossSite).
+//
+// A reverse proxy on the gateway host that forwards with none of these
+// (nginx's proxy_pass sends Host 127.0.0.1:20128 and no X-Forwarded-For
+// by default) cannot be told from a local client: such a deployment must
+// require keys (REQUIRE_API_KEY=true), as the start-up warning says.
 func (m *Manager) FromGatewayHost(r *http.Request) bool {
 	if !loopbackIP(httpx.ClientIP(r, nil)) || !loopbackIP(httpx.ClientIP(r, m.opt.TrustProxy)) {
 		return false
 	}
-	if r.Header.Get("Forwarded") != "" || r.Header.Get("X-Real-Ip") != "" {
-		return false // never read as the client address
+	if !loopbackHost(r.Host) {
+		return false
 	}
-	if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+	for _, h := range relayHeaders {
+		if _, ok := r.Header[h]; ok {
+			return false
+		}
+	}
+	if xff, ok := r.Header["X-Forwarded-For"]; ok {
 		if !httpx.TrustedPeer(r, m.opt.TrustProxy) {
 			return false
 		}
@@ -180,6 +234,13 @@ func (m *Manager) FromGatewayHost(r *http.Request) bool {
 		}
 	}
 	return m.crossSite(r) == nil
+}
+
+// loopbackHost reports a Host header value naming the gateway by a
+// loopback name or address.
+func loopbackHost(hostport string) bool {
+	host, _ := splitHost(hostport)
+	return loopbackNames[host] || loopbackIP(host)
 }
 
 func loopbackIP(s string) bool {

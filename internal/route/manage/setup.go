@@ -8,7 +8,6 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/httpx"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
 // A fresh install has no dashboard password. Rather than trusting
@@ -96,21 +95,28 @@ func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// Only one setup wins, whatever races it.
-	set, err := m.store.SetSettingIfAbsent(r.Context(), store.SettingPasswordHash, nh)
+	// The token is spent by one request, whatever races it: of
+	// concurrent setups (or replicas) with the same token, one swaps it
+	// out and the others find it gone.
+	spent, err := m.store.CompareAndSwapSetting(r.Context(), settingSetupToken, want, "")
+	if err != nil {
+		return err
+	}
+	if !spent {
+		if cur, err := m.passwordHash(r.Context()); err != nil || cur != "" {
+			return errAlreadySetUp(err)
+		}
+		return httpx.Unauthorized("wrong or expired setup token: use the one the gateway printed at its latest start")
+	}
+	// And the password is set only where none is (an unset or, after a
+	// restore, empty setting): INITIAL_PASSWORD on another replica may
+	// have set one meanwhile.
+	set, err := m.store.SetFirstPassword(r.Context(), nh)
 	if err != nil {
 		return err
 	}
 	if !set {
-		if cur, err := m.passwordHash(r.Context()); err != nil || cur != "" {
-			return errAlreadySetUp(err)
-		}
-		if err := m.store.SetPassword(r.Context(), nh); err != nil { // an empty row (from a restore)
-			return err
-		}
-	}
-	if err := m.store.SetSetting(r.Context(), settingSetupToken, ""); err != nil {
-		return err
+		return errAlreadySetUp(nil)
 	}
 	m.log.Info("dashboard password set with the setup token", "ip", ip)
 	return m.startSession(w, r)

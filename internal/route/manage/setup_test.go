@@ -3,7 +3,10 @@ package manage_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"regexp"
@@ -168,4 +171,74 @@ func TestInitialPasswordNeedsNoSetupToken(t *testing.T) {
 	e.wantError(http.StatusConflict, "POST", "/api/auth/setup", setupBody("omrs_anything", password))
 	e.login()
 	e.want(http.StatusOK, "GET", "/api/providers", nil)
+}
+
+// Concurrent setups with the same token set one password: the token is
+// spent by exactly one request, even when the password setting exists but
+// is empty (as a restored fresh install leaves it). Each request comes
+// from its own loopback address, so the rate limit lets them all race.
+func TestConcurrentSetupsSetOnePassword(t *testing.T) {
+	logs := &logBuffer{}
+	e := newEnvLog(t, func(c *config.Config) { c.Route.InitialPassword = "" }, slog.New(slog.NewTextHandler(logs, nil)))
+	if _, err := e.db.Exec(context.Background(), `INSERT INTO route_settings (key, value, updated_at) VALUES ('password_hash', '', 0)`); err != nil {
+		t.Fatal(err)
+	}
+	toks := logs.tokens()
+	if len(toks) != 1 {
+		t.Fatalf("setup tokens %q", toks)
+	}
+	const n = 20
+	var (
+		wg       sync.WaitGroup
+		start    = make(chan struct{})
+		statuses = make([]int, n)
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}}
+			c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
+			body := fmt.Sprintf(`{"token":%q,"password":"password number %d"}`, toks[0], i)
+			req, _ := http.NewRequest("POST", e.srv.URL+"/api/auth/setup", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			<-start
+			res, err := c.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			statuses[i] = res.StatusCode
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	won := -1
+	for i, s := range statuses {
+		switch {
+		case s >= 200 && s <= 299 && won >= 0:
+			t.Fatalf("setups %d and %d both succeeded: statuses %v", won, i, statuses)
+		case s >= 200 && s <= 299:
+			won = i
+		case s != http.StatusUnauthorized && s != http.StatusConflict:
+			t.Fatalf("setup %d: status %d; statuses %v", i, s, statuses)
+		}
+	}
+	if won < 0 {
+		t.Fatalf("no setup succeeded: statuses %v", statuses)
+	}
+	// The winner's password is the password; nobody else's is.
+	for i := 0; i < n; i++ {
+		want := http.StatusUnauthorized
+		if i == won {
+			want = http.StatusOK
+		}
+		jar, _ := cookiejar.New(nil)
+		other := &env{t: t, srv: e.srv, db: e.db, app: e.app, c: &http.Client{Jar: jar}}
+		if i == won || i%5 == 0 { // the rate limit bounds how many wrong ones one address may try
+			other.want(want, "POST", "/api/auth/login", map[string]string{"password": fmt.Sprintf("password number %d", i)})
+		}
+	}
 }

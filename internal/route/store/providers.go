@@ -58,21 +58,24 @@ type Credential struct {
 
 const providerCols = `id, type, base_url, headers, models, enabled, created_at, updated_at, secret_headers`
 
-// providerRow is a provider as read, its secret headers still sealed.
+// providerRow is a provider as read, its secret headers still sealed,
+// with the stored header columns and update time as they were.
 type providerRow struct {
 	Provider
-	sealed string
+	sealed     string
+	rawHeaders string
+	updated    int64
 }
 
 func scanProvider(row scanner) (providerRow, error) {
 	var p providerRow
-	var headers, models string
-	var created, updated int64
-	if err := row.Scan(&p.ID, &p.Type, &p.BaseURL, &headers, &models, &p.Enabled, &created, &updated, &p.sealed); err != nil {
+	var models string
+	var created int64
+	if err := row.Scan(&p.ID, &p.Type, &p.BaseURL, &p.rawHeaders, &models, &p.Enabled, &created, &p.updated, &p.sealed); err != nil {
 		return p, err
 	}
-	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(updated)
-	if err := fromJSON(headers, &p.Headers); err != nil {
+	p.CreatedAt, p.UpdatedAt = fromMS(created), fromMS(p.updated)
+	if err := fromJSON(p.rawHeaders, &p.Headers); err != nil {
 		return p, err
 	}
 	return p, fromJSON(models, &p.Models)
@@ -128,6 +131,10 @@ func (s *Store) splitHeaders(providerID string, headers map[string]string) (plai
 // SealHeaders seals the secret headers of providers written before such
 // values were sealed (PlainSecretHeaders), and reports how many it
 // rewrote. Nothing else changes, so the routing epoch is left alone.
+// Each row is rewritten only if it is still as read — same header
+// columns, same update time — so an edit committed meanwhile (another
+// replica's, an administrator's) is kept, not overwritten with the
+// headers read before it; such a row is sealed by whoever wrote it.
 func (s *Store) SealHeaders(ctx context.Context) (int, error) {
 	n := 0
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
@@ -145,10 +152,17 @@ func (s *Store) SealHeaders(ctx context.Context) (int, error) {
 				continue
 			}
 			plain, sealed := s.splitHeaders(p.ID, p.Headers)
-			if _, err := tx.Exec(ctx, `UPDATE route_providers SET headers = ?, secret_headers = ? WHERE id = ?`, plain, sealed, p.ID); err != nil {
+			res, err := tx.Exec(ctx, `UPDATE route_providers SET headers = ?, secret_headers = ?
+				WHERE id = ? AND headers = ? AND secret_headers = ? AND updated_at = ?`,
+				plain, sealed, p.ID, r.rawHeaders, r.sealed, r.updated)
+			if err != nil {
 				return err
 			}
-			n++
+			if k, err := res.RowsAffected(); err != nil {
+				return err
+			} else if k == 1 {
+				n++
+			}
 		}
 		return nil
 	})

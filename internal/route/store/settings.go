@@ -63,6 +63,59 @@ func (s *Store) upsertSetting(ctx context.Context, tx *sqldb.Tx, key, value stri
 	}
 }
 
+// CompareAndSwapSetting replaces a setting's value with value only when it
+// is old (an old of "" also matches an unset setting), atomically:
+// of concurrent calls with the same old value, one swaps. swapped reports
+// whether this call did.
+func (s *Store) CompareAndSwapSetting(ctx context.Context, key, old, value string) (swapped bool, err error) {
+	err = s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		swapped, err = s.swapSetting(ctx, tx, key, old, value)
+		return err
+	})
+	return swapped, err
+}
+
+func (s *Store) swapSetting(ctx context.Context, tx *sqldb.Tx, key, old, value string) (bool, error) {
+	if err := tx.LockKey(ctx, "route.settings."+key); err != nil {
+		return false, err
+	}
+	var cur string
+	err := tx.QueryRow(ctx, `SELECT value FROM route_settings WHERE key = ?`, key).Scan(&cur)
+	switch {
+	case errors.Is(err, sqldb.ErrNoRows):
+		if old != "" {
+			return false, nil
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO route_settings (key, value, updated_at) VALUES (?, ?, ?)`, key, value, ms(s.now()))
+		return err == nil, err
+	case err != nil:
+		return false, err
+	}
+	// The value is compared again by the UPDATE itself, so even without
+	// the lock a concurrent change makes this a no-op, not an overwrite.
+	res, err := tx.Exec(ctx, `UPDATE route_settings SET value = ?, updated_at = ? WHERE key = ? AND value = ?`, value, ms(s.now()), key, old)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// SetFirstPassword stores the dashboard password hash only when no
+// password is stored (the setting unset or empty), ending every session
+// (a restored database may carry some), in one transaction; set reports
+// whether this call stored it.
+func (s *Store) SetFirstPassword(ctx context.Context, hash string) (set bool, err error) {
+	err = s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if set, err = s.swapSetting(ctx, tx, SettingPasswordHash, "", hash); err != nil || !set {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM route_sessions`)
+		return err
+	})
+	return set, err
+}
+
 // SetPassword stores a new dashboard password hash and ends every
 // dashboard session, in one transaction.
 func (s *Store) SetPassword(ctx context.Context, hash string) error {

@@ -466,3 +466,85 @@ func TestSchemaParity(t *testing.T) {
 		t.Fatalf("schemas differ:\nsqlite   %v\npostgres %v", ls, ps)
 	}
 }
+
+// Sealing the plaintext headers of old rows keeps an edit that commits
+// while it runs: the row is rewritten only if it is still as read, never
+// with headers read before the edit (PostgreSQL, where the two run side
+// by side; SQLite serialises them).
+func TestSealHeadersKeepsConcurrentEdits(t *testing.T) {
+	db := openDB(t, testenv.Postgres(t))
+	s := newStore(t, db, masterKey)
+	if err := s.CreateProvider(ctx, store.Provider{ID: "p", Type: "openai", BaseURL: "http://a.example/v1", Headers: map[string]string{"X-Team": "blue"}}); err != nil {
+		t.Fatal(err)
+	}
+	// As written before secret headers were sealed.
+	if _, err := db.Exec(ctx, `UPDATE route_providers SET headers = ? WHERE id = 'p'`, `{"Authorization":"Bearer old-secret","X-Team":"blue"}`); err != nil {
+		t.Fatal(err)
+	}
+	// An edit that drops the secret header holds the row while sealing
+	// reads the old version and then waits for the row.
+	edited, release, editDone := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() {
+		editDone <- db.InTx(ctx, func(tx *sqldb.Tx) error {
+			if _, err := tx.Exec(ctx, `UPDATE route_providers SET headers = ?, secret_headers = '', updated_at = updated_at + 1 WHERE id = 'p'`, `{"X-Team":"red"}`); err != nil {
+				return err
+			}
+			close(edited)
+			<-release
+			return nil
+		})
+	}()
+	<-edited
+	type result struct {
+		n   int
+		err error
+	}
+	sealDone := make(chan result, 1)
+	go func() {
+		n, err := s.SealHeaders(ctx)
+		sealDone <- result{n, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var waiting int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		select {
+		case r := <-sealDone:
+			t.Fatalf("sealing did not wait for the edit's row: %d, %v", r.n, r.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sealing never waited for the edited row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(release)
+	if err := <-editDone; err != nil {
+		t.Fatal(err)
+	}
+	if r := <-sealDone; r.err != nil || r.n != 0 {
+		t.Fatalf("sealing: %d rows, %v; want none rewritten", r.n, r.err)
+	}
+	p, err := s.Provider(ctx, "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Headers) != 1 || p.Headers["X-Team"] != "red" || p.PlainSecretHeaders {
+		t.Fatalf("headers after the edit and sealing: %v (plain secrets %v), want the edit's", p.Headers, p.PlainSecretHeaders)
+	}
+	// Sealing afterwards still seals what is plaintext.
+	if _, err := db.Exec(ctx, `UPDATE route_providers SET headers = ? WHERE id = 'p'`, `{"X-Api-Key":"k-1","X-Team":"red"}`); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.SealHeaders(ctx); err != nil || n != 1 {
+		t.Fatalf("sealing a plaintext row: %d, %v", n, err)
+	}
+	if p, err := s.Provider(ctx, "p"); err != nil || p.PlainSecretHeaders || p.Headers["X-Api-Key"] != "k-1" {
+		t.Fatalf("after sealing: %v, %v", p, err)
+	}
+}

@@ -20,11 +20,6 @@ const (
 	DefaultVersion = "2023-06-01"
 )
 
-// Response body limits.
-const (
-	maxResponseBody = 64 << 20
-)
-
 // Client is the outbound adapter for one Anthropic-compatible upstream
 // connection (one credential). It satisfies the router's Adapter.
 type Client struct {
@@ -78,6 +73,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
+	if stream {
+		ctx = upstreamhttp.Streamed(ctx)
+	}
 	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
 	if err != nil {
 		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: " + err.Error()}
@@ -124,12 +122,7 @@ func mergeFlags(lists ...string) string {
 }
 
 func (c *Client) readBody(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: reading response: " + err.Error()}
-	}
-	return b, nil
+	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
 }
 
 func (c *Client) decodeResponse(b []byte) (*llm.Response, error) {

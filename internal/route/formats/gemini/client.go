@@ -19,11 +19,6 @@ import (
 // DefaultBaseURL is used when Client leaves BaseURL empty.
 const DefaultBaseURL = "https://generativelanguage.googleapis.com/v1beta"
 
-// Response body limits.
-const (
-	maxResponseBody = 64 << 20
-)
-
 // Client is the outbound adapter for one Gemini API connection (one
 // credential). It satisfies the router's Adapter and Embedder.
 type Client struct {
@@ -126,12 +121,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 }
 
 func (c *Client) read(resp *http.Response) ([]byte, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
-	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: reading response: " + err.Error()}
-	}
-	return b, nil
+	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
 }
 
 func (c *Client) tag(err error) error {
@@ -178,7 +168,7 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, path+":streamGenerateContent?alt=sse", body)
+	resp, err := c.do(upstreamhttp.Streamed(ctx), http.MethodPost, path+":streamGenerateContent?alt=sse", body)
 	if err != nil {
 		return nil, err
 	}

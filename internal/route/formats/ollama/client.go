@@ -17,12 +17,6 @@ import (
 // DefaultBaseURL is a local Ollama server.
 const DefaultBaseURL = "http://localhost:11434"
 
-// Response body limits.
-const (
-	maxResponseBody = 64 << 20
-	maxEmbedBody    = 256 << 20
-)
-
 // Client is the outbound adapter for one Ollama upstream connection. It
 // satisfies the router's Adapter and Embedder.
 type Client struct {
@@ -98,13 +92,8 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, accep
 	return upstreamhttp.Send(c.HTTP, req, c.provider(), "ollama", "upstream unreachable: ", DecodeError)
 }
 
-func (c *Client) read(resp *http.Response, limit int64) ([]byte, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, limit))
-	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "reading upstream response: " + err.Error()}
-	}
-	return b, nil
+func (c *Client) read(resp *http.Response) ([]byte, error) {
+	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
 }
 
 // Chat sends req non-streamed to POST /api/chat as model.
@@ -119,7 +108,7 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.read(resp, maxResponseBody)
+	b, err := c.read(resp)
 	if err != nil {
 		return nil, err
 	}
@@ -136,13 +125,13 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/api/chat", body, "application/x-ndjson")
+	resp, err := c.do(upstreamhttp.Streamed(ctx), http.MethodPost, "/api/chat", body, "application/x-ndjson")
 	if err != nil {
 		return nil, err
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
 		// One (possibly pretty-printed) object instead of NDJSON.
-		b, err := c.read(resp, maxResponseBody)
+		b, err := c.read(resp)
 		if err != nil {
 			return nil, err
 		}
@@ -181,7 +170,7 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	raw, err := c.read(resp, maxEmbedBody)
+	raw, err := c.read(resp)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
@@ -198,7 +187,7 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.read(resp, maxResponseBody)
+	b, err := c.read(resp)
 	if err != nil {
 		return nil, err
 	}

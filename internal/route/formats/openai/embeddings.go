@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
-	"io"
 	"math"
 	"net/http"
 	"sort"
@@ -109,10 +108,9 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	raw, err := upstreamhttp.ReadBody(c.HTTP, resp, c.Provider)
 	if err != nil {
-		return nil, llm.Usage{}, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.Provider, Message: "reading upstream embeddings: " + err.Error()}
+		return nil, llm.Usage{}, err
 	}
 	var out struct {
 		Data []struct {

@@ -508,10 +508,9 @@ func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.R
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	b, err := upstreamhttp.ReadBody(c.HTTP, resp, c.Provider)
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.Provider, Message: "reading upstream response: " + err.Error()}
+		return nil, err
 	}
 	return DecodeResponse(b)
 }
@@ -524,7 +523,7 @@ func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.post(ctx, "/chat/completions", body)
+	resp, err := c.post(upstreamhttp.Streamed(ctx), "/chat/completions", body)
 	if err != nil {
 		return nil, err
 	}

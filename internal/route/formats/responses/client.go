@@ -3,7 +3,6 @@ package responses
 import (
 	"bytes"
 	"context"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -14,11 +13,6 @@ import (
 
 // DefaultBaseURL is used when Client.BaseURL is empty.
 const DefaultBaseURL = "https://api.openai.com/v1"
-
-// Response body limits.
-const (
-	maxResponseBody = 64 << 20
-)
 
 // Client is the outbound adapter for one Responses upstream connection
 // (one credential). It satisfies the router's Adapter. Requests go to
@@ -71,6 +65,9 @@ func (c *Client) url() string {
 }
 
 func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
+	if stream {
+		ctx = upstreamhttp.Streamed(ctx)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(), bytes.NewReader(body))
 	if err != nil {
 		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: " + err.Error()}
@@ -98,10 +95,9 @@ func (c *Client) encode(ctx context.Context, r *llm.Request, model string, strea
 }
 
 func (c *Client) readResponse(resp *http.Response) (*llm.Response, error) {
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody))
+	b, err := upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: reading response: " + err.Error()}
+		return nil, err
 	}
 	r, err := DecodeResponse(b)
 	if le, ok := err.(*llm.Error); ok {

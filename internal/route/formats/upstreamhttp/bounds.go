@@ -63,7 +63,18 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-type largeKey struct{}
+type (
+	largeKey    struct{}
+	streamedKey struct{}
+)
+
+// Streamed marks ctx as a streamed request: an answer that comes as a
+// stream (text/event-stream or NDJSON) is bounded per line
+// (Limits.MaxLine), not in total. Answers to requests not so marked are
+// bounded in total (Limits.MaxBody) whatever their content type says.
+func Streamed(ctx context.Context) context.Context {
+	return context.WithValue(ctx, streamedKey{}, true)
+}
 
 // LargeAnswer marks ctx as a request whose answer may be large by
 // nature (embedding vectors as JSON numbers): its body may be 8 times
@@ -108,16 +119,25 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	b := &body{rc: resp.Body, ctx: req.Context(), first: t.l.FirstByteTimeout, idle: t.l.IdleTimeout, log: t.l.Log, host: req.URL.Host}
-	if isStream(resp.Header.Get("Content-Type")) {
-		b.maxLine = t.l.MaxLine
-	} else {
-		b.max = t.l.MaxBody
-		if v, _ := req.Context().Value(largeKey{}).(bool); v {
-			b.max *= largeAnswerFactor
-		}
-	}
+	b.max, b.maxLine = t.l.caps(req.Context(), resp.Header.Get("Content-Type"))
 	resp.Body = b
 	return resp, nil
+}
+
+// caps chooses how an answer is bounded — the one place that does: a
+// stream answering a request marked Streamed is bounded per line
+// (perLine: MaxLine); every other answer in total (total: MaxBody, times
+// 8 for a LargeAnswer), so an upstream cannot lift the total cap of a
+// plain request by calling its answer a stream.
+func (l Limits) caps(ctx context.Context, contentType string) (total int64, perLine int) {
+	if v, _ := ctx.Value(streamedKey{}).(bool); v && isStream(contentType) {
+		return 0, l.MaxLine
+	}
+	total = l.MaxBody
+	if v, _ := ctx.Value(largeKey{}).(bool); v {
+		total *= largeAnswerFactor
+	}
+	return total, 0
 }
 
 // isStream reports the content types of streamed answers.

@@ -74,15 +74,24 @@ func TestBoundedBodies(t *testing.T) {
 	if b, err := readAll(t, hc, LargeAnswer(ctx), srv.URL+"/json"); err != nil || len(b) != 3000 {
 		t.Fatalf("a large answer: %d bytes, %v", len(b), err)
 	}
-	b, err := readAll(t, hc, ctx, srv.URL+"/sse")
+	// A stream answering a request marked Streamed is bounded per line.
+	sctx := Streamed(ctx)
+	b, err := readAll(t, hc, sctx, srv.URL+"/sse")
 	if err == nil || !strings.Contains(err.Error(), "longer than 1024 bytes") || !cutLine(b, 100*(len("data: ")+500+2), 1024) {
 		t.Fatalf("a stream of short lines then a long one: read %d bytes, %v", len(b), err)
 	}
-	if b, err := readAll(t, hc, ctx, srv.URL+"/ndjson"); err == nil || !strings.Contains(err.Error(), "longer than 1024 bytes") || !cutLine(b, len(`{"message":{"content":"ok"}}`+"\n"), 1024) {
+	if b, err := readAll(t, hc, sctx, srv.URL+"/ndjson"); err == nil || !strings.Contains(err.Error(), "longer than 1024 bytes") || !cutLine(b, len(`{"message":{"content":"ok"}}`+"\n"), 1024) {
 		t.Fatalf("an NDJSON stream with a long line: %q, %v", b, err)
 	}
+	// Any other answer is bounded in total, whatever its content type
+	// says: an upstream cannot lift the cap by calling its answer a stream.
+	for _, path := range []string{"/sse", "/ndjson"} {
+		if _, err := readAll(t, hc, ctx, srv.URL+path); err == nil || !strings.Contains(err.Error(), "larger than 2048 bytes") {
+			t.Fatalf("%s answering a plain request: %v", path, err)
+		}
+	}
 	start := time.Now()
-	b, err = readAll(t, hc, ctx, srv.URL+"/stall")
+	b, err = readAll(t, hc, sctx, srv.URL+"/stall")
 	if err == nil || !strings.Contains(err.Error(), "sent nothing for 100ms") || string(b) != "data: first\n\n" {
 		t.Fatalf("a stalled stream: %q, %v", b, err)
 	}

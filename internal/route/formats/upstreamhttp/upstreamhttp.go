@@ -7,9 +7,12 @@
 package upstreamhttp
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -22,7 +25,9 @@ type DecodeError func(status int, header http.Header, body []byte) *llm.Error
 
 // Send sends req with hc (http.DefaultClient when nil) and returns a 2xx
 // answer. Redirects are never followed, whatever hc says: the request
-// carries the provider's key. Otherwise it fails with:
+// carries the provider's key. A client from Bounded is used as it is;
+// any other is copied with redirects refused, per call. Otherwise it
+// fails with:
 //
 //   - the context's error when the request's context ended, wrapped as
 //     "prefix: err" unless prefix is empty;
@@ -35,12 +40,7 @@ type DecodeError func(status int, header http.Header, body []byte) *llm.Error
 //
 // The *llm.Error carries provider.
 func Send(hc *http.Client, req *http.Request, provider, prefix, unreachable string, decode DecodeError) (*http.Response, error) {
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	c := *hc
-	c.CheckRedirect = refuseRedirect
-	resp, err := c.Do(req)
+	resp, err := noRedirect(hc).Do(req)
 	if err != nil {
 		if err := req.Context().Err(); err != nil {
 			if prefix == "" {
@@ -63,4 +63,68 @@ func Send(hc *http.Client, req *http.Request, provider, prefix, unreachable stri
 		return nil, e
 	}
 	return resp, nil
+}
+
+// noRedirect returns hc when it already returns redirects as they are
+// (Bounded clients: the gateway's, on every call), else a copy that does.
+func noRedirect(hc *http.Client) *http.Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	if hc.CheckRedirect != nil && reflect.ValueOf(hc.CheckRedirect).Pointer() == reflect.ValueOf(refuseRedirect).Pointer() {
+		return hc
+	}
+	c := *hc
+	c.CheckRedirect = refuseRedirect
+	return &c
+}
+
+// ReadBody reads the whole body of a 2xx answer that hc (nil:
+// http.DefaultClient) gave, and closes it. The body is bounded where
+// every answer is (Limits.caps): by the client's own limits when it came
+// from Bounded, else by the default limits here. A failed read, a cut
+// included, is an *llm.Error of status 0 and type server naming
+// provider, whose message says which limit cut the answer or what kind
+// of failure it was — never an address or URL.
+func ReadBody(hc *http.Client, resp *http.Response, provider string) ([]byte, error) {
+	defer resp.Body.Close()
+	var rd io.Reader = resp.Body
+	var limit int64
+	if !bounded(hc) {
+		ctx := context.Background()
+		if resp.Request != nil {
+			ctx = resp.Request.Context()
+		}
+		limit, _ = Limits{}.withDefaults().caps(ctx, "")
+		rd = io.LimitReader(resp.Body, limit+1)
+	}
+	b, err := io.ReadAll(rd)
+	if err == nil && limit > 0 && int64(len(b)) > limit {
+		err = &limitError{fmt.Sprintf("the upstream answer is larger than %d bytes", limit)}
+	}
+	if err != nil {
+		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: "reading the upstream answer: " + describeRead(err)}
+	}
+	return b, nil
+}
+
+// bounded reports a client from Bounded.
+func bounded(hc *http.Client) bool {
+	if hc == nil {
+		return false
+	}
+	_, ok := hc.Transport.(*transport)
+	return ok
+}
+
+// describeRead says why reading an answer failed, without addresses.
+func describeRead(err error) string {
+	var le *limitError
+	switch {
+	case errors.As(err, &le):
+		return le.msg
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return err.Error()
+	}
+	return Describe(err)
 }

@@ -63,3 +63,35 @@ func TestSend(t *testing.T) {
 		}
 	}
 }
+
+// fixedRT answers every request with an empty 200.
+type fixedRT struct{}
+
+func (fixedRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: http.NoBody, Request: r}, nil
+}
+
+// Send uses a Bounded client (the gateway's, on every upstream call) as
+// it is: it allocates nothing beyond what the client's own Do does. Other
+// clients still get redirects refused (TestRedirectsAreUpstreamErrors).
+func TestSendUsesBoundedClientsAsTheyAre(t *testing.T) {
+	hc := Bounded(&http.Client{Transport: fixedRT{}}, Limits{})
+	req, _ := http.NewRequest(http.MethodGet, "http://upstream.test/v1/chat", nil)
+	direct := testing.AllocsPerRun(200, func() {
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	})
+	sent := testing.AllocsPerRun(200, func() {
+		resp, err := Send(hc, req, "p", "f", "unreachable: ", decode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	})
+	if sent > direct {
+		t.Fatalf("Send allocates %.1f times per call, the client's Do %.1f: Send copies the client", sent, direct)
+	}
+}
