@@ -2,7 +2,6 @@ package netevents
 
 import (
 	"context"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -109,14 +108,7 @@ func TestRedisDownDeliversLocally(t *testing.T) {
 // while the subscription was down are lost).
 func TestRedisResubscribeTellsSubscribeAll(t *testing.T) {
 	c, prefix := testenv.Redis(t)
-	opt, err := redis.ParseURL(testenv.RedisURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.NewReplacer(":", "-").Replace(prefix) + "netevents"
-	opt.ClientName = name
-	fc := redis.NewClient(opt)
-	defer fc.Close()
+	fc, name := testenv.NamedRedis(t, prefix, "netevents")
 	r := NewRedis(fc, prefix)
 	var alls atomic.Int32
 	r.SubscribeAll(func() { alls.Add(1) })
@@ -125,27 +117,7 @@ func TestRedisResubscribeTellsSubscribeAll(t *testing.T) {
 	go r.Run(ctx)
 	waitUntil(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
 
-	list, err := c.ClientList(ctx).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	killed := 0
-	for _, line := range strings.Split(list, "\n") {
-		if !strings.Contains(line, " name="+name+" ") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if id, ok := strings.CutPrefix(f, "id="); ok {
-				if err := c.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
-					t.Fatal(err)
-				}
-				killed++
-			}
-		}
-	}
-	if killed == 0 {
-		t.Fatalf("no connection named %s", name)
-	}
+	testenv.KillRedisClients(t, c, name)
 	waitUntil(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
 }
 

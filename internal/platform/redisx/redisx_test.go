@@ -2,12 +2,9 @@ package redisx_test
 
 import (
 	"context"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/platform/redisx"
 	"github.com/omniedge/omni/internal/platform/testenv"
@@ -21,14 +18,7 @@ func TestFollowResubscribes(t *testing.T) {
 	channel := prefix + "follow"
 	// The follower's own client, named so that only its connections are
 	// killed below (other tests on this server keep theirs).
-	opt, err := redis.ParseURL(testenv.RedisURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := strings.NewReplacer(":", "-").Replace(prefix) + "follower"
-	opt.ClientName = name
-	fc := redis.NewClient(opt)
-	defer fc.Close()
+	fc, name := testenv.NamedRedis(t, prefix, "follower")
 	ctx, cancel := context.WithCancel(context.Background())
 	var subscribed atomic.Int32
 	var ready atomic.Bool
@@ -46,27 +36,7 @@ func TestFollowResubscribes(t *testing.T) {
 
 	// Kill the follower's connections: the client reconnects and
 	// subscribes again.
-	list, err := c.ClientList(context.Background()).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	killed := 0
-	for _, line := range strings.Split(list, "\n") {
-		if !strings.Contains(line, " name="+name+" ") {
-			continue
-		}
-		for _, f := range strings.Fields(line) {
-			if id, ok := strings.CutPrefix(f, "id="); ok {
-				if err := c.Do(context.Background(), "CLIENT", "KILL", "ID", id).Err(); err != nil {
-					t.Fatal(err)
-				}
-				killed++
-			}
-		}
-	}
-	if killed == 0 {
-		t.Fatalf("no connection named %s in CLIENT LIST", name)
-	}
+	testenv.KillRedisClients(t, c, name)
 	waitFor(t, "second subscription", func() bool { return subscribed.Load() >= 2 })
 	publishUntil(t, c.Publish, channel, "two", got)
 

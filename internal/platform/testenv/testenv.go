@@ -117,6 +117,49 @@ func Redis(t testing.TB) (*redis.Client, string) {
 	return c, prefix
 }
 
+// NamedRedis returns a second client of the test Redis whose connections
+// carry a name unique to prefix and role, so that KillRedisClients can cut
+// them without touching other tests' connections on the same server.
+func NamedRedis(t testing.TB, prefix, role string) (*redis.Client, string) {
+	t.Helper()
+	opt, err := redis.ParseURL(RedisURL())
+	if err != nil {
+		t.Fatalf("parse redis url: %v", err)
+	}
+	opt.ClientName = strings.NewReplacer(":", "-").Replace(prefix) + role
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	return c, opt.ClientName
+}
+
+// KillRedisClients closes, on the server, every connection named name
+// (as a Redis outage would) and fails t when there was none.
+func KillRedisClients(t testing.TB, c *redis.Client, name string) {
+	t.Helper()
+	ctx := context.Background()
+	list, err := c.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := 0
+	for _, line := range strings.Split(list, "\n") {
+		if !strings.Contains(line, " name="+name+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if id, ok := strings.CutPrefix(f, "id="); ok {
+				if err := c.Do(ctx, "CLIENT", "KILL", "ID", id).Err(); err != nil {
+					t.Fatal(err)
+				}
+				killed++
+			}
+		}
+	}
+	if killed == 0 {
+		t.Fatalf("no Redis connection named %s", name)
+	}
+}
+
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
