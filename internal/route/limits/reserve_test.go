@@ -41,7 +41,12 @@ func refusedWhileInFlight(t *testing.T, h *held, call func() error, next func() 
 	case <-h.got:
 		t.Error("the second call was admitted: the first one's reservation did not cover what it permits")
 		h.release <- struct{}{}
+		h.release <- struct{}{}
 		<-nextc
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	h.release <- struct{}{}
 	if err := <-errc; err != nil {
@@ -215,7 +220,7 @@ func TestSpendOfRequestsInFlightAtShutdownIsPersisted(t *testing.T) {
 	e.stop()
 	select {
 	case <-e.stopped:
-		t.Fatal("Run returned while a request was still in flight: what it settles is lost")
+		t.Error("Run returned while a request was still in flight: what it settles is lost")
 	case <-time.After(300 * time.Millisecond):
 	}
 	h.release <- struct{}{}
