@@ -225,7 +225,7 @@ func (r *Router) run(ctx context.Context, model string, try tryFunc) (Target, []
 		var t Target
 		var blk blocked
 		var err error
-		t, attempts, blk, err = r.pass(ctx, attempts, targets, session, pinned, sticky, h, try)
+		t, attempts, blk, err = r.pass(ctx, attempts, targets, session, pinned, sticky, strategy != "", h, try)
 		if err == nil || blk.n == 0 || blk.n < len(attempts)-before {
 			return t, attempts, err
 		}
@@ -253,7 +253,7 @@ const maxWaitRounds = 4
 // pass tries each connection of each target once, in order, skipping the
 // ones h blocks, and appends to attempts. blk counts the skips; when every
 // attempt of the pass was a skip, nothing reached an upstream.
-func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target, session string, pinned pin, sticky bool, h Health,
+func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target, session string, pinned pin, sticky, combo bool, h Health,
 	try tryFunc) (Target, []Attempt, blocked, error) {
 	var blk blocked
 	var last *llm.Error
@@ -285,7 +285,9 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 			a := Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Elapsed: elapsed, Sent: tr.sent.Load()}
 			if err == nil {
 				a.Status = http.StatusOK
-				r.stats.Record(t.String(), elapsed, true)
+				if combo { // only a combo's strategy reads the statistics
+					r.stats.Record(t.String(), elapsed, true)
+				}
 				if h != nil {
 					h.Observe(t.Provider, c.ID, t.Model, http.StatusOK, 0)
 				}
@@ -298,7 +300,9 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 			a.Status, a.Error = le.Status, le.Message
 			a.Cut = tr.cut(ctx, le)
 			attempts = append(attempts, a)
-			r.stats.Record(t.String(), elapsed, false)
+			if combo {
+				r.stats.Record(t.String(), elapsed, false)
+			}
 			last = le
 			if ctx.Err() != nil {
 				return Target{}, attempts, blk, aborted(ctx.Err(), attempts)
