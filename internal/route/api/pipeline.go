@@ -44,13 +44,27 @@ type Call struct {
 	// beyond its tokens, at prices the gateway does not know — a
 	// priority service tier, tools the provider runs, billed beta
 	// features —, "" when nothing. A gate enforcing budgets refuses it.
+	// Choices and Unpriced are read through Billing, which works them
+	// out from the request only when a gate needs them.
 	Unpriced string
 	Request  *llm.Request
 	Start    time.Time
 
+	billing func() (choices int, unpriced string) // fills Choices and Unpriced on first use
+
 	// Reserved is the cost in USD a gate reserved for the call before it
 	// ran (the most it may cost), set by that gate in Admit; 0 when none.
 	Reserved float64
+}
+
+// Billing returns Choices and Unpriced, working them out from the
+// request the first time (only gates enforcing budgets need them).
+func (c *Call) Billing() (choices int, unpriced string) {
+	if c.billing != nil {
+		c.Choices, c.Unpriced = c.billing()
+		c.billing = nil
+	}
+	return max(c.Choices, 1), c.Unpriced
 }
 
 // Outcome is how a call ended, given to the gates that admitted it.
@@ -245,7 +259,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		call.MaxTokens = *req.MaxTokens
 	}
 	if native := anthropic.IsNative(ctx); len(req.Extra) > 0 || native {
-		call.Choices, call.Unpriced = billing(r, req, native)
+		call.billing = func() (int, string) { return billing(r, req, native) }
 	}
 	ctx, finish, err := s.admit(ctx, call)
 	if err != nil {

@@ -295,10 +295,10 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	in := int64(max(c.InputTokens, 0))
 	var est int64
 	if budgeted != nil {
-		if c.Unpriced != "" {
+		if _, unpriced := c.Billing(); unpriced != "" {
 			return ctx, nil, &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Code: "unpriced_for_budget",
 				Message: fmt.Sprintf("%s is billed at prices the gateway does not know, so it cannot be kept within the budget of key %s: send the request without it, or use a key without a budget",
-					c.Unpriced, budgeted.Name)}
+					unpriced, budgeted.Name)}
 		}
 		usd := g.estimate(c, targets)
 		est, c.Reserved = micros(usd), usd
@@ -493,10 +493,11 @@ type connectionLister interface {
 // without a price count 0.
 func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
 	conns, _ := g.opt.Resolver.(connectionLister)
+	choices, _ := c.Billing()
 	var most float64
 	for _, t := range targets {
 		out := g.output(c, t, conns)
-		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*max(c.Choices, 1)); ok && usd > most {
+		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*choices); ok && usd > most {
 			most = usd
 		}
 	}
