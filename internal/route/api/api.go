@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -75,6 +76,11 @@ type Server struct {
 	pipeline Pipeline
 
 	responses ResponseStore // conversations behind stored Responses (responses.go)
+
+	// Requests being handled, for Settle: a gate hears how a call ended
+	// before its handler returns.
+	inflight atomic.Int64
+	idle     chan struct{} // signalled when inflight drops to 0
 }
 
 // New builds the server.
@@ -82,7 +88,8 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux(), pipeline: cfg.Pipeline}
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux(), pipeline: cfg.Pipeline,
+		idle: make(chan struct{}, 1)}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
@@ -99,7 +106,35 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.handled()
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) handled() {
+	if s.inflight.Add(-1) == 0 {
+		select {
+		case s.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Settle waits until no request is being handled, so that every call
+// has been settled with the gates (spend, usage), or until ctx ends. A
+// server that shut down (or gave up waiting) may still be running
+// handlers; their outcomes reach the gates only as they return.
+func (s *Server) Settle(ctx context.Context) error {
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
 
 func (s *Server) routes() {
 	s.mux.Handle("POST /v1/messages", s.keyed(anthropicErrors, s.anthropicMessages))

@@ -44,13 +44,27 @@ type Call struct {
 	// beyond its tokens, at prices the gateway does not know — a
 	// priority service tier, tools the provider runs, billed beta
 	// features —, "" when nothing. A gate enforcing budgets refuses it.
+	// Choices and Unpriced are read through Billing, which works them
+	// out from the request only when a gate needs them.
 	Unpriced string
 	Request  *llm.Request
 	Start    time.Time
 
+	billing func() (choices int, unpriced string) // fills Choices and Unpriced on first use
+
 	// Reserved is the cost in USD a gate reserved for the call before it
 	// ran (the most it may cost), set by that gate in Admit; 0 when none.
 	Reserved float64
+}
+
+// Billing returns Choices and Unpriced, working them out from the
+// request the first time (only gates enforcing budgets need them).
+func (c *Call) Billing() (choices int, unpriced string) {
+	if c.billing != nil {
+		c.Choices, c.Unpriced = c.billing()
+		c.billing = nil
+	}
+	return max(c.Choices, 1), c.Unpriced
 }
 
 // Outcome is how a call ended, given to the gates that admitted it.
@@ -67,10 +81,12 @@ type Outcome struct {
 	Idempotent bool          // replayed from an earlier identical request
 	// CutShort marks a call that ended early once the upstream was
 	// working on it: a stream cut after its first event (the client left,
-	// the upstream failed mid-stream), or a client that left while the
-	// upstream was answering. Usage is then what was delivered (the
-	// upstream's figures, estimated where it gave none) and the call is
-	// charged that or its reservation, whichever is more.
+	// the upstream failed mid-stream), or a call whose request reached
+	// the upstream and then timed out, broke or was left by the client
+	// (router.Attempt.Cut; Target is then that attempt's). Usage is then
+	// what was delivered (the upstream's figures, estimated where it gave
+	// none) and the call is charged that or its reservation, whichever is
+	// more. A call none of whose attempts was sent is not charged.
 	CutShort bool
 	Reserved float64 // Call.Reserved
 }
@@ -243,7 +259,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		call.MaxTokens = *req.MaxTokens
 	}
 	if native := anthropic.IsNative(ctx); len(req.Extra) > 0 || native {
-		call.Choices, call.Unpriced = billing(r, req, native)
+		call.billing = func() (int, string) { return billing(r, req, native) }
 	}
 	ctx, finish, err := s.admit(ctx, call)
 	if err != nil {
@@ -270,17 +286,23 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	res, err := s.route(ctx, req)
 	if err != nil {
 		o := failed(err, s.clock.Now().Sub(call.Start))
+		o.Attempts = router.AttemptsOf(err)
 		var ex *router.ExhaustedError
 		if errors.As(err, &ex) {
-			o.Attempts = ex.Attempts
 			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
 				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
 		}
 		o.Cache, o.Reserved = cacheState, call.Reserved
 		if ctx.Err() != nil {
-			// The client left while the upstream was answering: the
-			// upstream may bill the call all the same.
-			o.Status, o.CutShort = 499, true
+			o.Status = 499 // the client left
+		}
+		if a, ok := lastCut(o.Attempts); ok {
+			// An attempt reached the upstream and ended without its
+			// answer (timed out, cut, or the client left): the upstream
+			// may bill it all the same. Attempts never sent (vetoed by
+			// the health tracker, dial refused, queued) cost nothing.
+			o.CutShort = true
+			o.Target, o.Connection = router.Target{Provider: a.Provider, Model: a.Model}, a.Connection
 			o.Usage = llm.Usage{InputTokens: call.InputTokens, Estimated: true}
 		}
 		finish(o)
@@ -321,6 +343,17 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 				commit(nil)
 			}
 		}}, nil
+}
+
+// lastCut returns the last attempt that was cut after reaching the
+// upstream (router.Attempt.Cut).
+func lastCut(attempts []router.Attempt) (router.Attempt, bool) {
+	for i := len(attempts) - 1; i >= 0; i-- {
+		if attempts[i].Cut {
+			return attempts[i], true
+		}
+	}
+	return router.Attempt{}, false
 }
 
 // admit runs call through the gates. finish tells every gate that
@@ -366,10 +399,7 @@ func (s *Server) embed(ctx context.Context, r *http.Request, model string, input
 	res, err := s.router.Embed(ctx, model, inputs, dims)
 	if err != nil {
 		o := failed(err, s.clock.Now().Sub(call.Start))
-		var ex *router.ExhaustedError
-		if errors.As(err, &ex) {
-			o.Attempts = ex.Attempts
-		}
+		o.Attempts = router.AttemptsOf(err)
 		finish(o)
 		return nil, err
 	}
@@ -471,6 +501,9 @@ func (o *observed) Next() (llm.Event, error) {
 }
 
 func (o *observed) Close() error {
+	if !o.ended && o.ctx.Err() != nil {
+		o.drain()
+	}
 	err := o.Stream.Close()
 	if !o.ended {
 		o.end(context.Canceled)
@@ -478,6 +511,23 @@ func (o *observed) Close() error {
 		o.end(nil)
 	}
 	return err
+}
+
+// maxDrain bounds the events drain reads.
+const maxDrain = 4096
+
+// drain reads on, once the client has left, what the upstream had
+// already sent: a stream whose end was received (the client left while
+// its last bytes were being written) completed, and is charged its real
+// usage rather than as cut short. The client's leaving cancelled the
+// upstream call, so reading returns what had arrived and then fails.
+func (o *observed) drain() {
+	for range maxDrain {
+		ev, err := o.Next()
+		if err != nil || o.ended || ev.Type == llm.EventError {
+			return
+		}
+	}
 }
 
 // end reports the outcome once: a stream that failed or was cut short

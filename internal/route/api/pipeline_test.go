@@ -330,3 +330,67 @@ func TestPipelineGatesEmbeddings(t *testing.T) {
 		t.Fatalf("filtered outcome %+v", o)
 	}
 }
+
+// leavingWriter is a client's connection that goes away while the
+// answer is written: the first write containing leaveAt fails and
+// cancels the request (as a server notices a closed connection).
+type leavingWriter struct {
+	h       http.Header
+	leaveAt string
+	leave   context.CancelFunc
+	left    bool
+	body    strings.Builder
+}
+
+func (w *leavingWriter) Header() http.Header { return w.h }
+func (w *leavingWriter) WriteHeader(int)     {}
+func (w *leavingWriter) Flush()              {}
+
+func (w *leavingWriter) Write(p []byte) (int, error) {
+	if w.left || strings.Contains(string(p), w.leaveAt) {
+		w.left = true
+		w.leave()
+		return 0, io.ErrClosedPipe
+	}
+	return w.body.Write(p)
+}
+
+// A stream whose end the upstream had already sent completed, even when
+// the client leaves while its last events are being written: the call is
+// reported as answered, with the upstream's usage, not as cut short.
+func TestStreamCompletedWhenTheClientLeftIsNotCutShort(t *testing.T) {
+	up := newUpstream(t, func(w http.ResponseWriter, _ map[string]any, _ int) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, `data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"hello there"},"finish_reason":null}]}`+"\n\n"+
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`+"\n\n"+
+			`data: {"id":"c1","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18}}`+"\n\n"+
+			"data: [DONE]\n\n")
+	})
+	cfg := config.Default()
+	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{gatewayKey}, RequireAPIKey: true,
+		Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"k"}}}}
+	a, err := routeapp.New(&cfg, nil, clock.Real{}, logging.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := &recordingGate{}
+	s := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: api.Pipeline{Gates: []api.Gate{gate}}},
+		clock.Real{}, logging.Discard())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "POST", "/v1/messages",
+		strings.NewReader(`{"model":"oa/m","max_tokens":100,"stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	req.Header.Set("x-api-key", gatewayKey)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("anthropic-version", "2023-06-01")
+	w := &leavingWriter{h: http.Header{}, leaveAt: "content_block_stop", leave: cancel}
+	s.ServeHTTP(w, req)
+	if !w.left || !strings.Contains(w.body.String(), "hello there") {
+		t.Fatalf("the client did not get the text and leave at the block's end: %q", w.body.String())
+	}
+	out := gate.outcomesWait(t, 1)[0]
+	if out.CutShort || out.Status != http.StatusOK || out.Usage.OutputTokens != 7 || out.Usage.InputTokens != 11 || out.Usage.Estimated {
+		t.Fatalf("outcome of a stream the upstream completed: %+v", out)
+	}
+}

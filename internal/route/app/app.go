@@ -48,6 +48,8 @@ type App struct {
 	// nil without a database.
 	limits  *limits.Gate
 	handler http.Handler
+	settle  time.Duration // Deps.SettleTimeout
+	log     *slog.Logger
 }
 
 // Registry returns a registry with every provider type this build ships.
@@ -82,7 +84,14 @@ type Deps struct {
 	Log         *slog.Logger
 	// Metrics, when set, gets the gateway's request metrics (route/usage).
 	Metrics prometheus.Registerer
+	// SettleTimeout bounds how long Run, once its context ends, waits for
+	// requests still being handled to settle their spend and usage before
+	// the last flush (default DefaultSettleTimeout).
+	SettleTimeout time.Duration
 }
+
+// DefaultSettleTimeout is Deps.SettleTimeout's default.
+const DefaultSettleTimeout = 15 * time.Second
 
 // UpstreamClient is the HTTP client for provider calls: a pool deep
 // enough that concurrent requests reuse connections to one upstream (the
@@ -122,7 +131,10 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if d.Log == nil {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &App{Table: router.NewTable()}
+	if d.SettleTimeout <= 0 {
+		d.SettleTimeout = DefaultSettleTimeout
+	}
+	a := &App{Table: router.NewTable(), settle: d.SettleTimeout, log: d.Log}
 	a.Router = router.New(a.Table, d.Clock)
 	var st manage.Store
 	if d.DB != nil {
@@ -223,30 +235,45 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 func (a *App) Handler() http.Handler { return a.handler }
 
 // Run keeps the routing table in step with changes made through other
-// replicas and records gateway key use, until ctx ends; then it persists
-// the spend and usage still pending. End ctx after the HTTP server has
-// drained: what requests settle after the last flush is not persisted.
+// replicas and records gateway key use, until ctx ends; then it waits
+// (at most Deps.SettleTimeout) for the requests still being handled to
+// settle, and persists the spend and usage still pending. End ctx after
+// the HTTP server has drained or given up draining: requests it cut off
+// settle as their handlers return, and what settles after the wait is
+// not persisted.
 func (a *App) Run(ctx context.Context) error {
 	go a.Resilience.Run(ctx) // follows other replicas' breaker trips and cooldowns (with Redis)
 	if a.backups != nil {
 		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
 	}
+	// The spend and usage writers outlive ctx until the requests in
+	// flight have settled.
+	wctx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWriters()
 	var limitsDone chan struct{}
 	if a.limits != nil {
 		// route/limits persists settled spend every few seconds and once
-		// more when ctx ends; Run waits for that last flush.
+		// more when wctx ends; Run waits for that last flush.
 		limitsDone = make(chan struct{})
-		go func() { defer close(limitsDone); _ = a.limits.Run(ctx) }()
-		defer func() { <-limitsDone }()
+		go func() { defer close(limitsDone); _ = a.limits.Run(wctx) }()
 	}
 	var usageDone chan struct{}
 	if a.usage != nil {
 		// Writes usage records in batches and sweeps old ones; on shutdown
 		// it writes what is still queued before Run returns.
 		usageDone = make(chan struct{})
-		go func() { defer close(usageDone); _ = a.usage.Run(ctx) }()
+		go func() { defer close(usageDone); _ = a.usage.Run(wctx) }()
 	}
 	err := a.Manager.Run(ctx)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.settle)
+	if a.API.Settle(sctx) != nil {
+		a.log.Warn("requests still running at shutdown; what they settle from now on is not persisted", "waited", a.settle)
+	}
+	cancel()
+	stopWriters()
+	if limitsDone != nil {
+		<-limitsDone
+	}
 	if usageDone != nil {
 		<-usageDone
 	}

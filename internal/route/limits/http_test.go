@@ -31,6 +31,13 @@ type env struct {
 	srv    *httptest.Server
 	c      *http.Client // keeps the dashboard cookie
 	served map[string]*atomic.Int64
+
+	// newMoneyEnvWith's: the database, and ending the gateway's Run
+	// (stopped is closed once it returned).
+	db      *sqldb.DB
+	stop    func()
+	stopped chan struct{}
+	app     *routeapp.App
 }
 
 func newEnv(t *testing.T) *env {
@@ -63,6 +70,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.app = a
 	e.srv = httptest.NewServer(httpx.Wrap(a.Handler(), logging.Discard(), nil))
 	t.Cleanup(e.srv.Close)
 	jar, _ := cookiejar.New(nil)

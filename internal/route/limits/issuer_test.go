@@ -101,3 +101,51 @@ func TestRegisteredKeyIssuers(t *testing.T) {
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("a/m"), bearer(kraw)...)
 	e.want(http.StatusOK, "POST", reg+"/"+rb["id"].(string)+"/revoke", nil) // the login revokes any
 }
+
+// An issuing key issues at most issuesPerMinute registered keys a minute
+// and holds at most maxKeysPerIssuer live ones (settings), each refused
+// with a 429 that says so; revoked registered keys leave the gateway's
+// memory, which keeps live keys only.
+func TestRegisteredKeyIssuingIsBounded(t *testing.T) {
+	e := newEnv(t)
+	const reg = "/api/v1/registered-keys"
+	got := e.want(http.StatusOK, "PUT", "/api/settings/registered-keys",
+		map[string]any{"maxKeysPerIssuer": 2, "issuesPerMinute": 4, "maxKeysPerAccount": 0}).Object(t)
+	if got["maxKeysPerIssuer"].(float64) != 2 || got["issuesPerMinute"].(float64) != 4 || got["maxKeysPerAccount"].(float64) != 0 {
+		t.Fatalf("settings %v", got)
+	}
+	e.want(http.StatusBadRequest, "PUT", "/api/settings/registered-keys", map[string]any{"maxKeysPerIssuer": -1})
+	e.want(http.StatusBadRequest, "PUT", "/api/settings/registered-keys", map[string]any{"perIssuer": 1})
+	_, issuer := e.createKey(map[string]any{"name": "issuer", "scopes": []string{"issue"}})
+	issue := func(name string) resp { return e.do("POST", reg, map[string]any{"name": name}, bearer(issuer)...) }
+
+	k1 := issue("k1")
+	k2 := issue("k2")
+	if k1.Status != http.StatusCreated || k2.Status != http.StatusCreated {
+		t.Fatalf("issuing: %d %s, %d %s", k1.Status, k1.Body, k2.Status, k2.Body)
+	}
+	if r := issue("k3"); r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "at most 2") {
+		t.Fatalf("a third live key for an issuer of two: %d %s", r.Status, r.Body)
+	}
+	id1 := k1.Object(t)["id"].(string)
+	if _, ok := e.app.Manager.Keys().Key(id1); !ok {
+		t.Fatal("a live registered key is not in memory")
+	}
+	e.want(http.StatusOK, "DELETE", reg+"/"+id1, nil, bearer(issuer)...)
+	if _, ok := e.app.Manager.Keys().Key(id1); ok {
+		t.Fatal("a revoked registered key is still kept in memory")
+	}
+	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("a/m"), bearer(k1.Object(t)["key"].(string))...)
+	// Its slot is free again …
+	if r := issue("k3"); r.Status != http.StatusCreated {
+		t.Fatalf("issuing after a revocation: %d %s", r.Status, r.Body)
+	}
+	// … but the issuer has used its four issues of the minute.
+	e.want(http.StatusOK, "DELETE", reg+"/"+k2.Object(t)["id"].(string), nil, bearer(issuer)...)
+	r := issue("k4")
+	if r.Status != http.StatusTooManyRequests || !strings.Contains(string(r.Body), "rate_limited") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("a fifth issue within a minute: %d %s", r.Status, r.Body)
+	}
+	// The management login is not rate-limited as an issuer.
+	e.want(http.StatusCreated, "POST", reg, map[string]any{"name": "by-login"})
+}

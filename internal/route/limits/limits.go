@@ -295,10 +295,10 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	in := int64(max(c.InputTokens, 0))
 	var est int64
 	if budgeted != nil {
-		if c.Unpriced != "" {
+		if _, unpriced := c.Billing(); unpriced != "" {
 			return ctx, nil, &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Code: "unpriced_for_budget",
 				Message: fmt.Sprintf("%s is billed at prices the gateway does not know, so it cannot be kept within the budget of key %s: send the request without it, or use a key without a budget",
-					c.Unpriced, budgeted.Name)}
+					unpriced, budgeted.Name)}
 		}
 		usd := g.estimate(c, targets)
 		est, c.Reserved = micros(usd), usd
@@ -480,21 +480,53 @@ func matchAny(patterns []string, s string) bool {
 // client's max_tokens for a model whose limit is not known).
 const maxReservedOutput = 10_000_000
 
+// connectionLister is the part of the routing table that gives a
+// provider's connections, whose adapters may know what they send
+// (router.OutputBounder).
+type connectionLister interface {
+	Connections(provider string) []router.Connection
+}
+
 // estimate is the most the call may cost on any of its allowed targets:
-// estimated input plus, for each answer asked for (n), max_tokens — or
-// the model's output limit when max_tokens is unset or above a known
-// limit — at the target's price; targets without a price count 0.
+// estimated input plus, for each answer asked for (n), the output the
+// target's upstream may bill (output), at the target's price; targets
+// without a price count 0.
 func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
+	conns, _ := g.opt.Resolver.(connectionLister)
+	choices, _ := c.Billing()
 	var most float64
 	for _, t := range targets {
-		out := c.MaxTokens
-		if limit, known := g.opt.Pricer.MaxOutput(t.Provider, t.Model); out <= 0 || known && out > limit {
-			out = limit
-		}
-		out = min(out, maxReservedOutput)
-		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*max(c.Choices, 1)); ok && usd > most {
+		out := g.output(c, t, conns)
+		if usd, ok := g.opt.Pricer.EstimateCost(t.Provider, t.Model, c.InputTokens, out*choices); ok && usd > most {
 			most = usd
 		}
 	}
 	return most
+}
+
+// output is the most output tokens one answer to c may be billed on t:
+// the cap the request sends (max_tokens, max_completion_tokens,
+// max_output_tokens, maxOutputTokens, num_predict), even above the
+// model's known limit, since the upstream, not the price table, decides
+// what it writes; without one, the model's output limit, or the
+// adapter's own default cap when that is lower (Anthropic's 4096); plus
+// thinking billed beyond the cap (Gemini's thinkingBudget).
+func (g *Gate) output(c *api.Call, t router.Target, conns connectionLister) int {
+	b := llm.OutputBound{Tokens: max(c.MaxTokens, 0)}
+	if c.Request != nil && conns != nil {
+		if cs := conns.Connections(t.Provider); len(cs) > 0 {
+			if ob, ok := cs[0].Adapter.(router.OutputBounder); ok {
+				b = ob.OutputBound(c.Request)
+			}
+		}
+	}
+	limit, _ := g.opt.Pricer.MaxOutput(t.Provider, t.Model)
+	out := limit
+	switch {
+	case b.Tokens > 0 && !b.Default:
+		out = b.Tokens
+	case b.Tokens > 0:
+		out = min(limit, b.Tokens)
+	}
+	return min(out+max(b.Extra, 0), maxReservedOutput)
 }

@@ -179,6 +179,21 @@ type Request struct {
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
+// OutputBound is the most output an upstream may bill for a request as
+// an adapter sends it; a budget reserves it before the call.
+type OutputBound struct {
+	// Tokens is the output cap sent upstream: the request's own, or the
+	// adapter's default when the request names none; 0 when no cap is
+	// sent (the model's own limit applies).
+	Tokens int
+	// Default marks Tokens as the adapter's default rather than the
+	// client's: the model's limit, when lower, bounds the output first.
+	Default bool
+	// Extra is output billed beyond Tokens (a thinking budget the
+	// upstream does not count within its cap).
+	Extra int
+}
+
 // StopReason is why generation ended.
 type StopReason string
 

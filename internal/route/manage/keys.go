@@ -16,6 +16,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/ratelimit"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -292,42 +293,87 @@ const SettingRegisteredPerAccount = "registered_keys_per_account"
 // DefaultRegisteredPerAccount is that quota when none is set.
 const DefaultRegisteredPerAccount = 10
 
-func (m *Manager) registeredQuota(ctx context.Context) (int, error) {
-	v, ok, err := m.store.Setting(ctx, SettingRegisteredPerAccount)
+// SettingRegisteredPerIssuer holds the most live registered keys one
+// issuing key may hold; SettingRegisteredIssueRate how many it may issue
+// a minute.
+const (
+	SettingRegisteredPerIssuer = "registered_keys_per_issuer"
+	SettingRegisteredIssueRate = "registered_keys_issue_rate"
+)
+
+// Their defaults when unset.
+const (
+	DefaultRegisteredPerIssuer = 1000
+	DefaultRegisteredIssueRate = 30
+)
+
+// registeredSettings are the registered-key quotas, by their JSON names.
+var registeredSettings = []struct {
+	json, setting string
+	def, max      int
+}{
+	{"maxKeysPerAccount", SettingRegisteredPerAccount, DefaultRegisteredPerAccount, 1_000_000},
+	{"maxKeysPerIssuer", SettingRegisteredPerIssuer, DefaultRegisteredPerIssuer, 1_000_000},
+	{"issuesPerMinute", SettingRegisteredIssueRate, DefaultRegisteredIssueRate, 100_000},
+}
+
+// intSetting reads a numeric setting; def when unset or unreadable.
+func (m *Manager) intSetting(ctx context.Context, name string, def int) (int, error) {
+	v, ok, err := m.store.Setting(ctx, name)
 	if err != nil || !ok {
-		return DefaultRegisteredPerAccount, err
+		return def, err
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil {
-		return DefaultRegisteredPerAccount, nil
+		return def, nil
 	}
 	return n, nil
 }
 
+func (m *Manager) registeredQuota(ctx context.Context) (int, error) {
+	return m.intSetting(ctx, SettingRegisteredPerAccount, DefaultRegisteredPerAccount)
+}
+
 func (m *Manager) getRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
-	n, err := m.registeredQuota(r.Context())
-	if err != nil {
-		return err
+	out := map[string]any{}
+	for _, rs := range registeredSettings {
+		n, err := m.intSetting(r.Context(), rs.setting, rs.def)
+		if err != nil {
+			return err
+		}
+		out[rs.json] = n
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"maxKeysPerAccount": n})
+	httpx.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
 func (m *Manager) putRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
-	var b struct {
-		Max *int `json:"maxKeysPerAccount"`
-	}
+	var b map[string]*int
 	if err := decode(w, r, &b); err != nil {
 		return err
 	}
-	if b.Max == nil || *b.Max < 0 || *b.Max > 1_000_000 {
-		return httpx.BadRequest(`"maxKeysPerAccount" must be 0 (no limit) to 1000000`)
+	set := 0
+	for _, rs := range registeredSettings {
+		v, ok := b[rs.json]
+		if !ok {
+			continue
+		}
+		if v == nil || *v < 0 || *v > rs.max {
+			return httpx.BadRequest("%q must be 0 (no limit) to %d", rs.json, rs.max)
+		}
+		set++
 	}
-	if err := m.store.SetSetting(r.Context(), SettingRegisteredPerAccount, strconv.Itoa(*b.Max)); err != nil {
-		return err
+	if set == 0 || set != len(b) {
+		return httpx.BadRequest(`name "maxKeysPerAccount", "maxKeysPerIssuer" or "issuesPerMinute" (and nothing else)`)
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"maxKeysPerAccount": *b.Max})
-	return nil
+	for _, rs := range registeredSettings {
+		if v, ok := b[rs.json]; ok {
+			if err := m.store.SetSetting(r.Context(), rs.setting, strconv.Itoa(*v)); err != nil {
+				return err
+			}
+		}
+	}
+	return m.getRegisteredSettings(w, r)
 }
 
 type registeredJSON struct {
@@ -442,10 +488,6 @@ func checkBudget(name string, v *float64) (float64, error) {
 	return *v, nil
 }
 
-// MaxRegisteredPerIssuer bounds the live registered keys one issuing key
-// may hold.
-const MaxRegisteredPerIssuer = 1000
-
 // issueBody is POST /api/v1/registered-keys.
 type issueBody struct {
 	Name             string    `json:"name"`
@@ -511,7 +553,14 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 		if err := withinIssuer(&k, issuer, b); err != nil {
 			return err
 		}
-		k.IssuerID, perIssuer = issuer.ID, MaxRegisteredPerIssuer
+		if err := m.issueAllowed(r.Context(), issuer); err != nil {
+			return err
+		}
+		k.IssuerID = issuer.ID
+		var err error
+		if perIssuer, err = m.intSetting(r.Context(), SettingRegisteredPerIssuer, DefaultRegisteredPerIssuer); err != nil {
+			return err
+		}
 	}
 	raw := auth.RandomToken("sk-omni-", 32)
 	k.Prefix, k.Hash = raw[:12], auth.TokenHash(raw)
@@ -534,6 +583,25 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 		}
 		return out
 	}, err)
+}
+
+// issueAllowed bounds how fast one issuing key issues registered keys
+// (the issuesPerMinute setting, 0: no bound), in this replica: a burst of
+// a minute's worth, then evenly.
+func (m *Manager) issueAllowed(ctx context.Context, issuer store.APIKey) error {
+	n, err := m.intSetting(ctx, SettingRegisteredIssueRate, DefaultRegisteredIssueRate)
+	if err != nil || n <= 0 {
+		return err
+	}
+	d, err := m.limiter.Allow(ctx, "issue:"+issuer.ID, ratelimit.Limit{Rate: float64(n) / 60, Burst: n})
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", RetryAfter: d.RetryAfter,
+			Message: fmt.Sprintf("key %s issued its %d registered keys of the last minute; retry later", issuer.Name, n)}
+	}
+	return nil
 }
 
 // withinIssuer holds a key an issuer is issuing to the issuer's own

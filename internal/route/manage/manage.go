@@ -263,6 +263,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			}
 		case <-flush.C:
 			m.flushKeyUse(ctx)
+			m.keys.prune()
 		}
 	}
 }
@@ -290,7 +291,8 @@ type KeySet struct {
 	hashes atomic.Pointer[map[string]string]       // token hash -> key id (revoked keys left out)
 	byID   atomic.Pointer[map[string]store.APIKey] // key id -> key, with policy and budget
 	now    func() time.Time
-	used   sync.Map // key id -> struct{}
+	used   sync.Map   // key id -> struct{}
+	mu     sync.Mutex // serialises set and prune
 }
 
 // Lookup returns the id of the stored gateway key raw is; revoked and
@@ -328,10 +330,27 @@ func (k *KeySet) Key(id string) (store.APIKey, bool) {
 	return key, ok
 }
 
+// set replaces the keys. Registered keys are kept only while live:
+// revoked and expired ones, which may be issued by the thousand, would
+// otherwise stay in memory for good. Other keys are kept revoked too, so
+// that the keys they issued learn their issuer is revoked.
 func (k *KeySet) set(keys []store.APIKey) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.store(keys)
+}
+
+func (k *KeySet) store(keys []store.APIKey) {
+	var now time.Time
+	if k.now != nil {
+		now = k.now()
+	}
 	mp := make(map[string]string, len(keys))
 	byID := make(map[string]store.APIKey, len(keys))
 	for _, key := range keys {
+		if key.Kind == store.KindRegistered && !live(key, now) {
+			continue
+		}
 		byID[key.ID] = key
 		if key.RevokedAt.IsZero() {
 			mp[key.Hash] = key.ID
@@ -339,6 +358,37 @@ func (k *KeySet) set(keys []store.APIKey) {
 	}
 	k.byID.Store(&byID)
 	k.hashes.Store(&mp)
+}
+
+// live reports a key neither revoked nor expired at now.
+func live(key store.APIKey, now time.Time) bool {
+	return key.RevokedAt.IsZero() && (key.ExpiresAt.IsZero() || now.IsZero() || now.Before(key.ExpiresAt))
+}
+
+// prune drops the registered keys that expired since the keys were set.
+func (k *KeySet) prune() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	mp := k.byID.Load()
+	if mp == nil || k.now == nil {
+		return
+	}
+	now := k.now()
+	expired := false
+	for _, key := range *mp {
+		if key.Kind == store.KindRegistered && !live(key, now) {
+			expired = true
+			break
+		}
+	}
+	if !expired {
+		return
+	}
+	keys := make([]store.APIKey, 0, len(*mp))
+	for _, key := range *mp {
+		keys = append(keys, key)
+	}
+	k.store(keys)
 }
 
 func (k *KeySet) takeUsed() []string {

@@ -17,9 +17,7 @@ func stateSizes(r *Router) (pins, stats, rr int) {
 	r.stats.mu.Lock()
 	stats = len(r.stats.m)
 	r.stats.mu.Unlock()
-	r.combos.mu.Lock()
-	rr = len(r.combos.m)
-	r.combos.mu.Unlock()
+	rr = r.combos.len()
 	return pins, stats, rr
 }
 

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,14 @@ import (
 type Adapter interface {
 	Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error)
 	Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error)
+}
+
+// OutputBounder is the optional capability of adapters that know the most
+// output an upstream may bill for a request as they send it (the cap
+// they send, their default when the request has none, thinking billed
+// beyond it). Budgets reserve it.
+type OutputBounder interface {
+	OutputBound(req *llm.Request) llm.OutputBound
 }
 
 // Connection is one credential of a provider.
@@ -62,6 +71,15 @@ type Attempt struct {
 	Status     int           `json:"status"`
 	Error      string        `json:"error,omitempty"`
 	Elapsed    time.Duration `json:"elapsed"`
+	// Sent reports that the request reached the upstream: its headers
+	// were written to the connection. Attempts the health tracker
+	// vetoed, that found no connection or whose dial failed were not.
+	Sent bool `json:"sent,omitempty"`
+	// Cut reports an attempt that failed after it was sent without the
+	// upstream's own error answer: it timed out, the connection broke,
+	// the client left, or a stream the upstream had accepted failed
+	// before its first event. The upstream may bill such an attempt.
+	Cut bool `json:"cut,omitempty"`
 }
 
 // Catalog answers where a model name leads. The management API keeps it
@@ -122,6 +140,40 @@ func (e *ExhaustedError) Error() string {
 
 func (e *ExhaustedError) Unwrap() error { return e.Last }
 
+// AbortedError is returned when the request's context ended (the client
+// left) during routing; it wraps the context's error and keeps the
+// attempts made until then.
+type AbortedError struct {
+	Err      error
+	Attempts []Attempt
+}
+
+func (e *AbortedError) Error() string { return e.Err.Error() }
+
+func (e *AbortedError) Unwrap() error { return e.Err }
+
+// AttemptsOf returns the attempts an error of Chat, Stream or Embed
+// records (nil for other errors).
+func AttemptsOf(err error) []Attempt {
+	var ex *ExhaustedError
+	if errors.As(err, &ex) {
+		return ex.Attempts
+	}
+	var ab *AbortedError
+	if errors.As(err, &ab) {
+		return ab.Attempts
+	}
+	return nil
+}
+
+// aborted wraps the context's error with the attempts so far.
+func aborted(err error, attempts []Attempt) error {
+	if len(attempts) == 0 {
+		return err
+	}
+	return &AbortedError{Err: err, Attempts: attempts}
+}
+
 // Chat sends a non-streaming request.
 func (r *Router) Chat(ctx context.Context, req *llm.Request) (*Result, error) {
 	return r.execute(ctx, req, false)
@@ -135,9 +187,9 @@ func (r *Router) Stream(ctx context.Context, req *llm.Request) (*Result, error) 
 
 func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*Result, error) {
 	var res *Result
-	t, attempts, err := r.run(ctx, req.Model, func(c Connection, t Target) error {
+	t, attempts, err := r.run(ctx, req.Model, func(actx context.Context, c Connection, t Target, tr *attemptTrace) error {
 		var err error
-		res, err = r.try(ctx, c, req, t, stream)
+		res, err = r.try(actx, c, req, t, stream, tr)
 		return err
 	})
 	if err != nil {
@@ -149,7 +201,7 @@ func (r *Router) execute(ctx context.Context, req *llm.Request, stream bool) (*R
 
 // run resolves model and calls try on each connection of each target, in
 // strategy order, until one succeeds or an error is not worth retrying.
-func (r *Router) run(ctx context.Context, model string, try func(Connection, Target) error) (Target, []Attempt, error) {
+func (r *Router) run(ctx context.Context, model string, try tryFunc) (Target, []Attempt, error) {
 	targets, strategy, err := r.catalog.Resolve(model)
 	if err != nil {
 		return Target{}, nil, &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Message: err.Error()}
@@ -173,7 +225,7 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 		var t Target
 		var blk blocked
 		var err error
-		t, attempts, blk, err = r.pass(ctx, attempts, targets, session, pinned, sticky, h, try)
+		t, attempts, blk, err = r.pass(ctx, attempts, targets, session, pinned, sticky, strategy != "", h, try)
 		if err == nil || blk.n == 0 || blk.n < len(attempts)-before {
 			return t, attempts, err
 		}
@@ -186,7 +238,7 @@ func (r *Router) run(ctx context.Context, model string, try func(Connection, Tar
 		}
 		if !ok || round >= maxWaitRounds || w.Wait(ctx, since, blk.earliest) != nil {
 			if cerr := ctx.Err(); cerr != nil {
-				return Target{}, attempts, cerr
+				return Target{}, attempts, aborted(cerr, attempts)
 			}
 			last := blk.err(r.clock.Now())
 			return Target{}, attempts, &ExhaustedError{Last: last, Attempts: attempts}
@@ -201,8 +253,8 @@ const maxWaitRounds = 4
 // pass tries each connection of each target once, in order, skipping the
 // ones h blocks, and appends to attempts. blk counts the skips; when every
 // attempt of the pass was a skip, nothing reached an upstream.
-func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target, session string, pinned pin, sticky bool, h Health,
-	try func(Connection, Target) error) (Target, []Attempt, blocked, error) {
+func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target, session string, pinned pin, sticky, combo bool, h Health,
+	try tryFunc) (Target, []Attempt, blocked, error) {
 	var blk blocked
 	var last *llm.Error
 	for _, t := range targets {
@@ -217,7 +269,7 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 		}
 		for _, c := range conns {
 			if err := ctx.Err(); err != nil {
-				return Target{}, attempts, blk, err
+				return Target{}, attempts, blk, aborted(err, attempts)
 			}
 			if h != nil {
 				if ok, b := h.Available(t.Provider, c.ID, t.Model); !ok {
@@ -226,13 +278,16 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 					continue
 				}
 			}
+			var tr attemptTrace
 			start := r.clock.Now()
-			err := try(c, t)
+			err := try(tr.context(ctx), c, t, &tr)
 			elapsed := r.clock.Now().Sub(start)
-			a := Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Elapsed: elapsed}
+			a := Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Elapsed: elapsed, Sent: tr.sent.Load()}
 			if err == nil {
 				a.Status = http.StatusOK
-				r.stats.Record(t.String(), elapsed, true)
+				if combo { // only a combo's strategy reads the statistics
+					r.stats.Record(t.String(), elapsed, true)
+				}
 				if h != nil {
 					h.Observe(t.Provider, c.ID, t.Model, http.StatusOK, 0)
 				}
@@ -243,11 +298,14 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 			}
 			le := asLLMError(err, t.Provider)
 			a.Status, a.Error = le.Status, le.Message
+			a.Cut = tr.cut(ctx, le)
 			attempts = append(attempts, a)
-			r.stats.Record(t.String(), elapsed, false)
+			if combo {
+				r.stats.Record(t.String(), elapsed, false)
+			}
 			last = le
 			if ctx.Err() != nil {
-				return Target{}, attempts, blk, ctx.Err()
+				return Target{}, attempts, blk, aborted(ctx.Err(), attempts)
 			}
 			if h != nil {
 				st := le.Status
@@ -291,7 +349,7 @@ type EmbedResult struct {
 // embedding model there.
 func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimensions int) (*EmbedResult, error) {
 	var res EmbedResult
-	t, attempts, err := r.run(ctx, model, func(c Connection, t Target) error {
+	t, attempts, err := r.run(ctx, model, func(ctx context.Context, c Connection, t Target, _ *attemptTrace) error {
 		e, ok := c.Adapter.(Embedder)
 		if !ok {
 			return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Message: "provider " + t.Provider + " does not serve embeddings"}
@@ -307,12 +365,12 @@ func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimen
 	return &res, nil
 }
 
-func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
+func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool, tr *attemptTrace) (*Result, error) {
 	if c.Prepare != nil {
 		req = c.Prepare(req, t.Model)
 	}
 	if c.Timeout > 0 {
-		return r.tryTimed(ctx, c, req, t, stream)
+		return r.tryTimed(ctx, c, req, t, stream, tr)
 	}
 	if !stream {
 		resp, err := c.Adapter.Chat(ctx, req, t.Model)
@@ -325,6 +383,7 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 	if err != nil {
 		return nil, err
 	}
+	tr.accepted = true // the upstream answered 2xx: it is working on the request
 	first, err := s.Next()
 	if err != nil {
 		s.Close()
@@ -335,6 +394,7 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 	}
 	if first.Type == llm.EventError && first.Err != nil {
 		s.Close()
+		tr.accepted = false // the upstream's own error answer, in-stream
 		return nil, first.Err
 	}
 	return &Result{Stream: &peeked{first: &first, Stream: s}}, nil
@@ -343,20 +403,19 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 // tryTimed is try bounded by c.Timeout until the first answer. The
 // attempt's context outlives the timer for a stream, which keeps reading
 // after its first event; closing the stream releases it.
-func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool) (*Result, error) {
+func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool, tr *attemptTrace) (*Result, error) {
 	actx, cancel := context.WithCancel(ctx)
-	var fired atomic.Bool
 	limit := c.Timeout
-	timer := time.AfterFunc(limit, func() { fired.Store(true); cancel() })
+	timer := time.AfterFunc(limit, func() { tr.timedOut.Store(true); cancel() })
 	c.Timeout = 0
-	res, err := r.try(actx, c, req, t, stream)
+	res, err := r.try(actx, c, req, t, stream, tr)
 	stopped := timer.Stop()
 	if err != nil || !stopped {
 		cancel()
 		if res != nil && res.Stream != nil {
 			res.Stream.Close()
 		}
-		if fired.Load() && ctx.Err() == nil {
+		if tr.timedOut.Load() && ctx.Err() == nil {
 			return nil, &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: t.Provider,
 				Message: fmt.Sprintf("no answer within %s", limit)}
 		}
@@ -368,6 +427,42 @@ func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t
 	}
 	res.Stream = &cancelOnClose{Stream: res.Stream, cancel: cancel}
 	return res, nil
+}
+
+// tryFunc makes one attempt at a connection of a target, with ctx
+// carrying the attempt's trace.
+type tryFunc func(ctx context.Context, c Connection, t Target, tr *attemptTrace) error
+
+// attemptTrace learns from the HTTP client (net/http/httptrace) whether
+// an attempt's request reached the upstream and whether an answer came
+// back, and from the router how the attempt ended.
+type attemptTrace struct {
+	sent     atomic.Bool // request headers written
+	answered atomic.Bool // first byte of an answer read
+	timedOut atomic.Bool // Connection.Timeout ran out
+	accepted bool        // a stream's upstream answered 2xx
+	trace    httptrace.ClientTrace
+}
+
+// context returns ctx carrying tr's hooks, which compose with any trace
+// ctx already has.
+func (tr *attemptTrace) context(ctx context.Context) context.Context {
+	tr.trace.WroteHeaders = tr.wroteHeaders
+	tr.trace.GotFirstResponseByte = tr.gotFirstByte
+	return httptrace.WithClientTrace(ctx, &tr.trace)
+}
+
+func (tr *attemptTrace) wroteHeaders() { tr.sent.Store(true) }
+func (tr *attemptTrace) gotFirstByte() { tr.answered.Store(true) }
+
+// cut reports whether an attempt that failed with le after being sent
+// may be billed: every way it can end except the upstream's own error
+// answer (a 4xx or 5xx it sent back, or an error event opening a stream).
+func (tr *attemptTrace) cut(ctx context.Context, le *llm.Error) bool {
+	if !tr.sent.Load() {
+		return false
+	}
+	return tr.accepted || tr.timedOut.Load() || ctx.Err() != nil || !tr.answered.Load() || le.Status == 0
 }
 
 // cancelOnClose releases an attempt's context with its stream.

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -81,22 +82,34 @@ func (r *Router) order(key string, targets []Target, strategy string) []Target {
 // number of names to one combo.
 const maxRotations = 1024
 
-// rotations are the round-robin positions by model name. At the bound
-// they all start again from the first target.
+// rotations are the round-robin positions by model name, each an atomic
+// counter: a known name rotates without a lock. At the bound they all
+// start again from the first target.
 type rotations struct {
-	mu sync.Mutex
-	m  map[string]uint64
+	m sync.Map     // model name -> *atomic.Uint64
+	n atomic.Int64 // names in m (about: a reset races with adds)
 }
 
 // next returns the position for key and advances it.
 func (r *rotations) next(key string) uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n, ok := r.m[key]
-	if !ok && len(r.m) >= maxRotations || r.m == nil {
-		r.m = map[string]uint64{}
+	if v, ok := r.m.Load(key); ok {
+		return v.(*atomic.Uint64).Add(1) - 1
 	}
-	r.m[key] = n + 1
+	if r.n.Load() >= maxRotations {
+		r.m.Clear()
+		r.n.Store(0)
+	}
+	v, loaded := r.m.LoadOrStore(key, new(atomic.Uint64))
+	if !loaded {
+		r.n.Add(1)
+	}
+	return v.(*atomic.Uint64).Add(1) - 1
+}
+
+// len counts the names with a position.
+func (r *rotations) len() int {
+	n := 0
+	r.m.Range(func(any, any) bool { n++; return true })
 	return n
 }
 

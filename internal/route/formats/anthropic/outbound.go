@@ -129,6 +129,39 @@ func reasoningEnabled(r *llm.Reasoning) bool {
 	return r.Enabled || r.BudgetTokens > 0 || (r.Effort != "" && r.Effort != "none")
 }
 
+// thinkingBudget is the budget_tokens sent for enabled reasoning: the
+// request's budget, else its effort's, at least MinThinkingBudget.
+func thinkingBudget(rs *llm.Reasoning) int {
+	budget := rs.BudgetTokens
+	if budget <= 0 {
+		budget = effortBudgets["medium"]
+		if b, ok := effortBudgets[rs.Effort]; ok {
+			budget = b
+		}
+	}
+	return max(budget, MinThinkingBudget)
+}
+
+// OutputBound is the max_tokens Client sends for r: the request's own,
+// else Options.DefaultMaxTokens (DefaultMaxTokens when 0), raised by the
+// thinking budget when that is not below it. Anthropic bills thinking as
+// output within max_tokens, so nothing is billed beyond it.
+func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
+	b := llm.OutputBound{Tokens: c.Options.DefaultMaxTokens, Default: true}
+	if b.Tokens <= 0 {
+		b.Tokens = DefaultMaxTokens
+	}
+	if r.MaxTokens != nil && *r.MaxTokens > 0 {
+		b.Tokens, b.Default = *r.MaxTokens, false
+	}
+	if reasoningEnabled(r.Reasoning) {
+		if budget := thinkingBudget(r.Reasoning); budget >= b.Tokens {
+			b.Tokens += budget
+		}
+	}
+	return b
+}
+
 func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, error) {
 	if model == "" {
 		model = r.Model
@@ -200,14 +233,7 @@ func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, er
 	rawThinking = rawThinking && opts.Native
 	thinking := reasoningEnabled(r.Reasoning) && !rawThinking && !(forced && !opts.Native)
 	if thinking {
-		budget := r.Reasoning.BudgetTokens
-		if budget <= 0 {
-			budget = effortBudgets["medium"]
-			if b, ok := effortBudgets[r.Reasoning.Effort]; ok {
-				budget = b
-			}
-		}
-		budget = max(budget, MinThinkingBudget)
+		budget := thinkingBudget(r.Reasoning)
 		if budget >= maxTokens {
 			maxTokens += budget
 		}

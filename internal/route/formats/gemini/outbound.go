@@ -37,6 +37,26 @@ func effortBudget(effort string) int {
 	return 4096
 }
 
+// OutputBound is what Client lets a Gemini upstream bill for r:
+// maxOutputTokens when the request names it, and beyond it the thinking
+// budget sent (thinking tokens are billed as output and not counted in
+// maxOutputTokens).
+func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
+	var b llm.OutputBound
+	if r.MaxTokens != nil && *r.MaxTokens > 0 {
+		b.Tokens = *r.MaxTokens
+	}
+	if rs := r.Reasoning; rs != nil && rs.Enabled {
+		switch {
+		case rs.BudgetTokens > 0:
+			b.Extra = rs.BudgetTokens
+		case rs.Effort != "":
+			b.Extra = effortBudget(rs.Effort)
+		}
+	}
+	return b
+}
+
 // EncodeRequest renders a canonical request for a Gemini upstream; the
 // model goes in the URL.
 func EncodeRequest(r *llm.Request, opts EncodeOptions) ([]byte, error) {
