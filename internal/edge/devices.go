@@ -242,7 +242,7 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 	if hardwareID == "" {
 		return HeartbeatResult{}, errorf(KindInvalid, "hardware_id is required")
 	}
-	e, err := s.deviceEntry(ctx, p.UserID, hardwareID)
+	e, err := s.deviceEntry(ctx, p.UserID, hardwareID, p.Family)
 	if err != nil {
 		return HeartbeatResult{}, err
 	}
@@ -287,38 +287,29 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 	return res, nil
 }
 
-func (s *Service) deviceEntry(ctx context.Context, userID, hw string) (*devEntry, error) {
+func (s *Service) deviceEntry(ctx context.Context, userID, hw, family string) (*devEntry, error) {
 	key := userID + "\x00" + hw
 	epoch := s.epoch.Load()
 	if e, ok := s.cache.get(key, epoch); ok {
 		return e, nil
 	}
-	d, err := s.store.DeviceByHardware(ctx, userID, hw)
+	// Two queries: the device, with whether this login session is
+	// recorded for it (so a heartbeat after registration or a restart
+	// writes nothing), and its memberships.
+	d, recorded, err := s.store.DeviceBySession(ctx, userID, hw, family)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errorf(KindNotFound, "no device with hardware id %q is registered; register it with POST /api/v2/devices", hw)
 	}
 	if err != nil {
 		return nil, err
 	}
-	routes, err := s.store.ExitRoutes(ctx, d.ID)
-	if err != nil {
-		return nil, err
-	}
-	versions, err := s.store.SecretVersions(ctx, d.ID)
-	if err != nil {
-		return nil, err
-	}
-	// The sessions already recorded for the device (its own login, from
-	// registration) load with the entry, so a heartbeat after a restart
-	// or an invalidation writes nothing.
-	fams, err := s.store.DeviceSessions(ctx, d.ID)
+	routes, versions, err := s.store.Memberships(ctx, d.ID)
 	if err != nil {
 		return nil, err
 	}
 	e := &devEntry{deviceID: d.ID, routes: routes, versions: versions}
-	if len(fams) > 0 {
-		fams = fams[max(0, len(fams)-maxEntryFamilies):]
-		e.families.Store(&fams)
+	if recorded && family != "" {
+		e.remember(family)
 	}
 	s.cache.put(key, e, epoch)
 	return e, nil

@@ -93,6 +93,12 @@ type Store interface {
 	MemberKeys(ctx context.Context, networkID string) ([]MemberKey, error)
 	// SecretVersions lists the secret versions of a device's networks.
 	SecretVersions(ctx context.Context, deviceID string) ([]SecretVersion, error)
+	// Memberships returns ExitRoutes and SecretVersions in one query;
+	// DeviceBySession is DeviceByHardware that also reports whether the
+	// login session was recorded for the device. A heartbeat's cache
+	// miss costs these two queries.
+	Memberships(ctx context.Context, deviceID string) ([]ExitRoute, []SecretVersion, error)
+	DeviceBySession(ctx context.Context, userID, hardwareUUID, sessionID string) (Device, bool, error)
 
 	CreateUserServer(ctx context.Context, s UserServer) error
 	UserServer(ctx context.Context, id string) (UserServer, error)

@@ -325,6 +325,44 @@ func (s *Store) ExitRoutes(ctx context.Context, deviceID string) ([]edge.ExitRou
 	})
 }
 
+// Memberships returns, in one query, a device's exit routes (as
+// ExitRoutes) and its networks' secret versions (as SecretVersions): what
+// a heartbeat's cache entry holds.
+func (s *Store) Memberships(ctx context.Context, deviceID string) ([]edge.ExitRoute, []edge.SecretVersion, error) {
+	rows, err := s.db.Query(ctx, `SELECT m.network_id, n.secret_version, e.device_id, e.host, e.is_exit_node, n.ip_range
+		FROM edge_memberships m
+		JOIN edge_networks n ON n.id = m.network_id
+		LEFT JOIN edge_memberships e ON e.network_id = m.network_id AND e.device_id = m.exit_node_id
+		WHERE m.device_id = ?
+		ORDER BY m.network_id`, deviceID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var routes []edge.ExitRoute
+	var versions []edge.SecretVersion
+	for rows.Next() {
+		var v edge.SecretVersion
+		var exit sql.NullString
+		var host sql.NullInt64
+		var enabled sql.NullBool
+		var rng string
+		if err := rows.Scan(&v.NetworkID, &v.Version, &exit, &host, &enabled, &rng); err != nil {
+			return nil, nil, err
+		}
+		versions = append(versions, v)
+		if !exit.Valid {
+			continue
+		}
+		p, err := netip.ParsePrefix(rng)
+		if err != nil {
+			return nil, nil, err
+		}
+		routes = append(routes, edge.ExitRoute{NetworkID: v.NetworkID, ExitDeviceID: exit.String, ExitHost: uint32(host.Int64), ExitEnabled: enabled.Bool, Range: p})
+	}
+	return routes, versions, rows.Err()
+}
+
 // ---- user servers ----
 
 const srvCols = `id, user_id, name, host, country, public_key, created_at, updated_at`

@@ -444,6 +444,25 @@ func (s *Store) DeviceByHardware(ctx context.Context, userID, hw string) (edge.D
 	return d, notFound(err, "device")
 }
 
+// DeviceBySession is DeviceByHardware that also reports, in the same
+// query, whether the login session was recorded for the device
+// (AddDeviceSession).
+func (s *Store) DeviceBySession(ctx context.Context, userID, hw, sessionID string) (edge.Device, bool, error) {
+	var recorded bool
+	d, err := scanDevice(withExtra{s.db.QueryRow(ctx, `SELECT `+devCols+`,
+		EXISTS (SELECT 1 FROM edge_device_sessions ds WHERE ds.device_id = edge_devices.id AND ds.session_id = ?)
+		FROM edge_devices WHERE user_id = ? AND hardware_uuid = ?`, sessionID, userID, hw), []any{&recorded}})
+	return d, recorded, notFound(err, "device")
+}
+
+// withExtra scans the columns of a row's scanner and then extra ones.
+type withExtra struct {
+	row   interface{ Scan(...any) error }
+	extra []any
+}
+
+func (w withExtra) Scan(dest ...any) error { return w.row.Scan(append(dest, w.extra...)...) }
+
 func (s *Store) ListDevices(ctx context.Context, userID string) ([]edge.Device, error) {
 	q, args := `SELECT `+devCols+` FROM edge_devices ORDER BY created_at, id`, []any{}
 	if userID != "" {

@@ -1405,6 +1405,21 @@ func testExitRoutes(t *testing.T, s *store.Store) {
 	if len(routes) != 0 {
 		t.Fatalf("ExitRoutes(unknown) = %+v", routes)
 	}
+	// Memberships answers ExitRoutes and SecretVersions in one query.
+	for _, dev := range []string{"a", "b", "c", "unknown"} {
+		wantRoutes, err := s.ExitRoutes(ctx, dev)
+		must(t, err)
+		wantVersions, err := s.SecretVersions(ctx, dev)
+		must(t, err)
+		gotRoutes, gotVersions, err := s.Memberships(ctx, dev)
+		must(t, err)
+		if !slices.Equal(gotRoutes, wantRoutes) || !slices.Equal(gotVersions, wantVersions) {
+			t.Fatalf("Memberships(%s) = %+v, %+v\nwant %+v, %+v", dev, gotRoutes, gotVersions, wantRoutes, wantVersions)
+		}
+		if dev != "unknown" && len(gotVersions) != 3 {
+			t.Fatalf("Memberships(%s) versions = %+v, want the 3 networks", dev, gotVersions)
+		}
+	}
 }
 
 func testLeaveClearsSelection(t *testing.T, s *store.Store) {
@@ -1752,6 +1767,19 @@ func testDeviceSessions(t *testing.T, s *store.Store) {
 	must(t, err)
 	if len(got) != 2 || got[0] != "fam_a" || got[1] != "fam_b" {
 		t.Fatalf("DeviceSessions = %v", got)
+	}
+	for _, c := range []struct {
+		hw, session string
+		want        bool
+	}{{"hw-d1", "fam_a", true}, {"hw-d1", "fam_b", true}, {"hw-d1", "fam_c", false}, {"hw-d2", "fam_c", true}, {"hw-d2", "", false}} {
+		d, recorded, err := s.DeviceBySession(ctx, "u1", c.hw, c.session)
+		must(t, err)
+		if d.HardwareUUID != c.hw || recorded != c.want {
+			t.Fatalf("DeviceBySession(%s, %q) = %s, %v; want recorded %v", c.hw, c.session, d.HardwareUUID, recorded, c.want)
+		}
+	}
+	if _, _, err := s.DeviceBySession(ctx, "u1", "hw-none", "fam_a"); !errors.Is(err, edge.ErrNotFound) {
+		t.Fatalf("DeviceBySession of an unknown device: %v", err)
 	}
 	must(t, s.DeleteDevice(ctx, "d1", noRotate))
 	got, err = s.DeviceSessions(ctx, "d1")
