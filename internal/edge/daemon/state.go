@@ -13,6 +13,8 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+
+	"github.com/omniedge/omni/internal/platform/auth"
 )
 
 // File names inside the state directory.
@@ -107,16 +109,7 @@ func OpenState(dir string, log *slog.Logger) (*State, error) {
 }
 
 func tighten(path string, mode fs.FileMode, log *slog.Logger) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	if fi.Mode().Perm()&^mode == 0 {
-		return nil
-	}
-	log.Warn("state file was accessible to other users; restricting it (the device key may have been exposed)",
-		"path", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "now", fmt.Sprintf("%04o", mode))
-	if err := os.Chmod(path, mode); err != nil {
+	if err := auth.Restrict(path, mode, "state file", log); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil

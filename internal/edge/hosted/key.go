@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/platform/auth"
 )
 
 // KeyFile is the file of the state directory that holds the nucleus's
@@ -59,16 +60,7 @@ func LoadKey(dir string, log *slog.Logger) (*ecdh.PrivateKey, error) {
 }
 
 func restrict(path string, mode fs.FileMode, log *slog.Logger) error {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fmt.Errorf("hosted nucleus: %w", err)
-	}
-	if fi.Mode().Perm()&^mode == 0 {
-		return nil
-	}
-	log.Warn("nucleus state was accessible to other users; restricting it (the nucleus key may have been exposed)",
-		"path", path, "mode", fmt.Sprintf("%04o", fi.Mode().Perm()), "now", fmt.Sprintf("%04o", mode))
-	if err := os.Chmod(path, mode); err != nil {
+	if err := auth.Restrict(path, mode, "nucleus state", log); err != nil {
 		return fmt.Errorf("hosted nucleus: %w", err)
 	}
 	return nil

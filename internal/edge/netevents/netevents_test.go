@@ -115,19 +115,8 @@ func TestRedisResubscribeTellsSubscribeAll(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	waitUntil(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
+	testenv.WaitUntil(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
 
 	testenv.KillRedisClients(t, c, name)
-	waitUntil(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
-}
-
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitUntil(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
 }

@@ -31,13 +31,13 @@ func TestFollowResubscribes(t *testing.T) {
 			Ready:        &ready,
 		})
 	}()
-	waitFor(t, "first subscription", func() bool { return ready.Load() && subscribed.Load() == 1 })
+	testenv.WaitUntil(t, "first subscription", func() bool { return ready.Load() && subscribed.Load() == 1 })
 	publishUntil(t, c.Publish, channel, "one", got)
 
 	// Kill the follower's connections: the client reconnects and
 	// subscribes again.
 	testenv.KillRedisClients(t, c, name)
-	waitFor(t, "second subscription", func() bool { return subscribed.Load() >= 2 })
+	testenv.WaitUntil(t, "second subscription", func() bool { return subscribed.Load() >= 2 })
 	publishUntil(t, c.Publish, channel, "two", got)
 
 	cancel()
@@ -48,17 +48,6 @@ func TestFollowResubscribes(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Follow did not return after cancel")
-	}
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -160,6 +160,19 @@ func KillRedisClients(t testing.TB, c *redis.Client, name string) {
 	}
 }
 
+// WaitUntil polls ok every 10 ms and fails t when it is not true within
+// 10 s, naming what was awaited.
+func WaitUntil(t testing.TB, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func redact(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
