@@ -41,6 +41,15 @@ type ModelInfo struct {
 	Kind    string // chat, embedding, image, combo, alias
 }
 
+// ModelPolicy is implemented by a gate that restricts the models a key
+// may use (route/limits). The metadata endpoints (Ollama's /api/show,
+// /api/ps) ask it without running a call: nothing is counted or recorded.
+type ModelPolicy interface {
+	// Permits returns the gate's refusal (*llm.Error 403) when the key
+	// may not use model, nil when it may or the gate has no say.
+	Permits(ctx context.Context, keyID, model string) error
+}
+
 // KeyChecker finds the gateway key (managed at run time) a raw key is,
 // returning its id. It is called on every request, so it must not block
 // on I/O.

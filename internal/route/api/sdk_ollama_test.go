@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	oapi "github.com/ollama/ollama/api"
 
@@ -371,6 +372,262 @@ func TestOllamaSDKErrors(t *testing.T) {
 			if !json.Valid([]byte(l)) {
 				t.Fatalf("%s: line %q", path, l)
 			}
+		}
+	}
+}
+
+// generateSent checks what an upstream received for a generate request:
+// the system prompt and the prompt as the one user message.
+func generateSent(t *testing.T, typ string, body map[string]any, prompt string) {
+	t.Helper()
+	if !systemSeen(typ, body) {
+		t.Fatalf("system prompt lost: %v", body)
+	}
+	b, _ := json.Marshal(body["messages"])
+	if !strings.Contains(string(b), prompt) || strings.Count(string(b), `"role":"user"`) != 1 {
+		t.Fatalf("prompt not sent as the one user message: %s", b)
+	}
+	for _, k := range []string{"prompt", "context", "template", "raw", "system"} {
+		if _, ok := body[k]; ok && (typ != "anthropic" || k != "system") {
+			t.Fatalf("generate field %q reached the upstream: %v", k, body)
+		}
+	}
+}
+
+// Ollama client Generate, streamed and not, against each provider type:
+// the prompt reaches the upstream as a user message, the answer comes
+// back in response lines with the usage on the last one.
+func TestOllamaSDKGenerate(t *testing.T) {
+	for _, up := range ollamaUpstreams {
+		t.Run(up.typ, func(t *testing.T) {
+			u := newUpstream(t, up.final(t))
+			gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "up", Type: up.typ, BaseURL: u.URL, APIKeys: []config.Secret{"sk-up"}}}})
+			c := ollamaClient(t, gw.URL, gatewayKey)
+			req := &oapi.GenerateRequest{Model: "up/model", Prompt: "Summarise the weather.", System: "You are a weather bot.",
+				Template: "{{ .Prompt }}", Context: []int{1, 2, 3}, KeepAlive: &oapi.Duration{Duration: 5 * time.Minute},
+				Options: map[string]any{"temperature": 0.5, "num_ctx": 4096}}
+			var chunks []oapi.GenerateResponse
+			if err := c.Generate(context.Background(), req, func(r oapi.GenerateResponse) error {
+				chunks = append(chunks, r)
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if len(chunks) < 2 {
+				t.Fatalf("want a stream of several lines, got %d", len(chunks))
+			}
+			var text strings.Builder
+			for i, ch := range chunks {
+				if ch.Done != (i == len(chunks)-1) || ch.Model != "up/model" {
+					t.Fatalf("line %d of %d: %+v", i, len(chunks), ch)
+				}
+				text.WriteString(ch.Response)
+			}
+			last := chunks[len(chunks)-1]
+			if text.Len() == 0 || last.DoneReason != "stop" || last.PromptEvalCount != up.finalUsage[0] || last.EvalCount != up.finalUsage[1] || last.TotalDuration <= 0 {
+				t.Fatalf("streamed answer %q, final line %+v", text.String(), last)
+			}
+			if u.bodies[0]["stream"] != true {
+				t.Fatalf("upstream request: %v", u.bodies[0])
+			}
+			generateSent(t, up.typ, u.bodies[0], "Summarise the weather.")
+
+			off := false
+			req.Stream, req.Format = &off, json.RawMessage(`"json"`)
+			n := 0
+			var one oapi.GenerateResponse
+			if err := c.Generate(context.Background(), req, func(r oapi.GenerateResponse) error {
+				one, n = r, n+1
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			if n != 1 || !one.Done || one.Response == "" || one.Model != "up/model" || one.DoneReason != "stop" ||
+				one.PromptEvalCount != up.finalUsage[0] || one.EvalCount != up.finalUsage[1] || len(one.Context) != 0 {
+				t.Fatalf("answer (%d objects): %+v", n, one)
+			}
+			if u.bodies[1]["stream"] == true {
+				t.Fatalf("upstream request: %v", u.bodies[1])
+			}
+			generateSent(t, up.typ, u.bodies[1], "Summarise the weather.")
+			if up.typ == "ollama" {
+				// Ollama upstreams get the options and keep_alive too.
+				opts, _ := u.bodies[1]["options"].(map[string]any)
+				if u.bodies[1]["format"] != "json" || opts["num_ctx"] != float64(4096) || u.bodies[1]["keep_alive"] == nil {
+					t.Fatalf("ollama upstream request: %v", u.bodies[1])
+				}
+			}
+		})
+	}
+}
+
+// Show, ListRunning, the legacy Embeddings and a generate request that
+// only loads a model, through the official client.
+func TestOllamaSDKShowPSEmbeddings(t *testing.T) {
+	local := newUpstream(t, func(w http.ResponseWriter, body map[string]any, _ int) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"model":"nomic-embed-text","embeddings":[[0.5,0.25]],"total_duration":14143917,"load_duration":1019500,"prompt_eval_count":3}`)
+	})
+	gw := gateway(t, config.RouteConfig{
+		Providers: []config.RouteProvider{
+			{ID: "oa", Type: "openai", BaseURL: local.URL, APIKeys: []config.Secret{"sk-oa"}, Models: []string{"gpt-4o", "text-embedding-3-small"}},
+			{ID: "local", Type: "ollama", BaseURL: local.URL, Models: []string{"qwen3:8b"}},
+		},
+		Aliases: map[string]string{"smart": "oa/gpt-4o"},
+	})
+	c := ollamaClient(t, gw.URL, gatewayKey)
+	ctx := context.Background()
+
+	s, err := c.Show(ctx, &oapi.ShowRequest{Model: "oa/gpt-4o"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Details.Family != "oa" || s.ModelInfo["general.architecture"] != "gateway" || len(s.Capabilities) != 2 ||
+		s.Capabilities[0] != "completion" || s.Capabilities[1] != "tools" {
+		t.Fatalf("show oa/gpt-4o: %+v", s)
+	}
+	// A name the table routes without listing it: its kind is guessed.
+	s, err = c.Show(ctx, &oapi.ShowRequest{Name: "local/nomic-embed-text"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Details.Family != "local" || len(s.Capabilities) != 1 || s.Capabilities[0] != "embedding" {
+		t.Fatalf("show local/nomic-embed-text: %+v", s)
+	}
+	if _, err := c.Show(ctx, &oapi.ShowRequest{Model: "smart"}); err != nil {
+		t.Fatal(err)
+	}
+	var se oapi.StatusError
+	_, err = c.Show(ctx, &oapi.ShowRequest{Model: "nope"})
+	if !errors.As(err, &se) || se.StatusCode != 404 || !strings.Contains(se.ErrorMessage, `"nope" not found`) {
+		t.Fatalf("show nope: %#v", err)
+	}
+
+	ps, err := c.ListRunning(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, m := range ps.Models {
+		names = append(names, m.Name)
+		if m.Model != m.Name || m.Digest == "" {
+			t.Fatalf("ps entry %+v", m)
+		}
+	}
+	if strings.Join(names, ",") != "local/qwen3:8b,oa/gpt-4o,oa/text-embedding-3-small,smart" {
+		t.Fatalf("ps: %v", names)
+	}
+
+	e, err := c.Embeddings(ctx, &oapi.EmbeddingRequest{Model: "local/nomic-embed-text", Prompt: "hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Embedding) != 2 || e.Embedding[0] != 0.5 || e.Embedding[1] != 0.25 {
+		t.Fatalf("embeddings: %+v", e)
+	}
+	if b := local.bodies[0]; b["model"] != "nomic-embed-text" || b["input"] == nil {
+		t.Fatalf("upstream embed request %v", b)
+	}
+	// Nothing to embed or generate: answered without the upstream.
+	calls := local.calls()
+	if e, err = c.Embeddings(ctx, &oapi.EmbeddingRequest{Model: "local/nomic-embed-text"}); err != nil || e.Embedding == nil || len(e.Embedding) != 0 {
+		t.Fatalf("empty prompt: %+v %v", e, err)
+	}
+	for keep, want := range map[time.Duration]string{5 * time.Minute: "load", 0: "unload"} {
+		var got []oapi.GenerateResponse
+		err := c.Generate(ctx, &oapi.GenerateRequest{Model: "oa/gpt-4o", KeepAlive: &oapi.Duration{Duration: keep}}, func(r oapi.GenerateResponse) error {
+			got = append(got, r)
+			return nil
+		})
+		if err != nil || len(got) != 1 || !got[0].Done || got[0].DoneReason != want {
+			t.Fatalf("generate without a prompt (keep_alive %v): %+v %v", keep, got, err)
+		}
+	}
+	if local.calls() != calls {
+		t.Fatalf("the upstream was called for nothing (%d calls, want %d)", local.calls(), calls)
+	}
+	err = c.Generate(ctx, &oapi.GenerateRequest{Model: "nope"}, func(oapi.GenerateResponse) error { return nil })
+	if !errors.As(err, &se) || se.StatusCode != 404 {
+		t.Fatalf("loading an unknown model: %#v", err)
+	}
+	_, err = c.Embeddings(ctx, &oapi.EmbeddingRequest{Model: "nope", Prompt: "x"})
+	if !errors.As(err, &se) || se.StatusCode != 404 {
+		t.Fatalf("embeddings of an unknown model: %#v", err)
+	}
+}
+
+// The endpoints that manage models on an Ollama host answer 501 in
+// Ollama's error shape, to the official client and raw requests alike;
+// another method on an Ollama path is a 405, any other /api/ path a JSON
+// 404; and nothing is served without a key.
+func TestOllamaSDKUnsupportedEndpoints(t *testing.T) {
+	gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "local", Type: "ollama", BaseURL: "http://127.0.0.1:1"}}})
+	c := ollamaClient(t, gw.URL, gatewayKey)
+	ctx := context.Background()
+	off := false
+	calls := map[string]func() error{
+		"pull": func() error {
+			return c.Pull(ctx, &oapi.PullRequest{Model: "llama3"}, func(oapi.ProgressResponse) error { return nil })
+		},
+		"push": func() error {
+			return c.Push(ctx, &oapi.PushRequest{Model: "me/llama3"}, func(oapi.ProgressResponse) error { return nil })
+		},
+		"create": func() error {
+			return c.Create(ctx, &oapi.CreateRequest{Model: "mine", Stream: &off}, func(oapi.ProgressResponse) error { return nil })
+		},
+		"copy":   func() error { return c.Copy(ctx, &oapi.CopyRequest{Source: "a", Destination: "b"}) },
+		"delete": func() error { return c.Delete(ctx, &oapi.DeleteRequest{Model: "a"}) },
+		"blobs":  func() error { return c.CreateBlob(ctx, "sha256:"+strings.Repeat("ab", 32), strings.NewReader("data")) },
+	}
+	for name, call := range calls {
+		var se oapi.StatusError
+		if err := call(); !errors.As(err, &se) || se.StatusCode != 501 || !strings.Contains(se.ErrorMessage, "the gateway does not") {
+			t.Fatalf("%s: %#v", name, err)
+		}
+	}
+	raw := func(method, path, key string) (*http.Response, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, gw.URL+path, strings.NewReader(`{"model":"x"}`))
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		var body map[string]any
+		if method != http.MethodHead {
+			if err := json.Unmarshal(b, &body); err != nil || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
+				t.Fatalf("%s %s: %d %q %q", method, path, res.StatusCode, res.Header.Get("Content-Type"), b)
+			}
+			if _, ok := body["error"].(string); !ok {
+				t.Fatalf("%s %s: not Ollama's error shape: %s", method, path, b)
+			}
+		}
+		return res, body
+	}
+	for _, c := range []struct {
+		method, path, key string
+		status            int
+		allow             string
+	}{
+		{"HEAD", "/api/blobs/sha256:abc", gatewayKey, 501, ""},
+		{"POST", "/v1/api/pull", gatewayKey, 501, ""},
+		{"POST", "/api/pull", "", 401, ""},
+		{"DELETE", "/api/delete", "wrong", 401, ""},
+		{"GET", "/api/generate", gatewayKey, 405, "POST"},
+		{"GET", "/v1/api/show", gatewayKey, 405, "POST"},
+		{"POST", "/api/tags", gatewayKey, 405, "GET, HEAD"},
+		{"GET", "/api/blobs/sha256:abc", gatewayKey, 405, "HEAD, POST"},
+		{"GET", "/api/nope", gatewayKey, 404, ""},
+		{"POST", "/api/chat/extra", "", 404, ""},
+		{"GET", "/v1/api/nope", "", 404, ""},
+	} {
+		res, _ := raw(c.method, c.path, c.key)
+		if res.StatusCode != c.status || res.Header.Get("Allow") != c.allow {
+			t.Fatalf("%s %s: %d (Allow %q), want %d (Allow %q)", c.method, c.path, res.StatusCode, res.Header.Get("Allow"), c.status, c.allow)
 		}
 	}
 }

@@ -257,12 +257,9 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 	chain := [2]*store.APIKey{&k}
 	var issuer store.APIKey
 	if k.IssuerID != "" {
-		var ok bool
-		issuer, ok = g.opt.Keys.Key(k.IssuerID)
-		now := g.clk.Now()
-		if !ok || !issuer.RevokedAt.IsZero() || !issuer.ExpiresAt.IsZero() && !now.Before(issuer.ExpiresAt) {
-			return ctx, nil, &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "issuer_revoked",
-				Message: fmt.Sprintf("key %s was issued by a key that is revoked, expired or deleted", k.Name)}
+		var err error
+		if issuer, err = g.issuer(&k); err != nil {
+			return ctx, nil, err
 		}
 		chain[1] = &issuer
 	}
@@ -416,6 +413,52 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		}
 	}
 	return ctx, done, nil
+}
+
+// issuer returns the key that issued the registered key k; a revoked,
+// expired or deleted issuer is a 403.
+func (g *Gate) issuer(k *store.APIKey) (store.APIKey, error) {
+	issuer, ok := g.opt.Keys.Key(k.IssuerID)
+	now := g.clk.Now()
+	if !ok || !issuer.RevokedAt.IsZero() || !issuer.ExpiresAt.IsZero() && !now.Before(issuer.ExpiresAt) {
+		return store.APIKey{}, &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "issuer_revoked",
+			Message: fmt.Sprintf("key %s was issued by a key that is revoked, expired or deleted", k.Name)}
+	}
+	return issuer, nil
+}
+
+var _ api.ModelPolicy = (*Gate)(nil)
+
+// Permits implements api.ModelPolicy: Admit's key policy (the key's
+// allowed models and providers and, for a registered key, its issuer's),
+// without reserving or counting anything.
+func (g *Gate) Permits(ctx context.Context, keyID, model string) error {
+	if keyID == "" || g.opt.Keys == nil {
+		return nil
+	}
+	k, ok := g.opt.Keys.Key(keyID)
+	if !ok {
+		return nil
+	}
+	chain := []store.APIKey{k}
+	if k.IssuerID != "" {
+		issuer, err := g.issuer(&k)
+		if err != nil {
+			return err
+		}
+		chain = append(chain, issuer)
+	}
+	var targets []router.Target
+	if g.opt.Resolver != nil {
+		targets, _, _ = g.opt.Resolver.Resolve(model)
+	}
+	for i := range chain {
+		var err error
+		if _, targets, err = g.policy(ctx, &chain[i], model, targets); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // policy enforces the allowed models and providers: a model the key may

@@ -116,6 +116,10 @@ func New(catalog Catalog, clk clock.Clock) *Router {
 // Connections returns the configured connections of a provider.
 func (r *Router) Connections(provider string) []Connection { return r.catalog.Connections(provider) }
 
+// Resolve returns the targets a client model name leads to (for the
+// metadata endpoints; Chat and Stream resolve on their own).
+func (r *Router) Resolve(model string) ([]Target, string, error) { return r.catalog.Resolve(model) }
+
 // Stats returns the per-target statistics the strategies use.
 func (r *Router) Stats() *Stats { return r.stats }
 

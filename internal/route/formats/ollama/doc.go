@@ -1,6 +1,7 @@
 // Package ollama is the Ollama wire format: the inbound dialect (a client
-// speaking POST /api/chat, /api/embed, GET /api/tags and /api/version,
-// translated to and from the canonical model in route/llm) and the
+// speaking POST /api/chat, /api/generate, /api/embed, /api/embeddings,
+// /api/show, GET /api/tags, /api/ps and /api/version, translated to and
+// from the canonical model in route/llm) and the
 // outbound adapter (canonical requests sent to an Ollama server, or to
 // ollama.com and proxies in front of one, its answers translated back).
 //
@@ -35,6 +36,17 @@
 //     and durations measured by the gateway. A failure after the first line
 //     is an {"error":"…"} line. Responses name the model as the client
 //     asked for it, as Ollama echoes the request's model.
+//   - DecodeGenerateRequest turns /api/generate into a one-message
+//     conversation: prompt and images are the user message, system the
+//     system prompt; format, options, think as for chat. template and raw
+//     are ignored, context (Ollama's token ids) is checked and ignored, a
+//     suffix is a 400; a request without a prompt only loads (or, with
+//     keep_alive 0, unloads) the model. EncodeGenerateResponseTimed and
+//     NewGenerateStreamEncoder write the same answers as for chat with the
+//     text in response (and thinking), never a context.
+//   - EncodeShow and EncodePS describe gateway models as far as the
+//     gateway knows them (ModelCard: name, family, kind); the legacy
+//     /api/embeddings takes one prompt and answers one float64 vector.
 //
 // Outbound (canonical → upstream → canonical): EncodeRequest,
 // DecodeResponse, NewStreamDecoder, DecodeError and Client.

@@ -70,3 +70,30 @@ func FuzzStreamDecoder(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeGenerateRequest: DecodeGenerateRequest never panics, fails
+// only with a 400 llm.Error, and what it accepts is one user message that
+// encodes into a valid Ollama request (or a 400).
+func FuzzDecodeGenerateRequest(f *testing.F) {
+	formattest.AddSeeds(f, "generate/*.json")
+	f.Add([]byte(`{"model":"m","prompt":"","keep_alive":"0s","context":[1,2],"suffix":""}`))
+	f.Add([]byte(`{"model":"m","prompt":"x","context":"abc","images":["data:image/png;base64,aGk="]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, _, err := DecodeGenerateRequest(body)
+		if err != nil {
+			formattest.CheckDecodeError(t, err)
+			return
+		}
+		if len(req.Messages) != 1 || req.Messages[0].Role != "user" {
+			t.Fatalf("messages %+v", req.Messages)
+		}
+		up, err := EncodeRequest(req, "m", EncodeOptions{Native: true})
+		if err != nil {
+			formattest.CheckDecodeError(t, err)
+			return
+		}
+		if !json.Valid(up) {
+			t.Fatalf("invalid upstream request %s", up)
+		}
+	})
+}

@@ -103,3 +103,56 @@ func TestGoldenStreams(t *testing.T) {
 		})
 	}
 }
+
+// /api/generate requests → canonical → upstream request (an Ollama
+// upstream gets /api/chat with the prompt as the user's message).
+func TestGoldenGenerateRequests(t *testing.T) {
+	for _, name := range formattest.Names(t, "generate/*.json") {
+		t.Run(name, func(t *testing.T) {
+			req, mode, err := DecodeGenerateRequest(formattest.Testdata(t, "generate/"+name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if mode != "" {
+				t.Fatalf("mode %q for a request with a prompt", mode)
+			}
+			formattest.Golden(t, "testdata/golden/generate/"+name+".canonical.json", formattest.Indent(t, req))
+			up, err := EncodeRequest(req, "upstream-model", EncodeOptions{Native: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/generate/"+name+".upstream.json", formattest.Reindent(t, up))
+		})
+	}
+}
+
+// Upstream responses → canonical → /api/generate answer.
+func TestGoldenGenerateResponses(t *testing.T) {
+	for _, name := range formattest.Names(t, "responses/*.json") {
+		t.Run(name, func(t *testing.T) {
+			r, err := DecodeResponse(formattest.Testdata(t, "responses/"+name+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Model = "local/qwen3:8b"
+			out, err := EncodeGenerateResponseTimed(r, Timing{Total: 1500 * time.Millisecond, PromptEval: 100 * time.Millisecond, Eval: 1400 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/responses/"+name+".generate.json", formattest.Reindent(t, out))
+		})
+	}
+}
+
+// Upstream NDJSON streams → canonical events → /api/generate NDJSON.
+func TestGoldenGenerateStreams(t *testing.T) {
+	for _, name := range formattest.Names(t, "streams/*.ndjson") {
+		t.Run(name, func(t *testing.T) {
+			evs := formattest.Events(t, NewStreamDecoder(io.NopCloser(bytes.NewReader(formattest.Testdata(t, "streams/"+name+".ndjson")))))
+			var out bytes.Buffer
+			enc := NewGenerateStreamEncoder(&out, "local/qwen3:8b", stepClock())
+			formattest.Encode(t, enc, evs)
+			formattest.Golden(t, "testdata/golden/streams/"+name+".generate.ndjson", out.Bytes())
+		})
+	}
+}

@@ -339,6 +339,11 @@ func EncodeResponse(r *llm.Response) ([]byte, error) {
 
 // EncodeResponseTimed is EncodeResponse with measured durations.
 func EncodeResponseTimed(r *llm.Response, t Timing) ([]byte, error) {
+	return json.Marshal(chatResponse(r, t))
+}
+
+// chatResponse is the /api/chat answer object of a canonical response.
+func chatResponse(r *llm.Response, t Timing) ChatResponse {
 	msg := Message{Role: "assistant", Content: joinText(r.Content, llm.PartText, ""), Thinking: joinText(r.Content, llm.PartThinking, "")}
 	for i, tc := range r.ToolCalls() {
 		msg.ToolCalls = append(msg.ToolCalls, ToolCall{ID: tc.ID, Function: ToolCallFunction{Index: i, Name: tc.Name, Arguments: argumentsObject(tc.Arguments)}})
@@ -346,7 +351,7 @@ func EncodeResponseTimed(r *llm.Response, t Timing) ([]byte, error) {
 	out := ChatResponse{Model: r.Model, CreatedAt: r.Created.UTC(), Message: msg, Done: true, DoneReason: doneReason(r.StopReason),
 		PromptEvalCount: r.Usage.PromptTokens(), EvalCount: r.Usage.OutputTokens,
 		TotalDuration: int64(t.Total), PromptEvalDuration: int64(t.PromptEval), EvalDuration: int64(t.Eval)}
-	return json.Marshal(out)
+	return out
 }
 
 // EncodeError renders an error in Ollama's shape: {"error":"…"}.
@@ -375,6 +380,7 @@ type StreamEncoder struct {
 	nTools       int
 	usage        llm.Usage
 	done         bool
+	generate     bool // /api/generate lines (response, not message)
 }
 
 type openCall struct {
@@ -393,6 +399,9 @@ func NewStreamEncoder(w io.Writer, model string, now func() time.Time) *StreamEn
 }
 
 func (e *StreamEncoder) line(v any) error {
+	if c, ok := v.(ChatResponse); ok && e.generate {
+		v = generateOf(c)
+	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err

@@ -148,3 +148,96 @@ type EmbedResponse struct {
 type VersionResponse struct {
 	Version string `json:"version"`
 }
+
+// GenerateRequest is the body of POST /api/generate: one prompt, no
+// conversation.
+type GenerateRequest struct {
+	Model  string `json:"model"`
+	Prompt string `json:"prompt"`
+	// Suffix asks for fill-in-the-middle, which the gateway refuses.
+	Suffix string `json:"suffix,omitempty"`
+	System string `json:"system,omitempty"`
+	// Template and Raw shape the prompt Ollama renders for its own
+	// models; the gateway sends the prompt as the user's message.
+	Template string `json:"template,omitempty"`
+	Raw      bool   `json:"raw,omitempty"`
+	// Context is the token array an earlier answer returned; accepted
+	// and ignored.
+	Context   json.RawMessage `json:"context,omitempty"`
+	Stream    *bool           `json:"stream,omitempty"`
+	Format    json.RawMessage `json:"format,omitempty"`
+	Options   json.RawMessage `json:"options,omitempty"`
+	Think     json.RawMessage `json:"think,omitempty"`
+	KeepAlive json.RawMessage `json:"keep_alive,omitempty"`
+	Images    []string        `json:"images,omitempty"`
+}
+
+// GenerateResponse is one /api/generate answer object: the whole answer
+// (stream false) or one NDJSON line. The gateway never sets Context.
+type GenerateResponse struct {
+	Model              string     `json:"model"`
+	CreatedAt          time.Time  `json:"created_at"`
+	Response           string     `json:"response"`
+	Thinking           string     `json:"thinking,omitempty"`
+	ToolCalls          []ToolCall `json:"tool_calls,omitempty"`
+	Done               bool       `json:"done"`
+	DoneReason         string     `json:"done_reason,omitempty"`
+	Context            []int      `json:"context,omitempty"`
+	TotalDuration      int64      `json:"total_duration,omitempty"`
+	LoadDuration       int64      `json:"load_duration,omitempty"`
+	PromptEvalCount    int        `json:"prompt_eval_count,omitempty"`
+	PromptEvalDuration int64      `json:"prompt_eval_duration,omitempty"`
+	EvalCount          int        `json:"eval_count,omitempty"`
+	EvalDuration       int64      `json:"eval_duration,omitempty"`
+}
+
+// ShowRequest is the body of POST /api/show (name is the older spelling
+// of model).
+type ShowRequest struct {
+	Model   string `json:"model"`
+	Name    string `json:"name,omitempty"`
+	Verbose bool   `json:"verbose,omitempty"`
+}
+
+// ShowResponse is the answer of POST /api/show, as far as a gateway
+// knows a model: no modelfile, template, license or tensors of its own.
+type ShowResponse struct {
+	Modelfile    string         `json:"modelfile"`
+	Parameters   string         `json:"parameters"`
+	Template     string         `json:"template"`
+	Details      ModelDetails   `json:"details"`
+	ModelInfo    map[string]any `json:"model_info"`
+	Capabilities []string       `json:"capabilities"`
+	ModifiedAt   time.Time      `json:"modified_at"`
+}
+
+// PSResponse is the answer of GET /api/ps.
+type PSResponse struct {
+	Models []PSEntry `json:"models"`
+}
+
+// PSEntry is one "running" model.
+type PSEntry struct {
+	Name          string       `json:"name"`
+	Model         string       `json:"model"`
+	Size          int64        `json:"size"`
+	Digest        string       `json:"digest"`
+	Details       ModelDetails `json:"details"`
+	ExpiresAt     time.Time    `json:"expires_at"`
+	SizeVRAM      int64        `json:"size_vram"`
+	ContextLength int          `json:"context_length"`
+}
+
+// EmbeddingsRequest is the body of the legacy POST /api/embeddings: one
+// prompt, one vector.
+type EmbeddingsRequest struct {
+	Model     string          `json:"model"`
+	Prompt    string          `json:"prompt"`
+	KeepAlive json.RawMessage `json:"keep_alive,omitempty"`
+	Options   json.RawMessage `json:"options,omitempty"`
+}
+
+// EmbeddingsResponse is the answer of POST /api/embeddings.
+type EmbeddingsResponse struct {
+	Embedding []float64 `json:"embedding"`
+}
