@@ -107,6 +107,9 @@ func TestNPMClients(t *testing.T) {
 	if err != nil {
 		t.Fatalf("node sdk.mjs: %v\n%s", err, stderr.String())
 	}
+	// The result is the last line: clients may log lines of their own.
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+	raw = []byte(lines[len(lines)-1])
 	var got map[string]map[string]any
 	if err := json.Unmarshal(raw, &got); err != nil {
 		t.Fatalf("script output %q: %v", raw, err)
