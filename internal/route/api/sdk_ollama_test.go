@@ -487,6 +487,8 @@ func TestOllamaSDKShowPSEmbeddings(t *testing.T) {
 		t.Fatalf("show oa/gpt-4o: %+v", s)
 	}
 	// A name the table routes without listing it: its kind is guessed.
+	// (Sent as name, the older spelling that clients still send.)
+	//lint:ignore SA1019 the deprecated field is what this checks
 	s, err = c.Show(ctx, &oapi.ShowRequest{Name: "local/nomic-embed-text"})
 	if err != nil {
 		t.Fatal(err)
