@@ -367,3 +367,41 @@ func TestClient(t *testing.T) {
 		t.Fatalf("unreachable: %v", err)
 	}
 }
+
+// /api/generate: what is refused (naming the field), what is only a
+// model load, and that the prompt alone is the conversation.
+func TestDecodeGenerateRequest(t *testing.T) {
+	for body, field := range map[string]string{
+		`{"prompt":"x"}`: "model",
+		`{"model":"m","prompt":"x","suffix":"}"}`:      "suffix",
+		`{"model":"m","prompt":"x","context":"abc"}`:   "context",
+		`{"model":"m","prompt":"x","context":[1.5]}`:   "context",
+		`{"model":"m","prompt":"x","format":"yaml"}`:   "format",
+		`{"model":"m","prompt":"x","images":["%%%"]}`:  "images[0]",
+		`{"model":"m","prompt":"x","options":[1]}`:     "options",
+		`{"model":"m","prompt":"x","think":"extreme"}`: "think",
+	} {
+		_, _, err := DecodeGenerateRequest([]byte(body))
+		var le *llm.Error
+		if !errors.As(err, &le) || le.Status != 400 || !strings.HasPrefix(le.Message, field) {
+			t.Fatalf("%s: %v, want a 400 naming %s", body, err, field)
+		}
+	}
+	for body, want := range map[string]string{
+		`{"model":"m"}`:                          GenerateLoad,
+		`{"model":"m","keep_alive":"5m"}`:        GenerateLoad,
+		`{"model":"m","keep_alive":0}`:           GenerateUnload,
+		`{"model":"m","keep_alive":"0s"}`:        GenerateUnload,
+		`{"model":"m","prompt":"hi"}`:            "",
+		`{"model":"m","images":["aGVsbG8="]}`:    "",
+		`{"model":"m","prompt":"","context":[]}`: GenerateLoad,
+	} {
+		req, mode, err := DecodeGenerateRequest([]byte(body))
+		if err != nil || mode != want {
+			t.Fatalf("%s: mode %q (%v), want %q", body, mode, err, want)
+		}
+		if !req.Stream || len(req.Messages) != 1 || req.Messages[0].Role != llm.RoleUser {
+			t.Fatalf("%s: %+v", body, req)
+		}
+	}
+}
