@@ -142,6 +142,16 @@ type RouteConfig struct {
 	UpstreamMaxBody     ByteSize      `yaml:"upstream_max_body"`
 	UpstreamMaxLine     ByteSize      `yaml:"upstream_max_line"`
 	UpstreamIdleTimeout time.Duration `yaml:"upstream_idle_timeout"`
+	// Stored Responses conversations (previous_response_id) are kept
+	// ResponsesTTL, each at most ResponsesMaxBytes, per gateway key at
+	// most ResponsesMaxPerKey of ResponsesMaxKeyBytes, in all at most
+	// ResponsesMax of ResponsesMaxTotalBytes (oldest evicted first).
+	ResponsesTTL           time.Duration `yaml:"responses_ttl"`
+	ResponsesMaxBytes      ByteSize      `yaml:"responses_max_bytes"`
+	ResponsesMaxPerKey     int           `yaml:"responses_max_per_key"`
+	ResponsesMaxKeyBytes   ByteSize      `yaml:"responses_max_key_bytes"`
+	ResponsesMax           int           `yaml:"responses_max"`
+	ResponsesMaxTotalBytes ByteSize      `yaml:"responses_max_total_bytes"`
 }
 
 // RouteProvider is one upstream with its credentials (one connection
@@ -212,6 +222,13 @@ func Default() Config {
 			UpstreamMaxBody:     32 << 20,
 			UpstreamMaxLine:     4 << 20,
 			UpstreamIdleTimeout: 2 * time.Minute,
+
+			ResponsesTTL:           24 * time.Hour,
+			ResponsesMaxBytes:      4 << 20,
+			ResponsesMaxPerKey:     1000,
+			ResponsesMaxKeyBytes:   64 << 20,
+			ResponsesMax:           10000,
+			ResponsesMaxTotalBytes: 256 << 20,
 		},
 		Plans: map[string]PlanLimit{
 			PlanFree:      {MaxDevices: 20, MaxNetworks: 3},

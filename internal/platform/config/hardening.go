@@ -96,6 +96,12 @@ func hardeningFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Var(byteSizeFlag{&cfg.Route.UpstreamMaxBody}, "route-upstream-max-body", "largest non-streamed upstream answer (bytes, or with KiB/MiB/GiB)")
 	fs.Var(byteSizeFlag{&cfg.Route.UpstreamMaxLine}, "route-upstream-max-line", "longest line of a streamed upstream answer (bytes, or with KiB/MiB/GiB)")
 	fs.DurationVar(&cfg.Route.UpstreamIdleTimeout, "route-upstream-idle-timeout", cfg.Route.UpstreamIdleTimeout, "an upstream answer that sends nothing for this long, once started, fails")
+	fs.DurationVar(&cfg.Route.ResponsesTTL, "route-responses-ttl", cfg.Route.ResponsesTTL, "how long a stored Responses conversation (previous_response_id) is kept")
+	fs.Var(byteSizeFlag{&cfg.Route.ResponsesMaxBytes}, "route-responses-max-bytes", "largest stored Responses conversation (bytes of JSON, or with KiB/MiB/GiB); larger ones are not stored")
+	fs.IntVar(&cfg.Route.ResponsesMaxPerKey, "route-responses-max-per-key", cfg.Route.ResponsesMaxPerKey, "stored Responses conversations per gateway key (its oldest evicted first)")
+	fs.Var(byteSizeFlag{&cfg.Route.ResponsesMaxKeyBytes}, "route-responses-max-key-bytes", "bytes of stored Responses conversations per gateway key (its oldest evicted first)")
+	fs.IntVar(&cfg.Route.ResponsesMax, "route-responses-max", cfg.Route.ResponsesMax, "stored Responses conversations in all (the oldest evicted first)")
+	fs.Var(byteSizeFlag{&cfg.Route.ResponsesMaxTotalBytes}, "route-responses-max-total-bytes", "bytes of stored Responses conversations in all (the oldest evicted first)")
 }
 
 // explicitAnonymous turns an explicit require_api_key=false (flag, env or
@@ -163,6 +169,16 @@ func (c *Config) validateHardening() []error {
 	}
 	if c.Route.UpstreamIdleTimeout <= 0 {
 		bad("--route-upstream-idle-timeout must be positive")
+	}
+	r := c.Route
+	switch {
+	case r.ResponsesTTL <= 0 || r.ResponsesMaxBytes <= 0 || r.ResponsesMaxPerKey <= 0 || r.ResponsesMaxKeyBytes <= 0 ||
+		r.ResponsesMax <= 0 || r.ResponsesMaxTotalBytes <= 0:
+		bad("--route-responses-ttl, -max-bytes, -max-per-key, -max-key-bytes, -max and -max-total-bytes must be positive")
+	case r.ResponsesMaxBytes > r.ResponsesMaxKeyBytes || r.ResponsesMaxKeyBytes > r.ResponsesMaxTotalBytes:
+		bad("stored responses: --route-responses-max-bytes <= --route-responses-max-key-bytes <= --route-responses-max-total-bytes")
+	case r.ResponsesMaxPerKey > r.ResponsesMax:
+		bad("stored responses: --route-responses-max-per-key must not exceed --route-responses-max")
 	}
 	return errs
 }

@@ -87,6 +87,31 @@ func TestRouteHardeningOptions(t *testing.T) {
 	}
 }
 
+func TestStoredResponsesOptions(t *testing.T) {
+	d := mustLoad(t, nil, nil).Route
+	if d.ResponsesTTL != 24*time.Hour || d.ResponsesMaxBytes != 4<<20 || d.ResponsesMaxPerKey != 1000 || d.ResponsesMaxKeyBytes != 64<<20 ||
+		d.ResponsesMax != 10000 || d.ResponsesMaxTotalBytes != 256<<20 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	c := mustLoad(t, []string{"--route-responses-ttl", "2h", "--route-responses-max-bytes", "1MiB", "--route-responses-max-per-key=50"},
+		map[string]string{"OMNI_ROUTE_RESPONSES_MAX": "500", "OMNI_CONFIG": writeFile(t, "route:\n  responses_max_key_bytes: 8MiB\n  responses_max_total_bytes: 1GiB\n")}).Route
+	if c.ResponsesTTL != 2*time.Hour || c.ResponsesMaxBytes != 1<<20 || c.ResponsesMaxPerKey != 50 || c.ResponsesMax != 500 ||
+		c.ResponsesMaxKeyBytes != 8<<20 || c.ResponsesMaxTotalBytes != 1<<30 {
+		t.Fatalf("parsed: %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"--route-responses-ttl", "0s"},
+		{"--route-responses-max-per-key", "0"},
+		{"--route-responses-max-bytes", "128MiB"},     // above one key's bytes
+		{"--route-responses-max-per-key", "20000"},    // above the total
+		{"--route-responses-max-total-bytes", "1MiB"}, // below one key's bytes
+	} {
+		if _, err := load(t, bad, nil); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
 // The data dir is created 0700 and the master key 0600; an existing dir
 // or key that others can read is reported.
 func TestDataDirPermissions(t *testing.T) {

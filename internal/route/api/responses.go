@@ -3,27 +3,20 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/router"
 )
-
-// ResponseStore keeps the conversations behind stored responses, for
-// previous_response_id and GET/DELETE /v1/responses/{id}. The default is
-// a MemoryResponseStore (per process, bounded, with a TTL); a shared
-// store can be plugged in with SetResponseStore.
-type ResponseStore interface {
-	Get(ctx context.Context, id string) (Conversation, bool, error)
-	Put(ctx context.Context, id string, c Conversation) error
-	// Delete reports whether id was stored.
-	Delete(ctx context.Context, id string) (bool, error)
-}
 
 // Conversation is what a stored response continues from: the system
 // prompt from system and developer input items (instructions are not
@@ -37,12 +30,13 @@ type Conversation struct {
 
 func responsesErrors(w http.ResponseWriter, e *llm.Error) { writeError(w, e, responses.EncodeError) }
 
-// SetResponseStore replaces the store of Responses conversations.
+// SetResponseStore replaces the store of Responses conversations (by
+// default a MemoryResponseStore with the default limits).
 func (s *Server) SetResponseStore(rs ResponseStore) { s.responses = rs }
 
 func (s *Server) registerResponses() {
 	if s.responses == nil {
-		s.responses = NewMemoryResponseStore(0, 0, 0, s.clock)
+		s.responses = NewMemoryResponseStore(ResponseLimits{}, s.clock)
 	}
 	s.mux.Handle("POST /v1/responses", s.keyed(responsesErrors, s.createResponse))
 	s.mux.Handle("GET /v1/responses/{id}", s.keyed(responsesErrors, s.getResponse))
@@ -50,9 +44,114 @@ func (s *Server) registerResponses() {
 }
 
 func newResponseID() string {
-	var b [24]byte
+	var b [responseIDBytes]byte
 	_, _ = rand.Read(b[:])
-	return "resp_" + hex.EncodeToString(b[:])
+	return responseIDPrefix + hex.EncodeToString(b[:])
+}
+
+const (
+	responseIDPrefix = "resp_"
+	responseIDBytes  = 24
+)
+
+// validResponseID reports whether id is of the form the gateway gives
+// out; no other id can be stored, so the store is not asked.
+func validResponseID(id string) bool {
+	h, ok := strings.CutPrefix(id, responseIDPrefix)
+	if !ok || len(h) != 2*responseIDBytes {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if c := h[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// responseOwner is the scope of the request's stored responses: the
+// gateway key's id, "" without a key. A key of the configuration is
+// named by a hash of the key rather than by its position, so that
+// removing or reordering configured keys does not hand one key's
+// conversations to another.
+func (s *Server) responseOwner(r *http.Request) string {
+	id := KeyIDFrom(r.Context())
+	if n, ok := strings.CutPrefix(id, "config:"); ok {
+		if i, err := strconv.Atoi(n); err == nil && i >= 1 && i <= len(s.keys) {
+			sum := sha256.Sum256(append([]byte("omni route stored responses\x00"), s.keys[i-1][:]...))
+			return "config:" + hex.EncodeToString(sum[:16])
+		}
+	}
+	return id
+}
+
+// storedConversation returns owner's conversation id, if stored.
+func (s *Server) storedConversation(ctx context.Context, owner, id string) (Conversation, bool, error) {
+	if !validResponseID(id) {
+		return Conversation{}, false, nil
+	}
+	raw, ok, err := s.responses.Get(ctx, owner, id)
+	if err != nil || !ok {
+		return Conversation{}, false, err
+	}
+	c, err := decodeConversation(raw)
+	if err != nil {
+		return Conversation{}, false, fmt.Errorf("stored response %s: %w", id, err)
+	}
+	return c, true, nil
+}
+
+// encodeConversation is a conversation's stored JSON. Tool-call
+// arguments are kept as JSON strings, byte for byte: as a
+// json.RawMessage they would be compacted (changing what the upstream
+// sees next turn, and its prompt cache) or, not being JSON, refused.
+func encodeConversation(c Conversation) ([]byte, error) {
+	msgs := make([]llm.Message, len(c.Messages))
+	for i, m := range c.Messages {
+		msgs[i] = m
+		copied := false
+		for j, p := range m.Parts {
+			if p.ToolCall == nil {
+				continue
+			}
+			if !copied {
+				msgs[i].Parts, copied = append([]llm.Part(nil), m.Parts...), true
+			}
+			tc := *p.ToolCall
+			q, err := json.Marshal(string(tc.Arguments))
+			if err != nil {
+				return nil, err
+			}
+			tc.Arguments = q
+			msgs[i].Parts[j].ToolCall = &tc
+		}
+	}
+	c.Messages = msgs
+	return json.Marshal(c)
+}
+
+// decodeConversation reverses encodeConversation.
+func decodeConversation(raw []byte) (Conversation, error) {
+	var c Conversation
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return c, err
+	}
+	for _, m := range c.Messages {
+		for _, p := range m.Parts {
+			if p.ToolCall == nil {
+				continue
+			}
+			var args string
+			if err := json.Unmarshal(p.ToolCall.Arguments, &args); err != nil {
+				return c, err
+			}
+			p.ToolCall.Arguments = nil
+			if args != "" {
+				p.ToolCall.Arguments = json.RawMessage(args)
+			}
+		}
+	}
+	return c, nil
 }
 
 func notFound(id string) *llm.Error {
@@ -69,8 +168,9 @@ func (s *Server) createResponse(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req := in.Request
+	owner := s.responseOwner(r)
 	if in.PreviousResponseID != "" {
-		prev, ok, err := s.responses.Get(r.Context(), in.PreviousResponseID)
+		prev, ok, err := s.storedConversation(r.Context(), owner, in.PreviousResponseID)
 		if err != nil {
 			return err
 		}
@@ -97,8 +197,15 @@ func (s *Server) createResponse(w http.ResponseWriter, r *http.Request) error {
 		if len(full.Content) > 0 {
 			msgs = append(msgs, llm.Message{Role: llm.RoleAssistant, Parts: full.Content})
 		}
-		conv := Conversation{System: req.System[in.Instructions:], Messages: msgs, Response: obj}
-		if err := s.responses.Put(context.WithoutCancel(r.Context()), meta.ID, conv); err != nil {
+		conv, err := encodeConversation(Conversation{System: req.System[in.Instructions:], Messages: msgs, Response: obj})
+		if err != nil {
+			return
+		}
+		if err := s.responses.Put(context.WithoutCancel(r.Context()), owner, meta.ID, conv); errors.Is(err, ErrResponseTooLarge) {
+			if s.log != nil {
+				s.log.Warn("response not stored: its conversation is above the stored-response size limit", "response_id", meta.ID, "bytes", len(conv))
+			}
+		} else if err != nil {
 			httpx.LogError(s.log, r, "storing a response", err)
 		}
 	}
@@ -207,7 +314,7 @@ func (t *savingStream) Next() (llm.Event, error) {
 
 func (s *Server) getResponse(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	c, ok, err := s.responses.Get(r.Context(), id)
+	c, ok, err := s.storedConversation(r.Context(), s.responseOwner(r), id)
 	if err != nil {
 		return err
 	}
@@ -220,7 +327,10 @@ func (s *Server) getResponse(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) deleteResponse(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	ok, err := s.responses.Delete(r.Context(), id)
+	if !validResponseID(id) {
+		return notFound(id)
+	}
+	ok, err := s.responses.Delete(r.Context(), s.responseOwner(r), id)
 	if err != nil {
 		return err
 	}

@@ -3,120 +3,186 @@ package api
 import (
 	"container/list"
 	"context"
-	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
-// Defaults of the in-memory response store.
+// ResponseStore keeps the conversations behind stored responses, for
+// previous_response_id and GET/DELETE /v1/responses/{id}, as the JSON
+// the server gives it. Every conversation belongs to an owner, the
+// gateway key that stored it ("" for requests without a key): it is
+// found, and deleted, only under that owner. Implementations keep each
+// for a TTL and within ResponseLimits; the default is a
+// MemoryResponseStore (this process only), route/conversations shares
+// them between replicas.
+type ResponseStore interface {
+	// Get returns the conversation stored under owner and id, unless it
+	// expired or was evicted.
+	Get(ctx context.Context, owner, id string) ([]byte, bool, error)
+	// Put stores a conversation; one above ResponseLimits.MaxBytes is
+	// refused with ErrResponseTooLarge, others may evict the oldest ones.
+	Put(ctx context.Context, owner, id string, conv []byte) error
+	// Delete reports whether owner had id stored.
+	Delete(ctx context.Context, owner, id string) (bool, error)
+}
+
+// ErrResponseTooLarge is Put's answer to a conversation above
+// ResponseLimits.MaxBytes: it is not stored.
+var ErrResponseTooLarge = errors.New("stored response: conversation larger than the limit")
+
+// ResponseLimits bound a ResponseStore. When a conversation is stored,
+// the owner's oldest ones go until the owner is within MaxPerKey and
+// MaxKeyBytes, then the oldest of all until the store is within Max and
+// MaxTotalBytes.
+type ResponseLimits struct {
+	TTL           time.Duration // how long a conversation is kept
+	MaxBytes      int64         // the JSON of one conversation
+	MaxPerKey     int           // conversations of one owner
+	MaxKeyBytes   int64         // bytes of one owner's conversations
+	Max           int           // conversations in all
+	MaxTotalBytes int64         // bytes in all
+}
+
+// Defaults of ResponseLimits.
 const (
-	DefaultStoredResponses     = 4096
-	DefaultStoredResponseBytes = 64 << 20
-	DefaultStoredResponseTTL   = 24 * time.Hour
+	DefaultResponseTTL           = 24 * time.Hour
+	DefaultResponseMaxBytes      = 4 << 20
+	DefaultResponseMaxPerKey     = 1000
+	DefaultResponseMaxKeyBytes   = 64 << 20
+	DefaultResponseMax           = 10000
+	DefaultResponseMaxTotalBytes = 256 << 20
 )
 
-// MemoryResponseStore is a ResponseStore in this process's memory: least
-// recently used conversations are evicted beyond a count or a total size
-// (their JSON size), and each expires a fixed time after it was stored.
-// It is lost on restart and not shared between replicas. Safe for
-// concurrent use.
-type MemoryResponseStore struct {
-	maxEntries int
-	maxBytes   int64
-	ttl        time.Duration
-	clock      clock.Clock
+// WithDefaults fills zero or negative limits with the defaults, and
+// raises the byte caps of an owner and of the store to at least one
+// conversation's.
+func (l ResponseLimits) WithDefaults() ResponseLimits {
+	if l.TTL <= 0 {
+		l.TTL = DefaultResponseTTL
+	}
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultResponseMaxBytes
+	}
+	if l.MaxPerKey <= 0 {
+		l.MaxPerKey = DefaultResponseMaxPerKey
+	}
+	if l.MaxKeyBytes <= 0 {
+		l.MaxKeyBytes = DefaultResponseMaxKeyBytes
+	}
+	if l.Max <= 0 {
+		l.Max = DefaultResponseMax
+	}
+	if l.MaxTotalBytes <= 0 {
+		l.MaxTotalBytes = DefaultResponseMaxTotalBytes
+	}
+	l.MaxKeyBytes = max(l.MaxKeyBytes, l.MaxBytes)
+	l.MaxTotalBytes = max(l.MaxTotalBytes, l.MaxKeyBytes)
+	l.Max = max(l.Max, l.MaxPerKey)
+	return l
+}
 
-	mu    sync.Mutex
-	lru   *list.List // front: most recently used *memEntry
-	byID  map[string]*list.Element
+// MemoryResponseStore is a ResponseStore in this process's memory. It is
+// lost on restart and not shared between replicas. Safe for concurrent
+// use.
+type MemoryResponseStore struct {
+	lim   ResponseLimits
+	clock clock.Clock
+
+	mu      sync.Mutex
+	all     *list.List // *memEntry, oldest first
+	entries map[memKey]*memEntry
+	owners  map[string]*memOwner
+	bytes   int64
+}
+
+type memKey struct{ owner, id string }
+
+type memEntry struct {
+	key     memKey
+	conv    []byte
+	expires time.Time
+	inAll   *list.Element
+	inOwner *list.Element
+}
+
+type memOwner struct {
+	list  *list.List // *memEntry, oldest first
 	bytes int64
 }
 
-type memEntry struct {
-	id      string
-	conv    Conversation
-	size    int64
-	expires time.Time
+// NewMemoryResponseStore returns an empty store within lim (zero fields
+// take the defaults).
+func NewMemoryResponseStore(lim ResponseLimits, clk clock.Clock) *MemoryResponseStore {
+	return &MemoryResponseStore{lim: lim.WithDefaults(), clock: clk, all: list.New(),
+		entries: map[memKey]*memEntry{}, owners: map[string]*memOwner{}}
 }
 
-// NewMemoryResponseStore keeps at most maxEntries conversations of at
-// most maxBytes in total, each for ttl; zero or negative values take the
-// defaults.
-func NewMemoryResponseStore(maxEntries int, maxBytes int64, ttl time.Duration, clk clock.Clock) *MemoryResponseStore {
-	if maxEntries <= 0 {
-		maxEntries = DefaultStoredResponses
-	}
-	if maxBytes <= 0 {
-		maxBytes = DefaultStoredResponseBytes
-	}
-	if ttl <= 0 {
-		ttl = DefaultStoredResponseTTL
-	}
-	return &MemoryResponseStore{maxEntries: maxEntries, maxBytes: maxBytes, ttl: ttl, clock: clk, lru: list.New(), byID: map[string]*list.Element{}}
-}
-
-// conversationSize approximates the memory a conversation holds.
-func conversationSize(c Conversation) int64 {
-	b, _ := json.Marshal(struct {
-		S any
-		M any
-	}{c.System, c.Messages})
-	return int64(len(b) + len(c.Response))
-}
-
-// Get returns the conversation stored under id, unless it expired.
-func (m *MemoryResponseStore) Get(_ context.Context, id string) (Conversation, bool, error) {
+// Get implements ResponseStore.
+func (m *MemoryResponseStore) Get(_ context.Context, owner, id string) ([]byte, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	el, ok := m.byID[id]
+	e, ok := m.entries[memKey{owner, id}]
 	if !ok {
-		return Conversation{}, false, nil
+		return nil, false, nil
 	}
-	e := el.Value.(*memEntry)
 	if !m.clock.Now().Before(e.expires) {
-		m.remove(el)
-		return Conversation{}, false, nil
+		m.remove(e)
+		return nil, false, nil
 	}
-	m.lru.MoveToFront(el)
 	return e.conv, true, nil
 }
 
-// Put stores c under id, evicting the least recently used conversations
-// to stay within the bounds (expired ones are dropped when next looked up
-// or evicted). A conversation larger
-// than the whole budget is not kept.
-func (m *MemoryResponseStore) Put(_ context.Context, id string, c Conversation) error {
-	size := conversationSize(c)
+// Put implements ResponseStore. Expired conversations are dropped as
+// they come first in line.
+func (m *MemoryResponseStore) Put(_ context.Context, owner, id string, conv []byte) error {
+	if int64(len(conv)) > m.lim.MaxBytes {
+		return ErrResponseTooLarge
+	}
+	conv = append([]byte(nil), conv...)
+	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if el, ok := m.byID[id]; ok {
-		m.remove(el)
+	for f := m.all.Front(); f != nil && !now.Before(f.Value.(*memEntry).expires); f = m.all.Front() {
+		m.remove(f.Value.(*memEntry))
 	}
-	if size > m.maxBytes {
-		return nil
+	k := memKey{owner, id}
+	if old, ok := m.entries[k]; ok {
+		m.remove(old)
 	}
-	now := m.clock.Now()
-	m.byID[id] = m.lru.PushFront(&memEntry{id: id, conv: c, size: size, expires: now.Add(m.ttl)})
-	m.bytes += size
-	for m.lru.Len() > m.maxEntries || m.bytes > m.maxBytes {
-		m.remove(m.lru.Back()) // never the new entry: it fits the budget alone
+	o := m.owners[owner]
+	if o == nil {
+		o = &memOwner{list: list.New()}
+		m.owners[owner] = o
+	}
+	e := &memEntry{key: k, conv: conv, expires: now.Add(m.lim.TTL)}
+	e.inAll, e.inOwner = m.all.PushBack(e), o.list.PushBack(e)
+	m.entries[k] = e
+	o.bytes += int64(len(conv))
+	m.bytes += int64(len(conv))
+	// The new conversation fits every cap alone, so it is never the
+	// oldest one evicted.
+	for o.list.Len() > m.lim.MaxPerKey || o.bytes > m.lim.MaxKeyBytes {
+		m.remove(o.list.Front().Value.(*memEntry))
+	}
+	for len(m.entries) > m.lim.Max || m.bytes > m.lim.MaxTotalBytes {
+		m.remove(m.all.Front().Value.(*memEntry))
 	}
 	return nil
 }
 
-// Delete removes id; it reports whether it was stored.
-func (m *MemoryResponseStore) Delete(_ context.Context, id string) (bool, error) {
+// Delete implements ResponseStore.
+func (m *MemoryResponseStore) Delete(_ context.Context, owner, id string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	el, ok := m.byID[id]
+	e, ok := m.entries[memKey{owner, id}]
 	if !ok {
 		return false, nil
 	}
-	expired := !m.clock.Now().Before(el.Value.(*memEntry).expires)
-	m.remove(el)
-	return !expired, nil
+	m.remove(e)
+	return m.clock.Now().Before(e.expires), nil
 }
 
 // Len is the number of conversations held (expired ones included until
@@ -124,11 +190,18 @@ func (m *MemoryResponseStore) Delete(_ context.Context, id string) (bool, error)
 func (m *MemoryResponseStore) Len() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.lru.Len()
+	return len(m.entries)
 }
 
-func (m *MemoryResponseStore) remove(el *list.Element) {
-	e := m.lru.Remove(el).(*memEntry)
-	delete(m.byID, e.id)
-	m.bytes -= e.size
+func (m *MemoryResponseStore) remove(e *memEntry) {
+	size := int64(len(e.conv))
+	m.all.Remove(e.inAll)
+	o := m.owners[e.key.owner]
+	o.list.Remove(e.inOwner)
+	o.bytes -= size
+	if o.list.Len() == 0 {
+		delete(m.owners, e.key.owner)
+	}
+	m.bytes -= size
+	delete(m.entries, e.key)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/backup"
+	"github.com/omniedge/omni/internal/route/conversations"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
@@ -46,10 +47,13 @@ type App struct {
 	Resilience *resilience.Tracker
 	// limits enforces key policies, rate limits and budgets (route/limits);
 	// nil without a database.
-	limits  *limits.Gate
-	handler http.Handler
-	settle  time.Duration // Deps.SettleTimeout
-	log     *slog.Logger
+	limits *limits.Gate
+	// responses holds stored Responses conversations in the route store's
+	// table (route/conversations); nil with Redis or without a database.
+	responses *conversations.SQL
+	handler   http.Handler
+	settle    time.Duration // Deps.SettleTimeout
+	log       *slog.Logger
 }
 
 // Registry returns a registry with every provider type this build ships.
@@ -200,6 +204,11 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
 	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
+	// Stored Responses conversations (route/conversations): in Redis when
+	// replicas share one, else in the route store's table, else memory.
+	rs, sqlResponses := newResponseStore(cfg, d, st)
+	a.API.SetResponseStore(rs)
+	a.responses = sqlResponses
 	mux := http.NewServeMux()
 	mgr.Register(mux)
 	// Database backups, export and import (route/backup): /api/db-backups.
@@ -245,6 +254,9 @@ func (a *App) Run(ctx context.Context) error {
 	go a.Resilience.Run(ctx) // follows other replicas' breaker trips and cooldowns (with Redis)
 	if a.backups != nil {
 		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
+	}
+	if a.responses != nil {
+		go a.responses.Run(ctx, a.log) // deletes expired stored conversations
 	}
 	// The spend and usage writers outlive ctx until the requests in
 	// flight have settled.

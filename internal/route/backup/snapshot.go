@@ -60,10 +60,11 @@ func isGatewayTable(name string) bool {
 
 // ephemeral tables hold what is kept only for the running gateway: the
 // dashboard sessions and derived, short-lived data (response cache,
-// idempotency records). Backups carry them empty and a restore leaves
-// the live ones alone.
+// idempotency records, stored Responses conversations: clients' content
+// kept for a day). Backups carry them empty and a restore leaves the
+// live ones alone.
 func ephemeral(name string) bool {
-	return name == sessionsTable || strings.Contains(name, "cache") || strings.Contains(name, "idempot")
+	return name == sessionsTable || name == "route_responses" || strings.Contains(name, "cache") || strings.Contains(name, "idempot")
 }
 
 // liveTables lists the gateway's tables and columns in the live database.
