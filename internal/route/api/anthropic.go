@@ -41,8 +41,14 @@ func (s *Server) anthropicCountTokens(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	// Counted by the gateway: exact counts need the model's tokenizer,
-	// which only some upstreams expose.
-	writeJSONBody(w, anthropic.EncodeCountTokens(llm.EstimateInput(req)))
+	ctx := anthropic.WithNative(r.Context())
+	if beta := r.Header.Get("anthropic-beta"); beta != "" {
+		ctx = anthropic.WithBeta(ctx, beta)
+	}
+	n, err := s.countTokens(ctx, w, r, req)
+	if err != nil {
+		return err
+	}
+	writeJSONBody(w, anthropic.EncodeCountTokens(n))
 	return nil
 }

@@ -95,8 +95,11 @@ func (s *Server) geminiCountTokens(w http.ResponseWriter, r *http.Request, model
 	if err != nil {
 		return err
 	}
-	// Counted by the gateway, as for Anthropic clients.
-	writeJSONBody(w, gemini.EncodeCountTokens(llm.EstimateInput(req)))
+	n, err := s.countTokens(gemini.WithNative(r.Context()), w, r, req)
+	if err != nil {
+		return err
+	}
+	writeJSONBody(w, gemini.EncodeCountTokens(n))
 	return nil
 }
 

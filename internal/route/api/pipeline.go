@@ -55,6 +55,11 @@ type Call struct {
 	// Reserved is the cost in USD a gate reserved for the call before it
 	// ran (the most it may cost), set by that gate in Admit; 0 when none.
 	Reserved float64
+
+	// Count marks a token count (count_tokens, :countTokens): the
+	// request reaches an upstream at most to be counted, so there are no
+	// tokens or cost to reserve or settle.
+	Count bool
 }
 
 // Billing returns Choices and Unpriced, working them out from the

@@ -306,8 +306,9 @@ func TestGeminiSDKToOtherUpstreams(t *testing.T) {
 	}
 }
 
-// CountTokens (counted by the gateway) and EmbedContent with several
-// contents (batchEmbedContents) against Gemini and OpenAI upstreams.
+// CountTokens (estimated by the gateway for an OpenAI upstream, which
+// has no count endpoint) and EmbedContent with several contents
+// (batchEmbedContents) against Gemini and OpenAI upstreams.
 func TestGeminiSDKCountTokensAndEmbed(t *testing.T) {
 	gm := newRecorder(t, func(w http.ResponseWriter, r *http.Request, body map[string]any, _ int) {
 		w.Header().Set("Content-Type", "application/json")
@@ -325,7 +326,7 @@ func TestGeminiSDKCountTokensAndEmbed(t *testing.T) {
 	contents := []*genai.Content{genai.NewContentFromText("first", genai.RoleUser), genai.NewContentFromText("second", genai.RoleUser), genai.NewContentFromText("third", genai.RoleUser)}
 	for _, version := range []string{"v1beta", "v1"} {
 		c := geminiClient(t, gw.URL, version)
-		ct, err := c.Models.CountTokens(ctx, "g/gemini-2.5-flash", []*genai.Content{genai.NewContentFromText(strings.Repeat("word ", 40), genai.RoleUser)}, nil)
+		ct, err := c.Models.CountTokens(ctx, "oa/gpt-4o", []*genai.Content{genai.NewContentFromText(strings.Repeat("word ", 40), genai.RoleUser)}, nil)
 		if err != nil || ct.TotalTokens < 40 || ct.TotalTokens > 80 {
 			t.Fatalf("%s count tokens: %+v %v", version, ct, err)
 		}

@@ -246,6 +246,8 @@ func (c check) limitText() string {
 // Admit implements api.Gate. A registered key issued by another key is
 // held to both: its own policy, limits and budget, and its issuer's,
 // whose counters it adds to (issuing keys does not multiply a budget).
+// A token count (Call.Count) is held to the policy and the request
+// limits (RPM, RPD) only: it uses no tokens and costs nothing.
 func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
 	if c.KeyID == "" || g.opt.Keys == nil {
 		return ctx, nil, nil
@@ -276,7 +278,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		if ctx, targets, err = g.policy(ctx, key, c.Model, targets); err != nil {
 			return ctx, nil, err
 		}
-		if key.Budget != nil && budgeted == nil {
+		if key.Budget != nil && budgeted == nil && !c.Count {
 			budgeted = key
 		}
 	}
@@ -314,6 +316,9 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 		}
 		addRate("rpm", key.Limits.RPM, time.Minute, 1, false)
 		addRate("rpd", key.Limits.RPD, 24*time.Hour, 1, false)
+		if c.Count { // a token count uses no tokens and costs nothing
+			continue
+		}
 		addRate("tpm", key.Limits.TPM, time.Minute, in, true)
 		addRate("tpd", key.Limits.TPD, 24*time.Hour, in, true)
 		if key.Budget != nil {

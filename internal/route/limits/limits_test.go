@@ -308,3 +308,39 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	_, _, err := g3.Admit(context.Background(), call("k1", "paid/m", 0, 50000))
 	refusal(t, err, http.StatusTooManyRequests, "daily budget")
 }
+
+// A token count (Call.Count) is held to the key's policy and request
+// limits, but uses no tokens and costs nothing: a budget a chat would
+// exceed does not refuse it.
+func TestTokenCountsUseRequestLimitsOnly(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(t0)
+	k := store.APIKey{ID: "k1", Name: "ci", AllowedProviders: []string{"paid"}, Limits: store.KeyLimits{RPM: 3},
+		Budget: &store.Budget{DailyUSD: 0.0001, ResetTime: "00:00"}}
+	g := newGate(t, clk, k, nil, nil)
+	count := func(model string) *api.Call { return &api.Call{KeyID: "k1", Model: model, Count: true} }
+	// A chat may write a million tokens: its $2 reservation uses the
+	// budget up, and the next chat is refused; counts are not.
+	if _, _, err := g.Admit(ctx, call("k1", "paid/m", 10, 0)); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := g.Admit(ctx, call("k1", "paid/m", 10, 0))
+	refusal(t, err, http.StatusTooManyRequests, "daily budget")
+	for i := range 2 {
+		_, done, err := g.Admit(ctx, count("paid/m"))
+		if err != nil {
+			t.Fatalf("count %d: %v", i+1, err)
+		}
+		if done != nil {
+			done(api.Outcome{Status: 200, Target: router.Target{Provider: "paid", Model: "m"}})
+		}
+	}
+	// Counts are requests: with the chat, the fourth this minute is over
+	// the RPM.
+	_, _, err = g.Admit(ctx, count("paid/m"))
+	refusal(t, err, http.StatusTooManyRequests, "rpm limit of 3")
+	clk.Advance(time.Minute)
+	// The policy holds.
+	_, _, err = g.Admit(ctx, count("free/m"))
+	refusal(t, err, http.StatusForbidden, "no provider allowed")
+}

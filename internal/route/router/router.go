@@ -6,7 +6,8 @@
 // on connection errors, 408, 429 and 5xx — only before the first byte has
 // reached the client. A Health tracker, when installed, vetoes attempts
 // at blocked providers, connections and models and hears every outcome.
-// It speaks only the canonical model (route/llm).
+// It also sends token counts to the target's upstream when its adapter
+// counts (TokenCounter). It speaks only the canonical model (route/llm).
 package router
 
 import (

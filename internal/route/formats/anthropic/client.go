@@ -21,7 +21,8 @@ const (
 )
 
 // Client is the outbound adapter for one Anthropic-compatible upstream
-// connection (one credential). It satisfies the router's Adapter.
+// connection (one credential). It satisfies the router's Adapter and
+// TokenCounter.
 type Client struct {
 	// BaseURL is the upstream root, e.g. https://api.anthropic.com; a
 	// trailing /v1 is tolerated. Empty means DefaultBaseURL.
@@ -185,7 +186,8 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 }
 
 // CountTokens asks POST /v1/messages/count_tokens how many input tokens
-// req has for model.
+// req has for model (the router's TokenCounter). An answer without
+// input_tokens is malformed: it is not a count of 0.
 func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string) (int, error) {
 	body, err := encodeCountTokens(req, model, c.options(ctx))
 	if err != nil {
@@ -199,12 +201,18 @@ func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string
 	if err != nil {
 		return 0, err
 	}
-	var out CountTokensResponse
-	if err := json.Unmarshal(b, &out); err != nil {
-		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
-			Message: "anthropic: malformed count_tokens response: " + err.Error()}
+	var out struct {
+		InputTokens *int `json:"input_tokens"`
 	}
-	return out.InputTokens, nil
+	if err := json.Unmarshal(b, &out); err != nil || out.InputTokens == nil || *out.InputTokens < 0 {
+		msg := "no input_tokens"
+		if err != nil {
+			msg = err.Error()
+		}
+		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
+			Message: "anthropic: malformed count_tokens response: " + msg}
+	}
+	return *out.InputTokens, nil
 }
 
 // Models lists the upstream's model ids (GET /v1/models, following

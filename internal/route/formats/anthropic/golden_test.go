@@ -38,8 +38,9 @@ func fixtures(t *testing.T, pattern string) map[string]string {
 }
 
 // TestGoldenInboundRequests: client request → canonical (golden) →
-// upstream request for a client that spoke Anthropic (golden); decoding
-// that upstream request again gives the same canonical request.
+// upstream request and count_tokens request for a client that spoke
+// Anthropic (golden); decoding that upstream request again gives the
+// same canonical request.
 func TestGoldenInboundRequests(t *testing.T) {
 	for name, path := range fixtures(t, "requests/*.json") {
 		t.Run(name, func(t *testing.T) {
@@ -53,6 +54,11 @@ func TestGoldenInboundRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			formattest.Golden(t, "testdata/golden/requests/"+name+".upstream.json", formattest.Reindent(t, out))
+			count, err := encodeCountTokens(req, req.Model, EncodeOptions{Native: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/requests/"+name+".count.json", formattest.Reindent(t, count))
 
 			again, err := DecodeRequest(out)
 			if err != nil {
@@ -67,7 +73,7 @@ func TestGoldenInboundRequests(t *testing.T) {
 }
 
 // TestGoldenCanonicalRequests: canonical requests as other dialects
-// produce them → upstream request (golden).
+// produce them → upstream request and count_tokens request (golden).
 func TestGoldenCanonicalRequests(t *testing.T) {
 	for name, path := range fixtures(t, "canonical/*.json") {
 		t.Run(name, func(t *testing.T) {
@@ -80,6 +86,11 @@ func TestGoldenCanonicalRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			formattest.Golden(t, "testdata/golden/canonical/"+name+".upstream.json", formattest.Reindent(t, out))
+			count, err := encodeCountTokens(&req, "claude-sonnet-4-5-20250929", EncodeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/canonical/"+name+".count.json", formattest.Reindent(t, count))
 		})
 	}
 }

@@ -20,7 +20,8 @@ import (
 const DefaultBaseURL = "https://generativelanguage.googleapis.com/v1beta"
 
 // Client is the outbound adapter for one Gemini API connection (one
-// credential). It satisfies the router's Adapter and Embedder.
+// credential). It satisfies the router's Adapter, Embedder and
+// TokenCounter.
 type Client struct {
 	// BaseURL is the API root including its version, e.g.
 	// https://generativelanguage.googleapis.com/v1beta. Empty means

@@ -10,8 +10,9 @@ import (
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
-// Client requests → canonical (golden) → upstream request for the same
-// client (golden); decoding that upstream request gives the same turns.
+// Client requests → canonical (golden) → upstream request and
+// :countTokens request for the same client (golden); decoding that
+// upstream request gives the same turns.
 func TestGoldenRequests(t *testing.T) {
 	for _, name := range formattest.Names(t, "requests/*.json") {
 		t.Run(name, func(t *testing.T) {
@@ -25,6 +26,11 @@ func TestGoldenRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			formattest.Golden(t, "testdata/golden/requests/"+name+".upstream.json", formattest.Reindent(t, up))
+			count, err := encodeCountTokens(req, "models/gemini-2.5-flash", EncodeOptions{Native: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/requests/"+name+".count.json", formattest.Reindent(t, count))
 			again, err := DecodeRequest("gemini-2.5-flash", up, false)
 			if err != nil {
 				t.Fatalf("re-decoding the upstream request: %v", err)
@@ -39,7 +45,8 @@ func TestGoldenRequests(t *testing.T) {
 	}
 }
 
-// Canonical requests as other dialects produce them → upstream request.
+// Canonical requests as other dialects produce them → upstream request
+// and :countTokens request (golden).
 func TestGoldenCanonicalRequests(t *testing.T) {
 	for _, name := range formattest.Names(t, "canonical/*.json") {
 		t.Run(name, func(t *testing.T) {
@@ -52,6 +59,11 @@ func TestGoldenCanonicalRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 			formattest.Golden(t, "testdata/golden/canonical/"+name+".upstream.json", formattest.Reindent(t, up))
+			count, err := encodeCountTokens(&req, "models/gemini-2.5-flash", EncodeOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			formattest.Golden(t, "testdata/golden/canonical/"+name+".count.json", formattest.Reindent(t, count))
 		})
 	}
 }

@@ -60,6 +60,20 @@ func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
 // EncodeRequest renders a canonical request for a Gemini upstream; the
 // model goes in the URL.
 func EncodeRequest(r *llm.Request, opts EncodeOptions) ([]byte, error) {
+	out, err := wireRequest(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(out)
+	if err != nil || !opts.Native || len(r.Extra) == 0 {
+		return b, err
+	}
+	return mergeExtra(b, r.Extra)
+}
+
+// wireRequest is the GenerateContentRequest for r, without the unknown
+// fields of Request.Extra.
+func wireRequest(r *llm.Request, opts EncodeOptions) (*GenerateContentRequest, error) {
 	var out GenerateContentRequest
 	for _, p := range r.System {
 		if p.Type == llm.PartText && p.Text != "" {
@@ -99,11 +113,7 @@ func EncodeRequest(r *llm.Request, opts EncodeOptions) ([]byte, error) {
 		return nil, err
 	}
 	out.Contents = contents
-	b, err := json.Marshal(out)
-	if err != nil || !opts.Native || len(r.Extra) == 0 {
-		return b, err
-	}
-	return mergeExtra(b, r.Extra)
+	return &out, nil
 }
 
 func (gc *GenerationConfig) empty() bool {
