@@ -16,6 +16,10 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/formats/gemini"
+	"github.com/omniedge/omni/internal/route/formats/ollama"
+	"github.com/omniedge/omni/internal/route/formats/openai"
+	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -74,8 +78,17 @@ func (c *Call) Billing() (choices int, unpriced string) {
 
 // Outcome is how a call ended, given to the gates that admitted it.
 type Outcome struct {
-	Status     int        // 200, or the error's status (499: the client went away)
-	Err        *llm.Error // nil on success
+	// Status is the HTTP status the client received: 200, or the status
+	// its dialect answered the error with (clientStatus; 502 for a
+	// failure without an upstream status, such as a refused connection);
+	// 499 when the client went away; 502 for a stream that failed after
+	// its first byte, whose client had 200 and then the error in-stream
+	// (Err.Type is then ErrStreamFailed).
+	Status int
+	Err    *llm.Error // nil on success
+	// Target and Connection are what answered; on a failure those of the
+	// last attempt (of the attempt cut short when CutShort), empty when
+	// none was made.
 	Target     router.Target
 	Connection string
 	Attempts   []router.Attempt
@@ -95,6 +108,12 @@ type Outcome struct {
 	CutShort bool
 	Reserved float64 // Call.Reserved
 }
+
+// ErrStreamFailed is the error type of the outcome of a stream that
+// failed after its first byte (Status 502). Its client received 200 and
+// then the failure in-stream, in its dialect's shape and with the
+// upstream's own type, which the outcome's message begins with.
+const ErrStreamFailed llm.ErrorType = "stream_error"
 
 // Gate admits calls and learns how they ended (key policies, rate limits,
 // budgets, usage accounting). Admit may return a derived context (for
@@ -290,17 +309,8 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 
 	res, err := s.route(ctx, req)
 	if err != nil {
-		o := failed(err, s.clock.Now().Sub(call.Start))
-		o.Attempts = router.AttemptsOf(err)
-		var ex *router.ExhaustedError
-		if errors.As(err, &ex) {
-			s.log.LogAttrs(ctx, slog.LevelWarn, "all upstream attempts failed", slog.String("model", req.Model),
-				slog.String("request_id", httpx.RequestID(ctx)), slog.Any("attempts", ex.Attempts))
-		}
+		o := s.failed(ctx, err, call.Start)
 		o.Cache, o.Reserved = cacheState, call.Reserved
-		if ctx.Err() != nil {
-			o.Status = 499 // the client left
-		}
 		if a, ok := lastCut(o.Attempts); ok {
 			// An attempt reached the upstream and ended without its
 			// answer (timed out, cut, or the client left): the upstream
@@ -311,6 +321,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 			o.Usage = llm.Usage{InputTokens: call.InputTokens, Estimated: true}
 		}
 		finish(o)
+		s.logFailed(ctx, err, call.Model, &o)
 		return nil, nil, err
 	}
 	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
@@ -342,6 +353,9 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		keep: ckey != "" || commit != nil, start: call.Start, now: s.clock.Now, out: o, ctx: ctx, input: call.InputTokens,
 		finish: func(o Outcome, resp *llm.Response) {
 			finish(o)
+			if o.Err != nil && o.Status != statusClientClosed {
+				s.logFailure(ctx, "upstream stream failed after its first byte", call.Model, &o)
+			}
 			if resp != nil {
 				keep(resp)
 			} else if commit != nil {
@@ -375,7 +389,7 @@ func (s *Server) admit(ctx context.Context, call *Call) (context.Context, func(O
 	for _, g := range gates {
 		c2, done, err := g.Admit(ctx, call)
 		if err != nil {
-			finish(failed(err, s.clock.Now().Sub(call.Start)))
+			finish(s.failed(ctx, err, call.Start))
 			return ctx, nil, err
 		}
 		if c2 != nil {
@@ -403,9 +417,9 @@ func (s *Server) embed(ctx context.Context, r *http.Request, model string, input
 	}
 	res, err := s.router.Embed(ctx, model, inputs, dims)
 	if err != nil {
-		o := failed(err, s.clock.Now().Sub(call.Start))
-		o.Attempts = router.AttemptsOf(err)
+		o := s.failed(ctx, err, call.Start)
 		finish(o)
+		s.logFailed(ctx, err, model, &o)
 		return nil, err
 	}
 	if res.Usage.InputTokens == 0 {
@@ -437,17 +451,109 @@ func (s *Server) route(ctx context.Context, req *llm.Request) (*router.Result, e
 	return s.router.Chat(ctx, req)
 }
 
-// failed is the outcome of a call that ended with err before answering.
-func failed(err error, elapsed time.Duration) Outcome {
+// statusClientClosed is the status of a call whose client went away.
+const statusClientClosed = 499
+
+// clientClosed is the error of a call whose client went away.
+func clientClosed() *llm.Error {
+	return &llm.Error{Status: statusClientClosed, Type: llm.ErrInvalidRequest, Message: "client closed the request"}
+}
+
+// failed is the outcome of a call that ended with err before its answer
+// began (a gate's refusal, or the router's failure): the status the
+// client receives for err, or 499 when it went away; the attempts the
+// router made and the target and connection of the last of them.
+func (s *Server) failed(ctx context.Context, err error, start time.Time) Outcome {
 	var le *llm.Error
-	if !errors.As(err, &le) {
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		le = clientClosed()
+	case !errors.As(err, &le):
 		le = &llm.Error{Status: http.StatusInternalServerError, Type: llm.ErrServer, Message: err.Error()}
-		if errors.Is(err, context.Canceled) {
-			le = &llm.Error{Status: 499, Type: llm.ErrInvalidRequest, Message: "client closed the request"}
+	}
+	el := s.clock.Now().Sub(start)
+	o := Outcome{Status: le.Status, Err: le, Latency: el, TTFT: el, Attempts: router.AttemptsOf(err)}
+	if o.Status != statusClientClosed {
+		o.Status = clientStatus(ctx, le)
+	}
+	if n := len(o.Attempts); n > 0 {
+		a := o.Attempts[n-1]
+		o.Target, o.Connection = router.Target{Provider: a.Provider, Model: a.Model}, a.Connection
+	}
+	return o
+}
+
+// dialectOf names the client format of a request, from the mark its
+// handler put on the context (X.WithNative), and returns the function
+// that renders its errors (what writeError sends).
+func dialectOf(ctx context.Context) (name string, encodeError func(*llm.Error) (int, []byte)) {
+	switch {
+	case anthropic.IsNative(ctx):
+		return "anthropic", anthropic.EncodeError
+	case gemini.IsNative(ctx):
+		return "gemini", gemini.EncodeError
+	case ollama.IsNative(ctx):
+		return "ollama", ollama.EncodeError
+	case responses.IsNative(ctx):
+		return "responses", responses.EncodeError
+	}
+	return "openai", openai.EncodeError // also embeddings, whose handlers mark no dialect
+}
+
+// clientStatus is the HTTP status the client of ctx receives for e: the
+// one its dialect's error encoder, which writes the answer, picks — e's
+// status, 502 for a failure without one (the upstream could not be
+// reached or its answer not read), 529 for an overloaded upstream to
+// Anthropic clients, 503 for a 529 to Gemini clients. Outcomes carry it,
+// so usage records and metrics show what the client saw.
+func clientStatus(ctx context.Context, e *llm.Error) int {
+	_, encode := dialectOf(ctx)
+	status, _ := encode(e)
+	return status
+}
+
+// logFailed logs a call the router failed (every attempt failed, or the
+// first one failed with an error no other target can fix), unless its
+// client went away.
+func (s *Server) logFailed(ctx context.Context, err error, model string, o *Outcome) {
+	var ex *router.ExhaustedError
+	if o.Status != statusClientClosed && errors.As(err, &ex) {
+		s.logFailure(ctx, "all upstream attempts failed", model, o)
+	}
+}
+
+// logFailure logs a failed call at warning level, with the same fields
+// whether it failed before its answer began or as a stream after its
+// first byte.
+func (s *Server) logFailure(ctx context.Context, msg, model string, o *Outcome) {
+	dialect, _ := dialectOf(ctx)
+	var errText string
+	if o.Err != nil {
+		errText = o.Err.Error()
+	}
+	s.log.LogAttrs(ctx, slog.LevelWarn, msg, slog.String("request_id", httpx.RequestID(ctx)), slog.String("dialect", dialect),
+		slog.String("model", model), slog.String("provider", o.Target.Provider), slog.String("connection", o.Connection),
+		slog.String("target_model", o.Target.Model), slog.Int("status", o.Status), slog.Any("attempts", o.Attempts),
+		slog.String("error", errText))
+}
+
+// streamFailure is the error of a stream that failed after its first
+// byte, as its outcome records it.
+func streamFailure(err error) *llm.Error {
+	e := &llm.Error{Status: http.StatusBadGateway, Type: ErrStreamFailed, Message: err.Error()}
+	var le *llm.Error
+	if errors.As(err, &le) {
+		e.Provider, e.Message = le.Provider, le.Message
+		if le.Type != "" {
+			e.Message = string(le.Type) + ": " + le.Message
 		}
 	}
-	return Outcome{Status: le.Status, Err: le, Latency: elapsed, TTFT: elapsed}
+	return e
 }
+
+// errStreamUnfinished ends a stream whose upstream stopped sending before
+// its stop event.
+var errStreamUnfinished = &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended without its stop event"}
 
 // observed watches a stream on its way to the client: it keeps the final
 // usage, counts what was delivered, folds the events into a response when
@@ -473,6 +579,8 @@ type observed struct {
 func (o *observed) Next() (llm.Event, error) {
 	ev, err := o.Stream.Next()
 	switch {
+	case errors.Is(err, io.EOF) && !o.ended && o.ctx.Err() == nil:
+		o.end(errStreamUnfinished)
 	case errors.Is(err, io.EOF):
 		o.end(nil)
 	case err != nil:
@@ -536,18 +644,19 @@ func (o *observed) drain() {
 }
 
 // end reports the outcome once: a stream that failed or was cut short
-// reports its error and what was delivered; one that stopped normally
-// reports success and, when kept, the folded response.
+// reports what was delivered and its error — 499 when the client left
+// (or stopped reading), else 502 with ErrStreamFailed —; one that stopped
+// normally reports success and, when kept, the folded response.
 func (o *observed) end(err error) {
 	o.once.Do(func() {
 		out := o.out
 		out.Latency = o.now().Sub(o.start)
 		if err != nil || !o.ended {
-			if err == nil || o.ctx.Err() != nil {
-				err = context.Canceled // the client left
+			if err == nil || o.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+				out.Status, out.Err = statusClientClosed, clientClosed() // the client left
+			} else {
+				out.Status, out.Err = http.StatusBadGateway, streamFailure(err)
 			}
-			f := failed(err, out.Latency)
-			out.Status, out.Err = f.Status, f.Err
 			out.CutShort, out.Usage = true, delivered(out.Usage, o.input, o.output)
 			o.finish(out, nil)
 			return

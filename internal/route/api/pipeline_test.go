@@ -394,3 +394,48 @@ func TestStreamCompletedWhenTheClientLeftIsNotCutShort(t *testing.T) {
 		t.Fatalf("outcome of a stream the upstream completed: %+v", out)
 	}
 }
+
+// unfinished is an adapter whose stream sends some text and then ends
+// without a stop event.
+type unfinished struct{}
+
+func (unfinished) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
+	return nil, &llm.Error{Status: http.StatusNotImplemented, Type: llm.ErrServer, Message: "stream only"}
+}
+
+func (unfinished) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
+	return &llm.SliceStream{Events: []llm.Event{
+		{Type: llm.EventStart, Model: "m"},
+		{Type: llm.EventPartStart, Index: 0, Part: &llm.Part{Type: llm.PartText}},
+		{Type: llm.EventDelta, Index: 0, Delta: llm.Delta{Text: "half an answer"}},
+	}}, nil
+}
+
+// TestStreamEndingWithoutStopIsAFailure: an upstream stream that ends
+// before its stop event, while the client is still reading, is the
+// upstream's failure after the first byte (502, stream_error), not a
+// client that went away.
+func TestStreamEndingWithoutStopIsAFailure(t *testing.T) {
+	table := router.NewTable()
+	table.SetProvider("fk", []router.Connection{{ID: "fk#1", Adapter: unfinished{}}})
+	gate := &recordingGate{}
+	s := api.New(router.New(table, clock.Real{}), noModels{}, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey},
+		Pipeline: api.Pipeline{Gates: []api.Gate{gate}}}, clock.Real{}, logging.Discard())
+	gw := httptest.NewServer(httpx.Wrap(s, logging.Discard(), nil))
+	t.Cleanup(gw.Close)
+
+	resp := post(t, gw.URL, `{"model":"fk/m","stream":true,"messages":[{"role":"user","content":"hi"}]}`)
+	body := drain(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(body, "half an answer") {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	o := gate.outcomesWait(t, 1)[0]
+	if o.Status != http.StatusBadGateway || o.Err == nil || o.Err.Type != api.ErrStreamFailed || !o.CutShort ||
+		o.Target.Provider != "fk" || o.Connection != "fk#1" || o.Usage.OutputTokens == 0 {
+		t.Fatalf("outcome %+v (error %+v)", o, o.Err)
+	}
+}
+
+type noModels struct{}
+
+func (noModels) Models() []api.ModelInfo { return nil }

@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -323,7 +324,13 @@ func (r *Recorder) toRecord(e entry) store.UsageRecord {
 		Attempts: len(o.Attempts), Cache: o.Cache, Idempotent: o.Idempotent,
 	}
 	if rec.Status == 0 {
-		rec.Status = 200
+		// The pipeline always sets the status the client received; an
+		// outcome without one is a success, or a failure without an
+		// upstream status, which every dialect answers with 502.
+		rec.Status = http.StatusOK
+		if o.Err != nil {
+			rec.Status = http.StatusBadGateway
+		}
 	}
 	if o.Err != nil {
 		rec.ErrorType = t(string(o.Err.Type))

@@ -49,9 +49,15 @@ func WithNative(ctx context.Context) context.Context {
 	return context.WithValue(ctx, nativeKey{}, true)
 }
 
+// IsNative reports whether ctx was marked with WithNative.
+func IsNative(ctx context.Context) bool {
+	v, _ := ctx.Value(nativeKey{}).(bool)
+	return v
+}
+
 func (c *Client) options(ctx context.Context) EncodeOptions {
 	o := c.Options
-	if v, _ := ctx.Value(nativeKey{}).(bool); v {
+	if IsNative(ctx) {
 		o.Native = true
 	}
 	return o
