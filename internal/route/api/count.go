@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/omniedge/omni/internal/route/llm"
-	"github.com/omniedge/omni/internal/route/router"
 )
 
 // HeaderTokenCount says where the answer of a token count came from:
@@ -32,16 +31,11 @@ func (s *Server) countTokens(ctx context.Context, w http.ResponseWriter, r *http
 		return 0, err
 	}
 	res, err := s.router.CountTokens(ctx, req)
-	el := s.clock.Now().Sub(call.Start)
 	if err != nil {
-		o := failed(err, el)
-		o.Attempts = router.AttemptsOf(err)
-		if ctx.Err() != nil {
-			o.Status = 499 // the client left
-		}
-		finish(o)
+		finish(s.failed(ctx, err, call.Start))
 		return 0, err
 	}
+	el := s.clock.Now().Sub(call.Start)
 	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, TTFT: el, Latency: el}
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
