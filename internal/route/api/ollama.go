@@ -37,10 +37,8 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if stream == nil {
-		out := *resp
-		out.Model = req.Model // Ollama echoes the model the client asked for
 		elapsed := s.clock.Now().Sub(start)
-		b, err := ollama.EncodeResponseTimed(&out, ollama.Timing{Total: elapsed, Eval: elapsed})
+		b, err := ollama.EncodeResponseTimed(resp, ollama.Timing{Total: elapsed, Eval: elapsed})
 		if err != nil {
 			return err
 		}
@@ -49,7 +47,7 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) error {
 	}
 	// NDJSON, not SSE: one JSON object per line.
 	streamHeaders(w, "application/x-ndjson")
-	enc := ollama.NewStreamEncoder(w, req.Model, s.clock.Now)
+	enc := ollama.NewStreamEncoder(w, "", s.clock.Now) // the start event names the model (router.Result)
 	if err := pump(stream, enc.Encode); err != nil {
 		s.log.Debug("stream to client ended early", "err", err)
 	}

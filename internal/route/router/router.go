@@ -120,6 +120,12 @@ func (r *Router) Connections(provider string) []Connection { return r.catalog.Co
 func (r *Router) Stats() *Stats { return r.stats }
 
 // Result is a successful execution.
+//
+// A reply is named after the model the request asked for (the request's
+// Model: a provider/model id, an alias or a combo), whatever target
+// answered and whatever name the upstream gave: Response.Model and the
+// Model of the stream's start event are that name. Target says which
+// provider and model answered.
 type Result struct {
 	Response *llm.Response // for Chat
 	Stream   llm.Stream    // for Stream: the first event is already buffered
@@ -366,6 +372,7 @@ func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimen
 }
 
 func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool, tr *attemptTrace) (*Result, error) {
+	name := req.Model // what the reply is named after (Result)
 	if c.Prepare != nil {
 		req = c.Prepare(req, t.Model)
 	}
@@ -377,6 +384,7 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 		if err != nil {
 			return nil, err
 		}
+		resp.Model = name
 		return &Result{Response: resp}, nil
 	}
 	s, err := c.Adapter.Stream(ctx, req, t.Model)
@@ -397,7 +405,10 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 		tr.accepted = false // the upstream's own error answer, in-stream
 		return nil, first.Err
 	}
-	return &Result{Stream: &peeked{first: &first, Stream: s}}, nil
+	if first.Type == llm.EventStart {
+		first.Model = name
+	}
+	return &Result{Stream: &peeked{first: &first, Stream: s, model: name}}, nil
 }
 
 // tryTimed is try bounded by c.Timeout until the first answer. The
@@ -477,10 +488,12 @@ func (s *cancelOnClose) Close() error {
 	return err
 }
 
-// peeked replays the buffered first event before reading on.
+// peeked replays the buffered first event before reading on, and names
+// the stream's start event after the model the request asked for.
 type peeked struct {
 	first *llm.Event
 	llm.Stream
+	model string
 }
 
 func (p *peeked) Next() (llm.Event, error) {
@@ -489,7 +502,11 @@ func (p *peeked) Next() (llm.Event, error) {
 		p.first = nil
 		return ev, nil
 	}
-	return p.Stream.Next()
+	ev, err := p.Stream.Next()
+	if ev.Type == llm.EventStart {
+		ev.Model = p.model
+	}
+	return ev, err
 }
 
 func asLLMError(err error, provider string) *llm.Error {
