@@ -311,7 +311,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil, nil, err
 	}
 	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
-	w.Header()[canonicalModel] = []string{res.Target.String()} // the reply's model is the name asked for (router.Result)
+	w.Header()[canonicalModel] = []string{targetName(req.Model, res.Target)} // the reply's model is the name asked for (router.Result)
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
 	}

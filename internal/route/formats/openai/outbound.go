@@ -518,10 +518,13 @@ func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.R
 		return nil, err
 	}
 	out, err := DecodeResponse(b)
-	if le := (*llm.Error)(nil); errors.As(err, &le) {
-		return nil, upstreamhttp.Unreadable(c.Provider, le)
+	if err != nil {
+		if le, ok := err.(*llm.Error); ok {
+			return nil, upstreamhttp.Unreadable(c.Provider, le)
+		}
+		return nil, err
 	}
-	return out, err
+	return out, nil
 }
 
 // Stream sends a streaming request.
