@@ -396,7 +396,8 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 	if err != nil {
 		s.Close()
 		if errors.Is(err, io.EOF) {
-			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended before any event"}
+			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: t.Provider,
+				Message: t.Provider + ": upstream stream failed: it ended before any event"}
 		}
 		return nil, err
 	}
@@ -428,7 +429,7 @@ func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t
 		}
 		if tr.timedOut.Load() && ctx.Err() == nil {
 			return nil, &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: t.Provider,
-				Message: fmt.Sprintf("no answer within %s", limit)}
+				Message: fmt.Sprintf("%s: upstream unreachable: no answer within %s", t.Provider, limit)}
 		}
 		return nil, err
 	}
@@ -509,6 +510,9 @@ func (p *peeked) Next() (llm.Event, error) {
 	return ev, err
 }
 
+// asLLMError makes err an *llm.Error naming provider. The router's own
+// texts of upstream failures follow the adapters' pattern
+// (upstreamhttp): "<provider>: upstream <what happened>: <detail>".
 func asLLMError(err error, provider string) *llm.Error {
 	var le *llm.Error
 	if errors.As(err, &le) {
@@ -520,7 +524,7 @@ func asLLMError(err error, provider string) *llm.Error {
 		return le
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: provider, Message: "upstream timed out"}
+		return &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: provider, Message: provider + ": upstream unreachable: timed out"}
 	}
 	return &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: err.Error()}
 }

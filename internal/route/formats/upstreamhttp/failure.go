@@ -16,9 +16,9 @@ import (
 //	<provider>: upstream answer unreadable: <what was wrong with it>
 //	<provider>: upstream stream failed: <the upstream's message, or what broke>
 //
-// The upstream's message is its own error text (or the start of a body
-// that is not JSON, or the status text when it sent none); nothing the
-// gateway adds carries the upstream's URL, host or address. The
+// The upstream's message is the text of its own error object, or its
+// status text when it sent none (StatusText); nothing the gateway adds
+// carries the upstream's URL, host or address. The
 // functions below set e.Provider and put e.Message in the pattern. A
 // message already in it keeps its phrase: an error labelled where it was
 // made may pass another label on its way out, which only adds the
