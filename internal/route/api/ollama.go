@@ -96,7 +96,7 @@ func (s *Server) ollamaChat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.ollamaReply(w, req.Model, resp, stream, start, ollama.EncodeResponseTimed, ollama.NewStreamEncoder)
+	return s.ollamaReply(w, resp, stream, start, ollama.EncodeResponseTimed, ollama.NewStreamEncoder)
 }
 
 // ollamaGenerate serves /api/generate through the same pipeline as
@@ -124,19 +124,17 @@ func (s *Server) ollamaGenerate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return s.ollamaReply(w, req.Model, resp, stream, start, ollama.EncodeGenerateResponseTimed, ollama.NewGenerateStreamEncoder)
+	return s.ollamaReply(w, resp, stream, start, ollama.EncodeGenerateResponseTimed, ollama.NewGenerateStreamEncoder)
 }
 
 // ollamaReply sends what execute returned: one object, or NDJSON (not
-// SSE: one JSON object per line). Ollama echoes the model the client
-// asked for.
-func (s *Server) ollamaReply(w http.ResponseWriter, model string, resp *llm.Response, stream llm.Stream, start time.Time,
+// SSE: one JSON object per line). The model named is the one the client
+// asked for, as the router sets it for every dialect.
+func (s *Server) ollamaReply(w http.ResponseWriter, resp *llm.Response, stream llm.Stream, start time.Time,
 	encode func(*llm.Response, ollama.Timing) ([]byte, error), newEnc func(w io.Writer, model string, now func() time.Time) *ollama.StreamEncoder) error {
 	if stream == nil {
-		out := *resp
-		out.Model = model
 		elapsed := s.clock.Now().Sub(start)
-		b, err := encode(&out, ollama.Timing{Total: elapsed, Eval: elapsed})
+		b, err := encode(resp, ollama.Timing{Total: elapsed, Eval: elapsed})
 		if err != nil {
 			return err
 		}
@@ -144,7 +142,7 @@ func (s *Server) ollamaReply(w http.ResponseWriter, model string, resp *llm.Resp
 		return nil
 	}
 	streamHeaders(w, "application/x-ndjson")
-	enc := newEnc(w, model, s.clock.Now)
+	enc := newEnc(w, "", s.clock.Now) // the start event names the model (router.Result)
 	if err := pump(stream, enc.Encode); err != nil {
 		s.log.Debug("stream to client ended early", "err", err)
 	}

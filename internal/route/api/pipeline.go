@@ -154,6 +154,7 @@ const (
 	HeaderCache      = "X-OmniRoute-Cache"      // HIT or MISS on cacheable requests
 	HeaderNoCache    = "X-OmniRoute-No-Cache"   // request: "true" bypasses the cache
 	HeaderIdempotent = "X-OmniRoute-Idempotent" // "true" on a replayed answer
+	HeaderModel      = "X-OmniRoute-Model"      // provider/model of the target that answered
 )
 
 type keyIDKey struct{}
@@ -187,6 +188,7 @@ func cacheable(r *http.Request, req *llm.Request) bool {
 var (
 	canonicalCache   = http.CanonicalHeaderKey(HeaderCache)
 	canonicalNoCache = http.CanonicalHeaderKey(HeaderNoCache)
+	canonicalModel   = http.CanonicalHeaderKey(HeaderModel)
 )
 
 // headerValue is h.Get(key) for a key already in canonical form.
@@ -325,6 +327,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return nil, nil, err
 	}
 	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
+	w.Header()[canonicalModel] = []string{targetName(req.Model, res.Target)} // the reply's model is the name asked for (router.Result)
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
 	}

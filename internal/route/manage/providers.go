@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"net/http"
 	"regexp"
@@ -497,10 +496,7 @@ func (m *Manager) probe(ctx context.Context, ad router.Adapter, model string, de
 func errorText(err error) string {
 	var le *llm.Error
 	if errors.As(err, &le) {
-		if le.Status > 0 {
-			return fmt.Sprintf("upstream answered %d: %s", le.Status, le.Message)
-		}
-		return le.Message
+		return le.Message // an upstream failure names the provider and its status (upstreamhttp)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return "upstream did not answer in time"

@@ -125,6 +125,12 @@ func (r *Router) Resolve(model string) ([]Target, string, error) { return r.cata
 func (r *Router) Stats() *Stats { return r.stats }
 
 // Result is a successful execution.
+//
+// A reply is named after the model the request asked for (the request's
+// Model: a provider/model id, an alias or a combo), whatever target
+// answered and whatever name the upstream gave: Response.Model and the
+// Model of the stream's start event are that name. Target says which
+// provider and model answered.
 type Result struct {
 	Response *llm.Response // for Chat
 	Stream   llm.Stream    // for Stream: the first event is already buffered
@@ -371,6 +377,7 @@ func (r *Router) Embed(ctx context.Context, model string, inputs []string, dimen
 }
 
 func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Target, stream bool, tr *attemptTrace) (*Result, error) {
+	name := req.Model // what the reply is named after (Result)
 	if c.Prepare != nil {
 		req = c.Prepare(req, t.Model)
 	}
@@ -382,6 +389,7 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 		if err != nil {
 			return nil, err
 		}
+		resp.Model = name
 		return &Result{Response: resp}, nil
 	}
 	s, err := c.Adapter.Stream(ctx, req, t.Model)
@@ -393,7 +401,8 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 	if err != nil {
 		s.Close()
 		if errors.Is(err, io.EOF) {
-			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended before any event"}
+			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: t.Provider,
+				Message: t.Provider + ": upstream stream failed: it ended before any event"}
 		}
 		return nil, err
 	}
@@ -402,7 +411,10 @@ func (r *Router) try(ctx context.Context, c Connection, req *llm.Request, t Targ
 		tr.accepted = false // the upstream's own error answer, in-stream
 		return nil, first.Err
 	}
-	return &Result{Stream: &peeked{first: &first, Stream: s}}, nil
+	if first.Type == llm.EventStart {
+		first.Model = name
+	}
+	return &Result{Stream: &peeked{first: &first, Stream: s, model: name}}, nil
 }
 
 // tryTimed is try bounded by c.Timeout until the first answer. The
@@ -422,7 +434,7 @@ func (r *Router) tryTimed(ctx context.Context, c Connection, req *llm.Request, t
 		}
 		if tr.timedOut.Load() && ctx.Err() == nil {
 			return nil, &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: t.Provider,
-				Message: fmt.Sprintf("no answer within %s", limit)}
+				Message: fmt.Sprintf("%s: upstream unreachable: no answer within %s", t.Provider, limit)}
 		}
 		return nil, err
 	}
@@ -482,10 +494,12 @@ func (s *cancelOnClose) Close() error {
 	return err
 }
 
-// peeked replays the buffered first event before reading on.
+// peeked replays the buffered first event before reading on, and names
+// the stream's start event after the model the request asked for.
 type peeked struct {
 	first *llm.Event
 	llm.Stream
+	model string
 }
 
 func (p *peeked) Next() (llm.Event, error) {
@@ -494,9 +508,16 @@ func (p *peeked) Next() (llm.Event, error) {
 		p.first = nil
 		return ev, nil
 	}
-	return p.Stream.Next()
+	ev, err := p.Stream.Next()
+	if ev.Type == llm.EventStart {
+		ev.Model = p.model
+	}
+	return ev, err
 }
 
+// asLLMError makes err an *llm.Error naming provider. The router's own
+// texts of upstream failures follow the adapters' pattern
+// (upstreamhttp): "<provider>: upstream <what happened>: <detail>".
 func asLLMError(err error, provider string) *llm.Error {
 	var le *llm.Error
 	if errors.As(err, &le) {
@@ -508,7 +529,7 @@ func asLLMError(err error, provider string) *llm.Error {
 		return le
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: provider, Message: "upstream timed out"}
+		return &llm.Error{Status: http.StatusGatewayTimeout, Type: llm.ErrTimeout, Provider: provider, Message: provider + ": upstream unreachable: timed out"}
 	}
 	return &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: err.Error()}
 }

@@ -79,7 +79,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "anthropic: " + err.Error()}
+		return nil, upstreamhttp.Unreachable(c.provider(), err)
 	}
 	version := c.Version
 	if version == "" {
@@ -104,7 +104,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, strea
 	if c.APIKey != "" {
 		req.Header.Set("x-api-key", c.APIKey)
 	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), "anthropic", "anthropic: ", DecodeError)
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
 }
 
 // mergeFlags joins comma-separated flag lists, dropping duplicates.
@@ -127,14 +127,14 @@ func (c *Client) readBody(resp *http.Response) ([]byte, error) {
 }
 
 func (c *Client) decodeResponse(b []byte) (*llm.Response, error) {
-	r, err := DecodeResponse(b)
-	if err != nil {
-		if le, ok := err.(*llm.Error); ok {
-			le.Provider = c.provider()
+	r, answered, err := decodeResponse(b)
+	if le, ok := err.(*llm.Error); ok {
+		if answered {
+			return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
 		}
-		return nil, err
+		return nil, upstreamhttp.Unreadable(c.provider(), le)
 	}
-	return r, nil
+	return r, err
 }
 
 // Chat sends req non-streamed to POST /v1/messages as model.
@@ -209,8 +209,8 @@ func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string
 		if err != nil {
 			msg = err.Error()
 		}
-		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
-			Message: "anthropic: malformed count_tokens response: " + msg}
+		return 0, upstreamhttp.Unreadable(c.provider(), &llm.Error{Status: http.StatusBadGateway,
+			Message: "malformed count_tokens answer: " + msg})
 	}
 	return *out.InputTokens, nil
 }
@@ -235,8 +235,8 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		}
 		var list ModelList
 		if err := json.Unmarshal(b, &list); err != nil {
-			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(),
-				Message: "anthropic: malformed model list: " + err.Error()}
+			return nil, upstreamhttp.Unreadable(c.provider(), &llm.Error{Status: http.StatusBadGateway,
+				Message: "malformed model list: " + err.Error()})
 		}
 		for _, m := range list.Data {
 			ids = append(ids, m.ID)

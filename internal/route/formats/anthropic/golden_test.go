@@ -219,7 +219,7 @@ func TestStreamErrorsAreTyped(t *testing.T) {
 	if last.Type != llm.EventError || last.Err == nil {
 		t.Fatalf("last event %+v", last)
 	}
-	if e := last.Err; e.Status != 529 || e.Type != llm.ErrOverloaded || !e.InStream || !e.Retryable() || e.Message != "Overloaded" {
+	if e := last.Err; e.Status != 529 || e.Type != llm.ErrOverloaded || !e.InStream || !e.Retryable() || e.Message != "upstream stream failed: Overloaded" {
 		t.Fatalf("error %+v", e)
 	}
 	_, err := llm.Collect(&llm.SliceStream{Events: evs})

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -344,15 +345,22 @@ func messagesOut(in []llm.Message) ([]Message, error) {
 // canonical model cannot hold (server tool blocks) are left out. A body
 // that is not a message fails with *llm.Error 502.
 func DecodeResponse(body []byte) (*llm.Response, error) {
+	r, _, err := decodeResponse(body)
+	return r, err
+}
+
+// decodeResponse is DecodeResponse telling an error object the upstream
+// answered (answered) from a body it could not read.
+func decodeResponse(body []byte) (_ *llm.Response, answered bool, _ error) {
 	var w Response
 	if err := json.Unmarshal(body, &w); err != nil {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "anthropic: malformed response: " + err.Error()}
+		return nil, false, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "malformed message: " + err.Error()}
 	}
 	if w.Type == "error" {
-		return nil, DecodeError(http.StatusOK, nil, body)
+		return nil, true, DecodeError(http.StatusOK, nil, body)
 	}
 	if w.Type != "message" && w.Type != "" {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: fmt.Sprintf("anthropic: response type %q is not a message", w.Type)}
+		return nil, false, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: fmt.Sprintf("type %q is not a message", w.Type)}
 	}
 	r := &llm.Response{ID: w.ID, Model: w.Model, Content: []llm.Part{}, StopReason: stopReasonIn(w.StopReason), Usage: usageIn(w.Usage)}
 	if w.StopSequence != nil {
@@ -364,16 +372,17 @@ func DecodeResponse(body []byte) (*llm.Response, error) {
 			continue
 		}
 		if err != nil {
-			return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "anthropic: malformed response: " + err.Error()}
+			return nil, false, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "malformed message: " + err.Error()}
 		}
 		r.Content = append(r.Content, p)
 	}
-	return r, nil
+	return r, false, nil
 }
 
 // DecodeError turns an upstream error answer into an *llm.Error: the
 // error type from the body when there is one (else from the status), the
-// message (or the start of a non-JSON body), and RetryAfter from
+// message (a body without an error object is summarised by its status,
+// upstreamhttp.StatusText), and RetryAfter from
 // retry-after or, for rate limits, the anthropic-ratelimit-*-reset
 // headers. Provider is left for the caller.
 func DecodeError(status int, header http.Header, body []byte) *llm.Error {
@@ -387,14 +396,7 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 		}
 	} else {
 		e.Type = llm.TypeForStatus(status)
-		msg := strings.TrimSpace(string(body))
-		if len(msg) > 512 {
-			msg = msg[:512] + "…"
-		}
-		if msg == "" {
-			msg = http.StatusText(status)
-		}
-		e.Message = msg
+		e.Message = upstreamhttp.StatusText(status)
 	}
 	if e.Type == "" {
 		e.Type = llm.TypeForStatus(e.Status)

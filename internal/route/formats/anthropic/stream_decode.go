@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/omniedge/omni/internal/route/formats/sse"
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -72,9 +73,9 @@ func (d *streamDecoder) Next() (llm.Event, error) {
 		ev, err := d.sse.Next()
 		switch {
 		case err == io.EOF:
-			d.fail(http.StatusBadGateway, "anthropic: stream ended before message_stop")
+			d.fail(http.StatusBadGateway, "it ended before message_stop")
 		case err != nil:
-			d.fail(0, "anthropic: reading stream: "+err.Error())
+			d.fail(0, upstreamhttp.DescribeRead(err))
 		default:
 			d.handle(ev.Name, ev.Data)
 		}
@@ -98,14 +99,12 @@ func (d *streamDecoder) fail(status int, msg string) {
 }
 
 func (d *streamDecoder) failWith(e *llm.Error) {
-	e.InStream = true
-	e.Provider = d.provider
-	d.emit(llm.Event{Type: llm.EventError, Err: e})
+	d.emit(llm.Event{Type: llm.EventError, Err: upstreamhttp.StreamFailed(d.provider, e)})
 	d.done = true
 }
 
 func (d *streamDecoder) malformed(format string, args ...any) {
-	d.fail(http.StatusBadGateway, "anthropic: malformed stream: "+fmt.Sprintf(format, args...))
+	d.fail(http.StatusBadGateway, "malformed stream: "+fmt.Sprintf(format, args...))
 }
 
 func (d *streamDecoder) ensureStarted() {

@@ -488,8 +488,9 @@ func TestDecodeError(t *testing.T) {
 		t.Errorf("%+v", e)
 	}
 
-	e = DecodeError(502, nil, []byte("<html><body>502 Bad Gateway</body></html>"))
-	if e.Type != llm.ErrServer || !strings.Contains(e.Message, "502 Bad Gateway") {
+	// A body without an error object (a proxy's page) is not echoed.
+	e = DecodeError(502, nil, []byte("<html><body>502 Bad Gateway from 10.0.0.7</body></html>"))
+	if e.Type != llm.ErrServer || e.Message != "Bad Gateway" {
 		t.Errorf("%+v", e)
 	}
 

@@ -110,9 +110,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	req, err := upstreamhttp.NewRequest(ctx, method, c.url(path), rd, c.provider())
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "gemini: " + err.Error()}
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -124,16 +124,19 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte) (*htt
 	if c.APIKey != "" {
 		req.Header.Set("x-goog-api-key", c.APIKey)
 	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), "gemini", "gemini: upstream unreachable: ", DecodeError)
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
 }
 
 func (c *Client) read(resp *http.Response) ([]byte, error) {
 	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
 }
 
+// tag names the provider in an error of a 2xx answer: an error object or
+// a block the upstream answered with, or an answer it could not read
+// (labelled so where it was found).
 func (c *Client) tag(err error) error {
 	if le, ok := err.(*llm.Error); ok {
-		le.Provider = c.provider()
+		return upstreamhttp.Answered(c.provider(), le.Status, le)
 	}
 	return err
 }
@@ -224,9 +227,7 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	}
 	var out BatchEmbedContentsResponse
 	if err := json.Unmarshal(b, &out); err != nil || len(out.Embeddings) != len(inputs) {
-		e := upstreamError("unreadable embeddings")
-		e.Provider = c.provider()
-		return nil, llm.Usage{}, e
+		return nil, llm.Usage{}, c.tag(upstreamError("not the embeddings asked for"))
 	}
 	vecs := make([][]float32, len(out.Embeddings))
 	for i, e := range out.Embeddings {
@@ -255,9 +256,7 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		}
 		var list ListModelsResponse
 		if err := json.Unmarshal(b, &list); err != nil {
-			e := upstreamError("malformed model list")
-			e.Provider = c.provider()
-			return nil, e
+			return nil, c.tag(upstreamError("malformed model list"))
 		}
 		for _, m := range list.Models {
 			ids = append(ids, strings.TrimPrefix(m.Name, "models/"))

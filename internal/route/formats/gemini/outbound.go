@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -372,7 +373,12 @@ func (a *answer) add(p Part) {
 
 // upstreamError is the error for an unusable upstream answer.
 func upstreamError(msg string) *llm.Error {
-	return &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "gemini: " + msg}
+	return upstreamhttp.Unreadable("", &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: msg})
+}
+
+// streamError is the error for a stream that went wrong.
+func streamError(msg string) *llm.Error {
+	return &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: msg}
 }
 
 // DecodeResponse reads a GenerateContentResponse from an upstream. A
@@ -387,13 +393,13 @@ func DecodeResponse(body []byte) (*llm.Response, error) {
 	}
 	var in GenerateContentResponse
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, upstreamError("unreadable GenerateContentResponse")
+		return nil, upstreamError("not a GenerateContentResponse")
 	}
 	if len(in.Candidates) == 0 {
 		if pf := in.PromptFeedback; pf != nil && pf.BlockReason != "" {
 			return nil, blockedError(pf.BlockReason, pf.BlockReasonMessage)
 		}
-		return nil, upstreamError("response has no candidates")
+		return nil, upstreamError("a response without candidates")
 	}
 	c := in.Candidates[0]
 	a := answer{respID: in.ResponseID}
@@ -450,7 +456,7 @@ func googleError(d ErrorDetail, status int) *llm.Error {
 		}
 	}
 	if e.Message == "" {
-		e.Message = http.StatusText(status)
+		e.Message = upstreamhttp.StatusText(status)
 	}
 	return e
 }
@@ -471,7 +477,7 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 	if json.Unmarshal(body, &eb) == nil && (eb.Error.Message != "" || eb.Error.Status != "") {
 		e = googleError(eb.Error, status)
 	} else {
-		e = &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: http.StatusText(status)}
+		e = &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: upstreamhttp.StatusText(status)}
 	}
 	if header != nil {
 		if s, err := strconv.Atoi(header.Get("Retry-After")); err == nil && s > 0 {

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/omniedge/omni/internal/route/formats/sse"
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -86,7 +87,7 @@ func (d *streamDecoder) Next() (llm.Event, error) {
 		case err == io.EOF:
 			d.end()
 		case err != nil:
-			d.fail(&llm.Error{Status: 0, Type: llm.ErrServer, Message: "gemini: reading stream: " + err.Error()})
+			d.fail(&llm.Error{Status: 0, Type: llm.ErrServer, Message: upstreamhttp.DescribeRead(err)})
 		default:
 			d.handle(data)
 		}
@@ -106,9 +107,7 @@ func (d *streamDecoder) Close() error {
 func (d *streamDecoder) emit(ev llm.Event) { d.queue = append(d.queue, ev) }
 
 func (d *streamDecoder) fail(e *llm.Error) {
-	e.InStream = true
-	e.Provider = d.provider
-	d.queue = append(d.queue, llm.Event{Type: llm.EventError, Err: e})
+	d.queue = append(d.queue, llm.Event{Type: llm.EventError, Err: upstreamhttp.StreamFailed(d.provider, e)})
 	d.done = true
 }
 
@@ -133,7 +132,7 @@ func (d *streamDecoder) handle(data []byte) {
 	}
 	var c GenerateContentResponse
 	if err := json.Unmarshal(data, &c); err != nil {
-		d.fail(upstreamError("unreadable stream chunk: " + err.Error()))
+		d.fail(streamError("malformed chunk: " + err.Error()))
 		return
 	}
 	if !d.started {
@@ -215,9 +214,9 @@ func (d *streamDecoder) part(p Part) {
 func (d *streamDecoder) end() {
 	switch {
 	case !d.started:
-		d.fail(upstreamError("stream carried no response"))
+		d.fail(streamError("it carried no response"))
 	case d.finish == "":
-		d.fail(upstreamError("stream ended before a finish reason"))
+		d.fail(streamError("it ended before a finish reason"))
 	default:
 		d.closeOpen()
 		u := usageIn(d.usage)
@@ -233,7 +232,7 @@ func replayChunks(body []byte, provider string) (llm.Stream, error) {
 	var chunks []json.RawMessage
 	if len(body) > 0 && body[0] == '[' {
 		if err := json.Unmarshal(body, &chunks); err != nil {
-			return nil, upstreamError("unreadable stream array")
+			return nil, upstreamError("not a stream array")
 		}
 	} else {
 		chunks = []json.RawMessage{body}

@@ -60,10 +60,13 @@ func (c *Client) options(ctx context.Context) EncodeOptions {
 	return o
 }
 
+// tag names the provider in an error of a 2xx answer: an error object
+// the upstream answered with, or an answer it could not read (labelled
+// so where it was found).
 func (c *Client) tag(err error) error {
 	var le *llm.Error
-	if errors.As(err, &le) && le.Provider == "" {
-		le.Provider = c.provider()
+	if errors.As(err, &le) {
+		return upstreamhttp.Answered(c.provider(), le.Status, le)
 	}
 	return err
 }
@@ -74,9 +77,9 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, accep
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+	req, err := upstreamhttp.NewRequest(ctx, method, c.url(path), rd, c.provider())
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "ollama: " + err.Error()}
+		return nil, err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -89,7 +92,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, accep
 	if c.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), "ollama", "upstream unreachable: ", DecodeError)
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
 }
 
 func (c *Client) read(resp *http.Response) ([]byte, error) {
@@ -113,7 +116,10 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 		return nil, err
 	}
 	out, err := decodeResponse(b, requestMinter(req))
-	return out, c.tag(err)
+	if err != nil {
+		return nil, c.tag(err)
+	}
+	return out, nil
 }
 
 // Stream sends req streamed to POST /api/chat as model. Errors before the
@@ -141,21 +147,7 @@ func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (ll
 		}
 		return &llm.SliceStream{Events: llm.Events(full)}, nil
 	}
-	return &providerStream{streamDecoder: newStreamDecoder(resp.Body, requestMinter(req)), provider: c.provider()}, nil
-}
-
-// providerStream names the provider in in-stream errors.
-type providerStream struct {
-	*streamDecoder
-	provider string
-}
-
-func (s *providerStream) Next() (llm.Event, error) {
-	ev, err := s.streamDecoder.Next()
-	if ev.Err != nil && ev.Err.Provider == "" {
-		ev.Err.Provider = s.provider
-	}
-	return ev, err
+	return newStreamDecoder(resp.Body, requestMinter(req), c.provider()), nil
 }
 
 // Embed implements router.Embedder through POST /api/embed.
@@ -176,7 +168,7 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	}
 	var out EmbedResponse
 	if err := json.Unmarshal(raw, &out); err != nil || len(out.Embeddings) != len(inputs) {
-		return nil, llm.Usage{}, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream sent unreadable embeddings"}
+		return nil, llm.Usage{}, upstreamhttp.Unreadable(c.provider(), &llm.Error{Status: http.StatusBadGateway, Message: "not the embeddings asked for"})
 	}
 	return out.Embeddings, llm.Usage{InputTokens: out.PromptEvalCount}, nil
 }
@@ -193,7 +185,7 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 	}
 	var list TagsResponse
 	if err := json.Unmarshal(b, &list); err != nil {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.provider(), Message: "upstream sent an unreadable model list"}
+		return nil, upstreamhttp.Unreadable(c.provider(), &llm.Error{Status: http.StatusBadGateway, Message: "not a model list"})
 	}
 	ids := make([]string, 0, len(list.Models))
 	for _, m := range list.Models {

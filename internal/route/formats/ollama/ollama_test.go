@@ -105,13 +105,13 @@ func TestStreamErrorsAndTruncation(t *testing.T) {
 	// A status on the error line is kept.
 	s := NewStreamDecoder(io.NopCloser(strings.NewReader(`{"error":"model requires more system memory","status":500}` + "\n")))
 	ev, _ := s.Next()
-	if ev.Type != llm.EventError || ev.Err.Status != 500 || ev.Err.Message != "model requires more system memory" {
+	if ev.Type != llm.EventError || ev.Err.Status != 500 || ev.Err.Message != "upstream stream failed: model requires more system memory" {
 		t.Fatalf("error line: %+v", ev)
 	}
 	// A line longer than the bound is an error, not a hang or a panic.
 	long := `{"model":"m","message":{"role":"assistant","content":"` + strings.Repeat("a", maxLine) + `"},"done":false}` + "\n"
 	evs := formattest.Events(t, NewStreamDecoder(io.NopCloser(strings.NewReader(long))))
-	if len(evs) != 1 || evs[0].Type != llm.EventError || !strings.Contains(evs[0].Err.Message, "exceeds") {
+	if len(evs) != 1 || evs[0].Type != llm.EventError || !strings.Contains(evs[0].Err.Message, "longer than") {
 		t.Fatalf("long line: %+v", evs)
 	}
 	// Garbage is an error event.

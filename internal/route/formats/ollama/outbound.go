@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -220,6 +221,9 @@ func upstreamError(msg string) *llm.Error {
 	return &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: msg}
 }
 
+// unreadable is the error for an answer that is not one.
+func unreadable(msg string) *llm.Error { return upstreamhttp.Unreadable("", upstreamError(msg)) }
+
 // DecodeResponse reads a non-streamed /api/chat answer. An upstream that
 // streamed anyway (NDJSON) is folded.
 func DecodeResponse(body []byte) (*llm.Response, error) {
@@ -233,14 +237,14 @@ func decodeResponse(body []byte, mint *idMinter) (*llm.Response, error) {
 	var in ChatResponse
 	if err := json.Unmarshal(body, &in); err != nil {
 		if bytes.Count(bytes.TrimSpace(body), []byte("\n")) > 0 {
-			r, err := llm.Collect(newStreamDecoder(io.NopCloser(bytes.NewReader(body)), mint))
+			r, err := llm.Collect(newStreamDecoder(io.NopCloser(bytes.NewReader(body)), mint, ""))
 			var le *llm.Error
 			if err != nil && !errors.As(err, &le) {
-				return nil, upstreamError("upstream sent an unreadable Ollama chat response")
+				return nil, unreadable("not an Ollama chat answer")
 			}
 			return r, err
 		}
-		return nil, upstreamError("upstream sent an unreadable Ollama chat response")
+		return nil, unreadable("not an Ollama chat answer")
 	}
 	var eb ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
@@ -266,14 +270,13 @@ func decodeResponse(body []byte, mint *idMinter) (*llm.Response, error) {
 	return r, nil
 }
 
-// DecodeError maps an upstream error response ({"error":"…"} or text).
+// DecodeError maps an upstream error response ({"error":"…"}; any other
+// body is summarised by its status, upstreamhttp.StatusText).
 func DecodeError(status int, header http.Header, body []byte) *llm.Error {
-	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: http.StatusText(status)}
+	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: upstreamhttp.StatusText(status)}
 	var eb ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error != "" {
 		e.Message = eb.Error
-	} else if t := strings.TrimSpace(string(body)); t != "" && len(t) <= 1024 && !strings.HasPrefix(t, "<") {
-		e.Message = t
 	}
 	if s, err := strconv.Atoi(header.Get("Retry-After")); err == nil && s > 0 {
 		e.RetryAfter = time.Duration(s) * time.Second
@@ -286,30 +289,33 @@ const maxLine = 8 << 20
 
 // streamDecoder turns an upstream NDJSON stream into canonical events.
 type streamDecoder struct {
-	body    io.ReadCloser
-	sc      *bufio.Scanner
-	mint    *idMinter
-	queue   []llm.Event
-	started bool
-	ended   bool
-	open    int // canonical index of the open text or thinking part, -1 none
-	kind    llm.PartType
-	next    int
-	tools   bool
+	provider string // named in errors
+	body     io.ReadCloser
+	sc       *bufio.Scanner
+	mint     *idMinter
+	queue    []llm.Event
+	started  bool
+	ended    bool
+	open     int // canonical index of the open text or thinking part, -1 none
+	kind     llm.PartType
+	next     int
+	tools    bool
 }
 
 // NewStreamDecoder reads an upstream /api/chat NDJSON stream.
 func NewStreamDecoder(body io.ReadCloser) llm.Stream {
-	return newStreamDecoder(body, nil)
+	return newStreamDecoder(body, nil, "")
 }
 
-func newStreamDecoder(body io.ReadCloser, mint *idMinter) *streamDecoder {
+// newStreamDecoder is NewStreamDecoder minting tool-call ids with mint
+// and naming provider in its errors.
+func newStreamDecoder(body io.ReadCloser, mint *idMinter, provider string) *streamDecoder {
 	if mint == nil {
 		mint = &idMinter{}
 	}
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	return &streamDecoder{body: body, sc: sc, mint: mint, open: -1}
+	return &streamDecoder{body: body, sc: sc, mint: mint, provider: provider, open: -1}
 }
 
 func (d *streamDecoder) Close() error { return d.body.Close() }
@@ -317,8 +323,7 @@ func (d *streamDecoder) Close() error { return d.body.Close() }
 func (d *streamDecoder) emit(ev llm.Event) { d.queue = append(d.queue, ev) }
 
 func (d *streamDecoder) fail(e *llm.Error) {
-	e.InStream = true
-	d.emit(llm.Event{Type: llm.EventError, Err: e})
+	d.emit(llm.Event{Type: llm.EventError, Err: upstreamhttp.StreamFailed(d.provider, e)})
 	d.ended = true
 }
 
@@ -368,11 +373,11 @@ func (d *streamDecoder) step() {
 	err := d.sc.Err()
 	switch {
 	case errors.Is(err, bufio.ErrTooLong):
-		d.fail(upstreamError("upstream stream line exceeds " + strconv.Itoa(maxLine>>20) + " MiB"))
+		d.fail(upstreamError("a line is longer than " + strconv.Itoa(maxLine>>20) + " MiB"))
 	case err != nil:
-		d.fail(upstreamError("reading upstream stream: " + err.Error()))
+		d.fail(upstreamError(upstreamhttp.DescribeRead(err)))
 	default:
-		d.fail(upstreamError("upstream stream ended before done"))
+		d.fail(upstreamError("it ended before done"))
 	}
 }
 
@@ -388,7 +393,7 @@ func (d *streamDecoder) line(line []byte) {
 	}
 	var c ChatResponse
 	if err := json.Unmarshal(line, &c); err != nil {
-		d.fail(upstreamError("upstream sent an unreadable stream line"))
+		d.fail(upstreamError("a line was not JSON"))
 		return
 	}
 	if !d.started {

@@ -120,7 +120,7 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 		Usage EmbeddingUsage `json:"usage"`
 	}
 	if err := json.Unmarshal(raw, &out); err != nil || len(out.Data) != len(inputs) {
-		return nil, llm.Usage{}, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: c.Provider, Message: "upstream sent unreadable embeddings"}
+		return nil, llm.Usage{}, upstreamhttp.Unreadable(c.Provider, &llm.Error{Status: http.StatusBadGateway, Message: "not the embeddings asked for"})
 	}
 	sort.Slice(out.Data, func(i, j int) bool { return out.Data[i].Index < out.Data[j].Index })
 	vecs := make([][]float32, len(out.Data))

@@ -214,10 +214,10 @@ func usageIn(u *Usage) llm.Usage {
 func DecodeResponse(body []byte) (*llm.Response, error) {
 	var in ChatResponse
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream sent an unreadable chat completion"}
+		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "not a chat completion"}
 	}
 	if len(in.Choices) == 0 || in.Choices[0].Message == nil {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream chat completion has no choices"}
+		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "a chat completion without choices"}
 	}
 	m := in.Choices[0].Message
 	r := &llm.Response{ID: in.ID, Model: in.Model, Usage: usageIn(in.Usage), Created: time.Unix(in.Created, 0).UTC()}
@@ -238,7 +238,7 @@ func DecodeResponse(body []byte) (*llm.Response, error) {
 
 // DecodeError maps an upstream error response.
 func DecodeError(status int, header http.Header, body []byte) *llm.Error {
-	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: http.StatusText(status)}
+	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: upstreamhttp.StatusText(status)}
 	var eb ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
 		e.Message = eb.Error.Message
@@ -254,19 +254,20 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 
 // streamDecoder turns an upstream chunk stream into canonical events.
 type streamDecoder struct {
-	body    io.ReadCloser
-	sc      *bufio.Scanner
-	queue   []llm.Event
-	started bool
-	ended   bool
-	open    int // canonical index of the open part, -1 none
-	kind    llm.PartType
-	next    int         // next canonical index
-	tools   map[int]int // upstream tool index -> canonical index
-	finish  string
-	usage   llm.Usage
-	sawDone bool
-	closed  bool
+	body     io.ReadCloser
+	provider string // named in errors
+	sc       *bufio.Scanner
+	queue    []llm.Event
+	started  bool
+	ended    bool
+	open     int // canonical index of the open part, -1 none
+	kind     llm.PartType
+	next     int         // next canonical index
+	tools    map[int]int // upstream tool index -> canonical index
+	finish   string
+	usage    llm.Usage
+	sawDone  bool
+	closed   bool
 }
 
 // After [DONE], what is left of an upstream body (the chunked terminator,
@@ -279,11 +280,16 @@ const (
 
 // NewStreamDecoder reads an upstream SSE chat completion stream.
 func NewStreamDecoder(body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, "")
+}
+
+// newStreamDecoder is NewStreamDecoder naming provider in its errors.
+func newStreamDecoder(body io.ReadCloser, provider string) *streamDecoder {
 	sc := bufio.NewScanner(body)
 	// Chunks are a few hundred bytes: start small and let the scanner grow
 	// the buffer for the rare long line, up to 8 MiB.
 	sc.Buffer(make([]byte, 4<<10), 8<<20)
-	return &streamDecoder{body: body, sc: sc, open: -1, tools: map[int]int{}}
+	return &streamDecoder{body: body, sc: sc, provider: provider, open: -1, tools: map[int]int{}}
 }
 
 // Close releases the upstream body. After a complete stream the rest of
@@ -336,8 +342,7 @@ func (d *streamDecoder) part(kind llm.PartType, start *llm.Part, toolIdx int) in
 }
 
 func (d *streamDecoder) fail(e *llm.Error) {
-	e.InStream = true
-	d.emit(llm.Event{Type: llm.EventError, Err: e})
+	d.emit(llm.Event{Type: llm.EventError, Err: upstreamhttp.StreamFailed(d.provider, e)})
 	d.ended = true
 }
 
@@ -375,14 +380,14 @@ func (d *streamDecoder) step() {
 		}
 	}
 	if err := d.sc.Err(); err != nil && !errors.Is(err, io.EOF) {
-		d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "reading upstream stream: " + err.Error()})
+		d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: upstreamhttp.DescribeRead(err)})
 		return
 	}
 	if d.finish != "" {
 		d.finishStream() // some servers omit [DONE]
 		return
 	}
-	d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended before it finished"})
+	d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "it ended before it finished"})
 }
 
 // streamChunk is a chunk or an in-stream error, read in one pass.
@@ -407,7 +412,7 @@ func (d *streamDecoder) chunk(data []byte) {
 		}
 		if sc.Error == nil {
 			if err := json.Unmarshal(data, &sc.ChatResponse); err != nil {
-				d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream sent an unreadable stream chunk"})
+				d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "a chunk was unreadable (not JSON)"})
 				return
 			}
 		}
@@ -462,7 +467,7 @@ func (d *streamDecoder) chunk(data []byte) {
 
 func (d *streamDecoder) finishStream() {
 	if !d.started {
-		d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream carried no completion"})
+		d.fail(&llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "it carried no completion"})
 		return
 	}
 	d.closeOpen()
@@ -482,7 +487,7 @@ type Client struct {
 }
 
 func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body))
+	req, err := upstreamhttp.NewRequest(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body), c.Provider)
 	if err != nil {
 		return nil, err
 	}
@@ -493,7 +498,7 @@ func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Resp
 	for k, v := range c.Headers {
 		req.Header.Set(k, v)
 	}
-	return upstreamhttp.Send(c.HTTP, req, c.Provider, "", "upstream unreachable: ", DecodeError)
+	return upstreamhttp.Send(c.HTTP, req, c.Provider, DecodeError)
 }
 
 // Chat sends a non-streaming request.
@@ -512,7 +517,14 @@ func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.R
 	if err != nil {
 		return nil, err
 	}
-	return DecodeResponse(b)
+	out, err := DecodeResponse(b)
+	if err != nil {
+		if le, ok := err.(*llm.Error); ok {
+			return nil, upstreamhttp.Unreadable(c.Provider, le)
+		}
+		return nil, err
+	}
+	return out, nil
 }
 
 // Stream sends a streaming request.
@@ -527,7 +539,7 @@ func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.
 	if err != nil {
 		return nil, err
 	}
-	return NewStreamDecoder(resp.Body), nil
+	return newStreamDecoder(resp.Body, c.Provider), nil
 }
 
 type nativeKey struct{}

@@ -26,10 +26,10 @@ func TestStreamChunkErrorField(t *testing.T) {
 	const failed = `data: {"id":"c1","model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}` + "\n\n" +
 		`data: {"error":{"message":"slow down","type":"rate_limit_error"},"choices":"x"}` + "\n\n"
 	var le *llm.Error
-	if _, err := collectSSE(t, failed); !errors.As(err, &le) || le.Status != 429 || le.Message != "slow down" {
+	if _, err := collectSSE(t, failed); !errors.As(err, &le) || le.Status != 429 || le.Message != "upstream stream failed: slow down" {
 		t.Fatalf("error object: %v", err)
 	}
-	if _, err := collectSSE(t, "data: {not json\n\n"); !errors.As(err, &le) || le.Message != "upstream sent an unreadable stream chunk" {
+	if _, err := collectSSE(t, "data: {not json\n\n"); !errors.As(err, &le) || le.Message != "upstream stream failed: a chunk was unreadable (not JSON)" {
 		t.Fatalf("bad chunk: %v", err)
 	}
 }

@@ -68,9 +68,9 @@ func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Resp
 	if stream {
 		ctx = upstreamhttp.Streamed(ctx)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url(), bytes.NewReader(body))
+	req, err := upstreamhttp.NewRequest(ctx, http.MethodPost, c.url(), bytes.NewReader(body), c.provider())
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: c.provider(), Message: "responses: " + err.Error()}
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if stream {
@@ -85,7 +85,7 @@ func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Resp
 	if c.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+c.APIKey)
 	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), "responses", "responses: upstream unreachable: ", DecodeError)
+	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
 }
 
 func (c *Client) encode(ctx context.Context, r *llm.Request, model string, stream bool) ([]byte, error) {
@@ -101,7 +101,9 @@ func (c *Client) readResponse(resp *http.Response) (*llm.Response, error) {
 	}
 	r, err := DecodeResponse(b)
 	if le, ok := err.(*llm.Error); ok {
-		le.Provider = c.provider()
+		// A failed response (its error, answered) or an unreadable one
+		// (labelled so where it was found).
+		return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
 	}
 	return r, err
 }

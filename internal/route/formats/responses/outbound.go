@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -384,7 +385,7 @@ func hasCalls(parts []llm.Part) bool {
 func DecodeResponse(body []byte) (*llm.Response, error) {
 	var in Response
 	if err := json.Unmarshal(body, &in); err != nil {
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream sent an unreadable response object"}
+		return nil, upstreamhttp.Unreadable("", &llm.Error{Status: http.StatusBadGateway, Message: "not a response object"})
 	}
 	if in.Status == "failed" {
 		return nil, failedError(in.Error)
@@ -418,7 +419,7 @@ func statusForCode(code string) int {
 // failedError turns a failed response's error into an *llm.Error.
 func failedError(e *ResponseError) *llm.Error {
 	if e == nil {
-		e = &ResponseError{Code: "server_error", Message: "upstream response failed"}
+		e = &ResponseError{Code: "server_error", Message: "the response failed"}
 	}
 	status := statusForCode(e.Code)
 	return &llm.Error{Status: status, Type: llm.TypeForStatus(status), Code: e.Code, Message: e.Message}
@@ -426,7 +427,7 @@ func failedError(e *ResponseError) *llm.Error {
 
 // DecodeError maps an upstream error response.
 func DecodeError(status int, header http.Header, body []byte) *llm.Error {
-	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: http.StatusText(status)}
+	e := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: upstreamhttp.StatusText(status)}
 	var eb ErrorBody
 	if json.Unmarshal(body, &eb) == nil && eb.Error.Message != "" {
 		e.Message = eb.Error.Message

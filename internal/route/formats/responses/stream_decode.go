@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -87,9 +88,9 @@ func (d *streamDecoder) Next() (llm.Event, error) {
 		data, err := d.readEvent()
 		switch {
 		case err == io.EOF:
-			d.fail(http.StatusBadGateway, "responses: stream ended before the response completed")
+			d.fail(http.StatusBadGateway, "it ended before the response completed")
 		case err != nil:
-			d.fail(0, "responses: reading stream: "+err.Error())
+			d.fail(0, upstreamhttp.DescribeRead(err))
 		default:
 			d.handle(data)
 		}
@@ -149,14 +150,12 @@ func (d *streamDecoder) fail(status int, msg string) {
 }
 
 func (d *streamDecoder) failWith(e *llm.Error) {
-	e.InStream = true
-	e.Provider = d.provider
-	d.queue = append(d.queue, llm.Event{Type: llm.EventError, Err: e})
+	d.queue = append(d.queue, llm.Event{Type: llm.EventError, Err: upstreamhttp.StreamFailed(d.provider, e)})
 	d.done = true
 }
 
 func (d *streamDecoder) malformed(format string, args ...any) {
-	d.fail(http.StatusBadGateway, "responses: malformed stream: "+fmt.Sprintf(format, args...))
+	d.fail(http.StatusBadGateway, "malformed stream: "+fmt.Sprintf(format, args...))
 }
 
 func (d *streamDecoder) ensureStarted(id, model string) {
@@ -260,7 +259,7 @@ func (d *streamDecoder) handle(data []byte) {
 		}
 		msg := ev.Message
 		if msg == "" {
-			msg = "upstream stream error"
+			msg = "an error event without a message"
 		}
 		e := failedError(&ResponseError{Code: code, Message: msg})
 		d.failWith(e)

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -284,7 +285,10 @@ func Describe(err error) string {
 		record  tls.RecordHeaderError
 		alert   tls.AlertError
 	)
+	var parse *url.Error
 	switch {
+	case errors.As(err, &parse) && parse.Op == "parse":
+		return "the provider's base URL is not valid"
 	case errors.As(err, &dns):
 		return "the upstream host name could not be resolved"
 	case errors.Is(err, syscall.ECONNREFUSED):

@@ -18,7 +18,7 @@ import (
 func readAll(t *testing.T, hc *http.Client, ctx context.Context, url string) ([]byte, error) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	resp, err := Send(hc, req, "p", "f", "unreachable: ", decode)
+	resp, err := Send(hc, req, "p", decode)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func TestBoundedBodies(t *testing.T) {
 	// A client that goes away gets its context's error, not an upstream failure.
 	cctx, cancel := context.WithCancel(ctx)
 	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, srv.URL+"/stall", nil)
-	resp, err := Send(Bounded(srv.Client(), Limits{}), req, "p", "f", "unreachable: ", decode)
+	resp, err := Send(Bounded(srv.Client(), Limits{}), req, "p", decode)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestRedirectsAreUpstreamErrors(t *testing.T) {
 	for _, hc := range []*http.Client{nil, srv.Client(), Bounded(nil, Limits{})} {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/chat", strings.NewReader("{}"))
 		req.Header.Set("Authorization", "Bearer sk-provider")
-		_, err := Send(hc, req, "p", "f", "unreachable: ", decode)
+		_, err := Send(hc, req, "p", decode)
 		var le *llm.Error
 		if !errors.As(err, &le) || le.Status != http.StatusBadGateway || !strings.Contains(le.Message, "redirect") || strings.Contains(le.Message, target.URL) {
 			t.Fatalf("redirect answer: %v", err)
@@ -151,9 +151,9 @@ func TestDescribeHidesAddresses(t *testing.T) {
 		"http://no-such-host.invalid:8080/v1": "could not be resolved",
 	} {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
-		_, err := Send(nil, req, "p", "f", "unreachable: ", decode)
+		_, err := Send(nil, req, "p", decode)
 		var le *llm.Error
-		if !errors.As(err, &le) || !strings.HasPrefix(le.Message, "unreachable: ") || !strings.Contains(le.Message, want) {
+		if !errors.As(err, &le) || !strings.HasPrefix(le.Message, "p: upstream unreachable: ") || !strings.Contains(le.Message, want) {
 			t.Fatalf("%s: %v", url, err)
 		}
 		if strings.Contains(le.Message, "127.0.0.1") || strings.Contains(le.Message, "invalid") || strings.Contains(le.Message, "http") {

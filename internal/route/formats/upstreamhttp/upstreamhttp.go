@@ -29,40 +29,44 @@ type DecodeError func(status int, header http.Header, body []byte) *llm.Error
 // any other is copied with redirects refused, per call. Otherwise it
 // fails with:
 //
-//   - the context's error when the request's context ended, wrapped as
-//     "prefix: err" unless prefix is empty;
+//   - the context's error when the request's context ended;
 //   - for any other transport error, an *llm.Error of status 0 and type
-//     server whose message is unreachable followed by what kind of
-//     failure it was (Describe: no address, URL or host name);
-//   - for a 3xx answer, an *llm.Error of status 502 saying so;
+//     server (Unreachable: no address, URL or host name);
+//   - for a 3xx answer, an *llm.Error of status 502 saying so
+//     (Answered);
 //   - for another non-2xx answer, decode of its status, header and at
-//     most MaxErrorBody bytes of its body, which is closed.
+//     most MaxErrorBody bytes of its body, which is closed (Answered).
 //
-// The *llm.Error carries provider.
-func Send(hc *http.Client, req *http.Request, provider, prefix, unreachable string, decode DecodeError) (*http.Response, error) {
+// The *llm.Error names provider, in its Provider and its message.
+func Send(hc *http.Client, req *http.Request, provider string, decode DecodeError) (*http.Response, error) {
 	resp, err := noRedirect(hc).Do(req)
 	if err != nil {
 		if err := req.Context().Err(); err != nil {
-			if prefix == "" {
-				return nil, err
-			}
-			return nil, fmt.Errorf("%s: %w", prefix, err)
+			return nil, err
 		}
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: unreachable + Describe(err)}
+		return nil, Unreachable(provider, err)
 	}
 	if resp.StatusCode >= 300 && resp.StatusCode <= 399 {
 		resp.Body.Close()
-		return nil, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: provider,
-			Message: fmt.Sprintf("the upstream answered %d, a redirect, which the gateway does not follow: check the provider's base URL", resp.StatusCode)}
+		return nil, Answered(provider, resp.StatusCode, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer,
+			Message: "a redirect, which the gateway does not follow: check the provider's base URL"})
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxErrorBody))
-		e := decode(resp.StatusCode, resp.Header, b)
-		e.Provider = provider
-		return nil, e
+		return nil, Answered(provider, resp.StatusCode, decode(resp.StatusCode, resp.Header, b))
 	}
 	return resp, nil
+}
+
+// NewRequest builds an upstream request; a URL that does not parse is
+// an Unreachable error naming provider, not the URL.
+func NewRequest(ctx context.Context, method, url string, body io.Reader, provider string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
+	if err != nil {
+		return nil, Unreachable(provider, err)
+	}
+	return req, nil
 }
 
 // noRedirect returns hc when it already returns redirects as they are
@@ -84,8 +88,8 @@ func noRedirect(hc *http.Client) *http.Client {
 // every answer is (Limits.caps): by the client's own limits when it came
 // from Bounded, else by the default limits here. A failed read, a cut
 // included, is an *llm.Error of status 0 and type server naming
-// provider, whose message says which limit cut the answer or what kind
-// of failure it was — never an address or URL.
+// provider (Unreadable), whose message says which limit cut the answer
+// or what kind of failure it was — never an address or URL.
 func ReadBody(hc *http.Client, resp *http.Response, provider string) ([]byte, error) {
 	defer resp.Body.Close()
 	var rd io.Reader = resp.Body
@@ -103,7 +107,7 @@ func ReadBody(hc *http.Client, resp *http.Response, provider string) ([]byte, er
 		err = &limitError{fmt.Sprintf("the upstream answer is larger than %d bytes", limit)}
 	}
 	if err != nil {
-		return nil, &llm.Error{Status: 0, Type: llm.ErrServer, Provider: provider, Message: "reading the upstream answer: " + describeRead(err)}
+		return nil, Unreadable(provider, &llm.Error{Status: 0, Message: DescribeRead(err)})
 	}
 	return b, nil
 }
@@ -117,8 +121,10 @@ func bounded(hc *http.Client) bool {
 	return ok
 }
 
-// describeRead says why reading an answer failed, without addresses.
-func describeRead(err error) string {
+// DescribeRead says why reading an answer failed: the limit that cut it
+// (Bounded), the context's end, or the kind of failure (Describe) —
+// without addresses.
+func DescribeRead(err error) string {
 	var le *limitError
 	switch {
 	case errors.As(err, &le):
