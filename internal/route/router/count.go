@@ -122,7 +122,7 @@ func (r *Router) countOnce(ctx context.Context, c Connection, counter TokenCount
 		return 0, err
 	}
 	if n < 0 {
-		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: t.Provider, Message: "upstream answered a negative token count"}
+		return 0, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Provider: t.Provider, Message: t.Provider + ": upstream answer unreadable: a negative token count"}
 	}
 	return n, nil
 }

@@ -32,9 +32,7 @@ func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string
 		TotalTokens *int `json:"totalTokens"`
 	}
 	if err := json.Unmarshal(b, &out); err != nil || out.TotalTokens == nil || *out.TotalTokens < 0 {
-		e := upstreamError("malformed countTokens answer")
-		e.Provider = c.provider()
-		return 0, e
+		return 0, c.tag(upstreamError("malformed countTokens answer"))
 	}
 	return *out.TotalTokens, nil
 }
