@@ -474,8 +474,12 @@ func startGatewayWith(ctx context.Context, bin, tmp, upstreamURL, extra string) 
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "route", "--config", confPath, "--data", data,
-		"--route-listen", "127.0.0.1:0", "--metrics-listen", "off", "--log-level", "info", "--log-format", "text")
+	args := []string{"serve", "route", "--config", confPath, "--data", data,
+		"--route-listen", "127.0.0.1:0", "--log-level", "info", "--log-format", "text"}
+	if hasFlag(bin, "metrics-listen") { // builds before the metrics listener have none to turn off
+		args = append(args, "--metrics-listen", "off")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Env = cleanEnv()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -521,6 +525,13 @@ func startGatewayWith(ctx context.Context, bin, tmp, upstreamURL, extra string) 
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// hasFlag reports whether bin's serve command takes --name (the
+// features comparison runs an older build beside this one).
+func hasFlag(bin, name string) bool {
+	out, _ := exec.Command(bin, "serve", "route", "-h").CombinedOutput()
+	return strings.Contains(string(out), "-"+name+" ")
 }
 
 // cleanEnv drops OMNI_* settings of the caller so only the generated
