@@ -80,7 +80,7 @@ type Server struct {
 	log    *slog.Logger
 	cfg    Config
 	keys   [][32]byte
-	mux    *http.ServeMux
+	mux    *httpx.Mux
 
 	pipeline Pipeline
 
@@ -97,7 +97,7 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: http.NewServeMux(), pipeline: cfg.Pipeline,
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: httpx.NewMux(AuthGatewayKey), pipeline: cfg.Pipeline,
 		idle: make(chan struct{}, 1)}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
@@ -120,6 +120,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer s.handled()
 	s.mux.ServeHTTP(w, r)
 }
+
+// AuthGatewayKey names, in the route list, the routes that take a
+// gateway key (or none, from the gateway host or when anonymous use is
+// allowed).
+const AuthGatewayKey = "gateway key"
+
+// Routes lists the routes the server serves (for the endpoint table).
+func (s *Server) Routes() []httpx.Route { return s.mux.Routes() }
 
 func (s *Server) handled() {
 	if s.inflight.Add(-1) == 0 {

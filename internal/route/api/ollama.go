@@ -61,7 +61,7 @@ func (s *Server) registerOllama() {
 					Message: "the gateway does not " + what + ": it routes to the models its providers serve (GET /api/tags lists them)"}
 			}))
 		}
-		s.mux.Handle(prefix+"/api/", http.HandlerFunc(s.ollamaUnknown))
+		s.mux.Handle(prefix+"/api/", httpx.WithAuth("public", http.HandlerFunc(s.ollamaUnknown)))
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/backup"
@@ -52,6 +53,7 @@ type App struct {
 	// table (route/conversations); nil with Redis or without a database.
 	responses *conversations.SQL
 	handler   http.Handler
+	mux       *httpx.Mux    // handler's routes
 	settle    time.Duration // Deps.SettleTimeout
 	log       *slog.Logger
 }
@@ -209,7 +211,10 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	rs, sqlResponses := newResponseStore(cfg, d, st)
 	a.API.SetResponseStore(rs)
 	a.responses = sqlResponses
-	mux := http.NewServeMux()
+	// Every route is registered on a recording mux, so the gateway can
+	// list what it serves (Routes; docs/route-endpoints.md is made from it).
+	mux := httpx.NewMux("")
+	a.mux = mux
 	mgr.Register(mux)
 	// Database backups, export and import (route/backup): /api/db-backups.
 	if st != nil {
@@ -242,6 +247,10 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 // Handler serves the gateway (/v1 …) and, with a store, the management
 // API (/api/ …).
 func (a *App) Handler() http.Handler { return a.handler }
+
+// Routes lists the routes Handler serves, the gateway's and the
+// management API's, in registration order.
+func (a *App) Routes() []httpx.Route { return a.mux.Routes() }
 
 // Run keeps the routing table in step with changes made through other
 // replicas and records gateway key use, until ctx ends; then it waits

@@ -14,16 +14,31 @@ import (
 // maxBody bounds management request bodies.
 const maxBody = 1 << 20
 
+// Mux is where the management routes are registered: an http.ServeMux,
+// or an httpx.Mux that also lists them.
+type Mux interface {
+	Handle(pattern string, h http.Handler)
+}
+
+// Who may call a management route, as the route list names it.
+const (
+	AuthPublic  = "public"
+	AuthSession = "management session"
+	AuthIssuer  = "issuing gateway key or management session"
+)
+
 // Register adds the management routes to mux. It needs a store.
 //
 // Every route refuses what a web page of another site could send (see
 // origin.go); all but login, logout, setup and the login settings need
 // the dashboard login.
-func (m *Manager) Register(mux *http.ServeMux) {
+func (m *Manager) Register(mux Mux) {
 	if m.store == nil {
 		return
 	}
-	open := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.checked(h, jsonTypes))) }
+	open := func(pattern string, h httpx.HandlerFunc) {
+		mux.Handle(pattern, httpx.WithAuth(AuthPublic, noStore(m.checked(h, jsonTypes))))
+	}
 	guarded := m.Guarded(mux)
 
 	open("POST /api/auth/login", m.login)
@@ -83,9 +98,9 @@ func (m *Manager) Register(mux *http.ServeMux) {
 // the same checks as every other management route (the browser checks
 // and the login), for the packages that own their own management
 // endpoints (resilience, usage, cache …).
-func (m *Manager) Guarded(mux *http.ServeMux) func(pattern string, h httpx.HandlerFunc) {
+func (m *Manager) Guarded(mux Mux) func(pattern string, h httpx.HandlerFunc) {
 	return func(pattern string, h httpx.HandlerFunc) {
-		mux.Handle(pattern, noStore(m.checked(m.guard(h), jsonTypes)))
+		mux.Handle(pattern, httpx.WithAuth(AuthSession, noStore(m.checked(m.guard(h), jsonTypes))))
 	}
 }
 
@@ -93,9 +108,11 @@ func (m *Manager) Guarded(mux *http.ServeMux) func(pattern string, h httpx.Handl
 // import of a backup): besides JSON they accept the given body types.
 // Register only those routes through it: every body type it accepts is
 // one a web page of another site can send without a preflight.
-func (m *Manager) GuardedUpload(mux *http.ServeMux, types ...string) func(pattern string, h httpx.HandlerFunc) {
+func (m *Manager) GuardedUpload(mux Mux, types ...string) func(pattern string, h httpx.HandlerFunc) {
 	types = append(append([]string(nil), jsonTypes...), types...)
-	return func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.checked(m.guard(h), types))) }
+	return func(pattern string, h httpx.HandlerFunc) {
+		mux.Handle(pattern, httpx.WithAuth(AuthSession, noStore(m.checked(m.guard(h), types))))
+	}
 }
 
 // noStore keeps management answers out of caches.

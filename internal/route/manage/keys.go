@@ -25,7 +25,7 @@ import (
 // registerKeys adds the gateway key routes: management of keys and
 // their policy (behind the dashboard login), registered keys and the quota
 // check (a stored key with the issue scope, or the dashboard login).
-func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.HandlerFunc)) {
+func (m *Manager) registerKeys(mux Mux, guarded func(string, httpx.HandlerFunc)) {
 	guarded("GET /api/keys", m.listKeys)
 	guarded("POST /api/keys", m.createKey)
 	guarded("GET /api/keys/{id}", m.getKey)
@@ -34,7 +34,9 @@ func (m *Manager) registerKeys(mux *http.ServeMux, guarded func(string, httpx.Ha
 	guarded("GET /api/settings/registered-keys", m.getRegisteredSettings)
 	guarded("PUT /api/settings/registered-keys", m.putRegisteredSettings)
 
-	keyed := func(pattern string, h httpx.HandlerFunc) { mux.Handle(pattern, noStore(m.issuerAuth(h))) }
+	keyed := func(pattern string, h httpx.HandlerFunc) {
+		mux.Handle(pattern, httpx.WithAuth(AuthIssuer, noStore(m.issuerAuth(h))))
+	}
 	keyed("GET /api/v1/registered-keys", m.listRegistered)
 	keyed("POST /api/v1/registered-keys", m.issueRegistered)
 	keyed("GET /api/v1/registered-keys/{id}", m.getRegistered)
