@@ -168,7 +168,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if req.MaxTokens != nil {
 		call.MaxTokens = *req.MaxTokens
 	}
-	if native := anthropic.IsNative(ctx); len(req.Extra) > 0 || native {
+	if native := llm.DialectOf(ctx) == llm.DialectAnthropic; len(req.Extra) > 0 || native {
 		call.SetBilling(func() (int, string) { return billing(r, req, native) })
 	}
 	ctx, finish, err := s.admit(ctx, call)
@@ -371,20 +371,20 @@ func (s *Server) failed(ctx context.Context, err error, start time.Time) pipelin
 }
 
 // dialectOf names the client format of a request, from the mark its
-// handler put on the context (X.WithNative), and returns the function
-// that renders its errors (what writeError sends).
+// handler put on the context (llm.WithDialect, through X.WithNative), and
+// returns the function that renders its errors (what writeError sends).
 func dialectOf(ctx context.Context) (name string, encodeError func(*llm.Error) (int, []byte)) {
-	switch {
-	case anthropic.IsNative(ctx):
-		return "anthropic", anthropic.EncodeError
-	case gemini.IsNative(ctx):
-		return "gemini", gemini.EncodeError
-	case ollama.IsNative(ctx):
-		return "ollama", ollama.EncodeError
-	case responses.IsNative(ctx):
-		return "responses", responses.EncodeError
+	switch d := llm.DialectOf(ctx); d {
+	case llm.DialectAnthropic:
+		return string(d), anthropic.EncodeError
+	case llm.DialectGemini:
+		return string(d), gemini.EncodeError
+	case llm.DialectOllama:
+		return string(d), ollama.EncodeError
+	case llm.DialectResponses:
+		return string(d), responses.EncodeError
 	}
-	return "openai", openai.EncodeError // also embeddings, whose handlers mark no dialect
+	return string(llm.DialectOpenAI), openai.EncodeError // also embeddings, whose handlers mark no dialect
 }
 
 // clientStatus is the HTTP status the client of ctx receives for e: the
