@@ -17,6 +17,7 @@ type pkg struct {
 	dir     string
 	docs    []string // files carrying a package doc comment
 	imports map[string][]string
+	std     map[string][]string // imports from outside the module
 	isMain  bool
 }
 
@@ -49,7 +50,7 @@ func loadPackages(t *testing.T) map[string]*pkg {
 		rel, _ := filepath.Rel(root, filepath.Dir(path))
 		p := pkgs[rel]
 		if p == nil {
-			p = &pkg{dir: rel, imports: map[string][]string{}}
+			p = &pkg{dir: rel, imports: map[string][]string{}, std: map[string][]string{}}
 			pkgs[rel] = p
 		}
 		if f.Doc != nil && strings.TrimSpace(f.Doc.Text()) != "" {
@@ -62,6 +63,8 @@ func loadPackages(t *testing.T) map[string]*pkg {
 			v, _ := strconv.Unquote(imp.Path.Value)
 			if strings.HasPrefix(v, module) {
 				p.imports[strings.TrimPrefix(v, module)] = append(p.imports[strings.TrimPrefix(v, module)], filepath.Base(path))
+			} else {
+				p.std[v] = append(p.std[v], filepath.Base(path))
 			}
 		}
 		return nil
@@ -101,6 +104,48 @@ func TestImportRules(t *testing.T) {
 			case under(dir, "internal/edge/wire") && imp != "":
 				t.Errorf("%s imports %s: wire depends on nothing of ours", dir, imp)
 			}
+		}
+	}
+}
+
+// The request pipeline's stages know the pipeline's contract, never the
+// HTTP transport or a client format; the contract itself imports neither.
+var (
+	pipelineStages = []string{"internal/route/limits", "internal/route/usage", "internal/route/cache",
+		"internal/route/resilience", "internal/route/conversations", "internal/route/pipeline"}
+	transports = []string{"internal/route/api", "internal/route/formats", "internal/route/app", "internal/route/manage",
+		"internal/platform/httpx"}
+)
+
+func TestPipelineStagesImportNoTransport(t *testing.T) {
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	pkgs := loadPackages(t)
+	for _, dir := range pipelineStages {
+		p := pkgs[filepath.FromSlash(dir)]
+		if p == nil {
+			t.Errorf("%s: package not found", dir)
+			continue
+		}
+		for imp, files := range p.imports {
+			if under(imp, "internal/route/api") || under(imp, "internal/route/formats") {
+				t.Errorf("%s imports %s (%v): a pipeline stage imports route/pipeline, never the transport or a format", dir, imp, files)
+			}
+			if dir == "internal/route/pipeline" {
+				for _, tr := range transports {
+					if under(imp, tr) {
+						t.Errorf("%s imports %s (%v): the pipeline imports no transport or format package", dir, imp, files)
+					}
+				}
+			}
+		}
+	}
+	p := pkgs[filepath.FromSlash("internal/route/pipeline")]
+	if p == nil {
+		return
+	}
+	for imp, files := range p.std {
+		if under(imp, "net/http") {
+			t.Errorf("internal/route/pipeline imports %s (%v): the pipeline imports no transport", imp, files)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -39,15 +40,6 @@ type ModelInfo struct {
 	ID      string
 	OwnedBy string
 	Kind    string // chat, embedding, image, combo, alias
-}
-
-// ModelPolicy is implemented by a gate that restricts the models a key
-// may use (route/limits). The metadata endpoints (Ollama's /api/show,
-// /api/ps) ask it without running a call: nothing is counted or recorded.
-type ModelPolicy interface {
-	// Permits returns the gate's refusal (*llm.Error 403) when the key
-	// may not use model, nil when it may or the gate has no say.
-	Permits(ctx context.Context, keyID, model string) error
 }
 
 // KeyChecker finds the gateway key (managed at run time) a raw key is,
@@ -69,7 +61,7 @@ type Config struct {
 	APIKeys        []string                 // raw keys accepted
 	Keys           KeyChecker               // further accepted keys (nil: none)
 	MaxBody        int64                    // request body limit (default 32 MiB)
-	Pipeline       Pipeline                 // idempotency, gates and cache around the router
+	Pipeline       pipeline.Stages          // idempotency, gates and cache around the router
 }
 
 // Server serves the gateway API.
@@ -82,9 +74,9 @@ type Server struct {
 	keys   [][32]byte
 	mux    *httpx.Mux
 
-	pipeline Pipeline
+	pipeline pipeline.Stages
 
-	responses ResponseStore // conversations behind stored Responses (responses.go)
+	responses pipeline.ResponseStore // conversations behind stored Responses (responses.go)
 
 	// Requests being handled, for Settle: a gate hears how a call ended
 	// before its handler returns.

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 )
 
 // HeaderTokenCount says where the answer of a token count came from:
@@ -24,7 +25,7 @@ const (
 // its adapter counts and estimates otherwise. The source is named in
 // HeaderTokenCount on w.
 func (s *Server) countTokens(ctx context.Context, w http.ResponseWriter, r *http.Request, req *llm.Request) (int, error) {
-	call := &Call{KeyID: KeyIDFrom(ctx), Endpoint: r.URL.Path, Model: req.Model, Session: sessionID(r), Request: req,
+	call := &pipeline.Call{KeyID: KeyIDFrom(ctx), Endpoint: r.URL.Path, Model: req.Model, Session: sessionID(r), Request: req,
 		Start: s.clock.Now(), Choices: 1, Count: true}
 	ctx, finish, err := s.admit(ctx, call)
 	if err != nil {
@@ -36,7 +37,7 @@ func (s *Server) countTokens(ctx context.Context, w http.ResponseWriter, r *http
 		return 0, err
 	}
 	el := s.clock.Now().Sub(call.Start)
-	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, TTFT: el, Latency: el}
+	o := pipeline.Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, TTFT: el, Latency: el}
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
 	}

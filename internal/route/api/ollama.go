@@ -13,6 +13,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/formats/ollama"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 )
 
@@ -227,7 +228,7 @@ func (s *Server) ollamaCard(ctx context.Context, model string) (ollama.ModelCard
 func (s *Server) permits(ctx context.Context, model string) error {
 	id := KeyIDFrom(ctx)
 	for _, g := range s.pipeline.Gates {
-		if p, ok := g.(ModelPolicy); ok {
+		if p, ok := g.(pipeline.ModelPolicy); ok {
 			if err := p.Permits(ctx, id, model); err != nil {
 				return err
 			}

@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -29,125 +30,8 @@ import (
 //
 //	idempotency → gates (limits, budgets, accounting) → cache → router
 //
-// Each stage is an interface owned here and implemented elsewhere
-// (route/limits, route/cache, route/usage …); all are optional.
-
-// Call describes a routed request to the gates before it runs.
-type Call struct {
-	KeyID       string // the gateway key's id; "" when the request carried none
-	Endpoint    string // the request path
-	Model       string // as the client named it
-	Stream      bool
-	Session     string // the sticky-session id, if any
-	InputTokens int    // estimated from the request
-	MaxTokens   int    // the request's output cap, 0 when unset
-	// Choices is how many answers the request asks the upstream for
-	// (OpenAI's n): each may write MaxTokens. 1 when unset.
-	Choices int
-	// Unpriced names what the request asks for that an upstream bills
-	// beyond its tokens, at prices the gateway does not know — a
-	// priority service tier, tools the provider runs, billed beta
-	// features —, "" when nothing. A gate enforcing budgets refuses it.
-	// Choices and Unpriced are read through Billing, which works them
-	// out from the request only when a gate needs them.
-	Unpriced string
-	Request  *llm.Request
-	Start    time.Time
-
-	billing func() (choices int, unpriced string) // fills Choices and Unpriced on first use
-
-	// Reserved is the cost in USD a gate reserved for the call before it
-	// ran (the most it may cost), set by that gate in Admit; 0 when none.
-	Reserved float64
-
-	// Count marks a token count (count_tokens, :countTokens): the
-	// request reaches an upstream at most to be counted, so there are no
-	// tokens or cost to reserve or settle.
-	Count bool
-}
-
-// Billing returns Choices and Unpriced, working them out from the
-// request the first time (only gates enforcing budgets need them).
-func (c *Call) Billing() (choices int, unpriced string) {
-	if c.billing != nil {
-		c.Choices, c.Unpriced = c.billing()
-		c.billing = nil
-	}
-	return max(c.Choices, 1), c.Unpriced
-}
-
-// Outcome is how a call ended, given to the gates that admitted it.
-type Outcome struct {
-	// Status is the HTTP status the client received: 200, or the status
-	// its dialect answered the error with (clientStatus; 502 for a
-	// failure without an upstream status, such as a refused connection);
-	// 499 when the client went away; 502 for a stream that failed after
-	// its first byte, whose client had 200 and then the error in-stream
-	// (Err.Type is then ErrStreamFailed).
-	Status int
-	Err    *llm.Error // nil on success
-	// Target and Connection are what answered; on a failure those of the
-	// last attempt (of the attempt cut short when CutShort), empty when
-	// none was made.
-	Target     router.Target
-	Connection string
-	Attempts   []router.Attempt
-	Usage      llm.Usage
-	TTFT       time.Duration // until the first byte of the answer
-	Latency    time.Duration // until the answer was complete
-	Cache      string        // "HIT", "MISS" or "" (not cacheable)
-	Idempotent bool          // replayed from an earlier identical request
-	// CutShort marks a call that ended early once the upstream was
-	// working on it: a stream cut after its first event (the client left,
-	// the upstream failed mid-stream), or a call whose request reached
-	// the upstream and then timed out, broke or was left by the client
-	// (router.Attempt.Cut; Target is then that attempt's). Usage is then
-	// what was delivered (the upstream's figures, estimated where it gave
-	// none) and the call is charged that or its reservation, whichever is
-	// more. A call none of whose attempts was sent is not charged.
-	CutShort bool
-	Reserved float64 // Call.Reserved
-}
-
-// ErrStreamFailed is the error type of the outcome of a stream that
-// failed after its first byte (Status 502). Its client received 200 and
-// then the failure in-stream, in its dialect's shape and with the
-// upstream's own type, which the outcome's message begins with.
-const ErrStreamFailed llm.ErrorType = "stream_error"
-
-// Gate admits calls and learns how they ended (key policies, rate limits,
-// budgets, usage accounting). Admit may return a derived context (for
-// example one restricting the providers the router may use, see
-// router.WithFilter); a refusal is an *llm.Error (429 with RetryAfter,
-// 403 …) and stops the call. done is called exactly once, after the
-// answer is complete, and must not block.
-type Gate interface {
-	Admit(ctx context.Context, c *Call) (_ context.Context, done func(Outcome), err error)
-}
-
-// Cache holds complete answers to repeatable requests, by a key that
-// already includes the caller's gateway key.
-type Cache interface {
-	Get(ctx context.Context, key string) (*llm.Response, bool)
-	Put(ctx context.Context, key string, resp *llm.Response)
-}
-
-// Idempotency replays and coalesces requests that carry the same
-// Idempotency-Key (or X-Request-Id). Begin either returns the answer of an
-// earlier request with the key (waiting for it when it is still running),
-// or makes the caller the one that runs it: then replay is nil and commit
-// must be called with the answer (nil when the request failed, which lets
-// the next caller run it instead).
-type Idempotency interface {
-	Begin(ctx context.Context, key string) (replay *llm.Response, commit func(*llm.Response), err error)
-}
-
-// Pipeline holds the optional stages; the zero value routes directly.
-type Pipeline struct {
-	Gates       []Gate
-	Cache       Cache
-	Idempotency Idempotency
-}
+// Each stage is an interface owned by route/pipeline and implemented
+// elsewhere (route/limits, route/cache, route/usage …); all are optional.
 
 // Response headers of the pipeline.
 const (
@@ -279,13 +163,13 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Request, req *llm.Request, keyID string,
 	commit func(*llm.Response)) (*llm.Response, llm.Stream, error) {
 	p := s.pipeline
-	call := &Call{KeyID: keyID, Endpoint: r.URL.Path, Model: req.Model, Stream: req.Stream, Session: sessionID(r),
+	call := &pipeline.Call{KeyID: keyID, Endpoint: r.URL.Path, Model: req.Model, Stream: req.Stream, Session: sessionID(r),
 		InputTokens: llm.EstimateInput(req), Request: req, Start: s.clock.Now(), Choices: 1}
 	if req.MaxTokens != nil {
 		call.MaxTokens = *req.MaxTokens
 	}
-	if native := anthropic.IsNative(ctx); len(req.Extra) > 0 || native {
-		call.billing = func() (int, string) { return billing(r, req, native) }
+	if native := llm.DialectOf(ctx) == llm.DialectAnthropic; len(req.Extra) > 0 || native {
+		call.SetBilling(func() (int, string) { return billing(r, req, native) })
 	}
 	ctx, finish, err := s.admit(ctx, call)
 	if err != nil {
@@ -298,7 +182,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 			if hit, ok := p.Cache.Get(ctx, ckey); ok {
 				w.Header().Set(HeaderCache, "HIT")
 				el := s.clock.Now().Sub(call.Start)
-				finish(Outcome{Status: http.StatusOK, Usage: llm.Usage{}, TTFT: el, Latency: el, Cache: "HIT"})
+				finish(pipeline.Outcome{Status: http.StatusOK, Usage: llm.Usage{}, TTFT: el, Latency: el, Cache: "HIT"})
 				if commit != nil {
 					commit(hit)
 				}
@@ -326,7 +210,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 		s.logFailed(ctx, err, call.Model, &o)
 		return nil, nil, err
 	}
-	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
+	o := pipeline.Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Cache: cacheState, Reserved: call.Reserved}
 	w.Header()[canonicalModel] = []string{targetName(req.Model, res.Target)} // the reply's model is the name asked for (router.Result)
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
@@ -354,7 +238,7 @@ func (s *Server) admitted(ctx context.Context, w http.ResponseWriter, r *http.Re
 	o.TTFT = s.clock.Now().Sub(call.Start)
 	return nil, &observed{Stream: llm.EstimatingStream(req, res.Stream), acc: llm.NewAccumulator(),
 		keep: ckey != "" || commit != nil, start: call.Start, now: s.clock.Now, out: o, ctx: ctx, input: call.InputTokens,
-		finish: func(o Outcome, resp *llm.Response) {
+		finish: func(o pipeline.Outcome, resp *llm.Response) {
 			finish(o)
 			if o.Err != nil && o.Status != statusClientClosed {
 				s.logFailure(ctx, "upstream stream failed after its first byte", call.Model, &o)
@@ -381,10 +265,10 @@ func lastCut(attempts []router.Attempt) (router.Attempt, bool) {
 // admit runs call through the gates. finish tells every gate that
 // admitted it how the call ended (in reverse order); on a refusal the
 // gates that had admitted it are told already.
-func (s *Server) admit(ctx context.Context, call *Call) (context.Context, func(Outcome), error) {
+func (s *Server) admit(ctx context.Context, call *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	gates := s.pipeline.Gates
-	dones := make([]func(Outcome), 0, len(gates))
-	finish := func(o Outcome) {
+	dones := make([]func(pipeline.Outcome), 0, len(gates))
+	finish := func(o pipeline.Outcome) {
 		for i := len(dones) - 1; i >= 0; i-- {
 			dones[i](o)
 		}
@@ -410,7 +294,7 @@ func (s *Server) admit(ctx context.Context, call *Call) (context.Context, func(O
 // neither cached nor replayed. Usage the upstream did not report is
 // estimated from the inputs.
 func (s *Server) embed(ctx context.Context, r *http.Request, model string, inputs []string, dims int) (*router.EmbedResult, error) {
-	call := &Call{KeyID: KeyIDFrom(ctx), Endpoint: r.URL.Path, Model: model, Session: sessionID(r), Start: s.clock.Now()}
+	call := &pipeline.Call{KeyID: KeyIDFrom(ctx), Endpoint: r.URL.Path, Model: model, Session: sessionID(r), Start: s.clock.Now()}
 	for _, in := range inputs {
 		call.InputTokens += llm.EstimateTokens(in)
 	}
@@ -429,7 +313,7 @@ func (s *Server) embed(ctx context.Context, r *http.Request, model string, input
 		res.Usage.InputTokens, res.Usage.Estimated = call.InputTokens, true
 	}
 	el := s.clock.Now().Sub(call.Start)
-	o := Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Usage: res.Usage, TTFT: el, Latency: el}
+	o := pipeline.Outcome{Status: http.StatusOK, Target: res.Target, Attempts: res.Attempts, Usage: res.Usage, TTFT: el, Latency: el}
 	if n := len(res.Attempts); n > 0 {
 		o.Connection = res.Attempts[n-1].Connection
 	}
@@ -466,7 +350,7 @@ func clientClosed() *llm.Error {
 // began (a gate's refusal, or the router's failure): the status the
 // client receives for err, or 499 when it went away; the attempts the
 // router made and the target and connection of the last of them.
-func (s *Server) failed(ctx context.Context, err error, start time.Time) Outcome {
+func (s *Server) failed(ctx context.Context, err error, start time.Time) pipeline.Outcome {
 	var le *llm.Error
 	switch {
 	case ctx.Err() != nil || errors.Is(err, context.Canceled):
@@ -475,7 +359,7 @@ func (s *Server) failed(ctx context.Context, err error, start time.Time) Outcome
 		le = &llm.Error{Status: http.StatusInternalServerError, Type: llm.ErrServer, Message: err.Error()}
 	}
 	el := s.clock.Now().Sub(start)
-	o := Outcome{Status: le.Status, Err: le, Latency: el, TTFT: el, Attempts: router.AttemptsOf(err)}
+	o := pipeline.Outcome{Status: le.Status, Err: le, Latency: el, TTFT: el, Attempts: router.AttemptsOf(err)}
 	if o.Status != statusClientClosed {
 		o.Status = clientStatus(ctx, le)
 	}
@@ -487,20 +371,20 @@ func (s *Server) failed(ctx context.Context, err error, start time.Time) Outcome
 }
 
 // dialectOf names the client format of a request, from the mark its
-// handler put on the context (X.WithNative), and returns the function
-// that renders its errors (what writeError sends).
+// handler put on the context (llm.WithDialect, through X.WithNative), and
+// returns the function that renders its errors (what writeError sends).
 func dialectOf(ctx context.Context) (name string, encodeError func(*llm.Error) (int, []byte)) {
-	switch {
-	case anthropic.IsNative(ctx):
-		return "anthropic", anthropic.EncodeError
-	case gemini.IsNative(ctx):
-		return "gemini", gemini.EncodeError
-	case ollama.IsNative(ctx):
-		return "ollama", ollama.EncodeError
-	case responses.IsNative(ctx):
-		return "responses", responses.EncodeError
+	switch d := llm.DialectOf(ctx); d {
+	case llm.DialectAnthropic:
+		return string(d), anthropic.EncodeError
+	case llm.DialectGemini:
+		return string(d), gemini.EncodeError
+	case llm.DialectOllama:
+		return string(d), ollama.EncodeError
+	case llm.DialectResponses:
+		return string(d), responses.EncodeError
 	}
-	return "openai", openai.EncodeError // also embeddings, whose handlers mark no dialect
+	return string(llm.DialectOpenAI), openai.EncodeError // also embeddings, whose handlers mark no dialect
 }
 
 // clientStatus is the HTTP status the client of ctx receives for e: the
@@ -518,7 +402,7 @@ func clientStatus(ctx context.Context, e *llm.Error) int {
 // logFailed logs a call the router failed (every attempt failed, or the
 // first one failed with an error no other target can fix), unless its
 // client went away.
-func (s *Server) logFailed(ctx context.Context, err error, model string, o *Outcome) {
+func (s *Server) logFailed(ctx context.Context, err error, model string, o *pipeline.Outcome) {
 	var ex *router.ExhaustedError
 	if o.Status != statusClientClosed && errors.As(err, &ex) {
 		s.logFailure(ctx, "all upstream attempts failed", model, o)
@@ -528,7 +412,7 @@ func (s *Server) logFailed(ctx context.Context, err error, model string, o *Outc
 // logFailure logs a failed call at warning level, with the same fields
 // whether it failed before its answer began or as a stream after its
 // first byte.
-func (s *Server) logFailure(ctx context.Context, msg, model string, o *Outcome) {
+func (s *Server) logFailure(ctx context.Context, msg, model string, o *pipeline.Outcome) {
 	dialect, _ := dialectOf(ctx)
 	var errText string
 	if o.Err != nil {
@@ -543,7 +427,7 @@ func (s *Server) logFailure(ctx context.Context, msg, model string, o *Outcome) 
 // streamFailure is the error of a stream that failed after its first
 // byte, as its outcome records it.
 func streamFailure(err error) *llm.Error {
-	e := &llm.Error{Status: http.StatusBadGateway, Type: ErrStreamFailed, Message: err.Error()}
+	e := &llm.Error{Status: http.StatusBadGateway, Type: pipeline.ErrStreamFailed, Message: err.Error()}
 	var le *llm.Error
 	if errors.As(err, &le) {
 		e.Provider, e.Message = le.Provider, le.Message
@@ -568,10 +452,10 @@ type observed struct {
 	keep   bool
 	start  time.Time
 	now    func() time.Time
-	out    Outcome
+	out    pipeline.Outcome
 	ctx    context.Context // the request's: done when the client left
 	input  int             // the request's estimated input tokens
-	finish func(Outcome, *llm.Response)
+	finish func(pipeline.Outcome, *llm.Response)
 
 	once   sync.Once
 	broken bool // an event did not fold or the stream failed

@@ -20,6 +20,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -27,13 +28,13 @@ import (
 // calls and outcomes it sees.
 type recordingGate struct {
 	mu       sync.Mutex
-	calls    []api.Call
-	outcomes []api.Outcome
+	calls    []pipeline.Call
+	outcomes []pipeline.Outcome
 	refuse   *llm.Error
 	filter   router.Filter
 }
 
-func (g *recordingGate) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
+func (g *recordingGate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	g.mu.Lock()
 	g.calls = append(g.calls, *c)
 	g.mu.Unlock()
@@ -43,19 +44,19 @@ func (g *recordingGate) Admit(ctx context.Context, c *api.Call) (context.Context
 	if g.filter != nil {
 		ctx = router.WithFilter(ctx, g.filter)
 	}
-	return ctx, func(o api.Outcome) {
+	return ctx, func(o pipeline.Outcome) {
 		g.mu.Lock()
 		g.outcomes = append(g.outcomes, o)
 		g.mu.Unlock()
 	}, nil
 }
 
-func (g *recordingGate) outcomesWait(t *testing.T, n int) []api.Outcome {
+func (g *recordingGate) outcomesWait(t *testing.T, n int) []pipeline.Outcome {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		g.mu.Lock()
-		out := append([]api.Outcome(nil), g.outcomes...)
+		out := append([]pipeline.Outcome(nil), g.outcomes...)
 		g.mu.Unlock()
 		if len(out) >= n {
 			return out
@@ -112,7 +113,7 @@ func (o *onceIdem) Begin(_ context.Context, k string) (*llm.Response, func(*llm.
 	}, nil
 }
 
-func pipelineGateway(t *testing.T, up *upstream, p api.Pipeline) *httptest.Server {
+func pipelineGateway(t *testing.T, up *upstream, p pipeline.Stages) *httptest.Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{gatewayKey}, RequireAPIKey: true,
@@ -160,7 +161,7 @@ func drain(t *testing.T, resp *http.Response) string {
 func TestPipelineCacheHitReplayedAsStream(t *testing.T) {
 	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
 	gate, cache := &recordingGate{}, &mapCache{m: map[string]*llm.Response{}}
-	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{gate}, Cache: cache})
+	gw := pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{gate}, Cache: cache})
 	body := `{"model":"oa/gpt-4o","temperature":0,"messages":[{"role":"user","content":"hi"}]}`
 
 	first := post(t, gw.URL, body)
@@ -222,7 +223,7 @@ func TestPipelineCacheHitReplayedAsStream(t *testing.T) {
 func TestPipelineStreamIsKeptAndAccounted(t *testing.T) {
 	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
 	gate, cache := &recordingGate{}, &mapCache{m: map[string]*llm.Response{}}
-	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{gate}, Cache: cache})
+	gw := pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{gate}, Cache: cache})
 	body := `{"model":"oa/gpt-4o","temperature":0,"stream":true,"messages":[{"role":"user","content":"hi"}]}`
 	r := post(t, gw.URL, body)
 	sse := drain(t, r)
@@ -247,7 +248,7 @@ func TestPipelineGateRefusalAndFilter(t *testing.T) {
 	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
 	first := &recordingGate{}
 	refusing := &recordingGate{refuse: &llm.Error{Status: 429, Type: llm.ErrRateLimit, Message: "rpm limit reached", RetryAfter: 3 * time.Second}}
-	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{first, refusing}})
+	gw := pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{first, refusing}})
 	r := post(t, gw.URL, `{"model":"oa/gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
 	b := drain(t, r)
 	if r.StatusCode != 429 || r.Header.Get("Retry-After") != "3" || !strings.Contains(b, "rpm limit reached") || up.calls() != 0 {
@@ -261,7 +262,7 @@ func TestPipelineGateRefusalAndFilter(t *testing.T) {
 	}
 
 	blocked := &recordingGate{filter: func(t router.Target) bool { return t.Provider != "oa" }}
-	gw = pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{blocked}})
+	gw = pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{blocked}})
 	r = post(t, gw.URL, `{"model":"oa/gpt-4o","messages":[{"role":"user","content":"hi"}]}`)
 	b = drain(t, r)
 	if r.StatusCode != 403 || !strings.Contains(b, "not allowed") || up.calls() != 0 {
@@ -272,7 +273,7 @@ func TestPipelineGateRefusalAndFilter(t *testing.T) {
 func TestPipelineIdempotentReplay(t *testing.T) {
 	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
 	gate := &recordingGate{}
-	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{gate}, Idempotency: &onceIdem{m: map[string]*llm.Response{}}})
+	gw := pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{gate}, Idempotency: &onceIdem{m: map[string]*llm.Response{}}})
 	body := `{"model":"oa/gpt-4o","temperature":0.9,"messages":[{"role":"user","content":"hi"}]}`
 	a := post(t, gw.URL, body, "Idempotency-Key", "k1")
 	ab := drain(t, a)
@@ -299,7 +300,7 @@ func TestPipelineGatesEmbeddings(t *testing.T) {
 		w.Write([]byte(`{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1,2]}],"model":"m","usage":{"prompt_tokens":7,"total_tokens":7}}`))
 	})
 	gate := &recordingGate{}
-	gw := pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{gate}})
+	gw := pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{gate}})
 	r := postTo(t, gw.URL+"/v1/embeddings", `{"model":"oa/text-embedding-3-small","input":"some words to embed"}`)
 	if b := drain(t, r); r.StatusCode != 200 {
 		t.Fatalf("embeddings: %d %s", r.StatusCode, b)
@@ -313,7 +314,7 @@ func TestPipelineGatesEmbeddings(t *testing.T) {
 	}
 
 	refusing := &recordingGate{refuse: &llm.Error{Status: 429, Type: llm.ErrRateLimit, Message: "rpm limit reached", RetryAfter: 2 * time.Second}}
-	gw = pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{refusing}})
+	gw = pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{refusing}})
 	calls := up.calls()
 	r = postTo(t, gw.URL+"/v1/embeddings", `{"model":"oa/text-embedding-3-small","input":"x"}`)
 	if b := drain(t, r); r.StatusCode != 429 || r.Header.Get("Retry-After") != "2" || !strings.Contains(b, "rpm limit reached") || up.calls() != calls {
@@ -321,7 +322,7 @@ func TestPipelineGatesEmbeddings(t *testing.T) {
 	}
 
 	blocked := &recordingGate{filter: func(t router.Target) bool { return t.Provider != "oa" }}
-	gw = pipelineGateway(t, up, api.Pipeline{Gates: []api.Gate{blocked}})
+	gw = pipelineGateway(t, up, pipeline.Stages{Gates: []pipeline.Gate{blocked}})
 	r = postTo(t, gw.URL+"/api/embed", `{"model":"oa/text-embedding-3-small","input":"x"}`)
 	if b := drain(t, r); r.StatusCode != 403 || up.calls() != calls {
 		t.Fatalf("filtered Ollama embed: %d %s", r.StatusCode, b)
@@ -374,7 +375,7 @@ func TestStreamCompletedWhenTheClientLeftIsNotCutShort(t *testing.T) {
 		t.Fatal(err)
 	}
 	gate := &recordingGate{}
-	s := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: api.Pipeline{Gates: []api.Gate{gate}}},
+	s := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: pipeline.Stages{Gates: []pipeline.Gate{gate}}},
 		clock.Real{}, logging.Discard())
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -420,7 +421,7 @@ func TestStreamEndingWithoutStopIsAFailure(t *testing.T) {
 	table.SetProvider("fk", []router.Connection{{ID: "fk#1", Adapter: unfinished{}}})
 	gate := &recordingGate{}
 	s := api.New(router.New(table, clock.Real{}), noModels{}, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey},
-		Pipeline: api.Pipeline{Gates: []api.Gate{gate}}}, clock.Real{}, logging.Discard())
+		Pipeline: pipeline.Stages{Gates: []pipeline.Gate{gate}}}, clock.Real{}, logging.Discard())
 	gw := httptest.NewServer(httpx.Wrap(s, logging.Discard(), nil))
 	t.Cleanup(gw.Close)
 
@@ -430,7 +431,7 @@ func TestStreamEndingWithoutStopIsAFailure(t *testing.T) {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
 	o := gate.outcomesWait(t, 1)[0]
-	if o.Status != http.StatusBadGateway || o.Err == nil || o.Err.Type != api.ErrStreamFailed || !o.CutShort ||
+	if o.Status != http.StatusBadGateway || o.Err == nil || o.Err.Type != pipeline.ErrStreamFailed || !o.CutShort ||
 		o.Target.Provider != "fk" || o.Connection != "fk#1" || o.Usage.OutputTokens == 0 {
 		t.Fatalf("outcome %+v (error %+v)", o, o.Err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -32,11 +33,11 @@ func responsesErrors(w http.ResponseWriter, e *llm.Error) { writeError(w, e, res
 
 // SetResponseStore replaces the store of Responses conversations (by
 // default a MemoryResponseStore with the default limits).
-func (s *Server) SetResponseStore(rs ResponseStore) { s.responses = rs }
+func (s *Server) SetResponseStore(rs pipeline.ResponseStore) { s.responses = rs }
 
 func (s *Server) registerResponses() {
 	if s.responses == nil {
-		s.responses = NewMemoryResponseStore(ResponseLimits{}, s.clock)
+		s.responses = pipeline.NewMemoryResponseStore(pipeline.ResponseLimits{}, s.clock)
 	}
 	s.mux.Handle("POST /v1/responses", s.keyed(responsesErrors, s.createResponse))
 	s.mux.Handle("GET /v1/responses/{id}", s.keyed(responsesErrors, s.getResponse))
@@ -201,7 +202,7 @@ func (s *Server) createResponse(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return
 		}
-		if err := s.responses.Put(context.WithoutCancel(r.Context()), owner, meta.ID, conv); errors.Is(err, ErrResponseTooLarge) {
+		if err := s.responses.Put(context.WithoutCancel(r.Context()), owner, meta.ID, conv); errors.Is(err, pipeline.ErrResponseTooLarge) {
 			if s.log != nil {
 				s.log.Warn("response not stored: its conversation is above the stored-response size limit", "response_id", meta.ID, "bytes", len(conv))
 			}

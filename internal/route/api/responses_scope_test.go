@@ -12,8 +12,8 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/logging"
-	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
+	"github.com/omniedge/omni/internal/route/pipeline"
 )
 
 // respCall sends one Responses request; key "" sends none (the test
@@ -43,7 +43,7 @@ func respCall(t *testing.T, gw, method, path, key string, body any) (int, map[st
 
 // responsesGateway serves the gateway with keys over up, its stored
 // responses in rs (nil: the default store).
-func responsesGateway(t *testing.T, up string, rs api.ResponseStore, keys ...config.Secret) string {
+func responsesGateway(t *testing.T, up string, rs pipeline.ResponseStore, keys ...config.Secret) string {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Route = config.RouteConfig{APIKeys: keys,
@@ -114,7 +114,7 @@ func TestStoredResponsesAreScopedToTheKey(t *testing.T) {
 // configured at different times) hands no key another's conversations.
 func TestStoredResponsesFollowTheConfiguredKeyNotItsPosition(t *testing.T) {
 	up := okUpstream(t)
-	shared := api.NewMemoryResponseStore(api.ResponseLimits{}, clock.Real{})
+	shared := pipeline.NewMemoryResponseStore(pipeline.ResponseLimits{}, clock.Real{})
 	before := responsesGateway(t, up.URL, shared, "sk-first", "sk-second")
 	after := responsesGateway(t, up.URL, shared, "sk-second")
 	st, body := respCall(t, before, "POST", "/v1/responses", "sk-first", map[string]any{"model": "oa/gpt-4o", "input": "hello"})

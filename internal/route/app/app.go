@@ -26,6 +26,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
@@ -203,7 +204,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	// Usage records (route/usage): the first gate, so it also records
 	// the refusals of every later one; nil without a database.
 	if a.usage = newUsage(cfg, d, st, mgr, a.Table, a.Resilience); a.usage != nil {
-		acfg.Pipeline.Gates = append([]api.Gate{a.usage}, acfg.Pipeline.Gates...)
+		acfg.Pipeline.Gates = append([]pipeline.Gate{a.usage}, acfg.Pipeline.Gates...)
 	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
 	// Stored Responses conversations (route/conversations): in Redis when

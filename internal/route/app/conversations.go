@@ -2,9 +2,9 @@ package app
 
 import (
 	"github.com/omniedge/omni/internal/platform/config"
-	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/conversations"
 	"github.com/omniedge/omni/internal/route/manage"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -13,9 +13,9 @@ import (
 // when d.Redis is set, else the route store's table when there is one,
 // else this process's memory. sql is the table store, whose expired rows
 // Run sweeps; nil otherwise.
-func newResponseStore(cfg *config.Config, d Deps, st manage.Store) (rs api.ResponseStore, sql *conversations.SQL) {
+func newResponseStore(cfg *config.Config, d Deps, st manage.Store) (rs pipeline.ResponseStore, sql *conversations.SQL) {
 	r := cfg.Route
-	lim := api.ResponseLimits{TTL: r.ResponsesTTL, MaxBytes: int64(r.ResponsesMaxBytes), MaxPerKey: r.ResponsesMaxPerKey,
+	lim := pipeline.ResponseLimits{TTL: r.ResponsesTTL, MaxBytes: int64(r.ResponsesMaxBytes), MaxPerKey: r.ResponsesMaxPerKey,
 		MaxKeyBytes: int64(r.ResponsesMaxKeyBytes), Max: r.ResponsesMax, MaxTotalBytes: int64(r.ResponsesMaxTotalBytes)}
 	if d.Redis != nil {
 		return conversations.NewRedis(d.Redis, d.RedisPrefix, lim, d.Clock), nil
@@ -24,5 +24,5 @@ func newResponseStore(cfg *config.Config, d Deps, st manage.Store) (rs api.Respo
 		sql = conversations.NewSQL(s, lim, d.Clock)
 		return sql, sql
 	}
-	return api.NewMemoryResponseStore(lim, d.Clock), nil
+	return pipeline.NewMemoryResponseStore(lim, d.Clock), nil
 }

@@ -1,7 +1,7 @@
 // Package cache owns the gateway's response cache and idempotency: Cache
-// (api.Cache) is an in-memory LRU bounded by entries and bytes with a TTL,
+// (pipeline.Cache) is an in-memory LRU bounded by entries and bytes with a TTL,
 // in front of a shared second tier (the route store's table or Redis);
-// Idempotency (api.Idempotency) replays and coalesces requests carrying
+// Idempotency (pipeline.Idempotency) replays and coalesces requests carrying
 // the same Idempotency-Key, in one process or across replicas through
 // Redis; Handler serves /api/cache/stats.
 package cache
@@ -52,7 +52,7 @@ type Options struct {
 	Log        *slog.Logger
 }
 
-// Cache is a two-tier response cache; it implements api.Cache.
+// Cache is a two-tier response cache; it implements pipeline.Cache.
 type Cache struct {
 	opt Options
 

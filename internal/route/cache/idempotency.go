@@ -40,7 +40,7 @@ type IdempotencyOptions struct {
 	Log     *slog.Logger
 }
 
-// Idempotency implements api.Idempotency.
+// Idempotency implements pipeline.Idempotency.
 type Idempotency struct {
 	opt IdempotencyOptions
 
@@ -86,7 +86,7 @@ func NewIdempotency(opt IdempotencyOptions) *Idempotency {
 var errInProgress = &llm.Error{Status: http.StatusConflict, Type: llm.ErrInvalidRequest,
 	Message: "a request with this Idempotency-Key is still in progress; retry later"}
 
-// Begin implements api.Idempotency: it returns the answer of the request
+// Begin implements pipeline.Idempotency: it returns the answer of the request
 // that ran under key (waiting while it runs), or makes the caller the
 // leader that runs it.
 func (i *Idempotency) Begin(ctx context.Context, key string) (*llm.Response, func(*llm.Response), error) {

@@ -12,8 +12,8 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/platform/testenv"
-	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/conversations"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -23,18 +23,18 @@ var masterKey = []byte("0123456789abcdef0123456789abcdef")
 
 // opener returns two stores over one fresh backend, as two replicas
 // would see it (the memory store: one store twice).
-type opener func(t *testing.T, lim api.ResponseLimits, clk clock.Clock) (a, b api.ResponseStore)
+type opener func(t *testing.T, lim pipeline.ResponseLimits, clk clock.Clock) (a, b pipeline.ResponseStore)
 
 func TestMemory(t *testing.T) {
-	runSuite(t, func(t *testing.T, lim api.ResponseLimits, clk clock.Clock) (api.ResponseStore, api.ResponseStore) {
-		m := api.NewMemoryResponseStore(lim, clk)
+	runSuite(t, func(t *testing.T, lim pipeline.ResponseLimits, clk clock.Clock) (pipeline.ResponseStore, pipeline.ResponseStore) {
+		m := pipeline.NewMemoryResponseStore(lim, clk)
 		return m, m
 	})
 }
 
 func TestRedis(t *testing.T) {
 	testenv.Redis(t) // skip (or fail when strict) early if unavailable
-	runSuite(t, func(t *testing.T, lim api.ResponseLimits, clk clock.Clock) (api.ResponseStore, api.ResponseStore) {
+	runSuite(t, func(t *testing.T, lim pipeline.ResponseLimits, clk clock.Clock) (pipeline.ResponseStore, pipeline.ResponseStore) {
 		c, prefix := testenv.Redis(t)
 		return conversations.NewRedis(c, prefix, lim, clk), conversations.NewRedis(c, prefix, lim, clk)
 	})
@@ -55,7 +55,7 @@ func openStore(t *testing.T, dsn string) *store.Store {
 }
 
 func TestSQLite(t *testing.T) {
-	runSuite(t, func(t *testing.T, lim api.ResponseLimits, clk clock.Clock) (api.ResponseStore, api.ResponseStore) {
+	runSuite(t, func(t *testing.T, lim pipeline.ResponseLimits, clk clock.Clock) (pipeline.ResponseStore, pipeline.ResponseStore) {
 		path := filepath.Join(t.TempDir(), "omni.db")
 		return conversations.NewSQL(openStore(t, path), lim, clk), conversations.NewSQL(openStore(t, path), lim, clk)
 	})
@@ -63,13 +63,13 @@ func TestSQLite(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	testenv.Postgres(t)
-	runSuite(t, func(t *testing.T, lim api.ResponseLimits, clk clock.Clock) (api.ResponseStore, api.ResponseStore) {
+	runSuite(t, func(t *testing.T, lim pipeline.ResponseLimits, clk clock.Clock) (pipeline.ResponseStore, pipeline.ResponseStore) {
 		dsn := testenv.Postgres(t)
 		return conversations.NewSQL(openStore(t, dsn), lim, clk), conversations.NewSQL(openStore(t, dsn), lim, clk)
 	})
 }
 
-// runSuite is the conformance suite of every api.ResponseStore; each
+// runSuite is the conformance suite of every pipeline.ResponseStore; each
 // subtest gets a fresh backend.
 func runSuite(t *testing.T, open opener) {
 	tests := []struct {
@@ -104,7 +104,7 @@ func conv(n string) []byte {
 
 func id(n int) string { return fmt.Sprintf("resp_%048x", n) }
 
-func put(t *testing.T, s api.ResponseStore, clk *clock.Fake, owner string, n int) {
+func put(t *testing.T, s pipeline.ResponseStore, clk *clock.Fake, owner string, n int) {
 	t.Helper()
 	clk.Advance(time.Millisecond) // a distinct creation time each
 	if err := s.Put(ctx, owner, id(n), conv(fmt.Sprint(n))); err != nil {
@@ -112,7 +112,7 @@ func put(t *testing.T, s api.ResponseStore, clk *clock.Fake, owner string, n int
 	}
 }
 
-func want(t *testing.T, s api.ResponseStore, owner string, n int, stored bool) {
+func want(t *testing.T, s pipeline.ResponseStore, owner string, n int, stored bool) {
 	t.Helper()
 	v, ok, err := s.Get(ctx, owner, id(n))
 	if err != nil {
@@ -128,7 +128,7 @@ func want(t *testing.T, s api.ResponseStore, owner string, n int, stored bool) {
 
 func testScoped(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{}, clk)
+	a, b := open(t, pipeline.ResponseLimits{}, clk)
 	put(t, a, clk, "key_a", 1)
 	put(t, a, clk, "", 2) // anonymous is an owner of its own
 	want(t, b, "key_a", 1, true)
@@ -154,9 +154,9 @@ func testScoped(t *testing.T, open opener) {
 
 func testSizeCap(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxBytes: size}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxBytes: size}, clk)
 	big := append(conv("big"), ' ')
-	if err := a.Put(ctx, "k", id(1), big); !errors.Is(err, api.ErrResponseTooLarge) {
+	if err := a.Put(ctx, "k", id(1), big); !errors.Is(err, pipeline.ErrResponseTooLarge) {
 		t.Fatalf("a conversation above the cap: %v", err)
 	}
 	if _, ok, _ := b.Get(ctx, "k", id(1)); ok {
@@ -168,7 +168,7 @@ func testSizeCap(t *testing.T, open opener) {
 
 func testExpiry(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{TTL: time.Hour}, clk)
+	a, b := open(t, pipeline.ResponseLimits{TTL: time.Hour}, clk)
 	put(t, a, clk, "k", 1)
 	put(t, a, clk, "k", 2) // a millisecond later
 	clk.Advance(time.Hour - time.Second - time.Millisecond)
@@ -188,7 +188,7 @@ func testExpiry(t *testing.T, open opener) {
 
 func testPerKeyCount(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxPerKey: 3}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxPerKey: 3}, clk)
 	put(t, a, clk, "other", 100)
 	put(t, a, clk, "other", 101)
 	for n := 1; n <= 5; n++ {
@@ -203,7 +203,7 @@ func testPerKeyCount(t *testing.T, open opener) {
 
 func testPerKeyBytes(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxBytes: size, MaxKeyBytes: 2 * size}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxBytes: size, MaxKeyBytes: 2 * size}, clk)
 	put(t, a, clk, "other", 100)
 	for n := 1; n <= 4; n++ {
 		put(t, a, clk, "flood", n)
@@ -216,7 +216,7 @@ func testPerKeyBytes(t *testing.T, open opener) {
 
 func testTotalCount(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxPerKey: 2, Max: 4}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxPerKey: 2, Max: 4}, clk)
 	put(t, a, clk, "k1", 1)
 	put(t, a, clk, "k2", 2)
 	put(t, a, clk, "k3", 3)
@@ -232,7 +232,7 @@ func testTotalCount(t *testing.T, open opener) {
 
 func testTotalBytes(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxBytes: size, MaxKeyBytes: 2 * size, MaxTotalBytes: 3 * size}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxBytes: size, MaxKeyBytes: 2 * size, MaxTotalBytes: 3 * size}, clk)
 	for n := 1; n <= 4; n++ {
 		put(t, a, clk, fmt.Sprint("k", n), n)
 	}
@@ -244,7 +244,7 @@ func testTotalBytes(t *testing.T, open opener) {
 
 func testReplace(t *testing.T, open opener) {
 	clk := newClock()
-	a, b := open(t, api.ResponseLimits{MaxPerKey: 2}, clk)
+	a, b := open(t, pipeline.ResponseLimits{MaxPerKey: 2}, clk)
 	put(t, a, clk, "k", 1)
 	clk.Advance(time.Millisecond)
 	if err := a.Put(ctx, "k", id(1), conv("again")); err != nil {

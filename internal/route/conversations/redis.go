@@ -10,10 +10,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/platform/clock"
-	"github.com/omniedge/omni/internal/route/api"
+	"github.com/omniedge/omni/internal/route/pipeline"
 )
 
-// Redis is an api.ResponseStore in Redis, under keys starting with
+// Redis is an pipeline.ResponseStore in Redis, under keys starting with
 // prefix+"responses:" (P below). A conversation is the string
 // P+"v:"+member with a PX expiry, where member is the owner's tag (a
 // hash of the gateway key id: no key id is written to Redis) ":" the
@@ -27,13 +27,13 @@ import (
 type Redis struct {
 	c      *redis.Client
 	prefix string
-	lim    api.ResponseLimits
+	lim    pipeline.ResponseLimits
 	clock  clock.Clock
 }
 
 // NewRedis returns the store on c under keys starting with prefix,
 // within lim (zero fields: the defaults).
-func NewRedis(c *redis.Client, prefix string, lim api.ResponseLimits, clk clock.Clock) *Redis {
+func NewRedis(c *redis.Client, prefix string, lim pipeline.ResponseLimits, clk clock.Clock) *Redis {
 	return &Redis{c: c, prefix: prefix + "responses:", lim: lim.WithDefaults(), clock: clk}
 }
 
@@ -113,7 +113,7 @@ if tonumber(score) > tonumber(ARGV[3]) then return 1 end
 return 2
 `)
 
-// Get implements api.ResponseStore.
+// Get implements pipeline.ResponseStore.
 func (r *Redis) Get(ctx context.Context, owner, id string) ([]byte, bool, error) {
 	m := r.member(owner, id)
 	pipe := r.c.TxPipeline()
@@ -133,10 +133,10 @@ func (r *Redis) Get(ctx context.Context, owner, id string) ([]byte, bool, error)
 	return v, true, nil
 }
 
-// Put implements api.ResponseStore.
+// Put implements pipeline.ResponseStore.
 func (r *Redis) Put(ctx context.Context, owner, id string, conv []byte) error {
 	if int64(len(conv)) > r.lim.MaxBytes {
-		return api.ErrResponseTooLarge
+		return pipeline.ErrResponseTooLarge
 	}
 	err := putScript.Run(ctx, r.c, nil, r.prefix, ownerTag(owner), id, conv, r.clock.Now().UnixMilli(), max(1, r.lim.TTL.Milliseconds()),
 		r.lim.MaxPerKey, r.lim.MaxKeyBytes, r.lim.Max, r.lim.MaxTotalBytes).Err()
@@ -146,7 +146,7 @@ func (r *Redis) Put(ctx context.Context, owner, id string, conv []byte) error {
 	return nil
 }
 
-// Delete implements api.ResponseStore.
+// Delete implements pipeline.ResponseStore.
 func (r *Redis) Delete(ctx context.Context, owner, id string) (bool, error) {
 	n, err := deleteScript.Run(ctx, r.c, nil, r.prefix, r.member(owner, id), r.clock.Now().UnixMilli()).Int()
 	if err != nil {

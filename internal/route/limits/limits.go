@@ -1,6 +1,6 @@
 // Package limits owns the per-key policy of the OmniRoute gateway: allowed
 // models and providers, request and token rate limits (RPM, RPD, TPM, TPD)
-// and USD budgets (hourly, daily, weekly, monthly). Gate is the api.Gate
+// and USD budgets (hourly, daily, weekly, monthly). Gate is the pipeline.Gate
 // that enforces them on every routed chat request, reserving requests,
 // estimated tokens and estimated cost atomically before the upstream call
 // and settling them from the real usage after it; counters live in memory
@@ -22,8 +22,8 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
-	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -86,7 +86,7 @@ type spendKey struct {
 	start       time.Time
 }
 
-var _ api.Gate = (*Gate)(nil)
+var _ pipeline.Gate = (*Gate)(nil)
 
 // New returns a gate.
 func New(opt Options) *Gate {
@@ -243,12 +243,12 @@ func (c check) limitText() string {
 	return strconv.FormatInt(c.limit, 10)
 }
 
-// Admit implements api.Gate. A registered key issued by another key is
+// Admit implements pipeline.Gate. A registered key issued by another key is
 // held to both: its own policy, limits and budget, and its issuer's,
 // whose counters it adds to (issuing keys does not multiply a budget).
 // A token count (Call.Count) is held to the policy and the request
 // limits (RPM, RPD) only: it uses no tokens and costs nothing.
-func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
+func (g *Gate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	if c.KeyID == "" || g.opt.Keys == nil {
 		return ctx, nil, nil
 	}
@@ -358,7 +358,7 @@ func (g *Gate) Admit(ctx context.Context, c *api.Call) (context.Context, func(ap
 
 	settle, checked := cs, checks          // captured by value, never appended to again
 	keyID, priced := k.ID, budgeted != nil // what settling needs of the keys (which stay off the heap)
-	done := func(o api.Outcome) {
+	done := func(o pipeline.Outcome) {
 		adj := make([]Counter, 0, len(settle))
 		// A call cut short is charged what it delivered or what was
 		// reserved for it, whichever is more (the upstream may bill
@@ -432,9 +432,9 @@ func (g *Gate) issuer(k *store.APIKey) (store.APIKey, error) {
 	return issuer, nil
 }
 
-var _ api.ModelPolicy = (*Gate)(nil)
+var _ pipeline.ModelPolicy = (*Gate)(nil)
 
-// Permits implements api.ModelPolicy: Admit's key policy (the key's
+// Permits implements pipeline.ModelPolicy: Admit's key policy (the key's
 // allowed models and providers and, for a registered key, its issuer's),
 // without reserving or counting anything.
 func (g *Gate) Permits(ctx context.Context, keyID, model string) error {
@@ -539,7 +539,7 @@ type connectionLister interface {
 // estimated input plus, for each answer asked for (n), the output the
 // target's upstream may bill (output), at the target's price; targets
 // without a price count 0.
-func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
+func (g *Gate) estimate(c *pipeline.Call, targets []router.Target) float64 {
 	conns, _ := g.opt.Resolver.(connectionLister)
 	choices, _ := c.Billing()
 	var most float64
@@ -559,7 +559,7 @@ func (g *Gate) estimate(c *api.Call, targets []router.Target) float64 {
 // what it writes; without one, the model's output limit, or the
 // adapter's own default cap when that is lower (Anthropic's 4096); plus
 // thinking billed beyond the cap (Gemini's thinkingBudget).
-func (g *Gate) output(c *api.Call, t router.Target, conns connectionLister) int {
+func (g *Gate) output(c *pipeline.Call, t router.Target, conns connectionLister) int {
 	b := llm.OutputBound{Tokens: max(c.MaxTokens, 0)}
 	if c.Request != nil && conns != nil {
 		if cs := conns.Connections(t.Provider); len(cs) > 0 {

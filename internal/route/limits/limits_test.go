@@ -14,9 +14,9 @@ import (
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/platform/testenv"
-	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -65,8 +65,8 @@ func newGate(t *testing.T, clk clock.Clock, k store.APIKey, c limits.Counters, s
 	return limits.New(limits.Options{Keys: keys{k.ID: k}, Pricer: pricer{}, Resolver: resolver{}, Counters: c, Store: st, Clock: clk})
 }
 
-func call(keyID, model string, in, maxOut int) *api.Call {
-	return &api.Call{KeyID: keyID, Model: model, InputTokens: in, MaxTokens: maxOut}
+func call(keyID, model string, in, maxOut int) *pipeline.Call {
+	return &pipeline.Call{KeyID: keyID, Model: model, InputTokens: in, MaxTokens: maxOut}
 }
 
 func refusal(t *testing.T, err error, status int, msg string) *llm.Error {
@@ -125,19 +125,19 @@ func TestTokensSettleFromRealUsage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	done(api.Outcome{Status: 200, Target: router.Target{Provider: "a", Model: "m"}, Usage: llm.Usage{InputTokens: 40, OutputTokens: 59}})
+	done(pipeline.Outcome{Status: 200, Target: router.Target{Provider: "a", Model: "m"}, Usage: llm.Usage{InputTokens: 40, OutputTokens: 59}})
 	// 99 used: one more is admitted; its real usage brings the window to 100.
 	_, done, err = g.Admit(ctx, call("k1", "a/m", 10, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
-	done(api.Outcome{Status: 200, Usage: llm.Usage{InputTokens: 1}})
+	done(pipeline.Outcome{Status: 200, Usage: llm.Usage{InputTokens: 1}})
 	_, _, err = g.Admit(ctx, call("k1", "a/m", 10, 0))
 	refusal(t, err, http.StatusTooManyRequests, "tpm limit of 100")
 	// A failed call releases its estimate.
 	clk.Advance(time.Minute)
 	_, done, _ = g.Admit(ctx, call("k1", "a/m", 99, 0))
-	done(api.Outcome{Status: 502})
+	done(pipeline.Outcome{Status: 502})
 	if _, _, err := g.Admit(ctx, call("k1", "a/m", 99, 0)); err != nil {
 		t.Fatalf("estimate of a failed call was kept: %v", err)
 	}
@@ -206,8 +206,8 @@ func TestBudgetReserveSettlePersist(t *testing.T) {
 		t.Fatalf("refusal %+v", le)
 	}
 	// Settle: real usage 500 in + 250 out = $0.001; the failed call costs nothing.
-	done1(api.Outcome{Status: 200, Target: router.Target{Provider: "paid", Model: "m"}, Usage: llm.Usage{InputTokens: 500, OutputTokens: 250}})
-	done2(api.Outcome{Status: 500})
+	done1(pipeline.Outcome{Status: 200, Target: router.Target{Provider: "paid", Model: "m"}, Usage: llm.Usage{InputTokens: 500, OutputTokens: 250}})
+	done2(pipeline.Outcome{Status: 500})
 	if err := g.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestBudgetReserveSettlePersist(t *testing.T) {
 }
 
 // admitConcurrently runs n Admit calls at once and counts the admitted ones.
-func admitConcurrently(t *testing.T, gates []*limits.Gate, n int, c func() *api.Call) int {
+func admitConcurrently(t *testing.T, gates []*limits.Gate, n int, c func() *pipeline.Call) int {
 	t.Helper()
 	var ok atomic.Int64
 	var wg sync.WaitGroup
@@ -273,13 +273,13 @@ func TestConcurrentRequestsExactlyAtLimit(t *testing.T) {
 	clk := clock.NewFake(t0)
 	k := store.APIKey{ID: "k1", Name: "ci", Limits: store.KeyLimits{RPM: 10}}
 	g := newGate(t, clk, k, nil, nil)
-	if n := admitConcurrently(t, []*limits.Gate{g}, 50, func() *api.Call { return call("k1", "a/m", 1, 0) }); n != 10 {
+	if n := admitConcurrently(t, []*limits.Gate{g}, 50, func() *pipeline.Call { return call("k1", "a/m", 1, 0) }); n != 10 {
 		t.Fatalf("%d of 50 admitted with rpm 10", n)
 	}
 	// Budget: $1 a day, each call reserves $0.1 → exactly 10.
 	kb := store.APIKey{ID: "k2", Name: "b", Budget: &store.Budget{DailyUSD: 1, ResetTime: "00:00"}}
 	gb := newGate(t, clk, kb, nil, nil)
-	if n := admitConcurrently(t, []*limits.Gate{gb}, 50, func() *api.Call { return call("k2", "paid/m", 0, 50000) }); n != 10 {
+	if n := admitConcurrently(t, []*limits.Gate{gb}, 50, func() *pipeline.Call { return call("k2", "paid/m", 0, 50000) }); n != 10 {
 		t.Fatalf("%d of 50 admitted with a $1 budget and $0.1 reservations", n)
 	}
 }
@@ -291,7 +291,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 		Budget: &store.Budget{DailyUSD: 1, ResetTime: "00:00"}}
 	g1 := newGate(t, clk, k, limits.NewRedis(rc, prefix), nil)
 	g2 := newGate(t, clk, k, limits.NewRedis(rc, prefix), nil)
-	if n := admitConcurrently(t, []*limits.Gate{g1, g2}, 50, func() *api.Call { return call("k1", "a/m", 1, 0) }); n != 10 {
+	if n := admitConcurrently(t, []*limits.Gate{g1, g2}, 50, func() *pipeline.Call { return call("k1", "a/m", 1, 0) }); n != 10 {
 		t.Fatalf("%d of 50 admitted across two instances with rpm 10", n)
 	}
 	// Budget shared too: a new minute, $0.1 reservations, $1 a day.
@@ -300,7 +300,7 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	kb.Limits = store.KeyLimits{}
 	g3 := newGate(t, clk, kb, limits.NewRedis(rc, prefix), nil)
 	g4 := newGate(t, clk, kb, limits.NewRedis(rc, prefix), nil)
-	if n := admitConcurrently(t, []*limits.Gate{g3, g4}, 50, func() *api.Call { return call("k1", "paid/m", 0, 50000) }); n != 10 {
+	if n := admitConcurrently(t, []*limits.Gate{g3, g4}, 50, func() *pipeline.Call { return call("k1", "paid/m", 0, 50000) }); n != 10 {
 		t.Fatalf("%d of 50 admitted across two instances with a $1 budget", n)
 	}
 	// The day's budget stays spent in the next minute, on either instance.
@@ -318,7 +318,7 @@ func TestTokenCountsUseRequestLimitsOnly(t *testing.T) {
 	k := store.APIKey{ID: "k1", Name: "ci", AllowedProviders: []string{"paid"}, Limits: store.KeyLimits{RPM: 3},
 		Budget: &store.Budget{DailyUSD: 0.0001, ResetTime: "00:00"}}
 	g := newGate(t, clk, k, nil, nil)
-	count := func(model string) *api.Call { return &api.Call{KeyID: "k1", Model: model, Count: true} }
+	count := func(model string) *pipeline.Call { return &pipeline.Call{KeyID: "k1", Model: model, Count: true} }
 	// A chat may write a million tokens: its $2 reservation uses the
 	// budget up, and the next chat is refused; counts are not.
 	if _, _, err := g.Admit(ctx, call("k1", "paid/m", 10, 0)); err != nil {
@@ -332,7 +332,7 @@ func TestTokenCountsUseRequestLimitsOnly(t *testing.T) {
 			t.Fatalf("count %d: %v", i+1, err)
 		}
 		if done != nil {
-			done(api.Outcome{Status: 200, Target: router.Target{Provider: "paid", Model: "m"}})
+			done(pipeline.Outcome{Status: 200, Target: router.Target{Provider: "paid", Model: "m"}})
 		}
 	}
 	// Counts are requests: with the chat, the fourth this minute is over

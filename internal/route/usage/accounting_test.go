@@ -25,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
@@ -246,7 +247,7 @@ func (c *acctCase) want() (client, status int, errType string) {
 		return 504, 504, "timeout_error"
 	case failCut:
 		if c.stream {
-			return 200, 502, "stream_error" // failed after its first byte (api.ErrStreamFailed)
+			return 200, 502, "stream_error" // failed after its first byte (pipeline.ErrStreamFailed)
 		}
 		return 502, 502, "api_error"
 	}
@@ -282,7 +283,7 @@ func TestAccountingMatrix(t *testing.T) {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	gw := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: api.Pipeline{Gates: []api.Gate{rec}}},
+	gw := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: pipeline.Stages{Gates: []pipeline.Gate{rec}}},
 		clock.Real{}, slog.New(slog.NewJSONHandler(logs, nil)))
 	srv := httptest.NewServer(httpx.Wrap(gw, logging.Discard(), nil))
 	t.Cleanup(srv.Close)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/omniedge/omni/internal/route/api"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -74,7 +74,7 @@ func (m *metricSet) register(reg prometheus.Registerer, log *slog.Logger) {
 	}
 }
 
-func (m *metricSet) observe(rec *store.UsageRecord, o api.Outcome) {
+func (m *metricSet) observe(rec *store.UsageRecord, o pipeline.Outcome) {
 	p, model := rec.Provider, m.label(rec.Provider, rec.TargetModel)
 	m.requests.WithLabelValues(p, model, strconv.Itoa(rec.Status)).Inc()
 	if rec.Cache == "HIT" || rec.Idempotent {

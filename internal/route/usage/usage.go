@@ -1,4 +1,4 @@
-// Package usage owns the gateway's request accounting: an api.Gate that
+// Package usage owns the gateway's request accounting: an pipeline.Gate that
 // records how every routed request ended (tokens, cost, latency, status,
 // fallback attempts) without blocking the request path, the batched
 // writer into the route store, usage retention, the Prometheus request
@@ -19,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omniedge/omni/internal/platform/clock"
-	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -91,7 +91,7 @@ const (
 	sweepMaxBatches = 200  // statements per sweep; the rest waits for the next one
 )
 
-// Recorder records routed requests; it is an api.Gate.
+// Recorder records routed requests; it is an pipeline.Gate.
 //
 // Outcomes wait in a bounded slice under a mutex rather than in a channel:
 // the request path appends and wakes the writer only when a batch is full
@@ -121,7 +121,7 @@ type meta struct {
 
 type entry struct {
 	m   meta
-	out api.Outcome
+	out pipeline.Outcome
 }
 
 // New builds a recorder; start its writer with Run.
@@ -154,16 +154,16 @@ func New(opt Options) *Recorder {
 	return r
 }
 
-// Admit implements api.Gate: it admits every call and records its outcome.
-func (r *Recorder) Admit(ctx context.Context, c *api.Call) (context.Context, func(api.Outcome), error) {
+// Admit implements pipeline.Gate: it admits every call and records its outcome.
+func (r *Recorder) Admit(ctx context.Context, c *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	// m is captured by value: the closure is the call's one allocation.
 	m := meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start}
-	return ctx, func(o api.Outcome) { r.record(m, o) }, nil
+	return ctx, func(o pipeline.Outcome) { r.record(m, o) }, nil
 }
 
 // record queues an outcome for the writer; when the queue is full the
 // record is dropped and counted, never waited for.
-func (r *Recorder) record(m meta, o api.Outcome) {
+func (r *Recorder) record(m meta, o pipeline.Outcome) {
 	r.mu.Lock()
 	if len(r.queue) >= r.opt.QueueSize {
 		r.mu.Unlock()

@@ -25,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/routetest"
 	"github.com/omniedge/omni/internal/route/store"
@@ -68,7 +69,7 @@ func (pricer) Cost(provider, model string, u llm.Usage) (float64, bool) {
 // refusing refuses every call, after the recorder.
 type refusing struct{ err *llm.Error }
 
-func (g refusing) Admit(ctx context.Context, _ *api.Call) (context.Context, func(api.Outcome), error) {
+func (g refusing) Admit(ctx context.Context, _ *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	return nil, nil, g.err
 }
 
@@ -102,7 +103,7 @@ type env struct {
 
 // newEnv runs a real gateway (config provider "oa" with keys) whose
 // pipeline is the recorder followed by more gates, and the recorder's writer.
-func newEnv(t *testing.T, up *httptest.Server, keys []string, more ...api.Gate) *env {
+func newEnv(t *testing.T, up *httptest.Server, keys []string, more ...pipeline.Gate) *env {
 	t.Helper()
 	e := &env{st: sqliteStore(t), reg: prometheus.NewRegistry(), clock: clock.NewFake(time.Now())}
 	e.rec = usage.New(usage.Options{Store: e.st, Pricer: pricer{}, Registerer: e.reg, Clock: e.clock,
@@ -119,8 +120,8 @@ func newEnv(t *testing.T, up *httptest.Server, keys []string, more ...api.Gate) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	gates := append([]api.Gate{e.rec}, more...)
-	s := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: api.Pipeline{Gates: gates}},
+	gates := append([]pipeline.Gate{e.rec}, more...)
+	s := api.New(a.Router, a, api.Config{RequireAPIKey: true, APIKeys: []string{gatewayKey}, Pipeline: pipeline.Stages{Gates: gates}},
 		clock.Real{}, logging.Discard())
 	e.gw = httptest.NewServer(httpx.Wrap(s, logging.Discard(), nil))
 	t.Cleanup(e.gw.Close)
@@ -326,12 +327,12 @@ func TestQueueFullDropsAndCounts(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	bs := &blockingStore{Store: sqliteStore(t), release: make(chan struct{})}
 	rec := usage.New(usage.Options{Store: bs, QueueSize: 4, BatchSize: 1, Registerer: reg, Linger: time.Millisecond, Clock: clock.NewFake(time.Now())})
-	_, done, _ := rec.Admit(ctx, &api.Call{Model: "m", Start: time.Now()})
+	_, done, _ := rec.Admit(ctx, &pipeline.Call{Model: "m", Start: time.Now()})
 	// Without a writer, 4 fit and the rest are dropped at once.
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Add(1)
-		go func() { defer wg.Done(); done(api.Outcome{Status: 200}) }()
+		go func() { defer wg.Done(); done(pipeline.Outcome{Status: 200}) }()
 	}
 	wg.Wait()
 	if got := rec.Dropped(); got != 6 {
@@ -353,8 +354,8 @@ func TestQueueFullDropsAndCounts(t *testing.T) {
 
 func BenchmarkDone(b *testing.B) {
 	rec := usage.New(usage.Options{Store: nil, QueueSize: 1 << 20})
-	_, done, _ := rec.Admit(ctx, &api.Call{KeyID: "config:1", Endpoint: "/v1/chat/completions", Model: "oa/gpt-4o", Start: time.Now()})
-	o := api.Outcome{Status: 200, Usage: llm.Usage{InputTokens: 10, OutputTokens: 20}, Latency: time.Second}
+	_, done, _ := rec.Admit(ctx, &pipeline.Call{KeyID: "config:1", Endpoint: "/v1/chat/completions", Model: "oa/gpt-4o", Start: time.Now()})
+	o := pipeline.Outcome{Status: 200, Usage: llm.Usage{InputTokens: 10, OutputTokens: 20}, Latency: time.Second}
 	drained := make(chan struct{})
 	stop := make(chan struct{})
 	go func() { // a consumer so the queue never fills
@@ -449,12 +450,12 @@ func TestWiredInApp(t *testing.T) {
 func TestStoredStringsAreBounded(t *testing.T) {
 	e := newEnv(t, upstream(t), []string{"k1"})
 	long := strings.Repeat("é", 1<<15) // 64 KiB of two-byte runes
-	_, done, _ := e.rec.Admit(ctx, &api.Call{KeyID: long, Endpoint: "/v1beta/models/" + long, Model: long, Session: long, Start: time.Now()})
+	_, done, _ := e.rec.Admit(ctx, &pipeline.Call{KeyID: long, Endpoint: "/v1beta/models/" + long, Model: long, Session: long, Start: time.Now()})
 	var attempts []router.Attempt
 	for range 100 {
 		attempts = append(attempts, router.Attempt{Provider: long, Model: long, Connection: long, Status: 404, Error: long})
 	}
-	done(api.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: long},
+	done(pipeline.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: long},
 		Target: router.Target{Provider: long, Model: long}, Connection: long, Attempts: attempts})
 	recs := e.records(t)
 	if len(recs) != 1 {
@@ -479,8 +480,8 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	e := newEnv(t, upstream(t), []string{"k1"})
 	const n = 3000
 	for i := range n {
-		_, done, _ := e.rec.Admit(ctx, &api.Call{Model: "oa/x", Start: time.Now()})
-		done(api.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: "no such model"},
+		_, done, _ := e.rec.Admit(ctx, &pipeline.Call{Model: "oa/x", Start: time.Now()})
+		done(pipeline.Outcome{Status: 404, Err: &llm.Error{Status: 404, Type: llm.ErrNotFound, Message: "no such model"},
 			Target: router.Target{Provider: "oa", Model: fmt.Sprintf("model-%d", i)}, Connection: "oa#1"})
 	}
 	e.records(t)

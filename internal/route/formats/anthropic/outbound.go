@@ -37,14 +37,12 @@ type EncodeOptions struct {
 	Native bool
 }
 
-type nativeKey struct{}
-
 // WithNative marks ctx as carrying a request whose client spoke Anthropic
 // Messages; Client then encodes as if Options.Native were set. The
 // Anthropic inbound handler sets it, since one Client serves clients of
 // every dialect.
 func WithNative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, nativeKey{}, true)
+	return llm.WithDialect(ctx, llm.DialectAnthropic)
 }
 
 type betaKey struct{}
@@ -64,8 +62,7 @@ func betaFromContext(ctx context.Context) string {
 
 // IsNative reports whether ctx was marked by WithNative.
 func IsNative(ctx context.Context) bool {
-	v, _ := ctx.Value(nativeKey{}).(bool)
-	return v
+	return llm.DialectOf(ctx) == llm.DialectAnthropic
 }
 
 // EncodeRequest writes r as the body of POST /v1/messages for model (the

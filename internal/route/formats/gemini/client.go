@@ -41,18 +41,15 @@ type Client struct {
 	Provider string
 }
 
-type nativeKey struct{}
-
 // WithNative marks ctx as carrying a request from a Gemini-dialect
 // client (see EncodeOptions.Native).
 func WithNative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, nativeKey{}, true)
+	return llm.WithDialect(ctx, llm.DialectGemini)
 }
 
 // IsNative reports whether ctx was marked with WithNative.
 func IsNative(ctx context.Context) bool {
-	v, _ := ctx.Value(nativeKey{}).(bool)
-	return v
+	return llm.DialectOf(ctx) == llm.DialectGemini
 }
 
 func (c *Client) options(ctx context.Context) EncodeOptions {

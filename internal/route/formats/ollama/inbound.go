@@ -570,17 +570,14 @@ func EncodeVersion() []byte {
 	return b
 }
 
-type nativeKey struct{}
-
 // WithNative marks ctx as carrying a request from an Ollama-dialect
 // client, so its unknown fields and options are passed through to Ollama
 // upstreams.
 func WithNative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, nativeKey{}, true)
+	return llm.WithDialect(ctx, llm.DialectOllama)
 }
 
 // IsNative reports whether ctx was marked with WithNative.
 func IsNative(ctx context.Context) bool {
-	v, _ := ctx.Value(nativeKey{}).(bool)
-	return v
+	return llm.DialectOf(ctx) == llm.DialectOllama
 }

@@ -542,17 +542,15 @@ func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.
 	return newStreamDecoder(resp.Body, c.Provider), nil
 }
 
-type nativeKey struct{}
-
 // WithNative marks ctx as carrying a request from an OpenAI-dialect client,
 // so unknown client fields are passed through to OpenAI-format upstreams.
 func WithNative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, nativeKey{}, true)
+	return llm.WithDialect(ctx, llm.DialectOpenAI)
 }
 
 func (c *Client) opts(ctx context.Context) EncodeOptions {
 	o := c.Options
-	if v, _ := ctx.Value(nativeKey{}).(bool); v {
+	if llm.DialectOf(ctx) == llm.DialectOpenAI {
 		o.Native = true
 	}
 	return o

@@ -34,19 +34,16 @@ type Client struct {
 	Provider string
 }
 
-type nativeKey struct{}
-
 // WithNative marks ctx as carrying a request from a Responses client, so
 // its Extra fields (built-in tools, include, truncation, …) reach a
 // Responses upstream.
 func WithNative(ctx context.Context) context.Context {
-	return context.WithValue(ctx, nativeKey{}, true)
+	return llm.WithDialect(ctx, llm.DialectResponses)
 }
 
 // IsNative reports whether ctx was marked by WithNative.
 func IsNative(ctx context.Context) bool {
-	v, _ := ctx.Value(nativeKey{}).(bool)
-	return v
+	return llm.DialectOf(ctx) == llm.DialectResponses
 }
 
 func (c *Client) provider() string {
