@@ -80,15 +80,14 @@ func startReplicas(t *testing.T, n int, dsn string, redisOn bool) []*replica {
 			t.Fatalf("replica %d's nucleus key %v, want %v", i, r.nuc.PublicKey(), nucleus.PublicKeyOf(want))
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for _, r := range rs {
-		for !r.app.Ready() {
-			if time.Now().After(deadline) {
-				t.Fatal("replica not following the network notices")
+	testenv.EventuallyWithin(t, "replicas following the network notices", 5*time.Second, func() bool {
+		for _, r := range rs {
+			if !r.app.Ready() {
+				return false
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return true
+	})
 	return rs
 }
 
@@ -162,18 +161,6 @@ func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, i
 	return m
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // evictionScenario: X and Y are registered at the last replica's nucleus;
 // X leaves through the first replica's API; the last replica's nucleus
 // evicts X (Y hears the leave) within 2 s, and X, still holding the old
@@ -193,12 +180,12 @@ func evictionScenario(t *testing.T, rs []*replica) {
 	// The key of the first replica's nucleus is the far one's too.
 	x := join(t, svc, p, n.ID, 1, far.at, rs[0].nuc.PublicKey())
 	y := join(t, svc, p, n.ID, 2, far.at, rs[0].nuc.PublicKey())
-	waitFor(t, "X and Y registered", 5*time.Second, func() bool { return y.sees(x.key) && x.sees(y.key) })
+	testenv.EventuallyWithin(t, "X and Y registered", 5*time.Second, func() bool { return y.sees(x.key) && x.sees(y.key) })
 
 	if err := svc.Leave(ctx, p, n.ID, x.jr.Membership.DeviceID); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(t, "X evicted at the other replica's nucleus", 2*time.Second, func() bool {
+	took := testenv.EventuallyWithin(t, "X evicted at the other replica's nucleus", 2*time.Second, func() bool {
 		return len(far.nuc.Peers(n.ID)) == 1 && !y.sees(x.key)
 	})
 	t.Logf("evicted after %v", took)

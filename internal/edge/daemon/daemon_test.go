@@ -15,6 +15,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/edgetest"
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 const (
@@ -208,7 +209,7 @@ func TestDaemonLifecycle(t *testing.T) {
 			t.Errorf("tunnel %d does not use the saved key pair", i)
 		}
 	}
-	eventually(t, "nucleus sessions registered", func() bool {
+	testenv.Eventually(t, "nucleus sessions registered", func() bool {
 		for _, s := range sess {
 			s.mu.Lock()
 			ok := s.registers == 1 && s.running
@@ -404,7 +405,7 @@ func TestBackoffOn429(t *testing.T) {
 	waits := r.clk.wait(t, 1)
 	w.proxy.rejectNext(pathHeartbeat, 1)
 	r.clk.Advance(waits[0])
-	eventually(t, "the rejected heartbeat", func() bool { return w.proxy.count(pathHeartbeat) == 2 })
+	testenv.Eventually(t, "the rejected heartbeat", func() bool { return w.proxy.count(pathHeartbeat) == 2 })
 	waits = r.clk.wait(t, 1)
 	if waits[0] < 7*time.Second || waits[0] > 7*time.Second+700*time.Millisecond {
 		t.Fatalf("after a 429 heartbeat the daemon waits %v", waits[0])
@@ -502,7 +503,7 @@ func TestDaemonFollowsTheAccountsNetworks(t *testing.T) {
 			t.Log(r.logs.String())
 		}
 	}()
-	eventually(t, "the deleted network's tunnel closed and its nucleus left", func() bool {
+	testenv.Eventually(t, "the deleted network's tunnel closed and its nucleus left", func() bool {
 		tuns[gone].mu.Lock()
 		closed := tuns[gone].closed
 		tuns[gone].mu.Unlock()

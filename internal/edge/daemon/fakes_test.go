@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // fakeClock fires After channels only when the test advances it.
@@ -59,26 +62,24 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.waiters = keep
 }
 
-// wait blocks (at most 10 s) until n waits are pending and returns their
-// durations.
+// wait blocks (at most testenv.DefaultWait) until n waits are pending and
+// returns their durations.
 func (c *fakeClock) wait(t *testing.T, n int) []time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var ds []time.Duration
+	testenv.Eventually(t, fmt.Sprintf("the daemon to wait on the clock %d times", n), func() bool {
 		c.mu.Lock()
-		if len(c.waiters) >= n {
-			ds := make([]time.Duration, len(c.waiters))
-			for i, w := range c.waiters {
-				ds[i] = w.d
-			}
-			c.mu.Unlock()
-			return ds
+		defer c.mu.Unlock()
+		if len(c.waiters) < n {
+			return false
 		}
-		c.mu.Unlock()
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("the daemon never waited on the clock (%d waits wanted)", n)
-	return nil
+		ds = make([]time.Duration, len(c.waiters))
+		for i, w := range c.waiters {
+			ds[i] = w.d
+		}
+		return true
+	})
+	return ds
 }
 
 // fakeTunnel records what the daemon asked of it.
@@ -209,22 +210,21 @@ func (p *fakeDataPlane) deps(clk Clock) Deps {
 	}
 }
 
-// waitTunnels waits (at most 10 s) for n tunnels.
+// waitTunnels waits (at most testenv.DefaultWait) for n tunnels.
 func (p *fakeDataPlane) waitTunnels(t *testing.T, n int) ([]*fakeTunnel, []*fakeSession) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	var ts []*fakeTunnel
+	var ss []*fakeSession
+	testenv.Eventually(t, fmt.Sprintf("%d tunnels to be created", n), func() bool {
 		p.mu.Lock()
-		if len(p.tunnels) >= n && len(p.sessions) >= n {
-			ts, ss := append([]*fakeTunnel(nil), p.tunnels...), append([]*fakeSession(nil), p.sessions...)
-			p.mu.Unlock()
-			return ts, ss
+		defer p.mu.Unlock()
+		if len(p.tunnels) < n || len(p.sessions) < n {
+			return false
 		}
-		p.mu.Unlock()
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("%d tunnels were never created", n)
-	return nil, nil
+		ts, ss = append([]*fakeTunnel(nil), p.tunnels...), append([]*fakeSession(nil), p.sessions...)
+		return true
+	})
+	return ts, ss
 }
 
 // proxy sits in front of the control plane, counts requests by path and
@@ -276,17 +276,4 @@ func (p *proxy) rejectNext(path string, n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.limit[path] = n
-}
-
-// eventually polls cond for at most 10 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("timed out waiting for %s", what)
 }

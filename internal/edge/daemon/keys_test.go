@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 func (f *fakeTunnel) peerKeys() []Key {
@@ -84,7 +85,7 @@ func TestPeerBoundToAnotherKeyRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	sess[0].onPeers([]Peer{{PublicKey: worldExitKey, VirtualIP: exitAddr}, {PublicKey: newKey, VirtualIP: netip.MustParseAddr(jr.VirtualIP)}})
-	eventually(t, "the new member accepted", func() bool { return len(tuns[0].peerKeys()) == 2 })
+	testenv.Eventually(t, "the new member accepted", func() bool { return len(tuns[0].peerKeys()) == 2 })
 }
 
 // After a member leaves, the daemon switches its tunnel and nucleus
@@ -126,7 +127,7 @@ func TestSecretRotationFollowed(t *testing.T) {
 		t.Fatalf("secret did not rotate: version %d", second.SecretVersion)
 	}
 	sess[0].onRekey()
-	eventually(t, "tunnel and session on the new secret", func() bool {
+	testenv.Eventually(t, "tunnel and session on the new secret", func() bool {
 		return tuns[0].lastSecret() == second.SecretKey && sess[0].lastSecret() == second.SecretKey
 	})
 	if st, err := Query(ctx, dir); err != nil || st.Networks[0].SecretVersion != 2 {
@@ -138,7 +139,7 @@ func TestSecretRotationFollowed(t *testing.T) {
 	third := current()
 	waits := r.clk.wait(t, 1)
 	r.clk.Advance(waits[0])
-	eventually(t, "the heartbeat's version followed", func() bool {
+	testenv.Eventually(t, "the heartbeat's version followed", func() bool {
 		return tuns[0].lastSecret() == third.SecretKey && sess[0].lastSecret() == third.SecretKey
 	})
 }

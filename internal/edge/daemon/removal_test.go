@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 func (f *fakeTunnel) isClosed() bool {
@@ -73,7 +74,7 @@ func TestRemovedDeviceStaysRemoved(t *testing.T) {
 		t.Fatal(err)
 	}
 	sess[h].onRekey()
-	eventually(t, "home's tunnel closed and its nucleus left", func() bool {
+	testenv.Eventually(t, "home's tunnel closed and its nucleus left", func() bool {
 		return tuns[h].isClosed() && sess[h].left() == 1
 	})
 	if isMember(t, w, home, id.DeviceID) {
@@ -92,7 +93,7 @@ func TestRemovedDeviceStaysRemoved(t *testing.T) {
 		r.clk.Advance(waits[0])
 		waits = r.clk.wait(t, 1)
 	}
-	eventually(t, "lab's tunnel closed", func() bool { return tuns[l].isClosed() && sess[l].left() == 1 })
+	testenv.Eventually(t, "lab's tunnel closed", func() bool { return tuns[l].isClosed() && sess[l].left() == 1 })
 	for _, nid := range []string{home, lab} {
 		if isMember(t, w, nid, id.DeviceID) {
 			t.Fatalf("the daemon joined %s again after the removal", nid)

@@ -20,6 +20,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/hosted"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 const wait = 10 * time.Second
@@ -55,17 +56,6 @@ func listen(t *testing.T) (net.PacketConn, netip.AddrPort) {
 	}
 	t.Cleanup(func() { pc.Close() })
 	return pc, pc.LocalAddr().(*net.UDPAddr).AddrPort()
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // device is a member's nucleus client on its own loopback socket.
@@ -151,7 +141,7 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 
 	pc, at := listen(t)
 	n, _, _ := runNucleus(t, env, u.Key, at.String(), pc)
-	eventually(t, "the user-server entry", func() bool { return n.ServerID() != "" })
+	testenv.Eventually(t, "the user-server entry", func() bool { return n.ServerID() != "" })
 	list, err := c.UserServers(ctx)
 	if err != nil || len(list) != 1 || list[0].ID != n.ServerID() || list[0].Host != at.String() || list[0].Name != "lab" || list[0].Country != "DE" {
 		t.Fatalf("user servers = %+v, %v", list, err)
@@ -179,7 +169,7 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 	_, ja := join("hw-a", 1)
 	db, jb := join("hw-b", 2)
 	a, b := newDevice(t, ja, 1, at), newDevice(t, jb, 2, at)
-	eventually(t, "A and B to see each other", func() bool { return a.sees(jb.VirtualIP) && b.sees(ja.VirtualIP) })
+	testenv.Eventually(t, "A and B to see each other", func() bool { return a.sees(jb.VirtualIP) && b.sees(ja.VirtualIP) })
 
 	// A holder of the secret that is not a member cannot register, nor
 	// can one with a key not bound to the address it claims.
@@ -199,7 +189,7 @@ func TestHostedNucleusServesTheAccountsNetworks(t *testing.T) {
 	if err := c.Leave(ctx, vn.ID, db.ID); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "A to drop B", func() bool { return !a.sees(jb.VirtualIP) })
+	testenv.Eventually(t, "A to drop B", func() bool { return !a.sees(jb.VirtualIP) })
 	if st := n.Server().Stats(); st.PerNetwork[vn.ID].Peers != 1 {
 		t.Fatalf("nucleus still holds %d peers", st.PerNetwork[vn.ID].Peers)
 	}
@@ -224,7 +214,7 @@ func TestHostedNucleusKeepsItsEntryCurrent(t *testing.T) {
 	}
 	pc, at := listen(t)
 	n, _, _ := runNucleus(t, env, u.Key, at.String(), pc)
-	eventually(t, "the entry", func() bool { return n.ServerID() != "" })
+	testenv.Eventually(t, "the entry", func() bool { return n.ServerID() != "" })
 	if n.ServerID() != old.ID {
 		t.Fatalf("took %s, want the existing entry %s", n.ServerID(), old.ID)
 	}
@@ -334,7 +324,7 @@ func TestHostedNucleusPublishesItsKey(t *testing.T) {
 	ctx := context.Background()
 	pc, at := listen(t)
 	n, _, _ := runNucleus(t, env, u.Key, at.String(), pc)
-	eventually(t, "the user-server entry", func() bool { return n.ServerID() != "" })
+	testenv.Eventually(t, "the user-server entry", func() bool { return n.ServerID() != "" })
 
 	var entries []map[string]any
 	getJSON(t, env, c, http.MethodGet, "/api/v2/user-servers", &entries)
@@ -379,5 +369,5 @@ func TestHostedNucleusPublishesItsKey(t *testing.T) {
 		joins = append(joins, j)
 	}
 	a, b := newDevice(t, joins[0], 1, at), newDevice(t, joins[1], 2, at)
-	eventually(t, "A and B to see each other", func() bool { return a.sees(joins[1].VirtualIP) && b.sees(joins[0].VirtualIP) })
+	testenv.Eventually(t, "A and B to see each other", func() bool { return a.sees(joins[1].VirtualIP) && b.sees(joins[0].VirtualIP) })
 }

@@ -60,13 +60,7 @@ func TestConformance(t *testing.T) {
 			for _, x := range []bus{a, b} {
 				go x.Run(ctx)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for !a.Ready() || !b.Ready() {
-				if time.Now().After(deadline) {
-					t.Fatal("not subscribed")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testenv.EventuallyWithin(t, "both buses subscribed", 5*time.Second, func() bool { return a.Ready() && b.Ready() })
 			for _, id := range []string{"vn_one", string(make([]byte, 65)), "vn_two"} {
 				if err := a.Publish(ctx, id); err != nil {
 					t.Fatal(err)
@@ -77,9 +71,7 @@ func TestConformance(t *testing.T) {
 				if b == a && r == rb {
 					continue
 				}
-				for time.Now().Before(deadline) && len(r.got()) < 2 {
-					time.Sleep(5 * time.Millisecond)
-				}
+				testenv.Poll(5*time.Second, func() bool { return len(r.got()) >= 2 })
 				if got := r.got(); len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
 					t.Errorf("delivered %q, want %q", got, want)
 				}
@@ -115,8 +107,8 @@ func TestRedisResubscribeTellsSubscribeAll(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	testenv.WaitUntil(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
+	testenv.Eventually(t, "first subscription", func() bool { return r.Ready() && alls.Load() == 1 })
 
 	testenv.KillRedisClients(t, c, name)
-	testenv.WaitUntil(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
+	testenv.Eventually(t, "the resubscription reported", func() bool { return alls.Load() >= 2 })
 }

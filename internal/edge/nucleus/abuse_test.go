@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // randomID is a network id of the real shape that names no network.
@@ -200,14 +201,14 @@ func TestNegativeCacheAndRefreshAhead(t *testing.T) {
 	if err := stranger.c.Register(); err != nil { // the COOKIE, the lookup
 		t.Fatal(err)
 	}
-	eventually(t, "unknown network drop", func() bool { return h.dropped(DropUnknownNetwork) == 1 })
+	testenv.Eventually(t, "unknown network drop", func() bool { return h.dropped(DropUnknownNetwork) == 1 })
 	for range 20 {
 		if err := stranger.c.Register(); err != nil {
 			t.Fatal(err)
 		}
 		h.clk.Advance(time.Millisecond)
 	}
-	eventually(t, "unknown network drops", func() bool { return h.dropped(DropUnknownNetwork) == 21 })
+	testenv.Eventually(t, "unknown network drops", func() bool { return h.dropped(DropUnknownNetwork) == 21 })
 	a := h.edge(netA, secrets[netA], 1)
 	a.register()
 	if n := h.dir.calls.Load(); n != 2 {
@@ -221,11 +222,11 @@ func TestNegativeCacheAndRefreshAhead(t *testing.T) {
 	ack := a.c.Status().LastAck
 	start := time.Now()
 	a.keepalive()
-	eventually(t, "keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
 	if d := time.Since(start); d > 500*time.Millisecond {
 		t.Errorf("keepalive answered after %v: it waited for the refresh", d)
 	}
-	eventually(t, "refreshed in the background", func() bool { return h.srv.Stats().Lookups == 3 })
+	testenv.Eventually(t, "refreshed in the background", func() bool { return h.srv.Stats().Lookups == 3 })
 }
 
 // A holder of a network's secret spoofing a victim's address cannot make
@@ -336,7 +337,7 @@ func TestAmplificationBound(t *testing.T) {
 	for i := range 300 {
 		sp.send(t, va, h.at, attacks[0].frames(1000+i))
 	}
-	eventually(t, "unverified drops", func() bool { return h.dropped(DropUnverified) > 0 })
+	testenv.Eventually(t, "unverified drops", func() bool { return h.dropped(DropUnverified) > 0 })
 	time.Sleep(100 * time.Millisecond)
 	if got := victim.rx.Load() - before; got > 2*4096 {
 		t.Errorf("%d bytes sent to an unverified address in a burst, budget %d", got, 2*4096)
@@ -394,11 +395,11 @@ func TestFullReplayCacheKeepsAccepting(t *testing.T) {
 		h.clk.Advance(time.Millisecond)
 		a.keepalive()
 	}
-	eventually(t, "A's keepalives handled", func() bool { return h.srv.Stats().Frames >= 202 })
+	testenv.Eventually(t, "A's keepalives handled", func() bool { return h.srv.Stats().Frames >= 202 })
 	ack := b.c.Status().LastAck
 	h.clk.Advance(time.Millisecond)
 	b.keepalive()
-	eventually(t, "B's keepalive answered", func() bool { return b.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "B's keepalive answered", func() bool { return b.c.Status().LastAck.After(ack) })
 }
 
 // REGISTER floods from one holder of the secret are limited per source;
@@ -413,7 +414,7 @@ func TestRegisterFloodLimitedPerSource(t *testing.T) {
 		x.raw(h.request(key, TypeRegister, netA, h.clk.Now(), [nonceSize]byte{0xee, byte(i)},
 			registerMsg{Key: b.Key, IP4: b.IP4, IP6: b.IP6}.encode(), x.addr()))
 	}
-	eventually(t, "throttled registers", func() bool { return h.dropped(DropThrottled)+h.srv.Stats().Frames >= 101 })
+	testenv.Eventually(t, "throttled registers", func() bool { return h.dropped(DropThrottled)+h.srv.Stats().Frames >= 101 })
 	if n := h.srv.Stats().Frames; n > 10 {
 		t.Errorf("%d REGISTERs from one source accepted without time passing, budget 10", n)
 	}
@@ -425,7 +426,7 @@ func TestRegisterFloodLimitedPerSource(t *testing.T) {
 	// new source.
 	throttled := h.dropped(DropThrottled)
 	x.raw(h.request(testDeviceKey(secrets[netA], y.key), TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xef}, keepaliveMsg{Key: y.key}.encode(), x.addr()))
-	eventually(t, "roaming throttled", func() bool { return h.dropped(DropThrottled) == throttled+1 })
+	testenv.Eventually(t, "roaming throttled", func() bool { return h.dropped(DropThrottled) == throttled+1 })
 	if p := find(h.srv.Peers(netA), y.key); p == nil || p.Endpoint != y.addr() {
 		t.Fatalf("Y moved: %+v", p)
 	}
@@ -467,7 +468,7 @@ func TestBindingRefusesOtherKey(t *testing.T) {
 	if err := stranger.c.Register(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "refused registrations", func() bool { return h.dropped(DropNotMember) >= 2 })
+	testenv.Eventually(t, "refused registrations", func() bool { return h.dropped(DropNotMember) >= 2 })
 
 	// LEAVE and PUNCH_REQUEST naming B, from C's address: signed with
 	// the keys C holds, and with B's own key (as if B's frames were sent
@@ -477,7 +478,7 @@ func TestBindingRefusesOtherKey(t *testing.T) {
 		c.raw(h.request(key, TypeLeave, netA, h.clk.Now(), [nonceSize]byte{0xaa, 1, byte(i)}, b.key[:], c.addr()))
 		c.raw(h.request(key, TypePunchRequest, netA, h.clk.Now(), [nonceSize]byte{0xaa, 2, byte(i)}, pairMsg{From: b.key, To: a.key}.encode(), c.addr()))
 	}
-	eventually(t, "refused leave and punch", func() bool {
+	testenv.Eventually(t, "refused leave and punch", func() bool {
 		return h.dropped(DropAuth) >= auth+uint64(2*len(memberKeys(c))) && h.dropped(DropNotMember) >= 4
 	})
 	ps := h.srv.Peers(netA)
@@ -530,7 +531,7 @@ func TestSecretRotation(t *testing.T) {
 	ack := b.c.Status().LastAck
 	h.clk.Advance(time.Millisecond)
 	b.keepalive()
-	eventually(t, "B's old-key keepalive answered", func() bool { return b.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "B's old-key keepalive answered", func() bool { return b.c.Status().LastAck.After(ack) })
 	auth := h.dropped(DropAuth)
 	// C, with the old secret: REGISTER, and a KEEPALIVE naming B.
 	if err := c.c.Register(); err != nil {
@@ -538,7 +539,7 @@ func TestSecretRotation(t *testing.T) {
 	}
 	old := DeriveKey(secrets[netA])
 	c.raw(h.request(testDeviceKey(secrets[netA], c.key), TypeKeepalive, netA, h.clk.Now(), [nonceSize]byte{0xcc, 1}, keepaliveMsg{Key: b.key}.encode(), c.addr()))
-	eventually(t, "C refused", func() bool { return h.dropped(DropAuth) >= auth+2 })
+	testenv.Eventually(t, "C refused", func() bool { return h.dropped(DropAuth) >= auth+2 })
 	if p := find(h.srv.Peers(netA), b.key); p == nil || p.Endpoint != b.addr() {
 		t.Fatalf("B moved: %+v", p)
 	}
@@ -547,7 +548,7 @@ func TestSecretRotation(t *testing.T) {
 	nm := h.dropped(DropNotMember)
 	c.raw(relayFrameFor(old, cID, aID, h.clk.Now(), []byte("x")))
 	c.raw(relayFrameFor(DeriveKey(newSecret), cID, aID, h.clk.Now(), []byte("x")))
-	eventually(t, "C's relays refused", func() bool { return h.dropped(DropNotMember) >= nm+2 })
+	testenv.Eventually(t, "C's relays refused", func() bool { return h.dropped(DropNotMember) >= nm+2 })
 
 	// A switches and keeps working; after the grace the old key is refused.
 	if err := a.c.SetSecret(newSecret); err != nil {
@@ -556,16 +557,16 @@ func TestSecretRotation(t *testing.T) {
 	ack = a.c.Status().LastAck
 	h.clk.Advance(time.Millisecond)
 	a.keepalive()
-	eventually(t, "A's new-key keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "A's new-key keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
 	h.clk.Advance(61 * time.Second)
-	eventually(t, "grace over", func() bool {
+	testenv.Eventually(t, "grace over", func() bool {
 		h.srv.mu.Lock()
 		defer h.srv.mu.Unlock()
 		return h.srv.networks[netA].prevKey == nil
 	})
 	auth = h.dropped(DropAuth)
 	b.keepalive()
-	eventually(t, "B's old-key keepalive refused", func() bool { return h.dropped(DropAuth) > auth })
+	testenv.Eventually(t, "B's old-key keepalive refused", func() bool { return h.dropped(DropAuth) > auth })
 }
 
 // Frames naming ids of the wrong shape never reach the Directory.
@@ -580,7 +581,7 @@ func TestMalformedIDsNeverLookedUp(t *testing.T) {
 		f := sealRaw(DeriveKey([]byte("x")), TypeRegister, []byte(id), h.clk.Now().UnixMilli(), [nonceSize]byte{1}, append(body, c[:]...))
 		a.raw(f)
 	}
-	eventually(t, "malformed drops", func() bool { return h.dropped(DropMalformed) == 6 })
+	testenv.Eventually(t, "malformed drops", func() bool { return h.dropped(DropMalformed) == 6 })
 	if h.dir.calls.Load() != calls {
 		t.Errorf("malformed ids were looked up")
 	}
@@ -599,7 +600,7 @@ func TestNewMemberAdmittedAfterReload(t *testing.T) {
 	if err := late.c.Register(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "refused", func() bool { return h.dropped(DropNotMember) == 1 })
+	testenv.Eventually(t, "refused", func() bool { return h.dropped(DropNotMember) == 1 })
 	h.dir.bind(netA, Binding{Key: late.key, IP4: netip.AddrFrom4([4]byte{100, 66, 0, 252})})
 	h.clk.Advance(time.Second)
 	late.register()
@@ -706,11 +707,11 @@ func TestKeepaliveFloodLimitedPerPeer(t *testing.T) {
 	for range 50 {
 		a.keepalive()
 	}
-	eventually(t, "the flood throttled", func() bool { return h.dropped(DropThrottled)-base == 40 })
+	testenv.Eventually(t, "the flood throttled", func() bool { return h.dropped(DropThrottled)-base == 40 })
 	ack := b.c.Status().LastAck
 	h.clk.Advance(time.Millisecond)
 	b.keepalive()
-	eventually(t, "B answered during A's flood", func() bool { return b.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "B answered during A's flood", func() bool { return b.c.Status().LastAck.After(ack) })
 
 	// At the client's pace nothing is refused.
 	base = h.dropped(DropThrottled)
@@ -719,7 +720,7 @@ func TestKeepaliveFloodLimitedPerPeer(t *testing.T) {
 			h.clk.Advance(every)
 			ack := a.c.Status().LastAck
 			a.keepalive()
-			eventually(t, "keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
+			testenv.Eventually(t, "keepalive answered", func() bool { return a.c.Status().LastAck.After(ack) })
 		}
 	}
 	if d := h.dropped(DropThrottled) - base; d != 0 {

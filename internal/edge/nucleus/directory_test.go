@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // An answer older than the TTL is not used while the Directory answers:
@@ -25,7 +26,7 @@ func TestStaleAnswerReloadedBeforeUse(t *testing.T) {
 	h.clk.Advance(2 * 30 * time.Second)
 	ack := b.c.Status().LastAck
 	b.keepalive()
-	eventually(t, "B's keepalive refused after the reload", func() bool { return h.dropped(DropNotMember) >= 1 })
+	testenv.Eventually(t, "B's keepalive refused after the reload", func() bool { return h.dropped(DropNotMember) >= 1 })
 	if got := h.srv.Stats().Lookups; got != lookups+1 {
 		t.Fatalf("%d lookups, want one reload", got-lookups)
 	}
@@ -51,10 +52,10 @@ func TestInvalidateAllReloadsBeforeUse(t *testing.T) {
 	h.dir.unbind(netA, b.key) // the notice is lost
 	h.srv.InvalidateAll()
 	a.waitPeers("B evicted", lacks(b.key))
-	eventually(t, "both networks reloaded", func() bool { return h.srv.Stats().Lookups >= lookups+2 })
+	testenv.Eventually(t, "both networks reloaded", func() bool { return h.srv.Stats().Lookups >= lookups+2 })
 	ack := b.c.Status().LastAck
 	b.keepalive()
-	eventually(t, "B's keepalive refused", func() bool { return h.dropped(DropNotMember) >= 1 })
+	testenv.Eventually(t, "B's keepalive refused", func() bool { return h.dropped(DropNotMember) >= 1 })
 	if b.c.Status().LastAck.After(ack) {
 		t.Fatal("a removed member was answered")
 	}
@@ -62,7 +63,7 @@ func TestInvalidateAllReloadsBeforeUse(t *testing.T) {
 	ack = c.c.Status().LastAck
 	h.clk.Advance(time.Millisecond)
 	c.keepalive()
-	eventually(t, "C answered", func() bool { return c.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "C answered", func() bool { return c.c.Status().LastAck.After(ack) })
 }
 
 // Until the reload after InvalidateAll arrives, the suspect answer is not
@@ -80,7 +81,7 @@ func TestInvalidateAllSuspectUntilReloaded(t *testing.T) {
 	h.srv.InvalidateAll()
 	ack := b.c.Status().LastAck
 	b.keepalive() // arrives while the reload runs
-	eventually(t, "B's keepalive refused", func() bool { return h.dropped(DropNotMember) >= 1 })
+	testenv.Eventually(t, "B's keepalive refused", func() bool { return h.dropped(DropNotMember) >= 1 })
 	if b.c.Status().LastAck.After(ack) {
 		t.Fatal("a frame was served from the suspect answer")
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 const (
@@ -364,18 +365,6 @@ func find(ps []Peer, k Key) *Peer {
 	return nil
 }
 
-// eventually polls cond for up to wait.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (h *harness) dropped(reason string) uint64 { return h.srv.Stats().Dropped[reason] }
 
 func (h *harness) metric(name string) float64 {
@@ -402,7 +391,7 @@ func TestRegisterSendsListAndPushesJoin(t *testing.T) {
 	if ps := a.register(); len(ps) != 0 {
 		t.Fatalf("first member got peers %v", ps)
 	}
-	eventually(t, "A registered", func() bool { return a.c.Status().Registered })
+	testenv.Eventually(t, "A registered", func() bool { return a.c.Status().Registered })
 	if got := a.c.Status().Observed; got != a.addr() {
 		t.Errorf("observed %v, want %v", got, a.addr())
 	}
@@ -443,7 +432,7 @@ func TestAuthentication(t *testing.T) {
 	if err := bad.c.Register(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "auth drop", func() bool { return h.dropped(DropAuth) == 1 })
+	testenv.Eventually(t, "auth drop", func() bool { return h.dropped(DropAuth) == 1 })
 
 	// A tampered frame (one bit of the body) is dropped too.
 	reg := h.edge(netA, secrets[netA], 3)
@@ -454,11 +443,11 @@ func TestAuthentication(t *testing.T) {
 	if err := reg.c.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "leave", func() bool { return len(h.srv.Peers(netA)) == 1 })
+	testenv.Eventually(t, "leave", func() bool { return len(h.srv.Peers(netA)) == 1 })
 	frame := bytes.Clone(reg.sentOfType(TypeRegister))
 	frame[len(frame)-macSize-CookieSize-3] ^= 1 // a local endpoint
 	reg.raw(frame)
-	eventually(t, "tampered drop", func() bool { return h.dropped(DropAuth) == 2 })
+	testenv.Eventually(t, "tampered drop", func() bool { return h.dropped(DropAuth) == 2 })
 
 	// Unknown networks, stray WireGuard packets and garbage.
 	stranger := h.edge("vn_nobody", []byte("x"), 4)
@@ -467,7 +456,7 @@ func TestAuthentication(t *testing.T) {
 	}
 	good.raw([]byte{1, 0, 0, 0, 9, 9, 9, 9})
 	good.raw([]byte{0xFF, 'O', 'N', Version, TypeRegister, 200})
-	eventually(t, "other drops", func() bool {
+	testenv.Eventually(t, "other drops", func() bool {
 		return h.dropped(DropUnknownNetwork) == 1 && h.dropped(DropNotSignal) == 1 && h.dropped(DropMalformed) == 1
 	})
 
@@ -496,7 +485,7 @@ func TestReplayAndStaleFramesDropped(t *testing.T) {
 
 	// Replaying A's REGISTER does not bring A back.
 	a.raw(regA)
-	eventually(t, "replay drop", func() bool { return h.dropped(DropReplay) == 1 })
+	testenv.Eventually(t, "replay drop", func() bool { return h.dropped(DropReplay) == 1 })
 	if len(h.srv.Peers(netA)) != 1 {
 		t.Fatalf("replayed REGISTER re-added A: %v", h.srv.Peers(netA))
 	}
@@ -506,7 +495,7 @@ func TestReplayAndStaleFramesDropped(t *testing.T) {
 	now := h.clk.Now()
 	a.raw(h.request(key, TypeRegister, netA, now.Add(-61*time.Second), [nonceSize]byte{1}, body, a.addr()))
 	a.raw(h.request(key, TypeRegister, netA, now.Add(61*time.Second), [nonceSize]byte{2}, body, a.addr()))
-	eventually(t, "stale drops", func() bool { return h.dropped(DropStale) == 2 })
+	testenv.Eventually(t, "stale drops", func() bool { return h.dropped(DropStale) == 2 })
 	if len(h.srv.Peers(netA)) != 1 {
 		t.Fatal("stale REGISTER accepted")
 	}
@@ -540,7 +529,7 @@ func TestExpiryPushesLeave(t *testing.T) {
 	h.clk.Advance(40 * time.Second)
 	ack := b.c.Status().LastAck
 	b.keepalive()
-	eventually(t, "B's keepalive ack", func() bool { return b.c.Status().LastAck.After(ack) })
+	testenv.Eventually(t, "B's keepalive ack", func() bool { return b.c.Status().LastAck.After(ack) })
 	if len(h.srv.Peers(netA)) != 2 {
 		t.Fatal("a peer expired early")
 	}
@@ -551,7 +540,7 @@ func TestExpiryPushesLeave(t *testing.T) {
 	}
 	// A's keepalive now gets "not registered".
 	a.keepalive()
-	eventually(t, "A told to register", func() bool { return !a.c.Status().Registered })
+	testenv.Eventually(t, "A told to register", func() bool { return !a.c.Status().Registered })
 }
 
 func TestLeaveRemovesAtOnce(t *testing.T) {
@@ -587,7 +576,7 @@ func TestRoaming(t *testing.T) {
 	if p := find(got, a.key); p.IP4 != netip.MustParseAddr("100.66.0.1") {
 		t.Errorf("roamed peer lost its address: %+v", *p)
 	}
-	eventually(t, "A's observed address", func() bool { return a.c.Status().Observed == a.addr() })
+	testenv.Eventually(t, "A's observed address", func() bool { return a.c.Status().Observed == a.addr() })
 	// Relayed packets follow the new address.
 	b.raw(b.c.WrapRelay(a.key, []byte("after roaming")))
 	select {
@@ -641,7 +630,7 @@ func TestRelay(t *testing.T) {
 	other.raw(relayFrameFor(DeriveKey(secrets[netB]), otherID, bID, now, []byte("cross-network")))
 	outsider.raw(relayFrameFor(DeriveKey(secrets[netA]), unused, bID, now, []byte("outsider")))
 	a.raw(relayFrameFor(DeriveKey(secrets[netA]), aID, unused, now, []byte("to nobody")))
-	eventually(t, "refused relays", func() bool { return h.dropped(DropNotMember) == 3 })
+	testenv.Eventually(t, "refused relays", func() bool { return h.dropped(DropNotMember) == 3 })
 	select {
 	case r := <-b.relays:
 		t.Fatalf("B received a refused relay %q", r.pkt)
@@ -720,7 +709,7 @@ func TestClientRunKeepsRegistration(t *testing.T) {
 	delete(h.srv.networks[netA].peers, a.key)
 	h.srv.mu.Unlock()
 	b.waitPeers("A registered again", has(a.key))
-	eventually(t, "A registered", func() bool { return a.c.Status().Registered })
+	testenv.Eventually(t, "A registered", func() bool { return a.c.Status().Registered })
 
 	cancel()
 	select {
@@ -754,7 +743,7 @@ func TestInvalidateEvictsAndRefusesUnbound(t *testing.T) {
 	if err := b.c.Register(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the refused register counted", func() bool {
+	testenv.Eventually(t, "the refused register counted", func() bool {
 		return h.srv.Stats().Dropped[DropNotMember] >= 1
 	})
 	if len(h.srv.Peers(netA)) != 1 || b.c.Status().LastAck.After(ack) {

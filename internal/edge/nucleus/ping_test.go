@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 type pongSeen struct {
@@ -60,7 +62,7 @@ func TestPingPongBetweenEdges(t *testing.T) {
 	if err := x.c.Ping(b.key, b.addr()); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "foreign pings dropped", func() bool { return b.c.Status().Dropped >= dropped+2 })
+	testenv.Eventually(t, "foreign pings dropped", func() bool { return b.c.Status().Dropped >= dropped+2 })
 	select {
 	case p := <-pongs:
 		t.Fatalf("unexpected pong %+v", p)

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // Three members of netA, each at its own loopback address (its own
@@ -37,7 +39,7 @@ func (e *edge) settle() {
 	ack := e.c.Status().LastAck
 	e.h.clk.Advance(time.Millisecond)
 	e.keepalive()
-	eventually(e.t, "the keepalive's answer", func() bool { return e.c.Status().LastAck.After(ack) })
+	testenv.Eventually(e.t, "the keepalive's answer", func() bool { return e.c.Status().LastAck.After(ack) })
 }
 
 // drain empties an edge's peer-set deliveries and returns them.
@@ -118,7 +120,7 @@ func TestForgedNucleusFramesDropped(t *testing.T) {
 		sp.send(t, h.at, a.addr(), f)
 	}
 	// Until every forged frame is dropped, or one of them took effect.
-	eventually(t, "A to handle the forged frames", func() bool {
+	testenv.Eventually(t, "A to handle the forged frames", func() bool {
 		return a.c.Status().Dropped >= dropped+uint64(len(forged)) || len(a.peers) > 0 || len(a.punches) > 0 || len(rekeys) > 0
 	})
 	if p := find(a.c.Peers(), b.key); p == nil || p.Endpoint != b.addr() {
@@ -162,7 +164,7 @@ func TestForgedPingPongDropped(t *testing.T) {
 		m.send(f, a.addr())
 	}
 	// Until every forged frame is dropped, or one of them took effect.
-	eventually(t, "A to handle the forged frames", func() bool {
+	testenv.Eventually(t, "A to handle the forged frames", func() bool {
 		return a.c.Status().Dropped >= dropped+uint64(len(forged)) || len(pongs) > 0 || len(a.sentAll()) > sent
 	})
 	select {
@@ -229,7 +231,7 @@ func TestWrongNucleusKeyCannotRegister(t *testing.T) {
 	if err := c.Register(); err != nil { // answered with a COOKIE, repeated with it
 		t.Fatal(err)
 	}
-	eventually(t, "the REGISTER refused", func() bool { return h.dropped(DropAuth) > auth })
+	testenv.Eventually(t, "the REGISTER refused", func() bool { return h.dropped(DropAuth) > auth })
 	if c.Status().Registered || find(h.srv.Peers(netA), testKey(2)) != nil {
 		t.Fatal("a device with the wrong nucleus key registered")
 	}
@@ -270,7 +272,7 @@ func TestDeviceKeysKeptAcrossReloads(t *testing.T) {
 	before := keysOf()
 	lookups := h.srv.Stats().Lookups
 	h.srv.Invalidate(netA)
-	eventually(t, "the reload", func() bool { return h.srv.Stats().Lookups > lookups })
+	testenv.Eventually(t, "the reload", func() bool { return h.srv.Stats().Lookups > lookups })
 	if keysOf() != before {
 		t.Fatal("a reload dropped the binding's Diffie–Hellman")
 	}
@@ -278,7 +280,7 @@ func TestDeviceKeysKeptAcrossReloads(t *testing.T) {
 	h.dir.rotate(netA, newSecret)
 	lookups = h.srv.Stats().Lookups
 	h.srv.Invalidate(netA)
-	eventually(t, "the reload", func() bool { return h.srv.Stats().Lookups > lookups })
+	testenv.Eventually(t, "the reload", func() bool { return h.srv.Stats().Lookups > lookups })
 	if keysOf() != before {
 		t.Fatal("a rotation dropped the binding's Diffie–Hellman")
 	}

@@ -31,13 +31,13 @@ func TestFollowResubscribes(t *testing.T) {
 			Ready:        &ready,
 		})
 	}()
-	testenv.WaitUntil(t, "first subscription", func() bool { return ready.Load() && subscribed.Load() == 1 })
+	testenv.Eventually(t, "first subscription", func() bool { return ready.Load() && subscribed.Load() == 1 })
 	publishUntil(t, c.Publish, channel, "one", got)
 
 	// Kill the follower's connections: the client reconnects and
 	// subscribes again.
 	testenv.KillRedisClients(t, c, name)
-	testenv.WaitUntil(t, "second subscription", func() bool { return subscribed.Load() >= 2 })
+	testenv.Eventually(t, "second subscription", func() bool { return subscribed.Load() >= 2 })
 	publishUntil(t, c.Publish, channel, "two", got)
 
 	cancel()

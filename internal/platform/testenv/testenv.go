@@ -160,17 +160,45 @@ func KillRedisClients(t testing.TB, c *redis.Client, name string) {
 	}
 }
 
-// WaitUntil polls ok every 10 ms and fails t when it is not true within
-// 10 s, naming what was awaited.
-func WaitUntil(t testing.TB, what string, ok func() bool) {
+// DefaultWait bounds Eventually: long enough for a loaded CI machine, short
+// enough that a condition that never holds fails the test quickly.
+const DefaultWait = 10 * time.Second
+
+// Eventually polls cond until it holds and fails t when it does not within
+// DefaultWait. what names the condition in the failure message.
+func Eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10 s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	EventuallyWithin(t, what, DefaultWait, cond)
+}
+
+// EventuallyWithin polls cond until it holds and fails t when it does not
+// within d; it returns how long the condition took to hold.
+func EventuallyWithin(t testing.TB, what string, d time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	took, ok := Poll(d, cond)
+	if !ok {
+		t.Fatalf("%s: not within %v", what, d)
 	}
+	return took
+}
+
+// Poll calls cond until it holds or d has passed, starting with a short
+// interval that doubles up to 100 ms (cheap conditions are seen quickly,
+// expensive ones are not hammered). It reports the time taken and whether
+// cond held; callers that must add context to a failure use it directly.
+func Poll(d time.Duration, cond func() bool) (time.Duration, bool) {
+	start := time.Now()
+	interval := time.Millisecond
+	for !cond() {
+		if time.Since(start) > d {
+			return time.Since(start), false
+		}
+		time.Sleep(interval)
+		if interval < 100*time.Millisecond {
+			interval *= 2
+		}
+	}
+	return time.Since(start), true
 }
 
 func redact(dsn string) string {

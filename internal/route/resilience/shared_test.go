@@ -34,18 +34,6 @@ func (s *memStore) SetSetting(_ context.Context, key, value string) error {
 	return nil
 }
 
-// eventually polls cond for up to 5 s.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 5 s", what)
-}
-
 func TestTwoReplicasShareStateThroughRedis(t *testing.T) {
 	rdb, prefix := testenv.Redis(t)
 	if rdb == nil {
@@ -63,7 +51,7 @@ func TestTwoReplicasShareStateThroughRedis(t *testing.T) {
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); tr.Run(ctx) }()
-		eventually(t, "subscribed", tr.Ready)
+		testenv.Eventually(t, "subscribed", tr.Ready)
 		return tr
 	}
 	a, b := open(), open()
@@ -75,17 +63,17 @@ func TestTwoReplicasShareStateThroughRedis(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		a.Observe("p", "p#1", "m", 503, 0)
 	}
-	eventually(t, "B sees A's trip", func() bool { return breakerState(b, "p") == resilience.Open })
+	testenv.Eventually(t, "B sees A's trip", func() bool { return breakerState(b, "p") == resilience.Open })
 	if ok, blk := b.Available("p", "p#2", "m"); ok || !blk.Until.Equal(epoch.Add(30*time.Second)) {
 		t.Fatalf("B: ok=%v %+v", ok, blk)
 	}
 	// A's 429 on q#1 cools it down on B.
 	a.Observe("q", "q#1", "m", 429, 0)
-	eventually(t, "B sees A's cooldown", func() bool { return !available(b, "q", "q#1", "m") })
+	testenv.Eventually(t, "B sees A's cooldown", func() bool { return !available(b, "q", "q#1", "m") })
 	// B's success on q#1 clears it on A.
 	clk.Advance(3 * time.Second)
 	b.Observe("q", "q#1", "m", 200, 0)
-	eventually(t, "A sees B's success", func() bool { return available(a, "q", "q#1", "m") && len(a.Cooldowns()) == 1 })
+	testenv.Eventually(t, "A sees B's success", func() bool { return available(a, "q", "q#1", "m") && len(a.Cooldowns()) == 1 })
 
 	// A third replica starting now finds the open breaker in Redis.
 	c := open()
@@ -94,7 +82,7 @@ func TestTwoReplicasShareStateThroughRedis(t *testing.T) {
 	}
 	// Reset on B closes the breaker everywhere.
 	b.Reset(ctx, resilience.Scope{Breakers: true})
-	eventually(t, "A and C see B's reset", func() bool { return len(a.Breakers()) == 0 && len(c.Breakers()) == 0 })
+	testenv.Eventually(t, "A and C see B's reset", func() bool { return len(a.Breakers()) == 0 && len(c.Breakers()) == 0 })
 	if d := open(); len(d.Breakers()) != 0 {
 		t.Fatal("the reset breaker is still in Redis")
 	}
@@ -105,9 +93,9 @@ func TestTwoReplicasShareStateThroughRedis(t *testing.T) {
 	if err := a.SetSettings(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "B reloads settings", func() bool { return b.Settings().LockoutEnabled })
+	testenv.Eventually(t, "B reloads settings", func() bool { return b.Settings().LockoutEnabled })
 	b.Observe("p", "p#1", "gone", 404, 0)
-	eventually(t, "A sees B's lockout", func() bool { return len(a.Lockouts()) == 1 })
+	testenv.Eventually(t, "A sees B's lockout", func() bool { return len(a.Lockouts()) == 1 })
 	a.Reset(ctx, resilience.Scope{Lockouts: true, Provider: "p", Model: "gone"})
-	eventually(t, "B sees the lockout cleared", func() bool { return len(b.Lockouts()) == 0 })
+	testenv.Eventually(t, "B sees the lockout cleared", func() bool { return len(b.Lockouts()) == 0 })
 }
