@@ -26,6 +26,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/tunnel"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
+	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )
 
 const tunnelHelperEnv = "OMNI_E2E_TUNNEL_HELPER"
@@ -168,25 +169,20 @@ func startProc(t *testing.T, name, ns string, args ...string) (*exec.Cmd, *syncB
 	return cmd, logs, done
 }
 
-// waitFor polls cond every 250 ms until it holds or d has passed.
+// waitFor polls cond until it holds or d has passed, dumping every edge's
+// status before failing.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			for _, e := range statusDump {
-				if st, err := e.statusErr(); err == nil {
-					raw, _ := json.MarshalIndent(st, "", "  ")
-					t.Logf("edge %s status:\n%s", e.name, raw)
-				}
-			}
-			t.Fatalf("%s: not within %s", what, d)
-		}
-		time.Sleep(250 * time.Millisecond)
+	if _, ok := testenv.Poll(d, cond); ok {
+		return
 	}
+	for _, e := range statusDump {
+		if st, err := e.statusErr(); err == nil {
+			raw, _ := json.MarshalIndent(st, "", "  ")
+			t.Logf("edge %s status:\n%s", e.name, raw)
+		}
+	}
+	t.Fatalf("%s: not within %s", what, d)
 }
 
 type controlPlane struct {
@@ -314,7 +310,7 @@ func startEdge(t *testing.T, cp *controlPlane, name, ns, key, network string, ex
 
 func (e *edge) statusErr() (daemon.Status, error) {
 	var st daemon.Status
-	out, err := runErr(omniBinaryPath, "edge", "status", "--json", "--state", e.state)
+	out, err := netns.RunErr(omniBinaryPath, "edge", "status", "--json", "--state", e.state)
 	if err != nil {
 		return st, fmt.Errorf("%v: %s", err, out)
 	}
@@ -376,7 +372,7 @@ func TestDataPlane(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary in network namespaces")
 	}
-	rootTools(t)
+	netns.Require(t, "nft", "ping", "ss")
 	omniBinaryPath = testenv.OmniBinary(t)
 	tp := newTopology(t)
 	cp := startControlPlane(t, tp)
@@ -395,16 +391,16 @@ func TestDataPlane(t *testing.T) {
 		b = startEdge(top, cp, "b", tp.edgeB, key, vn)
 		pubA, pubB = a.status(t).PublicKey, b.status(t).PublicKey
 		na := a.net(t)
-		addrs := run(t, "ip", "-n", tp.edgeA, "addr", "show", "dev", na.Interface)
+		addrs := netns.Run(t, "ip", "-n", tp.edgeA, "addr", "show", "dev", na.Interface)
 		for _, want := range []string{na.VirtualIP, na.VirtualIPv6, "mtu 1420"} {
 			if want == "" || !strings.Contains(addrs, want) {
 				t.Fatalf("%s in edgeA lacks %q:\n%s", na.Interface, want, addrs)
 			}
 		}
-		if !pingOK(tp.edgeA, b.vip4(t), 20) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 20) {
 			t.Fatal("A cannot ping B over IPv4")
 		}
-		if !pingOK(tp.edgeA, b.vip6(t), 10) {
+		if !netns.PingOK(tp.edgeA, b.vip6(t), 10) {
 			t.Fatal("A cannot ping B over IPv6")
 		}
 		waitFor(t, 20*time.Second, "path A→B direct", func() bool { return a.pathTo(t, pubB) == daemon.PathDirect })
@@ -419,7 +415,7 @@ func TestDataPlane(t *testing.T) {
 			t.Skip("needs the direct step")
 		}
 		before := cp.relayed(t)
-		nftApply(t, tp.wan, fmt.Sprintf(`table inet omnie2e_block {
+		netns.NFT(t, tp.wan, fmt.Sprintf(`table inet omnie2e_block {
 	chain blockfwd {
 		type filter hook forward priority filter; policy accept;
 		ip saddr %[1]s ip daddr %[2]s meta l4proto udp drop
@@ -430,13 +426,13 @@ func TestDataPlane(t *testing.T) {
 		blocked := true
 		defer func() {
 			if blocked {
-				_, _ = runErr("ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
+				_, _ = netns.RunErr("ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
 			}
 		}()
-		if !pingOK(tp.edgeA, b.vip4(t), 60) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 60) {
 			t.Fatal("A cannot ping B over IPv4 with UDP between the NATs blocked")
 		}
-		if !pingOK(tp.edgeA, b.vip6(t), 10) {
+		if !netns.PingOK(tp.edgeA, b.vip6(t), 10) {
 			t.Fatal("A cannot ping B over IPv6 with UDP between the NATs blocked")
 		}
 		if after := cp.relayed(t); after <= before {
@@ -444,13 +440,13 @@ func TestDataPlane(t *testing.T) {
 		}
 		waitFor(t, 30*time.Second, "path A→B relayed", func() bool { return a.pathTo(t, pubB) == daemon.PathRelayed })
 
-		run(t, "ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
+		netns.Run(t, "ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
 		blocked = false
 		waitFor(t, 120*time.Second, "path A→B direct again", func() bool {
-			_ = pingOK(tp.edgeA, b.vip4(t), 1) // traffic drives the path probes
+			_ = netns.PingOK(tp.edgeA, b.vip4(t), 1) // traffic drives the path probes
 			return a.pathTo(t, pubB) == daemon.PathDirect
 		})
-		if !pingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
 			t.Fatal("A cannot ping B after the block is lifted")
 		}
 	})
@@ -491,7 +487,7 @@ func TestDataPlane(t *testing.T) {
 			}
 		}
 		// No loop: the nucleus and the underlay stay reachable, and so does B.
-		if !pingOK(tp.edgeA, nucleusIP, 3) || !a.net(t).Registered || !pingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, nucleusIP, 3) || !a.net(t).Registered || !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
 			t.Fatal("nucleus, underlay or peer lost while using the exit")
 		}
 
@@ -500,7 +496,7 @@ func TestDataPlane(t *testing.T) {
 		}
 		waitFor(t, 75*time.Second, "A stops using the exit", func() bool { return a.net(t).Exit == "" })
 		for _, fam := range []string{"-4", "-6"} {
-			if routes := run(t, "ip", fam, "-n", tp.edgeA, "route", "show", "table", "all"); strings.Contains(routes, "default dev "+a.net(t).Interface) {
+			if routes := netns.Run(t, "ip", fam, "-n", tp.edgeA, "route", "show", "table", "all"); strings.Contains(routes, "default dev "+a.net(t).Interface) {
 				t.Fatalf("%s default route through the tunnel left after clearing the exit:\n%s", fam, routes)
 			}
 		}
@@ -509,7 +505,7 @@ func TestDataPlane(t *testing.T) {
 				t.Fatalf("%s still reachable from A after clearing the exit", u)
 			}
 		}
-		if !pingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
 			t.Fatal("A cannot ping B after clearing the exit")
 		}
 	})
@@ -527,7 +523,7 @@ func TestDataPlane(t *testing.T) {
 		}
 		// One push: the nucleus tells A at once.
 		waitFor(t, 10*time.Second, "A drops B", func() bool { _, ok := a.peer(t, pubB); return !ok })
-		if pingOK(tp.edgeA, vipB, 3) {
+		if netns.PingOK(tp.edgeA, vipB, 3) {
 			t.Fatal("A still reaches B after B left")
 		}
 	})
@@ -583,7 +579,7 @@ func TestDataPlane(t *testing.T) {
 		c := tp.lanHost(t, tp.natA, "edgeC")
 		peerA := []tunnel.Peer{{PublicKey: keyA, Endpoint: netip.AddrPortFrom(netip.MustParseAddr(edgeALan), portA), Addr4: netip.MustParseAddr(vipA)}}
 		stop := startIntruder(t, c, tunnelHelperConfig{Private: id.PrivateKey, Secret: []byte(otherJoin.SecretKey), Addr4: intruderAddr, Peers: peerA})
-		if pingOK(c, vipA, 5) {
+		if netns.PingOK(c, vipA, 5) {
 			t.Fatal("a device with another network's secret completed a handshake with A")
 		}
 		stop()
@@ -593,7 +589,7 @@ func TestDataPlane(t *testing.T) {
 		ok := false
 		for _, secret := range secretForms(ownJoin.SecretKey) {
 			stop := startIntruder(t, c, tunnelHelperConfig{Private: id.PrivateKey, Secret: secret, Addr4: intruderAddr, Peers: peerA})
-			ok = pingOK(c, vipA, 5)
+			ok = netns.PingOK(c, vipA, 5)
 			stop()
 			if ok {
 				break
@@ -618,7 +614,7 @@ func secretForms(s string) [][]byte {
 // udpPort returns the port of the one UDP socket bound in ns (the edge's).
 func udpPort(t *testing.T, ns string) uint16 {
 	t.Helper()
-	out := run(t, "ip", "netns", "exec", ns, "ss", "-H", "-u", "-l", "-n")
+	out := netns.Run(t, "ip", "netns", "exec", ns, "ss", "-H", "-u", "-l", "-n")
 	var ports []uint16
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Fields(line)

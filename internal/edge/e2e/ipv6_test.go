@@ -12,6 +12,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/platform/testenv"
+	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )
 
 // An IPv6-only underlay: two hosts, each joined to the router wan by a
@@ -29,17 +30,17 @@ type v6Topology struct{ wan, a, b string }
 
 func newV6Topology(t *testing.T) *v6Topology {
 	t.Helper()
-	tag := newTag()
-	tp := &v6Topology{wan: newNS(t, tag, "wan6"), a: newNS(t, tag, "a6"), b: newNS(t, tag, "b6")}
-	run(t, "ip", "-n", tp.wan, "addr", "add", v6Nucleus+"/128", "dev", "lo")
-	sysctl(t, tp.wan, "net.ipv6.conf.all.forwarding=1")
-	veth(t, tp.wan, "toA", "2001:db8:a::1/64", tp.a, "wan", v6A+"/64")
-	veth(t, tp.wan, "toB", "2001:db8:b::1/64", tp.b, "wan", v6B+"/64")
+	tag := netns.Tag()
+	tp := &v6Topology{wan: netns.New(t, "omnie2e-"+tag+"-wan6"), a: netns.New(t, "omnie2e-"+tag+"-a6"), b: netns.New(t, "omnie2e-"+tag+"-b6")}
+	netns.Run(t, "ip", "-n", tp.wan, "addr", "add", v6Nucleus+"/128", "dev", "lo")
+	netns.Sysctl(t, tp.wan, "net.ipv6.conf.all.forwarding=1")
+	netns.Veth(t, tp.wan, "toA", "2001:db8:a::1/64", tp.a, "wan", v6A+"/64")
+	netns.Veth(t, tp.wan, "toB", "2001:db8:b::1/64", tp.b, "wan", v6B+"/64")
 	for _, x := range [][2]string{{tp.wan, "toA"}, {tp.wan, "toB"}, {tp.a, "wan"}, {tp.b, "wan"}} {
-		run(t, "ip", "-n", x[0], "link", "set", x[1], "mtu", "1500")
+		netns.Run(t, "ip", "-n", x[0], "link", "set", x[1], "mtu", "1500")
 	}
-	run(t, "ip", "-6", "-n", tp.a, "route", "add", "default", "via", "2001:db8:a::1")
-	run(t, "ip", "-6", "-n", tp.b, "route", "add", "default", "via", "2001:db8:b::1")
+	netns.Run(t, "ip", "-6", "-n", tp.a, "route", "add", "default", "via", "2001:db8:a::1")
+	netns.Run(t, "ip", "-6", "-n", tp.b, "route", "add", "default", "via", "2001:db8:b::1")
 	return tp
 }
 
@@ -49,7 +50,7 @@ func fragCounters(t *testing.T, nss ...string) map[string]int {
 	t.Helper()
 	out := map[string]int{}
 	for _, ns := range nss {
-		raw := run(t, "ip", "netns", "exec", ns, "cat", "/proc/net/snmp6")
+		raw := netns.Run(t, "ip", "netns", "exec", ns, "cat", "/proc/net/snmp6")
 		for _, line := range strings.Split(raw, "\n") {
 			f := strings.Fields(line)
 			if len(f) != 2 || (f[0] != "Ip6FragCreates" && f[0] != "Ip6ReasmReqds") {
@@ -70,7 +71,7 @@ var mtuRE = regexp.MustCompile(` mtu (\d+) `)
 // tunnelMTU is the MTU of the edge's tunnel interface.
 func tunnelMTU(t *testing.T, e *edge) int {
 	t.Helper()
-	out := run(t, "ip", "-n", e.ns, "link", "show", "dev", e.net(t).Interface)
+	out := netns.Run(t, "ip", "-n", e.ns, "link", "show", "dev", e.net(t).Interface)
 	m := mtuRE.FindStringSubmatch(out)
 	if m == nil {
 		t.Fatalf("no MTU in %q", out)
@@ -83,7 +84,7 @@ func tunnelMTU(t *testing.T, e *edge) int {
 // don't-fragment flag, until one reply, at most tries times.
 func pingSize(ns, dst string, size, tries int) bool {
 	for range tries {
-		if _, err := runErr("ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", strconv.Itoa(size), dst); err == nil {
+		if _, err := netns.RunErr("ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", "-M", "do", "-s", strconv.Itoa(size), dst); err == nil {
 			return true
 		}
 	}
@@ -98,7 +99,7 @@ func TestIPv6UnderlayRelayedFullSizeNotFragmented(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary in network namespaces")
 	}
-	rootTools(t)
+	netns.Require(t, "nft", "ping", "ss")
 	omniBinaryPath = testenv.OmniBinary(t)
 	tp := newV6Topology(t)
 	cp := startControlPlaneAt(t, tp.wan, v6Nucleus)
@@ -107,7 +108,7 @@ func TestIPv6UnderlayRelayedFullSizeNotFragmented(t *testing.T) {
 	vn := cp.seedNetwork(t, owner, "v6")
 
 	// Only the relay: UDP between the hosts is dropped at the router.
-	nftApply(t, tp.wan, fmt.Sprintf(`table inet omnie2e_block {
+	netns.NFT(t, tp.wan, fmt.Sprintf(`table inet omnie2e_block {
 	chain blockfwd {
 		type filter hook forward priority filter; policy accept;
 		ip6 saddr %[1]s ip6 daddr %[2]s meta l4proto udp drop
@@ -119,7 +120,7 @@ func TestIPv6UnderlayRelayedFullSizeNotFragmented(t *testing.T) {
 	b := startEdge(t, cp, "b6", tp.b, key, vn)
 	pubB := b.status(t).PublicKey
 	vipB4, vipB6 := b.vip4(t), b.vip6(t)
-	if !pingOK(tp.a, vipB4, 30) {
+	if !netns.PingOK(tp.a, vipB4, 30) {
 		t.Fatal("A cannot ping B through the relay")
 	}
 	waitFor(t, 30*time.Second, "path A→B relayed", func() bool { return a.pathTo(t, pubB) == daemon.PathRelayed })

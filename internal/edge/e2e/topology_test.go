@@ -4,14 +4,11 @@ package e2e
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"testing"
@@ -19,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/omniedge/omni/internal/platform/testenv"
+	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )
 
 // The data-plane topology. Every namespace is created by the test and
@@ -56,107 +53,30 @@ type topology struct {
 	lanHosts                                  map[string]int // next host number per NAT namespace
 }
 
-func rootTools(t *testing.T) {
-	t.Helper()
-	testenv.Root(t)
-	for _, tool := range []string{"ip", "nft", "ping", "ss"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, "%s not installed", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		testenv.Unavailable(t, "no /dev/net/tun: %v", err)
-	}
-}
-
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := runErr(args...)
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// runErr runs a short command, killed after 30 s.
-func runErr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	return string(out), err
-}
-
-// nftApply loads an nft script into ns.
-func nftApply(t *testing.T, ns, script string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft in %s: %v\n%s\n%s", ns, err, out, script)
-	}
-}
-
-// newNS creates a network namespace with lo up, deleted when t ends.
-func newNS(t *testing.T, tag, role string) string {
-	t.Helper()
-	name := "omnie2e-" + tag + "-" + role
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _, _ = runErr("ip", "netns", "del", name) })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// veth joins nsA (interface ifA) and nsB (ifB) and sets both up with the
-// given space-separated addresses.
-func veth(t *testing.T, nsA, ifA, addrA, nsB, ifB, addrB string) {
-	t.Helper()
-	run(t, "ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	for _, x := range [][3]string{{nsA, ifA, addrA}, {nsB, ifB, addrB}} {
-		run(t, "ip", "-n", x[0], "link", "set", x[1], "up")
-		for _, a := range strings.Fields(x[2]) {
-			run(t, "ip", "-n", x[0], "addr", "add", a, "dev", x[1], "nodad")
-		}
-	}
-}
-
-func sysctl(t *testing.T, ns, kv string) {
-	t.Helper()
-	run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", kv)
-}
-
-// newTag returns a random tag for the namespace names of one run.
-func newTag() string {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // newTopology builds the topology above with fresh namespace names.
 func newTopology(t *testing.T) *topology {
 	t.Helper()
-	tag := newTag()
+	tag := netns.Tag()
 	tp := &topology{tag: tag, lanHosts: map[string]int{}}
-	tp.wan = newNS(t, tag, "wan")
-	tp.natA = newNS(t, tag, "natA")
-	tp.natB = newNS(t, tag, "natB")
-	tp.exit = newNS(t, tag, "exit")
-	tp.inet = newNS(t, tag, "inet")
+	tp.wan = netns.New(t, "omnie2e-"+tag+"-wan")
+	tp.natA = netns.New(t, "omnie2e-"+tag+"-natA")
+	tp.natB = netns.New(t, "omnie2e-"+tag+"-natB")
+	tp.exit = netns.New(t, "omnie2e-"+tag+"-exit")
+	tp.inet = netns.New(t, "omnie2e-"+tag+"-inet")
 
-	run(t, "ip", "-n", tp.wan, "addr", "add", nucleusIP+"/32", "dev", "lo")
-	sysctl(t, tp.wan, "net.ipv4.ip_forward=1")
-	veth(t, tp.wan, "toA", "198.51.100.9/30", tp.natA, "wan", natAWan+"/30")
-	veth(t, tp.wan, "toB", "198.51.100.13/30", tp.natB, "wan", natBWan+"/30")
-	veth(t, tp.wan, "toE", "198.51.100.17/30", tp.exit, "wan", exitWan+"/30")
+	netns.Run(t, "ip", "-n", tp.wan, "addr", "add", nucleusIP+"/32", "dev", "lo")
+	netns.Sysctl(t, tp.wan, "net.ipv4.ip_forward=1")
+	netns.Veth(t, tp.wan, "toA", "198.51.100.9/30", tp.natA, "wan", natAWan+"/30")
+	netns.Veth(t, tp.wan, "toB", "198.51.100.13/30", tp.natB, "wan", natBWan+"/30")
+	netns.Veth(t, tp.wan, "toE", "198.51.100.17/30", tp.exit, "wan", exitWan+"/30")
 
 	for _, n := range []struct{ ns, gw, lan string }{{tp.natA, "198.51.100.9", "10.0.1.1/24"}, {tp.natB, "198.51.100.13", "10.0.2.1/24"}} {
-		run(t, "ip", "-n", n.ns, "route", "add", "default", "via", n.gw)
-		sysctl(t, n.ns, "net.ipv4.ip_forward=1")
-		run(t, "ip", "-n", n.ns, "link", "add", "lan", "type", "bridge")
-		run(t, "ip", "-n", n.ns, "addr", "add", n.lan, "dev", "lan")
-		run(t, "ip", "-n", n.ns, "link", "set", "lan", "up")
-		nftApply(t, n.ns, `table ip omnie2e_nat {
+		netns.Run(t, "ip", "-n", n.ns, "route", "add", "default", "via", n.gw)
+		netns.Sysctl(t, n.ns, "net.ipv4.ip_forward=1")
+		netns.Run(t, "ip", "-n", n.ns, "link", "add", "lan", "type", "bridge")
+		netns.Run(t, "ip", "-n", n.ns, "addr", "add", n.lan, "dev", "lan")
+		netns.Run(t, "ip", "-n", n.ns, "link", "set", "lan", "up")
+		netns.NFT(t, n.ns, `table ip omnie2e_nat {
 	chain post { type nat hook postrouting priority srcnat; policy accept; oifname "wan" masquerade; }
 }
 `)
@@ -165,8 +85,8 @@ func newTopology(t *testing.T) *topology {
 	tp.edgeA = tp.lanHost(t, tp.natA, "edgeA")
 	tp.edgeB = tp.lanHost(t, tp.natB, "edgeB")
 
-	run(t, "ip", "-n", tp.exit, "route", "add", "default", "via", "198.51.100.17")
-	veth(t, tp.exit, "uplink", exitUp4+"/24 "+exitUp6+"/64", tp.inet, "eth0", inetIP4+"/24 "+inetIP6+"/64")
+	netns.Run(t, "ip", "-n", tp.exit, "route", "add", "default", "via", "198.51.100.17")
+	netns.Veth(t, tp.exit, "uplink", exitUp4+"/24 "+exitUp6+"/64", tp.inet, "eth0", inetIP4+"/24 "+inetIP6+"/64")
 	return tp
 }
 
@@ -174,7 +94,7 @@ func newTopology(t *testing.T) *topology {
 // next free N, default route through the NAT) and returns it.
 func (tp *topology) lanHost(t *testing.T, nat, role string) string {
 	t.Helper()
-	ns := newNS(t, tp.tag, role)
+	ns := netns.New(t, "omnie2e-"+tp.tag+"-"+role)
 	lan := "10.0.1."
 	if nat == tp.natB {
 		lan = "10.0.2."
@@ -182,9 +102,9 @@ func (tp *topology) lanHost(t *testing.T, nat, role string) string {
 	n := tp.lanHosts[nat]
 	tp.lanHosts[nat] = n + 1
 	port := fmt.Sprintf("p%d", n)
-	veth(t, nat, port, "", ns, "eth0", fmt.Sprintf("%s%d/24", lan, n))
-	run(t, "ip", "-n", nat, "link", "set", port, "master", "lan")
-	run(t, "ip", "-n", ns, "route", "add", "default", "via", lan+"1")
+	netns.Veth(t, nat, port, "", ns, "eth0", fmt.Sprintf("%s%d/24", lan, n))
+	netns.Run(t, "ip", "-n", nat, "link", "set", port, "master", "lan")
+	netns.Run(t, "ip", "-n", ns, "route", "add", "default", "via", lan+"1")
 	return ns
 }
 
@@ -278,29 +198,18 @@ func fetch(ns, url string, timeout time.Duration) (string, error) {
 	return string(body), nil
 }
 
-// pingOK pings dst from ns until one reply, at most tries times (about one
-// second each).
-func pingOK(ns, dst string, tries int) bool {
-	for range tries {
-		if _, err := runErr("ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", dst); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
 // TestTopologyNAT checks the topology itself: both edges reach the wan
 // address of the control plane through their NAT, which masquerades them
 // to its own wan address; the LANs are private; only the exit reaches the
 // "internet" namespace.
 func TestTopologyNAT(t *testing.T) {
-	rootTools(t)
+	netns.Require(t, "nft", "ping", "ss")
 	tp := newTopology(t)
 	echoServer(t, tp.wan, net.JoinHostPort(nucleusIP, "8081"))
 	echoServer(t, tp.inet, "[::]:8081")
 
 	for _, c := range []struct{ ns, want string }{{tp.edgeA, natAWan}, {tp.edgeB, natBWan}, {tp.exit, exitWan}} {
-		if !pingOK(c.ns, nucleusIP, 5) {
+		if !netns.PingOK(c.ns, nucleusIP, 5) {
 			t.Fatalf("%s cannot ping %s", c.ns, nucleusIP)
 		}
 		got, err := fetch(c.ns, "http://"+nucleusIP+":8081/", 5*time.Second)
@@ -321,7 +230,7 @@ func TestTopologyNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	run(t, "ip", "netns", "exec", tp.edgeA, "bash", "-c", "echo x > /dev/udp/"+nucleusIP+"/51999")
+	netns.Run(t, "ip", "netns", "exec", tp.edgeA, "bash", "-c", "echo x > /dev/udp/"+nucleusIP+"/51999")
 	_ = pc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
 	_, from, err := pc.ReadFrom(buf)
@@ -332,10 +241,10 @@ func TestTopologyNAT(t *testing.T) {
 		t.Fatalf("UDP from edgeA arrives from %s, want %s", from, natAWan)
 	}
 
-	if pingOK(tp.edgeA, edgeBLan, 1) || pingOK(tp.edgeB, edgeALan, 1) {
+	if netns.PingOK(tp.edgeA, edgeBLan, 1) || netns.PingOK(tp.edgeB, edgeALan, 1) {
 		t.Fatal("the private LANs reach each other")
 	}
-	if pingOK(tp.edgeA, inetIP4, 1) {
+	if netns.PingOK(tp.edgeA, inetIP4, 1) {
 		t.Fatal("edgeA reaches the internet namespace without an exit")
 	}
 	for _, u := range []string{"http://" + inetIP4 + ":8081/", "http://[" + inetIP6 + "]:8081/"} {

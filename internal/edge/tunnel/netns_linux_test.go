@@ -2,8 +2,6 @@ package tunnel
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/platform/testenv"
+	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )
 
 // The root tests run real devices in network namespaces. Each device runs
@@ -178,73 +176,6 @@ func (h *helper) crash() {
 	}
 }
 
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := runErr(args...)
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-func runErr(args ...string) (string, error) {
-	cmd := exec.Command(args[0], args[1:]...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-func rootTools(t *testing.T) {
-	t.Helper()
-	testenv.Root(t)
-	for _, tool := range []string{"ip", "nft", "ping"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			testenv.Unavailable(t, "%s not installed", tool)
-		}
-	}
-	if _, err := os.Stat("/dev/net/tun"); err != nil {
-		testenv.Unavailable(t, "no /dev/net/tun: %v", err)
-	}
-}
-
-// newNS creates a network namespace with lo up, deleted when t ends.
-func newNS(t *testing.T, role string) string {
-	t.Helper()
-	var b [3]byte
-	rand.Read(b[:])
-	name := "omnit-" + role + "-" + hex.EncodeToString(b[:])
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { runErr("ip", "netns", "del", name) })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	return name
-}
-
-// link joins two namespaces with a veth pair, named prefix+"x" in nsA and
-// prefix+"y" in nsB, with the given space-separated addresses.
-func link(t *testing.T, prefix, nsA, addrA, nsB, addrB string) {
-	t.Helper()
-	vx, vy := prefix+"x", prefix+"y"
-	run(t, "ip", "link", "add", vx, "netns", nsA, "type", "veth", "peer", "name", vy, "netns", nsB)
-	for _, x := range [][2]string{{nsA, vx}, {nsB, vy}} {
-		run(t, "ip", "-n", x[0], "link", "set", x[1], "up")
-	}
-	for _, a := range strings.Fields(addrA) {
-		run(t, "ip", "-n", nsA, "addr", "add", a, "dev", vx, "nodad")
-	}
-	for _, a := range strings.Fields(addrB) {
-		run(t, "ip", "-n", nsB, "addr", "add", a, "dev", vy, "nodad")
-	}
-}
-
-// pingOK pings from ns until one reply, at most tries times.
-func pingOK(ns, dst string, tries int) bool {
-	for i := 0; i < tries; i++ {
-		if _, err := runErr("ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", dst); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
 type rootPair struct {
 	nsA, nsB string
 	a, b     *helper
@@ -256,8 +187,8 @@ type rootPair struct {
 // by a veth 198.51.100.1 ↔ 198.51.100.2 as the underlay.
 func startPair(t *testing.T, secretB string) *rootPair {
 	t.Helper()
-	p := &rootPair{nsA: newNS(t, "a"), nsB: newNS(t, "b")}
-	link(t, "u", p.nsA, "198.51.100.1/24", p.nsB, "198.51.100.2/24")
+	p := &rootPair{nsA: netns.New(t, "omnit-a-"+netns.Tag()), nsB: netns.New(t, "omnit-b-"+netns.Tag())}
+	netns.Veth(t, p.nsA, "ux", "198.51.100.1/24", p.nsB, "uy", "198.51.100.2/24")
 	privA, _ := GeneratePrivateKey()
 	privB, _ := GeneratePrivateKey()
 	p.keyA, p.keyB = privA.PublicKey(), privB.PublicKey()
@@ -273,33 +204,33 @@ func startPair(t *testing.T, secretB string) *rootPair {
 }
 
 func TestNetnsPing(t *testing.T) {
-	rootTools(t)
+	netns.Require(t, "nft", "ping")
 	p := startPair(t, "s3cret")
-	addrs := run(t, "ip", "-n", p.nsA, "addr", "show", "dev", "omni0")
+	addrs := netns.Run(t, "ip", "-n", p.nsA, "addr", "show", "dev", "omni0")
 	for _, want := range []string{"100.100.0.1/24", "fd00::1/64", "mtu 1420"} {
 		if !strings.Contains(addrs, want) {
 			t.Fatalf("omni0 in A lacks %q:\n%s", want, addrs)
 		}
 	}
-	if !pingOK(p.nsA, "100.100.0.2", 10) {
+	if !netns.PingOK(p.nsA, "100.100.0.2", 10) {
 		t.Fatal("A cannot ping B over IPv4")
 	}
-	if !pingOK(p.nsA, "fd00::2", 5) {
+	if !netns.PingOK(p.nsA, "fd00::2", 5) {
 		t.Fatal("A cannot ping B over IPv6")
 	}
-	if !pingOK(p.nsB, "100.100.0.1", 5) {
+	if !netns.PingOK(p.nsB, "100.100.0.1", 5) {
 		t.Fatal("B cannot ping A over IPv4")
 	}
 	p.b.stop()
-	if out, err := runErr("ip", "-n", p.nsB, "link", "show", "omni0"); err == nil {
+	if out, err := netns.RunErr("ip", "-n", p.nsB, "link", "show", "omni0"); err == nil {
 		t.Fatalf("omni0 left in B after Close:\n%s", out)
 	}
 }
 
 func TestNetnsWrongSecret(t *testing.T) {
-	rootTools(t)
+	netns.Require(t, "nft", "ping")
 	p := startPair(t, "another network's secret")
-	if pingOK(p.nsA, "100.100.0.2", 3) {
+	if netns.PingOK(p.nsA, "100.100.0.2", 3) {
 		t.Fatal("ping crossed devices with different network secrets")
 	}
 }
@@ -308,59 +239,59 @@ func TestNetnsWrongSecret(t *testing.T) {
 // no route back to the tunnel ranges; B uses A as exit. Replies only come
 // back if A masquerades.
 func TestNetnsExitNode(t *testing.T) {
-	rootTools(t)
+	netns.Require(t, "nft", "ping")
 	p := startPair(t, "s3cret")
-	inet := newNS(t, "inet")
-	link(t, "i", p.nsA, "203.0.113.1/24 2001:db8:1::1/64", inet, "203.0.113.10/24 2001:db8:1::10/64")
+	inet := netns.New(t, "omnit-inet-"+netns.Tag())
+	netns.Veth(t, p.nsA, "ix", "203.0.113.1/24 2001:db8:1::1/64", inet, "iy", "203.0.113.10/24 2001:db8:1::10/64")
 
 	p.a.do("serve on")
-	table := run(t, "ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0")
+	table := netns.Run(t, "ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0")
 	for _, want := range []string{"100.100.0.0/24", "fd00::/64", "masquerade", `iifname "omni0" accept`} {
 		if !strings.Contains(table, want) {
 			t.Fatalf("nft table lacks %q:\n%s", want, table)
 		}
 	}
-	if fw := run(t, "ip", "netns", "exec", p.nsA, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(fw) != "1" {
+	if fw := netns.Run(t, "ip", "netns", "exec", p.nsA, "cat", "/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(fw) != "1" {
 		t.Fatalf("ip_forward = %q", fw)
 	}
-	if pingOK(p.nsB, "203.0.113.10", 1) {
+	if netns.PingOK(p.nsB, "203.0.113.10", 1) {
 		t.Fatal("internet reachable from B before selecting an exit")
 	}
 
 	p.b.do("exitaddr 100.100.0.1")
 	for _, fam := range []string{"-4", "-6"} {
-		rules := run(t, "ip", fam, "-n", p.nsB, "rule")
+		rules := netns.Run(t, "ip", fam, "-n", p.nsB, "rule")
 		for _, want := range []string{"5210:\tfrom all lookup main suppress_prefixlength 0", "5211:\tnot from all fwmark 0xca6c lookup 51820"} {
 			if !strings.Contains(rules, want) {
 				t.Fatalf("%s rules lack %q:\n%s", fam, want, rules)
 			}
 		}
-		if routes := run(t, "ip", fam, "-n", p.nsB, "route", "show", "table", "51820"); !strings.Contains(routes, "default dev omni0") {
+		if routes := netns.Run(t, "ip", fam, "-n", p.nsB, "route", "show", "table", "51820"); !strings.Contains(routes, "default dev omni0") {
 			t.Fatalf("%s table 51820: %q", fam, routes)
 		}
 	}
-	if !pingOK(p.nsB, "203.0.113.10", 10) {
+	if !netns.PingOK(p.nsB, "203.0.113.10", 10) {
 		t.Fatal("B cannot reach the internet namespace through exit A (IPv4)")
 	}
-	if !pingOK(p.nsB, "2001:db8:1::10", 5) {
+	if !netns.PingOK(p.nsB, "2001:db8:1::10", 5) {
 		t.Fatal("B cannot reach the internet namespace through exit A (IPv6)")
 	}
 	// The underlay stays off the tunnel: the peer is still reachable on it.
-	if !pingOK(p.nsB, "198.51.100.1", 3) || !pingOK(p.nsB, "100.100.0.1", 3) {
+	if !netns.PingOK(p.nsB, "198.51.100.1", 3) || !netns.PingOK(p.nsB, "100.100.0.1", 3) {
 		t.Fatal("underlay or tunnel broken while using the exit")
 	}
 
 	p.b.do("exitaddr 0.0.0.0")
 	assertNoExitRouting(t, p.nsB)
-	if pingOK(p.nsB, "203.0.113.10", 1) {
+	if netns.PingOK(p.nsB, "203.0.113.10", 1) {
 		t.Fatal("internet still reachable after clearing the exit")
 	}
-	if !pingOK(p.nsB, "100.100.0.1", 3) {
+	if !netns.PingOK(p.nsB, "100.100.0.1", 3) {
 		t.Fatal("tunnel broken after clearing the exit")
 	}
 
 	p.a.do("serve off")
-	if out, err := runErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
+	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
 		t.Fatalf("nft table left after serve off:\n%s", out)
 	}
 }
@@ -368,11 +299,11 @@ func TestNetnsExitNode(t *testing.T) {
 func assertNoExitRouting(t *testing.T, ns string) {
 	t.Helper()
 	for _, fam := range []string{"-4", "-6"} {
-		rules := run(t, "ip", fam, "-n", ns, "rule")
+		rules := netns.Run(t, "ip", fam, "-n", ns, "rule")
 		if strings.Contains(rules, "51820") || strings.Contains(rules, "suppress_prefixlength") {
 			t.Fatalf("%s rules left:\n%s", fam, rules)
 		}
-		if routes := run(t, "ip", fam, "-n", ns, "route", "show", "table", "51820"); strings.TrimSpace(routes) != "" {
+		if routes := netns.Run(t, "ip", fam, "-n", ns, "route", "show", "table", "51820"); strings.TrimSpace(routes) != "" {
 			t.Fatalf("%s routes left in table 51820: %q", fam, routes)
 		}
 	}
@@ -381,30 +312,30 @@ func assertNoExitRouting(t *testing.T, ns string) {
 // TestNetnsCrashCleanup: rules left by a killed device are removed by the
 // next one, and Close removes its own.
 func TestNetnsCrashCleanup(t *testing.T) {
-	rootTools(t)
+	netns.Require(t, "nft", "ping")
 	p := startPair(t, "s3cret")
 	p.a.do("serve on")
 	p.b.do("exit " + p.keyA.String())
 	p.a.crash()
 	p.b.crash()
-	if _, err := runErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err != nil {
+	if _, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err != nil {
 		t.Fatal("expected the crashed exit's table to remain until the next start")
 	}
-	if rules := run(t, "ip", "-n", p.nsB, "rule"); !strings.Contains(rules, "51820") {
+	if rules := netns.Run(t, "ip", "-n", p.nsB, "rule"); !strings.Contains(rules, "51820") {
 		t.Fatalf("expected the crashed client's rules to remain:\n%s", rules)
 	}
 	privA, _ := GeneratePrivateKey()
 	privB, _ := GeneratePrivateKey()
 	a := startHelper(t, p.nsA, helperConfig{Private: privA, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.1/24")})
 	b := startHelper(t, p.nsB, helperConfig{Private: privB, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.2/24")})
-	if out, err := runErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
+	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
 		t.Fatalf("leftover table not cleaned at start:\n%s", out)
 	}
 	assertNoExitRouting(t, p.nsB)
 
 	a.do("serve on")
 	a.stop()
-	if out, err := runErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
+	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
 		t.Fatalf("table left after Close:\n%s", out)
 	}
 	b.stop()
