@@ -24,15 +24,16 @@ import (
 
 func waitHTTP(t *testing.T, url string, logs *bytes.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
+	up := func() bool {
+		resp, err := http.Get(url)
+		if err == nil {
 			resp.Body.Close()
-			return
 		}
-		time.Sleep(50 * time.Millisecond)
+		return err == nil
 	}
-	t.Fatalf("%s never answered; logs:\n%s", url, logs)
+	if _, ok := testenv.Poll(20*time.Second, up); !ok {
+		t.Fatalf("%s never answered; logs:\n%s", url, logs)
+	}
 }
 
 // TestServeAllOnSQLite runs `omni serve` with defaults on an empty data
