@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
@@ -34,7 +35,7 @@ func TestMain(m *testing.M) {
 }
 
 type helperConfig struct {
-	Private Key
+	Private wgkey.Key
 	Secret  string
 	Port    uint16
 	Addr4   netip.Prefix
@@ -68,12 +69,12 @@ func runHelper(raw string, in io.Reader, out io.Writer) int {
 		case cmd == "serve":
 			err = dev.ServeExit(arg == "on")
 		case cmd == "exit" && arg == "none":
-			err = dev.UseExit(Key{})
+			err = dev.UseExit(wgkey.Key{})
 		case cmd == "exitaddr":
 			err = dev.UseExitAddr(netip.MustParseAddr(arg))
 		case cmd == "exit":
-			var k Key
-			if k, err = ParseKey(arg); err == nil {
+			var k wgkey.Key
+			if k, err = wgkey.Parse(arg); err == nil {
 				err = dev.UseExit(k)
 			}
 		default:
@@ -248,8 +249,8 @@ func pingOK(ns, dst string, tries int) bool {
 type rootPair struct {
 	nsA, nsB string
 	a, b     *helper
-	keyA     Key
-	keyB     Key
+	keyA     wgkey.Key
+	keyB     wgkey.Key
 }
 
 // startPair runs two devices, A (100.100.0.1, fd00::1) and B (…2), joined
@@ -258,8 +259,8 @@ func startPair(t *testing.T, secretB string) *rootPair {
 	t.Helper()
 	p := &rootPair{nsA: newNS(t, "a"), nsB: newNS(t, "b")}
 	link(t, "u", p.nsA, "198.51.100.1/24", p.nsB, "198.51.100.2/24")
-	privA, _ := GeneratePrivateKey()
-	privB, _ := GeneratePrivateKey()
+	privA, _ := wgkey.GeneratePrivate()
+	privB, _ := wgkey.GeneratePrivate()
 	p.keyA, p.keyB = privA.PublicKey(), privB.PublicKey()
 	peerA := Peer{PublicKey: p.keyA, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820"),
 		Addr4: netip.MustParseAddr("100.100.0.1"), Addr6: netip.MustParseAddr("fd00::1")}
@@ -393,8 +394,8 @@ func TestNetnsCrashCleanup(t *testing.T) {
 	if rules := run(t, "ip", "-n", p.nsB, "rule"); !strings.Contains(rules, "51820") {
 		t.Fatalf("expected the crashed client's rules to remain:\n%s", rules)
 	}
-	privA, _ := GeneratePrivateKey()
-	privB, _ := GeneratePrivateKey()
+	privA, _ := wgkey.GeneratePrivate()
+	privB, _ := wgkey.GeneratePrivate()
 	a := startHelper(t, p.nsA, helperConfig{Private: privA, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.1/24")})
 	b := startHelper(t, p.nsB, helperConfig{Private: privB, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.2/24")})
 	if out, err := runErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
