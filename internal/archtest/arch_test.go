@@ -101,8 +101,8 @@ func TestImportRules(t *testing.T) {
 			case dir == "internal/edge" && (under(imp, "internal/edge/api") || under(imp, "internal/edge/app") || under(imp, "internal/edge/store") ||
 				under(imp, "internal/edge/presence") || under(imp, "internal/edge/session") || under(imp, "internal/edge/client")):
 				t.Errorf("%s imports %s (%v): the domain must not depend on transports or implementations", dir, imp, files)
-			case under(dir, "internal/edge/wire") && imp != "":
-				t.Errorf("%s imports %s: wire depends on nothing of ours", dir, imp)
+			case (under(dir, "internal/edge/wire") || under(dir, "internal/edge/wgkey")) && imp != "":
+				t.Errorf("%s imports %s: %s depends on nothing of ours", dir, imp, filepath.Base(dir))
 			}
 		}
 	}
@@ -157,5 +157,114 @@ func TestMainIsTrivial(t *testing.T) {
 	}
 	if n := strings.Count(string(b), "\n"); n > 40 {
 		t.Errorf("cmd/omni/main.go has %d lines; keep main a few lines calling internal/cli", n)
+	}
+}
+
+// The gateway is hub-and-spoke: each wire format under route/formats
+// translates to and from route/llm and never imports another format. The
+// helpers below are shared by the formats and import no format themselves;
+// formats/matrix pairs the formats in its tests only, so its non-test code
+// imports none. Every other directory under route/formats is a format.
+var formatHelpers = []string{"internal/route/formats/sse", "internal/route/formats/upstreamhttp", "internal/route/formats/formattest"}
+
+func TestFormatsImportNoOtherFormat(t *testing.T) {
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	const formats = "internal/route/formats"
+	pkgs := loadPackages(t)
+	helper := func(imp string) bool {
+		for _, h := range formatHelpers {
+			if under(imp, h) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, h := range formatHelpers {
+		if pkgs[filepath.FromSlash(h)] == nil {
+			t.Errorf("%s: helper package not found; update formatHelpers", h)
+		}
+	}
+	// own is the directory directly under formats that dir belongs to.
+	own := func(dir string) string {
+		rest := strings.TrimPrefix(dir, formats+"/")
+		return formats + "/" + strings.SplitN(rest, "/", 2)[0]
+	}
+	checked := 0
+	for dir, p := range pkgs {
+		dir = filepath.ToSlash(dir)
+		if !strings.HasPrefix(dir, formats+"/") {
+			continue
+		}
+		checked++
+		for imp, files := range p.imports {
+			if under(imp, formats) && !helper(imp) && own(imp) != own(dir) {
+				t.Errorf("%s imports %s (%v): a format never imports another format (only %v); translate through route/llm", dir, imp, files, formatHelpers)
+			}
+		}
+	}
+	if checked < len(formatHelpers)+2 {
+		t.Errorf("found only %d packages under %s; the walk is broken", checked, formats)
+	}
+	router := pkgs[filepath.FromSlash("internal/route/router")]
+	if router == nil {
+		t.Fatal("internal/route/router: package not found")
+	}
+	for imp, files := range router.imports {
+		if under(imp, formats) {
+			t.Errorf("internal/route/router imports %s (%v): the router chooses providers on the canonical model and imports no format", imp, files)
+		}
+	}
+}
+
+// OmniEdge packages fall on three sides. The device side is what runs on a
+// user's machine (`omni edge up` and its data plane, and `omni edge
+// nucleus`); the server side is the control plane `omni serve edge` runs;
+// the shared packages are the protocols both speak. The device side and the
+// shared packages import, of internal/edge, only the device side and the
+// shared packages; the shared packages import no device package either.
+// Everything else under internal/edge (the domain package internal/edge,
+// api, app, store, session, presence, netevents, …) is the server side;
+// edgetest and e2e are test support and unchecked.
+var (
+	edgeDevice = []string{"internal/edge/daemon", "internal/edge/dataplane", "internal/edge/tunnel",
+		"internal/edge/client", "internal/edge/hosted"}
+	edgeShared = []string{"internal/edge/wire", "internal/edge/nucleus", "internal/edge/wgkey", "internal/edge/ipam"}
+)
+
+func TestEdgeDeviceImportsNoServer(t *testing.T) {
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	in := func(imp string, sets ...[]string) bool {
+		for _, set := range sets {
+			for _, s := range set {
+				if under(imp, s) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	pkgs := loadPackages(t)
+	for _, d := range append(append([]string{}, edgeDevice...), edgeShared...) {
+		if pkgs[filepath.FromSlash(d)] == nil {
+			t.Errorf("%s: package not found; update edgeDevice/edgeShared", d)
+		}
+	}
+	for dir, p := range pkgs {
+		dir = filepath.ToSlash(dir)
+		device, shared := in(dir, edgeDevice), in(dir, edgeShared)
+		if !device && !shared {
+			continue
+		}
+		for imp, files := range p.imports {
+			if !under(imp, "internal/edge") {
+				continue
+			}
+			switch {
+			case shared && !in(imp, edgeShared):
+				t.Errorf("%s imports %s (%v): a shared edge protocol imports only %v of internal/edge", dir, imp, files, edgeShared)
+			case device && !in(imp, edgeDevice, edgeShared):
+				t.Errorf("%s imports %s (%v): device-side code imports no server-side package (only %v and %v)", dir, imp, files, edgeDevice, edgeShared)
+			}
+		}
 	}
 }

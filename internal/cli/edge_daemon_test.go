@@ -16,6 +16,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 )
 
@@ -54,7 +55,7 @@ func (c *cliTunnel) SetExit(netip.Addr) error     { return nil }
 func (c *cliTunnel) Close() error                 { return nil }
 func (c *cliTunnel) Status() daemon.TunnelStatus {
 	return daemon.TunnelStatus{Interface: c.cfg.Interface, Peers: []daemon.PeerStatus{{
-		PublicKey: daemon.Key{7}, VirtualIP: netip.MustParseAddr("100.66.0.9"), Endpoint: netip.MustParseAddrPort("203.0.113.5:51820"),
+		PublicKey: wgkey.Key{7}, VirtualIP: netip.MustParseAddr("100.66.0.9"), Endpoint: netip.MustParseAddrPort("203.0.113.5:51820"),
 		Path: daemon.PathRelayed, LastHandshake: time.Now().Add(-3 * time.Second), RxBytes: 11, TxBytes: 22}}}
 }
 

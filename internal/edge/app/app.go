@@ -23,6 +23,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/presence"
 	"github.com/omniedge/omni/internal/edge/session"
 	"github.com/omniedge/omni/internal/edge/store"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -178,7 +179,7 @@ func (d directory) Network(ctx context.Context, id string) (nucleus.NetworkInfo,
 	}
 	info := nucleus.NetworkInfo{Secret: n.Secret, SecretVersion: uint32(n.SecretVersion)}
 	for _, m := range n.Members {
-		k, err := nucleus.ParseKey(m.PublicKey)
+		k, err := wgkey.ParsePublic(m.PublicKey)
 		if err != nil {
 			continue // no key: not admitted
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/omniedge/omni/internal/edge"
 	"github.com/omniedge/omni/internal/edge/app"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -93,7 +94,7 @@ func startReplicas(t *testing.T, n int, dsn string, redisOn bool) []*replica {
 
 // member is a device with a nucleus client on its own socket.
 type member struct {
-	key nucleus.Key
+	key wgkey.Key
 	jr  edge.JoinResult
 	c   *nucleus.Client
 
@@ -101,7 +102,7 @@ type member struct {
 	peers []nucleus.Peer
 }
 
-func (m *member) sees(k nucleus.Key) bool {
+func (m *member) sees(k wgkey.Key) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.peers {
@@ -114,7 +115,7 @@ func (m *member) sees(k nucleus.Key) bool {
 
 // join registers device id, joins it and registers it at the nucleus at,
 // whose key is serverKey.
-func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, id byte, at netip.AddrPort, serverKey nucleus.Key) *member {
+func join(t *testing.T, svc *edge.Service, p edge.Principal, networkID string, id byte, at netip.AddrPort, serverKey wgkey.Key) *member {
 	t.Helper()
 	ctx := context.Background()
 	seed := sha256.Sum256([]byte{id})

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 )
 
@@ -569,8 +570,8 @@ type network struct {
 	// the control plane; a peer reported at an address bound to another
 	// key (or to none) is refused. checked are the refused peers the last
 	// fetch already judged, so that they do not cause another.
-	bindings  map[netip.Addr]Key
-	checked   map[Key]netip.Addr
+	bindings  map[netip.Addr]wgkey.Key
+	checked   map[wgkey.Key]netip.Addr
 	lastPeers []Peer
 }
 
@@ -608,7 +609,7 @@ func networkConfig(i int, id Identity, jr wire.JoinResponse, cfg Config) (Networ
 	// No key, no signaling: there is no fallback to the network key alone
 	// (a control plane or user-hosted nucleus too old to publish one must
 	// be updated).
-	if nc.NucleusKey, err = ParseKey(jr.Server.PublicKey); err != nil || nc.NucleusKey.IsZero() {
+	if nc.NucleusKey, err = wgkey.ParseBase64(jr.Server.PublicKey); err != nil || nc.NucleusKey.IsZero() {
 		return nc, netip.Prefix{}, fmt.Errorf("join answered no usable nucleus public_key %q: the nucleus (or the control plane) must be updated", jr.Server.PublicKey)
 	}
 	return nc, nc.VirtualIP.Masked(), nil
@@ -758,20 +759,20 @@ func (n *network) loadBindings(ctx context.Context, d *daemon) error {
 	if err != nil {
 		return err
 	}
-	b := make(map[netip.Addr]Key, len(ms))
+	b := make(map[netip.Addr]wgkey.Key, len(ms))
 	for _, m := range ms {
 		ip, err := netip.ParseAddr(m.VirtualIP)
 		if err != nil {
 			continue
 		}
-		k, err := ParseKey(m.PublicKey)
+		k, err := wgkey.ParseBase64(m.PublicKey)
 		if err != nil {
 			continue // no key: nobody is accepted at this address
 		}
 		b[ip] = k
 	}
 	n.mu.Lock()
-	n.bindings, n.checked = b, map[Key]netip.Addr{}
+	n.bindings, n.checked = b, map[wgkey.Key]netip.Addr{}
 	for _, p := range n.lastPeers {
 		if k, ok := b[p.VirtualIP]; !ok || k != p.PublicKey {
 			n.checked[p.PublicKey] = p.VirtualIP

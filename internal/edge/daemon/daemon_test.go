@@ -14,6 +14,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
@@ -36,7 +37,7 @@ type world struct {
 }
 
 // worldExitKey is the device key of the world's exit device.
-var worldExitKey = Key{1, 2, 3}
+var worldExitKey = wgkey.Key{1, 2, 3}
 
 // newWorld starts a control plane with one user, two networks and an
 // exit-capable device that is a member of both.
@@ -258,7 +259,7 @@ func TestDaemonLifecycle(t *testing.T) {
 	sess[0].onPeers([]Peer{
 		{PublicKey: exitKey, VirtualIP: exitAddr, Endpoint: netip.MustParseAddrPort("198.51.100.7:41641")},
 		{PublicKey: id.PublicKey, VirtualIP: tuns[0].cfg.VirtualIP.Addr()},
-		{PublicKey: Key{9}, VirtualIP: netip.MustParseAddr("10.9.9.9")},
+		{PublicKey: wgkey.Key{9}, VirtualIP: netip.MustParseAddr("10.9.9.9")},
 	})
 	tuns[0].mu.Lock()
 	got := tuns[0].peers

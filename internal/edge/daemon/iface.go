@@ -2,35 +2,11 @@ package daemon
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/hex"
-	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
-
-// Key is a 32-byte X25519 key (private or public).
-type Key [32]byte
-
-// String is the base64 form WireGuard tools print.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
-
-// Hex is the form wireguard-go's IpcSet expects.
-func (k Key) Hex() string { return hex.EncodeToString(k[:]) }
-
-// IsZero reports an unset key.
-func (k Key) IsZero() bool { return k == Key{} }
-
-// ParseKey reads the base64 form.
-func ParseKey(s string) (Key, error) {
-	var k Key
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != len(k) {
-		return k, errors.New("daemon: a key is 32 bytes in base64")
-	}
-	copy(k[:], b)
-	return k, nil
-}
 
 // NetworkConfig is everything a tunnel and a nucleus session need to serve
 // one joined network. It carries the network secret: never log it.
@@ -42,8 +18,8 @@ type NetworkConfig struct {
 	Interface string
 	MTU       int // 1420
 
-	PrivateKey Key // this device's X25519 key; never leaves the device
-	PublicKey  Key
+	PrivateKey wgkey.Key // this device's X25519 key; never leaves the device
+	PublicKey  wgkey.Key
 
 	// VirtualIP and VirtualIPv6 are this device's addresses with the
 	// network's prefix length (100.66.1.5/24, fd…::5/120); the routes of
@@ -59,7 +35,7 @@ type NetworkConfig struct {
 	// NucleusKey is the nucleus's static public key (join answer server
 	// public_key): the device's signaling is keyed with the
 	// Diffie–Hellman of its own key and this one.
-	NucleusKey Key
+	NucleusKey wgkey.Key
 
 	// ServeExit is the device's consent to act as exit node (--exit-node):
 	// the tunnel may forward and masquerade the network's ranges. Traffic
@@ -69,7 +45,7 @@ type NetworkConfig struct {
 
 // Peer is another member of a network as the nucleus reports it.
 type Peer struct {
-	PublicKey   Key
+	PublicKey   wgkey.Key
 	VirtualIP   netip.Addr
 	VirtualIPv6 netip.Addr     // invalid when unknown
 	Endpoint    netip.AddrPort // best known underlay endpoint; invalid when none yet
@@ -88,7 +64,7 @@ const (
 
 // PeerStatus is the data-plane view of one peer.
 type PeerStatus struct {
-	PublicKey     Key
+	PublicKey     wgkey.Key
 	VirtualIP     netip.Addr
 	VirtualIPv6   netip.Addr
 	Endpoint      netip.AddrPort

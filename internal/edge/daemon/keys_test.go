@@ -6,14 +6,15 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
-func (f *fakeTunnel) peerKeys() []Key {
+func (f *fakeTunnel) peerKeys() []wgkey.Key {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var ks []Key
+	var ks []wgkey.Key
 	for _, p := range f.peers {
 		ks = append(ks, p.PublicKey)
 	}
@@ -64,7 +65,7 @@ func TestPeerBoundToAnotherKeyRefused(t *testing.T) {
 	}
 
 	exitAddr := netip.MustParseAddr(w.exitIP[home])
-	evil := Key{66}
+	evil := wgkey.Key{66}
 	sess[0].onPeers([]Peer{{PublicKey: evil, VirtualIP: exitAddr}})
 	if ks := tuns[0].peerKeys(); len(ks) != 0 {
 		t.Fatalf("tunnel peers %v: a key not bound to %v was accepted", ks, exitAddr)
@@ -75,7 +76,7 @@ func TestPeerBoundToAnotherKeyRefused(t *testing.T) {
 	}
 
 	// A member that joins later.
-	newKey := Key{77}
+	newKey := wgkey.Key{77}
 	d, err := w.admin.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "late", HardwareUUID: "hw-late", PublicKey: newKey.String()})
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/auth"
 )
 
@@ -41,10 +42,10 @@ func DefaultStateDir(getenv func(string) string) string {
 // Identity is what the device keeps between runs. The private key never
 // leaves the device; only the public key is sent to the nucleus.
 type Identity struct {
-	PrivateKey   Key    `json:"private_key"`
-	PublicKey    Key    `json:"public_key"`
-	HardwareUUID string `json:"hardware_uuid"`
-	DeviceID     string `json:"device_id,omitempty"`
+	PrivateKey   wgkey.Key `json:"private_key"`
+	PublicKey    wgkey.Key `json:"public_key"`
+	HardwareUUID string    `json:"hardware_uuid"`
+	DeviceID     string    `json:"device_id,omitempty"`
 	// Server is the control plane the tokens belong to.
 	Server       string `json:"server,omitempty"`
 	Token        string `json:"token,omitempty"`
@@ -55,19 +56,6 @@ type Identity struct {
 	// and does not join again, so that a removal by the owner sticks
 	// across restarts.
 	Followed []string `json:"followed_networks,omitempty"`
-}
-
-// MarshalText/UnmarshalText keep keys base64 in the JSON file.
-func (k Key) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
-
-// UnmarshalText reads the base64 form.
-func (k *Key) UnmarshalText(b []byte) error {
-	v, err := ParseKey(string(b))
-	if err != nil {
-		return err
-	}
-	*k = v
-	return nil
 }
 
 // State is the state directory of one device.

@@ -15,7 +15,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
 	"github.com/omniedge/omni/internal/edge/nucleus"
-	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/config"
 )
@@ -110,11 +110,11 @@ func (e *testEdge) waitUp(t *testing.T, limit time.Duration) error {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	k, err := tunnel.ParseKey(st.PublicKey)
+	k, err := wgkey.Parse(st.PublicKey)
 	if err != nil {
 		return fmt.Errorf("daemon public key %q: %w", st.PublicKey, err)
 	}
-	e.key = daemon.Key(k)
+	e.key = wgkey.Key(k)
 	e.tunnel = e.made.Load()
 	e.v4 = netip.MustParsePrefix(st.Networks[0].VirtualIP).Addr()
 	e.v6 = netip.MustParsePrefix(st.Networks[0].VirtualIPv6).Addr()

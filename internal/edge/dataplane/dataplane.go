@@ -23,6 +23,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // Port, routing table and rule priority of network N (interface omni<N>):
@@ -76,7 +77,7 @@ type Tunnel struct {
 	local bool // the socket is restricted to ListenAddr
 
 	mu    sync.Mutex
-	peers map[tunnel.Key]daemon.Peer
+	peers map[wgkey.Key]daemon.Peer
 	// exit is the selected exit node; active once its routes are in
 	// place. A selection naming a peer not known yet is applied when the
 	// peer arrives, and again when it comes back after leaving.
@@ -164,7 +165,7 @@ func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemo
 	n := index(cfg.Interface)
 	sig := &signaling{}
 	tc := tunnel.Config{
-		Name: cfg.Interface, MTU: cfg.MTU, PrivateKey: tunnel.Key(cfg.PrivateKey),
+		Name: cfg.Interface, MTU: cfg.MTU, PrivateKey: wgkey.Key(cfg.PrivateKey),
 		NetworkSecret: []byte(cfg.SecretKey), Addr4: cfg.VirtualIP, Addr6: cfg.VirtualIPv6,
 		Signaling: sig, Relay: relay, ListenAddr: o.ListenAddr, DropFrom: o.DropFrom,
 		Table: BaseTable + n, RulePriority: BasePriority + 2*n, Logger: o.Log,
@@ -192,7 +193,7 @@ func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemo
 			return nil, err
 		}
 	}
-	return &Tunnel{dev: dev, sig: sig, relay: relay, local: o.ListenAddr.IsValid(), peers: map[tunnel.Key]daemon.Peer{}}, nil
+	return &Tunnel{dev: dev, sig: sig, relay: relay, local: o.ListenAddr.IsValid(), peers: map[wgkey.Key]daemon.Peer{}}, nil
 }
 
 func inUse(err error) bool {
@@ -205,9 +206,9 @@ func (t *Tunnel) Device() *tunnel.Device { return t.dev }
 // SetPeers implements daemon.Tunnel.
 func (t *Tunnel) SetPeers(peers []daemon.Peer) error {
 	tp := make([]tunnel.Peer, 0, len(peers))
-	byKey := make(map[tunnel.Key]daemon.Peer, len(peers))
+	byKey := make(map[wgkey.Key]daemon.Peer, len(peers))
 	for _, p := range peers {
-		q := tunnel.Peer{PublicKey: tunnel.Key(p.PublicKey), Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6}
+		q := tunnel.Peer{PublicKey: wgkey.Key(p.PublicKey), Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6}
 		if !p.Relayed {
 			q.Endpoint = p.Endpoint
 		}
@@ -278,7 +279,7 @@ func (t *Tunnel) Status() daemon.TunnelStatus {
 	defer t.mu.Unlock()
 	for _, p := range st.Peers {
 		known := t.peers[p.PublicKey]
-		ps := daemon.PeerStatus{PublicKey: daemon.Key(p.PublicKey), VirtualIP: known.VirtualIP,
+		ps := daemon.PeerStatus{PublicKey: wgkey.Key(p.PublicKey), VirtualIP: known.VirtualIP,
 			VirtualIPv6: known.VirtualIPv6, LastHandshake: p.LastHandshake, RxBytes: p.RxBytes, TxBytes: p.TxBytes,
 			Path: daemon.PathNone}
 		if p.Relayed {

@@ -23,6 +23,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 const (
@@ -112,7 +113,7 @@ type testEdge struct {
 	in     chan []byte // what came out of the TUN (see drainTUN)
 	tunnel daemon.Tunnel
 	sess   daemon.Session // nil for a daemon's edge
-	key    daemon.Key
+	key    wgkey.Key
 	v4, v6 netip.Addr
 	dir    string                  // the daemon's state directory (daemon tests)
 	made   *atomic.Pointer[Tunnel] // the daemon's tunnel once made (daemon tests)
@@ -120,7 +121,7 @@ type testEdge struct {
 
 func startEdge(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blocked *atomic.Bool) *testEdge {
 	t.Helper()
-	priv, err := tunnel.GeneratePrivateKey()
+	priv, err := wgkey.GeneratePrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,11 +133,11 @@ func startEdge(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blo
 // startEdgeKey starts device i of the test network with the private key
 // priv, bound in dir and registered at the nucleus; stop ends it, leaving
 // the nucleus first or, like a crash, not (only its first call counts).
-func startEdgeKey(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blocked *atomic.Bool, priv tunnel.Key) (*testEdge, func(leave bool)) {
+func startEdgeKey(t *testing.T, dir *testDirectory, i byte, nuc netip.AddrPort, blocked *atomic.Bool, priv wgkey.Key) (*testEdge, func(leave bool)) {
 	t.Helper()
 	ec := edgeConfig{network: testNetwork, secret: testSecret, priv: priv, index: i,
 		v4: netip.AddrFrom4([4]byte{100, 66, 0, i}), v6: netip.AddrFrom16([16]byte{0xfd, 0x66, 15: i}), nuc: nuc, blocked: blocked}
-	dir.bind(nucleus.Binding{Key: nucleus.Key(priv.PublicKey()), IP4: ec.v4, IP6: ec.v6})
+	dir.bind(nucleus.Binding{Key: wgkey.Key(priv.PublicKey()), IP4: ec.v4, IP6: ec.v6})
 	e, stop, err := startEdgeStop(t, ec)
 	if err != nil {
 		t.Fatal(err)
@@ -171,11 +172,11 @@ func drainTUN(t *testing.T, ct *tuntest.ChannelTUN) chan []byte {
 // edgeConfig is what startEdgeWith runs an edge with.
 type edgeConfig struct {
 	network, secret string
-	priv            tunnel.Key
+	priv            wgkey.Key
 	index           byte
 	v4, v6          netip.Addr
 	nuc             netip.AddrPort
-	nucKey          daemon.Key   // zero: testNucleusPriv's
+	nucKey          wgkey.Key    // zero: testNucleusPriv's
 	blocked         *atomic.Bool // nil: never
 }
 
@@ -210,10 +211,10 @@ func startEdgeStop(t *testing.T, ec edgeConfig) (*testEdge, func(leave bool), er
 		Tick:     50 * time.Millisecond,
 		Paths:    PathConfig{DirectTimeout: 2 * time.Second, RetryEvery: 2 * time.Second, PingEvery: 250 * time.Millisecond, DeadAfter: 1500 * time.Millisecond},
 	})
-	e := &testEdge{tun: ct, in: drainTUN(t, ct), key: daemon.Key(ec.priv.PublicKey()), v4: ec.v4, v6: ec.v6}
+	e := &testEdge{tun: ct, in: drainTUN(t, ct), key: wgkey.Key(ec.priv.PublicKey()), v4: ec.v4, v6: ec.v6}
 	cfg := daemon.NetworkConfig{NetworkID: ec.network, Interface: fmt.Sprintf("omni%d", ec.index), MTU: 1420,
-		PrivateKey: daemon.Key(ec.priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
-		SecretKey: ec.secret, Nucleus: ec.nuc.String(), NucleusKey: cmp.Or(ec.nucKey, daemon.Key(nucleus.PublicKeyOf(testNucleusPriv)))}
+		PrivateKey: wgkey.Key(ec.priv), PublicKey: e.key, VirtualIP: netip.PrefixFrom(e.v4, 24),
+		SecretKey: ec.secret, Nucleus: ec.nuc.String(), NucleusKey: cmp.Or(ec.nucKey, wgkey.Key(nucleus.PublicKeyOf(testNucleusPriv)))}
 	if e.v6.IsValid() {
 		cfg.VirtualIPv6 = netip.PrefixFrom(e.v6, 64)
 	}
@@ -261,7 +262,7 @@ func startEdgeStop(t *testing.T, ec edgeConfig) (*testEdge, func(leave bool), er
 }
 
 // path is how e reaches peer according to Status.
-func (e *testEdge) path(peer daemon.Key) daemon.PeerStatus {
+func (e *testEdge) path(peer wgkey.Key) daemon.PeerStatus {
 	for _, p := range e.tunnel.Status().Peers {
 		if p.PublicKey == peer {
 			return p
@@ -420,7 +421,7 @@ func TestExitSelectionWaitsForPeer(t *testing.T) {
 	if err := a.tunnel.SetExit(exit); err != nil {
 		t.Fatalf("SetExit before the peer is known: %v", err)
 	}
-	peer := daemon.Peer{PublicKey: daemon.Key{9}, VirtualIP: exit, Endpoint: netip.MustParseAddrPort("127.0.0.1:9")}
+	peer := daemon.Peer{PublicKey: wgkey.Key{9}, VirtualIP: exit, Endpoint: netip.MustParseAddrPort("127.0.0.1:9")}
 	if err := a.tunnel.SetPeers([]daemon.Peer{peer}); !errors.Is(err, tunnel.ErrNoKernelTUN) {
 		t.Fatalf("SetPeers with the exit peer: %v, want the exit routes attempted", err)
 	}
@@ -450,14 +451,14 @@ func TestRestartedEdgeFirstPacketWithinTwoSeconds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, nuc, dir := startNucleus(t)
 			var blocked atomic.Bool
-			var privs [2]tunnel.Key
+			var privs [2]wgkey.Key
 			for i := range privs {
 				var err error
-				if privs[i], err = tunnel.GeneratePrivateKey(); err != nil {
+				if privs[i], err = wgkey.GeneratePrivate(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			slices.SortFunc(privs[:], func(x, y tunnel.Key) int {
+			slices.SortFunc(privs[:], func(x, y wgkey.Key) int {
 				kx, ky := x.PublicKey(), y.PublicKey()
 				return bytes.Compare(kx[:], ky[:])
 			})
@@ -507,12 +508,12 @@ func TestTunnelMTUFollowsNucleusFamily(t *testing.T) {
 			TUN:     func(cfg daemon.NetworkConfig) tun.Device { got = cfg.MTU; return tuntest.NewChannelTUN().TUN() },
 			AnyPort: true,
 		})
-		priv, err := tunnel.GeneratePrivateKey()
+		priv, err := wgkey.GeneratePrivate()
 		if err != nil {
 			t.Fatal(err)
 		}
 		tn, err := tunnels(context.Background(), daemon.NetworkConfig{NetworkID: testNetwork, Interface: "omni0",
-			MTU: c.configured, PrivateKey: daemon.Key(priv), SecretKey: testSecret, Nucleus: c.nucleus})
+			MTU: c.configured, PrivateKey: wgkey.Key(priv), SecretKey: testSecret, Nucleus: c.nucleus})
 		if err != nil {
 			t.Fatal(err)
 		}

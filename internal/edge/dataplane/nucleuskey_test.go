@@ -20,7 +20,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
-	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 )
 
@@ -114,7 +114,7 @@ func TestDaemonNeedsTheNucleusKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := tunnel.GeneratePrivateKey()
+	other, err := wgkey.GeneratePrivate()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // PathConfig tunes how a peer's path is chosen; zero fields take the
@@ -60,7 +61,7 @@ const probeEvery = time.Second
 
 // probe is what the policy asks the session to send now.
 type probe struct {
-	peer  nucleus.Key
+	peer  wgkey.Key
 	punch bool             // ask the nucleus to PUNCH both sides
 	ping  []netip.AddrPort // send a PING to each
 }
@@ -97,11 +98,11 @@ func (st *pathState) probing() bool { return !st.relayed && !st.endpoint.IsValid
 // and serialises the calls.
 type paths struct {
 	cfg   PathConfig
-	peers map[nucleus.Key]*pathState
+	peers map[wgkey.Key]*pathState
 }
 
 func newPaths(cfg PathConfig) *paths {
-	return &paths{cfg: cfg.withDefaults(), peers: map[nucleus.Key]*pathState{}}
+	return &paths{cfg: cfg.withDefaults(), peers: map[wgkey.Key]*pathState{}}
 }
 
 func targets(p nucleus.Peer) []netip.AddrPort {
@@ -120,7 +121,7 @@ func targets(p nucleus.Peer) []netip.AddrPort {
 // tick when it was relayed.
 func (ps *paths) set(now time.Time, peers []nucleus.Peer) []probe {
 	var out []probe
-	seen := make(map[nucleus.Key]bool, len(peers))
+	seen := make(map[wgkey.Key]bool, len(peers))
 	for _, p := range peers {
 		seen[p.PublicKey] = true
 		st := ps.peers[p.PublicKey]
@@ -170,7 +171,7 @@ func (ps *paths) relay(st *pathState, now time.Time) {
 // tick advances the policy to now; handshakes holds each peer's last
 // WireGuard handshake. It reports whether any path changed and what to
 // send.
-func (ps *paths) tick(now time.Time, handshakes map[nucleus.Key]time.Time) (changed bool, out []probe) {
+func (ps *paths) tick(now time.Time, handshakes map[wgkey.Key]time.Time) (changed bool, out []probe) {
 	for k, st := range ps.peers {
 		switch {
 		case st.relayed:
@@ -210,7 +211,7 @@ func (ps *paths) tick(now time.Time, handshakes map[nucleus.Key]time.Time) (chan
 // pong records a PONG from peer at the address from: a peer being
 // probed or relayed goes direct there. It reports whether the path
 // changed.
-func (ps *paths) pong(now time.Time, peer nucleus.Key, from netip.AddrPort) bool {
+func (ps *paths) pong(now time.Time, peer wgkey.Key, from netip.AddrPort) bool {
 	st := ps.peers[peer]
 	if st == nil || !from.IsValid() {
 		return false
@@ -233,7 +234,7 @@ func (ps *paths) daemonPeers(relay netip.AddrPort) []daemon.Peer {
 		if !st.published {
 			continue
 		}
-		p := daemon.Peer{PublicKey: daemon.Key(k), VirtualIP: st.peer.IP4, VirtualIPv6: st.peer.IP6,
+		p := daemon.Peer{PublicKey: wgkey.Key(k), VirtualIP: st.peer.IP4, VirtualIPv6: st.peer.IP6,
 			Endpoint: st.endpoint, Relayed: st.relayed}
 		if st.relayed {
 			p.Endpoint = relay

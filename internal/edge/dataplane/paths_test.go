@@ -7,12 +7,13 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 var (
 	t0      = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	relayAt = netip.MustParseAddrPort("198.51.100.1:51820")
-	keyB    = nucleus.Key{2}
+	keyB    = wgkey.Key{2}
 	peerB   = nucleus.Peer{PublicKey: keyB, IP4: netip.MustParseAddr("100.66.0.2"),
 		Endpoint: netip.MustParseAddrPort("203.0.113.2:40000"), Local: []netip.AddrPort{netip.MustParseAddrPort("192.168.1.2:51820")}}
 )
@@ -21,7 +22,7 @@ var (
 func pathOf(t *testing.T, ps *paths) daemon.Peer {
 	t.Helper()
 	got := ps.daemonPeers(relayAt)
-	if len(got) != 1 || got[0].PublicKey != daemon.Key(keyB) || got[0].VirtualIP != peerB.IP4 {
+	if len(got) != 1 || got[0].PublicKey != wgkey.Key(keyB) || got[0].VirtualIP != peerB.IP4 {
 		t.Fatalf("peer set %+v", got)
 	}
 	return got[0]
@@ -103,7 +104,7 @@ func TestNoPongFallsBackToRelayAndRetries(t *testing.T) {
 	ps := newPaths(PathConfig{})
 	ps.set(t0, []nucleus.Peer{peerB})
 	// A handshake does not confirm a path that has no endpoint.
-	hs := map[nucleus.Key]time.Time{keyB: t0.Add(time.Second)}
+	hs := map[wgkey.Key]time.Time{keyB: t0.Add(time.Second)}
 	if changed, _ := ps.tick(t0.Add(4900*time.Millisecond), hs); changed {
 		t.Fatal("relayed before the timeout")
 	}
@@ -124,7 +125,7 @@ func TestNoPongFallsBackToRelayAndRetries(t *testing.T) {
 		t.Fatalf("probed twice: %+v", probes)
 	}
 	// A handshake seen while relayed does not bring it back by itself.
-	if changed, _ := ps.tick(relayedAt.Add(32*time.Second), map[nucleus.Key]time.Time{keyB: relayedAt.Add(32 * time.Second)}); changed {
+	if changed, _ := ps.tick(relayedAt.Add(32*time.Second), map[wgkey.Key]time.Time{keyB: relayedAt.Add(32 * time.Second)}); changed {
 		t.Fatal("relayed peer left the relay without a pong")
 	}
 	wantRelayed(t, ps)
@@ -136,7 +137,7 @@ func TestNoPongFallsBackToRelayAndRetries(t *testing.T) {
 	}
 	wantDirect(t, ps, peerB.Local[0])
 	// A PONG from an unknown peer changes nothing.
-	if ps.pong(at, nucleus.Key{9}, peerB.Endpoint) {
+	if ps.pong(at, wgkey.Key{9}, peerB.Endpoint) {
 		t.Fatal("pong of an unknown peer changed a path")
 	}
 }
@@ -152,7 +153,7 @@ func TestSilentDirectPathFallsBack(t *testing.T) {
 		}
 	}
 	// A fresh handshake counts as life too.
-	hs := map[nucleus.Key]time.Time{keyB: last.Add(10 * time.Second)}
+	hs := map[wgkey.Key]time.Time{keyB: last.Add(10 * time.Second)}
 	if changed, _ := ps.tick(last.Add(20*time.Second), hs); changed {
 		t.Fatal("relayed despite a handshake 10 s ago")
 	}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
-	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 )
 
@@ -42,11 +42,11 @@ func waitUntil(t *testing.T, what string, within time.Duration, cond func() bool
 }
 
 // member joins a device with a fresh key to network n through the API.
-func member(t *testing.T, env *edgetest.Env, u edgetest.User, n wire.Network, hw string) (tunnel.Key, wire.Device, wire.JoinResponse) {
+func member(t *testing.T, env *edgetest.Env, u edgetest.User, n wire.Network, hw string) (wgkey.Key, wire.Device, wire.JoinResponse) {
 	t.Helper()
 	ctx := context.Background()
 	api := env.Client(u)
-	priv, err := tunnel.GeneratePrivateKey()
+	priv, err := wgkey.GeneratePrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestFormerMemberLockedOut(t *testing.T) {
 
 	cpriv, cdev, cj := member(t, env, u, n, "hw-gamma")
 	cv4, cv6 := netip.MustParseAddr(cj.VirtualIP), netip.MustParseAddr(cj.VirtualIPv6)
-	c, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 3, v4: cv4, v6: cv6, nuc: nuc, nucKey: daemon.Key(srv.PublicKey())})
+	c, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 3, v4: cv4, v6: cv6, nuc: nuc, nucKey: wgkey.Key(srv.PublicKey())})
 	if err != nil {
 		t.Fatalf("member C did not register: %v", err)
 	}
@@ -128,12 +128,12 @@ func TestFormerMemberLockedOut(t *testing.T) {
 
 	// C comes back with the old secret, as itself and at B's address.
 	for _, at := range [][2]netip.Addr{{cv4, cv6}, {b.v4, b.v6}} {
-		if _, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 4, v4: at[0], v6: at[1], nuc: nuc, nucKey: daemon.Key(srv.PublicKey())}); err == nil {
+		if _, err := startEdgeWith(t, edgeConfig{network: n.ID, secret: cj.SecretKey, priv: cpriv, index: 4, v4: at[0], v6: at[1], nuc: nuc, nucKey: wgkey.Key(srv.PublicKey())}); err == nil {
 			t.Fatalf("the former member registered at %v with the old secret", at[0])
 		}
 	}
 	for _, p := range srv.Peers(n.ID) {
-		if p.PublicKey == nucleus.Key(c.key) {
+		if p.PublicKey == wgkey.Key(c.key) {
 			t.Fatalf("the former member is registered: %+v", p)
 		}
 	}
@@ -150,7 +150,7 @@ func TestFormerMemberLockedOut(t *testing.T) {
 	// handshake: the preshared keys differ.
 	at := a.tunnel.(*Tunnel)
 	cAddr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), c.tunnel.(*Tunnel).dev.Bind().LocalPort())
-	if err := at.dev.SetPeers(append(tunnelPeers(at), tunnel.Peer{PublicKey: tunnel.Key(c.key), Endpoint: cAddr, Addr4: cv4})); err != nil {
+	if err := at.dev.SetPeers(append(tunnelPeers(at), tunnel.Peer{PublicKey: wgkey.Key(c.key), Endpoint: cAddr, Addr4: cv4})); err != nil {
 		t.Fatal(err)
 	}
 	neverArrives(t, "C → A, listed again", c, a, uniquePing(a.v4, c.v4), 3*time.Second)
@@ -165,7 +165,7 @@ func tunnelPeers(t *Tunnel) []tunnel.Peer {
 	defer t.mu.Unlock()
 	var out []tunnel.Peer
 	for _, p := range t.peers {
-		out = append(out, tunnel.Peer{PublicKey: tunnel.Key(p.PublicKey), Endpoint: p.Endpoint, Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6})
+		out = append(out, tunnel.Peer{PublicKey: wgkey.Key(p.PublicKey), Endpoint: p.Endpoint, Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6})
 	}
 	return out
 }

@@ -14,13 +14,14 @@ import (
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/nucleus"
 	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // registerTimeout bounds Register; the daemon retries after a back-off.
 const registerTimeout = 10 * time.Second
 
 type pongEvent struct {
-	peer nucleus.Key
+	peer wgkey.Key
 	from netip.AddrPort
 }
 
@@ -61,8 +62,8 @@ func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, hooks d
 		return nil, fmt.Errorf("dataplane: device key: %w", err)
 	}
 	ccfg := nucleus.ClientConfig{
-		NetworkID: cfg.NetworkID, Secret: []byte(cfg.SecretKey), PrivateKey: priv, PublicKey: nucleus.Key(cfg.PublicKey),
-		ServerKey: nucleus.Key(cfg.NucleusKey),
+		NetworkID: cfg.NetworkID, Secret: []byte(cfg.SecretKey), PrivateKey: priv, PublicKey: wgkey.Key(cfg.PublicKey),
+		ServerKey: wgkey.Key(cfg.NucleusKey),
 		IP4:       cfg.VirtualIP.Addr(), Local: local, Server: t.relay, Send: bind.SendTo,
 		Log: o.Log.With("network", cfg.NetworkID),
 	}
@@ -175,7 +176,7 @@ func (s *session) gotRekey(version uint32) {
 	}
 }
 
-func (s *session) gotPong(peer nucleus.Key, from netip.AddrPort) {
+func (s *session) gotPong(peer wgkey.Key, from netip.AddrPort) {
 	s.mu.Lock()
 	if len(s.pongs) < 256 {
 		s.pongs = append(s.pongs, pongEvent{peer, from})
@@ -270,9 +271,9 @@ func (s *session) step() {
 			s.log.Info("direct path", "peer", p.peer, "endpoint", p.from)
 		}
 	}
-	hs := map[nucleus.Key]time.Time{}
+	hs := map[wgkey.Key]time.Time{}
 	for _, p := range s.tun.Status().Peers {
-		hs[nucleus.Key(p.PublicKey)] = p.LastHandshake
+		hs[wgkey.Key(p.PublicKey)] = p.LastHandshake
 	}
 	moved, more := s.paths.tick(now, hs)
 	if moved {

@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/daemon"
 	"github.com/omniedge/omni/internal/edge/tunnel"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/platform/testenv/netns"
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 }
 
 type tunnelHelperConfig struct {
-	Private tunnel.Key
+	Private wgkey.Key
 	Secret  []byte
 	Addr4   netip.Prefix
 	Peers   []tunnel.Peer
@@ -537,7 +538,7 @@ func TestDataPlane(t *testing.T) {
 		// reaches A's socket directly on A's LAN, but holds the other
 		// network's secret.
 		var id struct {
-			PrivateKey tunnel.Key `json:"private_key"`
+			PrivateKey wgkey.Key `json:"private_key"`
 		}
 		raw, err := os.ReadFile(filepath.Join(e.state, "identity.json"))
 		if err != nil {
@@ -546,7 +547,7 @@ func TestDataPlane(t *testing.T) {
 		if err := json.Unmarshal(raw, &id); err != nil {
 			t.Fatal(err)
 		}
-		keyA, err := tunnel.ParseKey(pubA)
+		keyA, err := wgkey.Parse(pubA)
 		if err != nil {
 			t.Fatal(err)
 		}

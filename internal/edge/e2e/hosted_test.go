@@ -22,6 +22,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/hosted"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
@@ -136,7 +137,7 @@ func hostedPriv(id byte) *ecdh.PrivateKey {
 	return k
 }
 
-func hostedKey(id byte) nucleus.Key { return nucleus.PublicKeyOf(hostedPriv(id)) }
+func hostedKey(id byte) wgkey.Key { return nucleus.PublicKeyOf(hostedPriv(id)) }
 
 // hostedMember is a device's nucleus client on a loopback socket.
 type hostedMember struct {
@@ -158,7 +159,7 @@ func newHostedMember(t *testing.T, j wire.JoinResponse, id byte, server netip.Ad
 		t.Fatalf("join answer without the nucleus key: %+v", j.Server)
 	}
 	c, err := nucleus.NewClient(nucleus.ClientConfig{
-		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PrivateKey: hostedPriv(id), ServerKey: nucleus.Key(serverKey), Server: server,
+		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PrivateKey: hostedPriv(id), ServerKey: wgkey.Key(serverKey), Server: server,
 		IP4: m.ip, IP6: netip.MustParseAddr(j.VirtualIPv6), Keepalive: 500 * time.Millisecond,
 		Send: func(b []byte, to netip.AddrPort) error { _, err := conn.WriteToUDPAddrPort(b, to); return err },
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/client"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
@@ -77,7 +78,7 @@ type Nucleus struct {
 	log *slog.Logger
 	src *source
 	srv *nucleus.Server
-	pub nucleus.Key
+	pub wgkey.Key
 
 	mu       sync.Mutex
 	serverID string
@@ -131,7 +132,7 @@ func New(cfg Config, deps Deps) (*Nucleus, error) {
 func (n *Nucleus) Server() *nucleus.Server { return n.srv }
 
 // PublicKey is the nucleus's static public key, which its entry publishes.
-func (n *Nucleus) PublicKey() nucleus.Key { return n.pub }
+func (n *Nucleus) PublicKey() wgkey.Key { return n.pub }
 
 // ServerID is the user-server entry this nucleus serves, once announced.
 func (n *Nucleus) ServerID() string {
@@ -363,7 +364,7 @@ func binding(m wire.ServedMember) (nucleus.Binding, bool) {
 	if err != nil || !ip4.Is4() {
 		return nucleus.Binding{}, false
 	}
-	k, err := nucleus.ParseKey(m.PublicKey)
+	k, err := wgkey.ParsePublic(m.PublicKey)
 	if err != nil {
 		return nucleus.Binding{}, false
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/edgetest"
 	"github.com/omniedge/omni/internal/edge/hosted"
 	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/edge/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
@@ -76,7 +77,7 @@ func devicePriv(id byte) *ecdh.PrivateKey {
 	return k
 }
 
-func deviceKey(id byte) nucleus.Key { return nucleus.PublicKeyOf(devicePriv(id)) }
+func deviceKey(id byte) wgkey.Key { return nucleus.PublicKeyOf(devicePriv(id)) }
 
 func newDevice(t *testing.T, j wire.JoinResponse, id byte, server netip.AddrPort) *device {
 	t.Helper()
@@ -91,7 +92,7 @@ func newDevice(t *testing.T, j wire.JoinResponse, id byte, server netip.AddrPort
 		t.Fatalf("the join answer names no nucleus key: %+v", j.Server)
 	}
 	c, err := nucleus.NewClient(nucleus.ClientConfig{
-		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PrivateKey: devicePriv(id), ServerKey: nucleus.Key(serverKey), Server: server,
+		NetworkID: j.NetworkID, Secret: []byte(j.SecretKey), PrivateKey: devicePriv(id), ServerKey: wgkey.Key(serverKey), Server: server,
 		IP4: netip.MustParseAddr(j.VirtualIP), IP6: netip.MustParseAddr(j.VirtualIPv6),
 		Send: func(b []byte, to netip.AddrPort) error {
 			_, err := conn.WriteToUDPAddrPort(b, to)

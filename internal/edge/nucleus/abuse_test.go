@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
@@ -675,7 +676,7 @@ func TestCookieNeverLargerThanRequest(t *testing.T) {
 	src := 0
 	for _, typ := range []byte{TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave} {
 		for _, id := range []string{"vn_x", netA, "vn_" + strings.Repeat("a", MaxNetworkID-3)} {
-			for n := 0; n <= 2*len(Key{})+CookieSize+8; n++ { // past the longest minimum (PUNCH_REQUEST)
+			for n := 0; n <= 2*len(wgkey.Key{})+CookieSize+8; n++ { // past the longest minimum (PUNCH_REQUEST)
 				src++ // a fresh source each time: no budget hides an answer
 				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(src >> 8), byte(src)}), uint16(1000+src))
 				f := sealNonce(key, typ, id, h.clk.Now().UnixMilli(), [nonceSize]byte{typ, byte(n), byte(src)}, make([]byte, n))

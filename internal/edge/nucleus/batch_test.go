@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 func TestSplitSegments(t *testing.T) {
@@ -100,8 +102,8 @@ type batchHarness struct {
 	st     batchState
 	aAddr  netip.AddrPort
 	bAddr  netip.AddrPort
-	aKey   Key
-	bKey   Key
+	aKey   wgkey.Key
+	bKey   wgkey.Key
 	nonces byte
 }
 
@@ -112,7 +114,7 @@ func newBatchHarness(t *testing.T) *batchHarness {
 	bh.aKey, bh.bKey = testKey(1), testKey(2)
 	bh.srv.load(context.Background(), netA)
 	for _, r := range []struct {
-		k    Key
+		k    wgkey.Key
 		from netip.AddrPort
 	}{{bh.aKey, bh.aAddr}, {bh.bKey, bh.bAddr}} {
 		bh.nonces++
@@ -128,7 +130,7 @@ func newBatchHarness(t *testing.T) *batchHarness {
 // registerFrame is the REGISTER of test device k (with its bound
 // addresses, signed with its frame key) from the address from, with that
 // address's cookie.
-func registerFrame(srv *Server, network string, at time.Time, nonce [nonceSize]byte, k Key, from netip.AddrPort) []byte {
+func registerFrame(srv *Server, network string, at time.Time, nonce [nonceSize]byte, k wgkey.Key, from netip.AddrPort) []byte {
 	b := testBinding(testID(k))
 	c := srv.cookies.make(from)
 	body := append(registerMsg{Key: k, IP4: b.IP4, IP6: b.IP6}.encode(), c[:]...)
@@ -136,7 +138,7 @@ func registerFrame(srv *Server, network string, at time.Time, nonce [nonceSize]b
 }
 
 // relayIDOf is the relay id srv gave peer k of network.
-func relayIDOf(t testing.TB, srv *Server, network string, k Key) uint32 {
+func relayIDOf(t testing.TB, srv *Server, network string, k wgkey.Key) uint32 {
 	t.Helper()
 	for _, p := range srv.Peers(network) {
 		if p.PublicKey == k {
@@ -148,7 +150,9 @@ func relayIDOf(t testing.TB, srv *Server, network string, k Key) uint32 {
 }
 
 // id is the relay id the nucleus gave a peer of network.
-func (bh *batchHarness) id(network string, k Key) uint32 { return relayIDOf(bh.t, bh.srv, network, k) }
+func (bh *batchHarness) id(network string, k wgkey.Key) uint32 {
+	return relayIDOf(bh.t, bh.srv, network, k)
+}
 
 // relayFrameFor builds a RELAY frame tagged with key.
 func relayFrameFor(key []byte, src, dst uint32, at time.Time, payload []byte) []byte {
@@ -157,14 +161,14 @@ func relayFrameFor(key []byte, src, dst uint32, at time.Time, payload []byte) []
 	return appendRelayFrame(nil, &m, relayHeader{ts: relayTime(at), src: src, dst: dst}, payload)
 }
 
-func (bh *batchHarness) relay(from, to Key, i int) []byte {
+func (bh *batchHarness) relay(from, to wgkey.Key, i int) []byte {
 	payload := binary.BigEndian.AppendUint32([]byte("wg"), uint32(i))
 	return relayFrameFor(bh.key, bh.id(netA, from), bh.id(netA, to), bh.clk.Now(), payload)
 }
 
 // learn gives a client the relay ids a REGISTER_ACK and the peer list
 // would have given it.
-func learn(c *Client, own uint32, peers map[Key]uint32) {
+func learn(c *Client, own uint32, peers map[wgkey.Key]uint32) {
 	c.relayID.Store(own)
 	c.mu.Lock()
 	for k, id := range peers {
@@ -246,7 +250,7 @@ func TestHandleBatchRelays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	learn(c, bID, map[Key]uint32{bh.aKey: aID})
+	learn(c, bID, map[wgkey.Key]uint32{bh.aKey: aID})
 	src, pkt, ok := c.UnwrapRelay(out[7].b)
 	if !ok || src != bh.aKey || !bytes.Equal(pkt, binary.BigEndian.AppendUint32([]byte("wg"), 7)) {
 		t.Errorf("unwrap: %v %v %x", ok, src, pkt)
@@ -268,7 +272,7 @@ func TestHandleBatchRelayNoAllocs(t *testing.T) {
 
 func TestAppendRelay(t *testing.T) {
 	bh := newBatchHarness(t)
-	mk := func(k Key) *Client {
+	mk := func(k wgkey.Key) *Client {
 		c, err := NewClient(testClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PublicKey: k, Server: bh.aAddr, Clock: bh.srv.clk,
 			Send: func([]byte, netip.AddrPort) error { return nil }}))
 		if err != nil {
@@ -285,8 +289,8 @@ func TestAppendRelay(t *testing.T) {
 	if g := a.AppendRelay(buf, bh.bKey, pkt); len(g) != 3 || a.WrapRelay(bh.bKey, pkt) != nil {
 		t.Fatal("relay frame built without relay ids")
 	}
-	learn(a, aID, map[Key]uint32{bh.bKey: bID})
-	learn(b, bID, map[Key]uint32{bh.aKey: aID})
+	learn(a, aID, map[wgkey.Key]uint32{bh.bKey: bID})
+	learn(b, bID, map[wgkey.Key]uint32{bh.aKey: aID})
 	f := a.AppendRelay(buf, bh.bKey, pkt)
 	if string(f[:3]) != "pre" || &f[0] != &buf[0] || len(f) != 3+RelayOverhead+len(pkt) {
 		t.Fatalf("AppendRelay did not append in place: %d bytes", len(f))
@@ -306,7 +310,7 @@ func TestAppendRelay(t *testing.T) {
 	if g := a.AppendRelay(buf[:3], bh.bKey, make([]byte, MaxRelayPayload+1)); len(g) != 3 {
 		t.Error("oversized payload appended")
 	}
-	if g := a.AppendRelay(buf[:3], Key{7}, pkt); len(g) != 3 {
+	if g := a.AppendRelay(buf[:3], wgkey.Key{7}, pkt); len(g) != 3 {
 		t.Error("frame to a peer without a relay id appended")
 	}
 	// Only the addressee accepts it; a frame for someone else, from an
@@ -315,7 +319,7 @@ func TestAppendRelay(t *testing.T) {
 		t.Error("the sender accepted its own frame")
 	}
 	c := mk(testKey(3))
-	learn(c, bID, map[Key]uint32{})
+	learn(c, bID, map[wgkey.Key]uint32{})
 	if _, _, ok := c.UnwrapRelay(f[3:]); ok {
 		t.Error("frame from an unknown relay id accepted")
 	}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
@@ -25,11 +26,11 @@ type ClientConfig struct {
 	// PrivateKey is this device's WireGuard (X25519) private key: its
 	// frames prove that it holds it. It never leaves the device.
 	PrivateKey *ecdh.PrivateKey
-	PublicKey  Key // this device's WireGuard public key (zero: PrivateKey's)
+	PublicKey  wgkey.Key // this device's WireGuard public key (zero: PrivateKey's)
 	// ServerKey is the nucleus's public key (the join answer's server
 	// public_key). Frames to and from the nucleus are keyed with the
 	// Diffie–Hellman of the two keys; a wrong one registers nowhere.
-	ServerKey Key
+	ServerKey wgkey.Key
 	IP4, IP6  netip.Addr
 	Local     []netip.AddrPort // local endpoints worth trying from the same LAN
 	Server    netip.AddrPort   // the nucleus
@@ -76,14 +77,14 @@ type Client struct {
 	lastAck    time.Time
 	interval   time.Duration // advertised by the nucleus
 	version    uint32
-	peers      map[Key]Peer
-	pairs      map[Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
+	peers      map[wgkey.Key]Peer
+	pairs      map[wgkey.Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
 	pending    pendingPeers
 	replay     *replayCache
 	dropped    uint64
 	onPeers    func([]Peer)
 	onPunch    func(Peer)
-	onPong     func(peer Key, from netip.AddrPort)
+	onPong     func(peer wgkey.Key, from netip.AddrPort)
 	onRekey    func(version uint32)
 	kick       chan struct{}
 	cookie     [CookieSize]byte // the nucleus's last cookie for this device's address
@@ -127,8 +128,8 @@ type sentRequest struct {
 // relayTable maps peers to their relay ids and back; it is replaced, never
 // changed, so the packet path reads it without a lock.
 type relayTable struct {
-	ids  map[Key]uint32
-	keys map[uint32]Key
+	ids  map[wgkey.Key]uint32
+	keys map[uint32]wgkey.Key
 }
 
 type pendingPeers struct {
@@ -169,7 +170,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	c := &Client{
 		cfg: cfg, clk: cfg.Clock, log: cfg.Log,
 		dev:   deviceKeys(cfg.PrivateKey, cfg.PublicKey, cfg.ServerKey, false),
-		local: clampLocal(cfg.Local), peers: map[Key]Peer{}, pairs: map[Key]*dhKeys{}, replay: newReplayCache(4096),
+		local: clampLocal(cfg.Local), peers: map[wgkey.Key]Peer{}, pairs: map[wgkey.Key]*dhKeys{}, replay: newReplayCache(4096),
 		kick: make(chan struct{}, 1),
 	}
 	key := DeriveKey(cfg.Secret)
@@ -232,7 +233,7 @@ func (c *Client) verifyDirect(h header, b []byte, now time.Time) bool {
 
 // pairLocked returns the PING/PONG keys of a current peer (nil for any
 // other key). The caller holds c.mu.
-func (c *Client) pairLocked(peer Key) *dhKeys {
+func (c *Client) pairLocked(peer wgkey.Key) *dhKeys {
 	if _, ok := c.peers[peer]; !ok {
 		return nil
 	}
@@ -245,7 +246,7 @@ func (c *Client) pairLocked(peer Key) *dhKeys {
 }
 
 // pairFrame seals a PING or PONG to a current peer; nil for another key.
-func (c *Client) pairFrame(typ byte, peer Key, now time.Time) []byte {
+func (c *Client) pairFrame(typ byte, peer wgkey.Key, now time.Time) []byte {
 	c.mu.Lock()
 	pk := c.pairLocked(peer)
 	c.mu.Unlock()
@@ -285,7 +286,7 @@ func (c *Client) OnPunch(f func(Peer)) { c.mu.Lock(); c.onPunch = f; c.mu.Unlock
 
 // OnPong sets the callback told that peer answered a PING from the
 // underlay address from: the direct path to it works both ways.
-func (c *Client) OnPong(f func(peer Key, from netip.AddrPort)) {
+func (c *Client) OnPong(f func(peer wgkey.Key, from netip.AddrPort)) {
 	c.mu.Lock()
 	c.onPong = f
 	c.mu.Unlock()
@@ -299,7 +300,7 @@ var errNotPeer = errors.New("nucleus: not a current peer")
 // source address, which reaches OnPong. The peer must be in the peer
 // list: PING and PONG are keyed with the Diffie–Hellman of the two
 // devices' keys.
-func (c *Client) Ping(peer Key, to netip.AddrPort) error {
+func (c *Client) Ping(peer wgkey.Key, to netip.AddrPort) error {
 	f := c.PingFrame(peer)
 	if f == nil {
 		return errNotPeer
@@ -310,7 +311,7 @@ func (c *Client) Ping(peer Key, to netip.AddrPort) error {
 // PingFrame returns a fresh PING naming peer, for a caller that sends it
 // itself (for example with a low TTL); nil when peer is not a current
 // peer.
-func (c *Client) PingFrame(peer Key) []byte {
+func (c *Client) PingFrame(peer wgkey.Key) []byte {
 	return c.pairFrame(TypePing, peer, c.clk.Now())
 }
 
@@ -424,14 +425,14 @@ func (c *Client) Leave() error {
 
 // Punch asks the nucleus to tell this device and the peer to send to each
 // other now; both receive a PUNCH (see OnPunch).
-func (c *Client) Punch(peer Key) error {
+func (c *Client) Punch(peer wgkey.Key) error {
 	return c.send(TypePunchRequest, pairMsg{From: c.cfg.PublicKey, To: peer}.encode())
 }
 
 // WrapRelay returns the RELAY frame that carries a WireGuard packet to the
 // peer dst through the nucleus (send it to Server()); nil if the packet is
 // larger than MaxRelayPayload or the relay ids are not known yet.
-func (c *Client) WrapRelay(dst Key, pkt []byte) []byte {
+func (c *Client) WrapRelay(dst wgkey.Key, pkt []byte) []byte {
 	f := c.AppendRelay(make([]byte, 0, RelayOverhead+len(pkt)), dst, pkt)
 	if len(f) == 0 {
 		return nil
@@ -445,7 +446,7 @@ func (c *Client) WrapRelay(dst Key, pkt []byte) []byte {
 // returns b unchanged if the packet is larger than MaxRelayPayload or
 // this device's or dst's relay id is not known yet (before the
 // REGISTER_ACK and the peer list arrive).
-func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
+func (c *Client) AppendRelay(b []byte, dst wgkey.Key, pkt []byte) []byte {
 	own, to := c.relayID.Load(), c.relays.Load().ids[dst]
 	if len(pkt) > MaxRelayPayload || own == 0 || to == 0 {
 		return b
@@ -459,7 +460,7 @@ func (c *Client) AppendRelay(b []byte, dst Key, pkt []byte) []byte {
 
 // UnwrapRelay authenticates an inbound RELAY frame addressed to this
 // device and returns its source peer and payload (aliasing b).
-func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
+func (c *Client) UnwrapRelay(b []byte) (src wgkey.Key, pkt []byte, ok bool) {
 	h, payload, good := splitRelay(b)
 	now := c.clk.Now()
 	if good && h.dst == c.relayID.Load() && freshRelay(h.ts, now) {
@@ -480,7 +481,7 @@ func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
 	}
 	if !good {
 		c.countDrop()
-		return Key{}, nil, false
+		return wgkey.Key{}, nil, false
 	}
 	return src, payload, true
 }
@@ -488,7 +489,7 @@ func (c *Client) UnwrapRelay(b []byte) (src Key, pkt []byte, ok bool) {
 // publishRelaysLocked rebuilds the relay table from c.peers. The caller
 // holds c.mu.
 func (c *Client) publishRelaysLocked() {
-	t := &relayTable{ids: make(map[Key]uint32, len(c.peers)), keys: make(map[uint32]Key, len(c.peers))}
+	t := &relayTable{ids: make(map[wgkey.Key]uint32, len(c.peers)), keys: make(map[uint32]wgkey.Key, len(c.peers))}
 	for k, p := range c.peers {
 		if p.RelayID != 0 {
 			t.ids[k], t.keys[p.RelayID] = p.RelayID, k
@@ -603,9 +604,9 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		punch   func(Peer)
 		punchTo Peer
 		resend  bool
-		pongTo  Key
-		pong    func(Key, netip.AddrPort)
-		pongKey Key
+		pongTo  wgkey.Key
+		pong    func(wgkey.Key, netip.AddrPort)
+		pongKey wgkey.Key
 		rekey   func(uint32)
 		rekeyTo uint32
 		ok      = true
@@ -717,7 +718,7 @@ func (c *Client) addPart(m peersMsg) bool {
 	if c.pending.got < len(c.pending.parts) {
 		return false
 	}
-	peers := make(map[Key]Peer)
+	peers := make(map[wgkey.Key]Peer)
 	for _, part := range c.pending.parts {
 		for _, p := range part {
 			if p.PublicKey != c.cfg.PublicKey {

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // Directory answers the nucleus's one question about a network: its
@@ -34,7 +36,7 @@ type NetworkInfo struct {
 
 // Binding ties a member's virtual addresses to its device's key.
 type Binding struct {
-	Key      Key
+	Key      wgkey.Key
 	IP4, IP6 netip.Addr // IP6 invalid when the network has none
 }
 
@@ -51,7 +53,7 @@ type dirEntry struct {
 	known   bool
 	key     []byte // network key; nil when unknown
 	version uint32
-	byKey   map[Key]*member
+	byKey   map[wgkey.Key]*member
 	loaded  time.Time // when the answer arrived
 	used    time.Time // last frame that needed it
 	retry   time.Time // after a failed lookup: not before
@@ -253,7 +255,7 @@ func (s *Server) applyLocked(id string, info NetworkInfo, err error, now time.Ti
 		e.known, e.key, e.version, e.loaded, e.retry = true, key, info.SecretVersion, now, time.Time{}
 		e.failed, e.suspect = false, false
 		old := e.byKey
-		e.byKey = make(map[Key]*member, len(info.Members))
+		e.byKey = make(map[wgkey.Key]*member, len(info.Members))
 		for _, b := range info.Members {
 			if b.Key.IsZero() || !b.IP4.Is4() {
 				continue

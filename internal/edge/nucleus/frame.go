@@ -7,12 +7,13 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"hash"
 	"net/netip"
 	"time"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // Protocol constants. See the package documentation for the layout.
@@ -107,13 +108,13 @@ func splitCookie(body []byte) (msg []byte, cookie [CookieSize]byte, ok bool) {
 func minRequestMsg(typ byte) int {
 	switch typ {
 	case TypeRegister:
-		return len(Key{}) + 4 + 16 + 1
+		return len(wgkey.Key{}) + 4 + 16 + 1
 	case TypeKeepalive:
-		return len(Key{}) + 4
+		return len(wgkey.Key{}) + 4
 	case TypePunchRequest:
-		return 2 * len(Key{})
+		return 2 * len(wgkey.Key{})
 	default: // TypeLeave
-		return len(Key{})
+		return len(wgkey.Key{})
 	}
 }
 
@@ -168,29 +169,9 @@ const (
 
 var errMalformed = errors.New("nucleus: malformed frame")
 
-// Key is a device's X25519 public key.
-type Key [32]byte
-
-// String returns the key in standard base64, as WireGuard tools print it.
-func (k Key) String() string { return base64.StdEncoding.EncodeToString(k[:]) }
-
-// IsZero reports whether k is all zeroes.
-func (k Key) IsZero() bool { return k == Key{} }
-
-// ParseKey reads a device key in standard base64 (as the control plane
-// hands it out and WireGuard tools print it); an empty, malformed or
-// all-zero key is an error.
-func ParseKey(s string) (Key, error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil || len(b) != len(Key{}) || Key(b).IsZero() {
-		return Key{}, errors.New("nucleus: a key is 32 bytes (not all zero) in standard base64")
-	}
-	return Key(b), nil
-}
-
 // Peer is one registered device of a network as the nucleus sees it.
 type Peer struct {
-	PublicKey Key
+	PublicKey wgkey.Key
 	// RelayID names the peer in RELAY frames: the nucleus gives each
 	// registration a random non-zero id, unique on that nucleus, that
 	// stays while the peer stays registered.
@@ -244,12 +225,12 @@ func NewPrivateKey(b []byte) (*ecdh.PrivateKey, error) {
 }
 
 // PublicKeyOf returns the public key of an X25519 private key.
-func PublicKeyOf(priv *ecdh.PrivateKey) Key { return Key(priv.PublicKey().Bytes()) }
+func PublicKeyOf(priv *ecdh.PrivateKey) wgkey.Key { return wgkey.Key(priv.PublicKey().Bytes()) }
 
 // sharedSecret is the X25519 Diffie–Hellman of priv and pub; it fails for
 // a public key of low order (the result would be all zero, known to
 // anyone).
-func sharedSecret(priv *ecdh.PrivateKey, pub Key) ([]byte, error) {
+func sharedSecret(priv *ecdh.PrivateKey, pub wgkey.Key) ([]byte, error) {
 	p, err := ecdh.X25519().NewPublicKey(pub[:])
 	if err != nil {
 		return nil, err
@@ -261,7 +242,7 @@ func sharedSecret(priv *ecdh.PrivateKey, pub Key) ([]byte, error) {
 // network key: HKDF-SHA256(ikm = shared ‖ netKey, salt none, info =
 // label ‖ a ‖ b), 32 bytes. Mixing in the network key ties every frame
 // key to the current secret, so it rotates with it.
-func frameKey(shared, netKey []byte, label string, a, b Key) []byte {
+func frameKey(shared, netKey []byte, label string, a, b wgkey.Key) []byte {
 	ikm := make([]byte, 0, len(shared)+len(netKey))
 	ikm = append(append(ikm, shared...), netKey...)
 	info := make([]byte, 0, len(label)+64)
@@ -278,7 +259,7 @@ func frameKey(shared, netKey []byte, label string, a, b Key) []byte {
 // its private key and the nucleus's public key, the nucleus with its
 // private key and the device's public key, and nobody else — and the
 // network key; info DeviceKeyInfo ‖ device ‖ nucleus.
-func DeviceFrameKey(shared, netKey []byte, device, nucleus Key) []byte {
+func DeviceFrameKey(shared, netKey []byte, device, nucleus wgkey.Key) []byte {
 	return frameKey(shared, netKey, DeviceKeyInfo, device, nucleus)
 }
 
@@ -286,7 +267,7 @@ func DeviceFrameKey(shared, netKey []byte, device, nucleus Key) []byte {
 // devices: from DH(a, b), which only a and b can compute, and the network
 // key; info PairKeyInfo ‖ the lower key ‖ the higher key, so that both
 // sides derive the same.
-func PairFrameKey(shared, netKey []byte, a, b Key) []byte {
+func PairFrameKey(shared, netKey []byte, a, b wgkey.Key) []byte {
 	if bytes.Compare(a[:], b[:]) > 0 {
 		a, b = b, a
 	}
@@ -525,7 +506,7 @@ func (r *reader) u32() uint32 {
 	return 0
 }
 
-func (r *reader) key() (k Key) {
+func (r *reader) key() (k wgkey.Key) {
 	copy(k[:], r.take(32))
 	return k
 }
@@ -598,7 +579,7 @@ func (r *reader) done() bool { return !r.bad && len(r.b) == 0 }
 
 // registerMsg is REGISTER: the device's key, addresses and local endpoints.
 type registerMsg struct {
-	Key   Key
+	Key   wgkey.Key
 	IP4   netip.Addr
 	IP6   netip.Addr
 	Local []netip.AddrPort
@@ -641,7 +622,7 @@ func decodeAck(body []byte) (m ackMsg, ok bool) {
 
 // keepaliveMsg is KEEPALIVE: the sender's key and the peer-list version it holds.
 type keepaliveMsg struct {
-	Key     Key
+	Key     wgkey.Key
 	Version uint32
 }
 
@@ -705,7 +686,7 @@ func decodeUpdate(body []byte) (m updateMsg, ok bool) {
 }
 
 // pairMsg is PUNCH_REQUEST (sender, target) and LEAVE (sender only).
-type pairMsg struct{ From, To Key }
+type pairMsg struct{ From, To wgkey.Key }
 
 func (m pairMsg) encode() []byte { return append(append([]byte(nil), m.From[:]...), m.To[:]...) }
 
@@ -715,7 +696,7 @@ func decodePair(body []byte) (m pairMsg, ok bool) {
 	return m, r.done() && !m.From.IsZero() && !m.To.IsZero()
 }
 
-func decodeLeave(body []byte) (k Key, ok bool) {
+func decodeLeave(body []byte) (k wgkey.Key, ok bool) {
 	r := reader{b: body}
 	k = r.key()
 	return k, r.done() && !k.IsZero()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
@@ -35,7 +36,7 @@ func TestFrameRoundTripAndMAC(t *testing.T) {
 	key := DeriveKey([]byte("secret"))
 	now := time.Unix(1_700_000_000, 123_000_000)
 	p := Peer{
-		PublicKey: Key{9, 8, 7}, IP4: netip.MustParseAddr("100.66.0.9"), IP6: netip.MustParseAddr("fd10:66::9"),
+		PublicKey: wgkey.Key{9, 8, 7}, IP4: netip.MustParseAddr("100.66.0.9"), IP6: netip.MustParseAddr("fd10:66::9"),
 		Endpoint: netip.MustParseAddrPort("[2001:db8::1]:41641"),
 		Local:    []netip.AddrPort{netip.MustParseAddrPort("10.0.0.2:51820"), netip.MustParseAddrPort("[fe80::1]:51820")},
 	}
@@ -73,7 +74,7 @@ func TestFrameRoundTripAndMAC(t *testing.T) {
 func TestPeersSplitIntoPartsAndReassembled(t *testing.T) {
 	var peers []Peer
 	for i := 0; i < 60; i++ {
-		p := Peer{PublicKey: Key{byte(i + 1), 1}, IP4: netip.AddrFrom4([4]byte{100, 66, 0, byte(i + 1)}),
+		p := Peer{PublicKey: wgkey.Key{byte(i + 1), 1}, IP4: netip.AddrFrom4([4]byte{100, 66, 0, byte(i + 1)}),
 			IP6: netip.MustParseAddr("fd10:66::1"), Endpoint: netip.MustParseAddrPort("[2001:db8::7]:40000")}
 		for j := 0; j < MaxLocalEndpoints; j++ {
 			p.Local = append(p.Local, netip.MustParseAddrPort("[2001:db8::8]:51820"))
@@ -189,8 +190,8 @@ func FuzzFrame(f *testing.F) {
 		if len(data) <= MaxFrame-overhead(netA)-CookieSize {
 			sender := key
 			if len(data) >= 32 {
-				if _, ok := testIDs[Key(data[:32])]; ok {
-					sender = testDeviceKey(secrets[netA], Key(data[:32]))
+				if _, ok := testIDs[wgkey.Key(data[:32])]; ok {
+					sender = testDeviceKey(secrets[netA], wgkey.Key(data[:32]))
 				}
 			}
 			for _, t := range []byte{TypeRegister, TypeKeepalive, TypePunchRequest, TypeLeave} {
@@ -225,18 +226,4 @@ func FuzzFrame(f *testing.F) {
 			t.Errorf("rekey re-encodes differently")
 		}
 	})
-}
-
-// ParseKey is the one reader of device keys in standard base64 that the
-// control plane's and the user-hosted nucleus's directories share.
-func TestParseKey(t *testing.T) {
-	k := testKey(7)
-	if got, err := ParseKey(k.String()); err != nil || got != k {
-		t.Fatalf("ParseKey(%s) = %v, %v", k, got, err)
-	}
-	for _, bad := range []string{"", "not a key", k.String()[:40], "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=", k.String() + "AAAA"} {
-		if _, err := ParseKey(bad); err == nil {
-			t.Errorf("ParseKey(%q) accepted", bad)
-		}
-	}
 }

@@ -5,6 +5,8 @@ import (
 	"crypto/ecdh"
 	"sync"
 	"sync/atomic"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // dhKeys are the frame keys of one pair of X25519 keys: the
@@ -15,9 +17,9 @@ import (
 // Safe for concurrent use.
 type dhKeys struct {
 	priv  *ecdh.PrivateKey
-	peer  Key    // the other side's public key
-	label string // DeviceKeyInfo or PairKeyInfo
-	a, b  Key    // the public keys the info names, in order
+	peer  wgkey.Key // the other side's public key
+	label string    // DeviceKeyInfo or PairKeyInfo
+	a, b  wgkey.Key // the public keys the info names, in order
 
 	once    sync.Once
 	shared  []byte // nil when the Diffie–Hellman failed (a key of low order)
@@ -29,7 +31,7 @@ type derivedKey struct{ net, key []byte }
 // deviceKeys are the keys of the frames between a device and its
 // nucleus, on either side: self is this side's key pair, peer the other
 // side's public key.
-func deviceKeys(priv *ecdh.PrivateKey, self, peer Key, selfIsNucleus bool) *dhKeys {
+func deviceKeys(priv *ecdh.PrivateKey, self, peer wgkey.Key, selfIsNucleus bool) *dhKeys {
 	dev, nuc := self, peer
 	if selfIsNucleus {
 		dev, nuc = peer, self
@@ -39,7 +41,7 @@ func deviceKeys(priv *ecdh.PrivateKey, self, peer Key, selfIsNucleus bool) *dhKe
 
 // pairKeys are the keys of the PING and PONG frames between this device
 // (priv, self) and the peer.
-func pairKeys(priv *ecdh.PrivateKey, self, peer Key) *dhKeys {
+func pairKeys(priv *ecdh.PrivateKey, self, peer wgkey.Key) *dhKeys {
 	a, b := self, peer
 	if bytes.Compare(a[:], b[:]) > 0 {
 		a, b = b, a

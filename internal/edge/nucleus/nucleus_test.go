@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
@@ -35,8 +36,8 @@ var (
 	testServerPriv = mustPriv("omniedge test nucleus")
 	testServerKey  = PublicKeyOf(testServerPriv)
 	testPrivs      [256]*ecdh.PrivateKey
-	testKeys       [256]Key
-	testIDs        = map[Key]byte{}
+	testKeys       [256]wgkey.Key
+	testIDs        = map[wgkey.Key]byte{}
 )
 
 func init() {
@@ -59,9 +60,9 @@ func mustPriv(seed string) *ecdh.PrivateKey {
 // testKey is the key of test device id, testPriv its private key,
 // testID the id of a test device's key; testBinding its addresses, as the
 // harness's edges announce them.
-func testKey(id byte) Key               { return testKeys[id] }
+func testKey(id byte) wgkey.Key         { return testKeys[id] }
 func testPriv(id byte) *ecdh.PrivateKey { return testPrivs[id] }
-func testID(k Key) byte                 { return testIDs[k] }
+func testID(k wgkey.Key) byte           { return testIDs[k] }
 func testOptions(o Options) Options     { o.PrivateKey = cmp.Or(o.PrivateKey, testServerPriv); return o }
 func testClient(c ClientConfig) ClientConfig {
 	if c.PrivateKey == nil {
@@ -74,7 +75,7 @@ func testClient(c ClientConfig) ClientConfig {
 // testDeviceKey is the frame key of test device k's frames with the test
 // nucleus in the network of secret: what only that device and the nucleus
 // can compute.
-func testDeviceKey(secret []byte, k Key) []byte {
+func testDeviceKey(secret []byte, k wgkey.Key) []byte {
 	shared, err := sharedSecret(testPriv(testID(k)), testServerKey)
 	if err != nil {
 		panic(err)
@@ -124,7 +125,7 @@ func (d *testDir) Network(_ context.Context, id string) (NetworkInfo, error) {
 }
 
 // unbind removes a device's binding; bind adds one.
-func (d *testDir) unbind(network string, k Key) {
+func (d *testDir) unbind(network string, k wgkey.Key) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.members[network] = slices.DeleteFunc(d.members[network], func(b Binding) bool { return b.Key == k })
@@ -198,7 +199,7 @@ func (h *harness) request(key []byte, typ byte, network string, ts time.Time, no
 }
 
 type relayed struct {
-	src Key
+	src wgkey.Key
 	pkt []byte
 }
 
@@ -206,7 +207,7 @@ type relayed struct {
 type edge struct {
 	t       *testing.T
 	h       *harness
-	key     Key
+	key     wgkey.Key
 	c       *Client
 	peers   chan []Peer
 	punches chan Peer
@@ -348,15 +349,15 @@ func (e *edge) waitPeers(what string, ok func([]Peer) bool) []Peer {
 	}
 }
 
-func has(k Key) func([]Peer) bool {
+func has(k wgkey.Key) func([]Peer) bool {
 	return func(ps []Peer) bool { return find(ps, k) != nil }
 }
 
-func lacks(k Key) func([]Peer) bool {
+func lacks(k wgkey.Key) func([]Peer) bool {
 	return func(ps []Peer) bool { return find(ps, k) == nil }
 }
 
-func find(ps []Peer, k Key) *Peer {
+func find(ps []Peer, k wgkey.Key) *Peer {
 	for i := range ps {
 		if ps[i].PublicKey == k {
 			return &ps[i]

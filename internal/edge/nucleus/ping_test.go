@@ -5,11 +5,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 type pongSeen struct {
-	peer Key
+	peer wgkey.Key
 	from netip.AddrPort
 }
 
@@ -23,7 +24,7 @@ func TestPingPongBetweenEdges(t *testing.T) {
 	a := h.edge(netA, secrets[netA], 1)
 	b := h.edge(netA, secrets[netA], 2)
 	pongs := make(chan pongSeen, 8)
-	a.c.OnPong(func(p Key, from netip.AddrPort) { pongs <- pongSeen{p, from} })
+	a.c.OnPong(func(p wgkey.Key, from netip.AddrPort) { pongs <- pongSeen{p, from} })
 	if err := a.c.Ping(b.key, b.addr()); err == nil {
 		t.Fatal("a PING was sent to a device that is not a peer yet")
 	}
@@ -55,7 +56,7 @@ func TestPingPongBetweenEdges(t *testing.T) {
 	b2.register()
 	x.register()
 	xp := make(chan pongSeen, 8)
-	x.c.OnPong(func(p Key, from netip.AddrPort) { xp <- pongSeen{p, from} })
+	x.c.OnPong(func(p wgkey.Key, from netip.AddrPort) { xp <- pongSeen{p, from} })
 	dropped := b.c.Status().Dropped
 	a.send(seal(pairKeys(testPriv(1), a.key, b.key).key(DeriveKey(secrets[netA])), TypePing, netA, h.clk.Now(),
 		pairMsg{From: a.key, To: testKey(9)}.encode()), b.addr())

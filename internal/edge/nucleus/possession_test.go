@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
@@ -150,7 +151,7 @@ func TestForgedNucleusFramesDropped(t *testing.T) {
 func TestForgedPingPongDropped(t *testing.T) {
 	h, a, b, m := threeMembers(t)
 	pongs := make(chan pongSeen, 8)
-	a.c.OnPong(func(p Key, from netip.AddrPort) { pongs <- pongSeen{p, from} })
+	a.c.OnPong(func(p wgkey.Key, from netip.AddrPort) { pongs <- pongSeen{p, from} })
 	sent := len(a.sentAll())
 	dropped := a.c.Status().Dropped
 	var forged [][]byte
@@ -244,7 +245,7 @@ func TestWrongNucleusKeyCannotRegister(t *testing.T) {
 	base := ClientConfig{NetworkID: netA, Secret: secrets[netA], PrivateKey: testPriv(2), Server: h.at, Send: send}
 	for name, mod := range map[string]func(*ClientConfig){
 		"no nucleus key":        func(c *ClientConfig) {},
-		"low-order nucleus key": func(c *ClientConfig) { c.ServerKey = Key{1} }, // u = 1: a point of order 4
+		"low-order nucleus key": func(c *ClientConfig) { c.ServerKey = wgkey.Key{1} }, // u = 1: a point of order 4
 		"no private key":        func(c *ClientConfig) { c.ServerKey, c.PrivateKey = testServerKey, nil },
 		"another public key":    func(c *ClientConfig) { c.ServerKey, c.PublicKey = testServerKey, testKey(3) },
 	} {
@@ -304,7 +305,7 @@ func TestUnboundRegistersBudgeted(t *testing.T) {
 	throttled := h.dropped(DropThrottled)
 	const n = 100
 	for i := range n {
-		var k Key
+		var k wgkey.Key
 		k[0], k[1] = 0xee, byte(i)
 		x.raw(h.request(DeriveKey(secrets[netA]), TypeRegister, netA, h.clk.Now(), [nonceSize]byte{0xee, byte(i)},
 			registerMsg{Key: k, IP4: testBinding(1).IP4}.encode(), x.addr()))

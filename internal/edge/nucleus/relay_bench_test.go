@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
@@ -19,7 +20,7 @@ import (
 type benchPeer struct {
 	conn *net.UDPConn
 	c    *Client
-	key  Key
+	key  wgkey.Key
 }
 
 func newBenchPeer(b *testing.B, server netip.AddrPort, id byte) *benchPeer {
@@ -98,7 +99,7 @@ func benchRelay(b *testing.B, size int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	learn(a.c, relayIDOf(b, srv, netA, a.key), map[Key]uint32{bb.key: relayIDOf(b, srv, netA, bb.key)})
+	learn(a.c, relayIDOf(b, srv, netA, a.key), map[wgkey.Key]uint32{bb.key: relayIDOf(b, srv, netA, bb.key)})
 
 	// The receiver counts relayed frames; control frames (acks, peer
 	// lists) are skipped.
@@ -190,7 +191,7 @@ func BenchmarkHandleRelay(b *testing.B) {
 	ctx := context.Background()
 	srv.load(ctx, netA)
 	for i, r := range []struct {
-		k    Key
+		k    wgkey.Key
 		from netip.AddrPort
 	}{{aKey, aAddr}, {bKey, bAddr}} {
 		f := registerFrame(srv, netA, time.Now(), [nonceSize]byte{byte(i + 1)}, r.k, r.from)
@@ -232,7 +233,7 @@ func benchRequest(b *testing.B, typ byte) {
 	aAddr, bAddr := netip.MustParseAddrPort("192.0.2.1:1111"), netip.MustParseAddrPort("198.51.100.2:2222")
 	var st batchState
 	for i, r := range []struct {
-		k    Key
+		k    wgkey.Key
 		from netip.AddrPort
 	}{{aKey, aAddr}, {bKey, bAddr}} {
 		f := registerFrame(srv, netA, clk.Now(), [nonceSize]byte{byte(i + 1)}, r.k, r.from)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/clock"
 )
 
@@ -127,7 +128,7 @@ type NetworkStats struct {
 type Server struct {
 	o       Options
 	priv    *ecdh.PrivateKey
-	pub     Key
+	pub     wgkey.Key
 	clk     clock.Clock
 	log     *slog.Logger
 	m       *serverMetrics
@@ -160,7 +161,7 @@ type network struct {
 	prevKey []byte // the key before the last rotation, accepted until prevUntil
 	// prevUntil ends the grace of prevKey.
 	prevUntil      time.Time
-	peers          map[Key]*peerState
+	peers          map[wgkey.Key]*peerState
 	version        uint32
 	replay         *replayCache
 	relayedPackets uint64
@@ -254,7 +255,7 @@ func NewServer(o Options) (*Server, error) {
 
 // PublicKey is the nucleus's static public key, which devices need to
 // speak to it (the join answer's server public_key).
-func (s *Server) PublicKey() Key { return s.pub }
+func (s *Server) PublicKey() wgkey.Key { return s.pub }
 
 // Serve answers on pc until ctx ends (then it closes pc and returns nil)
 // or pc fails.
@@ -419,7 +420,7 @@ func (s *Server) handle(ctx context.Context, b []byte, from netip.AddrPort) []ou
 	if !s.cookies.valid(cookie, from) {
 		return s.answerCookie(b, h, from, now)
 	}
-	sender := Key(msg[:len(Key{})]) // every request starts with the sender's key
+	sender := wgkey.Key(msg[:len(wgkey.Key{})]) // every request starts with the sender's key
 	id := string(h.network)
 	s.mu.Lock()
 	e := s.entries[id]
@@ -513,7 +514,7 @@ func (s *Server) request(id string, h rawHeader, msg, b, key []byte, old bool, f
 		if len(s.networks) >= s.o.MaxNetworks {
 			return nil, DropLimit
 		}
-		n = &network{id: id, key: e.key, peers: map[Key]*peerState{}, replay: newReplayCache(s.o.ReplayEntries)}
+		n = &network{id: id, key: e.key, peers: map[wgkey.Key]*peerState{}, replay: newReplayCache(s.o.ReplayEntries)}
 		s.networks[id] = n
 	}
 	switch h.typ {
@@ -617,7 +618,7 @@ func (s *Server) broadcast(n *network, event byte, p Peer, now time.Time) []outb
 }
 
 // peersOf returns n's peers but one, sorted by key.
-func peersOf(n *network, except Key) []Peer {
+func peersOf(n *network, except wgkey.Key) []Peer {
 	ps := make([]Peer, 0, len(n.peers))
 	for k, p := range n.peers {
 		if k != except {
@@ -628,7 +629,7 @@ func peersOf(n *network, except Key) []Peer {
 	return ps
 }
 
-func (s *Server) fullList(key []byte, n *network, to Key, addr netip.AddrPort, now time.Time) []outbound {
+func (s *Server) fullList(key []byte, n *network, to wgkey.Key, addr netip.AddrPort, now time.Time) []outbound {
 	var out []outbound
 	for _, body := range packPeers(n.id, n.version, peersOf(n, to)) {
 		out = append(out, s.reply(key, n, TypePeers, body, addr, now))
@@ -843,7 +844,7 @@ func (s *Server) route(st *batchState, relays []relayFrame, out []outbound) []ou
 }
 
 // removePeer deletes a peer and pushes its leave. The caller holds s.mu.
-func (s *Server) removePeer(n *network, k Key, now time.Time) []outbound {
+func (s *Server) removePeer(n *network, k wgkey.Key, now time.Time) []outbound {
 	p := n.peers[k]
 	if p == nil {
 		return nil
@@ -884,5 +885,5 @@ func (s *Server) Peers(networkID string) []Peer {
 	if n == nil {
 		return nil
 	}
-	return peersOf(n, Key{})
+	return peersOf(n, wgkey.Key{})
 }

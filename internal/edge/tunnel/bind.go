@@ -14,6 +14,8 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // Signaling is what the nucleus client gives the [Bind] so that both
@@ -103,7 +105,7 @@ type Bind struct {
 	gsoDirect, gsoRelay atomic.Int32
 
 	endpoints sync.Map // netip.AddrPort -> *directEndpoint
-	relays    sync.Map // Key -> *relayEndpoint
+	relays    sync.Map // wgkey.Key -> *relayEndpoint
 	// pinned holds the direct endpoint of each peer the device was told
 	// to reach directly. A relayed frame from such a peer is attributed
 	// to that endpoint, so a frame still in flight when the path switched
@@ -112,7 +114,7 @@ type Bind struct {
 	// through the relay and the direct path would never come back. The
 	// path is chosen from PING/PONG evidence (the direct endpoint answers
 	// both ways), not from where the last packet came from.
-	pinned sync.Map // Key -> *directEndpoint
+	pinned sync.Map // wgkey.Key -> *directEndpoint
 
 	first firstShakes
 
@@ -354,9 +356,9 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 				b.relayRxB.Add(uint64(len(payload)))
 				sizes[i] = copy(packets[i], payload)
 				if b.first.n.Load() != 0 && handshakeType(payload) == msgInitiation {
-					b.heardFirst(Key(src), true, from)
+					b.heardFirst(wgkey.Key(src), true, from)
 				}
-				if d, ok := b.pinned.Load(Key(src)); ok {
+				if d, ok := b.pinned.Load(wgkey.Key(src)); ok {
 					eps[i] = d.(*directEndpoint)
 				} else {
 					eps[i] = b.relayEndpoint(src)
@@ -367,7 +369,7 @@ func (b *Bind) makeReceive(bc batchConn, gro bool) conn.ReceiveFunc {
 				direct = b.directEndpoint(from)
 			}
 			if b.first.n.Load() != 0 && handshakeType(p) == msgInitiation {
-				b.heardFirst(Key{}, false, from)
+				b.heardFirst(wgkey.Key{}, false, from)
 			}
 			sizes[i] = m.N
 			eps[i] = direct
@@ -494,12 +496,12 @@ const relayPrefix = "relay:"
 
 // RelayEndpoint is the configuration-protocol endpoint string that routes a
 // peer's packets through the relay.
-func RelayEndpoint(peer Key) string { return relayPrefix + peer.Hex() }
+func RelayEndpoint(peer wgkey.Key) string { return relayPrefix + peer.Hex() }
 
 // ParseEndpoint implements conn.Bind: "host:port" or a relay endpoint.
 func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 	if rest, ok := strings.CutPrefix(s, relayPrefix); ok {
-		var k Key
+		var k wgkey.Key
 		if len(rest) != 64 {
 			return nil, fmt.Errorf("tunnel: bad relay endpoint %q", s)
 		}
@@ -517,7 +519,7 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 // pin records how the device reaches peer k: directly at ap, or (ap
 // invalid) through the relay or not at all.
-func (b *Bind) pin(k Key, ap netip.AddrPort) {
+func (b *Bind) pin(k wgkey.Key, ap netip.AddrPort) {
 	if !ap.IsValid() {
 		b.pinned.Delete(k)
 		return
@@ -533,7 +535,7 @@ func (b *Bind) directEndpoint(ap netip.AddrPort) *directEndpoint {
 	return e.(*directEndpoint)
 }
 
-func (b *Bind) relayEndpoint(k Key) *relayEndpoint {
+func (b *Bind) relayEndpoint(k wgkey.Key) *relayEndpoint {
 	if e, ok := b.relays.Load(k); ok {
 		return e.(*relayEndpoint)
 	}
@@ -555,7 +557,7 @@ func (e *directEndpoint) DstIP() netip.Addr { return e.ap.Addr() }
 func (e *directEndpoint) SrcIP() netip.Addr { return netip.Addr{} }
 
 // relayEndpoint reaches a peer, by its public key, through the relay.
-type relayEndpoint struct{ key Key }
+type relayEndpoint struct{ key wgkey.Key }
 
 func (e *relayEndpoint) ClearSrc()           {}
 func (e *relayEndpoint) SrcToString() string { return "" }

@@ -14,6 +14,8 @@ import (
 
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // Defaults of a [Config].
@@ -36,7 +38,7 @@ type Config struct {
 	// MTU of the TUN interface (DefaultMTU when zero).
 	MTU int
 	// PrivateKey is the device's X25519 key.
-	PrivateKey Key
+	PrivateKey wgkey.Key
 	// NetworkSecret is the network's secret; every peer gets
 	// PresharedKey(NetworkSecret).
 	NetworkSecret []byte
@@ -69,7 +71,7 @@ type Config struct {
 
 // Peer is another device of the network.
 type Peer struct {
-	PublicKey Key
+	PublicKey wgkey.Key
 	// Endpoint is the peer's direct UDP address, if known.
 	Endpoint netip.AddrPort
 	// Relayed sends the peer's packets through the relay instead of
@@ -83,7 +85,7 @@ type Peer struct {
 
 // PeerStatus is what wireguard-go reports about a peer.
 type PeerStatus struct {
-	PublicKey     Key
+	PublicKey     wgkey.Key
 	Endpoint      string // "ip:port", a relay endpoint, or empty
 	Relayed       bool
 	LastHandshake time.Time // zero when never
@@ -95,10 +97,10 @@ type PeerStatus struct {
 // Status is the state of a Device.
 type Status struct {
 	Name        string
-	PublicKey   Key
+	PublicKey   wgkey.Key
 	ListenPort  uint16
 	Peers       []PeerStatus
-	Exit        Key // peer used as exit node; zero when none
+	Exit        wgkey.Key // peer used as exit node; zero when none
 	ServingExit bool
 	Bind        BindStats
 }
@@ -116,9 +118,9 @@ type Device struct {
 	sys  bool // kernel TUN: interface, routes and firewall are ours
 
 	mu      sync.Mutex
-	peers   map[Key]Peer
-	applied map[Key]appliedPeer
-	exit    Key
+	peers   map[wgkey.Key]Peer
+	applied map[wgkey.Key]appliedPeer
+	exit    wgkey.Key
 	routing bool // exit routing rules installed
 	serving bool // exit serving rules installed
 	closed  bool
@@ -151,8 +153,8 @@ func New(cfg Config) (*Device, error) {
 	d := &Device{
 		cfg:     cfg,
 		psk:     PresharedKey(cfg.NetworkSecret),
-		peers:   map[Key]Peer{},
-		applied: map[Key]appliedPeer{},
+		peers:   map[wgkey.Key]Peer{},
+		applied: map[wgkey.Key]appliedPeer{},
 	}
 	tdev := cfg.TUN
 	if tdev == nil {
@@ -201,7 +203,7 @@ func (d *Device) Bind() *Bind { return d.bind }
 func (d *Device) Name() string { return d.cfg.Name }
 
 // PublicKey is the device's public key.
-func (d *Device) PublicKey() Key { return d.cfg.PrivateKey.PublicKey() }
+func (d *Device) PublicKey() wgkey.Key { return d.cfg.PrivateKey.PublicKey() }
 
 // SetNetworkSecret switches every peer to the preshared key of the
 // network's new secret (after a rotation). Current sessions are kept; the
@@ -244,7 +246,7 @@ func (d *Device) SetPeers(peers []Peer) error {
 	if d.closed {
 		return errClosed
 	}
-	want := make(map[Key]Peer, len(peers))
+	want := make(map[wgkey.Key]Peer, len(peers))
 	for _, p := range peers {
 		if p.PublicKey.IsZero() || p.PublicKey == d.PublicKey() {
 			continue
@@ -275,7 +277,7 @@ func (d *Device) applyLocked() error {
 			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", k.Hex())
 		}
 	}
-	next := make(map[Key]appliedPeer, len(d.peers))
+	next := make(map[wgkey.Key]appliedPeer, len(d.peers))
 	for k, p := range d.peers {
 		ap := appliedPeer{endpoint: d.endpointOf(p), allowed: d.allowedOf(p)}
 		old, exists := d.applied[k]
@@ -412,7 +414,7 @@ func parseStatus(raw string) (Status, error) {
 		case "public_key":
 			flush()
 			cur = &PeerStatus{}
-			cur.PublicKey, err = ParseKey(val)
+			cur.PublicKey, err = wgkey.Parse(val)
 		}
 		if cur != nil {
 			switch key {
@@ -448,7 +450,7 @@ func parseStatus(raw string) (Status, error) {
 // "default dev <tun> in table" and "main suppress_prefixlength 0" rules keep
 // the underlay (nucleus and peer endpoints) off the tunnel. A zero key
 // clears the selection and restores the routes.
-func (d *Device) UseExit(exit Key) error {
+func (d *Device) UseExit(exit wgkey.Key) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
@@ -484,11 +486,11 @@ func (d *Device) UseExit(exit Key) error {
 // IPv6); the zero Addr clears the selection.
 func (d *Device) UseExitAddr(addr netip.Addr) error {
 	if !addr.IsValid() || addr.IsUnspecified() {
-		return d.UseExit(Key{})
+		return d.UseExit(wgkey.Key{})
 	}
 	addr = addr.Unmap()
 	d.mu.Lock()
-	var exit Key
+	var exit wgkey.Key
 	for k, p := range d.peers {
 		if p.Addr4.Unmap() == addr || p.Addr6 == addr {
 			exit = k
@@ -509,7 +511,7 @@ func (d *Device) clearExitLocked() error {
 	if d.exit.IsZero() {
 		return nil
 	}
-	d.exit = Key{}
+	d.exit = wgkey.Key{}
 	return d.applyLocked()
 }
 

@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/crypto/blake2s"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // The first handshake with a new peer has one initiator.
@@ -115,7 +117,7 @@ func (s *firstShake) addressedTo(p []byte) bool {
 	return subtle.ConstantTimeCompare(h.Sum(mac[:0]), p[n:n+macSize]) == 1
 }
 
-func mac1Key(peer Key) [blake2s.Size]byte {
+func mac1Key(peer wgkey.Key) [blake2s.Size]byte {
 	h, _ := blake2s.New256(nil)
 	h.Write([]byte("mac1----"))
 	h.Write(peer[:])
@@ -129,13 +131,13 @@ func mac1Key(peer Key) [blake2s.Size]byte {
 type firstShakes struct {
 	n  atomic.Int32
 	mu sync.Mutex
-	m  map[Key]*firstShake
+	m  map[wgkey.Key]*firstShake
 }
 
 // startFirst begins the first handshake with peer, reached directly at
 // from (zero: through the relay); self is this device's public key. A
 // role already under way for the peer starts over.
-func (b *Bind) startFirst(self, peer Key, from netip.AddrPort) {
+func (b *Bind) startFirst(self, peer wgkey.Key, from netip.AddrPort) {
 	s := &firstShake{mac1Key: mac1Key(peer), lead: bytes.Compare(self[:], peer[:]) < 0, from: from}
 	wait := firstHold
 	if s.lead {
@@ -145,7 +147,7 @@ func (b *Bind) startFirst(self, peer Key, from netip.AddrPort) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.m == nil {
-		f.m = map[Key]*firstShake{}
+		f.m = map[wgkey.Key]*firstShake{}
 	}
 	if old := f.m[peer]; old != nil {
 		old.end.Stop()
@@ -157,7 +159,7 @@ func (b *Bind) startFirst(self, peer Key, from netip.AddrPort) {
 
 // stopFirst ends the first handshake with peer (removed from the device),
 // dropping a held initiation.
-func (b *Bind) stopFirst(peer Key) {
+func (b *Bind) stopFirst(peer wgkey.Key) {
 	f := &b.first
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -182,7 +184,7 @@ func (b *Bind) stopAllFirst() {
 
 // endFirst ends s's role when its time is up, or extends it; a held
 // initiation is sent when the role ends unanswered.
-func (b *Bind) endFirst(peer Key, s *firstShake) {
+func (b *Bind) endFirst(peer wgkey.Key, s *firstShake) {
 	unread := !s.lead && b.unread()
 	f := &b.first
 	f.mu.Lock()
@@ -262,7 +264,7 @@ func (b *Bind) handleFirst(typ int, p []byte, ep conn.Endpoint) bool {
 
 // heardFirst notes a handshake initiation received from the peer with the
 // key src (relayed) or from the address from (direct).
-func (b *Bind) heardFirst(src Key, relayed bool, from netip.AddrPort) {
+func (b *Bind) heardFirst(src wgkey.Key, relayed bool, from netip.AddrPort) {
 	f := &b.first
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // firstPackets writes a packet each way, every 10 ms, until it arrives,
@@ -160,10 +162,10 @@ func TestFirstHandshakeAfterRestart(t *testing.T) {
 	const limit = 2 * time.Second
 	for _, restarted := range []string{"lower", "higher"} {
 		t.Run(restarted+" key restarts", func(t *testing.T) {
-			var privs [2]Key
+			var privs [2]wgkey.Key
 			for i := range privs {
 				var err error
-				if privs[i], err = GeneratePrivateKey(); err != nil {
+				if privs[i], err = wgkey.GeneratePrivate(); err != nil {
 					t.Fatal(err)
 				}
 			}

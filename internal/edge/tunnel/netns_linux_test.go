@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/wgkey"
 	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )
 
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 type helperConfig struct {
-	Private Key
+	Private wgkey.Key
 	Secret  string
 	Port    uint16
 	Addr4   netip.Prefix
@@ -66,12 +67,12 @@ func runHelper(raw string, in io.Reader, out io.Writer) int {
 		case cmd == "serve":
 			err = dev.ServeExit(arg == "on")
 		case cmd == "exit" && arg == "none":
-			err = dev.UseExit(Key{})
+			err = dev.UseExit(wgkey.Key{})
 		case cmd == "exitaddr":
 			err = dev.UseExitAddr(netip.MustParseAddr(arg))
 		case cmd == "exit":
-			var k Key
-			if k, err = ParseKey(arg); err == nil {
+			var k wgkey.Key
+			if k, err = wgkey.Parse(arg); err == nil {
 				err = dev.UseExit(k)
 			}
 		default:
@@ -179,8 +180,8 @@ func (h *helper) crash() {
 type rootPair struct {
 	nsA, nsB string
 	a, b     *helper
-	keyA     Key
-	keyB     Key
+	keyA     wgkey.Key
+	keyB     wgkey.Key
 }
 
 // startPair runs two devices, A (100.100.0.1, fd00::1) and B (…2), joined
@@ -189,8 +190,8 @@ func startPair(t *testing.T, secretB string) *rootPair {
 	t.Helper()
 	p := &rootPair{nsA: netns.New(t, "omnit-a-"+netns.Tag()), nsB: netns.New(t, "omnit-b-"+netns.Tag())}
 	netns.Veth(t, p.nsA, "ux", "198.51.100.1/24", p.nsB, "uy", "198.51.100.2/24")
-	privA, _ := GeneratePrivateKey()
-	privB, _ := GeneratePrivateKey()
+	privA, _ := wgkey.GeneratePrivate()
+	privB, _ := wgkey.GeneratePrivate()
 	p.keyA, p.keyB = privA.PublicKey(), privB.PublicKey()
 	peerA := Peer{PublicKey: p.keyA, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820"),
 		Addr4: netip.MustParseAddr("100.100.0.1"), Addr6: netip.MustParseAddr("fd00::1")}
@@ -324,8 +325,8 @@ func TestNetnsCrashCleanup(t *testing.T) {
 	if rules := netns.Run(t, "ip", "-n", p.nsB, "rule"); !strings.Contains(rules, "51820") {
 		t.Fatalf("expected the crashed client's rules to remain:\n%s", rules)
 	}
-	privA, _ := GeneratePrivateKey()
-	privB, _ := GeneratePrivateKey()
+	privA, _ := wgkey.GeneratePrivate()
+	privB, _ := wgkey.GeneratePrivate()
 	a := startHelper(t, p.nsA, helperConfig{Private: privA, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.1/24")})
 	b := startHelper(t, p.nsB, helperConfig{Private: privB, Secret: "s3cret", Port: 51820, Addr4: netip.MustParsePrefix("100.100.0.2/24")})
 	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {

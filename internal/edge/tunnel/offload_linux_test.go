@@ -15,6 +15,8 @@ import (
 	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 // pkt is a WireGuard-looking datagram of n bytes (n ≥ 8) numbered i.
@@ -358,7 +360,7 @@ func TestLoopbackBatch(t *testing.T) {
 			if tx.gsoDirect.Load() != maxSegmentSize || tx.gsoRelay.Load() != maxSegmentSize {
 				t.Skip("no UDP_SEGMENT on this kernel")
 			}
-			var key Key
+			var key wgkey.Key
 			key[0] = 7
 			direct, _ := tx.ParseEndpoint(rxAddr.String())
 			relayed, _ := tx.ParseEndpoint(RelayEndpoint(key))
@@ -482,7 +484,7 @@ func TestSendDoesNotAllocate(t *testing.T) {
 	}
 	defer tx.Close()
 	direct, _ := tx.ParseEndpoint(to.String())
-	relayed, _ := tx.ParseEndpoint(RelayEndpoint(Key{1}))
+	relayed, _ := tx.ParseEndpoint(RelayEndpoint(wgkey.Key{1}))
 	bufs := sizesOf(conn.IdealBatchSize, 1400)
 	for _, ep := range []conn.Endpoint{direct, relayed} {
 		if n := testing.AllocsPerRun(20, func() {

@@ -14,10 +14,12 @@ import (
 
 	"golang.org/x/crypto/curve25519"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/omniedge/omni/internal/edge/wgkey"
 )
 
 func TestKeys(t *testing.T) {
-	priv, err := GeneratePrivateKey()
+	priv, err := wgkey.GeneratePrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,21 +32,21 @@ func TestKeys(t *testing.T) {
 		t.Fatalf("public key %x, want %x", pub, want)
 	}
 	for _, s := range []string{pub.String(), pub.Hex()} {
-		got, err := ParseKey(s)
+		got, err := wgkey.Parse(s)
 		if err != nil || got != pub {
-			t.Fatalf("ParseKey(%q) = %v, %v", s, got, err)
+			t.Fatalf("wgkey.Parse(%q) = %v, %v", s, got, err)
 		}
 	}
-	var k Key
+	var k wgkey.Key
 	if err := k.UnmarshalText([]byte(pub.String())); err != nil || k != pub {
 		t.Fatalf("UnmarshalText: %v %v", k, err)
 	}
 	for _, bad := range []string{"", "abc", pub.String()[:43] + "!", pub.Hex()[:63] + "x"} {
-		if _, err := ParseKey(bad); err == nil {
-			t.Errorf("ParseKey(%q) accepted", bad)
+		if _, err := wgkey.Parse(bad); err == nil {
+			t.Errorf("wgkey.Parse(%q) accepted", bad)
 		}
 	}
-	other, _ := GeneratePrivateKey()
+	other, _ := wgkey.GeneratePrivate()
 	if other == priv {
 		t.Fatal("two generated keys are equal")
 	}
@@ -114,7 +116,7 @@ func (s *testSignaling) Handle(b []byte, from netip.AddrPort) {
 type fakeRelay struct {
 	conn      *net.UDPConn
 	mu        sync.Mutex
-	byKey     map[Key]netip.AddrPort
+	byKey     map[wgkey.Key]netip.AddrPort
 	forwarded atomic.Int64
 }
 
@@ -123,7 +125,7 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &fakeRelay{conn: c, byKey: map[Key]netip.AddrPort{}}
+	r := &fakeRelay{conn: c, byKey: map[wgkey.Key]netip.AddrPort{}}
 	done := make(chan struct{})
 	t.Cleanup(func() { c.Close(); <-done })
 	go func() {
@@ -137,11 +139,11 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 			if n < 35 || buf[0] != 0xff || buf[1] != 'O' || buf[2] != 'R' {
 				continue
 			}
-			var dst Key
+			var dst wgkey.Key
 			copy(dst[:], buf[3:35])
 			r.mu.Lock()
 			to, ok := r.byKey[dst]
-			var src Key
+			var src wgkey.Key
 			for k, a := range r.byKey {
 				if a == netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) {
 					src = k
@@ -162,7 +164,7 @@ func newFakeRelay(t *testing.T) *fakeRelay {
 
 func (r *fakeRelay) addr() netip.AddrPort { return r.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
 
-func (r *fakeRelay) register(k Key, a netip.AddrPort) {
+func (r *fakeRelay) register(k wgkey.Key, a netip.AddrPort) {
 	r.mu.Lock()
 	r.byKey[k] = a
 	r.mu.Unlock()
@@ -186,7 +188,7 @@ func (n *node) peer() Peer {
 
 func newNode(t *testing.T, i byte, secret string, relay netip.AddrPort) *node {
 	t.Helper()
-	priv, err := GeneratePrivateKey()
+	priv, err := wgkey.GeneratePrivate()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ func newNode(t *testing.T, i byte, secret string, relay netip.AddrPort) *node {
 }
 
 // newNodeKey is newNode with the private key priv.
-func newNodeKey(t *testing.T, i byte, secret string, relay netip.AddrPort, priv Key) *node {
+func newNodeKey(t *testing.T, i byte, secret string, relay netip.AddrPort, priv wgkey.Key) *node {
 	t.Helper()
 	var err error
 	n := &node{
@@ -287,7 +289,7 @@ func tryDeliver(from, to *node, pkt []byte, within time.Duration) bool {
 	}
 }
 
-func peerStatus(t *testing.T, n *node, k Key) PeerStatus {
+func peerStatus(t *testing.T, n *node, k wgkey.Key) PeerStatus {
 	t.Helper()
 	st, err := n.dev.Status()
 	if err != nil {
@@ -532,8 +534,8 @@ func TestSetPeersDiff(t *testing.T) {
 }
 
 func TestParseStatus(t *testing.T) {
-	k1, k2 := Key{1}, Key{2}
-	raw := "private_key=" + Key{9}.Hex() + "\nlisten_port=51820\n" +
+	k1, k2 := wgkey.Key{1}, wgkey.Key{2}
+	raw := "private_key=" + wgkey.Key{9}.Hex() + "\nlisten_port=51820\n" +
 		"public_key=" + k2.Hex() + "\npreshared_key=00\nprotocol_version=1\nendpoint=" + RelayEndpoint(k2) +
 		"\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=5\nrx_bytes=6\npersistent_keepalive_interval=25\nallowed_ip=::/0\n" +
 		"public_key=" + k1.Hex() + "\nendpoint=[2001:db8::1]:7\nlast_handshake_time_sec=1700000000\nlast_handshake_time_nsec=5\n" +
