@@ -41,17 +41,6 @@ type Client struct {
 	Provider string
 }
 
-// WithNative marks ctx as carrying a request from a Gemini-dialect
-// client (see EncodeOptions.Native).
-func WithNative(ctx context.Context) context.Context {
-	return llm.WithDialect(ctx, llm.DialectGemini)
-}
-
-// IsNative reports whether ctx was marked with WithNative.
-func IsNative(ctx context.Context) bool {
-	return llm.DialectOf(ctx) == llm.DialectGemini
-}
-
 func (c *Client) options(ctx context.Context) EncodeOptions {
 	o := c.Options
 	if IsNative(ctx) {
@@ -264,4 +253,52 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		token = list.NextPageToken
 	}
 	return ids, nil
+}
+
+// CountTokens asks POST {base}/models/{model}:countTokens how many input
+// tokens req has for model (the router's TokenCounter).
+func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string) (int, error) {
+	path, err := c.modelPath(model)
+	if err != nil {
+		return 0, err
+	}
+	body, err := encodeCountTokens(req, strings.TrimPrefix(path, "/"), c.options(ctx))
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.do(ctx, http.MethodPost, path+":countTokens", body)
+	if err != nil {
+		return 0, err
+	}
+	b, err := c.read(resp)
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		TotalTokens *int `json:"totalTokens"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || out.TotalTokens == nil || *out.TotalTokens < 0 {
+		return 0, c.tag(upstreamError("malformed countTokens answer"))
+	}
+	return *out.TotalTokens, nil
+}
+
+// OutputBound is what Client lets a Gemini upstream bill for r:
+// maxOutputTokens when the request names it, and beyond it the thinking
+// budget sent (thinking tokens are billed as output and not counted in
+// maxOutputTokens).
+func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
+	var b llm.OutputBound
+	if r.MaxTokens != nil && *r.MaxTokens > 0 {
+		b.Tokens = *r.MaxTokens
+	}
+	if rs := r.Reasoning; rs != nil && rs.Enabled {
+		switch {
+		case rs.BudgetTokens > 0:
+			b.Extra = rs.BudgetTokens
+		case rs.Effort != "":
+			b.Extra = effortBudget(rs.Effort)
+		}
+	}
+	return b
 }

@@ -34,18 +34,6 @@ type Client struct {
 	Provider string
 }
 
-// WithNative marks ctx as carrying a request from a Responses client, so
-// its Extra fields (built-in tools, include, truncation, …) reach a
-// Responses upstream.
-func WithNative(ctx context.Context) context.Context {
-	return llm.WithDialect(ctx, llm.DialectResponses)
-}
-
-// IsNative reports whether ctx was marked by WithNative.
-func IsNative(ctx context.Context) bool {
-	return llm.DialectOf(ctx) == llm.DialectResponses
-}
-
 func (c *Client) provider() string {
 	if c.Provider != "" {
 		return c.Provider
