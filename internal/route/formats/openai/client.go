@@ -120,3 +120,7 @@ func (c *Client) opts(ctx context.Context) EncodeOptions {
 	}
 	return o
 }
+
+// DefaultBaseURL is OpenAI's API root, the base URL of the openai type
+// when a connection names none.
+const DefaultBaseURL = "https://api.openai.com/v1"
