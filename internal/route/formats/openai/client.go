@@ -1,16 +1,99 @@
 package openai
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/adapter"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
+
+// DefaultBaseURL is OpenAI's API root, the base URL of the openai type
+// when a connection names none.
+const DefaultBaseURL = "https://api.openai.com/v1"
+
+// Client calls an OpenAI or OpenAI-compatible upstream. It satisfies the
+// router's Adapter and Embedder; its Chat and Stream are the shared
+// adapter flow (formats/adapter) over the methods of adapter.Format
+// below.
+type Client struct {
+	BaseURL  string // e.g. https://api.openai.com/v1
+	APIKey   string
+	HTTP     *http.Client
+	Headers  map[string]string
+	Options  EncodeOptions
+	Provider string
+}
+
+// Chat sends a non-streaming request.
+func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.Response, error) {
+	return adapter.Chat(ctx, c, r, model)
+}
+
+// Stream sends a streaming request.
+func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.Stream, error) {
+	return adapter.Stream(ctx, c, r, model)
+}
+
+// Conn names the connection (adapter.Format).
+func (c *Client) Conn() adapter.Conn {
+	return adapter.Conn{HTTP: c.HTTP, Provider: c.Provider, DecodeError: DecodeError}
+}
+
+// NewRequest encodes r for POST {base}/chat/completions (adapter.Format).
+func (c *Client) NewRequest(ctx context.Context, r *llm.Request, model string, stream bool) (*http.Request, error) {
+	rr := *r
+	rr.Stream = stream
+	body, err := EncodeRequest(&rr, model, c.opts(ctx))
+	if err != nil {
+		return nil, err
+	}
+	return c.post(ctx, "/chat/completions", body)
+}
+
+// DecodeAnswer decodes a whole chat completion (adapter.Format): an
+// answer it cannot use is unreadable.
+func (c *Client) DecodeAnswer(_ *llm.Request, b []byte) (*llm.Response, error) {
+	out, err := DecodeResponse(b)
+	if err != nil {
+		if le, ok := err.(*llm.Error); ok {
+			return nil, upstreamhttp.Unreadable(c.Provider, le)
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// DecodeStream reads a chunk stream (adapter.Format). An OpenAI upstream
+// answers a stream request with a stream: Client is no adapter.Replayer.
+func (c *Client) DecodeStream(_ *llm.Request, body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, c.Provider)
+}
+
+// post builds a POST of body to path. The key goes first, as a Bearer
+// token, so the connection's headers may replace it.
+func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Request, error) {
+	req, err := adapter.NewRequest(ctx, c.Provider, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, body, "")
+	if err != nil {
+		return nil, err
+	}
+	adapter.SetKey(req.Header, "Authorization", "Bearer ", c.APIKey)
+	adapter.SetHeaders(req.Header, c.Headers)
+	return req, nil
+}
+
+func (c *Client) opts(ctx context.Context) EncodeOptions {
+	o := c.Options
+	if llm.DialectOf(ctx) == llm.DialectOpenAI {
+		o.Native = true
+	}
+	return o
+}
 
 // Embed implements router.Embedder against an OpenAI-format upstream,
 // always asking for floats.
@@ -21,11 +104,11 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 		return nil, llm.Usage{}, err
 	}
 	// Vectors as JSON numbers may be larger than a chat answer.
-	resp, err := c.post(upstreamhttp.LargeAnswer(ctx), "/embeddings", body)
+	req, err := c.post(upstreamhttp.LargeAnswer(ctx), "/embeddings", body)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	raw, err := upstreamhttp.ReadBody(c.HTTP, resp, c.Provider)
+	raw, err := adapter.Do(c.Conn(), req)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
@@ -46,81 +129,3 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	}
 	return vecs, llm.Usage{InputTokens: out.Usage.PromptTokens}, nil
 }
-
-// Client calls an OpenAI or OpenAI-compatible upstream.
-type Client struct {
-	BaseURL  string // e.g. https://api.openai.com/v1
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Options  EncodeOptions
-	Provider string
-}
-
-func (c *Client) post(ctx context.Context, path string, body []byte) (*http.Response, error) {
-	req, err := upstreamhttp.NewRequest(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(body), c.Provider)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	}
-	for k, v := range c.Headers {
-		req.Header.Set(k, v)
-	}
-	return upstreamhttp.Send(c.HTTP, req, c.Provider, DecodeError)
-}
-
-// Chat sends a non-streaming request.
-func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.Response, error) {
-	rr := *r
-	rr.Stream = false
-	body, err := EncodeRequest(&rr, model, c.opts(ctx))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.post(ctx, "/chat/completions", body)
-	if err != nil {
-		return nil, err
-	}
-	b, err := upstreamhttp.ReadBody(c.HTTP, resp, c.Provider)
-	if err != nil {
-		return nil, err
-	}
-	out, err := DecodeResponse(b)
-	if err != nil {
-		if le, ok := err.(*llm.Error); ok {
-			return nil, upstreamhttp.Unreadable(c.Provider, le)
-		}
-		return nil, err
-	}
-	return out, nil
-}
-
-// Stream sends a streaming request.
-func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.Stream, error) {
-	rr := *r
-	rr.Stream = true
-	body, err := EncodeRequest(&rr, model, c.opts(ctx))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.post(upstreamhttp.Streamed(ctx), "/chat/completions", body)
-	if err != nil {
-		return nil, err
-	}
-	return newStreamDecoder(resp.Body, c.Provider), nil
-}
-
-func (c *Client) opts(ctx context.Context) EncodeOptions {
-	o := c.Options
-	if llm.DialectOf(ctx) == llm.DialectOpenAI {
-		o.Native = true
-	}
-	return o
-}
-
-// DefaultBaseURL is OpenAI's API root, the base URL of the openai type
-// when a connection names none.
-const DefaultBaseURL = "https://api.openai.com/v1"
