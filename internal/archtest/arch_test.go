@@ -165,7 +165,7 @@ func TestMainIsTrivial(t *testing.T) {
 // helpers below are shared by the formats and import no format themselves;
 // formats/matrix pairs the formats in its tests only, so its non-test code
 // imports none. Every other directory under route/formats is a format.
-var formatHelpers = []string{"internal/route/formats/sse", "internal/route/formats/upstreamhttp", "internal/route/formats/formattest"}
+var formatHelpers = []string{"internal/route/formats/sse", "internal/route/formats/upstreamhttp", "internal/route/formats/adapter", "internal/route/formats/formattest"}
 
 func TestFormatsImportNoOtherFormat(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }

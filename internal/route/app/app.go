@@ -23,6 +23,10 @@ import (
 	"github.com/omniedge/omni/internal/route/backup"
 	"github.com/omniedge/omni/internal/route/conversations"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/formats/gemini"
+	"github.com/omniedge/omni/internal/route/formats/ollama"
+	"github.com/omniedge/omni/internal/route/formats/openai"
+	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/manage"
@@ -59,20 +63,15 @@ type App struct {
 	log       *slog.Logger
 }
 
-// Registry returns a registry with every provider type this build ships.
+// Registry returns a registry with every provider type this build ships:
+// each format package registers the types it builds adapters for.
 func Registry() *provider.Registry {
 	reg := provider.NewRegistry()
-	reg.Register("anthropic", func(c provider.Config) (router.Adapter, error) {
-		base := c.BaseURL
-		if base == "" {
-			base = anthropic.DefaultBaseURL
-		}
-		return &anthropic.Client{BaseURL: base, APIKey: c.APIKey, HTTP: c.HTTP, Headers: c.Headers, Provider: c.ID}, nil
-	})
-	registerOpenAI(reg)
-	registerResponses(reg)
-	registerGemini(reg)
-	registerOllama(reg)
+	anthropic.Register(reg)
+	openai.Register(reg)
+	responses.Register(reg)
+	gemini.Register(reg)
+	ollama.Register(reg)
 	return reg
 }
 
