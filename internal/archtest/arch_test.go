@@ -113,7 +113,7 @@ func TestImportRules(t *testing.T) {
 var (
 	pipelineStages = []string{"internal/route/limits", "internal/route/usage", "internal/route/cache",
 		"internal/route/resilience", "internal/route/conversations", "internal/route/pipeline"}
-	transports = []string{"internal/route/api", "internal/route/formats", "internal/route/app", "internal/route/manage",
+	transports = []string{"internal/route/api", "internal/route/formats", "internal/route/app", "internal/route/admin",
 		"internal/platform/httpx"}
 )
 
@@ -264,6 +264,30 @@ func TestEdgeDeviceImportsNoServer(t *testing.T) {
 				t.Errorf("%s imports %s (%v): a shared edge protocol imports only %v of internal/edge", dir, imp, files, edgeShared)
 			case device && !in(imp, edgeDevice, edgeShared):
 				t.Errorf("%s imports %s (%v): device-side code imports no server-side package (only %v and %v)", dir, imp, files, edgeDevice, edgeShared)
+			}
+		}
+	}
+}
+
+// The management API is one package per resource under route/admin. They
+// share only route/admin itself (the browser checks, the session guard and
+// the helpers), never each other, and route/admin imports none of them;
+// admintest, which assembles the whole gateway for their tests, is
+// imported by tests only. The routing state they serve is the domain: it
+// imports no management package and no HTTP transport.
+func TestAdminPackagesImportNoOtherAdminPackage(t *testing.T) {
+	const adminDir = "internal/route/admin"
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	for dir, p := range loadPackages(t) {
+		dir = filepath.ToSlash(dir)
+		for imp, files := range p.imports {
+			switch {
+			case imp == adminDir+"/admintest":
+				t.Errorf("%s imports %s (%v): admintest is for tests only", dir, imp, files)
+			case under(dir, adminDir) && dir != adminDir+"/admintest" && under(imp, adminDir) && imp != adminDir && imp != dir:
+				t.Errorf("%s imports %s (%v): management packages share only %s", dir, imp, files, adminDir)
+			case dir == "internal/route/routing" && (under(imp, adminDir) || imp == "internal/platform/httpx" || under(imp, "internal/route/api")):
+				t.Errorf("%s imports %s (%v): the routing state imports no management package or HTTP transport", dir, imp, files)
 			}
 		}
 	}

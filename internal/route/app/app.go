@@ -29,21 +29,21 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/limits"
-	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
 
 // App is an assembled gateway.
 type App struct {
-	Table   *router.Table
-	Router  *router.Router
-	API     *api.Server     // the /v1 gateway alone
-	Manager *manage.Manager // routing state; serves /api/ when it has a store
+	Table  *router.Table
+	Router *router.Router
+	API    *api.Server    // the /v1 gateway alone
+	State  *routing.State // the live routing state (providers, aliases, combos, keys, prices)
 	// usage records every routed request (route/usage); nil without a database.
 	usage *usage.Recorder
 	// backups are the database backups (route/backup); nil without a database.
@@ -142,7 +142,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	a := &App{Table: router.NewTable(), settle: d.SettleTimeout, log: d.Log}
 	a.Router = router.New(a.Table, d.Clock)
-	var st manage.Store
+	var st *store.Store // nil: configuration only, no management API
 	if d.DB != nil {
 		if len(d.MasterKey) < 32 {
 			return nil, errors.New("route: a 32-byte master key is required with a database")
@@ -153,35 +153,24 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		}
 		st = s
 	}
-	mgr, err := manage.New(manage.Options{
-		Route: cfg.Route, Store: st, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP,
-		MasterKey: d.MasterKey, InitialPassword: cfg.Route.InitialPassword.Reveal(), TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts,
-		Clock: d.Clock, Log: d.Log,
-		// A provider whose configuration changed starts with a clean
-		// record: breakers, cooldowns and lockouts learnt from the old
-		// keys or base URL no longer apply (on every replica, with Redis).
-		ProviderChanged: func(ctx context.Context, provider string) {
-			if a.Resilience != nil {
-				a.Resilience.Reset(ctx, resilience.Scope{Breakers: true, Cooldowns: true, Lockouts: true, Provider: provider})
-			}
-		},
-	})
+	mgmt, err := newManagement(cfg, d, st, a)
 	if err != nil {
 		return nil, err
 	}
-	if err := mgr.Load(ctx); err != nil {
+	if err := mgmt.Load(ctx); err != nil {
 		return nil, err
 	}
-	a.Manager = mgr
+	state := mgmt.state
+	a.State = state
 	keys := make([]string, len(cfg.Route.APIKeys))
 	for i, k := range cfg.Route.APIKeys {
 		keys[i] = k.Reveal()
 	}
 	// Requests without a key: from anywhere only when the operator said
 	// so, else from the gateway host itself.
-	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgr.FromGatewayHost, APIKeys: keys}
+	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgmt.guard.FromGatewayHost, APIKeys: keys}
 	if st != nil {
-		acfg.Keys = mgr.Keys()
+		acfg.Keys = state.Keys()
 	}
 	// Response cache and idempotency (route/cache): an in-memory LRU in
 	// front of Redis when replicas share one, else the route store's table.
@@ -194,7 +183,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	a.Router.SetHealth(a.Resilience)
 	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
-	if a.limits, err = newLimits(ctx, d, st, mgr, a.Table); err != nil {
+	if a.limits, err = newLimits(ctx, d, st, state, a.Table); err != nil {
 		return nil, err
 	}
 	if a.limits != nil {
@@ -202,7 +191,7 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	}
 	// Usage records (route/usage): the first gate, so it also records
 	// the refusals of every later one; nil without a database.
-	if a.usage = newUsage(cfg, d, st, mgr, a.Table, a.Resilience); a.usage != nil {
+	if a.usage = newUsage(cfg, d, st, state, a.Table, a.Resilience); a.usage != nil {
 		acfg.Pipeline.Gates = append([]pipeline.Gate{a.usage}, acfg.Pipeline.Gates...)
 	}
 	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
@@ -215,29 +204,30 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	// list what it serves (Routes; docs/route-endpoints.md is made from it).
 	mux := httpx.NewMux("")
 	a.mux = mux
-	mgr.Register(mux)
+	mgmt.Register(mux)                 // the management API: /api/auth, keys, providers, models, pricing
+	guarded := mgmt.guard.Guarded(mux) // the feature packages' management routes
 	// Database backups, export and import (route/backup): /api/db-backups.
 	if st != nil {
-		if a.backups, err = newBackups(cfg, d, st, mgr); err != nil {
+		if a.backups, err = newBackups(cfg, d, st, mgmt); err != nil {
 			return nil, err
 		}
 		// The import takes the file as the raw body or a multipart form;
 		// every other backup route takes JSON only.
-		a.backups.Register(mgr.Guarded(mux), mgr.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
+		a.backups.Register(guarded, mgmt.guard.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
 	}
 	if st != nil {
-		a.Resilience.Register(mgr.Guarded(mux)) // /api/resilience…, /api/rate-limit(s)
+		a.Resilience.Register(guarded) // /api/resilience…, /api/rate-limit(s)
 	}
 	if st != nil {
-		cacheHandler.Register(mgr.Guarded(mux)) // /api/cache/stats
+		cacheHandler.Register(guarded) // /api/cache/stats
 	}
 	if a.limits != nil {
-		a.limits.Register(mgr.Guarded(mux)) // /api/usage/budget
+		a.limits.Register(guarded) // /api/usage/budget
 	}
 	if a.usage != nil {
 		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
 		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
-		a.usage.Register(mgr.Guarded(mux))
+		a.usage.Register(guarded)
 	}
 	mux.Handle("/", a.API)
 	a.handler = mux
@@ -285,7 +275,7 @@ func (a *App) Run(ctx context.Context) error {
 		usageDone = make(chan struct{})
 		go func() { defer close(usageDone); _ = a.usage.Run(wctx) }()
 	}
-	err := a.Manager.Run(ctx)
+	err := a.State.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.settle)
 	if a.API.Settle(sctx) != nil {
 		a.log.Warn("requests still running at shutdown; what they settle from now on is not persisted", "waited", a.settle)
@@ -304,7 +294,7 @@ func (a *App) Run(ctx context.Context) error {
 // Models implements api.Models: the current list, which follows changes
 // made through the management API.
 func (a *App) Models() []api.ModelInfo {
-	ms := a.Manager.Models()
+	ms := a.State.Models()
 	out := make([]api.ModelInfo, len(ms))
 	for i, m := range ms {
 		out[i] = api.ModelInfo{ID: m.ID, OwnedBy: m.OwnedBy, Kind: m.Kind}

@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 
-	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/store"
@@ -12,11 +11,11 @@ import (
 // newResilience builds the provider breakers, connection cooldowns, model
 // lockouts and request queue: settings in the route store (when there is
 // one), state shared through Redis when d.Redis is set.
-func newResilience(ctx context.Context, d Deps, st manage.Store, rt *router.Router) (*resilience.Tracker, error) {
+func newResilience(ctx context.Context, d Deps, st *store.Store, rt *router.Router) (*resilience.Tracker, error) {
 	o := resilience.Options{Clock: d.Clock, Redis: d.Redis, Prefix: d.RedisPrefix, Log: d.Log,
 		Connections: func(provider string) int { return len(rt.Connections(provider)) }}
-	if s, ok := st.(*store.Store); ok {
-		o.Store = s
+	if st != nil {
+		o.Store = st
 	}
 	return resilience.New(ctx, o)
 }

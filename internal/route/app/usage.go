@@ -4,19 +4,18 @@ import (
 	"context"
 
 	"github.com/omniedge/omni/internal/platform/config"
-	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
 
 // newUsage builds the usage recorder (route/usage) over the route store;
 // nil without one.
-func newUsage(cfg *config.Config, d Deps, st manage.Store, mgr *manage.Manager, table *router.Table, tr *resilience.Tracker) *usage.Recorder {
-	s, ok := st.(*store.Store)
-	if !ok {
+func newUsage(cfg *config.Config, d Deps, s *store.Store, state *routing.State, table *router.Table, tr *resilience.Tracker) *usage.Recorder {
+	if s == nil {
 		return nil
 	}
 	kinds := map[string]bool{}
@@ -27,7 +26,7 @@ func newUsage(cfg *config.Config, d Deps, st manage.Store, mgr *manage.Manager, 
 		kinds[n] = true
 	}
 	return usage.New(usage.Options{
-		Store: s, Pricer: mgr, Registerer: d.Metrics, CatalogCount: len(kinds),
+		Store: s, Pricer: state, Registerer: d.Metrics, CatalogCount: len(kinds),
 		Providers: func(ctx context.Context) ([]usage.ProviderStatus, error) {
 			return configuredProviders(ctx, cfg, s, table)
 		},

@@ -1,4 +1,4 @@
-package manage
+package auth
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/admin"
 )
 
 // A fresh install has no dashboard password. Rather than trusting
@@ -21,31 +22,26 @@ import (
 // ("" or unset: none).
 const settingSetupToken = "setup_token_hash"
 
-const setupHow = "POST /api/auth/setup {\"token\", \"password\"} with the one-time setup token printed in the gateway's log at start, " +
-	"or start the gateway with INITIAL_PASSWORD (or OMNI_INITIAL_PASSWORD)"
-
-var errSetupRequired = httpx.Errorf(http.StatusUnauthorized, "setup_required", "the gateway is not set up: no dashboard password exists. "+setupHow)
-
 // prepareSetup prints a new setup token when no password is stored, and
 // forgets an old one when a password is.
-func (m *Manager) prepareSetup(ctx context.Context) error {
-	hash, err := m.passwordHash(ctx)
+func (a *Account) prepareSetup(ctx context.Context) error {
+	hash, err := a.guard.PasswordHash(ctx)
 	if err != nil {
 		return err
 	}
 	if hash != "" {
-		if v, _, err := m.store.Setting(ctx, settingSetupToken); err != nil || v == "" {
+		if v, _, err := a.store.Setting(ctx, settingSetupToken); err != nil || v == "" {
 			return err
 		}
-		return m.store.SetSetting(ctx, settingSetupToken, "")
+		return a.store.SetSetting(ctx, settingSetupToken, "")
 	}
 	tok := auth.RandomToken("omrs_", 32)
-	if err := m.store.SetSetting(ctx, settingSetupToken, auth.TokenHash(tok)); err != nil {
-		return fmt.Errorf("manage: store the setup token: %w", err)
+	if err := a.store.SetSetting(ctx, settingSetupToken, auth.TokenHash(tok)); err != nil {
+		return fmt.Errorf("auth: store the setup token: %w", err)
 	}
 	// The one secret ever logged: useless once a password is set, and
 	// replaced by the next start.
-	m.log.Warn("OmniRoute management is not set up: POST /api/auth/setup with this one-time token and a password "+
+	a.log.Warn("OmniRoute management is not set up: POST /api/auth/setup with this one-time token and a password "+
 		"(it replaces any earlier token; or restart with INITIAL_PASSWORD)", "setup_token", tok)
 	return nil
 }
@@ -59,9 +55,9 @@ func errAlreadySetUp(err error) error {
 
 // setup sets the first dashboard password with the setup token and logs
 // the caller in.
-func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
-	ip := httpx.ClientIP(r, m.opt.TrustProxy)
-	d, err := m.limiter.Allow(r.Context(), "route-setup:"+ip, loginLimit)
+func (a *Account) setup(w http.ResponseWriter, r *http.Request) error {
+	ip := httpx.ClientIP(r, a.guard.TrustProxy())
+	d, err := a.limiter.Allow(r.Context(), "route-setup:"+ip, loginLimit)
 	if err == nil && !d.Allowed {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "rate_limited", Message: "too many setup attempts; retry later", RetryAfter: d.RetryAfter}
 	}
@@ -69,23 +65,23 @@ func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
 		Token    string `json:"token"`
 		Password string `json:"password"`
 	}
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	hash, err := m.passwordHash(r.Context())
+	hash, err := a.guard.PasswordHash(r.Context())
 	if err != nil {
 		return err
 	}
 	if hash != "" {
 		return errAlreadySetUp(nil)
 	}
-	want, _, err := m.store.Setting(r.Context(), settingSetupToken)
+	want, _, err := a.store.Setting(r.Context(), settingSetupToken)
 	if err != nil {
 		return err
 	}
 	got := auth.TokenHash(b.Token)
 	if b.Token == "" || want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-		m.log.Info("setup with a wrong token", "ip", ip)
+		a.log.Info("setup with a wrong token", "ip", ip)
 		return httpx.Unauthorized("wrong or expired setup token: use the one the gateway printed at its latest start")
 	}
 	if len(b.Password) < 8 || len(b.Password) > 256 {
@@ -98,12 +94,12 @@ func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
 	// The token is spent by one request, whatever races it: of
 	// concurrent setups (or replicas) with the same token, one swaps it
 	// out and the others find it gone.
-	spent, err := m.store.CompareAndSwapSetting(r.Context(), settingSetupToken, want, "")
+	spent, err := a.store.CompareAndSwapSetting(r.Context(), settingSetupToken, want, "")
 	if err != nil {
 		return err
 	}
 	if !spent {
-		if cur, err := m.passwordHash(r.Context()); err != nil || cur != "" {
+		if cur, err := a.guard.PasswordHash(r.Context()); err != nil || cur != "" {
 			return errAlreadySetUp(err)
 		}
 		return httpx.Unauthorized("wrong or expired setup token: use the one the gateway printed at its latest start")
@@ -111,13 +107,13 @@ func (m *Manager) setup(w http.ResponseWriter, r *http.Request) error {
 	// And the password is set only where none is (an unset or, after a
 	// restore, empty setting): INITIAL_PASSWORD on another replica may
 	// have set one meanwhile.
-	set, err := m.store.SetFirstPassword(r.Context(), nh)
+	set, err := a.store.SetFirstPassword(r.Context(), nh)
 	if err != nil {
 		return err
 	}
 	if !set {
 		return errAlreadySetUp(nil)
 	}
-	m.log.Info("dashboard password set with the setup token", "ip", ip)
-	return m.startSession(w, r)
+	a.log.Info("dashboard password set with the setup token", "ip", ip)
+	return a.guard.StartSession(w, r)
 }

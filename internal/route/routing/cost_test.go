@@ -1,4 +1,4 @@
-package manage_test
+package routing_test
 
 import (
 	"math"
@@ -10,8 +10,8 @@ import (
 
 func TestCost(t *testing.T) {
 	e := newEnv(t, nil)
-	e.login()
-	m := e.app.Manager
+	e.Login()
+	m := e.App.State
 	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-12 }
 	// Built-in gpt-4o: 2.5 in, 10 out, 1.25 cache read per million.
 	got, ok := m.Cost("openai", "gpt-4o", llm.Usage{InputTokens: 1000, OutputTokens: 500, CacheReadTokens: 2000})
@@ -19,7 +19,7 @@ func TestCost(t *testing.T) {
 		t.Fatalf("gpt-4o cost %v %v", got, ok)
 	}
 	// No cache-write price: written tokens cost as input.
-	e.want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "acme/*", "input": 1, "output": 2})
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "acme/*", "input": 1, "output": 2})
 	if got, ok := m.Cost("acme", "anything", llm.Usage{InputTokens: 10, CacheWriteTokens: 10, CacheReadTokens: 10, OutputTokens: 10}); !ok || !near(got, (10+10+10+20)/1e6) {
 		t.Fatalf("override cost %v %v", got, ok)
 	}

@@ -1,4 +1,4 @@
-package manage_test
+package auth_test
 
 import (
 	"bytes"
@@ -14,7 +14,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
+	routeapp "github.com/omniedge/omni/internal/route/app"
 )
 
 // logBuffer collects a gateway's log lines.
@@ -70,13 +72,13 @@ func TestFreshInstallNeedsTheSetupToken(t *testing.T) {
 		{"PUT", "/api/settings/require-login", map[string]bool{"requireLogin": false}},
 		{"GET", "/api/resilience", nil},
 	} {
-		msg := e.wantError(http.StatusUnauthorized, c.method, c.path, c.body)
+		msg := e.WantError(http.StatusUnauthorized, c.method, c.path, c.body)
 		if !strings.Contains(msg, "setup") {
 			t.Fatalf("%s %s: message %q does not explain the setup", c.method, c.path, msg)
 		}
 	}
-	e.wantError(http.StatusConflict, "POST", "/api/auth/login", map[string]string{"password": password})
-	if v := e.want(http.StatusOK, "GET", "/api/settings/require-login", nil).Object(t); v["setupRequired"] != true || v["hasPassword"] != false {
+	e.WantError(http.StatusConflict, "POST", "/api/auth/login", map[string]string{"password": password})
+	if v := e.Want(http.StatusOK, "GET", "/api/settings/require-login", nil).Object(t); v["setupRequired"] != true || v["hasPassword"] != false {
 		t.Fatalf("require-login = %v", v)
 	}
 
@@ -86,7 +88,7 @@ func TestFreshInstallNeedsTheSetupToken(t *testing.T) {
 	}
 	tok := toks[0]
 	// The token is kept hashed.
-	rows, err := e.db.Query(context.Background(), `SELECT key, value FROM route_settings`)
+	rows, err := e.DB.Query(context.Background(), `SELECT key, value FROM route_settings`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,29 +103,31 @@ func TestFreshInstallNeedsTheSetupToken(t *testing.T) {
 	}
 	rows.Close()
 
-	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody("omrs_wrong", password))
-	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody(tok[:len(tok)-1], password))
-	e.wantError(http.StatusBadRequest, "POST", "/api/auth/setup", setupBody(tok, "short"))
-	e.wantError(http.StatusUnsupportedMediaType, "POST", "/api/auth/setup", `{"token":"`+tok+`","password":"`+password+`"}`, "Content-Type", "text/plain")
-	e.wantError(http.StatusForbidden, "POST", "/api/auth/setup", setupBody(tok, password), "Origin", "https://evil.example")
-	e.wantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
+	e.WantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody("omrs_wrong", password))
+	e.WantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody(tok[:len(tok)-1], password))
+	e.WantError(http.StatusBadRequest, "POST", "/api/auth/setup", setupBody(tok, "short"))
+	e.WantError(http.StatusUnsupportedMediaType, "POST", "/api/auth/setup", `{"token":"`+tok+`","password":"`+password+`"}`, "Content-Type", "text/plain")
+	e.WantError(http.StatusForbidden, "POST", "/api/auth/setup", setupBody(tok, password), "Origin", "https://evil.example")
+	e.WantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
 
 	// The token sets the password and logs the caller in.
-	e.want(http.StatusOK, "POST", "/api/auth/setup", setupBody(tok, password))
-	e.want(http.StatusOK, "GET", "/api/providers", nil)
+	e.Want(http.StatusOK, "POST", "/api/auth/setup", setupBody(tok, password))
+	e.Want(http.StatusOK, "GET", "/api/providers", nil)
 	// It is single-use.
-	e.wantError(http.StatusConflict, "POST", "/api/auth/setup", setupBody(tok, "another password"))
+	e.WantError(http.StatusConflict, "POST", "/api/auth/setup", setupBody(tok, "another password"))
 	// Everyone else logs in with the password.
 	jar, _ := cookiejar.New(nil)
-	other := &env{t: t, srv: e.srv, db: e.db, app: e.app, c: &http.Client{Jar: jar}}
-	other.wantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
-	other.login()
-	other.want(http.StatusOK, "GET", "/api/providers", nil)
-	if v := e.want(http.StatusOK, "GET", "/api/settings/require-login", nil).Object(t); v["setupRequired"] != false || v["hasPassword"] != true {
+	other := &env{T: t, Srv: e.Srv, DB: e.DB, App: e.App, C: &http.Client{Jar: jar}}
+	other.WantError(http.StatusUnauthorized, "GET", "/api/providers", nil)
+	other.Login()
+	other.Want(http.StatusOK, "GET", "/api/providers", nil)
+	if v := e.Want(http.StatusOK, "GET", "/api/settings/require-login", nil).Object(t); v["setupRequired"] != false || v["hasPassword"] != true {
 		t.Fatalf("require-login after setup = %v", v)
 	}
 	// A restart prints no new token once a password exists.
-	if err := e.app.Manager.Load(context.Background()); err != nil {
+	restart := config.Default()
+	if _, err := routeapp.Open(context.Background(), &restart, routeapp.Deps{DB: e.DB, MasterKey: masterKey, Clock: clock.Real{},
+		Log: slog.New(slog.NewTextHandler(logs, nil))}); err != nil {
 		t.Fatal(err)
 	}
 	if toks := logs.tokens(); len(toks) != 1 {
@@ -136,17 +140,20 @@ func TestFreshInstallNeedsTheSetupToken(t *testing.T) {
 func TestSetupTokenRotatesAndIsRateLimited(t *testing.T) {
 	logs := &logBuffer{}
 	e := newEnvLog(t, func(c *config.Config) { c.Route.InitialPassword = "" }, slog.New(slog.NewTextHandler(logs, nil)))
-	if err := e.app.Manager.Load(context.Background()); err != nil {
+	// A second start over the same database.
+	cfg := config.Default()
+	if _, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: e.DB, MasterKey: masterKey, Clock: clock.Real{},
+		Log: slog.New(slog.NewTextHandler(logs, nil))}); err != nil {
 		t.Fatal(err)
 	}
 	toks := logs.tokens()
 	if len(toks) != 2 || toks[0] == toks[1] {
 		t.Fatalf("tokens after two starts: %q", toks)
 	}
-	e.wantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody(toks[0], password))
+	e.WantError(http.StatusUnauthorized, "POST", "/api/auth/setup", setupBody(toks[0], password))
 	limited := false
 	for i := 0; i < 15 && !limited; i++ {
-		switch r := e.do("POST", "/api/auth/setup", setupBody("omrs_guess", password)); r.Status {
+		switch r := e.Do("POST", "/api/auth/setup", setupBody("omrs_guess", password)); r.Status {
 		case http.StatusUnauthorized:
 		case http.StatusTooManyRequests:
 			limited = r.Header.Get("Retry-After") != ""
@@ -157,7 +164,7 @@ func TestSetupTokenRotatesAndIsRateLimited(t *testing.T) {
 	if !limited {
 		t.Fatal("15 wrong setup tokens were never rate limited")
 	}
-	e.wantError(http.StatusTooManyRequests, "POST", "/api/auth/setup", setupBody(toks[1], password))
+	e.WantError(http.StatusTooManyRequests, "POST", "/api/auth/setup", setupBody(toks[1], password))
 }
 
 // With INITIAL_PASSWORD there is nothing to set up: no token is printed
@@ -168,9 +175,9 @@ func TestInitialPasswordNeedsNoSetupToken(t *testing.T) {
 	if toks := logs.tokens(); len(toks) != 0 {
 		t.Fatalf("a setup token was printed although INITIAL_PASSWORD is set: %q", toks)
 	}
-	e.wantError(http.StatusConflict, "POST", "/api/auth/setup", setupBody("omrs_anything", password))
-	e.login()
-	e.want(http.StatusOK, "GET", "/api/providers", nil)
+	e.WantError(http.StatusConflict, "POST", "/api/auth/setup", setupBody("omrs_anything", password))
+	e.Login()
+	e.Want(http.StatusOK, "GET", "/api/providers", nil)
 }
 
 // Concurrent setups with the same token set one password: the token is
@@ -180,7 +187,7 @@ func TestInitialPasswordNeedsNoSetupToken(t *testing.T) {
 func TestConcurrentSetupsSetOnePassword(t *testing.T) {
 	logs := &logBuffer{}
 	e := newEnvLog(t, func(c *config.Config) { c.Route.InitialPassword = "" }, slog.New(slog.NewTextHandler(logs, nil)))
-	if _, err := e.db.Exec(context.Background(), `INSERT INTO route_settings (key, value, updated_at) VALUES ('password_hash', '', 0)`); err != nil {
+	if _, err := e.DB.Exec(context.Background(), `INSERT INTO route_settings (key, value, updated_at) VALUES ('password_hash', '', 0)`); err != nil {
 		t.Fatal(err)
 	}
 	toks := logs.tokens()
@@ -200,7 +207,7 @@ func TestConcurrentSetupsSetOnePassword(t *testing.T) {
 			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(10+i))}}
 			c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
 			body := fmt.Sprintf(`{"token":%q,"password":"password number %d"}`, toks[0], i)
-			req, _ := http.NewRequest("POST", e.srv.URL+"/api/auth/setup", strings.NewReader(body))
+			req, _ := http.NewRequest("POST", e.Srv.URL+"/api/auth/setup", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
 			<-start
 			res, err := c.Do(req)
@@ -236,9 +243,9 @@ func TestConcurrentSetupsSetOnePassword(t *testing.T) {
 			want = http.StatusOK
 		}
 		jar, _ := cookiejar.New(nil)
-		other := &env{t: t, srv: e.srv, db: e.db, app: e.app, c: &http.Client{Jar: jar}}
+		other := &env{T: t, Srv: e.Srv, DB: e.DB, App: e.App, C: &http.Client{Jar: jar}}
 		if i == won || i%5 == 0 { // the rate limit bounds how many wrong ones one address may try
-			other.want(want, "POST", "/api/auth/login", map[string]string{"password": fmt.Sprintf("password number %d", i)})
+			other.Want(want, "POST", "/api/auth/login", map[string]string{"password": fmt.Sprintf("password number %d", i)})
 		}
 	}
 }

@@ -1,15 +1,19 @@
-package manage_test
+package routing_test
 
 import (
 	"context"
+	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	routeapp "github.com/omniedge/omni/internal/route/app"
-	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -27,7 +31,7 @@ func TestReplicasFollowTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := router.NewTable()
-	m, err := manage.New(manage.Options{Store: st, Table: table, Registry: routeapp.Registry(), MasterKey: masterKey, SyncInterval: 10 * time.Millisecond})
+	m, err := routing.New(routing.Options{Store: st, Table: table, Registry: routeapp.Registry(), SyncInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,5 +72,34 @@ func TestReplicasFollowTheStore(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStoredStateSurvivesRestart(t *testing.T) {
+	up := newUpstream(t, "one")
+	e := newEnv(t, nil)
+	e.Login()
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "acme", "type": "openai", "base_url": up.URL, "api_key": "sk-restart-key-1111"})
+	e.Want(http.StatusCreated, "POST", "/api/models/alias", map[string]string{"name": "fast", "target": "acme/gpt-4o-mini"})
+
+	cfg := config.Default()
+	b, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: e.DB, MasterKey: masterKey, Clock: clock.Real{}, Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conns := b.Table.Connections("acme"); len(conns) != 1 || conns[0].ID != "acme#1" {
+		t.Fatalf("connections after restart = %+v", conns)
+	}
+	if targets, _, err := b.Table.Resolve("fast"); err != nil || len(targets) != 1 || targets[0].Model != "gpt-4o-mini" {
+		t.Fatalf("alias after restart: %+v %v", targets, err)
+	}
+	// Another master key cannot open the credentials: the provider has no
+	// usable connection, and nothing breaks.
+	c, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: e.DB, MasterKey: []byte("another-master-key-of-32-bytes!!"), Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conns := c.Table.Connections("acme"); len(conns) != 0 {
+		t.Fatalf("connections under another master key = %+v", conns)
 	}
 }

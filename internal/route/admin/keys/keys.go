@@ -1,4 +1,9 @@
-package manage
+// Package keys serves the gateway API keys under /api/keys: stored keys
+// with their policy, limits and scopes; registered keys issued under
+// /api/v1/registered-keys by a stored key with the issue scope (or the
+// dashboard login), within the issuer's own policy, and their quotas;
+// and /v1/quotas/check.
+package keys
 
 import (
 	"context"
@@ -15,39 +20,91 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/auth"
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/ratelimit"
+	"github.com/omniedge/omni/internal/route/admin"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
-// ---- gateway API keys ----
-
-// registerKeys adds the gateway key routes: management of keys and
-// their policy (behind the dashboard login), registered keys and the quota
-// check (a stored key with the issue scope, or the dashboard login).
-func (m *Manager) registerKeys(mux Mux, guarded func(string, httpx.HandlerFunc)) {
-	guarded("GET /api/keys", m.listKeys)
-	guarded("POST /api/keys", m.createKey)
-	guarded("GET /api/keys/{id}", m.getKey)
-	guarded("PATCH /api/keys/{id}", m.patchKey)
-	guarded("DELETE /api/keys/{id}", m.deleteKey)
-	guarded("GET /api/settings/registered-keys", m.getRegisteredSettings)
-	guarded("PUT /api/settings/registered-keys", m.putRegisteredSettings)
-
-	keyed := func(pattern string, h httpx.HandlerFunc) {
-		mux.Handle(pattern, httpx.WithAuth(AuthIssuer, noStore(m.issuerAuth(h))))
-	}
-	keyed("GET /api/v1/registered-keys", m.listRegistered)
-	keyed("POST /api/v1/registered-keys", m.issueRegistered)
-	keyed("GET /api/v1/registered-keys/{id}", m.getRegistered)
-	keyed("DELETE /api/v1/registered-keys/{id}", m.revokeRegistered)
-	keyed("POST /api/v1/registered-keys/{id}/revoke", m.revokeRegistered)
-	keyed("GET /v1/quotas/check", m.quotaCheck)
+// Store is what the key endpoints need from the route store.
+type Store interface {
+	APIKeys(ctx context.Context) ([]store.APIKey, error)
+	APIKey(ctx context.Context, id string) (store.APIKey, error)
+	CreateAPIKey(ctx context.Context, k store.APIKey) error
+	UpdateAPIKey(ctx context.Context, k store.APIKey) error
+	DeleteAPIKey(ctx context.Context, id string) error
+	RevokeAPIKey(ctx context.Context, id string, t time.Time) error
+	IssueRegisteredKey(ctx context.Context, k store.APIKey, max, perIssuer int, now time.Time) (store.APIKey, bool, error)
+	LiveRegisteredKeys(ctx context.Context, issuerID, provider, accountID string, now time.Time) (int, error)
+	Setting(ctx context.Context, key string) (string, bool, error)
+	SetSetting(ctx context.Context, key, value string) error
 }
 
-// Refresh reloads the stored state (keys, their policy and budgets) at
-// once, for packages that change it through the store (route/limits).
-func (m *Manager) Refresh(ctx context.Context) error { return m.reload(ctx, false) }
+// KeySet finds stored gateway keys from memory (the routing state's).
+type KeySet interface {
+	Lookup(ctx context.Context, raw string) (string, bool)
+	Key(id string) (store.APIKey, bool)
+}
+
+// AuthIssuer is who may call the registered-key routes, as the route
+// list names it.
+const AuthIssuer = "issuing gateway key or management session"
+
+// Options configure the key endpoints.
+type Options struct {
+	Store      Store           // required
+	Guard      *admin.Guard    // required
+	Keys       KeySet          // required
+	State      admin.Reloader  // installs every change (the routing state)
+	ConfigKeys []config.Secret // the configuration file's gateway keys, which may not issue
+	Clock      clock.Clock
+}
+
+// Service serves the gateway key endpoints.
+type Service struct {
+	opt     Options
+	store   Store
+	guard   *admin.Guard
+	keys    KeySet
+	state   admin.Reloader
+	clock   clock.Clock
+	limiter ratelimit.Limiter
+}
+
+// New builds the key endpoints.
+func New(opt Options) *Service {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	return &Service{opt: opt, store: opt.Store, guard: opt.Guard, keys: opt.Keys, state: opt.State, clock: opt.Clock,
+		limiter: ratelimit.NewMemory(opt.Clock)}
+}
+
+// Register adds the gateway key routes to mux: management of keys and
+// their policy (behind the dashboard login), registered keys and the quota
+// check (a stored key with the issue scope, or the dashboard login).
+func (s *Service) Register(mux admin.Mux) {
+	guarded := s.guard.Guarded(mux)
+	guarded("GET /api/keys", s.listKeys)
+	guarded("POST /api/keys", s.createKey)
+	guarded("GET /api/keys/{id}", s.getKey)
+	guarded("PATCH /api/keys/{id}", s.patchKey)
+	guarded("DELETE /api/keys/{id}", s.deleteKey)
+	guarded("GET /api/settings/registered-keys", s.getRegisteredSettings)
+	guarded("PUT /api/settings/registered-keys", s.putRegisteredSettings)
+
+	keyed := func(pattern string, h httpx.HandlerFunc) {
+		mux.Handle(pattern, httpx.WithAuth(AuthIssuer, admin.NoStore(s.issuerAuth(h))))
+	}
+	keyed("GET /api/v1/registered-keys", s.listRegistered)
+	keyed("POST /api/v1/registered-keys", s.issueRegistered)
+	keyed("GET /api/v1/registered-keys/{id}", s.getRegistered)
+	keyed("DELETE /api/v1/registered-keys/{id}", s.revokeRegistered)
+	keyed("POST /api/v1/registered-keys/{id}/revoke", s.revokeRegistered)
+	keyed("GET /v1/quotas/check", s.quotaCheck)
+}
 
 // issuerAuth admits requests carrying a live stored key that holds the
 // issue scope (as a Bearer token or x-api-key), which then sees and
@@ -56,8 +113,8 @@ func (m *Manager) Refresh(ctx context.Context) error { return m.reload(ctx, fals
 // may do everything. Other gateway keys — stored
 // without the scope, registered, or from the configuration file — are
 // refused (403).
-func (m *Manager) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
-	guarded := m.checked(m.guard(h), jsonTypes)
+func (s *Service) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
+	guarded := s.guard.Protect(h)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		raw := r.Header.Get("x-api-key")
 		if a := r.Header.Get("Authorization"); len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
@@ -66,8 +123,8 @@ func (m *Manager) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
 		if raw == "" {
 			return guarded(w, r)
 		}
-		if id, ok := m.keys.Lookup(r.Context(), raw); ok {
-			k, _ := m.keys.Key(id)
+		if id, ok := s.keys.Lookup(r.Context(), raw); ok {
+			k, _ := s.keys.Key(id)
 			if k.Kind == store.KindRegistered || !slices.Contains(k.Scopes, store.ScopeIssue) {
 				return httpx.Forbidden("key %s may not manage registered keys: that needs a key with the %q scope, or the management login",
 					k.Name, store.ScopeIssue)
@@ -75,7 +132,7 @@ func (m *Manager) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
 			return h(w, r.WithContext(context.WithValue(r.Context(), issuerKey{}, k)))
 		}
 		sum := sha256.Sum256([]byte(raw))
-		for _, k := range m.opt.Route.APIKeys {
+		for _, k := range s.opt.ConfigKeys {
 			ks := sha256.Sum256([]byte(k.Reveal()))
 			if subtle.ConstantTimeCompare(sum[:], ks[:]) == 1 {
 				return httpx.Forbidden("configuration-file keys may not manage registered keys: use a stored key with the %q scope, or the management login",
@@ -153,8 +210,8 @@ func toKeyJSON(k store.APIKey) keyJSON {
 	return out
 }
 
-func (m *Manager) listKeys(w http.ResponseWriter, r *http.Request) error {
-	keys, err := m.store.APIKeys(r.Context())
+func (s *Service) listKeys(w http.ResponseWriter, r *http.Request) error {
+	keys, err := s.store.APIKeys(r.Context())
 	if err != nil {
 		return err
 	}
@@ -166,10 +223,10 @@ func (m *Manager) listKeys(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (m *Manager) getKey(w http.ResponseWriter, r *http.Request) error {
-	k, err := m.store.APIKey(r.Context(), r.PathValue("id"))
+func (s *Service) getKey(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.store.APIKey(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return storeError(err)
+		return admin.StoreError(err)
 	}
 	httpx.WriteJSON(w, http.StatusOK, toKeyJSON(k))
 	return nil
@@ -199,7 +256,7 @@ func (p keyPolicy) apply(k *store.APIKey) error {
 	}
 	if p.AllowedModels != nil {
 		for _, pat := range *p.AllowedModels {
-			if err := checkPattern(pat, "allowed_models"); err != nil {
+			if err := admin.CheckPattern(pat, "allowed_models"); err != nil {
 				return err
 			}
 		}
@@ -244,9 +301,9 @@ func (p keyPolicy) apply(k *store.APIKey) error {
 	return nil
 }
 
-func (m *Manager) createKey(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) createKey(w http.ResponseWriter, r *http.Request) error {
 	var b keyPolicy
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	if b.Name == nil {
@@ -254,36 +311,36 @@ func (m *Manager) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	raw := auth.RandomToken("sk-omni-", 32)
 	k := store.APIKey{ID: store.NewID("key_"), Prefix: raw[:12], Hash: auth.TokenHash(raw), Kind: store.KindManaged,
-		CreatedAt: m.clock.Now().UTC().Truncate(1e6)}
+		CreatedAt: s.clock.Now().UTC().Truncate(1e6)}
 	if err := b.apply(&k); err != nil {
 		return err
 	}
-	err := m.store.CreateAPIKey(r.Context(), k)
-	return m.change(w, r, http.StatusCreated, func() any {
+	err := s.store.CreateAPIKey(r.Context(), k)
+	return admin.Change(w, r, s.state, http.StatusCreated, func() any {
 		out := toKeyJSON(k)
 		out.Key = raw
 		return out
 	}, err)
 }
 
-func (m *Manager) patchKey(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) patchKey(w http.ResponseWriter, r *http.Request) error {
 	var b keyPolicy
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	k, err := m.store.APIKey(r.Context(), r.PathValue("id"))
+	k, err := s.store.APIKey(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return storeError(err)
+		return admin.StoreError(err)
 	}
 	if err := b.apply(&k); err != nil {
 		return err
 	}
-	err = m.store.UpdateAPIKey(r.Context(), k)
-	return m.change(w, r, http.StatusOK, func() any { return toKeyJSON(k) }, err)
+	err = s.store.UpdateAPIKey(r.Context(), k)
+	return admin.Change(w, r, s.state, http.StatusOK, func() any { return toKeyJSON(k) }, err)
 }
 
-func (m *Manager) deleteKey(w http.ResponseWriter, r *http.Request) error {
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteAPIKey(r.Context(), r.PathValue("id")))
+func (s *Service) deleteKey(w http.ResponseWriter, r *http.Request) error {
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteAPIKey(r.Context(), r.PathValue("id")))
 }
 
 // ---- registered keys ----
@@ -320,8 +377,8 @@ var registeredSettings = []struct {
 }
 
 // intSetting reads a numeric setting; def when unset or unreadable.
-func (m *Manager) intSetting(ctx context.Context, name string, def int) (int, error) {
-	v, ok, err := m.store.Setting(ctx, name)
+func (s *Service) intSetting(ctx context.Context, name string, def int) (int, error) {
+	v, ok, err := s.store.Setting(ctx, name)
 	if err != nil || !ok {
 		return def, err
 	}
@@ -332,14 +389,14 @@ func (m *Manager) intSetting(ctx context.Context, name string, def int) (int, er
 	return n, nil
 }
 
-func (m *Manager) registeredQuota(ctx context.Context) (int, error) {
-	return m.intSetting(ctx, SettingRegisteredPerAccount, DefaultRegisteredPerAccount)
+func (s *Service) registeredQuota(ctx context.Context) (int, error) {
+	return s.intSetting(ctx, SettingRegisteredPerAccount, DefaultRegisteredPerAccount)
 }
 
-func (m *Manager) getRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) getRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
 	out := map[string]any{}
 	for _, rs := range registeredSettings {
-		n, err := m.intSetting(r.Context(), rs.setting, rs.def)
+		n, err := s.intSetting(r.Context(), rs.setting, rs.def)
 		if err != nil {
 			return err
 		}
@@ -349,9 +406,9 @@ func (m *Manager) getRegisteredSettings(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
-func (m *Manager) putRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) putRegisteredSettings(w http.ResponseWriter, r *http.Request) error {
 	var b map[string]*int
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	set := 0
@@ -370,12 +427,12 @@ func (m *Manager) putRegisteredSettings(w http.ResponseWriter, r *http.Request) 
 	}
 	for _, rs := range registeredSettings {
 		if v, ok := b[rs.json]; ok {
-			if err := m.store.SetSetting(r.Context(), rs.setting, strconv.Itoa(*v)); err != nil {
+			if err := s.store.SetSetting(r.Context(), rs.setting, strconv.Itoa(*v)); err != nil {
 				return err
 			}
 		}
 	}
-	return m.getRegisteredSettings(w, r)
+	return s.getRegisteredSettings(w, r)
 }
 
 type registeredJSON struct {
@@ -409,7 +466,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (m *Manager) toRegistered(k store.APIKey) registeredJSON {
+func (s *Service) toRegistered(k store.APIKey) registeredJSON {
 	out := registeredJSON{ID: k.ID, Name: k.Name, KeyPrefix: k.Prefix + "…", Provider: k.Provider, AccountID: k.AccountID,
 		Status: "active", ExpiresAt: timePtr(k.ExpiresAt), RevokedAt: timePtr(k.RevokedAt), CreatedAt: k.CreatedAt,
 		LastUsedAt: timePtr(k.LastUsedAt), AllowedModels: k.AllowedModels, AllowedProviders: k.AllowedProviders,
@@ -417,7 +474,7 @@ func (m *Manager) toRegistered(k store.APIKey) registeredJSON {
 	switch {
 	case !k.RevokedAt.IsZero():
 		out.Status = "revoked"
-	case !k.ExpiresAt.IsZero() && !m.clock.Now().Before(k.ExpiresAt):
+	case !k.ExpiresAt.IsZero() && !s.clock.Now().Before(k.ExpiresAt):
 		out.Status = "expired"
 	}
 	if k.Budget != nil {
@@ -426,8 +483,8 @@ func (m *Manager) toRegistered(k store.APIKey) registeredJSON {
 	return out
 }
 
-func (m *Manager) listRegistered(w http.ResponseWriter, r *http.Request) error {
-	keys, err := m.store.APIKeys(r.Context())
+func (s *Service) listRegistered(w http.ResponseWriter, r *http.Request) error {
+	keys, err := s.store.APIKeys(r.Context())
 	if err != nil {
 		return err
 	}
@@ -439,7 +496,7 @@ func (m *Manager) listRegistered(w http.ResponseWriter, r *http.Request) error {
 			byKey && k.IssuerID != issuer.ID {
 			continue
 		}
-		out = append(out, m.toRegistered(k))
+		out = append(out, s.toRegistered(k))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"keys": out, "total": len(out)})
 	return nil
@@ -447,10 +504,10 @@ func (m *Manager) listRegistered(w http.ResponseWriter, r *http.Request) error {
 
 // registered returns a registered key the caller may see: any for the
 // management login, an issuer's own otherwise (others are not found).
-func (m *Manager) registered(ctx context.Context, id string) (store.APIKey, error) {
-	k, err := m.store.APIKey(ctx, id)
+func (s *Service) registered(ctx context.Context, id string) (store.APIKey, error) {
+	k, err := s.store.APIKey(ctx, id)
 	if err != nil {
-		return k, storeError(err)
+		return k, admin.StoreError(err)
 	}
 	issuer, byKey := issuerOf(ctx)
 	if k.Kind != store.KindRegistered || byKey && k.IssuerID != issuer.ID {
@@ -459,25 +516,25 @@ func (m *Manager) registered(ctx context.Context, id string) (store.APIKey, erro
 	return k, nil
 }
 
-func (m *Manager) getRegistered(w http.ResponseWriter, r *http.Request) error {
-	k, err := m.registered(r.Context(), r.PathValue("id"))
+func (s *Service) getRegistered(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.registered(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, m.toRegistered(k))
+	httpx.WriteJSON(w, http.StatusOK, s.toRegistered(k))
 	return nil
 }
 
-func (m *Manager) revokeRegistered(w http.ResponseWriter, r *http.Request) error {
-	k, err := m.registered(r.Context(), r.PathValue("id"))
+func (s *Service) revokeRegistered(w http.ResponseWriter, r *http.Request) error {
+	k, err := s.registered(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	err = m.store.RevokeAPIKey(r.Context(), k.ID, m.clock.Now().UTC().Truncate(time.Millisecond))
+	err = s.store.RevokeAPIKey(r.Context(), k.ID, s.clock.Now().UTC().Truncate(time.Millisecond))
 	if err == nil {
-		k, err = m.store.APIKey(r.Context(), k.ID)
+		k, err = s.store.APIKey(r.Context(), k.ID)
 	}
-	return m.change(w, r, http.StatusOK, func() any { return m.toRegistered(k) }, err)
+	return admin.Change(w, r, s.state, http.StatusOK, func() any { return s.toRegistered(k) }, err)
 }
 
 func checkBudget(name string, v *float64) (float64, error) {
@@ -507,9 +564,9 @@ type issueBody struct {
 	TPD              *int64    `json:"tpd"`
 }
 
-func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) issueRegistered(w http.ResponseWriter, r *http.Request) error {
 	var b issueBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	b.Name = strings.TrimSpace(b.Name)
@@ -522,7 +579,7 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 	if k := r.Header.Get("Idempotency-Key"); b.IdempotencyKey == "" && len(k) <= 200 {
 		b.IdempotencyKey = k
 	}
-	now := m.clock.Now().UTC().Truncate(time.Millisecond)
+	now := s.clock.Now().UTC().Truncate(time.Millisecond)
 	k := store.APIKey{ID: store.NewID("key_"), Name: b.Name, Kind: store.KindRegistered, Provider: b.Provider,
 		AccountID: b.AccountID, IdempotencyKey: b.IdempotencyKey, CreatedAt: now}
 	if b.ExpiresAt != "" {
@@ -555,22 +612,22 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 		if err := withinIssuer(&k, issuer, b); err != nil {
 			return err
 		}
-		if err := m.issueAllowed(r.Context(), issuer); err != nil {
+		if err := s.issueAllowed(r.Context(), issuer); err != nil {
 			return err
 		}
 		k.IssuerID = issuer.ID
 		var err error
-		if perIssuer, err = m.intSetting(r.Context(), SettingRegisteredPerIssuer, DefaultRegisteredPerIssuer); err != nil {
+		if perIssuer, err = s.intSetting(r.Context(), SettingRegisteredPerIssuer, DefaultRegisteredPerIssuer); err != nil {
 			return err
 		}
 	}
 	raw := auth.RandomToken("sk-omni-", 32)
 	k.Prefix, k.Hash = raw[:12], auth.TokenHash(raw)
-	quota, err := m.registeredQuota(r.Context())
+	quota, err := s.registeredQuota(r.Context())
 	if err != nil {
 		return err
 	}
-	got, created, err := m.store.IssueRegisteredKey(r.Context(), k, quota, perIssuer, now)
+	got, created, err := s.store.IssueRegisteredKey(r.Context(), k, quota, perIssuer, now)
 	if errors.Is(err, store.ErrQuota) {
 		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "quota_exceeded", Message: err.Error()}
 	}
@@ -578,8 +635,8 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 	if !created {
 		status = http.StatusOK // the earlier issue with this idempotency key; its raw key is not shown again
 	}
-	return m.change(w, r, status, func() any {
-		out := m.toRegistered(got)
+	return admin.Change(w, r, s.state, status, func() any {
+		out := s.toRegistered(got)
 		if created {
 			out.Key = raw
 		}
@@ -590,12 +647,12 @@ func (m *Manager) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 // issueAllowed bounds how fast one issuing key issues registered keys
 // (the issuesPerMinute setting, 0: no bound), in this replica: a burst of
 // a minute's worth, then evenly.
-func (m *Manager) issueAllowed(ctx context.Context, issuer store.APIKey) error {
-	n, err := m.intSetting(ctx, SettingRegisteredIssueRate, DefaultRegisteredIssueRate)
+func (s *Service) issueAllowed(ctx context.Context, issuer store.APIKey) error {
+	n, err := s.intSetting(ctx, SettingRegisteredIssueRate, DefaultRegisteredIssueRate)
 	if err != nil || n <= 0 {
 		return err
 	}
-	d, err := m.limiter.Allow(ctx, "issue:"+issuer.ID, ratelimit.Limit{Rate: float64(n) / 60, Burst: n})
+	d, err := s.limiter.Allow(ctx, "issue:"+issuer.ID, ratelimit.Limit{Rate: float64(n) / 60, Burst: n})
 	if err != nil {
 		return err
 	}
@@ -714,17 +771,17 @@ func coveredBy(p string, patterns []string) bool {
 // quotaCheck answers whether a registered key may be issued now for a
 // provider and account: the caller's live keys for it against the
 // per-account quota.
-func (m *Manager) quotaCheck(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) quotaCheck(w http.ResponseWriter, r *http.Request) error {
 	provider, account := r.URL.Query().Get("provider"), r.URL.Query().Get("accountId")
 	if len(provider) > 64 || len(account) > 200 {
 		return httpx.BadRequest(`"provider" or "accountId" is too long`)
 	}
-	quota, err := m.registeredQuota(r.Context())
+	quota, err := s.registeredQuota(r.Context())
 	if err != nil {
 		return err
 	}
 	issuer, _ := issuerOf(r.Context())
-	n, err := m.store.LiveRegisteredKeys(r.Context(), issuer.ID, provider, account, m.clock.Now())
+	n, err := s.store.LiveRegisteredKeys(r.Context(), issuer.ID, provider, account, s.clock.Now())
 	if err != nil {
 		return err
 	}

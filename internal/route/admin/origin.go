@@ -1,4 +1,4 @@
-package manage
+package admin
 
 import (
 	"mime"
@@ -108,8 +108,8 @@ func sameOrigin(origin, hostport, scheme string) bool {
 // client-facing proxy set), else "https" for TLS on the listener; ""
 // when neither says (a plain listener may sit behind a proxy that
 // terminates TLS without saying so).
-func (m *Manager) scheme(r *http.Request) string {
-	if xfp := r.Header.Get("X-Forwarded-Proto"); xfp != "" && httpx.TrustedPeer(r, m.opt.TrustProxy) {
+func (g *Guard) scheme(r *http.Request) string {
+	if xfp := r.Header.Get("X-Forwarded-Proto"); xfp != "" && httpx.TrustedPeer(r, g.opt.TrustProxy) {
 		first, _, _ := strings.Cut(xfp, ",")
 		switch s := strings.ToLower(strings.TrimSpace(first)); s {
 		case "http", "https":
@@ -124,15 +124,15 @@ func (m *Manager) scheme(r *http.Request) string {
 
 // crossSite returns why r may come from a web page of another site (or
 // a rebinding one), or nil.
-func (m *Manager) crossSite(r *http.Request) error {
-	if !m.hosts.allowed(r.Host) {
+func (g *Guard) crossSite(r *http.Request) error {
+	if !g.hosts.allowed(r.Host) {
 		return httpx.Errorf(http.StatusMisdirectedRequest, "host_not_allowed",
 			"this gateway does not answer management requests for host %q: use localhost, or add the name with --route-allowed-hosts (OMNI_ROUTE_ALLOWED_HOSTS)", r.Host)
 	}
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return httpx.Forbidden("management requests from another site's pages are refused (Sec-Fetch-Site: %s)", site)
 	}
-	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host, m.scheme(r)) {
+	if o := r.Header.Get("Origin"); o != "" && !sameOrigin(o, r.Host, g.scheme(r)) {
 		return httpx.Forbidden("management requests from another origin's pages are refused (Origin: %s)", o)
 	}
 	return nil
@@ -167,9 +167,9 @@ func bodyType(r *http.Request, types []string) error {
 // checked runs h only for requests no other site's page could have made:
 // an allowed Host, no cross-site Origin or Sec-Fetch-Site, and for
 // writes a body type of types.
-func (m *Manager) checked(h httpx.HandlerFunc, types []string) httpx.HandlerFunc {
+func (g *Guard) checked(h httpx.HandlerFunc, types []string) httpx.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := m.crossSite(r); err != nil {
+		if err := g.crossSite(r); err != nil {
 			return err
 		}
 		if err := bodyType(r, types); err != nil {
@@ -209,8 +209,8 @@ var relayHeaders = []string{
 // (nginx's proxy_pass sends Host 127.0.0.1:20128 and no X-Forwarded-For
 // by default) cannot be told from a local client: such a deployment must
 // require keys (REQUIRE_API_KEY=true), as the start-up warning says.
-func (m *Manager) FromGatewayHost(r *http.Request) bool {
-	if !loopbackIP(httpx.ClientIP(r, nil)) || !loopbackIP(httpx.ClientIP(r, m.opt.TrustProxy)) {
+func (g *Guard) FromGatewayHost(r *http.Request) bool {
+	if !loopbackIP(httpx.ClientIP(r, nil)) || !loopbackIP(httpx.ClientIP(r, g.opt.TrustProxy)) {
 		return false
 	}
 	if !loopbackHost(r.Host) {
@@ -222,7 +222,7 @@ func (m *Manager) FromGatewayHost(r *http.Request) bool {
 		}
 	}
 	if xff, ok := r.Header["X-Forwarded-For"]; ok {
-		if !httpx.TrustedPeer(r, m.opt.TrustProxy) {
+		if !httpx.TrustedPeer(r, g.opt.TrustProxy) {
 			return false
 		}
 		for _, v := range xff {
@@ -233,7 +233,7 @@ func (m *Manager) FromGatewayHost(r *http.Request) bool {
 			}
 		}
 	}
-	return m.crossSite(r) == nil
+	return g.crossSite(r) == nil
 }
 
 // loopbackHost reports a Host header value naming the gateway by a

@@ -1,4 +1,4 @@
-package manage
+package routing
 
 import (
 	"context"
@@ -14,15 +14,12 @@ import (
 
 // Sources of a provider, alias or combo.
 const (
-	sourceConfig = "config"
-	sourceStored = "stored"
+	SourceConfig = "config"
+	SourceStored = "stored"
 )
 
-// Model kinds.
-var modelKinds = []string{"chat", "embedding", "image"}
-
-// providerState is a provider as the gateway runs it.
-type providerState struct {
+// Provider is a provider as the gateway runs it.
+type Provider struct {
 	ID, Type, BaseURL string
 	Headers           map[string]string
 	Models            []string // declared
@@ -35,26 +32,28 @@ type providerState struct {
 	UpdatedAt         time.Time
 }
 
-type aliasState struct {
+// Alias is an alias as the gateway runs it.
+type Alias struct {
 	Target, Source string
 	CreatedAt      time.Time
 }
 
-type comboState struct {
+// Combo is a combo as the gateway runs it.
+type Combo struct {
 	store.Combo
 	Source string
 }
 
-// snapshot is the state of the last reload; handlers read it without
+// Snapshot is the state of the last reload; handlers read it without
 // locks and never modify it.
-type snapshot struct {
-	providers []*providerState // by id
-	byID      map[string]*providerState
-	aliases   map[string]aliasState
-	combos    map[string]comboState
-	mappings  []store.Mapping
-	custom    []store.ProviderModel
-	prices    *priceTable
+type Snapshot struct {
+	Providers []*Provider // by id
+	ByID      map[string]*Provider
+	Aliases   map[string]Alias
+	Combos    map[string]Combo
+	Mappings  []store.Mapping
+	Custom    []store.ProviderModel
+	Prices    *PriceTable
 	models    []ModelInfo
 }
 
@@ -69,9 +68,9 @@ type applied struct {
 // reload reads the configuration and the store, rebuilds every
 // provider's connections and replaces the table's contents. strict makes
 // a config-declared provider that cannot be built an error (at start).
-func (m *Manager) reload(ctx context.Context, strict bool) error {
-	m.reloadMu.Lock()
-	defer m.reloadMu.Unlock()
+func (st *State) reload(ctx context.Context, strict bool) error {
+	st.reloadMu.Lock()
+	defer st.reloadMu.Unlock()
 
 	var (
 		epoch    int64
@@ -83,39 +82,39 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 		prices   []store.Price
 		keys     []store.APIKey
 	)
-	if m.store != nil {
+	if st.store != nil {
 		// The epoch is read first: a change committed while loading makes
 		// the next check reload again rather than being missed.
 		var err error
-		if epoch, err = m.store.Epoch(ctx); err != nil {
+		if epoch, err = st.store.Epoch(ctx); err != nil {
 			return err
 		}
-		if stored, err = m.store.Providers(ctx); err != nil {
+		if stored, err = st.store.Providers(ctx); err != nil {
 			return err
 		}
-		if aliases, err = m.store.Aliases(ctx); err != nil {
+		if aliases, err = st.store.Aliases(ctx); err != nil {
 			return err
 		}
-		if combos, err = m.store.Combos(ctx); err != nil {
+		if combos, err = st.store.Combos(ctx); err != nil {
 			return err
 		}
-		if mappings, err = m.store.Mappings(ctx); err != nil {
+		if mappings, err = st.store.Mappings(ctx); err != nil {
 			return err
 		}
-		if custom, err = m.store.ProviderModels(ctx); err != nil {
+		if custom, err = st.store.ProviderModels(ctx); err != nil {
 			return err
 		}
-		if prices, err = m.store.Prices(ctx); err != nil {
+		if prices, err = st.store.Prices(ctx); err != nil {
 			return err
 		}
-		if keys, err = m.store.APIKeys(ctx); err != nil {
+		if keys, err = st.store.APIKeys(ctx); err != nil {
 			return err
 		}
 	}
 
-	s := &snapshot{byID: map[string]*providerState{}, aliases: map[string]aliasState{}, combos: map[string]comboState{}, custom: custom}
-	for _, p := range m.opt.Route.Providers {
-		ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Source: sourceConfig, Timeout: p.Timeout}
+	s := &Snapshot{ByID: map[string]*Provider{}, Aliases: map[string]Alias{}, Combos: map[string]Combo{}, Custom: custom}
+	for _, p := range st.opt.Route.Providers {
+		ps := &Provider{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Source: SourceConfig, Timeout: p.Timeout}
 		for _, r := range p.ParamRules {
 			ps.ParamRules = append(ps.ParamRules, provider.ParamRule{Type: p.Type, Model: r.Model, Drop: r.Drop, OneOf: r.OneOf})
 		}
@@ -125,43 +124,43 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 		for i, k := range p.APIKeys {
 			ps.Credentials = append(ps.Credentials, store.Credential{ID: "config#" + fmt.Sprint(i+1), APIKey: k.Reveal(), Enabled: true})
 		}
-		s.byID[p.ID] = ps
+		s.ByID[p.ID] = ps
 	}
 	plain := false
 	for _, p := range stored {
 		plain = plain || p.PlainSecretHeaders
 		if p.SecretHeadersUnreadable {
-			m.log.Warn("secret headers sealed with another master key left out", "provider", p.ID)
+			st.log.Warn("secret headers sealed with another master key left out", "provider", p.ID)
 		}
-		if _, dup := s.byID[p.ID]; dup {
-			m.log.Warn("stored provider ignored: the configuration declares the same id", "provider", p.ID)
+		if _, dup := s.ByID[p.ID]; dup {
+			st.log.Warn("stored provider ignored: the configuration declares the same id", "provider", p.ID)
 			continue
 		}
-		s.byID[p.ID] = &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: p.Enabled,
-			Source: sourceStored, Credentials: p.Credentials, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
+		s.ByID[p.ID] = &Provider{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: p.Enabled,
+			Source: SourceStored, Credentials: p.Credentials, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt}
 	}
 	if plain {
 		// Written before secret headers were sealed (or restored from
 		// such a backup): seal them now.
-		if n, err := m.store.SealHeaders(ctx); err != nil {
-			m.log.Warn("sealing provider headers failed", "err", err)
+		if n, err := st.store.SealHeaders(ctx); err != nil {
+			st.log.Warn("sealing provider headers failed", "err", err)
 		} else if n > 0 {
-			m.log.Info("provider headers sealed at rest", "providers", n)
+			st.log.Info("provider headers sealed at rest", "providers", n)
 		}
 	}
-	for _, p := range s.byID {
-		s.providers = append(s.providers, p)
+	for _, p := range s.ByID {
+		s.Providers = append(s.Providers, p)
 	}
-	sort.Slice(s.providers, func(i, j int) bool { return s.providers[i].ID < s.providers[j].ID })
+	sort.Slice(s.Providers, func(i, j int) bool { return s.Providers[i].ID < s.Providers[j].ID })
 
 	conns := map[string][]router.Connection{}
-	for _, p := range s.providers {
-		cs, err := m.connections(p)
+	for _, p := range s.Providers {
+		cs, err := st.connections(p)
 		if err != nil {
-			if strict && p.Source == sourceConfig {
+			if strict && p.Source == SourceConfig {
 				return fmt.Errorf("route provider %s: %w", p.ID, err)
 			}
-			m.log.Warn("provider not routable", "provider", p.ID, "err", err)
+			st.log.Warn("provider not routable", "provider", p.ID, "err", err)
 			continue
 		}
 		if len(cs) > 0 {
@@ -169,21 +168,21 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 		}
 	}
 
-	for name, to := range m.opt.Route.Aliases {
-		s.aliases[name] = aliasState{Target: to, Source: sourceConfig}
+	for name, to := range st.opt.Route.Aliases {
+		s.Aliases[name] = Alias{Target: to, Source: SourceConfig}
 	}
 	for _, a := range aliases {
-		if _, dup := s.aliases[a.Name]; !dup {
-			s.aliases[a.Name] = aliasState{Target: a.Target, Source: sourceStored, CreatedAt: a.CreatedAt}
+		if _, dup := s.Aliases[a.Name]; !dup {
+			s.Aliases[a.Name] = Alias{Target: a.Target, Source: SourceStored, CreatedAt: a.CreatedAt}
 		}
 	}
-	for _, c := range m.opt.Route.Combos {
+	for _, c := range st.opt.Route.Combos {
 		combo := store.Combo{Name: c.Name, Strategy: c.Strategy}
 		if combo.Strategy == "" {
 			combo.Strategy = router.StrategyPriority
 		}
 		for _, t := range c.Targets {
-			target, err := parseTarget(t)
+			target, err := ParseTarget(t)
 			if err != nil {
 				return fmt.Errorf("route combo %s: %w", c.Name, err)
 			}
@@ -192,47 +191,47 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 		if len(combo.Targets) == 0 || !router.ValidStrategy(combo.Strategy) {
 			return fmt.Errorf("route combo %s: needs targets and a known strategy (%s)", c.Name, strings.Join(router.Strategies, ", "))
 		}
-		s.combos[c.Name] = comboState{Combo: combo, Source: sourceConfig}
+		s.Combos[c.Name] = Combo{Combo: combo, Source: SourceConfig}
 	}
 	for _, c := range combos {
-		if _, dup := s.combos[c.Name]; !dup {
-			s.combos[c.Name] = comboState{Combo: c, Source: sourceStored}
+		if _, dup := s.Combos[c.Name]; !dup {
+			s.Combos[c.Name] = Combo{Combo: c, Source: SourceStored}
 		}
 	}
-	s.mappings = mappings
-	s.prices = newPriceTable(prices)
+	s.Mappings = mappings
+	s.Prices = NewPriceTable(prices)
 	s.models = s.modelList(conns)
 
 	// Install: providers, aliases, combos, then mappings (which name combos).
 	next := applied{providers: map[string]bool{}, aliases: map[string]bool{}, combos: map[string]bool{}}
 	for id, cs := range conns {
-		m.opt.Table.SetProvider(id, cs)
+		st.opt.Table.SetProvider(id, cs)
 		next.providers[id] = true
 	}
-	for id := range m.applied.providers {
+	for id := range st.applied.providers {
 		if !next.providers[id] {
-			m.opt.Table.SetProvider(id, nil)
+			st.opt.Table.SetProvider(id, nil)
 		}
 	}
-	for name, a := range s.aliases {
-		m.opt.Table.SetAlias(name, a.Target)
+	for name, a := range s.Aliases {
+		st.opt.Table.SetAlias(name, a.Target)
 		next.aliases[name] = true
 	}
-	for name := range m.applied.aliases {
+	for name := range st.applied.aliases {
 		if !next.aliases[name] {
-			m.opt.Table.SetAlias(name, "")
+			st.opt.Table.SetAlias(name, "")
 		}
 	}
-	for name, c := range s.combos {
-		if err := m.opt.Table.SetCombo(toRouterCombo(c.Combo)); err != nil {
-			m.log.Warn("combo not routable", "combo", name, "err", err)
+	for name, c := range s.Combos {
+		if err := st.opt.Table.SetCombo(toRouterCombo(c.Combo)); err != nil {
+			st.log.Warn("combo not routable", "combo", name, "err", err)
 			continue
 		}
 		next.combos[name] = true
 	}
-	for name := range m.applied.combos {
+	for name := range st.applied.combos {
 		if !next.combos[name] {
-			m.opt.Table.DeleteCombo(name)
+			st.opt.Table.DeleteCombo(name)
 		}
 	}
 	var rms []router.Mapping
@@ -241,22 +240,22 @@ func (m *Manager) reload(ctx context.Context, strict bool) error {
 			rms = append(rms, router.Mapping{Pattern: mp.Pattern, Combo: mp.Combo, Priority: mp.Priority})
 		}
 	}
-	if err := m.opt.Table.SetMappings(rms); err != nil {
-		m.log.Warn("mappings not routable", "err", err)
+	if err := st.opt.Table.SetMappings(rms); err != nil {
+		st.log.Warn("mappings not routable", "err", err)
 	}
-	if m.opt.Pricing != nil {
-		m.opt.Pricing.SetPricer(s.prices)
+	if st.opt.Pricing != nil {
+		st.opt.Pricing.SetPricer(s.Prices)
 	}
-	m.keys.set(keys)
-	m.applied, m.epoch = next, epoch
-	m.snap.Store(s)
+	st.keys.set(keys)
+	st.applied, st.epoch = next, epoch
+	st.snap.Store(s)
 	return nil
 }
 
 // connections builds one connection per enabled, readable credential of
 // an enabled provider; a provider without credentials gets one keyless
 // connection (local servers need none).
-func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
+func (st *State) connections(p *Provider) ([]router.Connection, error) {
 	if !p.Enabled {
 		return nil, nil
 	}
@@ -271,10 +270,10 @@ func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
 			continue
 		}
 		if c.Unreadable {
-			m.log.Warn("credential sealed with another master key skipped", "provider", p.ID, "credential", c.ID)
+			st.log.Warn("credential sealed with another master key skipped", "provider", p.ID, "credential", c.ID)
 			continue
 		}
-		ad, err := m.adapter(p, c.APIKey)
+		ad, err := st.Adapter(p, c.APIKey)
 		if err != nil {
 			return nil, err
 		}
@@ -283,30 +282,26 @@ func (m *Manager) connections(p *providerState) ([]router.Connection, error) {
 	return out, nil
 }
 
-func (m *Manager) adapter(p *providerState, key string) (router.Adapter, error) {
-	return m.opt.Registry.New(provider.Config{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, APIKey: key, Headers: p.Headers, HTTP: m.opt.HTTP})
-}
-
-// modelEntry is one model of a provider's list.
-type modelEntry struct {
+// ModelEntry is one model of a provider's list.
+type ModelEntry struct {
 	Model  string
 	Kind   string
 	Hidden bool
 	Source string // config (declared) or custom
 }
 
-// providerModels merges a provider's declared models with its custom ones.
-func (s *snapshot) providerModels(p *providerState) []modelEntry {
-	var out []modelEntry
+// ProviderModels merges a provider's declared models with its custom ones.
+func (s *Snapshot) ProviderModels(p *Provider) []ModelEntry {
+	var out []ModelEntry
 	idx := map[string]int{}
 	for _, mdl := range p.Models {
 		if _, dup := idx[mdl]; dup {
 			continue
 		}
 		idx[mdl] = len(out)
-		out = append(out, modelEntry{Model: mdl, Kind: provider.KindOf(mdl), Source: p.Source})
+		out = append(out, ModelEntry{Model: mdl, Kind: provider.KindOf(mdl), Source: p.Source})
 	}
-	for _, c := range s.custom {
+	for _, c := range s.Custom {
 		if c.Provider != p.ID {
 			continue
 		}
@@ -315,27 +310,27 @@ func (s *snapshot) providerModels(p *providerState) []modelEntry {
 			continue
 		}
 		idx[c.Model] = len(out)
-		out = append(out, modelEntry{Model: c.Model, Kind: c.Kind, Hidden: c.Hidden, Source: "custom"})
+		out = append(out, ModelEntry{Model: c.Model, Kind: c.Kind, Hidden: c.Hidden, Source: "custom"})
 	}
 	return out
 }
 
-func (s *snapshot) modelList(conns map[string][]router.Connection) []ModelInfo {
+func (s *Snapshot) modelList(conns map[string][]router.Connection) []ModelInfo {
 	var out []ModelInfo
-	for _, p := range s.providers {
+	for _, p := range s.Providers {
 		if len(conns[p.ID]) == 0 {
 			continue
 		}
-		for _, e := range s.providerModels(p) {
+		for _, e := range s.ProviderModels(p) {
 			if !e.Hidden {
 				out = append(out, ModelInfo{ID: p.ID + "/" + e.Model, OwnedBy: p.ID, Kind: e.Kind})
 			}
 		}
 	}
-	for name := range s.aliases {
+	for name := range s.Aliases {
 		out = append(out, ModelInfo{ID: name, OwnedBy: "alias", Kind: "alias"})
 	}
-	for name := range s.combos {
+	for name := range s.Combos {
 		out = append(out, ModelInfo{ID: name, OwnedBy: "combo", Kind: "combo"})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
@@ -350,8 +345,8 @@ func toRouterCombo(c store.Combo) router.Combo {
 	return rc
 }
 
-// parseTarget reads "provider/model" or "provider/model*weight".
-func parseTarget(s string) (store.Target, error) {
+// ParseTarget reads "provider/model" or "provider/model*weight".
+func ParseTarget(s string) (store.Target, error) {
 	weight := 0
 	if i := strings.LastIndexByte(s, '*'); i > 0 {
 		var w int

@@ -1,14 +1,11 @@
-package manage
+package routing
 
 import (
-	"math"
-	"net/http"
 	"path"
 	"sort"
 	"strings"
 	"sync"
 
-	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -55,45 +52,48 @@ var builtinPrices = []store.Price{
 // budget reservation must cover what the model may write.
 const DefaultMaxOutput = 32768
 
-// priceEntry is a price with where it comes from.
-type priceEntry struct {
+// PriceEntry is a price with where it comes from.
+type PriceEntry struct {
 	store.Price
 	Source string // builtin or override
 }
 
-// priceTable resolves the price of a model: overrides before built-in
+// PriceTable resolves the price of a model: overrides before built-in
 // prices; within each, patterns naming "provider/model" before those
 // naming the bare model, an exact pattern before globs, and the longest
 // glob first.
-type priceTable struct {
-	overrides, builtin []priceEntry
+type PriceTable struct {
+	Overrides, Builtin []PriceEntry // each in the order they are matched
 
 	// memo remembers lookups: every request prices its targets (budgets,
 	// usage), and matching globs per request shows in profiles. A table
 	// is never changed after it is built, so its answers stay right.
 	memoMu sync.RWMutex
-	memo   map[string]priceMemo // "provider\x00model" -> answer
+	memo   map[string]PriceMatch // "provider\x00model" -> answer
 }
 
-type priceMemo struct {
-	e         priceEntry
-	ok        bool
-	maxOutput int // 0: none known
+// PriceMatch is what a PriceTable knows of one model: the entry that
+// prices it (OK false: none) and its output limit.
+type PriceMatch struct {
+	Entry     PriceEntry
+	OK        bool
+	MaxOutput int // 0: none known
 }
 
 // maxPriceMemo bounds the remembered lookups (model names come from
 // clients).
 const maxPriceMemo = 4096
 
-func newPriceTable(overrides []store.Price) *priceTable {
-	t := &priceTable{memo: map[string]priceMemo{}}
+// NewPriceTable builds the table of overrides and the built-in prices.
+func NewPriceTable(overrides []store.Price) *PriceTable {
+	t := &PriceTable{memo: map[string]PriceMatch{}}
 	for _, p := range overrides {
-		t.overrides = append(t.overrides, priceEntry{p, "override"})
+		t.Overrides = append(t.Overrides, PriceEntry{p, "override"})
 	}
 	for _, p := range builtinPrices {
-		t.builtin = append(t.builtin, priceEntry{p, "builtin"})
+		t.Builtin = append(t.Builtin, PriceEntry{p, "builtin"})
 	}
-	for _, l := range [][]priceEntry{t.overrides, t.builtin} {
+	for _, l := range [][]PriceEntry{t.Overrides, t.Builtin} {
 		sort.SliceStable(l, func(i, j int) bool {
 			gi, gj := isGlob(l[i].Pattern), isGlob(l[j].Pattern)
 			if gi != gj {
@@ -108,14 +108,14 @@ func newPriceTable(overrides []store.Price) *priceTable {
 func isGlob(p string) bool { return strings.ContainsAny(p, "*?[\\") }
 
 // lookup finds the entry for a "provider/model" id (or a bare model).
-func (t *priceTable) lookup(providerID, model string) (priceEntry, bool) {
-	m := t.find(providerID, model)
-	return m.e, m.ok
+func (t *PriceTable) lookup(providerID, model string) (PriceEntry, bool) {
+	m := t.Find(providerID, model)
+	return m.Entry, m.OK
 }
 
-// find is lookup with the model's output limit: that of the first
+// Find is lookup with the model's output limit: that of the first
 // matching entry that has one.
-func (t *priceTable) find(providerID, model string) priceMemo {
+func (t *PriceTable) Find(providerID, model string) PriceMatch {
 	// The key is built on the stack: indexing a map with string(bytes)
 	// does not allocate, so a remembered lookup costs no allocation.
 	var buf [128]byte
@@ -135,21 +135,21 @@ func (t *priceTable) find(providerID, model string) priceMemo {
 	return m
 }
 
-func (t *priceTable) match(providerID, model string) priceMemo {
+func (t *PriceTable) match(providerID, model string) PriceMatch {
 	names := []string{model}
 	if providerID != "" {
 		names = []string{providerID + "/" + model, model}
 	}
-	var m priceMemo
-	for _, l := range [][]priceEntry{t.overrides, t.builtin} {
+	var m PriceMatch
+	for _, l := range [][]PriceEntry{t.Overrides, t.Builtin} {
 		for _, n := range names { // provider-qualified patterns first
 			for _, e := range l {
 				if ok, _ := path.Match(e.Pattern, n); ok {
-					if !m.ok {
-						m.e, m.ok = e, true
+					if !m.OK {
+						m.Entry, m.OK = e, true
 					}
 					if e.MaxOutput > 0 {
-						m.maxOutput = e.MaxOutput
+						m.MaxOutput = e.MaxOutput
 						return m
 					}
 				}
@@ -160,148 +160,17 @@ func (t *priceTable) match(providerID, model string) priceMemo {
 }
 
 // Price implements router.Pricer.
-func (t *priceTable) Price(providerID, model string) (in, out float64, ok bool) {
+func (t *PriceTable) Price(providerID, model string) (in, out float64, ok bool) {
 	e, ok := t.lookup(providerID, model)
 	return e.Input, e.Output, ok
-}
-
-// ---- HTTP ----
-
-type priceJSON struct {
-	Pattern    string  `json:"pattern"`
-	Input      float64 `json:"input"`
-	Output     float64 `json:"output"`
-	CacheRead  float64 `json:"cache_read"`
-	CacheWrite float64 `json:"cache_write"`
-	MaxOutput  int     `json:"max_output,omitempty"`
-	Source     string  `json:"source"`
-	Model      string  `json:"model,omitempty"`
-}
-
-func toPriceJSON(e priceEntry) priceJSON {
-	return priceJSON{Pattern: e.Pattern, Input: e.Input, Output: e.Output, CacheRead: e.CacheRead, CacheWrite: e.CacheWrite,
-		MaxOutput: e.MaxOutput, Source: e.Source}
-}
-
-func (m *Manager) getPricing(w http.ResponseWriter, r *http.Request) error {
-	t := m.snap.Load().prices
-	if model := r.URL.Query().Get("model"); model != "" {
-		p, mdl, ok := strings.Cut(model, "/")
-		if !ok {
-			p, mdl = "", model
-		}
-		m := t.find(p, mdl)
-		if !m.ok {
-			return httpx.NotFound("no price known for model %q", model)
-		}
-		out := toPriceJSON(m.e)
-		out.Model, out.MaxOutput = model, m.maxOutput
-		if out.MaxOutput == 0 {
-			out.MaxOutput = DefaultMaxOutput
-		}
-		httpx.WriteJSON(w, http.StatusOK, out)
-		return nil
-	}
-	list := []priceJSON{}
-	over := map[string]bool{}
-	for _, e := range t.overrides {
-		over[e.Pattern] = true
-		list = append(list, toPriceJSON(e))
-	}
-	for _, e := range t.builtin {
-		if !over[e.Pattern] {
-			list = append(list, toPriceJSON(e))
-		}
-	}
-	sort.SliceStable(list, func(i, j int) bool { return list[i].Pattern < list[j].Pattern })
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"pricing": list, "unit": "USD per 1M tokens"})
-	return nil
-}
-
-type priceBody struct {
-	Pattern    string   `json:"pattern"`
-	Model      string   `json:"model"`
-	Input      *float64 `json:"input"`
-	Output     *float64 `json:"output"`
-	CacheRead  *float64 `json:"cache_read"`
-	CacheWrite *float64 `json:"cache_write"`
-	MaxOutput  *int     `json:"max_output"`
-}
-
-func (m *Manager) putPricing(w http.ResponseWriter, r *http.Request) error {
-	var b priceBody
-	if err := decode(w, r, &b); err != nil {
-		return err
-	}
-	pattern := b.Pattern
-	if pattern == "" {
-		pattern = b.Model
-	}
-	if err := checkPattern(pattern, "pattern"); err != nil {
-		return err
-	}
-	if b.Input == nil || b.Output == nil {
-		return httpx.BadRequest(`"input" and "output" (USD per million tokens) are required`)
-	}
-	p := store.Price{Pattern: pattern, Input: *b.Input, Output: *b.Output}
-	if b.CacheRead != nil {
-		p.CacheRead = *b.CacheRead
-	}
-	if b.CacheWrite != nil {
-		p.CacheWrite = *b.CacheWrite
-	}
-	if b.MaxOutput != nil {
-		if *b.MaxOutput < 0 || *b.MaxOutput > 10_000_000 {
-			return httpx.BadRequest(`"max_output" must be 0 (the built-in or default limit) to 10000000 tokens`)
-		}
-		p.MaxOutput = *b.MaxOutput
-	}
-	for name, v := range map[string]float64{"input": p.Input, "output": p.Output, "cache_read": p.CacheRead, "cache_write": p.CacheWrite} {
-		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1e6 {
-			return httpx.BadRequest("%q must be a price between 0 and 1000000 USD per million tokens", name)
-		}
-	}
-	if err := m.store.SetPrice(r.Context(), p); err != nil {
-		return storeError(err)
-	}
-	if err := m.reload(r.Context(), false); err != nil {
-		return err
-	}
-	httpx.WriteJSON(w, http.StatusOK, toPriceJSON(priceEntry{p, "override"}))
-	return nil
-}
-
-func (m *Manager) deletePricing(w http.ResponseWriter, r *http.Request) error {
-	pattern := r.PathValue("pattern")
-	if pattern == "" {
-		pattern = r.URL.Query().Get("pattern")
-	}
-	if pattern == "" {
-		return httpx.BadRequest("name the override: DELETE /api/pricing?pattern=…")
-	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeletePrice(r.Context(), pattern))
-}
-
-// checkPattern validates a glob pattern (path.Match syntax).
-func checkPattern(p, field string) error {
-	if strings.TrimSpace(p) == "" {
-		return httpx.BadRequest("%q is required", field)
-	}
-	if len(p) > 256 {
-		return httpx.BadRequest("%q is longer than 256 characters", field)
-	}
-	if _, err := path.Match(p, ""); err != nil {
-		return httpx.BadRequest("%q %q is not a valid glob pattern (use *, ? and [...])", field, p)
-	}
-	return nil
 }
 
 // Cost is the USD price of usage on a provider's model, from the current
 // price table; ok is false when the model has no known price (cost 0).
 // Cached reads and writes are priced separately when the table has a
 // price for them, else as plain input.
-func (m *Manager) Cost(providerID, model string, u llm.Usage) (usd float64, ok bool) {
-	e, ok := m.snap.Load().prices.lookup(providerID, model)
+func (st *State) Cost(providerID, model string, u llm.Usage) (usd float64, ok bool) {
+	e, ok := st.snap.Load().Prices.lookup(providerID, model)
 	if !ok {
 		return 0, false
 	}
@@ -311,8 +180,8 @@ func (m *Manager) Cost(providerID, model string, u llm.Usage) (usd float64, ok b
 // MaxOutput is the most output tokens a provider's model writes in one
 // answer, from the price table (overrides, then built-in limits); known
 // is false for models without one, which get DefaultMaxOutput.
-func (m *Manager) MaxOutput(providerID, model string) (tokens int, known bool) {
-	if n := m.snap.Load().prices.find(providerID, model).maxOutput; n > 0 {
+func (st *State) MaxOutput(providerID, model string) (tokens int, known bool) {
+	if n := st.snap.Load().Prices.Find(providerID, model).MaxOutput; n > 0 {
 		return n, true
 	}
 	return DefaultMaxOutput, false
@@ -320,11 +189,11 @@ func (m *Manager) MaxOutput(providerID, model string) (tokens int, known bool) {
 
 // EstimateCost is the most a request may cost: its estimated input and
 // maxOutput output tokens, for reserving budget before the call.
-func (m *Manager) EstimateCost(providerID, model string, inputTokens, maxOutput int) (usd float64, ok bool) {
-	return m.Cost(providerID, model, llm.Usage{InputTokens: inputTokens, OutputTokens: maxOutput})
+func (st *State) EstimateCost(providerID, model string, inputTokens, maxOutput int) (usd float64, ok bool) {
+	return st.Cost(providerID, model, llm.Usage{InputTokens: inputTokens, OutputTokens: maxOutput})
 }
 
-func (e priceEntry) cost(u llm.Usage) float64 {
+func (e PriceEntry) cost(u llm.Usage) float64 {
 	read, write := e.CacheRead, e.CacheWrite
 	if read == 0 {
 		read = e.Input

@@ -1,4 +1,9 @@
-package manage
+// Package providers serves the gateway's providers under /api/providers
+// and /api/provider-models: stored providers (config-declared ones are
+// read-only), their sealed credentials, connection tests against the
+// upstream, and custom models with their kind and visibility. Every
+// change is installed at once through the routing state.
+package providers
 
 import (
 	"context"
@@ -12,11 +17,93 @@ import (
 	"strings"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/admin"
 	"github.com/omniedge/omni/internal/route/llm"
+	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
+
+// Store is what the provider endpoints need from the route store.
+type Store interface {
+	Provider(ctx context.Context, id string) (store.Provider, error)
+	CreateProvider(ctx context.Context, p store.Provider) error
+	UpdateProvider(ctx context.Context, p store.Provider, replaceCredentials bool) error
+	DeleteProvider(ctx context.Context, id string) error
+	AddCredential(ctx context.Context, providerID string, c store.Credential) (store.Credential, error)
+	DeleteCredential(ctx context.Context, providerID, id string) error
+	AddProviderModel(ctx context.Context, m store.ProviderModel) error
+	UpdateProviderModel(ctx context.Context, m store.ProviderModel) error
+	DeleteProviderModel(ctx context.Context, provider, model string) error
+}
+
+// State is the live routing state the endpoints read and reload.
+type State interface {
+	Snapshot() *routing.Snapshot
+	Reload(ctx context.Context) error
+	Adapter(p *routing.Provider, key string) (router.Adapter, error)
+	Types() []string
+}
+
+// Options configure the provider endpoints.
+type Options struct {
+	Store Store        // required
+	Guard *admin.Guard // required
+	State State        // required
+	// ProviderChanged, when set, is told after a stored provider was
+	// updated or deleted or gained or lost a credential, so that what was
+	// learnt about its old configuration (breakers, cooldowns, lockouts)
+	// can be forgotten.
+	ProviderChanged func(ctx context.Context, provider string)
+	Clock           clock.Clock
+}
+
+// Service serves the provider endpoints.
+type Service struct {
+	opt   Options
+	store Store
+	guard *admin.Guard
+	state State
+	clock clock.Clock
+}
+
+// New builds the provider endpoints.
+func New(opt Options) *Service {
+	if opt.Clock == nil {
+		opt.Clock = clock.Real{}
+	}
+	return &Service{opt: opt, store: opt.Store, guard: opt.Guard, state: opt.State, clock: opt.Clock}
+}
+
+// Register adds the provider routes to mux, behind the login.
+func (s *Service) Register(mux admin.Mux) {
+	guarded := s.guard.Guarded(mux)
+	guarded("GET /api/providers", s.listProviders)
+	guarded("POST /api/providers", s.createProvider)
+	guarded("POST /api/providers/validate", s.validateProvider)
+	guarded("GET /api/providers/{id}", s.getProvider)
+	guarded("PUT /api/providers/{id}", s.updateProvider)
+	guarded("PATCH /api/providers/{id}", s.updateProvider)
+	guarded("DELETE /api/providers/{id}", s.deleteProvider)
+	guarded("POST /api/providers/{id}/test", s.testProvider)
+	guarded("GET /api/providers/{id}/models", s.providerUpstreamModels)
+	guarded("POST /api/providers/{id}/credentials", s.addCredential)
+	guarded("DELETE /api/providers/{id}/credentials/{cid}", s.deleteCredential)
+
+	guarded("GET /api/provider-models", s.listProviderModels)
+	guarded("POST /api/provider-models", s.addProviderModel)
+	guarded("PATCH /api/provider-models", s.patchProviderModel)
+	guarded("PUT /api/provider-models", s.patchProviderModel)
+	guarded("DELETE /api/provider-models", s.deleteProviderModel)
+}
+
+// Model kinds.
+var modelKinds = []string{"chat", "embedding", "image"}
+
+func compatibleURL(id string) string { return provider.Compatible[id] }
 
 var providerIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -143,8 +230,8 @@ func (b *providerBody) apply(p *store.Provider) (bool, error) {
 
 // check builds an adapter for every credential, which validates the type
 // and the base URL.
-func (m *Manager) check(p store.Provider) error {
-	ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Enabled: true}
+func (s *Service) check(p store.Provider) error {
+	ps := &routing.Provider{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Enabled: true}
 	keys := []string{""}
 	if len(p.Credentials) > 0 {
 		keys = keys[:0]
@@ -153,7 +240,7 @@ func (m *Manager) check(p store.Provider) error {
 		}
 	}
 	for _, k := range keys {
-		if _, err := m.adapter(ps, k); err != nil {
+		if _, err := s.state.Adapter(ps, k); err != nil {
 			return httpx.BadRequest("%s", err.Error())
 		}
 	}
@@ -200,7 +287,7 @@ func mask(key string) string {
 	return prefix + "…" + key[len(key)-4:]
 }
 
-func toProviderJSON(p *providerState) providerJSON {
+func toProviderJSON(p *routing.Provider) providerJSON {
 	out := providerJSON{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: map[string]string{}, Models: []string{},
 		Enabled: p.Enabled, Source: p.Source, Credentials: []credJSON{}}
 	if p.BaseURL == "" && p.Type == "openai-compatible" {
@@ -232,29 +319,29 @@ func toProviderJSON(p *providerState) providerJSON {
 	return out
 }
 
-func (m *Manager) lookupProvider(id string) (*providerState, *snapshot, error) {
-	s := m.snap.Load()
-	p := s.byID[id]
+func (s *Service) lookupProvider(id string) (*routing.Provider, *routing.Snapshot, error) {
+	snap := s.state.Snapshot()
+	p := snap.ByID[id]
 	if p == nil {
-		return nil, s, httpx.NotFound("provider %q not found", id)
+		return nil, snap, httpx.NotFound("provider %q not found", id)
 	}
-	return p, s, nil
+	return p, snap, nil
 }
 
 // ---- handlers ----
 
-func (m *Manager) listProviders(w http.ResponseWriter, r *http.Request) error {
-	s := m.snap.Load()
-	out := make([]providerJSON, 0, len(s.providers))
-	for _, p := range s.providers {
+func (s *Service) listProviders(w http.ResponseWriter, r *http.Request) error {
+	snap := s.state.Snapshot()
+	out := make([]providerJSON, 0, len(snap.Providers))
+	for _, p := range snap.Providers {
 		out = append(out, toProviderJSON(p))
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"providers": out, "types": m.opt.Registry.Types()})
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"providers": out, "types": s.state.Types()})
 	return nil
 }
 
-func (m *Manager) getProvider(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := m.lookupProvider(r.PathValue("id"))
+func (s *Service) getProvider(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.lookupProvider(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -262,42 +349,42 @@ func (m *Manager) getProvider(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (m *Manager) createProvider(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) createProvider(w http.ResponseWriter, r *http.Request) error {
 	var b providerBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	p, err := m.newProvider(&b)
+	p, err := s.newProvider(&b)
 	if err != nil {
 		return err
 	}
-	if err := m.store.CreateProvider(r.Context(), p); err != nil {
-		return storeError(err)
+	if err := s.store.CreateProvider(r.Context(), p); err != nil {
+		return admin.StoreError(err)
 	}
-	if err := m.reload(r.Context(), false); err != nil {
+	if err := s.state.Reload(r.Context()); err != nil {
 		return err
 	}
-	return m.getProviderStatus(w, p.ID, http.StatusCreated)
+	return s.getProviderStatus(w, p.ID, http.StatusCreated)
 }
 
 // newProvider validates a create request.
-func (m *Manager) newProvider(b *providerBody) (store.Provider, error) {
+func (s *Service) newProvider(b *providerBody) (store.Provider, error) {
 	b.ID = strings.TrimSpace(b.ID)
 	if !providerIDRe.MatchString(b.ID) {
 		return store.Provider{}, httpx.BadRequest(`"id" must be 1-64 letters, digits, '.', '_' or '-' (it is the provider in provider/model)`)
 	}
-	if p := m.snap.Load().byID[b.ID]; p != nil && p.Source == sourceConfig {
+	if p := s.state.Snapshot().ByID[b.ID]; p != nil && p.Source == routing.SourceConfig {
 		return store.Provider{}, httpx.Conflict("provider %q is declared in the configuration file", b.ID)
 	}
 	p := store.Provider{ID: b.ID, Enabled: true}
 	if _, err := b.apply(&p); err != nil {
 		return p, err
 	}
-	return p, m.check(p)
+	return p, s.check(p)
 }
 
-func (m *Manager) getProviderStatus(w http.ResponseWriter, id string, status int) error {
-	p, _, err := m.lookupProvider(id)
+func (s *Service) getProviderStatus(w http.ResponseWriter, id string, status int) error {
+	p, _, err := s.lookupProvider(id)
 	if err != nil {
 		return err
 	}
@@ -307,22 +394,22 @@ func (m *Manager) getProviderStatus(w http.ResponseWriter, id string, status int
 
 // storedProvider returns a stored provider for a change, or the right
 // error for config-declared and unknown ids.
-func (m *Manager) storedProvider(ctx context.Context, id string) (store.Provider, error) {
-	if p := m.snap.Load().byID[id]; p != nil && p.Source == sourceConfig {
-		return store.Provider{}, readOnly("provider " + id)
+func (s *Service) storedProvider(ctx context.Context, id string) (store.Provider, error) {
+	if p := s.state.Snapshot().ByID[id]; p != nil && p.Source == routing.SourceConfig {
+		return store.Provider{}, admin.ReadOnly("provider " + id)
 	}
-	p, err := m.store.Provider(ctx, id)
-	return p, storeError(err)
+	p, err := s.store.Provider(ctx, id)
+	return p, admin.StoreError(err)
 }
 
-func (m *Manager) updateProvider(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	p, err := m.storedProvider(r.Context(), id)
+	p, err := s.storedProvider(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	var b providerBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	if b.ID != "" && b.ID != id {
@@ -340,17 +427,17 @@ func (m *Manager) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := keepsSecrets(old, p, replace, b.KeepCredentials); err != nil {
 		return err
 	}
-	if err := m.check(p); err != nil {
+	if err := s.check(p); err != nil {
 		return err
 	}
-	if err := m.store.UpdateProvider(r.Context(), p, replace); err != nil {
-		return storeError(err)
+	if err := s.store.UpdateProvider(r.Context(), p, replace); err != nil {
+		return admin.StoreError(err)
 	}
-	if err := m.reload(r.Context(), false); err != nil {
+	if err := s.state.Reload(r.Context()); err != nil {
 		return err
 	}
-	m.providerChanged(r.Context(), id)
-	return m.getProviderStatus(w, id, http.StatusOK)
+	s.providerChanged(r.Context(), id)
+	return s.getProviderStatus(w, id, http.StatusOK)
 }
 
 // unmask turns secret header values that are the masks shown by a read
@@ -389,37 +476,37 @@ func keepsSecrets(old, upd store.Provider, credsGiven, keep bool) error {
 }
 
 // providerChanged tells Options.ProviderChanged, if set.
-func (m *Manager) providerChanged(ctx context.Context, id string) {
-	if m.opt.ProviderChanged != nil {
-		m.opt.ProviderChanged(ctx, id)
+func (s *Service) providerChanged(ctx context.Context, id string) {
+	if s.opt.ProviderChanged != nil {
+		s.opt.ProviderChanged(ctx, id)
 	}
 }
 
 // changeProvider is change for a request that altered provider id.
-func (m *Manager) changeProvider(w http.ResponseWriter, r *http.Request, id string, status int, body func() any, err error) error {
-	if err := m.change(w, r, status, body, err); err != nil {
+func (s *Service) changeProvider(w http.ResponseWriter, r *http.Request, id string, status int, body func() any, err error) error {
+	if err := admin.Change(w, r, s.state, status, body, err); err != nil {
 		return err
 	}
-	m.providerChanged(r.Context(), id)
+	s.providerChanged(r.Context(), id)
 	return nil
 }
 
-func (m *Manager) deleteProvider(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) deleteProvider(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := m.storedProvider(r.Context(), id); err != nil {
+	if _, err := s.storedProvider(r.Context(), id); err != nil {
 		return err
 	}
-	return m.changeProvider(w, r, id, http.StatusNoContent, nil, m.store.DeleteProvider(r.Context(), id))
+	return s.changeProvider(w, r, id, http.StatusNoContent, nil, s.store.DeleteProvider(r.Context(), id))
 }
 
-func (m *Manager) addCredential(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) addCredential(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	p, err := m.storedProvider(r.Context(), id)
+	p, err := s.storedProvider(r.Context(), id)
 	if err != nil {
 		return err
 	}
 	var in credInput
-	if err := decode(w, r, &in); err != nil {
+	if err := admin.Decode(w, r, &in); err != nil {
 		return err
 	}
 	c, err := in.credential(len(p.Credentials))
@@ -427,21 +514,21 @@ func (m *Manager) addCredential(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	p.Credentials = []store.Credential{c}
-	if err := m.check(p); err != nil {
+	if err := s.check(p); err != nil {
 		return err
 	}
-	c, err = m.store.AddCredential(r.Context(), id, c)
-	return m.changeProvider(w, r, id, http.StatusCreated, func() any {
+	c, err = s.store.AddCredential(r.Context(), id, c)
+	return s.changeProvider(w, r, id, http.StatusCreated, func() any {
 		return credJSON{ID: c.ID, Label: c.Label, Key: mask(c.APIKey), Priority: c.Priority, Enabled: c.Enabled}
 	}, err)
 }
 
-func (m *Manager) deleteCredential(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) deleteCredential(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := m.storedProvider(r.Context(), id); err != nil {
+	if _, err := s.storedProvider(r.Context(), id); err != nil {
 		return err
 	}
-	return m.changeProvider(w, r, id, http.StatusNoContent, nil, m.store.DeleteCredential(r.Context(), id, r.PathValue("cid")))
+	return s.changeProvider(w, r, id, http.StatusNoContent, nil, s.store.DeleteCredential(r.Context(), id, r.PathValue("cid")))
 }
 
 // ---- live checks ----
@@ -462,10 +549,10 @@ type probeResult struct {
 
 // probe makes the smallest live call the adapter allows: a model listing,
 // else a one-token chat with model (or the first declared model).
-func (m *Manager) probe(ctx context.Context, ad router.Adapter, model string, declared []string) probeResult {
+func (s *Service) probe(ctx context.Context, ad router.Adapter, model string, declared []string) probeResult {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	start := m.clock.Now()
+	start := s.clock.Now()
 	var res probeResult
 	var err error
 	if l, ok := ad.(modelLister); ok && model == "" {
@@ -484,7 +571,7 @@ func (m *Manager) probe(ctx context.Context, ad router.Adapter, model string, de
 		_, err = ad.Chat(ctx, &llm.Request{Model: model, MaxTokens: &one,
 			Messages: []llm.Message{{Role: llm.RoleUser, Parts: []llm.Part{{Type: llm.PartText, Text: "ping"}}}}}, model)
 	}
-	res.LatencyMS = m.clock.Now().Sub(start).Milliseconds()
+	res.LatencyMS = s.clock.Now().Sub(start).Milliseconds()
 	if err != nil {
 		res.Error = errorText(err)
 		return res
@@ -513,15 +600,15 @@ func optionalBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
-	b, err := httpx.ReadBody(w, r, maxBody)
+	b, err := httpx.ReadBody(w, r, admin.MaxBody)
 	if err != nil || len(strings.TrimSpace(string(b))) == 0 {
 		return err
 	}
 	return httpx.DecodeJSONBytes(b, v, r.Header.Get("Content-Type"))
 }
 
-func (m *Manager) testProvider(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := m.lookupProvider(r.PathValue("id"))
+func (s *Service) testProvider(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.lookupProvider(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -532,16 +619,16 @@ func (m *Manager) testProvider(w http.ResponseWriter, r *http.Request) error {
 	if b.Model == "" {
 		b.Model = r.URL.Query().Get("model")
 	}
-	ad, err := m.firstAdapter(p)
+	ad, err := s.firstAdapter(p)
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, m.probe(r.Context(), ad, b.Model, p.Models))
+	httpx.WriteJSON(w, http.StatusOK, s.probe(r.Context(), ad, b.Model, p.Models))
 	return nil
 }
 
 // firstAdapter builds the adapter of a provider's first usable credential.
-func (m *Manager) firstAdapter(p *providerState) (router.Adapter, error) {
+func (s *Service) firstAdapter(p *routing.Provider) (router.Adapter, error) {
 	key := ""
 	if len(p.Credentials) > 0 {
 		i := slices.IndexFunc(p.Credentials, func(c store.Credential) bool { return c.Enabled && !c.Unreadable })
@@ -550,19 +637,19 @@ func (m *Manager) firstAdapter(p *providerState) (router.Adapter, error) {
 		}
 		key = p.Credentials[i].APIKey
 	}
-	ad, err := m.adapter(p, key)
+	ad, err := s.state.Adapter(p, key)
 	if err != nil {
 		return nil, httpx.BadRequest("%s", err.Error())
 	}
 	return ad, nil
 }
 
-func (m *Manager) validateProvider(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) validateProvider(w http.ResponseWriter, r *http.Request) error {
 	var b struct {
 		providerBody
 		Model string `json:"model"`
 	}
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	if b.ID == "" {
@@ -575,25 +662,25 @@ func (m *Manager) validateProvider(w http.ResponseWriter, r *http.Request) error
 	if _, err := b.apply(&p); err != nil {
 		return err
 	}
-	if err := m.check(p); err != nil {
+	if err := s.check(p); err != nil {
 		return err
 	}
-	ps := &providerState{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Credentials: p.Credentials}
-	ad, err := m.firstAdapter(ps)
+	ps := &routing.Provider{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, Headers: p.Headers, Models: p.Models, Enabled: true, Credentials: p.Credentials}
+	ad, err := s.firstAdapter(ps)
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, m.probe(r.Context(), ad, b.Model, p.Models))
+	httpx.WriteJSON(w, http.StatusOK, s.probe(r.Context(), ad, b.Model, p.Models))
 	return nil
 }
 
-func (m *Manager) providerUpstreamModels(w http.ResponseWriter, r *http.Request) error {
-	p, s, err := m.lookupProvider(r.PathValue("id"))
+func (s *Service) providerUpstreamModels(w http.ResponseWriter, r *http.Request) error {
+	p, snap, err := s.lookupProvider(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
 	out := map[string]any{"provider": p.ID}
-	ad, err := m.firstAdapter(p)
+	ad, err := s.firstAdapter(p)
 	if err == nil {
 		if l, ok := ad.(modelLister); ok {
 			ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
@@ -609,7 +696,7 @@ func (m *Manager) providerUpstreamModels(w http.ResponseWriter, r *http.Request)
 		}
 	}
 	ids := []string{}
-	for _, e := range s.providerModels(p) {
+	for _, e := range snap.ProviderModels(p) {
 		ids = append(ids, e.Model)
 	}
 	out["source"], out["models"] = "configured", ids
@@ -628,18 +715,18 @@ type providerModelJSON struct {
 	Source   string `json:"source"`
 }
 
-func (m *Manager) listProviderModels(w http.ResponseWriter, r *http.Request) error {
-	s := m.snap.Load()
+func (s *Service) listProviderModels(w http.ResponseWriter, r *http.Request) error {
+	snap := s.state.Snapshot()
 	want := r.URL.Query().Get("provider")
-	if want != "" && s.byID[want] == nil {
+	if want != "" && snap.ByID[want] == nil {
 		return httpx.NotFound("provider %q not found", want)
 	}
 	out := []providerModelJSON{}
-	for _, p := range s.providers {
+	for _, p := range snap.Providers {
 		if want != "" && p.ID != want {
 			continue
 		}
-		for _, e := range s.providerModels(p) {
+		for _, e := range snap.ProviderModels(p) {
 			out = append(out, providerModelJSON{ID: p.ID + "/" + e.Model, Provider: p.ID, Model: e.Model, Kind: e.Kind, Hidden: e.Hidden, Source: e.Source})
 		}
 	}
@@ -655,9 +742,9 @@ type providerModelBody struct {
 }
 
 // target validates the provider and model of a custom-model request.
-func (m *Manager) modelTarget(b *providerModelBody) (*providerState, *snapshot, error) {
+func (s *Service) modelTarget(b *providerModelBody) (*routing.Provider, *routing.Snapshot, error) {
 	if b.Provider == "" {
-		if p, mdl, ok := router.SplitModel(b.Model); ok && m.snap.Load().byID[p] != nil {
+		if p, mdl, ok := router.SplitModel(b.Model); ok && s.state.Snapshot().ByID[p] != nil {
 			b.Provider, b.Model = p, mdl
 		}
 	}
@@ -670,20 +757,20 @@ func (m *Manager) modelTarget(b *providerModelBody) (*providerState, *snapshot, 
 	if b.Kind != "" && !slices.Contains(modelKinds, b.Kind) {
 		return nil, nil, httpx.BadRequest(`"kind" must be one of %s`, strings.Join(modelKinds, ", "))
 	}
-	p, s, err := m.lookupProvider(b.Provider)
-	return p, s, err
+	p, snap, err := s.lookupProvider(b.Provider)
+	return p, snap, err
 }
 
-func (m *Manager) addProviderModel(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) addProviderModel(w http.ResponseWriter, r *http.Request) error {
 	var b providerModelBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	p, s, err := m.modelTarget(&b)
+	p, snap, err := s.modelTarget(&b)
 	if err != nil {
 		return err
 	}
-	for _, e := range s.providerModels(p) {
+	for _, e := range snap.ProviderModels(p) {
 		if e.Model == b.Model {
 			return httpx.Conflict("model %s/%s is already listed; PATCH it to change its kind or visibility", p.ID, b.Model)
 		}
@@ -692,22 +779,22 @@ func (m *Manager) addProviderModel(w http.ResponseWriter, r *http.Request) error
 	if pm.Kind == "" {
 		pm.Kind = "chat"
 	}
-	return m.change(w, r, http.StatusCreated, func() any {
+	return admin.Change(w, r, s.state, http.StatusCreated, func() any {
 		return providerModelJSON{ID: pm.Provider + "/" + pm.Model, Provider: pm.Provider, Model: pm.Model, Kind: pm.Kind, Hidden: pm.Hidden, Source: "custom"}
-	}, m.store.AddProviderModel(r.Context(), pm))
+	}, s.store.AddProviderModel(r.Context(), pm))
 }
 
-func (m *Manager) patchProviderModel(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) patchProviderModel(w http.ResponseWriter, r *http.Request) error {
 	var b providerModelBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	p, s, err := m.modelTarget(&b)
+	p, snap, err := s.modelTarget(&b)
 	if err != nil {
 		return err
 	}
-	var cur *modelEntry
-	for _, e := range s.providerModels(p) {
+	var cur *routing.ModelEntry
+	for _, e := range snap.ProviderModels(p) {
 		if e.Model == b.Model {
 			cur = &e
 			break
@@ -723,19 +810,19 @@ func (m *Manager) patchProviderModel(w http.ResponseWriter, r *http.Request) err
 	if b.Hidden != nil {
 		pm.Hidden = *b.Hidden
 	}
-	hasRow := slices.ContainsFunc(s.custom, func(c store.ProviderModel) bool { return c.Provider == p.ID && c.Model == b.Model })
+	hasRow := slices.ContainsFunc(snap.Custom, func(c store.ProviderModel) bool { return c.Provider == p.ID && c.Model == b.Model })
 	if hasRow {
-		err = m.store.UpdateProviderModel(r.Context(), pm)
+		err = s.store.UpdateProviderModel(r.Context(), pm)
 	} else {
 		// A declared model gets a row that overrides its kind or visibility.
-		err = m.store.AddProviderModel(r.Context(), pm)
+		err = s.store.AddProviderModel(r.Context(), pm)
 	}
-	return m.change(w, r, http.StatusOK, func() any {
+	return admin.Change(w, r, s.state, http.StatusOK, func() any {
 		return providerModelJSON{ID: pm.Provider + "/" + pm.Model, Provider: pm.Provider, Model: pm.Model, Kind: pm.Kind, Hidden: pm.Hidden, Source: cur.Source}
 	}, err)
 }
 
-func (m *Manager) deleteProviderModel(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) deleteProviderModel(w http.ResponseWriter, r *http.Request) error {
 	b := providerModelBody{Provider: r.URL.Query().Get("provider"), Model: r.URL.Query().Get("model")}
 	if b.Model == "" {
 		if err := optionalBody(w, r, &b); err != nil {
@@ -745,5 +832,5 @@ func (m *Manager) deleteProviderModel(w http.ResponseWriter, r *http.Request) er
 	if b.Provider == "" || b.Model == "" {
 		return httpx.BadRequest(`name the model: ?provider=…&model=… or a body {"provider","model"}`)
 	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteProviderModel(r.Context(), b.Provider, b.Model))
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteProviderModel(r.Context(), b.Provider, b.Model))
 }

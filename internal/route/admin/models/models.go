@@ -1,6 +1,14 @@
-package manage
+// Package models serves how model names resolve: aliases
+// (/api/models/alias), combos with their strategy and targets
+// (/api/combos), model→combo mappings (/api/model-combo-mappings) and the
+// catalog of every provider's models, aliases and combos
+// (/api/models/catalog). Config-declared aliases and combos are
+// read-only; every change is installed at once through the routing
+// state.
+package models
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -9,12 +17,68 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
-	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/admin"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
-func compatibleURL(id string) string { return provider.Compatible[id] }
+// Store is what the model-name endpoints need from the route store.
+type Store interface {
+	SetAlias(ctx context.Context, a store.Alias) (bool, error)
+	DeleteAlias(ctx context.Context, name string) error
+	Combo(ctx context.Context, name string) (store.Combo, error)
+	CreateCombo(ctx context.Context, c store.Combo) error
+	UpdateCombo(ctx context.Context, c store.Combo) error
+	DeleteCombo(ctx context.Context, name string) error
+	Mapping(ctx context.Context, id string) (store.Mapping, error)
+	CreateMapping(ctx context.Context, m store.Mapping) (store.Mapping, error)
+	UpdateMapping(ctx context.Context, m store.Mapping) error
+	DeleteMapping(ctx context.Context, id string) error
+}
+
+// State is the live routing state the endpoints read and reload.
+type State interface {
+	Snapshot() *routing.Snapshot
+	Reload(ctx context.Context) error
+}
+
+// Service serves the model-name endpoints.
+type Service struct {
+	store Store
+	guard *admin.Guard
+	state State
+}
+
+// New builds the model-name endpoints over st (required), behind g,
+// installing every change through state.
+func New(st Store, g *admin.Guard, state State) *Service {
+	return &Service{store: st, guard: g, state: state}
+}
+
+// Register adds the alias, combo, mapping and catalog routes to mux,
+// behind the login.
+func (s *Service) Register(mux admin.Mux) {
+	guarded := s.guard.Guarded(mux)
+	guarded("GET /api/models/alias", s.listAliases)
+	guarded("POST /api/models/alias", s.setAlias)
+	guarded("PUT /api/models/alias", s.setAlias)
+	guarded("DELETE /api/models/alias", s.deleteAlias)
+	guarded("DELETE /api/models/alias/{name...}", s.deleteAlias)
+	guarded("GET /api/models/catalog", s.catalog)
+
+	guarded("GET /api/combos", s.listCombos)
+	guarded("POST /api/combos", s.createCombo)
+	guarded("GET /api/combos/{name}", s.getCombo)
+	guarded("PUT /api/combos/{name}", s.updateCombo)
+	guarded("DELETE /api/combos/{name}", s.deleteCombo)
+
+	guarded("GET /api/model-combo-mappings", s.listMappings)
+	guarded("POST /api/model-combo-mappings", s.createMapping)
+	guarded("GET /api/model-combo-mappings/{id}", s.getMapping)
+	guarded("PUT /api/model-combo-mappings/{id}", s.updateMapping)
+	guarded("DELETE /api/model-combo-mappings/{id}", s.deleteMapping)
+}
 
 // checkName validates an alias or combo name.
 func checkName(name, field string) error {
@@ -36,10 +100,10 @@ type aliasJSON struct {
 	CreatedAt *time.Time `json:"created_at,omitempty"`
 }
 
-func (m *Manager) listAliases(w http.ResponseWriter, r *http.Request) error {
-	s := m.snap.Load()
+func (s *Service) listAliases(w http.ResponseWriter, r *http.Request) error {
+	snap := s.state.Snapshot()
 	out := []aliasJSON{}
-	for name, a := range s.aliases {
+	for name, a := range snap.Aliases {
 		j := aliasJSON{Name: name, Target: a.Target, Source: a.Source}
 		if !a.CreatedAt.IsZero() {
 			c := a.CreatedAt
@@ -52,14 +116,14 @@ func (m *Manager) listAliases(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (m *Manager) setAlias(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) setAlias(w http.ResponseWriter, r *http.Request) error {
 	var b struct {
 		Name   string `json:"name"`
 		Alias  string `json:"alias"`
 		Target string `json:"target"`
 		Model  string `json:"model"`
 	}
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	if b.Name == "" {
@@ -77,24 +141,24 @@ func (m *Manager) setAlias(w http.ResponseWriter, r *http.Request) error {
 	if b.Target == b.Name {
 		return httpx.BadRequest("an alias cannot lead to itself")
 	}
-	s := m.snap.Load()
-	if a, ok := s.aliases[b.Name]; ok && a.Source == sourceConfig {
-		return readOnly("alias " + b.Name)
+	snap := s.state.Snapshot()
+	if a, ok := snap.Aliases[b.Name]; ok && a.Source == routing.SourceConfig {
+		return admin.ReadOnly("alias " + b.Name)
 	}
-	if _, ok := s.combos[b.Name]; ok {
+	if _, ok := snap.Combos[b.Name]; ok {
 		return httpx.Conflict("a combo is named %q; an alias would hide it", b.Name)
 	}
-	created, err := m.store.SetAlias(r.Context(), store.Alias{Name: b.Name, Target: b.Target})
+	created, err := s.store.SetAlias(r.Context(), store.Alias{Name: b.Name, Target: b.Target})
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	return m.change(w, r, status, func() any {
-		return aliasJSON{Name: b.Name, Target: b.Target, Source: sourceStored}
+	return admin.Change(w, r, s.state, status, func() any {
+		return aliasJSON{Name: b.Name, Target: b.Target, Source: routing.SourceStored}
 	}, err)
 }
 
-func (m *Manager) deleteAlias(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) deleteAlias(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	if name == "" {
 		name = r.URL.Query().Get("name")
@@ -105,10 +169,10 @@ func (m *Manager) deleteAlias(w http.ResponseWriter, r *http.Request) error {
 	if name == "" {
 		return httpx.BadRequest("name the alias: DELETE /api/models/alias/{name}")
 	}
-	if a, ok := m.snap.Load().aliases[name]; ok && a.Source == sourceConfig {
-		return readOnly("alias " + name)
+	if a, ok := s.state.Snapshot().Aliases[name]; ok && a.Source == routing.SourceConfig {
+		return admin.ReadOnly("alias " + name)
 	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteAlias(r.Context(), name))
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteAlias(r.Context(), name))
 }
 
 // ---- combos ----
@@ -120,7 +184,7 @@ type targetInput struct{ t store.Target }
 func (ti *targetInput) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
-		t, err := parseTarget(s)
+		t, err := routing.ParseTarget(s)
 		ti.t = t
 		return err
 	}
@@ -157,7 +221,7 @@ type comboBody struct {
 // problem.
 func decodeCombo(w http.ResponseWriter, r *http.Request) (comboBody, error) {
 	var b comboBody
-	body, err := httpx.ReadBody(w, r, maxBody)
+	body, err := httpx.ReadBody(w, r, admin.MaxBody)
 	if err != nil {
 		return b, err
 	}
@@ -176,7 +240,7 @@ func decodeCombo(w http.ResponseWriter, r *http.Request) (comboBody, error) {
 }
 
 // comboFrom validates strategy and targets against the current providers.
-func (m *Manager) comboFrom(name string, b comboBody, cur store.Combo) (store.Combo, error) {
+func (s *Service) comboFrom(name string, b comboBody, cur store.Combo) (store.Combo, error) {
 	c := cur
 	c.Name = name
 	if b.Strategy != "" {
@@ -200,9 +264,9 @@ func (m *Manager) comboFrom(name string, b comboBody, cur store.Combo) (store.Co
 	if len(c.Targets) > 100 {
 		return c, httpx.BadRequest("at most 100 targets per combo")
 	}
-	s := m.snap.Load()
+	snap := s.state.Snapshot()
 	for _, t := range c.Targets {
-		if s.byID[t.Provider] == nil {
+		if snap.ByID[t.Provider] == nil {
 			return c, httpx.BadRequest("target %s/%s names unknown provider %q", t.Provider, t.Model, t.Provider)
 		}
 	}
@@ -230,10 +294,10 @@ func toComboJSON(c store.Combo, source string) comboJSON {
 	return out
 }
 
-func (m *Manager) listCombos(w http.ResponseWriter, r *http.Request) error {
-	s := m.snap.Load()
+func (s *Service) listCombos(w http.ResponseWriter, r *http.Request) error {
+	snap := s.state.Snapshot()
 	out := []comboJSON{}
-	for _, c := range s.combos {
+	for _, c := range snap.Combos {
 		out = append(out, toComboJSON(c.Combo, c.Source))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -241,8 +305,8 @@ func (m *Manager) listCombos(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (m *Manager) getCombo(w http.ResponseWriter, r *http.Request) error {
-	c, ok := m.snap.Load().combos[r.PathValue("name")]
+func (s *Service) getCombo(w http.ResponseWriter, r *http.Request) error {
+	c, ok := s.state.Snapshot().Combos[r.PathValue("name")]
 	if !ok {
 		return httpx.NotFound("combo %q not found", r.PathValue("name"))
 	}
@@ -250,7 +314,7 @@ func (m *Manager) getCombo(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (m *Manager) createCombo(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) createCombo(w http.ResponseWriter, r *http.Request) error {
 	b, err := decodeCombo(w, r)
 	if err != nil {
 		return err
@@ -261,31 +325,31 @@ func (m *Manager) createCombo(w http.ResponseWriter, r *http.Request) error {
 	if strings.Contains(b.Name, "/") {
 		return httpx.BadRequest(`a combo name cannot contain "/" (it would read as provider/model)`)
 	}
-	s := m.snap.Load()
-	if c, ok := s.combos[b.Name]; ok {
-		if c.Source == sourceConfig {
+	snap := s.state.Snapshot()
+	if c, ok := snap.Combos[b.Name]; ok {
+		if c.Source == routing.SourceConfig {
 			return httpx.Conflict("combo %q is declared in the configuration file", b.Name)
 		}
 		return httpx.Conflict("combo %q already exists; PUT /api/combos/%s changes it", b.Name, b.Name)
 	}
-	if _, ok := s.aliases[b.Name]; ok {
+	if _, ok := snap.Aliases[b.Name]; ok {
 		return httpx.Conflict("an alias is named %q and would hide the combo", b.Name)
 	}
-	c, err := m.comboFrom(b.Name, b, store.Combo{})
+	c, err := s.comboFrom(b.Name, b, store.Combo{})
 	if err != nil {
 		return err
 	}
-	if err := m.store.CreateCombo(r.Context(), c); err != nil {
-		return storeError(err)
+	if err := s.store.CreateCombo(r.Context(), c); err != nil {
+		return admin.StoreError(err)
 	}
-	if err := m.reload(r.Context(), false); err != nil {
+	if err := s.state.Reload(r.Context()); err != nil {
 		return err
 	}
-	return m.writeCombo(w, c.Name, http.StatusCreated)
+	return s.writeCombo(w, c.Name, http.StatusCreated)
 }
 
-func (m *Manager) writeCombo(w http.ResponseWriter, name string, status int) error {
-	c, ok := m.snap.Load().combos[name]
+func (s *Service) writeCombo(w http.ResponseWriter, name string, status int) error {
+	c, ok := s.state.Snapshot().Combos[name]
 	if !ok {
 		return httpx.NotFound("combo %q not found", name)
 	}
@@ -293,14 +357,14 @@ func (m *Manager) writeCombo(w http.ResponseWriter, name string, status int) err
 	return nil
 }
 
-func (m *Manager) updateCombo(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) updateCombo(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	if c, ok := m.snap.Load().combos[name]; ok && c.Source == sourceConfig {
-		return readOnly("combo " + name)
+	if c, ok := s.state.Snapshot().Combos[name]; ok && c.Source == routing.SourceConfig {
+		return admin.ReadOnly("combo " + name)
 	}
-	cur, err := m.store.Combo(r.Context(), name)
+	cur, err := s.store.Combo(r.Context(), name)
 	if err != nil {
-		return storeError(err)
+		return admin.StoreError(err)
 	}
 	b, err := decodeCombo(w, r)
 	if err != nil {
@@ -309,27 +373,27 @@ func (m *Manager) updateCombo(w http.ResponseWriter, r *http.Request) error {
 	if b.Name != "" && b.Name != name {
 		return httpx.BadRequest("a combo's name cannot change (%q in the body, %q in the path)", b.Name, name)
 	}
-	c, err := m.comboFrom(name, b, cur)
+	c, err := s.comboFrom(name, b, cur)
 	if err != nil {
 		return err
 	}
-	if err := m.store.UpdateCombo(r.Context(), c); err != nil {
-		return storeError(err)
+	if err := s.store.UpdateCombo(r.Context(), c); err != nil {
+		return admin.StoreError(err)
 	}
-	if err := m.reload(r.Context(), false); err != nil {
+	if err := s.state.Reload(r.Context()); err != nil {
 		return err
 	}
-	return m.writeCombo(w, name, http.StatusOK)
+	return s.writeCombo(w, name, http.StatusOK)
 }
 
-func (m *Manager) deleteCombo(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) deleteCombo(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
-	s := m.snap.Load()
-	if c, ok := s.combos[name]; ok && c.Source == sourceConfig {
-		return readOnly("combo " + name)
+	snap := s.state.Snapshot()
+	if c, ok := snap.Combos[name]; ok && c.Source == routing.SourceConfig {
+		return admin.ReadOnly("combo " + name)
 	}
 	var users []string
-	for _, mp := range s.mappings {
+	for _, mp := range snap.Mappings {
 		if mp.Combo == name {
 			users = append(users, mp.ID+" ("+mp.Pattern+")")
 		}
@@ -337,7 +401,7 @@ func (m *Manager) deleteCombo(w http.ResponseWriter, r *http.Request) error {
 	if len(users) > 0 {
 		return httpx.Conflict("combo %q is used by mappings %s; delete or change them first", name, strings.Join(users, ", "))
 	}
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteCombo(r.Context(), name))
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteCombo(r.Context(), name))
 }
 
 // ---- model → combo mappings ----
@@ -365,7 +429,7 @@ type mappingBody struct {
 	Description *string `json:"description"`
 }
 
-func (m *Manager) applyMapping(b mappingBody, mp *store.Mapping) error {
+func (s *Service) applyMapping(b mappingBody, mp *store.Mapping) error {
 	if b.Combo == nil {
 		b.Combo = b.ComboID
 	}
@@ -384,13 +448,13 @@ func (m *Manager) applyMapping(b mappingBody, mp *store.Mapping) error {
 	if b.Description != nil {
 		mp.Description = *b.Description
 	}
-	if err := checkPattern(mp.Pattern, "pattern"); err != nil {
+	if err := admin.CheckPattern(mp.Pattern, "pattern"); err != nil {
 		return err
 	}
 	if mp.Combo == "" {
 		return httpx.BadRequest(`"combo" is required`)
 	}
-	if _, ok := m.snap.Load().combos[mp.Combo]; !ok {
+	if _, ok := s.state.Snapshot().Combos[mp.Combo]; !ok {
 		return httpx.BadRequest("combo %q does not exist", mp.Combo)
 	}
 	if len(mp.Description) > 500 {
@@ -399,60 +463,60 @@ func (m *Manager) applyMapping(b mappingBody, mp *store.Mapping) error {
 	return nil
 }
 
-func (m *Manager) listMappings(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) listMappings(w http.ResponseWriter, r *http.Request) error {
 	out := []mappingJSON{}
-	for _, mp := range m.snap.Load().mappings {
+	for _, mp := range s.state.Snapshot().Mappings {
 		out = append(out, toMappingJSON(mp))
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"mappings": out})
 	return nil
 }
 
-func (m *Manager) getMapping(w http.ResponseWriter, r *http.Request) error {
-	mp, err := m.store.Mapping(r.Context(), r.PathValue("id"))
+func (s *Service) getMapping(w http.ResponseWriter, r *http.Request) error {
+	mp, err := s.store.Mapping(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return storeError(err)
+		return admin.StoreError(err)
 	}
 	httpx.WriteJSON(w, http.StatusOK, toMappingJSON(mp))
 	return nil
 }
 
-func (m *Manager) createMapping(w http.ResponseWriter, r *http.Request) error {
+func (s *Service) createMapping(w http.ResponseWriter, r *http.Request) error {
 	var b mappingBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
 	mp := store.Mapping{Enabled: true}
-	if err := m.applyMapping(b, &mp); err != nil {
+	if err := s.applyMapping(b, &mp); err != nil {
 		return err
 	}
-	mp, err := m.store.CreateMapping(r.Context(), mp)
-	return m.change(w, r, http.StatusCreated, func() any { return toMappingJSON(mp) }, err)
+	mp, err := s.store.CreateMapping(r.Context(), mp)
+	return admin.Change(w, r, s.state, http.StatusCreated, func() any { return toMappingJSON(mp) }, err)
 }
 
-func (m *Manager) updateMapping(w http.ResponseWriter, r *http.Request) error {
-	mp, err := m.store.Mapping(r.Context(), r.PathValue("id"))
+func (s *Service) updateMapping(w http.ResponseWriter, r *http.Request) error {
+	mp, err := s.store.Mapping(r.Context(), r.PathValue("id"))
 	if err != nil {
-		return storeError(err)
+		return admin.StoreError(err)
 	}
 	var b mappingBody
-	if err := decode(w, r, &b); err != nil {
+	if err := admin.Decode(w, r, &b); err != nil {
 		return err
 	}
-	if err := m.applyMapping(b, &mp); err != nil {
+	if err := s.applyMapping(b, &mp); err != nil {
 		return err
 	}
-	return m.change(w, r, http.StatusOK, func() any { return toMappingJSON(mp) }, m.store.UpdateMapping(r.Context(), mp))
+	return admin.Change(w, r, s.state, http.StatusOK, func() any { return toMappingJSON(mp) }, s.store.UpdateMapping(r.Context(), mp))
 }
 
-func (m *Manager) deleteMapping(w http.ResponseWriter, r *http.Request) error {
-	return m.change(w, r, http.StatusNoContent, nil, m.store.DeleteMapping(r.Context(), r.PathValue("id")))
+func (s *Service) deleteMapping(w http.ResponseWriter, r *http.Request) error {
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteMapping(r.Context(), r.PathValue("id")))
 }
 
 // ---- catalog ----
 
-func (m *Manager) catalog(w http.ResponseWriter, r *http.Request) error {
-	s := m.snap.Load()
+func (s *Service) catalog(w http.ResponseWriter, r *http.Request) error {
+	snap := s.state.Snapshot()
 	type catModel struct {
 		ID     string `json:"id"`
 		Model  string `json:"model"`
@@ -472,18 +536,18 @@ func (m *Manager) catalog(w http.ResponseWriter, r *http.Request) error {
 		Aliases   []aliasJSON   `json:"aliases"`
 		Combos    []comboJSON   `json:"combos"`
 	}{Providers: []catProvider{}, Aliases: []aliasJSON{}, Combos: []comboJSON{}}
-	for _, p := range s.providers {
+	for _, p := range snap.Providers {
 		cp := catProvider{ID: p.ID, Type: p.Type, Source: p.Source, Enabled: p.Enabled, Models: []catModel{}}
-		for _, e := range s.providerModels(p) {
+		for _, e := range snap.ProviderModels(p) {
 			cp.Models = append(cp.Models, catModel{ID: p.ID + "/" + e.Model, Model: e.Model, Kind: e.Kind, Hidden: e.Hidden, Source: e.Source})
 		}
 		out.Providers = append(out.Providers, cp)
 	}
-	for name, a := range s.aliases {
+	for name, a := range snap.Aliases {
 		out.Aliases = append(out.Aliases, aliasJSON{Name: name, Target: a.Target, Source: a.Source})
 	}
 	sort.Slice(out.Aliases, func(i, j int) bool { return out.Aliases[i].Name < out.Aliases[j].Name })
-	for _, c := range s.combos {
+	for _, c := range snap.Combos {
 		out.Combos = append(out.Combos, toComboJSON(c.Combo, c.Source))
 	}
 	sort.Slice(out.Combos, func(i, j int) bool { return out.Combos[i].Name < out.Combos[j].Name })
