@@ -74,7 +74,7 @@ type Server struct {
 	keys   [][32]byte
 	mux    *httpx.Mux
 
-	pipeline pipeline.Stages
+	engine pipeline.Engine // idempotency → gates → cache → router
 
 	responses pipeline.ResponseStore // conversations behind stored Responses (responses.go)
 
@@ -89,8 +89,9 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: httpx.NewMux(AuthGatewayKey), pipeline: cfg.Pipeline,
-		idle: make(chan struct{}, 1)}
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: httpx.NewMux(AuthGatewayKey),
+		engine: pipeline.Engine{Router: r, Stages: cfg.Pipeline, Clock: clk, Log: log, ClientStatus: clientStatus, RequestID: httpx.RequestID},
+		idle:   make(chan struct{}, 1)}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}
