@@ -1,9 +1,11 @@
 // Package api is the HTTP transport of the OmniRoute gateway: the client
 // dialect endpoints (/v1/messages, /v1/chat/completions, …), each of which
 // decodes its wire format into the canonical model through its format
-// package, sends it through the router, and encodes the answer — or the
+// package, runs it through the request pipeline's engine (route/pipeline:
+// idempotency, gates, cache, router), and encodes the answer — or the
 // error — back in the same dialect, streaming or not. It also checks
-// gateway API keys and lists models. It holds no routing logic.
+// gateway API keys and lists models. It holds no routing or pipeline
+// logic.
 package api
 
 import (
