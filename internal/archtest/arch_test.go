@@ -109,7 +109,8 @@ func TestImportRules(t *testing.T) {
 }
 
 // The request pipeline's stages know the pipeline's contract, never the
-// HTTP transport or a client format; the contract itself imports neither.
+// HTTP transport or a client format; the pipeline itself (contract and
+// engine) imports neither, nor net/http.
 var (
 	pipelineStages = []string{"internal/route/limits", "internal/route/usage", "internal/route/cache",
 		"internal/route/resilience", "internal/route/conversations", "internal/route/pipeline"}
@@ -147,6 +148,51 @@ func TestPipelineStagesImportNoTransport(t *testing.T) {
 		if under(imp, "net/http") {
 			t.Errorf("internal/route/pipeline imports %s (%v): the pipeline imports no transport", imp, files)
 		}
+	}
+}
+
+// The pipeline's engine runs behind the HTTP transport, never inside it:
+// neither route/pipeline nor any package of ours it imports, directly or
+// not, is a transport (route/api, the management API, the assembly,
+// platform/httpx) or a client format, or imports net/http/httptest.
+// net/http itself comes in through route/llm and route/router (status
+// constants, the upstream exchange) but never into route/pipeline's own
+// files (TestPipelineStagesImportNoTransport).
+func TestPipelineEngineImportsNoTransport(t *testing.T) {
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	pkgs := loadPackages(t)
+	const root = "internal/route/pipeline"
+	via := map[string]string{root: ""} // package → the package that imports it
+	queue := []string{root}
+	for len(queue) > 0 {
+		dir := queue[0]
+		queue = queue[1:]
+		p := pkgs[filepath.FromSlash(dir)]
+		if p == nil {
+			t.Errorf("%s: package not found", dir)
+			continue
+		}
+		path := dir
+		for d := via[dir]; d != ""; d = via[d] {
+			path = d + " → " + path
+		}
+		for _, tr := range transports {
+			if under(dir, tr) {
+				t.Errorf("%s: %s is a transport or format package; the pipeline imports none", path, dir)
+			}
+		}
+		if files, ok := p.std["net/http/httptest"]; ok {
+			t.Errorf("%s imports net/http/httptest (%v): the pipeline imports no test transport", path, files)
+		}
+		for imp := range p.imports {
+			if _, seen := via[imp]; !seen {
+				via[imp] = dir
+				queue = append(queue, imp)
+			}
+		}
+	}
+	if len(via) < 3 {
+		t.Errorf("%s imports only %d packages of ours; the walk is broken", root, len(via)-1)
 	}
 }
 

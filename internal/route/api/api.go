@@ -1,9 +1,11 @@
 // Package api is the HTTP transport of the OmniRoute gateway: the client
 // dialect endpoints (/v1/messages, /v1/chat/completions, …), each of which
 // decodes its wire format into the canonical model through its format
-// package, sends it through the router, and encodes the answer — or the
+// package, runs it through the request pipeline's engine (route/pipeline:
+// idempotency, gates, cache, router), and encodes the answer — or the
 // error — back in the same dialect, streaming or not. It also checks
-// gateway API keys and lists models. It holds no routing logic.
+// gateway API keys and lists models. It holds no routing or pipeline
+// logic.
 package api
 
 import (
@@ -74,7 +76,7 @@ type Server struct {
 	keys   [][32]byte
 	mux    *httpx.Mux
 
-	pipeline pipeline.Stages
+	engine pipeline.Engine // idempotency → gates → cache → router
 
 	responses pipeline.ResponseStore // conversations behind stored Responses (responses.go)
 
@@ -89,8 +91,9 @@ func New(r *router.Router, models Models, cfg Config, clk clock.Clock, log *slog
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 32 << 20
 	}
-	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: httpx.NewMux(AuthGatewayKey), pipeline: cfg.Pipeline,
-		idle: make(chan struct{}, 1)}
+	s := &Server{router: r, models: models, clock: clk, log: log, cfg: cfg, mux: httpx.NewMux(AuthGatewayKey),
+		engine: pipeline.Engine{Router: r, Stages: cfg.Pipeline, Clock: clk, Log: log, ClientStatus: clientStatus, RequestID: httpx.RequestID},
+		idle:   make(chan struct{}, 1)}
 	for _, k := range cfg.APIKeys {
 		s.keys = append(s.keys, sha256.Sum256([]byte(k)))
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/formats/ollama"
 	"github.com/omniedge/omni/internal/route/llm"
-	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 )
 
@@ -226,15 +225,7 @@ func (s *Server) ollamaCard(ctx context.Context, model string) (ollama.ModelCard
 // permits asks the gates that hold key policies whether the caller's key
 // may use model.
 func (s *Server) permits(ctx context.Context, model string) error {
-	id := KeyIDFrom(ctx)
-	for _, g := range s.pipeline.Gates {
-		if p, ok := g.(pipeline.ModelPolicy); ok {
-			if err := p.Permits(ctx, id, model); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return s.engine.Permits(ctx, KeyIDFrom(ctx), model)
 }
 
 func (s *Server) ollamaEmbed(w http.ResponseWriter, r *http.Request) error {
@@ -287,6 +278,14 @@ func (s *Server) ollamaEmbeddings(w http.ResponseWriter, r *http.Request) error 
 	}
 	writeJSONBody(w, ollama.EncodeEmbeddingsResponse(res.Vectors[0]))
 	return nil
+}
+
+// truncated cuts s to at most n bytes, for messages.
+func truncated(s string, n int) string {
+	if len(s) > n {
+		return strings.ToValidUTF8(s[:n], "") + "…"
+	}
+	return s
 }
 
 func (s *Server) ollamaVersion(w http.ResponseWriter, r *http.Request) error {

@@ -1,16 +1,21 @@
-// Package pipeline is the contract of the gateway's request pipeline,
-// which every routed request (all five client dialects) passes through:
+// Package pipeline is the gateway's request pipeline, which every routed
+// request (all five client dialects) passes through:
 //
 //	idempotency → gates (key policies, limits, budgets, accounting) → cache → router
 //
-// It owns what the stages and the transport that runs them share: the
-// Call a gate admits and the Outcome it learns, the Gate, ModelPolicy,
-// Cache and Idempotency interfaces, and the ResponseStore behind stored
-// responses with its limits and in-memory default. Stages (route/limits,
-// route/usage, route/cache, route/resilience, route/conversations)
-// implement these and import this package, never the HTTP transport
-// (route/api) or a client format (route/formats/*); this package imports
-// neither.
+// It owns both its contract and its engine. The contract is what the
+// stages and the engine share: the Call a gate admits and the Outcome it
+// learns, the Gate, ModelPolicy, Cache and Idempotency interfaces, and
+// the ResponseStore behind stored responses with its limits and
+// in-memory default. The Engine runs a request through the stages and
+// the router (Execute, Embed, CountTokens): the transport (route/api)
+// describes the client's HTTP request in an Origin and encodes the
+// engine's Answer, or its error, in the client's dialect. Stages
+// (route/limits, route/usage, route/cache, route/resilience,
+// route/conversations) implement the interfaces and import this package,
+// never the HTTP transport (route/api) or a client format
+// (route/formats/*); this package imports no transport (net/http,
+// platform/httpx, route/api) and no format either.
 package pipeline
 
 import (
