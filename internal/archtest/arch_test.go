@@ -113,7 +113,7 @@ func TestImportRules(t *testing.T) {
 var (
 	pipelineStages = []string{"internal/route/limits", "internal/route/usage", "internal/route/cache",
 		"internal/route/resilience", "internal/route/conversations", "internal/route/pipeline"}
-	transports = []string{"internal/route/api", "internal/route/formats", "internal/route/app", "internal/route/manage",
+	transports = []string{"internal/route/api", "internal/route/formats", "internal/route/app", "internal/route/admin",
 		"internal/platform/httpx"}
 )
 
@@ -165,7 +165,7 @@ func TestMainIsTrivial(t *testing.T) {
 // helpers below are shared by the formats and import no format themselves;
 // formats/matrix pairs the formats in its tests only, so its non-test code
 // imports none. Every other directory under route/formats is a format.
-var formatHelpers = []string{"internal/route/formats/sse", "internal/route/formats/upstreamhttp", "internal/route/formats/formattest"}
+var formatHelpers = []string{"internal/route/formats/sse", "internal/route/formats/upstreamhttp", "internal/route/formats/adapter", "internal/route/formats/formattest"}
 
 func TestFormatsImportNoOtherFormat(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
@@ -288,6 +288,30 @@ func TestFeatureContractKnowsNoFeature(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("internal/route/feature imports %s (%v): the module contract imports only %v of ours", imp, files, featureImports)
+		}
+	}
+}
+
+// The management API is one package per resource under route/admin. They
+// share only route/admin itself (the browser checks, the session guard and
+// the helpers), never each other, and route/admin imports none of them;
+// admintest, which assembles the whole gateway for their tests, is
+// imported by tests only. The routing state they serve is the domain: it
+// imports no management package and no HTTP transport.
+func TestAdminPackagesImportNoOtherAdminPackage(t *testing.T) {
+	const adminDir = "internal/route/admin"
+	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
+	for dir, p := range loadPackages(t) {
+		dir = filepath.ToSlash(dir)
+		for imp, files := range p.imports {
+			switch {
+			case imp == adminDir+"/admintest":
+				t.Errorf("%s imports %s (%v): admintest is for tests only", dir, imp, files)
+			case under(dir, adminDir) && dir != adminDir+"/admintest" && under(imp, adminDir) && imp != adminDir && imp != dir:
+				t.Errorf("%s imports %s (%v): management packages share only %s", dir, imp, files, adminDir)
+			case dir == "internal/route/routing" && (under(imp, adminDir) || imp == "internal/platform/httpx" || under(imp, "internal/route/api")):
+				t.Errorf("%s imports %s (%v): the routing state imports no management package or HTTP transport", dir, imp, files)
+			}
 		}
 	}
 }

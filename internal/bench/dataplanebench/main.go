@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/platform/netns"
 )
 
 // Targets the figures are judged against.
@@ -189,7 +190,7 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 	}
 
 	if err := step("omni relayed", func() (result, error) {
-		if err := nftApply(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
+		if err := netns.NFT(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
 	chain blockfwd {
 		type filter hook forward priority filter; policy accept;
 		ip saddr %[1]s ip daddr %[2]s meta l4proto udp drop

@@ -4,14 +4,14 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/omniedge/omni/internal/platform/netns"
 )
 
 // The underlay, in documentation ranges only, inside namespaces this
@@ -43,22 +43,12 @@ type topology struct {
 
 // runCmd runs a short command, killed after 30 s, and returns its
 // combined output.
-func runCmd(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out), nil
-}
+func runCmd(ctx context.Context, args ...string) (string, error) { return netns.Cmd(ctx, args...) }
 
 // newTopology builds the underlay with namespace names carrying a random
 // tag. On error the namespaces made so far are removed.
 func newTopology(ctx context.Context) (tp *topology, err error) {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	tp = &topology{tag: hex.EncodeToString(b[:])}
+	tp = &topology{tag: netns.Tag()}
 	defer func() {
 		if err != nil {
 			tp.close()
@@ -69,28 +59,22 @@ func newTopology(ctx context.Context) (tp *topology, err error) {
 		dst  *string
 	}{{"wan", &tp.wan}, {"a", &tp.a}, {"b", &tp.b}} {
 		name := "omnibench-" + tp.tag + "-" + r.role
-		if _, err := runCmd(ctx, "ip", "netns", "add", name); err != nil {
+		if err := netns.Add(ctx, name); err != nil {
 			return nil, err
 		}
 		tp.namespaces = append(tp.namespaces, name)
 		*r.dst = name
-		if _, err := runCmd(ctx, "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
-			return nil, err
-		}
 	}
-	steps := [][]string{
-		{"ip", "-n", tp.wan, "addr", "add", nucleusIP + "/32", "dev", "lo"},
-		{"ip", "netns", "exec", tp.wan, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
-	}
-	for _, s := range steps {
-		if _, err := runCmd(ctx, s...); err != nil {
-			return nil, err
-		}
-	}
-	if err := veth(ctx, tp.wan, "toA", wanToA+"/30", tp.a, "wan", underA+"/30"); err != nil {
+	if _, err := runCmd(ctx, "ip", "-n", tp.wan, "addr", "add", nucleusIP+"/32", "dev", "lo"); err != nil {
 		return nil, err
 	}
-	if err := veth(ctx, tp.wan, "toB", wanToB+"/30", tp.b, "wan", underB+"/30"); err != nil {
+	if err := netns.Sysctl(ctx, tp.wan, "net.ipv4.ip_forward=1"); err != nil {
+		return nil, err
+	}
+	if err := netns.Veth(ctx, tp.wan, "toA", wanToA+"/30", tp.a, "wan", underA+"/30"); err != nil {
+		return nil, err
+	}
+	if err := netns.Veth(ctx, tp.wan, "toB", wanToB+"/30", tp.b, "wan", underB+"/30"); err != nil {
 		return nil, err
 	}
 	for _, r := range [][2]string{{tp.a, wanToA}, {tp.b, wanToB}} {
@@ -101,44 +85,15 @@ func newTopology(ctx context.Context) (tp *topology, err error) {
 	return tp, nil
 }
 
-// veth joins nsA (interface ifA) and nsB (ifB), sets both up and gives
-// them their addresses. The pair goes away with either namespace.
-func veth(ctx context.Context, nsA, ifA, addrA, nsB, ifB, addrB string) error {
-	if _, err := runCmd(ctx, "ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB); err != nil {
-		return err
-	}
-	for _, x := range [][3]string{{nsA, ifA, addrA}, {nsB, ifB, addrB}} {
-		if _, err := runCmd(ctx, "ip", "-n", x[0], "addr", "add", x[2], "dev", x[1], "nodad"); err != nil {
-			return err
-		}
-		if _, err := runCmd(ctx, "ip", "-n", x[0], "link", "set", x[1], "up"); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // close deletes the namespaces (and with them the veths), whatever the
 // context's state.
 func (tp *topology) close() {
 	for i := len(tp.namespaces) - 1; i >= 0; i-- {
-		if out, err := runCmd(context.Background(), "ip", "netns", "del", tp.namespaces[i]); err != nil {
-			fmt.Fprintf(os.Stderr, "dataplanebench: removing %s: %v %s\n", tp.namespaces[i], err, out)
+		if err := netns.Del(tp.namespaces[i]); err != nil {
+			fmt.Fprintf(os.Stderr, "dataplanebench: removing %s: %v\n", tp.namespaces[i], err)
 		}
 	}
 	tp.namespaces = nil
-}
-
-// nftApply loads an nft script into ns.
-func nftApply(ctx context.Context, ns, script string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft in %s: %v\n%s", ns, err, out)
-	}
-	return nil
 }
 
 // proc is a long-running child process started in a namespace.

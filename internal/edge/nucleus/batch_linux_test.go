@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 func listenLoopback(t *testing.T) *net.UDPConn {
@@ -121,12 +123,12 @@ func TestGSORefusedResends(t *testing.T) {
 	rx, tx := listenLoopback(t), listenLoopback(t)
 	w := newMmsgConn(tx, log).(*mmsgConn)
 	if w.maxSeg == 0 {
-		t.Skip("no UDP GSO")
+		testenv.Unavailable(t, "no UDP GSO")
 	}
 	rc, _ := tx.SyscallConn()
 	_ = rc.Control(func(fd uintptr) {
 		if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1); err != nil {
-			t.Skip(err)
+			testenv.Unavailable(t, "%v", err)
 		}
 	})
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -175,11 +177,11 @@ func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
 func TestDualStackSocket(t *testing.T) {
 	ds, err := net.ListenUDP("udp", &net.UDPAddr{})
 	if err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	defer ds.Close()
 	if ds.LocalAddr().(*net.UDPAddr).IP.To4() != nil {
-		t.Skip("no dual-stack socket")
+		testenv.Unavailable(t, "no dual-stack socket")
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c := newMmsgConn(ds, log).(*mmsgConn)
@@ -215,23 +217,23 @@ func TestDualStackSocket(t *testing.T) {
 func TestGSOBeyondMTU(t *testing.T) {
 	rx, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	defer rx.Close()
 	tx, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
 	if err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	defer tx.Close()
 	rc, _ := tx.SyscallConn()
 	_ = rc.Control(func(fd uintptr) {
 		if err := unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU, 1280); err != nil {
-			t.Skip(err)
+			testenv.Unavailable(t, "%v", err)
 		}
 	})
 	w := newMmsgConn(tx, slog.New(slog.NewTextHandler(io.Discard, nil))).(*mmsgConn)
 	if w.maxSeg == 0 {
-		t.Skip("no UDP GSO")
+		testenv.Unavailable(t, "no UDP GSO")
 	}
 	size := 1452 + RelayOverhead + 40 // above the 1280-byte path MTU set below
 	to := rx.LocalAddr().(*net.UDPAddr).AddrPort()

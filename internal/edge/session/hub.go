@@ -119,3 +119,19 @@ func notify(w chan struct{}) {
 	default:
 	}
 }
+
+// listening reports whether key has a waiter on a confirmed
+// subscription: a message published from now on reaches it (for tests).
+func (h *hub) listening(key string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.waiters[key] == nil || h.cur == nil {
+		return false
+	}
+	select {
+	case <-h.cur.ready:
+		return h.cur.err == nil
+	default:
+		return false
+	}
+}

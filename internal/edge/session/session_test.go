@@ -329,7 +329,9 @@ func TestRedisCrossInstance(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitAsync(r2, "x")
-	time.Sleep(100 * time.Millisecond) // r2 is now blocked on its subscription
+	// Complete once r2's waiter has joined the confirmed subscription, so
+	// only Pub/Sub (not the first take, not the fallback poll) can wake it.
+	testenv.Eventually(t, "r2 waiting on its subscription", func() bool { return r2.hub.listening("x") })
 	start := time.Now()
 	if err := r1.Complete(ctx, "x", tokens); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/omniedge/omni/internal/edge/wgkey"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // pkt is a WireGuard-looking datagram of n bytes (n ≥ 8) numbered i.
@@ -358,7 +359,7 @@ func TestLoopbackBatch(t *testing.T) {
 			}
 			defer tx.Close()
 			if tx.gsoDirect.Load() != maxSegmentSize || tx.gsoRelay.Load() != maxSegmentSize {
-				t.Skip("no UDP_SEGMENT on this kernel")
+				testenv.Unavailable(t, "no UDP_SEGMENT on this kernel")
 			}
 			var key wgkey.Key
 			key[0] = 7

@@ -19,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/testenv"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/routetest"
 )
@@ -73,7 +74,7 @@ func lanIP(t *testing.T) string {
 			return n.IP.String()
 		}
 	}
-	t.Skip("this host has no non-loopback IPv4 address to play a LAN client from")
+	testenv.Unavailable(t, "this host has no non-loopback IPv4 address to play a LAN client from")
 	return ""
 }
 

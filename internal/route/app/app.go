@@ -1,9 +1,10 @@
 // Package app assembles the OmniRoute gateway from configuration and one
 // explicit list of feature modules (modules.go; route/feature): the
-// provider registry from the provider formats, the routing table
-// (config-declared providers, one connection per API key, aliases and
-// combos, plus what the management API stored), the router, the pipeline
-// stages, the HTTP API and the management API.
+// provider registry from the wire formats' provider types, the routing
+// state and table (config-declared providers, one connection per API
+// key, aliases and combos, plus what the management API stored), the
+// router, the pipeline stages, the HTTP API and the management API, one
+// package per resource.
 package app
 
 import (
@@ -24,19 +25,19 @@ import (
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
-	"github.com/omniedge/omni/internal/route/manage"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
+	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
 // App is an assembled gateway.
 type App struct {
-	Table   *router.Table
-	Router  *router.Router
-	API     *api.Server     // the /v1 gateway alone
-	Manager *manage.Manager // routing state; serves /api/ when it has a store
+	Table  *router.Table
+	Router *router.Router
+	API    *api.Server    // the /v1 gateway alone
+	State  *routing.State // the live routing state (providers, aliases, combos, keys, prices)
 	// Resilience holds provider breakers, connection cooldowns, model
 	// lockouts and the request queue; the router consults it.
 	Resilience *resilience.Tracker
@@ -48,7 +49,8 @@ type App struct {
 }
 
 // Registry returns a registry with every provider type this build ships:
-// those the provider formats of the module list bring.
+// those the wire formats of the module list bring (each format package
+// registers the types it builds adapters for).
 func Registry() *provider.Registry { return registry(modules()) }
 
 // Deps are what Open needs beyond the configuration.
@@ -125,7 +127,7 @@ func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, 
 	}
 	a := &App{Table: router.NewTable(), settle: d.SettleTimeout, log: d.Log}
 	a.Router = router.New(a.Table, d.Clock)
-	var st manage.Store
+	var st *store.Store // nil: configuration only, no management API
 	if d.DB != nil {
 		if len(d.MasterKey) < 32 {
 			return nil, errors.New("route: a 32-byte master key is required with a database")
@@ -136,13 +138,17 @@ func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, 
 		}
 		st = s
 	}
-	w := &wiring{cfg: cfg, d: d, st: st, app: a, registry: registry(parts)}
+	guard, err := newGuard(cfg, d, st)
+	if err != nil {
+		return nil, err
+	}
+	w := &wiring{cfg: cfg, d: d, st: st, app: a, registry: registry(parts), guard: guard}
 	mods, err := w.build(ctx, parts)
 	if err != nil {
 		return nil, err
 	}
-	if a.Manager == nil || a.API == nil {
-		return nil, errors.New("route: the module list has no manager or no gateway")
+	if a.State == nil || a.API == nil {
+		return nil, errors.New("route: the module list has no routing state or no gateway")
 	}
 	if err := migrate(ctx, d.DB, mods); err != nil {
 		return nil, err
@@ -151,7 +157,7 @@ func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, 
 	// list what it serves (Routes; docs/route-endpoints.md is made from it).
 	mux := httpx.NewMux("")
 	a.mux = mux
-	a.features = register(mux, mods, a.Manager, st != nil)
+	a.features = register(mux, mods, guard, st != nil)
 	a.handler = mux
 	return a, nil
 }
@@ -169,7 +175,7 @@ func (a *App) Routes() []httpx.Route { return a.mux.Routes() }
 func (a *App) Features() []Feature { return append([]Feature(nil), a.features...) }
 
 // Run runs every module's background loop until ctx ends: among them the
-// manager's, which keeps the routing table in step with changes made
+// routing state's, which keeps the routing table in step with changes made
 // through other replicas and records gateway key use, and whose return
 // Run waits for. Then it waits (at most Deps.SettleTimeout) for the
 // requests still being handled to settle, and stops the settling loops,
@@ -227,7 +233,7 @@ func (a *App) Run(ctx context.Context) error {
 // Models implements api.Models: the current list, which follows changes
 // made through the management API.
 func (a *App) Models() []api.ModelInfo {
-	ms := a.Manager.Models()
+	ms := a.State.Models()
 	out := make([]api.ModelInfo, len(ms))
 	for i, m := range ms {
 		out[i] = api.ModelInfo{ID: m.ID, OwnedBy: m.OwnedBy, Kind: m.Kind}

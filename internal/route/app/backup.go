@@ -10,13 +10,14 @@ import (
 
 // backupModule builds the database backup service (route/backup) over
 // the gateway's database; backups are kept in <data dir>/backups and a
-// restore reloads the manager's state. Without a store: no module.
+// restore reloads the routing state (and prepares the dashboard login).
+// Without a store: no module.
 func backupModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if w.st == nil {
 		return feature.Module{}, nil
 	}
 	s, err := backup.New(backup.Options{DB: w.d.DB, Dir: filepath.Join(w.cfg.DataDir, "backups"), Settings: w.st,
-		Reload: w.app.Manager, Clock: w.d.Clock, Log: w.d.Log})
+		Reload: reloader{account: w.account, state: w.state}, Clock: w.d.Clock, Log: w.d.Log})
 	if err != nil {
 		return feature.Module{}, err
 	}

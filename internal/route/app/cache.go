@@ -5,7 +5,6 @@ import (
 
 	"github.com/omniedge/omni/internal/route/cache"
 	"github.com/omniedge/omni/internal/route/feature"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
 // cacheModule builds the response cache and idempotency: their shared
@@ -16,8 +15,8 @@ func cacheModule(_ context.Context, w *wiring) (feature.Module, error) {
 	var tier cache.Tier
 	if d.Redis != nil {
 		tier = cache.NewRedisTier(d.Redis, d.RedisPrefix)
-	} else if s, ok := w.st.(*store.Store); ok {
-		tier = s
+	} else if w.st != nil {
+		tier = w.st
 	}
 	h := &cache.Handler{
 		Cache: cache.New(cache.Options{Tier: tier, Clock: d.Clock, Log: d.Log}),

@@ -6,7 +6,6 @@ import (
 	"github.com/omniedge/omni/internal/route/conversations"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/pipeline"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
 // conversationsModule builds the store of Responses conversations
@@ -21,8 +20,8 @@ func conversationsModule(_ context.Context, w *wiring) (feature.Module, error) {
 	var rs pipeline.ResponseStore
 	if d.Redis != nil {
 		rs = conversations.NewRedis(d.Redis, d.RedisPrefix, lim, d.Clock)
-	} else if s, ok := w.st.(*store.Store); ok {
-		rs = conversations.NewSQL(s, lim, d.Clock)
+	} else if w.st != nil {
+		rs = conversations.NewSQL(w.st, lim, d.Clock)
 	} else {
 		rs = pipeline.NewMemoryResponseStore(lim, d.Clock)
 	}

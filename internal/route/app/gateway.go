@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/feature"
@@ -13,16 +14,18 @@ import (
 // Its Settle waits for the requests in flight when the gateway stops.
 func gatewayModule(_ context.Context, w *wiring) (feature.Module, error) {
 	cfg, a := w.cfg, w.app
-	mgr := a.Manager
 	keys := make([]string, len(cfg.Route.APIKeys))
 	for i, k := range cfg.Route.APIKeys {
 		keys[i] = k.Reveal()
 	}
 	// Requests without a key: from anywhere only when the operator said
 	// so, else from the gateway host itself.
-	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgr.FromGatewayHost, APIKeys: keys}
+	if w.state == nil {
+		return feature.Module{}, errors.New("route: the gateway module comes after the routing state")
+	}
+	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: w.guard.FromGatewayHost, APIKeys: keys}
 	if w.st != nil {
-		acfg.Keys = mgr.Keys()
+		acfg.Keys = w.state.Keys()
 	}
 	acfg.Pipeline = w.pipeline()
 	a.API = api.New(a.Router, a, acfg, w.d.Clock, w.d.Log)

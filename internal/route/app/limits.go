@@ -12,16 +12,15 @@ import (
 // memory; settled spend persisted to the route store. Without a store
 // there are no stored keys, so nothing to enforce: no module.
 func limitsModule(_ context.Context, w *wiring) (feature.Module, error) {
-	ls, ok := w.st.(limits.Store)
-	if w.st == nil || !ok {
+	if w.st == nil {
 		return feature.Module{}, nil
 	}
 	var counters limits.Counters
 	if w.d.Redis != nil {
 		counters = limits.NewRedis(w.d.Redis, w.d.RedisPrefix)
 	}
-	mgr := w.app.Manager
-	g := limits.New(limits.Options{Keys: mgr.Keys(), Pricer: mgr, Resolver: w.app.Table, Store: ls, Counters: counters,
-		Refresh: mgr.Refresh, Clock: w.d.Clock, Log: w.d.Log})
+	state := w.state
+	g := limits.New(limits.Options{Keys: state.Keys(), Pricer: state, Resolver: w.app.Table, Store: w.st, Counters: counters,
+		Refresh: state.Reload, Clock: w.d.Clock, Log: w.d.Log})
 	return g.Module(), nil
 }

@@ -10,26 +10,43 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
+	"github.com/omniedge/omni/internal/route/admin"
+	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/feature"
-	"github.com/omniedge/omni/internal/route/manage"
+	"github.com/omniedge/omni/internal/route/formats/anthropic"
+	"github.com/omniedge/omni/internal/route/formats/gemini"
+	"github.com/omniedge/omni/internal/route/formats/ollama"
+	"github.com/omniedge/omni/internal/route/formats/openai"
+	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/routing"
+	"github.com/omniedge/omni/internal/route/store"
 )
 
 // modules is the gateway, one feature module each (route/feature), in
-// the order they are built: a module may use what one above it built.
-// The provider formats need nothing and come first; the gateway comes
-// last and runs the stages the modules above it installed, the gates in
-// their declared order (usage records, then limits enforce). A new
-// feature is a module added here.
+// the order they are built: a module may use what one above it built,
+// and their Init run in this order. The provider formats need nothing
+// and come first (each format package declares its module); the account
+// comes before the routing state so that, as a restore does, the first
+// start's password is in place before the state loads; the management
+// resources serve the routing state; the gateway comes last and runs the
+// stages the modules above it installed, the gates in their declared
+// order (usage records, then limits enforce). A new feature is a module
+// added here.
 func modules() []part {
 	return []part{
-		static(anthropicFormat()),  // provider type anthropic (formats/anthropic)
-		static(openAIFormat()),     // openai, openai-compatible (formats/openai)
-		static(responsesFormat()),  // openai-responses (formats/responses)
-		static(geminiFormat()),     // gemini (formats/gemini)
-		static(ollamaFormat()),     // ollama (formats/ollama)
-		built(manageModule),        // routing state and the management API (route/manage)
+		static(anthropic.Module()), // provider type anthropic (formats/anthropic)
+		static(openai.Module()),    // openai, openai-compatible (formats/openai)
+		static(responses.Module()), // openai-responses (formats/responses)
+		static(gemini.Module()),    // gemini (formats/gemini)
+		static(ollama.Module()),    // ollama (formats/ollama)
+		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
+		built(routingModule),       // the live routing state (route/routing)
+		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
+		built(providersModule),     // providers, their credentials and models (route/admin/providers)
+		built(modelsModule),        // aliases, combos, mappings, catalog (route/admin/models)
+		built(pricingModule),       // the price table (route/admin/pricing)
 		built(backupModule),        // backups, export, import (route/backup)
 		built(resilienceModule),    // breakers, cooldowns, lockouts, queue (route/resilience)
 		built(cacheModule),         // response cache, idempotency (route/cache)
@@ -59,9 +76,14 @@ func built(b func(ctx context.Context, w *wiring) (feature.Module, error)) part 
 type wiring struct {
 	cfg      *config.Config
 	d        Deps
-	st       manage.Store // nil without a database
+	st       *store.Store // nil without a database
 	app      *App
 	registry *provider.Registry
+	guard    *admin.Guard // the management routes' checks (route/admin)
+
+	// What the modules built so far made that later ones use.
+	state   *routing.State     // the routing state module's
+	account *adminauth.Account // the auth module's; nil without a store
 
 	// The stages installed so far.
 	gates       []feature.Stage
@@ -210,11 +232,11 @@ func migrate(ctx context.Context, db *sqldb.DB, mods []feature.Module) error {
 // register registers every module's routes on mux in the modules' order,
 // the management routes (behind the dashboard login) only when the
 // gateway serves the management API.
-func register(mux *httpx.Mux, mods []feature.Module, mgr *manage.Manager, admin bool) []Feature {
+func register(mux *httpx.Mux, mods []feature.Module, guard *admin.Guard, serveAdmin bool) []Feature {
 	guards := feature.Admin{
-		Guarded: feature.Registrar(mgr.Guarded(mux)),
+		Guarded: feature.Registrar(guard.Guarded(mux)),
 		Upload: func(types ...string) feature.Registrar {
-			return mgr.GuardedUpload(mux, types...)
+			return guard.GuardedUpload(mux, types...)
 		},
 	}
 	out := make([]Feature, len(mods))
@@ -223,7 +245,7 @@ func register(mux *httpx.Mux, mods []feature.Module, mgr *manage.Manager, admin 
 		if m.Routes != nil {
 			m.Routes(mux)
 		}
-		if m.Admin != nil && admin {
+		if m.Admin != nil && serveAdmin {
 			m.Admin(guards)
 		}
 		out[i] = Feature{Module: m, Served: mux.Routes()[before:]}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/resilience"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
 // resilienceModule builds the provider breakers, connection cooldowns,
@@ -16,8 +15,8 @@ func resilienceModule(ctx context.Context, w *wiring) (feature.Module, error) {
 	d, rt := w.d, w.app.Router
 	o := resilience.Options{Clock: d.Clock, Redis: d.Redis, Prefix: d.RedisPrefix, Log: d.Log,
 		Connections: func(provider string) int { return len(rt.Connections(provider)) }}
-	if s, ok := w.st.(*store.Store); ok {
-		o.Store = s
+	if w.st != nil {
+		o.Store = w.st
 	}
 	t, err := resilience.New(ctx, o)
 	if err != nil {

@@ -14,8 +14,8 @@ import (
 // usageModule builds the usage recorder (route/usage) over the route
 // store; without one: no module.
 func usageModule(_ context.Context, w *wiring) (feature.Module, error) {
-	s, ok := w.st.(*store.Store)
-	if !ok {
+	s := w.st
+	if s == nil {
 		return feature.Module{}, nil
 	}
 	cfg, d, table, tr := w.cfg, w.d, w.app.Table, w.app.Resilience
@@ -27,7 +27,7 @@ func usageModule(_ context.Context, w *wiring) (feature.Module, error) {
 		kinds[n] = true
 	}
 	r := usage.New(usage.Options{
-		Store: s, Pricer: w.app.Manager, Registerer: d.Metrics, CatalogCount: len(kinds),
+		Store: s, Pricer: w.state, Registerer: d.Metrics, CatalogCount: len(kinds),
 		Providers: func(ctx context.Context) ([]usage.ProviderStatus, error) {
 			return configuredProviders(ctx, cfg, s, table)
 		},

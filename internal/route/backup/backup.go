@@ -63,7 +63,7 @@ type Settings interface {
 }
 
 // Reloader makes the gateway read its state again after a restore (the
-// route Manager).
+// routing state and the dashboard login's first-start checks).
 type Reloader interface {
 	Load(ctx context.Context) error
 }

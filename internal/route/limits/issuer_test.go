@@ -128,11 +128,11 @@ func TestRegisteredKeyIssuingIsBounded(t *testing.T) {
 		t.Fatalf("a third live key for an issuer of two: %d %s", r.Status, r.Body)
 	}
 	id1 := k1.Object(t)["id"].(string)
-	if _, ok := e.app.Manager.Keys().Key(id1); !ok {
+	if _, ok := e.app.State.Keys().Key(id1); !ok {
 		t.Fatal("a live registered key is not in memory")
 	}
 	e.want(http.StatusOK, "DELETE", reg+"/"+id1, nil, bearer(issuer)...)
-	if _, ok := e.app.Manager.Keys().Key(id1); ok {
+	if _, ok := e.app.State.Keys().Key(id1); ok {
 		t.Fatal("a revoked registered key is still kept in memory")
 	}
 	e.want(http.StatusUnauthorized, "POST", "/v1/chat/completions", chat("a/m"), bearer(k1.Object(t)["key"].(string))...)

@@ -24,7 +24,7 @@ const (
 	maxRetentionDays = 3650
 )
 
-// Register adds the usage endpoints; add is Manager.Guarded(mux), so they
+// Register adds the usage endpoints; add is admin.Guard.Guarded(mux), so they
 // sit behind the management login.
 func (r *Recorder) Register(add func(pattern string, h httpx.HandlerFunc)) {
 	add("GET /api/usage/history", r.history)

@@ -40,7 +40,7 @@ type Store interface {
 	SetSetting(ctx context.Context, key, value string) error
 }
 
-// Pricer prices usage (manage.Manager).
+// Pricer prices usage (the routing state, route/routing).
 type Pricer interface {
 	Cost(provider, model string, u llm.Usage) (usd float64, ok bool)
 }

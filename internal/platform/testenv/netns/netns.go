@@ -1,25 +1,22 @@
 // Package netns is what root tests share to build underlays out of Linux
 // network namespaces: the capability check (root, the tools, a TUN device;
-// a skip becomes a failure under OMNI_TEST_STRICT=1), short commands with a
-// timeout, namespaces removed when the test ends, veth links, sysctls,
-// nftables scripts and ping.
+// a skip becomes a failure under OMNI_TEST_STRICT=1), and platform/netns's
+// commands bound to a test (a failure fails it, namespaces are removed
+// when it ends).
 package netns
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
-	"strings"
 	"testing"
-	"time"
 
+	pnetns "github.com/omniedge/omni/internal/platform/netns"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // CommandTimeout bounds every command Run and RunErr start.
-const CommandTimeout = 30 * time.Second
+const CommandTimeout = pnetns.CommandTimeout
 
 // Require skips t (fails it in strict mode) unless it runs as root with ip
 // and the given tools installed and a TUN device available.
@@ -41,7 +38,7 @@ func Run(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := RunErr(args...)
 	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Fatal(err)
 	}
 	return out
 }
@@ -49,25 +46,20 @@ func Run(t testing.TB, args ...string) string {
 // RunErr runs a short command, killed after CommandTimeout, and returns its
 // combined output.
 func RunErr(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	return string(out), err
+	return pnetns.Cmd(context.Background(), args...)
 }
 
 // Tag returns a random tag that keeps one run's namespace names apart from
 // another's.
-func Tag() string {
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+func Tag() string { return pnetns.Tag() }
 
 // New creates the network namespace name with lo up, deleted when t ends.
 func New(t testing.TB, name string) string {
 	t.Helper()
-	Run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { _, _ = RunErr("ip", "netns", "del", name) })
+	if _, err := pnetns.Cmd(context.Background(), "ip", "netns", "add", name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pnetns.Del(name) })
 	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	return name
 }
@@ -76,40 +68,29 @@ func New(t testing.TB, name string) string {
 // given space-separated addresses (no duplicate address detection).
 func Veth(t testing.TB, nsA, ifA, addrA, nsB, ifB, addrB string) {
 	t.Helper()
-	Run(t, "ip", "link", "add", ifA, "netns", nsA, "type", "veth", "peer", "name", ifB, "netns", nsB)
-	for _, x := range [][3]string{{nsA, ifA, addrA}, {nsB, ifB, addrB}} {
-		Run(t, "ip", "-n", x[0], "link", "set", x[1], "up")
-		for _, a := range strings.Fields(x[2]) {
-			Run(t, "ip", "-n", x[0], "addr", "add", a, "dev", x[1], "nodad")
-		}
+	if err := pnetns.Veth(context.Background(), nsA, ifA, addrA, nsB, ifB, addrB); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // Sysctl sets kv ("key=value") in ns.
 func Sysctl(t testing.TB, ns, kv string) {
 	t.Helper()
-	Run(t, "ip", "netns", "exec", ns, "sysctl", "-q", "-w", kv)
+	if err := pnetns.Sysctl(context.Background(), ns, kv); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // NFT loads an nft script into ns.
 func NFT(t testing.TB, ns, script string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), CommandTimeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", ns, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("nft in %s: %v\n%s\n%s", ns, err, out, script)
+	if err := pnetns.NFT(context.Background(), ns, script); err != nil {
+		t.Fatal(err)
 	}
 }
 
 // PingOK pings dst from ns until one reply, at most tries times (about one
 // second each).
 func PingOK(ns, dst string, tries int) bool {
-	for range tries {
-		if _, err := RunErr("ip", "netns", "exec", ns, "ping", "-n", "-c", "1", "-W", "1", dst); err == nil {
-			return true
-		}
-	}
-	return false
+	return pnetns.PingOK(context.Background(), ns, dst, tries)
 }

@@ -1,15 +1,14 @@
 package anthropic
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/adapter"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -68,43 +67,79 @@ func (c *Client) options(ctx context.Context) EncodeOptions {
 	return o
 }
 
-// do sends one request; a non-2xx answer is decoded into *llm.Error.
-func (c *Client) do(ctx context.Context, method, path string, body []byte, stream bool) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	if stream {
-		ctx = upstreamhttp.Streamed(ctx)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path), rd)
+// Chat sends req non-streamed to POST /v1/messages as model.
+func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	return adapter.Chat(ctx, c, req, model)
+}
+
+// Stream sends req streamed to POST /v1/messages as model. Errors before
+// the stream starts are returned; later ones (an error event, a cut
+// connection) arrive as an EventError. An upstream that answers a stream
+// request with a JSON message is replayed as a stream.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	return adapter.Stream(ctx, c, req, model)
+}
+
+// Conn names the connection (adapter.Format).
+func (c *Client) Conn() adapter.Conn {
+	return adapter.Conn{HTTP: c.HTTP, Provider: c.provider(), DecodeError: DecodeError}
+}
+
+// NewRequest encodes req for POST /v1/messages (adapter.Format).
+func (c *Client) NewRequest(ctx context.Context, req *llm.Request, model string, stream bool) (*http.Request, error) {
+	r := *req
+	r.Stream = stream
+	body, err := EncodeRequest(&r, model, c.options(ctx))
 	if err != nil {
-		return nil, upstreamhttp.Unreachable(c.provider(), err)
+		return nil, err
+	}
+	return c.newRequest(ctx, http.MethodPost, "/v1/messages", body, stream)
+}
+
+// DecodeAnswer decodes a whole message (adapter.Format): an error object
+// is the upstream's answer, anything else it could not use unreadable.
+func (c *Client) DecodeAnswer(_ *llm.Request, b []byte) (*llm.Response, error) {
+	r, answered, err := decodeResponse(b)
+	if le, ok := err.(*llm.Error); ok {
+		if answered {
+			return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
+		}
+		return nil, upstreamhttp.Unreadable(c.provider(), le)
+	}
+	return r, err
+}
+
+// DecodeStream reads an event stream (adapter.Format).
+func (c *Client) DecodeStream(_ *llm.Request, body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, c.provider())
+}
+
+// Replay replays a whole message answering a stream request
+// (adapter.Replayer).
+func (c *Client) Replay(req *llm.Request, b []byte) (llm.Stream, error) {
+	return adapter.Replay(c.DecodeAnswer(req, b))
+}
+
+// newRequest builds one request: anthropic-version (which the
+// connection's headers may replace), the connection's headers, the
+// client's anthropic-beta flags (WithBeta) merged into theirs, and the
+// key, which they cannot replace.
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte, stream bool) (*http.Request, error) {
+	req, err := adapter.NewRequest(ctx, c.provider(), method, c.url(path), body, adapter.Accept(stream))
+	if err != nil {
+		return nil, err
 	}
 	version := c.Version
 	if version == "" {
 		version = DefaultVersion
 	}
 	req.Header.Set("anthropic-version", version)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if stream {
-		req.Header.Set("Accept", "text/event-stream")
-	} else {
-		req.Header.Set("Accept", "application/json")
-	}
-	for k, v := range c.Headers {
-		req.Header.Set(k, v)
-	}
+	adapter.SetHeaders(req.Header, c.Headers)
 	if beta := betaFromContext(ctx); beta != "" {
 		req.Header.Set("anthropic-beta", mergeFlags(req.Header.Get("anthropic-beta"), beta))
 	}
-	req.Header.Del("x-api-key")
-	if c.APIKey != "" {
-		req.Header.Set("x-api-key", c.APIKey)
-	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
+	adapter.SetKey(req.Header, "x-api-key", "", c.APIKey)
+	return req, nil
 }
 
 // mergeFlags joins comma-separated flag lists, dropping duplicates.
@@ -122,69 +157,6 @@ func mergeFlags(lists ...string) string {
 	return strings.Join(out, ",")
 }
 
-func (c *Client) readBody(resp *http.Response) ([]byte, error) {
-	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
-}
-
-func (c *Client) decodeResponse(b []byte) (*llm.Response, error) {
-	r, answered, err := decodeResponse(b)
-	if le, ok := err.(*llm.Error); ok {
-		if answered {
-			return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
-		}
-		return nil, upstreamhttp.Unreadable(c.provider(), le)
-	}
-	return r, err
-}
-
-// Chat sends req non-streamed to POST /v1/messages as model.
-func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
-	r := *req
-	r.Stream = false
-	body, err := EncodeRequest(&r, model, c.options(ctx))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/messages", body, false)
-	if err != nil {
-		return nil, err
-	}
-	b, err := c.readBody(resp)
-	if err != nil {
-		return nil, err
-	}
-	return c.decodeResponse(b)
-}
-
-// Stream sends req streamed to POST /v1/messages as model. Errors before
-// the stream starts are returned; later ones (an error event, a cut
-// connection) arrive as an EventError. An upstream that answers a stream
-// request with a JSON message is replayed as a stream.
-func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
-	r := *req
-	r.Stream = true
-	body, err := EncodeRequest(&r, model, c.options(ctx))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/messages", body, true)
-	if err != nil {
-		return nil, err
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
-		b, err := c.readBody(resp)
-		if err != nil {
-			return nil, err
-		}
-		full, err := c.decodeResponse(b)
-		if err != nil {
-			return nil, err
-		}
-		return &llm.SliceStream{Events: llm.Events(full)}, nil
-	}
-	return newStreamDecoder(resp.Body, c.provider()), nil
-}
-
 // CountTokens asks POST /v1/messages/count_tokens how many input tokens
 // req has for model (the router's TokenCounter). An answer without
 // input_tokens is malformed: it is not a count of 0.
@@ -193,11 +165,11 @@ func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string
 	if err != nil {
 		return 0, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/messages/count_tokens", body, false)
+	hreq, err := c.newRequest(ctx, http.MethodPost, "/v1/messages/count_tokens", body, false)
 	if err != nil {
 		return 0, err
 	}
-	b, err := c.readBody(resp)
+	b, err := adapter.Do(c.Conn(), hreq)
 	if err != nil {
 		return 0, err
 	}
@@ -225,11 +197,11 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		if after != "" {
 			q.Set("after_id", after)
 		}
-		resp, err := c.do(ctx, http.MethodGet, "/v1/models?"+q.Encode(), nil, false)
+		req, err := c.newRequest(ctx, http.MethodGet, "/v1/models?"+q.Encode(), nil, false)
 		if err != nil {
 			return nil, err
 		}
-		b, err := c.readBody(resp)
+		b, err := adapter.Do(c.Conn(), req)
 		if err != nil {
 			return nil, err
 		}
@@ -247,4 +219,24 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		after = list.LastID
 	}
 	return ids, nil
+}
+
+// OutputBound is the max_tokens Client sends for r: the request's own,
+// else Options.DefaultMaxTokens (DefaultMaxTokens when 0), raised by the
+// thinking budget when that is not below it. Anthropic bills thinking as
+// output within max_tokens, so nothing is billed beyond it.
+func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
+	b := llm.OutputBound{Tokens: c.Options.DefaultMaxTokens, Default: true}
+	if b.Tokens <= 0 {
+		b.Tokens = DefaultMaxTokens
+	}
+	if r.MaxTokens != nil && *r.MaxTokens > 0 {
+		b.Tokens, b.Default = *r.MaxTokens, false
+	}
+	if reasoningEnabled(r.Reasoning) {
+		if budget := thinkingBudget(r.Reasoning); budget >= b.Tokens {
+			b.Tokens += budget
+		}
+	}
+	return b
 }

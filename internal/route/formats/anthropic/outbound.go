@@ -140,26 +140,6 @@ func thinkingBudget(rs *llm.Reasoning) int {
 	return max(budget, MinThinkingBudget)
 }
 
-// OutputBound is the max_tokens Client sends for r: the request's own,
-// else Options.DefaultMaxTokens (DefaultMaxTokens when 0), raised by the
-// thinking budget when that is not below it. Anthropic bills thinking as
-// output within max_tokens, so nothing is billed beyond it.
-func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
-	b := llm.OutputBound{Tokens: c.Options.DefaultMaxTokens, Default: true}
-	if b.Tokens <= 0 {
-		b.Tokens = DefaultMaxTokens
-	}
-	if r.MaxTokens != nil && *r.MaxTokens > 0 {
-		b.Tokens, b.Default = *r.MaxTokens, false
-	}
-	if reasoningEnabled(r.Reasoning) {
-		if budget := thinkingBudget(r.Reasoning); budget >= b.Tokens {
-			b.Tokens += budget
-		}
-	}
-	return b
-}
-
 func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, error) {
 	if model == "" {
 		model = r.Model

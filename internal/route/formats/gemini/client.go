@@ -1,17 +1,16 @@
 package gemini
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/adapter"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -39,17 +38,6 @@ type Client struct {
 	Options EncodeOptions
 	// Provider names the upstream in errors; empty means "gemini".
 	Provider string
-}
-
-// WithNative marks ctx as carrying a request from a Gemini-dialect
-// client (see EncodeOptions.Native).
-func WithNative(ctx context.Context) context.Context {
-	return llm.WithDialect(ctx, llm.DialectGemini)
-}
-
-// IsNative reports whether ctx was marked with WithNative.
-func IsNative(ctx context.Context) bool {
-	return llm.DialectOf(ctx) == llm.DialectGemini
 }
 
 func (c *Client) options(ctx context.Context) EncodeOptions {
@@ -101,31 +89,16 @@ func (c *Client) url(path string) string {
 	return base + path
 }
 
-// do sends one request; a non-2xx answer is decoded into *llm.Error.
-func (c *Client) do(ctx context.Context, method, path string, body []byte) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := upstreamhttp.NewRequest(ctx, method, c.url(path), rd, c.provider())
+// newRequest builds one request: the connection's headers, then the
+// key, which they cannot replace.
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	req, err := adapter.NewRequest(ctx, c.provider(), method, c.url(path), body, "")
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for k, v := range c.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Del("x-goog-api-key")
-	if c.APIKey != "" {
-		req.Header.Set("x-goog-api-key", c.APIKey)
-	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
-}
-
-func (c *Client) read(resp *http.Response) ([]byte, error) {
-	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
+	adapter.SetHeaders(req.Header, c.Headers)
+	adapter.SetKey(req.Header, "x-goog-api-key", "", c.APIKey)
+	return req, nil
 }
 
 // tag names the provider in an error of a 2xx answer: an error object or
@@ -140,6 +113,24 @@ func (c *Client) tag(err error) error {
 
 // Chat sends req to POST {base}/models/{model}:generateContent.
 func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	return adapter.Chat(ctx, c, req, model)
+}
+
+// Stream sends req to POST {base}/models/{model}:streamGenerateContent?alt=sse.
+// An upstream that answers with JSON (one response or an array) is
+// replayed as a stream.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	return adapter.Stream(ctx, c, req, model)
+}
+
+// Conn names the connection (adapter.Format).
+func (c *Client) Conn() adapter.Conn {
+	return adapter.Conn{HTTP: c.HTTP, Provider: c.provider(), DecodeError: DecodeError}
+}
+
+// NewRequest encodes req for the model's :generateContent, or
+// :streamGenerateContent?alt=sse (adapter.Format).
+func (c *Client) NewRequest(ctx context.Context, req *llm.Request, model string, stream bool) (*http.Request, error) {
 	body, err := EncodeRequest(req, c.options(ctx))
 	if err != nil {
 		return nil, err
@@ -148,14 +139,14 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, path+":generateContent", body)
-	if err != nil {
-		return nil, err
+	if stream {
+		return c.newRequest(ctx, http.MethodPost, path+":streamGenerateContent?alt=sse", body)
 	}
-	b, err := c.read(resp)
-	if err != nil {
-		return nil, err
-	}
+	return c.newRequest(ctx, http.MethodPost, path+":generateContent", body)
+}
+
+// DecodeAnswer decodes a whole answer (adapter.Format).
+func (c *Client) DecodeAnswer(_ *llm.Request, b []byte) (*llm.Response, error) {
 	r, err := DecodeResponse(b)
 	if err != nil {
 		return nil, c.tag(err)
@@ -163,34 +154,19 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 	return r, nil
 }
 
-// Stream sends req to POST {base}/models/{model}:streamGenerateContent?alt=sse.
-// An upstream that answers with JSON (one response or an array) is
-// replayed as a stream.
-func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
-	body, err := EncodeRequest(req, c.options(ctx))
+// DecodeStream reads a server-sent event stream (adapter.Format).
+func (c *Client) DecodeStream(_ *llm.Request, body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, c.provider())
+}
+
+// Replay replays JSON answering a stream request, one response or an
+// array of them (adapter.Replayer).
+func (c *Client) Replay(_ *llm.Request, b []byte) (llm.Stream, error) {
+	s, err := replayChunks(b, c.provider())
 	if err != nil {
-		return nil, err
+		return nil, c.tag(err)
 	}
-	path, err := c.modelPath(model)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(upstreamhttp.Streamed(ctx), http.MethodPost, path+":streamGenerateContent?alt=sse", body)
-	if err != nil {
-		return nil, err
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
-		b, err := c.read(resp)
-		if err != nil {
-			return nil, err
-		}
-		s, err := replayChunks(b, c.provider())
-		if err != nil {
-			return nil, c.tag(err)
-		}
-		return s, nil
-	}
-	return newStreamDecoder(resp.Body, c.provider()), nil
+	return s, nil
 }
 
 // Embed implements router.Embedder with :batchEmbedContents. Gemini
@@ -214,11 +190,11 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 		return nil, llm.Usage{}, err
 	}
 	// Vectors as JSON numbers may be larger than a chat answer.
-	resp, err := c.do(upstreamhttp.LargeAnswer(ctx), http.MethodPost, path+":batchEmbedContents", body)
+	hreq, err := c.newRequest(upstreamhttp.LargeAnswer(ctx), http.MethodPost, path+":batchEmbedContents", body)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	b, err := c.read(resp)
+	b, err := adapter.Do(c.Conn(), hreq)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
@@ -243,11 +219,11 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		if token != "" {
 			q.Set("pageToken", token)
 		}
-		resp, err := c.do(ctx, http.MethodGet, "/models?"+q.Encode(), nil)
+		req, err := c.newRequest(ctx, http.MethodGet, "/models?"+q.Encode(), nil)
 		if err != nil {
 			return nil, err
 		}
-		b, err := c.read(resp)
+		b, err := adapter.Do(c.Conn(), req)
 		if err != nil {
 			return nil, err
 		}
@@ -264,4 +240,52 @@ func (c *Client) Models(ctx context.Context) ([]string, error) {
 		token = list.NextPageToken
 	}
 	return ids, nil
+}
+
+// CountTokens asks POST {base}/models/{model}:countTokens how many input
+// tokens req has for model (the router's TokenCounter).
+func (c *Client) CountTokens(ctx context.Context, req *llm.Request, model string) (int, error) {
+	path, err := c.modelPath(model)
+	if err != nil {
+		return 0, err
+	}
+	body, err := encodeCountTokens(req, strings.TrimPrefix(path, "/"), c.options(ctx))
+	if err != nil {
+		return 0, err
+	}
+	hreq, err := c.newRequest(ctx, http.MethodPost, path+":countTokens", body)
+	if err != nil {
+		return 0, err
+	}
+	b, err := adapter.Do(c.Conn(), hreq)
+	if err != nil {
+		return 0, err
+	}
+	var out struct {
+		TotalTokens *int `json:"totalTokens"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || out.TotalTokens == nil || *out.TotalTokens < 0 {
+		return 0, c.tag(upstreamError("malformed countTokens answer"))
+	}
+	return *out.TotalTokens, nil
+}
+
+// OutputBound is what Client lets a Gemini upstream bill for r:
+// maxOutputTokens when the request names it, and beyond it the thinking
+// budget sent (thinking tokens are billed as output and not counted in
+// maxOutputTokens).
+func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
+	var b llm.OutputBound
+	if r.MaxTokens != nil && *r.MaxTokens > 0 {
+		b.Tokens = *r.MaxTokens
+	}
+	if rs := r.Reasoning; rs != nil && rs.Enabled {
+		switch {
+		case rs.BudgetTokens > 0:
+			b.Extra = rs.BudgetTokens
+		case rs.Effort != "":
+			b.Extra = effortBudget(rs.Effort)
+		}
+	}
+	return b
 }

@@ -2,6 +2,7 @@ package gemini
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -36,26 +37,6 @@ func effortBudget(effort string) int {
 		return 24576
 	}
 	return 4096
-}
-
-// OutputBound is what Client lets a Gemini upstream bill for r:
-// maxOutputTokens when the request names it, and beyond it the thinking
-// budget sent (thinking tokens are billed as output and not counted in
-// maxOutputTokens).
-func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
-	var b llm.OutputBound
-	if r.MaxTokens != nil && *r.MaxTokens > 0 {
-		b.Tokens = *r.MaxTokens
-	}
-	if rs := r.Reasoning; rs != nil && rs.Enabled {
-		switch {
-		case rs.BudgetTokens > 0:
-			b.Extra = rs.BudgetTokens
-		case rs.Effort != "":
-			b.Extra = effortBudget(rs.Effort)
-		}
-	}
-	return b
 }
 
 // EncodeRequest renders a canonical request for a Gemini upstream; the
@@ -485,4 +466,33 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 		}
 	}
 	return e
+}
+
+// WithNative marks ctx as carrying a request from a Gemini-dialect
+// client (see EncodeOptions.Native).
+func WithNative(ctx context.Context) context.Context {
+	return llm.WithDialect(ctx, llm.DialectGemini)
+}
+
+// IsNative reports whether ctx was marked with WithNative.
+func IsNative(ctx context.Context) bool {
+	return llm.DialectOf(ctx) == llm.DialectGemini
+}
+
+// encodeCountTokens writes the body of :countTokens for the model
+// resource name (models/…): {contents} when the request is only turns,
+// else {generateContentRequest} with the model, the system instruction
+// and the tools, which count too. Generation settings add no input and
+// are left out, as are fields the canonical model does not carry.
+func encodeCountTokens(r *llm.Request, model string, opts EncodeOptions) ([]byte, error) {
+	w, err := wireRequest(r, opts)
+	if err != nil {
+		return nil, err
+	}
+	w.GenerationConfig = nil
+	if w.SystemInstruction == nil && len(w.Tools) == 0 {
+		return json.Marshal(CountTokensRequest{Contents: w.Contents})
+	}
+	w.Model = model
+	return json.Marshal(CountTokensRequest{GenerateContentRequest: w})
 }

@@ -52,7 +52,7 @@ func sortedFormats() []format {
 	return out
 }
 
-func load[T any](t *testing.T, name string) *T {
+func load[T any](t testing.TB, name string) *T {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {

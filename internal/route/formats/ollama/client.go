@@ -1,15 +1,14 @@
 package ollama
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/adapter"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -71,50 +70,54 @@ func (c *Client) tag(err error) error {
 	return err
 }
 
-// do sends one request; a non-2xx answer is decoded into *llm.Error.
-func (c *Client) do(ctx context.Context, method, path string, body []byte, accept string) (*http.Response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := upstreamhttp.NewRequest(ctx, method, c.url(path), rd, c.provider())
+// newRequest builds one request: the connection's headers, then the
+// key as a Bearer token, which they cannot replace.
+func (c *Client) newRequest(ctx context.Context, method, path string, body []byte, accept string) (*http.Request, error) {
+	req, err := adapter.NewRequest(ctx, c.provider(), method, c.url(path), body, accept)
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", accept)
-	for k, v := range c.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Del("Authorization")
-	if c.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
-}
-
-func (c *Client) read(resp *http.Response) ([]byte, error) {
-	return upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
+	adapter.SetHeaders(req.Header, c.Headers)
+	adapter.SetKey(req.Header, "Authorization", "Bearer ", c.APIKey)
+	return req, nil
 }
 
 // Chat sends req non-streamed to POST /api/chat as model.
 func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm.Response, error) {
+	return adapter.Chat(ctx, c, req, model)
+}
+
+// Stream sends req streamed to POST /api/chat as model. Errors before the
+// stream starts are returned; later ones arrive as an EventError. One
+// (possibly pretty-printed) JSON object instead of NDJSON is replayed as
+// a stream.
+func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
+	return adapter.Stream(ctx, c, req, model)
+}
+
+// Conn names the connection (adapter.Format).
+func (c *Client) Conn() adapter.Conn {
+	return adapter.Conn{HTTP: c.HTTP, Provider: c.provider(), DecodeError: DecodeError}
+}
+
+// NewRequest encodes req for POST /api/chat (adapter.Format).
+func (c *Client) NewRequest(ctx context.Context, req *llm.Request, model string, stream bool) (*http.Request, error) {
 	r := *req
-	r.Stream = false
+	r.Stream = stream
 	body, err := EncodeRequest(&r, model, c.options(ctx))
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.do(ctx, http.MethodPost, "/api/chat", body, "application/json")
-	if err != nil {
-		return nil, err
+	accept := "application/json"
+	if stream {
+		accept = "application/x-ndjson"
 	}
-	b, err := c.read(resp)
-	if err != nil {
-		return nil, err
-	}
+	return c.newRequest(ctx, http.MethodPost, "/api/chat", body, accept)
+}
+
+// DecodeAnswer decodes a whole chat answer to req, minting the tool-call
+// ids req's own calls do not take (adapter.Format).
+func (c *Client) DecodeAnswer(req *llm.Request, b []byte) (*llm.Response, error) {
 	out, err := decodeResponse(b, requestMinter(req))
 	if err != nil {
 		return nil, c.tag(err)
@@ -122,32 +125,14 @@ func (c *Client) Chat(ctx context.Context, req *llm.Request, model string) (*llm
 	return out, nil
 }
 
-// Stream sends req streamed to POST /api/chat as model. Errors before the
-// stream starts are returned; later ones arrive as an EventError.
-func (c *Client) Stream(ctx context.Context, req *llm.Request, model string) (llm.Stream, error) {
-	r := *req
-	r.Stream = true
-	body, err := EncodeRequest(&r, model, c.options(ctx))
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.do(upstreamhttp.Streamed(ctx), http.MethodPost, "/api/chat", body, "application/x-ndjson")
-	if err != nil {
-		return nil, err
-	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
-		// One (possibly pretty-printed) object instead of NDJSON.
-		b, err := c.read(resp)
-		if err != nil {
-			return nil, err
-		}
-		full, err := decodeResponse(b, requestMinter(req))
-		if err != nil {
-			return nil, c.tag(err)
-		}
-		return &llm.SliceStream{Events: llm.Events(full)}, nil
-	}
-	return newStreamDecoder(resp.Body, requestMinter(req), c.provider()), nil
+// DecodeStream reads an NDJSON stream (adapter.Format).
+func (c *Client) DecodeStream(req *llm.Request, body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, requestMinter(req), c.provider())
+}
+
+// Replay replays one JSON answer to a stream request (adapter.Replayer).
+func (c *Client) Replay(req *llm.Request, b []byte) (llm.Stream, error) {
+	return adapter.Replay(c.DecodeAnswer(req, b))
 }
 
 // Embed implements router.Embedder through POST /api/embed.
@@ -158,11 +143,11 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 		return nil, llm.Usage{}, err
 	}
 	// Vectors as JSON numbers may be larger than a chat answer.
-	resp, err := c.do(upstreamhttp.LargeAnswer(ctx), http.MethodPost, "/api/embed", body, "application/json")
+	req, err := c.newRequest(upstreamhttp.LargeAnswer(ctx), http.MethodPost, "/api/embed", body, "application/json")
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
-	raw, err := c.read(resp)
+	raw, err := adapter.Do(c.Conn(), req)
 	if err != nil {
 		return nil, llm.Usage{}, err
 	}
@@ -175,11 +160,11 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 
 // Models lists the upstream's models (GET /api/tags).
 func (c *Client) Models(ctx context.Context) ([]string, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/api/tags", nil, "application/json")
+	req, err := c.newRequest(ctx, http.MethodGet, "/api/tags", nil, "application/json")
 	if err != nil {
 		return nil, err
 	}
-	b, err := c.read(resp)
+	b, err := adapter.Do(c.Conn(), req)
 	if err != nil {
 		return nil, err
 	}

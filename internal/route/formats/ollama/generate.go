@@ -198,33 +198,6 @@ func EncodePS(cards []ModelCard) []byte {
 	return b
 }
 
-// DecodeEmbeddingsRequest validates a client's legacy /api/embeddings
-// body.
-func DecodeEmbeddingsRequest(body []byte) (*EmbeddingsRequest, error) {
-	var req EmbeddingsRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, invalid("request body is not a valid Ollama embeddings request: %v", err)
-	}
-	if req.Model == "" {
-		return nil, invalid("model: required")
-	}
-	if err := llm.CheckModel("model", req.Model); err != nil {
-		return nil, err
-	}
-	return &req, nil
-}
-
-// EncodeEmbeddingsResponse renders one vector as an /api/embeddings
-// answer (an empty one for an empty prompt, as Ollama answers).
-func EncodeEmbeddingsResponse(vector []float32) []byte {
-	out := EmbeddingsResponse{Embedding: make([]float64, len(vector))}
-	for i, v := range vector {
-		out.Embedding[i] = float64(v)
-	}
-	b, _ := json.Marshal(out)
-	return b
-}
-
 // DecodeShowRequest validates a client's /api/show body and returns the
 // model it names.
 func DecodeShowRequest(body []byte) (string, error) {

@@ -1,7 +1,3 @@
-// Package openai is the OpenAI Chat Completions wire format: the inbound
-// dialect (client JSON ↔ canonical) and the outbound adapter (canonical ↔
-// an OpenAI or OpenAI-compatible upstream over HTTP). Every translation
-// goes through route/llm.
 package openai
 
 import "encoding/json"
@@ -169,4 +165,35 @@ type ErrorDetail struct {
 	Type    string  `json:"type"`
 	Param   *string `json:"param"`
 	Code    *string `json:"code"`
+}
+
+// EmbeddingRequest is the body of POST /v1/embeddings.
+type EmbeddingRequest struct {
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat string          `json:"encoding_format,omitempty"`
+	Dimensions     int             `json:"dimensions,omitempty"`
+	User           string          `json:"user,omitempty"`
+}
+
+// EmbeddingResponse is the answer; Embedding is a float array or, with
+// encoding_format base64, little-endian float32 bytes in base64.
+type EmbeddingResponse struct {
+	Object string          `json:"object"`
+	Data   []EmbeddingData `json:"data"`
+	Model  string          `json:"model"`
+	Usage  EmbeddingUsage  `json:"usage"`
+}
+
+// EmbeddingData is one vector.
+type EmbeddingData struct {
+	Object    string `json:"object"`
+	Index     int    `json:"index"`
+	Embedding any    `json:"embedding"`
+}
+
+// EmbeddingUsage counts input tokens.
+type EmbeddingUsage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
 }

@@ -1,12 +1,12 @@
 package responses
 
 import (
-	"bytes"
 	"context"
-	"mime"
+	"io"
 	"net/http"
 	"strings"
 
+	"github.com/omniedge/omni/internal/route/formats/adapter"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -34,18 +34,6 @@ type Client struct {
 	Provider string
 }
 
-// WithNative marks ctx as carrying a request from a Responses client, so
-// its Extra fields (built-in tools, include, truncation, …) reach a
-// Responses upstream.
-func WithNative(ctx context.Context) context.Context {
-	return llm.WithDialect(ctx, llm.DialectResponses)
-}
-
-// IsNative reports whether ctx was marked by WithNative.
-func IsNative(ctx context.Context) bool {
-	return llm.DialectOf(ctx) == llm.DialectResponses
-}
-
 func (c *Client) provider() string {
 	if c.Provider != "" {
 		return c.Provider
@@ -61,61 +49,9 @@ func (c *Client) url() string {
 	return base + "/responses"
 }
 
-func (c *Client) post(ctx context.Context, body []byte, stream bool) (*http.Response, error) {
-	if stream {
-		ctx = upstreamhttp.Streamed(ctx)
-	}
-	req, err := upstreamhttp.NewRequest(ctx, http.MethodPost, c.url(), bytes.NewReader(body), c.provider())
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if stream {
-		req.Header.Set("Accept", "text/event-stream")
-	} else {
-		req.Header.Set("Accept", "application/json")
-	}
-	for k, v := range c.Headers {
-		req.Header.Set(k, v)
-	}
-	req.Header.Del("Authorization")
-	if c.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+c.APIKey)
-	}
-	return upstreamhttp.Send(c.HTTP, req, c.provider(), DecodeError)
-}
-
-func (c *Client) encode(ctx context.Context, r *llm.Request, model string, stream bool) ([]byte, error) {
-	rr := *r
-	rr.Stream = stream
-	return EncodeRequest(&rr, model, EncodeOptions{Native: IsNative(ctx)})
-}
-
-func (c *Client) readResponse(resp *http.Response) (*llm.Response, error) {
-	b, err := upstreamhttp.ReadBody(c.HTTP, resp, c.provider())
-	if err != nil {
-		return nil, err
-	}
-	r, err := DecodeResponse(b)
-	if le, ok := err.(*llm.Error); ok {
-		// A failed response (its error, answered) or an unreadable one
-		// (labelled so where it was found).
-		return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
-	}
-	return r, err
-}
-
 // Chat sends req non-streamed as model.
 func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.Response, error) {
-	body, err := c.encode(ctx, r, model, false)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.post(ctx, body, false)
-	if err != nil {
-		return nil, err
-	}
-	return c.readResponse(resp)
+	return adapter.Chat(ctx, c, r, model)
 }
 
 // Stream sends req streamed as model. Errors before the stream starts are
@@ -123,20 +59,51 @@ func (c *Client) Chat(ctx context.Context, r *llm.Request, model string) (*llm.R
 // connection) arrive as an EventError. An upstream that answers a stream
 // request with a JSON response object is replayed as a stream.
 func (c *Client) Stream(ctx context.Context, r *llm.Request, model string) (llm.Stream, error) {
-	body, err := c.encode(ctx, r, model, true)
+	return adapter.Stream(ctx, c, r, model)
+}
+
+// Conn names the connection (adapter.Format).
+func (c *Client) Conn() adapter.Conn {
+	return adapter.Conn{HTTP: c.HTTP, Provider: c.provider(), DecodeError: DecodeError}
+}
+
+// NewRequest encodes r for POST {base}/responses (adapter.Format): the
+// connection's headers, then the key as a Bearer token, which they cannot
+// replace.
+func (c *Client) NewRequest(ctx context.Context, r *llm.Request, model string, stream bool) (*http.Request, error) {
+	rr := *r
+	rr.Stream = stream
+	body, err := EncodeRequest(&rr, model, EncodeOptions{Native: IsNative(ctx)})
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.post(ctx, body, true)
+	req, err := adapter.NewRequest(ctx, c.provider(), http.MethodPost, c.url(), body, adapter.Accept(stream))
 	if err != nil {
 		return nil, err
 	}
-	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "application/json" {
-		full, err := c.readResponse(resp)
-		if err != nil {
-			return nil, err
-		}
-		return &llm.SliceStream{Events: llm.Events(full)}, nil
+	adapter.SetHeaders(req.Header, c.Headers)
+	adapter.SetKey(req.Header, "Authorization", "Bearer ", c.APIKey)
+	return req, nil
+}
+
+// DecodeAnswer decodes a whole response object (adapter.Format): a failed
+// response (its error, answered) or an unreadable one (labelled so where
+// it was found) is the upstream's answer.
+func (c *Client) DecodeAnswer(_ *llm.Request, b []byte) (*llm.Response, error) {
+	r, err := DecodeResponse(b)
+	if le, ok := err.(*llm.Error); ok {
+		return nil, upstreamhttp.Answered(c.provider(), le.Status, le)
 	}
-	return newStreamDecoder(resp.Body, c.provider()), nil
+	return r, err
+}
+
+// DecodeStream reads an event stream (adapter.Format).
+func (c *Client) DecodeStream(_ *llm.Request, body io.ReadCloser) llm.Stream {
+	return newStreamDecoder(body, c.provider())
+}
+
+// Replay replays a whole response object answering a stream request
+// (adapter.Replayer).
+func (c *Client) Replay(r *llm.Request, b []byte) (llm.Stream, error) {
+	return adapter.Replay(c.DecodeAnswer(r, b))
 }

@@ -1,6 +1,7 @@
 package responses
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -439,4 +440,16 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 		e.RetryAfter = time.Duration(s) * time.Second
 	}
 	return e
+}
+
+// WithNative marks ctx as carrying a request from a Responses client, so
+// its Extra fields (built-in tools, include, truncation, …) reach a
+// Responses upstream.
+func WithNative(ctx context.Context) context.Context {
+	return llm.WithDialect(ctx, llm.DialectResponses)
+}
+
+// IsNative reports whether ctx was marked by WithNative.
+func IsNative(ctx context.Context) bool {
+	return llm.DialectOf(ctx) == llm.DialectResponses
 }

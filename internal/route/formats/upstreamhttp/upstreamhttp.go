@@ -3,7 +3,8 @@
 // and non-2xx answers into errors, never following redirects, and
 // (Bounded) the limits every upstream answer is read under: body size,
 // stream line length, idle time. Building the request (URL, headers,
-// credentials) stays with each format.
+// credentials) stays with each format; formats/adapter is the flow of a
+// whole call over this exchange.
 package upstreamhttp
 
 import (

@@ -1,0 +1,11 @@
+package models_test
+
+import "github.com/omniedge/omni/internal/route/admin/admintest"
+
+// What the tests share (route/admin/admintest), under short names.
+var (
+	newEnv      = admintest.NewEnv
+	newUpstream = admintest.NewUpstream
+	chat        = admintest.Chat
+	contains    = admintest.Contains
+)

@@ -1,0 +1,137 @@
+package models_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/omniedge/omni/internal/platform/config"
+)
+
+func TestAliasesCombosMappings(t *testing.T) {
+	bad, good := newUpstream(t, "bad"), newUpstream(t, "good")
+	bad.SetStatus(http.StatusInternalServerError)
+	e := newEnv(t, nil)
+	e.Login()
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "first", "type": "openai", "base_url": bad.URL, "api_key": "sk-first-000000"})
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "second", "type": "openai-compatible", "base_url": good.URL, "api_key": "sk-second-00000"})
+
+	// A priority combo falls back from the failing provider to the other.
+	r := e.Want(http.StatusCreated, "POST", "/api/combos", map[string]any{"name": "team", "strategy": "priority", "targets": []any{"first/m1", map[string]any{"provider": "second", "model": "m2"}}})
+	if v := r.Object(t); v["strategy"] != "priority" || len(v["targets"].([]any)) != 2 {
+		t.Fatalf("combo = %s", r.Body)
+	}
+	e.WantError(http.StatusConflict, "POST", "/api/combos", map[string]any{"name": "team", "targets": []string{"first/m1"}})
+	if got := e.ChatText("team"); got != "hi from good" {
+		t.Fatalf("combo answered %q", got)
+	}
+	if _, models := bad.Calls(); len(models) == 0 || models[0] != "m1" {
+		t.Fatalf("first target was not tried: %v", models)
+	}
+	if _, models := good.Calls(); len(models) != 1 || models[0] != "m2" {
+		t.Fatalf("fallback target saw %v", models)
+	}
+
+	// Aliases lead to combos or models.
+	e.Want(http.StatusCreated, "POST", "/api/models/alias", map[string]string{"alias": "smart", "model": "team"})
+	e.Want(http.StatusOK, "POST", "/api/models/alias", map[string]string{"name": "smart", "target": "second/m3"})
+	if got := e.ChatText("smart"); got != "hi from good" {
+		t.Fatalf("alias answered %q", got)
+	}
+	if al := e.Want(http.StatusOK, "GET", "/api/models/alias", nil); !strings.Contains(string(al.Body), `"target":"second/m3"`) {
+		t.Fatalf("aliases = %s", al.Body)
+	}
+	if ids := e.ModelIDs(); !contains(ids, "smart") || !contains(ids, "team") {
+		t.Fatalf("/v1/models = %v", ids)
+	}
+	e.Want(http.StatusNoContent, "DELETE", "/api/models/alias/smart", nil)
+	e.WantError(http.StatusNotFound, "DELETE", "/api/models/alias?name=smart", nil)
+	e.WantError(http.StatusNotFound, "POST", "/v1/chat/completions", chat("smart"))
+
+	// Glob mappings send unknown model names to a combo.
+	e.WantError(http.StatusNotFound, "POST", "/v1/chat/completions", chat("gpt-5-turbo"))
+	e.WantError(http.StatusBadRequest, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-[", "combo": "team"})
+	e.WantError(http.StatusBadRequest, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "combo": "nope"})
+	mr := e.Want(http.StatusCreated, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "comboId": "team", "priority": 1}).Object(t)
+	id, _ := mr["id"].(string)
+	if id == "" || mr["enabled"] != true {
+		t.Fatalf("mapping = %v", mr)
+	}
+	if got := e.ChatText("gpt-5-turbo"); got != "hi from good" {
+		t.Fatalf("mapped model answered %q", got)
+	}
+	e.Want(http.StatusOK, "GET", "/api/model-combo-mappings/"+id, nil)
+	e.Want(http.StatusOK, "PUT", "/api/model-combo-mappings/"+id, map[string]any{"pattern": "claude-*"})
+	e.WantError(http.StatusNotFound, "POST", "/v1/chat/completions", chat("gpt-5-turbo"))
+	e.ChatText("claude-anything")
+	e.WantError(http.StatusBadRequest, "PUT", "/api/model-combo-mappings/"+id, map[string]any{"pattern": "[x"})
+	e.WantError(http.StatusNotFound, "PUT", "/api/model-combo-mappings/map_nope", map[string]any{"pattern": "x"})
+
+	// A combo in use by a mapping cannot go.
+	e.WantError(http.StatusConflict, "DELETE", "/api/combos/team", nil)
+	e.Want(http.StatusNoContent, "DELETE", "/api/model-combo-mappings/"+id, nil)
+	e.WantError(http.StatusNotFound, "DELETE", "/api/model-combo-mappings/"+id, nil)
+
+	// PUT changes the strategy and targets in place.
+	up := e.Want(http.StatusOK, "PUT", "/api/combos/team", map[string]any{"strategy": "weighted", "targets": []string{"second/m2*3", "first/m1"}}).Object(t)
+	if up["strategy"] != "weighted" || up["targets"].([]any)[0].(map[string]any)["weight"] != 3.0 {
+		t.Fatalf("updated combo = %v", up)
+	}
+	e.Want(http.StatusNoContent, "DELETE", "/api/combos/team", nil)
+	e.WantError(http.StatusNotFound, "GET", "/api/combos/team", nil)
+	e.WantError(http.StatusNotFound, "POST", "/v1/chat/completions", chat("team"))
+}
+
+func TestConfigAliasesAndCombosAreReadOnly(t *testing.T) {
+	up := newUpstream(t, "cfg")
+	e := newEnv(t, func(c *config.Config) {
+		c.Route.Providers = []config.RouteProvider{{ID: "declared", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"sk-config-secret-4321"}, Models: []string{"gpt-4o"}}}
+		c.Route.Aliases = map[string]string{"cfg-alias": "declared/gpt-4o"}
+		c.Route.Combos = []config.RouteCombo{{Name: "cfg-combo", Targets: []string{"declared/gpt-4o"}}}
+	})
+	e.Login()
+	e.WantError(http.StatusConflict, "POST", "/api/models/alias", map[string]string{"name": "cfg-alias", "target": "x/y"})
+	e.WantError(http.StatusConflict, "DELETE", "/api/models/alias/cfg-alias", nil)
+	e.WantError(http.StatusConflict, "PUT", "/api/combos/cfg-combo", map[string]any{"strategy": "latency"})
+	e.WantError(http.StatusConflict, "DELETE", "/api/combos/cfg-combo", nil)
+
+	cat := e.Want(http.StatusOK, "GET", "/api/models/catalog", nil)
+	for _, want := range []string{`"id":"declared/gpt-4o"`, `"source":"config"`, `"cfg-alias"`, `"cfg-combo"`} {
+		if !strings.Contains(string(cat.Body), want) {
+			t.Fatalf("catalog lacks %s: %s", want, cat.Body)
+		}
+	}
+	if got := e.ChatText("cfg-alias"); got != "hi from cfg" {
+		t.Fatalf("config alias answered %q", got)
+	}
+}
+
+func TestBadInputIs4xx(t *testing.T) {
+	up := newUpstream(t, "one")
+	e := newEnv(t, nil)
+	e.Login()
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "acme", "type": "openai", "base_url": up.URL})
+	cases := []struct {
+		status       int
+		method, path string
+		body         any
+	}{
+		{400, "POST", "/api/combos", map[string]any{"name": "c", "strategy": "random", "targets": []string{"acme/m"}}},
+		{400, "POST", "/api/combos", map[string]any{"name": "c", "targets": []string{"ghost/m"}}},
+		{400, "POST", "/api/combos", map[string]any{"name": "c", "targets": []string{"no-slash"}}},
+		{400, "POST", "/api/combos", map[string]any{"name": "c", "targets": []string{"acme/m*0"}}},
+		{400, "POST", "/api/combos", map[string]any{"name": "c", "targets": []string{}}},
+		{400, "POST", "/api/combos", map[string]any{"name": "a/b", "targets": []string{"acme/m"}}},
+		{400, "POST", "/api/combos", map[string]any{"targets": []string{"acme/m"}}},
+		{400, "POST", "/api/combos", `{"name":"c","targets":"acme/m"}`},
+		{404, "PUT", "/api/combos/ghost", map[string]any{"strategy": "priority"}},
+		{400, "POST", "/api/models/alias", map[string]string{"name": "x"}},
+		{400, "POST", "/api/models/alias", map[string]string{"name": "x", "target": "x"}},
+		{400, "POST", "/api/models/alias", map[string]string{"name": "has space", "target": "acme/m"}},
+		{400, "POST", "/api/model-combo-mappings", map[string]any{"combo": "x"}},
+		{404, "GET", "/api/model-combo-mappings/nope", nil},
+	}
+	for _, c := range cases {
+		e.WantError(c.status, c.method, c.path, c.body)
+	}
+}

@@ -1,0 +1,9 @@
+package pricing_test
+
+import "github.com/omniedge/omni/internal/route/admin/admintest"
+
+// What the tests share (route/admin/admintest), under short names.
+var (
+	newEnv      = admintest.NewEnv
+	newUpstream = admintest.NewUpstream
+)

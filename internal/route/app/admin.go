@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/route/admin"
+	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
+	"github.com/omniedge/omni/internal/route/admin/keys"
+	"github.com/omniedge/omni/internal/route/admin/models"
+	"github.com/omniedge/omni/internal/route/admin/pricing"
+	"github.com/omniedge/omni/internal/route/admin/providers"
+	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/resilience"
+	"github.com/omniedge/omni/internal/route/routing"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// newGuard builds the guard every management route passes (route/admin):
+// the browser checks and, with st, the dashboard login. Without a store
+// there is no management API, but FromGatewayHost still serves the
+// gateway's check of requests without a key.
+func newGuard(cfg *config.Config, d Deps, st *store.Store) (*admin.Guard, error) {
+	o := admin.Options{TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts, Clock: d.Clock}
+	if st != nil {
+		o.Store, o.MasterKey = st, d.MasterKey
+	}
+	return admin.New(o)
+}
+
+// authModule builds the dashboard account (route/admin/auth): login,
+// setup and password; its Init stores the initial password or prints a
+// setup token. Without a store: no module.
+func authModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	w.account = adminauth.New(adminauth.Options{Store: w.st, Guard: w.guard, InitialPassword: w.cfg.Route.InitialPassword.Reveal(),
+		Clock: w.d.Clock, Log: w.d.Log})
+	return w.account.Module(), nil
+}
+
+// routingModule builds the live routing state (route/routing): the
+// routing table from the configuration and, with a store, the stored
+// state, which its Init loads and its Run keeps in step with other
+// replicas.
+func routingModule(_ context.Context, w *wiring) (feature.Module, error) {
+	cfg, d, a := w.cfg, w.d, w.app
+	o := routing.Options{Route: cfg.Route, Table: a.Table, Registry: w.registry, Pricing: a.Router, HTTP: d.HTTP, Clock: d.Clock, Log: d.Log}
+	if w.st != nil {
+		o.Store = w.st
+	}
+	state, err := routing.New(o)
+	if err != nil {
+		return feature.Module{}, err
+	}
+	w.state, a.State = state, state
+	return state.Module(), nil
+}
+
+// keysModule builds the gateway key endpoints (route/admin/keys). Without
+// a store: no module.
+func keysModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	return keys.New(keys.Options{Store: w.st, Guard: w.guard, Keys: w.state.Keys(), State: w.state,
+		ConfigKeys: w.cfg.Route.APIKeys, Clock: w.d.Clock}).Module(), nil
+}
+
+// providersModule builds the provider endpoints (route/admin/providers).
+// Without a store: no module.
+func providersModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	a := w.app
+	return providers.New(providers.Options{Store: w.st, Guard: w.guard, State: w.state, Clock: w.d.Clock,
+		// A provider whose configuration changed starts with a clean
+		// record: breakers, cooldowns and lockouts learnt from the old
+		// keys or base URL no longer apply (on every replica, with Redis).
+		// The tracker is built after this module, so it is looked up
+		// when a provider changes.
+		ProviderChanged: func(ctx context.Context, provider string) {
+			if a.Resilience != nil {
+				a.Resilience.Reset(ctx, resilience.Scope{Breakers: true, Cooldowns: true, Lockouts: true, Provider: provider})
+			}
+		},
+	}).Module(), nil
+}
+
+// modelsModule builds the alias, combo, mapping and catalog endpoints
+// (route/admin/models). Without a store: no module.
+func modelsModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	return models.New(w.st, w.guard, w.state).Module(), nil
+}
+
+// pricingModule builds the pricing endpoints (route/admin/pricing).
+// Without a store: no module.
+func pricingModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	return pricing.New(w.st, w.guard, w.state).Module(), nil
+}
+
+// reloader is what a restore reloads (backup.Reloader), in the order the
+// modules' Init first did it: the dashboard login's first-start state
+// (a restored database may hold no password), then the routing state.
+type reloader struct {
+	account *adminauth.Account
+	state   *routing.State
+}
+
+func (r reloader) Load(ctx context.Context) error {
+	if r.account != nil {
+		if err := r.account.Prepare(ctx); err != nil {
+			return err
+		}
+	}
+	return r.state.Load(ctx)
+}

@@ -1,0 +1,33 @@
+package responses
+
+import (
+	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/router"
+)
+
+// Type is the provider type Register adds: upstreams speaking the OpenAI
+// Responses API (POST {base}/responses), e.g. OpenAI itself for
+// Responses-only models.
+const Type = "openai-responses"
+
+// Register adds the Responses provider type to reg.
+func Register(reg *provider.Registry) {
+	reg.Register(Type, New)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "responses", Package: "route/formats/responses", Providers: Register}
+}
+
+// New builds the adapter of one Responses connection; an empty base URL
+// is DefaultBaseURL.
+func New(c provider.Config) (router.Adapter, error) {
+	base := c.BaseURL
+	if base == "" {
+		base = DefaultBaseURL
+	}
+	return &Client{BaseURL: base, APIKey: c.APIKey, HTTP: c.HTTP, Headers: c.Headers, Provider: c.ID}, nil
+}
