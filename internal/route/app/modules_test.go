@@ -229,3 +229,28 @@ func TestRunLifetimes(t *testing.T) {
 		t.Fatalf("events %v, want %v", events, want)
 	}
 }
+
+// Without a database the gateway has no management API: the admin
+// resource modules and those keeping state in the route store are not
+// assembled, while the routing state (from the configuration alone) and
+// the gateway are, and no route needs the dashboard login.
+func TestModulesWithoutStore(t *testing.T) {
+	cfg := config.Default()
+	a, err := New(&cfg, nil, clock.Real{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, f := range a.Features() {
+		names = append(names, f.Name)
+	}
+	want := []string{"anthropic", "openai", "responses", "gemini", "ollama", "routing", "resilience", "cache", "conversations", "gateway"}
+	if !slices.Equal(names, want) {
+		t.Fatalf("modules without a store %v, want %v", names, want)
+	}
+	for _, r := range a.Routes() {
+		if r.Auth == "management session" {
+			t.Errorf("%s %s needs the dashboard login on a gateway without a store", r.Method, r.Path)
+		}
+	}
+}
