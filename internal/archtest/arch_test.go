@@ -315,6 +315,29 @@ func TestEdgeDeviceImportsNoServer(t *testing.T) {
 	}
 }
 
+// route/feature is the module contract: it may know the contracts a
+// module fills (the pipeline's, the router's, the provider registry and
+// httpx's handler type) and nothing else of ours, so every feature can
+// import it and it never pulls a feature, the transport or a format in.
+var featureImports = []string{"internal/route/pipeline", "internal/route/router", "internal/route/provider", "internal/platform/httpx"}
+
+func TestFeatureContractKnowsNoFeature(t *testing.T) {
+	pkgs := loadPackages(t)
+	p := pkgs[filepath.FromSlash("internal/route/feature")]
+	if p == nil {
+		t.Fatal("internal/route/feature: package not found")
+	}
+	for imp, files := range p.imports {
+		ok := false
+		for _, allowed := range featureImports {
+			ok = ok || imp == allowed
+		}
+		if !ok {
+			t.Errorf("internal/route/feature imports %s (%v): the module contract imports only %v of ours", imp, files, featureImports)
+		}
+	}
+}
+
 // The management API is one package per resource under route/admin. They
 // share only route/admin itself (the browser checks, the session guard and
 // the helpers), never each other, and route/admin imports none of them;

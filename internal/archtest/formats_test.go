@@ -29,7 +29,7 @@ var formatRoles = []struct {
 	{"outbound.go", []string{"EncodeOptions", "EncodeRequest", "DecodeResponse", "DecodeError"}, "llm.Request → upstream request, upstream answer → llm.Response"},
 	{"stream_decode.go", []string{"streamDecoder", "NewStreamDecoder"}, "the upstream's stream → llm events"},
 	{"client.go", []string{"Client", "Client.Chat", "Client.Stream"}, "the provider adapter (adapter.Format)"},
-	{"provider.go", []string{"Type", "Register", "New"}, "the provider type's factory"},
+	{"provider.go", []string{"Type", "Register", "New", "Module"}, "the provider type's factory and the format's gateway module"},
 }
 
 // methodHome is the file every method of a type is declared in.

@@ -109,8 +109,11 @@ func (m *Mux) owner() string {
 	return first
 }
 
-// closure matches the name of a function literal.
-var closure = regexp.MustCompile(`\.func\d+(\.\d+)*$`)
+// closure matches the name of a function literal: "F.func1", nested
+// "F.func1.2", or one of an inlined function, "G.F.func1", or of a
+// function inlined into a function literal, "G.func1.F.1" (a named
+// function's name is never a number).
+var closure = regexp.MustCompile(`\.(func)?\d+$`)
 
 // funcPackage is the import path in a function name such as
 // "example.com/a/b.(*T).M.func1".

@@ -10,83 +10,116 @@ import (
 	"github.com/omniedge/omni/internal/route/admin/models"
 	"github.com/omniedge/omni/internal/route/admin/pricing"
 	"github.com/omniedge/omni/internal/route/admin/providers"
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
-// management is the routing state and, with a store, the management API
-// over it (route/admin/...).
-type management struct {
-	state   *routing.State
-	guard   *admin.Guard
-	account *adminauth.Account // nil without a store
-	st      *store.Store
-	keys    *keys.Service
-	prov    *providers.Service
-	models  *models.Service
-	pricing *pricing.Service
+// newGuard builds the guard every management route passes (route/admin):
+// the browser checks and, with st, the dashboard login. Without a store
+// there is no management API, but FromGatewayHost still serves the
+// gateway's check of requests without a key.
+func newGuard(cfg *config.Config, d Deps, st *store.Store) (*admin.Guard, error) {
+	o := admin.Options{TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts, Clock: d.Clock}
+	if st != nil {
+		o.Store, o.MasterKey = st, d.MasterKey
+	}
+	return admin.New(o)
 }
 
-// newManagement builds the routing state (config-declared state plus, with
-// st, the stored one) and the management endpoints.
-func newManagement(cfg *config.Config, d Deps, st *store.Store, a *App) (*management, error) {
-	so := routing.Options{Route: cfg.Route, Table: a.Table, Registry: Registry(), Pricing: a.Router, HTTP: d.HTTP, Clock: d.Clock, Log: d.Log}
-	gopt := admin.Options{TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts, Clock: d.Clock}
-	if st != nil {
-		so.Store = st
-		gopt.Store, gopt.MasterKey = st, d.MasterKey
+// authModule builds the dashboard account (route/admin/auth): login,
+// setup and password; its Init stores the initial password or prints a
+// setup token. Without a store: no module.
+func authModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
 	}
-	state, err := routing.New(so)
+	w.account = adminauth.New(adminauth.Options{Store: w.st, Guard: w.guard, InitialPassword: w.cfg.Route.InitialPassword.Reveal(),
+		Clock: w.d.Clock, Log: w.d.Log})
+	return w.account.Module(), nil
+}
+
+// routingModule builds the live routing state (route/routing): the
+// routing table from the configuration and, with a store, the stored
+// state, which its Init loads and its Run keeps in step with other
+// replicas.
+func routingModule(_ context.Context, w *wiring) (feature.Module, error) {
+	cfg, d, a := w.cfg, w.d, w.app
+	o := routing.Options{Route: cfg.Route, Table: a.Table, Registry: w.registry, Pricing: a.Router, HTTP: d.HTTP, Clock: d.Clock, Log: d.Log}
+	if w.st != nil {
+		o.Store = w.st
+	}
+	state, err := routing.New(o)
 	if err != nil {
-		return nil, err
+		return feature.Module{}, err
 	}
-	guard, err := admin.New(gopt)
-	if err != nil {
-		return nil, err
+	w.state, a.State = state, state
+	return state.Module(), nil
+}
+
+// keysModule builds the gateway key endpoints (route/admin/keys). Without
+// a store: no module.
+func keysModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
 	}
-	m := &management{state: state, guard: guard, st: st}
-	if st == nil {
-		return m, nil
+	return keys.New(keys.Options{Store: w.st, Guard: w.guard, Keys: w.state.Keys(), State: w.state,
+		ConfigKeys: w.cfg.Route.APIKeys, Clock: w.d.Clock}).Module(), nil
+}
+
+// providersModule builds the provider endpoints (route/admin/providers).
+// Without a store: no module.
+func providersModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
 	}
-	m.account = adminauth.New(adminauth.Options{Store: st, Guard: guard, InitialPassword: cfg.Route.InitialPassword.Reveal(), Clock: d.Clock, Log: d.Log})
-	m.keys = keys.New(keys.Options{Store: st, Guard: guard, Keys: state.Keys(), State: state, ConfigKeys: cfg.Route.APIKeys, Clock: d.Clock})
-	m.prov = providers.New(providers.Options{Store: st, Guard: guard, State: state, Clock: d.Clock,
+	a := w.app
+	return providers.New(providers.Options{Store: w.st, Guard: w.guard, State: w.state, Clock: w.d.Clock,
 		// A provider whose configuration changed starts with a clean
 		// record: breakers, cooldowns and lockouts learnt from the old
 		// keys or base URL no longer apply (on every replica, with Redis).
+		// The tracker is built after this module, so it is looked up
+		// when a provider changes.
 		ProviderChanged: func(ctx context.Context, provider string) {
 			if a.Resilience != nil {
 				a.Resilience.Reset(ctx, resilience.Scope{Breakers: true, Cooldowns: true, Lockouts: true, Provider: provider})
 			}
 		},
-	})
-	m.models = models.New(st, guard, state)
-	m.pricing = pricing.New(st, guard, state)
-	return m, nil
+	}).Module(), nil
 }
 
-// Load stores the initial dashboard password or prints a setup token (on
-// first start, with a store), then builds the routing table; a restore
-// calls it again (backup.Reloader).
-func (m *management) Load(ctx context.Context) error {
-	if m.account != nil {
-		if err := m.account.Prepare(ctx); err != nil {
+// modelsModule builds the alias, combo, mapping and catalog endpoints
+// (route/admin/models). Without a store: no module.
+func modelsModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	return models.New(w.st, w.guard, w.state).Module(), nil
+}
+
+// pricingModule builds the pricing endpoints (route/admin/pricing).
+// Without a store: no module.
+func pricingModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	return pricing.New(w.st, w.guard, w.state).Module(), nil
+}
+
+// reloader is what a restore reloads (backup.Reloader), in the order the
+// modules' Init first did it: the dashboard login's first-start state
+// (a restored database may hold no password), then the routing state.
+type reloader struct {
+	account *adminauth.Account
+	state   *routing.State
+}
+
+func (r reloader) Load(ctx context.Context) error {
+	if r.account != nil {
+		if err := r.account.Prepare(ctx); err != nil {
 			return err
 		}
 	}
-	return m.state.Load(ctx)
-}
-
-// Register adds the management routes to mux; without a store there are
-// none.
-func (m *management) Register(mux admin.Mux) {
-	if m.st == nil {
-		return
-	}
-	m.account.Register(mux)
-	m.keys.Register(mux)
-	m.prov.Register(mux)
-	m.models.Register(mux)
-	m.pricing.Register(mux)
+	return r.state.Load(ctx)
 }

@@ -1,8 +1,10 @@
-// Package app assembles the OmniRoute gateway from configuration: the
-// provider registry with every shipped wire format, the routing table
-// (config-declared providers, one connection per API key, aliases and
-// combos, plus what the management API stored), the router, the HTTP API
-// and the management API.
+// Package app assembles the OmniRoute gateway from configuration and one
+// explicit list of feature modules (modules.go; route/feature): the
+// provider registry from the wire formats' provider types, the routing
+// state and table (config-declared providers, one connection per API
+// key, aliases and combos, plus what the management API stored), the
+// router, the pipeline stages, the HTTP API and the management API, one
+// package per resource.
 package app
 
 import (
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,22 +23,13 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/api"
-	"github.com/omniedge/omni/internal/route/backup"
-	"github.com/omniedge/omni/internal/route/conversations"
-	"github.com/omniedge/omni/internal/route/formats/anthropic"
-	"github.com/omniedge/omni/internal/route/formats/gemini"
-	"github.com/omniedge/omni/internal/route/formats/ollama"
-	"github.com/omniedge/omni/internal/route/formats/openai"
-	"github.com/omniedge/omni/internal/route/formats/responses"
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/formats/upstreamhttp"
-	"github.com/omniedge/omni/internal/route/limits"
-	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
-	"github.com/omniedge/omni/internal/route/usage"
 )
 
 // App is an assembled gateway.
@@ -44,36 +38,20 @@ type App struct {
 	Router *router.Router
 	API    *api.Server    // the /v1 gateway alone
 	State  *routing.State // the live routing state (providers, aliases, combos, keys, prices)
-	// usage records every routed request (route/usage); nil without a database.
-	usage *usage.Recorder
-	// backups are the database backups (route/backup); nil without a database.
-	backups *backup.Service
 	// Resilience holds provider breakers, connection cooldowns, model
 	// lockouts and the request queue; the router consults it.
 	Resilience *resilience.Tracker
-	// limits enforces key policies, rate limits and budgets (route/limits);
-	// nil without a database.
-	limits *limits.Gate
-	// responses holds stored Responses conversations in the route store's
-	// table (route/conversations); nil with Redis or without a database.
-	responses *conversations.SQL
-	handler   http.Handler
-	mux       *httpx.Mux    // handler's routes
-	settle    time.Duration // Deps.SettleTimeout
-	log       *slog.Logger
+	features   []Feature // the assembled modules, in the list's order
+	handler    http.Handler
+	mux        *httpx.Mux    // handler's routes
+	settle     time.Duration // Deps.SettleTimeout
+	log        *slog.Logger
 }
 
 // Registry returns a registry with every provider type this build ships:
-// each format package registers the types it builds adapters for.
-func Registry() *provider.Registry {
-	reg := provider.NewRegistry()
-	anthropic.Register(reg)
-	openai.Register(reg)
-	responses.Register(reg)
-	gemini.Register(reg)
-	ollama.Register(reg)
-	return reg
-}
+// those the wire formats of the module list bring (each format package
+// registers the types it builds adapters for).
+func Registry() *provider.Registry { return registry(modules()) }
 
 // Deps are what Open needs beyond the configuration.
 type Deps struct {
@@ -124,6 +102,13 @@ func New(cfg *config.Config, hc *http.Client, clk clock.Clock, log *slog.Logger)
 // it migrates the store, stores the initial dashboard password on first
 // start, and fills the routing table from both.
 func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
+	return open(ctx, cfg, d, modules())
+}
+
+// open builds the gateway from the module list parts: builds the modules
+// in order (installing each one's stage), migrates the schemas they own,
+// runs their Init, and registers their routes.
+func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, error) {
 	if d.HTTP == nil {
 		d.HTTP = UpstreamClient()
 	}
@@ -153,83 +138,26 @@ func Open(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		}
 		st = s
 	}
-	mgmt, err := newManagement(cfg, d, st, a)
+	guard, err := newGuard(cfg, d, st)
 	if err != nil {
 		return nil, err
 	}
-	if err := mgmt.Load(ctx); err != nil {
+	w := &wiring{cfg: cfg, d: d, st: st, app: a, registry: registry(parts), guard: guard}
+	mods, err := w.build(ctx, parts)
+	if err != nil {
 		return nil, err
 	}
-	state := mgmt.state
-	a.State = state
-	keys := make([]string, len(cfg.Route.APIKeys))
-	for i, k := range cfg.Route.APIKeys {
-		keys[i] = k.Reveal()
+	if a.State == nil || a.API == nil {
+		return nil, errors.New("route: the module list has no routing state or no gateway")
 	}
-	// Requests without a key: from anywhere only when the operator said
-	// so, else from the gateway host itself.
-	acfg := api.Config{RequireAPIKey: cfg.Route.RequireAPIKey, AllowAnonymous: cfg.Route.AllowAnonymous, LocalClient: mgmt.guard.FromGatewayHost, APIKeys: keys}
-	if st != nil {
-		acfg.Keys = state.Keys()
-	}
-	// Response cache and idempotency (route/cache): an in-memory LRU in
-	// front of Redis when replicas share one, else the route store's table.
-	cacheHandler := newCache(d, st)
-	acfg.Pipeline.Cache, acfg.Pipeline.Idempotency = cacheHandler.Cache, cacheHandler.Idempotency
-	// Resilience (route/resilience): breakers, cooldowns, lockouts and the
-	// request queue, consulted by the router before every attempt.
-	if a.Resilience, err = newResilience(ctx, d, st, a.Router); err != nil {
+	if err := migrate(ctx, d.DB, mods); err != nil {
 		return nil, err
 	}
-	a.Router.SetHealth(a.Resilience)
-	// Key policies, RPM/RPD/TPM/TPD limits and USD budgets (route/limits).
-	if a.limits, err = newLimits(ctx, d, st, state, a.Table); err != nil {
-		return nil, err
-	}
-	if a.limits != nil {
-		acfg.Pipeline.Gates = append(acfg.Pipeline.Gates, a.limits)
-	}
-	// Usage records (route/usage): the first gate, so it also records
-	// the refusals of every later one; nil without a database.
-	if a.usage = newUsage(cfg, d, st, state, a.Table, a.Resilience); a.usage != nil {
-		acfg.Pipeline.Gates = append([]pipeline.Gate{a.usage}, acfg.Pipeline.Gates...)
-	}
-	a.API = api.New(a.Router, a, acfg, d.Clock, d.Log)
-	// Stored Responses conversations (route/conversations): in Redis when
-	// replicas share one, else in the route store's table, else memory.
-	rs, sqlResponses := newResponseStore(cfg, d, st)
-	a.API.SetResponseStore(rs)
-	a.responses = sqlResponses
 	// Every route is registered on a recording mux, so the gateway can
 	// list what it serves (Routes; docs/route-endpoints.md is made from it).
 	mux := httpx.NewMux("")
 	a.mux = mux
-	mgmt.Register(mux)                 // the management API: /api/auth, keys, providers, models, pricing
-	guarded := mgmt.guard.Guarded(mux) // the feature packages' management routes
-	// Database backups, export and import (route/backup): /api/db-backups.
-	if st != nil {
-		if a.backups, err = newBackups(cfg, d, st, mgmt); err != nil {
-			return nil, err
-		}
-		// The import takes the file as the raw body or a multipart form;
-		// every other backup route takes JSON only.
-		a.backups.Register(guarded, mgmt.guard.GuardedUpload(mux, "application/octet-stream", "application/vnd.sqlite3", "application/x-sqlite3", "multipart/form-data"))
-	}
-	if st != nil {
-		a.Resilience.Register(guarded) // /api/resilience…, /api/rate-limit(s)
-	}
-	if st != nil {
-		cacheHandler.Register(guarded) // /api/cache/stats
-	}
-	if a.limits != nil {
-		a.limits.Register(guarded) // /api/usage/budget
-	}
-	if a.usage != nil {
-		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
-		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
-		a.usage.Register(guarded)
-	}
-	mux.Handle("/", a.API)
+	a.features = register(mux, mods, guard, st != nil)
 	a.handler = mux
 	return a, nil
 }
@@ -242,52 +170,63 @@ func (a *App) Handler() http.Handler { return a.handler }
 // management API's, in registration order.
 func (a *App) Routes() []httpx.Route { return a.mux.Routes() }
 
-// Run keeps the routing table in step with changes made through other
-// replicas and records gateway key use, until ctx ends; then it waits
-// (at most Deps.SettleTimeout) for the requests still being handled to
-// settle, and persists the spend and usage still pending. End ctx after
-// the HTTP server has drained or given up draining: requests it cut off
-// settle as their handlers return, and what settles after the wait is
-// not persisted.
+// Features lists the gateway's modules, in the list's order, with the
+// routes each registered.
+func (a *App) Features() []Feature { return append([]Feature(nil), a.features...) }
+
+// Run runs every module's background loop until ctx ends: among them the
+// routing state's, which keeps the routing table in step with changes made
+// through other replicas and records gateway key use, and whose return
+// Run waits for. Then it waits (at most Deps.SettleTimeout) for the
+// requests still being handled to settle, and stops the settling loops,
+// which persist the spend and usage still pending, waiting for their
+// last flush. End ctx after the HTTP server has drained or given up
+// draining: requests it cut off settle as their handlers return, and
+// what settles after the wait is not persisted.
 func (a *App) Run(ctx context.Context) error {
-	go a.Resilience.Run(ctx) // follows other replicas' breaker trips and cooldowns (with Redis)
-	if a.backups != nil {
-		go a.backups.Run(ctx, 0) // the daily automatic backup, when turned on
-	}
-	if a.responses != nil {
-		go a.responses.Run(ctx, a.log) // deletes expired stored conversations
-	}
 	// The spend and usage writers outlive ctx until the requests in
 	// flight have settled.
 	wctx, stopWriters := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWriters()
-	var limitsDone chan struct{}
-	if a.limits != nil {
-		// route/limits persists settled spend every few seconds and once
-		// more when wctx ends; Run waits for that last flush.
-		limitsDone = make(chan struct{})
-		go func() { defer close(limitsDone); _ = a.limits.Run(wctx) }()
+	var writers, awaited sync.WaitGroup
+	errs := make([]error, len(a.features))
+	for i, f := range a.features {
+		run := f.Run
+		if run == nil {
+			continue
+		}
+		switch f.Lifetime {
+		case feature.Settling:
+			writers.Add(1)
+			go func() { defer writers.Done(); _ = run(wctx) }()
+		case feature.Awaited:
+			awaited.Add(1)
+			go func() { defer awaited.Done(); errs[i] = run(ctx) }()
+		default:
+			go func() { _ = run(ctx) }()
+		}
 	}
-	var usageDone chan struct{}
-	if a.usage != nil {
-		// Writes usage records in batches and sweeps old ones; on shutdown
-		// it writes what is still queued before Run returns.
-		usageDone = make(chan struct{})
-		go func() { defer close(usageDone); _ = a.usage.Run(wctx) }()
+	awaited.Wait()
+	var err error
+	for _, e := range errs {
+		if e != nil {
+			err = e
+			break
+		}
 	}
-	err := a.State.Run(ctx)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.settle)
-	if a.API.Settle(sctx) != nil {
+	unsettled := false
+	for _, f := range a.features {
+		if f.Settle != nil && f.Settle(sctx) != nil {
+			unsettled = true
+		}
+	}
+	if unsettled {
 		a.log.Warn("requests still running at shutdown; what they settle from now on is not persisted", "waited", a.settle)
 	}
 	cancel()
 	stopWriters()
-	if limitsDone != nil {
-		<-limitsDone
-	}
-	if usageDone != nil {
-		<-usageDone
-	}
+	writers.Wait()
 	return err
 }
 

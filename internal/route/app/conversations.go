@@ -1,27 +1,29 @@
 package app
 
 import (
-	"github.com/omniedge/omni/internal/platform/config"
+	"context"
+
 	"github.com/omniedge/omni/internal/route/conversations"
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/pipeline"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
-// newResponseStore builds the store of Responses conversations
+// conversationsModule builds the store of Responses conversations
 // (previous_response_id), as the cache chooses its shared tier: Redis
-// when d.Redis is set, else the route store's table when there is one,
-// else this process's memory. sql is the table store, whose expired rows
-// Run sweeps; nil otherwise.
-func newResponseStore(cfg *config.Config, d Deps, st *store.Store) (rs pipeline.ResponseStore, sql *conversations.SQL) {
-	r := cfg.Route
+// when Deps.Redis is set, else the route store's table when there is
+// one (whose expired rows the module's Run sweeps), else this process's
+// memory.
+func conversationsModule(_ context.Context, w *wiring) (feature.Module, error) {
+	r, d := w.cfg.Route, w.d
 	lim := pipeline.ResponseLimits{TTL: r.ResponsesTTL, MaxBytes: int64(r.ResponsesMaxBytes), MaxPerKey: r.ResponsesMaxPerKey,
 		MaxKeyBytes: int64(r.ResponsesMaxKeyBytes), Max: r.ResponsesMax, MaxTotalBytes: int64(r.ResponsesMaxTotalBytes)}
+	var rs pipeline.ResponseStore
 	if d.Redis != nil {
-		return conversations.NewRedis(d.Redis, d.RedisPrefix, lim, d.Clock), nil
+		rs = conversations.NewRedis(d.Redis, d.RedisPrefix, lim, d.Clock)
+	} else if w.st != nil {
+		rs = conversations.NewSQL(w.st, lim, d.Clock)
+	} else {
+		rs = pipeline.NewMemoryResponseStore(lim, d.Clock)
 	}
-	if st != nil {
-		sql = conversations.NewSQL(st, lim, d.Clock)
-		return sql, sql
-	}
-	return pipeline.NewMemoryResponseStore(lim, d.Clock), nil
+	return conversations.Module(rs, d.Log), nil
 }

@@ -3,28 +3,24 @@ package app
 import (
 	"context"
 
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/limits"
-	"github.com/omniedge/omni/internal/route/router"
-	"github.com/omniedge/omni/internal/route/routing"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
-// newLimits builds the key policy, rate limit and budget gate
+// limitsModule builds the key policy, rate limit and budget gate
 // (route/limits): counters in Redis when replicas share one, else in
 // memory; settled spend persisted to the route store. Without a store
-// there are no stored keys, so nothing to enforce: nil.
-func newLimits(ctx context.Context, d Deps, st *store.Store, state *routing.State, table *router.Table) (*limits.Gate, error) {
-	if st == nil {
-		return nil, nil
+// there are no stored keys, so nothing to enforce: no module.
+func limitsModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.st == nil {
+		return feature.Module{}, nil
 	}
 	var counters limits.Counters
-	if d.Redis != nil {
-		counters = limits.NewRedis(d.Redis, d.RedisPrefix)
+	if w.d.Redis != nil {
+		counters = limits.NewRedis(w.d.Redis, w.d.RedisPrefix)
 	}
-	g := limits.New(limits.Options{Keys: state.Keys(), Pricer: state, Resolver: table, Store: st, Counters: counters,
-		Refresh: state.Reload, Clock: d.Clock, Log: d.Log})
-	if err := g.Load(ctx); err != nil {
-		return nil, err
-	}
-	return g, nil
+	state := w.state
+	g := limits.New(limits.Options{Keys: state.Keys(), Pricer: state, Resolver: w.app.Table, Store: w.st, Counters: counters,
+		Refresh: state.Reload, Clock: w.d.Clock, Log: w.d.Log})
+	return g.Module(), nil
 }

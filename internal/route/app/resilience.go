@@ -3,19 +3,25 @@ package app
 import (
 	"context"
 
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/resilience"
-	"github.com/omniedge/omni/internal/route/router"
-	"github.com/omniedge/omni/internal/route/store"
 )
 
-// newResilience builds the provider breakers, connection cooldowns, model
-// lockouts and request queue: settings in the route store (when there is
-// one), state shared through Redis when d.Redis is set.
-func newResilience(ctx context.Context, d Deps, st *store.Store, rt *router.Router) (*resilience.Tracker, error) {
+// resilienceModule builds the provider breakers, connection cooldowns,
+// model lockouts and request queue: settings in the route store (when
+// there is one), state shared through Redis when Deps.Redis is set. The
+// router consults it before every attempt.
+func resilienceModule(ctx context.Context, w *wiring) (feature.Module, error) {
+	d, rt := w.d, w.app.Router
 	o := resilience.Options{Clock: d.Clock, Redis: d.Redis, Prefix: d.RedisPrefix, Log: d.Log,
 		Connections: func(provider string) int { return len(rt.Connections(provider)) }}
-	if st != nil {
-		o.Store = st
+	if w.st != nil {
+		o.Store = w.st
 	}
-	return resilience.New(ctx, o)
+	t, err := resilience.New(ctx, o)
+	if err != nil {
+		return feature.Module{}, err
+	}
+	w.app.Resilience = t
+	return t.Module(), nil
 }

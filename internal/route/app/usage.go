@@ -4,29 +4,30 @@ import (
 	"context"
 
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
-	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/router"
-	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
 
-// newUsage builds the usage recorder (route/usage) over the route store;
-// nil without one.
-func newUsage(cfg *config.Config, d Deps, s *store.Store, state *routing.State, table *router.Table, tr *resilience.Tracker) *usage.Recorder {
+// usageModule builds the usage recorder (route/usage) over the route
+// store; without one: no module.
+func usageModule(_ context.Context, w *wiring) (feature.Module, error) {
+	s := w.st
 	if s == nil {
-		return nil
+		return feature.Module{}, nil
 	}
+	cfg, d, table, tr := w.cfg, w.d, w.app.Table, w.app.Resilience
 	kinds := map[string]bool{}
-	for _, t := range Registry().Types() {
+	for _, t := range w.registry.Types() {
 		kinds[t] = true
 	}
 	for _, n := range provider.CompatibleNames() {
 		kinds[n] = true
 	}
-	return usage.New(usage.Options{
-		Store: s, Pricer: state, Registerer: d.Metrics, CatalogCount: len(kinds),
+	r := usage.New(usage.Options{
+		Store: s, Pricer: w.state, Registerer: d.Metrics, CatalogCount: len(kinds),
 		Providers: func(ctx context.Context) ([]usage.ProviderStatus, error) {
 			return configuredProviders(ctx, cfg, s, table)
 		},
@@ -43,6 +44,7 @@ func newUsage(cfg *config.Config, d Deps, s *store.Store, state *routing.State, 
 		},
 		Clock: d.Clock, Log: d.Log,
 	})
+	return r.Module(), nil
 }
 
 // configuredProviders lists config-declared and stored providers; active

@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -11,6 +12,12 @@ const Type = "anthropic"
 // Register adds the Anthropic provider type to reg.
 func Register(reg *provider.Registry) {
 	reg.Register(Type, New)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "anthropic", Package: "route/formats/anthropic", Providers: Register}
 }
 
 // New builds the adapter of one Anthropic connection; an empty base URL

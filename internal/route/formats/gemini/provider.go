@@ -1,6 +1,7 @@
 package gemini
 
 import (
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -12,6 +13,12 @@ const Type = "gemini"
 // Register adds the Gemini provider type to reg.
 func Register(reg *provider.Registry) {
 	reg.Register(Type, New)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "gemini", Package: "route/formats/gemini", Providers: Register}
 }
 
 // New builds the adapter of one Gemini connection; an empty base URL is

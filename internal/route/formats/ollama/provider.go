@@ -1,6 +1,7 @@
 package ollama
 
 import (
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -12,6 +13,12 @@ const Type = "ollama"
 // Register adds the Ollama provider type to reg.
 func Register(reg *provider.Registry) {
 	reg.Register(Type, New)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "ollama", Package: "route/formats/ollama", Providers: Register}
 }
 
 // New builds the adapter of one Ollama connection; an empty base URL is

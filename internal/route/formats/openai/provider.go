@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -17,6 +18,12 @@ const (
 func Register(reg *provider.Registry) {
 	reg.Register(Type, New)
 	reg.Register(TypeCompatible, NewCompatible)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "openai", Package: "route/formats/openai", Providers: Register}
 }
 
 // New builds the adapter of one OpenAI connection; an empty base URL is

@@ -1,6 +1,7 @@
 package responses
 
 import (
+	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/router"
 )
@@ -13,6 +14,12 @@ const Type = "openai-responses"
 // Register adds the Responses provider type to reg.
 func Register(reg *provider.Registry) {
 	reg.Register(Type, New)
+}
+
+// Module is the format as a gateway feature (route/feature): the
+// provider types Register adds.
+func Module() feature.Module {
+	return feature.Module{Name: "responses", Package: "route/formats/responses", Providers: Register}
 }
 
 // New builds the adapter of one Responses connection; an empty base URL

@@ -1,0 +1,26 @@
+package usage
+
+import (
+	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/store"
+)
+
+// Module is the recorder as a gateway feature: the first gate (it
+// records the refusals of every later one), the usage, telemetry, health
+// and session routes, the usage table, and the batched writer, which
+// outlives the gateway's context until the requests in flight have
+// settled.
+func (r *Recorder) Module() feature.Module {
+	return feature.Module{
+		Name:    "usage",
+		Package: "route/usage",
+		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
+		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
+		Admin:      func(a feature.Admin) { r.Register(a.Guarded) },
+		Stage:      feature.Stage{Gate: r, Order: feature.Record},
+		Migrations: feature.Migrations{Route: []string{"20261126030000"}}, // route_usage
+		Settings:   feature.Settings{Stored: []string{store.SettingUsageRetentionDays}},
+		Run:        r.Run,
+		Lifetime:   feature.Settling,
+	}
+}
