@@ -3,8 +3,8 @@ package cli
 import (
 	"log/slog"
 
-	"github.com/omniedge/omni/internal/edge/daemon"
-	"github.com/omniedge/omni/internal/edge/dataplane"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
+	"github.com/omniedge/omni/internal/edge/device/dataplane"
 )
 
 // edgeDataPlane is the one place where `omni edge up` gets its data plane:
