@@ -1,7 +1,11 @@
-// Package dataplane implements the edge daemon's data-plane interfaces
-// (daemon.TunnelFactory and daemon.SessionFactory) over the WireGuard
-// tunnel and the nucleus client, which share one UDP socket per network,
-// and chooses each peer's path (direct or through the nucleus relay).
+// Package dataplane joins the device's packet machinery (package tunnel)
+// to the nucleus client and decides how packets travel: it implements the
+// daemon's interfaces (daemon.TunnelFactory and daemon.SessionFactory),
+// gives each network its port, interface, routing table and one UDP socket
+// shared by WireGuard and the nucleus session, and chooses each peer's path
+// (hole punching with PINGs, direct on the first PONG, relayed through the
+// nucleus otherwise, retried later). It owns no TUN or WireGuard device
+// itself: those are package tunnel's.
 package dataplane
 
 import (

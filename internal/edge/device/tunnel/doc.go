@@ -1,7 +1,10 @@
-// Package tunnel is OmniEdge's data plane on a device: a WireGuard
-// (wireguard-go, in-process) device on a real TUN interface, one UDP socket
-// shared between WireGuard and the nucleus signaling protocol (see [Bind]),
-// the per-network peer set, and the exit-node routing on both sides.
+// Package tunnel owns one network's packet machinery on a device: a
+// WireGuard (wireguard-go, in-process) device on a real TUN interface and
+// its interface configuration, one UDP socket shared between WireGuard and
+// the nucleus signaling protocol (see [Bind]), the peer set applied as
+// given (each peer's endpoint, direct or relay, is the caller's choice),
+// and the exit-node routing on both sides. It decides no path: choosing
+// between direct and relay is package dataplane's.
 //
 // The package knows nothing about the nucleus protocol itself: the nucleus
 // client plugs in through the [Signaling] interface, which tells signaling

@@ -3,6 +3,14 @@
 // Client an edge uses for one network over the UDP socket it shares with
 // WireGuard.
 //
+// It sits with the shared protocols (internal/edge/proto) rather than on
+// the server side because both sides run it: the control plane serves the
+// built-in nucleus (server/app), a user's machine serves its own (`omni
+// edge nucleus`, device/hosted) with the same Server, and every device
+// speaks to either with the Client. The frame format, Server and Client
+// share their keys, replay window and cookie code, so they stay one
+// package; it imports only the other shared protocols.
+//
 // # Frames
 //
 // Every datagram is one frame (at most MaxFrame bytes, integers big-endian).

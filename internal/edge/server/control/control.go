@@ -1,11 +1,12 @@
-// Package edge owns the OmniEdge control-plane domain: users and their
+// Package control owns the OmniEdge control-plane domain: users and their
 // plans, security keys and token rotation, devices and their presence,
 // virtual networks with address management, memberships and exit-node
 // selection, custom user servers, and browser login sessions. Service is
 // the single coordinator every transport calls; the persistence, presence
 // and session interfaces it needs are declared here and implemented in
-// subpackages (store, presence, session). This package imports no
-// transport and nothing of the gateway.
+// the packages beside it (store, presence, session, netevents). This
+// package imports no transport, nothing of the device side and nothing of
+// the gateway; of internal/edge, only the shared protocols (proto/...).
 package control
 
 import (
