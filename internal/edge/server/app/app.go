@@ -1,8 +1,11 @@
-// Package app assembles the OmniEdge control plane from configuration: the
-// SQL store, presence, login sessions, rate limiter and network notices
-// (in memory, or in Redis when one is configured so replicas agree), the
-// Service, the HTTP API and the built-in nucleus over the Service. The CLI
-// and the end-to-end tests build the product through it.
+// Package app assembles the OmniEdge control plane from configuration and
+// runs it: the SQL store, presence, login sessions, rate limiter and
+// network notices (in memory, or in Redis when one is configured so
+// replicas agree), the Service, the HTTP API, and the built-in nucleus
+// over the Service. New builds it; Run runs everything but the HTTP
+// listener (the nucleus on its UDP socket and the background work) until
+// the context ends. The CLI and the end-to-end tests build the product
+// through it.
 package app
 
 import (
@@ -14,6 +17,7 @@ import (
 	"net"
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/edge/proto/nucleus"
@@ -40,6 +44,11 @@ type App struct {
 	// nucleusKey is the built-in nucleus's static key, derived from the
 	// master key: every replica and every restart has the same.
 	nucleusKey *ecdh.PrivateKey
+	// What Run needs to serve the built-in nucleus.
+	nucleusListen string
+	clock         clock.Clock
+	nucleusLog    *slog.Logger
+	metrics       prometheus.Registerer
 }
 
 // NucleusKeyPurpose names the built-in nucleus's static X25519 key among
@@ -70,6 +79,12 @@ type Deps struct {
 	// RedisPrefix namespaces the keys in Redis (default: the configured
 	// prefix + "edge:"), so tests and deployments can share one server.
 	RedisPrefix string
+	// Metrics receives the built-in nucleus's counters when Run serves it
+	// (nil: none).
+	Metrics prometheus.Registerer
+	// NucleusLog is the built-in nucleus's logger when Run serves it (nil:
+	// Log).
+	NucleusLog *slog.Logger
 }
 
 // New migrates the database and builds the control plane.
@@ -127,13 +142,49 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName, SocketsPerIP: cfg.LoginSocketsPerIP,
 		NucleusPublicKey: nucleus.PublicKeyOf(nk).String(),
 	}, d.Log)
-	return &App{Service: svc, API: a, Store: st, events: bus, nucleusKey: nk}, nil
+	nlog := d.NucleusLog
+	if nlog == nil {
+		nlog = d.Log
+	}
+	return &App{Service: svc, API: a, Store: st, events: bus, nucleusKey: nk,
+		nucleusListen: cfg.NucleusListen, clock: d.Clock, nucleusLog: nlog, metrics: d.Metrics}, nil
 }
 
-// Run does the control plane's background work until ctx ends: the
-// Service's (presence flushes, other replicas' writes) and following the
-// network notices of every replica.
+// Run runs the control plane until ctx ends, everything but its HTTP
+// listener (the caller serves Handler): it listens on cfg.NucleusListen
+// (UDP) and serves the built-in nucleus there (see Nucleus), and does the
+// background work (see RunBackground). It fails at once when the nucleus
+// cannot listen; when the nucleus fails later, the background work stops
+// too (its last presence flush included) and Run returns the error.
 func (a *App) Run(ctx context.Context) error {
+	pc, err := net.ListenPacket("udp", a.nucleusListen)
+	if err != nil {
+		return fmt.Errorf("nucleus: %w", err)
+	}
+	nuc, err := a.Nucleus(nucleus.Options{Clock: a.clock, Log: a.nucleusLog, Registry: a.metrics})
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	a.nucleusLog.Info("nucleus listening", "addr", pc.LocalAddr().String())
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		err := nuc.Serve(ctx, pc)
+		cancel()
+		served <- err
+	}()
+	err = a.RunBackground(ctx)
+	cancel()
+	return errors.Join(<-served, err)
+}
+
+// RunBackground does the control plane's background work until ctx ends:
+// the Service's (presence flushes, other replicas' writes) and following
+// the network notices of every replica. Run calls it; tests that serve a
+// nucleus of their own (Nucleus) call it alone.
+func (a *App) RunBackground(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- a.events.Run(ctx) }()
 	err := a.Service.Run(ctx)

@@ -1,12 +1,16 @@
 package app_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +70,7 @@ func startReplicas(t *testing.T, n int, dsn string, redisOn bool) []*replica {
 			t.Fatal(err)
 		}
 		wg.Add(2)
-		go func() { defer wg.Done(); _ = a.Run(ctx) }()
+		go func() { defer wg.Done(); _ = a.RunBackground(ctx) }()
 		go func() { defer wg.Done(); _ = nuc.Serve(ctx, pc) }()
 		rs = append(rs, &replica{app: a, nuc: nuc, at: pc.LocalAddr().(*net.UDPAddr).AddrPort()})
 	}
@@ -265,4 +269,93 @@ func TestRevokedSessionsSurviveRestart(t *testing.T) {
 	if _, err := b.Service.Authenticate(live.Token); err != nil {
 		t.Fatalf("a live session is refused after the restart: %v", err)
 	}
+}
+
+// Run serves the built-in nucleus on --nucleus-listen until ctx ends, and
+// fails at once when that port is taken, as `omni serve` relies on.
+func TestRunServesNucleus(t *testing.T) {
+	ctx := context.Background()
+	open := func(listen string, log *slog.Logger) *app.App {
+		t.Helper()
+		db, err := sqldb.Open(ctx, "sqlite://"+filepath.Join(t.TempDir(), "omni.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		cfg := config.Default()
+		cfg.NucleusListen = listen
+		a, err := app.New(ctx, &cfg, app.Deps{DB: db, Clock: clock.Real{}, Log: logging.Discard(), MasterKey: auth.RandomBytes(32), NucleusLog: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+
+	// Run says where the nucleus listens (port 0: the kernel picks one).
+	var logs lockedBuffer
+	a := open("127.0.0.1:0", slog.New(slog.NewTextHandler(&logs, nil)))
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(rctx) }()
+	var addr string
+	listening := regexp.MustCompile(`msg="nucleus listening" addr=(\S+)`)
+	testenv.EventuallyWithin(t, "the nucleus listening", 5*time.Second, func() bool {
+		if m := listening.FindStringSubmatch(logs.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	if pc, err := net.ListenPacket("udp", addr); err == nil {
+		pc.Close()
+		t.Fatalf("%s not bound while Run runs", addr)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	pc, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		t.Fatalf("%s still bound after Run returned: %v", addr, err)
+	}
+	pc.Close()
+
+	hold, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	b := open(hold.LocalAddr().String(), nil)
+	failed := make(chan error, 1)
+	go func() { failed <- b.Run(ctx) }()
+	select {
+	case err := <-failed:
+		if err == nil || !strings.HasPrefix(err.Error(), "nucleus: ") {
+			t.Fatalf("Run with the nucleus port taken: %v, want a nucleus: error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run with the nucleus port taken did not fail")
+	}
+}
+
+// lockedBuffer is an io.Writer safe for concurrent logging.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
