@@ -1,6 +1,7 @@
 // Package wire owns the JSON contract of the OmniEdge control-plane API
 // (see docs/edge-api.md): request and response bodies shared by the HTTP
-// handlers (internal/edge/api) and the Go client (internal/edge/client).
+// handlers (internal/edge/server/api) and the Go client
+// (internal/edge/device/client), one on each side of the wire.
 // Field names follow the published client API; additions are backwards
 // compatible and never rename a field.
 package wire

@@ -1,5 +1,5 @@
 // Package netevents carries "this network changed" notices
-// (edge.NetworkEvents) from the control plane to the nucleus of every
+// (control.NetworkEvents) from the control plane to the nucleus of every
 // replica, which reloads the network at once: in process (Memory), or
 // through a Redis pub/sub channel when replicas share a Redis (Redis).
 package netevents
@@ -67,7 +67,7 @@ type Memory struct{ subscribers }
 // NewMemory returns an in-process bus.
 func NewMemory() *Memory { return &Memory{} }
 
-// Publish implements edge.NetworkEvents.
+// Publish implements control.NetworkEvents.
 func (m *Memory) Publish(_ context.Context, networkID string) error {
 	m.deliver(networkID)
 	return nil
@@ -96,7 +96,7 @@ func NewRedis(rdb *redis.Client, prefix string) *Redis {
 	return &Redis{rdb: rdb, channel: prefix + "netevents"}
 }
 
-// Publish implements edge.NetworkEvents.
+// Publish implements control.NetworkEvents.
 func (r *Redis) Publish(ctx context.Context, networkID string) error {
 	if err := r.rdb.Publish(ctx, r.channel, networkID).Err(); err != nil {
 		r.deliver(networkID)
