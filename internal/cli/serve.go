@@ -87,16 +87,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		wg.Add(1)
 		go func() { defer wg.Done(); fail(f()) }()
 	}
-	// abort stops what runs and returns err, after the errors of what
-	// failed meanwhile (the edge's nucleus fails in its Run when its port
-	// is taken, which cancels ctx under the gateway's start).
+	// abort stops what runs and returns err or, when something failed
+	// meanwhile, that failure first: the edge's nucleus fails in its Run
+	// when its port is taken, which cancels ctx under the gateway's start
+	// (whose error is then only the cancellation).
 	abort := func(err error) error {
 		cancel()
 		wg.Wait()
 		mu.Lock()
 		defer mu.Unlock()
-		if len(errs) == 0 {
+		switch {
+		case len(errs) == 0:
 			return err
+		case errors.Is(err, context.Canceled):
+			return errors.Join(errs...)
 		}
 		return errors.Join(append(errs, err)...)
 	}
