@@ -98,10 +98,9 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s imports %s (%v): edge must not import route", dir, imp, files)
 			case under(dir, "internal/route") && under(imp, "internal/edge"):
 				t.Errorf("%s imports %s (%v): route must not import edge", dir, imp, files)
-			case dir == "internal/edge" && (under(imp, "internal/edge/api") || under(imp, "internal/edge/app") || under(imp, "internal/edge/store") ||
-				under(imp, "internal/edge/presence") || under(imp, "internal/edge/session") || under(imp, "internal/edge/client")):
-				t.Errorf("%s imports %s (%v): the domain must not depend on transports or implementations", dir, imp, files)
-			case (under(dir, "internal/edge/wire") || under(dir, "internal/edge/wgkey")) && imp != "":
+			case dir == edgeDomain && under(imp, "internal/edge") && !under(imp, edgeProto):
+				t.Errorf("%s imports %s (%v): the domain must not depend on transports or implementations (only %s)", dir, imp, files, edgeProto)
+			case (under(dir, "internal/edge/proto/wire") || under(dir, "internal/edge/proto/wgkey")) && imp != "":
 				t.Errorf("%s imports %s: %s depends on nothing of ours", dir, imp, filepath.Base(dir))
 			}
 		}
@@ -262,54 +261,82 @@ func TestFormatsImportNoOtherFormat(t *testing.T) {
 	}
 }
 
-// OmniEdge packages fall on three sides. The device side is what runs on a
-// user's machine (`omni edge up` and its data plane, and `omni edge
-// nucleus`); the server side is the control plane `omni serve edge` runs;
-// the shared packages are the protocols both speak. The device side and the
-// shared packages import, of internal/edge, only the device side and the
-// shared packages; the shared packages import no device package either.
-// Everything else under internal/edge (the domain package internal/edge,
-// api, app, store, session, presence, netevents, …) is the server side;
-// edgetest and e2e are test support and unchecked.
-var (
-	edgeDevice = []string{"internal/edge/daemon", "internal/edge/dataplane", "internal/edge/tunnel",
-		"internal/edge/client", "internal/edge/hosted"}
-	edgeShared = []string{"internal/edge/wire", "internal/edge/nucleus", "internal/edge/wgkey", "internal/edge/ipam"}
+// OmniEdge packages fall on three sides, one directory each. The device
+// side (internal/edge/device/...) is what runs on a user's machine: `omni
+// edge up` and its data plane, the Go client, and `omni edge nucleus`. The
+// server side (internal/edge/server/...) is the control plane `omni serve
+// edge` runs. The shared protocols (internal/edge/proto/...) are what both
+// sides speak, and the nucleus both run. The device side never imports the
+// server side, nor the server side the device side; proto imports neither.
+// edgetest and e2e are test support and unchecked; internal/edge itself is
+// only the map (a doc comment); no other package lives under
+// internal/edge, so a new one has to pick its side.
+const (
+	edgeDevice = "internal/edge/device"
+	edgeServer = "internal/edge/server"
+	edgeProto  = "internal/edge/proto"
+	// edgeDomain is the control plane's domain: types, errors, the
+	// interfaces its implementations satisfy, and the Service.
+	edgeDomain = "internal/edge/server/control"
 )
 
-func TestEdgeDeviceImportsNoServer(t *testing.T) {
+var edgeTestSupport = []string{"internal/edge/e2e", "internal/edge/edgetest"}
+
+func TestEdgeSides(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
-	in := func(imp string, sets ...[]string) bool {
-		for _, set := range sets {
-			for _, s := range set {
-				if under(imp, s) {
-					return true
-				}
+	pkgs := loadPackages(t)
+	for _, d := range []string{edgeDevice + "/daemon", edgeDevice + "/dataplane", edgeDevice + "/tunnel", edgeDevice + "/client",
+		edgeDevice + "/hosted", edgeProto + "/wire", edgeProto + "/nucleus", edgeProto + "/wgkey", edgeProto + "/ipam", edgeDomain,
+		edgeServer + "/api", edgeServer + "/app", edgeServer + "/store"} {
+		if pkgs[filepath.FromSlash(d)] == nil {
+			t.Errorf("%s: package not found; update the edge sides", d)
+		}
+	}
+	side := func(dir string) string {
+		for _, s := range []string{edgeDevice, edgeServer, edgeProto} {
+			if under(dir, s) {
+				return s
 			}
 		}
-		return false
-	}
-	pkgs := loadPackages(t)
-	for _, d := range append(append([]string{}, edgeDevice...), edgeShared...) {
-		if pkgs[filepath.FromSlash(d)] == nil {
-			t.Errorf("%s: package not found; update edgeDevice/edgeShared", d)
-		}
+		return ""
 	}
 	for dir, p := range pkgs {
 		dir = filepath.ToSlash(dir)
-		device, shared := in(dir, edgeDevice), in(dir, edgeShared)
-		if !device && !shared {
+		if !under(dir, "internal/edge") {
+			continue
+		}
+		test := false
+		for _, s := range edgeTestSupport {
+			test = test || under(dir, s)
+		}
+		own := side(dir)
+		switch {
+		case test:
+			continue
+		case dir == "internal/edge":
+			if len(p.imports) > 0 {
+				t.Errorf("%s imports %v: the product's root package is its map (a doc comment) and holds no code", dir, p.imports)
+			}
+			continue
+		case own == "":
+			t.Errorf("%s: every package under internal/edge is on a side: %s, %s or %s (or test support %v)", dir, edgeDevice, edgeServer, edgeProto, edgeTestSupport)
 			continue
 		}
 		for imp, files := range p.imports {
-			if !under(imp, "internal/edge") {
+			other := side(imp)
+			if other == "" || other == own || other == edgeProto && own != edgeProto {
+				if other == "" && under(imp, "internal/edge") {
+					t.Errorf("%s imports %s (%v): test support is for tests only", dir, imp, files)
+				}
 				continue
 			}
-			switch {
-			case shared && !in(imp, edgeShared):
-				t.Errorf("%s imports %s (%v): a shared edge protocol imports only %v of internal/edge", dir, imp, files, edgeShared)
-			case device && !in(imp, edgeDevice, edgeShared):
-				t.Errorf("%s imports %s (%v): device-side code imports no server-side package (only %v and %v)", dir, imp, files, edgeDevice, edgeShared)
+			switch own {
+			case edgeProto:
+				t.Errorf("%s imports %s (%v): a shared protocol imports only %s/... of internal/edge", dir, imp, files, edgeProto)
+			case edgeDevice:
+				t.Errorf("%s imports %s (%v): device-side code imports no server-side package (only %s/... and %s/...)", dir, imp, files, edgeDevice, edgeProto)
+			case edgeServer:
+				t.Errorf("%s imports %s (%v): the control plane imports no device-side package (only %s/... and %s/...)", dir, imp, files, edgeServer, edgeProto)
 			}
 		}
 	}

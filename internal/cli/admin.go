@@ -10,11 +10,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge"
-	"github.com/omniedge/omni/internal/edge/ipam"
-	"github.com/omniedge/omni/internal/edge/presence"
-	"github.com/omniedge/omni/internal/edge/session"
-	"github.com/omniedge/omni/internal/edge/store"
+	"github.com/omniedge/omni/internal/edge/proto/ipam"
+	"github.com/omniedge/omni/internal/edge/server/control"
+	"github.com/omniedge/omni/internal/edge/server/presence"
+	"github.com/omniedge/omni/internal/edge/server/session"
+	"github.com/omniedge/omni/internal/edge/server/store"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/logging"
@@ -28,7 +28,7 @@ type adminCmd struct {
 	fs      *flag.FlagSet
 	asJSON  *bool
 	env     Env
-	svc     *edge.Service
+	svc     *control.Service
 	cleanup func()
 }
 
@@ -64,8 +64,8 @@ func (a *adminCmd) open(ctx context.Context, args []string) error {
 	}
 	clk := clock.Real{}
 	log := logging.Discard()
-	svc, err := edge.New(edge.Deps{Store: st, Presence: presence.NewMemory(clk, time.Hour), Sessions: session.NewMemory(clk),
-		Clock: clk, Log: log, MasterKey: key}, edge.OptionsFrom(cfg))
+	svc, err := control.New(control.Deps{Store: st, Presence: presence.NewMemory(clk, time.Hour), Sessions: session.NewMemory(clk),
+		Clock: clk, Log: log, MasterKey: key}, control.OptionsFrom(cfg))
 	if err != nil {
 		db.Close()
 		return err
@@ -98,9 +98,9 @@ func required(name, v string) error {
 	return nil
 }
 
-func (a *adminCmd) user(ctx context.Context, email string) (edge.User, error) {
+func (a *adminCmd) user(ctx context.Context, email string) (control.User, error) {
 	if err := required("email", email); err != nil {
-		return edge.User{}, err
+		return control.User{}, err
 	}
 	return a.svc.UserByEmail(ctx, email)
 }
@@ -266,7 +266,7 @@ type networkJSON struct {
 	CreatedAt time.Time `json:"created_at"`
 }
 
-func netJSON(n edge.Network) networkJSON {
+func netJSON(n control.Network) networkJSON {
 	return networkJSON{n.ID, n.Name, n.OwnerID, n.Range.String(), n.Range6.String(), ipam.Mask(n.Range), n.ServerID, n.CreatedAt}
 }
 
@@ -286,7 +286,7 @@ func adminNetworkCreate(ctx context.Context, env Env, args []string) error {
 	if err := required("name", *name); err != nil {
 		return err
 	}
-	n, err := a.svc.CreateNetwork(ctx, edge.Principal{UserID: u.ID}, *name, *ipRange, "")
+	n, err := a.svc.CreateNetwork(ctx, control.Principal{UserID: u.ID}, *name, *ipRange, "")
 	if err != nil {
 		return err
 	}
@@ -301,7 +301,7 @@ func adminNetworkList(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer a.close()
-	nets, err := a.svc.ListNetworks(ctx, edge.Principal{})
+	nets, err := a.svc.ListNetworks(ctx, control.Principal{})
 	if err != nil {
 		return err
 	}
@@ -333,7 +333,7 @@ func adminDeviceList(ctx context.Context, env Env, args []string) error {
 		return err
 	}
 	defer a.close()
-	devs, err := a.svc.ListDevices(ctx, edge.Principal{})
+	devs, err := a.svc.ListDevices(ctx, control.Principal{})
 	if err != nil {
 		return err
 	}

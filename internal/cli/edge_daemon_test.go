@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
-	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
-	"github.com/omniedge/omni/internal/edge/wgkey"
-	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/edge/proto/wgkey"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
 )
 
 func TestEdgeUpHasDataPlane(t *testing.T) {

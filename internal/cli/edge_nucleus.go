@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
-	"github.com/omniedge/omni/internal/edge/daemon"
-	"github.com/omniedge/omni/internal/edge/hosted"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
+	"github.com/omniedge/omni/internal/edge/device/hosted"
 	"github.com/omniedge/omni/internal/platform/logging"
 )
 

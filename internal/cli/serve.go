@@ -16,8 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/omniedge/omni/internal/edge/app"
-	"github.com/omniedge/omni/internal/edge/nucleus"
+	"github.com/omniedge/omni/internal/edge/server/app"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -88,6 +87,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		wg.Add(1)
 		go func() { defer wg.Done(); fail(f()) }()
 	}
+	// abort stops what runs and returns err or, when something failed
+	// meanwhile, that failure first: the edge's nucleus fails in its Run
+	// when its port is taken, which cancels ctx under the gateway's start
+	// (whose error is then only the cancellation).
+	abort := func(err error) error {
+		cancel()
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case len(errs) == 0:
+			return err
+		case errors.Is(err, context.Canceled):
+			return errors.Join(errs...)
+		}
+		return errors.Join(append(errs, err)...)
+	}
 
 	// Both products share one database (per-product migrations) and one
 	// master key.
@@ -114,9 +130,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		}
 		defer rdb.Close()
 	}
+	// Each product is built (edge: app.New, route: routeapp.Open), its
+	// HTTP API served here, and the rest run by its Run until ctx ends.
 	if edgeOn {
 		edgeLog := log.With("component", "edge")
-		a, err := app.New(ctx, cfg, app.Deps{DB: db, Redis: rdb, Clock: clk, Log: edgeLog, MasterKey: key})
+		a, err := app.New(ctx, cfg, app.Deps{DB: db, Redis: rdb, Clock: clk, Log: edgeLog, MasterKey: key,
+			Metrics: reg, NucleusLog: log.With("component", "nucleus")})
 		if err != nil {
 			return err
 		}
@@ -130,39 +149,20 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		srv := httpx.NewServer(httpx.Wrap(mux, edgeLog, httpx.NewMetrics(reg, "edge")), edgeLog)
 		log.Info("OmniEdge API listening", "addr", ln.Addr().String(), "database", string(db.Dialect), "redis", rdb != nil)
 		run(func() error { return httpx.Serve(ctx, srv, ln, cfg.ShutdownGrace, edgeLog) })
+		// The built-in nucleus (UDP) and the background work.
 		run(func() error { return a.Run(ctx) })
-
-		pc, err := net.ListenPacket("udp", cfg.NucleusListen)
-		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("nucleus: %w", err)
-		}
-		nuc, err := a.Nucleus(nucleus.Options{Clock: clk, Log: log.With("component", "nucleus"), Registry: reg})
-		if err != nil {
-			pc.Close()
-			cancel()
-			wg.Wait()
-			return err
-		}
-		log.Info("nucleus listening", "addr", pc.LocalAddr().String())
-		run(func() error { return nuc.Serve(ctx, pc) })
 	}
 	if routeOn {
 		routeLog := log.With("component", "route")
 		ln, err := net.Listen("tcp", cfg.RouteListen)
 		if err != nil {
-			cancel()
-			wg.Wait()
-			return fmt.Errorf("gateway: %w", err)
+			return abort(fmt.Errorf("gateway: %w", err))
 		}
 		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, Redis: rdb, RedisPrefix: cfg.RedisPrefix + "route:",
 			MasterKey: key, Clock: clk, Log: routeLog, Metrics: reg})
 		if err != nil {
 			ln.Close()
-			cancel()
-			wg.Wait()
-			return err
+			return abort(err)
 		}
 		mux := http.NewServeMux()
 		addOps(mux, publicMetrics(cfg, reg), func(ctx context.Context) error {
@@ -184,9 +184,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		run(func() error { return gw.Run(gwCtx) })
 	}
 	if err := serveMetrics(ctx, cfg, reg, log, run); err != nil {
-		cancel()
-		wg.Wait()
-		return err
+		return abort(err)
 	}
 	<-ctx.Done()
 	wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -170,5 +171,25 @@ func TestBroadTrustProxyWarnedAtStart(t *testing.T) {
 		"edge", "--edge-listen", edge, "--nucleus-listen", testenv.FreeUDP(t), "--metrics-listen", "off", "--trust-proxy=true")
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "--trust-proxy=true") {
 		t.Fatalf("no warning about --trust-proxy=true in the log:\n%s", logs)
+	}
+}
+
+// A --nucleus-listen that cannot be bound stops the start (the edge's
+// Run fails, and everything started beside it stops), with the nucleus's
+// error.
+func TestNucleusListenTaken(t *testing.T) {
+	hold, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var errs lockedBuffer
+	code := Run(ctx, []string{"serve", "--data", t.TempDir(), "--edge-listen", testenv.FreeTCP(t), "--route-listen", testenv.FreeTCP(t),
+		"--nucleus-listen", hold.LocalAddr().String(), "--metrics-listen", "off"},
+		Env{Stdin: strings.NewReader(""), Stdout: &errs, Stderr: &errs, Getenv: func(string) string { return "" }})
+	if code == 0 || ctx.Err() != nil || !strings.Contains(errs.String(), "nucleus: ") {
+		t.Fatalf("a taken --nucleus-listen: exit %d: %s", code, errs.String())
 	}
 }

@@ -43,7 +43,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
 	"github.com/omniedge/omni/internal/platform/netns"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
 )
 
 // omniRun is the omni side of a run: the control plane in wan and one

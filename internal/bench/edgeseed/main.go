@@ -13,10 +13,10 @@ import (
 	"os"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge"
-	"github.com/omniedge/omni/internal/edge/presence"
-	"github.com/omniedge/omni/internal/edge/session"
-	"github.com/omniedge/omni/internal/edge/store"
+	"github.com/omniedge/omni/internal/edge/server/control"
+	"github.com/omniedge/omni/internal/edge/server/presence"
+	"github.com/omniedge/omni/internal/edge/server/session"
+	"github.com/omniedge/omni/internal/edge/server/store"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/logging"
@@ -55,8 +55,8 @@ func run() error {
 		return err
 	}
 	clk := clock.Real{}
-	svc, err := edge.New(edge.Deps{Store: st, Presence: presence.NewMemory(clk, time.Hour), Sessions: session.NewMemory(clk),
-		Clock: clk, Log: logging.Discard(), MasterKey: key}, edge.OptionsFrom(cfg))
+	svc, err := control.New(control.Deps{Store: st, Presence: presence.NewMemory(clk, time.Hour), Sessions: session.NewMemory(clk),
+		Clock: clk, Log: logging.Discard(), MasterKey: key}, control.OptionsFrom(cfg))
 	if err != nil {
 		return err
 	}

@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
-	"github.com/omniedge/omni/internal/edge/daemon"
-	"github.com/omniedge/omni/internal/edge/tunnel"
-	"github.com/omniedge/omni/internal/edge/wgkey"
-	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
+	"github.com/omniedge/omni/internal/edge/device/tunnel"
+	"github.com/omniedge/omni/internal/edge/proto/wgkey"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )

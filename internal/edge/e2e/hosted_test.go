@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
-	"github.com/omniedge/omni/internal/edge/hosted"
-	"github.com/omniedge/omni/internal/edge/nucleus"
-	"github.com/omniedge/omni/internal/edge/wgkey"
-	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/device/hosted"
+	"github.com/omniedge/omni/internal/edge/proto/nucleus"
+	"github.com/omniedge/omni/internal/edge/proto/wgkey"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/daemon"
+	"github.com/omniedge/omni/internal/edge/device/daemon"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/platform/testenv/netns"
 )

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/device/client"
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )

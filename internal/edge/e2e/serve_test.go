@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/edge/client"
-	"github.com/omniedge/omni/internal/edge/wire"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 

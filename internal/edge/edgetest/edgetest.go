@@ -15,9 +15,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/omniedge/omni/internal/edge"
-	"github.com/omniedge/omni/internal/edge/app"
-	"github.com/omniedge/omni/internal/edge/client"
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/server/app"
+	"github.com/omniedge/omni/internal/edge/server/control"
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -40,7 +40,7 @@ type Env struct {
 	URL     string
 	Clock   *clock.Fake
 	Config  *config.Config
-	Service *edge.Service
+	Service *control.Service
 	App     *app.App
 	Server  *httptest.Server
 }
@@ -86,7 +86,7 @@ func New(t testing.TB, o Options) *Env {
 
 // User is a test account with a security key.
 type User struct {
-	edge.User
+	control.User
 	Key string
 }
 
