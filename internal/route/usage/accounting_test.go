@@ -376,7 +376,9 @@ func TestAccountingMatrix(t *testing.T) {
 func (c *acctCase) send(t *testing.T, gw string) int {
 	t.Helper()
 	path, body := c.p.request(c.model(), c.stream)
-	rctx, cancel := context.WithCancel(ctx)
+	// Every case ends well within this; past it the gateway is stuck and
+	// the case fails here rather than the whole run timing out.
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(rctx, "POST", gw+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+gatewayKey)
