@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -96,21 +98,14 @@ const usageColumns = `at, key_id, endpoint, model, provider, connection, target_
 // limits, and holds a whole batch of the usage writer (500).
 const usageRowsPerInsert = 1000
 
-// InsertUsage writes records: one multi-row INSERT, or, for more than
-// usageRowsPerInsert records, several in one transaction. A single
-// statement outside a transaction is atomic by itself and spares SQLite
-// the statement journal a multi-row INSERT inside a transaction needs (a
-// temporary file written page by page), which made up a large part of
-// the cost of every batch.
+// InsertUsage writes records and adds them to the hourly sums
+// (route_usage_hourly), in one transaction: several multi-row INSERTs of
+// at most usageRowsPerInsert records, then one upsert of the sums.
 func (s *Store) InsertUsage(ctx context.Context, recs []UsageRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
-	if len(recs) <= usageRowsPerInsert {
-		q, args := insertUsage(recs)
-		_, err := s.db.Exec(ctx, q, args...)
-		return err
-	}
+	sums := hourlySums(recs, 1)
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		for len(recs) > 0 {
 			n := min(len(recs), usageRowsPerInsert)
@@ -120,7 +115,7 @@ func (s *Store) InsertUsage(ctx context.Context, recs []UsageRecord) error {
 			}
 			recs = recs[n:]
 		}
-		return nil
+		return addHourly(ctx, tx, sums)
 	})
 }
 
@@ -261,26 +256,68 @@ type UsageTotals struct {
 	AvgLatencyMS     float64 `json:"avgLatencyMs"`
 }
 
-const totalsColumns = `COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0),
+// sumColumns sum records; scanSums reads them (latency as a sum).
+const sumColumns = `COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0),
 	COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0),
 	COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0),
-	COALESCE(AVG(latency_ms), 0)`
+	COALESCE(SUM(latency_ms), 0)`
 
-func scanTotals(sc scanner, extra ...any) (UsageTotals, error) {
-	var t UsageTotals
-	dst := append(extra, &t.Requests, &t.Errors, &t.InputTokens, &t.OutputTokens, &t.CacheReadTokens,
-		&t.CacheWriteTokens, &t.ReasoningTokens, &t.CostUSD, &t.AvgLatencyMS)
-	if err := sc.Scan(dst...); err != nil {
-		return t, err
-	}
-	t.TotalTokens = t.InputTokens + t.OutputTokens + t.CacheReadTokens + t.CacheWriteTokens
-	return t, nil
+// usageSum is UsageTotals before the average latency is taken.
+type usageSum struct {
+	t       UsageTotals
+	latency int64
 }
 
-// UsageTotals sums the records matching f.
+func scanSums(sc scanner, extra ...any) (usageSum, error) {
+	var s usageSum
+	t := &s.t
+	dst := append(extra, &t.Requests, &t.Errors, &t.InputTokens, &t.OutputTokens, &t.CacheReadTokens,
+		&t.CacheWriteTokens, &t.ReasoningTokens, &t.CostUSD, &s.latency)
+	return s, sc.Scan(dst...)
+}
+
+func (s *usageSum) add(o usageSum) {
+	s.t.Requests += o.t.Requests
+	s.t.Errors += o.t.Errors
+	s.t.InputTokens += o.t.InputTokens
+	s.t.OutputTokens += o.t.OutputTokens
+	s.t.CacheReadTokens += o.t.CacheReadTokens
+	s.t.CacheWriteTokens += o.t.CacheWriteTokens
+	s.t.ReasoningTokens += o.t.ReasoningTokens
+	s.t.CostUSD += o.t.CostUSD
+	s.latency += o.latency
+}
+
+func (s usageSum) totals() UsageTotals {
+	t := s.t
+	t.TotalTokens = t.InputTokens + t.OutputTokens + t.CacheReadTokens + t.CacheWriteTokens
+	if t.Requests > 0 {
+		t.AvgLatencyMS = float64(s.latency) / float64(t.Requests)
+	}
+	return t
+}
+
+// UsageTotals sums the records matching f (whole hours from the hourly
+// sums, see usageSpans).
 func (s *Store) UsageTotals(ctx context.Context, f UsageFilter) (UsageTotals, error) {
-	where, args := f.where()
-	return scanTotals(s.db.QueryRow(ctx, `SELECT `+totalsColumns+` FROM route_usage`+where, args...))
+	var sum usageSum
+	for _, sp := range usageSpans(f) {
+		var q string
+		var args []any
+		if sp.hourly {
+			q, args = hourlyQuery(f, sp, 0)
+		} else {
+			var where string
+			where, args = sp.f.where()
+			q = `SELECT ` + sumColumns + ` FROM route_usage` + where
+		}
+		part, err := scanSums(s.db.QueryRow(ctx, q, args...))
+		if err != nil {
+			return UsageTotals{}, err
+		}
+		sum.add(part)
+	}
+	return sum.totals(), nil
 }
 
 // UsageBucket is the sum of one time bucket.
@@ -291,23 +328,66 @@ type UsageBucket struct {
 
 // UsageBuckets sums the records matching f per time bucket of width
 // (aligned to the Unix epoch, so days are UTC days), oldest first; empty
-// buckets are left out.
+// buckets are left out. Widths of whole hours read whole hours from the
+// hourly sums.
 func (s *Store) UsageBuckets(ctx context.Context, f UsageFilter, width time.Duration) ([]UsageBucket, error) {
 	w := width.Milliseconds()
 	if w <= 0 {
 		return nil, errors.New("usage buckets: width must be positive")
 	}
-	where, args := f.where()
-	args = append([]any{w}, args...)
-	rows, err := s.db.Query(ctx, `SELECT at / ? AS b, `+totalsColumns+` FROM route_usage`+where+` GROUP BY 1 ORDER BY 1`, args...)
-	if err != nil {
-		return nil, err
+	spans := []usageSpan{{f: f}}
+	if w%hourMS == 0 {
+		spans = usageSpans(f)
 	}
-	return collect(rows, func(sc scanner) (UsageBucket, error) {
-		var b int64
-		t, err := scanTotals(sc, &b)
-		return UsageBucket{Start: fromMS(b * w), UsageTotals: t}, err
-	})
+	by := map[int64]*usageSum{}
+	var order []int64
+	for _, sp := range spans {
+		var q string
+		var args []any
+		if sp.hourly {
+			q, args = hourlyQuery(f, sp, w)
+		} else {
+			var where string
+			where, args = sp.f.where()
+			q = `SELECT at / ? AS b, ` + sumColumns + ` FROM route_usage` + where + ` GROUP BY 1 ORDER BY 1`
+			args = append([]any{w}, args...)
+		}
+		rows, err := s.db.Query(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		type part struct {
+			b int64
+			s usageSum
+		}
+		parts, err := collect(rows, func(sc scanner) (part, error) {
+			var p part
+			var err error
+			p.s, err = scanSums(sc, &p.b)
+			return p, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			if p.s.t.Requests == 0 {
+				continue
+			}
+			if cur := by[p.b]; cur != nil {
+				cur.add(p.s)
+				continue
+			}
+			v := p.s
+			by[p.b] = &v
+			order = append(order, p.b)
+		}
+	}
+	slices.Sort(order)
+	out := make([]UsageBucket, len(order))
+	for i, b := range order {
+		out[i] = UsageBucket{Start: fromMS(b * w), UsageTotals: by[b].totals()}
+	}
+	return out, nil
 }
 
 // UsageSample is the latency of one successful request of a provider.
@@ -370,15 +450,42 @@ func (s *Store) UsageProviders(ctx context.Context, since time.Time) ([]string, 
 	})
 }
 
-// DeleteUsageBefore deletes at most limit records older than before and
+// DeleteUsageBefore deletes at most limit records older than before,
+// subtracting them from the hourly sums in the same transaction, and
 // reports how many went.
 func (s *Store) DeleteUsageBefore(ctx context.Context, before time.Time, limit int) (int64, error) {
-	res, err := s.db.Exec(ctx, `DELETE FROM route_usage WHERE id IN
-		(SELECT id FROM route_usage WHERE at < ? ORDER BY id LIMIT ?)`, ms(before), limit)
-	if err != nil {
-		return 0, err
-	}
-	return res.RowsAffected()
+	var n int64
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, at, key_id, model, provider, connection, target_model, input_tokens,
+			output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status
+			FROM route_usage WHERE at < ? ORDER BY id LIMIT ?`, ms(before), limit)
+		if err != nil {
+			return err
+		}
+		recs, err := collect(rows, func(sc scanner) (UsageRecord, error) {
+			var r UsageRecord
+			var at int64
+			err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Model, &r.Provider, &r.Connection, &r.TargetModel, &r.InputTokens,
+				&r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens, &r.CostUSD, &r.LatencyMS, &r.Status)
+			r.At = fromMS(at)
+			return r, err
+		})
+		if err != nil || len(recs) == 0 {
+			return err
+		}
+		res, err := tx.Exec(ctx, `DELETE FROM route_usage WHERE at < ? AND id <= ?`, ms(before), recs[len(recs)-1].ID)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		if n != int64(len(recs)) {
+			return fmt.Errorf("usage: deleting %d records removed %d", len(recs), n)
+		}
+		return addHourly(ctx, tx, hourlySums(recs, -1))
+	})
+	return n, err
 }
 
 // UsageCount is the number of stored usage records.
