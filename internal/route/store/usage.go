@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -55,15 +56,19 @@ type UsageFilter struct {
 	Before       int64 // id < Before (cursor), 0: no cursor
 }
 
-func (f UsageFilter) where() (string, []any) {
+func (f UsageFilter) where() (string, []any) { return f.whereAt("at") }
+
+// whereAt is where with the time column written as at; "+at" keeps
+// SQLite from choosing an index on at (it stays a plain comparison).
+func (f UsageFilter) whereAt(at string) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
 	if !f.Since.IsZero() {
-		add("at >= ?", ms(f.Since))
+		add(at+" >= ?", ms(f.Since))
 	}
 	if !f.Until.IsZero() {
-		add("at < ?", ms(f.Until))
+		add(at+" < ?", ms(f.Until))
 	}
 	if f.Model != "" {
 		add("(model = ? OR target_model = ? OR provider || '/' || target_model = ?)", f.Model, f.Model, f.Model)
@@ -222,9 +227,35 @@ func insertUsage(recs []UsageRecord) (string, []any) {
 	return b.String(), args
 }
 
-// UsageLogs returns records matching f, newest first.
+// UsageLogs returns records matching f, newest first. A filter on key,
+// provider or connection walks that column's (column, id) index newest
+// first and checks the period on the way ("+at"): an index on the time
+// would find every record of the period and sort them all by id.
 func (s *Store) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int) ([]UsageRecord, error) {
-	where, args := f.where()
+	at := "at"
+	if f.KeyID != "" || f.Provider != "" || f.Connection != "" {
+		at = "+at"
+	}
+	if f.Model != "" {
+		// No index serves the model filter (three columns, one of them
+		// derived): the walk of the records newest first stops after
+		// limit matches, but a model with no record in the period would
+		// walk them all. The hourly sums say whether there is one.
+		var n int
+		q := `SELECT COUNT(*) FROM route_usage_hourly WHERE dim = ? AND val = ?`
+		qargs := []any{dimModel, f.Model}
+		if !f.Since.IsZero() {
+			q += ` AND hour >= ?`
+			qargs = append(qargs, floorHour(ms(f.Since)))
+		}
+		if err := s.db.QueryRow(ctx, q, qargs...).Scan(&n); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return nil, nil
+		}
+	}
+	where, args := f.whereAt(at)
 	args = append(args, limit, offset)
 	rows, err := s.db.Query(ctx, `SELECT id, `+usageColumns+` FROM route_usage`+where+` ORDER BY id DESC LIMIT ? OFFSET ?`, args...)
 	if err != nil {
@@ -240,6 +271,18 @@ func (s *Store) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int)
 		r.At = fromMS(at)
 		return r, err
 	})
+}
+
+// UsageLastAt is the time of the newest record matching f; ok is false
+// when none does. MAX(at) over an index that starts with the filtered
+// column (connection, session) reads one index entry.
+func (s *Store) UsageLastAt(ctx context.Context, f UsageFilter) (time.Time, bool, error) {
+	where, args := f.where()
+	var at sql.NullInt64
+	if err := s.db.QueryRow(ctx, `SELECT MAX(at) FROM route_usage`+where, args...).Scan(&at); err != nil {
+		return time.Time{}, false, err
+	}
+	return fromMS(at.Int64), at.Valid, nil
 }
 
 // UsageTotals sums usage records.
@@ -397,11 +440,14 @@ type UsageSample struct {
 }
 
 // UsageLatencies returns the latencies of successful, routed requests
-// since a time, newest first, at most limit.
+// since a time, newest first, at most limit. Here and in
+// UsageSessionRows, "+id" keeps SQLite from walking every record in id
+// order to skip a sort: the records of the last minutes are few, and the
+// at index finds them.
 func (s *Store) UsageLatencies(ctx context.Context, since time.Time, limit int) ([]UsageSample, error) {
 	rows, err := s.db.Query(ctx, `SELECT provider, latency_ms FROM route_usage
 		WHERE at >= ? AND provider <> '' AND status < 400 AND cache <> 'HIT' AND idempotent = ?
-		ORDER BY id DESC LIMIT ?`, ms(since), false, limit)
+		ORDER BY +id DESC LIMIT ?`, ms(since), false, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -421,7 +467,7 @@ type UsageSessionRow struct {
 // time, oldest first, at most limit (the newest ones).
 func (s *Store) UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]UsageSessionRow, error) {
 	rows, err := s.db.Query(ctx, `SELECT session, key_id, provider, target_model, at FROM route_usage
-		WHERE at >= ? AND session <> '' ORDER BY id DESC LIMIT ?`, ms(since), limit)
+		WHERE at >= ? AND session <> '' ORDER BY +id DESC LIMIT ?`, ms(since), limit)
 	if err != nil {
 		return nil, err
 	}

@@ -142,6 +142,15 @@ func testUsageHourly(t *testing.T, s *store.Store) {
 	}
 	id := func(i int) int64 { return int64(i + 1) }
 	checkHourly(t, s, recs, id)
+	// The logs' model filter consults the sums first.
+	for _, f := range []store.UsageFilter{{Model: "m2"}, {Model: "nope"}, {Model: "alias", Since: usageT0.Add(70 * time.Hour)},
+		{KeyID: "k1", Since: usageT0.Add(10 * time.Hour)}, {Connection: "p0#1", Until: usageT0.Add(9 * time.Hour)}} {
+		logs, err := s.UsageLogs(ctx, f, 1000, 0)
+		must(t, err)
+		if want := naiveTotals(recs, f).Requests; int64(len(logs)) != want {
+			t.Fatalf("%+v: %d logs, want %d", f, len(logs), want)
+		}
+	}
 
 	// Retention deletes the oldest ids first; the sums follow.
 	cut := usageT0.Add(40 * time.Hour)

@@ -23,6 +23,12 @@ CREATE TABLE route_usage_hourly (
     PRIMARY KEY (dim, val, hour)
 );
 
+-- The request logs filtered by key, provider or connection, newest first:
+-- these walk only the matching records in id order, however rare they are.
+CREATE INDEX route_usage_key_id ON route_usage(key_id, id);
+CREATE INDEX route_usage_provider_id ON route_usage(provider, id);
+CREATE INDEX route_usage_connection_id ON route_usage(connection, id);
+
 INSERT INTO route_usage_hourly (dim, val, hour, requests, errors, input_tokens, output_tokens, cache_read_tokens,
     cache_write_tokens, reasoning_tokens, cost_usd, latency_ms)
 SELECT dim, val, (at / 3600000) * 3600000, COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(input_tokens),
