@@ -73,20 +73,21 @@ func BenchmarkNetworkPage(b *testing.B) {
 		b.Fatal(err)
 	}
 	p := control.Principal{UserID: u.ID}
-	n, err := env.Service.CreateNetwork(ctx, p, "fleet", "10.80.0.0/16", "")
+	n, err := env.Service.CreateNetwork(ctx, p, "fleet", "100.80.0.0/16", "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	const devices = 10_000
 	seedNetwork(b, env, u.ID, n, devices)
 	h := httpx.Wrap(env.App.Handler(), logging.Discard(), httpx.NewMetrics(prometheus.NewRegistry(), "bench"))
-	for _, path := range []string{
-		"/api/v2/virtual-networks/" + n.ID,
-		"/api/v2/virtual-networks/" + n.ID + "/devices",
-		"/api/v2/virtual-networks",
-		"/api/v2/devices",
+	for _, c := range []struct{ name, path string }{
+		{"network", "/api/v2/virtual-networks/" + n.ID},
+		{"members", "/api/v2/virtual-networks/" + n.ID + "/devices"},
+		{"networks", "/api/v2/virtual-networks"},
+		{"devices", "/api/v2/devices"},
 	} {
-		b.Run(path[len("/api/v2/"):], func(b *testing.B) {
+		path := c.path
+		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				req := httptest.NewRequest(http.MethodGet, path, nil)
