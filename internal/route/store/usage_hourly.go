@@ -1,7 +1,9 @@
 package store
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"strings"
 	"time"
 
@@ -125,6 +127,12 @@ func addHourly(ctx context.Context, tx *sqldb.Tx, sums map[hourlyKey]*hourlySum)
 		rows = append(rows, row{k, s})
 		subtracted = subtracted || s.requests < 0
 	}
+	// One order for every writer: concurrent upserts of the same rows
+	// (several gateways on one PostgreSQL) then wait for each other
+	// instead of deadlocking.
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(strings.Compare(a.k.dim, b.k.dim), strings.Compare(a.k.val, b.k.val), cmp.Compare(a.k.hour, b.k.hour))
+	})
 	for len(rows) > 0 {
 		n := min(len(rows), hourlyRowsPerUpsert)
 		var b strings.Builder
