@@ -142,6 +142,25 @@ func testUsageHourly(t *testing.T, s *store.Store) {
 	}
 	id := func(i int) int64 { return int64(i + 1) }
 	checkHourly(t, s, recs, id)
+	// Providers served since a time, whole and partial hours.
+	for _, since := range []time.Time{usageT0, usageT0.Add(30*time.Hour + 20*time.Minute), usageT0.Add(71*time.Hour + 59*time.Minute)} {
+		got, err := s.UsageProviders(ctx, since)
+		must(t, err)
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if r.Provider != "" && !r.At.Before(since) {
+				seen[r.Provider] = true
+			}
+		}
+		if len(got) != len(seen) {
+			t.Fatalf("providers since %v: %v, want %v", since, got, seen)
+		}
+		for _, p := range got {
+			if !seen[p] {
+				t.Fatalf("providers since %v: %v, want %v", since, got, seen)
+			}
+		}
+	}
 	// The logs' model filter consults the sums first.
 	for _, f := range []store.UsageFilter{{Model: "m2"}, {Model: "nope"}, {Model: "alias", Since: usageT0.Add(70 * time.Hour)},
 		{KeyID: "k1", Since: usageT0.Add(10 * time.Hour)}, {Connection: "p0#1", Until: usageT0.Add(9 * time.Hour)}} {

@@ -481,16 +481,24 @@ func (s *Table) UsageSessionRows(ctx context.Context, since time.Time, limit int
 	return out, err
 }
 
-// UsageProviders lists the providers that served requests since a time.
+// UsageProviders lists the providers that served requests since a time:
+// those of the whole hours from the hourly sums, those of the partial
+// hour before them from the records (a DISTINCT over the records would
+// walk the provider index through every record).
 func (s *Table) UsageProviders(ctx context.Context, since time.Time) ([]string, error) {
-	rows, err := s.db.Query(ctx, `SELECT DISTINCT provider FROM route_usage WHERE at >= ? AND provider <> ''`, ms(since))
+	from := ceilHour(ms(since))
+	rows, err := s.db.Query(ctx, `SELECT val FROM route_usage_hourly WHERE dim = ? AND hour >= ?
+		UNION ALL SELECT provider FROM route_usage WHERE at >= ? AND at < ? AND provider <> ''`,
+		dimProvider, from, ms(since), from)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(sc scanner) (string, error) {
+	all, err := collect(rows, func(sc scanner) (string, error) {
 		var p string
 		return p, sc.Scan(&p)
 	})
+	slices.Sort(all)
+	return slices.Compact(all), err
 }
 
 // DeleteUsageBefore deletes at most limit records older than before,
