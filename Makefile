@@ -5,12 +5,13 @@ BIN       ?= bin/omni
 STATICCHECK ?= $(shell command -v staticcheck || echo $(HOME)/go/bin/staticcheck)
 GOVULNCHECK ?= $(shell command -v govulncheck || echo $(HOME)/go/bin/govulncheck)
 
-.PHONY: help run build test test-short bench bench-go bench-edge bench-route bench-route-features bench-dataplane lint fuzz clean
+.PHONY: help run build test test-short bench bench-go bench-edge bench-route bench-route-features bench-dataplane bench-dashboards lint fuzz clean
 
 help:
 	@echo "make run         # omni serve: everything up on embedded SQLite in ./data"
 	@echo "make test        # vet + race tests (PostgreSQL/Redis tests skip unless reachable; OMNI_TEST_STRICT=1 makes them fail instead)"
-	@echo "make bench       # Go micro-benchmarks + the heartbeat, gateway overhead and data-plane benchmarks"
+	@echo "make bench       # Go micro-benchmarks + the heartbeat, gateway overhead, data-plane and dashboard-data benchmarks"
+	@echo "make bench-dashboards # usage APIs over 1,000,000 records, network page with 10,000 devices"
 	@echo "make lint        # go vet, staticcheck, govulncheck"
 	@echo "make fuzz        # run each fuzz target briefly"
 
@@ -27,10 +28,17 @@ test:
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
-bench: bench-go bench-edge bench-route bench-route-features bench-dataplane
+bench: bench-go bench-edge bench-route bench-route-features bench-dataplane bench-dashboards
 
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 $(PKGS)
+
+# The dashboards' data at scale: the usage page's calls over 1,000,000
+# usage records on SQLite (seeded once per run, about 30 s) and the
+# network page's calls for a network of 10,000 devices.
+bench-dashboards:
+	$(GO) test -run '^$$' -bench 'Dashboard' -benchtime 20x -count 1 ./internal/route/usage
+	$(GO) test -run '^$$' -bench 'NetworkPage' -benchtime 20x -count 1 ./internal/edge/server/api
 
 bench-edge:
 	bash bench/edge-heartbeat.sh 100000 15s 64

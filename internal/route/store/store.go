@@ -17,6 +17,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/store/migrations"
+	"github.com/omniedge/omni/internal/route/store/usagestore"
 )
 
 // Errors returned (wrapped) by the store.
@@ -30,9 +31,10 @@ const CredentialKeyPurpose = "route provider credentials"
 
 // Store is the SQL store of the gateway's managed state.
 type Store struct {
-	db     *sqldb.DB
-	sealer *auth.Sealer
-	now    func() time.Time
+	*usagestore.Table // usage records (route_usage, route_usage_hourly)
+	db                *sqldb.DB
+	sealer            *auth.Sealer
+	now               func() time.Time
 }
 
 // New migrates db to the current OmniRoute schema and returns a store
@@ -48,7 +50,7 @@ func New(ctx context.Context, db *sqldb.DB, masterKey []byte) (*Store, error) {
 	if err := sqldb.Migrate(ctx, db, "route", migrations.FS); err != nil {
 		return nil, err
 	}
-	return &Store{db: db, sealer: sealer, now: time.Now}, nil
+	return &Store{Table: usagestore.New(db), db: db, sealer: sealer, now: time.Now}, nil
 }
 
 // DB returns the underlying database.

@@ -25,6 +25,8 @@ func runUsageSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"RoundTrip", testUsageRoundTrip},
 		{"Aggregates", testUsageAggregates},
 		{"Delete", testUsageDelete},
+		{"Hourly", testUsageHourly},
+		{"HourlyBackfill", testUsageHourlyBackfill},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}

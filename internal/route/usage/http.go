@@ -236,12 +236,12 @@ func (r *Recorder) connectionUsage(w http.ResponseWriter, req *http.Request) err
 	}
 	body := connectionBody{ConnectionID: id, Period: period, UsageTotals: t}
 	if t.Requests > 0 {
-		last, err := r.opt.Store.UsageLogs(req.Context(), f, 1, 0)
+		last, ok, err := r.opt.Store.UsageLastAt(req.Context(), f)
 		if err != nil {
 			return err
 		}
-		if len(last) == 1 {
-			body.LastUsed = &last[0].At
+		if ok {
+			body.LastUsed = &last
 		}
 	}
 	httpx.WriteJSON(w, http.StatusOK, body)

@@ -30,6 +30,7 @@ type Store interface {
 	InsertUsage(ctx context.Context, recs []store.UsageRecord) error
 	UsageLogs(ctx context.Context, f store.UsageFilter, limit, offset int) ([]store.UsageRecord, error)
 	UsageTotals(ctx context.Context, f store.UsageFilter) (store.UsageTotals, error)
+	UsageLastAt(ctx context.Context, f store.UsageFilter) (time.Time, bool, error)
 	UsageBuckets(ctx context.Context, f store.UsageFilter, width time.Duration) ([]store.UsageBucket, error)
 	UsageLatencies(ctx context.Context, since time.Time, limit int) ([]store.UsageSample, error)
 	UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]store.UsageSessionRow, error)

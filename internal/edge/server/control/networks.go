@@ -153,17 +153,9 @@ func (s *Service) Members(ctx context.Context, p Principal, networkID string) ([
 	if err != nil {
 		return nil, err
 	}
-	ms, err := s.store.Members(ctx, networkID)
+	ms, devs, err := s.store.MemberDevices(ctx, networkID)
 	if err != nil {
 		return nil, err
-	}
-	devs := make([]Device, 0, len(ms))
-	for _, m := range ms {
-		d, err := s.store.DeviceByID(ctx, m.DeviceID)
-		if err != nil {
-			return nil, err
-		}
-		devs = append(devs, d)
 	}
 	st, err := s.withPresence(ctx, devs)
 	if err != nil {

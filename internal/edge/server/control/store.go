@@ -85,6 +85,8 @@ type Store interface {
 	Leave(ctx context.Context, networkID, deviceID, sealed string) error
 	Membership(ctx context.Context, networkID, deviceID string) (Membership, error)
 	Members(ctx context.Context, networkID string) ([]Membership, error)
+	// MemberDevices is Members with each member's device, in one query.
+	MemberDevices(ctx context.Context, networkID string) ([]Membership, []Device, error)
 	DeviceMemberships(ctx context.Context, deviceID string) ([]Membership, error)
 	SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error
 	SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error

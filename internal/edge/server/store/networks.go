@@ -256,6 +256,33 @@ func (s *Store) Members(ctx context.Context, networkID string) ([]control.Member
 	return collect(rows, scanMember)
 }
 
+// MemberDevices returns a network's memberships, ordered by host, with
+// their devices, in one query.
+func (s *Store) MemberDevices(ctx context.Context, networkID string) ([]control.Membership, []control.Device, error) {
+	rows, err := s.db.Query(ctx, `SELECT d.id, d.user_id, d.hardware_uuid, d.name, d.platform, d.created_at, d.last_seen,
+		d.exit_consent, d.public_key, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
+		WHERE m.network_id = ? ORDER BY m.host`, networkID)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var ms []control.Membership
+	var ds []control.Device
+	for rows.Next() {
+		var host, joined int64
+		var exit sql.NullString
+		m := control.Membership{NetworkID: networkID}
+		d, err := scanDevice(withExtra{rows, []any{&host, &m.IsExitNode, &exit, &joined}})
+		if err != nil {
+			return nil, nil, err
+		}
+		m.DeviceID, m.Host, m.ExitNodeID, m.JoinedAt = d.ID, uint32(host), exit.String, fromMS(joined)
+		ms, ds = append(ms, m), append(ds, d)
+	}
+	return ms, ds, rows.Err()
+}
+
 func (s *Store) DeviceMemberships(ctx context.Context, deviceID string) ([]control.Membership, error) {
 	rows, err := s.db.Query(ctx, `SELECT `+memCols+` FROM edge_memberships WHERE device_id = ? ORDER BY joined_at, network_id`, deviceID)
 	if err != nil {
