@@ -14,4 +14,3 @@ func newHandler() (http.Handler, error) {
 	}
 	return app, nil
 }
-

@@ -94,9 +94,7 @@ async function boot() {
   let s;
   try { s = await api('GET', '/api/settings/require-login'); } catch (e) { main.replaceChildren(h('p', { class: 'error', role: 'alert' }, e.message)); return; }
   if (s.setupRequired) return setupPage();
-  try { await api('GET', '/api/resilience'); } catch (e) {
-    if (e.status === 401) return loginPage();
-  }
+  if (s.requireLogin && !s.loggedIn) return loginPage();
   showNav(s.requireLogin);
   route();
 }
