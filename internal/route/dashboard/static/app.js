@@ -195,7 +195,7 @@ async function providersPage() {
     const rows = data.providers || data || [];
     list.replaceChildren(table([
       ['Name', p => p.id], ['Type', p => p.type], ['Base URL', p => h('span', { class: 'wrap' }, p.base_url || '')],
-      ['Credentials', p => (p.api_keys || []).map(k => k.api_key || k.masked || '').join(', ') || (p.api_key || '—')],
+      ['Credentials', p => (p.credentials || []).map(k => k.key + (k.unreadable ? ' (unreadable)' : '')).join(', ') || 'none'],
       ['Enabled', p => (p.enabled === false ? 'no' : 'yes')],
       ['Test', p => h('span', { id: `test-${p.id}`, role: 'status' })],
       ['', p => providerActions(p, load), 'actions'],
@@ -441,21 +441,26 @@ async function chat(v, out, info, attempts) {
     h('span', { id: 'pg-target' }, `Answered by: ${target || 'unknown'}`),
     h('span', {}, `Latency: ${ms} ms` + (first ? ` (first token ${Math.round(first - t0)} ms)` : '')),
     usage ? h('span', {}, `Tokens: ${usage.prompt_tokens ?? '?'} in / ${usage.completion_tokens ?? '?'} out`) : null);
-  // The attempts and cost as the usage log recorded them.
-  try {
-    await new Promise(res => setTimeout(res, 300));
+  // The attempts and cost as the usage log recorded them (written a
+  // moment after the answer ends).
+  const since = Date.now() - ms - 2000;
+  for (let i = 0; i < 20; i++) {
+    await new Promise(res => setTimeout(res, 250));
     const logs = await api('GET', '/api/usage/request-logs?limit=1');
     const rec = (logs.logs || [])[0];
-    if (rec) {
-      info.append(h('span', {}, `Cost: $${(rec.costUsd ?? rec.cost_usd ?? 0).toFixed(6)}`));
+    if (rec && Date.parse(rec.time) >= since) {
+      info.append(h('span', { id: 'pg-cost' }, `Cost: $${(rec.costUsd ?? 0).toFixed(6)}`));
       attempts.replaceChildren(h('h2', {}, 'Attempts'), attemptTable(rec.attemptList || []));
+      return;
     }
-  } catch { /* the log is optional here */ }
+  }
+  attempts.replaceChildren(h('p', { class: 'muted' }, 'The request log has not recorded this request yet: see Usage.'));
 }
 
 function attemptTable(list) {
-  return table([['#', (_, i) => ''], ['Target', a => a.target || `${a.provider || ''}/${a.model || ''}`], ['Connection', a => a.connection || a.connectionId],
-    ['Status', a => a.status], ['Latency', a => (a.latencyMs ?? a.latency_ms ?? '') + ' ms'], ['Reason', a => a.reason || a.error || '']], list, 'No attempts recorded.');
+  return table([['Target', a => `${a.provider || ''}/${a.model || ''}`], ['Connection', a => a.connection],
+    ['Status', a => h('span', { class: a.status >= 400 ? 'bad' : 'ok' }, String(a.status))], ['Time', a => `${Math.round((a.elapsed || 0) / 1e6)} ms`], ['Error', a => a.error || '']],
+  list, 'No attempts recorded (a cache hit or a refused request).');
 }
 
 // ---- usage ----
@@ -539,8 +544,8 @@ async function logPage(el, q, cursor) {
   const recs = data.logs || [];
   const detail = h('div', { id: 'log-detail' });
   const rows = table([
-    ['Time', r => fmtTime(r.timestamp || r.time || r.createdAt)], ['Model', r => r.model], ['Provider', r => r.provider],
-    ['Status', r => r.status], ['Tokens', r => r.totalTokens ?? ((r.inputTokens || 0) + (r.outputTokens || 0))],
+    ['Time', r => fmtTime(r.time)], ['Model', r => r.model], ['Provider', r => r.provider],
+    ['Status', r => h('span', { class: r.status >= 400 ? 'bad' : '' }, String(r.status))], ['Tokens', r => (r.inputTokens || 0) + (r.outputTokens || 0)],
     ['Latency', r => `${r.latencyMs ?? ''} ms`], ['Cost', r => `$${(r.costUsd ?? 0).toFixed(6)}`],
     ['', r => h('button', { type: 'button', class: 'secondary', onclick: () => detail.replaceChildren(h('h2', {}, 'Attempts'), attemptTable(r.attemptList || [])) }, 'Attempts'), 'actions'],
   ], recs, 'No requests in this period: send one from the Playground or a client.');
