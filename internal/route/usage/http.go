@@ -30,6 +30,7 @@ func (r *Recorder) Register(add func(pattern string, h httpx.HandlerFunc)) {
 	add("GET /api/usage/history", r.history)
 	add("GET /api/usage/logs", r.logs)
 	add("GET /api/usage/request-logs", r.requestLogs)
+	add("GET /api/usage/tail", r.tail)
 	add("GET /api/usage/{connectionId}", r.connectionUsage)
 	add("GET /api/telemetry/summary", r.telemetry)
 	add("GET /api/monitoring/health", r.health)

@@ -69,6 +69,7 @@ type Options struct {
 	BatchSize  int           // rows per write (default 500)
 	FlushEvery time.Duration // longest wait before a partial batch is written (default 1 s)
 	SweepEvery time.Duration // retention sweep period (default 1 h)
+	TailEvery  time.Duration // how often a live tail asks the store for new records (default 1 s)
 	Linger     time.Duration // after Run's context ends, how long a quiet queue is awaited (default 1 s)
 	Clock      clock.Clock
 	Log        *slog.Logger
@@ -137,6 +138,9 @@ func New(opt Options) *Recorder {
 	}
 	if opt.SweepEvery <= 0 {
 		opt.SweepEvery = time.Hour
+	}
+	if opt.TailEvery <= 0 {
+		opt.TailEvery = time.Second
 	}
 	if opt.Linger <= 0 {
 		opt.Linger = time.Second
