@@ -92,6 +92,11 @@ func TestDashboardFlow(t *testing.T) {
 	if n := p.Eval(`document.querySelectorAll("#chart-requests canvas, #chart-requests table").length`).(float64); n == 0 {
 		t.Error("the requests chart did not render")
 	}
+	// The live tail shows a new request without a reload.
+	if r := e.Do("POST", "/v1/chat/completions", admintest.Chat("fake/m1"), admintest.Bearer(raw)...); r.Status != 200 {
+		t.Fatalf("chat = %d %s", r.Status, r.Body)
+	}
+	p.WaitText("#tail-list", "fake/m1")
 	p.Screenshot("usage")
 
 	// Health: trip the breaker with failing calls, then reset it.

@@ -291,7 +291,7 @@ async function keysPage() {
   page('Keys', form, h('h2', {}, 'Keys'), list, limitsOut);
   await load();
   const reg = await api('GET', '/api/settings/registered-keys').catch(() => null);
-  if (reg) main.append(h('h2', {}, 'Registered keys'), h('pre', { class: 'answer' }, JSON.stringify(reg, null, 2)));
+  if (reg) main.append(h('h2', {}, 'Registered keys'), h('section', { class: 'card', id: 'registered-keys' }, kv(reg)));
 }
 
 function keyActions(k, reload, out) {
@@ -523,7 +523,10 @@ async function usagePage() {
   const cCost = h('div', { class: 'chart', id: 'chart-cost' });
   const logs = h('div', { id: 'usage-logs' });
   const tailBox = h('div', { id: 'usage-tail' });
-  page('Usage', seg, filters, totals, cReq, cTok, cCost, h('h2', {}, 'Request log'), logs, tailBox);
+  const lat = h('div', { id: 'usage-latency' });
+  page('Usage', seg, filters, totals, cReq, cTok, cCost, h('h2', {}, 'Latency by provider (last hour)'), lat,
+    h('h2', {}, 'Live'), tailBox, h('h2', {}, 'Request log'), logs);
+  startTail(tailBox, filt);
   const hist = await api('GET', `/api/usage/history?${q}`);
   const b = hist.buckets || [];
   const xs = b.map(x => Date.parse(x.time) / 1000);
@@ -533,7 +536,29 @@ async function usagePage() {
   await drawChart(cReq, 'Requests', xs, [{ label: 'requests', data: b.map(x => x.requests) }, { label: 'errors', data: b.map(x => x.errors) }]);
   await drawChart(cTok, 'Tokens', xs, [{ label: 'input', data: b.map(x => x.inputTokens) }, { label: 'output', data: b.map(x => x.outputTokens) }]);
   await drawChart(cCost, 'Cost (USD)', xs, [{ label: 'cost', data: b.map(x => x.costUsd) }]);
+  const tel = await api('GET', '/api/telemetry/summary');
+  lat.replaceChildren(table([['Provider', r => r[0]], ['p50', r => `${r[1].p50} ms`], ['p95', r => `${r[1].p95} ms`], ['p99', r => `${r[1].p99} ms`], ['Requests', r => r[1].count]],
+    Object.entries(tel.providers || {}), 'No answered requests in the last hour.'));
   await logPage(logs, q, '');
+}
+
+// startTail shows new requests as the gateway records them (server-sent
+// events), newest on top, until the page is left.
+function startTail(el, filt) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(filt)) if (v) q.set(k, v);
+  const list = h('ul', { id: 'tail-list' });
+  const status = h('p', { class: 'muted', role: 'status' }, 'Waiting for new requests…');
+  el.replaceChildren(status, list);
+  const es = new EventSource(`/api/usage/tail?${q}`);
+  es.addEventListener('usage', ev => {
+    const r = JSON.parse(ev.data);
+    status.textContent = 'New requests appear here as they are recorded.';
+    list.prepend(h('li', {}, `${fmtTime(r.time)} · ${r.model} → ${r.provider || '—'} · ${r.status} · ${(r.inputTokens || 0) + (r.outputTokens || 0)} tokens · ${r.latencyMs} ms`));
+    while (list.children.length > 20) list.lastChild.remove();
+  });
+  es.addEventListener('error', () => { status.textContent = 'Live tail reconnecting…'; });
+  leave = () => es.close();
 }
 
 async function logPage(el, q, cursor) {
@@ -577,8 +602,16 @@ async function healthPage() {
     table([['Provider', l => l.provider], ['Connection', l => l.connection], ['Model', l => l.model], ['Until', l => fmtTime(l.until)], ['Status', l => l.status]],
       cool.lockouts || [], cool.enabled ? 'No model is locked out.' : 'Model lockouts are off (Settings → resilience).'),
     h('h2', {}, 'Cache and idempotency'),
-    cache ? h('section', { class: 'card' }, h('pre', { class: 'answer' }, JSON.stringify(cache, null, 2)),
+    cache ? h('section', { class: 'card', id: 'cache-stats' }, kv(cache),
       h('button', { type: 'button', class: 'danger', onclick: ev => act(box, ev.target, async () => { await api('DELETE', '/api/cache/stats'); await healthPage(); }) }, 'Clear cache')) : h('p', { class: 'empty' }, 'No cache configured.'));
+}
+
+// kv shows an object's numbers and strings as a two-column table.
+function kv(obj) {
+  const rows = [];
+  const walk = (o, pre) => { for (const [k, v] of Object.entries(o || {})) (v && typeof v === 'object' && !Array.isArray(v)) ? walk(v, `${pre}${k} · `) : rows.push([pre + k, Array.isArray(v) ? v.join(', ') : String(v)]); };
+  walk(obj, '');
+  return table([['Name', r => r[0]], ['Value', r => r[1]]], rows, 'Nothing to show.');
 }
 
 // ---- settings ----
@@ -612,6 +645,7 @@ async function settingsPage() {
     act(sb, null, async () => { await api('PATCH', '/api/resilience', body); sb.textContent = 'Saved.'; });
   });
   const blist = (backups && (backups.backups || backups)) || [];
+  
   const fileIn = h('input', { type: 'file', id: 'import-file', accept: '.db,.sqlite,.json' });
   const importBtn = h('button', { type: 'button', class: 'secondary' }, 'Import');
   importBtn.addEventListener('click', () => act(bb, importBtn, async () => {
