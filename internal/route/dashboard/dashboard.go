@@ -12,6 +12,7 @@ import (
 	"net/http"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/webui"
 	"github.com/omniedge/omni/internal/route/feature"
 )
 
@@ -23,7 +24,7 @@ const Prefix = "/dashboard/"
 
 // Dashboard serves the embedded app.
 type Dashboard struct {
-	app http.Handler
+	app, shared http.Handler
 }
 
 // Static returns the dashboard's own files (index.html, app.js …).
@@ -37,18 +38,23 @@ func Static() fs.FS {
 
 // New builds the dashboard handler.
 func New() (*Dashboard, error) {
-	app, err := newHandler()
+	app, err := webui.New(Static(), webui.Options{Prefix: Prefix})
 	if err != nil {
 		return nil, err
 	}
-	return &Dashboard{app: app}, nil
+	shared, err := webui.New(webui.Static(), webui.Options{Prefix: Prefix + "ui/", NoIndex: true})
+	if err != nil {
+		return nil, err
+	}
+	return &Dashboard{app: app, shared: shared}, nil
 }
 
 // Handler is the dashboard's handler for every path under Prefix.
 func (d *Dashboard) Handler() http.Handler { return d.app }
 
 // Module declares the dashboard: GET / redirects to it, GET /dashboard/…
-// serves it. Both are public: the page itself holds nothing, and every
+// serves it and GET /dashboard/ui/… the look both dashboards share
+// (platform/webui: the chart library). Both are public: the page itself holds nothing, and every
 // call it makes needs the management login.
 func (d *Dashboard) Module() feature.Module {
 	return feature.Module{
@@ -62,4 +68,5 @@ func (d *Dashboard) Module() feature.Module {
 func (d *Dashboard) Register(mux feature.Mux) {
 	mux.Handle("GET /{$}", httpx.WithAuth("public", http.RedirectHandler(Prefix, http.StatusFound)))
 	mux.Handle("GET "+Prefix, httpx.WithAuth("public", d.app))
+	mux.Handle("GET "+Prefix+"ui/", httpx.WithAuth("public", d.shared))
 }
