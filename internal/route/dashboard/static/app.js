@@ -60,12 +60,16 @@ function field(label, attrs) {
   return h('label', { for: id }, label, input);
 }
 
+// saved says in box that an action worked.
+function saved(box, msg = 'Saved.') { box.className = 'ok'; box.textContent = msg; }
+
 // alertBox is where an action's error is shown, next to it.
 function alertBox() { return h('p', { class: 'error', role: 'alert', 'aria-live': 'assertive' }); }
 
 // act runs fn for a button or form, showing its error in box.
 async function act(box, btn, fn) {
   box.textContent = '';
+  box.className = 'error';
   if (btn) btn.disabled = true;
   try { await fn(); } catch (e) { box.textContent = e.message; } finally { if (btn) btn.disabled = false; }
 }
@@ -261,7 +265,8 @@ async function keysPage() {
   const form = h('form', { class: 'card', id: 'key-form' },
     h('div', { class: 'row' },
       field('Name', { name: 'name', id: 'key-name', required: true, placeholder: 'laptop' }),
-      field('Allowed models (comma separated, blank: all)', { name: 'allowed_models', id: 'key-models' })),
+      field('Allowed models (comma separated, blank: all)', { name: 'allowed_models', id: 'key-models' }),
+      field('Allowed providers (comma separated, blank: all)', { name: 'allowed_providers', id: 'key-providers' })),
     h('p', {}, h('button', { type: 'submit', id: 'key-create' }, 'Create key')), box, shown);
   form.addEventListener('submit', ev => {
     ev.preventDefault();
@@ -269,6 +274,7 @@ async function keysPage() {
       const v = formValues(form);
       const body = { name: v.name };
       if (v.allowed_models) body.allowed_models = csv(v.allowed_models);
+      if (v.allowed_providers) body.allowed_providers = csv(v.allowed_providers);
       const k = await api('POST', '/api/keys', body);
       state.lastKey = k.key;
       const copy = h('button', { type: 'button', class: 'secondary', id: 'key-copy' }, 'Copy');
@@ -283,7 +289,8 @@ async function keysPage() {
     const data = await api('GET', '/api/keys');
     const rows = data.keys || data || [];
     list.replaceChildren(table([
-      ['Name', k => k.name], ['Prefix', k => k.prefix], ['Allowed models', k => (k.allowed_models || []).join(', ') || 'all'],
+      ['Name', k => k.name], ['Prefix', k => k.prefix], ['Kind', k => k.kind || 'managed'], ['Allowed models', k => (k.allowed_models || []).join(', ') || 'all'],
+      ['Limits', k => ['rpm', 'rpd', 'tpm', 'tpd'].filter(n => k[n]).map(n => `${n.toUpperCase()} ${k[n]}`).join(' · ') || 'none'],
       ['Created', k => fmtTime(k.created_at)], ['Last used', k => fmtTime(k.last_used_at) || 'never'],
       ['', k => keyActions(k, load, limitsOut), 'actions'],
     ], rows, 'No keys yet: create one above and give it to a client.'));
@@ -296,23 +303,45 @@ async function keysPage() {
 
 function keyActions(k, reload, out) {
   const box = alertBox();
-  const limits = h('button', { type: 'button', class: 'secondary', 'aria-label': `Limits of ${k.name}` }, 'Limits');
+  const limits = h('button', { type: 'button', class: 'secondary', id: `limits-${k.id}`, 'aria-label': `Policy and limits of ${k.name}` }, 'Limits');
   limits.addEventListener('click', () => act(box, limits, async () => {
-    const b = await api('GET', `/api/usage/budget?apiKeyId=${encodeURIComponent(k.id)}`).catch(e => ({ error: e.message }));
-    const f = h('form', { class: 'card' }, h('h2', {}, `Limits of ${k.name}`),
-      h('div', { class: 'row' }, ['rpm', 'rpd', 'tpm', 'tpd'].map(n => field(n.toUpperCase(), { name: n, type: 'number', value: k[n] ?? (k.limits || {})[n] ?? '' }))),
-      h('p', {}, h('button', { type: 'submit' }, 'Save limits')), alertBox(), h('h2', {}, 'Budget'), h('pre', { class: 'answer' }, JSON.stringify(b, null, 2)));
-    f.addEventListener('submit', ev => {
+    const b = await api('GET', `/api/usage/budget?apiKeyId=${encodeURIComponent(k.id)}`).catch(() => null);
+    const pol = h('form', { class: 'card', id: 'policy-form' }, h('h2', {}, `Policy and limits of ${k.name}`),
+      h('div', { class: 'row' },
+        field('Allowed models (globs, comma separated; blank: all)', { name: 'allowed_models', value: (k.allowed_models || []).join(', ') }),
+        field('Allowed providers (comma separated; blank: all)', { name: 'allowed_providers', value: (k.allowed_providers || []).join(', ') })),
+      h('div', { class: 'row' }, ['rpm', 'rpd', 'tpm', 'tpd'].map(n => field(`${n.toUpperCase()} (0: unlimited)`, { name: n, type: 'number', value: String(k[n] ?? 0) }))),
+      h('p', {}, h('button', { type: 'submit' }, 'Save policy')), alertBox());
+    pol.addEventListener('submit', ev => {
       ev.preventDefault();
-      const fb = f.querySelector('.error');
-      act(fb, f.querySelector('button'), async () => {
-        const body = {};
-        for (const [n, v] of Object.entries(formValues(f))) if (v !== '') body[n] = Number(v);
+      const fb = pol.querySelector('.error');
+      act(fb, pol.querySelector('button'), async () => {
+        const v = formValues(pol);
+        const body = { allowed_models: csv(v.allowed_models), allowed_providers: csv(v.allowed_providers) };
+        for (const n of ['rpm', 'rpd', 'tpm', 'tpd']) body[n] = Number(v[n] || 0);
         await api('PATCH', `/api/keys/${encodeURIComponent(k.id)}`, body);
-        fb.textContent = 'Saved.';
+        saved(fb);
+        await reload();
       });
     });
-    out.replaceChildren(f);
+    const cur = (b && (b.budget || b)) || {};
+    const bud = h('form', { class: 'card', id: 'budget-form' }, h('h2', {}, 'Budget (USD)'),
+      h('div', { class: 'row' }, [['hourlyLimitUsd', 'Hourly'], ['dailyLimitUsd', 'Daily'], ['weeklyLimitUsd', 'Weekly'], ['monthlyLimitUsd', 'Monthly'], ['warningThreshold', 'Warn at (0–1)']]
+        .map(([n, l]) => field(l, { name: n, type: 'number', value: cur[n] !== undefined ? String(cur[n]) : '' }))),
+      h('p', {}, h('button', { type: 'submit' }, 'Save budget')), alertBox(),
+      b ? h('div', { id: 'budget-status' }, h('h2', {}, 'Current windows and warnings'), kv(b)) : h('p', { class: 'empty' }, 'No budget: set a daily, weekly or monthly limit above.'));
+    bud.addEventListener('submit', ev => {
+      ev.preventDefault();
+      const fb = bud.querySelector('.error');
+      act(fb, bud.querySelector('button'), async () => {
+        const body = { apiKeyId: k.id };
+        for (const [n, v] of Object.entries(formValues(bud))) if (v !== '') body[n] = Number(v);
+        const st = await api('POST', '/api/usage/budget', body);
+        saved(fb);
+        bud.querySelector('#budget-status')?.replaceChildren(h('h2', {}, 'Current windows and warnings'), kv(st));
+      });
+    });
+    out.replaceChildren(pol, bud);
   }));
   const del = h('button', { type: 'button', class: 'danger', 'aria-label': `Revoke ${k.name}` }, 'Revoke');
   del.addEventListener('click', () => act(box, del, async () => {
@@ -609,7 +638,13 @@ async function healthPage() {
 // kv shows an object's numbers and strings as a two-column table.
 function kv(obj) {
   const rows = [];
-  const walk = (o, pre) => { for (const [k, v] of Object.entries(o || {})) (v && typeof v === 'object' && !Array.isArray(v)) ? walk(v, `${pre}${k} · `) : rows.push([pre + k, Array.isArray(v) ? v.join(', ') : String(v)]); };
+  const walk = (o, pre) => {
+    for (const [k, v] of Object.entries(o || {})) {
+      if (Array.isArray(v) && v.some(x => x && typeof x === 'object')) v.forEach((x, i) => walk(x, `${pre}${k} ${i + 1} · `));
+      else if (v && typeof v === 'object' && !Array.isArray(v)) walk(v, `${pre}${k} · `);
+      else rows.push([pre + k, Array.isArray(v) ? (v.join(', ') || 'none') : String(v)]);
+    }
+  };
   walk(obj, '');
   return table([['Name', r => r[0]], ['Value', r => r[1]]], rows, 'Nothing to show.');
 }
@@ -634,7 +669,7 @@ async function settingsPage() {
   retForm.addEventListener('submit', ev => {
     ev.preventDefault();
     const body = {}; for (const [k, v] of Object.entries(formValues(retForm))) body[k] = Number(v);
-    act(rb, null, async () => { await api('PUT', '/api/settings/usage-retention', body); rb.textContent = 'Saved.'; });
+    act(rb, null, async () => { await api('PUT', '/api/settings/usage-retention', body); saved(rb); });
   });
   const s = res.settings || {};
   const resForm = h('form', { class: 'card', id: 'resilience-form' }, h('div', { class: 'row' },
@@ -642,7 +677,7 @@ async function settingsPage() {
   resForm.addEventListener('submit', ev => {
     ev.preventDefault();
     const body = {}; for (const [k, v] of Object.entries(formValues(resForm))) body[k] = Number(v);
-    act(sb, null, async () => { await api('PATCH', '/api/resilience', body); sb.textContent = 'Saved.'; });
+    act(sb, null, async () => { await api('PATCH', '/api/resilience', body); saved(sb); });
   });
   const blist = (backups && (backups.backups || backups)) || [];
   
@@ -652,7 +687,7 @@ async function settingsPage() {
     const f = fileIn.files[0]; if (!f) throw new Error('Choose a file first.');
     const r = await fetch('/api/db-backups/import', { method: 'POST', credentials: 'same-origin', headers: { 'Content-Type': 'application/octet-stream' }, body: f });
     if (!r.ok) { const e = await r.json().catch(() => ({})); throw new Error(e.error?.message || `${r.status}`); }
-    bb.textContent = 'Imported.';
+    saved(bb, 'Imported.');
   }));
   page('Settings',
     h('section', { class: 'card' }, h('label', { for: 'require-login', class: 'inline' }, req, ' Require login for the dashboard and management API'), lb),
