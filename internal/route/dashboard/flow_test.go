@@ -89,6 +89,9 @@ func TestDashboardFlow(t *testing.T) {
 	p.Click("#nav-usage")
 	p.WaitText("#usage-logs", "m1")
 	p.WaitText("#usage-totals", "Requests:")
+	p.WaitText("#usage-groups", "fake")
+	p.Click("#by-key")
+	p.WaitText("#usage-groups", "playground")
 	if n := p.Eval(`document.querySelectorAll("#chart-requests canvas, #chart-requests table").length`).(float64); n == 0 {
 		t.Error("the requests chart did not render")
 	}

@@ -31,6 +31,7 @@ type Store interface {
 	UsageLogs(ctx context.Context, f store.UsageFilter, limit, offset int) ([]store.UsageRecord, error)
 	UsageTotals(ctx context.Context, f store.UsageFilter) (store.UsageTotals, error)
 	UsageBuckets(ctx context.Context, f store.UsageFilter, width time.Duration) ([]store.UsageBucket, error)
+	UsageGroups(ctx context.Context, f store.UsageFilter, by string, limit int) ([]store.UsageGroup, error)
 	UsageLatencies(ctx context.Context, since time.Time, limit int) ([]store.UsageSample, error)
 	UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]store.UsageSessionRow, error)
 	UsageProviders(ctx context.Context, since time.Time) ([]string, error)

@@ -553,7 +553,14 @@ async function usagePage() {
   const logs = h('div', { id: 'usage-logs' });
   const tailBox = h('div', { id: 'usage-tail' });
   const lat = h('div', { id: 'usage-latency' });
-  page('Usage', seg, filters, totals, cReq, cTok, cCost, h('h2', {}, 'Latency by provider (last hour)'), lat,
+  const by = params.get('by') || 'provider';
+  const bySel = h('div', { class: 'seg', role: 'group', 'aria-label': 'Group by' }, ['provider', 'model', 'key'].map(g => {
+    const bt = h('button', { type: 'button', class: 'secondary', 'aria-pressed': String(g === by), id: `by-${g}` }, `By ${g}`);
+    bt.addEventListener('click', () => { const n = new URLSearchParams(q); n.set('by', g); location.hash = `#/usage?${n}`; });
+    return bt;
+  }));
+  const groups = h('div', { id: 'usage-groups' });
+  page('Usage', seg, filters, totals, cReq, cTok, cCost, h('h2', {}, 'Breakdown'), bySel, groups, h('h2', {}, 'Latency by provider (last hour)'), lat,
     h('h2', {}, 'Live'), tailBox, h('h2', {}, 'Request log'), logs);
   startTail(tailBox, filt);
   const hist = await api('GET', `/api/usage/history?${q}`);
@@ -565,6 +572,19 @@ async function usagePage() {
   await drawChart(cReq, 'Requests', xs, [{ label: 'requests', data: b.map(x => x.requests) }, { label: 'errors', data: b.map(x => x.errors) }]);
   await drawChart(cTok, 'Tokens', xs, [{ label: 'input', data: b.map(x => x.inputTokens) }, { label: 'output', data: b.map(x => x.outputTokens) }]);
   await drawChart(cCost, 'Cost (USD)', xs, [{ label: 'cost', data: b.map(x => x.costUsd) }]);
+  const gq = new URLSearchParams(q); gq.set('by', by);
+  const gs = await api('GET', `/api/usage/groups?${gq}`);
+  const keyNames = Object.fromEntries((keys.keys || keys || []).map(k => [k.id, k.name]));
+  const filterName = { provider: 'provider', model: 'model', key: 'apiKeyId' }[by];
+  groups.replaceChildren(table([
+    [by[0].toUpperCase() + by.slice(1), g => {
+      const label = (by === 'key' ? keyNames[g.key] || g.key : g.key) || (by === 'key' ? 'no key' : 'none (refused)');
+      if (!g.key) return label;
+      const n = new URLSearchParams(q); n.set(filterName, g.key); n.set('by', by);
+      return h('a', { href: `#/usage?${n}` }, label);
+    }],
+    ['Requests', g => g.requests], ['Errors', g => g.errors], ['Tokens', g => g.totalTokens], ['Cost', g => `$${(g.costUsd || 0).toFixed(4)}`], ['Avg latency', g => `${Math.round(g.avgLatencyMs || 0)} ms`],
+  ], gs.groups || [], 'No requests in this period.'));
   const tel = await api('GET', '/api/telemetry/summary');
   lat.replaceChildren(table([['Provider', r => r[0]], ['p50', r => `${r[1].p50} ms`], ['p95', r => `${r[1].p95} ms`], ['p99', r => `${r[1].p99} ms`], ['Requests', r => r[1].count]],
     Object.entries(tel.providers || {}), 'No answered requests in the last hour.'));
