@@ -33,6 +33,11 @@ func TestDashboardFlow(t *testing.T) {
 	// Providers: add one pointing at the fake upstream, then test it.
 	p.WaitVisible("#provider-form")
 	p.WaitText("#providers-list", "No providers yet")
+	// A known service from the catalog fills in the name and type.
+	p.SetValue("#provider-service", "groq")
+	if id := p.Eval(`document.getElementById("provider-id").value + " " + document.getElementById("provider-type").value`); id != "groq openai-compatible" {
+		t.Errorf("choosing groq from the catalog filled in %q", id)
+	}
 	p.SetValue("#provider-id", "fake")
 	p.SetValue("#provider-type", "openai-compatible")
 	p.SetValue("#provider-url", up.URL)

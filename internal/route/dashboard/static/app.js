@@ -166,21 +166,34 @@ window.addEventListener('hashchange', () => { if (!nav.hidden) route(); });
 
 // ---- providers ----
 
-const providerTypes = ['openai-compatible', 'openai', 'anthropic', 'gemini', 'ollama', 'openai-responses',
-  'deepseek', 'groq', 'together', 'mistral', 'openrouter', 'xai', 'fireworks', 'nebius', 'perplexity', 'cerebras', 'nvidia', 'vllm'];
-
 async function providersPage() {
+  const cat = await api('GET', '/api/models/catalog');
+  const types = cat.providerTypes || [];
+  const services = cat.services || [];
   const list = h('div', { id: 'providers-list' });
   const box = alertBox();
+  const known = field('Add from the catalog (optional)', { tag: 'select', name: 'service', id: 'provider-service', options: ['', ...services.map(x => x.id)] });
   const form = h('form', { class: 'card', id: 'provider-form' },
+    h('div', { class: 'row' }, known),
     h('div', { class: 'row' },
       field('Name (id)', { name: 'id', id: 'provider-id', required: true, placeholder: 'openai' }),
-      field('Type', { tag: 'select', name: 'type', id: 'provider-type', options: providerTypes }),
+      field('Type', { tag: 'select', name: 'type', id: 'provider-type', options: types }),
       field('Base URL', { name: 'base_url', id: 'provider-url', placeholder: 'https://api.example.com/v1' })),
     h('div', { class: 'row' },
       field('API key', { name: 'api_key', id: 'provider-key', type: 'password', autocomplete: 'new-password' }),
       field('Models (comma separated)', { name: 'models', id: 'provider-models', placeholder: 'gpt-4o-mini' })),
     h('p', {}, h('button', { type: 'submit', id: 'provider-add' }, 'Add provider')), box);
+  if (types.includes('openai-compatible')) form.querySelector('#provider-type').value = 'openai-compatible';
+  const knownSel = known.querySelector('select');
+  knownSel.options[0].textContent = 'a custom provider';
+  knownSel.addEventListener('change', () => {
+    const sv = services.find(x => x.id === knownSel.value);
+    if (!sv) return;
+    form.querySelector('#provider-id').value = sv.id;
+    form.querySelector('#provider-type').value = sv.type;
+    form.querySelector('#provider-url').value = '';
+    form.querySelector('#provider-url').placeholder = `${sv.baseUrl} (from the catalog)`;
+  });
   form.addEventListener('submit', ev => {
     ev.preventDefault();
     act(box, form.querySelector('button[type=submit]'), async () => {
