@@ -647,6 +647,7 @@ async function healthPage() {
   const box = alertBox();
   const res = await api('GET', '/api/resilience');
   const cool = await api('GET', '/api/resilience/model-cooldowns').catch(() => ({ lockouts: [] }));
+  const rl = await api('GET', '/api/rate-limits').catch(() => ({ connections: [] }));
   const cache = await api('GET', '/api/cache/stats').catch(() => null);
   const mon = await api('GET', '/api/monitoring/health').catch(() => null);
   const reset = (body, label, id) => h('button', { type: 'button', id, 'aria-label': label, onclick: ev => act(box, ev.target, async () => { await api('POST', '/api/resilience/reset', body); await healthPage(); }) }, 'Reset');
@@ -660,8 +661,13 @@ async function healthPage() {
       ['Failures', b => b.consecutive_failures], ['Open until', b => fmtTime(b.open_until)], ['Last status', b => b.last_status],
       ['', b => reset({ provider: b.provider }, `Reset ${b.provider}`, `reset-${b.provider}`), 'actions']], breakers, 'All breakers closed: every provider is taking requests.')),
     h('p', {}, h('button', { type: 'button', class: 'secondary', id: 'reset-all', onclick: ev => act(box, ev.target, async () => { await api('POST', '/api/resilience/reset', { all: true }); await healthPage(); }) }, 'Reset all breakers, cooldowns and lockouts')),
+    h('h2', {}, 'Connection cooldowns'),
+    h('div', { id: 'cooldowns' }, table([['Connection', c => c.connection], ['Cooling', c => c.cooling ? h('span', { class: 'bad' }, `yes, ${Math.ceil((c.remaining_ms || 0) / 1000)} s`) : 'no'],
+      ['Failures', c => c.consecutive_failures], ['Last status', c => c.last_status],
+      ['', c => reset({ provider: c.provider }, `Reset ${c.connection}`), 'actions']], rl.connections || [], 'No connection is cooling down.')),
     h('h2', {}, 'Model lockouts'),
-    table([['Provider', l => l.provider], ['Connection', l => l.connection], ['Model', l => l.model], ['Until', l => fmtTime(l.until)], ['Status', l => l.status]],
+    table([['Provider', l => l.provider], ['Connection', l => l.connection], ['Model', l => l.model], ['Until', l => fmtTime(l.until)], ['Status', l => l.status],
+      ['', l => h('button', { type: 'button', 'aria-label': `Clear lockout of ${l.model}`, onclick: ev => act(box, ev.target, async () => { await api('DELETE', '/api/resilience/model-cooldowns', { provider: l.provider, model: l.model }); await healthPage(); }) }, 'Clear'), 'actions']],
       cool.lockouts || [], cool.enabled ? 'No model is locked out.' : 'Model lockouts are off (Settings → resilience).'),
     h('h2', {}, 'Cache and idempotency'),
     cache ? h('section', { class: 'card', id: 'cache-stats' }, kv(cache),
@@ -729,10 +735,12 @@ async function settingsPage() {
     h('h2', {}, 'Resilience'), resForm,
     h('h2', {}, 'Backups'),
     h('section', { class: 'card' },
-      h('p', {}, h('button', { type: 'button', id: 'backup-create', onclick: ev => act(bb, ev.target, async () => { await api('POST', '/api/db-backups', {}); settingsPage(); }) }, 'Create backup'), ' ',
+      h('p', {}, h('button', { type: 'button', id: 'backup-create', onclick: ev => act(bb, ev.target, async () => { await api('PUT', '/api/db-backups', {}); settingsPage(); }) }, 'Create backup'), ' ',
         h('a', { href: '/api/db-backups/export', download: '' }, 'Download the database')),
-      Array.isArray(blist) ? table([['Backup', b => b.id || b.name], ['Created', b => fmtTime(b.createdAt || b.created_at)], ['Size', b => b.size],
-        ['', b => h('button', { type: 'button', class: 'secondary', onclick: ev => act(bb, ev.target, async () => { if (confirm('Restore this backup? The current state is replaced.')) await api('PUT', '/api/db-backups', { id: b.id || b.name }); }) }, 'Restore'), 'actions']],
+      Array.isArray(blist) ? table([['Backup', b => b.id], ['Kind', b => b.kind], ['Created', b => fmtTime(b.created_at)], ['Size', b => `${Math.round((b.size || 0) / 1024)} KB`],
+        ['', b => h('span', {},
+          h('button', { type: 'button', class: 'secondary', 'aria-label': `Restore ${b.id}`, onclick: ev => act(bb, ev.target, async () => { if (confirm('Restore this backup? The current state is replaced.')) { await api('POST', '/api/db-backups', { id: b.id }); saved(bb, 'Restored.'); } }) }, 'Restore'),
+          h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${b.id}`, onclick: ev => act(bb, ev.target, async () => { await api('DELETE', `/api/db-backups/${encodeURIComponent(b.id)}`); settingsPage(); }) }, 'Delete')), 'actions']],
       blist, 'No backups yet: create one above.') : null,
       h('div', { class: 'row' }, h('label', { for: 'import-file' }, 'Import a backup file', fileIn), importBtn), bb));
 }
