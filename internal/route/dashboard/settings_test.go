@@ -21,10 +21,12 @@ func TestSettingsBackupAndResilience(t *testing.T) {
 	p.Click("#backup-create")
 	p.WaitText("main", "manual")
 	p.SetValue("#resilience-form input[name=breaker_threshold]", "7")
+	p.Click("#res-lockout_enabled")
 	p.Click("#resilience-form button[type=submit]")
 	p.WaitText("#resilience-form", "Saved.")
 	p.Screenshot("settings")
-	if got := e.Want(200, "GET", "/api/resilience", nil).Object(t)["settings"].(map[string]any)["breaker_threshold"]; got != float64(7) {
-		t.Fatalf("breaker_threshold after saving = %v", got)
+	set := e.Want(200, "GET", "/api/resilience", nil).Object(t)["settings"].(map[string]any)
+	if set["breaker_threshold"] != float64(7) || set["lockout_enabled"] != true {
+		t.Fatalf("resilience settings after saving = %v", set)
 	}
 }

@@ -712,10 +712,14 @@ async function settingsPage() {
   });
   const s = res.settings || {};
   const resForm = h('form', { class: 'card', id: 'resilience-form' }, h('div', { class: 'row' },
-    ...Object.entries(s).filter(([, v]) => typeof v === 'number').map(([k, v]) => field(k, { name: k, type: 'number', value: String(v) }))), h('p', {}, h('button', { type: 'submit' }, 'Save resilience settings')), sb);
+    ...Object.entries(s).filter(([, v]) => typeof v === 'number').map(([k, v]) => field(k, { name: k, type: 'number', value: String(v) }))),
+    h('div', { class: 'row' }, ...Object.entries(s).filter(([, v]) => typeof v === 'boolean').map(([k, v]) =>
+      h('label', { class: 'inline', for: `res-${k}` }, h('input', { type: 'checkbox', id: `res-${k}`, 'data-bool': k, checked: v }), k))),
+    h('p', {}, h('button', { type: 'submit' }, 'Save resilience settings')), sb);
   resForm.addEventListener('submit', ev => {
     ev.preventDefault();
     const body = {}; for (const [k, v] of Object.entries(formValues(resForm))) body[k] = Number(v);
+    for (const cb of resForm.querySelectorAll('input[data-bool]')) { body[cb.dataset.bool] = cb.checked; delete body[cb.name]; }
     act(sb, null, async () => { await api('PATCH', '/api/resilience', body); saved(sb); });
   });
   const blist = (backups && (backups.backups || backups)) || [];
