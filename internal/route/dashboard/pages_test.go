@@ -49,6 +49,14 @@ func TestEveryPageFits(t *testing.T) {
 				p.CheckLayout(t)
 				p.Screenshot(pg.name)
 			}
+			// The dark theme follows the system's.
+			p.ColorScheme("dark")
+			p.Navigate(e.Srv.URL + "/dashboard/#/usage")
+			p.WaitVisible("#usage-logs table")
+			if bg := p.Eval(`getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 20, 24)" {
+				t.Errorf("dark theme background = %v", bg)
+			}
+			p.Screenshot("usage-dark")
 		})
 	}
 }

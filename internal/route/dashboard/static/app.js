@@ -531,7 +531,10 @@ async function drawChart(el, title, xs, series) {
   }
   const width = Math.max(280, Math.min(el.clientWidth || 600, 1100));
   const colors = ['#0b62d6', '#d6730b', '#1a7f37', '#8250df'];
-  new UPlot({ title, width, height: 200, series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2 }))] },
+  const css = getComputedStyle(document.documentElement);
+  const fg = css.getPropertyValue('--fg').trim() || '#1b1f24', line = css.getPropertyValue('--line').trim() || '#d8dde3';
+  const axis = { stroke: fg, grid: { stroke: line, width: 1 }, ticks: { stroke: line, width: 1 } };
+  new UPlot({ title, width, height: 200, axes: [axis, axis], series: [{}, ...series.map((s, i) => ({ label: s.label, stroke: colors[i % colors.length], width: 2 }))] },
     [xs, ...series.map(s => s.data)], el);
 }
 
