@@ -183,7 +183,11 @@ async function providersPage() {
       field('API key', { name: 'api_key', id: 'provider-key', type: 'password', autocomplete: 'new-password' }),
       field('Models (comma separated)', { name: 'models', id: 'provider-models', placeholder: 'gpt-4o-mini' })),
     h('p', {}, h('button', { type: 'submit', id: 'provider-add' }, 'Add provider')), box);
-  if (types.includes('openai-compatible')) form.querySelector('#provider-type').value = 'openai-compatible';
+  const defaults = () => {
+    if (types.includes('openai-compatible')) form.querySelector('#provider-type').value = 'openai-compatible';
+    form.querySelector('#provider-url').placeholder = 'https://api.example.com/v1';
+  };
+  defaults();
   const knownSel = known.querySelector('select');
   knownSel.options[0].textContent = 'a custom provider';
   knownSel.addEventListener('change', () => {
@@ -204,6 +208,7 @@ async function providersPage() {
       if (v.models) body.models = csv(v.models);
       await api('POST', '/api/providers', body);
       form.reset();
+      defaults();
       await load();
     });
   });
