@@ -240,13 +240,18 @@ function providerActions(p, reload) {
   const models = h('button', { type: 'button', class: 'secondary', 'aria-label': `Models of ${p.id}` }, 'Models');
   const modelsOut = h('div');
   models.addEventListener('click', () => act(box, models, async () => {
-    const r = await api('GET', `/api/providers/${encodeURIComponent(p.id)}/models`);
-    const ms = r.models || r.data || [];
-    modelsOut.replaceChildren(table([['Model', m => m.id || m.model], ['Visible', m => {
-      const cb = h('input', { type: 'checkbox', 'aria-label': `Show ${m.id || m.model}`, checked: !m.hidden });
-      cb.addEventListener('change', () => act(box, null, () => api('PATCH', '/api/provider-models', { provider: p.id, model: m.model || m.id, hidden: !cb.checked })));
+    // The gateway's list (with visibility), and what the upstream offers.
+    const own = (await api('GET', `/api/provider-models?provider=${encodeURIComponent(p.id)}`)).models || [];
+    const up = await api('GET', `/api/providers/${encodeURIComponent(p.id)}/models`);
+    const have = new Set(own.map(m => m.model));
+    const extra = up.source === 'upstream' ? (up.models || []).filter(m => !have.has(m)) : [];
+    modelsOut.replaceChildren(table([['Model', m => m.model], ['Listed', m => {
+      const cb = h('input', { type: 'checkbox', 'aria-label': `Show ${m.model}`, checked: !m.hidden });
+      cb.addEventListener('change', () => act(box, null, () => api('PATCH', '/api/provider-models', { provider: p.id, model: m.model, hidden: !cb.checked })));
       return cb;
-    }]], ms, 'No models listed: add them when editing the provider.'));
+    }]], own, 'No models declared: add some below or when editing the provider.'),
+    extra.length ? h('div', {}, h('p', { class: 'muted' }, 'Offered by the upstream:'), table([['Model', m => m], ['', m => h('button', { type: 'button', class: 'secondary', 'aria-label': `Add ${m}`,
+      onclick: ev => act(box, ev.target, async () => { await api('POST', '/api/provider-models', { provider: p.id, model: m }); models.click(); }) }, 'Add'), 'actions']], extra, '')) : null);
   }));
   const edit = h('button', { type: 'button', class: 'secondary', 'aria-label': `Edit ${p.id}`, disabled: !stored }, 'Edit');
   edit.addEventListener('click', () => {
