@@ -193,6 +193,9 @@ func (g *Guard) guard(h httpx.HandlerFunc) httpx.HandlerFunc {
 	}
 }
 
+// LoggedIn reports whether r carries a valid, live dashboard session.
+func (g *Guard) LoggedIn(r *http.Request) (bool, error) { return g.session(r) }
+
 // session reports whether the request carries a valid, live session.
 func (g *Guard) session(r *http.Request) (bool, error) {
 	sid := g.sessionID(r)

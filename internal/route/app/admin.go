@@ -11,6 +11,7 @@ import (
 	"github.com/omniedge/omni/internal/route/admin/pricing"
 	"github.com/omniedge/omni/internal/route/admin/providers"
 	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/resilience"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
@@ -95,7 +96,11 @@ func modelsModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if w.st == nil {
 		return feature.Module{}, nil
 	}
-	return models.New(w.st, w.guard, w.state).Module(), nil
+	var services []models.KnownService
+	for _, id := range provider.CompatibleNames() {
+		services = append(services, models.KnownService{ID: id, Type: "openai-compatible", BaseURL: provider.Compatible[id]})
+	}
+	return models.New(w.st, w.guard, w.state).WithCatalog(w.registry.Types(), services).Module(), nil
 }
 
 // pricingModule builds the pricing endpoints (route/admin/pricing).

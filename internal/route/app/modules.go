@@ -53,6 +53,7 @@ func modules() []part {
 		built(limitsModule),        // key policies, rate limits, budgets (route/limits)
 		built(usageModule),         // usage records, telemetry (route/usage)
 		built(conversationsModule), // stored Responses conversations (route/conversations)
+		built(dashboardModule),     // the web dashboard under /dashboard/ (route/dashboard)
 		built(gatewayModule),       // the dialect endpoints (route/api)
 	}
 }

@@ -15,4 +15,5 @@ type (
 	UsageBucket     = usagestore.UsageBucket
 	UsageSample     = usagestore.UsageSample
 	UsageSessionRow = usagestore.UsageSessionRow
+	UsageGroup      = usagestore.UsageGroup
 )

@@ -30,6 +30,8 @@ func (r *Recorder) Register(add func(pattern string, h httpx.HandlerFunc)) {
 	add("GET /api/usage/history", r.history)
 	add("GET /api/usage/logs", r.logs)
 	add("GET /api/usage/request-logs", r.requestLogs)
+	add("GET /api/usage/tail", r.tail)
+	add("GET /api/usage/groups", r.groups)
 	add("GET /api/usage/{connectionId}", r.connectionUsage)
 	add("GET /api/telemetry/summary", r.telemetry)
 	add("GET /api/monitoring/health", r.health)
@@ -116,6 +118,37 @@ func (r *Recorder) history(w http.ResponseWriter, req *http.Request) error {
 		buckets = append(buckets, b)
 	}
 	httpx.WriteJSON(w, http.StatusOK, historyBody{Period: period, GroupBy: groupBy, From: f.Since, To: now, Buckets: buckets, Totals: totals})
+	return nil
+}
+
+// maxGroups is how many providers, models or keys /api/usage/groups lists.
+const maxGroups = 50
+
+// groups sums the period's records per provider, model or key.
+func (r *Recorder) groups(w http.ResponseWriter, req *http.Request) error {
+	q := req.URL.Query()
+	period := q.Get("period")
+	if period == "" {
+		period = "7d"
+	}
+	span, ok := periods[period]
+	if !ok {
+		return httpx.BadRequest("period must be one of 1h, 24h, 7d, 30d, 90d")
+	}
+	by := q.Get("by")
+	if by != "provider" && by != "model" && by != "key" {
+		return httpx.BadRequest("by must be provider, model or key")
+	}
+	f := filterFrom(q)
+	f.Since = r.opt.Clock.Now().UTC().Add(-span)
+	gs, err := r.opt.Store.UsageGroups(req.Context(), f, by, maxGroups)
+	if err != nil {
+		return err
+	}
+	if gs == nil {
+		gs = []store.UsageGroup{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"period": period, "by": by, "groups": gs})
 	return nil
 }
 

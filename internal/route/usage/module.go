@@ -14,7 +14,7 @@ func (r *Recorder) Module() feature.Module {
 	return feature.Module{
 		Name:    "usage",
 		Package: "route/usage",
-		// /api/usage/{history,logs,request-logs,{connectionId}}, /api/telemetry/summary,
+		// /api/usage/{history,groups,logs,request-logs,tail,{connectionId}}, /api/telemetry/summary,
 		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
 		Admin:      func(a feature.Admin) { r.Register(a.Guarded) },
 		Stage:      feature.Stage{Gate: r, Order: feature.Record},

@@ -32,6 +32,7 @@ type Store interface {
 	UsageTotals(ctx context.Context, f store.UsageFilter) (store.UsageTotals, error)
 	UsageLastAt(ctx context.Context, f store.UsageFilter) (time.Time, bool, error)
 	UsageBuckets(ctx context.Context, f store.UsageFilter, width time.Duration) ([]store.UsageBucket, error)
+	UsageGroups(ctx context.Context, f store.UsageFilter, by string, limit int) ([]store.UsageGroup, error)
 	UsageLatencies(ctx context.Context, since time.Time, limit int) ([]store.UsageSample, error)
 	UsageSessionRows(ctx context.Context, since time.Time, limit int) ([]store.UsageSessionRow, error)
 	UsageProviders(ctx context.Context, since time.Time) ([]string, error)
@@ -70,6 +71,7 @@ type Options struct {
 	BatchSize  int           // rows per write (default 500)
 	FlushEvery time.Duration // longest wait before a partial batch is written (default 1 s)
 	SweepEvery time.Duration // retention sweep period (default 1 h)
+	TailEvery  time.Duration // how often a live tail asks the store for new records (default 1 s)
 	Linger     time.Duration // after Run's context ends, how long a quiet queue is awaited (default 1 s)
 	Clock      clock.Clock
 	Log        *slog.Logger
@@ -138,6 +140,9 @@ func New(opt Options) *Recorder {
 	}
 	if opt.SweepEvery <= 0 {
 		opt.SweepEvery = time.Hour
+	}
+	if opt.TailEvery <= 0 {
+		opt.TailEvery = time.Second
 	}
 	if opt.Linger <= 0 {
 		opt.Linger = time.Second

@@ -147,7 +147,14 @@ func (a *Account) getRequireLogin(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": required, "hasPassword": hash != "", "setupRequired": hash == ""})
+	// loggedIn: the caller's cookie is a live session, so the dashboard
+	// knows whether to show its login without a refused request.
+	loggedIn, err := a.guard.LoggedIn(r)
+	if err != nil {
+		return err
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"requireLogin": required, "hasPassword": hash != "", "setupRequired": hash == "",
+		"loggedIn": loggedIn})
 	return nil
 }
 

@@ -65,11 +65,14 @@ func TestLoginRateLimited(t *testing.T) {
 func TestRequireLoginToggle(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.Want(http.StatusOK, "GET", "/api/settings/require-login", nil, remote...)
-	if v := r.Object(t); v["requireLogin"] != true || v["hasPassword"] != true {
+	if v := r.Object(t); v["requireLogin"] != true || v["hasPassword"] != true || v["loggedIn"] != false {
 		t.Fatalf("require-login = %v", v)
 	}
 	e.WantError(http.StatusUnauthorized, "PUT", "/api/settings/require-login", map[string]bool{"requireLogin": false}, remote...)
 	e.Login()
+	if v := e.Want(http.StatusOK, "GET", "/api/settings/require-login", nil, remote...).Object(t); v["loggedIn"] != true {
+		t.Fatalf("require-login after login = %v", v)
+	}
 	e.WantError(http.StatusBadRequest, "PUT", "/api/settings/require-login", map[string]string{"requireLogin": "no"}, remote...)
 	e.WantError(http.StatusBadRequest, "PUT", "/api/settings/require-login", map[string]string{}, remote...)
 	e.Want(http.StatusOK, "PUT", "/api/settings/require-login", map[string]bool{"requireLogin": false}, remote...)

@@ -48,6 +48,26 @@ type Service struct {
 	store Store
 	guard *admin.Guard
 	state State
+
+	types    []string       // provider types this build can build
+	services []KnownService // well-known services a provider can be added for
+}
+
+// KnownService is a well-known upstream a provider can be added for by
+// its id alone (its type fills in the base URL).
+type KnownService struct {
+	ID      string `json:"id"`
+	Type    string `json:"type"`
+	BaseURL string `json:"baseUrl"`
+}
+
+// WithCatalog sets what the catalog lists besides the configured
+// providers: the provider types this build can build and the known
+// services (route/provider's registry and catalog, handed in by the
+// assembly).
+func (s *Service) WithCatalog(types []string, services []KnownService) *Service {
+	s.types, s.services = types, services
+	return s
 }
 
 // New builds the model-name endpoints over st (required), behind g,
@@ -532,10 +552,13 @@ func (s *Service) catalog(w http.ResponseWriter, r *http.Request) error {
 		Models  []catModel `json:"models"`
 	}
 	out := struct {
-		Providers []catProvider `json:"providers"`
-		Aliases   []aliasJSON   `json:"aliases"`
-		Combos    []comboJSON   `json:"combos"`
-	}{Providers: []catProvider{}, Aliases: []aliasJSON{}, Combos: []comboJSON{}}
+		Providers     []catProvider  `json:"providers"`
+		Aliases       []aliasJSON    `json:"aliases"`
+		Combos        []comboJSON    `json:"combos"`
+		ProviderTypes []string       `json:"providerTypes"`
+		Services      []KnownService `json:"services"`
+	}{Providers: []catProvider{}, Aliases: []aliasJSON{}, Combos: []comboJSON{},
+		ProviderTypes: append([]string{}, s.types...), Services: append([]KnownService{}, s.services...)}
 	for _, p := range snap.Providers {
 		cp := catProvider{ID: p.ID, Type: p.Type, Source: p.Source, Enabled: p.Enabled, Models: []catModel{}}
 		for _, e := range snap.ProviderModels(p) {

@@ -96,7 +96,11 @@ func TestConfigAliasesAndCombosAreReadOnly(t *testing.T) {
 	e.WantError(http.StatusConflict, "DELETE", "/api/combos/cfg-combo", nil)
 
 	cat := e.Want(http.StatusOK, "GET", "/api/models/catalog", nil)
-	for _, want := range []string{`"id":"declared/gpt-4o"`, `"source":"config"`, `"cfg-alias"`, `"cfg-combo"`} {
+	// Besides the configured state: the provider types this build can
+	// build and the known services a provider can be added for by id.
+	for _, want := range []string{`"id":"declared/gpt-4o"`, `"source":"config"`, `"cfg-alias"`, `"cfg-combo"`,
+		`"providerTypes":["anthropic","gemini","ollama","openai","openai-compatible","openai-responses"]`,
+		`{"id":"groq","type":"openai-compatible","baseUrl":"https://api.groq.com/openai/v1"}`} {
 		if !strings.Contains(string(cat.Body), want) {
 			t.Fatalf("catalog lacks %s: %s", want, cat.Body)
 		}
