@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/omniedge/omni/internal/edge/proto/ipam"
 	"github.com/omniedge/omni/internal/edge/server/control"
@@ -36,18 +35,20 @@ func (s *Server) secure(r *http.Request) bool {
 	return strings.HasPrefix(s.baseURL(r), "https://")
 }
 
-func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, value string, expires time.Time) {
+// setSessionCookie sets (or, for "", clears) the session cookie. It is
+// a browser-session cookie: the server ends the login session itself
+// (its sliding expiry, logout, revocation), and a closed browser forgets
+// it.
+func (s *Server) setSessionCookie(w http.ResponseWriter, r *http.Request, value string) {
 	c := &http.Cookie{Name: SessionCookie, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r)}
 	if value == "" {
 		c.MaxAge = -1
-	} else {
-		c.Expires = expires
 	}
 	http.SetCookie(w, c)
 	// A companion cookie without the secret tells the page a session
 	// may exist, so a logged-out page shows its login form without a
 	// refused request.
-	m := &http.Cookie{Name: SessionCookie + "_present", Value: "1", Path: "/", SameSite: http.SameSiteStrictMode, Secure: c.Secure, Expires: c.Expires, MaxAge: c.MaxAge}
+	m := &http.Cookie{Name: SessionCookie + "_present", Value: "1", Path: "/", SameSite: http.SameSiteStrictMode, Secure: c.Secure, MaxAge: c.MaxAge}
 	http.SetCookie(w, m)
 }
 
@@ -64,11 +65,11 @@ func (s *Server) dashboardLogin(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	cookie, exp, err := s.svc.DashboardLogin(r.Context(), req.Email, req.Password, s.client(r))
+	cookie, _, err := s.svc.DashboardLogin(r.Context(), req.Email, req.Password, s.client(r))
 	if err != nil {
 		return toHTTP(err)
 	}
-	s.setSessionCookie(w, r, cookie, exp)
+	s.setSessionCookie(w, r, cookie)
 	p, err := s.svc.AuthenticateDashboard(r.Context(), cookie)
 	if err != nil {
 		return toHTTP(err)
@@ -85,7 +86,7 @@ func (s *Server) dashboardLogout(w http.ResponseWriter, r *http.Request) error {
 			return toHTTP(err)
 		}
 	}
-	s.setSessionCookie(w, r, "", time.Time{})
+	s.setSessionCookie(w, r, "")
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -248,7 +248,8 @@ async function networkPage(id) {
     const inNet = new Set(ms.map((m) => m.device_id));
     const others = devs.filter((d) => !inNet.has(d.id));
     const keep = devSel.value;
-    devSel.replaceChildren(...others.map((d) => h('option', { value: d.id, selected: d.id === keep }, d.name)));
+    devSel.replaceChildren(...(others.length ? others.map((d) => h('option', { value: d.id, selected: d.id === keep }, d.name))
+      : [h('option', { value: '' }, 'All your devices are members')]));
     devSel.disabled = !others.length;
     const names = Object.fromEntries(ms.map((m) => [m.device_id, m.name]));
     if (!ms.length) {

@@ -1,0 +1,132 @@
+package dashboard_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
+	"github.com/omniedge/omni/internal/platform/testenv/browser"
+)
+
+const password = "correct horse battery" // edgetest.NewUser's
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func login(p *browser.Page, url, email string) {
+	p.Navigate(url + "/")
+	p.SetValue("#email", email)
+	p.SetValue("#password", password)
+	p.Click("#login")
+	p.WaitVisible("#create-network")
+}
+
+// The flow of a user: log in, create a network, watch a device
+// registered through the API appear and go online after a heartbeat
+// without reloading, let it be an exit node, create a security key (and
+// log in with it), revoke it, log out.
+func TestDashboardFlow(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	b := browser.New(t)
+	p := b.Page(t, 1280, 800)
+
+	p.Navigate(env.URL + "/")
+	p.WaitVisible("#login")
+	p.Screenshot("login")
+	login(p, env.URL, u.Email)
+	p.WaitText("main", "No networks yet")
+	p.Screenshot("networks-empty")
+
+	p.SetValue("#net-name", "home")
+	p.Click("#create-network")
+	p.WaitText("h1", "Network home")
+	p.WaitText("main", "No devices in this network yet")
+
+	// A device registers and joins through the API; the open page shows
+	// it, offline, then online once it sends a heartbeat.
+	c := env.Client(u)
+	nets, err := c.Networks(ctx)
+	if err != nil || len(nets) != 1 {
+		t.Fatalf("networks %+v, %v; want the one created in the browser", nets, err)
+	}
+	dev, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "robot-1", HardwareUUID: "hw-robot-1", Platform: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, nets[0].ID, dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitText("main", "robot-1")
+	p.WaitText("main", "offline")
+	if _, err := c.Heartbeat(ctx, "hw-robot-1", true); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitVisible("td .badge.on")
+	p.WaitText("main", "device consents")
+	p.WaitText("main", nets[0].IPv6Range)
+	p.Screenshot("network")
+
+	// The admin lets it be the network's exit node.
+	p.Click(`input[data-exit="` + dev.ID + `"]`)
+	eventually(t, "exit node toggled", func() bool {
+		ms, err := c.Members(ctx, nets[0].ID)
+		return err == nil && len(ms) == 1 && ms[0].IsExitNode
+	})
+
+	p.Click(`nav a[href="/devices"]`)
+	p.WaitText("h1", "Devices")
+	p.WaitText("main", "robot-1")
+	p.WaitText("main", "home")
+	p.Screenshot("devices")
+
+	// A security key: shown once, works, then revoked.
+	p.Click(`nav a[href="/keys"]`)
+	p.WaitText("h1", "Security keys")
+	p.SetValue("#key-name", "ci-runner")
+	p.Click("#create-key")
+	p.WaitVisible("#new-key")
+	raw := p.Text("#new-key")
+	if !strings.HasPrefix(raw, "oek_") {
+		t.Fatalf("shown key %q", raw)
+	}
+	if _, err := client.New(env.URL, env.Server.Client()).LoginSecurityKey(ctx, raw); err != nil {
+		t.Fatalf("the new key does not log in: %v", err)
+	}
+	p.WaitText("main", "ci-runner")
+	p.WaitText("main", "this browser")
+	p.Screenshot("keys")
+	keys, err := env.Service.ListSecurityKeys(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, k := range keys {
+		if k.Name == "ci-runner" {
+			id = k.ID
+		}
+	}
+	p.Click(`button[data-revoke-key="` + id + `"]`)
+	p.WaitGone(`button[data-revoke-key="` + id + `"]`)
+	if _, err := client.New(env.URL, env.Server.Client()).LoginSecurityKey(ctx, raw); client.StatusOf(err) != 401 {
+		t.Fatalf("revoked key logs in: %v", err)
+	}
+
+	p.Click("#logout")
+	p.WaitVisible("#login")
+	p.WaitText("main", "logged out")
+}
