@@ -43,7 +43,7 @@ type App struct {
 	Store   *store.Store
 	// Dashboard is the web dashboard served at "/" (Handler).
 	Dashboard *dashboard.Handler
-	events  events
+	events    events
 	// nucleusKey is the built-in nucleus's static key, derived from the
 	// master key: every replica and every restart has the same.
 	nucleusKey *ecdh.PrivateKey
