@@ -130,3 +130,83 @@ func TestDashboardFlow(t *testing.T) {
 	p.WaitVisible("#login")
 	p.WaitText("main", "logged out")
 }
+
+// Every page, with data on it, at a phone's width and a desktop's: no
+// console error, no failed request, nothing wider than the viewport.
+func TestDashboardPagesFit(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	c := env.Client(u)
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "warehouse-robots", IPRange: "100.77.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"forklift-controller-with-a-long-name", "gateway"} {
+		hw := "hw-" + name
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: hw, Platform: "linux"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, n.ID, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Heartbeat(ctx, hw, i == 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateUserServer(ctx, wire.UserServerRequest{Name: "frankfurt", Host: "nucleus.example.com:7787", Country: "DE"}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := browser.New(t)
+	for _, w := range [][2]int{{390, 844}, {1280, 800}} {
+		p := b.Page(t, w[0], w[1])
+		check := func(name string) {
+			t.Helper()
+			p.Screenshot(name)
+			if o := p.Overflow(); len(o) > 0 {
+				t.Errorf("%s at %dpx: wider than the viewport: %v", name, w[0], o)
+			}
+		}
+		p.Navigate(env.URL + "/")
+		p.WaitVisible("#login")
+		check("login")
+		login(p, env.URL, u.Email)
+		p.WaitText("main", "warehouse-robots")
+		check("networks")
+		p.Navigate(env.URL + "/networks/" + n.ID)
+		p.WaitText("main", "forklift-controller-with-a-long-name")
+		check("network")
+		p.Navigate(env.URL + "/devices")
+		p.WaitText("main", "gateway")
+		check("devices")
+		p.Navigate(env.URL + "/keys")
+		p.WaitText("main", "this browser")
+		check("keys")
+		p.Navigate(env.URL + "/servers")
+		p.WaitText("main", "frankfurt")
+		check("servers")
+		p.ColorScheme("dark")
+		p.Navigate(env.URL + "/networks/" + n.ID)
+		p.WaitText("main", "gateway")
+		check("network-dark")
+		p.ColorScheme("")
+		p.Navigate(env.URL + "/no/such/page")
+		p.WaitText("h1", "Not found")
+
+		// The browser-login pages a device's login link opens.
+		s, err := client.New(env.URL, env.Server.Client()).StartSession(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Navigate(env.URL + "/login?session=" + s.UUID)
+		p.WaitVisible("#password")
+		check("device-login")
+		p.SetValue("#email", u.Email)
+		p.SetValue("#password", password)
+		p.Click("button[type=submit]")
+		p.WaitText("h1", "Approve this device?")
+		check("device-approve")
+	}
+}

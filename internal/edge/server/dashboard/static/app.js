@@ -170,7 +170,7 @@ window.addEventListener('popstate', route);
 async function networksPage() {
   const err = alertBox();
   const name = h('input', { id: 'net-name', required: true, placeholder: 'home' });
-  const range = h('input', { id: 'net-range', placeholder: 'e.g. 10.20.0.0/24 (optional)' });
+  const range = h('input', { id: 'net-range', placeholder: 'e.g. 100.77.0.0/24 (optional)' });
   const list = h('div');
   const form = h('form', {
     class: 'row',
