@@ -61,7 +61,16 @@ func dashLogin(t *testing.T, env *edgetest.Env, email string) string {
 // like any other.
 func TestDashboardCookieSession(t *testing.T) {
 	t.Parallel()
-	env := edgetest.New(t, edgetest.Options{})
+	t.Run("sqlite", func(t *testing.T) { t.Parallel(); testDashboardCookieSession(t, edgetest.Options{}) })
+	t.Run("postgres", func(t *testing.T) { t.Parallel(); testDashboardCookieSession(t, edgetest.Options{Postgres: true}) })
+	t.Run("postgres+redis", func(t *testing.T) {
+		t.Parallel()
+		testDashboardCookieSession(t, edgetest.Options{Postgres: true, Redis: true})
+	})
+}
+
+func testDashboardCookieSession(t *testing.T, o edgetest.Options) {
+	env := edgetest.New(t, o)
 	u := env.NewUser("")
 
 	if res := dashReq(t, env, "POST", "/api/v2/auth/dashboard/login", env.URL, "application/json",
@@ -84,6 +93,20 @@ func TestDashboardCookieSession(t *testing.T) {
 	}
 	// The session is one of the user's login sessions.
 	c := env.Client(u)
+	// Another account's session (say, someone once invited onto a shared
+	// machine) sees none of this user's networks.
+	other := env.NewUser("")
+	otherCookie := dashLogin(t, env, other.Email)
+	nets, err := c.Networks(context.Background())
+	if err != nil || len(nets) != 1 {
+		t.Fatalf("networks: %+v, %v", nets, err)
+	}
+	if res := dashReq(t, env, "GET", "/api/v2/virtual-networks/"+nets[0].ID, "", "", "", otherCookie); res.StatusCode != http.StatusForbidden {
+		t.Errorf("another account's cookie reads the network: %d, want 403", res.StatusCode)
+	}
+	if res := dashReq(t, env, "DELETE", "/api/v2/virtual-networks/"+nets[0].ID, env.URL, "", "", otherCookie); res.StatusCode != http.StatusForbidden {
+		t.Errorf("another account's cookie deletes the network: %d, want 403", res.StatusCode)
+	}
 	list, err := c.LoginSessions(context.Background())
 	if err != nil {
 		t.Fatal(err)
