@@ -305,7 +305,7 @@ async function devicesPage() {
       ['Status', (d) => h('span', {}, online(d.online), ' ', h('span', { class: 'muted' }, when(d.last_seen)))],
       ['OS', (d) => d.platform || h('span', { class: 'muted' }, 'unknown')],
       ['Networks and addresses', (d) => (memberships[d.id] || []).length
-        ? h('span', {}, memberships[d.id].map(({ net, m }) => h('span', {}, h('a', { href: '/networks/' + encodeURIComponent(net.id) }, net.name), ' ', h('code', {}, m.virtual_ip), ' ', h('code', {}, m.virtual_ip_v6), h('br'))))
+        ? h('span', {}, memberships[d.id].map(({ net, m }) => h('span', {}, h('a', { href: '/networks/' + encodeURIComponent(net.id) }, net.name), h('br'), h('code', {}, m.virtual_ip), h('br'), h('code', {}, m.virtual_ip_v6), h('br'))))
         : h('span', { class: 'muted' }, 'in no network')],
       ['', (d) => h('span', {},
         h('button', {
