@@ -4,7 +4,9 @@
 // Content-Security-Policy without inline scripts, no framing, no MIME
 // sniffing, no referrer), an ETag, and index.html for the dashboard's own
 // client-side routes. Nothing a client sends is stored: the set of
-// answers is fixed when the handler is built.
+// answers is fixed when the handler is built. It also owns the look both
+// dashboards share (Static: base.css, ui.js and the vendored chart
+// library), which each product serves under its own prefix.
 package webui
 
 import (
@@ -36,6 +38,9 @@ type Options struct {
 	// without a file extension (client-side routes): "index.html" by
 	// default.
 	Index string
+	// NoIndex serves the files only (a directory of shared assets such as
+	// Static): every other path, with or without an extension, is a 404.
+	NoIndex bool
 	// CSP replaces the default Content-Security-Policy.
 	CSP string
 }
@@ -54,7 +59,8 @@ type Handler struct {
 	csp    string
 }
 
-// New reads every regular file of fsys. It fails when Index is missing.
+// New reads every regular file of fsys. It fails when Index is missing
+// (unless NoIndex is set).
 func New(fsys fs.FS, o Options) (*Handler, error) {
 	if o.Prefix == "" {
 		o.Prefix = "/"
@@ -82,6 +88,9 @@ func New(fsys fs.FS, o Options) (*Handler, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("webui: %w", err)
+	}
+	if o.NoIndex {
+		return h, nil
 	}
 	if h.index = h.files[o.Index]; h.index == nil {
 		return nil, fmt.Errorf("webui: no %s", o.Index)
@@ -156,14 +165,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f := h.files[rel]
 	isIndex := false
 	if f == nil {
-		if path.Ext(rel) != "" {
+		if path.Ext(rel) != "" || h.index == nil {
 			h.SetHeaders(w)
 			http.NotFound(w, r)
 			return
 		}
 		f, isIndex = h.index, true
 	}
-	if f == h.index {
+	if h.index != nil && f == h.index {
 		isIndex = true
 	}
 	h.SetHeaders(w)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -123,4 +124,83 @@ func TestNeedsIndex(t *testing.T) {
 	if _, err := New(fstest.MapFS{"app.js": {Data: []byte("x")}}, Options{}); err == nil {
 		t.Fatal("built without an index page")
 	}
+}
+
+func TestNoIndexServesFilesOnly(t *testing.T) {
+	h, err := New(testFS(), Options{Prefix: "/ui/", NoIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, status := range map[string]int{
+		"/ui/app.js":        200,
+		"/ui/css/style.css": 200,
+		"/ui/":              404,
+		"/ui":               404,
+		"/ui/keys":          404,
+		"/ui/missing.css":   404,
+	} {
+		w := get(t, h, "GET", path, nil)
+		if w.Code != status {
+			t.Errorf("%s: status %d, want %d", path, w.Code, status)
+		}
+		if w.Header().Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("%s: no security headers", path)
+		}
+	}
+	if _, err := New(fstest.MapFS{"a.css": {Data: []byte("a{}")}}, Options{NoIndex: true}); err != nil {
+		t.Errorf("a directory without index.html: %v", err)
+	}
+}
+
+func TestStaticHasTheSharedLook(t *testing.T) {
+	h, err := New(Static(), Options{Prefix: "/ui/", NoIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"base.css", "ui.js", "theme.js", "favicon.svg", "vendor/uPlot.iife.min.js", "vendor/uPlot.min.css", "vendor/uPlot.LICENSE"} {
+		if w := get(t, h, "GET", "/ui/"+f, nil); w.Code != 200 {
+			t.Errorf("%s: status %d", f, w.Code)
+		}
+	}
+	w := get(t, h, "GET", "/ui/ui.js", nil)
+	if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "text/javascript") {
+		t.Errorf("ui.js Content-Type %q: browsers refuse a module of another type", ct)
+	}
+}
+
+// TestStaticIsStrictAndSmall keeps the shared files within the CSP (no
+// inline styles or scripts, no HTML parsing of data) and within the first
+// load budget of a dashboard (300 KB compressed in all).
+func TestStaticIsStrictAndSmall(t *testing.T) {
+	h, err := New(Static(), Options{NoIndex: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, f := range h.Files() {
+		w := get(t, h, "GET", "/"+f, map[string]string{"Accept-Encoding": "gzip"})
+		total += w.Body.Len()
+		if strings.HasPrefix(f, "vendor/") {
+			continue
+		}
+		body := string(mustRead(t, f))
+		for _, bad := range []string{"innerHTML =", "innerHTML=", "outerHTML =", "insertAdjacentHTML", "document.write", "eval(", "new Function", `style="`, "<style", "setAttribute(\"style\""} {
+			if strings.Contains(body, bad) {
+				t.Errorf("%s contains %q", f, bad)
+			}
+		}
+	}
+	if total > 100<<10 {
+		t.Errorf("the shared files weigh %d bytes compressed; keep them under 100 KB of a dashboard's 300 KB", total)
+	}
+	t.Logf("shared files: %d bytes compressed", total)
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := fs.ReadFile(Static(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -412,6 +412,8 @@ var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 // viewport width, logs its path and returns it.
 func (p *Page) Screenshot(name string) string {
 	p.t.Helper()
+	// From the top, so sticky bars sit where a visitor first sees them.
+	_, _ = Run(p, chromedp.Evaluate[chromedp.Void]("window.scrollTo(0, 0)"))
 	png, err := Run(p, chromedp.FullScreenshot(100))
 	p.must("screenshot "+name, err)
 	dir := ScreenshotDir()

@@ -51,6 +51,11 @@ func server(t *testing.T) *httptest.Server {
 	mux.HandleFunc("GET /broken", file("text/html; charset=utf-8", brokenPage))
 	mux.HandleFunc("GET /broken.js", file("text/javascript", brokenJS))
 	mux.HandleFunc("GET /broken.css", file("text/css", `.too-wide{width:3000px;height:20px}`))
+	mux.HandleFunc("GET /csp", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'")
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write([]byte(`<!doctype html><html><head><link rel="icon" href="data:,"></head><body><p id="p" style="color:red">inline</p><script>document.title = "ran"</script></body></html>`))
+	})
 	mux.HandleFunc("GET /api/me", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"login required"}`, http.StatusUnauthorized)
 	})
@@ -123,6 +128,22 @@ func TestProblemsAreCaught(t *testing.T) {
 	p.CheckLayout(ft)
 	if !ft.failed {
 		t.Error("CheckLayout passed a page wider than the viewport")
+	}
+}
+
+func TestCSPViolationsAreCaught(t *testing.T) {
+	srv := server(t)
+	b := New(t)
+	p := b.Page(t, 800, 600)
+	p.Navigate(srv.URL + "/csp")
+	p.Eval(`new Promise(r => setTimeout(r, 100))`)
+	var all []string
+	for _, pr := range p.TakeProblems() {
+		all = append(all, pr.String())
+	}
+	joined := strings.Join(all, "\n")
+	if !strings.Contains(joined, "log: security: Executing inline script violates") || !strings.Contains(joined, "log: security: Applying inline style violates") {
+		t.Errorf("inline script and style under a strict CSP not reported as problems; got:\n%s", joined)
 	}
 }
 
