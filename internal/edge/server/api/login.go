@@ -25,20 +25,20 @@ import (
 var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>OmniEdge login</title>
-<link rel="icon" href="/favicon.svg" type="image/svg+xml">
+<link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/ui/base.css">
 <link rel="stylesheet" href="/app.css">
 </head><body>
-<header class="top"><span class="brand">OmniEdge</span></header>
-<main><section class="card login">
+<main class="center"><section class="card narrow login-card">
 {{if eq .Step "form"}}
 <h1>Sign in to OmniEdge</h1>
 <p class="muted">A device asked to sign in to your account.</p>
-{{if .Error}}<p class="err" role="alert">{{.Error}}</p>{{end}}
+{{if .Error}}<div class="error" role="alert">{{.Error}}</div>{{end}}
 <form method="post" action="/login">
 <input type="hidden" name="session" value="{{.Session}}">
-<label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required value="{{.Email}}">
-<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
-<button type="submit">Continue</button>
+<div class="field"><label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required value="{{.Email}}"></div>
+<div class="field"><label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required></div>
+<div class="form-actions"><button type="submit" class="primary">Continue</button></div>
 </form>
 {{else if eq .Step "approve"}}
 <h1>Approve this device?</h1>
@@ -54,15 +54,15 @@ shows the same code. If someone sent you this link, deny it.</p>
 <form method="post" action="/login/approve">
 <input type="hidden" name="session" value="{{.Session}}">
 <input type="hidden" name="approval" value="{{.Approval}}">
-<div class="row"><button type="submit" name="action" value="approve">Approve</button>
-<button type="submit" name="action" value="deny" class="secondary">Deny</button></div>
+<div class="form-actions"><button type="submit" name="action" value="approve" class="primary">Approve</button>
+<button type="submit" name="action" value="deny">Deny</button></div>
 </form>
 {{else if eq .Step "done"}}
 <h1>Device approved</h1><p>You can close this window and return to your device.</p>
 {{else if eq .Step "denied"}}
 <h1>Login denied</h1><p>The device was not given access. You can close this window.</p>
 {{else}}
-<h1>Login link not valid</h1><p class="err">{{.Error}}</p><p class="muted">Start the login again from your device.</p>
+<h1>Login link not valid</h1><div class="error" role="alert">{{.Error}}</div><p class="muted">Start the login again from your device.</p>
 {{end}}
 </section></main></body></html>`))
 

@@ -34,14 +34,16 @@ func New() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{app: app}
-	h.ui = uiHandler()
-	return h, nil
+	ui, err := uiHandler()
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{app: app, ui: ui}, nil
 }
 
 // ServeHTTP answers the dashboard's pages and assets.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h.ui != nil && strings.HasPrefix(r.URL.Path, "/ui/") {
+	if strings.HasPrefix(r.URL.Path, "/ui/") {
 		h.ui.ServeHTTP(w, r)
 		return
 	}

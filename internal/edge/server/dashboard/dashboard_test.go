@@ -76,7 +76,7 @@ func TestDashboardFlow(t *testing.T) {
 	if _, err := c.Heartbeat(ctx, "hw-robot-1", true); err != nil {
 		t.Fatal(err)
 	}
-	p.WaitVisible("td .badge.on")
+	p.WaitVisible("td .badge.online")
 	p.WaitText("main", "device consents")
 	p.WaitText("main", nets[0].IPv6Range)
 	p.Screenshot("network")
@@ -121,6 +121,7 @@ func TestDashboardFlow(t *testing.T) {
 		}
 	}
 	p.Click(`button[data-revoke-key="` + id + `"]`)
+	p.Click(`dialog button[value=ok]`)
 	p.WaitGone(`button[data-revoke-key="` + id + `"]`)
 	if _, err := client.New(env.URL, env.Server.Client()).LoginSecurityKey(ctx, raw); client.StatusOf(err) != 401 {
 		t.Fatalf("revoked key logs in: %v", err)

@@ -1,6 +1,12 @@
 package dashboard
 
-import "net/http"
+import (
+	"net/http"
 
-// uiHandler serves the shared look under /ui/ (nil until it exists).
-func uiHandler() http.Handler { return nil }
+	"github.com/omniedge/omni/internal/platform/webui"
+)
+
+// uiHandler serves the look both products' dashboards share under /ui/.
+func uiHandler() (http.Handler, error) {
+	return webui.New(webui.Static(), webui.Options{Prefix: "/ui/", NoIndex: true})
+}

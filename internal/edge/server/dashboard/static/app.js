@@ -1,452 +1,416 @@
 // OmniEdge dashboard: a client of the public JSON API (docs/edge-api.md),
-// authenticated by the HttpOnly session cookie POST
-// /api/v2/auth/dashboard/login sets.
+// authenticated by the HttpOnly session cookie that
+// POST /api/v2/auth/dashboard/login sets. Built on the shared look
+// (/ui/ui.js, /ui/base.css).
+import {
+  api, h, clear, field, badge, empty, table, showError, busy, secretBox, confirmDialog,
+  layout, route, navigate, formatTime, formatAgo, poll,
+} from "/ui/ui.js";
 
-const main = document.getElementById('main');
-const nav = document.getElementById('nav');
-let poll = null; // the current page's refresh timer
+const LIVE_MS = 3000; // how often live pages re-read the API
 
-// h builds an element: h('button', {class: 'x', onclick: f}, 'text', child).
-function h(tag, attrs, ...kids) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs || {})) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
-    else if (k === 'text') el.textContent = v;
-    else if (k in el && typeof v !== 'string') el[k] = v;
-    else el.setAttribute(k, v === true ? '' : v);
+// The session cookie is HttpOnly; a companion cookie without the secret
+// says one may exist, so a logged-out visitor gets the form at once.
+const loggedIn = () => document.cookie.split(";").some(c => c.trim().startsWith("omni_edge_session_present="));
+
+// call is api() that sends the user back to the login form when the
+// session has ended (logged out elsewhere, revoked, expired).
+async function call(method, path, body) {
+  try {
+    return await api(method, path, body);
+  } catch (e) {
+    if (e && e.status === 401) {
+      await fetch("/api/v2/auth/dashboard/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}", credentials: "same-origin" }).catch(() => {});
+      location.assign("/?ended=1");
+    }
+    throw e;
   }
-  for (const c of kids.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : String(c));
-  }
-  return el;
 }
 
-class APIError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+const enc = encodeURIComponent;
+const errBox = () => h("div", { class: "error", role: "alert", hidden: true });
+// act runs f for a control, showing a failure in box next to it.
+async function act(box, f) {
+  showError(box, null);
+  try { await f(); } catch (e) { if (e && e.status !== 401) showError(box, e); }
 }
+const online = on => badge(on ? "online" : "offline", on ? "online" : "offline");
+const head = (title, ...actions) => h("div", { class: "page-head" }, h("h1", null, title), actions.length ? h("div", { class: "actions" }, actions) : null);
 
-// api calls the JSON API; an error carries the body's message.
-async function api(method, path, body) {
-  const opt = { method, credentials: 'same-origin', headers: {} };
-  if (method !== 'GET' && method !== 'DELETE') {
-    opt.headers['Content-Type'] = 'application/json';
-    opt.body = JSON.stringify(body || {});
-  }
-  const res = await fetch(path, opt);
-  if (res.status === 204) return null;
-  let data = null;
-  try { data = await res.json(); } catch { data = null; }
-  if (!res.ok) {
-    const msg = (data && data.error && data.error.message) || (res.status + ' ' + res.statusText);
-    if (res.status === 401 && !path.startsWith('/api/v2/auth/')) { showLogin('Your session has ended. Log in again.'); }
-    throw new APIError(res.status, msg);
-  }
-  return data;
-}
+// ---- login ----
 
-// act runs f, showing its error in the alert element next to the control.
-async function act(alertEl, f) {
-  alertEl.textContent = '';
-  try { await f(); } catch (e) { if (!(e instanceof APIError && e.status === 401)) alertEl.textContent = e.message; }
-}
-
-const alertBox = () => h('p', { class: 'err', role: 'alert' });
-
-function when(t) {
-  if (!t) return 'never';
-  const d = new Date(t);
-  const s = Math.round((Date.now() - d.getTime()) / 1000);
-  if (s < 60) return 'just now';
-  if (s < 3600) return Math.floor(s / 60) + ' min ago';
-  if (s < 86400) return Math.floor(s / 3600) + ' h ago';
-  return d.toLocaleString();
-}
-
-const online = (on) => h('span', { class: 'badge ' + (on ? 'on' : 'off') }, on ? 'online' : 'offline');
-
-// table renders rows; cols are [heading, row => cell content].
-function table(cols, rows, label) {
-  return h('div', { class: 'table-wrap' },
-    h('table', { class: 'stack', 'aria-label': label },
-      h('thead', {}, h('tr', {}, cols.map(([t]) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows.map((r) => h('tr', {}, cols.map(([t, f, cls]) => h('td', { 'data-label': t, class: cls || null }, f(r))))))));
-}
-
-function page(title, ...kids) {
-  main.replaceChildren(h('h1', {}, title), ...kids);
-  document.title = title + ' · OmniEdge';
-}
-
-// ---- session ----
-
-function loggedIn() { return document.cookie.split(';').some((c) => c.trim().startsWith('omni_edge_session_present=')); }
-
-function showLogin(msg) {
-  stopPoll();
-  nav.hidden = true;
-  const err = alertBox();
-  if (msg) err.textContent = msg;
-  const email = h('input', { id: 'email', type: 'email', autocomplete: 'username', required: true });
-  const pw = h('input', { id: 'password', type: 'password', autocomplete: 'current-password', required: true });
-  const form = h('form', {
-    onsubmit: (e) => {
-      e.preventDefault();
-      act(err, async () => {
-        await api('POST', '/api/v2/auth/dashboard/login', { email: email.value, password: pw.value });
-        nav.hidden = false;
-        if (location.pathname === '/' || location.pathname === '') history.replaceState(null, '', '/networks');
-        route();
-      });
-    },
-  },
-  h('label', { for: 'email' }, 'Email', email),
-  h('label', { for: 'password' }, 'Password', pw),
-  h('button', { type: 'submit', id: 'login' }, 'Log in'), err);
-  main.replaceChildren(h('section', { class: 'card login' },
-    h('h1', {}, 'Log in to OmniEdge'),
-    h('p', { class: 'muted' }, 'Use the email and password of your account (an administrator creates it with omni edge admin user create).'),
-    form));
-  document.title = 'Log in · OmniEdge';
+function loginScreen() {
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true, id: "email" });
+  const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true, id: "password" });
+  const submit = h("button", { type: "submit", class: "primary", id: "login" }, "Log in");
+  const err = errBox();
+  const params = new URLSearchParams(location.search);
+  const note = params.has("ended") ? h("div", { class: "notice" }, "Your session has ended. Log in again.")
+    : params.has("out") ? h("div", { class: "notice ok" }, "You are logged out.") : null;
+  const form = h("form", null, field("Email", email), field("Password", password), h("div", { class: "form-actions" }, submit), err);
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    await act(err, async () => {
+      await busy(submit, api("POST", "/api/v2/auth/dashboard/login", { email: email.value, password: password.value }));
+      location.assign(location.pathname === "/" ? "/networks" : location.pathname);
+    });
+  });
+  document.body.append(h("main", { class: "center", id: "main" },
+    h("section", { class: "card narrow login-card" },
+      h("h1", null, "Log in to OmniEdge"),
+      h("p", { class: "muted" }, "Use the email and password of your account (an administrator creates it with omni edge admin user create)."),
+      note, form)));
+  document.title = "Log in · OmniEdge";
   email.focus();
 }
-
-document.getElementById('logout').addEventListener('click', async () => {
-  try { await api('POST', '/api/v2/auth/dashboard/logout'); } catch { /* over either way */ }
-  history.pushState(null, '', '/');
-  showLogin('You are logged out.');
-});
-
-// ---- router ----
-
-function stopPoll() { if (poll) { clearInterval(poll); poll = null; } }
-
-// live re-renders every 3 s while the page is shown.
-function live(f) { stopPoll(); poll = setInterval(() => { f().catch(() => {}); }, 3000); }
-
-const routes = [
-  [/^\/(networks)?$/, networksPage],
-  [/^\/networks\/([^/]+)$/, networkPage],
-  [/^\/devices$/, devicesPage],
-  [/^\/keys$/, keysPage],
-  [/^\/servers$/, serversPage],
-];
-
-async function route() {
-  stopPoll();
-  if (!loggedIn()) { showLogin(); return; }
-  nav.hidden = false;
-  const path = location.pathname;
-  for (const a of nav.querySelectorAll('a')) {
-    const on = path === a.getAttribute('href') || path.startsWith(a.getAttribute('href') + '/') || (path === '/' && a.getAttribute('href') === '/networks');
-    if (on) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
-  }
-  for (const [re, f] of routes) {
-    const m = path.match(re);
-    if (m) {
-      try { await f(...m.slice(1)); } catch (e) {
-        if (!(e instanceof APIError && e.status === 401)) page('Something went wrong', h('p', { role: 'alert', class: 'err' }, e.message));
-      }
-      return;
-    }
-  }
-  page('Not found', h('p', {}, 'No such page. ', h('a', { href: '/networks' }, 'Go to your networks.')));
-}
-
-document.addEventListener('click', (e) => {
-  const a = e.target.closest('a');
-  if (!a || a.origin !== location.origin || a.target || e.metaKey || e.ctrlKey || e.shiftKey) return;
-  e.preventDefault();
-  history.pushState(null, '', a.pathname);
-  route();
-  main.focus();
-});
-window.addEventListener('popstate', route);
 
 // ---- networks ----
 
 async function networksPage() {
-  const err = alertBox();
-  const name = h('input', { id: 'net-name', required: true, placeholder: 'home' });
-  const range = h('input', { id: 'net-range', placeholder: 'e.g. 100.77.0.0/24 (optional)' });
-  const list = h('div');
-  const form = h('form', {
-    class: 'row',
-    onsubmit: (e) => {
-      e.preventDefault();
-      act(err, async () => {
-        const body = { name: name.value.trim() };
-        if (range.value.trim()) body.ip_range = range.value.trim();
-        const n = await api('POST', '/api/v2/virtual-networks', body);
-        name.value = ''; range.value = '';
-        history.pushState(null, '', '/networks/' + encodeURIComponent(n.id));
-        route();
-      });
-    },
-  }, h('label', { for: 'net-name' }, 'Name', name), h('label', { for: 'net-range' }, 'IPv4 range', range),
-  h('button', { type: 'submit', id: 'create-network' }, 'Create network'));
-  page('Networks', h('section', { class: 'card' }, h('h2', {}, 'New network'), form, err), list);
-  const nets = await api('GET', '/api/v2/virtual-networks');
-  if (!nets.length) {
-    list.replaceChildren(h('p', { class: 'muted' }, 'No networks yet. Create one above, then join devices to it with omni edge join.'));
-    return;
-  }
-  list.replaceChildren(h('section', { class: 'card' }, table([
-    ['Name', (n) => h('a', { href: '/networks/' + encodeURIComponent(n.id) }, n.name)],
-    ['IPv4 range', (n) => h('code', {}, n.ip_range)],
-    ['IPv6 prefix', (n) => h('code', {}, n.ipv6_range)],
-    ['Nucleus', (n) => n.server.name || n.server.host],
-  ], nets, 'Networks')));
+  const name = h("input", { name: "name", required: true, placeholder: "home", id: "net-name" });
+  const range = h("input", { name: "ip_range", placeholder: "100.77.0.0/24", id: "net-range" });
+  const submit = h("button", { type: "submit", class: "primary", id: "create-network" }, "Create network");
+  const err = errBox();
+  const form = h("form", { class: "inline-form" },
+    field("Name", name), field("IPv4 range (optional)", range, "Inside 100.64.0.0/10; a free /24 when empty."), submit);
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const body = { name: name.value.trim() };
+      if (range.value.trim()) body.ip_range = range.value.trim();
+      const n = await busy(submit, call("POST", "/api/v2/virtual-networks", body));
+      navigate("/networks/" + enc(n.id));
+    });
+  });
+  const nets = await call("GET", "/api/v2/virtual-networks");
+  return [
+    head("Networks"),
+    h("section", { class: "card" }, h("h2", null, "New network"), form, err),
+    h("section", { class: "card" }, table([
+      { label: "Name", value: n => h("a", { href: "/networks/" + enc(n.id) }, n.name) },
+      { label: "IPv4 range", value: n => h("code", null, n.ip_range) },
+      { label: "IPv6 prefix", value: n => h("code", null, n.ipv6_range) },
+      { label: "Nucleus", value: n => n.server.name || n.server.host },
+    ], nets, { caption: "Networks", empty: empty("No networks yet", "Create one above, then join devices to it with omni edge join.") })),
+  ];
 }
 
-async function networkPage(id) {
-  const net = await api('GET', '/api/v2/virtual-networks/' + encodeURIComponent(id));
-  const [servers, devices] = await Promise.all([api('GET', '/api/v2/user-servers'), api('GET', '/api/v2/devices')]);
-  const netErr = alertBox();
-  const members = h('div');
-  const joinErr = alertBox();
-  const serverSel = h('select', { id: 'net-server' },
-    h('option', { value: '' }, 'Built-in nucleus'),
-    servers.map((s) => h('option', { value: s.id, selected: s.id === (net.server.id || '') }, s.name + ' (' + s.host + ')')));
-  const devSel = h('select', { id: 'join-device' });
-  page('Network ' + net.name,
-    h('section', { class: 'card' },
-      h('dl', { class: 'kv' },
-        h('dt', {}, 'ID'), h('dd', {}, h('code', {}, net.id)),
-        h('dt', {}, 'IPv4 range'), h('dd', {}, h('code', {}, net.ip_range)),
-        h('dt', {}, 'IPv6 prefix'), h('dd', {}, h('code', {}, net.ipv6_range)),
-        h('dt', {}, 'Nucleus'), h('dd', {}, net.server.name + ' ' , h('code', {}, net.server.host))),
-      h('form', {
-        class: 'row',
-        onsubmit: (e) => {
-          e.preventDefault();
-          act(netErr, async () => { await api('PATCH', '/api/v2/virtual-networks/' + encodeURIComponent(id), { server_id: serverSel.value || null }); route(); });
-        },
-      }, h('label', { for: 'net-server' }, 'Nucleus', serverSel), h('button', { type: 'submit', class: 'secondary' }, 'Assign nucleus'),
-      h('button', {
-        type: 'button', class: 'danger', id: 'delete-network',
-        onclick: () => act(netErr, async () => {
-          if (!confirm('Delete network ' + net.name + '? Its members are removed.')) return;
-          await api('DELETE', '/api/v2/virtual-networks/' + encodeURIComponent(id));
-          history.pushState(null, '', '/networks'); route();
-        }),
-      }, 'Delete network')), netErr),
-    h('h2', {}, 'Members'), members,
-    h('section', { class: 'card' }, h('h2', {}, 'Add a device'),
-      h('form', {
-        class: 'row',
-        onsubmit: (e) => {
-          e.preventDefault();
-          act(joinErr, async () => { await api('POST', '/api/v2/virtual-networks/' + encodeURIComponent(id) + '/devices/' + encodeURIComponent(devSel.value)); await render(); });
-        },
-      }, h('label', { for: 'join-device' }, 'Device', devSel), h('button', { type: 'submit', class: 'secondary' }, 'Add to network')), joinErr));
+async function networkPage(ctx) {
+  const id = ctx.params.id;
+  const path = "/api/v2/virtual-networks/" + enc(id);
+  const [net, servers] = await Promise.all([call("GET", path), call("GET", "/api/v2/user-servers")]);
+
+  const netErr = errBox();
+  const serverSel = h("select", { id: "net-server" },
+    h("option", { value: "" }, "Built-in nucleus"),
+    servers.map(s => h("option", { value: s.id, selected: s.id === (net.server.id || "") }, `${s.name} (${s.host})`)));
+  const assign = h("button", { type: "submit" }, "Assign nucleus");
+  const assignForm = h("form", { class: "inline-form" }, field("Nucleus", serverSel), assign);
+  assignForm.addEventListener("submit", e => {
+    e.preventDefault();
+    act(netErr, async () => { await busy(assign, call("PATCH", path, { server_id: serverSel.value || null })); navigate("/networks/" + enc(id), { replace: true }); });
+  });
+  const del = h("button", { type: "button", class: "danger", id: "delete-network" }, "Delete network");
+  del.addEventListener("click", () => act(netErr, async () => {
+    if (!await confirmDialog(`Delete network “${net.name}”? Its members are removed and its addresses freed.`, { confirm: "Delete" })) return;
+    await call("DELETE", path);
+    navigate("/networks");
+  }));
+
+  const members = h("div");
+  const memberErr = errBox();
+  const devSel = h("select", { id: "join-device" });
+  const add = h("button", { type: "submit" }, "Add to network");
+  const joinErr = errBox();
+  const joinForm = h("form", { class: "inline-form" }, field("Device", devSel), add);
+  joinForm.addEventListener("submit", e => {
+    e.preventDefault();
+    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value))); await render(); });
+  });
 
   async function render() {
-    const [ms, devs] = await Promise.all([api('GET', '/api/v2/virtual-networks/' + encodeURIComponent(id) + '/devices'), api('GET', '/api/v2/devices')]);
-    const inNet = new Set(ms.map((m) => m.device_id));
-    const others = devs.filter((d) => !inNet.has(d.id));
+    const [ms, devs] = await Promise.all([call("GET", path + "/devices"), call("GET", "/api/v2/devices")]);
+    const inNet = new Set(ms.map(m => m.device_id));
+    const others = devs.filter(d => !inNet.has(d.id));
     const keep = devSel.value;
-    devSel.replaceChildren(...(others.length ? others.map((d) => h('option', { value: d.id, selected: d.id === keep }, d.name))
-      : [h('option', { value: '' }, 'All your devices are members')]));
-    devSel.disabled = !others.length;
-    const names = Object.fromEntries(ms.map((m) => [m.device_id, m.name]));
-    if (!ms.length) {
-      members.replaceChildren(h('p', { class: 'card muted' }, 'No devices in this network yet. Run omni edge join on a device, or add one of your devices below.'));
-      return;
-    }
-    const rowErr = alertBox();
-    members.replaceChildren(h('section', { class: 'card' }, table([
-      ['Device', (m) => h('span', {}, h('strong', {}, m.name), ' ', h('span', { class: 'muted' }, m.platform))],
-      ['Status', (m) => h('span', {}, online(m.online), ' ', h('span', { class: 'muted' }, when(m.last_seen)))],
-      ['Addresses', (m) => h('span', {}, h('code', {}, m.virtual_ip), h('br'), h('code', {}, m.virtual_ip_v6))],
-      ['Exit node', (m) => h('span', {},
-        h('label', { class: 'check' }, h('input', {
-          type: 'checkbox', checked: m.is_exit_node, 'data-exit': m.device_id,
-          onchange: (e) => act(rowErr, async () => {
-            await api('PATCH', '/api/v2/virtual-networks/' + encodeURIComponent(id) + '/devices/' + encodeURIComponent(m.device_id), { is_exit_node: e.target.checked });
+    clear(devSel, others.length ? others.map(d => h("option", { value: d.id, selected: d.id === keep }, d.name))
+      : h("option", { value: "" }, "All your devices are members"));
+    devSel.disabled = add.disabled = !others.length;
+    const names = Object.fromEntries(ms.map(m => [m.device_id, m.name]));
+    clear(members, table([
+      { label: "Device", value: m => [h("strong", null, m.name), " ", h("span", { class: "muted" }, m.platform)] },
+      { label: "Status", class: "nowrap", value: m => [online(m.online), " ", h("span", { class: "muted small" }, m.last_seen ? formatAgo(m.last_seen) : "never seen")] },
+      { label: "Addresses", value: m => [h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)] },
+      {
+        label: "Exit node", value: m => {
+          const box = h("input", { type: "checkbox", checked: m.is_exit_node, "data-exit": m.device_id, id: "exit-" + m.device_id });
+          box.addEventListener("change", () => act(memberErr, async () => {
+            await call("PATCH", path + "/devices/" + enc(m.device_id), { is_exit_node: box.checked });
             await render();
-          }),
-        }), 'Allowed by admin'),
-        h('span', { class: 'muted' }, m.exit_node_consent ? 'device consents' : 'device has not consented'))],
-      ['Uses exit node', (m) => m.exit_node ? (names[m.exit_node] || m.exit_node) : h('span', { class: 'muted' }, 'none')],
-      ['', (m) => h('button', {
-        type: 'button', class: 'danger',
-        onclick: () => act(rowErr, async () => {
-          if (!confirm('Remove ' + m.name + ' from ' + net.name + '?')) return;
-          await api('DELETE', '/api/v2/virtual-networks/' + encodeURIComponent(id) + '/devices/' + encodeURIComponent(m.device_id));
-          await render();
-        }),
-      }, 'Remove'), 'actions'],
-    ], ms, 'Members'), rowErr));
+          }));
+          return [h("label", { class: "check", for: box.id }, box, "Allowed by admin"),
+            h("span", { class: "consent" }, m.exit_node_consent ? "device consents" : "device has not consented")];
+        },
+      },
+      { label: "Uses exit node", value: m => m.exit_node ? (names[m.exit_node] || m.exit_node) : h("span", { class: "muted" }, "none") },
+      {
+        label: "", class: "actions", value: m => {
+          const b = h("button", { type: "button", class: "small danger" }, "Remove");
+          b.addEventListener("click", () => act(memberErr, async () => {
+            if (!await confirmDialog(`Remove “${m.name}” from ${net.name}? The network's secret rotates.`, { confirm: "Remove" })) return;
+            await call("DELETE", path + "/devices/" + enc(m.device_id));
+            await render();
+          }));
+          return b;
+        },
+      },
+    ], ms, { caption: "Members", empty: empty("No devices in this network yet", "Run omni edge join on a device, or add one of your devices below.") }), memberErr);
   }
   await render();
-  live(render);
+  poll(render, LIVE_MS, ctx.signal);
+
+  return [
+    head("Network " + net.name, del),
+    h("section", { class: "card" },
+      h("dl", { class: "kv" },
+        h("dt", null, "ID"), h("dd", null, h("code", null, net.id)),
+        h("dt", null, "IPv4 range"), h("dd", null, h("code", null, net.ip_range)),
+        h("dt", null, "IPv6 prefix"), h("dd", null, h("code", null, net.ipv6_range)),
+        h("dt", null, "Nucleus"), h("dd", null, net.server.name, " ", h("code", null, net.server.host))),
+      assignForm, netErr),
+    h("section", { class: "card" }, h("h2", null, "Members"), members),
+    h("section", { class: "card" }, h("h2", null, "Add a device"), joinForm, joinErr),
+  ];
 }
 
 // ---- devices ----
 
-async function devicesPage() {
-  const list = h('div');
-  page('Devices', list);
+async function devicesPage(ctx) {
+  const list = h("div");
+  const err = errBox();
   async function render() {
-    const [devs, nets] = await Promise.all([api('GET', '/api/v2/devices'), api('GET', '/api/v2/virtual-networks')]);
-    const memberships = {};
-    const ms = await Promise.all(nets.map((n) => api('GET', '/api/v2/virtual-networks/' + encodeURIComponent(n.id) + '/devices')));
-    nets.forEach((n, i) => { for (const m of ms[i]) (memberships[m.device_id] ||= []).push({ net: n, m }); });
-    if (!devs.length) {
-      list.replaceChildren(h('p', { class: 'card muted' }, 'No devices yet. Install OmniEdge on a device and run omni edge login, or use a security key from the Security keys page.'));
-      return;
-    }
-    const err = alertBox();
-    list.replaceChildren(h('section', { class: 'card' }, table([
-      ['Name', (d) => h('strong', {}, d.name)],
-      ['Status', (d) => h('span', {}, online(d.online), ' ', h('span', { class: 'muted' }, when(d.last_seen)))],
-      ['OS', (d) => d.platform || h('span', { class: 'muted' }, 'unknown')],
-      ['Networks and addresses', (d) => (memberships[d.id] || []).length
-        ? h('span', {}, memberships[d.id].map(({ net, m }) => h('span', {}, h('a', { href: '/networks/' + encodeURIComponent(net.id) }, net.name), h('br'), h('code', {}, m.virtual_ip), h('br'), h('code', {}, m.virtual_ip_v6), h('br'))))
-        : h('span', { class: 'muted' }, 'in no network')],
-      ['', (d) => h('span', {},
-        h('button', {
-          type: 'button', class: 'secondary',
-          onclick: () => act(err, async () => {
-            const name = prompt('New name for ' + d.name, d.name);
-            if (!name) return;
-            await api('PATCH', '/api/v2/devices/' + encodeURIComponent(d.id), { name });
+    const [devs, nets] = await Promise.all([call("GET", "/api/v2/devices"), call("GET", "/api/v2/virtual-networks")]);
+    const ms = await Promise.all(nets.map(n => call("GET", "/api/v2/virtual-networks/" + enc(n.id) + "/devices")));
+    const of = {};
+    nets.forEach((n, i) => { for (const m of ms[i]) (of[m.device_id] ||= []).push({ net: n, m }); });
+    clear(list, table([
+      { label: "Name", value: d => h("strong", null, d.name) },
+      { label: "Status", class: "nowrap", value: d => [online(d.online), " ", h("span", { class: "muted small" }, d.last_seen ? formatAgo(d.last_seen) : "never seen")] },
+      { label: "OS", value: d => d.platform || h("span", { class: "muted" }, "unknown") },
+      {
+        label: "Networks and addresses", value: d => (of[d.id] || []).length
+          ? (of[d.id]).map(({ net, m }) => h("div", null, h("a", { href: "/networks/" + enc(net.id) }, net.name),
+            h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)))
+          : h("span", { class: "muted" }, "in no network"),
+      },
+      {
+        label: "", class: "actions", value: d => {
+          const rename = h("button", { type: "button", class: "small" }, "Rename");
+          rename.addEventListener("click", () => renameForm(d));
+          const del = h("button", { type: "button", class: "small danger" }, "Delete");
+          del.addEventListener("click", () => act(err, async () => {
+            if (!await confirmDialog(`Delete device “${d.name}”? It leaves every network and its sessions end.`, { confirm: "Delete" })) return;
+            await call("DELETE", "/api/v2/devices/" + enc(d.id));
             await render();
-          }),
-        }, 'Rename'),
-        h('button', {
-          type: 'button', class: 'danger',
-          onclick: () => act(err, async () => {
-            if (!confirm('Delete device ' + d.name + '? It leaves every network.')) return;
-            await api('DELETE', '/api/v2/devices/' + encodeURIComponent(d.id));
-            await render();
-          }),
-        }, 'Delete')), 'actions'],
-    ], devs, 'Devices'), err));
+          }));
+          return [rename, del];
+        },
+      },
+    ], devs, { caption: "Devices", empty: empty("No devices yet", "Install OmniEdge on a device and run omni edge login, or log it in with a key from the Security keys page.") }));
+  }
+  const editor = h("div");
+  function renameForm(d) {
+    const name = h("input", { value: d.name, required: true, id: "rename-name" });
+    const save = h("button", { type: "submit", class: "primary" }, "Save");
+    const cancel = h("button", { type: "button" }, "Cancel");
+    const ferr = errBox();
+    const form = h("form", { class: "inline-form" }, field(`New name for ${d.name}`, name), save, cancel);
+    cancel.addEventListener("click", () => clear(editor));
+    form.addEventListener("submit", e => {
+      e.preventDefault();
+      act(ferr, async () => { await busy(save, call("PATCH", "/api/v2/devices/" + enc(d.id), { name: name.value.trim() })); clear(editor); await render(); });
+    });
+    clear(editor, h("section", { class: "card" }, form, ferr));
+    name.focus();
   }
   await render();
-  live(render);
+  poll(render, LIVE_MS, ctx.signal);
+  return [head("Devices"), editor, h("section", { class: "card" }, list, err)];
 }
 
 // ---- security keys and sessions ----
 
 async function keysPage() {
-  const err = alertBox();
-  const name = h('input', { id: 'key-name', required: true, placeholder: 'laptop' });
-  const shown = h('div');
-  const keys = h('div');
-  const sessions = h('div');
-  page('Security keys',
-    h('section', { class: 'card' }, h('h2', {}, 'New security key'),
-      h('p', { class: 'muted' }, 'A security key logs a device in without a browser: omni edge login --security-key KEY.'),
-      h('form', {
-        class: 'row',
-        onsubmit: (e) => {
-          e.preventDefault();
-          act(err, async () => {
-            const k = await api('POST', '/api/v2/security-keys', { name: name.value.trim() });
-            name.value = '';
-            const code = h('code', { id: 'new-key' }, k.key);
-            const copied = h('span', { class: 'muted', role: 'status' });
-            shown.replaceChildren(h('div', { class: 'secret' },
-              h('span', {}, 'Copy this key now; it is not shown again:'), code,
-              h('button', {
-                type: 'button', class: 'secondary',
-                onclick: async () => {
-                  try { await navigator.clipboard.writeText(k.key); copied.textContent = 'Copied.'; } catch { copied.textContent = 'Select the key and copy it.'; }
-                },
-              }, 'Copy'), copied));
-            await renderKeys();
-          });
-        },
-      }, h('label', { for: 'key-name' }, 'Name', name), h('button', { type: 'submit', id: 'create-key' }, 'Create key')), err, shown),
-    h('h2', {}, 'Keys'), keys,
-    h('h2', {}, 'Active sessions'), sessions);
+  const name = h("input", { required: true, placeholder: "laptop", id: "key-name" });
+  const submit = h("button", { type: "submit", class: "primary", id: "create-key" }, "Create key");
+  const err = errBox();
+  const shown = h("div", { id: "new-key-box" });
+  const keys = h("div");
+  const sessions = h("div");
+  const form = h("form", { class: "inline-form" }, field("Name", name), submit);
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const k = await busy(submit, call("POST", "/api/v2/security-keys", { name: name.value.trim() }));
+      name.value = "";
+      const box = secretBox(k.key, "Copy it now: it is shown only once. Log a device in with omni edge login --security-key KEY.");
+      const code = box.querySelector("code");
+      if (code) code.id = "new-key";
+      clear(shown, box);
+      await renderKeys();
+    });
+  });
 
   async function renderKeys() {
-    const list = (await api('GET', '/api/v2/security-keys')).filter((k) => !k.revoked_at);
-    if (!list.length) { keys.replaceChildren(h('p', { class: 'card muted' }, 'No security keys. Create one above to log in a device without a browser.')); return; }
-    const kerr = alertBox();
-    keys.replaceChildren(h('section', { class: 'card' }, table([
-      ['Name', (k) => k.name],
-      ['Created', (k) => when(k.created_at)],
-      ['Last used', (k) => when(k.last_used_at)],
-      ['Expires', (k) => k.expires_at ? new Date(k.expires_at).toLocaleString() : 'never'],
-      ['', (k) => h('button', {
-        type: 'button', class: 'danger', 'data-revoke-key': k.id,
-        onclick: () => act(kerr, async () => { await api('DELETE', '/api/v2/security-keys/' + encodeURIComponent(k.id)); await renderKeys(); await renderSessions(); }),
-      }, 'Revoke'), 'actions'],
-    ], list, 'Security keys'), kerr));
+    const list = (await call("GET", "/api/v2/security-keys")).filter(k => !k.revoked_at);
+    const kerr = errBox();
+    clear(keys, table([
+      { label: "Name", key: "name" },
+      { label: "Created", value: k => formatTime(k.created_at) },
+      { label: "Last used", value: k => k.last_used_at ? formatAgo(k.last_used_at) : "never" },
+      { label: "Expires", value: k => k.expires_at ? formatTime(k.expires_at) : "never" },
+      {
+        label: "", class: "actions", value: k => {
+          const b = h("button", { type: "button", class: "small danger", "data-revoke-key": k.id }, "Revoke");
+          b.addEventListener("click", () => act(kerr, async () => {
+            if (!await confirmDialog(`Revoke the key “${k.name}”? Devices logged in with it are logged out.`, { confirm: "Revoke" })) return;
+            await call("DELETE", "/api/v2/security-keys/" + enc(k.id));
+            await renderKeys();
+            await renderSessions();
+          }));
+          return b;
+        },
+      },
+    ], list, { caption: "Security keys", empty: empty("No security keys", "Create one above to log in a device without a browser.") }), kerr);
   }
   async function renderSessions() {
-    const list = await api('GET', '/api/v2/sessions');
-    const serr = alertBox();
-    sessions.replaceChildren(h('section', { class: 'card' }, table([
-      ['Method', (s) => h('span', {}, s.method, s.current ? h('span', { class: 'badge on' }, 'this browser') : null)],
-      ['From', (s) => h('span', {}, h('code', {}, s.client_ip || '?'), h('br'), h('span', { class: 'muted' }, s.user_agent || ''))],
-      ['Started', (s) => when(s.created_at)],
-      ['Last used', (s) => when(s.last_used_at)],
-      ['', (s) => h('button', {
-        type: 'button', class: 'danger',
-        onclick: () => act(serr, async () => {
-          await api('DELETE', '/api/v2/sessions/' + encodeURIComponent(s.id));
-          if (s.current) { showLogin('You revoked this browser\'s session.'); return; }
-          await renderSessions();
-        }),
-      }, 'Revoke'), 'actions'],
-    ], list, 'Sessions'), serr));
+    const list = await call("GET", "/api/v2/sessions");
+    const serr = errBox();
+    clear(sessions, table([
+      { label: "Method", value: s => [s.method, " ", s.current ? badge("this browser", "info") : null] },
+      { label: "From", value: s => [h("code", null, s.client_ip || "?"), h("div", { class: "muted small" }, s.user_agent || "")] },
+      { label: "Started", value: s => formatTime(s.created_at) },
+      { label: "Last used", value: s => s.last_used_at ? formatAgo(s.last_used_at) : "—" },
+      {
+        label: "", class: "actions", value: s => {
+          const b = h("button", { type: "button", class: "small danger" }, "Revoke");
+          b.addEventListener("click", () => act(serr, async () => {
+            if (!await confirmDialog(s.current ? "Revoke this browser's session? You will be logged out." : "Revoke this session? Its device must log in again.", { confirm: "Revoke" })) return;
+            await call("DELETE", "/api/v2/sessions/" + enc(s.id));
+            if (s.current) { location.assign("/?out=1"); return; }
+            await renderSessions();
+          }));
+          return b;
+        },
+      },
+    ], list, { caption: "Active sessions", empty: "No active sessions." }), serr);
   }
   await Promise.all([renderKeys(), renderSessions()]);
+  return [
+    head("Security keys"),
+    h("section", { class: "card" }, h("h2", null, "New security key"),
+      h("p", { class: "muted" }, "A security key logs a device in without a browser: omni edge login --security-key KEY."),
+      form, err, shown),
+    h("section", { class: "card" }, h("h2", null, "Keys"), keys),
+    h("section", { class: "card" }, h("h2", null, "Active sessions"), sessions),
+  ];
 }
 
 // ---- user servers ----
 
 async function serversPage() {
-  const err = alertBox();
-  const f = { name: h('input', { id: 'srv-name', required: true }), host: h('input', { id: 'srv-host', required: true, placeholder: 'nucleus.example.com:7787' }),
-    country: h('input', { id: 'srv-country', placeholder: 'DE (optional)' }), public_key: h('input', { id: 'srv-key', placeholder: 'base64 (optional)' }) };
+  const f = {
+    name: h("input", { required: true, id: "srv-name" }),
+    host: h("input", { required: true, placeholder: "nucleus.example.com:7787", id: "srv-host" }),
+    country: h("input", { placeholder: "DE", id: "srv-country" }),
+    public_key: h("input", { placeholder: "base64", id: "srv-key" }),
+  };
   let editing = null;
-  const submit = h('button', { type: 'submit', id: 'save-server' }, 'Add server');
-  const list = h('div');
-  const form = h('form', {
-    class: 'row',
-    onsubmit: (e) => {
-      e.preventDefault();
-      act(err, async () => {
-        const body = { name: f.name.value.trim(), host: f.host.value.trim(), country: f.country.value.trim(), public_key: f.public_key.value.trim() };
-        if (editing) await api('PATCH', '/api/v2/user-servers/' + encodeURIComponent(editing), body);
-        else await api('POST', '/api/v2/user-servers', body);
-        editing = null; submit.textContent = 'Add server';
-        for (const i of Object.values(f)) i.value = '';
-        await render();
-      });
-    },
-  }, h('label', { for: 'srv-name' }, 'Name', f.name), h('label', { for: 'srv-host' }, 'Host:port', f.host),
-  h('label', { for: 'srv-country' }, 'Country', f.country), h('label', { for: 'srv-key' }, 'Public key', f.public_key), submit);
-  page('Servers',
-    h('section', { class: 'card' }, h('h2', {}, 'Your own nucleus'),
-      h('p', { class: 'muted' }, 'Run a nucleus on a server of yours, add it here, then assign it to a network on the network\'s page.'),
-      form, err), list);
+  const submit = h("button", { type: "submit", class: "primary", id: "save-server" }, "Add server");
+  const cancel = h("button", { type: "button", hidden: true }, "Cancel edit");
+  const err = errBox();
+  const list = h("div");
+  const reset = () => { editing = null; submit.textContent = "Add server"; cancel.hidden = true; for (const i of Object.values(f)) i.value = ""; };
+  cancel.addEventListener("click", reset);
+  const form = h("form", null,
+    h("div", { class: "form-row" }, field("Name", f.name), field("Host:port", f.host), field("Country (optional)", f.country), field("Public key (optional)", f.public_key)),
+    h("div", { class: "form-actions" }, submit, cancel));
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const body = { name: f.name.value.trim(), host: f.host.value.trim(), country: f.country.value.trim(), public_key: f.public_key.value.trim() };
+      await busy(submit, editing ? call("PATCH", "/api/v2/user-servers/" + enc(editing), body) : call("POST", "/api/v2/user-servers", body));
+      reset();
+      await render();
+    });
+  });
   async function render() {
-    const servers = await api('GET', '/api/v2/user-servers');
-    if (!servers.length) { list.replaceChildren(h('p', { class: 'card muted' }, 'No servers of your own. Networks use the built-in nucleus until you add one.')); return; }
-    const rerr = alertBox();
-    list.replaceChildren(h('section', { class: 'card' }, table([
-      ['Name', (s) => s.name],
-      ['Host', (s) => h('code', {}, s.host)],
-      ['Country', (s) => s.country || ''],
-      ['', (s) => h('span', {},
-        h('button', { type: 'button', class: 'secondary', onclick: () => { editing = s.id; submit.textContent = 'Save server'; f.name.value = s.name; f.host.value = s.host; f.country.value = s.country || ''; f.public_key.value = s.public_key || ''; f.name.focus(); } }, 'Edit'),
-        h('button', {
-          type: 'button', class: 'danger',
-          onclick: () => act(rerr, async () => { if (!confirm('Delete server ' + s.name + '?')) return; await api('DELETE', '/api/v2/user-servers/' + encodeURIComponent(s.id)); await render(); }),
-        }, 'Delete')), 'actions'],
-    ], servers, 'Servers'), rerr));
+    const servers = await call("GET", "/api/v2/user-servers");
+    const rerr = errBox();
+    clear(list, table([
+      { label: "Name", key: "name" },
+      { label: "Host", value: s => h("code", null, s.host) },
+      { label: "Country", value: s => s.country || "" },
+      { label: "Public key", value: s => s.public_key ? h("code", null, s.public_key.slice(0, 12) + "…") : h("span", { class: "muted" }, "not published") },
+      {
+        label: "", class: "actions", value: s => {
+          const edit = h("button", { type: "button", class: "small" }, "Edit");
+          edit.addEventListener("click", () => {
+            editing = s.id; submit.textContent = "Save server"; cancel.hidden = false;
+            f.name.value = s.name; f.host.value = s.host; f.country.value = s.country || ""; f.public_key.value = s.public_key || "";
+            f.name.focus();
+          });
+          const del = h("button", { type: "button", class: "small danger" }, "Delete");
+          del.addEventListener("click", () => act(rerr, async () => {
+            if (!await confirmDialog(`Delete server “${s.name}”? Networks using it go back to the built-in nucleus.`, { confirm: "Delete" })) return;
+            await call("DELETE", "/api/v2/user-servers/" + enc(s.id));
+            await render();
+          }));
+          return [edit, del];
+        },
+      },
+    ], servers, { caption: "Servers", empty: empty("No servers of your own", "Networks use the built-in nucleus until you add one here and assign it on the network's page.") }), rerr);
   }
   await render();
+  return [
+    head("Servers"),
+    h("section", { class: "card" }, h("h2", null, "Your own nucleus"),
+      h("p", { class: "muted" }, "Run omni edge nucleus on a server of yours, add it here, then assign it to a network on the network's page."),
+      form, err),
+    h("section", { class: "card" }, list),
+  ];
 }
 
-route();
+// ---- start ----
+
+if (!loggedIn()) {
+  loginScreen();
+} else {
+  const logout = h("button", { type: "button", class: "small", id: "logout" }, "Log out");
+  logout.addEventListener("click", async () => {
+    try { await api("POST", "/api/v2/auth/dashboard/logout", {}); } catch { /* over either way */ }
+    location.assign("/?out=1");
+  });
+  const { main, setActive } = layout({
+    brand: h("a", { class: "brand", href: "/networks" }, h("img", { src: "/ui/favicon.svg", alt: "" }), "OmniEdge"),
+    links: [
+      { href: "/networks", label: "Networks" },
+      { href: "/devices", label: "Devices" },
+      { href: "/keys", label: "Security keys" },
+      { href: "/servers", label: "Servers" },
+    ],
+    actions: [logout],
+  });
+  route([
+    { path: "/", title: "Networks", render: networksPage },
+    { path: "/networks", title: "Networks", render: networksPage },
+    { path: "/networks/:id", title: "Network", render: networkPage },
+    { path: "/devices", title: "Devices", render: devicesPage },
+    { path: "/keys", title: "Security keys", render: keysPage },
+    { path: "/servers", title: "Servers", render: serversPage },
+  ], {
+    mount: main, title: "OmniEdge",
+    onRoute: path => setActive(path === "/" ? "/networks" : path),
+    notFound: () => [head("Not found"), empty("No such page", "Pick a page from the menu.")],
+  });
+}
