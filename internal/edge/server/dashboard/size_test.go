@@ -34,11 +34,27 @@ func TestFirstLoadSize(t *testing.T) {
 	if len(assets) < 3 {
 		t.Fatalf("index names %d assets: %v", len(assets), assets)
 	}
-	for _, m := range assets {
-		n, _ := get(m[1], true)
+	// Modules the scripts import load too (ui.js from app.js).
+	imports := regexp.MustCompile(`(?m)^import[^;]*?from\s*"(/[^"]+)"`)
+	seen := map[string]bool{}
+	var names []string
+	for len(assets) > 0 {
+		a := assets[0][1]
+		assets = assets[1:]
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		names = append(names, a)
+		n, _ := get(a, true)
 		total += n
+		_, body := get(a, false)
+		assets = append(assets, imports.FindAllStringSubmatch(body, -1)...)
 	}
-	t.Logf("first load: %d bytes gzipped (index + %d assets)", total, len(assets))
+	if !seen["/ui/ui.js"] {
+		t.Errorf("the imports of the first load %v lack /ui/ui.js", names)
+	}
+	t.Logf("first load: %d bytes gzipped (index + %v)", total, names)
 	if total > 300<<10 {
 		t.Errorf("first load %d bytes, over 300 KB", total)
 	}

@@ -3,7 +3,7 @@
 // POST /api/v2/auth/dashboard/login sets. Built on the shared look
 // (/ui/ui.js, /ui/base.css).
 import {
-  api, h, clear, field, badge, empty, table, showError, busy, secretBox, confirmDialog,
+  api, h, clear, field, badge, empty, table as uiTable, showError, busy, secretBox, confirmDialog,
   layout, route, navigate, formatTime, formatAgo, poll,
 } from "/ui/ui.js";
 
@@ -28,6 +28,24 @@ async function call(method, path, body) {
 }
 
 const enc = encodeURIComponent;
+
+// table is ui.js's table that turns into labelled cards on a phone
+// (app.css): every cell gets its column's label and one wrapper.
+function table(columns, rows, opts) {
+  const out = uiTable(columns, rows, opts);
+  const t = out.querySelector && out.querySelector("table");
+  if (!t) return out;
+  t.classList.add("stack");
+  for (const tr of t.tBodies[0].rows) {
+    [...tr.cells].forEach((td, i) => {
+      td.dataset.label = columns[i].label;
+      const inner = h("div", { class: "cell" });
+      inner.append(...td.childNodes);
+      td.append(inner);
+    });
+  }
+  return out;
+}
 const errBox = () => h("div", { class: "error", role: "alert", hidden: true });
 // act runs f for a control, showing a failure in box next to it.
 async function act(box, f) {
@@ -138,7 +156,7 @@ async function networkPage(ctx) {
     devSel.disabled = add.disabled = !others.length;
     const names = Object.fromEntries(ms.map(m => [m.device_id, m.name]));
     clear(members, table([
-      { label: "Device", value: m => [h("strong", null, m.name), " ", h("span", { class: "muted" }, m.platform)] },
+      { label: "Device", value: m => [h("strong", null, m.name), h("span", { class: "consent" }, m.platform)] },
       { label: "Status", class: "nowrap", value: m => [online(m.online), " ", h("span", { class: "muted small" }, m.last_seen ? formatAgo(m.last_seen) : "never seen")] },
       { label: "Addresses", value: m => [h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)] },
       {
@@ -288,7 +306,7 @@ async function keysPage() {
     const serr = errBox();
     clear(sessions, table([
       { label: "Method", value: s => [s.method, " ", s.current ? badge("this browser", "info") : null] },
-      { label: "From", value: s => [h("code", null, s.client_ip || "?"), h("div", { class: "muted small" }, s.user_agent || "")] },
+      { label: "From", class: "wrap", value: s => [h("code", null, s.client_ip || "?"), h("div", { class: "muted small" }, s.user_agent || "")] },
       { label: "Started", value: s => formatTime(s.created_at) },
       { label: "Last used", value: s => s.last_used_at ? formatAgo(s.last_used_at) : "—" },
       {
