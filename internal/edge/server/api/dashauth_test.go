@@ -212,6 +212,18 @@ func TestDashboardServed(t *testing.T) {
 			t.Errorf("GET %s: %d %q CSP %q", p, res.StatusCode, res.Header.Get("Content-Type"), csp)
 		}
 	}
+	// Paths that are neither a page nor a file are not answered with the
+	// page (the listener serves no /metrics).
+	for _, p := range []string{"/metrics", "/debug/pprof/", "/nothing", "/app.map"} {
+		res, err := env.Server.Client().Get(env.URL + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, res.StatusCode)
+		}
+	}
 	res, err := env.Server.Client().Get(env.URL + "/api/v2/nothing")
 	if err != nil {
 		t.Fatal(err)

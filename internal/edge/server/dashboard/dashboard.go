@@ -20,8 +20,9 @@ var static embed.FS
 
 // Handler serves the dashboard's files.
 type Handler struct {
-	app *webui.Handler
-	ui  http.Handler
+	app   *webui.Handler
+	ui    http.Handler
+	files map[string]bool // the embedded files' paths
 }
 
 // New builds the handler from the embedded files.
@@ -38,16 +39,39 @@ func New() (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{app: app, ui: ui}, nil
+	files := map[string]bool{}
+	for _, f := range app.Files() {
+		files[f] = true
+	}
+	return &Handler{app: app, ui: ui, files: files}, nil
 }
 
-// ServeHTTP answers the dashboard's pages and assets.
+// pages are the dashboard's own client-side routes (and their
+// subpaths): every other path without a file is a 404, so a path the
+// listener does not serve (/metrics on the public port) is not answered
+// with the page.
+var pages = []string{"/networks", "/devices", "/keys", "/servers"}
+
+// ServeHTTP answers the dashboard's pages and assets, and a plain 404 for
+// everything else.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if strings.HasPrefix(r.URL.Path, "/ui/") {
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/ui/") {
 		h.ui.ServeHTTP(w, r)
 		return
 	}
-	h.app.ServeHTTP(w, r)
+	if p == "/" || h.files[strings.TrimPrefix(p, "/")] {
+		h.app.ServeHTTP(w, r)
+		return
+	}
+	for _, pg := range pages {
+		if p == pg || strings.HasPrefix(p, pg+"/") {
+			h.app.ServeHTTP(w, r)
+			return
+		}
+	}
+	h.app.SetHeaders(w)
+	http.NotFound(w, r)
 }
 
 // SetHeaders sets the dashboard's security headers on a page rendered

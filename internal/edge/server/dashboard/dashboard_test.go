@@ -193,7 +193,7 @@ func TestDashboardPagesFit(t *testing.T) {
 		p.WaitText("main", "gateway")
 		check("network-dark")
 		p.ColorScheme("")
-		p.Navigate(env.URL + "/no/such/page")
+		p.Navigate(env.URL + "/networks/" + n.ID + "/nothing")
 		p.WaitText("h1", "Not found")
 
 		// The browser-login pages a device's login link opens.
@@ -209,5 +209,109 @@ func TestDashboardPagesFit(t *testing.T) {
 		p.Click("button[type=submit]")
 		p.WaitText("h1", "Approve this device?")
 		check("device-approve")
+	}
+}
+
+// The rest of what a user manages: rename a device, add and edit a
+// server of their own and assign it to a network, remove a member, revoke
+// another session, delete a device and a network — each checked through
+// the API.
+func TestDashboardManage(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	c := env.Client(u)
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "lab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []wire.Device
+	for _, name := range []string{"printer", "camera"} {
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: "hw-" + name, Platform: "linux"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, n.ID, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, d)
+	}
+	b := browser.New(t)
+	p := b.Page(t, 1280, 800)
+	login(p, env.URL, u.Email)
+
+	// Rename.
+	p.Navigate(env.URL + "/devices")
+	p.WaitText("main", "printer")
+	p.Click(`button[data-rename="` + devs[0].ID + `"]`)
+	p.SetValue("#rename-name", "office-printer")
+	p.Click("#rename-save")
+	p.WaitText("main", "office-printer")
+	if d, err := c.Device(ctx, devs[0].ID); err != nil || d.Name != "office-printer" {
+		t.Fatalf("renamed device: %+v, %v", d, err)
+	}
+
+	// A server of one's own: add, edit, assign.
+	p.Navigate(env.URL + "/servers")
+	p.WaitText("main", "No servers of your own")
+	p.SetValue("#srv-name", "home-nucleus")
+	p.SetValue("#srv-host", "nucleus.example.com:7787")
+	p.SetValue("#srv-country", "DE")
+	p.Click("#save-server")
+	p.WaitText("main", "home-nucleus")
+	srvs, err := c.UserServers(ctx)
+	if err != nil || len(srvs) != 1 {
+		t.Fatalf("servers %+v, %v", srvs, err)
+	}
+	p.Click(`button[data-edit-server="` + srvs[0].ID + `"]`)
+	p.SetValue("#srv-country", "NL")
+	p.Click("#save-server")
+	p.WaitText("main", "NL")
+	p.Screenshot("servers")
+	p.Navigate(env.URL + "/networks/" + n.ID)
+	p.WaitText("main", "camera")
+	p.SetValue("#net-server", srvs[0].ID)
+	p.Click("#assign-server")
+	eventually(t, "server assigned", func() bool {
+		got, err := c.Network(ctx, n.ID)
+		return err == nil && got.Server.ID == srvs[0].ID
+	})
+
+	// Remove a member.
+	p.WaitText("main", "home-nucleus")
+	p.Click(`button[data-remove="` + devs[1].ID + `"]`)
+	p.Click(`dialog button[value=ok]`)
+	eventually(t, "member removed", func() bool {
+		ms, err := c.Members(ctx, n.ID)
+		return err == nil && len(ms) == 1
+	})
+
+	// Revoke another session (the security-key login of c).
+	tok, _ := c.Tokens()
+	if _, err := env.Service.Authenticate(tok); err != nil {
+		t.Fatal(err)
+	}
+	p.Navigate(env.URL + "/keys")
+	p.WaitText("main", "security_key")
+	p.Click(`button[data-revoke-session]:not([data-current])`)
+	p.Click(`dialog button[value=ok]`)
+	eventually(t, "session revoked", func() bool {
+		_, err := env.Service.Authenticate(tok)
+		return err != nil
+	})
+
+	// Delete a device, then the network.
+	p.Navigate(env.URL + "/devices")
+	p.WaitText("main", "camera")
+	p.Click(`button[data-delete-device="` + devs[1].ID + `"]`)
+	p.Click(`dialog button[value=ok]`)
+	p.WaitGone(`button[data-delete-device="` + devs[1].ID + `"]`)
+	p.Navigate(env.URL + "/networks/" + n.ID)
+	p.WaitText("main", "office-printer")
+	p.Click("#delete-network")
+	p.Click(`dialog button[value=ok]`)
+	p.WaitText("main", "No networks yet")
+	if nets, err := c.Networks(ctx); err != nil || len(nets) != 0 {
+		t.Fatalf("networks after delete: %+v, %v", nets, err)
 	}
 }

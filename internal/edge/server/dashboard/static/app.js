@@ -122,7 +122,7 @@ async function networkPage(ctx) {
   const serverSel = h("select", { id: "net-server" },
     h("option", { value: "" }, "Built-in nucleus"),
     servers.map(s => h("option", { value: s.id, selected: s.id === (net.server.id || "") }, `${s.name} (${s.host})`)));
-  const assign = h("button", { type: "submit" }, "Assign nucleus");
+  const assign = h("button", { type: "submit", id: "assign-server" }, "Assign nucleus");
   const assignForm = h("form", { class: "inline-form" }, field("Nucleus", serverSel), assign);
   assignForm.addEventListener("submit", e => {
     e.preventDefault();
@@ -146,8 +146,12 @@ async function networkPage(ctx) {
     act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value))); await render(); });
   });
 
+  let shown = "";
   async function render() {
     const [ms, devs] = await Promise.all([call("GET", path + "/devices"), call("GET", "/api/v2/devices")]);
+    const sig = JSON.stringify([ms, devs]);
+    if (sig === shown) return; // unchanged: keep the page (and the control under the pointer) as it is
+    shown = sig;
     const inNet = new Set(ms.map(m => m.device_id));
     const others = devs.filter(d => !inNet.has(d.id));
     const keep = devSel.value;
@@ -173,7 +177,7 @@ async function networkPage(ctx) {
       { label: "Uses exit node", value: m => m.exit_node ? (names[m.exit_node] || m.exit_node) : h("span", { class: "muted" }, "none") },
       {
         label: "", class: "actions", value: m => {
-          const b = h("button", { type: "button", class: "small danger" }, "Remove");
+          const b = h("button", { type: "button", class: "small danger", "data-remove": m.device_id }, "Remove");
           b.addEventListener("click", () => act(memberErr, async () => {
             if (!await confirmDialog(`Remove “${m.name}” from ${net.name}? The network's secret rotates.`, { confirm: "Remove" })) return;
             await call("DELETE", path + "/devices/" + enc(m.device_id));
@@ -206,9 +210,13 @@ async function networkPage(ctx) {
 async function devicesPage(ctx) {
   const list = h("div");
   const err = errBox();
+  let shown = "";
   async function render() {
     const [devs, nets] = await Promise.all([call("GET", "/api/v2/devices"), call("GET", "/api/v2/virtual-networks")]);
     const ms = await Promise.all(nets.map(n => call("GET", "/api/v2/virtual-networks/" + enc(n.id) + "/devices")));
+    const sig = JSON.stringify([devs, nets, ms]);
+    if (sig === shown) return; // unchanged: keep the page as it is
+    shown = sig;
     const of = {};
     nets.forEach((n, i) => { for (const m of ms[i]) (of[m.device_id] ||= []).push({ net: n, m }); });
     clear(list, table([
@@ -223,9 +231,9 @@ async function devicesPage(ctx) {
       },
       {
         label: "", class: "actions", value: d => {
-          const rename = h("button", { type: "button", class: "small" }, "Rename");
+          const rename = h("button", { type: "button", class: "small", "data-rename": d.id }, "Rename");
           rename.addEventListener("click", () => renameForm(d));
-          const del = h("button", { type: "button", class: "small danger" }, "Delete");
+          const del = h("button", { type: "button", class: "small danger", "data-delete-device": d.id }, "Delete");
           del.addEventListener("click", () => act(err, async () => {
             if (!await confirmDialog(`Delete device “${d.name}”? It leaves every network and its sessions end.`, { confirm: "Delete" })) return;
             await call("DELETE", "/api/v2/devices/" + enc(d.id));
@@ -239,7 +247,7 @@ async function devicesPage(ctx) {
   const editor = h("div");
   function renameForm(d) {
     const name = h("input", { value: d.name, required: true, id: "rename-name" });
-    const save = h("button", { type: "submit", class: "primary" }, "Save");
+    const save = h("button", { type: "submit", class: "primary", id: "rename-save" }, "Save");
     const cancel = h("button", { type: "button" }, "Cancel");
     const ferr = errBox();
     const form = h("form", { class: "inline-form" }, field(`New name for ${d.name}`, name), save, cancel);
@@ -311,7 +319,7 @@ async function keysPage() {
       { label: "Last used", value: s => s.last_used_at ? formatAgo(s.last_used_at) : "—" },
       {
         label: "", class: "actions", value: s => {
-          const b = h("button", { type: "button", class: "small danger" }, "Revoke");
+          const b = h("button", { type: "button", class: "small danger", "data-revoke-session": s.id, "data-current": s.current || null }, "Revoke");
           b.addEventListener("click", () => act(serr, async () => {
             if (!await confirmDialog(s.current ? "Revoke this browser's session? You will be logged out." : "Revoke this session? Its device must log in again.", { confirm: "Revoke" })) return;
             await call("DELETE", "/api/v2/sessions/" + enc(s.id));
@@ -340,7 +348,7 @@ async function serversPage() {
   const f = {
     name: h("input", { required: true, id: "srv-name" }),
     host: h("input", { required: true, placeholder: "nucleus.example.com:7787", id: "srv-host" }),
-    country: h("input", { placeholder: "DE", id: "srv-country" }),
+    country: h("input", { placeholder: "DE", required: true, maxlength: 2, id: "srv-country" }),
     public_key: h("input", { placeholder: "base64", id: "srv-key" }),
   };
   let editing = null;
@@ -351,7 +359,7 @@ async function serversPage() {
   const reset = () => { editing = null; submit.textContent = "Add server"; cancel.hidden = true; for (const i of Object.values(f)) i.value = ""; };
   cancel.addEventListener("click", reset);
   const form = h("form", null,
-    h("div", { class: "form-row" }, field("Name", f.name), field("Host:port", f.host), field("Country (optional)", f.country), field("Public key (optional)", f.public_key)),
+    h("div", { class: "form-row" }, field("Name", f.name), field("Host:port", f.host), field("Country", f.country, "Two-letter code (ISO 3166-1)."), field("Public key (optional)", f.public_key)),
     h("div", { class: "form-actions" }, submit, cancel));
   form.addEventListener("submit", e => {
     e.preventDefault();
@@ -372,7 +380,7 @@ async function serversPage() {
       { label: "Public key", value: s => s.public_key ? h("code", null, s.public_key.slice(0, 12) + "…") : h("span", { class: "muted" }, "not published") },
       {
         label: "", class: "actions", value: s => {
-          const edit = h("button", { type: "button", class: "small" }, "Edit");
+          const edit = h("button", { type: "button", class: "small", "data-edit-server": s.id }, "Edit");
           edit.addEventListener("click", () => {
             editing = s.id; submit.textContent = "Save server"; cancel.hidden = false;
             f.name.value = s.name; f.host.value = s.host; f.country.value = s.country || ""; f.public_key.value = s.public_key || "";
