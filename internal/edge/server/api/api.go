@@ -70,8 +70,14 @@ func (s *Server) Handles(r *http.Request) bool {
 	if strings.HasPrefix(r.URL.Path, "/api/") {
 		return true
 	}
-	_, pattern := s.mux.Handler(r)
-	return pattern != ""
+	for _, m := range []string{r.Method, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			return true // the API's route (another method: its 405)
+		}
+	}
+	return false
 }
 
 // ServeHTTP implements http.Handler.
