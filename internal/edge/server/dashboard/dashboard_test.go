@@ -47,6 +47,12 @@ func TestDashboardFlow(t *testing.T) {
 
 	p.Navigate(env.URL + "/")
 	p.WaitVisible("#login")
+	// A wrong password: the API's message next to the form.
+	p.AllowStatus(401, "/api/v2/auth/dashboard/login")
+	p.SetValue("#email", u.Email)
+	p.SetValue("#password", "not the password")
+	p.Click("#login")
+	p.WaitText("main [role=alert]", "wrong email or password")
 	p.Screenshot("login")
 	login(p, env.URL, u.Email)
 	p.WaitText("main", "No networks yet")

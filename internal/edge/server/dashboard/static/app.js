@@ -68,10 +68,13 @@ function loginScreen() {
   const form = h("form", null, field("Email", email), field("Password", password), h("div", { class: "form-actions" }, submit), err);
   form.addEventListener("submit", async e => {
     e.preventDefault();
-    await act(err, async () => {
+    showError(err, null);
+    try {
       await busy(submit, api("POST", "/api/v2/auth/dashboard/login", { email: email.value, password: password.value }));
       location.assign(location.pathname === "/" ? "/networks" : location.pathname);
-    });
+    } catch (e) {
+      showError(err, e); // a wrong password is a 401 here, shown like any other error
+    }
   });
   document.body.append(h("main", { class: "center", id: "main" },
     h("section", { class: "card narrow login-card" },
