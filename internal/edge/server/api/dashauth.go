@@ -131,15 +131,19 @@ func (s *Server) sameSite(r *http.Request, write bool) error {
 }
 
 // ownOrigin reports whether origin is this API's: the configured public
-// URL's origin, or the request's own scheme and host.
+// URL's origin, or the request's own host with its scheme when that is
+// known (TLS on the listener, a trusted proxy's X-Forwarded-Proto). A
+// plain listener may sit behind a proxy that terminates TLS without
+// saying so, so there either scheme is taken.
 func (s *Server) ownOrigin(r *http.Request, origin string) bool {
 	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Host == "" || (u.Path != "" && u.Path != "/") || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
 	want, err := url.Parse(s.baseURL(r))
-	if err != nil {
+	if err != nil || !strings.EqualFold(u.Host, want.Host) {
 		return false
 	}
-	return strings.EqualFold(u.Scheme, want.Scheme) && strings.EqualFold(u.Host, want.Host)
+	known := s.cfg.PublicURL != "" || r.TLS != nil || (httpx.TrustedPeer(r, s.cfg.TrustProxy) && r.Header.Get("X-Forwarded-Proto") != "")
+	return !known || strings.EqualFold(u.Scheme, want.Scheme)
 }

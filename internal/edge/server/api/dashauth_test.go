@@ -8,6 +8,7 @@ import (
 
 	"github.com/omniedge/omni/internal/edge/edgetest"
 	"github.com/omniedge/omni/internal/edge/server/api"
+	"github.com/omniedge/omni/internal/platform/config"
 )
 
 // dashReq sends a request as a browser would: JSON body, the given Origin
@@ -156,7 +157,9 @@ func TestDashboardCookieCrossSiteRefused(t *testing.T) {
 		want                      int
 	}{
 		{"foreign origin", "https://evil.example", "application/json", "", http.StatusForbidden},
-		{"same host other scheme", strings.Replace(env.URL, "http:", "https:", 1), "application/json", "", http.StatusForbidden},
+		{"same host other port", strings.TrimSuffix(env.URL, env.URL[strings.LastIndex(env.URL, ":"):]) + ":1", "application/json", "", http.StatusForbidden},
+		{"origin with a path", env.URL + "/x", "application/json", "", http.StatusForbidden},
+		{"null origin", "null", "application/json", "", http.StatusForbidden},
 		{"no origin", "", "application/json", "", http.StatusForbidden},
 		{"form body", env.URL, "application/x-www-form-urlencoded", "", http.StatusUnsupportedMediaType},
 		{"text body", env.URL, "text/plain", "", http.StatusUnsupportedMediaType},
@@ -235,5 +238,37 @@ func TestDashboardServed(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusNotFound || !strings.HasPrefix(res.Header.Get("Content-Type"), "application/json") {
 		t.Errorf("unknown API path: %d %q, want the API's JSON 404", res.StatusCode, res.Header.Get("Content-Type"))
+	}
+}
+
+// Behind --public-url https://…, the Origin must be exactly that origin
+// (an http page of the same name is another origin) and the cookie is
+// Secure.
+func TestDashboardCookiePublicURL(t *testing.T) {
+	t.Parallel()
+	env := edgetest.New(t, edgetest.Options{Config: func(c *config.Config) { c.PublicURL = "https://vpn.example.com" }})
+	u := env.NewUser("")
+	res := dashReq(t, env, "POST", "/api/v2/auth/dashboard/login", "https://vpn.example.com", "application/json",
+		`{"email":"`+u.Email+`","password":"correct horse battery"}`, "")
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("login from the public origin: %d", res.StatusCode)
+	}
+	var cookie string
+	for _, c := range res.Cookies() {
+		if c.Name == api.SessionCookie {
+			cookie = c.Value
+			if !c.Secure {
+				t.Error("session cookie behind an https public URL is not Secure")
+			}
+		}
+	}
+	for origin, want := range map[string]int{
+		"http://vpn.example.com":  http.StatusForbidden,
+		"https://vpn.example.net": http.StatusForbidden,
+		"https://vpn.example.com": http.StatusCreated,
+	} {
+		if res := dashReq(t, env, "POST", "/api/v2/virtual-networks", origin, "application/json", `{"name":"n"}`, cookie); res.StatusCode != want {
+			t.Errorf("write from %s: %d, want %d", origin, res.StatusCode, want)
+		}
 	}
 }
