@@ -138,6 +138,16 @@ func TestThemeToggleIsRemembered(t *testing.T) {
 	if got := browser.Eval[string](p, `document.querySelector(".theme-toggle").getAttribute("aria-label")`); got != "Switch to light theme" {
 		t.Errorf("toggle label %q", got)
 	}
+
+	// A chart follows the theme: it is redrawn with the other colours.
+	p.Navigate(srv.URL + "/")
+	p.WaitVisible(`body[data-chart="1"] .uplot canvas`)
+	p.Click(".theme-toggle")
+	p.WaitVisible(".uplot canvas")
+	if n := browser.Eval[int](p, `document.querySelectorAll("#chart .uplot").length`); n != 1 {
+		t.Errorf("%d charts after the theme changed, want 1", n)
+	}
+	p.Screenshot("components-toggled-light")
 }
 
 // TestHelpers runs ui.js's pure helpers in the browser.

@@ -50,9 +50,13 @@ type Browser struct {
 
 // New starts a headless chromium for t (sandbox off, as tests run as
 // root) and closes it at t.Cleanup. A missing chromium skips t, or fails
-// it in strict mode.
+// it in strict mode. -short skips browser tests (they take seconds),
+// except in strict mode.
 func New(t testing.TB) *Browser {
 	t.Helper()
+	if testing.Short() && !testenv.Strict() {
+		t.Skip("browser tests are not short")
+	}
 	exe := ExecPath()
 	if _, err := os.Stat(exe); err != nil {
 		testenv.Unavailable(t, "chromium unavailable at %s: %v (apt-get install chromium fonts-dejavu-core)", exe, err)
