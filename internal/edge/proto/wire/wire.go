@@ -189,6 +189,10 @@ type Member struct {
 	Online      bool       `json:"online"`
 	LastSeen    *time.Time `json:"last_seen"`
 	JoinedAt    time.Time  `json:"joined_at"`
+	// ExitNodeConsent is the device's own consent (sent with its
+	// heartbeat) to carry the network's traffic as an exit node; an
+	// admin's is_exit_node takes effect only with it.
+	ExitNodeConsent bool `json:"exit_node_consent"`
 	// PublicKey is the device's WireGuard public key ("" when it
 	// registered none): the only key peers accept at VirtualIP.
 	PublicKey string `json:"public_key,omitempty"`

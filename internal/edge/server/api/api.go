@@ -64,6 +64,22 @@ func New(svc *control.Service, limiter ratelimit.Limiter, cfg Config, log *slog.
 	return s
 }
 
+// Handles reports whether r is for one of the API's routes (under /api/,
+// or the browser login page and socket); the dashboard answers the rest.
+func (s *Server) Handles(r *http.Request) bool {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		return true
+	}
+	for _, m := range []string{r.Method, http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" {
+			return true // the API's route (another method: its 405)
+		}
+	}
+	return false
+}
+
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
@@ -81,6 +97,8 @@ func (s *Server) routes() {
 	pub("GET /login/session/{uuid}", s.sessionSocket)
 	pub("GET /api/v2/login/session/{uuid}", s.sessionSocket)
 	pub("GET /api/v1/login/session/{uuid}", s.sessionSocket)
+	pub("POST /api/v2/auth/dashboard/login", s.dashboardLogin)
+	pub("POST /api/v2/auth/dashboard/logout", s.dashboardLogout)
 	pub("GET /login", s.loginPage)
 	pub("POST /login", s.loginSubmit)
 	pub("POST /login/approve", s.loginApprove)
@@ -181,13 +199,18 @@ func (s *Server) authenticated(h func(http.ResponseWriter, *http.Request, contro
 		lim = ratelimit.Limit{Rate: s.cfg.RateToken, Burst: burst(s.cfg.RateToken)}
 	}
 	return httpx.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
-		tok, ok := bearer(r)
-		if !ok {
+		var p control.Principal
+		if tok, ok := bearer(r); ok {
+			var err error
+			if p, err = s.svc.Authenticate(tok); err != nil {
+				return toHTTP(err)
+			}
+		} else if c, err := r.Cookie(SessionCookie); err == nil && c.Value != "" {
+			if p, err = s.cookiePrincipal(r, c.Value); err != nil {
+				return err
+			}
+		} else {
 			return httpx.Unauthorized("missing bearer token: send Authorization: Bearer <token>")
-		}
-		p, err := s.svc.Authenticate(tok)
-		if err != nil {
-			return toHTTP(err)
 		}
 		if lim.Rate > 0 && s.limiter != nil {
 			key := p.Family

@@ -417,7 +417,8 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 	for i, m := range ms {
 		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
-			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey}
+			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
+			ExitNodeConsent: m.Device.ExitConsent}
 	}
 	return ok(w, http.StatusOK, out)
 }

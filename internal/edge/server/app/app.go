@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 	"github.com/omniedge/omni/internal/edge/server/api"
 	"github.com/omniedge/omni/internal/edge/server/control"
+	"github.com/omniedge/omni/internal/edge/server/dashboard"
 	"github.com/omniedge/omni/internal/edge/server/netevents"
 	"github.com/omniedge/omni/internal/edge/server/presence"
 	"github.com/omniedge/omni/internal/edge/server/session"
@@ -40,7 +41,9 @@ type App struct {
 	Service *control.Service
 	API     *api.Server
 	Store   *store.Store
-	events  events
+	// Dashboard is the web dashboard served at "/" (Handler).
+	Dashboard *dashboard.Handler
+	events    events
 	// nucleusKey is the built-in nucleus's static key, derived from the
 	// master key: every replica and every restart has the same.
 	nucleusKey *ecdh.PrivateKey
@@ -142,11 +145,15 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 		NucleusHost: host, NucleusPort: port, NucleusName: cfg.NucleusName, SocketsPerIP: cfg.LoginSocketsPerIP,
 		NucleusPublicKey: nucleus.PublicKeyOf(nk).String(),
 	}, d.Log)
+	dash, err := dashboard.New()
+	if err != nil {
+		return nil, err
+	}
 	nlog := d.NucleusLog
 	if nlog == nil {
 		nlog = d.Log
 	}
-	return &App{Service: svc, API: a, Store: st, events: bus, nucleusKey: nk,
+	return &App{Service: svc, API: a, Store: st, Dashboard: dash, events: bus, nucleusKey: nk,
 		nucleusListen: cfg.NucleusListen, clock: d.Clock, nucleusLog: nlog, metrics: d.Metrics}, nil
 }
 
@@ -256,6 +263,14 @@ func nucleusAdvert(cfg *config.Config) (host, port string, err error) {
 	return "", p, nil
 }
 
-// Handler returns the API with health endpoints; the caller adds metrics
-// and middleware.
-func (a *App) Handler() http.Handler { return a.API }
+// Handler returns the API, and the dashboard for every path the API does
+// not answer; the caller adds metrics and middleware.
+func (a *App) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.API.Handles(r) {
+			a.API.ServeHTTP(w, r)
+			return
+		}
+		a.Dashboard.ServeHTTP(w, r)
+	})
+}

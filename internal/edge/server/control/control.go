@@ -133,6 +133,9 @@ type ExitRoute struct {
 const (
 	MethodSecurityKey = "security_key"
 	MethodBrowser     = "browser"
+	// MethodDashboard is a dashboard login (email and password in the
+	// browser), held in an HttpOnly cookie (DashboardLogin).
+	MethodDashboard = "dashboard"
 )
 
 // LoginSession is one refresh-token family: how and from where it was

@@ -75,6 +75,7 @@ type Service struct {
 	signer   *auth.Signer
 	sealer   *auth.Sealer
 	approval []byte
+	dashKey  []byte // signs dashboard session cookies
 
 	epoch     atomic.Uint64 // local cache generation
 	lastStore atomic.Int64  // last store epoch seen
@@ -108,6 +109,7 @@ func New(d Deps, o Options) (*Service, error) {
 	s := &Service{
 		store: d.Store, presence: d.Presence, sessions: d.Sessions, revoked: d.Revoked, events: d.Events, clock: d.Clock, log: d.Log, opts: o,
 		signer: signer, sealer: sealer, approval: auth.DeriveKey(d.MasterKey, "omni/edge/approval/v1"),
+		dashKey: auth.DeriveKey(d.MasterKey, "omni/edge/dashboard-cookie/v1"),
 	}
 	if s.revoked == nil {
 		s.revoked = NewLocalRevocations()

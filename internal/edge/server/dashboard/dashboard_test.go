@@ -1,0 +1,323 @@
+package dashboard_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/proto/wire"
+	"github.com/omniedge/omni/internal/platform/testenv/browser"
+)
+
+const password = "correct horse battery" // edgetest.NewUser's
+
+// eventually polls cond until it holds or 10 s pass.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func login(p *browser.Page, url, email string) {
+	p.Navigate(url + "/")
+	p.SetValue("#email", email)
+	p.SetValue("#password", password)
+	p.Click("#login")
+	p.WaitVisible("#create-network")
+}
+
+// The flow of a user: log in, create a network, watch a device
+// registered through the API appear and go online after a heartbeat
+// without reloading, let it be an exit node, create a security key (and
+// log in with it), revoke it, log out.
+func TestDashboardFlow(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	b := browser.New(t)
+	p := b.Page(t, 1280, 800)
+
+	p.Navigate(env.URL + "/")
+	p.WaitVisible("#login")
+	// A wrong password: the API's message next to the form.
+	p.AllowStatus(401, "/api/v2/auth/dashboard/login")
+	p.SetValue("#email", u.Email)
+	p.SetValue("#password", "not the password")
+	p.Click("#login")
+	p.WaitText("main [role=alert]", "wrong email or password")
+	p.Screenshot("login")
+	login(p, env.URL, u.Email)
+	p.WaitText("main", "No networks yet")
+	p.Screenshot("networks-empty")
+
+	p.SetValue("#net-name", "home")
+	p.Click("#create-network")
+	p.WaitText("h1", "Network home")
+	p.WaitText("main", "No devices in this network yet")
+
+	// A device registers and joins through the API; the open page shows
+	// it, offline, then online once it sends a heartbeat.
+	c := env.Client(u)
+	nets, err := c.Networks(ctx)
+	if err != nil || len(nets) != 1 {
+		t.Fatalf("networks %+v, %v; want the one created in the browser", nets, err)
+	}
+	dev, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "robot-1", HardwareUUID: "hw-robot-1", Platform: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, nets[0].ID, dev.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitText("main", "robot-1")
+	p.WaitText("main", "offline")
+	if _, err := c.Heartbeat(ctx, "hw-robot-1", true); err != nil {
+		t.Fatal(err)
+	}
+	p.WaitVisible("td .badge.online")
+	p.WaitText("main", "device consents")
+	p.WaitText("main", nets[0].IPv6Range)
+	p.Screenshot("network")
+
+	// The admin lets it be the network's exit node.
+	p.Click(`input[data-exit="` + dev.ID + `"]`)
+	eventually(t, "exit node toggled", func() bool {
+		ms, err := c.Members(ctx, nets[0].ID)
+		return err == nil && len(ms) == 1 && ms[0].IsExitNode
+	})
+
+	p.Click(`nav a[href="/devices"]`)
+	p.WaitText("h1", "Devices")
+	p.WaitText("main", "robot-1")
+	p.WaitText("main", "home")
+	p.Screenshot("devices")
+
+	// A security key: shown once, works, then revoked.
+	p.Click(`nav a[href="/keys"]`)
+	p.WaitText("h1", "Security keys")
+	p.SetValue("#key-name", "ci-runner")
+	p.Click("#create-key")
+	p.WaitVisible("#new-key")
+	raw := p.Text("#new-key")
+	if !strings.HasPrefix(raw, "oek_") {
+		t.Fatalf("shown key %q", raw)
+	}
+	if _, err := client.New(env.URL, env.Server.Client()).LoginSecurityKey(ctx, raw); err != nil {
+		t.Fatalf("the new key does not log in: %v", err)
+	}
+	p.WaitText("main", "ci-runner")
+	p.WaitText("main", "this browser")
+	p.Screenshot("keys")
+	keys, err := env.Service.ListSecurityKeys(ctx, u.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, k := range keys {
+		if k.Name == "ci-runner" {
+			id = k.ID
+		}
+	}
+	p.Click(`button[data-revoke-key="` + id + `"]`)
+	p.Click(`dialog button[value=ok]`)
+	p.WaitGone(`button[data-revoke-key="` + id + `"]`)
+	if _, err := client.New(env.URL, env.Server.Client()).LoginSecurityKey(ctx, raw); client.StatusOf(err) != 401 {
+		t.Fatalf("revoked key logs in: %v", err)
+	}
+
+	p.Click("#logout")
+	p.WaitVisible("#login")
+	p.WaitText("main", "logged out")
+}
+
+// Every page, with data on it, at a phone's width and a desktop's: no
+// console error, no failed request, nothing wider than the viewport.
+func TestDashboardPagesFit(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	c := env.Client(u)
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "warehouse-robots", IPRange: "100.77.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"forklift-controller-with-a-long-name", "gateway"} {
+		hw := "hw-" + name
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: hw, Platform: "linux"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, n.ID, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Heartbeat(ctx, hw, i == 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.CreateUserServer(ctx, wire.UserServerRequest{Name: "frankfurt", Host: "nucleus.example.com:7787", Country: "DE"}); err != nil {
+		t.Fatal(err)
+	}
+
+	b := browser.New(t)
+	for _, w := range [][2]int{{390, 844}, {1280, 800}} {
+		p := b.Page(t, w[0], w[1])
+		check := func(name string) {
+			t.Helper()
+			p.Screenshot(name)
+			if o := p.Overflow(); len(o) > 0 {
+				t.Errorf("%s at %dpx: wider than the viewport: %v", name, w[0], o)
+			}
+		}
+		p.Navigate(env.URL + "/")
+		p.WaitVisible("#login")
+		check("login")
+		login(p, env.URL, u.Email)
+		p.WaitText("main", "warehouse-robots")
+		check("networks")
+		p.Navigate(env.URL + "/networks/" + n.ID)
+		p.WaitText("main", "forklift-controller-with-a-long-name")
+		check("network")
+		p.Navigate(env.URL + "/devices")
+		p.WaitText("main", "gateway")
+		check("devices")
+		p.Navigate(env.URL + "/keys")
+		p.WaitText("main", "this browser")
+		check("keys")
+		p.Navigate(env.URL + "/servers")
+		p.WaitText("main", "frankfurt")
+		check("servers")
+		p.ColorScheme("dark")
+		p.Navigate(env.URL + "/networks/" + n.ID)
+		p.WaitText("main", "gateway")
+		check("network-dark")
+		p.ColorScheme("")
+		p.Navigate(env.URL + "/networks/" + n.ID + "/nothing")
+		p.WaitText("h1", "Not found")
+
+		// The browser-login pages a device's login link opens.
+		s, err := client.New(env.URL, env.Server.Client()).StartSession(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Navigate(env.URL + "/login?session=" + s.UUID)
+		p.WaitVisible("#password")
+		check("device-login")
+		p.SetValue("#email", u.Email)
+		p.SetValue("#password", password)
+		p.Click("button[type=submit]")
+		p.WaitText("h1", "Approve this device?")
+		check("device-approve")
+	}
+}
+
+// The rest of what a user manages: rename a device, add and edit a
+// server of their own and assign it to a network, remove a member, revoke
+// another session, delete a device and a network — each checked through
+// the API.
+func TestDashboardManage(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	c := env.Client(u)
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "lab"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devs []wire.Device
+	for _, name := range []string{"printer", "camera"} {
+		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: "hw-" + name, Platform: "linux"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Join(ctx, n.ID, d.ID); err != nil {
+			t.Fatal(err)
+		}
+		devs = append(devs, d)
+	}
+	b := browser.New(t)
+	p := b.Page(t, 1280, 800)
+	login(p, env.URL, u.Email)
+
+	// Rename.
+	p.Navigate(env.URL + "/devices")
+	p.WaitText("main", "printer")
+	p.Click(`button[data-rename="` + devs[0].ID + `"]`)
+	p.SetValue("#rename-name", "office-printer")
+	p.Click("#rename-save")
+	p.WaitText("main", "office-printer")
+	if d, err := c.Device(ctx, devs[0].ID); err != nil || d.Name != "office-printer" {
+		t.Fatalf("renamed device: %+v, %v", d, err)
+	}
+
+	// A server of one's own: add, edit, assign.
+	p.Navigate(env.URL + "/servers")
+	p.WaitText("main", "No servers of your own")
+	p.SetValue("#srv-name", "home-nucleus")
+	p.SetValue("#srv-host", "nucleus.example.com:7787")
+	p.SetValue("#srv-country", "DE")
+	p.Click("#save-server")
+	p.WaitText("main", "home-nucleus")
+	srvs, err := c.UserServers(ctx)
+	if err != nil || len(srvs) != 1 {
+		t.Fatalf("servers %+v, %v", srvs, err)
+	}
+	p.Click(`button[data-edit-server="` + srvs[0].ID + `"]`)
+	p.SetValue("#srv-country", "NL")
+	p.Click("#save-server")
+	p.WaitText("main", "NL")
+	p.Screenshot("servers")
+	p.Navigate(env.URL + "/networks/" + n.ID)
+	p.WaitText("main", "camera")
+	p.SetValue("#net-server", srvs[0].ID)
+	p.Click("#assign-server")
+	eventually(t, "server assigned", func() bool {
+		got, err := c.Network(ctx, n.ID)
+		return err == nil && got.Server.ID == srvs[0].ID
+	})
+
+	// Remove a member.
+	p.WaitText("main", "home-nucleus")
+	p.Click(`button[data-remove="` + devs[1].ID + `"]`)
+	p.Click(`dialog button[value=ok]`)
+	eventually(t, "member removed", func() bool {
+		ms, err := c.Members(ctx, n.ID)
+		return err == nil && len(ms) == 1
+	})
+
+	// Revoke another session (the security-key login of c).
+	tok, _ := c.Tokens()
+	if _, err := env.Service.Authenticate(tok); err != nil {
+		t.Fatal(err)
+	}
+	p.Navigate(env.URL + "/keys")
+	p.WaitText("main", "security_key")
+	p.Click(`button[data-revoke-session]:not([data-current])`)
+	p.Click(`dialog button[value=ok]`)
+	eventually(t, "session revoked", func() bool {
+		_, err := env.Service.Authenticate(tok)
+		return err != nil
+	})
+
+	// Delete a device, then the network.
+	p.Navigate(env.URL + "/devices")
+	p.WaitText("main", "camera")
+	p.Click(`button[data-delete-device="` + devs[1].ID + `"]`)
+	p.Click(`dialog button[value=ok]`)
+	p.WaitGone(`button[data-delete-device="` + devs[1].ID + `"]`)
+	p.Navigate(env.URL + "/networks/" + n.ID)
+	p.WaitText("main", "office-printer")
+	p.Click("#delete-network")
+	p.Click(`dialog button[value=ok]`)
+	p.WaitText("main", "No networks yet")
+	if nets, err := c.Networks(ctx); err != nil || len(nets) != 0 {
+		t.Fatalf("networks after delete: %+v, %v", nets, err)
+	}
+}

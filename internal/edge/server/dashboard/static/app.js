@@ -1,0 +1,445 @@
+// OmniEdge dashboard: a client of the public JSON API (docs/edge-api.md),
+// authenticated by the HttpOnly session cookie that
+// POST /api/v2/auth/dashboard/login sets. Built on the shared look
+// (/ui/ui.js, /ui/base.css).
+import {
+  api, h, clear, field, badge, empty, table as uiTable, showError, busy, secretBox, confirmDialog,
+  layout, route, navigate, formatTime, formatAgo, poll,
+} from "/ui/ui.js";
+
+const LIVE_MS = 3000; // how often live pages re-read the API
+
+// The session cookie is HttpOnly; a companion cookie without the secret
+// says one may exist, so a logged-out visitor gets the form at once.
+const loggedIn = () => document.cookie.split(";").some(c => c.trim().startsWith("omni_edge_session_present="));
+
+// call is api() that sends the user back to the login form when the
+// session has ended (logged out elsewhere, revoked, expired).
+async function call(method, path, body) {
+  try {
+    return await api(method, path, body);
+  } catch (e) {
+    if (e && e.status === 401) {
+      await fetch("/api/v2/auth/dashboard/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}", credentials: "same-origin" }).catch(() => {});
+      location.assign("/?ended=1");
+    }
+    throw e;
+  }
+}
+
+const enc = encodeURIComponent;
+
+// table is ui.js's table that turns into labelled cards on a phone
+// (app.css): every cell gets its column's label and one wrapper.
+function table(columns, rows, opts) {
+  const out = uiTable(columns, rows, opts);
+  const t = out.querySelector && out.querySelector("table");
+  if (!t) return out;
+  t.classList.add("stack");
+  for (const tr of t.tBodies[0].rows) {
+    [...tr.cells].forEach((td, i) => {
+      td.dataset.label = columns[i].label;
+      const inner = h("div", { class: "cell" });
+      inner.append(...td.childNodes);
+      td.append(inner);
+    });
+  }
+  return out;
+}
+const errBox = () => h("div", { class: "error", role: "alert", hidden: true });
+// act runs f for a control, showing a failure in box next to it.
+async function act(box, f) {
+  showError(box, null);
+  try { await f(); } catch (e) { if (e && e.status !== 401) showError(box, e); }
+}
+const online = on => badge(on ? "online" : "offline", on ? "online" : "offline");
+const head = (title, ...actions) => h("div", { class: "page-head" }, h("h1", null, title), actions.length ? h("div", { class: "actions" }, actions) : null);
+
+// ---- login ----
+
+function loginScreen() {
+  const email = h("input", { type: "email", name: "email", autocomplete: "username", required: true, id: "email" });
+  const password = h("input", { type: "password", name: "password", autocomplete: "current-password", required: true, id: "password" });
+  const submit = h("button", { type: "submit", class: "primary", id: "login" }, "Log in");
+  const err = errBox();
+  const params = new URLSearchParams(location.search);
+  const note = params.has("ended") ? h("div", { class: "notice" }, "Your session has ended. Log in again.")
+    : params.has("out") ? h("div", { class: "notice ok" }, "You are logged out.") : null;
+  const form = h("form", null, field("Email", email), field("Password", password), h("div", { class: "form-actions" }, submit), err);
+  form.addEventListener("submit", async e => {
+    e.preventDefault();
+    showError(err, null);
+    try {
+      await busy(submit, api("POST", "/api/v2/auth/dashboard/login", { email: email.value, password: password.value }));
+      location.assign(location.pathname === "/" ? "/networks" : location.pathname);
+    } catch (e) {
+      showError(err, e); // a wrong password is a 401 here, shown like any other error
+    }
+  });
+  document.body.append(h("main", { class: "center", id: "main" },
+    h("section", { class: "card narrow login-card" },
+      h("h1", null, "Log in to OmniEdge"),
+      h("p", { class: "muted" }, "Use the email and password of your account (an administrator creates it with omni edge admin user create)."),
+      note, form)));
+  document.title = "Log in · OmniEdge";
+  email.focus();
+}
+
+// ---- networks ----
+
+async function networksPage() {
+  const name = h("input", { name: "name", required: true, placeholder: "home", id: "net-name" });
+  const range = h("input", { name: "ip_range", placeholder: "100.77.0.0/24", id: "net-range" });
+  const submit = h("button", { type: "submit", class: "primary", id: "create-network" }, "Create network");
+  const err = errBox();
+  const form = h("form", { class: "inline-form" },
+    field("Name", name), field("IPv4 range (optional)", range, "Inside 100.64.0.0/10; a free /24 when empty."), submit);
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const body = { name: name.value.trim() };
+      if (range.value.trim()) body.ip_range = range.value.trim();
+      const n = await busy(submit, call("POST", "/api/v2/virtual-networks", body));
+      navigate("/networks/" + enc(n.id));
+    });
+  });
+  const nets = await call("GET", "/api/v2/virtual-networks");
+  return [
+    head("Networks"),
+    h("section", { class: "card" }, h("h2", null, "New network"), form, err),
+    h("section", { class: "card" }, table([
+      { label: "Name", value: n => h("a", { href: "/networks/" + enc(n.id) }, n.name) },
+      { label: "IPv4 range", value: n => h("code", null, n.ip_range) },
+      { label: "IPv6 prefix", value: n => h("code", null, n.ipv6_range) },
+      { label: "Nucleus", value: n => n.server.name || n.server.host },
+    ], nets, { caption: "Networks", empty: empty("No networks yet", "Create one above, then join devices to it with omni edge join.") })),
+  ];
+}
+
+async function networkPage(ctx) {
+  const id = ctx.params.id;
+  const path = "/api/v2/virtual-networks/" + enc(id);
+  const [net, servers] = await Promise.all([call("GET", path), call("GET", "/api/v2/user-servers")]);
+
+  const netErr = errBox();
+  const serverSel = h("select", { id: "net-server" },
+    h("option", { value: "" }, "Built-in nucleus"),
+    servers.map(s => h("option", { value: s.id, selected: s.id === (net.server.id || "") }, `${s.name} (${s.host})`)));
+  const assign = h("button", { type: "submit", id: "assign-server" }, "Assign nucleus");
+  const assignForm = h("form", { class: "inline-form" }, field("Nucleus", serverSel), assign);
+  assignForm.addEventListener("submit", e => {
+    e.preventDefault();
+    act(netErr, async () => { await busy(assign, call("PATCH", path, { server_id: serverSel.value || null })); navigate("/networks/" + enc(id), { replace: true }); });
+  });
+  const del = h("button", { type: "button", class: "danger", id: "delete-network" }, "Delete network");
+  del.addEventListener("click", () => act(netErr, async () => {
+    if (!await confirmDialog(`Delete network “${net.name}”? Its members are removed and its addresses freed.`, { confirm: "Delete" })) return;
+    await call("DELETE", path);
+    navigate("/networks");
+  }));
+
+  const members = h("div");
+  const memberErr = errBox();
+  const devSel = h("select", { id: "join-device" });
+  const add = h("button", { type: "submit" }, "Add to network");
+  const joinErr = errBox();
+  const joinForm = h("form", { class: "inline-form" }, field("Device", devSel), add);
+  joinForm.addEventListener("submit", e => {
+    e.preventDefault();
+    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value))); await render(); });
+  });
+
+  let shown = "";
+  async function render() {
+    const [ms, devs] = await Promise.all([call("GET", path + "/devices"), call("GET", "/api/v2/devices")]);
+    const sig = JSON.stringify([ms, devs]);
+    if (sig === shown) return; // unchanged: keep the page (and the control under the pointer) as it is
+    shown = sig;
+    const inNet = new Set(ms.map(m => m.device_id));
+    const others = devs.filter(d => !inNet.has(d.id));
+    const keep = devSel.value;
+    clear(devSel, others.length ? others.map(d => h("option", { value: d.id, selected: d.id === keep }, d.name))
+      : h("option", { value: "" }, "All your devices are members"));
+    devSel.disabled = add.disabled = !others.length;
+    const names = Object.fromEntries(ms.map(m => [m.device_id, m.name]));
+    clear(members, table([
+      { label: "Device", value: m => [h("strong", null, m.name), h("span", { class: "consent" }, m.platform)] },
+      { label: "Status", class: "nowrap", value: m => [online(m.online), " ", h("span", { class: "muted small" }, m.last_seen ? formatAgo(m.last_seen) : "never seen")] },
+      { label: "Addresses", value: m => [h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)] },
+      {
+        label: "Exit node", value: m => {
+          const box = h("input", { type: "checkbox", checked: m.is_exit_node, "data-exit": m.device_id, id: "exit-" + m.device_id });
+          box.addEventListener("change", () => act(memberErr, async () => {
+            await call("PATCH", path + "/devices/" + enc(m.device_id), { is_exit_node: box.checked });
+            await render();
+          }));
+          return [h("label", { class: "check", for: box.id }, box, "Allowed by admin"),
+            h("span", { class: "consent" }, m.exit_node_consent ? "device consents" : "device has not consented")];
+        },
+      },
+      { label: "Uses exit node", value: m => m.exit_node ? (names[m.exit_node] || m.exit_node) : h("span", { class: "muted" }, "none") },
+      {
+        label: "", class: "actions", value: m => {
+          const b = h("button", { type: "button", class: "small danger", "data-remove": m.device_id }, "Remove");
+          b.addEventListener("click", () => act(memberErr, async () => {
+            if (!await confirmDialog(`Remove “${m.name}” from ${net.name}? The network's secret rotates.`, { confirm: "Remove" })) return;
+            await call("DELETE", path + "/devices/" + enc(m.device_id));
+            await render();
+          }));
+          return b;
+        },
+      },
+    ], ms, { caption: "Members", empty: empty("No devices in this network yet", "Run omni edge join on a device, or add one of your devices below.") }), memberErr);
+  }
+  await render();
+  poll(render, LIVE_MS, ctx.signal);
+
+  return [
+    head("Network " + net.name, del),
+    h("section", { class: "card" },
+      h("dl", { class: "kv" },
+        h("dt", null, "ID"), h("dd", null, h("code", null, net.id)),
+        h("dt", null, "IPv4 range"), h("dd", null, h("code", null, net.ip_range)),
+        h("dt", null, "IPv6 prefix"), h("dd", null, h("code", null, net.ipv6_range)),
+        h("dt", null, "Nucleus"), h("dd", null, net.server.name, " ", h("code", null, net.server.host))),
+      assignForm, netErr),
+    h("section", { class: "card" }, h("h2", null, "Members"), members),
+    h("section", { class: "card" }, h("h2", null, "Add a device"), joinForm, joinErr),
+  ];
+}
+
+// ---- devices ----
+
+async function devicesPage(ctx) {
+  const list = h("div");
+  const err = errBox();
+  let shown = "";
+  async function render() {
+    const [devs, nets] = await Promise.all([call("GET", "/api/v2/devices"), call("GET", "/api/v2/virtual-networks")]);
+    const ms = await Promise.all(nets.map(n => call("GET", "/api/v2/virtual-networks/" + enc(n.id) + "/devices")));
+    const sig = JSON.stringify([devs, nets, ms]);
+    if (sig === shown) return; // unchanged: keep the page as it is
+    shown = sig;
+    const of = {};
+    nets.forEach((n, i) => { for (const m of ms[i]) (of[m.device_id] ||= []).push({ net: n, m }); });
+    clear(list, table([
+      { label: "Name", value: d => h("strong", null, d.name) },
+      { label: "Status", class: "nowrap", value: d => [online(d.online), " ", h("span", { class: "muted small" }, d.last_seen ? formatAgo(d.last_seen) : "never seen")] },
+      { label: "OS", value: d => d.platform || h("span", { class: "muted" }, "unknown") },
+      {
+        label: "Networks and addresses", value: d => (of[d.id] || []).length
+          ? (of[d.id]).map(({ net, m }) => h("div", null, h("a", { href: "/networks/" + enc(net.id) }, net.name),
+            h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)))
+          : h("span", { class: "muted" }, "in no network"),
+      },
+      {
+        label: "", class: "actions", value: d => {
+          const rename = h("button", { type: "button", class: "small", "data-rename": d.id }, "Rename");
+          rename.addEventListener("click", () => renameForm(d));
+          const del = h("button", { type: "button", class: "small danger", "data-delete-device": d.id }, "Delete");
+          del.addEventListener("click", () => act(err, async () => {
+            if (!await confirmDialog(`Delete device “${d.name}”? It leaves every network and its sessions end.`, { confirm: "Delete" })) return;
+            await call("DELETE", "/api/v2/devices/" + enc(d.id));
+            await render();
+          }));
+          return [rename, del];
+        },
+      },
+    ], devs, { caption: "Devices", empty: empty("No devices yet", "Install OmniEdge on a device and run omni edge login, or log it in with a key from the Security keys page.") }));
+  }
+  const editor = h("div");
+  function renameForm(d) {
+    const name = h("input", { value: d.name, required: true, id: "rename-name" });
+    const save = h("button", { type: "submit", class: "primary", id: "rename-save" }, "Save");
+    const cancel = h("button", { type: "button" }, "Cancel");
+    const ferr = errBox();
+    const form = h("form", { class: "inline-form" }, field(`New name for ${d.name}`, name), save, cancel);
+    cancel.addEventListener("click", () => clear(editor));
+    form.addEventListener("submit", e => {
+      e.preventDefault();
+      act(ferr, async () => { await busy(save, call("PATCH", "/api/v2/devices/" + enc(d.id), { name: name.value.trim() })); clear(editor); await render(); });
+    });
+    clear(editor, h("section", { class: "card" }, form, ferr));
+    name.focus();
+  }
+  await render();
+  poll(render, LIVE_MS, ctx.signal);
+  return [head("Devices"), editor, h("section", { class: "card" }, list, err)];
+}
+
+// ---- security keys and sessions ----
+
+async function keysPage() {
+  const name = h("input", { required: true, placeholder: "laptop", id: "key-name" });
+  const submit = h("button", { type: "submit", class: "primary", id: "create-key" }, "Create key");
+  const err = errBox();
+  const shown = h("div", { id: "new-key-box" });
+  const keys = h("div");
+  const sessions = h("div");
+  const form = h("form", { class: "inline-form" }, field("Name", name), submit);
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const k = await busy(submit, call("POST", "/api/v2/security-keys", { name: name.value.trim() }));
+      name.value = "";
+      const box = secretBox(k.key, "Copy it now: it is shown only once. Log a device in with omni edge login --security-key KEY.");
+      const code = box.querySelector("code");
+      if (code) code.id = "new-key";
+      clear(shown, box);
+      await renderKeys();
+    });
+  });
+
+  async function renderKeys() {
+    const list = (await call("GET", "/api/v2/security-keys")).filter(k => !k.revoked_at);
+    const kerr = errBox();
+    clear(keys, table([
+      { label: "Name", key: "name" },
+      { label: "Created", value: k => formatTime(k.created_at) },
+      { label: "Last used", value: k => k.last_used_at ? formatAgo(k.last_used_at) : "never" },
+      { label: "Expires", value: k => k.expires_at ? formatTime(k.expires_at) : "never" },
+      {
+        label: "", class: "actions", value: k => {
+          const b = h("button", { type: "button", class: "small danger", "data-revoke-key": k.id }, "Revoke");
+          b.addEventListener("click", () => act(kerr, async () => {
+            if (!await confirmDialog(`Revoke the key “${k.name}”? Devices logged in with it are logged out.`, { confirm: "Revoke" })) return;
+            await call("DELETE", "/api/v2/security-keys/" + enc(k.id));
+            await renderKeys();
+            await renderSessions();
+          }));
+          return b;
+        },
+      },
+    ], list, { caption: "Security keys", empty: empty("No security keys", "Create one above to log in a device without a browser.") }), kerr);
+  }
+  async function renderSessions() {
+    const list = await call("GET", "/api/v2/sessions");
+    const serr = errBox();
+    clear(sessions, table([
+      { label: "Method", value: s => [s.method, " ", s.current ? badge("this browser", "info") : null] },
+      { label: "From", class: "wrap", value: s => [h("code", null, s.client_ip || "?"), h("div", { class: "muted small" }, s.user_agent || "")] },
+      { label: "Started", value: s => formatTime(s.created_at) },
+      { label: "Last used", value: s => s.last_used_at ? formatAgo(s.last_used_at) : "—" },
+      {
+        label: "", class: "actions", value: s => {
+          const b = h("button", { type: "button", class: "small danger", "data-revoke-session": s.id, "data-current": s.current || null }, "Revoke");
+          b.addEventListener("click", () => act(serr, async () => {
+            if (!await confirmDialog(s.current ? "Revoke this browser's session? You will be logged out." : "Revoke this session? Its device must log in again.", { confirm: "Revoke" })) return;
+            await call("DELETE", "/api/v2/sessions/" + enc(s.id));
+            if (s.current) { location.assign("/?out=1"); return; }
+            await renderSessions();
+          }));
+          return b;
+        },
+      },
+    ], list, { caption: "Active sessions", empty: "No active sessions." }), serr);
+  }
+  await Promise.all([renderKeys(), renderSessions()]);
+  return [
+    head("Security keys"),
+    h("section", { class: "card" }, h("h2", null, "New security key"),
+      h("p", { class: "muted" }, "A security key logs a device in without a browser: omni edge login --security-key KEY."),
+      form, err, shown),
+    h("section", { class: "card" }, h("h2", null, "Keys"), keys),
+    h("section", { class: "card" }, h("h2", null, "Active sessions"), sessions),
+  ];
+}
+
+// ---- user servers ----
+
+async function serversPage() {
+  const f = {
+    name: h("input", { required: true, id: "srv-name" }),
+    host: h("input", { required: true, placeholder: "nucleus.example.com:7787", id: "srv-host" }),
+    country: h("input", { placeholder: "DE", required: true, maxlength: 2, id: "srv-country" }),
+    public_key: h("input", { placeholder: "base64", id: "srv-key" }),
+  };
+  let editing = null;
+  const submit = h("button", { type: "submit", class: "primary", id: "save-server" }, "Add server");
+  const cancel = h("button", { type: "button", hidden: true }, "Cancel edit");
+  const err = errBox();
+  const list = h("div");
+  const reset = () => { editing = null; submit.textContent = "Add server"; cancel.hidden = true; for (const i of Object.values(f)) i.value = ""; };
+  cancel.addEventListener("click", reset);
+  const form = h("form", null,
+    h("div", { class: "form-row" }, field("Name", f.name), field("Host:port", f.host), field("Country", f.country, "Two-letter code (ISO 3166-1)."), field("Public key (optional)", f.public_key)),
+    h("div", { class: "form-actions" }, submit, cancel));
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const body = { name: f.name.value.trim(), host: f.host.value.trim(), country: f.country.value.trim(), public_key: f.public_key.value.trim() };
+      await busy(submit, editing ? call("PATCH", "/api/v2/user-servers/" + enc(editing), body) : call("POST", "/api/v2/user-servers", body));
+      reset();
+      await render();
+    });
+  });
+  async function render() {
+    const servers = await call("GET", "/api/v2/user-servers");
+    const rerr = errBox();
+    clear(list, table([
+      { label: "Name", key: "name" },
+      { label: "Host", value: s => h("code", null, s.host) },
+      { label: "Country", value: s => s.country || "" },
+      { label: "Public key", value: s => s.public_key ? h("code", null, s.public_key.slice(0, 12) + "…") : h("span", { class: "muted" }, "not published") },
+      {
+        label: "", class: "actions", value: s => {
+          const edit = h("button", { type: "button", class: "small", "data-edit-server": s.id }, "Edit");
+          edit.addEventListener("click", () => {
+            editing = s.id; submit.textContent = "Save server"; cancel.hidden = false;
+            f.name.value = s.name; f.host.value = s.host; f.country.value = s.country || ""; f.public_key.value = s.public_key || "";
+            f.name.focus();
+          });
+          const del = h("button", { type: "button", class: "small danger" }, "Delete");
+          del.addEventListener("click", () => act(rerr, async () => {
+            if (!await confirmDialog(`Delete server “${s.name}”? Networks using it go back to the built-in nucleus.`, { confirm: "Delete" })) return;
+            await call("DELETE", "/api/v2/user-servers/" + enc(s.id));
+            await render();
+          }));
+          return [edit, del];
+        },
+      },
+    ], servers, { caption: "Servers", empty: empty("No servers of your own", "Networks use the built-in nucleus until you add one here and assign it on the network's page.") }), rerr);
+  }
+  await render();
+  return [
+    head("Servers"),
+    h("section", { class: "card" }, h("h2", null, "Your own nucleus"),
+      h("p", { class: "muted" }, "Run omni edge nucleus on a server of yours, add it here, then assign it to a network on the network's page."),
+      form, err),
+    h("section", { class: "card" }, list),
+  ];
+}
+
+// ---- start ----
+
+if (!loggedIn()) {
+  loginScreen();
+} else {
+  const logout = h("button", { type: "button", class: "small", id: "logout" }, "Log out");
+  logout.addEventListener("click", async () => {
+    try { await api("POST", "/api/v2/auth/dashboard/logout", {}); } catch { /* over either way */ }
+    location.assign("/?out=1");
+  });
+  const { main, setActive } = layout({
+    brand: h("a", { class: "brand", href: "/networks" }, h("img", { src: "/ui/favicon.svg", alt: "" }), "OmniEdge"),
+    links: [
+      { href: "/networks", label: "Networks" },
+      { href: "/devices", label: "Devices" },
+      { href: "/keys", label: "Security keys" },
+      { href: "/servers", label: "Servers" },
+    ],
+    actions: [logout],
+  });
+  route([
+    { path: "/", title: "Networks", render: networksPage },
+    { path: "/networks", title: "Networks", render: networksPage },
+    { path: "/networks/:id", title: "Network", render: networkPage },
+    { path: "/devices", title: "Devices", render: devicesPage },
+    { path: "/keys", title: "Security keys", render: keysPage },
+    { path: "/servers", title: "Servers", render: serversPage },
+  ], {
+    mount: main, title: "OmniEdge",
+    onRoute: path => setActive(path === "/" ? "/networks" : path),
+    notFound: () => [head("Not found"), empty("No such page", "Pick a page from the menu.")],
+  });
+}
