@@ -19,6 +19,9 @@ const (
 	tailAlive = 15 * time.Second
 )
 
+// DefaultMaxTails is Options.MaxTails's default.
+const DefaultMaxTails = 16
+
 // tail streams the records written from now on as server-sent events
 // (`event: usage`, `id:` the record's id, `data:` the record as in
 // /api/usage/logs), oldest first, with the logs' filters. It asks the
@@ -26,6 +29,11 @@ const (
 // tailBatch records per poll are sent, the log pages have them all. A
 // client that reconnects with Last-Event-ID resumes after that record.
 func (r *Recorder) tail(w http.ResponseWriter, req *http.Request) error {
+	if r.tails.Add(1) > int64(r.opt.MaxTails) {
+		r.tails.Add(-1)
+		return httpx.Errorf(http.StatusTooManyRequests, "too_many_tails", "%d live tails are open; close one first", r.opt.MaxTails)
+	}
+	defer r.tails.Add(-1)
 	ctx := req.Context()
 	f := filterFrom(req.URL.Query())
 	var last int64

@@ -93,3 +93,56 @@ func TestTail(t *testing.T) {
 		t.Fatalf("resumed tail sent %q", r.Model)
 	}
 }
+
+// Live tails are capped per process: one past MaxTails is answered 429
+// with a JSON error, and a closed tail frees its place.
+func TestTailCap(t *testing.T) {
+	st := sqliteStore(t)
+	rec := usage.New(usage.Options{Store: st, Clock: clock.NewFake(now), Log: logging.Discard(), TailEvery: 20 * time.Millisecond, MaxTails: 2})
+	mux := http.NewServeMux()
+	rec.Register(func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) })
+	srv := httptest.NewServer(httpx.Wrap(mux, logging.Discard(), nil))
+	t.Cleanup(srv.Close)
+	open := func() (*http.Response, func()) {
+		c, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(c, "GET", srv.URL+"/api/usage/tail", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, func() { cancel(); resp.Body.Close() }
+	}
+	var closers []func()
+	for range 2 {
+		resp, closeIt := open()
+		closers = append(closers, closeIt)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("tail within the cap = %d", resp.StatusCode)
+		}
+	}
+	resp, closeIt := open()
+	var body struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	closeIt()
+	if resp.StatusCode != http.StatusTooManyRequests || body.Error.Code != "too_many_tails" {
+		t.Fatalf("tail past the cap = %d %+v, want 429 too_many_tails", resp.StatusCode, body)
+	}
+	closers[0]()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, closeIt := open()
+		closeIt()
+		if resp.StatusCode == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a closed tail did not free its place: %d", resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	closers[1]()
+}

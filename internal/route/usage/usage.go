@@ -72,9 +72,13 @@ type Options struct {
 	FlushEvery time.Duration // longest wait before a partial batch is written (default 1 s)
 	SweepEvery time.Duration // retention sweep period (default 1 h)
 	TailEvery  time.Duration // how often a live tail asks the store for new records (default 1 s)
-	Linger     time.Duration // after Run's context ends, how long a quiet queue is awaited (default 1 s)
-	Clock      clock.Clock
-	Log        *slog.Logger
+	// MaxTails caps the live tails open at once on this process, each
+	// asking the store every TailEvery (default DefaultMaxTails); one more
+	// is answered 429.
+	MaxTails int
+	Linger   time.Duration // after Run's context ends, how long a quiet queue is awaited (default 1 s)
+	Clock    clock.Clock
+	Log      *slog.Logger
 }
 
 // DefaultRetention is how long records are kept unless changed.
@@ -111,6 +115,7 @@ type Recorder struct {
 	closing bool    // Run's context ended: every record wakes the writer
 
 	dropped  atomic.Uint64
+	tails    atomic.Int64 // live tails open (tail.go)
 	warnMu   sync.Mutex
 	lastWarn time.Time
 }
@@ -140,6 +145,9 @@ func New(opt Options) *Recorder {
 	}
 	if opt.SweepEvery <= 0 {
 		opt.SweepEvery = time.Hour
+	}
+	if opt.MaxTails <= 0 {
+		opt.MaxTails = DefaultMaxTails
 	}
 	if opt.TailEvery <= 0 {
 		opt.TailEvery = time.Second
