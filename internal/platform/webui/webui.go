@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"io/fs"
 	"mime"
 	"net/http"
@@ -75,6 +76,10 @@ func New(fsys fs.FS, o Options) (*Handler, error) {
 		o.CSP = CSP
 	}
 	h := &Handler{prefix: o.Prefix, files: map[string]*file{}, csp: o.CSP}
+	// One compressor for every file: a deflate compressor at the best
+	// level allocates about a megabyte of tables, which a fresh one per
+	// file would allocate again for each at start.
+	zw, _ := gzip.NewWriterLevel(io.Discard, gzip.BestCompression)
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -83,7 +88,7 @@ func New(fsys fs.FS, o Options) (*Handler, error) {
 		if err != nil {
 			return err
 		}
-		h.files[p] = newFile(p, b)
+		h.files[p] = newFile(p, b, zw)
 		return nil
 	})
 	if err != nil {
@@ -98,7 +103,7 @@ func New(fsys fs.FS, o Options) (*Handler, error) {
 	return h, nil
 }
 
-func newFile(name string, b []byte) *file {
+func newFile(name string, b []byte, zw *gzip.Writer) *file {
 	sum := sha256.Sum256(b)
 	f := &file{body: b, etag: `"` + base64.RawURLEncoding.EncodeToString(sum[:16]) + `"`}
 	f.ctype = mime.TypeByExtension(path.Ext(name))
@@ -107,7 +112,7 @@ func newFile(name string, b []byte) *file {
 	}
 	if compressible(f.ctype) && len(b) > 512 {
 		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		zw.Reset(&buf)
 		_, _ = zw.Write(b)
 		_ = zw.Close()
 		if buf.Len() < len(b) {
