@@ -80,24 +80,50 @@ func BenchmarkNetworkPage(b *testing.B) {
 	const devices = 10_000
 	seedNetwork(b, env, u.ID, n, devices)
 	h := httpx.Wrap(env.App.Handler(), logging.Discard(), httpx.NewMetrics(prometheus.NewRegistry(), "bench"))
-	for _, c := range []struct{ name, path string }{
-		{"network", "/api/v2/virtual-networks/" + n.ID},
-		{"members", "/api/v2/virtual-networks/" + n.ID + "/devices"},
-		{"networks", "/api/v2/virtual-networks"},
-		{"devices", "/api/v2/devices"},
+	get := func(path, inm string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+pair.Token)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	for _, c := range []struct {
+		name, path string
+		poll       bool // also as the dashboard's poll: If-None-Match of the last answer → 304
+	}{
+		{"network", "/api/v2/virtual-networks/" + n.ID, false},
+		{"members", "/api/v2/virtual-networks/" + n.ID + "/devices", true},
+		{"networks", "/api/v2/virtual-networks", true},
+		{"devices", "/api/v2/devices", true},
 	} {
 		path := c.path
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
+			var size int
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodGet, path, nil)
-				req.Header.Set("Authorization", "Bearer "+pair.Token)
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
+				w := get(path, "")
 				if w.Code != http.StatusOK {
 					b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
 				}
+				size = w.Body.Len()
 			}
+			b.ReportMetric(float64(size), "body-B")
+		})
+		if !c.poll {
+			continue
+		}
+		b.Run(c.name+"-304", func(b *testing.B) {
+			tag := get(path, "").Header().Get("ETag")
+			b.ReportAllocs()
+			for b.Loop() {
+				if w := get(path, tag); w.Code != http.StatusNotModified || w.Body.Len() != 0 {
+					b.Fatalf("GET %s If-None-Match %s: %d, want 304 without a body", path, tag, w.Code)
+				}
+			}
+			b.ReportMetric(0, "body-B")
 		})
 	}
 }

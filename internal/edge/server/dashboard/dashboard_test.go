@@ -213,6 +213,7 @@ func TestDashboardPagesFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ids []string
 	for i, name := range []string{"forklift-controller-with-a-long-name", "gateway"} {
 		hw := "hw-" + name
 		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: hw, Platform: "linux"})
@@ -225,6 +226,15 @@ func TestDashboardPagesFit(t *testing.T) {
 		if _, err := c.Heartbeat(ctx, hw, i == 1); err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, d.ID)
+	}
+	// The gateway is the network's exit node and the forklift uses it.
+	yes := true
+	if _, err := c.UpdateMember(ctx, n.ID, ids[1], wire.UpdateMemberRequest{IsExitNode: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateMember(ctx, n.ID, ids[0], wire.UpdateMemberRequest{ExitNode: wire.Some(ids[1])}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := c.CreateUserServer(ctx, wire.UserServerRequest{Name: "frankfurt", Host: "nucleus.example.com:7787", Country: "DE"}); err != nil {
 		t.Fatal(err)
@@ -355,6 +365,18 @@ func TestDashboardManage(t *testing.T) {
 		ms, err := c.Members(ctx, n.ID)
 		return err == nil && len(ms) == 1
 	})
+	// It is offered again under "Add a device"; add it back.
+	eventually(t, "removed device offered", func() bool {
+		v, _ := p.Eval(`!!document.querySelector('#join-device option[value="` + devs[1].ID + `"]')`).(bool)
+		return v
+	})
+	p.SetValue("#join-device", devs[1].ID)
+	p.Click("#join-network")
+	eventually(t, "member added back", func() bool {
+		ms, err := c.Members(ctx, n.ID)
+		return err == nil && len(ms) == 2
+	})
+	p.WaitText("#join-device", "All your devices are members")
 
 	// Revoke another session (the security-key login of c).
 	tok, _ := c.Tokens()

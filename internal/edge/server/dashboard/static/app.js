@@ -8,6 +8,7 @@ import {
 } from "/ui/ui.js";
 
 const LIVE_MS = 3000; // how often live pages re-read the API
+const CANDIDATES_MS = 30000; // how often the network page re-reads the devices that could join
 
 // The session cookie is HttpOnly; a companion cookie without the secret
 // says one may exist, so a logged-out visitor gets the form at once.
@@ -188,12 +189,12 @@ async function networkPage(ctx) {
   const members = h("div");
   const memberErr = errBox();
   const devSel = h("select", { id: "join-device" });
-  const add = h("button", { type: "submit" }, "Add to network");
+  const add = h("button", { type: "submit", id: "join-network" }, "Add to network");
   const joinErr = errBox();
   const joinForm = h("form", { class: "inline-form" }, field("Device", devSel), add);
   joinForm.addEventListener("submit", e => {
     e.preventDefault();
-    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value))); await render(true); });
+    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value), {})); await render(true); await fillDevices(); });
   });
 
   // A member's exit-node choice that the API refused stays shown next to
@@ -205,23 +206,45 @@ async function networkPage(ctx) {
   const busyInList = () => members.contains(document.activeElement) && document.activeElement.tagName === "SELECT";
   members.addEventListener("focusout", () => { if (stale) setTimeout(() => { if (stale && !busyInList()) render(); }, 0); });
 
+  // The member list is what the page polls. The devices that could join
+  // (the select below it) are read once the members are shown, when the
+  // select is about to be used, after a change and every CANDIDATES_MS: a
+  // user with thousands of devices does not wait for a second list, nor
+  // read it every LIVE_MS.
+  let lastMembers = [];
   async function render(force) {
-    const [m, d] = await Promise.all([fresh(path + "/devices"), fresh("/api/v2/devices")]);
-    if (drawn && !m.changed && !d.changed && !stale && !force) return; // unchanged: keep the page as it is
+    const m = await fresh(path + "/devices");
+    if (drawn && !m.changed && !stale && !force) return; // unchanged: keep the page as it is
+    lastMembers = m.data;
     if (!force && busyInList()) { stale = true; return; }
     drawn = true;
     stale = false;
-    draw(m.data, d.data);
+    draw(m.data);
+    drawSelect();
   }
-
-  function draw(ms, devs) {
-    const focused = members.contains(document.activeElement) ? document.activeElement.id : "";
-    const inNet = new Set(ms.map(m => m.device_id));
-    const others = devs.filter(d => !inNet.has(d.id));
+  let devices = null, devicesShown = ""; // the last devices list, and what the select shows of it
+  async function fillDevices() {
+    devices = (await fresh("/api/v2/devices")).data;
+    drawSelect();
+  }
+  function drawSelect() {
+    if (!devices) return;
+    const inNet = new Set(lastMembers.map(m => m.device_id));
+    const others = devices.filter(x => !inNet.has(x.id));
+    const sig = JSON.stringify(others.map(x => [x.id, x.name]));
+    if (sig === devicesShown) return; // keep the select (and a choice in it) as it is
+    devicesShown = sig;
     const keep = devSel.value;
-    clear(devSel, others.length ? others.map(d => h("option", { value: d.id, selected: d.id === keep }, d.name))
+    clear(devSel, others.length ? others.map(x => h("option", { value: x.id, selected: x.id === keep }, x.name))
       : h("option", { value: "" }, "All your devices are members"));
     devSel.disabled = add.disabled = !others.length;
+  }
+  const refill = () => fillDevices().catch(e => showError(joinErr, e));
+  devSel.addEventListener("focus", refill);
+  devSel.addEventListener("pointerdown", refill);
+
+  function draw(ms) {
+    const focused = members.contains(document.activeElement) ? document.activeElement.id : "";
     const byID = Object.fromEntries(ms.map(m => [m.device_id, m]));
     clear(members, table([
       { label: "Device", value: m => [h("strong", null, m.name), h("span", { class: "consent" }, m.platform)] },
@@ -246,6 +269,7 @@ async function networkPage(ctx) {
             if (!await confirmDialog(`Remove “${m.name}” from ${net.name}? The network's secret rotates.`, { confirm: "Remove" })) return;
             await call("DELETE", path + "/devices/" + enc(m.device_id));
             await render(true);
+            await fillDevices();
           }));
           return b;
         },
@@ -299,8 +323,11 @@ async function networkPage(ctx) {
     return h("span", { class: "consent", "data-exit-state": m.device_id }, why ? "not in effect: " + why : "in effect");
   }
 
+  clear(devSel, h("option", { value: "" }, "Loading your devices…"));
+  devSel.disabled = add.disabled = true;
   await render();
   poll(render, LIVE_MS, ctx.signal);
+  poll(fillDevices, CANDIDATES_MS, ctx.signal, e => showError(joinErr, e));
 
   return [
     head("Network " + net.name, del),
