@@ -72,15 +72,15 @@ type RegisterDeviceRequest struct {
 
 // Device is a registered device.
 type Device struct {
-	ID              string          `json:"id"`
-	Name            string          `json:"name"`
-	HardwareUUID    string          `json:"hardware_uuid"`
-	Platform        string          `json:"platform"`
-	Online          bool            `json:"online"`
-	LastSeen        *time.Time      `json:"last_seen"`
-	ExitNodeConsent bool            `json:"exit_node_consent"`
-	CreatedAt       time.Time       `json:"created_at"`
-	PublicKey       string          `json:"public_key,omitempty"`
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	HardwareUUID    string     `json:"hardware_uuid"`
+	Platform        string     `json:"platform"`
+	Online          bool       `json:"online"`
+	LastSeen        *time.Time `json:"last_seen"`
+	ExitNodeConsent bool       `json:"exit_node_consent"`
+	CreatedAt       time.Time  `json:"created_at"`
+	PublicKey       string     `json:"public_key,omitempty"`
 	// VirtualNetworks are the device's memberships (GET of one device
 	// and of the list; absent from other answers).
 	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitzero"`
