@@ -103,8 +103,8 @@ func testJoin(t *testing.T, s *store.Store) {
 	}
 }
 
-// UserMemberships: every membership of one user's devices, none of
-// another user's, in device then join order; "" lists all.
+// UserMemberships: every membership in one user's networks (of their
+// devices), none of another user's, in device then join order; "" all.
 func testUserMemberships(t *testing.T, s *store.Store) {
 	addUser(t, s, "u1")
 	addUser(t, s, "u2")

@@ -291,15 +291,16 @@ func (s *Store) DeviceMemberships(ctx context.Context, deviceID string) ([]contr
 	return collect(rows, scanMember)
 }
 
-// UserMemberships returns the memberships of a user's devices ("" lists
-// all), in one query, ordered by device, join time and network.
+// UserMemberships returns the memberships in a user's networks ("" lists
+// all), in one query over the networks' primary-key ranges, ordered by
+// device, join time and network.
 func (s *Store) UserMemberships(ctx context.Context, userID string) ([]control.Membership, error) {
 	q, args := `SELECT m.network_id, m.device_id, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
 		FROM edge_memberships m ORDER BY m.device_id, m.joined_at, m.network_id`, []any{}
 	if userID != "" {
 		q, args = `SELECT m.network_id, m.device_id, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
-		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
-		WHERE d.user_id = ? ORDER BY m.device_id, m.joined_at, m.network_id`, []any{userID}
+		FROM edge_networks n JOIN edge_memberships m ON m.network_id = n.id
+		WHERE n.owner_id = ? ORDER BY m.device_id, m.joined_at, m.network_id`, []any{userID}
 	}
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
