@@ -72,16 +72,18 @@ type RegisterDeviceRequest struct {
 
 // Device is a registered device.
 type Device struct {
-	ID              string          `json:"id"`
-	Name            string          `json:"name"`
-	HardwareUUID    string          `json:"hardware_uuid"`
-	Platform        string          `json:"platform"`
-	Online          bool            `json:"online"`
-	LastSeen        *time.Time      `json:"last_seen"`
-	ExitNodeConsent bool            `json:"exit_node_consent"`
-	CreatedAt       time.Time       `json:"created_at"`
-	PublicKey       string          `json:"public_key,omitempty"`
-	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitempty"`
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	HardwareUUID    string     `json:"hardware_uuid"`
+	Platform        string     `json:"platform"`
+	Online          bool       `json:"online"`
+	LastSeen        *time.Time `json:"last_seen"`
+	ExitNodeConsent bool       `json:"exit_node_consent"`
+	CreatedAt       time.Time  `json:"created_at"`
+	PublicKey       string     `json:"public_key,omitempty"`
+	// VirtualNetworks are the device's memberships (GET of one device
+	// and of the list; absent from other answers).
+	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitzero"`
 }
 
 // DeviceNetwork is one membership of a device.
@@ -91,6 +93,7 @@ type DeviceNetwork struct {
 	VirtualIPv6 string  `json:"virtual_ip_v6"`
 	IsExitNode  bool    `json:"is_exit_node"`
 	ExitNode    *string `json:"exit_node"`
+	NetworkName string  `json:"network_name,omitempty"` // an addition: the network's name
 }
 
 // RenameDeviceRequest is the body of PUT/PATCH /api/v2/devices/{id}.

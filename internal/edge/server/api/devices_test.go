@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omniedge/omni/internal/edge/edgetest"
 	"github.com/omniedge/omni/internal/edge/proto/wire"
@@ -184,4 +185,71 @@ func TestDeviceOfAnotherUser(t *testing.T) {
 	// A heartbeat only finds the caller's own devices.
 	_, err := alice.Heartbeat(f.ctx, "bob-hw", false)
 	apiWantErr(t, err, http.StatusNotFound, "not_found")
+}
+
+// The devices list carries each device's memberships with the network's
+// name and the device's addresses there: the dashboard's devices page
+// needs no call per network.
+func TestListDevicesWithNetworks(t *testing.T) {
+	t.Parallel()
+	f := newAPIFx(t, apiConfig())
+	_, c := f.user("")
+	home, lab := f.network(c, "home", "100.70.1.0/24"), f.network(c, "lab", "100.70.2.0/24")
+	a, b, idle := f.register(c, "hw-a"), f.register(c, "hw-b"), f.register(c, "hw-idle")
+	ja, jb := f.join(c, home.ID, a.ID), f.join(c, home.ID, b.ID)
+	f.env.Clock.Advance(time.Second) // a's networks are listed in join order
+	jl := f.join(c, lab.ID, a.ID)
+	yes := true
+	f.updateMember(c, home.ID, a.ID, wire.UpdateMemberRequest{IsExitNode: &yes})
+	f.updateMember(c, home.ID, b.ID, wire.UpdateMemberRequest{ExitNode: wire.Some(a.ID)})
+	// Another user's network and device stay out of it.
+	_, other := f.user("")
+	on := f.network(other, "theirs", "100.70.1.0/24")
+	od := f.register(other, "hw-theirs")
+	f.join(other, on.ID, od.ID)
+
+	r := f.do("GET", "/api/v2/devices", apiToken(c), nil)
+	r.wantStatus(t, http.StatusOK)
+	var raw []map[string]any
+	r.decode(t, &raw)
+	for _, d := range raw {
+		if _, ok := d["virtual_networks"].([]any); !ok {
+			t.Fatalf("device without a virtual_networks list: %v", d)
+		}
+	}
+	var devs []wire.Device
+	r.decode(t, &devs)
+	byID := map[string]wire.Device{}
+	for _, d := range devs {
+		byID[d.ID] = d
+	}
+	if len(devs) != 3 {
+		t.Fatalf("devices = %+v, want the user's 3", devs)
+	}
+	want := map[string][]wire.DeviceNetwork{
+		a.ID: {
+			{NetworkID: home.ID, NetworkName: "home", VirtualIP: ja.VirtualIP, VirtualIPv6: ja.VirtualIPv6, IsExitNode: true},
+			{NetworkID: lab.ID, NetworkName: "lab", VirtualIP: jl.VirtualIP, VirtualIPv6: jl.VirtualIPv6},
+		},
+		b.ID:    {{NetworkID: home.ID, NetworkName: "home", VirtualIP: jb.VirtualIP, VirtualIPv6: jb.VirtualIPv6, ExitNode: &a.ID}},
+		idle.ID: {},
+	}
+	for id, w := range want {
+		got := byID[id].VirtualNetworks
+		if len(got) != len(w) {
+			t.Fatalf("device %s networks = %+v, want %+v", id, got, w)
+		}
+		for i := range w {
+			g := got[i]
+			if g.NetworkID != w[i].NetworkID || g.NetworkName != w[i].NetworkName || g.VirtualIP != w[i].VirtualIP ||
+				g.VirtualIPv6 != w[i].VirtualIPv6 || g.IsExitNode != w[i].IsExitNode || (g.ExitNode == nil) != (w[i].ExitNode == nil) ||
+				(g.ExitNode != nil && *g.ExitNode != *w[i].ExitNode) {
+				t.Errorf("device %s network %d = %+v, want %+v", id, i, g, w[i])
+			}
+		}
+	}
+	// One device's answer names its networks too.
+	if d := f.device(c, b.ID); len(d.VirtualNetworks) != 1 || d.VirtualNetworks[0].NetworkName != "home" {
+		t.Errorf("GET device = %+v", d.VirtualNetworks)
+	}
 }

@@ -110,7 +110,7 @@ func (s *Server) listSessions(w http.ResponseWriter, r *http.Request, p control.
 		out[i] = wire.LoginSession{ID: l.ID, Method: l.Method, KeyID: sptr(l.KeyID), ClientIP: l.ClientIP, UserAgent: l.UserAgent,
 			CreatedAt: l.CreatedAt, LastUsedAt: tptr(l.LastUsedAt), ExpiresAt: l.ExpiresAt, Current: l.ID == p.Family}
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -155,7 +155,7 @@ func (s *Server) listKeys(w http.ResponseWriter, r *http.Request, p control.Prin
 	for i, k := range keys {
 		out[i] = keyWire(k)
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -217,16 +217,29 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p contro
 	return ok(w, status, deviceWire(st))
 }
 
+// listDevices answers the caller's devices, each with its memberships
+// (network name and addresses): what the dashboard's devices page shows,
+// in one call.
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p control.Principal) error {
 	devs, err := s.svc.ListDevices(r.Context(), p)
+	if err != nil {
+		return err
+	}
+	nets, err := s.svc.DeviceNetworks(r.Context(), p)
 	if err != nil {
 		return err
 	}
 	out := make([]wire.Device, len(devs))
 	for i, d := range devs {
 		out[i] = deviceWire(d)
+		ms := nets[d.ID]
+		out[i].VirtualNetworks = make([]wire.DeviceNetwork, len(ms))
+		for j, m := range ms {
+			out[i].VirtualNetworks[j] = wire.DeviceNetwork{NetworkID: m.NetworkID, NetworkName: m.NetworkName,
+				VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID)}
+		}
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -241,7 +254,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p control.Pri
 		if err != nil {
 			return toHTTP(err)
 		}
-		out.VirtualNetworks = append(out.VirtualNetworks, wire.DeviceNetwork{NetworkID: m.NetworkID,
+		out.VirtualNetworks = append(out.VirtualNetworks, wire.DeviceNetwork{NetworkID: m.NetworkID, NetworkName: n.Name,
 			VirtualIP: ipam.Addr4(n.Range, m.Host).String(), VirtualIPv6: ipam.Addr6(n.Range6, m.Host).String(),
 			IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID)})
 	}
@@ -372,7 +385,7 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, p control.
 	for i, n := range nets {
 		out[i] = s.networkWire(r, p, n)
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) getNetwork(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -420,7 +433,7 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
 			ExitNodeConsent: m.Device.ExitConsent}
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -489,7 +502,7 @@ func (s *Server) updateMember(w http.ResponseWriter, r *http.Request, p control.
 	if err != nil {
 		return toHTTP(err)
 	}
-	return ok(w, http.StatusOK, wire.DeviceNetwork{NetworkID: m.NetworkID, VirtualIP: ipam.Addr4(n.Range, m.Host).String(),
+	return ok(w, http.StatusOK, wire.DeviceNetwork{NetworkID: m.NetworkID, NetworkName: n.Name, VirtualIP: ipam.Addr4(n.Range, m.Host).String(),
 		VirtualIPv6: ipam.Addr6(n.Range6, m.Host).String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID)})
 }
 
@@ -508,7 +521,7 @@ func (s *Server) listServers(w http.ResponseWriter, r *http.Request, p control.P
 	for i, v := range list {
 		out[i] = serverWire(v)
 	}
-	return ok(w, http.StatusOK, out)
+	return listed(w, r, p, out)
 }
 
 func (s *Server) createServer(w http.ResponseWriter, r *http.Request, p control.Principal) error {

@@ -59,7 +59,9 @@ func seedNetwork(tb testing.TB, env *edgetest.Env, userID string, network contro
 
 // BenchmarkNetworkPage is the calls of the dashboard's network page for
 // a network of 10,000 devices, through the whole handler (middleware,
-// authentication, presence, encoding):
+// authentication, presence, encoding): the page's first load ("page"),
+// each call alone with its answer's size, and the lists the dashboard
+// polls as a poll of an unchanged list is answered (-304):
 //
 //	go test ./internal/edge/server/api -run '^$' -bench NetworkPage -benchtime 20x
 func BenchmarkNetworkPage(b *testing.B) {
@@ -80,24 +82,77 @@ func BenchmarkNetworkPage(b *testing.B) {
 	const devices = 10_000
 	seedNetwork(b, env, u.ID, n, devices)
 	h := httpx.Wrap(env.App.Handler(), logging.Discard(), httpx.NewMetrics(prometheus.NewRegistry(), "bench"))
-	for _, c := range []struct{ name, path string }{
-		{"network", "/api/v2/virtual-networks/" + n.ID},
-		{"members", "/api/v2/virtual-networks/" + n.ID + "/devices"},
-		{"networks", "/api/v2/virtual-networks"},
-		{"devices", "/api/v2/devices"},
+	get := func(path, inm string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(http.MethodGet, path, nil)
+		req.Header.Set("Authorization", "Bearer "+pair.Token)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	// page is what the network page waits for before it shows the
+	// members: the network with the user's servers, then the members (the
+	// devices that could join are read after, without holding the page).
+	b.Run("page", func(b *testing.B) {
+		defer cpuPerOp(b)()
+		for b.Loop() {
+			for _, path := range []string{"/api/v2/virtual-networks/" + n.ID, "/api/v2/user-servers", "/api/v2/virtual-networks/" + n.ID + "/devices"} {
+				if w := get(path, ""); w.Code != http.StatusOK {
+					b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
+				}
+			}
+		}
+	})
+	for _, c := range []struct {
+		name, path string
+		poll       bool // also as the dashboard's poll: If-None-Match of the last answer → 304
+	}{
+		{"network", "/api/v2/virtual-networks/" + n.ID, false},
+		{"members", "/api/v2/virtual-networks/" + n.ID + "/devices", true},
+		{"networks", "/api/v2/virtual-networks", true},
+		{"devices", "/api/v2/devices", true},
 	} {
 		path := c.path
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
+			var size int
+			defer cpuPerOp(b)()
 			for b.Loop() {
-				req := httptest.NewRequest(http.MethodGet, path, nil)
-				req.Header.Set("Authorization", "Bearer "+pair.Token)
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, req)
+				w := get(path, "")
 				if w.Code != http.StatusOK {
 					b.Fatalf("GET %s: %d %s", path, w.Code, w.Body)
 				}
+				size = w.Body.Len()
 			}
+			b.ReportMetric(float64(size), "body-B")
 		})
+		if !c.poll {
+			continue
+		}
+		b.Run(c.name+"-304", func(b *testing.B) {
+			tag := get(path, "").Header().Get("ETag")
+			b.ReportAllocs()
+			defer cpuPerOp(b)()
+			for b.Loop() {
+				if w := get(path, tag); w.Code != http.StatusNotModified || w.Body.Len() != 0 {
+					b.Fatalf("GET %s If-None-Match %s: %d, want 304 without a body", path, tag, w.Code)
+				}
+			}
+			b.ReportMetric(0, "body-B")
+		})
+	}
+}
+
+// cpuPerOp reports the process's CPU time per iteration (cpu-ms/op) of
+// the benchmark from now until the returned function runs: on a busy
+// machine the wall time of ns/op grows with the load, this does not.
+func cpuPerOp(b *testing.B) func() {
+	start := processCPU()
+	return func() {
+		if b.N > 0 {
+			b.ReportMetric(float64(processCPU()-start)/float64(b.N)/1e6, "cpu-ms/op")
+		}
 	}
 }

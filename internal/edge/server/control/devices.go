@@ -162,6 +162,43 @@ func (s *Service) ListDevices(ctx context.Context, p Principal) ([]DeviceStatus,
 	return s.withPresence(ctx, devs)
 }
 
+// DeviceNetwork is a membership of a device with its network's name and
+// the device's addresses there.
+type DeviceNetwork struct {
+	Membership
+	NetworkName string
+	IP4, IP6    netip.Addr
+}
+
+// DeviceNetworks returns the memberships of p's devices (with p zero,
+// every device's) keyed by device id, each device's in join order: two
+// queries, however many networks and devices. Only p's own networks are
+// listed (a device can join no other).
+func (s *Service) DeviceNetworks(ctx context.Context, p Principal) (map[string][]DeviceNetwork, error) {
+	nets, err := s.store.ListNetworks(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[string]Network, len(nets))
+	for _, n := range nets {
+		byID[n.ID] = n
+	}
+	ms, err := s.store.UserMemberships(ctx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]DeviceNetwork)
+	for _, m := range ms {
+		n, ok := byID[m.NetworkID]
+		if !ok {
+			continue
+		}
+		out[m.DeviceID] = append(out[m.DeviceID], DeviceNetwork{Membership: m, NetworkName: n.Name,
+			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host)})
+	}
+	return out, nil
+}
+
 // GetDevice returns one device of p with presence and memberships.
 func (s *Service) GetDevice(ctx context.Context, p Principal, id string) (DeviceStatus, []Membership, error) {
 	d, err := s.device(ctx, p, id)

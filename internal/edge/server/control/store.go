@@ -88,6 +88,11 @@ type Store interface {
 	// MemberDevices is Members with each member's device, in one query.
 	MemberDevices(ctx context.Context, networkID string) ([]Membership, []Device, error)
 	DeviceMemberships(ctx context.Context, deviceID string) ([]Membership, error)
+	// UserMemberships returns the memberships in a user's networks (""
+	// lists all; a device joins only its owner's networks, so they are
+	// those of the user's devices) in one query, ordered by device, join
+	// time and network.
+	UserMemberships(ctx context.Context, userID string) ([]Membership, error)
 	SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error
 	SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error
 	ExitRoutes(ctx context.Context, deviceID string) ([]ExitRoute, error)

@@ -87,12 +87,76 @@ func TestDashboardFlow(t *testing.T) {
 	p.WaitText("main", nets[0].IPv6Range)
 	p.Screenshot("network")
 
+	// The open page polls with If-None-Match: an unchanged member list
+	// comes back as a 304 without a body.
+	eventually(t, "a 304 for the members list", func() bool {
+		n, _ := p.Eval(`performance.getEntriesByType("resource").filter(e => e.name.endsWith("/devices") &&
+			e.name.includes("/virtual-networks/") && e.responseStatus === 304).length`).(float64)
+		return n > 0
+	})
+
 	// The admin lets it be the network's exit node.
 	p.Click(`input[data-exit="` + dev.ID + `"]`)
 	eventually(t, "exit node toggled", func() bool {
 		ms, err := c.Members(ctx, nets[0].ID)
 		return err == nil && len(ms) == 1 && ms[0].IsExitNode
 	})
+
+	// A second member routes its internet traffic through it: its select
+	// offers robot-1 (allowed), robot-1's offers only "none".
+	dev2, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "robot-2", HardwareUUID: "hw-robot-2", Platform: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, nets[0].ID, dev2.ID); err != nil {
+		t.Fatal(err)
+	}
+	sel2 := `select[data-uses-exit="` + dev2.ID + `"]`
+	p.WaitVisible(sel2)
+	options := func(sel string) string {
+		v, _ := p.Eval(`[...document.querySelector(` + "`" + sel + "`" + `).options].map(o => o.value || "none").join(",")`).(string)
+		return v
+	}
+	if got := options(sel2); got != "none,"+dev.ID {
+		t.Fatalf("robot-2's exit choices: %q, want none and robot-1", got)
+	}
+	if got := options(`select[data-uses-exit="` + dev.ID + `"]`); got != "none" {
+		t.Fatalf("robot-1's exit choices: %q, want only none (robot-2 is not allowed, robot-1 is itself)", got)
+	}
+	p.SetValue(sel2, dev.ID)
+	exitOf := func(id string) string {
+		ms, err := c.Members(ctx, nets[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.DeviceID == id && m.ExitNode != nil {
+				return *m.ExitNode
+			}
+		}
+		return ""
+	}
+	eventually(t, "exit node chosen", func() bool { return exitOf(dev2.ID) == dev.ID })
+	// robot-1 is allowed, consents (its heartbeat said so) and is online.
+	p.WaitText(`[data-exit-state="`+dev2.ID+`"]`, "in effect")
+	p.Screenshot("network-exit-node")
+
+	// The API's refusal is shown next to the select: a choice that is no
+	// longer a member (as when it left after the page was drawn).
+	p.AllowStatus(400, "/api/v2/virtual-networks/")
+	p.Eval(`(() => { const s = document.querySelector(` + "`" + sel2 + "`" + `); s.append(new Option("gone", "dev_gone"));
+		s.value = "dev_gone"; s.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`)
+	p.WaitText("#uses-exit-error-"+dev2.ID, "not a member")
+	if got := exitOf(dev2.ID); got != dev.ID {
+		t.Fatalf("exit node after a refused choice: %q, want robot-1 still", got)
+	}
+	if v, _ := p.Eval(`document.querySelector(` + "`" + sel2 + "`" + `).value`).(string); v != dev.ID {
+		t.Fatalf("select after a refused choice shows %q, want robot-1 again", v)
+	}
+	// "none" clears it (and the error).
+	p.SetValue(sel2, "")
+	eventually(t, "exit node cleared", func() bool { return exitOf(dev2.ID) == "" })
+	p.WaitGone("#uses-exit-error-" + dev2.ID + ":not([hidden])")
 
 	p.Click(`nav a[href="/devices"]`)
 	p.WaitText("h1", "Devices")
@@ -149,6 +213,7 @@ func TestDashboardPagesFit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ids []string
 	for i, name := range []string{"forklift-controller-with-a-long-name", "gateway"} {
 		hw := "hw-" + name
 		d, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: name, HardwareUUID: hw, Platform: "linux"})
@@ -161,6 +226,15 @@ func TestDashboardPagesFit(t *testing.T) {
 		if _, err := c.Heartbeat(ctx, hw, i == 1); err != nil {
 			t.Fatal(err)
 		}
+		ids = append(ids, d.ID)
+	}
+	// The gateway is the network's exit node and the forklift uses it.
+	yes := true
+	if _, err := c.UpdateMember(ctx, n.ID, ids[1], wire.UpdateMemberRequest{IsExitNode: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.UpdateMember(ctx, n.ID, ids[0], wire.UpdateMemberRequest{ExitNode: wire.Some(ids[1])}); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := c.CreateUserServer(ctx, wire.UserServerRequest{Name: "frankfurt", Host: "nucleus.example.com:7787", Country: "DE"}); err != nil {
 		t.Fatal(err)
@@ -291,6 +365,18 @@ func TestDashboardManage(t *testing.T) {
 		ms, err := c.Members(ctx, n.ID)
 		return err == nil && len(ms) == 1
 	})
+	// It is offered again under "Add a device"; add it back.
+	eventually(t, "removed device offered", func() bool {
+		v, _ := p.Eval(`!!document.querySelector('#join-device option[value="` + devs[1].ID + `"]')`).(bool)
+		return v
+	})
+	p.SetValue("#join-device", devs[1].ID)
+	p.Click("#join-network")
+	eventually(t, "member added back", func() bool {
+		ms, err := c.Members(ctx, n.ID)
+		return err == nil && len(ms) == 2
+	})
+	p.WaitText("#join-device", "All your devices are members")
 
 	// Revoke another session (the security-key login of c).
 	tok, _ := c.Tokens()

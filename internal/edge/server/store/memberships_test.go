@@ -103,6 +103,53 @@ func testJoin(t *testing.T, s *store.Store) {
 	}
 }
 
+// UserMemberships: every membership in one user's networks (of their
+// devices), none of another user's, in device then join order; "" all.
+func testUserMemberships(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	addUser(t, s, "u2")
+	n1 := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")
+	n2 := addNetwork(t, s, "u1", "n2", "100.66.2.0/24")
+	n3 := addNetwork(t, s, "u2", "n3", "100.66.1.0/24")
+	addDevice(t, s, "u1", "a")
+	addDevice(t, s, "u1", "b")
+	addDevice(t, s, "u1", "c") // in no network
+	addDevice(t, s, "u2", "x")
+	for _, j := range []struct {
+		n   control.Network
+		dev string
+		at  time.Duration
+	}{{n2, "b", 1}, {n1, "b", 2}, {n1, "a", 3}, {n3, "x", 4}} {
+		_, _, err := s.Join(ctx, j.n.ID, j.dev, at(j.at*time.Second), func(used []uint32) (uint32, error) { return ipam.Allocate(j.n.Range, used) })
+		must(t, err)
+	}
+	must(t, s.SetExitEnabled(ctx, "n1", "a", true))
+	must(t, s.SelectExitNode(ctx, "n1", "b", "a"))
+
+	got, err := s.UserMemberships(ctx, "u1")
+	must(t, err)
+	var pairs []string
+	for _, m := range got {
+		pairs = append(pairs, m.DeviceID+"@"+m.NetworkID)
+	}
+	if want := []string{"a@n1", "b@n2", "b@n1"}; !slices.Equal(pairs, want) {
+		t.Fatalf("UserMemberships(u1) = %v, want %v", pairs, want)
+	}
+	if !got[0].IsExitNode || got[0].Host != 2 || got[2].ExitNodeID != "a" || got[1].ExitNodeID != "" || !got[1].JoinedAt.Equal(at(time.Second)) {
+		t.Fatalf("UserMemberships(u1) = %+v", got)
+	}
+	all, err := s.UserMemberships(ctx, "")
+	must(t, err)
+	if len(all) != 4 {
+		t.Fatalf("UserMemberships(\"\") = %+v, want all 4", all)
+	}
+	none, err := s.UserMemberships(ctx, "u_unknown")
+	must(t, err)
+	if len(none) != 0 {
+		t.Fatalf("UserMemberships(unknown) = %+v", none)
+	}
+}
+
 func testJoinConcurrent(t *testing.T, s *store.Store) {
 	addUser(t, s, "u1")
 	n := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")

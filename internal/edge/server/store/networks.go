@@ -291,6 +291,24 @@ func (s *Store) DeviceMemberships(ctx context.Context, deviceID string) ([]contr
 	return collect(rows, scanMember)
 }
 
+// UserMemberships returns the memberships in a user's networks ("" lists
+// all), in one query over the networks' primary-key ranges, ordered by
+// device, join time and network.
+func (s *Store) UserMemberships(ctx context.Context, userID string) ([]control.Membership, error) {
+	q, args := `SELECT m.network_id, m.device_id, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		FROM edge_memberships m ORDER BY m.device_id, m.joined_at, m.network_id`, []any{}
+	if userID != "" {
+		q, args = `SELECT m.network_id, m.device_id, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		FROM edge_networks n JOIN edge_memberships m ON m.network_id = n.id
+		WHERE n.owner_id = ? ORDER BY m.device_id, m.joined_at, m.network_id`, []any{userID}
+	}
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return collect(rows, scanMember)
+}
+
 func (s *Store) SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		res, err := tx.Exec(ctx, `UPDATE edge_memberships SET is_exit_node = ? WHERE network_id = ? AND device_id = ?`, enabled, networkID, deviceID)

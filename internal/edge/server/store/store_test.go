@@ -93,6 +93,7 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"UpdateDeleteNetwork", testUpdateDeleteNetwork},
 		{"Join", testJoin},
 		{"JoinConcurrent", testJoinConcurrent},
+		{"UserMemberships", testUserMemberships},
 		{"LeaveFreesHost", testLeaveFreesHost},
 		{"SetExitEnabled", testSetExitEnabled},
 		{"SelectExitNode", testSelectExitNode},

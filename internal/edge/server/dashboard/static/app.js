@@ -3,28 +3,67 @@
 // POST /api/v2/auth/dashboard/login sets. Built on the shared look
 // (/ui/ui.js, /ui/base.css).
 import {
-  api, h, clear, field, badge, empty, table as uiTable, showError, busy, secretBox, confirmDialog,
+  api, ApiError, h, clear, field, badge, empty, table as uiTable, showError, busy, secretBox, confirmDialog,
   layout, route, navigate, formatTime, formatAgo, poll,
 } from "/ui/ui.js";
 
 const LIVE_MS = 3000; // how often live pages re-read the API
+const CANDIDATES_MS = 30000; // how often the network page re-reads the devices that could join
 
 // The session cookie is HttpOnly; a companion cookie without the secret
 // says one may exist, so a logged-out visitor gets the form at once.
 const loggedIn = () => document.cookie.split(";").some(c => c.trim().startsWith("omni_edge_session_present="));
 
-// call is api() that sends the user back to the login form when the
-// session has ended (logged out elsewhere, revoked, expired).
+// ended sends the user back to the login form when the session has ended
+// (logged out elsewhere, revoked, expired).
+async function ended() {
+  await fetch("/api/v2/auth/dashboard/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}", credentials: "same-origin" }).catch(() => {});
+  location.assign("/?ended=1");
+}
+
+// call is api() that sends the user back to the login form on a 401.
 async function call(method, path, body) {
   try {
     return await api(method, path, body);
   } catch (e) {
-    if (e && e.status === 401) {
-      await fetch("/api/v2/auth/dashboard/logout", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}", credentials: "same-origin" }).catch(() => {});
-      location.assign("/?ended=1");
-    }
+    if (e && e.status === 401) await ended();
     throw e;
   }
+}
+
+// Live lists are read with conditional GETs: the last answer and its
+// ETag are kept per path, and a list that has not changed comes back as a
+// 304 without a body (docs/edge-api.md, "Conditional list reads"), so a
+// page polling a network of thousands of devices moves a few hundred
+// bytes every LIVE_MS instead of the whole list. A path's entry is
+// replaced by each new answer, so there is one per list read.
+const lastAnswers = new Map(); // path → { tag, data }
+
+// fresh(path) GETs a list and returns { data, changed }: changed is false
+// when the server answered 304 (data is then the kept answer).
+async function fresh(path) {
+  const prev = lastAnswers.get(path);
+  const headers = { Accept: "application/json" };
+  if (prev) headers["If-None-Match"] = prev.tag;
+  let res;
+  try {
+    // no-store: the answer is kept here, not in the browser's cache.
+    res = await fetch(path, { headers, credentials: "same-origin", cache: "no-store" });
+  } catch (e) {
+    throw new ApiError("Cannot reach the server: " + (e && e.message ? e.message : e), 0, "network", null);
+  }
+  if (res.status === 304 && prev) return { data: prev.data, changed: false };
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = null; }
+  if (!res.ok) {
+    if (res.status === 401) await ended();
+    const e = data && typeof data.error === "object" && data.error ? data.error : {};
+    throw new ApiError(e.message || `${res.status} ${res.statusText || "error"}`, res.status, e.code || "", data);
+  }
+  const tag = res.headers.get("ETag");
+  if (tag) lastAnswers.set(path, { tag, data }); else lastAnswers.delete(path);
+  return { data, changed: true };
 }
 
 const enc = encodeURIComponent;
@@ -87,7 +126,7 @@ function loginScreen() {
 
 // ---- networks ----
 
-async function networksPage() {
+async function networksPage(ctx) {
   const name = h("input", { name: "name", required: true, placeholder: "home", id: "net-name" });
   const range = h("input", { name: "ip_range", placeholder: "100.77.0.0/24", id: "net-range" });
   const submit = h("button", { type: "submit", class: "primary", id: "create-network" }, "Create network");
@@ -103,16 +142,25 @@ async function networksPage() {
       navigate("/networks/" + enc(n.id));
     });
   });
-  const nets = await call("GET", "/api/v2/virtual-networks");
-  return [
-    head("Networks"),
-    h("section", { class: "card" }, h("h2", null, "New network"), form, err),
-    h("section", { class: "card" }, table([
+  const list = h("div");
+  let drawn = false;
+  async function render() {
+    const { data: nets, changed } = await fresh("/api/v2/virtual-networks");
+    if (drawn && !changed) return;
+    drawn = true;
+    clear(list, table([
       { label: "Name", value: n => h("a", { href: "/networks/" + enc(n.id) }, n.name) },
       { label: "IPv4 range", value: n => h("code", null, n.ip_range) },
       { label: "IPv6 prefix", value: n => h("code", null, n.ipv6_range) },
       { label: "Nucleus", value: n => n.server.name || n.server.host },
-    ], nets, { caption: "Networks", empty: empty("No networks yet", "Create one above, then join devices to it with omni edge join.") })),
+    ], nets, { caption: "Networks", empty: empty("No networks yet", "Create one above, then join devices to it with omni edge join.") }));
+  }
+  await render();
+  poll(render, LIVE_MS, ctx.signal);
+  return [
+    head("Networks"),
+    h("section", { class: "card" }, h("h2", null, "New network"), form, err),
+    h("section", { class: "card" }, list),
   ];
 }
 
@@ -141,27 +189,63 @@ async function networkPage(ctx) {
   const members = h("div");
   const memberErr = errBox();
   const devSel = h("select", { id: "join-device" });
-  const add = h("button", { type: "submit" }, "Add to network");
+  const add = h("button", { type: "submit", id: "join-network" }, "Add to network");
   const joinErr = errBox();
   const joinForm = h("form", { class: "inline-form" }, field("Device", devSel), add);
   joinForm.addEventListener("submit", e => {
     e.preventDefault();
-    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value))); await render(); });
+    act(joinErr, async () => { await busy(add, call("POST", path + "/devices/" + enc(devSel.value), {})); await render(true); await fillDevices(); });
   });
 
-  let shown = "";
-  async function render() {
-    const [ms, devs] = await Promise.all([call("GET", path + "/devices"), call("GET", "/api/v2/devices")]);
-    const sig = JSON.stringify([ms, devs]);
-    if (sig === shown) return; // unchanged: keep the page (and the control under the pointer) as it is
-    shown = sig;
-    const inNet = new Set(ms.map(m => m.device_id));
-    const others = devs.filter(d => !inNet.has(d.id));
+  // A member's exit-node choice that the API refused stays shown next to
+  // its select until the next choice for that member.
+  const exitErrs = new Map(); // device id → error
+  let drawn = false, stale = false;
+  // The list is not redrawn under a select in use (that would close it):
+  // the redraw waits until the focus leaves it.
+  const busyInList = () => members.contains(document.activeElement) && document.activeElement.tagName === "SELECT";
+  members.addEventListener("focusout", () => { if (stale) setTimeout(() => { if (stale && !busyInList()) render(); }, 0); });
+
+  // The member list is what the page polls. The devices that could join
+  // (the select below it) are read once the members are shown, when the
+  // select is about to be used, after a change and every CANDIDATES_MS: a
+  // user with thousands of devices does not wait for a second list, nor
+  // read it every LIVE_MS.
+  let lastMembers = [];
+  async function render(force) {
+    const m = await fresh(path + "/devices");
+    if (drawn && !m.changed && !stale && !force) return; // unchanged: keep the page as it is
+    lastMembers = m.data;
+    if (!force && busyInList()) { stale = true; return; }
+    drawn = true;
+    stale = false;
+    draw(m.data);
+    drawSelect();
+  }
+  let devices = null, devicesShown = ""; // the last devices list, and what the select shows of it
+  async function fillDevices() {
+    devices = (await fresh("/api/v2/devices")).data;
+    drawSelect();
+  }
+  function drawSelect() {
+    if (!devices) return;
+    const inNet = new Set(lastMembers.map(m => m.device_id));
+    const others = devices.filter(x => !inNet.has(x.id));
+    const sig = JSON.stringify(others.map(x => [x.id, x.name]));
+    if (sig === devicesShown) return; // keep the select (and a choice in it) as it is
+    devicesShown = sig;
     const keep = devSel.value;
-    clear(devSel, others.length ? others.map(d => h("option", { value: d.id, selected: d.id === keep }, d.name))
+    clear(devSel, others.length ? others.map(x => h("option", { value: x.id, selected: x.id === keep }, x.name))
       : h("option", { value: "" }, "All your devices are members"));
     devSel.disabled = add.disabled = !others.length;
-    const names = Object.fromEntries(ms.map(m => [m.device_id, m.name]));
+  }
+  const refill = () => fillDevices().catch(e => showError(joinErr, e));
+  devSel.addEventListener("focus", refill);
+  devSel.addEventListener("pointerdown", refill);
+
+  function draw(ms) {
+    const focused = members.contains(document.activeElement) ? document.activeElement.id : "";
+    const byID = Object.fromEntries(ms.map(m => [m.device_id, m]));
     clear(members, table([
       { label: "Device", value: m => [h("strong", null, m.name), h("span", { class: "consent" }, m.platform)] },
       { label: "Status", class: "nowrap", value: m => [online(m.online), " ", h("span", { class: "muted small" }, m.last_seen ? formatAgo(m.last_seen) : "never seen")] },
@@ -171,28 +255,79 @@ async function networkPage(ctx) {
           const box = h("input", { type: "checkbox", checked: m.is_exit_node, "data-exit": m.device_id, id: "exit-" + m.device_id });
           box.addEventListener("change", () => act(memberErr, async () => {
             await call("PATCH", path + "/devices/" + enc(m.device_id), { is_exit_node: box.checked });
-            await render();
+            await render(true);
           }));
           return [h("label", { class: "check", for: box.id }, box, "Allowed by admin"),
             h("span", { class: "consent" }, m.exit_node_consent ? "device consents" : "device has not consented")];
         },
       },
-      { label: "Uses exit node", value: m => m.exit_node ? (names[m.exit_node] || m.exit_node) : h("span", { class: "muted" }, "none") },
+      { label: "Uses exit node", value: m => exitChoice(m, ms, byID) },
       {
         label: "", class: "actions", value: m => {
           const b = h("button", { type: "button", class: "small danger", "data-remove": m.device_id }, "Remove");
           b.addEventListener("click", () => act(memberErr, async () => {
             if (!await confirmDialog(`Remove “${m.name}” from ${net.name}? The network's secret rotates.`, { confirm: "Remove" })) return;
             await call("DELETE", path + "/devices/" + enc(m.device_id));
-            await render();
+            await render(true);
+            await fillDevices();
           }));
           return b;
         },
       },
     ], ms, { caption: "Members", empty: empty("No devices in this network yet", "Run omni edge join on a device, or add one of your devices below.") }), memberErr);
+    const again = focused && document.getElementById(focused);
+    if (again) again.focus();
   }
+
+  // exitChoice is the select of the exit node member m routes its internet
+  // traffic through: none, or another member the admin allows as exit node
+  // (the current choice is kept in the list even if no longer allowed). The
+  // network's owner owns every member (a device joins only its owner's
+  // networks), so the owner may set it for each; the API checks again.
+  function exitChoice(m, ms, byID) {
+    const options = ms.filter(o => o.device_id !== m.device_id && (o.is_exit_node || o.device_id === m.exit_node));
+    const sel = h("select", { id: "uses-exit-" + m.device_id, "data-uses-exit": m.device_id, "aria-label": `Exit node ${m.name} uses` },
+      h("option", { value: "", selected: !m.exit_node }, "none"),
+      options.map(o => h("option", { value: o.device_id, selected: o.device_id === m.exit_node }, o.is_exit_node ? o.name : `${o.name} (not allowed)`)));
+    const err = errBox();
+    err.id = "uses-exit-error-" + m.device_id;
+    sel.setAttribute("aria-describedby", err.id);
+    if (exitErrs.has(m.device_id)) showError(err, exitErrs.get(m.device_id));
+    sel.addEventListener("change", async () => {
+      showError(err, null);
+      exitErrs.delete(m.device_id);
+      sel.disabled = true;
+      try {
+        await call("PATCH", path + "/devices/" + enc(m.device_id), { exit_node: sel.value || null });
+      } catch (e) {
+        if (e && e.status === 401) return;
+        exitErrs.set(m.device_id, e);
+        showError(err, e);
+        sel.value = m.exit_node || "";
+      } finally {
+        sel.disabled = false;
+      }
+      await render(true).catch(e => showError(memberErr, e));
+    });
+    return [sel, exitState(m, byID), err];
+  }
+
+  // exitState says whether m's chosen exit node is in use: the heartbeat
+  // routes through it only while the admin allows it, the device itself
+  // consents and it is online (docs/edge-api.md, heartbeat).
+  function exitState(m, byID) {
+    if (!m.exit_node) return null;
+    const x = byID[m.exit_node];
+    const why = !x ? "it is not a member" : !x.is_exit_node ? "it is not allowed by admin" : !x.exit_node_consent ? "it has not consented"
+      : !x.online ? "it is offline" : "";
+    return h("span", { class: "consent", "data-exit-state": m.device_id }, why ? "not in effect: " + why : "in effect");
+  }
+
+  clear(devSel, h("option", { value: "" }, "Loading your devices…"));
+  devSel.disabled = add.disabled = true;
   await render();
   poll(render, LIVE_MS, ctx.signal);
+  poll(fillDevices, CANDIDATES_MS, ctx.signal, e => showError(joinErr, e));
 
   return [
     head("Network " + net.name, del),
@@ -213,22 +348,19 @@ async function networkPage(ctx) {
 async function devicesPage(ctx) {
   const list = h("div");
   const err = errBox();
-  let shown = "";
+  let drawn = false;
   async function render() {
-    const [devs, nets] = await Promise.all([call("GET", "/api/v2/devices"), call("GET", "/api/v2/virtual-networks")]);
-    const ms = await Promise.all(nets.map(n => call("GET", "/api/v2/virtual-networks/" + enc(n.id) + "/devices")));
-    const sig = JSON.stringify([devs, nets, ms]);
-    if (sig === shown) return; // unchanged: keep the page as it is
-    shown = sig;
-    const of = {};
-    nets.forEach((n, i) => { for (const m of ms[i]) (of[m.device_id] ||= []).push({ net: n, m }); });
+    // One call: each device comes with its networks (virtual_networks).
+    const { data: devs, changed } = await fresh("/api/v2/devices");
+    if (drawn && !changed) return; // unchanged: keep the page as it is
+    drawn = true;
     clear(list, table([
       { label: "Name", value: d => h("strong", null, d.name) },
       { label: "Status", class: "nowrap", value: d => [online(d.online), " ", h("span", { class: "muted small" }, d.last_seen ? formatAgo(d.last_seen) : "never seen")] },
       { label: "OS", value: d => d.platform || h("span", { class: "muted" }, "unknown") },
       {
-        label: "Networks and addresses", value: d => (of[d.id] || []).length
-          ? (of[d.id]).map(({ net, m }) => h("div", null, h("a", { href: "/networks/" + enc(net.id) }, net.name),
+        label: "Networks and addresses", value: d => (d.virtual_networks || []).length
+          ? d.virtual_networks.map(m => h("div", null, h("a", { href: "/networks/" + enc(m.network_id) }, m.network_name || m.network_id),
             h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)))
           : h("span", { class: "muted" }, "in no network"),
       },
@@ -269,7 +401,7 @@ async function devicesPage(ctx) {
 
 // ---- security keys and sessions ----
 
-async function keysPage() {
+async function keysPage(ctx) {
   const name = h("input", { required: true, placeholder: "laptop", id: "key-name" });
   const submit = h("button", { type: "submit", class: "primary", id: "create-key" }, "Create key");
   const err = errBox();
@@ -290,8 +422,12 @@ async function keysPage() {
     });
   });
 
+  let keysDrawn = false, sessionsDrawn = false;
   async function renderKeys() {
-    const list = (await call("GET", "/api/v2/security-keys")).filter(k => !k.revoked_at);
+    const { data, changed } = await fresh("/api/v2/security-keys");
+    if (keysDrawn && !changed) return;
+    keysDrawn = true;
+    const list = data.filter(k => !k.revoked_at);
     const kerr = errBox();
     clear(keys, table([
       { label: "Name", key: "name" },
@@ -313,7 +449,9 @@ async function keysPage() {
     ], list, { caption: "Security keys", empty: empty("No security keys", "Create one above to log in a device without a browser.") }), kerr);
   }
   async function renderSessions() {
-    const list = await call("GET", "/api/v2/sessions");
+    const { data: list, changed } = await fresh("/api/v2/sessions");
+    if (sessionsDrawn && !changed) return;
+    sessionsDrawn = true;
     const serr = errBox();
     clear(sessions, table([
       { label: "Method", value: s => [s.method, " ", s.current ? badge("this browser", "info") : null] },
@@ -334,7 +472,9 @@ async function keysPage() {
       },
     ], list, { caption: "Active sessions", empty: "No active sessions." }), serr);
   }
-  await Promise.all([renderKeys(), renderSessions()]);
+  const renderAll = () => Promise.all([renderKeys(), renderSessions()]);
+  await renderAll();
+  poll(renderAll, LIVE_MS, ctx.signal);
   return [
     head("Security keys"),
     h("section", { class: "card" }, h("h2", null, "New security key"),
