@@ -68,7 +68,7 @@ type priceJSON struct {
 	UnitPrice float64 `json:"unit_price,omitempty"`
 	UnitPer   int64   `json:"unit_per,omitempty"`
 	Source    string  `json:"source"`
-	Model      string  `json:"model,omitempty"`
+	Model     string  `json:"model,omitempty"`
 }
 
 func toPriceJSON(e routing.PriceEntry) priceJSON {
