@@ -10,7 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
 	"github.com/omniedge/omni/internal/route/formats/formattest"
@@ -309,4 +311,36 @@ func TestRerankModelsAndChat(t *testing.T) {
 		t.Fatalf("models %s", r.Body)
 	}
 	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("co/rerank-v3.5"))
+}
+
+// A rerank that reached its upstream and then timed out is charged its
+// reservation (the upstream may bill it), like a chat cut short; one that
+// reached no upstream costs nothing.
+func TestRerankCutShortIsCharged(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	e := admintest.NewEnv(t, func(c *config.Config) {
+		c.Route.Providers = append(c.Route.Providers, config.RouteProvider{ID: "slow", Type: "jina", BaseURL: hang.URL + "/v1",
+			APIKeys: []config.Secret{"sk-slow"}, Timeout: 200 * time.Millisecond})
+	})
+	e.Login()
+	id, raw := createKey(e, map[string]any{"name": "ci"})
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "slow/*", "unit": "document", "unit_price": 1})
+	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 1})
+	r := e.Want(http.StatusGatewayTimeout, "POST", "/v1/rerank", rerankBody("slow/ranker"), admintest.Bearer(raw)...)
+	if !strings.Contains(string(r.Body), "no answer within 200ms") {
+		t.Fatalf("timeout answer %s", r.Body)
+	}
+	b := e.Want(http.StatusOK, "GET", "/api/usage/budget", nil).Object(t)["budgets"].([]any)[0].(map[string]any)
+	if s := b["spentUsd"].(float64); s != 0.003 {
+		t.Fatalf("spent %v after a rerank of 3 documents cut short, want its reservation 0.003", s)
+	}
 }
