@@ -20,6 +20,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -32,8 +33,10 @@ import (
 // start's password is in place before the state loads; the management
 // resources serve the routing state; the gateway comes last and runs the
 // stages the modules above it installed, the gates in their declared
-// order (usage records, then limits enforce). A new feature is a module
-// added here.
+// order (usage records, then limits enforce). The modalities beyond chat
+// (rerank, moderation …) follow the gateway, whose operations
+// (feature.Operations) they serve their endpoints over. A new feature is
+// a module added here.
 func modules() []part {
 	return []part{
 		static(anthropic.Module()), // provider type anthropic (formats/anthropic)
@@ -41,6 +44,7 @@ func modules() []part {
 		static(responses.Module()), // openai-responses (formats/responses)
 		static(gemini.Module()),    // gemini (formats/gemini)
 		static(ollama.Module()),    // ollama (formats/ollama)
+		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -55,6 +59,8 @@ func modules() []part {
 		built(conversationsModule), // stored Responses conversations (route/conversations)
 		built(dashboardModule),     // the web dashboard under /dashboard/ (route/dashboard)
 		built(gatewayModule),       // the dialect endpoints (route/api)
+		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
+		built(moderationModule),    // POST /v1/moderations (route/moderation)
 	}
 }
 

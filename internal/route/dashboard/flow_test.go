@@ -105,6 +105,11 @@ func TestDashboardFlow(t *testing.T) {
 		t.Fatalf("chat = %d %s", r.Status, r.Body)
 	}
 	p.WaitText("#tail-list", "fake/m1")
+	// A moderation shows what it used in its own unit.
+	if r := e.Do("POST", "/v1/moderations", map[string]any{"model": "fake/omni-moderation-latest", "input": "hello"}, admintest.Bearer(raw)...); r.Status != 200 {
+		t.Fatalf("moderation = %d %s", r.Status, r.Body)
+	}
+	p.WaitText("#tail-list", "moderation · 1 input")
 	p.Screenshot("usage")
 
 	// Health: trip the breaker with failing calls, then reset it.

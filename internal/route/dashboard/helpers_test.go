@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +95,11 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/models" || r.URL.Path == "/v1/models" {
 		w.Header().Set("Content-Type", "application/json")
 		io.WriteString(w, `{"object":"list","data":[{"id":"m1","object":"model"}]}`)
+		return
+	}
+	if strings.HasSuffix(r.URL.Path, "/moderations") && !broken {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"id":"modr-1","model":"omni-moderation-latest","results":[{"flagged":false,"categories":{"violence":false},"category_scores":{"violence":0.01}}]}`)
 		return
 	}
 	if broken {

@@ -176,3 +176,25 @@ type Settings struct {
 	// Stored names keys of the route store's settings table.
 	Stored []string
 }
+
+// Operations is the gateway transport's side of the endpoints of a
+// modality beyond chat (rerank, moderations …), which route/api
+// implements and a modality's module (built after the gateway) uses: the
+// gateway key check of every dialect endpoint, the request's Origin, the
+// engine's operation path (pipeline.Engine.Do), the request counted
+// until it settles, and errors in OpenAI's shape.
+type Operations interface {
+	// JSON returns the handler of an endpoint taking a JSON body of at
+	// most maxBody bytes: a body of another Content-Type is a 415, a
+	// larger one a 413, both before h runs; h's error is rendered in
+	// OpenAI's error shape (with Retry-After and the attempts made).
+	JSON(maxBody int64, h OpHandler) http.Handler
+}
+
+// OpHandler decodes a modality's request body, runs its operation with
+// run and writes the answer.
+type OpHandler func(w http.ResponseWriter, r *http.Request, body []byte, run RunOp) error
+
+// RunOp runs op through the pipeline (pipeline.Engine.Do) for the
+// request being served; on success it has set X-OmniRoute-Model.
+type RunOp func(op *pipeline.Op) (*pipeline.OpAnswer, error)

@@ -40,6 +40,9 @@ type Pricer interface {
 	// MaxOutput is the most output tokens the model writes in one
 	// answer; known is false when that is a default.
 	MaxOutput(provider, model string) (tokens int, known bool)
+	// UnitCost prices an operation beyond chat (rerank, moderation …):
+	// its tokens, and its units at the model's price in its own unit.
+	UnitCost(provider, model string, units []llm.Quantity, u llm.Usage) (float64, bool)
 }
 
 // Resolver lists the targets a model name may be routed to.
@@ -378,7 +381,7 @@ func (g *Gate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, fu
 		var cost int64
 		if priced {
 			if charged && o.Target.Provider != "" {
-				if usd, ok := g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage); ok {
+				if usd, ok := g.cost(o); ok {
 					cost = micros(usd)
 				}
 			}
@@ -540,6 +543,9 @@ type connectionLister interface {
 // target's upstream may bill (output), at the target's price; targets
 // without a price count 0.
 func (g *Gate) estimate(c *pipeline.Call, targets []router.Target) float64 {
+	if c.Modality != "" {
+		return g.estimateOp(c, targets)
+	}
 	conns, _ := g.opt.Resolver.(connectionLister)
 	choices, _ := c.Billing()
 	var most float64
@@ -577,4 +583,26 @@ func (g *Gate) output(c *pipeline.Call, t router.Target, conns connectionLister)
 		out = min(limit, b.Tokens)
 	}
 	return min(out+max(b.Extra, 0), maxReservedOutput)
+}
+
+// estimateOp is estimate for an operation beyond chat (Call.Modality):
+// the price of its units and estimated input tokens on the dearest of
+// its allowed targets; it writes no tokens.
+func (g *Gate) estimateOp(c *pipeline.Call, targets []router.Target) float64 {
+	var most float64
+	for _, t := range targets {
+		if usd, ok := g.opt.Pricer.UnitCost(t.Provider, t.Model, c.Units, llm.Usage{InputTokens: c.InputTokens}); ok && usd > most {
+			most = usd
+		}
+	}
+	return most
+}
+
+// cost is the price of what a call used on the target that answered: an
+// operation's units and tokens, or a chat call's tokens.
+func (g *Gate) cost(o pipeline.Outcome) (float64, bool) {
+	if o.Units != nil {
+		return g.opt.Pricer.UnitCost(o.Target.Provider, o.Target.Model, o.Units, o.Usage)
+	}
+	return g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage)
 }

@@ -45,6 +45,16 @@ func (p pricer) EstimateCost(prov, m string, in, out int) (float64, bool) {
 	return p.Cost(prov, m, llm.Usage{InputTokens: in, OutputTokens: out})
 }
 
+// UnitCost: the tokens as Cost, and documents at $1 per 1,000.
+func (p pricer) UnitCost(prov, m string, units []llm.Quantity, u llm.Usage) (float64, bool) {
+	usd, ok := p.Cost(prov, m, u)
+	if !ok {
+		return 0, false
+	}
+	n, _ := llm.Find(units, llm.UnitDocument)
+	return usd + float64(n)/1000, true
+}
+
 // MaxOutput: models write at most a million tokens.
 func (pricer) MaxOutput(string, string) (int, bool) { return 1_000_000, true }
 

@@ -8,7 +8,8 @@
 // learns, the Gate, ModelPolicy, Cache and Idempotency interfaces, and
 // the ResponseStore behind stored responses with its limits and
 // in-memory default. The Engine runs a request through the stages and
-// the router (Execute, Embed, CountTokens): the transport (route/api)
+// the router (Execute, Embed, CountTokens, and Do, the one path of every
+// other modality: rerank, moderation …): the transport (route/api)
 // describes the client's HTTP request in an Origin and encodes the
 // engine's Answer, or its error, in the client's dialect. Stages
 // (route/limits, route/usage, route/cache, route/resilience,
@@ -58,6 +59,15 @@ type Call struct {
 	// request reaches an upstream at most to be counted, so there are no
 	// tokens or cost to reserve or settle.
 	Count bool
+
+	// Modality names the operation of a call of Engine.Do (rerank,
+	// moderation …); "" for chat, embeddings and token counts.
+	Modality llm.Modality
+	// Units is what an operation asks for in the units its price may be
+	// given in (documents and the search units they make …), the first
+	// being the one its usage record counts; nil for chat. Budgets
+	// reserve their price (Pricer.UnitCost) beside InputTokens'.
+	Units []llm.Quantity
 }
 
 // Billing returns Choices and Unpriced, working them out from the
@@ -107,6 +117,10 @@ type Outcome struct {
 	// more. A call none of whose attempts was sent is not charged.
 	CutShort bool
 	Reserved float64 // Call.Reserved
+	// Units is what an operation (Call.Modality) used, in the units of
+	// Call.Units: the request's amounts, replaced by the upstream's own
+	// figures where it gave them. nil for chat.
+	Units []llm.Quantity
 }
 
 // ErrStreamFailed is the error type of the outcome of a stream that

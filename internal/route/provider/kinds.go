@@ -7,14 +7,23 @@ const (
 	KindChat      = "chat"
 	KindEmbedding = "embedding"
 	KindImage     = "image"
+	KindRerank    = "rerank"
+	KindModerate  = "moderation"
 )
 
+// Kinds lists the model kinds a model may be declared with.
+func Kinds() []string { return []string{KindChat, KindEmbedding, KindImage, KindRerank, KindModerate} }
+
 // KindOf guesses a model's kind from its name, for models declared
-// without one: embedding and image models of the well-known providers
-// name themselves so.
+// without one: embedding, image, rerank and moderation models of the
+// well-known providers name themselves so.
 func KindOf(model string) string {
 	m := strings.ToLower(model)
 	switch {
+	case strings.Contains(m, "rerank"):
+		return KindRerank
+	case strings.Contains(m, "moderation"):
+		return KindModerate
 	case strings.Contains(m, "embed"), strings.HasPrefix(m, "bge-"), strings.Contains(m, "/bge-"), strings.HasPrefix(m, "e5-"), strings.Contains(m, "/e5-"):
 		return KindEmbedding
 	case strings.Contains(m, "dall-e"), strings.Contains(m, "gpt-image"), strings.Contains(m, "imagen"), strings.Contains(m, "flux"),

@@ -75,6 +75,9 @@ func TestKindOf(t *testing.T) {
 		"dall-e-3":                 KindImage,
 		"gpt-4o":                   KindChat,
 		"claude-sonnet-4-5":        KindChat,
+		"rerank-v3.5":              KindRerank,
+		"jina-reranker-v2-base":    KindRerank,
+		"omni-moderation-latest":   KindModerate,
 	} {
 		if got := KindOf(model); got != want {
 			t.Errorf("KindOf(%q) = %s, want %s", model, got, want)

@@ -307,6 +307,12 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 				}
 				return t, append(attempts, a), blk, nil
 			}
+			if ua, ule, ok := unsupported(err, t, c); ok {
+				// Not this provider's operation: the next target may
+				// serve it; nothing is held against the provider.
+				attempts, last = append(attempts, ua), ule
+				continue
+			}
 			le := asLLMError(err, t.Provider)
 			a.Status, a.Error = le.Status, le.Message
 			a.Cut = tr.cut(ctx, le)

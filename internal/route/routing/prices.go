@@ -45,6 +45,20 @@ var builtinPrices = []store.Price{
 	{Pattern: "grok-4*", Input: 3, Output: 15, CacheRead: 0.75},
 	{Pattern: "mistral-large*", Input: 2, Output: 6},
 	{Pattern: "mistral-small*", Input: 0.1, Output: 0.3},
+	// Rerank: Cohere bills search units (one query with up to 100
+	// documents), $2.00 per 1,000; Voyage bills tokens (the query once
+	// per document, plus the documents); Jina bills tokens.
+	{Pattern: "rerank-v3.5", Unit: string(llm.UnitSearchUnit), UnitPrice: 0.002},
+	{Pattern: "rerank-english-v3.0", Unit: string(llm.UnitSearchUnit), UnitPrice: 0.002},
+	{Pattern: "rerank-multilingual-v3.0", Unit: string(llm.UnitSearchUnit), UnitPrice: 0.002},
+	{Pattern: "rerank-2", Input: 0.05},
+	{Pattern: "rerank-2-lite", Input: 0.02},
+	{Pattern: "rerank-2.5", Input: 0.05},
+	{Pattern: "rerank-2.5-lite", Input: 0.02},
+	{Pattern: "jina-reranker-*", Input: 0.02},
+	// OpenAI's moderation models are free of charge.
+	{Pattern: "omni-moderation-*", Unit: string(llm.UnitModeration)},
+	{Pattern: "text-moderation-*", Unit: string(llm.UnitModeration)},
 }
 
 // DefaultMaxOutput is the output limit assumed for a model whose limit
@@ -191,6 +205,32 @@ func (st *State) MaxOutput(providerID, model string) (tokens int, known bool) {
 // maxOutput output tokens, for reserving budget before the call.
 func (st *State) EstimateCost(providerID, model string, inputTokens, maxOutput int) (usd float64, ok bool) {
 	return st.Cost(providerID, model, llm.Usage{InputTokens: inputTokens, OutputTokens: maxOutput})
+}
+
+// UnitCost is the USD price of an operation (rerank, moderation …) on a
+// provider's model: its tokens at the model's token prices plus, when
+// the model is priced in a unit of its own, the amount of that unit in
+// units at the unit price. ok is false when the model has no known price,
+// or is priced in a unit units does not have (cost 0).
+func (st *State) UnitCost(providerID, model string, units []llm.Quantity, u llm.Usage) (usd float64, ok bool) {
+	e, ok := st.snap.Load().Prices.lookup(providerID, model)
+	if !ok {
+		return 0, false
+	}
+	return e.unitCost(units, u)
+}
+
+// unitCost is UnitCost of one entry.
+func (e PriceEntry) unitCost(units []llm.Quantity, u llm.Usage) (float64, bool) {
+	usd := e.cost(u)
+	if e.Unit == "" {
+		return usd, true
+	}
+	n, ok := llm.Find(units, llm.Unit(e.Unit))
+	if !ok {
+		return usd, false
+	}
+	return usd + llm.Quantity{Unit: llm.Unit(e.Unit), N: n}.Cost(e.UnitPrice), true
 }
 
 func (e PriceEntry) cost(u llm.Usage) float64 {

@@ -371,19 +371,24 @@ type Price struct {
 	CacheRead  float64
 	CacheWrite float64
 	MaxOutput  int // the most output tokens of one answer; 0: not set here
-	UpdatedAt  time.Time
+	// Unit and UnitPrice price a modality beyond chat in its own unit
+	// (an llm.Unit): UnitPrice USD per Unit.Per() units (per 1,000
+	// documents, per image …). Unit "" for a model priced in tokens only.
+	Unit      string
+	UnitPrice float64
+	UpdatedAt time.Time
 }
 
 // Prices lists the overrides by pattern.
 func (s *Store) Prices(ctx context.Context) ([]Price, error) {
-	rows, err := s.db.Query(ctx, `SELECT pattern, input, output, cache_read, cache_write, max_output, updated_at FROM route_pricing ORDER BY pattern`)
+	rows, err := s.db.Query(ctx, `SELECT pattern, input, output, cache_read, cache_write, max_output, unit, unit_price, updated_at FROM route_pricing ORDER BY pattern`)
 	if err != nil {
 		return nil, err
 	}
 	return collect(rows, func(r scanner) (Price, error) {
 		var p Price
 		var updated int64
-		err := r.Scan(&p.Pattern, &p.Input, &p.Output, &p.CacheRead, &p.CacheWrite, &p.MaxOutput, &updated)
+		err := r.Scan(&p.Pattern, &p.Input, &p.Output, &p.CacheRead, &p.CacheWrite, &p.MaxOutput, &p.Unit, &p.UnitPrice, &updated)
 		p.UpdatedAt = fromMS(updated)
 		return p, err
 	})
@@ -393,16 +398,16 @@ func (s *Store) Prices(ctx context.Context) ([]Price, error) {
 func (s *Store) SetPrice(ctx context.Context, p Price) error {
 	now := ms(s.now())
 	return s.write(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_pricing SET input = ?, output = ?, cache_read = ?, cache_write = ?, max_output = ?, updated_at = ?
-			WHERE pattern = ?`, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, now, p.Pattern)
+		res, err := tx.Exec(ctx, `UPDATE route_pricing SET input = ?, output = ?, cache_read = ?, cache_write = ?, max_output = ?, unit = ?, unit_price = ?,
+			updated_at = ? WHERE pattern = ?`, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, p.Unit, p.UnitPrice, now, p.Pattern)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil || n > 0 {
 			return err
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO route_pricing (pattern, input, output, cache_read, cache_write, max_output, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, p.Pattern, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, now)
+		_, err = tx.Exec(ctx, `INSERT INTO route_pricing (pattern, input, output, cache_read, cache_write, max_output, unit, unit_price, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, p.Pattern, p.Input, p.Output, p.CacheRead, p.CacheWrite, p.MaxOutput, p.Unit, p.UnitPrice, now)
 		return conflict(err, "price "+p.Pattern)
 	})
 }

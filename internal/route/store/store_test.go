@@ -322,6 +322,14 @@ func testPrices(t *testing.T, s *store.Store) {
 	}
 	must(t, s.DeletePrice(ctx, "gpt-4o*"))
 	wantErr(t, s.DeletePrice(ctx, "gpt-4o*"), store.ErrNotFound)
+	// A price in a modality's own unit.
+	must(t, s.SetPrice(ctx, store.Price{Pattern: "rerank-*", Unit: "search_unit", UnitPrice: 0.002}))
+	must(t, s.SetPrice(ctx, store.Price{Pattern: "rerank-*", Unit: "document", UnitPrice: 1.5, Input: 0.05}))
+	ps, err = s.Prices(ctx)
+	must(t, err)
+	if len(ps) != 1 || ps[0].Unit != "document" || ps[0].UnitPrice != 1.5 || ps[0].Input != 0.05 {
+		t.Fatalf("unit prices = %+v", ps)
+	}
 }
 
 func testSettings(t *testing.T, s *store.Store) {

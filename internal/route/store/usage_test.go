@@ -27,6 +27,7 @@ func runUsageSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"Delete", testUsageDelete},
 		{"Hourly", testUsageHourly},
 		{"HourlyBackfill", testUsageHourlyBackfill},
+		{"Modality", testUsageModality},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -84,6 +85,21 @@ func testUsageRoundTrip(t *testing.T, s *store.Store) {
 	must(t, err)
 	if len(page) != 1 || page[0].ID != got[1].ID {
 		t.Fatalf("cursor page = %+v", page)
+	}
+}
+
+// A record of a modality beyond chat keeps its modality, unit and
+// quantity beside chat records, which leave them empty.
+func testUsageModality(t *testing.T, s *store.Store) {
+	op := store.UsageRecord{At: usageT0, Endpoint: "/v1/rerank", Model: "co/rerank-v3.5", Provider: "co", TargetModel: "rerank-v3.5",
+		Status: 200, CostUSD: 0.004, AttemptsJSON: "[]", Modality: "rerank", Unit: "document", Quantity: 250}
+	chat := store.UsageRecord{At: usageT0.Add(time.Second), Model: "m", Status: 200, AttemptsJSON: "[]", InputTokens: 3}
+	must(t, s.InsertUsage(ctx, []store.UsageRecord{op, chat}))
+	got, err := s.UsageLogs(ctx, store.UsageFilter{}, 10, 0)
+	must(t, err)
+	op.ID, chat.ID = got[1].ID, got[0].ID
+	if len(got) != 2 || got[1] != op || got[0] != chat {
+		t.Fatalf("modality round trip:\n got %+v\nwant %+v, %+v", got, chat, op)
 	}
 }
 

@@ -45,6 +45,8 @@ type Store interface {
 // Pricer prices usage (the routing state, route/routing).
 type Pricer interface {
 	Cost(provider, model string, u llm.Usage) (usd float64, ok bool)
+	// UnitCost prices an operation beyond chat: its tokens and its units.
+	UnitCost(provider, model string, units []llm.Quantity, u llm.Usage) (usd float64, ok bool)
 }
 
 // ProviderStatus is one configured provider, for the health summary.
@@ -125,6 +127,8 @@ type meta struct {
 	keyID, endpoint, model, session string
 	stream                          bool
 	start                           time.Time
+	modality                        llm.Modality
+	units                           []llm.Quantity // what an operation asked for (Call.Units)
 }
 
 type entry struct {
@@ -171,7 +175,8 @@ func New(opt Options) *Recorder {
 // Admit implements pipeline.Gate: it admits every call and records its outcome.
 func (r *Recorder) Admit(ctx context.Context, c *pipeline.Call) (context.Context, func(pipeline.Outcome), error) {
 	// m is captured by value: the closure is the call's one allocation.
-	m := meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start}
+	m := meta{keyID: c.KeyID, endpoint: c.Endpoint, model: c.Model, session: c.Session, stream: c.Stream, start: c.Start,
+		modality: c.Modality, units: c.Units}
 	return ctx, func(o pipeline.Outcome) { r.record(m, o) }, nil
 }
 
@@ -353,8 +358,26 @@ func (r *Recorder) toRecord(e entry) store.UsageRecord {
 	if len(o.Attempts) > 0 {
 		rec.AttemptsJSON = attemptsJSON(o.Attempts)
 	}
+	if m.modality != "" {
+		// An operation beyond chat counts its first unit: what it used,
+		// or, refused or failed before an answer, what it asked for.
+		rec.Modality = t(string(m.modality))
+		units := o.Units
+		if units == nil {
+			units = m.units
+		}
+		if len(units) > 0 {
+			rec.Unit, rec.Quantity = t(string(units[0].Unit)), units[0].N
+		}
+	}
 	if r.opt.Pricer != nil && rec.Provider != "" && o.Cache != "HIT" && !o.Idempotent {
-		if usd, ok := r.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, u); ok {
+		usd, ok := 0.0, false
+		if o.Units != nil {
+			usd, ok = r.opt.Pricer.UnitCost(o.Target.Provider, o.Target.Model, o.Units, u)
+		} else {
+			usd, ok = r.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, u)
+		}
+		if ok {
 			rec.CostUSD = usd
 		}
 	}

@@ -59,6 +59,13 @@ func sqliteStore(t *testing.T) *store.Store {
 // pricer charges 1 µUSD per input token and 2 per output token.
 type pricer struct{}
 
+// UnitCost: the tokens as Cost, and documents at $1 per 1,000.
+func (p pricer) UnitCost(provider, model string, units []llm.Quantity, u llm.Usage) (float64, bool) {
+	usd, ok := p.Cost(provider, model, u)
+	n, _ := llm.Find(units, llm.UnitDocument)
+	return usd + float64(n)/1000, ok
+}
+
 func (pricer) Cost(provider, model string, u llm.Usage) (float64, bool) {
 	if provider == "" {
 		return 0, false

@@ -99,7 +99,7 @@ func TestConfigAliasesAndCombosAreReadOnly(t *testing.T) {
 	// Besides the configured state: the provider types this build can
 	// build and the known services a provider can be added for by id.
 	for _, want := range []string{`"id":"declared/gpt-4o"`, `"source":"config"`, `"cfg-alias"`, `"cfg-combo"`,
-		`"providerTypes":["anthropic","gemini","ollama","openai","openai-compatible","openai-responses"]`,
+		`"providerTypes":["anthropic","cohere","gemini","jina","ollama","openai","openai-compatible","openai-responses","voyage"]`,
 		`{"id":"groq","type":"openai-compatible","baseUrl":"https://api.groq.com/openai/v1"}`} {
 		if !strings.Contains(string(cat.Body), want) {
 			t.Fatalf("catalog lacks %s: %s", want, cat.Body)

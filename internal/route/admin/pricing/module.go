@@ -9,5 +9,7 @@ func (s *Service) Module() feature.Module {
 		Name:    "pricing",
 		Package: "route/admin/pricing",
 		Routes:  func(mux feature.Mux) { s.Register(mux) },
+		// route_pricing.unit, unit_price: prices in a modality's own unit
+		Migrations: feature.Migrations{Route: []string{"20261215030100"}},
 	}
 }

@@ -1,5 +1,7 @@
 // Package pricing serves the price table under /api/pricing: the
-// built-in list prices and output limits of well-known models, the
+// built-in list prices (per million tokens, and for the modalities beyond
+// chat per their own unit: 1,000 rerank documents, a search unit …) and
+// output limits of well-known models, the
 // stored overrides (by model pattern), and the price one model resolves
 // to. The table itself is the routing state's, which prices usage and
 // budgets.
@@ -14,6 +16,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/admin"
+	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -59,13 +62,18 @@ type priceJSON struct {
 	CacheRead  float64 `json:"cache_read"`
 	CacheWrite float64 `json:"cache_write"`
 	MaxOutput  int     `json:"max_output,omitempty"`
-	Source     string  `json:"source"`
-	Model      string  `json:"model,omitempty"`
+	// Unit and UnitPrice price a modality beyond chat in its own unit:
+	// UnitPrice USD per UnitPer units (PerUnit names it).
+	Unit      string  `json:"unit,omitempty"`
+	UnitPrice float64 `json:"unit_price,omitempty"`
+	UnitPer   int64   `json:"unit_per,omitempty"`
+	Source    string  `json:"source"`
+	Model     string  `json:"model,omitempty"`
 }
 
 func toPriceJSON(e routing.PriceEntry) priceJSON {
 	return priceJSON{Pattern: e.Pattern, Input: e.Input, Output: e.Output, CacheRead: e.CacheRead, CacheWrite: e.CacheWrite,
-		MaxOutput: e.MaxOutput, Source: e.Source}
+		MaxOutput: e.MaxOutput, Unit: e.Unit, UnitPrice: e.UnitPrice, UnitPer: llm.Unit(e.Unit).Per(), Source: e.Source}
 }
 
 func (s *Service) getPricing(w http.ResponseWriter, r *http.Request) error {
@@ -99,8 +107,22 @@ func (s *Service) getPricing(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	sort.SliceStable(list, func(i, j int) bool { return list[i].Pattern < list[j].Pattern })
-	httpx.WriteJSON(w, http.StatusOK, map[string]any{"pricing": list, "unit": "USD per 1M tokens"})
+	units := map[string]int64{}
+	for _, u := range llm.Units() {
+		units[string(u)] = u.Per()
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]any{"pricing": list, "unit": "USD per 1M tokens",
+		"units": units}) // unit_price is USD per units[unit] of the unit
 	return nil
+}
+
+// unitNames lists the units a price may be given in.
+func unitNames() string {
+	var names []string
+	for _, u := range llm.Units() {
+		names = append(names, string(u))
+	}
+	return strings.Join(names, ", ")
 }
 
 type priceBody struct {
@@ -111,6 +133,8 @@ type priceBody struct {
 	CacheRead  *float64 `json:"cache_read"`
 	CacheWrite *float64 `json:"cache_write"`
 	MaxOutput  *int     `json:"max_output"`
+	Unit       string   `json:"unit"`
+	UnitPrice  *float64 `json:"unit_price"`
 }
 
 func (s *Service) putPricing(w http.ResponseWriter, r *http.Request) error {
@@ -125,10 +149,29 @@ func (s *Service) putPricing(w http.ResponseWriter, r *http.Request) error {
 	if err := admin.CheckPattern(pattern, "pattern"); err != nil {
 		return err
 	}
+	if b.Unit != "" && llm.Unit(b.Unit).Per() == 0 {
+		return httpx.BadRequest(`"unit" must be one of %s`, unitNames())
+	}
+	if (b.Unit == "") != (b.UnitPrice == nil) {
+		return httpx.BadRequest(`"unit" and "unit_price" (USD per the unit's scale, GET /api/pricing "units") go together`)
+	}
+	if b.Unit != "" {
+		// A model priced in a unit of its own may have no token prices.
+		zero := 0.0
+		if b.Input == nil {
+			b.Input = &zero
+		}
+		if b.Output == nil {
+			b.Output = &zero
+		}
+	}
 	if b.Input == nil || b.Output == nil {
 		return httpx.BadRequest(`"input" and "output" (USD per million tokens) are required`)
 	}
-	p := store.Price{Pattern: pattern, Input: *b.Input, Output: *b.Output}
+	p := store.Price{Pattern: pattern, Input: *b.Input, Output: *b.Output, Unit: b.Unit}
+	if b.UnitPrice != nil {
+		p.UnitPrice = *b.UnitPrice
+	}
 	if b.CacheRead != nil {
 		p.CacheRead = *b.CacheRead
 	}
@@ -145,6 +188,9 @@ func (s *Service) putPricing(w http.ResponseWriter, r *http.Request) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1e6 {
 			return httpx.BadRequest("%q must be a price between 0 and 1000000 USD per million tokens", name)
 		}
+	}
+	if v := p.UnitPrice; math.IsNaN(v) || math.IsInf(v, 0) || v < 0 || v > 1e6 {
+		return httpx.BadRequest(`"unit_price" must be a price between 0 and 1000000 USD`)
 	}
 	if err := s.store.SetPrice(r.Context(), p); err != nil {
 		return admin.StoreError(err)

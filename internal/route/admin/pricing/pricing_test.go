@@ -50,6 +50,29 @@ func TestPricing(t *testing.T) {
 	}
 }
 
+// A modality beyond chat is priced in its own unit, per the unit's
+// scale, which the list names.
+func TestUnitPrices(t *testing.T) {
+	e := newEnv(t, nil)
+	e.Login()
+	v := e.Want(http.StatusOK, "GET", "/api/pricing?model=cohere/rerank-v3.5", nil).Object(t)
+	if v["unit"] != "search_unit" || v["unit_price"] != 0.002 || v["unit_per"] != 1.0 {
+		t.Fatalf("built-in rerank price = %v", v)
+	}
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "my-reranker", "unit": "document", "unit_price": 0.5})
+	v = e.Want(http.StatusOK, "GET", "/api/pricing?model=x/my-reranker", nil).Object(t)
+	if v["unit"] != "document" || v["unit_price"] != 0.5 || v["unit_per"] != 1000.0 || v["input"] != 0.0 || v["source"] != "override" {
+		t.Fatalf("unit price override = %v", v)
+	}
+	all := e.Want(http.StatusOK, "GET", "/api/pricing", nil).Object(t)
+	if u, _ := all["units"].(map[string]any); u["document"] != 1000.0 || u["image"] != 1.0 {
+		t.Fatalf("units = %v", all["units"])
+	}
+	e.WantError(http.StatusBadRequest, "PUT", "/api/pricing", map[string]any{"pattern": "x", "unit": "parsec", "unit_price": 1})
+	e.WantError(http.StatusBadRequest, "PUT", "/api/pricing", map[string]any{"pattern": "x", "unit": "document"})
+	e.WantError(http.StatusBadRequest, "PUT", "/api/pricing", map[string]any{"pattern": "x", "unit": "document", "unit_price": -1})
+}
+
 func TestBadInputIs4xx(t *testing.T) {
 	e := newEnv(t, nil)
 	e.Login()

@@ -101,7 +101,7 @@ func (s *Service) Register(mux admin.Mux) {
 }
 
 // Model kinds.
-var modelKinds = []string{"chat", "embedding", "image"}
+var modelKinds = provider.Kinds()
 
 func compatibleURL(id string) string { return provider.Compatible[id] }
 

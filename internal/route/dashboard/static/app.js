@@ -629,11 +629,20 @@ function startTail(el, filt) {
   es.addEventListener('usage', ev => {
     const r = JSON.parse(ev.data);
     status.textContent = 'New requests appear here as they are recorded.';
-    list.prepend(h('li', {}, `${fmtTime(r.time)} · ${r.model} → ${r.provider || '—'} · ${r.status} · ${(r.inputTokens || 0) + (r.outputTokens || 0)} tokens · ${r.latencyMs} ms`));
+    list.prepend(h('li', {}, `${fmtTime(r.time)} · ${r.model} → ${r.provider || '—'} · ${r.status} · ${usageOf(r)} · ${r.latencyMs} ms`));
     while (list.children.length > 20) list.lastChild.remove();
   });
   es.addEventListener('error', () => { status.textContent = 'Live tail reconnecting…'; });
   leave = () => es.close();
+}
+
+// usageOf says what a request used: its tokens, and for a modality
+// beyond chat (rerank, moderation …) its amount in its own unit.
+function usageOf(r) {
+  const tokens = `${(r.inputTokens || 0) + (r.outputTokens || 0)} tokens`;
+  if (!r.modality) return tokens;
+  const unit = r.unit ? `${r.quantity || 0} ${r.unit.replace('_', ' ')}${r.quantity === 1 ? '' : 's'}` : '';
+  return [r.modality, unit, r.inputTokens ? tokens : ''].filter(Boolean).join(' · ');
 }
 
 async function logPage(el, q, cursor) {
@@ -645,7 +654,7 @@ async function logPage(el, q, cursor) {
   const detail = h('div', { id: 'log-detail' });
   const rows = table([
     ['Time', r => fmtTime(r.time)], ['Model', r => r.model], ['Provider', r => r.provider],
-    ['Status', r => h('span', { class: r.status >= 400 ? 'bad' : '' }, String(r.status))], ['Tokens', r => (r.inputTokens || 0) + (r.outputTokens || 0)],
+    ['Status', r => h('span', { class: r.status >= 400 ? 'bad' : '' }, String(r.status))], ['Usage', usageOf],
     ['Latency', r => `${r.latencyMs ?? ''} ms`], ['Cost', r => `$${(r.costUsd ?? 0).toFixed(6)}`],
     ['', r => h('button', { type: 'button', class: 'secondary', onclick: () => detail.replaceChildren(h('h2', {}, 'Attempts'), attemptTable(r.attemptList || [])) }, 'Attempts'), 'actions'],
   ], recs, 'No requests in this period: send one from the Playground or a client.');

@@ -129,3 +129,30 @@ func (c *Client) Embed(ctx context.Context, model string, inputs []string, dimen
 	}
 	return vecs, llm.Usage{InputTokens: out.Usage.PromptTokens}, nil
 }
+
+// Moderate classifies inputs with POST {base}/moderations: one string
+// when the client sent one, else an array of strings, or of parts when
+// an input is an image.
+func (c *Client) Moderate(ctx context.Context, model string, r *llm.ModerationRequest) (*llm.ModerationResponse, error) {
+	body, err := json.Marshal(ModerationRequest{Model: model, Input: ModerationInput(r)})
+	if err != nil {
+		return nil, err
+	}
+	req, err := c.post(ctx, "/moderations", body)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := adapter.Do(c.Conn(), req)
+	if err != nil {
+		return nil, err
+	}
+	var out ModerationResponse
+	if err := json.Unmarshal(raw, &out); err != nil || len(out.Results) != len(r.Inputs) {
+		return nil, upstreamhttp.Unreadable(c.Provider, &llm.Error{Status: http.StatusBadGateway, Message: "not the verdicts asked for"})
+	}
+	res := &llm.ModerationResponse{ID: out.ID, Model: out.Model, Results: make([]llm.ModerationResult, len(out.Results))}
+	for i, v := range out.Results {
+		res.Results[i] = llm.ModerationResult{Flagged: v.Flagged, Categories: v.Categories, Scores: v.CategoryScores, InputTypes: v.CategoryAppliedInputTypes}
+	}
+	return res, nil
+}

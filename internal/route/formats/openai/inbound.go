@@ -315,3 +315,58 @@ func decodeURL(u string) (*llm.Media, error) {
 	}
 	return &llm.Media{MIMEType: strings.TrimSuffix(meta, ";base64"), Data: b}, nil
 }
+
+// MaxModerationInputs bounds the inputs of one moderation request.
+const MaxModerationInputs = 256
+
+// DecodeModerationRequest validates a client's moderation request: its
+// model ("" when it named none) and inputs (a string, an array of
+// strings, or an array of text and image_url parts).
+func DecodeModerationRequest(body []byte) (string, *llm.ModerationRequest, error) {
+	var in struct {
+		Model string          `json:"model"`
+		Input json.RawMessage `json:"input"`
+	}
+	if err := json.Unmarshal(body, &in); err != nil {
+		return "", nil, invalid("request body is not a valid moderation request: %v", err)
+	}
+	if len(in.Input) == 0 || string(in.Input) == "null" {
+		return "", nil, invalid(`"input" is required: a string or an array`)
+	}
+	req := &llm.ModerationRequest{}
+	var one string
+	if json.Unmarshal(in.Input, &one) == nil {
+		req.Inputs, req.Single = []llm.ModerationInput{{Text: one}}, true
+		return in.Model, req, nil
+	}
+	var items []json.RawMessage
+	if err := json.Unmarshal(in.Input, &items); err != nil {
+		return "", nil, invalid(`"input" must be a string or an array of strings or parts`)
+	}
+	if len(items) == 0 {
+		return "", nil, invalid(`"input" may not be an empty array`)
+	}
+	if len(items) > MaxModerationInputs {
+		return "", nil, invalid(`"input" has %d items; at most %d are classified in one request`, len(items), MaxModerationInputs)
+	}
+	for i, raw := range items {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			req.Inputs = append(req.Inputs, llm.ModerationInput{Text: s})
+			continue
+		}
+		var p ModerationPart
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return "", nil, invalid(`input[%d] must be a string or a part`, i)
+		}
+		switch {
+		case p.Type == "text":
+			req.Inputs = append(req.Inputs, llm.ModerationInput{Text: p.Text})
+		case p.Type == "image_url" && p.ImageURL != nil && p.ImageURL.URL != "":
+			req.Inputs = append(req.Inputs, llm.ModerationInput{ImageURL: p.ImageURL.URL})
+		default:
+			return "", nil, invalid(`input[%d] must be a "text" part or an "image_url" part with a url`, i)
+		}
+	}
+	return in.Model, req, nil
+}

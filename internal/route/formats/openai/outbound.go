@@ -253,3 +253,32 @@ func DecodeError(status int, header http.Header, body []byte) *llm.Error {
 func WithNative(ctx context.Context) context.Context {
 	return llm.WithDialect(ctx, llm.DialectOpenAI)
 }
+
+// ModerationInput is the input of a moderation request as OpenAI takes
+// it: the one string, an array of strings, or an array of parts when an
+// input is an image.
+func ModerationInput(r *llm.ModerationRequest) any {
+	images := false
+	for _, in := range r.Inputs {
+		images = images || in.ImageURL != ""
+	}
+	if !images {
+		if r.Single && len(r.Inputs) == 1 {
+			return r.Inputs[0].Text
+		}
+		texts := make([]string, len(r.Inputs))
+		for i, in := range r.Inputs {
+			texts[i] = in.Text
+		}
+		return texts
+	}
+	parts := make([]ModerationPart, len(r.Inputs))
+	for i, in := range r.Inputs {
+		if in.ImageURL != "" {
+			parts[i] = ModerationPart{Type: "image_url", ImageURL: &ModerationURL{URL: in.ImageURL}}
+		} else {
+			parts[i] = ModerationPart{Type: "text", Text: in.Text}
+		}
+	}
+	return parts
+}

@@ -93,3 +93,24 @@ func EncodeError(e *llm.Error) (int, []byte) {
 	b, _ := json.Marshal(ErrorBody{Error: d})
 	return status, b
 }
+
+// EncodeModerationResponse renders verdicts as OpenAI answers them,
+// named after the model the client asked for (or the upstream's name
+// when it asked for none).
+func EncodeModerationResponse(model string, r *llm.ModerationResponse) ([]byte, error) {
+	if model == "" {
+		model = r.Model
+	}
+	out := ModerationResponse{ID: r.ID, Model: model, Results: make([]ModerationResult, len(r.Results))}
+	for i, v := range r.Results {
+		out.Results[i] = ModerationResult{Flagged: v.Flagged, Categories: v.Categories, CategoryScores: v.Scores,
+			CategoryAppliedInputTypes: v.InputTypes}
+		if out.Results[i].Categories == nil {
+			out.Results[i].Categories = map[string]bool{}
+		}
+		if out.Results[i].CategoryScores == nil {
+			out.Results[i].CategoryScores = map[string]float64{}
+		}
+	}
+	return json.Marshal(out)
+}

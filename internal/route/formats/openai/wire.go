@@ -167,6 +167,41 @@ type ErrorDetail struct {
 	Code    *string `json:"code"`
 }
 
+// ModerationRequest is the body of POST /v1/moderations: input is a
+// string, an array of strings, or an array of parts ({"type":"text",
+// "text"} or {"type":"image_url","image_url":{"url"}}).
+type ModerationRequest struct {
+	Model string `json:"model,omitempty"`
+	Input any    `json:"input"`
+}
+
+// ModerationPart is one part of a multimodal moderation input.
+type ModerationPart struct {
+	Type     string         `json:"type"`
+	Text     string         `json:"text,omitempty"`
+	ImageURL *ModerationURL `json:"image_url,omitempty"`
+}
+
+// ModerationURL is an image part's URL.
+type ModerationURL struct {
+	URL string `json:"url"`
+}
+
+// ModerationResponse is the answer of POST /v1/moderations.
+type ModerationResponse struct {
+	ID      string             `json:"id"`
+	Model   string             `json:"model"`
+	Results []ModerationResult `json:"results"`
+}
+
+// ModerationResult is the verdict on one input.
+type ModerationResult struct {
+	Flagged                   bool                `json:"flagged"`
+	Categories                map[string]bool     `json:"categories"`
+	CategoryScores            map[string]float64  `json:"category_scores"`
+	CategoryAppliedInputTypes map[string][]string `json:"category_applied_input_types,omitempty"`
+}
+
 // EmbeddingRequest is the body of POST /v1/embeddings.
 type EmbeddingRequest struct {
 	Model          string          `json:"model"`

@@ -40,6 +40,12 @@ type UsageRecord struct {
 	Idempotent       bool      `json:"idempotent"`
 	Stream           bool      `json:"stream"`
 	Session          string    `json:"sessionId,omitempty"`
+	// Modality, Unit and Quantity describe a call of a modality beyond
+	// chat (rerank, moderation …): what it did and how much of its own
+	// unit it used (documents, inputs …); "" and 0 for chat.
+	Modality string `json:"modality,omitempty"`
+	Unit     string `json:"unit,omitempty"`
+	Quantity int64  `json:"quantity,omitempty"`
 }
 
 // UsageFilter selects usage records; zero fields select everything.
@@ -93,9 +99,9 @@ func (f UsageFilter) whereAt(at string) (string, []any) {
 
 const usageColumns = `at, key_id, endpoint, model, provider, connection, target_model, input_tokens, output_tokens,
 	cache_read_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status,
-	error_type, error_message, attempts, attempts_json, cache, idempotent, stream, session`
+	error_type, error_message, attempts, attempts_json, cache, idempotent, stream, session, modality, unit, quantity`
 
-// usageRowsPerInsert bounds the rows of one INSERT: 25 columns × 1000 rows
+// usageRowsPerInsert bounds the rows of one INSERT: 28 columns × 1000 rows
 // stays under SQLite's (32766) and PostgreSQL's (65535) placeholder
 // limits, and holds a whole batch of the usage writer (500).
 const usageRowsPerInsert = 1000
@@ -174,6 +180,9 @@ var usageCols = []usageCol{
 	boolCol("idempotent", func(r *UsageRecord) bool { return r.Idempotent }),
 	boolCol("stream", func(r *UsageRecord) bool { return r.Stream }),
 	textCol("session", func(r *UsageRecord) string { return r.Session }),
+	textCol("modality", func(r *UsageRecord) string { return r.Modality }),
+	textCol("unit", func(r *UsageRecord) string { return r.Unit }),
+	intCol("quantity", func(r *UsageRecord) int64 { return r.Quantity }),
 }
 
 // insertUsage is the INSERT of recs, with its arguments. A column that
@@ -264,7 +273,7 @@ func (s *Table) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int)
 		err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Endpoint, &r.Model, &r.Provider, &r.Connection, &r.TargetModel,
 			&r.InputTokens, &r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens, &r.Estimated,
 			&r.CostUSD, &r.LatencyMS, &r.TTFTMS, &r.Status, &r.ErrorType, &r.ErrorMessage, &r.Attempts, &r.AttemptsJSON,
-			&r.Cache, &r.Idempotent, &r.Stream, &r.Session)
+			&r.Cache, &r.Idempotent, &r.Stream, &r.Session, &r.Modality, &r.Unit, &r.Quantity)
 		r.At = fromMS(at)
 		return r, err
 	})
