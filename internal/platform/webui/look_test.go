@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omniedge/omni/internal/platform/testenv/browser"
 	"github.com/omniedge/omni/internal/platform/webui"
@@ -203,5 +204,51 @@ func TestHelpers(t *testing.T) {
 	}
 	if strings.Contains(got["h"], "<b>") {
 		t.Error("h() parsed HTML from a string")
+	}
+}
+
+// theme.js always sets data-theme: the system's while the user has
+// picked none (following it when it changes, without a reload), the
+// user's pick once made (no longer following the system).
+func TestThemeFollowsTheSystemUntilPicked(t *testing.T) {
+	srv := lookServer(t)
+	p := browser.New(t).Page(t, 1280, 800)
+	// theme waits a moment for want (the media change reaches the page
+	// as an event) and returns what the page shows.
+	theme := func(want string) string {
+		var got string
+		for i := 0; i < 50; i++ {
+			got = browser.Eval[string](p, `document.documentElement.dataset.theme + " " + getComputedStyle(document.body).backgroundColor`)
+			if got == want {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return got
+	}
+	p.ColorScheme("dark")
+	p.Navigate(srv.URL + "/empty")
+	p.WaitText("main h1", "Empty states")
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Fatalf("system dark: %q", got)
+	}
+	p.ColorScheme("light")
+	if got := theme("light rgb(245, 246, 248)"); got != "light rgb(245, 246, 248)" {
+		t.Errorf("after the system turned light: %q", got)
+	}
+	if got := browser.Eval[string](p, `document.querySelector(".theme-toggle").getAttribute("aria-label")`); got != "Switch to dark theme" {
+		t.Errorf("toggle label after the system changed: %q", got)
+	}
+	p.Click(".theme-toggle") // picks dark
+	p.ColorScheme("dark")
+	p.ColorScheme("light")
+	time.Sleep(200 * time.Millisecond) // a change event would have come by now
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Errorf("a picked theme followed the system: %q", got)
+	}
+	p.Navigate(srv.URL + "/empty")
+	p.WaitText("main h1", "Empty states")
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Errorf("the pick was not kept over a reload: %q", got)
 	}
 }

@@ -269,10 +269,9 @@ export function theme() {
   return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
 }
 
-/** setTheme("light"|"dark"|"") applies and remembers the theme ("" follows the system). */
+/** setTheme("light"|"dark"|"") applies and remembers the theme ("" follows the system, as theme.js does). */
 export function setTheme(t) {
-  if (t) document.documentElement.dataset.theme = t;
-  else delete document.documentElement.dataset.theme;
+  document.documentElement.dataset.theme = t || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
   try { t ? localStorage.setItem(THEME_KEY, t) : localStorage.removeItem(THEME_KEY); } catch { /* storage off */ }
   document.dispatchEvent(new CustomEvent("themechange", { detail: theme() }));
 }
@@ -287,7 +286,7 @@ export function themeToggle() {
     b.title = `Switch to ${next} theme`;
   };
   b.addEventListener("click", () => { setTheme(theme() === "dark" ? "light" : "dark"); label(); });
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", label);
+  document.addEventListener("themechange", label); // theme.js following the system
   label();
   return b;
 }
