@@ -80,7 +80,7 @@ function cacheCard(cache, draw) {
       stat("Memory", formatBytes(c.memoryBytes ?? 0)),
       stat("Stored", formatNumber(c.dbSize ?? 0)),
       stat("Hit rate", `${Math.round((c.hitRate || 0) * 100)}% (${c.hits ?? 0} / ${(c.hits ?? 0) + (c.misses ?? 0)})`),
-      stat("TTL", formatDuration(c.ttlMs)),
+      stat("TTL", c.ttlMs >= 3600e3 && c.ttlMs % 3600e3 === 0 ? `${c.ttlMs / 3600e3} h` : formatDuration(c.ttlMs)),
       stat("Tier", c.tier || "—"),
       h("div", { class: "stat", id: "idempotency-stats" }, h("div", { class: "stat-label" }, "Idempotency keys"), h("div", { class: "stat-value" }, formatNumber(i.activeKeys ?? 0)),
         h("div", { class: "hint" }, `window ${formatDuration(i.windowMs)}`))),

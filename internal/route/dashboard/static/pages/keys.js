@@ -39,11 +39,11 @@ export default async function keysPage() {
     const data = await call("GET", "/api/keys");
     const rows = (data.keys || data || []).filter(k => k.kind !== "registered");
     clear(list, table([
-      { label: "Name", value: k => h("strong", null, k.name) },
+      { label: "Name", value: k => [h("strong", null, k.name), (k.scopes || []).includes("issue") ? [" ", h("span", { class: "badge info", title: "May issue registered keys" }, "issuer")] : null] },
       { label: "Prefix", value: k => h("code", null, k.prefix) },
-      { label: "Allowed models", class: "wrap", value: k => (k.allowed_models || []).join(", ") || "all" },
+      { label: "Allowed models", value: k => (k.allowed_models || []).join(", ") || "all" },
       { label: "Limits", value: k => LIMITS.filter(n => k[n]).map(n => `${n.toUpperCase()} ${k[n]}`).join(" · ") || "none" },
-      { label: "Created", value: k => formatTime(k.created_at) },
+      { label: "Created", value: k => h("span", { title: formatTime(k.created_at) }, formatAgo(k.created_at)) },
       { label: "Last used", value: k => formatAgo(k.last_used_at) },
       { label: "", class: "actions", value: k => keyActions(k, load, limitsOut) },
     ], rows, { caption: "Gateway keys", empty: empty("No keys yet", "Create one above and give it to a client: it calls the gateway with Authorization: Bearer <key>.") }));
@@ -152,7 +152,7 @@ async function registeredSection() {
 }
 
 const QUOTAS = [
-  ["maxKeysPerAccount", "Keys per account", "Live keys one provider account may hold; 0: no limit."],
+  ["maxKeysPerAccount", "Keys per account", "Live keys one issuer may hold for one provider account; 0: no limit."],
   ["maxKeysPerIssuer", "Keys per issuer", "Live keys one issuing key may hold; 0: no limit."],
   ["issuesPerMinute", "Issues per minute", "How fast one issuer may issue; 0: no limit."],
 ];
@@ -180,6 +180,7 @@ function quotaCheck() {
   const out = h("div", { id: "quota-result", role: "status" });
   const check = h("button", { type: "submit" }, "Check");
   const f = h("form", { id: "quota-check" }, h("h3", null, "Check an account's quota"),
+    h("p", { class: "muted" }, "Counts the live keys this login issued for the account, as /v1/quotas/check answers an issuer."),
     h("div", { class: "inline-form" },
       field("Provider", input({ name: "provider", placeholder: "openai" })),
       field("Account", input({ name: "accountId", placeholder: "acct-123" })), check), fb, out);

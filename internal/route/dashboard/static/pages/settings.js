@@ -50,9 +50,9 @@ function retentionCard(ret) {
   if (!ret) return card("Usage retention", empty("Not available", "Usage records are not stored by this gateway."));
   const fb = feedback();
   const save = h("button", { type: "submit", class: "primary" }, "Save retention");
-  const form = h("form", { id: "retention-form", class: "inline-form" },
-    field("Keep usage records for (days)", input({ name: "days", id: "retention-days", type: "number", min: 1, value: String(ret.days) }), "Older records are deleted; the hourly sums go with them."),
-    save);
+  const form = h("form", { id: "retention-form" },
+    h("div", { class: "form-row" }, field("Keep usage records for (days)", input({ name: "days", id: "retention-days", type: "number", min: 1, value: String(ret.days) }), "Older records are deleted; the hourly sums go with them.")),
+    h("div", { class: "form-actions" }, save));
   form.addEventListener("submit", ev => {
     ev.preventDefault();
     act(fb, save, async () => {
