@@ -100,6 +100,12 @@ func TestCrossOriginWritesRefused(t *testing.T) {
 	e.WantError(http.StatusForbidden, "POST", "/api/resilience/reset", map[string]any{}, "Origin", "null")
 	e.WantError(http.StatusUnsupportedMediaType, "POST", "/api/keys", `{"name":"stolen"}`, "Content-Type", "text/plain")
 	e.WantError(http.StatusForbidden, "DELETE", "/api/providers/x", nil, "Origin", "http://evil.example")
+	// The writes the dashboard's newer pages make: editing a combo,
+	// revoking a registered key, the registered-key quotas.
+	e.WantError(http.StatusForbidden, "PUT", "/api/combos/x", map[string]any{"strategy": "weighted"}, "Origin", "http://evil.example")
+	e.WantError(http.StatusForbidden, "DELETE", "/api/v1/registered-keys/x", nil, "Sec-Fetch-Site", "cross-site")
+	e.WantError(http.StatusForbidden, "PUT", "/api/settings/registered-keys", map[string]any{"maxKeysPerAccount": 0}, "Origin", "http://evil.example")
+	e.WantError(http.StatusUnsupportedMediaType, "PUT", "/api/combos/x", `{"strategy":"weighted"}`, "Content-Type", "text/plain")
 	if keys := e.Want(http.StatusOK, "GET", "/api/keys", nil).Body; strings.Contains(string(keys), "stolen") {
 		t.Fatalf("a cross-origin write made a key: %s", keys)
 	}

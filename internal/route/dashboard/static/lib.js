@@ -2,10 +2,13 @@
 // (/dashboard/ui/ui.js): the management API call that sends the user back
 // to the login form when the session ends, feedback next to an action,
 // small formatters. No inline script or style; data only through text.
-import { api, h, clear, busy, table, empty } from "/dashboard/ui/ui.js";
+import { api, h, clear, busy, table as uiTable, empty } from "/dashboard/ui/ui.js";
 
 export const BASE = "/dashboard";
 export const enc = encodeURIComponent;
+
+/** table is ui.js table() whose rows become labelled cards on a phone. */
+export const table = (columns, rows, opts = {}) => uiTable(columns, rows, { ...opts, stack: true });
 
 /** state is kept in memory only (never in storage) until the page is reloaded. */
 export const state = {

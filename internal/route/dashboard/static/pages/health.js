@@ -1,8 +1,8 @@
 // Health: monitoring health, provider breakers with reset (one or all:
 // cooldowns and lockouts too), connection cooldowns, model lockouts, the
 // response cache and idempotency with their stats and clear.
-import { h, clear, table, empty, confirmDialog, formatTime, formatNumber, formatBytes, formatDuration } from "/dashboard/ui/ui.js";
-import { call, act, feedback, ok, card, head, stat } from "../lib.js";
+import { h, clear, empty, confirmDialog, formatTime, formatNumber, formatBytes, formatDuration } from "/dashboard/ui/ui.js";
+import { call, act, feedback, ok, card, head, stat, table } from "../lib.js";
 
 export default async function healthPage() {
   const root = h("div", { id: "health" });

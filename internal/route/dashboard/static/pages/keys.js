@@ -1,8 +1,8 @@
 // Keys: gateway keys (created with the raw key shown once, policy,
 // RPM/RPD/TPM/TPD, budgets with their current windows, revoke) and the
 // registered keys other systems issue, with their quotas.
-import { h, clear, field, table, empty, secretBox, confirmDialog, formatTime, formatAgo } from "/dashboard/ui/ui.js";
-import { call, act, feedback, ok, values, csv, input, card, head, kv, state, enc } from "../lib.js";
+import { h, clear, field, empty, secretBox, confirmDialog, formatTime, formatAgo } from "/dashboard/ui/ui.js";
+import { call, act, feedback, ok, values, csv, input, card, head, kv, state, enc, table } from "../lib.js";
 
 const LIMITS = ["rpm", "rpd", "tpm", "tpd"];
 

@@ -1,8 +1,8 @@
 // Providers: add one (from the catalog or custom), test it, list and hide
 // its models, edit its base URL or key, delete it. Keys are masked once
 // saved: the API never sends them back.
-import { h, clear, field, table, empty, confirmDialog } from "/dashboard/ui/ui.js";
-import { call, act, feedback, values, csv, input, select, card, head, enc } from "../lib.js";
+import { h, clear, field, empty, confirmDialog } from "/dashboard/ui/ui.js";
+import { call, act, feedback, values, csv, input, select, card, head, enc, table } from "../lib.js";
 
 export default async function providersPage() {
   const cat = await call("GET", "/api/models/catalog");

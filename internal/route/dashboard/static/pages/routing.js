@@ -1,8 +1,8 @@
 // Routing: aliases, combos (strategy, ordered targets with weights:
 // created and edited) and model→combo mappings, each with the targets it
 // resolves to now (the API's "resolved", from the live routing table).
-import { h, clear, field, table, empty, confirmDialog } from "/dashboard/ui/ui.js";
-import { call, act, feedback, values, input, select, card, head, resolvedList, enc } from "../lib.js";
+import { h, clear, field, empty, confirmDialog } from "/dashboard/ui/ui.js";
+import { call, act, feedback, values, input, select, card, head, resolvedList, enc, table } from "../lib.js";
 
 const STRATEGIES = ["priority", "weighted", "round-robin", "least-used", "cost-optimized", "latency"];
 

@@ -1,7 +1,7 @@
 // Settings: require-login, the password, usage retention, resilience
 // settings, backups (create, download, restore, delete, import).
-import { h, clear, field, table, empty, confirmDialog, formatTime, formatBytes } from "/dashboard/ui/ui.js";
-import { call, act, feedback, ok, values, input, card, head, BASE, enc } from "../lib.js";
+import { h, clear, field, empty, confirmDialog, formatTime, formatBytes } from "/dashboard/ui/ui.js";
+import { call, act, feedback, ok, values, input, card, head, BASE, enc, table } from "../lib.js";
 
 export default async function settingsPage() {
   const [rl, ret, res] = await Promise.all([

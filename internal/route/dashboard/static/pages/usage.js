@@ -2,8 +2,8 @@
 // provider, model or key (each row filters the page to it), latency
 // percentiles per provider, a live tail of new requests (server-sent
 // events) and the request log with paging and each request's attempts.
-import { h, clear, field, table, empty, chart, sse, navigate, formatTime, formatNumber } from "/dashboard/ui/ui.js";
-import { call, values, input, select, card, head, usd, stat, attempts } from "../lib.js";
+import { h, clear, field, empty, chart, sse, navigate, formatTime, formatNumber } from "/dashboard/ui/ui.js";
+import { call, values, input, select, card, head, usd, stat, attempts, table } from "../lib.js";
 
 const PERIODS = ["1h", "24h", "7d", "30d"];
 const BY = ["provider", "model", "key"];
