@@ -63,6 +63,10 @@ func TestSharedLookInABrowser(t *testing.T) {
 				p.CheckLayout(t)
 				p.Screenshot("components-" + scheme)
 
+				// A stacked table: a header on a desktop, labelled cards on a phone.
+				if got := browser.Eval[string](p, `getComputedStyle(document.querySelector("table.stack thead")).display + " " + getComputedStyle(document.querySelector("table.stack td"), "::before").content`); (size.w < 800) != (got == `none "Name"`) {
+					t.Errorf("stacked table at %d px: thead display and cell label %s", size.w, got)
+				}
 				// The nav: always there on a desktop, behind the menu button on a phone.
 				if size.w < 800 {
 					if browser.Eval[bool](p, `getComputedStyle(document.getElementById("nav")).display !== "none"`) {
@@ -172,6 +176,7 @@ func TestHelpers(t *testing.T) {
 		const t = m.table([{label: "N", key: "n"}, {label: "V", num: true, value: r => r.v * 2}], [{n: "<i>", v: 2}]);
 		out.table = t.outerHTML;
 		out.empty = m.table([{label: "N", key: "n"}], [], {empty: "Add one."}).outerHTML;
+		out.stack = m.table([{label: "N", key: "n"}, {label: "", value: () => "x"}], [{n: "a"}], {stack: true}).outerHTML;
 		try { await m.api("POST", "/api/fail", {name: ""}); out.api = "no error"; }
 		catch (e) { out.api = e.name + "|" + e.status + "|" + e.code + "|" + e.message; }
 		try { m.h("div", {style: "color:red"}); out.style = "allowed"; } catch (e) { out.style = "refused"; }
@@ -192,6 +197,7 @@ func TestHelpers(t *testing.T) {
 		"h":        `<p class="x" data-k="v">&lt;b&gt;not html&lt;/b&gt;3a<i>b</i></p>`,
 		"table":    `<div class="table-wrap"><table><thead><tr><th scope="col">N</th><th class="num" scope="col">V</th></tr></thead><tbody><tr><td>&lt;i&gt;</td><td class="num">4</td></tr></tbody></table></div>`,
 		"empty":    `<div class="empty"><p>Add one.</p></div>`,
+		"stack":    `<div class="table-wrap"><table class="stack"><thead><tr><th scope="col">N</th><th scope="col"></th></tr></thead><tbody><tr><td data-label="N"><div class="cell">a</div></td><td data-label=""><div class="cell">x</div></td></tr></tbody></table></div>`,
 		"api":      "ApiError|400|invalid_request|name: must not be empty",
 		"style":    "refused",
 		"shown":    `<div class="error" role="alert">boom</div>`,
