@@ -40,6 +40,9 @@ func TestEveryPageFits(t *testing.T) {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			p := b.Page(t, width, 800)
 			p.Navigate(e.Srv.URL + "/dashboard/")
+			p.WaitVisible("#login-form")
+			p.CheckLayout(t)
+			p.Screenshot("login")
 			p.SetValue("#login-password", admintest.Password)
 			p.Click("#login-submit")
 			p.WaitVisible(".topbar .theme-toggle")

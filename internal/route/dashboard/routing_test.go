@@ -1,6 +1,8 @@
 package dashboard_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,7 +21,28 @@ func TestRoutingAliasComboMapping(t *testing.T) {
 	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "fake", "type": "openai-compatible",
 		"base_url": up.URL, "api_key": upstreamSecret, "models": []string{"m1", "m2"}})
 
-	p := browser.New(t).Page(t, 1280, 900)
+	b := browser.New(t)
+	for _, width := range []int{390, 1280} {
+		t.Run(fmt.Sprint(width), func(t *testing.T) {
+			routingFlow(t, e, b.Page(t, width, 900))
+		})
+	}
+}
+
+// routingFlow is TestRoutingAliasComboMapping at one width, on a gateway
+// with provider fake (models m1 and m2) and nothing else in its routing.
+func routingFlow(t *testing.T, e *admintest.Env, p *browser.Page) {
+	for _, path := range []string{"/api/model-combo-mappings", "/api/models/alias"} { // a clean start
+		var list map[string][]map[string]any
+		decodeJSON(t, e.Want(http.StatusOK, "GET", path, nil).Body, &list)
+		for _, v := range list["mappings"] {
+			e.Want(http.StatusNoContent, "DELETE", path+"/"+v["id"].(string), nil)
+		}
+		for _, v := range list["aliases"] {
+			e.Want(http.StatusNoContent, "DELETE", path+"/"+v["name"].(string), nil)
+		}
+	}
+	e.Do("DELETE", "/api/combos/team", nil)
 	p.AllowStatus(http.StatusBadRequest, "/api/combos")
 	openLoggedIn(p, e, "routing")
 	p.WaitText("#aliases-list", "No aliases")
@@ -49,6 +72,8 @@ func TestRoutingAliasComboMapping(t *testing.T) {
 	// Edit it: weighted, m2 first, m1 with weight 3.
 	p.Click(`button[aria-label="Edit combo team"]`)
 	p.WaitText("#combo-form h3", "Edit combo team")
+	p.CheckLayout(t)
+	p.Screenshot("combo-edit")
 	if got := browser.Eval[string](p, `[...document.querySelectorAll("#combo-targets .target-model")].map(i => i.value).join(",") + " " + document.getElementById("combo-name").readOnly`); got != "fake/m1,fake/m2 true" {
 		t.Errorf("the editor opened with %q", got)
 	}
@@ -94,5 +119,12 @@ func TestRoutingAliasComboMapping(t *testing.T) {
 	// What the page shows is what the gateway does: gpt-4 goes to the combo.
 	if r := e.Do("POST", "/v1/chat/completions", admintest.Chat("gpt-4")); r.Status != http.StatusOK {
 		t.Fatalf("gpt-4 through the mapping = %d %s", r.Status, r.Body)
+	}
+}
+
+func decodeJSON(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", b, err)
 	}
 }

@@ -68,7 +68,7 @@ function combosSection(ctx) {
   const lfb = feedback();
   const open = c => {
     clear(editor, comboForm(ctx, c, () => clear(editor)));
-    editor.querySelector("input, select").focus();
+    editor.querySelector("input:not([readonly]), select").focus();
   };
   open(null);
   return card("Combos",
