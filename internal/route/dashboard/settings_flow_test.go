@@ -67,7 +67,10 @@ func TestSettingsLoginPasswordRetention(t *testing.T) {
 	p.WaitText("#password-form .error[role=alert]", "wrong")
 	p.SetValue("#password-form input[name=current_password]", admintest.Password)
 	p.Click("#password-form button[type=submit]")
-	p.WaitText("#login-form", "Password changed")
+	p.WaitVisible("#login-form .notice") // after a navigation: WaitVisible follows it
+	if got := p.Text("#login-form .notice"); !strings.Contains(got, "Password changed") {
+		t.Errorf("the login form after the change says %q", got)
+	}
 	p.Screenshot("password-changed")
 	p.AllowStatus(http.StatusUnauthorized, "/api/auth/login")
 	p.SetValue("#login-password", admintest.Password)

@@ -38,11 +38,14 @@ function screen(title, intro, form) {
   form.querySelector("input").focus();
 }
 
-// After setup or login the dashboard starts again where the user was.
+// After setup or login the dashboard starts where the user was, without
+// reloading the page.
 const restart = () => {
   const q = new URLSearchParams(location.search);
   q.delete("changed");
-  location.assign((location.pathname === BASE + "/" ? BASE + "/providers" : location.pathname) + (q.size ? `?${q}` : ""));
+  history.replaceState(null, "", (location.pathname === BASE + "/" ? BASE + "/providers" : location.pathname) + (q.size ? `?${q}` : ""));
+  document.body.replaceChildren();
+  boot();
 };
 
 function setupScreen() {
