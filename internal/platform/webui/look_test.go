@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/omniedge/omni/internal/platform/testenv/browser"
 	"github.com/omniedge/omni/internal/platform/webui"
@@ -62,6 +63,10 @@ func TestSharedLookInABrowser(t *testing.T) {
 				p.CheckLayout(t)
 				p.Screenshot("components-" + scheme)
 
+				// A stacked table: a header on a desktop, labelled cards on a phone.
+				if got := browser.Eval[string](p, `getComputedStyle(document.querySelector("table.stack thead")).display + " " + getComputedStyle(document.querySelector("table.stack td"), "::before").content`); (size.w < 800) != (got == `none "Name"`) {
+					t.Errorf("stacked table at %d px: thead display and cell label %s", size.w, got)
+				}
 				// The nav: always there on a desktop, behind the menu button on a phone.
 				if size.w < 800 {
 					if browser.Eval[bool](p, `getComputedStyle(document.getElementById("nav")).display !== "none"`) {
@@ -171,6 +176,7 @@ func TestHelpers(t *testing.T) {
 		const t = m.table([{label: "N", key: "n"}, {label: "V", num: true, value: r => r.v * 2}], [{n: "<i>", v: 2}]);
 		out.table = t.outerHTML;
 		out.empty = m.table([{label: "N", key: "n"}], [], {empty: "Add one."}).outerHTML;
+		out.stack = m.table([{label: "N", key: "n"}, {label: "", value: () => "x"}], [{n: "a"}], {stack: true}).outerHTML;
 		try { await m.api("POST", "/api/fail", {name: ""}); out.api = "no error"; }
 		catch (e) { out.api = e.name + "|" + e.status + "|" + e.code + "|" + e.message; }
 		try { m.h("div", {style: "color:red"}); out.style = "allowed"; } catch (e) { out.style = "refused"; }
@@ -191,6 +197,7 @@ func TestHelpers(t *testing.T) {
 		"h":        `<p class="x" data-k="v">&lt;b&gt;not html&lt;/b&gt;3a<i>b</i></p>`,
 		"table":    `<div class="table-wrap"><table><thead><tr><th scope="col">N</th><th class="num" scope="col">V</th></tr></thead><tbody><tr><td>&lt;i&gt;</td><td class="num">4</td></tr></tbody></table></div>`,
 		"empty":    `<div class="empty"><p>Add one.</p></div>`,
+		"stack":    `<div class="table-wrap"><table class="stack"><thead><tr><th scope="col">N</th><th scope="col"></th></tr></thead><tbody><tr><td data-label="N"><div class="cell">a</div></td><td data-label=""><div class="cell">x</div></td></tr></tbody></table></div>`,
 		"api":      "ApiError|400|invalid_request|name: must not be empty",
 		"style":    "refused",
 		"shown":    `<div class="error" role="alert">boom</div>`,
@@ -203,5 +210,51 @@ func TestHelpers(t *testing.T) {
 	}
 	if strings.Contains(got["h"], "<b>") {
 		t.Error("h() parsed HTML from a string")
+	}
+}
+
+// theme.js always sets data-theme: the system's while the user has
+// picked none (following it when it changes, without a reload), the
+// user's pick once made (no longer following the system).
+func TestThemeFollowsTheSystemUntilPicked(t *testing.T) {
+	srv := lookServer(t)
+	p := browser.New(t).Page(t, 1280, 800)
+	// theme waits a moment for want (the media change reaches the page
+	// as an event) and returns what the page shows.
+	theme := func(want string) string {
+		var got string
+		for i := 0; i < 50; i++ {
+			got = browser.Eval[string](p, `document.documentElement.dataset.theme + " " + getComputedStyle(document.body).backgroundColor`)
+			if got == want {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return got
+	}
+	p.ColorScheme("dark")
+	p.Navigate(srv.URL + "/empty")
+	p.WaitText("main h1", "Empty states")
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Fatalf("system dark: %q", got)
+	}
+	p.ColorScheme("light")
+	if got := theme("light rgb(245, 246, 248)"); got != "light rgb(245, 246, 248)" {
+		t.Errorf("after the system turned light: %q", got)
+	}
+	if got := browser.Eval[string](p, `document.querySelector(".theme-toggle").getAttribute("aria-label")`); got != "Switch to dark theme" {
+		t.Errorf("toggle label after the system changed: %q", got)
+	}
+	p.Click(".theme-toggle") // picks dark
+	p.ColorScheme("dark")
+	p.ColorScheme("light")
+	time.Sleep(200 * time.Millisecond) // a change event would have come by now
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Errorf("a picked theme followed the system: %q", got)
+	}
+	p.Navigate(srv.URL + "/empty")
+	p.WaitText("main h1", "Empty states")
+	if got := theme("dark rgb(17, 20, 24)"); got != "dark rgb(17, 20, 24)" {
+		t.Errorf("the pick was not kept over a reload: %q", got)
 	}
 }

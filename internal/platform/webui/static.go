@@ -12,7 +12,8 @@ var static embed.FS
 // product's own prefix (for example "/dashboard/ui/") with NoIndex:
 //
 //	base.css              the layout, components and light/dark themes
-//	theme.js              a classic script for <head>: applies the saved theme before the first paint
+//	theme.js              a classic script for <head>: sets data-theme before the first paint (the
+//	                      saved pick, else the system's, followed while nothing is picked)
 //	ui.js                 an ES module of small helpers (api, h, table, route, chart, sse, …)
 //	favicon.svg           the icon
 //	vendor/uPlot.*        the time-series chart library (MIT, see vendor/uPlot.LICENSE)

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/testenv/browser"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
 )
 
@@ -124,4 +126,18 @@ func (u *upstream) serve(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(u.pause)
 	}
 	fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":6,\"total_tokens\":9}}\n\ndata: [DONE]\n\n", body.Model)
+}
+
+// openLoggedIn opens the dashboard's page at path (below /dashboard/) and
+// logs in with the test password.
+func openLoggedIn(p *browser.Page, e *admintest.Env, path string) {
+	p.Navigate(e.Srv.URL + "/dashboard/" + path)
+	p.SetValue("#login-password", admintest.Password)
+	p.Click("#login-submit")
+	p.WaitVisible(".topbar .theme-toggle")
+}
+
+// texts is the visible text of every element matching sel, joined by "|".
+func texts(p *browser.Page, sel string) string {
+	return browser.Eval[string](p, `[...document.querySelectorAll(`+strconv.Quote(sel)+`)].map(e => e.innerText.trim()).join("|")`)
 }

@@ -17,7 +17,7 @@ func TestKeyPolicyAndBudget(t *testing.T) {
 	id := e.Want(http.StatusCreated, "POST", "/api/keys", map[string]any{"name": "ci"}).Object(t)["id"].(string)
 
 	p := browser.New(t).Page(t, 1280, 900)
-	p.Navigate(e.Srv.URL + "/dashboard/#/keys")
+	p.Navigate(e.Srv.URL + "/dashboard/keys")
 	p.SetValue("#login-password", admintest.Password)
 	p.Click("#login-submit")
 	p.Click("#nav-keys")

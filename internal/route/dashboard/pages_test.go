@@ -14,10 +14,10 @@ import (
 var pages = []struct{ name, ready string }{
 	{"providers", "#providers-list table"},
 	{"keys", "#keys-list table"},
-	{"routing", "#combo-form"},
+	{"routing", "#combos-list table"},
 	{"playground", "#pg-form"},
 	{"usage", "#usage-logs table"},
-	{"health", "#breakers"},
+	{"health", "#breakers .empty"},
 	{"settings", "#resilience-form"},
 }
 
@@ -40,23 +40,33 @@ func TestEveryPageFits(t *testing.T) {
 		t.Run(fmt.Sprint(width), func(t *testing.T) {
 			p := b.Page(t, width, 800)
 			p.Navigate(e.Srv.URL + "/dashboard/")
+			p.WaitVisible("#login-form")
+			p.CheckLayout(t)
+			p.Screenshot("login")
 			p.SetValue("#login-password", admintest.Password)
 			p.Click("#login-submit")
-			p.WaitVisible("#nav-providers")
-			for _, pg := range pages {
-				p.Navigate(e.Srv.URL + "/dashboard/#/" + pg.name)
-				p.WaitVisible(pg.ready)
-				p.CheckLayout(t)
-				p.Screenshot(pg.name)
+			p.WaitVisible(".topbar .theme-toggle")
+			// Both themes: the system's light, then its dark (theme.js
+			// follows it while the user has picked none).
+			for _, scheme := range []string{"light", "dark"} {
+				p.ColorScheme(scheme)
+				for _, pg := range pages {
+					p.Navigate(e.Srv.URL + "/dashboard/" + pg.name)
+					p.WaitVisible(pg.ready)
+					if got := browser.Eval[string](p, `document.documentElement.dataset.theme + " " + getComputedStyle(document.body).backgroundColor`); got != scheme+" "+background[scheme] {
+						t.Errorf("%s in the %s theme: theme and background %q", pg.name, scheme, got)
+					}
+					p.CheckLayout(t)
+					name := pg.name
+					if scheme == "dark" {
+						name += "-dark"
+					}
+					p.Screenshot(name)
+				}
 			}
-			// The dark theme follows the system's.
-			p.ColorScheme("dark")
-			p.Navigate(e.Srv.URL + "/dashboard/#/usage")
-			p.WaitVisible("#usage-logs table")
-			if bg := p.Eval(`getComputedStyle(document.body).backgroundColor`); bg != "rgb(17, 20, 24)" {
-				t.Errorf("dark theme background = %v", bg)
-			}
-			p.Screenshot("usage-dark")
 		})
 	}
 }
+
+// background is the page's background in each theme (base.css --bg).
+var background = map[string]string{"light": "rgb(245, 246, 248)", "dark": "rgb(17, 20, 24)"}

@@ -46,8 +46,8 @@ func TestProviderModelsEditDelete(t *testing.T) {
 	}
 	p.Screenshot("provider-edited")
 
-	p.Eval(`window.confirm = () => true`)
 	p.Click(`button[aria-label="Delete fake"]`)
+	p.Click("dialog[open] button[value=ok]")
 	p.WaitText("#providers-list", "No providers yet")
 	e.Want(http.StatusNotFound, "GET", "/api/providers/fake", nil)
 }

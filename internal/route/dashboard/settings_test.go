@@ -13,7 +13,7 @@ func TestSettingsBackupAndResilience(t *testing.T) {
 	e := admintest.NewEnv(t, nil)
 	e.Login()
 	p := browser.New(t).Page(t, 1280, 900)
-	p.Navigate(e.Srv.URL + "/dashboard/#/settings")
+	p.Navigate(e.Srv.URL + "/dashboard/settings")
 	p.SetValue("#login-password", admintest.Password)
 	p.Click("#login-submit")
 	p.Click("#nav-settings")

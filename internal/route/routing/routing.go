@@ -193,6 +193,19 @@ func (st *State) Models() []ModelInfo { return slices.Clone(st.snap.Load().model
 // never modify.
 func (st *State) Snapshot() *Snapshot { return st.snap.Load() }
 
+// Resolve answers which targets, in order, and which strategy a model
+// name leads to now, as the router resolves it (aliases, combos,
+// provider/model, mappings), when the table can tell.
+func (st *State) Resolve(model string) ([]router.Target, string, error) {
+	r, ok := st.opt.Table.(interface {
+		Resolve(string) ([]router.Target, string, error)
+	})
+	if !ok {
+		return nil, "", errors.New("routing: this table does not resolve model names")
+	}
+	return r.Resolve(model)
+}
+
 // Types lists the provider types the registry builds.
 func (st *State) Types() []string { return st.opt.Registry.Types() }
 

@@ -28,6 +28,7 @@ var loginTmpl = template.Must(template.New("login").Parse(`<!doctype html>
 <link rel="icon" href="/ui/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/ui/base.css">
 <link rel="stylesheet" href="/app.css">
+<script src="/ui/theme.js"></script>
 </head><body>
 <main class="center"><section class="card narrow login-card">
 {{if eq .Step "form"}}
@@ -78,9 +79,10 @@ func (s *Server) renderLogin(w http.ResponseWriter, status int, v loginView) err
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
-	// The page is styled by the dashboard's style sheets and runs no
-	// script at all: nothing inline, nothing from elsewhere.
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	// The page is styled by the dashboard's style sheets; its one script
+	// is the shared theme.js (the light or dark theme before the first
+	// paint): nothing inline, nothing from elsewhere.
+	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	w.WriteHeader(status)
 	return loginTmpl.Execute(w, v)
 }

@@ -96,10 +96,13 @@ func sessExpectPage(t *testing.T, what string, p sessPage, status int, want ...s
 		t.Errorf("%s: X-Frame-Options %q, want DENY", what, v)
 	}
 	csp := p.header.Get("Content-Security-Policy")
-	for _, d := range []string{"default-src 'none'", "frame-ancestors 'none'", "form-action 'self'"} {
+	for _, d := range []string{"default-src 'none'", "script-src 'self';", "frame-ancestors 'none'", "form-action 'self'"} {
 		if !strings.Contains(csp, d) {
 			t.Errorf("%s: Content-Security-Policy %q lacks %q", what, csp, d)
 		}
+	}
+	if strings.Contains(csp, "unsafe-") {
+		t.Errorf("%s: Content-Security-Policy %q allows unsafe sources", what, csp)
 	}
 	if v := p.header.Get("Cache-Control"); v != "no-store" {
 		t.Errorf("%s: Cache-Control %q, want no-store", what, v)

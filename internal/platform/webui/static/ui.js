@@ -147,16 +147,19 @@ export function empty(title, text, ...actions) {
  * table(columns, rows, opts?) renders rows in a table that scrolls inside
  * its own box. columns: [{label, key?, value?(row) → Node|string, num?,
  * class?}]; opts: {empty: string|Node (shown when rows is empty),
- * caption, rowAttrs?(row) → attrs}.
+ * caption, rowAttrs?(row) → attrs, stack (on a phone each row becomes a
+ * card of labelled cells instead of scrolling sideways)}.
  */
 export function table(columns, rows, opts = {}) {
   if (!rows || rows.length === 0) {
     const e = opts.empty ?? "Nothing here yet.";
     return e instanceof Node ? e : h("div", { class: "empty" }, h("p", null, e));
   }
-  const cell = (tag, c, content) => h(tag, { class: [c.num && "num", c.class], scope: tag === "th" ? "col" : null }, content);
+  const cell = (tag, c, content) => tag === "td" && opts.stack
+    ? h(tag, { class: [c.num && "num", c.class], "data-label": c.label || "" }, h("div", { class: "cell" }, content))
+    : h(tag, { class: [c.num && "num", c.class], scope: tag === "th" ? "col" : null }, content);
   return h("div", { class: "table-wrap" },
-    h("table", null,
+    h("table", opts.stack ? { class: "stack" } : null,
       opts.caption ? h("caption", { class: "sr-only" }, opts.caption) : null,
       h("thead", null, h("tr", null, columns.map(c => cell("th", c, c.label)))),
       h("tbody", null, rows.map(r => h("tr", opts.rowAttrs ? opts.rowAttrs(r) : null,
@@ -269,10 +272,9 @@ export function theme() {
   return matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light";
 }
 
-/** setTheme("light"|"dark"|"") applies and remembers the theme ("" follows the system). */
+/** setTheme("light"|"dark"|"") applies and remembers the theme ("" follows the system, as theme.js does). */
 export function setTheme(t) {
-  if (t) document.documentElement.dataset.theme = t;
-  else delete document.documentElement.dataset.theme;
+  document.documentElement.dataset.theme = t || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
   try { t ? localStorage.setItem(THEME_KEY, t) : localStorage.removeItem(THEME_KEY); } catch { /* storage off */ }
   document.dispatchEvent(new CustomEvent("themechange", { detail: theme() }));
 }
@@ -287,7 +289,7 @@ export function themeToggle() {
     b.title = `Switch to ${next} theme`;
   };
   b.addEventListener("click", () => { setTheme(theme() === "dark" ? "light" : "dark"); label(); });
-  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", label);
+  document.addEventListener("themechange", label); // theme.js following the system
   label();
   return b;
 }

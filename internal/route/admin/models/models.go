@@ -118,13 +118,46 @@ type aliasJSON struct {
 	Target    string     `json:"target"`
 	Source    string     `json:"source"`
 	CreatedAt *time.Time `json:"created_at,omitempty"`
+	Resolved  *resolved  `json:"resolved,omitempty"`
+}
+
+// resolved is what a name leads to now, as the router resolves it: the
+// targets in the order they are tried and the combo's strategy, or why it
+// leads nowhere.
+type resolved struct {
+	Targets  []router.Target `json:"targets"`
+	Strategy string          `json:"strategy,omitempty"`
+	Error    string          `json:"error,omitempty"`
+}
+
+// resolver is the part of the routing state that resolves names (the
+// live table); a state without it lists no resolved targets.
+type resolver interface {
+	Resolve(model string) ([]router.Target, string, error)
+}
+
+// resolve resolves name through the live table, nil without one.
+func (s *Service) resolve(name string) *resolved {
+	r, ok := s.state.(resolver)
+	if !ok {
+		return nil
+	}
+	ts, strategy, err := r.Resolve(name)
+	out := &resolved{Targets: ts, Strategy: strategy}
+	if out.Targets == nil {
+		out.Targets = []router.Target{}
+	}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	return out
 }
 
 func (s *Service) listAliases(w http.ResponseWriter, r *http.Request) error {
 	snap := s.state.Snapshot()
 	out := []aliasJSON{}
 	for name, a := range snap.Aliases {
-		j := aliasJSON{Name: name, Target: a.Target, Source: a.Source}
+		j := aliasJSON{Name: name, Target: a.Target, Source: a.Source, Resolved: s.resolve(name)}
 		if !a.CreatedAt.IsZero() {
 			c := a.CreatedAt
 			j.CreatedAt = &c
@@ -300,6 +333,7 @@ type comboJSON struct {
 	Source    string         `json:"source"`
 	CreatedAt *time.Time     `json:"created_at,omitempty"`
 	UpdatedAt *time.Time     `json:"updated_at,omitempty"`
+	Resolved  *resolved      `json:"resolved,omitempty"`
 }
 
 func toComboJSON(c store.Combo, source string) comboJSON {
@@ -318,7 +352,9 @@ func (s *Service) listCombos(w http.ResponseWriter, r *http.Request) error {
 	snap := s.state.Snapshot()
 	out := []comboJSON{}
 	for _, c := range snap.Combos {
-		out = append(out, toComboJSON(c.Combo, c.Source))
+		j := toComboJSON(c.Combo, c.Source)
+		j.Resolved = s.resolve(c.Name)
+		out = append(out, j)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"combos": out, "strategies": router.Strategies})
@@ -434,6 +470,7 @@ type mappingJSON struct {
 	Enabled     bool      `json:"enabled"`
 	Description string    `json:"description"`
 	CreatedAt   time.Time `json:"created_at"`
+	Resolved    *resolved `json:"resolved,omitempty"`
 }
 
 func toMappingJSON(mp store.Mapping) mappingJSON {
@@ -486,7 +523,9 @@ func (s *Service) applyMapping(b mappingBody, mp *store.Mapping) error {
 func (s *Service) listMappings(w http.ResponseWriter, r *http.Request) error {
 	out := []mappingJSON{}
 	for _, mp := range s.state.Snapshot().Mappings {
-		out = append(out, toMappingJSON(mp))
+		j := toMappingJSON(mp)
+		j.Resolved = s.resolve(mp.Combo) // a matching name leads to the combo's targets
+		out = append(out, j)
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"mappings": out})
 	return nil
@@ -567,11 +606,13 @@ func (s *Service) catalog(w http.ResponseWriter, r *http.Request) error {
 		out.Providers = append(out.Providers, cp)
 	}
 	for name, a := range snap.Aliases {
-		out.Aliases = append(out.Aliases, aliasJSON{Name: name, Target: a.Target, Source: a.Source})
+		out.Aliases = append(out.Aliases, aliasJSON{Name: name, Target: a.Target, Source: a.Source, Resolved: s.resolve(name)})
 	}
 	sort.Slice(out.Aliases, func(i, j int) bool { return out.Aliases[i].Name < out.Aliases[j].Name })
 	for _, c := range snap.Combos {
-		out.Combos = append(out.Combos, toComboJSON(c.Combo, c.Source))
+		j := toComboJSON(c.Combo, c.Source)
+		j.Resolved = s.resolve(c.Name)
+		out.Combos = append(out.Combos, j)
 	}
 	sort.Slice(out.Combos, func(i, j int) bool { return out.Combos[i].Name < out.Combos[j].Name })
 	httpx.WriteJSON(w, http.StatusOK, out)

@@ -1,6 +1,7 @@
 package models_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -137,5 +138,56 @@ func TestBadInputIs4xx(t *testing.T) {
 	}
 	for _, c := range cases {
 		e.WantError(c.status, c.method, c.path, c.body)
+	}
+}
+
+// Aliases, combos and mappings are listed with the targets they lead to
+// now, as the router resolves them: an alias through a chain of aliases
+// to a combo's ordered, weighted targets; a mapping to its combo's; an
+// alias to a provider that is gone, to nothing, with the reason.
+func TestResolvedTargets(t *testing.T) {
+	up := newUpstream(t, "up")
+	e := newEnv(t, nil)
+	e.Login()
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "p", "type": "openai-compatible", "base_url": up.URL, "api_key": "sk-p-0000000000"})
+	e.Want(http.StatusCreated, "POST", "/api/combos", map[string]any{"name": "team", "strategy": "weighted", "targets": []string{"p/m1*3", "p/m2"}})
+	e.Want(http.StatusCreated, "POST", "/api/models/alias", map[string]string{"name": "inner", "target": "team"})
+	e.Want(http.StatusCreated, "POST", "/api/models/alias", map[string]string{"name": "outer", "target": "inner"})
+	e.Want(http.StatusCreated, "POST", "/api/models/alias", map[string]string{"name": "lost", "target": "gone/m"})
+	e.Want(http.StatusCreated, "POST", "/api/model-combo-mappings", map[string]any{"pattern": "gpt-*", "combo": "team"})
+
+	want := `{"targets":[{"provider":"p","model":"m1","weight":3},{"provider":"p","model":"m2"}],"strategy":"weighted"}`
+	type res struct {
+		Resolved json.RawMessage `json:"resolved"`
+		Name     string          `json:"name"`
+	}
+	var aliases struct{ Aliases []res }
+	decode(t, e.Want(http.StatusOK, "GET", "/api/models/alias", nil).Body, &aliases)
+	got := map[string]string{}
+	for _, a := range aliases.Aliases {
+		got[a.Name] = string(a.Resolved)
+	}
+	if got["outer"] != want || got["inner"] != want {
+		t.Errorf("aliases resolve to %v, want %s", got, want)
+	}
+	if !strings.Contains(got["lost"], `"targets":[]`) || !strings.Contains(got["lost"], `"error":"`) {
+		t.Errorf("an alias to a missing provider resolves to %s", got["lost"])
+	}
+	var maps struct{ Mappings []res }
+	decode(t, e.Want(http.StatusOK, "GET", "/api/model-combo-mappings", nil).Body, &maps)
+	if len(maps.Mappings) != 1 || string(maps.Mappings[0].Resolved) != want {
+		t.Errorf("mappings = %+v", maps.Mappings)
+	}
+	var cat struct{ Combos, Aliases []res }
+	decode(t, e.Want(http.StatusOK, "GET", "/api/models/catalog", nil).Body, &cat)
+	if len(cat.Combos) != 1 || string(cat.Combos[0].Resolved) != want || len(cat.Aliases) != 3 {
+		t.Errorf("catalog combos %+v aliases %+v", cat.Combos, cat.Aliases)
+	}
+}
+
+func decode(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("%s: %v", b, err)
 	}
 }

@@ -68,23 +68,8 @@ async function fresh(path) {
 
 const enc = encodeURIComponent;
 
-// table is ui.js's table that turns into labelled cards on a phone
-// (app.css): every cell gets its column's label and one wrapper.
-function table(columns, rows, opts) {
-  const out = uiTable(columns, rows, opts);
-  const t = out.querySelector && out.querySelector("table");
-  if (!t) return out;
-  t.classList.add("stack");
-  for (const tr of t.tBodies[0].rows) {
-    [...tr.cells].forEach((td, i) => {
-      td.dataset.label = columns[i].label;
-      const inner = h("div", { class: "cell" });
-      inner.append(...td.childNodes);
-      td.append(inner);
-    });
-  }
-  return out;
-}
+// table is ui.js's table that turns into labelled cards on a phone.
+const table = (columns, rows, opts) => uiTable(columns, rows, { ...opts, stack: true });
 const errBox = () => h("div", { class: "error", role: "alert", hidden: true });
 // act runs f for a control, showing a failure in box next to it.
 async function act(box, f) {

@@ -53,6 +53,13 @@ function components(ctx) {
         { label: "Time", value: r => formatTime(r.at), class: "nowrap" },
         { label: "", class: "actions", value: () => h("button", { type: "button", class: "small ghost" }, "Details") },
       ], rows, { caption: "Recent requests" })),
+    h("section", { class: "card" }, h("h2", null, "Providers (stacked on a phone)"),
+      table([
+        { label: "Name", key: "provider" },
+        { label: "Model", key: "model" },
+        { label: "Status", value: r => badge(String(r.status), r.status < 400 ? "ok" : "error") },
+        { label: "", class: "actions", value: () => [h("button", { type: "button", class: "small" }, "Test"), h("button", { type: "button", class: "small danger" }, "Delete")] },
+      ], rows.slice(0, 2), { caption: "Providers", stack: true })),
     h("div", { class: "grid" },
       h("section", { class: "card" }, h("h2", null, "Devices"),
         h("dl", { class: "kv" },
