@@ -95,9 +95,12 @@ func TestDashboardFlow(t *testing.T) {
 	p.WaitText("#usage-logs", "m1")
 	p.WaitText("#usage-totals .stat-value", "1") // requests
 	p.WaitText("#usage-groups", "fake")
+	// The charts are drawn once the page is on screen and push what is
+	// below them down: click only when they are in place.
+	p.WaitVisible("#chart-requests canvas")
+	p.WaitVisible("#chart-cost canvas")
 	p.Click("#by-key")
 	p.WaitText("#usage-groups", "playground")
-	p.WaitVisible("#chart-requests canvas")
 	// The live tail shows a new request without a reload.
 	if r := e.Do("POST", "/v1/chat/completions", admintest.Chat("fake/m1"), admintest.Bearer(raw)...); r.Status != 200 {
 		t.Fatalf("chat = %d %s", r.Status, r.Body)
