@@ -35,7 +35,9 @@ import (
 // The database is built once per test binary run, in a temporary SQLite
 // file (OMNI_BENCH_POSTGRES=1: also in a new schema of the test
 // PostgreSQL server, see testenv.PostgresBaseDSN), and shared by the
-// benchmarks, which only read it.
+// benchmarks, which only read it. OMNI_BENCH_USAGE_DB=<file> keeps the
+// SQLite database there and reuses it in the next run (an older schema
+// is migrated first, which times the migrations at this size).
 
 // Shape of the seeded records: about 10 providers, 50 models, 100 keys,
 // and a rare model and key used only on the first day (a filter on them
@@ -154,6 +156,9 @@ func (d *dashboardDB) open(dialect string) error {
 	dsn := ""
 	switch dialect {
 	case "sqlite":
+		if dsn = os.Getenv("OMNI_BENCH_USAGE_DB"); dsn != "" {
+			break // kept, and reused when it holds the seeded records
+		}
 		dir, err := os.MkdirTemp("", "omni-usage-bench-")
 		if err != nil {
 			return err
@@ -212,11 +217,21 @@ func dashboardHandler(b *testing.B, dialect string) (http.Handler, *store.Store)
 		if d.err = d.open(dialect); d.err != nil {
 			return
 		}
-		t0 := time.Now()
-		if d.err = seedUsage(d.st, seedRecords, seedNow); d.err != nil {
+		var have int64
+		if have, d.err = d.st.UsageCount(ctx); d.err != nil {
 			return
 		}
-		fmt.Fprintf(os.Stderr, "seeded %d usage records (%s) in %v\n", seedRecords, dialect, time.Since(t0).Round(time.Millisecond))
+		if have != seedRecords {
+			if have != 0 {
+				d.err = fmt.Errorf("the benchmark database holds %d usage records, not 0 or %d", have, seedRecords)
+				return
+			}
+			t0 := time.Now()
+			if d.err = seedUsage(d.st, seedRecords, seedNow); d.err != nil {
+				return
+			}
+			fmt.Fprintf(os.Stderr, "seeded %d usage records (%s) in %v\n", seedRecords, dialect, time.Since(t0).Round(time.Millisecond))
+		}
 		rec := usage.New(usage.Options{Store: d.st, Clock: clock.NewFake(seedNow), Log: logging.Discard()})
 		mux := http.NewServeMux()
 		rec.Register(func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) })

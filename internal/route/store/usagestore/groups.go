@@ -68,7 +68,7 @@ func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit
 			q = `SELECT ` + g.col + `, ` + hourlySumColumns + ` FROM route_usage_hourly_detail` + where + ` GROUP BY ` + g.col
 		default:
 			var where string
-			where, args = sp.f.where()
+			where, args = sp.recordsWhere()
 			q = `SELECT ` + g.col + `, ` + sumColumns + ` FROM route_usage` + where + ` GROUP BY ` + g.col
 		}
 		rows, err := t.db.Query(ctx, q, args...)

@@ -260,9 +260,19 @@ func (f UsageFilter) rolledUp() bool {
 // detailWhere is the WHERE of route_usage_hourly_detail's rows of f in
 // the hours [from, to) (to 0: no end): its columns are named as those of
 // route_usage, so f's conditions are the records'.
+//
+// Of several filters, the most selective column's index serves the read
+// (a key, then a model, then a provider): the others are written as
+// expressions no index serves, since SQLite, which keeps no statistics
+// here, would as soon walk a provider's many rows as a key's few.
 func detailWhere(f UsageFilter, from, to int64) (string, []any) {
 	f.Since, f.Until = time.Time{}, time.Time{}
-	where, args := f.where()
+	where, args := f.whereCols("at", func(c string) string {
+		if (f.KeyID != "" && c != "key_id") || (f.Model != "" && c == "provider") {
+			return c + " || ''"
+		}
+		return c
+	})
 	if where == "" {
 		where = " WHERE "
 	} else {
@@ -283,7 +293,17 @@ func detailWhere(f UsageFilter, from, to int64) (string, []any) {
 type usageSpan struct {
 	f        UsageFilter
 	hourly   bool
+	partial  bool // a partial hour at an end of the period, read from the records
 	from, to int64
+}
+
+// recordsWhere is the WHERE of the records of a span read from them: a
+// partial hour's through the time index alone.
+func (sp usageSpan) recordsWhere() (string, []any) {
+	if sp.partial {
+		return sp.f.whereByTime()
+	}
+	return sp.f.where()
 }
 
 // usageSpans splits f's period into record reads of the partial hours at
@@ -303,20 +323,20 @@ func usageSpans(f UsageFilter) []usageSpan {
 	if hasHi {
 		hi = floorHour(ms(f.Until))
 		if hi <= lo {
-			return []usageSpan{{f: f}}
+			return []usageSpan{{f: f, partial: true}} // no whole hour
 		}
 	}
 	var out []usageSpan
 	if hasLo && ms(f.Since) < lo {
 		head := f
 		head.Until = fromMS(lo)
-		out = append(out, usageSpan{f: head})
+		out = append(out, usageSpan{f: head, partial: true})
 	}
 	out = append(out, usageSpan{f: f, hourly: true, from: lo, to: hi})
 	if hasHi && hi < ms(f.Until) {
 		tail := f
 		tail.Since = fromMS(hi)
-		out = append(out, usageSpan{f: tail})
+		out = append(out, usageSpan{f: tail, partial: true})
 	}
 	return out
 }

@@ -58,6 +58,20 @@ func (f UsageFilter) where() (string, []any) { return f.whereAt("at") }
 // whereAt is where with the time column written as at; "+at" keeps
 // SQLite from choosing an index on at (it stays a plain comparison).
 func (f UsageFilter) whereAt(at string) (string, []any) {
+	return f.whereCols(at, func(c string) string { return c })
+}
+
+// whereByTime is where for a short period (a partial hour): the other
+// columns are written as expressions (col || ''), which no index serves,
+// so the time index finds the period's few records instead of an index
+// on a filtered column walking all of its records.
+func (f UsageFilter) whereByTime() (string, []any) {
+	return f.whereCols("at", func(c string) string { return c + " || ''" })
+}
+
+// whereCols builds the WHERE of f, writing the time column as at and
+// the others through col.
+func (f UsageFilter) whereCols(at string, col func(string) string) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
@@ -68,19 +82,19 @@ func (f UsageFilter) whereAt(at string) (string, []any) {
 		add(at+" < ?", ms(f.Until))
 	}
 	if f.Model != "" {
-		add("(model = ? OR target_model = ? OR provider || '/' || target_model = ?)", f.Model, f.Model, f.Model)
+		add("("+col("model")+" = ? OR "+col("target_model")+" = ? OR "+col("provider || '/' || target_model")+" = ?)", f.Model, f.Model, f.Model)
 	}
 	if f.Provider != "" {
-		add("provider = ?", f.Provider)
+		add(col("provider")+" = ?", f.Provider)
 	}
 	if f.KeyID != "" {
-		add("key_id = ?", f.KeyID)
+		add(col("key_id")+" = ?", f.KeyID)
 	}
 	if f.Connection != "" {
-		add("connection = ?", f.Connection)
+		add(col("connection")+" = ?", f.Connection)
 	}
 	if f.Session != "" {
-		add("session = ?", f.Session)
+		add(col("session")+" = ?", f.Session)
 	}
 	if f.Before > 0 {
 		add("id < ?", f.Before)
@@ -372,7 +386,7 @@ func (s *Table) UsageTotals(ctx context.Context, f UsageFilter) (UsageTotals, er
 			q, args = hourlyQuery(f, sp, 0)
 		} else {
 			var where string
-			where, args = sp.f.where()
+			where, args = sp.recordsWhere()
 			q = `SELECT ` + sumColumns + ` FROM route_usage` + where
 		}
 		part, err := scanSums(s.db.QueryRow(ctx, q, args...))
@@ -412,7 +426,7 @@ func (s *Table) UsageBuckets(ctx context.Context, f UsageFilter, width time.Dura
 			q, args = hourlyQuery(f, sp, w)
 		} else {
 			var where string
-			where, args = sp.f.where()
+			where, args = sp.recordsWhere()
 			q = `SELECT at / ? AS b, ` + sumColumns + ` FROM route_usage` + where + ` GROUP BY 1 ORDER BY 1`
 			args = append([]any{w}, args...)
 		}

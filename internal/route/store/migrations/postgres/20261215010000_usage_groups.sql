@@ -58,9 +58,11 @@ SELECT (at / 3600000) * 3600000, key_id, provider, model, target_model, COUNT(*)
 FROM route_usage
 GROUP BY (at / 3600000) * 3600000, key_id, provider, model, target_model;
 
--- A breakdown of a short period reads the hours of one dimension, not
--- every hour it holds.
-CREATE INDEX route_usage_hourly_dim_hour ON route_usage_hourly(dim, hour);
+-- A breakdown reads the hours of one dimension grouped by value, and a
+-- history the hours of one value: both from this index alone, in its
+-- order.
+CREATE INDEX route_usage_hourly_sums ON route_usage_hourly(dim, val, hour, requests, errors, input_tokens, output_tokens,
+    cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms);
 
 -- The request logs filtered by model, newest first: a record matches by
 -- its model, its target model or provider/target model, so the page is
