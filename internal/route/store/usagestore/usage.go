@@ -62,7 +62,7 @@ func (f UsageFilter) whereAt(at string) (string, []any) {
 }
 
 // whereByTime is where for a short period (a partial hour): the other
-// columns are written as expressions (col || ''), which no index serves,
+// columns are written concatenated with an empty string, which no index serves,
 // so the time index finds the period's few records instead of an index
 // on a filtered column walking all of its records.
 func (f UsageFilter) whereByTime() (string, []any) {
