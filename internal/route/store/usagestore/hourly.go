@@ -16,11 +16,13 @@ import (
 // of every record. They are written in the transaction that inserts or
 // deletes the records they sum, so they always agree with route_usage.
 // A filter on at most one of provider, model, key or connection uses
-// them; other filters (session, cursor, several dimensions) read the
-// records. Partial hours at either end of a period are read from the
-// records, so the answer is exact for any Since and Until. The
-// breakdown per provider, model or key (UsageGroups) reads the hours of
-// one dimension grouped by value: provider and key hold a row for the
+// them; a filter on several of provider, model and key uses the sums per
+// hour, key, provider, model and target model (route_usage_hourly_detail,
+// written with them); other filters (session, cursor, connection with
+// another) read the records. Partial hours at either end of a period are
+// read from the records, so the answer is exact for any Since and Until.
+// The breakdown per provider, model or key (UsageGroups) reads the hours
+// of one dimension grouped by value: provider and key hold a row for the
 // empty value too, and client_model sums the records by their model
 // column alone.
 
