@@ -1,10 +1,12 @@
 package store_test
 
 import (
+	"cmp"
 	"fmt"
 	"io/fs"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +31,12 @@ func hourlyRecords(n int) []store.UsageRecord {
 			CostUSD: float64(rng.IntN(1000)) / 1e4, LatencyMS: rng.Int64N(2000), Status: 200, Session: []string{"", "s1"}[rng.IntN(2)]}
 		if rng.IntN(10) == 0 {
 			r.Status, r.Provider, r.Connection, r.TargetModel = 429, "", "", ""
+		}
+		if rng.IntN(15) == 0 {
+			r.KeyID = "" // an open gateway's call
+		}
+		if rng.IntN(40) == 0 {
+			r.Model = ""
 		}
 		out[i] = r
 	}
@@ -82,7 +90,9 @@ func hourlyFilters() []store.UsageFilter {
 		{until: usageT0.Add(30*h + 1)},
 	} {
 		for _, f := range []store.UsageFilter{{}, {Provider: "p1"}, {Model: "m2"}, {Model: "p0/m1"}, {Model: "alias"},
-			{KeyID: "k2"}, {Connection: "p2#1"}, {Session: "s1"}, {Provider: "p1", KeyID: "k0"}, {Before: 100}} {
+			{KeyID: "k2"}, {Connection: "p2#1"}, {Session: "s1"}, {Provider: "p1", KeyID: "k0"}, {Before: 100},
+			{Model: "m2", KeyID: "k1"}, {Model: "alias", Provider: "p2"}, {Model: "p0/m1", Provider: "p0", KeyID: "k0"},
+			{Provider: "p0", Connection: "p0#1"}, {Model: "nope", KeyID: "k1"}} {
 			f.Since, f.Until = span.since, span.until
 			out = append(out, f)
 		}
@@ -109,6 +119,7 @@ func checkHourly(t *testing.T, s *store.Store, recs []store.UsageRecord, idOf fu
 		if w := naiveTotals(want, f); !sameTotals(got, w) {
 			t.Fatalf("%+v: totals %+v, want %+v", f, got, w)
 		}
+		checkGroups(t, s, want, f)
 		for _, width := range []time.Duration{time.Hour, 24 * time.Hour, 90 * time.Minute} {
 			bs, err := s.UsageBuckets(ctx, f, width)
 			must(t, err)
@@ -128,6 +139,55 @@ func checkHourly(t *testing.T, s *store.Store, recs []store.UsageRecord, idOf fu
 			}
 			if n != got.Requests {
 				t.Fatalf("%+v by %v: buckets hold %d requests, totals %d", f, width, n, got.Requests)
+			}
+		}
+	}
+}
+
+// checkGroups compares the store's breakdowns of f (per provider, model
+// and key, the top 3 and all) with sums of recs, which match f but for
+// its cursor.
+func checkGroups(t *testing.T, s *store.Store, recs []store.UsageRecord, f store.UsageFilter) {
+	t.Helper()
+	cursorless := f
+	cursorless.Before = 0
+	for _, by := range []string{"provider", "model", "key"} {
+		col := map[string]func(r store.UsageRecord) string{
+			"provider": func(r store.UsageRecord) string { return r.Provider },
+			"model":    func(r store.UsageRecord) string { return r.Model },
+			"key":      func(r store.UsageRecord) string { return r.KeyID },
+		}[by]
+		var keys []string
+		seen := map[string]bool{}
+		for _, r := range recs {
+			if k := col(r); !seen[k] && naiveTotals([]store.UsageRecord{r}, cursorless).Requests == 1 {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		want := make([]store.UsageGroup, 0, len(keys))
+		for _, k := range keys {
+			var mine []store.UsageRecord
+			for _, r := range recs {
+				if col(r) == k {
+					mine = append(mine, r)
+				}
+			}
+			want = append(want, store.UsageGroup{Key: k, UsageTotals: naiveTotals(mine, cursorless)})
+		}
+		slices.SortFunc(want, func(a, b store.UsageGroup) int {
+			return cmp.Or(cmp.Compare(b.Requests, a.Requests), strings.Compare(a.Key, b.Key))
+		})
+		for _, limit := range []int{3, 100} {
+			got, err := s.UsageGroups(ctx, f, by, limit)
+			must(t, err)
+			w := want[:min(limit, len(want))]
+			ok := len(got) == len(w)
+			for i := 0; ok && i < len(w); i++ {
+				ok = got[i].Key == w[i].Key && sameTotals(got[i].UsageTotals, w[i].UsageTotals)
+			}
+			if !ok {
+				t.Fatalf("%+v by %s, limit %d:\n got %+v\nwant %+v", f, by, limit, got, w)
 			}
 		}
 	}
@@ -171,6 +231,45 @@ func testUsageHourly(t *testing.T, s *store.Store) {
 		}
 	}
 
+	// Pages of the logs, by cursor and by offset, are the matching
+	// records newest first, with each filter: the model filter's union of
+	// three index walks included.
+	for _, f := range []store.UsageFilter{{}, {Model: "m2"}, {Model: "p0/m1"}, {Model: "alias"}, {Model: "m1", KeyID: "k1"},
+		{Model: "m0", Provider: "p2", Since: usageT0.Add(20 * time.Hour)}, {Model: "alias", Session: "s1", Until: usageT0.Add(60 * time.Hour)},
+		{Provider: "p1"}, {KeyID: "k0", Since: usageT0.Add(30 * time.Hour)}} {
+		var want []int64
+		for i := len(recs) - 1; i >= 0; i-- {
+			if naiveTotals(recs[i:i+1], f).Requests == 1 {
+				want = append(want, id(i))
+			}
+		}
+		var byCursor, byOffset []int64
+		for page := f; ; {
+			logs, err := s.UsageLogs(ctx, page, 7, 0)
+			must(t, err)
+			for _, l := range logs {
+				byCursor = append(byCursor, l.ID)
+			}
+			if len(logs) < 7 {
+				break
+			}
+			page.Before = logs[len(logs)-1].ID
+		}
+		for off := 0; ; off += 7 {
+			logs, err := s.UsageLogs(ctx, f, 7, off)
+			must(t, err)
+			for _, l := range logs {
+				byOffset = append(byOffset, l.ID)
+			}
+			if len(logs) < 7 {
+				break
+			}
+		}
+		if !slices.Equal(byCursor, want) || !slices.Equal(byOffset, want) || len(want) == 0 {
+			t.Fatalf("%+v: logs by cursor %v, by offset %v, want %v", f, byCursor, byOffset, want)
+		}
+	}
+
 	// Retention deletes the oldest ids first; the sums follow.
 	cut := usageT0.Add(40 * time.Hour)
 	var left []store.UsageRecord
@@ -201,6 +300,10 @@ func testUsageHourly(t *testing.T, s *store.Store) {
 	if rows != 0 {
 		t.Fatalf("%d hourly rows left after every record went", rows)
 	}
+	must(t, s.DB().QueryRow(ctx, `SELECT COUNT(*) FROM route_usage_hourly_detail`).Scan(&rows))
+	if rows != 0 {
+		t.Fatalf("%d hourly detail rows left after every record went", rows)
+	}
 }
 
 // testUsageHourlyBackfill runs the migration's INSERT, which fills the
@@ -224,14 +327,47 @@ func testUsageHourlyBackfill(t *testing.T, s *store.Store) {
 		must(t, rows.Err())
 		return b.String()
 	}
-	written := dump()
-	sqlText, err := fs.ReadFile(migrations.FS, string(s.DB().Dialect)+"/20261214010000_usage_hourly.sql")
+	dumpDetail := func() string {
+		rows, err := s.DB().Query(ctx, `SELECT hour, key_id, provider, model, target_model, requests, errors, input_tokens,
+			output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ROUND(cost_usd * 10000)
+			FROM route_usage_hourly_detail ORDER BY hour, key_id, provider, model, target_model`)
+		must(t, err)
+		defer rows.Close()
+		var b strings.Builder
+		for rows.Next() {
+			var hour int64
+			var k, p, m, tm string
+			var v [8]int64
+			var cost float64
+			must(t, rows.Scan(&hour, &k, &p, &m, &tm, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &cost))
+			fmt.Fprintf(&b, "%d %s %s %s %s %v %.0f\n", hour, k, p, m, tm, v, cost)
+		}
+		must(t, rows.Err())
+		return b.String()
+	}
+	written, writtenDetail := dump(), dumpDetail()
+	_, err := s.DB().Exec(ctx, `DELETE FROM route_usage_hourly`)
 	must(t, err)
-	stmt := string(sqlText[strings.Index(string(sqlText), "INSERT INTO route_usage_hourly"):])
-	_, err = s.DB().Exec(ctx, `DELETE FROM route_usage_hourly`)
+	_, err = s.DB().Exec(ctx, `DELETE FROM route_usage_hourly_detail`)
 	must(t, err)
-	_, err = s.DB().Exec(ctx, stmt)
-	must(t, err)
+	// Each migration that added sums fills them with one INSERT.
+	for _, name := range []string{"20261214010000_usage_hourly.sql", "20261215010000_usage_groups.sql"} {
+		sqlText, err := fs.ReadFile(migrations.FS, string(s.DB().Dialect)+"/"+name)
+		must(t, err)
+		for _, table := range []string{"route_usage_hourly (", "route_usage_hourly_detail ("} {
+			i := strings.Index(string(sqlText), "INSERT INTO "+table)
+			if i < 0 {
+				continue
+			}
+			stmt := string(sqlText[i:])
+			stmt = stmt[:strings.Index(stmt, ";")]
+			_, err = s.DB().Exec(ctx, stmt)
+			must(t, err)
+		}
+	}
+	if got := dumpDetail(); got != writtenDetail || writtenDetail == "" {
+		t.Fatalf("backfilled detail differs from the written one:\n%s\nwant:\n%s", got, writtenDetail)
+	}
 	if got := dump(); got != written || written == "" {
 		t.Fatalf("backfilled sums differ from the written ones:\n%s\nwant:\n%s", got, written)
 	}

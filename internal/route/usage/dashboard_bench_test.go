@@ -1,35 +1,47 @@
 package usage_test
 
 import (
+	"database/sql"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/logging"
 	"github.com/omniedge/omni/internal/platform/sqldb"
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/store"
 	"github.com/omniedge/omni/internal/route/usage"
 )
 
-// The usage dashboard at scale: 1,000,000 records over 30 days in SQLite,
-// and every call the usage page makes, through the HTTP handlers.
+// The usage dashboard at scale: 1,000,000 records over 30 days, and every
+// call the usage page (with its request log and live tail) makes, through
+// the HTTP handlers.
 //
 //	go test ./internal/route/usage -run '^$' -bench Dashboard -benchtime 20x
 //
-// The database is built once per test binary run, in a temporary file
-// (about 15 s), and shared by the benchmarks, which only read it.
+// The database is built once per test binary run, in a temporary SQLite
+// file (OMNI_BENCH_POSTGRES=1: also in a new schema of the test
+// PostgreSQL server, see testenv.PostgresBaseDSN), and shared by the
+// benchmarks, which only read it. OMNI_BENCH_USAGE_DB=<file> keeps the
+// SQLite database there and reuses it in the next run (an older schema
+// is migrated first, which times the migrations at this size).
 
-// Shape of the seeded records: about 10 providers, 50 models, 100 keys.
+// Shape of the seeded records: about 10 providers, 50 models, 100 keys,
+// and a rare model and key used only on the first day (a filter on them
+// finds its few records at the far end of the log).
 const (
 	seedRecords   = 1_000_000
 	seedDays      = 30
@@ -37,18 +49,26 @@ const (
 	seedModels    = 5 // per provider
 	seedKeys      = 100
 	seedBatch     = 20_000
+	seedRareEvery = 2_000 // one record in this many of the first day is the rare model's and key's
+	rareModel     = "prov9/model-rare"
+	rareKey       = "key-rare"
 )
 
 var seedNow = time.Date(2026, 11, 30, 12, 30, 0, 0, time.UTC)
 
-var dashboard struct {
-	once sync.Once
-	dir  string
-	st   *store.Store
-	db   *sqldb.DB
-	h    http.Handler
-	err  error
+// dashboardDB is one seeded database.
+type dashboardDB struct {
+	once   sync.Once
+	dir    string // SQLite's temporary directory
+	schema string // PostgreSQL's schema
+	base   string // PostgreSQL's server
+	st     *store.Store
+	db     *sqldb.DB
+	h      http.Handler
+	err    error
 }
+
+var dashboards = map[string]*dashboardDB{"sqlite": {}, "postgres": {}}
 
 // seedUsage fills st with n records spread evenly over the days before
 // end, oldest first (ids follow time, as the batched writer makes them).
@@ -70,15 +90,20 @@ func seedUsage(st *store.Store, n int, end time.Time) error {
 		}
 	}
 	start := end.Add(-seedDays * 24 * time.Hour)
+	firstDay := n / seedDays
 	step := float64(end.Sub(start)) / float64(n)
 	batch := make([]store.UsageRecord, 0, seedBatch)
 	for i := range n {
 		k := rng.IntN(seedKeys)
 		m := models[keyModels[k][rng.IntN(len(keyModels[k]))]]
+		key := "key-" + strconv.Itoa(k)
+		if i < firstDay && i%seedRareEvery == 0 {
+			m, key = model{"prov9", "model-rare"}, rareKey
+		}
 		base := 200 + 150*int64(m.provider[len(m.provider)-1]-'0')
 		r := store.UsageRecord{
 			At:          start.Add(time.Duration(float64(i) * step)),
-			KeyID:       "key-" + strconv.Itoa(k),
+			KeyID:       key,
 			Endpoint:    "/v1/chat/completions",
 			Model:       m.provider + "/" + m.name,
 			Provider:    m.provider,
@@ -125,28 +150,95 @@ func seedUsage(st *store.Store, n int, end time.Time) error {
 	return nil
 }
 
-// dashboardHandler is the usage routes over the shared seeded database.
-func dashboardHandler(b *testing.B) http.Handler {
+// open opens d's database: a temporary SQLite file, or a new schema of
+// the test PostgreSQL server.
+func (d *dashboardDB) open(dialect string) error {
+	dsn := ""
+	switch dialect {
+	case "sqlite":
+		if dsn = os.Getenv("OMNI_BENCH_USAGE_DB"); dsn != "" {
+			break // kept, and reused when it holds the seeded records
+		}
+		dir, err := os.MkdirTemp("", "omni-usage-bench-")
+		if err != nil {
+			return err
+		}
+		d.dir, dsn = dir, filepath.Join(dir, "omni.db")
+	case "postgres":
+		d.base = testenv.PostgresBaseDSN()
+		admin, err := sql.Open("pgx", d.base)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		schema := "bench_" + strings.ToLower(strings.NewReplacer("-", "", "_", "").Replace(auth.RandomToken("", 9)))
+		if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+			return fmt.Errorf("postgres unavailable: %w", err)
+		}
+		d.schema = schema
+		u, err := url.Parse(d.base)
+		if err != nil {
+			return err
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		dsn = u.String()
+	}
+	var err error
+	if d.db, err = sqldb.Open(ctx, dsn); err != nil {
+		return err
+	}
+	d.st, err = store.New(ctx, d.db, masterKey)
+	return err
+}
+
+func (d *dashboardDB) close() {
+	if d.db != nil {
+		d.db.Close()
+	}
+	if d.dir != "" {
+		os.RemoveAll(d.dir)
+	}
+	if d.schema != "" {
+		if admin, err := sql.Open("pgx", d.base); err == nil {
+			_, _ = admin.ExecContext(ctx, "DROP SCHEMA "+d.schema+" CASCADE")
+			admin.Close()
+		}
+	}
+}
+
+// dashboardHandler is the usage routes over the shared seeded database of
+// dialect.
+func dashboardHandler(b *testing.B, dialect string) (http.Handler, *store.Store) {
 	b.Helper()
-	d := &dashboard
+	d := dashboards[dialect]
 	d.once.Do(func() {
-		d.dir, d.err = os.MkdirTemp("", "omni-usage-bench-")
-		if d.err != nil {
+		if d.err = d.open(dialect); d.err != nil {
 			return
 		}
-		d.db, d.err = sqldb.Open(ctx, filepath.Join(d.dir, "omni.db"))
-		if d.err != nil {
+		var have int64
+		if have, d.err = d.st.UsageCount(ctx); d.err != nil {
 			return
 		}
-		d.st, d.err = store.New(ctx, d.db, masterKey)
-		if d.err != nil {
-			return
+		if have != seedRecords {
+			if have != 0 {
+				d.err = fmt.Errorf("the benchmark database holds %d usage records, not 0 or %d", have, seedRecords)
+				return
+			}
+			t0 := time.Now()
+			if d.err = seedUsage(d.st, seedRecords, seedNow); d.err != nil {
+				return
+			}
+			fmt.Fprintf(os.Stderr, "seeded %d usage records (%s) in %v\n", seedRecords, dialect, time.Since(t0).Round(time.Millisecond))
 		}
-		t0 := time.Now()
-		if d.err = seedUsage(d.st, seedRecords, seedNow); d.err != nil {
-			return
+		if dialect == "postgres" {
+			// What autovacuum does soon after a load this size: without
+			// statistics the planner guesses.
+			if _, d.err = d.db.Exec(ctx, `ANALYZE`); d.err != nil {
+				return
+			}
 		}
-		fmt.Fprintf(os.Stderr, "seeded %d usage records in %v\n", seedRecords, time.Since(t0).Round(time.Millisecond))
 		rec := usage.New(usage.Options{Store: d.st, Clock: clock.NewFake(seedNow), Log: logging.Discard()})
 		mux := http.NewServeMux()
 		rec.Register(func(p string, h httpx.HandlerFunc) { mux.Handle(p, h) })
@@ -155,16 +247,21 @@ func dashboardHandler(b *testing.B) http.Handler {
 	if d.err != nil {
 		b.Fatal(d.err)
 	}
-	return d.h
+	return d.h, d.st
+}
+
+// dialects are the databases the dashboard benchmarks run on.
+func dialects() []string {
+	if os.Getenv("OMNI_BENCH_POSTGRES") == "1" {
+		return []string{"sqlite", "postgres"}
+	}
+	return []string{"sqlite"}
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if dashboard.db != nil {
-		dashboard.db.Close()
-	}
-	if dashboard.dir != "" {
-		os.RemoveAll(dashboard.dir)
+	for _, d := range dashboards {
+		d.close()
 	}
 	os.Exit(code)
 }
@@ -181,59 +278,120 @@ func benchGet(b *testing.B, h http.Handler, path string) {
 	}
 }
 
-// BenchmarkDashboardUsage is each call of the usage page.
-func BenchmarkDashboardUsage(b *testing.B) {
-	h := dashboardHandler(b)
-	var paths []string
-	for _, p := range []string{"1h", "24h", "7d", "30d"} {
-		paths = append(paths, "/api/usage/history?period="+p)
-		for _, f := range []string{"provider=prov3", "model=prov3/model-3-1", "apiKeyId=key-42"} {
-			paths = append(paths, "/api/usage/history?period="+p+"&"+f)
+// pageFilters are the usage page's filters (provider, model, key; empty:
+// none), common and rare.
+var pageFilters = []string{"", "provider=prov3", "model=prov3/model-3-1", "model=model-3-1", "apiKeyId=key-42",
+	"model=" + url.QueryEscape(rareModel), "apiKeyId=" + rareKey, "provider=prov3&apiKeyId=key-42"}
+
+func join(parts ...string) string {
+	var out []string
+	for _, p := range parts {
+		if p != "" {
+			out = append(out, p)
 		}
 	}
-	paths = append(paths,
-		"/api/usage/history?period=30d&groupBy=hour",
-		"/api/telemetry/summary",
-		"/api/usage/prov3%231",
-		"/api/usage/prov3%231?period=30d",
-		"/api/usage/logs?limit=50",
-		"/api/usage/request-logs?limit=50",
-		"/api/usage/request-logs?limit=50&provider=prov3",
-		"/api/usage/request-logs?limit=50&model=prov3/model-3-1",
-		"/api/usage/request-logs?limit=50&apiKeyId=key-42",
-		"/api/usage/request-logs?limit=50&apiKeyId=key-unused",
-		"/api/usage/request-logs?limit=50&connectionId=prov3%231",
-		"/api/usage/request-logs?limit=50&sessionId=sess-42-100",
-		"/api/usage/request-logs?limit=50&provider=prov-unused",
-		"/api/usage/request-logs?limit=50&model=model-unused",
-		"/api/usage/request-logs?limit=50&period=24h",
-		"/api/usage/request-logs?limit=50&period=30d&provider=prov3",
-		"/api/usage/request-logs?limit=50&period=30d&connectionId=prov3%231",
-		"/api/usage/request-logs?limit=50&period=24h&apiKeyId=key-unused",
-		"/api/sessions",
-		"/api/monitoring/health",
-	)
-	for _, p := range paths {
-		b.Run(p, func(b *testing.B) { benchGet(b, h, p) })
+	return strings.Join(out, "&")
+}
+
+// BenchmarkDashboardUsage is each call of the usage page: the history
+// and breakdown of every period, unfiltered and with each filter, the
+// latency percentiles, the request log's first page (the live tail's
+// reads are BenchmarkDashboardTail), and the other usage reads of the
+// dashboard.
+func BenchmarkDashboardUsage(b *testing.B) {
+	for _, dialect := range dialects() {
+		b.Run(dialect, func(b *testing.B) {
+			h, _ := dashboardHandler(b, dialect)
+			var paths []string
+			for _, p := range []string{"1h", "24h", "7d", "30d"} {
+				for _, f := range pageFilters {
+					paths = append(paths, "/api/usage/history?"+join("period="+p, f))
+				}
+			}
+			for _, p := range []string{"1h", "24h", "7d", "30d"} {
+				for _, by := range []string{"provider", "model", "key"} {
+					for _, f := range pageFilters {
+						if p != "30d" && f != "" {
+							continue // filters: the longest period
+						}
+						paths = append(paths, "/api/usage/groups?"+join("period="+p, f, "by="+by))
+					}
+				}
+			}
+			paths = append(paths, "/api/telemetry/summary")
+			for _, p := range []string{"24h", "30d"} {
+				for _, f := range pageFilters {
+					paths = append(paths, "/api/usage/request-logs?"+join("period="+p, f, "limit=25"))
+				}
+			}
+			paths = append(paths,
+				"/api/usage/history?period=30d&groupBy=hour",
+				"/api/usage/prov3%231",
+				"/api/usage/prov3%231?period=30d",
+				"/api/usage/logs?limit=50",
+				"/api/usage/request-logs?limit=50&connectionId=prov3%231",
+				"/api/usage/request-logs?limit=50&sessionId=sess-42-100",
+				"/api/usage/request-logs?limit=50&provider=prov-unused",
+				"/api/usage/request-logs?limit=50&model=model-unused",
+				"/api/usage/request-logs?limit=50&apiKeyId=key-unused",
+				"/api/usage/request-logs?limit=50&period=24h&apiKeyId=key-unused",
+				"/api/sessions",
+				"/api/monitoring/health",
+			)
+			for _, p := range paths {
+				b.Run(p, func(b *testing.B) { benchGet(b, h, p) })
+			}
+		})
 	}
 }
 
-// BenchmarkDashboardLogsPaging is a page of 50 request logs near the
-// start, in the middle and near the end of the 1,000,000 records, by
-// offset and by cursor: a steady page time is one that does not grow
-// with the depth.
+// BenchmarkDashboardLogsPaging is a page of the request log (25 records,
+// the 30-day period, as the usage page asks) near the start, in the
+// middle and near the end of the 1,000,000 records, through the "Older"
+// cursor, unfiltered and with each filter; and by offset, unfiltered. A
+// steady page time is one that does not grow with the depth.
 func BenchmarkDashboardLogsPaging(b *testing.B) {
-	h := dashboardHandler(b)
-	for _, depth := range []int{0, 10_000, 500_000, 990_000} {
-		b.Run("offset="+strconv.Itoa(depth), func(b *testing.B) {
-			benchGet(b, h, "/api/usage/request-logs?limit=50&offset="+strconv.Itoa(depth))
+	for _, dialect := range dialects() {
+		b.Run(dialect, func(b *testing.B) {
+			h, _ := dashboardHandler(b, dialect)
+			for _, depth := range []int{0, 10_000, 500_000, 990_000} {
+				b.Run("offset="+strconv.Itoa(depth), func(b *testing.B) {
+					benchGet(b, h, "/api/usage/request-logs?period=30d&limit=25&offset="+strconv.Itoa(depth))
+				})
+				cursor := seedRecords + 1 - depth // ids run 1..seedRecords, newest highest
+				for _, f := range pageFilters {
+					p := "/api/usage/request-logs?" + join("period=30d", f, "limit=25", "cursor="+strconv.Itoa(cursor))
+					b.Run(p, func(b *testing.B) { benchGet(b, h, p) })
+				}
+			}
 		})
-		cursor := seedRecords + 1 - depth // ids run 1..seedRecords, newest highest
-		b.Run("cursor="+strconv.Itoa(depth), func(b *testing.B) {
-			benchGet(b, h, "/api/usage/request-logs?limit=50&cursor="+strconv.Itoa(cursor))
-		})
-		b.Run("cursor="+strconv.Itoa(depth)+"&provider", func(b *testing.B) {
-			benchGet(b, h, "/api/usage/request-logs?limit=50&provider=prov3&cursor="+strconv.Itoa(cursor))
+	}
+}
+
+// BenchmarkDashboardTail is the live tail's reads (GET /api/usage/tail):
+// the newest record when it opens, then every second the newest 100, with
+// each filter of the usage page.
+func BenchmarkDashboardTail(b *testing.B) {
+	for _, dialect := range dialects() {
+		b.Run(dialect, func(b *testing.B) {
+			_, st := dashboardHandler(b, dialect)
+			for _, f := range pageFilters {
+				q, err := url.ParseQuery(f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				uf := store.UsageFilter{Provider: q.Get("provider"), Model: q.Get("model"), KeyID: q.Get("apiKeyId")}
+				for _, n := range []int{1, 100} {
+					b.Run(fmt.Sprintf("%s&limit=%d", f, n), func(b *testing.B) {
+						b.ReportAllocs()
+						for b.Loop() {
+							if _, err := st.UsageLogs(ctx, uf, n, 0); err != nil {
+								b.Fatal(err)
+							}
+						}
+					})
+				}
+			}
 		})
 	}
 }

@@ -1,8 +1,11 @@
 package usagestore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // UsageGroup is the sum of the records of one provider, model or key.
@@ -11,22 +14,115 @@ type UsageGroup struct {
 	UsageTotals
 }
 
+// groupDims are the breakdowns: the records' column, and the dimension
+// of the hourly sums that holds them.
+var groupDims = map[string]struct{ col, dim string }{
+	"provider": {"provider", dimProvider},
+	"model":    {"model", dimClientModel},
+	"key":      {"key_id", dimKey},
+}
+
 // UsageGroups sums the records matching f per "provider", "model" (as
-// the client named it) or "key", most requests first, at most limit.
+// the client named it) or "key", most requests first (then by key, in
+// byte order), at most limit.
+//
+// Whole hours come from the hourly sums, the partial hours at the ends
+// of the period from the records: unfiltered, the hours of one dimension
+// of route_usage_hourly grouped by value; filtered by provider, model or
+// key, the rows of route_usage_hourly_detail that match, grouped by the
+// column (a filter on the breakdown's own provider or key alone is one
+// group, the filter's totals). Other filters (connection, session,
+// cursor) read the records.
 func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit int) ([]UsageGroup, error) {
-	col, ok := map[string]string{"provider": "provider", "model": "model", "key": "key_id"}[by]
+	g, ok := groupDims[by]
 	if !ok {
 		return nil, fmt.Errorf("usage groups: cannot group by %q", by)
 	}
-	where, args := f.where()
-	rows, err := t.db.Query(ctx, `SELECT `+col+`, `+sumColumns+` FROM route_usage`+where+
-		` GROUP BY `+col+` ORDER BY 2 DESC, 1 LIMIT ?`, append(args, limit)...)
-	if err != nil {
-		return nil, err
+	if val, ok := f.ownGroup(by); ok {
+		tot, err := t.UsageTotals(ctx, f)
+		if err != nil || tot.Requests == 0 {
+			return nil, err
+		}
+		return []UsageGroup{{Key: val, UsageTotals: tot}}, nil
 	}
-	return collect(rows, func(sc scanner) (g UsageGroup, err error) {
-		sum, err := scanSums(sc, &g.Key)
-		g.UsageTotals = sum.totals()
-		return g, err
+	spans := []usageSpan{{f: f}}
+	if f.detailOK() {
+		spans = usageSpans(f)
+	}
+	sums := map[string]*usageSum{}
+	for _, sp := range spans {
+		var q string
+		var args []any
+		switch {
+		case sp.hourly && f.periodOnly():
+			q = `SELECT val, ` + hourlySumColumns + ` FROM route_usage_hourly WHERE dim = ? AND hour >= ?`
+			args = []any{g.dim, sp.from}
+			if sp.to != 0 {
+				q += ` AND hour < ?`
+				args = append(args, sp.to)
+			}
+			q += ` GROUP BY val`
+		case sp.hourly:
+			var where string
+			where, args = detailWhere(f, sp.from, sp.to)
+			q = `SELECT ` + g.col + `, ` + hourlySumColumns + ` FROM route_usage_hourly_detail` + where + ` GROUP BY ` + g.col
+		default:
+			var where string
+			where, args = sp.recordsWhere()
+			q = `SELECT ` + g.col + `, ` + sumColumns + ` FROM route_usage` + where + ` GROUP BY ` + g.col
+		}
+		rows, err := t.db.Query(ctx, q, args...)
+		if err != nil {
+			return nil, err
+		}
+		type part struct {
+			key string
+			s   usageSum
+		}
+		parts, err := collect(rows, func(sc scanner) (part, error) {
+			var p part
+			var err error
+			p.s, err = scanSums(sc, &p.key)
+			return p, err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range parts {
+			if cur := sums[p.key]; cur != nil {
+				cur.add(p.s)
+			} else {
+				v := p.s
+				sums[p.key] = &v
+			}
+		}
+	}
+	out := make([]UsageGroup, 0, len(sums))
+	for k, s := range sums {
+		if s.t.Requests > 0 {
+			out = append(out, UsageGroup{Key: k, UsageTotals: s.totals()})
+		}
+	}
+	slices.SortFunc(out, func(a, b UsageGroup) int {
+		return cmp.Or(cmp.Compare(b.Requests, a.Requests), strings.Compare(a.Key, b.Key))
 	})
+	return out[:min(len(out), max(limit, 0))], nil
+}
+
+// periodOnly reports whether f selects records by time alone.
+func (f UsageFilter) periodOnly() bool {
+	return f.Model == "" && f.Provider == "" && f.KeyID == "" && f.Connection == "" && f.Session == "" && f.Before == 0
+}
+
+// ownGroup reports whether f filters on the breakdown's own provider or
+// key and nothing else but the period: its records are one group, val.
+func (f UsageFilter) ownGroup(by string) (val string, ok bool) {
+	g := f
+	switch by {
+	case "provider":
+		val, g.Provider = f.Provider, ""
+	case "key":
+		val, g.KeyID = f.KeyID, ""
+	}
+	return val, val != "" && g.periodOnly()
 }

@@ -3,6 +3,7 @@ package usagestore
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -15,9 +16,15 @@ import (
 // of every record. They are written in the transaction that inserts or
 // deletes the records they sum, so they always agree with route_usage.
 // A filter on at most one of provider, model, key or connection uses
-// them; other filters (session, cursor, several dimensions) read the
-// records. Partial hours at either end of a period are read from the
-// records, so the answer is exact for any Since and Until.
+// them; a filter on several of provider, model and key uses the sums per
+// hour, key, provider, model and target model (route_usage_hourly_detail,
+// written with them); other filters (session, cursor, connection with
+// another) read the records. Partial hours at either end of a period are
+// read from the records, so the answer is exact for any Since and Until.
+// The breakdown per provider, model or key (UsageGroups) reads the hours
+// of one dimension grouped by value: provider and key hold a row for the
+// empty value too, and client_model sums the records by their model
+// column alone.
 
 const hourMS = int64(time.Hour / time.Millisecond)
 
@@ -28,6 +35,10 @@ const (
 	dimModel      = "model"
 	dimKey        = "key"
 	dimConnection = "connection"
+	// dimClientModel sums the records by the model the client named,
+	// the breakdown's "model" (dimModel is the model filter's, which
+	// counts a record under three names).
+	dimClientModel = "client_model"
 )
 
 type hourlyKey struct {
@@ -71,102 +82,149 @@ func modelValues(r *UsageRecord) []string {
 	return out
 }
 
-// hourlySums sums recs per hour and dimension; sign -1 subtracts them.
-func hourlySums(recs []UsageRecord, sign int64) map[hourlyKey]*hourlySum {
-	out := map[hourlyKey]*hourlySum{}
+// detailKey is one row of route_usage_hourly_detail: an hour and the
+// columns the usage page filters and groups by.
+type detailKey struct {
+	hour                              int64
+	key, provider, model, targetModel string
+}
+
+// rollups are sums of records per hour: per dimension
+// (route_usage_hourly) and per provider, model, target model and key
+// (route_usage_hourly_detail).
+type rollups struct {
+	dims   map[hourlyKey]*hourlySum
+	detail map[detailKey]*hourlySum
+}
+
+// hourlySums sums recs per hour, dimension and detail; sign -1 subtracts
+// them.
+func hourlySums(recs []UsageRecord, sign int64) rollups {
+	out := rollups{dims: map[hourlyKey]*hourlySum{}, detail: map[detailKey]*hourlySum{}}
 	add := func(dim, val string, hour int64, r *UsageRecord) {
 		k := hourlyKey{dim, val, hour}
-		h := out[k]
+		h := out.dims[k]
 		if h == nil {
 			h = &hourlySum{}
-			out[k] = h
+			out.dims[k] = h
 		}
 		h.add(r, sign)
 	}
 	for i := range recs {
 		r := &recs[i]
-		at := ms(r.At)
-		hour := at - at%hourMS
-		if at < 0 && at%hourMS != 0 {
-			hour -= hourMS
-		}
+		hour := floorHour(ms(r.At))
 		add(dimAll, "", hour, r)
-		if r.Provider != "" {
-			add(dimProvider, r.Provider, hour, r)
-		}
-		if r.KeyID != "" {
-			add(dimKey, r.KeyID, hour, r)
-		}
+		add(dimProvider, r.Provider, hour, r) // '' too: the breakdown's refusals
+		add(dimKey, r.KeyID, hour, r)         // '' too: calls without a key
+		add(dimClientModel, r.Model, hour, r)
 		if r.Connection != "" {
 			add(dimConnection, r.Connection, hour, r)
 		}
 		for _, m := range modelValues(r) {
 			add(dimModel, m, hour, r)
 		}
+		dk := detailKey{hour, r.KeyID, r.Provider, r.Model, r.TargetModel}
+		h := out.detail[dk]
+		if h == nil {
+			h = &hourlySum{}
+			out.detail[dk] = h
+		}
+		h.add(r, sign)
 	}
 	return out
 }
 
-// hourlyRowsPerUpsert bounds one upsert: 12 columns × 1000 rows stays
+// hourlyRowsPerUpsert bounds one upsert: 14 columns × 1000 rows stays
 // under both dialects' placeholder limits.
 const hourlyRowsPerUpsert = 1000
 
-// addHourly adds sums to route_usage_hourly and, when some were
-// subtracted, drops the rows left with no request.
-func addHourly(ctx context.Context, tx *sqldb.Tx, sums map[hourlyKey]*hourlySum) error {
-	if len(sums) == 0 {
-		return nil
-	}
-	type row struct {
-		k hourlyKey
-		s *hourlySum
-	}
-	rows := make([]row, 0, len(sums))
+// sumRow is one row to add to a table of sums: its key columns' values
+// and the sums.
+type sumRow struct {
+	key []any
+	s   *hourlySum
+}
+
+// addHourly adds sums to route_usage_hourly and route_usage_hourly_detail
+// and, when some were subtracted, drops the rows left with no request.
+func addHourly(ctx context.Context, tx *sqldb.Tx, sums rollups) error {
+	dims := make([]sumRow, 0, len(sums.dims))
 	subtracted := false
-	for k, s := range sums {
-		rows = append(rows, row{k, s})
+	for k, s := range sums.dims {
+		dims = append(dims, sumRow{[]any{k.dim, k.val, k.hour}, s})
 		subtracted = subtracted || s.requests < 0
 	}
 	// One order for every writer: concurrent upserts of the same rows
 	// (several gateways on one PostgreSQL) then wait for each other
 	// instead of deadlocking.
-	slices.SortFunc(rows, func(a, b row) int {
-		return cmp.Or(strings.Compare(a.k.dim, b.k.dim), strings.Compare(a.k.val, b.k.val), cmp.Compare(a.k.hour, b.k.hour))
+	slices.SortFunc(dims, func(a, b sumRow) int {
+		return cmp.Or(strings.Compare(a.key[0].(string), b.key[0].(string)), strings.Compare(a.key[1].(string), b.key[1].(string)),
+			cmp.Compare(a.key[2].(int64), b.key[2].(int64)))
 	})
-	for len(rows) > 0 {
-		n := min(len(rows), hourlyRowsPerUpsert)
-		var b strings.Builder
-		b.WriteString(`INSERT INTO route_usage_hourly (dim, val, hour, requests, errors, input_tokens, output_tokens,
-			cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms) VALUES `)
-		args := make([]any, 0, n*12)
-		for i, r := range rows[:n] {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString("(?,?,?,?,?,?,?,?,?,?,?,?)")
-			s := r.s
-			args = append(args, r.k.dim, r.k.val, r.k.hour, s.requests, s.errors, s.input, s.output, s.cacheRead,
-				s.cacheWrite, s.reasoning, s.cost, s.latency)
-		}
-		b.WriteString(` ON CONFLICT (dim, val, hour) DO UPDATE SET
-			requests = route_usage_hourly.requests + excluded.requests,
-			errors = route_usage_hourly.errors + excluded.errors,
-			input_tokens = route_usage_hourly.input_tokens + excluded.input_tokens,
-			output_tokens = route_usage_hourly.output_tokens + excluded.output_tokens,
-			cache_read_tokens = route_usage_hourly.cache_read_tokens + excluded.cache_read_tokens,
-			cache_write_tokens = route_usage_hourly.cache_write_tokens + excluded.cache_write_tokens,
-			reasoning_tokens = route_usage_hourly.reasoning_tokens + excluded.reasoning_tokens,
-			cost_usd = route_usage_hourly.cost_usd + excluded.cost_usd,
-			latency_ms = route_usage_hourly.latency_ms + excluded.latency_ms`)
-		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
-			return err
-		}
-		rows = rows[n:]
+	if err := upsertSums(ctx, tx, "route_usage_hourly", []string{"dim", "val", "hour"}, dims); err != nil {
+		return err
+	}
+	keys := make([]detailKey, 0, len(sums.detail))
+	for k := range sums.detail {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b detailKey) int {
+		return cmp.Or(cmp.Compare(a.hour, b.hour), strings.Compare(a.key, b.key), strings.Compare(a.provider, b.provider),
+			strings.Compare(a.model, b.model), strings.Compare(a.targetModel, b.targetModel))
+	})
+	detail := make([]sumRow, len(keys))
+	for i, k := range keys {
+		detail[i] = sumRow{[]any{k.hour, k.key, k.provider, k.model, k.targetModel}, sums.detail[k]}
+	}
+	if err := upsertSums(ctx, tx, "route_usage_hourly_detail", []string{"hour", "key_id", "provider", "model", "target_model"}, detail); err != nil {
+		return err
 	}
 	if subtracted {
 		if _, err := tx.Exec(ctx, `DELETE FROM route_usage_hourly WHERE requests <= 0`); err != nil {
 			return err
 		}
+		// The detail's key starts with the hour: only the hours touched.
+		if _, err := tx.Exec(ctx, `DELETE FROM route_usage_hourly_detail WHERE hour >= ? AND hour <= ? AND requests <= 0`,
+			keys[0].hour, keys[len(keys)-1].hour); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upsertSums adds rows to table, whose primary key is keyCols, in
+// statements of at most hourlyRowsPerUpsert rows.
+func upsertSums(ctx context.Context, tx *sqldb.Tx, table string, keyCols []string, rows []sumRow) error {
+	sumCols := []string{"requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+		"reasoning_tokens", "cost_usd", "latency_ms"}
+	cols := append(slices.Clone(keyCols), sumCols...)
+	marks := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
+	var set strings.Builder
+	for i, c := range sumCols {
+		if i > 0 {
+			set.WriteString(", ")
+		}
+		fmt.Fprintf(&set, "%s = %s.%s + excluded.%s", c, table, c, c)
+	}
+	for len(rows) > 0 {
+		n := min(len(rows), hourlyRowsPerUpsert)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO ` + table + ` (` + strings.Join(cols, ", ") + `) VALUES `)
+		args := make([]any, 0, n*len(cols))
+		for i, r := range rows[:n] {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(marks)
+			s := r.s
+			args = append(args, r.key...)
+			args = append(args, s.requests, s.errors, s.input, s.output, s.cacheRead, s.cacheWrite, s.reasoning, s.cost, s.latency)
+		}
+		b.WriteString(` ON CONFLICT (` + strings.Join(keyCols, ", ") + `) DO UPDATE SET ` + set.String())
+		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
+			return err
+		}
+		rows = rows[n:]
 	}
 	return nil
 }
@@ -189,20 +247,72 @@ func (f UsageFilter) hourlyDim() (dim, val string, ok bool) {
 	return dim, val, n <= 1
 }
 
+// detailOK reports whether route_usage_hourly_detail answers f: it
+// filters on nothing but provider, model and key (and the period).
+func (f UsageFilter) detailOK() bool {
+	return f.Session == "" && f.Before == 0 && f.Connection == ""
+}
+
+// rolledUp reports whether f's whole hours can be read from sums.
+func (f UsageFilter) rolledUp() bool {
+	_, _, ok := f.hourlyDim()
+	return ok || f.detailOK()
+}
+
+// detailWhere is the WHERE of route_usage_hourly_detail's rows of f in
+// the hours [from, to) (to 0: no end): its columns are named as those of
+// route_usage, so f's conditions are the records'.
+//
+// Of several filters, the most selective column's index serves the read
+// (a key, then a model, then a provider): the others are written as
+// expressions no index serves, since SQLite, which keeps no statistics
+// here, would as soon walk a provider's many rows as a key's few.
+func detailWhere(f UsageFilter, from, to int64) (string, []any) {
+	f.Since, f.Until = time.Time{}, time.Time{}
+	where, args := f.whereCols("at", func(c string) string {
+		if (f.KeyID != "" && c != "key_id") || (f.Model != "" && c == "provider") {
+			return c + " || ''"
+		}
+		return c
+	})
+	if where == "" {
+		where = " WHERE "
+	} else {
+		where += " AND "
+	}
+	where += "hour >= ?"
+	args = append(args, from)
+	if to != 0 {
+		where += " AND hour < ?"
+		args = append(args, to)
+	}
+	return where, args
+}
+
 // usageSpan is part of a filter's period: either read from the records
 // (f itself, with its Since and Until narrowed) or from the hourly sums
 // [from, to) (to 0: no end).
 type usageSpan struct {
 	f        UsageFilter
 	hourly   bool
+	partial  bool // a partial hour at an end of the period, read from the records
 	from, to int64
+}
+
+// recordsWhere is the WHERE of the records of a span read from them: a
+// partial hour's through the time index alone.
+func (sp usageSpan) recordsWhere() (string, []any) {
+	if sp.partial {
+		return sp.f.whereByTime()
+	}
+	return sp.f.where()
 }
 
 // usageSpans splits f's period into record reads of the partial hours at
 // its ends and one hourly read of the whole hours between them; a filter
 // the hourly sums cannot answer is one record read.
 func usageSpans(f UsageFilter) []usageSpan {
-	if _, _, ok := f.hourlyDim(); !ok {
+	if !f.rolledUp() {
 		return []usageSpan{{f: f}}
 	}
 	var lo, hi int64 // whole hours [lo, hi); hi 0: no end
@@ -215,20 +325,20 @@ func usageSpans(f UsageFilter) []usageSpan {
 	if hasHi {
 		hi = floorHour(ms(f.Until))
 		if hi <= lo {
-			return []usageSpan{{f: f}}
+			return []usageSpan{{f: f, partial: true}} // no whole hour
 		}
 	}
 	var out []usageSpan
 	if hasLo && ms(f.Since) < lo {
 		head := f
 		head.Until = fromMS(lo)
-		out = append(out, usageSpan{f: head})
+		out = append(out, usageSpan{f: head, partial: true})
 	}
 	out = append(out, usageSpan{f: f, hourly: true, from: lo, to: hi})
 	if hasHi && hi < ms(f.Until) {
 		tail := f
 		tail.Since = fromMS(hi)
-		out = append(out, usageSpan{f: tail})
+		out = append(out, usageSpan{f: tail, partial: true})
 	}
 	return out
 }
@@ -249,23 +359,34 @@ func ceilHour(v int64) int64 {
 	return h
 }
 
-// hourlyQuery is the SELECT of sums from route_usage_hourly for span sp
-// of f, grouped by bucket of width w milliseconds (a multiple of an hour)
-// when w > 0; its columns are those of usageSumColumns.
+// hourlySumColumns sum rows of route_usage_hourly; they are those of
+// sumColumns.
+const hourlySumColumns = `COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(input_tokens), 0),
+	COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
+	COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(latency_ms), 0)`
+
+// hourlyQuery is the SELECT of sums for span sp of f, grouped by bucket
+// of width w milliseconds (a multiple of an hour) when w > 0: from
+// route_usage_hourly when one dimension answers f, else from
+// route_usage_hourly_detail. Its columns are those of sumColumns.
 func hourlyQuery(f UsageFilter, sp usageSpan, w int64) (string, []any) {
-	dim, val, _ := f.hourlyDim()
-	where := ` WHERE dim = ? AND val = ? AND hour >= ?`
-	args := []any{dim, val, sp.from}
-	if sp.to != 0 {
-		where += ` AND hour < ?`
-		args = append(args, sp.to)
+	table, cols := "route_usage_hourly", hourlySumColumns
+	var where string
+	var args []any
+	if dim, val, ok := f.hourlyDim(); ok {
+		where = ` WHERE dim = ? AND val = ? AND hour >= ?`
+		args = []any{dim, val, sp.from}
+		if sp.to != 0 {
+			where += ` AND hour < ?`
+			args = append(args, sp.to)
+		}
+	} else {
+		table = "route_usage_hourly_detail"
+		where, args = detailWhere(f, sp.from, sp.to)
 	}
-	cols := `COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(input_tokens), 0),
-		COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
-		COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(latency_ms), 0)`
 	if w <= 0 {
-		return `SELECT ` + cols + ` FROM route_usage_hourly` + where, args
+		return `SELECT ` + cols + ` FROM ` + table + where, args
 	}
-	return `SELECT hour / ? AS b, ` + cols + ` FROM route_usage_hourly` + where + ` GROUP BY 1 ORDER BY 1`,
+	return `SELECT hour / ? AS b, ` + cols + ` FROM ` + table + where + ` GROUP BY 1 ORDER BY 1`,
 		append([]any{w}, args...)
 }

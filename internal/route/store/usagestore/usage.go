@@ -64,6 +64,20 @@ func (f UsageFilter) where() (string, []any) { return f.whereAt("at") }
 // whereAt is where with the time column written as at; "+at" keeps
 // SQLite from choosing an index on at (it stays a plain comparison).
 func (f UsageFilter) whereAt(at string) (string, []any) {
+	return f.whereCols(at, func(c string) string { return c })
+}
+
+// whereByTime is where for a short period (a partial hour): the other
+// columns are written concatenated with an empty string, which no index serves,
+// so the time index finds the period's few records instead of an index
+// on a filtered column walking all of its records.
+func (f UsageFilter) whereByTime() (string, []any) {
+	return f.whereCols("at", func(c string) string { return c + " || ''" })
+}
+
+// whereCols builds the WHERE of f, writing the time column as at and
+// the others through col.
+func (f UsageFilter) whereCols(at string, col func(string) string) (string, []any) {
 	var conds []string
 	var args []any
 	add := func(c string, a ...any) { conds = append(conds, c); args = append(args, a...) }
@@ -74,19 +88,19 @@ func (f UsageFilter) whereAt(at string) (string, []any) {
 		add(at+" < ?", ms(f.Until))
 	}
 	if f.Model != "" {
-		add("(model = ? OR target_model = ? OR provider || '/' || target_model = ?)", f.Model, f.Model, f.Model)
+		add("("+col("model")+" = ? OR "+col("target_model")+" = ? OR "+col("provider || '/' || target_model")+" = ?)", f.Model, f.Model, f.Model)
 	}
 	if f.Provider != "" {
-		add("provider = ?", f.Provider)
+		add(col("provider")+" = ?", f.Provider)
 	}
 	if f.KeyID != "" {
-		add("key_id = ?", f.KeyID)
+		add(col("key_id")+" = ?", f.KeyID)
 	}
 	if f.Connection != "" {
-		add("connection = ?", f.Connection)
+		add(col("connection")+" = ?", f.Connection)
 	}
 	if f.Session != "" {
-		add("session = ?", f.Session)
+		add(col("session")+" = ?", f.Session)
 	}
 	if f.Before > 0 {
 		add("id < ?", f.Before)
@@ -236,34 +250,58 @@ func insertUsage(recs []UsageRecord) (string, []any) {
 // UsageLogs returns records matching f, newest first. A filter on key,
 // provider or connection walks that column's (column, id) index newest
 // first and checks the period on the way ("+at"): an index on the time
-// would find every record of the period and sort them all by id.
+// would find every record of the period and sort them all by id. A
+// model filter matches three columns (model, target model,
+// provider/target model), each with its (column, id) index: the page is
+// the union of the three walks, each stopping after limit+offset
+// matches.
 func (s *Table) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int) ([]UsageRecord, error) {
 	at := "at"
-	if f.KeyID != "" || f.Provider != "" || f.Connection != "" {
+	if f.KeyID != "" || f.Provider != "" || f.Connection != "" || f.Model != "" {
 		at = "+at"
 	}
 	if f.Model != "" {
-		// No index serves the model filter (three columns, one of them
-		// derived): the walk of the records newest first stops after
-		// limit matches, but a model with no record in the period would
-		// walk them all. The hourly sums say whether there is one.
+		// A model with no record in the period would walk all of its
+		// older ones; the hourly sums say whether there is one.
 		var n int
-		q := `SELECT COUNT(*) FROM route_usage_hourly WHERE dim = ? AND val = ?`
-		qargs := []any{dimModel, f.Model}
+		cq := `SELECT COUNT(*) FROM route_usage_hourly WHERE dim = ? AND val = ?`
+		cargs := []any{dimModel, f.Model}
 		if !f.Since.IsZero() {
-			q += ` AND hour >= ?`
-			qargs = append(qargs, floorHour(ms(f.Since)))
+			cq += ` AND hour >= ?`
+			cargs = append(cargs, floorHour(ms(f.Since)))
 		}
-		if err := s.db.QueryRow(ctx, q, qargs...).Scan(&n); err != nil {
+		if err := s.db.QueryRow(ctx, cq, cargs...).Scan(&n); err != nil {
 			return nil, err
 		}
 		if n == 0 {
 			return nil, nil
 		}
 	}
-	where, args := f.whereAt(at)
+	var q string
+	var args []any
+	if f.Model == "" {
+		var where string
+		where, args = f.whereAt(at)
+		q = `SELECT id, ` + usageColumns + ` FROM route_usage` + where + ` ORDER BY id DESC LIMIT ? OFFSET ?`
+	} else {
+		rest := f
+		rest.Model = ""
+		where, rargs := rest.whereAt(at)
+		and := " WHERE "
+		if where != "" {
+			and = where + " AND "
+		}
+		var branches []string
+		for i, col := range []string{"model", "target_model", "provider || '/' || target_model"} {
+			branches = append(branches, fmt.Sprintf(`SELECT id FROM (SELECT id FROM route_usage%s%s = ? ORDER BY id DESC LIMIT ?) m%d`, and, col, i))
+			args = append(args, rargs...)
+			args = append(args, f.Model, limit+offset)
+		}
+		q = `SELECT id, ` + usageColumns + ` FROM route_usage WHERE id IN (` + strings.Join(branches, " UNION ") +
+			`) ORDER BY id DESC LIMIT ? OFFSET ?`
+	}
 	args = append(args, limit, offset)
-	rows, err := s.db.Query(ctx, `SELECT id, `+usageColumns+` FROM route_usage`+where+` ORDER BY id DESC LIMIT ? OFFSET ?`, args...)
+	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -357,7 +395,7 @@ func (s *Table) UsageTotals(ctx context.Context, f UsageFilter) (UsageTotals, er
 			q, args = hourlyQuery(f, sp, 0)
 		} else {
 			var where string
-			where, args = sp.f.where()
+			where, args = sp.recordsWhere()
 			q = `SELECT ` + sumColumns + ` FROM route_usage` + where
 		}
 		part, err := scanSums(s.db.QueryRow(ctx, q, args...))
@@ -397,7 +435,7 @@ func (s *Table) UsageBuckets(ctx context.Context, f UsageFilter, width time.Dura
 			q, args = hourlyQuery(f, sp, w)
 		} else {
 			var where string
-			where, args = sp.f.where()
+			where, args = sp.recordsWhere()
 			q = `SELECT at / ? AS b, ` + sumColumns + ` FROM route_usage` + where + ` GROUP BY 1 ORDER BY 1`
 			args = append([]any{w}, args...)
 		}
@@ -496,7 +534,7 @@ func (s *Table) UsageSessionRows(ctx context.Context, since time.Time, limit int
 // walk the provider index through every record).
 func (s *Table) UsageProviders(ctx context.Context, since time.Time) ([]string, error) {
 	from := ceilHour(ms(since))
-	rows, err := s.db.Query(ctx, `SELECT val FROM route_usage_hourly WHERE dim = ? AND hour >= ?
+	rows, err := s.db.Query(ctx, `SELECT val FROM route_usage_hourly WHERE dim = ? AND val <> '' AND hour >= ?
 		UNION ALL SELECT provider FROM route_usage WHERE at >= ? AND at < ? AND provider <> ''`,
 		dimProvider, from, ms(since), from)
 	if err != nil {
