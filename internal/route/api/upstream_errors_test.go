@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/routetest"
 )
 
@@ -79,12 +79,7 @@ func TestUpstreamFailuresFollowOnePattern(t *testing.T) {
 	}
 
 	// An address nothing listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := ln.Addr().String()
-	ln.Close()
+	closed := testenv.RefusedAddr(t)
 
 	for _, ty := range types {
 		var mu sync.Mutex

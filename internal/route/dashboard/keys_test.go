@@ -27,7 +27,11 @@ func TestKeyPolicyAndBudget(t *testing.T) {
 	p.Click("#policy-form button[type=submit]")
 	p.WaitText("#policy-form", "Saved.")
 	p.WaitText("#keys-list", "RPM 60")
+	// Limits opens fresh forms once the key's budget is read: fill in
+	// the new form, not the one it is about to replace.
+	p.Eval(`document.querySelector("#budget-form").dataset.stale = "1"`)
 	p.Click("#limits-" + id)
+	p.WaitVisible("#budget-form:not([data-stale]) input[name=dailyLimitUsd]")
 	p.SetValue("#budget-form input[name=dailyLimitUsd]", "5")
 	p.Click("#budget-form button[type=submit]")
 	p.WaitText("#budget-form", "Saved.")

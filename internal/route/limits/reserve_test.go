@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/genai"
 
 	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
 // refusedWhileInFlight starts call, waits until the upstream has it, and
@@ -140,13 +140,7 @@ func TestReservationUsesTheAdaptersDefaultCap(t *testing.T) {
 // closedURL is the URL of a port nothing listens on.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
+	return "http://" + testenv.RefusedAddr(t)
 }
 
 // An attempt whose request reached the upstream and then ran out of

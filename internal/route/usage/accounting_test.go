@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -23,6 +22,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/api"
 	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/pipeline"
@@ -150,12 +150,7 @@ func readFixture(t *testing.T, path string) []byte {
 func startUpstream(t *testing.T, c *acctCase) {
 	t.Helper()
 	if c.kind == failRefused {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.base = "http://" + l.Addr().String()
-		l.Close()
+		c.base = "http://" + testenv.RefusedAddr(t)
 		return
 	}
 	streamHead := head(readFixture(t, c.p.textSSE), c.p.streamType == "application/x-ndjson", c.p.firstText)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/llm"
 )
 
@@ -140,12 +140,7 @@ func TestRedirectsAreUpstreamErrors(t *testing.T) {
 }
 
 func TestDescribeHidesAddresses(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testenv.RefusedAddr(t)
 	for url, want := range map[string]string{
 		"http://" + addr + "/v1":              "connection refused",
 		"http://no-such-host.invalid:8080/v1": "could not be resolved",
