@@ -564,7 +564,9 @@ export async function chart(el, opts) {
       height: opts.height || 220,
       cursor: { drag: { x: false, y: false } },
       legend: { show: opts.legend !== false },
-      scales: { x: { time: true } },
+      // A flat series (all zero on a quiet day) gets a range of its own:
+      // uPlot's would be too narrow for the axis labels to tell apart.
+      scales: { x: { time: true }, y: { range: (u, lo, hi) => lo === hi || lo === null ? [Math.min(0, lo || 0), Math.max(1, (hi || 0) * 2)] : uPlot.rangeNum(lo, hi, 0.1, true) } },
       axes: [axis, { ...axis, size: 56, values: (u, vals) => vals.map(fmt) }],
       series: [{}, ...series.map((s, i) => {
         const color = v(`--chart-${(i % 6) + 1}`);
