@@ -49,7 +49,7 @@ func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit
 	if f.detailOK() {
 		spans = usageSpans(f)
 	}
-	sums := map[string]*usageSum{}
+	sums := newGroupSums(maxGroupValues)
 	for _, sp := range spans {
 		var q string
 		var args []any
@@ -75,30 +75,26 @@ func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit
 		if err != nil {
 			return nil, err
 		}
-		type part struct {
-			key string
-			s   usageSum
+		// Row by row: a period may hold as many values as clients sent
+		// (model names are theirs), and only the sums are kept.
+		for rows.Next() {
+			var key string
+			s, err := scanSums(rows, &key)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			sums.add(key, s)
 		}
-		parts, err := collect(rows, func(sc scanner) (part, error) {
-			var p part
-			var err error
-			p.s, err = scanSums(sc, &p.key)
-			return p, err
-		})
-		if err != nil {
+		if err := rows.Close(); err != nil {
 			return nil, err
 		}
-		for _, p := range parts {
-			if cur := sums[p.key]; cur != nil {
-				cur.add(p.s)
-			} else {
-				v := p.s
-				sums[p.key] = &v
-			}
+		if err := rows.Err(); err != nil {
+			return nil, err
 		}
 	}
-	out := make([]UsageGroup, 0, len(sums))
-	for k, s := range sums {
+	out := make([]UsageGroup, 0, len(sums.m))
+	for k, s := range sums.m {
 		if s.t.Requests > 0 {
 			out = append(out, UsageGroup{Key: k, UsageTotals: s.totals()})
 		}
@@ -125,4 +121,39 @@ func (f UsageFilter) ownGroup(by string) (val string, ok bool) {
 		val, g.KeyID = f.KeyID, ""
 	}
 	return val, val != "" && g.periodOnly()
+}
+
+// maxGroupValues bounds the distinct values a breakdown sums at once.
+// Model names are the clients' own, so a key holder could fill a period
+// with millions of them; past the bound, the sums of values not yet seen
+// go to the one group OtherGroups (the totals stay exact, the ranking
+// of the values folded there is lost).
+const maxGroupValues = 100_000
+
+// OtherGroups names the group of a breakdown that holds the values past
+// maxGroupValues.
+const OtherGroups = "(other values)"
+
+// groupSums is a breakdown's sums per value, at most max values and
+// OtherGroups.
+type groupSums struct {
+	m   map[string]*usageSum
+	max int
+}
+
+func newGroupSums(max int) *groupSums { return &groupSums{m: map[string]*usageSum{}, max: max} }
+
+func (g *groupSums) add(key string, s usageSum) {
+	if cur := g.m[key]; cur != nil {
+		cur.add(s)
+		return
+	}
+	if len(g.m) >= g.max {
+		key = OtherGroups
+		if cur := g.m[key]; cur != nil {
+			cur.add(s)
+			return
+		}
+	}
+	g.m[key] = &s
 }
