@@ -243,7 +243,7 @@ func (s *Store) Spends(ctx context.Context, since time.Time) ([]Spend, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (Spend, error) {
+	return sqldb.Collect(rows, func(r scanner) (Spend, error) {
 		var sp Spend
 		var start int64
 		err := r.Scan(&sp.KeyID, &sp.Period, &start, &sp.Micros)

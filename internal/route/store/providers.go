@@ -142,7 +142,7 @@ func (s *Store) SealHeaders(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		ps, err := collect(rows, scanProvider)
+		ps, err := sqldb.Collect(rows, scanProvider)
 		if err != nil {
 			return err
 		}
@@ -212,7 +212,7 @@ func (s *Store) Providers(ctx context.Context) ([]Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	rs, err := collect(rows, scanProvider)
+	rs, err := sqldb.Collect(rows, scanProvider)
 	if err != nil {
 		return nil, err
 	}
@@ -224,7 +224,7 @@ func (s *Store) Providers(ctx context.Context) ([]Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := collect(rows, scanCred)
+	creds, err := sqldb.Collect(rows, scanCred)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func (s *Store) Provider(ctx context.Context, id string) (Provider, error) {
 	if err != nil {
 		return p, err
 	}
-	creds, err := collect(rows, scanCred)
+	creds, err := sqldb.Collect(rows, scanCred)
 	if err != nil {
 		return p, err
 	}

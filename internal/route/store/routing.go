@@ -80,7 +80,7 @@ func (s *Store) APIKeys(ctx context.Context) ([]APIKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanKey)
+	return sqldb.Collect(rows, scanKey)
 }
 
 // CreateAPIKey stores a key (its hash) and its budget, if any.
@@ -130,7 +130,7 @@ func (s *Store) Aliases(ctx context.Context) ([]Alias, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (Alias, error) {
+	return sqldb.Collect(rows, func(r scanner) (Alias, error) {
 		var a Alias
 		var created int64
 		err := r.Scan(&a.Name, &a.Target, &created)
@@ -199,7 +199,7 @@ func (s *Store) Combos(ctx context.Context) ([]Combo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanCombo)
+	return sqldb.Collect(rows, scanCombo)
 }
 
 // Combo returns one stored combo.
@@ -264,7 +264,7 @@ func (s *Store) Mappings(ctx context.Context) ([]Mapping, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanMapping)
+	return sqldb.Collect(rows, scanMapping)
 }
 
 // Mapping returns one mapping.
@@ -325,7 +325,7 @@ func (s *Store) ProviderModels(ctx context.Context) ([]ProviderModel, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (ProviderModel, error) {
+	return sqldb.Collect(rows, func(r scanner) (ProviderModel, error) {
 		var m ProviderModel
 		var created int64
 		err := r.Scan(&m.Provider, &m.Model, &m.Kind, &m.Hidden, &created)
@@ -385,7 +385,7 @@ func (s *Store) Prices(ctx context.Context) ([]Price, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(r scanner) (Price, error) {
+	return sqldb.Collect(rows, func(r scanner) (Price, error) {
 		var p Price
 		var updated int64
 		err := r.Scan(&p.Pattern, &p.Input, &p.Output, &p.CacheRead, &p.CacheWrite, &p.MaxOutput, &p.Unit, &p.UnitPrice, &updated)

@@ -113,20 +113,8 @@ func fromJSON(s string, v any) error {
 	return nil
 }
 
-type scanner interface{ Scan(...any) error }
-
-func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
+// scanner is a row being read (sqldb.Scanner).
+type scanner = sqldb.Scanner
 
 // write runs fn in a transaction and bumps the epoch with it, so other
 // replicas notice the change.

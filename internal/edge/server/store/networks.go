@@ -103,7 +103,7 @@ func (s *Store) ListNetworks(ctx context.Context, ownerID string) ([]control.Net
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanNetwork)
+	return sqldb.Collect(rows, scanNetwork)
 }
 
 func (s *Store) UpdateNetwork(ctx context.Context, n control.Network) error {
@@ -219,7 +219,7 @@ func (s *Store) MemberKeys(ctx context.Context, networkID string) ([]control.Mem
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(row interface{ Scan(...any) error }) (control.MemberKey, error) {
+	return sqldb.Collect(rows, func(row interface{ Scan(...any) error }) (control.MemberKey, error) {
 		var k control.MemberKey
 		var host int64
 		var key sql.NullString
@@ -236,7 +236,7 @@ func (s *Store) SecretVersions(ctx context.Context, deviceID string) ([]control.
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(row interface{ Scan(...any) error }) (control.SecretVersion, error) {
+	return sqldb.Collect(rows, func(row interface{ Scan(...any) error }) (control.SecretVersion, error) {
 		var v control.SecretVersion
 		err := row.Scan(&v.NetworkID, &v.Version)
 		return v, err
@@ -253,7 +253,7 @@ func (s *Store) Members(ctx context.Context, networkID string) ([]control.Member
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanMember)
+	return sqldb.Collect(rows, scanMember)
 }
 
 // MemberDevices returns a network's memberships, ordered by host, with
@@ -288,7 +288,7 @@ func (s *Store) DeviceMemberships(ctx context.Context, deviceID string) ([]contr
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanMember)
+	return sqldb.Collect(rows, scanMember)
 }
 
 // UserMemberships returns the memberships in a user's networks ("" lists
@@ -306,7 +306,7 @@ func (s *Store) UserMemberships(ctx context.Context, userID string) ([]control.M
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanMember)
+	return sqldb.Collect(rows, scanMember)
 }
 
 func (s *Store) SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error {
@@ -356,7 +356,7 @@ func (s *Store) ExitRoutes(ctx context.Context, deviceID string) ([]control.Exit
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(row interface{ Scan(...any) error }) (control.ExitRoute, error) {
+	return sqldb.Collect(rows, func(row interface{ Scan(...any) error }) (control.ExitRoute, error) {
 		var r control.ExitRoute
 		var host int64
 		var rng string
@@ -436,7 +436,7 @@ func (s *Store) ListUserServers(ctx context.Context, userID string) ([]control.U
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanServer)
+	return sqldb.Collect(rows, scanServer)
 }
 
 func (s *Store) UpdateUserServer(ctx context.Context, v control.UserServer) error {

@@ -131,25 +131,12 @@ func (s *Store) ListUsers(ctx context.Context) ([]control.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanUser)
+	return sqldb.Collect(rows, scanUser)
 }
 
 func (s *Store) SetUserPlan(ctx context.Context, id, plan string) error {
 	res, err := s.db.Exec(ctx, `UPDATE edge_users SET plan = ? WHERE id = ?`, plan, id)
 	return mustAffect(res, err, "user")
-}
-
-func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }
 
 // ---- security keys ----
@@ -186,7 +173,7 @@ func (s *Store) ListSecurityKeys(ctx context.Context, userID string) ([]control.
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanKey)
+	return sqldb.Collect(rows, scanKey)
 }
 
 // RevokeSecurityKey revokes the key and every refresh family it started.
@@ -472,7 +459,7 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]control.Devic
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, scanDevice)
+	return sqldb.Collect(rows, scanDevice)
 }
 
 func (s *Store) RenameDevice(ctx context.Context, id, name string) error {

@@ -7,7 +7,6 @@
 package usagestore
 
 import (
-	"database/sql"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/sqldb"
@@ -26,17 +25,5 @@ func ms(t time.Time) int64 { return t.UnixMilli() }
 
 func fromMS(v int64) time.Time { return time.UnixMilli(v).UTC() }
 
-type scanner interface{ Scan(...any) error }
-
-func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
+// scanner is a row being read (sqldb.Scanner).
+type scanner = sqldb.Scanner

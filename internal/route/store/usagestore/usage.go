@@ -305,7 +305,7 @@ func (s *Table) UsageLogs(ctx context.Context, f UsageFilter, limit, offset int)
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(sc scanner) (UsageRecord, error) {
+	return sqldb.Collect(rows, func(sc scanner) (UsageRecord, error) {
 		var r UsageRecord
 		var at int64
 		err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Endpoint, &r.Model, &r.Provider, &r.Connection, &r.TargetModel,
@@ -447,7 +447,7 @@ func (s *Table) UsageBuckets(ctx context.Context, f UsageFilter, width time.Dura
 			b int64
 			s usageSum
 		}
-		parts, err := collect(rows, func(sc scanner) (part, error) {
+		parts, err := sqldb.Collect(rows, func(sc scanner) (part, error) {
 			var p part
 			var err error
 			p.s, err = scanSums(sc, &p.b)
@@ -495,7 +495,7 @@ func (s *Table) UsageLatencies(ctx context.Context, since time.Time, limit int) 
 	if err != nil {
 		return nil, err
 	}
-	return collect(rows, func(sc scanner) (UsageSample, error) {
+	return sqldb.Collect(rows, func(sc scanner) (UsageSample, error) {
 		var v UsageSample
 		return v, sc.Scan(&v.Provider, &v.LatencyMS)
 	})
@@ -515,7 +515,7 @@ func (s *Table) UsageSessionRows(ctx context.Context, since time.Time, limit int
 	if err != nil {
 		return nil, err
 	}
-	out, err := collect(rows, func(sc scanner) (UsageSessionRow, error) {
+	out, err := sqldb.Collect(rows, func(sc scanner) (UsageSessionRow, error) {
 		var v UsageSessionRow
 		var at int64
 		err := sc.Scan(&v.Session, &v.KeyID, &v.Provider, &v.TargetModel, &at)
@@ -540,7 +540,7 @@ func (s *Table) UsageProviders(ctx context.Context, since time.Time) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	all, err := collect(rows, func(sc scanner) (string, error) {
+	all, err := sqldb.Collect(rows, func(sc scanner) (string, error) {
 		var p string
 		return p, sc.Scan(&p)
 	})
@@ -560,7 +560,7 @@ func (s *Table) DeleteUsageBefore(ctx context.Context, before time.Time, limit i
 		if err != nil {
 			return err
 		}
-		recs, err := collect(rows, func(sc scanner) (UsageRecord, error) {
+		recs, err := sqldb.Collect(rows, func(sc scanner) (UsageRecord, error) {
 			var r UsageRecord
 			var at int64
 			err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Model, &r.Provider, &r.Connection, &r.TargetModel, &r.InputTokens,
