@@ -14,6 +14,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -272,7 +273,14 @@ func (s *Server) toLLMError(r *http.Request, err error) *llm.Error {
 	}
 	var he *httpx.Error
 	if errors.As(err, &he) {
-		return &llm.Error{Status: he.Status, Type: llm.TypeForStatus(he.Status), Message: he.Message}
+		return &llm.Error{Status: he.Status, Type: llm.TypeForStatus(he.Status), Code: he.Code, Message: he.Message}
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		// A body read past the endpoint's cap by a handler that reads
+		// its own body (uploads).
+		return &llm.Error{Status: http.StatusRequestEntityTooLarge, Type: llm.ErrInvalidRequest, Code: "body_too_large",
+			Message: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit)}
 	}
 	if errors.Is(err, context.Canceled) {
 		return &llm.Error{Status: 499, Type: llm.ErrInvalidRequest, Message: "client closed the request"}

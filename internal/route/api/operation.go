@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"mime"
 	"net/http"
 	"strings"
@@ -17,7 +18,7 @@ var _ feature.Operations = (*Server)(nil)
 // beyond chat (rerank, moderations …), whose modules build them over the
 // gateway's key check, engine and error shape.
 func (s *Server) JSON(maxBody int64, h feature.OpHandler) http.Handler {
-	inner := s.keyed(openAIErrors, func(w http.ResponseWriter, r *http.Request) error {
+	return s.Body(min(maxBody, s.cfg.MaxBody), func(w http.ResponseWriter, r *http.Request, run feature.RunOp) error {
 		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 			return &llm.Error{Status: http.StatusUnsupportedMediaType, Type: llm.ErrInvalidRequest, Code: "unsupported_media_type",
 				Message: "the request body must be JSON (Content-Type: application/json)"}
@@ -25,6 +26,18 @@ func (s *Server) JSON(maxBody int64, h feature.OpHandler) http.Handler {
 		body, err := httpx.ReadBody(w, r, min(maxBody, s.cfg.MaxBody))
 		if err != nil {
 			return err
+		}
+		return h(w, r, body, run)
+	})
+}
+
+// Body implements feature.Operations: an endpoint whose handler reads
+// its own body (a multipart upload streamed on, a GET), limited to
+// maxBody bytes.
+func (s *Server) Body(maxBody int64, h feature.BodyHandler) http.Handler {
+	inner := s.keyed(openAIErrors, func(w http.ResponseWriter, r *http.Request) error {
+		if maxBody > 0 && r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
 		ctx := r.Context()
 		o := origin(ctx, r)
@@ -35,7 +48,7 @@ func (s *Server) JSON(maxBody int64, h feature.OpHandler) http.Handler {
 			}
 			return a, err
 		}
-		return h(w, r, body, run)
+		return h(w, r, run)
 	})
 	return httpx.WithAuth(AuthGatewayKey, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.inflight.Add(1)
@@ -43,3 +56,7 @@ func (s *Server) JSON(maxBody int64, h feature.OpHandler) http.Handler {
 		inner.ServeHTTP(w, r)
 	}))
 }
+
+// KeyID implements feature.Operations: the id of the gateway key the
+// request of ctx was authenticated with.
+func (s *Server) KeyID(ctx context.Context) string { return KeyIDFrom(ctx) }

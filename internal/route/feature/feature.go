@@ -189,7 +189,21 @@ type Operations interface {
 	// larger one a 413, both before h runs; h's error is rendered in
 	// OpenAI's error shape (with Retry-After and the attempts made).
 	JSON(maxBody int64, h OpHandler) http.Handler
+	// Body returns the handler of an endpoint whose h reads the body
+	// itself (a multipart upload streamed to disk or upstream, a GET):
+	// reading past maxBody bytes (0: no cap) fails with
+	// *http.MaxBytesError, which h may return as it is to answer 413.
+	// Errors are rendered as JSON's are.
+	Body(maxBody int64, h BodyHandler) http.Handler
+	// KeyID is the id of the gateway key that the request whose context
+	// is ctx was authenticated with ("" for a keyless local client), to
+	// scope what a key owns (files, batches).
+	KeyID(ctx context.Context) string
 }
+
+// BodyHandler serves an endpoint that reads its own request body (see
+// Operations.Body).
+type BodyHandler func(w http.ResponseWriter, r *http.Request, run RunOp) error
 
 // OpHandler decodes a modality's request body, runs its operation with
 // run and writes the answer.
