@@ -16,6 +16,8 @@ const (
 	ModalityImage      Modality = "image"
 	ModalityAudio      Modality = "audio"
 	ModalitySearch     Modality = "search"
+	ModalityVideo      Modality = "video"
+	ModalityMusic      Modality = "music"
 )
 
 // Unit is what a modality is priced and counted in, besides tokens.

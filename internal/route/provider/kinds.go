@@ -9,10 +9,16 @@ const (
 	KindImage     = "image"
 	KindRerank    = "rerank"
 	KindModerate  = "moderation"
+	KindAudio     = "audio" // transcription (speech to text) and speech (text to speech)
+	KindVideo     = "video"
+	KindMusic     = "music"
+	KindSearch    = "search"
 )
 
 // Kinds lists the model kinds a model may be declared with.
-func Kinds() []string { return []string{KindChat, KindEmbedding, KindImage, KindRerank, KindModerate} }
+func Kinds() []string {
+	return []string{KindChat, KindEmbedding, KindImage, KindRerank, KindModerate, KindAudio, KindVideo, KindMusic, KindSearch}
+}
 
 // KindOf guesses a model's kind from its name, for models declared
 // without one: embedding, image, rerank and moderation models of the

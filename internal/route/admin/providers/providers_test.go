@@ -117,7 +117,7 @@ func TestProviderModelsAndChecks(t *testing.T) {
 
 	e.Want(http.StatusCreated, "POST", "/api/provider-models", map[string]any{"provider": "acme", "model": "text-embedding-3-small", "kind": "embedding"})
 	e.WantError(http.StatusConflict, "POST", "/api/provider-models", map[string]any{"provider": "acme", "model": "gpt-4o"})
-	e.WantError(http.StatusBadRequest, "POST", "/api/provider-models", map[string]any{"provider": "acme", "model": "x", "kind": "audio"})
+	e.WantError(http.StatusBadRequest, "POST", "/api/provider-models", map[string]any{"provider": "acme", "model": "x", "kind": "hologram"})
 	e.WantError(http.StatusNotFound, "POST", "/api/provider-models", map[string]any{"provider": "ghost", "model": "x"})
 	if ids := e.ModelIDs(); !contains(ids, "acme/text-embedding-3-small") || !contains(ids, "acme/gpt-4o") {
 		t.Fatalf("/v1/models = %v", ids)
