@@ -306,9 +306,15 @@ func TestRerankModelsAndChat(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "cohere")
 	provider(e, "co", "cohere", u, "rerank-v3.5")
+	// A model of a rerank-only provider type is a rerank model whatever
+	// its name says.
+	provider(e, "vo", "voyage", newUpstream(t, "voyage"), "lite-2")
 	r := e.Want(http.StatusOK, "GET", "/v1/models", nil)
-	if !strings.Contains(string(r.Body), `{"id":"co/rerank-v3.5","object":"model","created":0,"owned_by":"co","type":"rerank"}`) {
-		t.Fatalf("models %s", r.Body)
+	for _, want := range []string{`{"id":"co/rerank-v3.5","object":"model","created":0,"owned_by":"co","type":"rerank"}`,
+		`{"id":"vo/lite-2","object":"model","created":0,"owned_by":"vo","type":"rerank"}`} {
+		if !strings.Contains(string(r.Body), want) {
+			t.Fatalf("models %s, want %s", r.Body, want)
+		}
 	}
 	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("co/rerank-v3.5"))
 }
