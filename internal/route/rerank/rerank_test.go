@@ -165,6 +165,23 @@ func TestRerankFallback(t *testing.T) {
 	if c := rec["costUsd"].(float64); c < 26*0.05/1e6*0.999 || c > 26*0.05/1e6*1.001 {
 		t.Fatalf("cost %v", c)
 	}
+	// The usage breakdown sums the call under its modality and unit, and
+	// the modality filter selects it.
+	groups := func(q string) string {
+		return string(e.Want(http.StatusOK, "GET", "/api/usage/groups?period=24h&"+q, nil).Body)
+	}
+	if g := groups("by=modality"); !strings.Contains(g, `"key":"rerank","requests":1,`) {
+		t.Fatalf("by modality: %s", g)
+	}
+	if g := groups("by=unit"); !strings.Contains(g, `"key":"document","requests":1,`) || !strings.Contains(g, `"quantity":3}`) {
+		t.Fatalf("by unit: %s", g)
+	}
+	if g := groups("by=provider&modality=chat"); strings.Contains(g, `"key":"vo"`) {
+		t.Fatalf("chat by provider: %s", g)
+	}
+	if g := groups("by=provider&modality=rerank"); !strings.Contains(g, `"key":"vo","requests":1,`) {
+		t.Fatalf("rerank by provider: %s", g)
+	}
 
 	// Every target failing is the last failure, in OpenAI's shape, with
 	// the attempts.
