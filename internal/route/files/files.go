@@ -343,6 +343,23 @@ func (s *Service) Get(ctx context.Context, owner, id string) (File, error) {
 	return f, err
 }
 
+// List returns a page of q.Owner's live files and whether more follow;
+// a q.After that names no file of the owner is a 400.
+func (s *Service) List(ctx context.Context, q ListQuery) ([]File, bool, error) {
+	q.Limit = min(max(q.Limit, 1), MaxListLimit)
+	fs, err := s.meta.list(ctx, q, s.opt.Clock.Now())
+	if errors.Is(err, errNotFound) {
+		return nil, false, invalid("after", "after names no file of this key")
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if len(fs) > q.Limit {
+		return fs[:q.Limit], true, nil
+	}
+	return fs, false, nil
+}
+
 // Open returns the content of owner's file id; an error for a missing,
 // expired or another owner's file.
 func (s *Service) Open(ctx context.Context, owner, id string) (io.ReadCloser, error) {

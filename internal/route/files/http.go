@@ -252,7 +252,7 @@ func multipartError(err error) error {
 // list serves GET /v1/files.
 func (s *Service) list(w http.ResponseWriter, r *http.Request, _ feature.RunOp) error {
 	q := r.URL.Query()
-	lq := listQuery{Owner: s.opt.Ops.KeyID(r.Context()), Purpose: q.Get("purpose"), Limit: MaxListLimit, After: q.Get("after")}
+	lq := ListQuery{Owner: s.opt.Ops.KeyID(r.Context()), Purpose: q.Get("purpose"), Limit: MaxListLimit, After: q.Get("after")}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxListLimit {
@@ -273,16 +273,9 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request, _ feature.RunOp) 
 	if len(lq.After) > 100 {
 		return invalid("after", "after is not a file id")
 	}
-	fs, err := s.meta.list(r.Context(), lq, s.opt.Clock.Now())
-	if errors.Is(err, errNotFound) {
-		return invalid("after", "after names no file of this key")
-	}
+	fs, more, err := s.List(r.Context(), lq)
 	if err != nil {
 		return err
-	}
-	more := len(fs) > lq.Limit
-	if more {
-		fs = fs[:lq.Limit]
 	}
 	out := struct {
 		Object  string   `json:"object"`

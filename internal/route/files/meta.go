@@ -116,19 +116,19 @@ func (m *meta) get(ctx context.Context, owner, id string, now time.Time) (File, 
 	return f, err
 }
 
-// listQuery is a page of an owner's files.
-type listQuery struct {
+// ListQuery is a page of an owner's files.
+type ListQuery struct {
 	Owner   string
 	Purpose string // "": every purpose
-	Limit   int
-	Asc     bool
+	Limit   int    // 1 to MaxListLimit
+	Asc     bool   // oldest first (else newest first)
 	After   string // a file id of the owner: the page starts past it
 }
 
 // list returns up to q.Limit+1 of the owner's live files in created
 // order (then id), starting past q.After; the extra one says there are
 // more.
-func (m *meta) list(ctx context.Context, q listQuery, now time.Time) ([]File, error) {
+func (m *meta) list(ctx context.Context, q ListQuery, now time.Time) ([]File, error) {
 	where := "owner = ? AND (expires_at IS NULL OR expires_at > ?)"
 	args := []any{q.Owner, now.UnixMilli()}
 	if q.Purpose != "" {
