@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,6 +25,13 @@ const (
 	MaxFieldBytes = 1024
 	// MaxParts bounds the parts of an upload's form.
 	MaxParts = 16
+	// UploadIdleTimeout is how long an upload may send nothing before
+	// the connection is cut: the server's read timeout, which bounds a
+	// whole request, would cut a large upload over a slow link, so an
+	// upload's read deadline moves on as its bytes arrive, ...
+	UploadIdleTimeout = 60 * time.Second
+	// ... up to MaxUploadDuration after it started.
+	MaxUploadDuration = time.Hour
 )
 
 // Register adds the Files API to mux; every route takes a gateway key.
@@ -129,6 +138,7 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 	if err != nil {
 		return err
 	}
+	r.Body = newDeadlineBody(w, r.Body)
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return invalid("file", "the multipart form cannot be read: "+err.Error())
@@ -175,8 +185,8 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 			}
 			n, err := s.opt.Storage.Put(ctx, f.ID, &capped{r: p, n: limit, tooBig: tooBig})
 			if err != nil {
-				readErr = err
-				return err
+				readErr = bodyError(err)
+				return readErr
 			}
 			stored, f.Bytes = true, n
 			continue
@@ -247,6 +257,28 @@ func multipartError(err error) error {
 		return err
 	}
 	return invalid("file", "the multipart form cannot be read: "+err.Error())
+}
+
+// bodyError is the answer to an upload whose file part could not be
+// stored: the caps' errors as they are, a body that stopped coming a
+// 408, one cut short a 400; others (the disk's) are the gateway's.
+func bodyError(err error) error {
+	var (
+		le  *llm.Error
+		mbe *http.MaxBytesError
+		ne  net.Error
+	)
+	switch {
+	case errors.As(err, &le), errors.As(err, &mbe):
+		return err
+	case errors.As(err, &ne) && ne.Timeout():
+		e := apiError(http.StatusRequestTimeout, "request_timeout", "the upload stopped sending")
+		e.Type = llm.ErrInvalidRequest
+		return e
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, multipart.ErrMessageTooLarge):
+		return invalid("file", "the multipart form ends before its file part does")
+	}
+	return err
 }
 
 // list serves GET /v1/files.
@@ -325,4 +357,43 @@ func (s *Service) content(w http.ResponseWriter, r *http.Request, _ feature.RunO
 	h.Set("Content-Disposition", "attachment")
 	http.ServeContent(w, r, "", f.Created, rc)
 	return nil
+}
+
+// deadlineBody moves the connection's read deadline to
+// UploadIdleTimeout from now as the body is read (at most once a
+// second), never past MaxUploadDuration from its start. Deadlines are
+// the network's, in wall-clock time.
+type deadlineBody struct {
+	io.ReadCloser
+	rc    *http.ResponseController
+	end   time.Time // the latest deadline
+	next  time.Time // when to move it again
+	moves bool      // the connection takes deadlines
+}
+
+func newDeadlineBody(w http.ResponseWriter, body io.ReadCloser) *deadlineBody {
+	now := time.Now()
+	d := &deadlineBody{ReadCloser: body, rc: http.NewResponseController(w), end: now.Add(MaxUploadDuration), moves: true}
+	d.move(now)
+	return d
+}
+
+func (d *deadlineBody) move(now time.Time) {
+	t := now.Add(UploadIdleTimeout)
+	if t.After(d.end) {
+		t = d.end
+	}
+	if d.rc.SetReadDeadline(t) != nil {
+		d.moves = false // not a connection that takes deadlines (a test recorder)
+	}
+	d.next = now.Add(time.Second)
+}
+
+func (d *deadlineBody) Read(p []byte) (int, error) {
+	if d.moves {
+		if now := time.Now(); now.After(d.next) {
+			d.move(now)
+		}
+	}
+	return d.ReadCloser.Read(p)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -365,5 +366,49 @@ func TestUploadsInProgressCap(t *testing.T) {
 	code, out = send(t, "POST", url+"/v1/files", key, body, "Content-Type", ct)
 	if code != http.StatusOK {
 		t.Fatalf("after the first: %d %s", code, out)
+	}
+}
+
+// An upload slower than the server's read timeout (which bounds a whole
+// request) goes through as long as its bytes keep coming.
+func TestSlowUploadOutlivesTheReadTimeout(t *testing.T) {
+	e := newEnv(t)
+	d, err := files.NewDir(filepath.Join(t.TempDir(), "files"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := files.New(files.Options{Ops: e.App.API, DB: e.DB, Storage: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	s.Register(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadTimeout = 300 * time.Millisecond
+	srv.Start()
+	t.Cleanup(srv.Close)
+	pr, pw := io.Pipe()
+	mw := multipart.NewWriter(pw)
+	go func() {
+		mw.WriteField("purpose", "user_data")
+		w, _ := mw.CreateFormFile("file", "slow.bin")
+		for range 8 { // 1.2 s in all, four read timeouts
+			w.Write(make([]byte, 100))
+			time.Sleep(150 * time.Millisecond) // pacing the client, not an assertion
+		}
+		mw.Close()
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/files", pr)
+	req.Header.Set("Authorization", "Bearer "+e.key())
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"bytes":800`) {
+		t.Fatalf("slow upload: %d %s", res.StatusCode, b)
 	}
 }
