@@ -121,6 +121,7 @@ func runSuite(t *testing.T, open opener) {
 		{"ListPages", testListPages},
 		{"QuotaCount", testQuotaCount},
 		{"QuotaBytes", testQuotaBytes},
+		{"QuotaConcurrent", testQuotaConcurrent},
 		{"BadInput", testBadInput},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newFixture(t, open)) })
@@ -298,5 +299,33 @@ func testBadInput(t *testing.T, f *fixture) {
 	}
 	if n := f.objects(t); n != 0 {
 		t.Fatalf("%d objects after bad input", n)
+	}
+}
+
+// Concurrent uploads of one key cannot pass its quota together: the
+// count is checked again, under a lock, as each file is recorded, and
+// the files refused leave nothing behind.
+func testQuotaConcurrent(t *testing.T, f *fixture) {
+	f.quota.m[files.SettingMaxPerKey] = "3"
+	const n = 12
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			_, err := f.s.Put(ctx, "k1", files.PurposeUserData, "c", strings.NewReader(fmt.Sprint(i)))
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range n {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case status(err) != http.StatusForbidden:
+			t.Fatalf("upload: %v", err)
+		}
+	}
+	if ok != 3 || f.objects(t) != 3 {
+		t.Fatalf("%d uploads stored, %d objects; want 3 and 3", ok, f.objects(t))
 	}
 }
