@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/moderation"
 	"github.com/omniedge/omni/internal/route/rerank"
 )
@@ -29,4 +30,16 @@ func moderationModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, errors.New("route: the moderation module comes after the gateway")
 	}
 	return moderation.New(w.app.API, w.app.Router).Module(), nil
+}
+
+// mediaModule builds the video and music generation jobs (route/media);
+// they are kept in the database, so a gateway without one serves none.
+func mediaModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the media module comes after the gateway")
+	}
+	if w.d.DB == nil {
+		return feature.Module{}, nil
+	}
+	return media.New(w.app.API, w.app.Router, w.d.DB, media.Config{Clock: w.d.Clock, Log: w.d.Log}).Module(), nil
 }
