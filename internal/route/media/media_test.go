@@ -90,6 +90,15 @@ func newFake(t *testing.T, api string, polls ...string) *fake {
 	return f
 }
 
+func (f *fake) contentAuth(i int) (auth string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if i < len(f.contentAuths) {
+		auth = f.contentAuths[i]
+	}
+	return auth, len(f.contentAuths)
+}
+
 func (f *fake) failCreates(status int) { f.mu.Lock(); f.createStatus = status; f.mu.Unlock() }
 
 func (f *fake) stats() (creates, polls int) {
@@ -210,8 +219,8 @@ func TestVideoOpenAI(t *testing.T) {
 	if !bytes.Equal(r.Body, f.content) || r.Header.Get("Content-Type") != "video/mp4" || r.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("content: %d bytes of %s", len(r.Body), r.Header.Get("Content-Type"))
 	}
-	if f.contentAuths[0] != "Bearer sk-upstream" {
-		t.Fatalf("content fetched with %q", f.contentAuths[0])
+	if auth, _ := f.contentAuth(0); auth != "Bearer sk-upstream" {
+		t.Fatalf("content fetched with %q", auth)
 	}
 }
 
@@ -237,8 +246,8 @@ func TestVideoRunway(t *testing.T) {
 		t.Fatalf("finished %+v after %v", done, seen)
 	}
 	r = e.Want(http.StatusOK, "GET", "/v1/videos/generations/"+j.ID+"/content", nil)
-	if !bytes.Equal(r.Body, f.content) || f.contentAuths[0] != "" {
-		t.Fatalf("content %d bytes, fetched with %q", len(r.Body), f.contentAuths[0])
+	if auth, n := f.contentAuth(0); !bytes.Equal(r.Body, f.content) || n != 1 || auth != "" {
+		t.Fatalf("content %d bytes, fetched %d times with %q", len(r.Body), n, auth)
 	}
 }
 
@@ -323,8 +332,8 @@ func TestJobsAreTheKeys(t *testing.T) {
 	}
 	e.WantError(http.StatusNotFound, "GET", "/v1/videos/generations/video_gen_00000000000000000000000000000000", nil, admintest.Bearer(a)...)
 	e.WantError(http.StatusNotFound, "GET", "/v1/videos/generations/"+strings.Repeat("x", 500), nil, admintest.Bearer(a)...)
-	if len(f.contentAuths) != 0 {
-		t.Fatalf("the upstream file was fetched %d times for refused downloads", len(f.contentAuths))
+	if _, n := f.contentAuth(0); n != 0 {
+		t.Fatalf("the upstream file was fetched %d times for refused downloads", n)
 	}
 }
 
