@@ -165,9 +165,15 @@ type gen struct {
 	length int64
 }
 
-func (g *gen) Chat(context.Context, *llm.Request, string) (*llm.Response, error) { return nil, errors.New("no") }
-func (g *gen) Stream(context.Context, *llm.Request, string) (llm.Stream, error) { return nil, errors.New("no") }
-func (g *gen) Submit(context.Context, *Request) (*Task, error)                  { return &Task{ID: "up", Status: Queued}, nil }
+func (g *gen) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
+	return nil, errors.New("no")
+}
+func (g *gen) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
+	return nil, errors.New("no")
+}
+func (g *gen) Submit(context.Context, *Request) (*Task, error) {
+	return &Task{ID: "up", Status: Queued}, nil
+}
 func (g *gen) Poll(context.Context, Kind, string, string) (*Task, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
