@@ -283,7 +283,7 @@ func Op(model string, req *Request, job *Job, task **Task) *pipeline.Op {
 		Units:    []llm.Quantity{{Unit: llm.UnitSecond, N: int64(req.Seconds)}},
 		Call: func(ctx context.Context, c router.Connection, t router.Target) (pipeline.OpUsage, error) {
 			g, ok := generatorOf(c.Adapter)
-			if !ok {
+			if !ok || !g.Serves(req.Kind) {
 				return pipeline.OpUsage{}, &router.UnsupportedError{Provider: t.Provider, What: string(req.Kind) + " generation"}
 			}
 			r := *req

@@ -469,7 +469,7 @@ func TestBadInput(t *testing.T) {
 		{"size of music", "music", 400, map[string]any{"model": "rw/x", "prompt": "p", "size": "1280x720"}, nil, "invalid_size"},
 		{"oversize body", "videos", 413, huge, nil, ""},
 		{"unknown model", "videos", 404, map[string]any{"model": "nowhere/x", "prompt": "p"}, nil, ""},
-		{"music from a video-only upstream", "music", 400, map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, nil, "unsupported_kind"},
+		{"music from a video-only upstream", "music", 400, map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, nil, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -495,5 +495,28 @@ func TestBadInput(t *testing.T) {
 	var n int
 	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("refused submits left %d jobs (%v)", n, err)
+	}
+}
+
+// A target whose provider does not make the kind asked for (Runway and
+// OpenAI make no music) is passed over for the next one; with none left
+// the answer is a 400.
+func TestMusicPassesOverVideoOnlyTargets(t *testing.T) {
+	e := newEnv(t)
+	rw, rep := newFake(t, "runway", "running"), newFake(t, "replicate", "processing")
+	provider(e, "rw", "runway", rw)
+	provider(e, "rep", "replicate", rep)
+	e.Want(http.StatusCreated, "POST", "/api/combos", map[string]any{"name": "tunes", "strategy": "priority",
+		"targets": []string{"rw/gen4_turbo", "rep/meta/musicgen"}})
+	r := e.Want(http.StatusOK, "POST", "/v1/music/generations", map[string]any{"model": "tunes", "prompt": "p"})
+	if r.Header.Get("X-OmniRoute-Model") != "rep/meta/musicgen" {
+		t.Fatalf("answered by %q: %s", r.Header.Get("X-OmniRoute-Model"), r.Body)
+	}
+	if c, _ := rw.stats(); c != 0 {
+		t.Fatalf("the video-only upstream got %d creates", c)
+	}
+	r = e.Want(http.StatusBadRequest, "POST", "/v1/music/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"})
+	if !strings.Contains(string(r.Body), "music generation") {
+		t.Fatalf("no target makes music: %s", r.Body)
 	}
 }

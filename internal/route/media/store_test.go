@@ -171,6 +171,7 @@ func (g *gen) Chat(context.Context, *llm.Request, string) (*llm.Response, error)
 func (g *gen) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
 	return nil, errors.New("no")
 }
+func (g *gen) Serves(Kind) bool { return true }
 func (g *gen) Submit(context.Context, *Request) (*Task, error) {
 	return &Task{ID: "up", Status: Queued}, nil
 }

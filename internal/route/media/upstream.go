@@ -39,8 +39,10 @@ type Task struct {
 }
 
 // Generator is the capability of a provider adapter that runs
-// generation jobs: start one, ask how it is going, open its output.
+// generation jobs: say which kinds it makes, start one, ask how it is
+// going, open its output.
 type Generator interface {
+	Serves(kind Kind) bool
 	Submit(ctx context.Context, req *Request) (*Task, error)
 	Poll(ctx context.Context, kind Kind, model, id string) (*Task, error)
 	// Content opens the output of a completed task (the caller closes
@@ -73,6 +75,8 @@ func unsupported(kind Kind) error {
 	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Code: "unsupported_kind",
 		Message: "the model's provider does not generate " + string(kind)}
 }
+
+func (soraGenerator) Serves(kind Kind) bool { return kind == Video }
 
 func (g soraGenerator) Submit(ctx context.Context, r *Request) (*Task, error) {
 	if r.Kind != Video {
@@ -252,6 +256,9 @@ type replicatePrediction struct {
 	Output json.RawMessage `json:"output"`
 	Error  json.RawMessage `json:"error"`
 }
+
+// Serves implements Generator: Runway makes video, Replicate both.
+func (c *Client) Serves(kind Kind) bool { return kind == Video || c.Type == TypeReplicate }
 
 // Submit implements Generator.
 func (c *Client) Submit(ctx context.Context, r *Request) (*Task, error) {
