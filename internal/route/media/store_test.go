@@ -163,6 +163,8 @@ type gen struct {
 	polls  int
 	body   []byte
 	length int64
+	// stream, when set, is the content instead of body.
+	stream func() io.Reader
 }
 
 func (g *gen) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
@@ -182,8 +184,12 @@ func (g *gen) Poll(context.Context, Kind, string, string) (*Task, error) {
 	return &Task{ID: "up", Status: g.status}, nil
 }
 func (g *gen) Content(context.Context, Kind, *Task) (*http.Response, error) {
+	var body io.Reader = bytes.NewReader(g.body)
+	if g.stream != nil {
+		body = g.stream()
+	}
 	return &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"text/html"}}, ContentLength: g.length,
-		Body: io.NopCloser(bytes.NewReader(g.body))}, nil
+		Body: io.NopCloser(body)}, nil
 }
 
 type conns map[string][]router.Connection
@@ -213,10 +219,14 @@ type keyCtx struct{}
 
 // service is a Service over db with a fake clock and generator, and a
 // submitted job "j1" of key k at t0.
-func service(t *testing.T, db *sqldb.DB, g *gen) (*Service, *clock.Fake, *httptest.Server) {
+func service(t testing.TB, db *sqldb.DB, g *gen) (*Service, *clock.Fake, *httptest.Server) {
+	return serviceCap(t, db, g, 1000)
+}
+
+func serviceCap(t testing.TB, db *sqldb.DB, g *gen, maxContent int64) (*Service, *clock.Fake, *httptest.Server) {
 	t.Helper()
 	clk := clock.NewFake(t0)
-	s := New(ops{}, conns{"p": {{ID: "p#1", Adapter: g}}}, db, Config{Clock: clk, MaxContent: 1000})
+	s := New(ops{}, conns{"p": {{ID: "p#1", Adapter: g}}}, db, Config{Clock: clk, MaxContent: maxContent})
 	j := newJob("j1", "k", t0, s.cfg.Lifetime)
 	if err := s.store.Reserve(context.Background(), j, 8, ms(t0)); err != nil {
 		t.Fatal(err)
@@ -233,12 +243,12 @@ func service(t *testing.T, db *sqldb.DB, g *gen) (*Service, *clock.Fake, *httpte
 	return s, clk, srv
 }
 
-func get(t *testing.T, srv *httptest.Server, path string) (int, string, error) {
+func get(t testing.TB, srv *httptest.Server, path string) (int, string, error) {
 	code, body, _, err := getH(t, srv, path)
 	return code, body, err
 }
 
-func getH(t *testing.T, srv *httptest.Server, path string) (int, string, http.Header, error) {
+func getH(t testing.TB, srv *httptest.Server, path string) (int, string, http.Header, error) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", srv.URL+path, nil)
 	req.Header.Set("X-Key", "k")
@@ -333,4 +343,45 @@ func TestContentCap(t *testing.T) {
 			})
 		}
 	})
+}
+
+// zeros is an endless reader of zero bytes that allocates nothing.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) { clear(p); return len(p), nil }
+
+// BenchmarkContent measures a 64 MiB download streamed through the
+// gateway from its upstream: MB/s, and bytes allocated per download
+// (constant, not proportional to the file).
+//
+//	go test ./internal/route/media -run '^$' -bench Content -benchmem
+func BenchmarkContent(b *testing.B) {
+	const size = 64 << 20
+	db, err := sqldb.Open(context.Background(), filepath.Join(b.TempDir(), "omni.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	if err := sqldb.Migrate(context.Background(), db, "route_media", Migrations()); err != nil {
+		b.Fatal(err)
+	}
+	g := &gen{status: Completed, length: size, stream: func() io.Reader { return io.LimitReader(zeros{}, size) }}
+	_, clk, srv := serviceCap(b, db, g, DefaultMaxContent)
+	clk.Advance(time.Second)
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/videos/generations/j1/content", nil)
+	req.Header.Set("X-Key", "k")
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			b.Fatalf("%d bytes, %v", n, err)
+		}
+	}
 }
