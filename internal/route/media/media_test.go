@@ -520,3 +520,21 @@ func TestMusicPassesOverVideoOnlyTargets(t *testing.T) {
 		t.Fatalf("no target makes music: %s", r.Body)
 	}
 }
+
+// /v1/models lists generation models declared with their kind; a
+// generation provider routed a chat answers 400, not 500.
+func TestModelsAndChat(t *testing.T) {
+	e := newEnv(t)
+	f := newFake(t, "replicate", "processing")
+	provider(e, "rep", "replicate", f)
+	e.Want(http.StatusCreated, "POST", "/api/provider-models", map[string]any{"provider": "rep", "model": "meta/musicgen", "kind": "music"})
+	e.Want(http.StatusCreated, "POST", "/api/provider-models", map[string]any{"provider": "rep", "model": "minimax/video-01", "kind": "video"})
+	r := e.Want(http.StatusOK, "GET", "/v1/models", nil)
+	for _, want := range []string{`"id":"rep/meta/musicgen","object":"model","created":0,"owned_by":"rep","type":"music"`,
+		`"id":"rep/minimax/video-01","object":"model","created":0,"owned_by":"rep","type":"video"`} {
+		if !strings.Contains(string(r.Body), want) {
+			t.Fatalf("models %s, want %s", r.Body, want)
+		}
+	}
+	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("rep/meta/musicgen"))
+}
