@@ -251,7 +251,7 @@ func decode(kind Kind, body []byte, contentType string) (*request, *Request, err
 			return nil, nil, invalid("invalid_size", `"size" must be WIDTHxHEIGHT, each 64 to 4096 pixels (e.g. 1280x720)`)
 		}
 	}
-	return &in, &Request{Kind: kind, Prompt: *in.Prompt, Seconds: n, Size: in.Size}, nil
+	return &in, &Request{Kind: kind, Prompt: *in.Prompt, Seconds: n, Defaulted: !hasSec && !hasDur, Size: in.Size}, nil
 }
 
 func safeIndex(m []string, i int) string {
@@ -270,8 +270,8 @@ func newID(kind Kind) string {
 func ms(t time.Time) int64 { return t.UnixMilli() }
 
 // Op describes the submit of req for model to the pipeline: priced per
-// second of output; the target that accepted it and the upstream's task
-// are stored in job and *task.
+// second of output; the target that accepted it, the length it makes and
+// the upstream's task are stored in job and *task.
 func Op(model string, req *Request, job *Job, task **Task) *pipeline.Op {
 	modality := llm.ModalityVideo
 	if req.Kind == Music {
@@ -298,6 +298,12 @@ func Op(model string, req *Request, job *Job, task **Task) *pipeline.Op {
 			}
 			job.Provider, job.Connection, job.UpstreamModel = t.Provider, c.ID, t.Model
 			*task = tk
+			if tk.Seconds > 0 && tk.Seconds != req.Seconds {
+				// The upstream makes (and bills) its own default length.
+				job.Seconds = tk.Seconds
+				return pipeline.OpUsage{Billed: []llm.Quantity{{Unit: llm.UnitSecond, N: int64(tk.Seconds)}}}, nil
+			}
+			job.Seconds = req.Seconds
 			return pipeline.OpUsage{}, nil
 		},
 	}

@@ -249,6 +249,17 @@ func TestVideoRunway(t *testing.T) {
 	if auth, n := f.contentAuth(0); !bytes.Equal(r.Body, f.content) || n != 1 || auth != "" {
 		t.Fatalf("content %d bytes, fetched %d times with %q", len(r.Body), n, auth)
 	}
+
+	// The spec's example names no length: Runway is asked for its 5
+	// seconds, and that is what the job says and what is recorded.
+	r = e.Want(http.StatusOK, "POST", "/v1/videos/generations", map[string]any{"model": "runway/gen-3", "prompt": "waves"})
+	if j := decodeJob(t, r.Body); j.Seconds != 5 || !strings.Contains(string(f.lastCreate(t).body), `"duration":5`) {
+		t.Fatalf("job %s after a create of %s", r.Body, f.lastCreate(t).body)
+	}
+	testenv.Eventually(t, "the usage record of 5 seconds", func() bool {
+		logs := e.Want(http.StatusOK, "GET", "/api/usage/logs?limit=1", nil).Object(t)["logs"].([]any)
+		return len(logs) == 1 && logs[0].(map[string]any)["model"] == "runway/gen-3" && logs[0].(map[string]any)["quantity"] == 5.0
+	})
 }
 
 // Replicate makes music: the prediction's input carries the prompt and

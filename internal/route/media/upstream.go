@@ -24,7 +24,10 @@ type Request struct {
 	Model   string // the upstream's model name
 	Prompt  string
 	Seconds int
-	Size    string // WIDTHxHEIGHT, video only; "" for the upstream's default
+	// Defaulted reports that the client named no length: Seconds is the
+	// gateway's default, which an upstream may replace with its own.
+	Defaulted bool
+	Size      string // WIDTHxHEIGHT, video only; "" for the upstream's default
 }
 
 // Task is an upstream's view of a job.
@@ -36,6 +39,9 @@ type Task struct {
 	ErrorCode, ErrorMessage string
 	// URL is where the output is, when the upstream hands out one.
 	URL string
+	// Seconds is the length the upstream was asked for when it differs
+	// from the request's (its own default); 0: as asked.
+	Seconds int
 }
 
 // Generator is the capability of a provider adapter that runs
@@ -145,6 +151,10 @@ const (
 
 // RunwayVersion is the X-Runway-Version the Runway client speaks.
 const RunwayVersion = "2024-11-06"
+
+// RunwayDefaultSeconds is the length Runway is asked for when the client
+// named none.
+const RunwayDefaultSeconds = 5
 
 var defaultBase = map[string]string{
 	TypeRunway:    "https://api.dev.runwayml.com/v1",
@@ -271,7 +281,13 @@ func (c *Client) Submit(ctx context.Context, r *Request) (*Task, error) {
 		if r.Size != "" {
 			ratio = strings.Replace(r.Size, "x", ":", 1)
 		}
-		body := map[string]any{"model": r.Model, "promptText": r.Prompt, "ratio": ratio, "duration": r.Seconds}
+		// Runway's models take 5 or 10 seconds (some more): a request
+		// that named no length gets 5, not the gateway's default.
+		sec := r.Seconds
+		if r.Defaulted {
+			sec = RunwayDefaultSeconds
+		}
+		body := map[string]any{"model": r.Model, "promptText": r.Prompt, "ratio": ratio, "duration": sec}
 		req, err := c.request(ctx, http.MethodPost, "/text_to_video", body)
 		if err != nil {
 			return nil, err
@@ -283,7 +299,11 @@ func (c *Client) Submit(ctx context.Context, r *Request) (*Task, error) {
 		if t.ID == "" {
 			return nil, c.unreadable("a task without an id")
 		}
-		return &Task{ID: t.ID, Status: Queued}, nil
+		out := &Task{ID: t.ID, Status: Queued}
+		if sec != r.Seconds {
+			out.Seconds = sec
+		}
+		return out, nil
 	default:
 		owner, name, ok := strings.Cut(r.Model, "/")
 		if !ok || owner == "" || name == "" {
