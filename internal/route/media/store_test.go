@@ -165,6 +165,8 @@ type gen struct {
 	length int64
 	// stream, when set, is the content instead of body.
 	stream func() io.Reader
+	// pollErr, when set, is every poll's answer.
+	pollErr error
 }
 
 func (g *gen) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
@@ -181,6 +183,9 @@ func (g *gen) Poll(context.Context, Kind, string, string) (*Task, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.polls++
+	if g.pollErr != nil {
+		return nil, g.pollErr
+	}
 	return &Task{ID: "up", Status: g.status}, nil
 }
 func (g *gen) Content(context.Context, Kind, *Task) (*http.Response, error) {
@@ -384,4 +389,49 @@ func BenchmarkContent(b *testing.B) {
 			b.Fatalf("%d bytes, %v", n, err)
 		}
 	}
+}
+
+// A poll that fails leaves the job as it was, to be polled again; an
+// upstream that no longer knows the job, or a connection that is gone,
+// fails it.
+func TestPollFailures(t *testing.T) {
+	eachDB(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		for _, c := range []struct {
+			name   string
+			err    error
+			remove bool
+			want   string
+		}{
+			{"upstream down", &llm.Error{Status: 503, Message: "down"}, false, `"status":"queued"`},
+			{"timeout", context.DeadlineExceeded, false, `"status":"queued"`},
+			{"job unknown upstream", &llm.Error{Status: 404, Message: "no such task"}, false, `"code":"upstream_job_not_found"`},
+			{"connection removed", nil, true, `"code":"upstream_unavailable"`},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				g := &gen{status: InProgress, pollErr: c.err}
+				s, clk, srv := service(t, db, g)
+				if c.remove {
+					s.conns = conns{}
+				}
+				clk.Advance(time.Second)
+				s.Tick(ctx)
+				code, body, _ := get(t, srv, "/v1/videos/generations/j1")
+				if code != 200 || !strings.Contains(body, c.want) {
+					t.Fatalf("%d %s, want %s", code, body, c.want)
+				}
+				if c.want == `"status":"queued"` {
+					// Polled again once due.
+					clk.Advance(DefaultPollInterval)
+					s.Tick(ctx)
+					if g.polls != 2 {
+						t.Fatalf("polls %d, want 2", g.polls)
+					}
+				}
+				if _, err := db.Exec(ctx, "DELETE FROM route_media_jobs"); err != nil {
+					t.Fatal(err)
+				}
+			})
+		}
+	})
 }
