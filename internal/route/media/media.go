@@ -322,7 +322,7 @@ func (s *Service) submitter(kind Kind) feature.OpHandler {
 		if err := s.store.Reserve(ctx, job, s.cfg.MaxActivePerKey, ms(now)); err != nil {
 			if errors.Is(err, ErrTooMany) {
 				return &llm.Error{Status: http.StatusTooManyRequests, Type: llm.ErrRateLimit, Code: "too_many_jobs",
-					Message: fmt.Sprintf("this key has %d %s jobs in progress, the most it may have; wait for one to finish", s.cfg.MaxActivePerKey, "generation")}
+					Message: fmt.Sprintf("this key has %d generation jobs queued or in progress, the most it may have; wait for one to finish", s.cfg.MaxActivePerKey)}
 			}
 			return err
 		}
@@ -475,8 +475,9 @@ func (s *Service) refresh(ctx context.Context, j *Job) {
 	}
 }
 
-// contentTypes are the types of output passed on as the upstream names
-// them; any other is sent as application/octet-stream.
+// contentType is the type a download is sent as: video/* and audio/* as
+// the upstream names them, the kind's usual type when it names none, any
+// other as application/octet-stream (never text/html).
 func contentType(kind Kind, upstream string) string {
 	mt, _, err := mime.ParseMediaType(upstream)
 	switch {

@@ -450,10 +450,7 @@ func decodeError(status int, h http.Header, body []byte) *llm.Error {
 	if msg == "" {
 		msg = upstreamhttp.StatusText(status)
 	}
-	if len(msg) > 1000 {
-		msg = msg[:1000]
-	}
-	le := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: msg}
+	le := &llm.Error{Status: status, Type: llm.TypeForStatus(status), Message: clip(msg, 1000)}
 	if s, err := strconv.Atoi(h.Get("Retry-After")); err == nil && s > 0 {
 		le.RetryAfter = time.Duration(s) * time.Second
 	}
