@@ -9,8 +9,9 @@
 // route_media), scoped to the gateway key that created it, polled
 // upstream on reads and by the module's background loop, and deleted
 // when its lifetime ends. Upstreams: OpenAI's Videos API (formats/openai's
-// Client), and this package's provider types runway (Runway's task API)
-// and replicate (Replicate's predictions, video and music).
+// Videos, over an openai or openai-compatible connection), and this
+// package's provider types runway (Runway's task API) and replicate
+// (Replicate's predictions, video and music).
 package media
 
 import (

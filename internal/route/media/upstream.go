@@ -56,21 +56,22 @@ type Generator interface {
 	Content(ctx context.Context, kind Kind, t *Task) (*http.Response, error)
 }
 
-// sora is what formats/openai's Client offers of OpenAI's Videos API.
+// sora is what formats/openai offers of OpenAI's Videos API
+// (openai.Videos).
 type sora interface {
-	CreateVideo(ctx context.Context, r openai.VideoRequest) (*openai.Video, error)
-	GetVideo(ctx context.Context, id string) (*openai.Video, error)
-	VideoContent(ctx context.Context, id string) (*http.Response, error)
+	Create(ctx context.Context, r openai.VideoRequest) (*openai.Video, error)
+	Get(ctx context.Context, id string) (*openai.Video, error)
+	Content(ctx context.Context, id string) (*http.Response, error)
 }
 
 // generatorOf returns the generator of an adapter: the provider types of
-// this package, or an OpenAI connection for video.
+// this package, or the Videos API of an OpenAI-format connection.
 func generatorOf(a router.Adapter) (Generator, bool) {
 	switch g := a.(type) {
 	case Generator:
 		return g, true
-	case sora:
-		return soraGenerator{g}, true
+	case *openai.Client:
+		return soraGenerator{openai.VideosOf(g)}, true
 	}
 	return nil, false
 }
@@ -88,7 +89,7 @@ func (g soraGenerator) Submit(ctx context.Context, r *Request) (*Task, error) {
 	if r.Kind != Video {
 		return nil, unsupported(r.Kind)
 	}
-	v, err := g.c.CreateVideo(ctx, openai.VideoRequest{Model: r.Model, Prompt: r.Prompt, Seconds: r.Seconds, Size: r.Size})
+	v, err := g.c.Create(ctx, openai.VideoRequest{Model: r.Model, Prompt: r.Prompt, Seconds: r.Seconds, Size: r.Size})
 	if err != nil {
 		return nil, err
 	}
@@ -96,7 +97,7 @@ func (g soraGenerator) Submit(ctx context.Context, r *Request) (*Task, error) {
 }
 
 func (g soraGenerator) Poll(ctx context.Context, kind Kind, _, id string) (*Task, error) {
-	v, err := g.c.GetVideo(ctx, id)
+	v, err := g.c.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +105,7 @@ func (g soraGenerator) Poll(ctx context.Context, kind Kind, _, id string) (*Task
 }
 
 func (g soraGenerator) Content(ctx context.Context, _ Kind, t *Task) (*http.Response, error) {
-	return g.c.VideoContent(ctx, t.ID)
+	return g.c.Content(ctx, t.ID)
 }
 
 func soraTask(v *openai.Video) *Task {

@@ -45,8 +45,16 @@ type VideoError struct {
 	Message string `json:"message"`
 }
 
-// CreateVideo starts a video job with POST {base}/videos.
-func (c *Client) CreateVideo(ctx context.Context, r VideoRequest) (*Video, error) {
+// Videos is OpenAI's Videos API (Sora) at the connection of a Client:
+// start a job, read it, open its MP4.
+type Videos struct{ c *Client }
+
+// VideosOf returns the Videos API at c's connection (base URL, key,
+// headers, HTTP client).
+func VideosOf(c *Client) *Videos { return &Videos{c: c} }
+
+// Create starts a video job with POST {base}/videos.
+func (v *Videos) Create(ctx context.Context, r VideoRequest) (*Video, error) {
 	var buf bytes.Buffer
 	mw := multipart.NewWriter(&buf)
 	fields := [][2]string{{"model", r.Model}, {"prompt", r.Prompt}}
@@ -64,35 +72,36 @@ func (c *Client) CreateVideo(ctx context.Context, r VideoRequest) (*Video, error
 	if err := mw.Close(); err != nil {
 		return nil, err
 	}
-	req, err := c.videoRequest(ctx, http.MethodPost, "/videos", buf.Bytes())
+	req, err := v.request(ctx, http.MethodPost, "/videos", buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	return c.video(req)
+	return v.video(req)
 }
 
-// GetVideo reads a video job with GET {base}/videos/{id}.
-func (c *Client) GetVideo(ctx context.Context, id string) (*Video, error) {
-	req, err := c.videoRequest(ctx, http.MethodGet, "/videos/"+url.PathEscape(id), nil)
+// Get reads a video job with GET {base}/videos/{id}.
+func (v *Videos) Get(ctx context.Context, id string) (*Video, error) {
+	req, err := v.request(ctx, http.MethodGet, "/videos/"+url.PathEscape(id), nil)
 	if err != nil {
 		return nil, err
 	}
-	return c.video(req)
+	return v.video(req)
 }
 
-// VideoContent opens the finished MP4 of a job with GET
+// Content opens the finished MP4 of a job with GET
 // {base}/videos/{id}/content; the caller reads and closes the body.
-func (c *Client) VideoContent(ctx context.Context, id string) (*http.Response, error) {
-	req, err := c.videoRequest(ctx, http.MethodGet, "/videos/"+url.PathEscape(id)+"/content", nil)
+func (v *Videos) Content(ctx context.Context, id string) (*http.Response, error) {
+	req, err := v.request(upstreamhttp.LargeAnswer(ctx), http.MethodGet, "/videos/"+url.PathEscape(id)+"/content", nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Accept", "*/*")
-	return upstreamhttp.Send(c.HTTP, req, c.Provider, DecodeError)
+	return upstreamhttp.Send(v.c.HTTP, req, v.c.Provider, DecodeError)
 }
 
-func (c *Client) videoRequest(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+func (v *Videos) request(ctx context.Context, method, path string, body []byte) (*http.Request, error) {
+	c := v.c
 	req, err := adapter.NewRequest(ctx, c.Provider, method, strings.TrimRight(c.BaseURL, "/")+path, body, "")
 	if err != nil {
 		return nil, err
@@ -102,14 +111,14 @@ func (c *Client) videoRequest(ctx context.Context, method, path string, body []b
 	return req, nil
 }
 
-func (c *Client) video(req *http.Request) (*Video, error) {
-	raw, err := adapter.Do(c.Conn(), req)
+func (v *Videos) video(req *http.Request) (*Video, error) {
+	raw, err := adapter.Do(v.c.Conn(), req)
 	if err != nil {
 		return nil, err
 	}
-	var v Video
-	if err := json.Unmarshal(raw, &v); err != nil || v.ID == "" || v.Status == "" {
-		return nil, upstreamhttp.Unreadable(c.Provider, &llm.Error{Status: http.StatusBadGateway, Message: "not a video job"})
+	var out Video
+	if err := json.Unmarshal(raw, &out); err != nil || out.ID == "" || out.Status == "" {
+		return nil, upstreamhttp.Unreadable(v.c.Provider, &llm.Error{Status: http.StatusBadGateway, Message: "not a video job"})
 	}
-	return &v, nil
+	return &out, nil
 }
