@@ -549,3 +549,29 @@ func TestModelsAndChat(t *testing.T) {
 	}
 	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("rep/meta/musicgen"))
 }
+
+// A key's policy and request limits hold for a submit as for chat, and
+// a refused submit leaves no job behind.
+func TestSubmitKeyPolicyAndRPM(t *testing.T) {
+	e := newEnv(t)
+	f := newFake(t, "runway", "running")
+	provider(e, "rw", "runway", f)
+	_, limited := createKey(e, map[string]any{"name": "only-openai", "allowed_providers": []string{"oa"}})
+	r := e.Want(http.StatusForbidden, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(limited)...)
+	if !strings.Contains(string(r.Body), `"type":"permission_error"`) {
+		t.Fatalf("policy refusal %s", r.Body)
+	}
+	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	e.Want(http.StatusOK, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(slow)...)
+	r = e.Want(http.StatusTooManyRequests, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(slow)...)
+	if !strings.Contains(string(r.Body), "rpm limit of 1 reached") || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("rpm refusal %s", r.Body)
+	}
+	if c, _ := f.stats(); c != 1 {
+		t.Fatalf("upstream creates %d, want 1", c)
+	}
+	var n int
+	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("jobs %d (%v), want the one admitted", n, err)
+	}
+}
