@@ -19,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/ollama"
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
+	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
@@ -46,6 +47,7 @@ func modules() []part {
 		static(gemini.Module()),    // gemini (formats/gemini)
 		static(ollama.Module()),    // ollama (formats/ollama)
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
+		static(media.Upstreams()),  // runway, replicate: video and music upstreams (route/media)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -63,6 +65,7 @@ func modules() []part {
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
 		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
+		built(mediaModule),         // video and music generation jobs (route/media)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
+	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/moderation"
 	"github.com/omniedge/omni/internal/route/rerank"
 )
@@ -54,4 +55,16 @@ func filesModule(_ context.Context, w *wiring) (feature.Module, error) {
 	}
 	w.files = s
 	return s.Module(), nil
+}
+
+// mediaModule builds the video and music generation jobs (route/media);
+// they are kept in the database, so a gateway without one serves none.
+func mediaModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the media module comes after the gateway")
+	}
+	if w.d.DB == nil {
+		return feature.Module{}, nil
+	}
+	return media.New(w.app.API, w.app.Router, w.d.DB, media.Config{Clock: w.d.Clock, Log: w.d.Log}).Module(), nil
 }
