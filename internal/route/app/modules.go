@@ -22,6 +22,7 @@ import (
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/routing"
+	"github.com/omniedge/omni/internal/route/search"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -45,6 +46,7 @@ func modules() []part {
 		static(gemini.Module()),    // gemini (formats/gemini)
 		static(ollama.Module()),    // ollama (formats/ollama)
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
+		static(search.Upstreams()), // searxng, tavily, brave, exa, serper: web search upstreams (route/search)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -61,6 +63,7 @@ func modules() []part {
 		built(gatewayModule),       // the dialect endpoints (route/api)
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
+		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
 	}
 }
 
