@@ -230,10 +230,10 @@ func TestSearchList(t *testing.T) {
 	var out struct {
 		Object string `json:"object"`
 		Data   []struct {
-			ID           string          `json:"id"`
-			Type         string          `json:"type"`
-			Model        string          `json:"model"`
-			Default      bool            `json:"default"`
+			ID           string         `json:"id"`
+			Type         string         `json:"type"`
+			Model        string         `json:"model"`
+			Default      bool           `json:"default"`
 			Capabilities map[string]any `json:"capabilities"`
 		} `json:"data"`
 	}
