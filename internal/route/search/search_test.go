@@ -553,3 +553,50 @@ func TestSearchBadInput(t *testing.T) {
 		t.Fatalf("bad requests reached the upstream %d times", n)
 	}
 }
+
+// A hostile or broken upstream cannot make the gateway hold or pass on
+// more than the caps: an answer over 4 MiB is a 502, results beyond 20
+// are dropped, contents cut to 8 KiB, URLs over 4 KiB or not http(s)
+// dropped.
+func TestSearchHostileUpstream(t *testing.T) {
+	var mu sync.Mutex
+	answer := []byte(`{}`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(answer)
+	}))
+	t.Cleanup(srv.Close)
+	set := func(b []byte) { mu.Lock(); answer = b; mu.Unlock() }
+	e := newEnv(t)
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "tv", "type": "tavily", "base_url": srv.URL, "api_key": "k"})
+
+	set([]byte(`{"results":[{"title":"t","url":"https://a.example/","content":"` + strings.Repeat("x", 5<<20) + `"}]}`))
+	r := e.Want(http.StatusBadGateway, "POST", "/v1/search", map[string]any{"query": "big", "provider": "tv"})
+	if !strings.Contains(string(r.Body), "larger than 4194304 bytes") || !strings.Contains(string(r.Body), `"type":"server_error"`) {
+		t.Fatalf("oversize answer: %.300s", r.Body)
+	}
+
+	var results []map[string]any
+	for i := range 50 {
+		results = append(results, map[string]any{"title": strings.Repeat("T", 2000), "url": fmt.Sprintf("https://r%d.example/", i),
+			"content": strings.Repeat("é", 10_000), "score": 0.5})
+	}
+	results[0]["url"] = "https://long.example/" + strings.Repeat("a", 5000)
+	results[1]["url"] = "data:text/html,<script>alert(1)</script>"
+	b, _ := json.Marshal(map[string]any{"results": results})
+	set(b)
+	a := decodeAnswer(t, e.Want(http.StatusOK, "POST", "/v1/search", map[string]any{"query": "many", "provider": "tv", "max_results": 20}).Body)
+	if len(a.Results) != 20 || a.Results[0].URL != "https://r2.example/" {
+		t.Fatalf("%d results, first %s", len(a.Results), a.Results[0].URL)
+	}
+	for _, h := range a.Results {
+		if len(h.Content) > 8<<10 || len(h.Title) > 1<<10 || !strings.HasPrefix(h.Content, "é") || strings.ContainsRune(h.Content, '\uFFFD') {
+			t.Fatalf("result not cut on a character boundary within the caps: content %d bytes, title %d", len(h.Content), len(h.Title))
+		}
+	}
+	// Not a search answer at all.
+	set([]byte(`[1,2,3]`))
+	e.Want(http.StatusBadGateway, "POST", "/v1/search", map[string]any{"query": "odd", "provider": "tv"})
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -383,6 +384,9 @@ type (
 
 var errNoResults = errors.New(`no "results" list`)
 
+// markup is the emphasis Brave puts in its descriptions (<strong>).
+var markup = regexp.MustCompile(`</?(strong|b|em)>`)
+
 func (c *Client) decode(raw []byte, req *Request) (*Result, error) {
 	res := &Result{Results: []Hit{}}
 	add := func(title, u, content string, score *float64, published string) {
@@ -444,7 +448,7 @@ func (c *Client) decode(raw []byte, req *Request) (*Result, error) {
 		}
 		if a.Web != nil { // no web results: Brave leaves "web" out
 			for _, r := range a.Web.Results {
-				add(r.Title, r.URL, r.Description, nil, r.PageAge)
+				add(r.Title, r.URL, markup.ReplaceAllString(r.Description, ""), nil, r.PageAge)
 			}
 		}
 	case TypeExa:
