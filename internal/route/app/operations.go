@@ -49,5 +49,5 @@ func searchModule(_ context.Context, w *wiring) (feature.Module, error) {
 		}
 		return out
 	}
-	return search.New(search.Options{Ops: w.app.API, Providers: providers, Cache: w.cache, Clock: w.d.Clock}).Module(), nil
+	return search.New(search.Options{Ops: w.app.API, Policy: w.app.API, Providers: providers, Cache: w.cache, Clock: w.d.Clock}).Module(), nil
 }

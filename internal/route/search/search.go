@@ -123,6 +123,10 @@ type Options struct {
 	// Providers lists the enabled search providers, in the order a
 	// search naming none tries them.
 	Providers func() []Configured
+	// Policy is the key policy: the provider list and a search naming
+	// no provider leave out the providers the caller's key may not use
+	// (nil: all are listed and tried).
+	Policy feature.ModelPolicy
 	// Cache is the gateway's response cache (nil: searches are not
 	// cached, only coalesced).
 	Cache pipeline.Cache
@@ -185,12 +189,27 @@ type providerInfo struct {
 	Capabilities Capabilities `json:"capabilities"`
 }
 
-func (s *Service) list(w http.ResponseWriter, _ *http.Request, _ feature.RunOp) error {
+// permitted lists the search providers the key of ctx may use.
+func (s *Service) permitted(ctx context.Context) []Configured {
+	all := s.providers()
+	if s.opt.Policy == nil {
+		return all
+	}
+	var out []Configured
+	for _, p := range all {
+		if s.opt.Policy.PermitsModel(ctx, p.ID+"/"+DefaultModel) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request, _ feature.RunOp) error {
 	out := struct {
 		Object string         `json:"object"`
 		Data   []providerInfo `json:"data"`
 	}{Object: "list", Data: []providerInfo{}}
-	for i, p := range s.providers() {
+	for i, p := range s.permitted(r.Context()) {
 		c, _ := CapabilitiesOf(p.Type)
 		out.Data = append(out.Data, providerInfo{ID: p.ID, Object: "search.provider", Type: p.Type, Model: p.ID + "/" + DefaultModel,
 			Default: i == 0, Capabilities: c})
@@ -422,12 +441,17 @@ func (s *Service) search(w http.ResponseWriter, r *http.Request, body []byte, ru
 		}
 		models = []string{model}
 	default:
-		for _, p := range s.providers() {
+		all := s.providers()
+		if len(all) == 0 {
+			return &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Code: "no_search_provider",
+				Message: "no search provider is configured (types: " + strings.Join(Types(), ", ") + ")"}
+		}
+		for _, p := range s.permitted(r.Context()) {
 			models = append(models, p.ID+"/"+DefaultModel)
 		}
 		if len(models) == 0 {
-			return &llm.Error{Status: http.StatusNotFound, Type: llm.ErrNotFound, Code: "no_search_provider",
-				Message: "no search provider is configured (types: " + strings.Join(Types(), ", ") + ")"}
+			return &llm.Error{Status: http.StatusForbidden, Type: llm.ErrPermission, Code: "model_not_allowed",
+				Message: "no search provider is allowed for this API key"}
 		}
 	}
 	var out answer

@@ -600,3 +600,29 @@ func TestSearchHostileUpstream(t *testing.T) {
 	set([]byte(`[1,2,3]`))
 	e.Want(http.StatusBadGateway, "POST", "/v1/search", map[string]any{"query": "odd", "provider": "tv"})
 }
+
+// A key allowed some search providers sees only those, and a search
+// naming none goes to the first of them without touching the others.
+func TestSearchDefaultOrderFollowsKeyPolicy(t *testing.T) {
+	e := newEnv(t)
+	tv, br := newUpstream(t, "tavily"), newUpstream(t, "brave")
+	provider(e, "a-tv", "tavily", tv)
+	provider(e, "br", "brave", br)
+	_, raw := createKey(e, map[string]any{"name": "only-brave", "allowed_providers": []string{"br"}})
+	r := e.Want(http.StatusOK, "GET", "/v1/search", nil, admintest.Bearer(raw)...)
+	if strings.Contains(string(r.Body), "a-tv") || !strings.Contains(string(r.Body), `"id":"br"`) {
+		t.Fatalf("list for a brave-only key: %s", r.Body)
+	}
+	if all := e.Want(http.StatusOK, "GET", "/v1/search", nil); !strings.Contains(string(all.Body), "a-tv") {
+		t.Fatalf("list for the keyless client: %s", all.Body)
+	}
+	a := decodeAnswer(t, e.Want(http.StatusOK, "POST", "/v1/search", map[string]any{"query": "q"}, admintest.Bearer(raw)...).Body)
+	if a.Provider != "br" || tv.n() != 0 || br.n() != 1 {
+		t.Fatalf("provider %s, calls tv %d br %d", a.Provider, tv.n(), br.n())
+	}
+	_, none := createKey(e, map[string]any{"name": "no-search", "allowed_providers": []string{"openai"}})
+	r = e.Want(http.StatusForbidden, "POST", "/v1/search", map[string]any{"query": "q"}, admintest.Bearer(none)...)
+	if !strings.Contains(string(r.Body), `"code":"model_not_allowed"`) || tv.n()+br.n() != 1 {
+		t.Fatalf("no allowed provider: %s", r.Body)
+	}
+}
