@@ -36,7 +36,9 @@ func TestSearchMeasure(t *testing.T) {
 			lat[n/2].Round(time.Microsecond), lat[n*99/100].Round(time.Microsecond))
 	}
 	before := u.n()
-	run("miss", func(i int) map[string]any { return map[string]any{"query": fmt.Sprintf("miss %d", i), "provider": "tv"} })
+	run("miss", func(i int) map[string]any {
+		return map[string]any{"query": fmt.Sprintf("miss %d", i), "provider": "tv"}
+	})
 	misses := u.n() - before
 	before = u.n()
 	run("hit", func(int) map[string]any { return map[string]any{"query": "miss 0", "provider": "tv"} })
