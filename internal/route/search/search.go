@@ -80,6 +80,10 @@ type Request struct {
 	// Now is when the search runs (time ranges given as dates); it is
 	// not part of what the cache keys.
 	Now time.Time `json:"-"`
+	// Fresh asks for an upstream call of this request: the cache is
+	// neither read nor written and nothing is coalesced
+	// (X-OmniRoute-No-Cache: true).
+	Fresh bool `json:"-"`
 }
 
 // Hit is one result in the normalized shape.
@@ -377,9 +381,15 @@ func (s *Service) Op(model, keyID string, req *Request, out *answer) *pipeline.O
 // fetch answers req at target t from the cache, from a call of the same
 // search running now, or from the upstream.
 func (s *Service) fetch(ctx context.Context, sr Searcher, keyID string, t router.Target, req *Request) (*Result, how, error) {
-	key := cacheKey(keyID, t, req)
 	s.stats.enter(t.Provider)
 	defer s.stats.leave(t.Provider)
+	if req.Fresh {
+		start := s.opt.Clock.Now()
+		r, err := sr.Search(ctx, t.Model, req)
+		s.stats.record(t.Provider, event{upstream: true, failed: err != nil, latency: s.opt.Clock.Now().Sub(start)})
+		return r, fresh, err
+	}
+	key := cacheKey(keyID, t, req)
 	if r, ok := s.cacheGet(ctx, key); ok {
 		s.stats.record(t.Provider, event{hit: true})
 		return r, cached, nil
@@ -426,6 +436,7 @@ func (s *Service) search(w http.ResponseWriter, r *http.Request, body []byte, ru
 		return err
 	}
 	req.Now = s.opt.Clock.Now()
+	req.Fresh = strings.EqualFold(r.Header.Get("X-OmniRoute-No-Cache"), "true")
 	keyID := s.opt.Ops.KeyID(r.Context())
 	var models []string
 	switch {
@@ -473,11 +484,12 @@ func (s *Service) search(w http.ResponseWriter, r *http.Request, body []byte, ru
 	if resp.Results == nil {
 		resp.Results = []Hit{}
 	}
-	state := "MISS"
-	if out.how == cached {
-		state = "HIT"
+	switch {
+	case out.how == cached:
+		w.Header().Set("X-OmniRoute-Cache", "HIT")
+	case !req.Fresh:
+		w.Header().Set("X-OmniRoute-Cache", "MISS")
 	}
-	w.Header().Set("X-OmniRoute-Cache", state)
 	httpx.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

@@ -267,13 +267,19 @@ func TestSearchCache(t *testing.T) {
 	if !ag.Usage.Cached || ag.Usage.Searches != 0 || fa.Usage.Searches != 1 || len(ag.Results) != len(fa.Results) || ag.Results[0].URL != fa.Results[0].URL {
 		t.Fatalf("first %s\nrepeat %s", first.Body, again.Body)
 	}
+	// X-OmniRoute-No-Cache: true asks the upstream again, and keeps
+	// nothing.
+	nc := e.Want(http.StatusOK, "POST", "/v1/search", body, append(admintest.Bearer(a), "X-OmniRoute-No-Cache", "true")...)
+	if u.n() != 2 || decodeAnswer(t, nc.Body).Usage.Cached || nc.Header.Get("X-OmniRoute-Cache") != "" {
+		t.Fatalf("no-cache: upstream calls %d, %v %s", u.n(), nc.Header, nc.Body)
+	}
 	// Another filter is another search.
 	e.Want(http.StatusOK, "POST", "/v1/search", map[string]any{"query": "who is leo messi", "provider": "tv", "max_results": 3}, admintest.Bearer(a)...)
-	if u.n() != 2 {
+	if u.n() != 3 {
 		t.Fatalf("upstream calls %d after another max_results", u.n())
 	}
 	other := e.Want(http.StatusOK, "POST", "/v1/search", body, admintest.Bearer(b)...)
-	if u.n() != 3 || decodeAnswer(t, other.Body).Usage.Cached {
+	if u.n() != 4 || decodeAnswer(t, other.Body).Usage.Cached {
 		t.Fatalf("another key's search was answered from the first key's cache (upstream calls %d)", u.n())
 	}
 }
