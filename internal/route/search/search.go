@@ -349,10 +349,10 @@ type answer struct {
 	how how
 }
 
-// Op describes a search of req with model, for the key keyID, to the
+// op describes a search of req with model, for the key keyID, to the
 // pipeline: one search unit is reserved; an answer from the cache or
 // another request's call bills none. The answer is stored in *out.
-func (s *Service) Op(model, keyID string, req *Request, out *answer) *pipeline.Op {
+func (s *Service) op(model, keyID string, req *Request, out *answer) *pipeline.Op {
 	return &pipeline.Op{
 		Modality: llm.ModalitySearch,
 		Model:    model,
@@ -383,10 +383,14 @@ func (s *Service) Op(model, keyID string, req *Request, out *answer) *pipeline.O
 func (s *Service) fetch(ctx context.Context, sr Searcher, keyID string, t router.Target, req *Request) (*Result, how, error) {
 	s.stats.enter(t.Provider)
 	defer s.stats.leave(t.Provider)
-	if req.Fresh {
+	call := func() (*Result, error) {
 		start := s.opt.Clock.Now()
 		r, err := sr.Search(ctx, t.Model, req)
 		s.stats.record(t.Provider, event{upstream: true, failed: err != nil, latency: s.opt.Clock.Now().Sub(start)})
+		return r, err
+	}
+	if req.Fresh {
+		r, err := call()
 		return r, fresh, err
 	}
 	key := cacheKey(keyID, t, req)
@@ -395,9 +399,7 @@ func (s *Service) fetch(ctx context.Context, sr Searcher, keyID string, t router
 		return r, cached, nil
 	}
 	res, shared, err := s.flights.do(ctx, key, func() (*Result, error) {
-		start := s.opt.Clock.Now()
-		r, err := sr.Search(ctx, t.Model, req)
-		s.stats.record(t.Provider, event{upstream: true, failed: err != nil, latency: s.opt.Clock.Now().Sub(start)})
+		r, err := call()
 		if err == nil {
 			s.cachePut(ctx, key, t, r)
 		}
@@ -469,7 +471,7 @@ func (s *Service) search(w http.ResponseWriter, r *http.Request, body []byte, ru
 	var ans *pipeline.OpAnswer
 	for i, m := range models {
 		out = answer{}
-		ans, err = run(s.Op(m, keyID, req, &out))
+		ans, err = run(s.op(m, keyID, req, &out))
 		if err == nil || i == len(models)-1 || !nextProvider(err) {
 			break
 		}
