@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
 	"github.com/omniedge/omni/internal/route/formats/formattest"
@@ -630,5 +632,36 @@ func TestSearchDefaultOrderFollowsKeyPolicy(t *testing.T) {
 	r = e.Want(http.StatusForbidden, "POST", "/v1/search", map[string]any{"query": "q"}, admintest.Bearer(none)...)
 	if !strings.Contains(string(r.Body), `"code":"model_not_allowed"`) || tv.n()+br.n() != 1 {
 		t.Fatalf("no allowed provider: %s", r.Body)
+	}
+}
+
+// A search that reached its upstream and then timed out is charged its
+// reservation (the upstream may bill it), like a chat cut short.
+func TestSearchCutShortIsCharged(t *testing.T) {
+	release := make(chan struct{})
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	t.Cleanup(func() { close(release) })
+	e := admintest.NewEnv(t, func(c *config.Config) {
+		c.Route.Providers = append(c.Route.Providers, config.RouteProvider{ID: "slow", Type: "exa", BaseURL: hang.URL,
+			APIKeys: []config.Secret{"exa-key"}, Timeout: 200 * time.Millisecond})
+	})
+	e.Login()
+	id, raw := createKey(e, map[string]any{"name": "ci"})
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "slow/*", "unit": "search", "unit_price": 5})
+	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 1})
+	r := e.Want(http.StatusGatewayTimeout, "POST", "/v1/search", map[string]any{"query": "slow", "provider": "slow"}, admintest.Bearer(raw)...)
+	if !strings.Contains(string(r.Body), "no answer within 200ms") {
+		t.Fatalf("timeout answer %s", r.Body)
+	}
+	b := e.Want(http.StatusOK, "GET", "/api/usage/budget", nil).Object(t)["budgets"].([]any)[0].(map[string]any)
+	if s := b["spentUsd"].(float64); s != 0.005 {
+		t.Fatalf("spent %v after a search cut short, want its reservation 0.005", s)
 	}
 }
