@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/routing"
+	"github.com/omniedge/omni/internal/route/search"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -48,6 +49,7 @@ func modules() []part {
 		static(ollama.Module()),    // ollama (formats/ollama)
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
 		static(media.Upstreams()),  // runway, replicate: video and music upstreams (route/media)
+		static(search.Upstreams()), // searxng, tavily, brave, exa, serper: web search upstreams (route/search)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -66,6 +68,7 @@ func modules() []part {
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
 		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
 		built(mediaModule),         // video and music generation jobs (route/media)
+		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
 	}
 }
 

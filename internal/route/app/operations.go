@@ -10,6 +10,7 @@ import (
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/moderation"
 	"github.com/omniedge/omni/internal/route/rerank"
+	"github.com/omniedge/omni/internal/route/search"
 )
 
 // The modalities beyond chat are modules built after the gateway: each
@@ -67,4 +68,24 @@ func mediaModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, nil
 	}
 	return media.New(w.app.API, w.app.Router, w.d.DB, media.Config{Clock: w.d.Clock, Log: w.d.Log}).Module(), nil
+}
+
+// searchModule builds the search endpoints (route/search) over the
+// gateway's operations and its response cache; the search providers are
+// the enabled providers of a search type, in id order.
+func searchModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil || w.state == nil {
+		return feature.Module{}, errors.New("route: the search module comes after the gateway and the routing state")
+	}
+	state := w.state
+	providers := func() []search.Configured {
+		var out []search.Configured
+		for _, p := range state.Snapshot().Providers {
+			if _, ok := search.CapabilitiesOf(p.Type); ok && p.Enabled {
+				out = append(out, search.Configured{ID: p.ID, Type: p.Type})
+			}
+		}
+		return out
+	}
+	return search.New(search.Options{Ops: w.app.API, Policy: w.app.API, Providers: providers, Cache: w.cache, Clock: w.d.Clock}).Module(), nil
 }
