@@ -509,6 +509,36 @@ func TestImageKeyPolicy(t *testing.T) {
 	if status, _ := post(t, e, "/v1/images/edits", "sk-omni-wrong", ct, body); status != http.StatusUnauthorized || u.calls() != 1 {
 		t.Fatalf("edit with a wrong key %d", status)
 	}
+
+	// A web page in the operator's browser can post a form to the
+	// gateway on the loopback without a key (no preflight for a
+	// multipart body): it is not the gateway host's own client, so it is
+	// refused before the form is read.
+	for _, hdr := range [][2]string{{"Origin", "https://evil.example"}, {"Sec-Fetch-Site", "cross-site"}} {
+		body, ct = form(t, map[string]string{"model": "oa/gpt-image-1", "prompt": "p"}, [2]string{"image", "img"})
+		req, _ := http.NewRequest(http.MethodPost, e.Srv.URL+"/v1/images/edits", body)
+		req.Header.Set("Content-Type", ct)
+		req.Header.Set(hdr[0], hdr[1])
+		resp, err := e.Srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || u.calls() != 1 {
+			t.Fatalf("keyless form from another site (%s): %d %s", hdr[0], resp.StatusCode, b)
+		}
+		errorShape(t, b, "")
+	}
+	// The same form from the gateway host's own client is served.
+	body, ct = form(t, map[string]string{"model": "oa/gpt-image-1", "prompt": "p"}, [2]string{"image", "img"})
+	req, _ := http.NewRequest(http.MethodPost, e.Srv.URL+"/v1/images/edits", body)
+	req.Header.Set("Content-Type", ct)
+	if resp, err := e.Srv.Client().Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("keyless form from the gateway host: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 }
 
 // GET /v1/images/generations lists the image models only, in OpenAI's
