@@ -836,3 +836,36 @@ func TestEditsAtOnce(t *testing.T) {
 		return status == http.StatusOK
 	})
 }
+
+// An upstream cannot make the gateway hold more than 64 MiB of answer:
+// a longer one is unreadable (502), and the next target is tried.
+func TestUpstreamAnswerCap(t *testing.T) {
+	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"created":1,"data":[{"b64_json":"`)
+		chunk := bytes.Repeat([]byte("A"), 1<<20)
+		for range 65 {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+		io.WriteString(w, `"}]}`)
+	}))
+	defer huge.Close()
+	e := newEnv(t)
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "big", "type": "openai", "base_url": huge.URL + "/v1", "api_key": "sk-big"})
+	r := e.Want(http.StatusBadGateway, "POST", "/v1/images/generations", map[string]any{"model": "big/gpt-image-1", "prompt": "p"})
+	if !strings.Contains(string(r.Body), "larger than 67108864 bytes") {
+		t.Fatalf("answer %s", r.Body)
+	}
+	errorShape(t, r.Body, "")
+	good := newUpstream(t)
+	provider(e, "oa", "openai", good, "sk-oa")
+	e.Want(http.StatusCreated, "POST", "/api/combos", map[string]any{"name": "c", "strategy": "priority",
+		"targets": []string{"big/gpt-image-1", "oa/gpt-image-1"}})
+	r = e.Want(http.StatusOK, "POST", "/v1/images/generations", map[string]any{"model": "c", "prompt": "p"})
+	if r.Header.Get("X-OmniRoute-Model") != "oa/gpt-image-1" {
+		t.Fatalf("answered by %q", r.Header.Get("X-OmniRoute-Model"))
+	}
+}
