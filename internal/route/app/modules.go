@@ -19,6 +19,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/ollama"
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
+	"github.com/omniedge/omni/internal/route/images"
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
@@ -50,6 +51,7 @@ func modules() []part {
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
 		static(media.Upstreams()),  // runway, replicate: video and music upstreams (route/media)
 		static(search.Upstreams()), // searxng, tavily, brave, exa, serper: web search upstreams (route/search)
+		static(images.Upstreams()), // sdwebui: the SD WebUI image upstream (route/images)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -69,6 +71,7 @@ func modules() []part {
 		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
 		built(mediaModule),         // video and music generation jobs (route/media)
 		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
+		built(imagesModule),        // /v1/images/generations and /edits (route/images)
 	}
 }
 

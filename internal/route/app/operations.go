@@ -7,8 +7,10 @@ import (
 
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
+	"github.com/omniedge/omni/internal/route/images"
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/moderation"
+	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/search"
 )
@@ -88,4 +90,25 @@ func searchModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return out
 	}
 	return search.New(search.Options{Ops: w.app.API, Policy: w.app.API, Providers: providers, Cache: w.cache, Clock: w.d.Clock}).Module(), nil
+}
+
+// imagesModule builds the image endpoints (route/images): the image
+// models of the routing state are GET /v1/images/generations' list.
+func imagesModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the images module comes after the gateway")
+	}
+	state := w.app.State
+	return images.New(images.Deps{Ops: w.app.API, Catalog: w.app.Router, Clock: w.d.Clock, Models: func() []images.Model {
+		var out []images.Model
+		if state == nil {
+			return nil
+		}
+		for _, m := range state.Models() {
+			if m.Kind == provider.KindImage {
+				out = append(out, images.Model{ID: m.ID, OwnedBy: m.OwnedBy})
+			}
+		}
+		return out
+	}}).Module(), nil
 }
