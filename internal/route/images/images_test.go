@@ -559,9 +559,8 @@ func TestListImageModels(t *testing.T) {
 	if r["object"] != "list" || strings.Join(ids, " ") != "oa/dall-e-3 oa/gpt-image-1" {
 		t.Fatalf("list %v", r)
 	}
-	// A checkpoint whose name says nothing is declared an image model.
-	provider(e, "sd", "sdwebui", u, "")
-	e.Want(http.StatusCreated, "POST", "/api/provider-models", map[string]any{"provider": "sd", "model": "v1-5-pruned-emaonly", "kind": "image"})
+	// A WebUI's checkpoint is an image model whatever its name says.
+	provider(e, "sd", "sdwebui", u, "", "v1-5-pruned-emaonly")
 	r = e.Want(http.StatusOK, "GET", "/v1/images/generations", nil).Object(t)
 	if n := len(r["data"].([]any)); n != 3 || r["data"].([]any)[2].(map[string]any)["id"] != "sd/v1-5-pruned-emaonly" {
 		t.Fatalf("list %v", r)

@@ -63,6 +63,10 @@ func (c *SDWebUI) notChat() error {
 		Message: "provider " + c.Provider + " (type " + TypeSDWebUI + ") serves images only: POST /v1/images/generations and /v1/images/edits"}
 }
 
+// ModelKind implements provider.Kinded: an SD WebUI checkpoint makes
+// images whatever its name.
+func (c *SDWebUI) ModelKind() string { return provider.KindImage }
+
 // Chat implements router.Adapter: a WebUI does not chat.
 func (c *SDWebUI) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
 	return nil, c.notChat()

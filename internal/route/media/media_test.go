@@ -548,6 +548,12 @@ func TestModelsAndChat(t *testing.T) {
 		}
 	}
 	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("rep/meta/musicgen"))
+	// Runway's models make videos whatever their names.
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "rw", "type": "runway",
+		"base_url": newFake(t, "runway", "running").URL + "/v1", "api_key": "sk-upstream", "models": []string{"act_two"}})
+	if r := e.Want(http.StatusOK, "GET", "/v1/models", nil); !strings.Contains(string(r.Body), `"id":"rw/act_two","object":"model","created":0,"owned_by":"rw","type":"video"`) {
+		t.Fatalf("models %s", r.Body)
+	}
 }
 
 // A key's policy and request limits hold for a submit as for chat, and

@@ -204,6 +204,15 @@ func (c *Client) notChat() error {
 		Message: "provider " + c.Provider + " (type " + c.Type + ") serves video and music generation only"}
 }
 
+// ModelKind implements provider.Kinded: Runway's models make videos;
+// Replicate's make anything, so their names say ("").
+func (c *Client) ModelKind() string {
+	if c.Type == TypeRunway {
+		return provider.KindVideo
+	}
+	return ""
+}
+
 // Chat implements router.Adapter: a generation upstream does not chat.
 func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
 	return nil, c.notChat()

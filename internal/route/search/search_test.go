@@ -228,6 +228,10 @@ func TestSearchList(t *testing.T) {
 	provider(e, "a-tv", "tavily", newUpstream(t, "tavily"))
 	provider(e, "b-br", "brave", newUpstream(t, "brave"))
 	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "chat", "type": "openai", "base_url": "http://127.0.0.1:1/v1", "api_key": "k"})
+	// The model list shows each search provider's model as a search one.
+	if r := e.Want(http.StatusOK, "GET", "/v1/models", nil); !strings.Contains(string(r.Body), `{"id":"a-tv/search","object":"model","created":0,"owned_by":"a-tv","type":"search"}`) {
+		t.Fatalf("models %s", r.Body)
+	}
 	r := e.Want(http.StatusOK, "GET", "/v1/search", nil)
 	var out struct {
 		Object string `json:"object"`

@@ -149,6 +149,14 @@ func (c *Client) notChat() error {
 		Message: "provider " + c.Provider + " (type " + c.Type + ") serves web search only: POST /v1/search"}
 }
 
+// ModelKind implements provider.Kinded: a search provider's models
+// search.
+func (c *Client) ModelKind() string { return provider.KindSearch }
+
+// DefaultModel implements provider.DefaultModeled: a search names no
+// model ("tv/search").
+func (c *Client) DefaultModel() string { return "search" }
+
 // Chat implements router.Adapter: a search upstream does not chat.
 func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
 	return nil, c.notChat()
