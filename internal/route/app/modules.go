@@ -12,6 +12,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
 	"github.com/omniedge/omni/internal/route/formats/gemini"
@@ -45,6 +46,7 @@ func modules() []part {
 		static(gemini.Module()),    // gemini (formats/gemini)
 		static(ollama.Module()),    // ollama (formats/ollama)
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
+		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -61,6 +63,7 @@ func modules() []part {
 		built(gatewayModule),       // the dialect endpoints (route/api)
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
+		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 	}
 }
 

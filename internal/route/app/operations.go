@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/moderation"
 	"github.com/omniedge/omni/internal/route/rerank"
@@ -29,4 +30,13 @@ func moderationModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, errors.New("route: the moderation module comes after the gateway")
 	}
 	return moderation.New(w.app.API, w.app.Router).Module(), nil
+}
+
+// audioModule builds POST /v1/audio/transcriptions and /v1/audio/speech
+// (route/audio); uploads are spooled under the data directory.
+func audioModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the audio module comes after the gateway")
+	}
+	return audio.New(w.app.API, audio.Options{TempDir: audio.TempDir(w.cfg.DataDir)}).Module(), nil
 }
