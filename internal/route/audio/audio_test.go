@@ -136,8 +136,7 @@ func (f *fake) serve(w http.ResponseWriter, r *http.Request) {
 	f.calls = append(f.calls, c)
 	status := f.status
 	f.mu.Unlock()
-	if err != nil {
-		f.t.Errorf("upstream %s: reading the request: %v", r.URL.Path, err)
+	if err != nil { // the upload broke off: nothing to answer
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
