@@ -102,7 +102,7 @@ type Transcriber interface {
 
 // Options configure the audio endpoints; zero fields take the defaults.
 type Options struct {
-	TempDir   string // where uploads are spooled (default: the system's)
+	TempDir   string // where uploads are spooled, the gateway's own (default: the system's)
 	MaxUpload int64
 	MaxSpool  int64
 	MaxPoll   time.Duration
@@ -113,11 +113,15 @@ type Service struct {
 	ops   feature.Operations
 	opt   Options
 	spool atomic.Int64 // bytes spooled by the transcriptions in flight
+	// ownDir: TempDir is the gateway's own (swept at start), not the
+	// system's, which other processes share.
+	ownDir bool
 }
 
 // New returns the audio endpoints over ops (the gateway transport).
 func New(ops feature.Operations, opt Options) *Service {
-	if opt.TempDir == "" {
+	own := opt.TempDir != ""
+	if !own {
 		opt.TempDir = os.TempDir()
 	}
 	if opt.MaxUpload <= 0 {
@@ -129,7 +133,7 @@ func New(ops feature.Operations, opt Options) *Service {
 	if opt.MaxPoll <= 0 {
 		opt.MaxPoll = MaxPoll
 	}
-	return &Service{ops: ops, opt: opt}
+	return &Service{ops: ops, opt: opt, ownDir: own}
 }
 
 // TempDir is the directory of the spooled uploads under a data directory.
@@ -142,12 +146,20 @@ func (s *Service) Module() feature.Module {
 		Name:    "audio",
 		Package: "route/audio",
 		Routes:  s.Register,
-		Init: func(context.Context) error {
-			if err := os.MkdirAll(s.opt.TempDir, 0o700); err != nil {
-				return fmt.Errorf("audio: temporary directory: %w", err)
-			}
-			return nil
-		},
+		// Uploads left by a gateway that stopped mid-request are removed.
+		Init:     func(context.Context) error { s.sweep(); return nil },
+		Settings: feature.Settings{Config: []string{"data"}},
+	}
+}
+
+// sweep removes the spooled uploads a stopped gateway left behind.
+func (s *Service) sweep() {
+	if !s.ownDir {
+		return
+	}
+	old, _ := filepath.Glob(filepath.Join(s.opt.TempDir, "upload-*.part"))
+	for _, name := range old {
+		os.Remove(name)
 	}
 }
 

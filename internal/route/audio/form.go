@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"mime/multipart"
 	"net/http"
 	"os"
@@ -212,6 +213,13 @@ type upload struct {
 // newUpload spools p to a new temporary file.
 func (s *Service) newUpload(mr *multipart.Reader, p *multipart.Part, form *Form) (*upload, error) {
 	f, err := os.CreateTemp(s.opt.TempDir, "upload-*.part")
+	if errors.Is(err, fs.ErrNotExist) {
+		// Made at the first upload, not at start: a gateway that never
+		// transcribes writes nothing.
+		if err = os.MkdirAll(s.opt.TempDir, 0o700); err == nil {
+			f, err = os.CreateTemp(s.opt.TempDir, "upload-*.part")
+		}
+	}
 	if err != nil {
 		return nil, &llm.Error{Status: http.StatusServiceUnavailable, Type: llm.ErrOverloaded,
 			Message: "the gateway cannot store the upload for now"}
