@@ -531,6 +531,30 @@ func TestTranscriptionKeyPolicy(t *testing.T) {
 	}
 }
 
+// A page of another site in the operator's browser can post a
+// multipart form to the gateway on the loopback without a preflight,
+// but such a request is not a keyless local client: a cross-site Origin
+// or Sec-Fetch-Site, or a rebound Host, is a 401 and no upstream is
+// called.
+func TestWebPageCannotTranscribe(t *testing.T) {
+	e := newEnv(t)
+	f := newFake(t)
+	e.provider("dg", "deepgram", f)
+	body, ct := form(t, part{name: "model", value: "dg/nova-3"}, part{name: "file", file: audioBytes(1000)})
+	for _, hdr := range [][]string{
+		{"Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Host", "evil.example"},
+	} {
+		e.Want(http.StatusUnauthorized, "POST", "/v1/audio/transcriptions", body, append([]string{"Content-Type", ct}, hdr...)...)
+		e.Want(http.StatusUnauthorized, "POST", "/v1/audio/speech", `{"model":"oa/tts-1","input":"hi","voice":"alloy"}`, hdr...)
+	}
+	if len(f.all()) != 0 {
+		t.Fatal("a web page's request reached the upstream")
+	}
+	e.transcribe(200, "", part{name: "model", value: "dg/nova-3"}, part{name: "file", file: audioBytes(1000)})
+}
+
 // Bad input is a 4xx in OpenAI's shape before any upstream is called.
 func TestTranscriptionBadInput(t *testing.T) {
 	e := newEnv(t)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -181,5 +182,22 @@ func TestSpeechCutShort(t *testing.T) {
 	got, err := io.ReadAll(res.Body)
 	if res.StatusCode != 200 || err == nil {
 		t.Fatalf("status %d, read %d bytes, err %v: want a broken body", res.StatusCode, len(got), err)
+	}
+}
+
+// Uploads a stopped gateway left in its upload directory are removed at
+// start; other files there are not.
+func TestStaleUploadsSwept(t *testing.T) {
+	dir := t.TempDir()
+	for _, name := range []string{"upload-1.part", "upload-2.part", "keep.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := audio.New(ops{}, audio.Options{TempDir: dir}).Module().Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if left := dirEntries(t, dir); len(left) != 1 || left[0] != "keep.txt" {
+		t.Fatalf("left %v", left)
 	}
 }

@@ -78,6 +78,9 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 	if req.Filename == "" {
 		req.Filename = "audio"
 	}
+	if len(req.Filename) > maxFilename || len(req.ContentType) > maxFilename {
+		return invalid("invalid_file", "the file's name and type may have at most %d bytes each", maxFilename)
+	}
 	est := size
 	if est < 0 {
 		est = r.ContentLength
@@ -99,6 +102,9 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 	}
 	return writeTranscript(w, res, form.Values())
 }
+
+// maxFilename bounds the file's name and type, which go upstream.
+const maxFilename = 255
 
 // estimateSeconds is the seconds of audio reserved for a file of size
 // bytes, before its upstream reports them.
