@@ -106,9 +106,12 @@ type speechState struct {
 }
 
 func (st *speechState) attempt(ctx context.Context, c router.Connection, t router.Target, in *speechRequest) error {
+	if st.committed {
+		// An earlier target's answer began: it is the client's, cut.
+		return &router.UnsupportedError{Provider: t.Provider, What: "audio speech once another target's answer began"}
+	}
 	oc, ok := c.Adapter.(*openai.Client)
-	if !ok || st.committed {
-		// Not a speech upstream, or an earlier target's answer began.
+	if !ok {
 		return &router.UnsupportedError{Provider: t.Provider, What: "audio speech"}
 	}
 	up := *in
