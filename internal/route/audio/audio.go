@@ -48,6 +48,12 @@ const (
 	MaxSpeechBody = 64 << 10
 	// MaxPoll bounds the wait for an AssemblyAI transcript.
 	MaxPoll = 30 * time.Minute
+	// UploadIdle is how long an upload may send nothing; the server's
+	// read timeout (60 s for the whole request) is pushed back by it as
+	// the file arrives, up to MaxUploadTime, so that large files on slow
+	// links get through and a stalled client does not hold on.
+	UploadIdle    = 60 * time.Second
+	MaxUploadTime = time.Hour
 	// BytesPerSecond is the bitrate (32 kbit/s) from which a
 	// transcription's seconds are estimated for the budget reservation
 	// before its upstream reports the duration: a low one, so that the
@@ -106,6 +112,9 @@ type Options struct {
 	MaxUpload int64
 	MaxSpool  int64
 	MaxPoll   time.Duration
+	// UploadIdle and MaxUploadTime bound a transcription's upload in time.
+	UploadIdle    time.Duration
+	MaxUploadTime time.Duration
 }
 
 // Service serves the audio endpoints over the gateway's operations.
@@ -132,6 +141,12 @@ func New(ops feature.Operations, opt Options) *Service {
 	}
 	if opt.MaxPoll <= 0 {
 		opt.MaxPoll = MaxPoll
+	}
+	if opt.UploadIdle <= 0 {
+		opt.UploadIdle = UploadIdle
+	}
+	if opt.MaxUploadTime <= 0 {
+		opt.MaxUploadTime = MaxUploadTime
 	}
 	return &Service{ops: ops, opt: opt, ownDir: own}
 }

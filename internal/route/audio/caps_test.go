@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -199,5 +200,62 @@ func TestStaleUploadsSwept(t *testing.T) {
 	}
 	if left := dirEntries(t, dir); len(left) != 1 || left[0] != "keep.txt" {
 		t.Fatalf("left %v", left)
+	}
+}
+
+// An upload may last longer than the server's read timeout while it
+// keeps coming; one that stalls for longer than the idle bound is cut
+// (400) and leaves nothing on disk. The client paces its writes; the
+// assertions are on what the server answered.
+func TestUploadDeadline(t *testing.T) {
+	f := newFake(t)
+	dir := t.TempDir()
+	dg := audio.NewClient(audio.TypeDeepgram, provider.Config{ID: "p", BaseURL: f.URL, APIKey: "k"})
+	mux := http.NewServeMux()
+	audio.New(ops{dg}, audio.Options{TempDir: dir, UploadIdle: 400 * time.Millisecond}).Register(mux)
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.ReadTimeout = 500 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	upload := func(chunks int, pause time.Duration, stallAt int) (int, string) {
+		pr, pw := io.Pipe()
+		defer pr.Close()
+		mw := multipart.NewWriter(pw)
+		go func() {
+			mw.WriteField("model", "p/nova-3")
+			w, _ := mw.CreateFormFile("file", "a.mp3")
+			chunk := audioBytes(8 << 10)
+			for i := range chunks {
+				if _, err := w.Write(chunk); err != nil {
+					pw.CloseWithError(err)
+					return
+				}
+				d := pause
+				if i == stallAt {
+					d = 2 * time.Second
+				}
+				time.Sleep(d)
+			}
+			pw.CloseWithError(mw.Close())
+		}()
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/audio/transcriptions", pr)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	// 12 chunks 100 ms apart: 1.2 s, more than the 500 ms read timeout.
+	if status, body := upload(12, 100*time.Millisecond, -1); status != 200 || !strings.Contains(body, "spacewalk") {
+		t.Fatalf("a steady upload longer than the read timeout: %d %s", status, body)
+	}
+	if status, body := upload(4, 100*time.Millisecond, 1); status != 400 || !strings.Contains(body, "broke off") {
+		t.Fatalf("a stalled upload: %d %s", status, body)
+	}
+	if left := dirEntries(t, dir); len(left) != 0 {
+		t.Fatalf("left on disk: %v", left)
 	}
 }

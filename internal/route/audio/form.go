@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -208,6 +209,29 @@ type upload struct {
 	done     bool  // the whole upload was read
 	err      error // sticky: the client's upload failed (*llm.Error)
 	gen      int   // the attempt whose reader may read
+	// deadline pushes the request's read deadline back (upload.alive).
+	deadline func(time.Time) error
+	started  time.Time
+	extended time.Time // when the deadline was last pushed back
+}
+
+// alive pushes the request's read deadline back by UploadIdle, at most
+// to MaxUploadTime after the request began, at most once a second (or a
+// quarter of UploadIdle).
+func (u *upload) alive() {
+	now := time.Now()
+	if u.deadline == nil || now.Sub(u.extended) < min(time.Second, u.s.opt.UploadIdle/4) {
+		return
+	}
+	u.extended = now
+	_ = u.deadline(earlier(now.Add(u.s.opt.UploadIdle), u.started.Add(u.s.opt.MaxUploadTime)))
+}
+
+func earlier(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 // newUpload spools p to a new temporary file.
@@ -293,6 +317,7 @@ func (u *upload) fill(p []byte) (int, error) {
 	}
 	n, err := u.part.Read(p)
 	if n > 0 {
+		u.alive()
 		max := u.s.opt.MaxUpload
 		if u.written+int64(n) > max {
 			u.err = errTooLarge(max)

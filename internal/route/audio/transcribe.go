@@ -6,6 +6,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"time"
 
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/formats/openai"
@@ -26,6 +27,11 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 		return &llm.Error{Status: http.StatusUnsupportedMediaType, Type: llm.ErrInvalidRequest, Code: "unsupported_media_type",
 			Message: "the request body must be multipart/form-data with a file part"}
 	}
+	// The upload may take longer than the server's read timeout as long
+	// as it keeps coming (upload.alive).
+	rc := http.NewResponseController(w)
+	start := time.Now()
+	_ = rc.SetReadDeadline(earlier(start.Add(s.opt.UploadIdle), start.Add(s.opt.MaxUploadTime)))
 	mr, err := r.MultipartReader()
 	if err != nil {
 		return invalid("invalid_upload", "the multipart upload could not be read: %s", describe(err))
@@ -60,6 +66,7 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 		if up, err = s.newUpload(mr, p, form); err != nil {
 			return err
 		}
+		up.deadline, up.started, up.extended = rc.SetReadDeadline, start, start
 		defer up.close()
 	}
 	size := int64(-1)
