@@ -87,9 +87,9 @@ type Word struct {
 type Transcription struct {
 	Filename    string
 	ContentType string
-	// Form is the form's fields; Fields returns them as they are known
-	// at the time (those after the file are known once Audio is at its
-	// end).
+	// Form is the form's fields; its Values are those known at the time
+	// (the fields after the file are known once the audio is read to
+	// its end).
 	Form *Form
 	// Size is the file's size when it was read whole before the call
 	// (the model came after it), else -1.

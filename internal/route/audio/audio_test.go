@@ -571,6 +571,7 @@ func TestTranscriptionBadInput(t *testing.T) {
 	}
 	check(400, "missing_file", part{name: "model", value: "dg/nova-3"})
 	check(400, "missing_model", part{name: "file", file: data})
+	check(400, "empty_file", part{name: "file", file: []byte{}}, part{name: "model", value: "dg/nova-3"})
 	check(400, "invalid_response_format", part{name: "response_format", value: "mp3"}, part{name: "model", value: "dg/nova-3"}, part{name: "file", file: data})
 	check(400, "invalid_temperature", part{name: "temperature", value: "7"}, part{name: "file", file: data})
 	check(400, "too_many_files", part{name: "file", file: data}, part{name: "file", file: data}, part{name: "model", value: "dg/nova-3"})
@@ -716,5 +717,39 @@ func TestSpeechBadInput(t *testing.T) {
 	e.WantError(413, "POST", "/v1/audio/speech", `{"model":"oa/tts-1","input":"`+strings.Repeat("a", 70<<10)+`","voice":"alloy"}`)
 	if len(f.all()) != 0 {
 		t.Fatal("the upstream was called")
+	}
+}
+
+// A speech answer cut short after it began is charged (its characters)
+// and recorded as failed; the client's connection is cut.
+func TestSpeechCutShortIsCharged(t *testing.T) {
+	e := newEnv(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "audio/mpeg")
+		w.Header().Set("Content-Length", "100000")
+		w.Write(bytes.Repeat([]byte("a"), 1000))
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}))
+	defer up.Close()
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "oa", "type": "openai", "base_url": up.URL, "api_key": "k"})
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "oa/tts-1", "unit": "character", "unit_price": 15})
+	_, key := e.key(map[string]any{"name": "s"})
+	req, _ := http.NewRequest("POST", e.Srv.URL+"/v1/audio/speech", strings.NewReader(`{"model":"oa/tts-1","input":"hello there","voice":"alloy"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || err == nil {
+		t.Fatalf("status %d, read error %v: want a cut body", res.StatusCode, err)
+	}
+	rec := e.usageRecord(1)
+	if rec["modality"] != "audio" || rec["quantity"] != 11.0 || rec["status"] == 200.0 || rec["costUsd"].(float64) < 11*15/1e6*0.999 {
+		t.Fatalf("usage record %v", rec)
 	}
 }

@@ -77,6 +77,9 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 			return err
 		}
 		size = up.size()
+		if size == 0 {
+			return invalid("empty_file", `the "file" part is empty`)
+		}
 		if form.Values().Model == "" {
 			return invalid("missing_model", `"model" is required`)
 		}

@@ -107,6 +107,14 @@ func (c *Client) request(ctx context.Context, method, path string, body io.Reade
 	return req, nil
 }
 
+// sized gives an upload of the audio its length when it is known (the
+// file was read whole before the call); else it goes chunked.
+func sized(hr *http.Request, req *Transcription) {
+	if req.Size > 0 {
+		hr.ContentLength = req.Size
+	}
+}
+
 func (c *Client) do(req *http.Request, out any) error {
 	raw, err := adapter.Do(adapter.Conn{HTTP: c.HTTP, Provider: c.Provider, DecodeError: decodeError}, req)
 	if err != nil {
@@ -161,6 +169,7 @@ func (c *Client) deepgram(ctx context.Context, model string, req *Transcription,
 	if err != nil {
 		return nil, err
 	}
+	sized(hr, req)
 	var a deepgramAnswer
 	if err := c.do(hr, &a); err != nil {
 		return nil, err
@@ -211,6 +220,7 @@ func (c *Client) assembly(ctx context.Context, model string, req *Transcription,
 	if err != nil {
 		return nil, err
 	}
+	sized(hr, req)
 	var up struct {
 		UploadURL string `json:"upload_url"`
 	}
