@@ -6,6 +6,7 @@ import (
 	"math"
 	"mime"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/route/feature"
@@ -62,7 +63,7 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 			continue
 		}
 		form.markFile()
-		filename, contentType = p.FileName(), p.Header.Get("Content-Type")
+		filename, contentType = printable(p.FileName()), printable(p.Header.Get("Content-Type"))
 		if up, err = s.newUpload(mr, p, form); err != nil {
 			return err
 		}
@@ -111,6 +112,17 @@ func (s *Service) transcribe(w http.ResponseWriter, r *http.Request, run feature
 		return err
 	}
 	return writeTranscript(w, res, form.Values())
+}
+
+// printable is s with control characters (a CR LF an RFC 2231 file name
+// may decode to) replaced, for a header of the upstream's request.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '_'
+		}
+		return r
+	}, s)
 }
 
 // maxFilename bounds the file's name and type, which go upstream.
