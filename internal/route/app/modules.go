@@ -12,6 +12,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
@@ -52,6 +53,7 @@ func modules() []part {
 		static(media.Upstreams()),  // runway, replicate: video and music upstreams (route/media)
 		static(search.Upstreams()), // searxng, tavily, brave, exa, serper: web search upstreams (route/search)
 		static(images.Upstreams()), // sdwebui: the SD WebUI image upstream (route/images)
+		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -72,6 +74,7 @@ func modules() []part {
 		built(mediaModule),         // video and music generation jobs (route/media)
 		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
 		built(imagesModule),        // /v1/images/generations and /edits (route/images)
+		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 	}
 }
 

@@ -245,7 +245,8 @@ func TestModulesWithoutStore(t *testing.T) {
 		names = append(names, f.Name)
 	}
 	want := []string{"anthropic", "openai", "responses", "gemini", "ollama", "rerank-upstreams", "media-upstreams", "search-upstreams",
-		"images-upstreams", "routing", "resilience", "cache", "conversations", "gateway", "rerank", "moderation", "search", "images"}
+		"images-upstreams", "audio-upstreams", "routing", "resilience", "cache", "conversations", "gateway", "rerank", "moderation", "search",
+		"images", "audio"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("modules without a store %v, want %v", names, want)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/images"
@@ -111,4 +112,13 @@ func imagesModule(_ context.Context, w *wiring) (feature.Module, error) {
 		}
 		return out
 	}}).Module(), nil
+}
+
+// audioModule builds POST /v1/audio/transcriptions and /v1/audio/speech
+// (route/audio); uploads are spooled under the data directory.
+func audioModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the audio module comes after the gateway")
+	}
+	return audio.New(w.app.API, audio.Options{TempDir: audio.TempDir(w.cfg.DataDir)}).Module(), nil
 }
