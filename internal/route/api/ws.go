@@ -460,22 +460,27 @@ func (wc *wsConn) handle(data []byte) {
 	wc.mu.Unlock()
 	go func() {
 		defer wc.wg.Done()
-		defer wc.finish(id, cancel)
-		wc.run(ctx, id, req)
+		last := wc.run(ctx, id, req)
+		closing := wc.finish(id, cancel)
+		if last != nil && wc.ctx.Err() == nil {
+			wc.send(last)
+		}
+		if closing {
+			wc.c.Close(websocket.StatusGoingAway, "server shutting down")
+		}
 	}()
 }
 
-// finish forgets a request that ended.
-func (wc *wsConn) finish(id string, cancel context.CancelFunc) {
+// finish forgets a request that ended, before its last event is sent: a
+// client may send the next request as soon as it hears the last one
+// ended. It reports whether the socket is to close (draining and idle).
+func (wc *wsConn) finish(id string, cancel context.CancelFunc) bool {
 	cancel()
 	wc.touch()
 	wc.mu.Lock()
+	defer wc.mu.Unlock()
 	delete(wc.reqs, id)
-	closing := wc.draining && len(wc.reqs) == 0
-	wc.mu.Unlock()
-	if closing {
-		go wc.c.Close(websocket.StatusGoingAway, "server shutting down")
-	}
+	return wc.draining && len(wc.reqs) == 0
 }
 
 // origin describes a request of the socket to the engine: the
@@ -493,19 +498,19 @@ func (wc *wsConn) origin() pipeline.Origin {
 	return o
 }
 
-// run streams one request's answer as events. A client's cancel ends
-// ctx: the upstream call is cancelled and the stream's outcome recorded
-// as cut short.
-func (wc *wsConn) run(ctx context.Context, id string, req *llm.Request) {
+// run streams one request's answer as chunk events and returns its last
+// event (done, error or cancelled), nil when the socket is gone. A
+// client's cancel ends ctx: the upstream call is cancelled and the
+// stream's outcome recorded as cut short.
+func (wc *wsConn) run(ctx context.Context, id string, req *llm.Request) *wsOut {
+	cancelled := &wsOut{Type: "cancelled", ID: id}
 	o := wc.origin()
 	a, err := wc.h.s.engine.Execute(ctx, &o, req)
 	if err != nil {
 		if ctx.Err() != nil {
-			wc.cancelled(id)
-			return
+			return cancelled
 		}
-		wc.sendError(id, wc.h.s.toLLMError(wc.r, err))
-		return
+		return errorOut(id, wc.h.s.toLLMError(wc.r, err))
 	}
 	stream := a.Stream
 	if stream == nil {
@@ -522,8 +527,7 @@ func (wc *wsConn) run(ctx context.Context, id string, req *llm.Request) {
 	for {
 		ev, err := stream.Next()
 		if ctx.Err() != nil {
-			wc.cancelled(id)
-			return
+			return cancelled
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -539,11 +543,10 @@ func (wc *wsConn) run(ctx context.Context, id string, req *llm.Request) {
 			if err != nil && !errors.As(err, &le) {
 				le = &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream failed", InStream: true}
 			}
-			wc.sendError(id, le)
-			return
+			return errorOut(id, le)
 		}
 		if err := enc.Encode(ev); err != nil {
-			return // the socket is gone
+			return nil // the socket is gone
 		}
 	}
 	// Closing the stream settles its outcome (usage, spend, the cache)
@@ -551,32 +554,24 @@ func (wc *wsConn) run(ctx context.Context, id string, req *llm.Request) {
 	open = false
 	stream.Close()
 	if !sink.done {
-		wc.sendError(id, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended unexpectedly", InStream: true})
-		return
+		return errorOut(id, &llm.Error{Status: http.StatusBadGateway, Type: llm.ErrServer, Message: "upstream stream ended unexpectedly", InStream: true})
 	}
-	wc.send(&wsOut{Type: "done", ID: id, Usage: sink.usage, Model: a.Model, Cache: a.Cache})
+	return &wsOut{Type: "done", ID: id, Usage: sink.usage, Model: a.Model, Cache: a.Cache}
 }
 
-// cancelled tells the client a request it cancelled ended, unless the
-// socket itself is closing.
-func (wc *wsConn) cancelled(id string) {
-	if wc.ctx.Err() == nil {
-		wc.send(&wsOut{Type: "cancelled", ID: id})
-	}
-}
-
-// sendError sends e as an error event in OpenAI's error shape, with the
-// HTTP status the same request would have had over HTTP.
-func (wc *wsConn) sendError(id string, e *llm.Error) {
+// errorOut is e as an error event in OpenAI's error shape, with the HTTP
+// status the same request would have had over HTTP.
+func errorOut(id string, e *llm.Error) *wsOut {
 	status, body := openai.EncodeError(e)
 	var wrapped struct {
 		Error json.RawMessage `json:"error"`
 	}
-	if json.Unmarshal(body, &wrapped) != nil {
-		return
-	}
-	wc.send(&wsOut{Type: "error", ID: id, Status: status, Error: wrapped.Error, Attempts: e.Attempts})
+	_ = json.Unmarshal(body, &wrapped)
+	return &wsOut{Type: "error", ID: id, Status: status, Error: wrapped.Error, Attempts: e.Attempts}
 }
+
+// sendError sends e as an error event.
+func (wc *wsConn) sendError(id string, e *llm.Error) { wc.send(errorOut(id, e)) }
 
 // send writes one message; one that cannot be written within the write
 // timeout closes the socket (coder/websocket closes it when the

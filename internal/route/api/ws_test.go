@@ -72,7 +72,7 @@ func keyed() *websocket.DialOptions {
 	return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + gatewayKey}}}
 }
 
-func wsDial(t *testing.T, base string, opts *websocket.DialOptions) *websocket.Conn {
+func wsDial(t testing.TB, base string, opts *websocket.DialOptions) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -115,7 +115,7 @@ func wsRefused(t *testing.T, base string, opts *websocket.DialOptions, status in
 	return body.Error.Message
 }
 
-func wsSend(t *testing.T, c *websocket.Conn, msg any) {
+func wsSend(t testing.TB, c *websocket.Conn, msg any) {
 	t.Helper()
 	var b []byte
 	switch m := msg.(type) {
@@ -134,7 +134,7 @@ func wsSend(t *testing.T, c *websocket.Conn, msg any) {
 	}
 }
 
-func wsRead(t *testing.T, c *websocket.Conn) wsEvent {
+func wsRead(t testing.TB, c *websocket.Conn) wsEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -179,7 +179,7 @@ func wsRequest(id, model, content string, extra ...string) map[string]any {
 
 // wsGateway serves the gateway API with the socket under lim, over one
 // OpenAI provider "oa" at up, with stages p.
-func wsGateway(t *testing.T, up string, lim api.WSLimits, p pipeline.Stages, mutate func(*api.Config)) *httptest.Server {
+func wsGateway(t testing.TB, up string, lim api.WSLimits, p pipeline.Stages, mutate func(*api.Config)) *httptest.Server {
 	t.Helper()
 	cfg := config.Default()
 	cfg.Route = config.RouteConfig{APIKeys: []config.Secret{gatewayKey}, RequireAPIKey: true,
@@ -243,7 +243,7 @@ func (s sseWriter) finish() {
 	s.line("[DONE]")
 }
 
-func newSSEUpstream(t *testing.T, script func(s sseWriter, user string)) *sseUpstream {
+func newSSEUpstream(t testing.TB, script func(s sseWriter, user string)) *sseUpstream {
 	u := &sseUpstream{closed: make(chan string, 16)}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u.calls.Add(1)
@@ -892,4 +892,74 @@ func TestWSRequestIDsAreScopedToTheSocket(t *testing.T) {
 	if _, last := wsCollect(t, owner, "r1"); last.Type != "done" {
 		t.Fatalf("a cancel from another socket ended the request: %+v", last)
 	}
+}
+
+// BenchmarkChatStream measures one streamed chat completion, request to
+// last event, against an instant upstream: over the socket (one request
+// at a time, and 8 in flight) and over POST /v1/chat/completions.
+//
+//	go test ./internal/route/api -run '^$' -bench BenchmarkChatStream -benchmem
+func BenchmarkChatStream(b *testing.B) {
+	up := newSSEUpstream(b, func(s sseWriter, _ string) {
+		s.start()
+		for i := range 20 {
+			s.content(fmt.Sprint("token", i, " "))
+		}
+		s.finish()
+	})
+	gw := wsGateway(b, up.URL, api.DefaultWSLimits(), pipeline.Stages{}, nil)
+	req := wsRequest("r", "oa/gpt-4o", "hi")
+	b.Run("ws", func(b *testing.B) {
+		c := wsDial(b, gw.URL, keyed())
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			req["id"] = fmt.Sprint("r", i)
+			wsSend(b, c, req)
+			for ev := wsRead(b, c); ev.Type != "done"; ev = wsRead(b, c) {
+				if ev.Type != "chunk" {
+					b.Fatalf("%+v", ev)
+				}
+			}
+		}
+	})
+	b.Run("ws-8-in-flight", func(b *testing.B) {
+		c := wsDial(b, gw.URL, keyed())
+		b.ReportAllocs()
+		sent, done := 0, 0
+		for b.Loop() {
+			for sent-done < 8 {
+				req["id"] = fmt.Sprint("r", sent)
+				wsSend(b, c, req)
+				sent++
+			}
+			for ev := wsRead(b, c); ev.Type != "done"; ev = wsRead(b, c) {
+				if ev.Type != "chunk" {
+					b.Fatalf("%+v", ev)
+				}
+			}
+			done++
+		}
+		for ; done < sent; done++ {
+			for ev := wsRead(b, c); ev.Type != "done"; ev = wsRead(b, c) {
+			}
+		}
+	})
+	b.Run("sse", func(b *testing.B) {
+		body := `{"model":"oa/gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+		b.ReportAllocs()
+		for b.Loop() {
+			r, _ := http.NewRequest("POST", gw.URL+"/v1/chat/completions", strings.NewReader(body))
+			r.Header.Set("Authorization", "Bearer "+gatewayKey)
+			r.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if !strings.HasSuffix(string(out), "data: [DONE]\n\n") {
+				b.Fatalf("%s", out)
+			}
+		}
+	})
 }
