@@ -1,4 +1,4 @@
-package api
+package ws
 
 import (
 	"encoding/base64"
@@ -96,7 +96,7 @@ var (
 // It never upgrades.
 func (h *wsHub) handshake(w http.ResponseWriter, r *http.Request) error {
 	p := handshakeProblems(r)
-	if foreignOrigin(r) && KeyIDFrom(r.Context()) == "" {
+	if foreignOrigin(r) && h.g.KeyID(r.Context()) == "" {
 		p = append(p, errCrossOrigin.Message)
 	}
 	if p == nil {
