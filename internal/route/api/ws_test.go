@@ -780,7 +780,7 @@ func TestWSIdleAndKeepalive(t *testing.T) {
 	}
 
 	lim = api.DefaultWSLimits()
-	lim.PingInterval, lim.PongTimeout = 50*time.Millisecond, 200*time.Millisecond
+	lim.PingInterval, lim.PongTimeout = 50*time.Millisecond, 5*time.Second // room for a loaded machine
 	gw = wsGateway(t, up.URL, lim, pipeline.Stages{}, nil)
 	var pings atomic.Int64
 	opts := keyed()
@@ -799,6 +799,8 @@ func TestWSIdleAndKeepalive(t *testing.T) {
 	}
 	alive.CloseNow()
 
+	lim.PongTimeout = 200 * time.Millisecond
+	gw = wsGateway(t, up.URL, lim, pipeline.Stages{}, nil)
 	opts = keyed()
 	opts.OnPingReceived = func(context.Context, []byte) bool { return false } // never answers
 	dead := wsDial(t, gw.URL, opts)
