@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/openai/openai-go/v3"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/config"
@@ -964,4 +965,37 @@ func BenchmarkChatStream(b *testing.B) {
 			}
 		}
 	})
+}
+
+// The chunks are the ones the official SDK reads: its accumulator,
+// fed the socket's data, rebuilds the answer, whichever format the
+// upstream speaks (tool calls included).
+func TestWSChunksReadByTheOpenAISDK(t *testing.T) {
+	for _, up := range []struct{ name, typ, json, sse string }{
+		{"openai upstream", "openai", "openai/testdata/parallel_tools.json", "openai/testdata/parallel_tools.sse"},
+		{"anthropic upstream", "anthropic", "anthropic/testdata/responses/parallel_tools.json", "anthropic/testdata/streams/parallel_tools.sse"},
+	} {
+		t.Run(up.name, func(t *testing.T) {
+			u := newUpstream(t, replyFixture(t, up.json, up.sse))
+			gw := gateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "p", Type: up.typ, BaseURL: u.URL, APIKeys: []config.Secret{"k"}}}})
+			c := wsDial(t, gw.URL, keyed())
+			wsSend(t, c, wsRequest("r1", "p/model", "Weather in Paris and Oslo?", "stream_options", `{"include_usage":true}`))
+			chunks, done := wsCollect(t, c, "r1")
+			acc := openai.ChatCompletionAccumulator{}
+			for _, ch := range chunks {
+				var chunk openai.ChatCompletionChunk
+				if err := json.Unmarshal(ch.Data, &chunk); err != nil {
+					t.Fatal(err)
+				}
+				if !acc.AddChunk(chunk) {
+					t.Fatalf("the SDK refused chunk %s", ch.Data)
+				}
+			}
+			calls := acc.Choices[0].Message.ToolCalls
+			if done.Type != "done" || len(calls) != 2 || acc.Choices[0].FinishReason != "tool_calls" ||
+				!strings.Contains(calls[1].Function.Arguments, "Oslo") || acc.Usage.TotalTokens == 0 {
+				t.Fatalf("accumulated %+v, done %+v", acc.ChatCompletion, done)
+			}
+		})
+	}
 }
