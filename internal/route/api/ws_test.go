@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -754,9 +755,14 @@ func TestWSClientThatNeverReadsIsDisconnected(t *testing.T) {
 	gate := &recordingGate{}
 	gw := wsGateway(t, up.URL, lim, pipeline.Stages{Gates: []pipeline.Gate{gate}}, nil)
 	c := wsDial(t, gw.URL, keyed())
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
 	wsSend(t, c, wsRequest("r1", "oa/gpt-4o", "flood"))
 	up.waitClosed(t, "flood")
-	t.Logf("upstream sent %d KiB before the gateway dropped a client that never reads", sent.Load()>>10)
+	runtime.ReadMemStats(&after)
+	t.Logf("upstream sent %d KiB before the gateway dropped a client that never reads; heap in use %+d KiB (whole test process, no GC)",
+		sent.Load()>>10, (int64(after.HeapInuse)-int64(before.HeapInuse))>>10)
 	if sent.Load() >= 4096*int64(len(chunk)) {
 		t.Fatal("the whole answer was taken from the upstream")
 	}
