@@ -3,7 +3,7 @@
 // and DELETE /v1/files/{id} and GET /v1/files/{id}/content (streamed,
 // with ranges), in OpenAI's shapes. A file belongs to the gateway key
 // that uploaded it: another key's file is a 404, as a missing one. It
-// owns the files' metadata (the table route_files of its own migration
+// owns the files' metadata (the table gateway_files of its own migration
 // product, route_files), their content (a Storage: a directory under
 // the data directory by default), the caps and quotas that bound both,
 // and the sweep of expired files. Service.Put and Service.Open are how
