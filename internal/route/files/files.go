@@ -392,7 +392,12 @@ func (s *Service) Delete(ctx context.Context, owner, id string) error {
 	if !ok {
 		return ErrNotFound
 	}
-	return s.opt.Storage.Delete(ctx, id)
+	// The file is gone for every caller now; content that could not be
+	// removed is logged, not the client's failure.
+	if err := s.opt.Storage.Delete(context.WithoutCancel(ctx), id); err != nil {
+		s.opt.Log.Warn("removing the content of a deleted file", "file", id, "err", err)
+	}
+	return nil
 }
 
 // Sweep deletes the files expired by now (their content, then their

@@ -117,6 +117,7 @@ func runSuite(t *testing.T, open opener) {
 	}{
 		{"PutOpenScoped", testPutOpenScoped},
 		{"Expiry", testExpiry},
+		{"RunSweeps", testRunSweeps},
 		{"Delete", testDelete},
 		{"ListPages", testListPages},
 		{"QuotaCount", testQuotaCount},
@@ -327,5 +328,20 @@ func testQuotaConcurrent(t *testing.T, f *fixture) {
 	}
 	if ok != 3 || f.objects(t) != 3 {
 		t.Fatalf("%d uploads stored, %d objects; want 3 and 3", ok, f.objects(t))
+	}
+}
+
+// The module's background loop sweeps what expired as it starts (and
+// then every SweepInterval), on the service's clock.
+func testRunSweeps(t *testing.T, f *fixture) {
+	f.put(t, "k1", files.PurposeBatch, "in\n")
+	f.clk.Advance(files.BatchExpiry)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.s.Run(runCtx) }()
+	testenv.Eventually(t, "the expired file is swept", func() bool { return f.objects(t) == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
