@@ -171,6 +171,10 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 			return readErr
 		}
 		name := p.FormName()
+		shown := name // the client's: shown at most 64 bytes of it
+		if len(shown) > 64 {
+			shown = shown[:64] + "…"
+		}
 		if name == "file" {
 			if stored {
 				readErr = invalid("file", "the form has more than one file part")
@@ -197,11 +201,11 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 			return readErr
 		}
 		if len(v) > MaxFieldBytes {
-			readErr = invalid(name, fmt.Sprintf("the form field %q exceeds %d bytes", name, MaxFieldBytes))
+			readErr = invalid("form", fmt.Sprintf("the form field %q exceeds %d bytes", shown, MaxFieldBytes))
 			return readErr
 		}
 		if _, dup := fields[name]; dup {
-			readErr = invalid(name, fmt.Sprintf("the form field %q is given twice", name))
+			readErr = invalid("form", fmt.Sprintf("the form field %q is given twice", shown))
 			return readErr
 		}
 		fields[name] = string(v)
