@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +411,33 @@ func TestSlowUploadOutlivesTheReadTimeout(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"bytes":800`) {
 		t.Fatalf("slow upload: %d %s", res.StatusCode, b)
+	}
+}
+
+// The official client's auto-pager walks every page of a key's files
+// (limit, after, has_more), each once (the order is the service suite's,
+// on a fake clock).
+func TestListAutoPaging(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(e.key())
+	var want []string
+	for i := range 5 {
+		want = append([]string{upload(t, c, fmt.Sprint(i), "user_data").ID}, want...)
+	}
+	iter := c.Files.ListAutoPaging(ctx, openai.FileListParams{Limit: openai.Int(2)})
+	var got []string
+	for iter.Next() {
+		got = append(got, iter.Current().ID)
+		if len(got) > 10 {
+			break
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages %v, want %v", got, want)
 	}
 }
