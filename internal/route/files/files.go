@@ -431,14 +431,49 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// Run sweeps expired files at once and then every SweepInterval until
-// ctx ends.
+// SweepOrphans removes, from a directory store, the content that no
+// file's metadata names, older than a day: what a crash between
+// storing a file and recording it left, or a delete whose content could
+// not be removed. It returns how many it removed.
+func (s *Service) SweepOrphans(ctx context.Context) (int, error) {
+	d, ok := s.opt.Storage.(*Dir)
+	if !ok {
+		return 0, nil
+	}
+	n := 0
+	err := d.Objects(s.opt.Clock.Now(), partialAge, func(name string) error {
+		known, err := s.meta.exists(ctx, name)
+		if err != nil || known {
+			return err
+		}
+		if err := d.Delete(ctx, name); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// OrphanInterval is how often Run looks for content no metadata names.
+const OrphanInterval = 24 * time.Hour
+
+// Run sweeps expired files at once and then every SweepInterval, and
+// orphaned content at once and then every OrphanInterval, until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(SweepInterval)
 	defer t.Stop()
+	var orphans time.Time
 	for {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.opt.Log.Warn("sweeping expired files", "err", err)
+		}
+		if now := s.opt.Clock.Now(); now.Sub(orphans) >= OrphanInterval {
+			orphans = now
+			if _, err := s.SweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Log.Warn("sweeping orphaned file content", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -179,3 +179,10 @@ func (m *meta) expired(ctx context.Context, now time.Time, limit int) ([]File, e
 	}
 	return sqldb.Collect(rows, scanFile)
 }
+
+// exists reports whether any owner has a file id (expired or not).
+func (m *meta) exists(ctx context.Context, id string) (bool, error) {
+	var n int
+	err := m.db.QueryRow(ctx, "SELECT COUNT(*) FROM gateway_files WHERE id = ?", id).Scan(&n)
+	return n > 0, err
+}

@@ -141,6 +141,37 @@ func (d *Dir) SweepPartial(now time.Time, age time.Duration) (int, error) {
 	return n, nil
 }
 
+// Objects calls fn with the name of every stored object older than age
+// at now, reading the directory 1,000 entries at a time.
+func (d *Dir) Objects(now time.Time, age time.Duration, fn func(name string) error) error {
+	dir, err := os.Open(d.path)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	for {
+		entries, err := dir.ReadDir(1000)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") || e.IsDir() {
+				continue
+			}
+			info, ierr := e.Info()
+			if ierr != nil || now.Sub(info.ModTime()) < age {
+				continue
+			}
+			if ferr := fn(e.Name()); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
 // ctxReader stops reading once ctx ends.
 type ctxReader struct {
 	ctx context.Context
