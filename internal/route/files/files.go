@@ -401,9 +401,8 @@ func (s *Service) Delete(ctx context.Context, owner, id string) error {
 }
 
 // Sweep deletes the files expired by now (their content, then their
-// metadata), at most sweepBatch at a time until none is left, and with
-// a directory store the partial writes a crash left. It returns how
-// many files it deleted.
+// metadata), at most sweepBatch at a time until none is left. It
+// returns how many files it deleted.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.opt.Clock.Now()
 	n := 0
@@ -425,23 +424,25 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	if d, ok := s.opt.Storage.(*Dir); ok {
-		_, _ = d.SweepPartial(now, partialAge)
-	}
 	return n, nil
 }
 
-// SweepOrphans removes, from a directory store, the content that no
-// file's metadata names, older than a day: what a crash between
-// storing a file and recording it left, or a delete whose content could
-// not be removed. It returns how many it removed.
+// SweepOrphans removes, from a directory store, the temporary files of
+// cut-off writes and the content that no file's metadata names, older
+// than a day: what a crash while storing a file or before recording it
+// left, or a delete whose content could not be removed. It returns how
+// many objects it removed.
 func (s *Service) SweepOrphans(ctx context.Context) (int, error) {
 	d, ok := s.opt.Storage.(*Dir)
 	if !ok {
 		return 0, nil
 	}
+	now := s.opt.Clock.Now()
+	if _, err := d.SweepPartial(now, partialAge); err != nil {
+		return 0, err
+	}
 	n := 0
-	err := d.Objects(s.opt.Clock.Now(), partialAge, func(name string) error {
+	err := d.Objects(now, partialAge, func(name string) error {
 		known, err := s.meta.exists(ctx, name)
 		if err != nil || known {
 			return err

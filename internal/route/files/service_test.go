@@ -348,8 +348,8 @@ func testRunSweeps(t *testing.T, f *fixture) {
 }
 
 // Content that no metadata names (a crash between storing and
-// recording) is removed once it is a day old; recorded files and young
-// content stay.
+// recording) and cut-off writes are removed once a day old; recorded
+// files and young content stay.
 func testSweepOrphans(t *testing.T, f *fixture) {
 	kept := f.put(t, "k1", files.PurposeUserData, "kept")
 	for _, name := range []string{"file-orphan", "file-young"} {
@@ -357,8 +357,11 @@ func testSweepOrphans(t *testing.T, f *fixture) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(f.dir.Path(), ".upload-cut"), []byte("par"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	old, young := f.clk.Now().Add(-25*time.Hour), f.clk.Now().Add(-time.Hour)
-	for name, at := range map[string]time.Time{"file-orphan": old, kept: old, "file-young": young} {
+	for name, at := range map[string]time.Time{"file-orphan": old, kept: old, "file-young": young, ".upload-cut": old} {
 		if err := os.Chtimes(filepath.Join(f.dir.Path(), name), at, at); err != nil {
 			t.Fatal(err)
 		}
@@ -368,6 +371,9 @@ func testSweepOrphans(t *testing.T, f *fixture) {
 	}
 	if _, err := f.dir.Open(ctx, "file-orphan"); !errors.Is(err, files.ErrNoObject) {
 		t.Fatalf("the orphan is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir.Path(), ".upload-cut")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a cut-off write is still there: %v", err)
 	}
 	if got, err := read(t, f, "k1", kept); err != nil || got != "kept" {
 		t.Fatalf("recorded file: %q, %v", got, err)
