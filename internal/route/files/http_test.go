@@ -441,3 +441,24 @@ func TestListAutoPaging(t *testing.T) {
 		t.Fatalf("pages %v, want %v", got, want)
 	}
 }
+
+// Without a key, even where the gateway serves keyless clients (from
+// its own host, or anyone with allow_anonymous), the Files API answers
+// 401: keyless callers would share one scope.
+func TestKeylessClientsHaveNoFiles(t *testing.T) {
+	e := newEnv(t)
+	// The test server is on the gateway host: a request without a key
+	// is a keyless local client's, which the chat endpoints serve.
+	body, ct := form(t, part{"purpose", "", "batch"}, part{"file", "a.jsonl", "{}\n"})
+	code, out := send(t, "POST", e.Srv.URL+"/v1/files", "", body, "Content-Type", ct)
+	wantOpenAIError(t, "a keyless upload", code, http.StatusUnauthorized, out)
+	for _, path := range []string{"/v1/files", "/v1/files/file-x", "/v1/files/file-x/content"} {
+		code, out = send(t, "GET", e.Srv.URL+path, "", nil)
+		wantOpenAIError(t, "keyless GET "+path, code, http.StatusUnauthorized, out)
+	}
+	code, out = send(t, "DELETE", e.Srv.URL+"/v1/files/file-x", "", nil)
+	wantOpenAIError(t, "a keyless delete", code, http.StatusUnauthorized, out)
+	if names := e.stored(); len(names) != 0 {
+		t.Fatalf("a keyless upload left %v", names)
+	}
+}
