@@ -155,7 +155,7 @@ func (s *Service) Module() feature.Module {
 		Routes:     s.Register,
 		Admin:      func(a feature.Admin) { s.RegisterAdmin(a.Guarded) },
 		Migrations: feature.Migrations{Product: "route_files", FS: Migrations()},
-		Settings:   feature.Settings{Config: []string{"data"}, Stored: []string{SettingMaxPerKey, SettingMaxKeyBytes, SettingMaxTotalBytes}},
+		Settings:   feature.Settings{Config: []string{"data", "route.files_s3"}, Stored: []string{SettingMaxPerKey, SettingMaxKeyBytes, SettingMaxTotalBytes}},
 		Run:        s.Run,
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/route/admin/admintest"
 	"github.com/omniedge/omni/internal/route/files"
 )
 
@@ -152,5 +155,38 @@ func TestFilesOverS3(t *testing.T) {
 	}
 	if _, err := c.Files.Content(ctx, f.ID); apiStatus(t, err) != http.StatusNotFound {
 		t.Fatalf("after delete: %v", err)
+	}
+}
+
+// Configured with route.files_s3, the gateway keeps the content in the
+// bucket and none under its data directory.
+func TestConfiguredS3(t *testing.T) {
+	backend := s3mem.New()
+	fake := httptest.NewServer(gofakes3.New(backend, gofakes3.WithAutoBucket(true)).Server())
+	t.Cleanup(fake.Close)
+	var data string
+	ae := admintest.NewEnv(t, func(c *config.Config) {
+		data = c.DataDir
+		c.Route.FilesS3 = &config.RouteFilesS3{Endpoint: fake.URL, Bucket: "omni", Prefix: "gw/", AccessKey: "AKIDEXAMPLE", SecretKey: "secret"}
+	})
+	ae.Login()
+	e := &env{Env: ae, data: data}
+	c := e.client(e.key())
+	f := upload(t, c, "stored in the bucket", "user_data")
+	objs, err := backend.ListBucket("omni", &gofakes3.Prefix{}, gofakes3.ListBucketPage{})
+	if err != nil || len(objs.Contents) != 1 || !strings.HasPrefix(objs.Contents[0].Key, "gw/") {
+		t.Fatalf("bucket holds %+v (%v)", objs, err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(data, "files")); len(entries) != 0 {
+		t.Fatalf("the data directory holds %d files", len(entries))
+	}
+	res, err := c.Files.Content(ctx, f.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "stored in the bucket" {
+		t.Fatalf("content %q", b)
 	}
 }
