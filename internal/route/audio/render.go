@@ -67,7 +67,7 @@ func writeTranscript(w http.ResponseWriter, t *Transcript, f Fields) error {
 		}
 		if slices.Contains(f.Granularities, "word") {
 			for _, wd := range t.Words {
-				v.Words = append(v.Words, wordJSON{Word: wd.Word, Start: wd.Start, End: wd.End})
+				v.Words = append(v.Words, wordJSON(wd))
 			}
 		}
 		httpx.WriteJSON(w, http.StatusOK, v)
