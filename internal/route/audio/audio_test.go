@@ -191,10 +191,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	var data string
 	e := admintest.NewEnv(t, func(c *config.Config) { data = c.DataDir })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	e.Run()
 	e.Login()
 	return &env{Env: e, spool: audio.TempDir(data)}
 }

@@ -2,7 +2,6 @@ package dashboard_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -55,12 +54,7 @@ func freshGateway(t *testing.T) (*admintest.Env, string) {
 }
 
 // run runs the gateway's background loops (the usage writer) until t ends.
-func run(t *testing.T, e *admintest.Env) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-}
+func run(_ *testing.T, e *admintest.Env) { e.Run() }
 
 // streamWords is what the fake upstream streams, one word per chunk.
 var streamWords = []string{"Hello", " from", " the", " fake", " upstream", "."}

@@ -116,13 +116,7 @@ func (u *upstream) last(t *testing.T) received {
 // newEnv is a gateway with its background writers running (usage
 // records reach the store).
 func newEnv(t *testing.T) *admintest.Env {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
-	return e
+	return admintest.Running(t, nil)
 }
 
 // provider adds a provider of type typ named id at u: openai at
@@ -140,15 +134,9 @@ func provider(e *admintest.Env, id, typ string, u *upstream, key string, models 
 	e.Want(http.StatusCreated, "POST", "/api/providers", body)
 }
 
-func createKey(e *admintest.Env, body map[string]any) (id, raw string) {
-	e.T.Helper()
-	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
-	return r["id"].(string), r["key"].(string)
-}
-
 // client is the official client with a new key of no policy.
 func client(e *admintest.Env) openai.Client {
-	_, key := createKey(e, map[string]any{"name": "sdk"})
+	_, key := e.CreateKey(map[string]any{"name": "sdk"})
 	return openai.NewClient(option.WithBaseURL(e.Srv.URL+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
 }
 
@@ -365,7 +353,7 @@ func TestSDWebUI(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t)
 	provider(e, "sd", "sdwebui", u, "webui:secret")
-	_, key := createKey(e, map[string]any{"name": "sd"})
+	_, key := e.CreateKey(map[string]any{"name": "sd"})
 	r := e.Want(http.StatusOK, "POST", "/v1/images/generations", map[string]any{"model": "sd/v1-5-pruned-emaonly",
 		"prompt": "a red fox", "n": 2, "size": "640x480", "response_format": "url", "quality": "hd"}, admintest.Bearer(key)...)
 	got := u.last(t)
@@ -433,7 +421,7 @@ func TestImageFallback(t *testing.T) {
 	}
 	// Edits fall back the same way.
 	body, ct := form(t, map[string]string{"model": "painter", "prompt": "night"}, [2]string{"image", "img"})
-	_, key := createKey(e, map[string]any{"name": "edit"})
+	_, key := e.CreateKey(map[string]any{"name": "edit"})
 	if status, b := post(t, e, "/v1/images/edits", key, ct, body); status != http.StatusOK || bad.calls() != 2 || good.calls() != 2 {
 		t.Fatalf("edit %d %s, calls %d %d", status, b, bad.calls(), good.calls())
 	}
@@ -452,7 +440,7 @@ func TestImageBudget(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t)
 	provider(e, "sd", "sdwebui", u, "")
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "sd/sdxl", "unit": "image", "unit_price": 0.04})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.05})
 	spent := func() float64 {
@@ -486,7 +474,7 @@ func TestImageKeyPolicy(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t)
 	provider(e, "oa", "openai", u, "sk-oa")
-	_, limited := createKey(e, map[string]any{"name": "only-sd", "allowed_providers": []string{"sd"}})
+	_, limited := e.CreateKey(map[string]any{"name": "only-sd", "allowed_providers": []string{"sd"}})
 	r := e.Want(http.StatusForbidden, "POST", "/v1/images/generations", map[string]any{"model": "oa/gpt-image-1", "prompt": "p"}, admintest.Bearer(limited)...)
 	if !strings.Contains(string(r.Body), `"type":"permission_error"`) || u.calls() != 0 {
 		t.Fatalf("policy refusal %s, upstream calls %d", r.Body, u.calls())
@@ -495,7 +483,7 @@ func TestImageKeyPolicy(t *testing.T) {
 	if status, _ := post(t, e, "/v1/images/edits", limited, ct, body); status != http.StatusForbidden || u.calls() != 0 {
 		t.Fatalf("edit policy refusal %d", status)
 	}
-	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	_, slow := e.CreateKey(map[string]any{"name": "slow", "rpm": 1})
 	e.Want(http.StatusOK, "POST", "/v1/images/generations", map[string]any{"model": "oa/gpt-image-1", "prompt": "p"}, admintest.Bearer(slow)...)
 	r = e.Want(http.StatusTooManyRequests, "POST", "/v1/images/generations", map[string]any{"model": "oa/gpt-image-1", "prompt": "p"}, admintest.Bearer(slow)...)
 	if !strings.Contains(string(r.Body), "rpm limit of 1 reached") || u.calls() != 1 {
@@ -611,7 +599,7 @@ func TestBadInput(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t)
 	provider(e, "oa", "openai", u, "sk-oa")
-	_, key := createKey(e, map[string]any{"name": "k"})
+	_, key := e.CreateKey(map[string]any{"name": "k"})
 	gen := func(change func(map[string]any)) string {
 		b := map[string]any{"model": "oa/gpt-image-1", "prompt": "a fox"}
 		change(b)
@@ -768,7 +756,7 @@ func TestEditsAtOnce(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t)
 	provider(e, "oa", "openai", u, "sk-oa")
-	_, key := createKey(e, map[string]any{"name": "k"})
+	_, key := e.CreateKey(map[string]any{"name": "k"})
 	var (
 		mu      sync.Mutex
 		writers []*io.PipeWriter

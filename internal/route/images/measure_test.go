@@ -27,7 +27,7 @@ func TestMeasureEdit(t *testing.T) {
 	defer up.Close()
 	e := newEnv(t)
 	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "oa", "type": "openai", "base_url": up.URL + "/v1", "api_key": "sk-oa"})
-	_, key := createKey(e, map[string]any{"name": "m"})
+	_, key := e.CreateKey(map[string]any{"name": "m"})
 	const size, runs = 16 << 20, 4
 	edit := func() {
 		ct, body := streamedForm(t, [][2]any{{"image", size}})

@@ -119,13 +119,7 @@ func (f *fake) lastCreate(t *testing.T) created {
 
 // newEnv is a gateway with its background loops running.
 func newEnv(t *testing.T) *admintest.Env {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
-	return e
+	return admintest.Running(t, nil)
 }
 
 // provider adds a provider of type typ named id at f.
@@ -314,20 +308,14 @@ func TestFailedJob(t *testing.T) {
 	}
 }
 
-func createKey(e *admintest.Env, body map[string]any) (id, raw string) {
-	e.T.Helper()
-	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
-	return r["id"].(string), r["key"].(string)
-}
-
 // A job is its key's: another key, and a client with no key, cannot see
 // it, poll it or download it — the same 404 as a job that never was.
 func TestJobsAreTheKeys(t *testing.T) {
 	e := newEnv(t)
 	f := newFake(t, "runway", "succeeded")
 	provider(e, "rw", "runway", f)
-	_, a := createKey(e, map[string]any{"name": "a"})
-	_, b := createKey(e, map[string]any{"name": "b"})
+	_, a := e.CreateKey(map[string]any{"name": "a"})
+	_, b := e.CreateKey(map[string]any{"name": "b"})
 	j := decodeJob(t, e.Want(http.StatusOK, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(a)...).Body)
 	done, _ := poll(t, e, "/v1/videos/generations/"+j.ID, admintest.Bearer(a)...)
 	if done.Status != "completed" {
@@ -405,7 +393,7 @@ func TestSubmitBudget(t *testing.T) {
 	e := newEnv(t)
 	f := newFake(t, "replicate", "processing")
 	provider(e, "rep", "replicate", f)
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	// $0.01 per second: a 10-second track costs $0.10.
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "rep/*/*", "unit": "second", "unit_price": 0.01})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.15})
@@ -431,8 +419,8 @@ func TestJobsPerKeyCap(t *testing.T) {
 	e := newEnv(t)
 	f := newFake(t, "runway", "running")
 	provider(e, "rw", "runway", f)
-	_, a := createKey(e, map[string]any{"name": "a"})
-	_, b := createKey(e, map[string]any{"name": "b"})
+	_, a := e.CreateKey(map[string]any{"name": "a"})
+	_, b := e.CreateKey(map[string]any{"name": "b"})
 	for range 8 {
 		e.Want(http.StatusOK, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(a)...)
 	}
@@ -562,12 +550,12 @@ func TestSubmitKeyPolicyAndRPM(t *testing.T) {
 	e := newEnv(t)
 	f := newFake(t, "runway", "running")
 	provider(e, "rw", "runway", f)
-	_, limited := createKey(e, map[string]any{"name": "only-openai", "allowed_providers": []string{"oa"}})
+	_, limited := e.CreateKey(map[string]any{"name": "only-openai", "allowed_providers": []string{"oa"}})
 	r := e.Want(http.StatusForbidden, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(limited)...)
 	if !strings.Contains(string(r.Body), `"type":"permission_error"`) {
 		t.Fatalf("policy refusal %s", r.Body)
 	}
-	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	_, slow := e.CreateKey(map[string]any{"name": "slow", "rpm": 1})
 	e.Want(http.StatusOK, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(slow)...)
 	r = e.Want(http.StatusTooManyRequests, "POST", "/v1/videos/generations", map[string]any{"model": "rw/gen4_turbo", "prompt": "p"}, admintest.Bearer(slow)...)
 	if !strings.Contains(string(r.Body), "rpm limit of 1 reached") || r.Header.Get("Retry-After") == "" {

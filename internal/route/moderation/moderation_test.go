@@ -92,13 +92,7 @@ func (u *upstream) last(t *testing.T) []byte {
 
 // newEnv is a gateway with its background writers running.
 func newEnv(t *testing.T) *admintest.Env {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
-	return e
+	return admintest.Running(t, nil)
 }
 
 func provider(e *admintest.Env, id string, u *upstream, models ...string) {
@@ -111,7 +105,7 @@ func provider(e *admintest.Env, id string, u *upstream, models ...string) {
 // policy when key is "".
 func client(e *admintest.Env, key string) openai.Client {
 	if key == "" {
-		_, key = createKey(e, map[string]any{"name": "open"})
+		_, key = e.CreateKey(map[string]any{"name": "open"})
 	}
 	return openai.NewClient(option.WithBaseURL(e.Srv.URL+"/v1/"), option.WithAPIKey(key), option.WithMaxRetries(0))
 }
@@ -119,12 +113,6 @@ func client(e *admintest.Env, key string) openai.Client {
 // mod moderates with c.
 func mod(c openai.Client, ctx context.Context, p openai.ModerationNewParams) (*openai.ModerationNewResponse, error) {
 	return c.Moderations.New(ctx, p)
-}
-
-func createKey(e *admintest.Env, body map[string]any) (id, raw string) {
-	e.T.Helper()
-	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
-	return r["id"].(string), r["key"].(string)
 }
 
 // The official client moderates one string without naming a model (the
@@ -226,7 +214,7 @@ func TestModerationBudgetPolicyRPM(t *testing.T) {
 	u := newUpstream(t)
 	provider(e, "openai", u)
 	ctx := context.Background()
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "openai/omni-moderation-latest", "unit": "input", "unit_price": 1})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.005})
 	three := openai.ModerationNewParams{Input: openai.ModerationNewParamsInputUnion{OfStringArray: []string{"a", "b", "c"}}}
@@ -246,12 +234,12 @@ func TestModerationBudgetPolicyRPM(t *testing.T) {
 		t.Fatalf("spent %v, want 0.006", s)
 	}
 
-	_, limited := createKey(e, map[string]any{"name": "chat-only", "allowed_models": []string{"openai/gpt-*"}})
+	_, limited := e.CreateKey(map[string]any{"name": "chat-only", "allowed_models": []string{"openai/gpt-*"}})
 	_, err = mod(client(e, limited), ctx, three)
 	if !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden || ae.Type != "permission_error" {
 		t.Fatalf("policy: %v", err)
 	}
-	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	_, slow := e.CreateKey(map[string]any{"name": "slow", "rpm": 1})
 	if _, err := mod(client(e, slow), ctx, three); err != nil {
 		t.Fatal(err)
 	}

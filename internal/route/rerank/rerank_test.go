@@ -1,7 +1,6 @@
 package rerank_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -79,13 +78,7 @@ func provider(e *admintest.Env, id, kind string, u *upstream, models ...string) 
 // newEnv is a gateway with its background writers running (usage
 // records reach the store).
 func newEnv(t *testing.T) *admintest.Env {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
-	return e
+	return admintest.Running(t, nil)
 }
 
 func rerankBody(model string) map[string]any {
@@ -192,19 +185,13 @@ func TestRerankFallback(t *testing.T) {
 	}
 }
 
-func createKey(e *admintest.Env, body map[string]any) (id, raw string) {
-	e.T.Helper()
-	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
-	return r["id"].(string), r["key"].(string)
-}
-
 // A budget is kept in the modality's unit: documents at the model's
 // price per 1,000, reserved before the call and charged after it.
 func TestRerankBudget(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "jina")
 	provider(e, "j", "jina", u)
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	// $1 per 1,000 documents: three documents cost $0.003.
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "j/ranker", "unit": "document", "unit_price": 1})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.005})
@@ -232,12 +219,12 @@ func TestRerankKeyPolicyAndRPM(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "cohere")
 	provider(e, "co", "cohere", u)
-	_, limited := createKey(e, map[string]any{"name": "only-voyage", "allowed_providers": []string{"vo"}})
+	_, limited := e.CreateKey(map[string]any{"name": "only-voyage", "allowed_providers": []string{"vo"}})
 	r := e.Want(http.StatusForbidden, "POST", "/v1/rerank", rerankBody("co/rerank-v3.5"), admintest.Bearer(limited)...)
 	if !strings.Contains(string(r.Body), `"type":"permission_error"`) || u.calls() != 0 {
 		t.Fatalf("policy refusal %s, upstream calls %d", r.Body, u.calls())
 	}
-	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	_, slow := e.CreateKey(map[string]any{"name": "slow", "rpm": 1})
 	e.Want(http.StatusOK, "POST", "/v1/rerank", rerankBody("co/rerank-v3.5"), admintest.Bearer(slow)...)
 	r = e.Want(http.StatusTooManyRequests, "POST", "/v1/rerank", rerankBody("co/rerank-v3.5"), admintest.Bearer(slow)...)
 	if !strings.Contains(string(r.Body), "rpm limit of 1 reached") || r.Header.Get("Retry-After") == "" || u.calls() != 1 {
@@ -355,7 +342,7 @@ func TestRerankCutShortIsCharged(t *testing.T) {
 			APIKeys: []config.Secret{"sk-slow"}, Timeout: 200 * time.Millisecond})
 	})
 	e.Login()
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "slow/*", "unit": "document", "unit_price": 1})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 1})
 	r := e.Want(http.StatusGatewayTimeout, "POST", "/v1/rerank", rerankBody("slow/ranker"), admintest.Bearer(raw)...)

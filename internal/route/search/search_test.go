@@ -1,7 +1,6 @@
 package search_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -99,19 +98,7 @@ func provider(e *admintest.Env, id, kind string, u *upstream) {
 // newEnv is a gateway with its background writers running (usage
 // records reach the store).
 func newEnv(t *testing.T) *admintest.Env {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
-	return e
-}
-
-func createKey(e *admintest.Env, body map[string]any) (id, raw string) {
-	e.T.Helper()
-	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
-	return r["id"].(string), r["key"].(string)
+	return admintest.Running(t, nil)
 }
 
 // answer is the normalized answer.
@@ -261,8 +248,8 @@ func TestSearchCache(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "tavily")
 	provider(e, "tv", "tavily", u)
-	_, a := createKey(e, map[string]any{"name": "a"})
-	_, b := createKey(e, map[string]any{"name": "b"})
+	_, a := e.CreateKey(map[string]any{"name": "a"})
+	_, b := e.CreateKey(map[string]any{"name": "b"})
 	body := map[string]any{"query": "who is leo messi", "provider": "tv"}
 	first := e.Want(http.StatusOK, "POST", "/v1/search", body, admintest.Bearer(a)...)
 	again := e.Want(http.StatusOK, "POST", "/v1/search", body, admintest.Bearer(a)...)
@@ -446,7 +433,7 @@ func TestSearchBudget(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "searxng")
 	provider(e, "sx", "searxng", u)
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	// $5 per 1,000 searches: $0.005 a search.
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "sx/search", "unit": "search", "unit_price": 5})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 0.012})
@@ -479,14 +466,14 @@ func TestSearchKeyPolicyAndRPM(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "tavily")
 	provider(e, "tv", "tavily", u)
-	_, limited := createKey(e, map[string]any{"name": "only-brave", "allowed_providers": []string{"br"}})
+	_, limited := e.CreateKey(map[string]any{"name": "only-brave", "allowed_providers": []string{"br"}})
 	for _, body := range []map[string]any{{"query": "q", "provider": "tv"}, {"query": "q", "model": "tv/search"}, {"query": "q"}} {
 		r := e.Want(http.StatusForbidden, "POST", "/v1/search", body, admintest.Bearer(limited)...)
 		if !strings.Contains(string(r.Body), `"type":"permission_error"`) || u.n() != 0 {
 			t.Fatalf("policy refusal %s, upstream calls %d", r.Body, u.n())
 		}
 	}
-	_, slow := createKey(e, map[string]any{"name": "slow", "rpm": 1})
+	_, slow := e.CreateKey(map[string]any{"name": "slow", "rpm": 1})
 	e.Want(http.StatusOK, "POST", "/v1/search", map[string]any{"query": "q", "provider": "tv"}, admintest.Bearer(slow)...)
 	r := e.Want(http.StatusTooManyRequests, "POST", "/v1/search", map[string]any{"query": "q2", "provider": "tv"}, admintest.Bearer(slow)...)
 	if !strings.Contains(string(r.Body), "rpm limit of 1 reached") || u.n() != 1 {
@@ -620,7 +607,7 @@ func TestSearchDefaultOrderFollowsKeyPolicy(t *testing.T) {
 	tv, br := newUpstream(t, "tavily"), newUpstream(t, "brave")
 	provider(e, "a-tv", "tavily", tv)
 	provider(e, "br", "brave", br)
-	_, raw := createKey(e, map[string]any{"name": "only-brave", "allowed_providers": []string{"br"}})
+	_, raw := e.CreateKey(map[string]any{"name": "only-brave", "allowed_providers": []string{"br"}})
 	r := e.Want(http.StatusOK, "GET", "/v1/search", nil, admintest.Bearer(raw)...)
 	if strings.Contains(string(r.Body), "a-tv") || !strings.Contains(string(r.Body), `"id":"br"`) {
 		t.Fatalf("list for a brave-only key: %s", r.Body)
@@ -632,7 +619,7 @@ func TestSearchDefaultOrderFollowsKeyPolicy(t *testing.T) {
 	if a.Provider != "br" || tv.n() != 0 || br.n() != 1 {
 		t.Fatalf("provider %s, calls tv %d br %d", a.Provider, tv.n(), br.n())
 	}
-	_, none := createKey(e, map[string]any{"name": "no-search", "allowed_providers": []string{"openai"}})
+	_, none := e.CreateKey(map[string]any{"name": "no-search", "allowed_providers": []string{"openai"}})
 	r = e.Want(http.StatusForbidden, "POST", "/v1/search", map[string]any{"query": "q"}, admintest.Bearer(none)...)
 	if !strings.Contains(string(r.Body), `"code":"model_not_allowed"`) || tv.n()+br.n() != 1 {
 		t.Fatalf("no allowed provider: %s", r.Body)
@@ -657,7 +644,7 @@ func TestSearchCutShortIsCharged(t *testing.T) {
 			APIKeys: []config.Secret{"exa-key"}, Timeout: 200 * time.Millisecond})
 	})
 	e.Login()
-	id, raw := createKey(e, map[string]any{"name": "ci"})
+	id, raw := e.CreateKey(map[string]any{"name": "ci"})
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "slow/*", "unit": "search", "unit_price": 5})
 	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": id, "dailyLimitUsd": 1})
 	r := e.Want(http.StatusGatewayTimeout, "POST", "/v1/search", map[string]any{"query": "slow", "provider": "slow"}, admintest.Bearer(raw)...)

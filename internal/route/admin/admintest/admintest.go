@@ -147,6 +147,33 @@ func (e *Env) Login() {
 	e.Want(http.StatusOK, "POST", "/api/auth/login", map[string]string{"password": Password})
 }
 
+// Run runs the gateway's background loops (the usage writer, the
+// modules' sweeps) until the test ends, and waits for them then.
+func (e *Env) Run() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = e.App.Run(ctx) }()
+	e.T.Cleanup(func() { cancel(); <-done })
+}
+
+// Running is NewEnv with its background loops running (usage records
+// reach the store), logged in.
+func Running(t *testing.T, mutate func(*config.Config)) *Env {
+	t.Helper()
+	e := NewEnv(t, mutate)
+	e.Run()
+	e.Login()
+	return e
+}
+
+// CreateKey creates a gateway key of body ({"name", policy …}) and
+// returns its id and raw value.
+func (e *Env) CreateKey(body map[string]any) (id, raw string) {
+	e.T.Helper()
+	r := e.Want(http.StatusCreated, "POST", "/api/keys", body).Object(e.T)
+	return r["id"].(string), r["key"].(string)
+}
+
 // WantError asserts a JSON error answer with status.
 func (e *Env) WantError(status int, method, path string, body any, hdr ...string) string {
 	e.T.Helper()
