@@ -326,7 +326,7 @@ func (s *Service) cancel(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 	case err != nil:
 		return err
 	}
-	s.runner.wake()
+	s.runner.drop(id)
 	httpx.WriteJSON(w, http.StatusOK, render(rec))
 	return nil
 }

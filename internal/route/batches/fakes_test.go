@@ -142,7 +142,11 @@ func (g *fakeGateway) Dispatch(ctx context.Context, keyID, method, path string, 
 
 func (g *fakeGateway) Interactive() int { g.mu.Lock(); defer g.mu.Unlock(); return g.interactive }
 
-func (g *fakeGateway) served(prompt string) int { g.mu.Lock(); defer g.mu.Unlock(); return g.calls[prompt] }
+func (g *fakeGateway) served(prompt string) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.calls[prompt]
+}
 
 func (g *fakeGateway) total() int {
 	g.mu.Lock()
@@ -204,7 +208,10 @@ func (fakeOps) KeyID(ctx context.Context) string { s, _ := ctx.Value(keyCtx{}).(
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 // env is the Batches API over a database, with its runner running.
 type env struct {

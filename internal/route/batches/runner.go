@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,8 +22,9 @@ type RunnerConfig struct {
 	// Concurrency is the most lines one process runs at once (default 4).
 	Concurrency int
 	// YieldAbove is the number of interactive requests in flight above
-	// which the runner yields: it runs one line at a time until the
-	// interactive load falls back (default 2 × Concurrency).
+	// which the runner yields: it starts no more lines while one of its
+	// own is in flight, until the interactive load falls back. The
+	// default, 0, yields to any interactive request; negative: never.
 	YieldAbove int
 	// Poll is how often the runner looks for work it was not told about
 	// (batches made by another replica, finished lines; default 200ms).
@@ -39,9 +41,6 @@ type RunnerConfig struct {
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
-	}
-	if c.YieldAbove <= 0 {
-		c.YieldAbove = 2 * c.Concurrency
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
@@ -75,12 +74,21 @@ type Runner struct {
 	keys   sync.Map // batch id → *record (key id, endpoint)
 	cached atomic.Int64
 
-	queue []string // in-progress batch ids to claim lines of, round robin
+	queue   []string  // in-progress batch ids to claim lines of, round robin
+	ready   []claimed // lines claimed and not started yet
+	dropped sync.Map  // batch ids cancelled here since the last housekeeping
 }
 
 func newRunner(s *Service, d feature.Dispatcher, cfg RunnerConfig) *Runner {
 	return &Runner{s: s, d: d, cfg: cfg.withDefaults(), owner: newID("runner_"),
 		wakeCh: make(chan struct{}, 1), doneCh: make(chan struct{}, 1)}
+}
+
+// drop tells the runner that batch id was cancelled: it starts none of
+// the lines of it it has claimed.
+func (r *Runner) drop(id string) {
+	r.dropped.Store(id, true)
+	r.wake()
 }
 
 // wake tells the runner there may be work.
@@ -145,6 +153,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	t.Stop()
 	close(r.results)
 	<-flushed
+	if len(r.ready) > 0 {
+		// Claimed and never started: another process may run them.
+		r.logErr(context.Background(), "giving back lines", r.s.store.unclaim(context.WithoutCancel(ctx), r.owner, r.ready))
+		r.ready = nil
+	}
 	r.phases.Wait()
 	return nil
 }
@@ -152,7 +165,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // allowed is how many lines may be in flight now: Concurrency, or one
 // while interactive requests exceed YieldAbove.
 func (r *Runner) allowed() int64 {
-	if r.d.Interactive() > r.cfg.YieldAbove {
+	if r.cfg.YieldAbove >= 0 && r.d.Interactive() > r.cfg.YieldAbove {
 		return 1
 	}
 	return int64(r.cfg.Concurrency)
@@ -173,21 +186,40 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 		if free <= 0 {
 			return started, allowed < int64(r.cfg.Concurrency)
 		}
-		if len(r.queue) == 0 {
-			return started, false
-		}
-		id := r.queue[0]
-		lines, err := r.s.store.claimLines(ctx, id, r.owner, int(free), r.now()+r.cfg.Lease.Milliseconds())
-		if err != nil {
-			if ctx.Err() == nil {
-				r.s.log.Warn("batches: claiming lines failed", "batch", id, "err", err)
+		if len(r.ready) == 0 {
+			if len(r.queue) == 0 {
+				return started, false
 			}
-			return started, false
+			id := r.queue[0]
+			want := max(int(free), 2*r.cfg.Concurrency)
+			lines, err := r.s.store.claimLines(ctx, id, r.owner, want, r.now()+r.cfg.Lease.Milliseconds())
+			if err != nil {
+				if ctx.Err() == nil {
+					r.s.log.Warn("batches: claiming lines failed", "batch", id, "err", err)
+				}
+				return started, false
+			}
+			if len(lines) < want {
+				r.queue = r.queue[1:] // nothing more pending there for now
+			} else {
+				r.queue = append(r.queue[1:], id) // round robin between batches
+			}
+			r.ready = lines
+			continue
 		}
-		if len(lines) < int(free) {
-			r.queue = r.queue[1:] // nothing more pending there for now
-		} else {
-			r.queue = append(r.queue[1:], id) // round robin between batches
+		n := min(int(free), len(r.ready))
+		lines := r.ready[:n:n]
+		r.ready = r.ready[n:]
+		var dropped []claimed
+		lines = slices.DeleteFunc(lines, func(c claimed) bool {
+			if _, ok := r.dropped.Load(c.BatchID); ok {
+				dropped = append(dropped, c)
+				return true
+			}
+			return false
+		})
+		if len(dropped) > 0 {
+			r.logErr(ctx, "giving back lines", r.s.store.unclaim(ctx, r.owner, dropped))
 		}
 		for _, c := range lines {
 			r.running.Add(1)
@@ -344,10 +376,26 @@ func (r *Runner) housekeep(ctx context.Context) {
 	if err := r.s.store.settle(ctx, now); err != nil {
 		r.logErr(ctx, "settling", err)
 	}
+	r.dropped.Clear() // before the list is read: a later cancel stays marked
 	if recs, err := r.s.store.inProgress(ctx, 64); err != nil {
 		r.logErr(ctx, "listing batches", err)
 	} else {
 		r.queue = r.queue[:0]
+		live := map[string]bool{}
+		for _, rec := range recs {
+			live[rec.ID] = true
+		}
+		var gone []claimed
+		r.ready = slices.DeleteFunc(r.ready, func(c claimed) bool {
+			if !live[c.BatchID] {
+				gone = append(gone, c)
+				return true
+			}
+			return false
+		})
+		if len(gone) > 0 {
+			r.logErr(ctx, "giving back lines", r.s.store.unclaim(ctx, r.owner, gone))
+		}
 		if r.cached.Load() > 1024 {
 			r.keys.Clear() // bounded: it is only a cache
 			r.cached.Store(0)
