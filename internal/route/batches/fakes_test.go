@@ -253,6 +253,9 @@ func newEnv(t *testing.T, dsn string, cfg Config, files *memFiles, gw *fakeGatew
 	if cfg.Runner.Poll == 0 {
 		cfg.Runner.Poll = 10 * time.Millisecond
 	}
+	if cfg.Runner.Lease == 0 {
+		cfg.Runner.Lease = 40 * time.Millisecond // renewed (and stale lines looked for) every 10ms
+	}
 	if cfg.Runner.Drain == 0 {
 		cfg.Runner.Drain = 50 * time.Millisecond
 	}

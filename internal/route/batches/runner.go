@@ -113,7 +113,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		r.flush(context.WithoutCancel(ctx))
 	}()
 	var workers sync.WaitGroup
-	lastHouse, lastRenew := time.Time{}, time.Now()
+	var lastHouse, lastRenew time.Time
 	for ctx.Err() == nil {
 		if time.Since(lastHouse) >= r.cfg.Poll {
 			lastHouse = time.Now()
@@ -124,6 +124,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			if err := r.s.store.renew(ctx, r.owner, r.now()+r.cfg.Lease.Milliseconds()); err != nil && ctx.Err() == nil {
 				r.s.log.Warn("batches: renewing leases failed", "err", err)
 			}
+			r.interrupted(ctx)
 		}
 		if n, yielding := r.feed(ctx, dctx, &workers); n == 0 {
 			wait := r.cfg.Poll
@@ -354,6 +355,24 @@ func errorResult(c claimed, code, msg string) result {
 	return result{BatchID: c.BatchID, N: c.N, Line: errorLine(&id, code, msg)}
 }
 
+// interrupted records the lines of stopped processes: running lines of
+// other owners whose lease ran out.
+func (r *Runner) interrupted(ctx context.Context) {
+	now := r.now()
+	stale, err := r.s.store.stale(ctx, r.owner, now, 1000)
+	if err != nil {
+		r.logErr(ctx, "finding interrupted lines", err)
+		return
+	}
+	for _, c := range stale {
+		id := c.CustomID
+		line := errorLine(&id, "interrupted", "the process running this request stopped while it was in flight; it was not retried")
+		if err := r.s.store.interrupt(ctx, c, line, now); err != nil {
+			r.logErr(ctx, "recording an interrupted line", err)
+		}
+	}
+}
+
 // housekeep does the runner's periodic work: expiring batches, recording
 // the lines of stopped processes, moving finished batches on, starting
 // validations and finalizations, and listing batches with lines to run.
@@ -361,17 +380,6 @@ func (r *Runner) housekeep(ctx context.Context) {
 	now := r.now()
 	if _, err := r.s.store.expire(ctx, now); err != nil {
 		r.logErr(ctx, "expiring", err)
-	}
-	if stale, err := r.s.store.stale(ctx, r.owner, now, 1000); err != nil {
-		r.logErr(ctx, "finding interrupted lines", err)
-	} else {
-		for _, c := range stale {
-			id := c.CustomID
-			line := errorLine(&id, "interrupted", "the process running this request stopped while it was in flight; it was not retried")
-			if err := r.s.store.interrupt(ctx, c, line, now); err != nil {
-				r.logErr(ctx, "recording an interrupted line", err)
-			}
-		}
 	}
 	if err := r.s.store.settle(ctx, now); err != nil {
 		r.logErr(ctx, "settling", err)

@@ -42,3 +42,4 @@ CREATE TABLE route_batch_lines (
     PRIMARY KEY (batch_id, line)
 );
 CREATE INDEX route_batch_lines_state ON route_batch_lines (batch_id, state, line);
+CREATE INDEX route_batch_lines_lease ON route_batch_lines (state, lease_until);
