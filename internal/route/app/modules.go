@@ -13,6 +13,7 @@ import (
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
 	"github.com/omniedge/omni/internal/route/formats/gemini"
 	"github.com/omniedge/omni/internal/route/formats/ollama"
@@ -61,6 +62,7 @@ func modules() []part {
 		built(gatewayModule),       // the dialect endpoints (route/api)
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
+		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
 	}
 }
 
@@ -91,6 +93,7 @@ type wiring struct {
 	// What the modules built so far made that later ones use.
 	state   *routing.State     // the routing state module's
 	account *adminauth.Account // the auth module's; nil without a store
+	files   *files.Service     // the files module's; nil without a store
 
 	// The stages installed so far.
 	gates       []feature.Stage

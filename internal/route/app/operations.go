@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"path/filepath"
 
 	"github.com/omniedge/omni/internal/route/feature"
+	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/moderation"
 	"github.com/omniedge/omni/internal/route/rerank"
 )
@@ -29,4 +31,27 @@ func moderationModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, errors.New("route: the moderation module comes after the gateway")
 	}
 	return moderation.New(w.app.API, w.app.Router).Module(), nil
+}
+
+// filesModule builds the Files API (route/files): metadata in the
+// gateway's database, content in <data dir>/files; the batches module
+// reads and writes a key's files through w.files. Without a store: no
+// module.
+func filesModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the files module comes after the gateway")
+	}
+	if w.st == nil {
+		return feature.Module{}, nil
+	}
+	dir, err := files.NewDir(filepath.Join(w.cfg.DataDir, "files"))
+	if err != nil {
+		return feature.Module{}, err
+	}
+	s, err := files.New(files.Options{Ops: w.app.API, DB: w.d.DB, Storage: dir, Settings: w.st, Clock: w.d.Clock, Log: w.d.Log})
+	if err != nil {
+		return feature.Module{}, err
+	}
+	w.files = s
+	return s.Module(), nil
 }

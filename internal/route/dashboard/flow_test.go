@@ -112,6 +112,18 @@ func TestDashboardFlow(t *testing.T) {
 	}
 	p.WaitText("#tail-list", "moderation · 1 input")
 	p.Screenshot("usage")
+	// The breakdown by modality and by unit; a modality filters the page.
+	p.Click("#by-modality")
+	p.WaitText("#usage-groups", "moderation")
+	p.WaitText("#usage-groups", "chat")
+	p.Click(`#usage-groups a[href*="modality=moderation"]`)
+	p.WaitText("#usage-logs", "omni-moderation-latest")
+	p.Click("#by-unit")
+	p.WaitText("#usage-groups", "1 input")
+	if logs := p.Eval(`document.getElementById("usage-logs").textContent`).(string); strings.Contains(logs, "fake/m1") {
+		t.Errorf("the moderation-only log lists a chat: %q", logs)
+	}
+	p.Screenshot("usage-modality")
 
 	// Health: trip the breaker with failing calls, then reset it.
 	p.Eval(`fetch("/api/resilience", {method: "PATCH", headers: {"Content-Type": "application/json"}, body: JSON.stringify({breaker_threshold: 1})}).then(r => r.status)`)

@@ -78,6 +78,17 @@ func TestKindOf(t *testing.T) {
 		"rerank-v3.5":              KindRerank,
 		"jina-reranker-v2-base":    KindRerank,
 		"omni-moderation-latest":   KindModerate,
+		"whisper-1":                KindAudio,
+		"gpt-4o-mini-transcribe":   KindAudio,
+		"tts-1-hd":                 KindAudio,
+		"gpt-4o-mini-tts":          KindAudio,
+		"nova-3":                   KindAudio,
+		"sora-2":                   KindVideo,
+		"gen4_turbo":               KindVideo,
+		"veo-3.0-generate-001":     KindVideo,
+		"music_v1":                 KindMusic,
+		"suno-v3.5":                KindMusic,
+		"novel-writer":             KindChat, // "nova-" only as a prefix
 	} {
 		if got := KindOf(model); got != want {
 			t.Errorf("KindOf(%q) = %s, want %s", model, got, want)

@@ -165,6 +165,23 @@ func TestRerankFallback(t *testing.T) {
 	if c := rec["costUsd"].(float64); c < 26*0.05/1e6*0.999 || c > 26*0.05/1e6*1.001 {
 		t.Fatalf("cost %v", c)
 	}
+	// The usage breakdown sums the call under its modality and unit, and
+	// the modality filter selects it.
+	groups := func(q string) string {
+		return string(e.Want(http.StatusOK, "GET", "/api/usage/groups?period=24h&"+q, nil).Body)
+	}
+	if g := groups("by=modality"); !strings.Contains(g, `"key":"rerank","requests":1,`) {
+		t.Fatalf("by modality: %s", g)
+	}
+	if g := groups("by=unit"); !strings.Contains(g, `"key":"document","requests":1,`) || !strings.Contains(g, `"quantity":3}`) {
+		t.Fatalf("by unit: %s", g)
+	}
+	if g := groups("by=provider&modality=chat"); strings.Contains(g, `"key":"vo"`) {
+		t.Fatalf("chat by provider: %s", g)
+	}
+	if g := groups("by=provider&modality=rerank"); !strings.Contains(g, `"key":"vo","requests":1,`) {
+		t.Fatalf("rerank by provider: %s", g)
+	}
 
 	// Every target failing is the last failure, in OpenAI's shape, with
 	// the attempts.
@@ -306,9 +323,15 @@ func TestRerankModelsAndChat(t *testing.T) {
 	e := newEnv(t)
 	u := newUpstream(t, "cohere")
 	provider(e, "co", "cohere", u, "rerank-v3.5")
+	// A model of a rerank-only provider type is a rerank model whatever
+	// its name says.
+	provider(e, "vo", "voyage", newUpstream(t, "voyage"), "lite-2")
 	r := e.Want(http.StatusOK, "GET", "/v1/models", nil)
-	if !strings.Contains(string(r.Body), `{"id":"co/rerank-v3.5","object":"model","created":0,"owned_by":"co","type":"rerank"}`) {
-		t.Fatalf("models %s", r.Body)
+	for _, want := range []string{`{"id":"co/rerank-v3.5","object":"model","created":0,"owned_by":"co","type":"rerank"}`,
+		`{"id":"vo/lite-2","object":"model","created":0,"owned_by":"vo","type":"rerank"}`} {
+		if !strings.Contains(string(r.Body), want) {
+			t.Fatalf("models %s, want %s", r.Body, want)
+		}
 	}
 	e.WantError(http.StatusBadRequest, "POST", "/v1/chat/completions", admintest.Chat("co/rerank-v3.5"))
 }

@@ -62,6 +62,10 @@ type Client struct {
 	Provider string
 }
 
+// ModelKind implements provider.Kinded: every model of a rerank
+// upstream ranks documents.
+func (c *Client) ModelKind() string { return provider.KindRerank }
+
 func (c *Client) notChat() error {
 	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
 		Message: "provider " + c.Provider + " (type " + c.Type + ") serves rerank only: POST /v1/rerank"}

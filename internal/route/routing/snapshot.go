@@ -55,6 +55,9 @@ type Snapshot struct {
 	Custom    []store.ProviderModel
 	Prices    *PriceTable
 	models    []ModelInfo
+	// kinds are the model kind of the providers whose type serves one
+	// kind only (provider.Kinded), by provider id.
+	kinds map[string]string
 }
 
 // applied records what the last reload installed in the table, so the
@@ -200,6 +203,15 @@ func (st *State) reload(ctx context.Context, strict bool) error {
 	}
 	s.Mappings = mappings
 	s.Prices = NewPriceTable(prices)
+	s.kinds = map[string]string{}
+	for id, cs := range conns {
+		if len(cs) == 0 {
+			continue
+		}
+		if k, ok := cs[0].Adapter.(provider.Kinded); ok {
+			s.kinds[id] = k.ModelKind()
+		}
+	}
 	s.models = s.modelList(conns)
 
 	// Install: providers, aliases, combos, then mappings (which name combos).
@@ -299,7 +311,11 @@ func (s *Snapshot) ProviderModels(p *Provider) []ModelEntry {
 			continue
 		}
 		idx[mdl] = len(out)
-		out = append(out, ModelEntry{Model: mdl, Kind: provider.KindOf(mdl), Source: p.Source})
+		kind := s.kinds[p.ID]
+		if kind == "" {
+			kind = provider.KindOf(mdl)
+		}
+		out = append(out, ModelEntry{Model: mdl, Kind: kind, Source: p.Source})
 	}
 	for _, c := range s.Custom {
 		if c.Provider != p.ID {

@@ -38,6 +38,16 @@ func hourlyRecords(n int) []store.UsageRecord {
 		if rng.IntN(40) == 0 {
 			r.Model = ""
 		}
+		switch rng.IntN(8) { // the modalities beyond chat, in their units
+		case 0:
+			r.Modality, r.Unit, r.Quantity = "rerank", "document", rng.Int64N(500)
+		case 1:
+			r.Modality, r.Unit, r.Quantity = "audio", "second", rng.Int64N(600)
+		case 2:
+			r.Modality, r.Unit, r.Quantity = "audio", "character", rng.Int64N(4000)
+		case 3:
+			r.Modality = "image" // refused before its units were known
+		}
 		out[i] = r
 	}
 	return out
@@ -51,9 +61,11 @@ func naiveTotals(recs []store.UsageRecord, f store.UsageFilter) store.UsageTotal
 		if (!f.Since.IsZero() && r.At.Before(f.Since)) || (!f.Until.IsZero() && !r.At.Before(f.Until)) ||
 			(f.Provider != "" && r.Provider != f.Provider) || (f.KeyID != "" && r.KeyID != f.KeyID) ||
 			(f.Connection != "" && r.Connection != f.Connection) || (f.Session != "" && r.Session != f.Session) ||
-			(f.Model != "" && r.Model != f.Model && r.TargetModel != f.Model && r.Provider+"/"+r.TargetModel != f.Model) {
+			(f.Model != "" && r.Model != f.Model && r.TargetModel != f.Model && r.Provider+"/"+r.TargetModel != f.Model) ||
+			(f.Modality == "chat" && r.Modality != "") || (f.Modality != "" && f.Modality != "chat" && r.Modality != f.Modality) {
 			continue
 		}
+		t.Quantity += r.Quantity
 		t.Requests++
 		if r.Status >= 400 {
 			t.Errors++
@@ -92,7 +104,8 @@ func hourlyFilters() []store.UsageFilter {
 		for _, f := range []store.UsageFilter{{}, {Provider: "p1"}, {Model: "m2"}, {Model: "p0/m1"}, {Model: "alias"},
 			{KeyID: "k2"}, {Connection: "p2#1"}, {Session: "s1"}, {Provider: "p1", KeyID: "k0"}, {Before: 100},
 			{Model: "m2", KeyID: "k1"}, {Model: "alias", Provider: "p2"}, {Model: "p0/m1", Provider: "p0", KeyID: "k0"},
-			{Provider: "p0", Connection: "p0#1"}, {Model: "nope", KeyID: "k1"}} {
+			{Provider: "p0", Connection: "p0#1"}, {Model: "nope", KeyID: "k1"}, {Modality: "audio"}, {Modality: "chat"},
+			{Modality: "rerank", KeyID: "k1"}, {Modality: "audio", Model: "m1", Provider: "p1"}, {Modality: "image", Session: "s1"}} {
 			f.Since, f.Until = span.since, span.until
 			out = append(out, f)
 		}
@@ -151,15 +164,20 @@ func checkGroups(t *testing.T, s *store.Store, recs []store.UsageRecord, f store
 	t.Helper()
 	cursorless := f
 	cursorless.Before = 0
-	for _, by := range []string{"provider", "model", "key"} {
+	for _, by := range []string{"provider", "model", "key", "modality", "unit"} {
 		col := map[string]func(r store.UsageRecord) string{
 			"provider": func(r store.UsageRecord) string { return r.Provider },
 			"model":    func(r store.UsageRecord) string { return r.Model },
 			"key":      func(r store.UsageRecord) string { return r.KeyID },
+			"modality": func(r store.UsageRecord) string { return r.Modality },
+			"unit":     func(r store.UsageRecord) string { return r.Unit },
 		}[by]
 		var keys []string
 		seen := map[string]bool{}
 		for _, r := range recs {
+			if by == "unit" && r.Unit == "" {
+				continue // chat uses no unit
+			}
 			if k := col(r); !seen[k] && naiveTotals([]store.UsageRecord{r}, cursorless).Requests == 1 {
 				seen[k] = true
 				keys = append(keys, k)
@@ -313,7 +331,7 @@ func testUsageHourlyBackfill(t *testing.T, s *store.Store) {
 	must(t, s.InsertUsage(ctx, hourlyRecords(300)))
 	dump := func() string {
 		rows, err := s.DB().Query(ctx, `SELECT dim, val, hour, requests, errors, input_tokens, output_tokens, cache_read_tokens,
-			cache_write_tokens, reasoning_tokens, latency_ms, ROUND(cost_usd * 10000) FROM route_usage_hourly ORDER BY dim, val, hour`)
+			cache_write_tokens, reasoning_tokens, latency_ms, quantity, ROUND(cost_usd * 10000) FROM route_usage_hourly ORDER BY dim, val, hour`)
 		must(t, err)
 		defer rows.Close()
 		var b strings.Builder
@@ -321,26 +339,26 @@ func testUsageHourlyBackfill(t *testing.T, s *store.Store) {
 			var dim, val string
 			var v [10]int64
 			var cost float64
-			must(t, rows.Scan(&dim, &val, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &cost))
+			must(t, rows.Scan(&dim, &val, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &cost))
 			fmt.Fprintf(&b, "%s=%s %v %.0f\n", dim, val, v, cost)
 		}
 		must(t, rows.Err())
 		return b.String()
 	}
 	dumpDetail := func() string {
-		rows, err := s.DB().Query(ctx, `SELECT hour, key_id, provider, model, target_model, requests, errors, input_tokens,
-			output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, ROUND(cost_usd * 10000)
-			FROM route_usage_hourly_detail ORDER BY hour, key_id, provider, model, target_model`)
+		rows, err := s.DB().Query(ctx, `SELECT hour, key_id, provider, model, target_model, modality, unit, requests, errors,
+			input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, latency_ms, quantity,
+			ROUND(cost_usd * 10000) FROM route_usage_hourly_detail ORDER BY hour, key_id, provider, model, target_model, modality, unit`)
 		must(t, err)
 		defer rows.Close()
 		var b strings.Builder
 		for rows.Next() {
 			var hour int64
-			var k, p, m, tm string
-			var v [8]int64
+			var k, p, m, tm, mod, unit string
+			var v [9]int64
 			var cost float64
-			must(t, rows.Scan(&hour, &k, &p, &m, &tm, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &cost))
-			fmt.Fprintf(&b, "%d %s %s %s %s %v %.0f\n", hour, k, p, m, tm, v, cost)
+			must(t, rows.Scan(&hour, &k, &p, &m, &tm, &mod, &unit, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &cost))
+			fmt.Fprintf(&b, "%d %s %s %s %s %s %s %v %.0f\n", hour, k, p, m, tm, mod, unit, v, cost)
 		}
 		must(t, rows.Err())
 		return b.String()
@@ -350,8 +368,9 @@ func testUsageHourlyBackfill(t *testing.T, s *store.Store) {
 	must(t, err)
 	_, err = s.DB().Exec(ctx, `DELETE FROM route_usage_hourly_detail`)
 	must(t, err)
-	// Each migration that added sums fills them with one INSERT.
-	for _, name := range []string{"20261214010000_usage_hourly.sql", "20261215010000_usage_groups.sql"} {
+	// The last migration that added sums rebuilds them with one INSERT
+	// per table.
+	for _, name := range []string{"20261216010000_usage_modality.sql"} {
 		sqlText, err := fs.ReadFile(migrations.FS, string(s.DB().Dialect)+"/"+name)
 		must(t, err)
 		for _, table := range []string{"route_usage_hourly (", "route_usage_hourly_detail ("} {

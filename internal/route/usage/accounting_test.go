@@ -339,7 +339,7 @@ func TestAccountingMatrix(t *testing.T) {
 			}
 
 			// Prometheus counts it under the status the record has.
-			labels := map[string]string{"provider": c.id, "model": c.p.model, "status": fmt.Sprint(status)}
+			labels := map[string]string{"provider": c.id, "model": c.p.model, "status": fmt.Sprint(status), "modality": "chat"}
 			if v := metricValue(t, reg, "omniroute_requests_total", labels); v != 1 {
 				t.Fatalf("omniroute_requests_total%v = %v, want 1", labels, v)
 			}

@@ -118,6 +118,9 @@ func seedUsage(st *store.Store, n int, end time.Time) error {
 		r.OutputTokens = int64(10 + rng.IntN(1000))
 		r.CostUSD = math.Round((float64(r.InputTokens)*2.5e-6+float64(r.OutputTokens)*10e-6)*1e6) / 1e6
 		r.TTFTMS = r.LatencyMS / 4
+		if i%20 == 7 { // a rerank in twenty (outside the random sequence, which stays as it was)
+			r.Endpoint, r.Modality, r.Unit, r.Quantity = "/v1/rerank", "rerank", "document", 100+int64(i%400)
+		}
 		if rng.IntN(10) == 0 {
 			r.CacheReadTokens = int64(rng.IntN(2000))
 		}
@@ -281,7 +284,8 @@ func benchGet(b *testing.B, h http.Handler, path string) {
 // pageFilters are the usage page's filters (provider, model, key; empty:
 // none), common and rare.
 var pageFilters = []string{"", "provider=prov3", "model=prov3/model-3-1", "model=model-3-1", "apiKeyId=key-42",
-	"model=" + url.QueryEscape(rareModel), "apiKeyId=" + rareKey, "provider=prov3&apiKeyId=key-42"}
+	"model=" + url.QueryEscape(rareModel), "apiKeyId=" + rareKey, "provider=prov3&apiKeyId=key-42",
+	"modality=rerank"}
 
 func join(parts ...string) string {
 	var out []string
@@ -309,7 +313,7 @@ func BenchmarkDashboardUsage(b *testing.B) {
 				}
 			}
 			for _, p := range []string{"1h", "24h", "7d", "30d"} {
-				for _, by := range []string{"provider", "model", "key"} {
+				for _, by := range []string{"provider", "model", "key", "modality", "unit"} {
 					for _, f := range pageFilters {
 						if p != "30d" && f != "" {
 							continue // filters: the longest period

@@ -52,7 +52,7 @@ func filterFrom(q map[string][]string) store.UsageFilter {
 		return ""
 	}
 	return store.UsageFilter{Model: get("model"), Provider: get("provider"), KeyID: get("apiKeyId", "api_key_id"),
-		Connection: get("connectionId", "connection"), Session: get("sessionId", "session")}
+		Connection: get("connectionId", "connection"), Session: get("sessionId", "session"), Modality: get("modality")}
 }
 
 type historyBody struct {
@@ -136,8 +136,10 @@ func (r *Recorder) groups(w http.ResponseWriter, req *http.Request) error {
 		return httpx.BadRequest("period must be one of 1h, 24h, 7d, 30d, 90d")
 	}
 	by := q.Get("by")
-	if by != "provider" && by != "model" && by != "key" {
-		return httpx.BadRequest("by must be provider, model or key")
+	switch by {
+	case "provider", "model", "key", "modality", "unit":
+	default:
+		return httpx.BadRequest("by must be provider, model, key, modality or unit")
 	}
 	f := filterFrom(q)
 	f.Since = r.opt.Clock.Now().UTC().Add(-span)

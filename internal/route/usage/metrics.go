@@ -18,6 +18,7 @@ type metricSet struct {
 	requests    *prometheus.CounterVec
 	tokens      *prometheus.CounterVec
 	cost        *prometheus.CounterVec
+	units       *prometheus.CounterVec
 	latency     *prometheus.HistogramVec
 	ttft        *prometheus.HistogramVec
 	dropped     prometheus.Counter
@@ -40,14 +41,17 @@ func newMetrics() *metricSet {
 	return &metricSet{
 		labelled: map[[2]string]struct{}{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "omniroute_requests_total", Help: "Routed requests by provider, target model and HTTP status (provider \"\" when none was reached).",
-		}, []string{"provider", "model", "status"}),
+			Name: "omniroute_requests_total", Help: "Routed requests by provider, target model, HTTP status (provider \"\" when none was reached) and modality (chat, rerank, moderation, image, audio, search, video, music).",
+		}, []string{"provider", "model", "status", "modality"}),
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omniroute_tokens_total", Help: "Tokens by direction: input, output, cache_read, cache_write, reasoning (part of output).",
 		}, []string{"provider", "model", "direction"}),
 		cost: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "omniroute_cost_usd_total", Help: "Priced cost of routed requests in USD.",
 		}, []string{"provider", "model"}),
+		units: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "omniroute_units_total", Help: "What the modalities beyond chat used, in their own units (document, input, image, second, character, search).",
+		}, []string{"provider", "model", "modality", "unit"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "omniroute_request_duration_seconds", Help: "Time until the answer was complete.", Buckets: latencyBuckets,
 		}, []string{"provider"}),
@@ -64,7 +68,7 @@ func newMetrics() *metricSet {
 }
 
 func (m *metricSet) register(reg prometheus.Registerer, log *slog.Logger) {
-	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.cost, m.latency, m.ttft, m.dropped, m.writeFailed} {
+	for _, c := range []prometheus.Collector{m.requests, m.tokens, m.cost, m.units, m.latency, m.ttft, m.dropped, m.writeFailed} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if !errors.As(err, &are) {
@@ -76,9 +80,16 @@ func (m *metricSet) register(reg prometheus.Registerer, log *slog.Logger) {
 
 func (m *metricSet) observe(rec *store.UsageRecord, o pipeline.Outcome) {
 	p, model := rec.Provider, m.label(rec.Provider, rec.TargetModel)
-	m.requests.WithLabelValues(p, model, strconv.Itoa(rec.Status)).Inc()
+	modality := rec.Modality // one of the gateway's own modalities, never the client's word
+	if modality == "" {
+		modality = "chat"
+	}
+	m.requests.WithLabelValues(p, model, strconv.Itoa(rec.Status), modality).Inc()
 	if rec.Cache == "HIT" || rec.Idempotent {
 		return // nothing went upstream
+	}
+	if rec.Unit != "" && rec.Quantity > 0 && p != "" {
+		m.units.WithLabelValues(p, model, modality, rec.Unit).Add(float64(rec.Quantity))
 	}
 	for _, d := range [...]struct {
 		dir string

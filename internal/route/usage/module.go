@@ -18,7 +18,7 @@ func (r *Recorder) Module() feature.Module {
 		// /api/monitoring/health, /api/sessions, /api/settings/usage-retention
 		Admin:      func(a feature.Admin) { r.Register(a.Guarded) },
 		Stage:      feature.Stage{Gate: r, Order: feature.Record},
-		Migrations: feature.Migrations{Route: []string{"20261126030000", "20261214010000", "20261215010000", "20261215030000"}}, // route_usage (and its modality, unit, quantity), route_usage_hourly, their breakdown and model filter
+		Migrations: feature.Migrations{Route: []string{"20261126030000", "20261214010000", "20261215010000", "20261215030000", "20261216010000"}}, // route_usage (and its modality, unit, quantity), route_usage_hourly, their breakdown, model and modality filter
 		Settings:   feature.Settings{Stored: []string{store.SettingUsageRetentionDays}},
 		Run:        r.Run,
 		Lifetime:   feature.Settling,

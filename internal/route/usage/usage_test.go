@@ -200,7 +200,7 @@ func TestRecordsRequestThroughGateway(t *testing.T) {
 	}
 
 	// Prometheus: counted once, tokens by direction, cost, latency.
-	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200"}); v != 1 {
+	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200", "modality": "chat"}); v != 1 {
 		t.Fatalf("requests_total %v", v)
 	}
 	if v := metricValue(t, e.reg, "omniroute_tokens_total", map[string]string{"provider": "oa", "model": "gpt-4o", "direction": "output"}); v != 7 {
@@ -292,7 +292,7 @@ func TestRecordsRefusalOfLaterGate(t *testing.T) {
 		r.Attempts != 0 || r.CostUSD != 0 || r.Model != "oa/gpt-4o" {
 		t.Fatalf("record %+v", r)
 	}
-	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "", "model": "", "status": "429"}); v != 1 {
+	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "", "model": "", "status": "429", "modality": "chat"}); v != 1 {
 		t.Fatalf("requests_total{status=429} %v", v)
 	}
 }
@@ -436,7 +436,7 @@ func TestWiredInApp(t *testing.T) {
 	if resp.StatusCode != 200 || len(body.Logs) != 1 || body.Logs[0].Connection != "oa#1" || body.Logs[0].OutputTokens != 7 {
 		t.Fatalf("logs: %d %+v", resp.StatusCode, body.Logs)
 	}
-	if v := metricValue(t, reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200"}); v != 1 {
+	if v := metricValue(t, reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "gpt-4o", "status": "200", "modality": "chat"}); v != 1 {
 		t.Fatalf("requests_total %v", v)
 	}
 	resp, err = admin.Get(srv.URL + "/api/monitoring/health")
@@ -509,7 +509,30 @@ func TestMetricLabelsAreBounded(t *testing.T) {
 	if series > 1001 || total != n {
 		t.Fatalf("%d distinct target models: %d series counting %v requests", n, series, total)
 	}
-	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "other", "status": "404"}); v < n-1000 {
+	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "oa", "model": "other", "status": "404", "modality": "chat"}); v < n-1000 {
 		t.Fatalf("other: %v", v)
+	}
+}
+
+// A call of a modality beyond chat is counted under its modality, and
+// what it used under its unit; chat is counted as "chat".
+func TestMetricsModalityAndUnits(t *testing.T) {
+	e := newEnv(t, upstream(t), []string{"k1"})
+	c := &pipeline.Call{KeyID: "config:1", Endpoint: "/v1/rerank", Model: "co/rerank-v3.5", Start: e.clock.Now(),
+		Modality: llm.ModalityRerank, Units: []llm.Quantity{{Unit: llm.UnitDocument, N: 40}}}
+	_, done, err := e.rec.Admit(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done(pipeline.Outcome{Status: 200, Target: router.Target{Provider: "co", Model: "rerank-v3.5"}, Connection: "co#1",
+		Units: []llm.Quantity{{Unit: llm.UnitDocument, N: 40}}})
+	if recs := e.records(t); len(recs) != 1 || recs[0].Modality != "rerank" || recs[0].Quantity != 40 {
+		t.Fatalf("records %+v", recs)
+	}
+	if v := metricValue(t, e.reg, "omniroute_requests_total", map[string]string{"provider": "co", "model": "rerank-v3.5", "status": "200", "modality": "rerank"}); v != 1 {
+		t.Fatalf("requests_total %v", v)
+	}
+	if v := metricValue(t, e.reg, "omniroute_units_total", map[string]string{"provider": "co", "model": "rerank-v3.5", "modality": "rerank", "unit": "document"}); v != 40 {
+		t.Fatalf("units_total %v", v)
 	}
 }

@@ -20,6 +20,8 @@ var groupDims = map[string]struct{ col, dim string }{
 	"provider": {"provider", dimProvider},
 	"model":    {"model", dimClientModel},
 	"key":      {"key_id", dimKey},
+	"modality": {"modality", dimModality},
+	"unit":     {"unit", dimUnit},
 }
 
 // UsageGroups sums the records matching f per "provider", "model" (as
@@ -95,7 +97,7 @@ func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit
 	}
 	out := make([]UsageGroup, 0, len(sums.m))
 	for k, s := range sums.m {
-		if s.t.Requests > 0 {
+		if s.t.Requests > 0 && (k != "" || by != "unit") { // chat uses no unit
 			out = append(out, UsageGroup{Key: k, UsageTotals: s.totals()})
 		}
 	}
@@ -107,7 +109,7 @@ func (t *Table) UsageGroups(ctx context.Context, f UsageFilter, by string, limit
 
 // periodOnly reports whether f selects records by time alone.
 func (f UsageFilter) periodOnly() bool {
-	return f.Model == "" && f.Provider == "" && f.KeyID == "" && f.Connection == "" && f.Session == "" && f.Before == 0
+	return f.Model == "" && f.Provider == "" && f.KeyID == "" && f.Connection == "" && f.Session == "" && f.Modality == "" && f.Before == 0
 }
 
 // ownGroup reports whether f filters on the breakdown's own provider or

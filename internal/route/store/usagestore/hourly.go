@@ -39,7 +39,24 @@ const (
 	// the breakdown's "model" (dimModel is the model filter's, which
 	// counts a record under three names).
 	dimClientModel = "client_model"
+	// dimModality sums the records by modality ('' for chat), dimUnit
+	// those that used a unit by unit.
+	dimModality = "modality"
+	dimUnit     = "unit"
 )
+
+// ModalityChat is the modality filter's name of the records of no
+// modality beyond chat (chat, embeddings, token counts), whose column
+// holds ''.
+const ModalityChat = "chat"
+
+// modalityValue is the modality column's value f selects.
+func (f UsageFilter) modalityValue() string {
+	if f.Modality == ModalityChat {
+		return ""
+	}
+	return f.Modality
+}
 
 type hourlyKey struct {
 	dim, val string
@@ -48,8 +65,8 @@ type hourlyKey struct {
 
 // hourlySum is one row of route_usage_hourly; latency is a sum.
 type hourlySum struct {
-	requests, errors, input, output, cacheRead, cacheWrite, reasoning, latency int64
-	cost                                                                       float64
+	requests, errors, input, output, cacheRead, cacheWrite, reasoning, latency, quantity int64
+	cost                                                                                 float64
 }
 
 func (h *hourlySum) add(r *UsageRecord, sign int64) {
@@ -63,6 +80,7 @@ func (h *hourlySum) add(r *UsageRecord, sign int64) {
 	h.cacheWrite += sign * r.CacheWriteTokens
 	h.reasoning += sign * r.ReasoningTokens
 	h.latency += sign * r.LatencyMS
+	h.quantity += sign * r.Quantity
 	h.cost += float64(sign) * r.CostUSD
 }
 
@@ -85,8 +103,8 @@ func modelValues(r *UsageRecord) []string {
 // detailKey is one row of route_usage_hourly_detail: an hour and the
 // columns the usage page filters and groups by.
 type detailKey struct {
-	hour                              int64
-	key, provider, model, targetModel string
+	hour                                              int64
+	key, provider, model, targetModel, modality, unit string
 }
 
 // rollups are sums of records per hour: per dimension
@@ -117,13 +135,17 @@ func hourlySums(recs []UsageRecord, sign int64) rollups {
 		add(dimProvider, r.Provider, hour, r) // '' too: the breakdown's refusals
 		add(dimKey, r.KeyID, hour, r)         // '' too: calls without a key
 		add(dimClientModel, r.Model, hour, r)
+		add(dimModality, r.Modality, hour, r) // '' too: chat
+		if r.Unit != "" {
+			add(dimUnit, r.Unit, hour, r)
+		}
 		if r.Connection != "" {
 			add(dimConnection, r.Connection, hour, r)
 		}
 		for _, m := range modelValues(r) {
 			add(dimModel, m, hour, r)
 		}
-		dk := detailKey{hour, r.KeyID, r.Provider, r.Model, r.TargetModel}
+		dk := detailKey{hour, r.KeyID, r.Provider, r.Model, r.TargetModel, r.Modality, r.Unit}
 		h := out.detail[dk]
 		if h == nil {
 			h = &hourlySum{}
@@ -170,13 +192,14 @@ func addHourly(ctx context.Context, tx *sqldb.Tx, sums rollups) error {
 	}
 	slices.SortFunc(keys, func(a, b detailKey) int {
 		return cmp.Or(cmp.Compare(a.hour, b.hour), strings.Compare(a.key, b.key), strings.Compare(a.provider, b.provider),
-			strings.Compare(a.model, b.model), strings.Compare(a.targetModel, b.targetModel))
+			strings.Compare(a.model, b.model), strings.Compare(a.targetModel, b.targetModel), strings.Compare(a.modality, b.modality),
+			strings.Compare(a.unit, b.unit))
 	})
 	detail := make([]sumRow, len(keys))
 	for i, k := range keys {
-		detail[i] = sumRow{[]any{k.hour, k.key, k.provider, k.model, k.targetModel}, sums.detail[k]}
+		detail[i] = sumRow{[]any{k.hour, k.key, k.provider, k.model, k.targetModel, k.modality, k.unit}, sums.detail[k]}
 	}
-	if err := upsertSums(ctx, tx, "route_usage_hourly_detail", []string{"hour", "key_id", "provider", "model", "target_model"}, detail); err != nil {
+	if err := upsertSums(ctx, tx, "route_usage_hourly_detail", []string{"hour", "key_id", "provider", "model", "target_model", "modality", "unit"}, detail); err != nil {
 		return err
 	}
 	if subtracted {
@@ -196,7 +219,7 @@ func addHourly(ctx context.Context, tx *sqldb.Tx, sums rollups) error {
 // statements of at most hourlyRowsPerUpsert rows.
 func upsertSums(ctx context.Context, tx *sqldb.Tx, table string, keyCols []string, rows []sumRow) error {
 	sumCols := []string{"requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-		"reasoning_tokens", "cost_usd", "latency_ms"}
+		"reasoning_tokens", "cost_usd", "latency_ms", "quantity"}
 	cols := append(slices.Clone(keyCols), sumCols...)
 	marks := "(" + strings.TrimSuffix(strings.Repeat("?,", len(cols)), ",") + ")"
 	var set strings.Builder
@@ -218,7 +241,7 @@ func upsertSums(ctx context.Context, tx *sqldb.Tx, table string, keyCols []strin
 			b.WriteString(marks)
 			s := r.s
 			args = append(args, r.key...)
-			args = append(args, s.requests, s.errors, s.input, s.output, s.cacheRead, s.cacheWrite, s.reasoning, s.cost, s.latency)
+			args = append(args, s.requests, s.errors, s.input, s.output, s.cacheRead, s.cacheWrite, s.reasoning, s.cost, s.latency, s.quantity)
 		}
 		b.WriteString(` ON CONFLICT (` + strings.Join(keyCols, ", ") + `) DO UPDATE SET ` + set.String())
 		if _, err := tx.Exec(ctx, b.String(), args...); err != nil {
@@ -243,6 +266,10 @@ func (f UsageFilter) hourlyDim() (dim, val string, ok bool) {
 			n++
 			dim, val = d.dim, d.val
 		}
+	}
+	if f.Modality != "" { // chat's value is ''
+		n++
+		dim, val = dimModality, f.modalityValue()
 	}
 	return dim, val, n <= 1
 }
@@ -363,7 +390,7 @@ func ceilHour(v int64) int64 {
 // sumColumns.
 const hourlySumColumns = `COALESCE(SUM(requests), 0), COALESCE(SUM(errors), 0), COALESCE(SUM(input_tokens), 0),
 	COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0), COALESCE(SUM(cache_write_tokens), 0),
-	COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(latency_ms), 0)`
+	COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0), COALESCE(SUM(latency_ms), 0), COALESCE(SUM(quantity), 0)`
 
 // hourlyQuery is the SELECT of sums for span sp of f, grouped by bucket
 // of width w milliseconds (a multiple of an hour) when w > 0: from

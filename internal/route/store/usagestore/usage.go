@@ -56,7 +56,8 @@ type UsageFilter struct {
 	KeyID        string
 	Connection   string
 	Session      string
-	Before       int64 // id < Before (cursor), 0: no cursor
+	Modality     string // the modality ("" is no filter; "chat" selects chat, embeddings and token counts)
+	Before       int64  // id < Before (cursor), 0: no cursor
 }
 
 func (f UsageFilter) where() (string, []any) { return f.whereAt("at") }
@@ -101,6 +102,9 @@ func (f UsageFilter) whereCols(at string, col func(string) string) (string, []an
 	}
 	if f.Session != "" {
 		add(col("session")+" = ?", f.Session)
+	}
+	if f.Modality != "" {
+		add(col("modality")+" = ?", f.modalityValue())
 	}
 	if f.Before > 0 {
 		add("id < ?", f.Before)
@@ -341,13 +345,17 @@ type UsageTotals struct {
 	TotalTokens      int64   `json:"totalTokens"`
 	CostUSD          float64 `json:"costUsd"`
 	AvgLatencyMS     float64 `json:"avgLatencyMs"`
+	// Quantity sums the records' quantities in their own units
+	// (documents, images, seconds …): meaningful where the records are
+	// of one unit (the breakdown by unit).
+	Quantity int64 `json:"quantity"`
 }
 
 // sumColumns sum records; scanSums reads them (latency as a sum).
 const sumColumns = `COUNT(*), COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0),
 	COALESCE(SUM(input_tokens), 0), COALESCE(SUM(output_tokens), 0), COALESCE(SUM(cache_read_tokens), 0),
 	COALESCE(SUM(cache_write_tokens), 0), COALESCE(SUM(reasoning_tokens), 0), COALESCE(SUM(cost_usd), 0),
-	COALESCE(SUM(latency_ms), 0)`
+	COALESCE(SUM(latency_ms), 0), COALESCE(SUM(quantity), 0)`
 
 // usageSum is UsageTotals before the average latency is taken.
 type usageSum struct {
@@ -359,7 +367,7 @@ func scanSums(sc scanner, extra ...any) (usageSum, error) {
 	var s usageSum
 	t := &s.t
 	dst := append(extra, &t.Requests, &t.Errors, &t.InputTokens, &t.OutputTokens, &t.CacheReadTokens,
-		&t.CacheWriteTokens, &t.ReasoningTokens, &t.CostUSD, &s.latency)
+		&t.CacheWriteTokens, &t.ReasoningTokens, &t.CostUSD, &s.latency, &t.Quantity)
 	return s, sc.Scan(dst...)
 }
 
@@ -373,6 +381,7 @@ func (s *usageSum) add(o usageSum) {
 	s.t.ReasoningTokens += o.t.ReasoningTokens
 	s.t.CostUSD += o.t.CostUSD
 	s.latency += o.latency
+	s.t.Quantity += o.t.Quantity
 }
 
 func (s usageSum) totals() UsageTotals {
@@ -555,7 +564,7 @@ func (s *Table) DeleteUsageBefore(ctx context.Context, before time.Time, limit i
 	var n int64
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
 		rows, err := tx.Query(ctx, `SELECT id, at, key_id, model, provider, connection, target_model, input_tokens,
-			output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status
+			output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, cost_usd, latency_ms, status, modality, unit, quantity
 			FROM route_usage WHERE at < ? ORDER BY id LIMIT ?`, ms(before), limit)
 		if err != nil {
 			return err
@@ -564,7 +573,8 @@ func (s *Table) DeleteUsageBefore(ctx context.Context, before time.Time, limit i
 			var r UsageRecord
 			var at int64
 			err := sc.Scan(&r.ID, &at, &r.KeyID, &r.Model, &r.Provider, &r.Connection, &r.TargetModel, &r.InputTokens,
-				&r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens, &r.CostUSD, &r.LatencyMS, &r.Status)
+				&r.OutputTokens, &r.CacheReadTokens, &r.CacheWriteTokens, &r.ReasoningTokens, &r.CostUSD, &r.LatencyMS, &r.Status,
+				&r.Modality, &r.Unit, &r.Quantity)
 			r.At = fromMS(at)
 			return r, err
 		})

@@ -1,17 +1,20 @@
 // Usage: requests, tokens and cost over a period (charts), a breakdown by
-// provider, model or key (each row filters the page to it), latency
+// provider, model, key, modality or unit (each row filters the page to
+// it, but units), latency
 // percentiles per provider, a live tail of new requests (server-sent
 // events) and the request log with paging and each request's attempts.
 import { h, clear, field, empty, chart, sse, navigate, formatTime, formatNumber } from "/dashboard/ui/ui.js";
 import { call, values, input, select, card, head, usd, stat, attempts, table } from "../lib.js";
 
 const PERIODS = ["1h", "24h", "7d", "30d"];
-const BY = ["provider", "model", "key"];
+const BY = ["provider", "model", "key", "modality", "unit"];
+const MODALITIES = ["chat", "rerank", "moderation", "image", "audio", "search", "video", "music"];
 
 export default async function usagePage(ctx) {
   const params = ctx.query;
   const period = PERIODS.includes(params.get("period")) ? params.get("period") : "24h";
-  const filt = { provider: params.get("provider") || "", model: params.get("model") || "", apiKeyId: params.get("apiKeyId") || "" };
+  const filt = { provider: params.get("provider") || "", model: params.get("model") || "", apiKeyId: params.get("apiKeyId") || "",
+    modality: MODALITIES.includes(params.get("modality")) ? params.get("modality") : "" };
   const by = BY.includes(params.get("by")) ? params.get("by") : "provider";
   const q = new URLSearchParams({ period });
   for (const [k, v] of Object.entries(filt)) if (v) q.set(k, v);
@@ -30,6 +33,7 @@ export default async function usagePage(ctx) {
     field("Provider", input({ name: "provider", value: filt.provider })),
     field("Model", input({ name: "model", value: filt.model })),
     field("Key", select({ name: "apiKeyId" }, [["", "all keys"], ...keyList.map(k => [k.id, k.name])], filt.apiKeyId)),
+    field("Modality", select({ name: "modality" }, [["", "all"], ...MODALITIES.map(m => [m, m])], filt.modality)),
     h("button", { type: "submit" }, "Filter"));
   filters.addEventListener("submit", ev => { ev.preventDefault(); go(values(filters)); });
 
@@ -56,16 +60,19 @@ export default async function usagePage(ctx) {
     stat("Tokens", formatNumber(t.totalTokens ?? 0, { compact: true })), stat("Cost", usd(t.costUsd)));
 
   const keyNames = Object.fromEntries(keyList.map(k => [k.id, k.name]));
-  const filterName = { provider: "provider", model: "model", key: "apiKeyId" }[by];
+  const filterName = { provider: "provider", model: "model", key: "apiKeyId", modality: "modality" }[by];
+  const groupKey = g => by === "modality" ? g.key || "chat" : g.key; // chat's modality is ""
   clear(groups, table([
     { label: by[0].toUpperCase() + by.slice(1), value: g => {
-      const label = (by === "key" ? keyNames[g.key] || g.key : g.key) || (by === "key" ? "no key" : "none (refused)");
-      if (!g.key) return label;
-      const n = new URLSearchParams(q); n.set(filterName, g.key); n.set("by", by);
+      const label = (by === "key" ? keyNames[g.key] || g.key : groupKey(g)) || (by === "key" ? "no key" : "none (refused)");
+      if (!groupKey(g) || !filterName) return label;
+      const n = new URLSearchParams(q); n.set(filterName, groupKey(g)); n.set("by", by);
       return h("a", { href: `/dashboard/usage?${n}` }, label);
     } },
     { label: "Requests", num: true, key: "requests" }, { label: "Errors", num: true, key: "errors" },
-    { label: "Tokens", num: true, key: "totalTokens" }, { label: "Cost", num: true, value: g => usd(g.costUsd) },
+    { label: "Tokens", num: true, key: "totalTokens" },
+    ...(by === "unit" ? [{ label: "Used", num: true, value: g => `${formatNumber(g.quantity ?? 0)} ${g.key}${g.quantity === 1 ? "" : "s"}` }] : []),
+    { label: "Cost", num: true, value: g => usd(g.costUsd) },
     { label: "Avg latency", num: true, value: g => `${Math.round(g.avgLatencyMs || 0)} ms` },
   ], gs.groups || [], { empty: empty("No requests in this period", "Send one from the Playground or a client, or pick a longer period.") }));
   clear(lat, table([
