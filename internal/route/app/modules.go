@@ -63,6 +63,7 @@ func modules() []part {
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
 		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
+		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
 	}
 }
 

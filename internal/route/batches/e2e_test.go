@@ -13,6 +13,7 @@ import (
 	"github.com/openai/openai-go/v3"
 	ooption "github.com/openai/openai-go/v3/option"
 
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
 )
 
@@ -132,7 +133,11 @@ func TestBatchThroughTheGateway(t *testing.T) {
 		t.Fatalf("upstream calls %v", auths)
 	}
 	// The usage records name the batch's key.
-	logs := g.Want(http.StatusOK, "GET", "/api/usage/logs?limit=10", nil).Object(t)["logs"].([]any)
+	var logs []any
+	testenv.Eventually(t, "the usage records of the lines", func() bool {
+		logs = g.Want(http.StatusOK, "GET", "/api/usage/logs?limit=10", nil).Object(t)["logs"].([]any)
+		return len(logs) >= 3
+	})
 	n := 0
 	for _, l := range logs {
 		if rec := l.(map[string]any); rec["apiKeyId"] == g.id1 && rec["endpoint"] == "/v1/chat/completions" {

@@ -26,6 +26,10 @@ type RunnerConfig struct {
 	// own is in flight, until the interactive load falls back. The
 	// default, 0, yields to any interactive request; negative: never.
 	YieldAbove int
+	// YieldFor is how long the runner keeps yielding once it saw the
+	// interactive load above YieldAbove (default 100ms): a client's next
+	// request usually follows its last one closely.
+	YieldFor time.Duration
 	// Poll is how often the runner looks for work it was not told about
 	// (batches made by another replica, finished lines; default 200ms).
 	Poll time.Duration
@@ -40,7 +44,10 @@ type RunnerConfig struct {
 
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	if c.Concurrency <= 0 {
-		c.Concurrency = 4
+		c.Concurrency = 8
+	}
+	if c.YieldFor <= 0 {
+		c.YieldFor = 100 * time.Millisecond
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
@@ -73,6 +80,8 @@ type Runner struct {
 
 	keys   sync.Map // batch id → *record (key id, endpoint)
 	cached atomic.Int64
+
+	busyUntil time.Time // yielding until then (allowed)
 
 	queue   []string  // in-progress batch ids to claim lines of, round robin
 	ready   []claimed // lines claimed and not started yet
@@ -166,7 +175,14 @@ func (r *Runner) Run(ctx context.Context) error {
 // allowed is how many lines may be in flight now: Concurrency, or one
 // while interactive requests exceed YieldAbove.
 func (r *Runner) allowed() int64 {
-	if r.cfg.YieldAbove >= 0 && r.d.Interactive() > r.cfg.YieldAbove {
+	if r.cfg.YieldAbove < 0 {
+		return int64(r.cfg.Concurrency)
+	}
+	now := time.Now()
+	if r.d.Interactive() > r.cfg.YieldAbove {
+		r.busyUntil = now.Add(r.cfg.YieldFor)
+	}
+	if now.Before(r.busyUntil) {
 		return 1
 	}
 	return int64(r.cfg.Concurrency)
