@@ -27,8 +27,7 @@ type RunnerConfig struct {
 	// default, 0, yields to any interactive request; negative: never.
 	YieldAbove int
 	// YieldFor is how long the runner keeps yielding once it saw the
-	// interactive load above YieldAbove (default 100ms): a client's next
-	// request usually follows its last one closely.
+	// interactive load above YieldAbove (default 0: only while it is).
 	YieldFor time.Duration
 	// Poll is how often the runner looks for work it was not told about
 	// (batches made by another replica, finished lines; default 200ms).
@@ -45,9 +44,6 @@ type RunnerConfig struct {
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	if c.Concurrency <= 0 {
 		c.Concurrency = 8
-	}
-	if c.YieldFor <= 0 {
-		c.YieldFor = 100 * time.Millisecond
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
