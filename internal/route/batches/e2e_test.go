@@ -75,6 +75,10 @@ func newBatch(t testing.TB, c openai.Client, fileID string) *openai.Batch {
 
 // poll gets the batch until it has one of the final statuses (bounded).
 func poll(t testing.TB, c openai.Client, id string) *openai.Batch {
+	return pollEvery(t, c, id, 20*time.Millisecond)
+}
+
+func pollEvery(t testing.TB, c openai.Client, id string, every time.Duration) *openai.Batch {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		b, err := c.Batches.Get(context.Background(), id)
@@ -88,7 +92,7 @@ func poll(t testing.TB, c openai.Client, id string) *openai.Batch {
 		if time.Now().After(deadline) {
 			t.Fatalf("batch still %s after 60s", b.Status)
 		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not an assertion
+		time.Sleep(every) // polling interval, not an assertion
 	}
 }
 

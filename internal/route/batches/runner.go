@@ -19,7 +19,7 @@ import (
 
 // RunnerConfig tunes how batches run; zero fields take the defaults.
 type RunnerConfig struct {
-	// Concurrency is the most lines one process runs at once (default 4).
+	// Concurrency is the most lines one process runs at once (default 16).
 	Concurrency int
 	// YieldAbove is the number of interactive requests in flight above
 	// which the runner yields: it starts no more lines while one of its
@@ -27,7 +27,8 @@ type RunnerConfig struct {
 	// default, 0, yields to any interactive request; negative: never.
 	YieldAbove int
 	// YieldFor is how long the runner keeps yielding once it saw the
-	// interactive load above YieldAbove (default 0: only while it is).
+	// interactive load above YieldAbove (default 20ms): a client's next
+	// request usually follows its last one closely.
 	YieldFor time.Duration
 	// Poll is how often the runner looks for work it was not told about
 	// (batches made by another replica, finished lines; default 200ms).
@@ -43,7 +44,10 @@ type RunnerConfig struct {
 
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	if c.Concurrency <= 0 {
-		c.Concurrency = 8
+		c.Concurrency = 16
+	}
+	if c.YieldFor <= 0 {
+		c.YieldFor = 20 * time.Millisecond
 	}
 	if c.Poll <= 0 {
 		c.Poll = 200 * time.Millisecond
@@ -78,6 +82,7 @@ type Runner struct {
 	cached atomic.Int64
 
 	busyUntil time.Time // yielding until then (allowed)
+	lastStart time.Time // when the last line started
 
 	queue   []string  // in-progress batch ids to claim lines of, round robin
 	ready   []claimed // lines claimed and not started yet
@@ -109,7 +114,7 @@ func (r *Runner) now() int64 { return r.s.clock.Now().UnixMilli() }
 // Run runs batches until ctx ends, then lets the lines in flight finish
 // (for at most Drain) and records them.
 func (r *Runner) Run(ctx context.Context) error {
-	r.results = make(chan result, 4*r.cfg.Concurrency)
+	r.results = make(chan result, 256)
 	dctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	defer stop()
 	flushed := make(chan struct{})
@@ -168,8 +173,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	return nil
 }
 
-// allowed is how many lines may be in flight now: Concurrency, or one
-// while interactive requests exceed YieldAbove.
+// allowed is how many lines may be in flight now: Concurrency, or while
+// the runner yields — interactive requests in flight exceed YieldAbove,
+// or did less than YieldFor ago — one line at a time, started at least
+// yieldGap apart (so a batch under constant interactive load still
+// makes progress).
 func (r *Runner) allowed() int64 {
 	if r.cfg.YieldAbove < 0 {
 		return int64(r.cfg.Concurrency)
@@ -179,10 +187,17 @@ func (r *Runner) allowed() int64 {
 		r.busyUntil = now.Add(r.cfg.YieldFor)
 	}
 	if now.Before(r.busyUntil) {
+		if now.Sub(r.lastStart) < yieldGap {
+			return 0
+		}
 		return 1
 	}
 	return int64(r.cfg.Concurrency)
 }
+
+// yieldGap is the least time between two lines a yielding runner
+// starts: at most 200 lines a second beside interactive traffic.
+const yieldGap = 5 * time.Millisecond
 
 // yieldPoll is how often a runner at its limit looks again at the
 // interactive load.
@@ -204,7 +219,7 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 				return started, false
 			}
 			id := r.queue[0]
-			want := max(int(free), 2*r.cfg.Concurrency)
+			want := max(int(free), 4*r.cfg.Concurrency)
 			lines, err := r.s.store.claimLines(ctx, id, r.owner, want, r.now()+r.cfg.Lease.Milliseconds())
 			if err != nil {
 				if ctx.Err() == nil {
@@ -234,6 +249,9 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 		if len(dropped) > 0 {
 			r.logErr(ctx, "giving back lines", r.s.store.unclaim(ctx, r.owner, dropped))
 		}
+		if len(lines) > 0 {
+			r.lastStart = time.Now()
+		}
 		for _, c := range lines {
 			r.running.Add(1)
 			workers.Add(1)
@@ -253,6 +271,10 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 	return started, false
 }
 
+// flushLinger is how long a finished line's result waits for others
+// before they are written together.
+const flushLinger = 20 * time.Millisecond
+
 // flush writes the results of finished lines, many per transaction,
 // until results is closed.
 func (r *Runner) flush(ctx context.Context) {
@@ -271,20 +293,25 @@ func (r *Runner) flush(ctx context.Context) {
 		}
 		buf = buf[:0]
 	}
+	// A result waits up to flushLinger for others to share its
+	// transaction: one commit per line would cost the database more
+	// than the line costs the gateway.
 	for res := range r.results {
 		buf = append(buf, res)
-	drain:
+		t := time.NewTimer(flushLinger)
+	gather:
 		for len(buf) < 256 {
 			select {
 			case res, ok := <-r.results:
 				if !ok {
-					break drain
+					break gather
 				}
 				buf = append(buf, res)
-			default:
-				break drain
+			case <-t.C:
+				break gather
 			}
 		}
+		t.Stop()
 		write()
 	}
 	write()
