@@ -84,9 +84,10 @@ type Runner struct {
 	busyUntil time.Time // yielding until then (allowed)
 	lastStart time.Time // when the last line started
 
-	queue   []string  // in-progress batch ids to claim lines of, round robin
-	ready   []claimed // lines claimed and not started yet
-	dropped sync.Map  // batch ids cancelled here since the last housekeeping
+	queue   []string         // in-progress batch ids to claim lines of, round robin
+	ready   []claimed        // lines claimed and not started yet
+	claimCh chan claimResult // the claim under way, nil when none
+	dropped sync.Map         // batch ids cancelled here since the last housekeeping
 }
 
 func newRunner(s *Service, d feature.Dispatcher, cfg RunnerConfig) *Runner {
@@ -145,6 +146,7 @@ func (r *Runner) Run(ctx context.Context) error {
 			select {
 			case <-ctx.Done():
 			case <-r.wakeCh:
+				lastHouse = time.Time{} // new work: look at once
 			case <-r.doneCh:
 			case <-t.C:
 			}
@@ -164,6 +166,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	t.Stop()
 	close(r.results)
 	<-flushed
+	if r.claimCh != nil {
+		r.claimed(<-r.claimCh)
+	}
 	if len(r.ready) > 0 {
 		// Claimed and never started: another process may run them.
 		r.logErr(context.Background(), "giving back lines", r.s.store.unclaim(context.WithoutCancel(ctx), r.owner, r.ready))
@@ -214,25 +219,27 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 		if free <= 0 {
 			return started, allowed < int64(r.cfg.Concurrency)
 		}
+		// Claims run beside the lines: the next is asked for while
+		// fewer than Concurrency lines are ready.
+		if r.claimCh != nil {
+			select {
+			case c := <-r.claimCh:
+				r.claimed(c)
+			default:
+			}
+		}
+		if len(r.ready) < r.cfg.Concurrency && r.claimCh == nil && len(r.queue) > 0 {
+			r.claim(ctx, r.queue[0])
+		}
 		if len(r.ready) == 0 {
-			if len(r.queue) == 0 {
+			if r.claimCh == nil {
 				return started, false
 			}
-			id := r.queue[0]
-			want := max(int(free), 4*r.cfg.Concurrency)
-			lines, err := r.s.store.claimLines(ctx, id, r.owner, want, r.now()+r.cfg.Lease.Milliseconds())
-			if err != nil {
-				if ctx.Err() == nil {
-					r.s.log.Warn("batches: claiming lines failed", "batch", id, "err", err)
-				}
-				return started, false
+			select {
+			case c := <-r.claimCh:
+				r.claimed(c)
+			case <-ctx.Done():
 			}
-			if len(lines) < want {
-				r.queue = r.queue[1:] // nothing more pending there for now
-			} else {
-				r.queue = append(r.queue[1:], id) // round robin between batches
-			}
-			r.ready = lines
 			continue
 		}
 		n := min(int(free), len(r.ready))
@@ -269,6 +276,41 @@ func (r *Runner) feed(ctx, dctx context.Context, workers *sync.WaitGroup) (int, 
 		}
 	}
 	return started, false
+}
+
+// claimResult is what a claim of a batch's lines got.
+type claimResult struct {
+	id    string
+	want  int
+	lines []claimed
+	err   error
+}
+
+// claim asks for lines of batch id in the background (claimCh).
+func (r *Runner) claim(ctx context.Context, id string) {
+	ch := make(chan claimResult, 1)
+	r.claimCh = ch
+	want := 4 * r.cfg.Concurrency
+	until := r.now() + r.cfg.Lease.Milliseconds()
+	go func() {
+		lines, err := r.s.store.claimLines(ctx, id, r.owner, want, until)
+		ch <- claimResult{id: id, want: want, lines: lines, err: err}
+	}()
+}
+
+// claimed takes a claim's lines and moves the batch on in the queue.
+func (r *Runner) claimed(c claimResult) {
+	r.claimCh = nil
+	if c.err != nil {
+		r.logErr(context.Background(), "claiming lines", c.err)
+	}
+	r.ready = append(r.ready, c.lines...)
+	if i := slices.Index(r.queue, c.id); i >= 0 {
+		r.queue = slices.Delete(r.queue, i, i+1)
+		if c.err == nil && len(c.lines) == c.want {
+			r.queue = append(r.queue, c.id) // more there: round robin between batches
+		}
+	}
 }
 
 // flushLinger is how long a finished line's result waits for others
