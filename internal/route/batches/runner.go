@@ -22,8 +22,8 @@ type RunnerConfig struct {
 	// Concurrency is the most lines one process runs at once (default 16).
 	Concurrency int
 	// YieldAbove is the number of interactive requests in flight above
-	// which the runner yields: it starts no more lines while one of its
-	// own is in flight, until the interactive load falls back. The
+	// which the runner yields (see allowed): one line at a time, at
+	// least yieldGap apart, until YieldFor after the load fell back. The
 	// default, 0, yields to any interactive request; negative: never.
 	YieldAbove int
 	// YieldFor is how long the runner keeps yielding once it saw the
