@@ -157,6 +157,7 @@ func (s *Server) routes() {
 	s.registerResponses()
 	s.registerGemini()
 	s.registerOllama()
+	s.registerWS()
 }
 
 // errorWriter renders an *llm.Error in a dialect's shape.

@@ -12,6 +12,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
@@ -19,10 +20,13 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/ollama"
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
+	"github.com/omniedge/omni/internal/route/images"
+	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/routing"
+	"github.com/omniedge/omni/internal/route/search"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -46,6 +50,10 @@ func modules() []part {
 		static(gemini.Module()),    // gemini (formats/gemini)
 		static(ollama.Module()),    // ollama (formats/ollama)
 		static(rerank.Upstreams()), // cohere, voyage, jina: rerank upstreams (route/rerank)
+		static(media.Upstreams()),  // runway, replicate: video and music upstreams (route/media)
+		static(search.Upstreams()), // searxng, tavily, brave, exa, serper: web search upstreams (route/search)
+		static(images.Upstreams()), // sdwebui: the SD WebUI image upstream (route/images)
+		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
@@ -63,6 +71,10 @@ func modules() []part {
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
 		built(filesModule),         // /v1/files: uploads scoped to the key (route/files)
+		built(mediaModule),         // video and music generation jobs (route/media)
+		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
+		built(imagesModule),        // /v1/images/generations and /edits (route/images)
+		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
 	}
 }

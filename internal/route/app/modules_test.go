@@ -244,8 +244,9 @@ func TestModulesWithoutStore(t *testing.T) {
 	for _, f := range a.Features() {
 		names = append(names, f.Name)
 	}
-	want := []string{"anthropic", "openai", "responses", "gemini", "ollama", "rerank-upstreams", "routing", "resilience", "cache", "conversations",
-		"gateway", "rerank", "moderation"}
+	want := []string{"anthropic", "openai", "responses", "gemini", "ollama", "rerank-upstreams", "media-upstreams", "search-upstreams",
+		"images-upstreams", "audio-upstreams", "routing", "resilience", "cache", "conversations", "gateway", "rerank", "moderation", "search",
+		"images", "audio"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("modules without a store %v, want %v", names, want)
 	}

@@ -5,11 +5,16 @@ import (
 	"errors"
 	"path/filepath"
 
+	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/batches"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
+	"github.com/omniedge/omni/internal/route/images"
+	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/moderation"
+	"github.com/omniedge/omni/internal/route/provider"
 	"github.com/omniedge/omni/internal/route/rerank"
+	"github.com/omniedge/omni/internal/route/search"
 )
 
 // The modalities beyond chat are modules built after the gateway: each
@@ -55,6 +60,68 @@ func filesModule(_ context.Context, w *wiring) (feature.Module, error) {
 	}
 	w.files = s
 	return s.Module(), nil
+}
+
+// mediaModule builds the video and music generation jobs (route/media);
+// they are kept in the database, so a gateway without one serves none.
+func mediaModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the media module comes after the gateway")
+	}
+	if w.d.DB == nil {
+		return feature.Module{}, nil
+	}
+	return media.New(w.app.API, w.app.Router, w.d.DB, media.Config{Clock: w.d.Clock, Log: w.d.Log}).Module(), nil
+}
+
+// searchModule builds the search endpoints (route/search) over the
+// gateway's operations and its response cache; the search providers are
+// the enabled providers of a search type, in id order.
+func searchModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil || w.state == nil {
+		return feature.Module{}, errors.New("route: the search module comes after the gateway and the routing state")
+	}
+	state := w.state
+	providers := func() []search.Configured {
+		var out []search.Configured
+		for _, p := range state.Snapshot().Providers {
+			if _, ok := search.CapabilitiesOf(p.Type); ok && p.Enabled {
+				out = append(out, search.Configured{ID: p.ID, Type: p.Type})
+			}
+		}
+		return out
+	}
+	return search.New(search.Options{Ops: w.app.API, Policy: w.app.API, Providers: providers, Cache: w.cache, Clock: w.d.Clock}).Module(), nil
+}
+
+// imagesModule builds the image endpoints (route/images): the image
+// models of the routing state are GET /v1/images/generations' list.
+func imagesModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the images module comes after the gateway")
+	}
+	state := w.app.State
+	return images.New(images.Deps{Ops: w.app.API, Catalog: w.app.Router, Clock: w.d.Clock, Models: func() []images.Model {
+		var out []images.Model
+		if state == nil {
+			return nil
+		}
+		for _, m := range state.Models() {
+			if m.Kind == provider.KindImage {
+				out = append(out, images.Model{ID: m.ID, OwnedBy: m.OwnedBy})
+			}
+		}
+		return out
+	}}).Module(), nil
+}
+
+// audioModule builds POST /v1/audio/transcriptions and /v1/audio/speech
+// (route/audio); uploads are spooled under the data directory.
+func audioModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the audio module comes after the gateway")
+	}
+	return audio.New(w.app.API, audio.Options{TempDir: audio.TempDir(w.cfg.DataDir)}).Module(), nil
 }
 
 // batchesModule builds the Batches API (route/batches) over the files

@@ -28,6 +28,14 @@ type Kinded interface {
 	ModelKind() string
 }
 
+// DefaultModeled is implemented by the adapters of a provider type whose
+// requests need no model (a web search provider): a provider of that
+// type declared without models lists this one, so that the model list
+// shows it.
+type DefaultModeled interface {
+	DefaultModel() string
+}
+
 // KindOf guesses a model's kind from its name, for models declared
 // without one: embedding, image, rerank and moderation models of the
 // well-known providers name themselves so.

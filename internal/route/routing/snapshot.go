@@ -56,8 +56,9 @@ type Snapshot struct {
 	Prices    *PriceTable
 	models    []ModelInfo
 	// kinds are the model kind of the providers whose type serves one
-	// kind only (provider.Kinded), by provider id.
-	kinds map[string]string
+	// kind only (provider.Kinded), by provider id; defaults the model of
+	// those whose type needs none (provider.DefaultModeled).
+	kinds, defaults map[string]string
 }
 
 // applied records what the last reload installed in the table, so the
@@ -203,13 +204,16 @@ func (st *State) reload(ctx context.Context, strict bool) error {
 	}
 	s.Mappings = mappings
 	s.Prices = NewPriceTable(prices)
-	s.kinds = map[string]string{}
+	s.kinds, s.defaults = map[string]string{}, map[string]string{}
 	for id, cs := range conns {
 		if len(cs) == 0 {
 			continue
 		}
 		if k, ok := cs[0].Adapter.(provider.Kinded); ok {
 			s.kinds[id] = k.ModelKind()
+		}
+		if d, ok := cs[0].Adapter.(provider.DefaultModeled); ok {
+			s.defaults[id] = d.DefaultModel()
 		}
 	}
 	s.models = s.modelList(conns)
@@ -327,6 +331,13 @@ func (s *Snapshot) ProviderModels(p *Provider) []ModelEntry {
 		}
 		idx[c.Model] = len(out)
 		out = append(out, ModelEntry{Model: c.Model, Kind: c.Kind, Hidden: c.Hidden, Source: "custom"})
+	}
+	if d := s.defaults[p.ID]; len(out) == 0 && d != "" {
+		kind := s.kinds[p.ID]
+		if kind == "" {
+			kind = provider.KindOf(d)
+		}
+		out = append(out, ModelEntry{Model: d, Kind: kind, Source: p.Source})
 	}
 	return out
 }

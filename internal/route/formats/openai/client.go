@@ -156,3 +156,15 @@ func (c *Client) Moderate(ctx context.Context, model string, r *llm.ModerationRe
 	}
 	return res, nil
 }
+
+// GenerateImages makes images with POST {base}/images/generations
+// (images.go).
+func (c *Client) GenerateImages(ctx context.Context, model string, r *llm.ImageRequest) (*llm.ImageResponse, error) {
+	return generateImages(ctx, c, model, r)
+}
+
+// EditImages edits images with POST {base}/images/edits, a multipart
+// body streamed as it is written (images.go).
+func (c *Client) EditImages(ctx context.Context, model string, r *llm.ImageRequest) (*llm.ImageResponse, error) {
+	return editImages(ctx, c, model, r)
+}

@@ -47,7 +47,7 @@ const (
 
 // ModalityChat is the modality filter's name of the records of no
 // modality beyond chat (chat, embeddings, token counts), whose column
-// holds ''.
+// holds ”.
 const ModalityChat = "chat"
 
 // modalityValue is the modality column's value f selects.

@@ -1,0 +1,17 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/omniedge/omni/internal/route/ws"
+)
+
+// WSLimits are the caps of the WebSocket endpoint, for tests that run it
+// under small ones.
+type WSLimits = ws.Limits
+
+// DefaultWSLimits are the caps GET /v1/ws is served with.
+func DefaultWSLimits() WSLimits { return ws.DefaultLimits(32 << 20) }
+
+// WSHandler serves GET /v1/ws under l.
+func (s *Server) WSHandler(l WSLimits) http.Handler { return ws.New(wsGateway{s}, l, s.clock, s.log) }
