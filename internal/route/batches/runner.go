@@ -687,6 +687,12 @@ func (r *Runner) finalize(ctx context.Context, rec record) {
 	if n, err := r.s.store.running(ctx, rec.ID); err != nil || n > 0 {
 		return // lines still in flight (or their lease not yet run out)
 	}
+	// The counts as they are now that no line is in flight.
+	rec, err := r.s.store.get(ctx, rec.KeyID, rec.ID)
+	if err != nil {
+		r.logErr(ctx, "reading a batch", err)
+		return
+	}
 	status := "completed"
 	switch {
 	case rec.Status == "cancelling":
@@ -696,7 +702,6 @@ func (r *Runner) finalize(ctx context.Context, rec record) {
 	}
 	var outID, errID string
 	var expired int
-	var err error
 	if rec.Completed > 0 {
 		outID, _, err = r.writeFile(ctx, rec, "output", func(yield func(string) bool) error {
 			return r.eachResult(ctx, rec.ID, true, yield)
