@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync/atomic"
 
+	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/feature"
 )
 
@@ -101,6 +102,16 @@ func (d *Dispatcher) Dispatch(ctx context.Context, keyID, method, path string, b
 // the gateway transport that are not dispatched.
 func (d *Dispatcher) Interactive() int {
 	return max(0, int(d.s.inflight.Load()-d.dispatched.Load()))
+}
+
+// Background implements feature.Dispatcher: h's requests count as
+// dispatched ones.
+func (d *Dispatcher) Background(h http.Handler) http.Handler {
+	return httpx.WithAuth(AuthGatewayKey, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.dispatched.Add(1)
+		defer d.dispatched.Add(-1)
+		h.ServeHTTP(w, r)
+	}))
 }
 
 func newDispatchID() string {

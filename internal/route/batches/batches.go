@@ -147,11 +147,14 @@ func (s *Service) Module() feature.Module {
 
 // Register adds the Batches API's routes to mux; they take a gateway key.
 func (s *Service) Register(mux feature.Mux) {
-	mux.Handle("POST /v1/batches", s.ops.JSON(MaxBody, s.create))
-	mux.Handle("GET /v1/batches", s.ops.Body(1, s.list))
-	mux.Handle("GET /v1/batches/{id}", s.ops.Body(1, s.get))
-	mux.Handle("DELETE /v1/batches/{id}", s.ops.Body(1, s.remove))
-	mux.Handle("POST /v1/batches/{id}/cancel", s.ops.Body(1, s.cancel))
+	// They are cheap reads and writes of the batches' rows: a client
+	// polling its batch is no interactive traffic to yield to.
+	bg := s.runner.d.Background
+	mux.Handle("POST /v1/batches", bg(s.ops.JSON(MaxBody, s.create)))
+	mux.Handle("GET /v1/batches", bg(s.ops.Body(1, s.list)))
+	mux.Handle("GET /v1/batches/{id}", bg(s.ops.Body(1, s.get)))
+	mux.Handle("DELETE /v1/batches/{id}", bg(s.ops.Body(1, s.remove)))
+	mux.Handle("POST /v1/batches/{id}/cancel", bg(s.ops.Body(1, s.cancel)))
 }
 
 // Runner returns the service's runner.

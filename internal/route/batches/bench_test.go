@@ -121,7 +121,7 @@ func p99(lat []time.Duration) time.Duration {
 func runBatch(tb testing.TB, c openai.Client, n int) float64 {
 	fid := upload(tb, c, chatInput(n, "p/m"))
 	start := time.Now()
-	b := pollEvery(tb, c, newBatch(tb, c, fid).ID, 250*time.Millisecond)
+	b := pollEvery(tb, c, newBatch(tb, c, fid).ID, 100*time.Millisecond)
 	el := time.Since(start)
 	if b.Status != openai.BatchStatusCompleted || b.RequestCounts.Completed != int64(n) {
 		tb.Fatalf("batch %s %+v", b.Status, b.RequestCounts)
@@ -158,7 +158,7 @@ func BenchmarkBatchVersusInteractive(b *testing.B) {
 		done := make(chan struct{})
 		go func() { defer close(done); with = latencies(b, hc, url, key, 200, stop) }()
 		start := time.Now()
-		res := pollEvery(b, c, batch.ID, 250*time.Millisecond)
+		res := pollEvery(b, c, batch.ID, 100*time.Millisecond)
 		close(stop)
 		<-done
 		rateBusy := float64(lines) / time.Since(start).Seconds()

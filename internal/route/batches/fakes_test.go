@@ -140,6 +140,8 @@ func (g *fakeGateway) Dispatch(ctx context.Context, keyID, method, path string, 
 	return feature.Dispatched{Status: 200, RequestID: "req_" + prompt, Body: []byte(ans)}, nil
 }
 
+func (g *fakeGateway) Background(h http.Handler) http.Handler { return h }
+
 func (g *fakeGateway) Interactive() int { g.mu.Lock(); defer g.mu.Unlock(); return g.interactive }
 
 func (g *fakeGateway) served(prompt string) int {

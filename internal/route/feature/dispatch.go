@@ -1,6 +1,9 @@
 package feature
 
-import "context"
+import (
+	"context"
+	"net/http"
+)
 
 // Dispatcher serves requests through the gateway's own endpoints from
 // inside the process, as a given gateway key, so that work the gateway
@@ -20,6 +23,10 @@ type Dispatcher interface {
 	// handling now, dispatched ones not counted: what background work
 	// yields to.
 	Interactive() int
+	// Background returns h with its requests not counted by
+	// Interactive: a background feature's own cheap endpoints (a
+	// client polling its batch) do not make it yield.
+	Background(h http.Handler) http.Handler
 }
 
 // Dispatched is the answer of a dispatched request.
