@@ -70,7 +70,7 @@ type Limits struct {
 const (
 	DefaultMaxLines        = 50_000
 	DefaultMaxInputBytes   = 200 << 20
-	DefaultMaxLineBytes    = 4 << 20
+	DefaultMaxLineBytes    = 1 << 20
 	DefaultMaxAnswerBytes  = 8 << 20
 	DefaultMaxActivePerKey = 8
 	DefaultMaxStoredPerKey = 1000

@@ -19,7 +19,7 @@ import (
 
 // RunnerConfig tunes how batches run; zero fields take the defaults.
 type RunnerConfig struct {
-	// Concurrency is the most lines one process runs at once (default 16).
+	// Concurrency is the most lines one process runs at once (default 32).
 	Concurrency int
 	// YieldAbove is the number of interactive requests in flight above
 	// which the runner yields (see allowed): one line at a time, at
@@ -31,7 +31,7 @@ type RunnerConfig struct {
 	// request usually follows its last one closely.
 	YieldFor time.Duration
 	// Poll is how often the runner looks for work it was not told about
-	// (batches made by another replica, finished lines; default 200ms).
+	// (batches made by another replica, finished lines; default 100ms).
 	Poll time.Duration
 	// Lease is how long a claimed line or batch phase stays a process's
 	// without being renewed (default 2 minutes); a line whose lease ran
@@ -44,13 +44,13 @@ type RunnerConfig struct {
 
 func (c RunnerConfig) withDefaults() RunnerConfig {
 	if c.Concurrency <= 0 {
-		c.Concurrency = 16
+		c.Concurrency = 32
 	}
 	if c.YieldFor <= 0 {
 		c.YieldFor = 20 * time.Millisecond
 	}
 	if c.Poll <= 0 {
-		c.Poll = 200 * time.Millisecond
+		c.Poll = 100 * time.Millisecond
 	}
 	if c.Lease <= 0 {
 		c.Lease = 2 * time.Minute
@@ -290,7 +290,7 @@ type claimResult struct {
 func (r *Runner) claim(ctx context.Context, id string) {
 	ch := make(chan claimResult, 1)
 	r.claimCh = ch
-	want := 4 * r.cfg.Concurrency
+	want := 2 * r.cfg.Concurrency
 	until := r.now() + r.cfg.Lease.Milliseconds()
 	go func() {
 		lines, err := r.s.store.claimLines(ctx, id, r.owner, want, until)
