@@ -201,8 +201,8 @@ func (r *Runner) allowed() int64 {
 }
 
 // yieldGap is the least time between two lines a yielding runner
-// starts: at most 200 lines a second beside interactive traffic.
-const yieldGap = 5 * time.Millisecond
+// starts: at most 50 lines a second beside interactive traffic.
+const yieldGap = 20 * time.Millisecond
 
 // yieldPoll is how often a runner at its limit looks again at the
 // interactive load.
