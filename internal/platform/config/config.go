@@ -152,6 +152,20 @@ type RouteConfig struct {
 	ResponsesMaxKeyBytes   ByteSize      `yaml:"responses_max_key_bytes"`
 	ResponsesMax           int           `yaml:"responses_max"`
 	ResponsesMaxTotalBytes ByteSize      `yaml:"responses_max_total_bytes"`
+	// FilesS3 keeps the Files API's content in an S3-compatible bucket
+	// (replicas sharing files) instead of <data>/files; nil: the
+	// directory.
+	FilesS3 *RouteFilesS3 `yaml:"files_s3,omitempty"`
+}
+
+// RouteFilesS3 is an S3-compatible bucket for the Files API's content.
+type RouteFilesS3 struct {
+	Endpoint  string `yaml:"endpoint"` // https://s3.example.com, without the bucket (path-style requests)
+	Bucket    string `yaml:"bucket"`
+	Region    string `yaml:"region"` // us-east-1 when empty
+	AccessKey Secret `yaml:"access_key"`
+	SecretKey Secret `yaml:"secret_key"`
+	Prefix    string `yaml:"prefix"` // prepended to every object name, e.g. "omni-files/"
 }
 
 // RouteProvider is one upstream with its credentials (one connection
@@ -413,6 +427,14 @@ func (c *Config) Validate() error {
 			bad("route.providers[%d] (%s): type is required", i, p.ID)
 		}
 		seen[p.ID] = true
+	}
+	if s3 := c.Route.FilesS3; s3 != nil {
+		if u, err := url.Parse(s3.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("route.files_s3.endpoint %q must be an http(s) URL without a path (the bucket is bucket)", s3.Endpoint)
+		}
+		if s3.Bucket == "" || strings.ContainsAny(s3.Bucket, "/ ") || s3.AccessKey == "" || s3.SecretKey == "" {
+			bad("route.files_s3 needs a bucket (without '/' or spaces), access_key and secret_key")
+		}
 	}
 	if c.Route.InitialPassword != "" && len(c.Route.InitialPassword) < 8 {
 		bad("the initial dashboard password must be at least 8 characters")

@@ -297,6 +297,15 @@ func TestValidate(t *testing.T) {
 		{"negative plan limit", func(c *Config) { c.Plans["team"] = PlanLimit{MaxDevices: -1} }, `"team"`},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, "--log-format"},
 		{"log level", func(c *Config) { c.LogLevel = "verbose" }, "--log-level"},
+		{"files s3 endpoint", func(c *Config) {
+			c.Route.FilesS3 = &RouteFilesS3{Endpoint: "s3.example.com", Bucket: "b", AccessKey: "a", SecretKey: "s"}
+		}, "route.files_s3.endpoint"},
+		{"files s3 endpoint path", func(c *Config) {
+			c.Route.FilesS3 = &RouteFilesS3{Endpoint: "https://s3.example.com/b", Bucket: "b", AccessKey: "a", SecretKey: "s"}
+		}, "route.files_s3.endpoint"},
+		{"files s3 secret", func(c *Config) {
+			c.Route.FilesS3 = &RouteFilesS3{Endpoint: "https://s3.example.com", Bucket: "b", AccessKey: "a"}
+		}, "route.files_s3 needs"},
 	}
 	for _, tc := range cases {
 		c := Default()
@@ -320,6 +329,9 @@ func TestValidate(t *testing.T) {
 		func(c *Config) { c.RateLimitIP, c.RateLimitToken = 0, 0 },
 		func(c *Config) { c.LogLevel, c.LogFormat = "DEBUG", "JSON" },
 		func(c *Config) { c.Plans["team"] = PlanLimit{} },
+		func(c *Config) {
+			c.Route.FilesS3 = &RouteFilesS3{Endpoint: "http://127.0.0.1:9000/", Bucket: "omni", AccessKey: "a", SecretKey: "s"}
+		},
 	}
 	for i, mutate := range good {
 		c := Default()

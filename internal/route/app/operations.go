@@ -50,11 +50,18 @@ func filesModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if w.st == nil {
 		return feature.Module{}, nil
 	}
-	dir, err := files.NewDir(filepath.Join(w.cfg.DataDir, "files"))
-	if err != nil {
-		return feature.Module{}, err
+	var storage files.Storage
+	if c := w.cfg.Route.FilesS3; c != nil {
+		storage = &files.S3{Endpoint: c.Endpoint, Bucket: c.Bucket, Region: c.Region, AccessKey: c.AccessKey.Reveal(),
+			SecretKey: c.SecretKey.Reveal(), Prefix: c.Prefix, Now: w.d.Clock.Now}
+	} else {
+		dir, err := files.NewDir(filepath.Join(w.cfg.DataDir, "files"))
+		if err != nil {
+			return feature.Module{}, err
+		}
+		storage = dir
 	}
-	s, err := files.New(files.Options{Ops: w.app.API, DB: w.d.DB, Storage: dir, Settings: w.st, Clock: w.d.Clock, Log: w.d.Log})
+	s, err := files.New(files.Options{Ops: w.app.API, DB: w.d.DB, Storage: storage, Settings: w.st, Clock: w.d.Clock, Log: w.d.Log})
 	if err != nil {
 		return feature.Module{}, err
 	}

@@ -438,6 +438,13 @@ func TestTranscriptionAssemblyAI(t *testing.T) {
 	if rec := e.usageRecord(1); rec["quantity"] != 281.0 {
 		t.Fatalf("usage record %v, want AssemblyAI's 281 seconds", rec)
 	}
+	// A transcription provider's models are audio models whatever their
+	// names ("best").
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "aai2", "type": "assemblyai",
+		"base_url": base("assemblyai", f), "api_key": "sk-aai2-upstream", "models": []string{"best"}})
+	if r := e.Want(http.StatusOK, "GET", "/v1/models", nil); !strings.Contains(string(r.Body), `{"id":"aai2/best","object":"model","created":0,"owned_by":"aai2","type":"audio"}`) {
+		t.Fatalf("models %s", r.Body)
+	}
 }
 
 // A combo's first target failing with a 500 falls back to the next,

@@ -70,6 +70,10 @@ func (c *Client) notChat() error {
 		Message: "provider " + c.Provider + " (type " + c.Type + ") serves audio transcriptions only: POST /v1/audio/transcriptions"}
 }
 
+// ModelKind implements provider.Kinded: every model of a transcription
+// upstream is an audio model ("best", "universal" …).
+func (c *Client) ModelKind() string { return provider.KindAudio }
+
 // Chat implements router.Adapter: a transcription upstream does not chat.
 func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
 	return nil, c.notChat()

@@ -3,7 +3,7 @@
 // and DELETE /v1/files/{id} and GET /v1/files/{id}/content (streamed,
 // with ranges), in OpenAI's shapes. A file belongs to the gateway key
 // that uploaded it: another key's file is a 404, as a missing one. It
-// owns the files' metadata (the table route_files of its own migration
+// owns the files' metadata (the table gateway_files of its own migration
 // product, route_files), their content (a Storage: a directory under
 // the data directory by default), the caps and quotas that bound both,
 // and the sweep of expired files. Service.Put and Service.Open are how
@@ -155,7 +155,7 @@ func (s *Service) Module() feature.Module {
 		Routes:     s.Register,
 		Admin:      func(a feature.Admin) { s.RegisterAdmin(a.Guarded) },
 		Migrations: feature.Migrations{Product: "route_files", FS: Migrations()},
-		Settings:   feature.Settings{Config: []string{"data"}, Stored: []string{SettingMaxPerKey, SettingMaxKeyBytes, SettingMaxTotalBytes}},
+		Settings:   feature.Settings{Config: []string{"data", "route.files_s3"}, Stored: []string{SettingMaxPerKey, SettingMaxKeyBytes, SettingMaxTotalBytes}},
 		Run:        s.Run,
 	}
 }
@@ -392,13 +392,17 @@ func (s *Service) Delete(ctx context.Context, owner, id string) error {
 	if !ok {
 		return ErrNotFound
 	}
-	return s.opt.Storage.Delete(ctx, id)
+	// The file is gone for every caller now; content that could not be
+	// removed is logged, not the client's failure.
+	if err := s.opt.Storage.Delete(context.WithoutCancel(ctx), id); err != nil {
+		s.opt.Log.Warn("removing the content of a deleted file", "file", id, "err", err)
+	}
+	return nil
 }
 
 // Sweep deletes the files expired by now (their content, then their
-// metadata), at most sweepBatch at a time until none is left, and with
-// a directory store the partial writes a crash left. It returns how
-// many files it deleted.
+// metadata), at most sweepBatch at a time until none is left. It
+// returns how many files it deleted.
 func (s *Service) Sweep(ctx context.Context) (int, error) {
 	now := s.opt.Clock.Now()
 	n := 0
@@ -420,20 +424,57 @@ func (s *Service) Sweep(ctx context.Context) (int, error) {
 			n++
 		}
 	}
-	if d, ok := s.opt.Storage.(*Dir); ok {
-		_, _ = d.SweepPartial(now, partialAge)
-	}
 	return n, nil
 }
 
-// Run sweeps expired files at once and then every SweepInterval until
-// ctx ends.
+// SweepOrphans removes, from a directory store, the temporary files of
+// cut-off writes and the content that no file's metadata names, older
+// than a day: what a crash while storing a file or before recording it
+// left, or a delete whose content could not be removed. It returns how
+// many objects it removed.
+func (s *Service) SweepOrphans(ctx context.Context) (int, error) {
+	d, ok := s.opt.Storage.(*Dir)
+	if !ok {
+		return 0, nil
+	}
+	now := s.opt.Clock.Now()
+	if _, err := d.SweepPartial(now, partialAge); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := d.Objects(now, partialAge, func(name string) error {
+		known, err := s.meta.exists(ctx, name)
+		if err != nil || known {
+			return err
+		}
+		if err := d.Delete(ctx, name); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	return n, err
+}
+
+// OrphanInterval is how often Run looks for content no metadata names.
+const OrphanInterval = 24 * time.Hour
+
+// Run sweeps expired files at once and then every SweepInterval, and
+// orphaned content at once and then every OrphanInterval, until ctx
+// ends.
 func (s *Service) Run(ctx context.Context) error {
 	t := time.NewTicker(SweepInterval)
 	defer t.Stop()
+	var orphans time.Time
 	for {
 		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
 			s.opt.Log.Warn("sweeping expired files", "err", err)
+		}
+		if now := s.opt.Clock.Now(); now.Sub(orphans) >= OrphanInterval {
+			orphans = now
+			if _, err := s.SweepOrphans(ctx); err != nil && ctx.Err() == nil {
+				s.opt.Log.Warn("sweeping orphaned file content", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -37,11 +37,24 @@ const (
 // Register adds the Files API to mux; every route takes a gateway key.
 func (s *Service) Register(mux feature.Mux) {
 	ops := s.opt.Ops
-	mux.Handle("POST /v1/files", ops.Body(s.opt.MaxFileBytes+multipartOverhead, s.upload))
-	mux.Handle("GET /v1/files", ops.Body(0, s.list))
-	mux.Handle("GET /v1/files/{id}", ops.Body(0, s.retrieve))
-	mux.Handle("DELETE /v1/files/{id}", ops.Body(0, s.delete))
-	mux.Handle("GET /v1/files/{id}/content", ops.Body(0, s.content))
+	mux.Handle("POST /v1/files", ops.Body(s.opt.MaxFileBytes+multipartOverhead, s.needKey(s.upload)))
+	mux.Handle("GET /v1/files", ops.Body(0, s.needKey(s.list)))
+	mux.Handle("GET /v1/files/{id}", ops.Body(0, s.needKey(s.retrieve)))
+	mux.Handle("DELETE /v1/files/{id}", ops.Body(0, s.needKey(s.delete)))
+	mux.Handle("GET /v1/files/{id}/content", ops.Body(0, s.needKey(s.content)))
+}
+
+// needKey refuses a request without a gateway key (an anonymous or a
+// keyless local client's, where the gateway serves those): files are
+// scoped to a key, and all keyless callers would share one scope.
+func (s *Service) needKey(h feature.BodyHandler) feature.BodyHandler {
+	return func(w http.ResponseWriter, r *http.Request, run feature.RunOp) error {
+		if s.opt.Ops.KeyID(r.Context()) == "" {
+			return apiError(http.StatusUnauthorized, "missing_api_key",
+				"the Files API needs a gateway key (Authorization: Bearer <key>): files belong to the key that uploaded them")
+		}
+		return h(w, r, run)
+	}
 }
 
 // RegisterAdmin adds the management of the quota: GET and PUT
@@ -171,6 +184,10 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 			return readErr
 		}
 		name := p.FormName()
+		shown := name // the client's: shown at most 64 bytes of it
+		if len(shown) > 64 {
+			shown = shown[:64] + "…"
+		}
 		if name == "file" {
 			if stored {
 				readErr = invalid("file", "the form has more than one file part")
@@ -197,11 +214,11 @@ func (s *Service) upload(w http.ResponseWriter, r *http.Request, _ feature.RunOp
 			return readErr
 		}
 		if len(v) > MaxFieldBytes {
-			readErr = invalid(name, fmt.Sprintf("the form field %q exceeds %d bytes", name, MaxFieldBytes))
+			readErr = invalid("form", fmt.Sprintf("the form field %q exceeds %d bytes", shown, MaxFieldBytes))
 			return readErr
 		}
 		if _, dup := fields[name]; dup {
-			readErr = invalid(name, fmt.Sprintf("the form field %q is given twice", name))
+			readErr = invalid("form", fmt.Sprintf("the form field %q is given twice", shown))
 			return readErr
 		}
 		fields[name] = string(v)

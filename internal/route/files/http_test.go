@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +411,54 @@ func TestSlowUploadOutlivesTheReadTimeout(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK || !strings.Contains(string(b), `"bytes":800`) {
 		t.Fatalf("slow upload: %d %s", res.StatusCode, b)
+	}
+}
+
+// The official client's auto-pager walks every page of a key's files
+// (limit, after, has_more), each once (the order is the service suite's,
+// on a fake clock).
+func TestListAutoPaging(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(e.key())
+	var want []string
+	for i := range 5 {
+		want = append([]string{upload(t, c, fmt.Sprint(i), "user_data").ID}, want...)
+	}
+	iter := c.Files.ListAutoPaging(ctx, openai.FileListParams{Limit: openai.Int(2)})
+	var got []string
+	for iter.Next() {
+		got = append(got, iter.Current().ID)
+		if len(got) > 10 {
+			break
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages %v, want %v", got, want)
+	}
+}
+
+// Without a key, even where the gateway serves keyless clients (from
+// its own host, or anyone with allow_anonymous), the Files API answers
+// 401: keyless callers would share one scope.
+func TestKeylessClientsHaveNoFiles(t *testing.T) {
+	e := newEnv(t)
+	// The test server is on the gateway host: a request without a key
+	// is a keyless local client's, which the chat endpoints serve.
+	body, ct := form(t, part{"purpose", "", "batch"}, part{"file", "a.jsonl", "{}\n"})
+	code, out := send(t, "POST", e.Srv.URL+"/v1/files", "", body, "Content-Type", ct)
+	wantOpenAIError(t, "a keyless upload", code, http.StatusUnauthorized, out)
+	for _, path := range []string{"/v1/files", "/v1/files/file-x", "/v1/files/file-x/content"} {
+		code, out = send(t, "GET", e.Srv.URL+path, "", nil)
+		wantOpenAIError(t, "keyless GET "+path, code, http.StatusUnauthorized, out)
+	}
+	code, out = send(t, "DELETE", e.Srv.URL+"/v1/files/file-x", "", nil)
+	wantOpenAIError(t, "a keyless delete", code, http.StatusUnauthorized, out)
+	if names := e.stored(); len(names) != 0 {
+		t.Fatalf("a keyless upload left %v", names)
 	}
 }

@@ -21,7 +21,7 @@ type File struct {
 	Expires  time.Time // zero: never
 }
 
-// meta keeps the files' metadata in the module's table route_files.
+// meta keeps the files' metadata in the module's table gateway_files.
 type meta struct {
 	db *sqldb.DB
 }
@@ -66,17 +66,17 @@ func (e *errQuota) Error() string { return "files: " + e.what }
 // as gone).
 func (m *meta) insert(ctx context.Context, f File, q quota, now time.Time) error {
 	return m.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		if err := tx.LockKey(ctx, "omni.route_files"); err != nil {
+		if err := tx.LockKey(ctx, "omni.gateway_files"); err != nil {
 			return err
 		}
 		live := "(expires_at IS NULL OR expires_at > ?)"
 		var n int
 		var ob, tb sql.NullInt64
-		if err := tx.QueryRow(ctx, "SELECT COUNT(*), SUM(bytes) FROM route_files WHERE owner = ? AND "+live,
+		if err := tx.QueryRow(ctx, "SELECT COUNT(*), SUM(bytes) FROM gateway_files WHERE owner = ? AND "+live,
 			f.Owner, now.UnixMilli()).Scan(&n, &ob); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, "SELECT SUM(bytes) FROM route_files WHERE "+live, now.UnixMilli()).Scan(&tb); err != nil {
+		if err := tx.QueryRow(ctx, "SELECT SUM(bytes) FROM gateway_files WHERE "+live, now.UnixMilli()).Scan(&tb); err != nil {
 			return err
 		}
 		switch {
@@ -87,7 +87,7 @@ func (m *meta) insert(ctx context.Context, f File, q quota, now time.Time) error
 		case tb.Int64+f.Bytes > q.MaxTotalBytes:
 			return &errQuota{fmt.Sprintf("the gateway's files would take more than %d bytes", q.MaxTotalBytes)}
 		}
-		_, err := tx.Exec(ctx, "INSERT INTO route_files ("+fileColumns+") VALUES (?, ?, ?, ?, ?, ?, ?)",
+		_, err := tx.Exec(ctx, "INSERT INTO gateway_files ("+fileColumns+") VALUES (?, ?, ?, ?, ?, ?, ?)",
 			f.ID, f.Owner, f.Purpose, f.Filename, f.Bytes, f.Created.UnixMilli(), expiresArg(f.Expires))
 		return err
 	})
@@ -97,7 +97,7 @@ func (m *meta) insert(ctx context.Context, f File, q quota, now time.Time) error
 func (m *meta) usage(ctx context.Context, owner string, now time.Time) (int, int64, error) {
 	var n int
 	var b sql.NullInt64
-	err := m.db.QueryRow(ctx, "SELECT COUNT(*), SUM(bytes) FROM route_files WHERE owner = ? AND (expires_at IS NULL OR expires_at > ?)",
+	err := m.db.QueryRow(ctx, "SELECT COUNT(*), SUM(bytes) FROM gateway_files WHERE owner = ? AND (expires_at IS NULL OR expires_at > ?)",
 		owner, now.UnixMilli()).Scan(&n, &b)
 	return n, b.Int64, err
 }
@@ -108,7 +108,7 @@ var errNotFound = errors.New("files: no such file")
 
 // get returns owner's live file id.
 func (m *meta) get(ctx context.Context, owner, id string, now time.Time) (File, error) {
-	f, err := scanFile(m.db.QueryRow(ctx, "SELECT "+fileColumns+" FROM route_files WHERE id = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)",
+	f, err := scanFile(m.db.QueryRow(ctx, "SELECT "+fileColumns+" FROM gateway_files WHERE id = ? AND owner = ? AND (expires_at IS NULL OR expires_at > ?)",
 		id, owner, now.UnixMilli()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return File{}, errNotFound
@@ -141,7 +141,7 @@ func (m *meta) list(ctx context.Context, q ListQuery, now time.Time) ([]File, er
 	}
 	if q.After != "" {
 		var created int64
-		err := m.db.QueryRow(ctx, "SELECT created_at FROM route_files WHERE id = ? AND owner = ?", q.After, q.Owner).Scan(&created)
+		err := m.db.QueryRow(ctx, "SELECT created_at FROM gateway_files WHERE id = ? AND owner = ?", q.After, q.Owner).Scan(&created)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil, errNotFound
 		}
@@ -152,7 +152,7 @@ func (m *meta) list(ctx context.Context, q ListQuery, now time.Time) ([]File, er
 		args = append(args, created, created, q.After)
 	}
 	args = append(args, q.Limit+1)
-	rows, err := m.db.Query(ctx, "SELECT "+fileColumns+" FROM route_files WHERE "+where+
+	rows, err := m.db.Query(ctx, "SELECT "+fileColumns+" FROM gateway_files WHERE "+where+
 		" ORDER BY created_at "+dir+", id "+dir+" LIMIT ?", args...)
 	if err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ func (m *meta) list(ctx context.Context, q ListQuery, now time.Time) ([]File, er
 
 // remove deletes owner's file id and reports whether there was one.
 func (m *meta) remove(ctx context.Context, owner, id string) (bool, error) {
-	res, err := m.db.Exec(ctx, "DELETE FROM route_files WHERE id = ? AND owner = ?", id, owner)
+	res, err := m.db.Exec(ctx, "DELETE FROM gateway_files WHERE id = ? AND owner = ?", id, owner)
 	if err != nil {
 		return false, err
 	}
@@ -172,10 +172,17 @@ func (m *meta) remove(ctx context.Context, owner, id string) (bool, error) {
 
 // expired returns up to limit files expired at now.
 func (m *meta) expired(ctx context.Context, now time.Time, limit int) ([]File, error) {
-	rows, err := m.db.Query(ctx, "SELECT "+fileColumns+" FROM route_files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+	rows, err := m.db.Query(ctx, "SELECT "+fileColumns+" FROM gateway_files WHERE expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?",
 		now.UnixMilli(), limit)
 	if err != nil {
 		return nil, err
 	}
 	return sqldb.Collect(rows, scanFile)
+}
+
+// exists reports whether any owner has a file id (expired or not).
+func (m *meta) exists(ctx context.Context, id string) (bool, error) {
+	var n int
+	err := m.db.QueryRow(ctx, "SELECT COUNT(*) FROM gateway_files WHERE id = ?", id).Scan(&n)
+	return n > 0, err
 }

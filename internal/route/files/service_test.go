@@ -117,6 +117,8 @@ func runSuite(t *testing.T, open opener) {
 	}{
 		{"PutOpenScoped", testPutOpenScoped},
 		{"Expiry", testExpiry},
+		{"RunSweeps", testRunSweeps},
+		{"SweepOrphans", testSweepOrphans},
 		{"Delete", testDelete},
 		{"ListPages", testListPages},
 		{"QuotaCount", testQuotaCount},
@@ -327,5 +329,56 @@ func testQuotaConcurrent(t *testing.T, f *fixture) {
 	}
 	if ok != 3 || f.objects(t) != 3 {
 		t.Fatalf("%d uploads stored, %d objects; want 3 and 3", ok, f.objects(t))
+	}
+}
+
+// The module's background loop sweeps what expired as it starts (and
+// then every SweepInterval), on the service's clock.
+func testRunSweeps(t *testing.T, f *fixture) {
+	f.put(t, "k1", files.PurposeBatch, "in\n")
+	f.clk.Advance(files.BatchExpiry)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.s.Run(runCtx) }()
+	testenv.Eventually(t, "the expired file is swept", func() bool { return f.objects(t) == 0 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Content that no metadata names (a crash between storing and
+// recording) and cut-off writes are removed once a day old; recorded
+// files and young content stay.
+func testSweepOrphans(t *testing.T, f *fixture) {
+	kept := f.put(t, "k1", files.PurposeUserData, "kept")
+	for _, name := range []string{"file-orphan", "file-young"} {
+		if _, err := f.dir.Put(ctx, name, strings.NewReader("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(f.dir.Path(), ".upload-cut"), []byte("par"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	old, young := f.clk.Now().Add(-25*time.Hour), f.clk.Now().Add(-time.Hour)
+	for name, at := range map[string]time.Time{"file-orphan": old, kept: old, "file-young": young, ".upload-cut": old} {
+		if err := os.Chtimes(filepath.Join(f.dir.Path(), name), at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := f.s.SweepOrphans(ctx); err != nil || n != 1 {
+		t.Fatalf("orphans swept: %d, %v; want 1", n, err)
+	}
+	if _, err := f.dir.Open(ctx, "file-orphan"); !errors.Is(err, files.ErrNoObject) {
+		t.Fatalf("the orphan is still there: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir.Path(), ".upload-cut")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a cut-off write is still there: %v", err)
+	}
+	if got, err := read(t, f, "k1", kept); err != nil || got != "kept" {
+		t.Fatalf("recorded file: %q, %v", got, err)
+	}
+	if _, err := f.dir.Open(ctx, "file-young"); err != nil {
+		t.Fatalf("young content removed: %v", err)
 	}
 }

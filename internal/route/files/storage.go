@@ -121,24 +121,56 @@ func (d *Dir) Delete(_ context.Context, name string) error {
 // SweepPartial removes the temporary files of writes that a crash cut
 // off, older than age (a write still under way is younger).
 func (d *Dir) SweepPartial(now time.Time, age time.Duration) (int, error) {
-	entries, err := os.ReadDir(d.path)
-	if err != nil {
-		return 0, err
-	}
 	n := 0
-	for _, e := range entries {
-		if !strings.HasPrefix(e.Name(), tmpPrefix) {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil || now.Sub(info.ModTime()) < age {
-			continue
-		}
-		if os.Remove(filepath.Join(d.path, e.Name())) == nil {
+	err := d.each(now, age, func(name string) error {
+		if strings.HasPrefix(name, tmpPrefix) && os.Remove(filepath.Join(d.path, name)) == nil {
 			n++
 		}
+		return nil
+	})
+	return n, err
+}
+
+// Objects calls fn with the name of every stored object older than age
+// at now.
+func (d *Dir) Objects(now time.Time, age time.Duration, fn func(name string) error) error {
+	return d.each(now, age, func(name string) error {
+		if strings.HasPrefix(name, ".") {
+			return nil
+		}
+		return fn(name)
+	})
+}
+
+// each calls fn with the name of every file of the directory older than
+// age at now, reading the directory 1,000 entries at a time.
+func (d *Dir) each(now time.Time, age time.Duration, fn func(name string) error) error {
+	dir, err := os.Open(d.path)
+	if err != nil {
+		return err
 	}
-	return n, nil
+	defer dir.Close()
+	for {
+		entries, err := dir.ReadDir(1000)
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			info, ierr := e.Info()
+			if ierr != nil || now.Sub(info.ModTime()) < age {
+				continue
+			}
+			if ferr := fn(e.Name()); ferr != nil {
+				return ferr
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 // ctxReader stops reading once ctx ends.

@@ -394,7 +394,7 @@ func TestSubmitFallback(t *testing.T) {
 		t.Fatalf("all failed: %s", r.Body)
 	}
 	var n int
-	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 1 {
+	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM gateway_media_jobs").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("jobs kept: %d, %v; want the one that was accepted", n, err)
 	}
 }
@@ -504,7 +504,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("bad requests reached the upstream %d times", n)
 	}
 	var n int
-	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 0 {
+	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM gateway_media_jobs").Scan(&n); err != nil || n != 0 {
 		t.Fatalf("refused submits left %d jobs (%v)", n, err)
 	}
 }
@@ -577,7 +577,7 @@ func TestSubmitKeyPolicyAndRPM(t *testing.T) {
 		t.Fatalf("upstream creates %d, want 1", c)
 	}
 	var n int
-	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 1 {
+	if err := e.DB.QueryRow(context.Background(), "SELECT COUNT(*) FROM gateway_media_jobs").Scan(&n); err != nil || n != 1 {
 		t.Fatalf("jobs %d (%v), want the one admitted", n, err)
 	}
 }

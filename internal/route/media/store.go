@@ -82,7 +82,7 @@ var ErrNotFound = errors.New("media: no such job")
 // ErrTooMany is a key at its cap of active jobs.
 var ErrTooMany = errors.New("media: too many jobs in progress")
 
-// Store keeps the jobs in the route_media_jobs table.
+// Store keeps the jobs in the gateway_media_jobs table.
 type Store struct{ db *sqldb.DB }
 
 // NewStore returns the jobs of db (migrated with Migrations).
@@ -111,14 +111,14 @@ func (s *Store) Reserve(ctx context.Context, j *Job, max int, now int64) error {
 			return err
 		}
 		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM route_media_jobs WHERE key_id = ? AND status IN ('queued', 'in_progress') AND expires_at > ?`,
+		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_media_jobs WHERE key_id = ? AND status IN ('queued', 'in_progress') AND expires_at > ?`,
 			j.KeyID, now).Scan(&n); err != nil {
 			return err
 		}
 		if n >= max {
 			return ErrTooMany
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO route_media_jobs (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err := tx.Exec(ctx, `INSERT INTO gateway_media_jobs (`+columns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, j.Kind, j.KeyID, j.Model, j.Prompt, j.Seconds, j.Size, j.Provider, j.Connection, j.UpstreamModel, j.UpstreamID,
 			j.Status, j.Progress, j.ErrorCode, j.ErrorMessage, j.ContentURL, j.CreatedAt, j.CompletedAt, j.ExpiresAt, j.NextPollAt)
 		return err
@@ -127,14 +127,14 @@ func (s *Store) Reserve(ctx context.Context, j *Job, max int, now int64) error {
 
 // Delete removes a job (a reservation whose submit failed).
 func (s *Store) Delete(ctx context.Context, id string) error {
-	_, err := s.db.Exec(ctx, `DELETE FROM route_media_jobs WHERE id = ?`, id)
+	_, err := s.db.Exec(ctx, `DELETE FROM gateway_media_jobs WHERE id = ?`, id)
 	return err
 }
 
 // Save writes what may change of j: the target, the upstream's id, the
 // status, progress, error, content URL and poll time.
 func (s *Store) Save(ctx context.Context, j *Job) error {
-	_, err := s.db.Exec(ctx, `UPDATE route_media_jobs SET provider = ?, connection = ?, upstream_model = ?, upstream_id = ?,
+	_, err := s.db.Exec(ctx, `UPDATE gateway_media_jobs SET provider = ?, connection = ?, upstream_model = ?, upstream_id = ?,
 		status = ?, progress = ?, error_code = ?, error_message = ?, content_url = ?, completed_at = ?, next_poll_at = ? WHERE id = ?`,
 		j.Provider, j.Connection, j.UpstreamModel, j.UpstreamID, j.Status, j.Progress, j.ErrorCode, j.ErrorMessage, j.ContentURL,
 		j.CompletedAt, j.NextPollAt, j.ID)
@@ -144,7 +144,7 @@ func (s *Store) Save(ctx context.Context, j *Job) error {
 // Get returns the job id of kind that keyID created, ErrNotFound when
 // there is none or it expired at now.
 func (s *Store) Get(ctx context.Context, kind Kind, keyID, id string, now int64) (*Job, error) {
-	return scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM route_media_jobs WHERE id = ? AND kind = ? AND key_id = ? AND expires_at > ?`,
+	return scan(s.db.QueryRow(ctx, `SELECT `+columns+` FROM gateway_media_jobs WHERE id = ? AND kind = ? AND key_id = ? AND expires_at > ?`,
 		id, kind, keyID, now))
 }
 
@@ -152,7 +152,7 @@ func (s *Store) Get(ctx context.Context, kind Kind, keyID, id string, now int64)
 // it moves the poll time to next and reports whether this caller won
 // (replicas and concurrent readers poll a job once per interval).
 func (s *Store) Claim(ctx context.Context, id string, due, next int64) (bool, error) {
-	res, err := s.db.Exec(ctx, `UPDATE route_media_jobs SET next_poll_at = ? WHERE id = ? AND next_poll_at = ? AND status IN ('queued', 'in_progress')`,
+	res, err := s.db.Exec(ctx, `UPDATE gateway_media_jobs SET next_poll_at = ? WHERE id = ? AND next_poll_at = ? AND status IN ('queued', 'in_progress')`,
 		next, id, due)
 	if err != nil {
 		return false, err
@@ -164,7 +164,7 @@ func (s *Store) Claim(ctx context.Context, id string, due, next int64) (bool, er
 // Due lists at most limit active, submitted, unexpired jobs whose poll
 // is due at now, the longest waiting first.
 func (s *Store) Due(ctx context.Context, now int64, limit int) ([]*Job, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+columns+` FROM route_media_jobs
+	rows, err := s.db.Query(ctx, `SELECT `+columns+` FROM gateway_media_jobs
 		WHERE status IN ('queued', 'in_progress') AND upstream_id <> '' AND next_poll_at <= ? AND expires_at > ?
 		ORDER BY next_poll_at LIMIT ?`, now, now, limit)
 	if err != nil {
@@ -175,7 +175,7 @@ func (s *Store) Due(ctx context.Context, now int64, limit int) ([]*Job, error) {
 
 // Sweep deletes the jobs that expired at now and reports how many.
 func (s *Store) Sweep(ctx context.Context, now int64) (int64, error) {
-	res, err := s.db.Exec(ctx, `DELETE FROM route_media_jobs WHERE expires_at <= ?`, now)
+	res, err := s.db.Exec(ctx, `DELETE FROM gateway_media_jobs WHERE expires_at <= ?`, now)
 	if err != nil {
 		return 0, err
 	}

@@ -306,7 +306,7 @@ func TestLifetimeWithFakeClock(t *testing.T) {
 		}
 		s.Tick(ctx)
 		var n int
-		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM route_media_jobs").Scan(&n); err != nil || n != 0 {
+		if err := db.QueryRow(ctx, "SELECT COUNT(*) FROM gateway_media_jobs").Scan(&n); err != nil || n != 0 {
 			t.Fatalf("rows after the sweep: %d %v", n, err)
 		}
 	})
@@ -342,7 +342,7 @@ func TestContentCap(t *testing.T) {
 						t.Fatalf("%d, %d bytes, %v", code, len(body), err)
 					}
 				}
-				if _, err := db.Exec(context.Background(), "DELETE FROM route_media_jobs"); err != nil {
+				if _, err := db.Exec(context.Background(), "DELETE FROM gateway_media_jobs"); err != nil {
 					t.Fatal(err)
 				}
 			})
@@ -428,7 +428,7 @@ func TestPollFailures(t *testing.T) {
 						t.Fatalf("polls %d, want 2", g.polls)
 					}
 				}
-				if _, err := db.Exec(ctx, "DELETE FROM route_media_jobs"); err != nil {
+				if _, err := db.Exec(ctx, "DELETE FROM gateway_media_jobs"); err != nil {
 					t.Fatal(err)
 				}
 			})

@@ -55,7 +55,8 @@ type OpAnswer struct {
 // providers), RPM/RPD and token limits, budgets priced in op's units,
 // usage records with its modality and units — and the router's
 // fallback (router.Do: breakers, cooldowns, the next connection and
-// target before the answer). Operations are neither cached nor replayed.
+// target before the answer). The engine neither caches nor replays an
+// operation; a modality that caches (web search) does it in its Call.
 // Tokens the upstream did not report are op.InputTokens, estimated.
 func (e *Engine) Do(ctx context.Context, o *Origin, op *Op) (*OpAnswer, error) {
 	call := &Call{KeyID: o.KeyID, Endpoint: o.Endpoint, Model: op.Model, Session: o.Session, Start: e.Clock.Now(),

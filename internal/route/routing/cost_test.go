@@ -29,4 +29,20 @@ func TestCost(t *testing.T) {
 	if got, ok := m.Cost("nobody", "unknown-model", llm.Usage{InputTokens: 5}); ok || got != 0 {
 		t.Fatalf("unknown model cost %v %v", got, ok)
 	}
+	// Built-in unit prices: a minute of Whisper, a thousand characters
+	// of TTS HD, two DALL·E 3 images, eight seconds of Sora.
+	for _, c := range []struct {
+		model string
+		q     llm.Quantity
+		want  float64
+	}{
+		{"whisper-1", llm.Quantity{Unit: llm.UnitSecond, N: 60}, 0.006},
+		{"tts-1-hd", llm.Quantity{Unit: llm.UnitCharacter, N: 1000}, 0.03},
+		{"dall-e-3", llm.Quantity{Unit: llm.UnitImage, N: 2}, 0.08},
+		{"sora-2", llm.Quantity{Unit: llm.UnitSecond, N: 8}, 0.8},
+	} {
+		if got, ok := m.UnitCost("openai", c.model, []llm.Quantity{c.q}, llm.Usage{}); !ok || !near(got, c.want) {
+			t.Errorf("%s: %d %s cost %v %v, want %v", c.model, c.q.N, c.q.Unit, got, ok, c.want)
+		}
+	}
 }

@@ -59,6 +59,18 @@ var builtinPrices = []store.Price{
 	// OpenAI's moderation models are free of charge.
 	{Pattern: "omni-moderation-*", Unit: string(llm.UnitModeration)},
 	{Pattern: "text-moderation-*", Unit: string(llm.UnitModeration)},
+	// OpenAI's list prices in the units their APIs bill: DALL·E per
+	// standard 1024×1024 image, Whisper per second ($0.006 a minute),
+	// TTS per million characters, Sora per second of video (720p).
+	// Token-billed models (gpt-image-1, gpt-4o-transcribe, gpt-4o-mini-tts)
+	// take their token prices from an override.
+	{Pattern: "dall-e-3", Unit: string(llm.UnitImage), UnitPrice: 0.04},
+	{Pattern: "dall-e-2", Unit: string(llm.UnitImage), UnitPrice: 0.02},
+	{Pattern: "whisper-1", Unit: string(llm.UnitSecond), UnitPrice: 0.0001},
+	{Pattern: "tts-1", Unit: string(llm.UnitCharacter), UnitPrice: 15},
+	{Pattern: "tts-1-hd", Unit: string(llm.UnitCharacter), UnitPrice: 30},
+	{Pattern: "sora-2", Unit: string(llm.UnitSecond), UnitPrice: 0.10},
+	{Pattern: "sora-2-pro", Unit: string(llm.UnitSecond), UnitPrice: 0.30},
 }
 
 // DefaultMaxOutput is the output limit assumed for a model whose limit

@@ -1,6 +1,8 @@
 -- Files uploaded through /v1/files (route/files): their metadata; the
--- content is in the module's storage under the id.
-CREATE TABLE route_files (
+-- content is in the module's storage under the id. Not a route_* table:
+-- backups copy the route product's tables, and the content is in none, so
+-- neither is the metadata (a restore revives no file whose content is gone).
+CREATE TABLE gateway_files (
     id TEXT PRIMARY KEY,
     owner TEXT NOT NULL,
     purpose TEXT NOT NULL,
@@ -9,5 +11,5 @@ CREATE TABLE route_files (
     created_at BIGINT NOT NULL,
     expires_at BIGINT
 );
-CREATE INDEX route_files_owner ON route_files (owner, created_at, id);
-CREATE INDEX route_files_expires ON route_files (expires_at);
+CREATE INDEX gateway_files_owner ON gateway_files (owner, created_at, id);
+CREATE INDEX gateway_files_expires ON gateway_files (expires_at);

@@ -1,4 +1,4 @@
-CREATE TABLE route_media_jobs (
+CREATE TABLE gateway_media_jobs (
     id             TEXT PRIMARY KEY,
     kind           TEXT NOT NULL,
     key_id         TEXT NOT NULL,
@@ -20,6 +20,6 @@ CREATE TABLE route_media_jobs (
     expires_at     BIGINT NOT NULL,
     next_poll_at   BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX route_media_jobs_key ON route_media_jobs (key_id, status);
-CREATE INDEX route_media_jobs_poll ON route_media_jobs (status, next_poll_at);
-CREATE INDEX route_media_jobs_expiry ON route_media_jobs (expires_at);
+CREATE INDEX gateway_media_jobs_key ON gateway_media_jobs (key_id, status);
+CREATE INDEX gateway_media_jobs_poll ON gateway_media_jobs (status, next_poll_at);
+CREATE INDEX gateway_media_jobs_expiry ON gateway_media_jobs (expires_at);
