@@ -75,6 +75,7 @@ func modules() []part {
 		built(searchModule),        // GET, POST /v1/search, GET /v1/search/analytics (route/search)
 		built(imagesModule),        // /v1/images/generations and /edits (route/images)
 		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
+		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/omniedge/omni/internal/route/audio"
+	"github.com/omniedge/omni/internal/route/batches"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/images"
@@ -128,4 +129,20 @@ func audioModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, errors.New("route: the audio module comes after the gateway")
 	}
 	return audio.New(w.app.API, audio.Options{TempDir: audio.TempDir(w.cfg.DataDir)}).Module(), nil
+}
+
+// batchesModule builds the Batches API (route/batches) over the files
+// module's service: its runner sends each line through the gateway's
+// whole handler as the batch's key (api.Dispatcher). Without a store:
+// no module.
+func batchesModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.app.API == nil {
+		return feature.Module{}, errors.New("route: the batches module comes after the gateway")
+	}
+	if w.st == nil || w.files == nil {
+		return feature.Module{}, nil
+	}
+	d := w.app.API.NewDispatcher(w.app.Handler)
+	s := batches.New(w.app.API, d, batches.NewStore(w.d.DB), w.files, batches.Config{}, w.d.Clock, w.d.Log)
+	return s.Module(), nil
 }
