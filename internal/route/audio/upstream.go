@@ -46,43 +46,19 @@ func Register(reg *provider.Registry) {
 // NewClient returns the client of one connection of a transcription
 // provider type.
 func NewClient(typ string, cfg provider.Config) *Client {
-	base := cfg.BaseURL
-	if base == "" {
-		base = defaultBase[typ]
-	}
-	return &Client{Type: typ, BaseURL: strings.TrimRight(base, "/"), APIKey: cfg.APIKey, HTTP: cfg.HTTP, Headers: cfg.Headers, Provider: cfg.ID}
+	return &Client{adapter.NewSingle(typ, cfg, defaultBase[typ], "audio transcriptions only: POST /v1/audio/transcriptions")}
 }
 
 // Client calls a transcription upstream: Deepgram or AssemblyAI (Type).
 // It is a router.Adapter that transcribes only: chat requests routed to
 // it are a 400.
 type Client struct {
-	Type     string
-	BaseURL  string
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Provider string
-}
-
-func (c *Client) notChat() error {
-	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
-		Message: "provider " + c.Provider + " (type " + c.Type + ") serves audio transcriptions only: POST /v1/audio/transcriptions"}
+	adapter.Single
 }
 
 // ModelKind implements provider.Kinded: every model of a transcription
 // upstream is an audio model ("best", "universal" …).
 func (c *Client) ModelKind() string { return provider.KindAudio }
-
-// Chat implements router.Adapter: a transcription upstream does not chat.
-func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
-	return nil, c.notChat()
-}
-
-// Stream implements router.Adapter: a transcription upstream does not chat.
-func (c *Client) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
-	return nil, c.notChat()
-}
 
 // Transcribe implements Transcriber.
 func (c *Client) Transcribe(ctx context.Context, model string, req *Transcription, audio io.Reader) (*Transcript, error) {

@@ -39,11 +39,7 @@ func Register(reg *provider.Registry) {
 
 // NewSDWebUI returns the client of one SD WebUI connection.
 func NewSDWebUI(cfg provider.Config) *SDWebUI {
-	base := cfg.BaseURL
-	if base == "" {
-		base = DefaultSDWebUIBase
-	}
-	return &SDWebUI{BaseURL: strings.TrimRight(base, "/"), APIKey: cfg.APIKey, HTTP: cfg.HTTP, Headers: cfg.Headers, Provider: cfg.ID}
+	return &SDWebUI{adapter.NewSingle(TypeSDWebUI, cfg, DefaultSDWebUIBase, "images only: POST /v1/images/generations and /v1/images/edits")}
 }
 
 // SDWebUI calls a Stable Diffusion WebUI. It is a router.Adapter that
@@ -51,31 +47,12 @@ func NewSDWebUI(cfg provider.Config) *SDWebUI {
 // is the checkpoint (override_settings.sd_model_checkpoint); quality
 // and style have no WebUI equivalent and are not sent.
 type SDWebUI struct {
-	BaseURL  string
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Provider string
-}
-
-func (c *SDWebUI) notChat() error {
-	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
-		Message: "provider " + c.Provider + " (type " + TypeSDWebUI + ") serves images only: POST /v1/images/generations and /v1/images/edits"}
+	adapter.Single
 }
 
 // ModelKind implements provider.Kinded: an SD WebUI checkpoint makes
 // images whatever its name.
 func (c *SDWebUI) ModelKind() string { return provider.KindImage }
-
-// Chat implements router.Adapter: a WebUI does not chat.
-func (c *SDWebUI) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
-	return nil, c.notChat()
-}
-
-// Stream implements router.Adapter: a WebUI does not chat.
-func (c *SDWebUI) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
-	return nil, c.notChat()
-}
 
 // sdRequest is the body of txt2img and img2img.
 type sdRequest struct {

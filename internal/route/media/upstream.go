@@ -179,11 +179,7 @@ func Register(reg *provider.Registry) {
 // NewClient returns the client of one connection of a generation
 // provider type.
 func NewClient(typ string, cfg provider.Config) *Client {
-	base := cfg.BaseURL
-	if base == "" {
-		base = defaultBase[typ]
-	}
-	return &Client{Type: typ, BaseURL: strings.TrimRight(base, "/"), APIKey: cfg.APIKey, HTTP: cfg.HTTP, Headers: cfg.Headers, Provider: cfg.ID}
+	return &Client{adapter.NewSingle(typ, cfg, defaultBase[typ], "video and music generation only")}
 }
 
 // Client calls a generation upstream: Runway (video) or Replicate
@@ -191,17 +187,7 @@ func NewClient(typ string, cfg provider.Config) *Client {
 // router.Adapter that serves generation only: chat routed to it is a
 // 400.
 type Client struct {
-	Type     string
-	BaseURL  string
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Provider string
-}
-
-func (c *Client) notChat() error {
-	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
-		Message: "provider " + c.Provider + " (type " + c.Type + ") serves video and music generation only"}
+	adapter.Single
 }
 
 // ModelKind implements provider.Kinded: Runway's models make videos;
@@ -211,16 +197,6 @@ func (c *Client) ModelKind() string {
 		return provider.KindVideo
 	}
 	return ""
-}
-
-// Chat implements router.Adapter: a generation upstream does not chat.
-func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
-	return nil, c.notChat()
-}
-
-// Stream implements router.Adapter: a generation upstream does not chat.
-func (c *Client) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
-	return nil, c.notChat()
 }
 
 func (c *Client) request(ctx context.Context, method, path string, body any) (*http.Request, error) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"strings"
 
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/formats/adapter"
@@ -43,43 +42,19 @@ func Register(reg *provider.Registry) {
 
 // NewClient returns the client of one connection of a rerank provider type.
 func NewClient(typ string, cfg provider.Config) *Client {
-	base := cfg.BaseURL
-	if base == "" {
-		base = defaultBase[typ]
-	}
-	return &Client{Type: typ, BaseURL: strings.TrimRight(base, "/"), APIKey: cfg.APIKey, HTTP: cfg.HTTP, Headers: cfg.Headers, Provider: cfg.ID}
+	return &Client{adapter.NewSingle(typ, cfg, defaultBase[typ], "rerank only: POST /v1/rerank")}
 }
 
 // Client calls a rerank upstream: Cohere, Voyage or Jina (Type). It is a
 // router.Adapter that serves rerank only: chat requests routed to it are
 // a 400.
 type Client struct {
-	Type     string
-	BaseURL  string
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Provider string
+	adapter.Single
 }
 
 // ModelKind implements provider.Kinded: every model of a rerank
 // upstream ranks documents.
 func (c *Client) ModelKind() string { return provider.KindRerank }
-
-func (c *Client) notChat() error {
-	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
-		Message: "provider " + c.Provider + " (type " + c.Type + ") serves rerank only: POST /v1/rerank"}
-}
-
-// Chat implements router.Adapter: a rerank upstream does not chat.
-func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
-	return nil, c.notChat()
-}
-
-// Stream implements router.Adapter: a rerank upstream does not chat.
-func (c *Client) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
-	return nil, c.notChat()
-}
 
 // upstreamRequest is the body all three upstreams take; Voyage names
 // top_n top_k, and Cohere's v2 API returns no documents (the gateway

@@ -130,23 +130,14 @@ func NewClient(typ string, cfg provider.Config) (*Client, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	return &Client{Type: typ, BaseURL: strings.TrimRight(base, "/"), APIKey: cfg.APIKey, HTTP: hc, Headers: cfg.Headers, Provider: cfg.ID}, nil
+	cfg.BaseURL, cfg.HTTP = base, hc
+	return &Client{adapter.NewSingle(typ, cfg, base, "web search only: POST /v1/search")}, nil
 }
 
 // Client calls one search upstream (Type). It is a router.Adapter that
 // serves search only: chat requests routed to it are a 400.
 type Client struct {
-	Type     string
-	BaseURL  string
-	APIKey   string
-	HTTP     *http.Client
-	Headers  map[string]string
-	Provider string
-}
-
-func (c *Client) notChat() error {
-	return &llm.Error{Status: http.StatusBadRequest, Type: llm.ErrInvalidRequest, Provider: c.Provider,
-		Message: "provider " + c.Provider + " (type " + c.Type + ") serves web search only: POST /v1/search"}
+	adapter.Single
 }
 
 // ModelKind implements provider.Kinded: a search provider's models
@@ -156,16 +147,6 @@ func (c *Client) ModelKind() string { return provider.KindSearch }
 // DefaultModel implements provider.DefaultModeled: a search names no
 // model ("tv/search").
 func (c *Client) DefaultModel() string { return "search" }
-
-// Chat implements router.Adapter: a search upstream does not chat.
-func (c *Client) Chat(context.Context, *llm.Request, string) (*llm.Response, error) {
-	return nil, c.notChat()
-}
-
-// Stream implements router.Adapter: a search upstream does not chat.
-func (c *Client) Stream(context.Context, *llm.Request, string) (llm.Stream, error) {
-	return nil, c.notChat()
-}
 
 // Capabilities implements Searcher.
 func (c *Client) Capabilities() Capabilities { return capabilities[c.Type] }
