@@ -29,12 +29,7 @@ type gateway struct {
 }
 
 func openGateway(t *testing.T) *gateway {
-	e := admintest.NewEnv(t, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = e.App.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	e.Login()
+	e := admintest.Running(t, nil)
 	g := &gateway{Env: e, up: admintest.NewUpstream(t, "up")}
 	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "p", "type": "openai", "base_url": g.up.URL, "api_key": "sk-p-upstream-key"})
 	k := e.Want(http.StatusCreated, "POST", "/api/keys", map[string]any{"name": "one"}).Object(t)
@@ -185,6 +180,28 @@ func TestBatchKeepsTheKeysPolicy(t *testing.T) {
 	}
 	if _, models := g.up.Calls(); len(models) != 1 || models[0] != "allowed" {
 		t.Fatalf("upstream saw %v", models)
+	}
+}
+
+// A batch's lines are charged to its key's budget like the key's own
+// requests: once the spend passes the limit the rest are refused with
+// budget_exceeded in the error file and never reach the upstream.
+func TestBatchKeepsTheKeysBudget(t *testing.T) {
+	g := openGateway(t)
+	// $1 a token: the first answer alone spends more than the limit.
+	g.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "p/*", "input": 1e6, "output": 1e6})
+	g.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": g.id1, "dailyLimitUsd": 0.5})
+	c := g.client(g.key1)
+	b := poll(t, c, newBatch(t, c, upload(t, c, chatInput(6, "p/m"))).ID)
+	if b.RequestCounts.Total != 6 || b.RequestCounts.Completed < 1 || b.RequestCounts.Failed < 1 ||
+		b.RequestCounts.Completed+b.RequestCounts.Failed != 6 {
+		t.Fatalf("counts %+v", b.RequestCounts)
+	}
+	if errs := content(t, c, b.ErrorFileID); strings.Count(errs, `budget_exceeded`) != int(b.RequestCounts.Failed) {
+		t.Fatalf("error file:\n%s", errs)
+	}
+	if auths, _ := g.up.Calls(); len(auths) != int(b.RequestCounts.Completed) {
+		t.Fatalf("the upstream answered %d lines, %d completed", len(auths), b.RequestCounts.Completed)
 	}
 }
 
