@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -254,5 +255,43 @@ func TestModulesWithoutStore(t *testing.T) {
 		if r.Auth == "management session" {
 			t.Errorf("%s %s needs the dashboard login on a gateway without a store", r.Method, r.Path)
 		}
+	}
+}
+
+// A module's own schema names no table route_*: backups copy the route
+// store's route_* tables and refuse a file that lacks one the live
+// database has, so such a table would make every backup unrestorable.
+func TestModuleTablesAreNotRouteTables(t *testing.T) {
+	cfg, d := testDeps(t)
+	a, err := open(context.Background(), cfg, d, modules())
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := regexp.MustCompile(`(?i)CREATE\s+TABLE\s+(IF\s+NOT\s+EXISTS\s+)?"?route_`)
+	checked := 0
+	for _, f := range a.Features() {
+		if f.Migrations.FS == nil {
+			continue
+		}
+		err := fs.WalkDir(f.Migrations.FS, ".", func(path string, de fs.DirEntry, err error) error {
+			if err != nil || de.IsDir() || !strings.HasSuffix(path, ".sql") {
+				return err
+			}
+			b, err := fs.ReadFile(f.Migrations.FS, path)
+			if err != nil {
+				return err
+			}
+			checked++
+			if create.Match(b) {
+				t.Errorf("module %s: %s creates a route_* table; name the module's tables otherwise (gateway_…)", f.Name, path)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no module migration was read")
 	}
 }

@@ -397,7 +397,7 @@ func (r *Runner) batchKey(ctx context.Context, id string) *record {
 		return v.(*record)
 	}
 	var rec record
-	err := r.s.store.db.QueryRow(ctx, `SELECT key_id, endpoint FROM route_batches WHERE id = ?`, id).Scan(&rec.KeyID, &rec.Endpoint)
+	err := r.s.store.db.QueryRow(ctx, `SELECT key_id, endpoint FROM gateway_batches WHERE id = ?`, id).Scan(&rec.KeyID, &rec.Endpoint)
 	if err != nil {
 		return nil
 	}

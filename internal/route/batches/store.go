@@ -82,12 +82,12 @@ const activeStatuses = `('validating','in_progress','finalizing','cancelling')`
 // batches or maxStored batches in all (errActiveCap, errStoredCap).
 func (s *Store) create(ctx context.Context, b record, maxActive, maxStored int) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		if err := tx.LockKey(ctx, "route_batches:"+b.KeyID); err != nil {
+		if err := tx.LockKey(ctx, "gateway_batches:"+b.KeyID); err != nil {
 			return err
 		}
 		var active, stored int
 		if err := tx.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN status IN `+activeStatuses+` THEN 1 ELSE 0 END), 0)
-			FROM route_batches WHERE key_id = ?`, b.KeyID).Scan(&stored, &active); err != nil {
+			FROM gateway_batches WHERE key_id = ?`, b.KeyID).Scan(&stored, &active); err != nil {
 			return err
 		}
 		if active >= maxActive {
@@ -96,7 +96,7 @@ func (s *Store) create(ctx context.Context, b record, maxActive, maxStored int) 
 		if stored >= maxStored {
 			return errStoredCap
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO route_batches (id, key_id, endpoint, input_file_id, completion_window, status,
+		_, err := tx.Exec(ctx, `INSERT INTO gateway_batches (id, key_id, endpoint, input_file_id, completion_window, status,
 			metadata, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			b.ID, b.KeyID, b.Endpoint, b.InputFileID, b.Window, b.Status, b.Metadata, b.CreatedAt, b.ExpiresAt)
 		return err
@@ -110,7 +110,7 @@ var (
 
 // get returns keyID's batch id.
 func (s *Store) get(ctx context.Context, keyID, id string) (record, error) {
-	r, err := scanRecord(s.db.QueryRow(ctx, `SELECT `+recordCols+` FROM route_batches WHERE id = ? AND key_id = ?`, id, keyID))
+	r, err := scanRecord(s.db.QueryRow(ctx, `SELECT `+recordCols+` FROM gateway_batches WHERE id = ? AND key_id = ?`, id, keyID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, errNotFound
 	}
@@ -120,7 +120,7 @@ func (s *Store) get(ctx context.Context, keyID, id string) (record, error) {
 // list returns at most limit+1 of keyID's batches, newest first, after
 // the batch after ("" from the newest).
 func (s *Store) list(ctx context.Context, keyID, after string, limit int) ([]record, error) {
-	q := `SELECT ` + recordCols + ` FROM route_batches WHERE key_id = ?`
+	q := `SELECT ` + recordCols + ` FROM gateway_batches WHERE key_id = ?`
 	args := []any{keyID}
 	if after != "" {
 		a, err := s.get(ctx, keyID, after)
@@ -141,7 +141,7 @@ func (s *Store) list(ctx context.Context, keyID, after string, limit int) ([]rec
 
 // cancel moves keyID's unfinished batch id to cancelling.
 func (s *Store) cancel(ctx context.Context, keyID, id string, now int64) (record, error) {
-	res, err := s.db.Exec(ctx, `UPDATE route_batches SET status = 'cancelling', cancelling_at = ?
+	res, err := s.db.Exec(ctx, `UPDATE gateway_batches SET status = 'cancelling', cancelling_at = ?
 		WHERE id = ? AND key_id = ? AND status IN ('validating','in_progress')`, now, id, keyID)
 	if err != nil {
 		return record{}, err
@@ -164,20 +164,20 @@ var (
 // remove deletes keyID's finished batch id.
 func (s *Store) remove(ctx context.Context, keyID, id string) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `DELETE FROM route_batches WHERE id = ? AND key_id = ? AND status IN ('completed','failed','expired','cancelled')`, id, keyID)
+		res, err := tx.Exec(ctx, `DELETE FROM gateway_batches WHERE id = ? AND key_id = ? AND status IN ('completed','failed','expired','cancelled')`, id, keyID)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			var status string
-			if err := tx.QueryRow(ctx, `SELECT status FROM route_batches WHERE id = ? AND key_id = ?`, id, keyID).Scan(&status); errors.Is(err, sql.ErrNoRows) {
+			if err := tx.QueryRow(ctx, `SELECT status FROM gateway_batches WHERE id = ? AND key_id = ?`, id, keyID).Scan(&status); errors.Is(err, sql.ErrNoRows) {
 				return errNotFound
 			} else if err != nil {
 				return err
 			}
 			return errNotFinished
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM route_batch_lines WHERE batch_id = ?`, id)
+		_, err = tx.Exec(ctx, `DELETE FROM gateway_batch_lines WHERE batch_id = ?`, id)
 		return err
 	})
 }
@@ -186,7 +186,7 @@ func (s *Store) remove(ctx context.Context, keyID, id string) error {
 // finalizing work) whose lease is free, for owner until until; "" when
 // there is none.
 func (s *Store) claimBatch(ctx context.Context, statuses, owner string, now, until int64) (record, bool, error) {
-	rows, err := s.db.Query(ctx, `SELECT id FROM route_batches WHERE status IN `+statuses+` AND lease_until < ? ORDER BY created_at, id LIMIT 8`, now)
+	rows, err := s.db.Query(ctx, `SELECT id FROM gateway_batches WHERE status IN `+statuses+` AND lease_until < ? ORDER BY created_at, id LIMIT 8`, now)
 	if err != nil {
 		return record{}, false, err
 	}
@@ -195,13 +195,13 @@ func (s *Store) claimBatch(ctx context.Context, statuses, owner string, now, unt
 		return record{}, false, err
 	}
 	for _, id := range ids {
-		res, err := s.db.Exec(ctx, `UPDATE route_batches SET lease_owner = ?, lease_until = ? WHERE id = ? AND status IN `+statuses+` AND lease_until < ?`,
+		res, err := s.db.Exec(ctx, `UPDATE gateway_batches SET lease_owner = ?, lease_until = ? WHERE id = ? AND status IN `+statuses+` AND lease_until < ?`,
 			owner, until, id, now)
 		if err != nil {
 			return record{}, false, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			r, err := scanRecord(s.db.QueryRow(ctx, `SELECT `+recordCols+` FROM route_batches WHERE id = ?`, id))
+			r, err := scanRecord(s.db.QueryRow(ctx, `SELECT `+recordCols+` FROM gateway_batches WHERE id = ?`, id))
 			return r, err == nil, err
 		}
 	}
@@ -210,7 +210,7 @@ func (s *Store) claimBatch(ctx context.Context, statuses, owner string, now, unt
 
 // release gives up owner's lease of batch id.
 func (s *Store) release(ctx context.Context, id, owner string) error {
-	_, err := s.db.Exec(ctx, `UPDATE route_batches SET lease_owner = '', lease_until = 0 WHERE id = ? AND lease_owner = ?`, id, owner)
+	_, err := s.db.Exec(ctx, `UPDATE gateway_batches SET lease_owner = '', lease_until = 0 WHERE id = ? AND lease_owner = ?`, id, owner)
 	return err
 }
 
@@ -231,7 +231,7 @@ type line struct {
 func (s *Store) addLines(ctx context.Context, id, owner string, lines []line, first bool, until int64) (bool, error) {
 	var ok bool
 	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_batches SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'validating'`, until, id, owner)
+		res, err := tx.Exec(ctx, `UPDATE gateway_batches SET lease_until = ? WHERE id = ? AND lease_owner = ? AND status = 'validating'`, until, id, owner)
 		if err != nil {
 			return err
 		}
@@ -240,14 +240,14 @@ func (s *Store) addLines(ctx context.Context, id, owner string, lines []line, fi
 		}
 		ok = true
 		if first {
-			if _, err := tx.Exec(ctx, `DELETE FROM route_batch_lines WHERE batch_id = ?`, id); err != nil {
+			if _, err := tx.Exec(ctx, `DELETE FROM gateway_batch_lines WHERE batch_id = ?`, id); err != nil {
 				return err
 			}
 		}
 		for start := 0; start < len(lines); start += insertChunk {
 			chunk := lines[start:min(len(lines), start+insertChunk)]
 			var q strings.Builder
-			q.WriteString(`INSERT INTO route_batch_lines (batch_id, line, custom_id, request, state, result) VALUES `)
+			q.WriteString(`INSERT INTO gateway_batch_lines (batch_id, line, custom_id, request, state, result) VALUES `)
 			args := make([]any, 0, 6*len(chunk))
 			for i, l := range chunk {
 				if i > 0 {
@@ -277,17 +277,17 @@ func (s *Store) startLines(ctx context.Context, id, owner string, total, failed 
 		var res sql.Result
 		var err error
 		if errs != "" {
-			res, err = tx.Exec(ctx, `UPDATE route_batches SET status = 'failed', failed_at = ?, errors = ?, lease_owner = '', lease_until = 0
+			res, err = tx.Exec(ctx, `UPDATE gateway_batches SET status = 'failed', failed_at = ?, errors = ?, lease_owner = '', lease_until = 0
 				WHERE id = ? AND lease_owner = ? AND status = 'validating'`, now, errs, id, owner)
 		} else {
-			res, err = tx.Exec(ctx, `UPDATE route_batches SET status = 'in_progress', in_progress_at = ?, total = ?, completed = 0, failed = ?,
+			res, err = tx.Exec(ctx, `UPDATE gateway_batches SET status = 'in_progress', in_progress_at = ?, total = ?, completed = 0, failed = ?,
 				lease_owner = '', lease_until = 0 WHERE id = ? AND lease_owner = ? AND status = 'validating'`, now, total, failed, id, owner)
 		}
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 1 && errs != "" {
-			_, err = tx.Exec(ctx, `DELETE FROM route_batch_lines WHERE batch_id = ?`, id)
+			_, err = tx.Exec(ctx, `DELETE FROM gateway_batch_lines WHERE batch_id = ?`, id)
 		}
 		return err
 	})
@@ -299,7 +299,7 @@ const insertChunk = 500
 
 // inProgress lists the batches whose lines may be claimed.
 func (s *Store) inProgress(ctx context.Context, limit int) ([]record, error) {
-	rows, err := s.db.Query(ctx, `SELECT `+recordCols+` FROM route_batches WHERE status = 'in_progress' ORDER BY created_at, id LIMIT ?`, limit)
+	rows, err := s.db.Query(ctx, `SELECT `+recordCols+` FROM gateway_batches WHERE status = 'in_progress' ORDER BY created_at, id LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -320,17 +320,17 @@ type claimed struct {
 func (s *Store) claimLines(ctx context.Context, id, owner string, n int, until int64) ([]claimed, error) {
 	// PostgreSQL takes the lines in a CTE, evaluated once, skipping the
 	// rows another replica's claim holds; SQLite's writers are serial.
-	q := `UPDATE route_batch_lines SET state = 'running', lease_owner = ?, lease_until = ?
+	q := `UPDATE gateway_batch_lines SET state = 'running', lease_owner = ?, lease_until = ?
 		WHERE batch_id = ? AND state = 'pending'
-		AND EXISTS (SELECT 1 FROM route_batches WHERE id = ? AND status = 'in_progress') AND line IN (
-			SELECT line FROM route_batch_lines WHERE batch_id = ? AND state = 'pending' ORDER BY line LIMIT ?)
+		AND EXISTS (SELECT 1 FROM gateway_batches WHERE id = ? AND status = 'in_progress') AND line IN (
+			SELECT line FROM gateway_batch_lines WHERE batch_id = ? AND state = 'pending' ORDER BY line LIMIT ?)
 		RETURNING line, custom_id, request`
 	args := []any{owner, until, id, id, id, n}
 	if s.db.Dialect == sqldb.Postgres {
-		q = `WITH c AS (SELECT line FROM route_batch_lines WHERE batch_id = ? AND state = 'pending' ORDER BY line LIMIT ? FOR UPDATE SKIP LOCKED)
-			UPDATE route_batch_lines l SET state = 'running', lease_owner = ?, lease_until = ? FROM c
+		q = `WITH c AS (SELECT line FROM gateway_batch_lines WHERE batch_id = ? AND state = 'pending' ORDER BY line LIMIT ? FOR UPDATE SKIP LOCKED)
+			UPDATE gateway_batch_lines l SET state = 'running', lease_owner = ?, lease_until = ? FROM c
 			WHERE l.batch_id = ? AND l.line = c.line AND l.state = 'pending'
-			AND EXISTS (SELECT 1 FROM route_batches WHERE id = ? AND status = 'in_progress')
+			AND EXISTS (SELECT 1 FROM gateway_batches WHERE id = ? AND status = 'in_progress')
 			RETURNING l.line, l.custom_id, l.request`
 		args = []any{id, n, owner, until, id, id}
 	}
@@ -352,7 +352,7 @@ func (s *Store) claimLines(ctx context.Context, id, owner string, n int, until i
 // unclaim gives back owner's claimed lines that were not started.
 func (s *Store) unclaim(ctx context.Context, owner string, cs []claimed) error {
 	for _, c := range cs {
-		if _, err := s.db.Exec(ctx, `UPDATE route_batch_lines SET state = 'pending', lease_owner = '', lease_until = 0
+		if _, err := s.db.Exec(ctx, `UPDATE gateway_batch_lines SET state = 'pending', lease_owner = '', lease_until = 0
 			WHERE batch_id = ? AND line = ? AND state = 'running' AND lease_owner = ?`, c.BatchID, c.N, owner); err != nil {
 			return err
 		}
@@ -362,7 +362,7 @@ func (s *Store) unclaim(ctx context.Context, owner string, cs []claimed) error {
 
 // renew extends owner's leases of running lines to until.
 func (s *Store) renew(ctx context.Context, owner string, until int64) error {
-	_, err := s.db.Exec(ctx, `UPDATE route_batch_lines SET lease_until = ? WHERE state = 'running' AND lease_owner = ?`, until, owner)
+	_, err := s.db.Exec(ctx, `UPDATE gateway_batch_lines SET lease_until = ? WHERE state = 'running' AND lease_owner = ?`, until, owner)
 	return err
 }
 
@@ -386,7 +386,7 @@ func (s *Store) finish(ctx context.Context, owner string, rs []result) error {
 			if r.OK {
 				ok = 1
 			}
-			res, err := tx.Exec(ctx, `UPDATE route_batch_lines SET state = 'done', ok = ?, result = ?, request = '', lease_owner = '', lease_until = 0
+			res, err := tx.Exec(ctx, `UPDATE gateway_batch_lines SET state = 'done', ok = ?, result = ?, request = '', lease_owner = '', lease_until = 0
 				WHERE batch_id = ? AND line = ? AND state = 'running' AND lease_owner = ?`, ok, r.Line, r.BatchID, r.N, owner)
 			if err != nil {
 				return err
@@ -406,7 +406,7 @@ func (s *Store) finish(ctx context.Context, owner string, rs []result) error {
 			}
 		}
 		for id, c := range per {
-			if _, err := tx.Exec(ctx, `UPDATE route_batches SET completed = completed + ?, failed = failed + ? WHERE id = ?`, c.ok, c.failed, id); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE gateway_batches SET completed = completed + ?, failed = failed + ? WHERE id = ?`, c.ok, c.failed, id); err != nil {
 				return err
 			}
 		}
@@ -418,7 +418,7 @@ func (s *Store) finish(ctx context.Context, owner string, rs []result) error {
 // whose lease ended before now: their process stopped while they were
 // in flight.
 func (s *Store) stale(ctx context.Context, owner string, now int64, limit int) ([]claimed, error) {
-	rows, err := s.db.Query(ctx, `SELECT batch_id, line, custom_id FROM route_batch_lines
+	rows, err := s.db.Query(ctx, `SELECT batch_id, line, custom_id FROM gateway_batch_lines
 		WHERE state = 'running' AND lease_until < ? AND lease_owner <> ? LIMIT ?`, now, owner, limit)
 	if err != nil {
 		return nil, err
@@ -433,13 +433,13 @@ func (s *Store) stale(ctx context.Context, owner string, now int64, limit int) (
 // finished or its lease renewed meanwhile.
 func (s *Store) interrupt(ctx context.Context, c claimed, errLine string, now int64) error {
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_batch_lines SET state = 'done', ok = 0, result = ?, request = '', lease_owner = '', lease_until = 0
+		res, err := tx.Exec(ctx, `UPDATE gateway_batch_lines SET state = 'done', ok = 0, result = ?, request = '', lease_owner = '', lease_until = 0
 			WHERE batch_id = ? AND line = ? AND state = 'running' AND lease_until < ?`, errLine, c.BatchID, c.N, now)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			_, err = tx.Exec(ctx, `UPDATE route_batches SET failed = failed + 1 WHERE id = ?`, c.BatchID)
+			_, err = tx.Exec(ctx, `UPDATE gateway_batches SET failed = failed + 1 WHERE id = ?`, c.BatchID)
 		}
 		return err
 	})
@@ -448,7 +448,7 @@ func (s *Store) interrupt(ctx context.Context, c claimed, errLine string, now in
 // expire moves the unfinished batches whose window ended by now to
 // finalizing, marking them expired; it returns how many.
 func (s *Store) expire(ctx context.Context, now int64) (int64, error) {
-	res, err := s.db.Exec(ctx, `UPDATE route_batches SET status = 'finalizing', finalizing_at = ?, expired_at = ?
+	res, err := s.db.Exec(ctx, `UPDATE gateway_batches SET status = 'finalizing', finalizing_at = ?, expired_at = ?
 		WHERE status IN ('validating','in_progress') AND expires_at <= ?`, now, now, now)
 	if err != nil {
 		return 0, err
@@ -459,23 +459,23 @@ func (s *Store) expire(ctx context.Context, now int64) (int64, error) {
 // settle moves in-progress batches without pending or running lines to
 // finalizing.
 func (s *Store) settle(ctx context.Context, now int64) error {
-	_, err := s.db.Exec(ctx, `UPDATE route_batches SET status = 'finalizing', finalizing_at = ?
+	_, err := s.db.Exec(ctx, `UPDATE gateway_batches SET status = 'finalizing', finalizing_at = ?
 		WHERE status = 'in_progress' AND NOT EXISTS (
-			SELECT 1 FROM route_batch_lines l WHERE l.batch_id = route_batches.id AND l.state IN ('pending','running'))`, now)
+			SELECT 1 FROM gateway_batch_lines l WHERE l.batch_id = gateway_batches.id AND l.state IN ('pending','running'))`, now)
 	return err
 }
 
 // running counts batch id's lines in flight.
 func (s *Store) running(ctx context.Context, id string) (int, error) {
 	var n int
-	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM route_batch_lines WHERE batch_id = ? AND state = 'running'`, id).Scan(&n)
+	err := s.db.QueryRow(ctx, `SELECT COUNT(*) FROM gateway_batch_lines WHERE batch_id = ? AND state = 'running'`, id).Scan(&n)
 	return n, err
 }
 
 // pending returns up to limit of batch id's pending lines (an expired
 // batch's, written as expired) after line after.
 func (s *Store) pending(ctx context.Context, id string, after, limit int) ([]claimed, error) {
-	rows, err := s.db.Query(ctx, `SELECT line, custom_id FROM route_batch_lines WHERE batch_id = ? AND state = 'pending' AND line > ? ORDER BY line LIMIT ?`, id, after, limit)
+	rows, err := s.db.Query(ctx, `SELECT line, custom_id FROM gateway_batch_lines WHERE batch_id = ? AND state = 'pending' AND line > ? ORDER BY line LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -492,7 +492,7 @@ func (s *Store) results(ctx context.Context, id string, ok bool, after, limit in
 	if ok {
 		o = 1
 	}
-	rows, err := s.db.Query(ctx, `SELECT line, result FROM route_batch_lines WHERE batch_id = ? AND state = 'done' AND ok = ? AND line > ? ORDER BY line LIMIT ?`, id, o, after, limit)
+	rows, err := s.db.Query(ctx, `SELECT line, result FROM gateway_batch_lines WHERE batch_id = ? AND state = 'done' AND ok = ? AND line > ? ORDER BY line LIMIT ?`, id, o, after, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -511,7 +511,7 @@ func (s *Store) finalize(ctx context.Context, id, owner, status, outputID, error
 		return fmt.Errorf("batches: no final status %q", status)
 	}
 	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
-		res, err := tx.Exec(ctx, `UPDATE route_batches SET status = ?, `+col+` = COALESCE(`+col+`, ?), output_file_id = ?, error_file_id = ?,
+		res, err := tx.Exec(ctx, `UPDATE gateway_batches SET status = ?, `+col+` = COALESCE(`+col+`, ?), output_file_id = ?, error_file_id = ?,
 			failed = failed + ?, lease_owner = '', lease_until = 0 WHERE id = ? AND lease_owner = ? AND status IN ('finalizing','cancelling')`,
 			status, now, outputID, errorID, addFailed, id, owner)
 		if err != nil {
@@ -520,7 +520,7 @@ func (s *Store) finalize(ctx context.Context, id, owner, status, outputID, error
 		if n, _ := res.RowsAffected(); n == 0 {
 			return nil
 		}
-		_, err = tx.Exec(ctx, `DELETE FROM route_batch_lines WHERE batch_id = ?`, id)
+		_, err = tx.Exec(ctx, `DELETE FROM gateway_batch_lines WHERE batch_id = ?`, id)
 		return err
 	})
 }

@@ -1,6 +1,6 @@
 -- Batches (route/batches): one row per batch, one per input line until
 -- the batch is finalized into its output and error files.
-CREATE TABLE route_batches (
+CREATE TABLE gateway_batches (
     id                TEXT PRIMARY KEY,
     key_id            TEXT NOT NULL,
     endpoint          TEXT NOT NULL,
@@ -26,10 +26,10 @@ CREATE TABLE route_batches (
     lease_owner       TEXT NOT NULL DEFAULT '',
     lease_until       BIGINT NOT NULL DEFAULT 0
 );
-CREATE INDEX route_batches_key ON route_batches (key_id, created_at, id);
-CREATE INDEX route_batches_status ON route_batches (status);
+CREATE INDEX gateway_batches_key ON gateway_batches (key_id, created_at, id);
+CREATE INDEX gateway_batches_status ON gateway_batches (status);
 
-CREATE TABLE route_batch_lines (
+CREATE TABLE gateway_batch_lines (
     batch_id    TEXT NOT NULL,
     line        INTEGER NOT NULL,
     custom_id   TEXT NOT NULL,
@@ -41,5 +41,5 @@ CREATE TABLE route_batch_lines (
     lease_until BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (batch_id, line)
 );
-CREATE INDEX route_batch_lines_state ON route_batch_lines (batch_id, state, line);
-CREATE INDEX route_batch_lines_lease ON route_batch_lines (state, lease_until);
+CREATE INDEX gateway_batch_lines_state ON gateway_batch_lines (batch_id, state, line);
+CREATE INDEX gateway_batch_lines_lease ON gateway_batch_lines (state, lease_until);
