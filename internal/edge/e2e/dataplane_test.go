@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -124,49 +123,13 @@ func startIntruder(t *testing.T, ns string, hc tunnelHelperConfig) (stop func())
 	return stop
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's output and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startProc runs the omni binary in ns; it is stopped with SIGTERM (then
 // killed) when t ends, and its output logged if t failed.
-func startProc(t *testing.T, name, ns string, args ...string) (*exec.Cmd, *syncBuffer, chan struct{}) {
+func startProc(t *testing.T, name, ns string, args ...string) (*exec.Cmd, *testenv.Output, <-chan struct{}) {
 	t.Helper()
+	// ip netns exec execs the binary, so the interrupt reaches it.
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, testenv.OmniBinary(t)}, args...)...)
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		// ip netns exec execs the binary, so the signal reaches it.
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", name, logs.String())
-		}
-	})
+	logs, done := testenv.Start(t, name, cmd)
 	return cmd, logs, done
 }
 
@@ -189,7 +152,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 type controlPlane struct {
 	data, url string
 	metrics   string // the metrics listener's URL
-	logs      *syncBuffer
+	logs      *testenv.Output
 	wan       string
 }
 
@@ -280,8 +243,8 @@ func (cp *controlPlane) seedNetwork(t *testing.T, email, name string) string {
 
 type edge struct {
 	name, ns, state string
-	logs            *syncBuffer
-	done            chan struct{}
+	logs            *testenv.Output
+	done            <-chan struct{}
 	cmd             *exec.Cmd
 }
 

@@ -79,3 +79,50 @@ func WaitOK(url string, d time.Duration) bool {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// Output is a process's combined output, safe to read while it runs.
+type Output struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b = append(o.b, p...)
+	return len(p), nil
+}
+
+// String is the output so far.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return string(o.b)
+}
+
+// Start starts cmd with its output kept and stops it when t ends: an
+// interrupt, then a kill if it has not exited within 15 s; its output is
+// logged, headed by name, if t failed. exited is closed once it exits.
+func Start(t testing.TB, name string, cmd *exec.Cmd) (out *Output, exited <-chan struct{}) {
+	t.Helper()
+	out = &Output{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", name, out.String())
+		}
+	})
+	return out, done
+}

@@ -1,39 +1,26 @@
 package audio_test
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
-	"os"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
 )
 
 // rssKB reads a field of /proc/self/status (kB), 0 where there is none.
 func rssKB(field string) int64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return n
-		}
-	}
-	return 0
+	n, _ := testenv.ProcStatusKB(0, field)
+	return n
 }
 
 // A 100 MB transcription is streamed: the upstream gets the file's first

@@ -47,7 +47,7 @@ func newFakeOpenAI(t *testing.T, fail bool) *fakeOpenAI {
 type replica struct {
 	url  string
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *testenv.Output
 }
 
 func startRoute(t *testing.T, name, config string, shared []string) *replica {
@@ -55,25 +55,8 @@ func startRoute(t *testing.T, name, config string, shared []string) *replica {
 	addr := testenv.FreeTCP(t)
 	args := append([]string{"serve", "route", "--route-listen", addr, "--metrics-listen", "off", "--data", t.TempDir(), "--config", config, "--log-level", "warn"}, shared...)
 	cmd := exec.Command(testenv.OmniBinary(t), args...)
-	r := &replica{url: "http://" + addr, cmd: cmd, logs: &bytes.Buffer{}}
-	cmd.Stdout, cmd.Stderr = r.logs, r.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s logs:\n%s", name, r.logs.String())
-		}
-	})
+	r := &replica{url: "http://" + addr, cmd: cmd}
+	r.logs, _ = testenv.Start(t, name, cmd)
 	if !testenv.WaitOK(r.url+"/readyz", 30*time.Second) {
 		t.Fatalf("%s never became ready", name)
 	}

@@ -1,19 +1,17 @@
 package files_test
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
+	"io/fs"
 	"mime/multipart"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,20 +42,14 @@ func (p *pattern) Read(b []byte) (int, error) {
 // rssKB reads a field (VmRSS, VmHWM) of /proc/pid/status, in KiB.
 func rssKB(t *testing.T, pid int, field string) int64 {
 	t.Helper()
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
+	n, err := testenv.ProcStatusKB(pid, field)
+	if errors.Is(err, fs.ErrNotExist) {
 		t.Skipf("no /proc: %v", err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return n
-		}
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return n
 }
 
 // streamUpload posts n bytes of src as a file through a pipe: the client
@@ -112,25 +104,7 @@ func TestMeasureLargeFileMemory(t *testing.T) {
 	addr := testenv.FreeTCP(t)
 	cmd := exec.Command(testenv.OmniBinary(t), "serve", "route", "--route-listen", addr, "--metrics-listen", "off",
 		"--data", data, "--config", config, "--log-level", "warn")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("gateway logs:\n%s", logs.String())
-		}
-	})
+	testenv.Start(t, "gateway", cmd)
 	url := "http://" + addr
 	if !testenv.WaitOK(url+"/readyz", 60*time.Second) {
 		t.Fatal("the gateway never became ready")
