@@ -206,6 +206,12 @@ func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(ctx, t.db.Rebind(q), args...)
 }
 
+// Prepare prepares a statement inside the transaction, for one
+// statement run many times (parsed once); the caller closes it.
+func (t *Tx) Prepare(ctx context.Context, q string) (*sql.Stmt, error) {
+	return t.tx.PrepareContext(ctx, t.db.Rebind(q))
+}
+
 // Dialect reports the dialect of the transaction's database.
 func (t *Tx) Dialect() Dialect { return t.db.Dialect }
 

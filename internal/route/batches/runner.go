@@ -326,8 +326,11 @@ func (r *Runner) flush(ctx context.Context) {
 			return
 		}
 		for try := 0; try < 5; try++ {
-			err := r.s.store.finish(ctx, r.owner, buf)
+			settled, err := r.s.store.finish(ctx, r.owner, buf)
 			if err == nil {
+				if settled {
+					r.wake() // a batch has no line left: finalize it now
+				}
 				break
 			}
 			r.s.log.Warn("batches: recording results failed", "err", err)

@@ -376,18 +376,27 @@ type result struct {
 
 // finish records results of owner's lines in one transaction, counting
 // each in its batch once; a line no longer owner's (its lease was
-// taken over) is left as it is.
-func (s *Store) finish(ctx context.Context, owner string, rs []result) error {
-	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+// taken over) is left as it is. It reports whether one of the batches
+// has no line left to run (it is ready to finalize).
+func (s *Store) finish(ctx context.Context, owner string, rs []result) (bool, error) {
+	var settled bool
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		settled = false
 		type counts struct{ ok, failed int }
 		per := map[string]*counts{}
+		// One statement, parsed once, for every line of the flush.
+		st, err := tx.Prepare(ctx, `UPDATE gateway_batch_lines SET state = 'done', ok = ?, result = ?, request = '', lease_owner = '', lease_until = 0
+			WHERE batch_id = ? AND line = ? AND state = 'running' AND lease_owner = ?`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
 		for _, r := range rs {
 			ok := 0
 			if r.OK {
 				ok = 1
 			}
-			res, err := tx.Exec(ctx, `UPDATE gateway_batch_lines SET state = 'done', ok = ?, result = ?, request = '', lease_owner = '', lease_until = 0
-				WHERE batch_id = ? AND line = ? AND state = 'running' AND lease_owner = ?`, ok, r.Line, r.BatchID, r.N, owner)
+			res, err := st.ExecContext(ctx, ok, r.Line, r.BatchID, r.N, owner)
 			if err != nil {
 				return err
 			}
@@ -406,12 +415,16 @@ func (s *Store) finish(ctx context.Context, owner string, rs []result) error {
 			}
 		}
 		for id, c := range per {
-			if _, err := tx.Exec(ctx, `UPDATE gateway_batches SET completed = completed + ?, failed = failed + ? WHERE id = ?`, c.ok, c.failed, id); err != nil {
+			var left bool
+			if err := tx.QueryRow(ctx, `UPDATE gateway_batches SET completed = completed + ?, failed = failed + ? WHERE id = ?
+				RETURNING completed + failed < total`, c.ok, c.failed, id).Scan(&left); err != nil {
 				return err
 			}
+			settled = settled || !left
 		}
 		return nil
 	})
+	return settled, err
 }
 
 // stale returns up to limit running lines of owners other than owner
