@@ -1,6 +1,6 @@
 // Package cli owns the omni command tree: `serve` (both products or one),
 // `edge up|status|down|login` for devices, `edge admin …` for operators,
-// and `version`. Each command parses its own flags, builds what it needs
+// `version` and `healthcheck`. Each command parses its own flags, builds what it needs
 // from internal packages and returns an exit code; nothing here holds
 // global state.
 package cli
@@ -60,10 +60,8 @@ func tree() *command {
 				}},
 			}},
 		}},
-		"version": {summary: "print the version", run: func(_ context.Context, env Env, _ []string) error {
-			fmt.Fprintln(env.Stdout, "omni", Version)
-			return nil
-		}},
+		"version":     {summary: "print the version, VCS revision, Go version and platform: [--json]", run: runVersion},
+		"healthcheck": {summary: "exit 0 when a running omni answers its health URL: [--url http://127.0.0.1:8080/healthz] [--timeout 3s]", run: runHealthcheck},
 	}}
 }
 
