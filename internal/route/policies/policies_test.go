@@ -200,6 +200,22 @@ func TestModelBlock(t *testing.T) {
 		if got := w.ChatText("mix"); got != "hi from b" {
 			t.Fatalf("combo with a blocked first target: %q", got)
 		}
+		// Every modality and dialect passes the same gate.
+		msgs := []map[string]string{{"role": "user", "content": "hi"}}
+		for path, body := range map[string]any{
+			"/v1/messages":           map[string]any{"model": "a/gpt-x-preview", "max_tokens": 5, "messages": msgs},
+			"/v1/responses":          map[string]any{"model": "a/gpt-x-preview", "input": "hi"},
+			"/api/chat":              map[string]any{"model": "a/gpt-x-preview", "messages": msgs},
+			"/v1/embeddings":         map[string]any{"model": "a/gpt-x-preview", "input": "hi"},
+			"/v1/rerank":             map[string]any{"model": "a/gpt-x-preview", "query": "q", "documents": []string{"d"}},
+			"/v1/moderations":        map[string]any{"model": "a/gpt-x-preview", "input": "hi"},
+			"/v1/images/generations": map[string]any{"model": "a/gpt-x-preview", "prompt": "a cat"},
+		} {
+			r := w.Do("POST", path, body)
+			if r.Status != http.StatusForbidden || !strings.Contains(string(r.Body), "no previews") {
+				t.Errorf("%s: %d %s, want 403 naming the policy", path, r.Status, r.Body)
+			}
+		}
 		if n := len(calls(w.a)); n != 0 {
 			t.Fatalf("a blocked model reached the upstream (%d calls)", n)
 		}
