@@ -46,6 +46,7 @@ type App struct {
 	mux        *httpx.Mux    // handler's routes
 	settle     time.Duration // Deps.SettleTimeout
 	log        *slog.Logger
+	listed     func(id string) bool // nil: every model is listed (route/policies)
 }
 
 // Registry returns a registry with every provider type this build ships:
@@ -234,9 +235,12 @@ func (a *App) Run(ctx context.Context) error {
 // made through the management API.
 func (a *App) Models() []api.ModelInfo {
 	ms := a.State.Models()
-	out := make([]api.ModelInfo, len(ms))
-	for i, m := range ms {
-		out[i] = api.ModelInfo{ID: m.ID, OwnedBy: m.OwnedBy, Kind: m.Kind}
+	out := make([]api.ModelInfo, 0, len(ms))
+	for _, m := range ms {
+		if a.listed != nil && !a.listed(m.ID) {
+			continue
+		}
+		out = append(out, api.ModelInfo{ID: m.ID, OwnedBy: m.OwnedBy, Kind: m.Kind})
 	}
 	return out
 }

@@ -63,6 +63,7 @@ func modules() []part {
 		built(backupModule),        // backups, export, import (route/backup)
 		built(resilienceModule),    // breakers, cooldowns, lockouts, queue (route/resilience)
 		built(cacheModule),         // response cache, idempotency (route/cache)
+		built(policiesModule),      // routing policies: targets calls may reach (route/policies)
 		built(limitsModule),        // key policies, rate limits, budgets (route/limits)
 		built(usageModule),         // usage records, telemetry (route/usage)
 		built(conversationsModule), // stored Responses conversations (route/conversations)

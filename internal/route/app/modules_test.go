@@ -175,7 +175,7 @@ func TestStageOrder(t *testing.T) {
 			order = append(order, f.Name)
 		}
 	}
-	if !slices.Equal(order, []string{"limits", "usage"}) {
+	if !slices.Equal(order, []string{"policies", "limits", "usage"}) {
 		t.Fatalf("modules with gates %v", order)
 	}
 	late := func(context.Context, *wiring) (feature.Module, error) {
