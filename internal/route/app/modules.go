@@ -68,6 +68,7 @@ func modules() []part {
 		built(usageModule),         // usage records, telemetry (route/usage)
 		built(conversationsModule), // stored Responses conversations (route/conversations)
 		built(dashboardModule),     // the web dashboard under /dashboard/ (route/dashboard)
+		built(promptingModule),     // global system prompt, thinking budget (route/prompting)
 		built(gatewayModule),       // the dialect endpoints (route/api)
 		built(rerankModule),        // POST /v1/rerank over the gateway's operations (route/rerank)
 		built(moderationModule),    // POST /v1/moderations (route/moderation)
@@ -110,6 +111,7 @@ type wiring struct {
 	files   *files.Service     // the files module's; nil without a store
 
 	// The stages installed so far.
+	rewriters   []pipeline.Rewriter
 	gates       []feature.Stage
 	cache       pipeline.Cache
 	idempotency pipeline.Idempotency
@@ -169,7 +171,7 @@ func (w *wiring) build(ctx context.Context, parts []part) ([]feature.Module, err
 // install adds m's stage to the pipeline being built.
 func (w *wiring) install(m feature.Module) error {
 	s := m.Stage
-	if s.Gate == nil && s.Cache == nil && s.Idempotency == nil && s.Responses == nil && s.Health == nil {
+	if s.Gate == nil && s.Cache == nil && s.Idempotency == nil && s.Responses == nil && s.Health == nil && s.Rewrite == nil {
 		return nil
 	}
 	if w.app.API != nil {
@@ -187,6 +189,9 @@ func (w *wiring) install(m feature.Module) error {
 	}
 	if s.Gate != nil {
 		w.gates = append(w.gates, s)
+	}
+	if s.Rewrite != nil {
+		w.rewriters = append(w.rewriters, s.Rewrite)
 	}
 	if s.Cache != nil {
 		w.cache = s.Cache
@@ -212,7 +217,7 @@ func (w *wiring) install(m feature.Module) error {
 func (w *wiring) pipeline() pipeline.Stages {
 	gates := slices.Clone(w.gates)
 	slices.SortStableFunc(gates, func(a, b feature.Stage) int { return cmp.Compare(a.Order, b.Order) })
-	st := pipeline.Stages{Cache: w.cache, Idempotency: w.idempotency}
+	st := pipeline.Stages{Cache: w.cache, Idempotency: w.idempotency, Rewriters: slices.Clone(w.rewriters)}
 	for _, g := range gates {
 		st.Gates = append(st.Gates, g.Gate)
 	}

@@ -98,6 +98,9 @@ func stageCell(m feature.Module) string {
 		out = append(out, "provider types")
 	}
 	s := m.Stage
+	if s.Rewrite != nil {
+		out = append(out, "rewriter")
+	}
 	if s.Gate != nil {
 		out = append(out, "gate ("+s.Order.String()+")")
 	}

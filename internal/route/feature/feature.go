@@ -122,6 +122,10 @@ type Stage struct {
 	Gate  pipeline.Gate
 	Order Order
 
+	// Rewrite changes requests before every other stage sees them; the
+	// rewriters run in the modules' order.
+	Rewrite pipeline.Rewriter
+
 	Cache       pipeline.Cache
 	Idempotency pipeline.Idempotency
 	// Responses keeps stored Responses conversations (previous_response_id).

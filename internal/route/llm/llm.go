@@ -177,6 +177,11 @@ type Request struct {
 	// Extra holds client parameters the model does not know, passed
 	// through only to an upstream of the client's own format.
 	Extra map[string]json.RawMessage `json:"extra,omitempty"`
+
+	// EffortBudgets is the effort-to-budget mapping the adapters use for
+	// this request (the gateway's thinking-budget setting); nil is
+	// DefaultEffortBudgets.
+	EffortBudgets *EffortBudgets `json:"effort_budgets,omitempty"`
 }
 
 // OutputBound is the most output an upstream may bill for a request as

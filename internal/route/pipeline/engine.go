@@ -17,7 +17,7 @@ import (
 // Engine runs every routed request (all five dialects) through the
 // stages and the router:
 //
-//	idempotency → gates (limits, budgets, accounting) → cache → router
+//	rewriters → idempotency → gates (limits, budgets, accounting) → cache → router
 //
 // Every stage is optional. The transport decodes the client's request,
 // describes it in an Origin, and encodes what the engine returns (or its
@@ -164,6 +164,7 @@ func storable(resp *llm.Response) bool {
 // reports none). A stream must be read to its end or closed: its outcome
 // reaches the gates then.
 func (e *Engine) Execute(ctx context.Context, o *Origin, req *llm.Request) (Answer, error) {
+	req = e.rewrite(ctx, o.KeyID, req)
 	// Idempotency: a replay skips everything else.
 	var commit func(*llm.Response)
 	if e.Stages.Idempotency != nil {
@@ -367,6 +368,7 @@ func (e *Engine) Embed(ctx context.Context, o *Origin, model string, inputs []st
 // or charged), then the router, which asks the target's upstream when
 // its adapter counts and estimates otherwise (res.Estimated).
 func (e *Engine) CountTokens(ctx context.Context, o *Origin, req *llm.Request) (*router.CountResult, error) {
+	req = e.rewrite(ctx, o.KeyID, req)
 	call := &Call{KeyID: o.KeyID, Endpoint: o.Endpoint, Model: req.Model, Session: o.Session, Request: req,
 		Start: e.Clock.Now(), Choices: 1, Count: true}
 	ctx, finish, err := e.admit(ctx, call)
@@ -398,6 +400,16 @@ func (e *Engine) Permits(ctx context.Context, keyID, model string) error {
 		}
 	}
 	return nil
+}
+
+// rewrite runs req through the rewriters (Stages.Rewriters).
+func (e *Engine) rewrite(ctx context.Context, keyID string, req *llm.Request) *llm.Request {
+	for _, rw := range e.Stages.Rewriters {
+		if r := rw.Rewrite(ctx, keyID, req); r != nil {
+			req = r
+		}
+	}
+	return req
 }
 
 // answer returns a stored response the way the client asked for it.

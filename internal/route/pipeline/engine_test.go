@@ -270,3 +270,47 @@ func TestBillingNamesWhatTheGatewayCannotPrice(t *testing.T) {
 		})
 	}
 }
+
+// rewriter adds a system part of its current text to a copy of the
+// request.
+type rewriter struct{ text string }
+
+func (w *rewriter) Rewrite(_ context.Context, keyID string, req *llm.Request) *llm.Request {
+	out := *req
+	out.System = append([]llm.Part{{Type: llm.PartText, Text: w.text + "/" + keyID}}, req.System...)
+	return &out
+}
+
+// The rewriters run before everything else: the gates see the rewritten
+// request, the idempotency and cache keys are its, and the caller's
+// request is left as it was.
+func TestExecuteRewritesFirst(t *testing.T) {
+	up, g, rw := &adapter{}, &gate{}, &rewriter{text: "one"}
+	e := engine(up, pipeline.Stages{Rewriters: []pipeline.Rewriter{rw}, Gates: []pipeline.Gate{g}, Cache: mapCache{}, Idempotency: onceIdem{}})
+	o := &pipeline.Origin{KeyID: "k1", Endpoint: "/v1/chat/completions", IdempotencyKey: "same"}
+	req := request(0, false)
+	if _, err := e.Execute(context.Background(), o, req); err != nil {
+		t.Fatal(err)
+	}
+	if len(req.System) != 0 {
+		t.Fatalf("the caller's request was changed: %+v", req.System)
+	}
+	if s := g.calls[0].Request.System; len(s) != 1 || s[0].Text != "one/k1" {
+		t.Fatalf("the gate saw system %+v", s)
+	}
+	if a, _ := e.Execute(context.Background(), o, request(0, false)); !a.Idempotent || up.count() != 1 {
+		t.Fatalf("same rewrite: %+v, %d upstream calls", a, up.count())
+	}
+	// Another rewrite is another request: no replay, no cache hit.
+	rw.text = "two"
+	a, err := e.Execute(context.Background(), o, request(0, false))
+	if err != nil || a.Idempotent || a.Cache != "MISS" || up.count() != 2 {
+		t.Fatalf("another rewrite: %+v, %v, %d upstream calls", a, err, up.count())
+	}
+	if _, err := e.CountTokens(context.Background(), o, request(0, false)); err != nil {
+		t.Fatal(err)
+	}
+	if s := g.calls[len(g.calls)-1].Request.System; len(s) != 1 || s[0].Text != "two/k1" {
+		t.Fatalf("the token count's gate saw system %+v", s)
+	}
+}

@@ -1,10 +1,11 @@
 // Package pipeline is the gateway's request pipeline, which every routed
 // request (all five client dialects) passes through:
 //
-//	idempotency → gates (key policies, limits, budgets, accounting) → cache → router
+//	rewriters → idempotency → gates (key policies, limits, budgets, accounting) → cache → router
 //
 // It owns both its contract and its engine. The contract is what the
-// stages and the engine share: the Call a gate admits and the Outcome it
+// stages and the engine share: the Rewriter that changes a request
+// before the others see it, the Call a gate admits and the Outcome it
 // learns, the Gate, ModelPolicy, Cache and Idempotency interfaces, and
 // the ResponseStore behind stored responses with its limits and
 // in-memory default. The Engine runs a request through the stages and
@@ -165,9 +166,23 @@ type Idempotency interface {
 	Begin(ctx context.Context, key string) (replay *llm.Response, commit func(*llm.Response), err error)
 }
 
+// Rewriter changes what a chat request asks for before any stage sees
+// it (a gateway-wide system prompt, the thinking budget): before the
+// idempotency and cache keys are worked out, the gates and the router.
+// It runs for every chat request and token count of every dialect.
+type Rewriter interface {
+	// Rewrite returns req, or a changed copy of it, for the request of
+	// the gateway key keyID ("" when it carried none). It must not change
+	// req itself nor anything req points to (the transport keeps using
+	// them), and must not block.
+	Rewrite(ctx context.Context, keyID string, req *llm.Request) *llm.Request
+}
+
 // Stages holds the pipeline's optional stages; the zero value routes
 // directly.
 type Stages struct {
+	// Rewriters run first, in order.
+	Rewriters   []Rewriter
 	Gates       []Gate
 	Cache       Cache
 	Idempotency Idempotency

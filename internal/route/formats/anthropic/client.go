@@ -234,7 +234,7 @@ func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
 		b.Tokens, b.Default = *r.MaxTokens, false
 	}
 	if reasoningEnabled(r.Reasoning) {
-		if budget := thinkingBudget(r.Reasoning); budget >= b.Tokens {
+		if budget := thinkingBudget(r); budget >= b.Tokens {
 			b.Tokens += budget
 		}
 	}

@@ -39,9 +39,11 @@
 //     without a signature (reasoning from another provider) cannot be
 //     verified by Anthropic and is dropped.
 //   - max_tokens defaults to EncodeOptions.DefaultMaxTokens (4096). A
-//     reasoning effort maps to a budget (minimal/low 1024, medium 4096,
-//     high 16384, xhigh 32768); budgets are at least 1024 and max_tokens is
-//     raised to budget+max_tokens when it is not above the budget.
+//     reasoning effort maps to a budget by the request's mapping
+//     (llm.Request.EffortBudgets, the gateway's thinking-budget setting;
+//     by default minimal/low 1024, medium 4096, high 16384), xhigh to
+//     32768 or high's when above; budgets are at least 1024 and max_tokens
+//     is raised to budget+max_tokens when it is not above the budget.
 //   - When thinking is on and the client did not speak Anthropic,
 //     temperature, top_p and top_k are not sent (Anthropic rejects them
 //     with thinking), and a forced tool choice (required or a named tool)

@@ -22,9 +22,9 @@ const DefaultMaxTokens = 4096
 // MinThinkingBudget is the smallest budget Anthropic accepts.
 const MinThinkingBudget = 1024
 
-// effortBudgets maps a reasoning effort to a thinking budget (see the
-// package doc).
-var effortBudgets = map[string]int{"minimal": 1024, "low": 1024, "medium": 4096, "high": 16384, "xhigh": 32768}
+// xhighBudget is the thinking budget of the xhigh effort, unless the
+// request's mapping puts high above it (see the package doc).
+const xhighBudget = 32768
 
 // EncodeOptions tunes EncodeRequest.
 type EncodeOptions struct {
@@ -128,13 +128,20 @@ func reasoningEnabled(r *llm.Reasoning) bool {
 }
 
 // thinkingBudget is the budget_tokens sent for enabled reasoning: the
-// request's budget, else its effort's, at least MinThinkingBudget.
-func thinkingBudget(rs *llm.Reasoning) int {
+// request's budget, else its effort's by the request's mapping
+// (llm.Request.EffortBudgets), at least MinThinkingBudget.
+func thinkingBudget(r *llm.Request) int {
+	rs := r.Reasoning
 	budget := rs.BudgetTokens
 	if budget <= 0 {
-		budget = effortBudgets["medium"]
-		if b, ok := effortBudgets[rs.Effort]; ok {
-			budget = b
+		m := r.EffortBudgets
+		var ok bool
+		if budget, ok = m.Budget(rs.Effort); !ok {
+			budget, _ = m.Budget("medium")
+			if rs.Effort == "xhigh" {
+				high, _ := m.Budget("high")
+				budget = max(xhighBudget, high)
+			}
 		}
 	}
 	return max(budget, MinThinkingBudget)
@@ -211,7 +218,7 @@ func wireRequest(r *llm.Request, model string, opts EncodeOptions) (*Request, er
 	rawThinking = rawThinking && opts.Native
 	thinking := reasoningEnabled(r.Reasoning) && !rawThinking && !(forced && !opts.Native)
 	if thinking {
-		budget := thinkingBudget(r.Reasoning)
+		budget := thinkingBudget(r)
 		if budget >= maxTokens {
 			maxTokens += budget
 		}

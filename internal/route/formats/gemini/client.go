@@ -284,7 +284,7 @@ func (c *Client) OutputBound(r *llm.Request) llm.OutputBound {
 		case rs.BudgetTokens > 0:
 			b.Extra = rs.BudgetTokens
 		case rs.Effort != "":
-			b.Extra = effortBudget(rs.Effort)
+			b.Extra = effortBudget(r)
 		}
 	}
 	return b

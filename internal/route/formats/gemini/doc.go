@@ -53,8 +53,10 @@
 //     (history from another provider) carries Google's documented
 //     "skip_thought_signature_validator" value.
 //   - Reasoning: a budget is sent as thinkingBudget, an effort as
-//     thinkingLevel for Gemini clients and as a budget otherwise
-//     (minimal/low 1024, medium 4096, high 16384, xhigh 24576); disabled
+//     thinkingLevel for Gemini clients and as a budget otherwise, by the
+//     request's mapping (llm.Request.EffortBudgets; by default
+//     minimal/low 1024, medium 4096, high 16384), xhigh as 24576 or
+//     high's when above; disabled
 //     reasoning is thinkingBudget 0; includeThoughts is set for other
 //     dialects' clients that enable reasoning.
 //   - Answers: consecutive text (or thought) parts merge into one

@@ -26,17 +26,24 @@ type EncodeOptions struct {
 // thought-signature validation does not reject them.
 const skipSignature = "skip_thought_signature_validator"
 
-// effortBudget maps a reasoning effort to a thinking budget.
-func effortBudget(effort string) int {
-	switch effort {
-	case "minimal", "low":
-		return 1024
-	case "high":
-		return 16384
-	case "xhigh":
-		return 24576
+// xhighBudget is the thinking budget of the xhigh effort, unless the
+// request's mapping puts high above it.
+const xhighBudget = 24576
+
+// effortBudget maps r's reasoning effort to a thinking budget by r's
+// mapping (llm.Request.EffortBudgets); an effort it does not name is
+// medium.
+func effortBudget(r *llm.Request) int {
+	m := r.EffortBudgets
+	if b, ok := m.Budget(r.Reasoning.Effort); ok {
+		return b
 	}
-	return 4096
+	if r.Reasoning.Effort == "xhigh" {
+		high, _ := m.Budget("high")
+		return max(xhighBudget, high)
+	}
+	b, _ := m.Budget("medium")
+	return b
 }
 
 // EncodeRequest renders a canonical request for a Gemini upstream; the
@@ -131,7 +138,7 @@ func generationOut(r *llm.Request, opts EncodeOptions) GenerationConfig {
 		case rs.Effort != "" && opts.Native:
 			tc.ThinkingLevel = strings.ToUpper(rs.Effort)
 		case rs.Effort != "":
-			b := effortBudget(rs.Effort)
+			b := effortBudget(r)
 			tc.ThinkingBudget = &b
 		}
 		// Clients of other dialects that ask for reasoning expect to see it.

@@ -52,8 +52,9 @@
 //     whose reasoning the upstream cannot verify and is dropped, as is
 //     redacted thinking. With reasoning enabled the request asks for
 //     reasoning.encrypted_content and a summary ("auto" unless the client
-//     chose), and a thinking budget maps to an effort (≤2048 low, ≤8192
-//     medium, else high).
+//     chose), and a thinking budget maps to the effort whose budget in the
+//     request's mapping is nearest (llm.EffortBudgets.Effort; by default
+//     ≤2048 low, ≤8192 medium, else high).
 //   - Stop sequences, seed, penalties and top_k have no Responses
 //     equivalent and are not sent; audio is rejected with a 400.
 //   - Extra fields are sent only when the client spoke Responses

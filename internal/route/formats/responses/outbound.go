@@ -41,19 +41,6 @@ type upstreamRequest struct {
 	Include           []string          `json:"include,omitempty"`
 }
 
-// effortForBudget maps a thinking budget to a reasoning effort.
-func effortForBudget(b int) string {
-	switch {
-	case b <= 0:
-		return "medium"
-	case b <= 2048:
-		return "low"
-	case b <= 8192:
-		return "medium"
-	}
-	return "high"
-}
-
 // EncodeRequest renders a canonical request for POST {base}/responses as
 // model. The gateway owns conversation state: store is always false and
 // the whole conversation is sent.
@@ -68,7 +55,7 @@ func EncodeRequest(r *llm.Request, model string, opts EncodeOptions) ([]byte, er
 		case rs.Enabled:
 			out.Reasoning = &Reasoning{Effort: rs.Effort, Summary: rs.Summary}
 			if out.Reasoning.Effort == "" {
-				out.Reasoning.Effort = effortForBudget(rs.BudgetTokens)
+				out.Reasoning.Effort = r.EffortBudgets.Effort(rs.BudgetTokens)
 			}
 			if out.Reasoning.Summary == "" {
 				out.Reasoning.Summary = "auto" // the summary is the thinking text other dialects show
