@@ -2,14 +2,25 @@ package proxies_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
+	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/platform/logging"
+	"github.com/omniedge/omni/internal/platform/sqldb"
+	"github.com/omniedge/omni/internal/platform/testenv"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
+	routeapp "github.com/omniedge/omni/internal/route/app"
 )
 
 // fixture is a gateway with two providers on their own upstreams, an
@@ -383,5 +394,110 @@ func TestOnlyTheOperator(t *testing.T) {
 	f.e.WantError(http.StatusForbidden, "PUT", "/api/settings/proxy", map[string]any{"url": "http://evil.example:8080"}, "Origin", "https://evil.example")
 	if s := f.e.Want(http.StatusOK, "GET", "/api/settings/proxy", nil).Object(t); s["enabled"] != false {
 		t.Fatalf("a cross-site request set the proxy: %v", s)
+	}
+}
+
+// openReplica opens one gateway process over a shared database.
+func openReplica(t *testing.T, db *sqldb.DB) *admintest.Env {
+	t.Helper()
+	return openWith(t, db, nil)
+}
+
+// openWith opens a gateway over db whose upstream client is hc.
+func openWith(t *testing.T, db *sqldb.DB, hc *http.Client) *admintest.Env {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Route.InitialPassword = admintest.Password
+	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{HTTP: hc, DB: db, MasterKey: admintest.MasterKey, Clock: clock.Real{}, Log: logging.Discard()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(httpx.Wrap(a.Handler(), logging.Discard(), nil))
+	t.Cleanup(srv.Close)
+	jar, _ := cookiejar.New(nil)
+	e := &admintest.Env{T: t, Srv: srv, DB: db, App: a, C: &http.Client{Jar: jar}}
+	e.Run()
+	e.Login()
+	return e
+}
+
+// A change made through one replica reaches the other's upstream calls
+// without a restart (the route store's epoch), on SQLite and PostgreSQL.
+func TestReplicasFollow(t *testing.T) {
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			dsn := filepath.Join(t.TempDir(), "omni.db")
+			if dialect == "postgres" {
+				dsn = testenv.Postgres(t)
+			}
+			db, err := sqldb.Open(context.Background(), dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			one, two := openReplica(t, db), openReplica(t, db)
+			up, hp := startUpstream(t, "a"), startHTTPProxy(t, "carol", "replica-pass-1")
+			one.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "pa", "type": "openai", "base_url": up.URL + "/v1",
+				"api_key": "sk-pa-0000000000", "models": []string{"m"}})
+			id := one.Want(http.StatusCreated, "POST", "/api/v1/management/proxies", map[string]any{"name": "fwd", "type": "http",
+				"host": "127.0.0.1", "port": port(t, hp.addr), "username": "carol", "password": "replica-pass-1"}).Object(t)["id"].(string)
+			one.Want(http.StatusOK, "PUT", "/api/v1/management/proxies/assignments", map[string]any{"scope": "global", "proxyId": id})
+			testenv.Eventually(t, "the other replica's call goes through the proxy", func() bool {
+				r := two.Do("POST", "/v1/chat/completions", admintest.Chat("pa/m"))
+				return r.Status == http.StatusOK && carriedFrom(&hp.locals, up.last(t))
+			})
+			if got := two.Want(http.StatusOK, "GET", "/api/v1/management/proxies?id="+id, nil).Object(t); got["password"] != "********" {
+				t.Fatalf("other replica shows %v", got)
+			}
+			one.Want(http.StatusOK, "PUT", "/api/settings/proxy", map[string]any{"proxyId": nil})
+			testenv.Eventually(t, "the other replica's call goes direct again", func() bool {
+				two.ChatText("pa/m")
+				return !carriedFrom(&hp.locals, up.last(t))
+			})
+		})
+	}
+}
+
+// An https proxy is spoken to over TLS (the gateway's trusted roots), and
+// the modalities beyond chat (rerank here) use the same per-connection
+// client as chat.
+func TestHTTPSProxyAndOtherModalities(t *testing.T) {
+	hp, roots := startHTTPSProxy(t, "dave", "tls-proxy-pass")
+	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "omni.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	hc := routeapp.UpstreamClient()
+	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
+	e := openWith(t, db, hc)
+	chat, rr := startUpstream(t, "a"), startUpstream(t, "r")
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "pa", "type": "openai", "base_url": chat.URL + "/v1",
+		"api_key": "sk-pa-0000000000", "models": []string{"m"}})
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "co", "type": "cohere", "base_url": rr.URL + "/v2",
+		"api_key": "sk-co-0000000000", "models": []string{"rerank-x"}})
+	id := e.Want(http.StatusCreated, "POST", "/api/v1/management/proxies", map[string]any{"name": "tls", "type": "https",
+		"host": "127.0.0.1", "port": port(t, hp.addr), "username": "dave", "password": "tls-proxy-pass"}).Object(t)["id"].(string)
+
+	e.Want(http.StatusOK, "PUT", "/api/v1/management/proxies/bulk-assign", map[string]any{"scope": "provider", "scopeIds": []string{"pa", "co"}, "proxyId": id})
+	e.ChatText("pa/m")
+	if !carriedFrom(&hp.locals, chat.last(t)) {
+		t.Fatal("chat did not go through the https proxy")
+	}
+	// The fake upstream answers in chat's shape, which rerank cannot
+	// read: what matters is the way the call took.
+	e.Do("POST", "/v1/rerank", map[string]any{"model": "co/rerank-x", "query": "q", "documents": []string{"a", "b"}})
+	if !carriedFrom(&hp.locals, rr.last(t)) {
+		t.Fatal("rerank did not go through the https proxy")
+	}
+	if r := e.Want(http.StatusOK, "POST", "/api/settings/proxy/test", map[string]any{"proxyId": id, "target": chat.URL}).Object(t); r["ok"] != true {
+		t.Fatalf("https proxy test: %v", r)
+	}
+	// Unassigned: direct.
+	e.Want(http.StatusOK, "PUT", "/api/v1/management/proxies/bulk-assign", map[string]any{"scope": "provider", "scopeIds": []string{"pa", "co"}, "proxyId": nil})
+	e.ChatText("pa/m")
+	if carriedFrom(&hp.locals, chat.last(t)) {
+		t.Fatal("chat still went through the proxy")
 	}
 }

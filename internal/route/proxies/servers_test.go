@@ -2,6 +2,7 @@ package proxies_test
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -27,12 +28,34 @@ type httpProxy struct {
 
 func startHTTPProxy(t *testing.T, user, pass string) *httpProxy {
 	t.Helper()
-	p := &httpProxy{user: user, pass: pass}
+	p, h, tr := newHTTPProxy(user, pass)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.addr = ln.Addr().String()
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
+	return p
+}
+
+// startHTTPSProxy is startHTTPProxy spoken over TLS (an "https" proxy);
+// roots trust its certificate.
+func startHTTPSProxy(t *testing.T, user, pass string) (p *httpProxy, roots *x509.CertPool) {
+	t.Helper()
+	p, h, tr := newHTTPProxy(user, pass)
+	srv := httptest.NewUnstartedServer(h)
+	srv.StartTLS()
+	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
+	p.addr = srv.Listener.Addr().String()
+	roots = x509.NewCertPool()
+	roots.AddCert(srv.Certificate())
+	return p, roots
+}
+
+func newHTTPProxy(user, pass string) (*httpProxy, http.Handler, *http.Transport) {
+	p := &httpProxy{user: user, pass: pass}
 	tr := &http.Transport{Proxy: nil, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if err == nil {
@@ -40,7 +63,7 @@ func startHTTPProxy(t *testing.T, user, pass string) *httpProxy {
 		}
 		return c, err
 	}}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.user != "" && r.Header.Get("Proxy-Authorization") != "Basic "+base64.StdEncoding.EncodeToString([]byte(p.user+":"+p.pass)) {
 			p.refused.Add(1)
 			w.Header().Set("Proxy-Authenticate", `Basic realm="test"`)
@@ -79,10 +102,8 @@ func startHTTPProxy(t *testing.T, user, pass string) *httpProxy {
 		}
 		w.WriteHeader(resp.StatusCode)
 		_, _ = io.Copy(w, resp.Body)
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
-	return p
+	})
+	return p, h, tr
 }
 
 func pipe(a, b net.Conn) {
