@@ -1,15 +1,18 @@
 package proxies_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,12 +37,35 @@ type fixture struct {
 	spID     string
 	credA    string // provider pa's stored credential (its connection)
 	password string
+	log      *lockedBuffer // everything the gateway logged
+}
+
+// lockedBuffer is a log destination safe for concurrent writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{e: admintest.Running(t, nil), a: startUpstream(t, "a"), b: startUpstream(t, "b"),
-		hp: startHTTPProxy(t, "", ""), password: "s3cret-proxy-passw0rd"}
+	lb := &lockedBuffer{}
+	env := admintest.NewEnvLog(t, nil, slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	env.Run()
+	env.Login()
+	f := &fixture{e: env, a: startUpstream(t, "a"), b: startUpstream(t, "b"),
+		hp: startHTTPProxy(t, "", ""), password: "s3cret-proxy-passw0rd", log: lb}
 	f.sp = startSOCKS(t, "alice", f.password)
 	e := f.e
 	for id, u := range map[string]*upstream{"pa": f.a, "pb": f.b} {
@@ -226,10 +252,10 @@ func TestProxyCredentials(t *testing.T) {
 	f.wantVia("pb", "socks")
 	// A wrong password: refused by the proxy, never sent around it.
 	f.e.Want(http.StatusOK, "PATCH", "/api/v1/management/proxies", map[string]any{"id": f.spID, "password": "wrong"})
-	before := len(f.b.peers)
+	before := f.b.count()
 	r := f.e.Do("POST", "/v1/chat/completions", admintest.Chat("pb/m"))
-	if r.Status < 500 || len(f.b.peers) != before {
-		t.Fatalf("chat through a proxy refusing its credentials: %d %s (upstream saw %d → %d)", r.Status, r.Body, before, len(f.b.peers))
+	if r.Status < 500 || f.b.count() != before {
+		t.Fatalf("chat through a proxy refusing its credentials: %d %s (upstream saw %d → %d)", r.Status, r.Body, before, f.b.count())
 	}
 	if strings.Contains(string(r.Body), "wrong") || f.sp.refused.Load() == 0 {
 		t.Fatalf("answer %s, refused %d", r.Body, f.sp.refused.Load())
@@ -237,6 +263,10 @@ func TestProxyCredentials(t *testing.T) {
 	h := f.e.Want(http.StatusOK, "GET", "/api/v1/management/proxies/health", nil)
 	if !strings.Contains(string(h.Body), `"failure":1`) && !strings.Contains(string(h.Body), `"failure":2`) {
 		t.Fatalf("health does not count the failure: %s", h.Body)
+	}
+
+	if strings.Contains(f.log.String(), f.password) || strings.Contains(f.log.String(), "wrong") {
+		t.Fatalf("the log holds a proxy password:\n%s", f.log.String())
 	}
 
 	// HTTP proxy auth.

@@ -264,6 +264,13 @@ func startUpstream(t *testing.T, name string) *upstream {
 	return u
 }
 
+// count is how many requests came.
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.peers)
+}
+
 // last is where the last request came from.
 func (u *upstream) last(t *testing.T) string {
 	t.Helper()
