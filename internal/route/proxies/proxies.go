@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
@@ -67,6 +68,9 @@ type Service struct {
 	health  *recorder
 	log     *slog.Logger
 	clock   clock.Clock
+
+	pruned  time.Time // when hours past retention were last dropped (Run's and handlers' flushes)
+	flushMu sync.Mutex
 }
 
 // New builds the service.
@@ -195,10 +199,18 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// flush writes the sums taken so far and drops hours past retention.
+// flush writes the sums taken so far and drops hours past retention;
+// with nothing to write it writes nothing, but once an hour.
 func (s *Service) flush(ctx context.Context) {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	rows := s.health.take()
-	keepFrom := s.clock.Now().Add(-HealthRetention).Unix() / 3600
+	now := s.clock.Now()
+	if len(rows) == 0 && now.Sub(s.pruned) < time.Hour {
+		return
+	}
+	s.pruned = now
+	keepFrom := now.Add(-HealthRetention).Unix() / 3600
 	if err := s.store.AddHealth(ctx, rows, keepFrom); err != nil {
 		s.health.giveBack(rows)
 		if ctx.Err() == nil {

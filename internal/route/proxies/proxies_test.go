@@ -60,10 +60,23 @@ func (l *lockedBuffer) String() string {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureOn(t, "sqlite")
+}
+
+// newFixtureOn is newFixture over a database of dialect.
+func newFixtureOn(t *testing.T, dialect string) *fixture {
+	t.Helper()
 	lb := &lockedBuffer{}
-	env := admintest.NewEnvLog(t, nil, slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	env.Run()
-	env.Login()
+	dsn := filepath.Join(t.TempDir(), "omni.db")
+	if dialect == "postgres" {
+		dsn = testenv.Postgres(t)
+	}
+	db, err := sqldb.Open(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	env := openWith(t, db, nil, slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	f := &fixture{e: env, a: startUpstream(t, "a"), b: startUpstream(t, "b"),
 		hp: startHTTPProxy(t, "", ""), password: "s3cret-proxy-passw0rd", log: lb}
 	f.sp = startSOCKS(t, "alice", f.password)
@@ -142,7 +155,12 @@ func (f *fixture) wantVia(id, want string) {
 // Upstream chat calls go through the proxy assigned to their scope:
 // connection beats provider beats global; unassigned goes direct.
 func TestChatGoesThroughTheAssignedProxy(t *testing.T) {
-	f := newFixture(t)
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) { chatGoesThroughTheAssignedProxy(t, newFixtureOn(t, dialect)) })
+	}
+}
+
+func chatGoesThroughTheAssignedProxy(t *testing.T, f *fixture) {
 	f.wantVia("pa", "direct")
 	f.wantVia("pb", "direct")
 
@@ -430,16 +448,16 @@ func TestOnlyTheOperator(t *testing.T) {
 // openReplica opens one gateway process over a shared database.
 func openReplica(t *testing.T, db *sqldb.DB) *admintest.Env {
 	t.Helper()
-	return openWith(t, db, nil)
+	return openWith(t, db, nil, logging.Discard())
 }
 
 // openWith opens a gateway over db whose upstream client is hc.
-func openWith(t *testing.T, db *sqldb.DB, hc *http.Client) *admintest.Env {
+func openWith(t *testing.T, db *sqldb.DB, hc *http.Client, log *slog.Logger) *admintest.Env {
 	t.Helper()
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Route.InitialPassword = admintest.Password
-	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{HTTP: hc, DB: db, MasterKey: admintest.MasterKey, Clock: clock.Real{}, Log: logging.Discard()})
+	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{HTTP: hc, DB: db, MasterKey: admintest.MasterKey, Clock: clock.Real{}, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +519,7 @@ func TestHTTPSProxyAndOtherModalities(t *testing.T) {
 	t.Cleanup(func() { db.Close() })
 	hc := routeapp.UpstreamClient()
 	hc.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: roots}
-	e := openWith(t, db, hc)
+	e := openWith(t, db, hc, logging.Discard())
 	chat, rr := startUpstream(t, "a"), startUpstream(t, "r")
 	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "pa", "type": "openai", "base_url": chat.URL + "/v1",
 		"api_key": "sk-pa-0000000000", "models": []string{"m"}})
