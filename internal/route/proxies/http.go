@@ -23,7 +23,7 @@ import (
 )
 
 // MaxBody bounds the management request bodies of these routes.
-const MaxBody = 64 << 10
+const MaxBody = 256 << 10
 
 // Register adds the management routes (behind the login).
 func (s *Service) Register(a feature.Admin) {

@@ -320,6 +320,7 @@ func TestBadInput(t *testing.T) {
 		f.e.WantError(http.StatusBadRequest, "POST", "/api/v1/management/proxies", body)
 	}
 	f.e.WantError(http.StatusConflict, "POST", "/api/v1/management/proxies", with("name", "forward"))
+	f.e.WantError(http.StatusRequestEntityTooLarge, "POST", "/api/v1/management/proxies", with("notes", strings.Repeat("n", 300<<10)))
 	f.e.WantError(http.StatusBadRequest, "PATCH", "/api/v1/management/proxies", map[string]any{"port": 81})
 	f.e.WantError(http.StatusBadRequest, "PATCH", "/api/v1/management/proxies", map[string]any{"id": f.hpID, "port": 0})
 	f.e.WantError(http.StatusBadRequest, "PATCH", "/api/v1/management/proxies", map[string]any{"id": f.hpID, "type": "gopher"})
