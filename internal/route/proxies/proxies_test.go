@@ -534,6 +534,12 @@ func TestHTTPSProxyAndOtherModalities(t *testing.T) {
 	if !carriedFrom(&hp.locals, chat.last(t)) {
 		t.Fatal("chat did not go through the https proxy")
 	}
+	// So does the provider's connection test.
+	before := chat.count()
+	e.Want(http.StatusOK, "POST", "/api/providers/pa/test", map[string]any{})
+	if chat.count() != before+1 || !carriedFrom(&hp.locals, chat.last(t)) {
+		t.Fatal("the provider test did not go through the https proxy")
+	}
 	// The fake upstream answers in chat's shape, which rerank cannot
 	// read: what matters is the way the call took.
 	e.Do("POST", "/v1/rerank", map[string]any{"model": "co/rerank-x", "query": "q", "documents": []string{"a", "b"}})
