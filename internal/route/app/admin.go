@@ -51,6 +51,9 @@ func routingModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if w.st != nil {
 		o.Store = w.st
 	}
+	if w.proxies != nil {
+		o.Proxies = w.proxies
+	}
 	state, err := routing.New(o)
 	if err != nil {
 		return feature.Module{}, err

@@ -24,6 +24,7 @@ import (
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
+	"github.com/omniedge/omni/internal/route/proxies"
 	"github.com/omniedge/omni/internal/route/rerank"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/search"
@@ -55,6 +56,7 @@ func modules() []part {
 		static(images.Upstreams()), // sdwebui: the SD WebUI image upstream (route/images)
 		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
+		built(proxiesModule),       // outbound proxies: registry, assignments, health (route/proxies)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
 		built(providersModule),     // providers, their credentials and models (route/admin/providers)
@@ -109,6 +111,7 @@ type wiring struct {
 	state   *routing.State     // the routing state module's
 	account *adminauth.Account // the auth module's; nil without a store
 	files   *files.Service     // the files module's; nil without a store
+	proxies *proxies.Service   // the proxies module's; nil without a store
 
 	// The stages installed so far.
 	rewriters   []pipeline.Rewriter

@@ -58,6 +58,19 @@ type Registry interface {
 	Types() []string
 }
 
+// Proxies chooses the upstream client of each connection: the client
+// through the outbound proxy assigned to it (route/proxies).
+type Proxies interface {
+	// Clients reads the assignments as they are now; every reload calls
+	// it after reading the epoch, so a change is installed with the
+	// routing state on every replica.
+	Clients(ctx context.Context) (ClientFor, error)
+}
+
+// ClientFor returns the upstream client of a provider's connection
+// (credential "" for the provider as a whole), nil for Options.HTTP.
+type ClientFor func(provider, credential string) *http.Client
+
 // PricerSink receives the effective price table (the router, for the
 // cost-optimized strategy).
 type PricerSink interface {
@@ -72,6 +85,7 @@ type Options struct {
 	Registry Registry
 	Pricing  PricerSink   // optional
 	HTTP     *http.Client // upstream client for adapters
+	Proxies  Proxies      // optional: a connection's client when not HTTP
 
 	SyncInterval time.Duration // how often Run checks for changes made by replicas (default 2s)
 
@@ -91,6 +105,7 @@ type State struct {
 	epoch    int64      // store epoch the current snapshot was read at
 	applied  applied    // what the last reload put into the table
 	snap     atomic.Pointer[Snapshot]
+	clients  atomic.Pointer[ClientFor] // the proxies' choice of the last reload
 }
 
 // ModelInfo is one model the gateway lists.
@@ -211,8 +226,21 @@ func (st *State) Types() []string { return st.opt.Registry.Types() }
 
 // Adapter builds the adapter of provider p with the API key key; an
 // error names what is wrong with p's type or base URL.
+// It goes through the outbound proxy assigned to p (or globally).
 func (st *State) Adapter(p *Provider, key string) (router.Adapter, error) {
-	return st.opt.Registry.New(provider.Config{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, APIKey: key, Headers: p.Headers, HTTP: st.opt.HTTP})
+	return st.adapter(p, "", key)
+}
+
+// adapter builds the adapter of provider p's credential (its id) with
+// the API key key, through the proxy assigned to it.
+func (st *State) adapter(p *Provider, credential, key string) (router.Adapter, error) {
+	hc := st.opt.HTTP
+	if f := st.clients.Load(); f != nil && *f != nil {
+		if c := (*f)(p.ID, credential); c != nil {
+			hc = c
+		}
+	}
+	return st.opt.Registry.New(provider.Config{ID: p.ID, Type: p.Type, BaseURL: p.BaseURL, APIKey: key, Headers: p.Headers, HTTP: hc})
 }
 
 // connID names the i-th (0-based) connection of a provider.

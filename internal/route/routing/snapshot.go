@@ -115,6 +115,13 @@ func (st *State) reload(ctx context.Context, strict bool) error {
 			return err
 		}
 	}
+	if st.opt.Proxies != nil {
+		f, err := st.opt.Proxies.Clients(ctx)
+		if err != nil {
+			return err
+		}
+		st.clients.Store(&f)
+	}
 
 	s := &Snapshot{ByID: map[string]*Provider{}, Aliases: map[string]Alias{}, Combos: map[string]Combo{}, Custom: custom}
 	for _, p := range st.opt.Route.Providers {
@@ -289,7 +296,7 @@ func (st *State) connections(p *Provider) ([]router.Connection, error) {
 			st.log.Warn("credential sealed with another master key skipped", "provider", p.ID, "credential", c.ID)
 			continue
 		}
-		ad, err := st.Adapter(p, c.APIKey)
+		ad, err := st.adapter(p, c.ID, c.APIKey)
 		if err != nil {
 			return nil, err
 		}

@@ -106,6 +106,27 @@ func Bounded(hc *http.Client, l Limits) *http.Client {
 	return &c
 }
 
+// Rebase returns a copy of hc (a client with http.DefaultTransport when
+// nil) whose transport is wrap of its own; a Bounded client stays
+// bounded by the same limits, wrap changing only what sends under them
+// (an outbound proxy's transport).
+func Rebase(hc *http.Client, wrap func(base http.RoundTripper) http.RoundTripper) *http.Client {
+	var c http.Client
+	if hc != nil {
+		c = *hc
+	}
+	if t, ok := c.Transport.(*transport); ok {
+		c.Transport = &transport{base: wrap(t.base), l: t.l}
+		return &c
+	}
+	base := c.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	c.Transport = wrap(base)
+	return &c
+}
+
 // refuseRedirect makes a client return a 3xx answer as it is.
 func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
