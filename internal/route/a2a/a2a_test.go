@@ -402,10 +402,10 @@ func TestProviderDiscovery(t *testing.T) {
 	g := openGateway(t)
 	type out struct {
 		Providers []struct {
-			ID, Type      string
+			ID, Type        string
 			Enabled, Active bool
-			BaseURL       string `json:"base_url"`
-			Models        []struct{ ID, Kind string }
+			BaseURL         string `json:"base_url"`
+			Models          []struct{ ID, Kind string }
 		}
 		ModelCount int
 	}
@@ -474,7 +474,7 @@ func TestHealthReport(t *testing.T) {
 	g.Do("POST", "/v1/chat/completions", admintest.Chat("p/coder-1"), admintest.Bearer(g.k1)...)
 	var h struct {
 		Providers []struct{ ID, Breaker string }
-		Breakers []struct {
+		Breakers  []struct {
 			Provider            string
 			ConsecutiveFailures int `json:"consecutive_failures"`
 		}

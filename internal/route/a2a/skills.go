@@ -216,7 +216,7 @@ func (s *Service) providerDiscovery(ctx context.Context) ([]Artifact, error) {
 	models := s.permittedModels(ctx)
 	type providerOut struct {
 		Provider
-		Models []Model `json:"models"`
+		Models []Model  `json:"models"`
 		Kinds  []string `json:"kinds"`
 	}
 	out := []providerOut{}
