@@ -23,11 +23,10 @@ import (
 // gateway keys; the second may use only p/general-1.
 type gateway struct {
 	*admintest.Env
-	up       *admintest.Upstream
-	st       *store.Store
-	id1, k1  string
-	id2, k2  string
-	received chan string
+	up      *admintest.Upstream
+	st      *store.Store
+	id1, k1 string
+	id2, k2 string
 }
 
 func openGateway(t *testing.T) *gateway {
@@ -292,6 +291,9 @@ func TestMalformedRequests(t *testing.T) {
 	g.Want(http.StatusRequestEntityTooLarge, "POST", "/a2a", big, admintest.Bearer(g.k1)...)
 	g.Want(http.StatusUnsupportedMediaType, "POST", "/a2a", []byte(`{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"skill":"smart-routing","messages":[{"content":"x"}]}}`),
 		append(admintest.Bearer(g.k1), "Content-Type", "text/plain")...)
+	// Nor can it as the keyless client of the gateway host.
+	g.Want(http.StatusUnsupportedMediaType, "POST", "/a2a", []byte(`{"jsonrpc":"2.0","id":1,"method":"message/send","params":{"skill":"smart-routing","messages":[{"content":"x"}]}}`),
+		"Content-Type", "text/plain")
 	if n := g.taskCount(); n != 0 {
 		t.Fatalf("%d tasks were made", n)
 	}

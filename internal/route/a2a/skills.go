@@ -81,25 +81,19 @@ var modes = []string{"text/plain", "application/json"}
 var Skills = []SkillInfo{
 	{ID: SkillSmartRouting, Name: "Smart routing",
 		Description: `Picks the model for a task through the gateway's routing state (a "model" hint in a data part or metadata is checked against the key's policy and the providers' health); with "execute": true it also runs the task as a chat through the gateway as the calling key.`,
-		Tags:        []string{"routing", "models"}, Examples: []string{"Route this coding task", `{"model":"openai/gpt-4o","execute":true}`}},
+		Tags:        []string{"routing", "models"}, Examples: []string{"Route this coding task", `{"model":"openai/gpt-4o","execute":true}`}, InputModes: modes, OutputModes: modes},
 	{ID: SkillQuotaManagement, Name: "Quota management",
 		Description: "The calling key's policy (allowed models and providers), rate limits and budget status.",
-		Tags:        []string{"quota", "budget", "limits"}, Examples: []string{"How much budget do I have left?"}},
+		Tags:        []string{"quota", "budget", "limits"}, Examples: []string{"How much budget do I have left?"}, InputModes: modes, OutputModes: modes},
 	{ID: SkillProviderDiscovery, Name: "Provider discovery",
 		Description: "The configured providers and the models the calling key may use, with their kinds.",
-		Tags:        []string{"providers", "models"}, Examples: []string{"Which providers and models are available?"}},
+		Tags:        []string{"providers", "models"}, Examples: []string{"Which providers and models are available?"}, InputModes: modes, OutputModes: modes},
 	{ID: SkillCostAnalysis, Name: "Cost analysis",
 		Description: `The calling key's usage and cost over a window ("window": "1h", "24h", "7d" or "30d"; default 24h), by model and provider.`,
-		Tags:        []string{"usage", "cost"}, Examples: []string{"What did I spend in the last 7 days?", `{"window":"7d"}`}},
+		Tags:        []string{"usage", "cost"}, Examples: []string{"What did I spend in the last 7 days?", `{"window":"7d"}`}, InputModes: modes, OutputModes: modes},
 	{ID: SkillHealthReport, Name: "Health report",
 		Description: "The providers' circuit breakers, the connections' cooldowns and the models' lockouts.",
-		Tags:        []string{"health", "resilience"}, Examples: []string{"Are any providers down?"}},
-}
-
-func init() {
-	for i := range Skills {
-		Skills[i].InputModes, Skills[i].OutputModes = modes, modes
-	}
+		Tags:        []string{"health", "resilience"}, Examples: []string{"Are any providers down?"}, InputModes: modes, OutputModes: modes},
 }
 
 func knownSkill(id string) bool {
