@@ -315,6 +315,10 @@ func TestKeys(t *testing.T) {
 	g := openGateway(t)
 	g.Want(http.StatusUnauthorized, "POST", "/a2a", send("hi", nil), admintest.Remote...)
 	g.Want(http.StatusUnauthorized, "POST", "/a2a", send("hi", nil), admintest.Bearer("sk-guessed")...)
+	// A web page is no keyless local client: not another site's, nor a
+	// rebinding one's (its own host name pointing at the gateway).
+	g.Want(http.StatusUnauthorized, "POST", "/a2a", send("hi", nil), "Origin", "https://evil.example")
+	g.Want(http.StatusUnauthorized, "POST", "/a2a", send("hi", nil), "Host", "evil.example")
 	own := g.completed(g.k1, send("Which providers are available?", nil))
 	local := g.completed("", send("Which providers are available?", nil))
 	g.wantError("", req("tasks/get", map[string]any{"id": own.ID}), -32001)
