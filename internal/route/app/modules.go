@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/images"
+	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
@@ -80,6 +81,7 @@ func modules() []part {
 		built(imagesModule),        // /v1/images/generations and /edits (route/images)
 		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
+		built(a2aModule),           // POST /a2a, the agent card, /api/a2a (route/a2a)
 	}
 }
 
@@ -112,6 +114,7 @@ type wiring struct {
 	account *adminauth.Account // the auth module's; nil without a store
 	files   *files.Service     // the files module's; nil without a store
 	proxies *proxies.Service   // the proxies module's; nil without a store
+	limits  *limits.Gate       // the limits module's; nil without a store
 
 	// The stages installed so far.
 	rewriters   []pipeline.Rewriter
