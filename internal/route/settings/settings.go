@@ -122,20 +122,8 @@ func (s *Service) Module() feature.Module {
 	return feature.Module{
 		Name:    "settings",
 		Package: "route/settings",
-		Routes: func(mux feature.Mux) {
-			open := s.guard.Open(mux)
-			open("GET /api/init", s.getInit)
-		},
-		Admin: func(a feature.Admin) {
-			a.Guarded("GET /api/settings", s.getGeneral)
-			a.Guarded("PUT /api/settings", s.putGeneral)
-			a.Guarded("PATCH /api/settings", s.patchGeneral)
-			a.Guarded("GET /api/settings/ip-filter", s.getIPFilter)
-			a.Guarded("PUT /api/settings/ip-filter", s.putIPFilter)
-			a.Guarded("GET /api/system-info", s.systemInfo)
-			a.Guarded("POST /api/restart", s.lifecycle("restart", s.opt.Restart))
-			a.Guarded("POST /api/shutdown", s.lifecycle("shutdown", s.opt.Shutdown))
-		},
+		Routes:  s.RegisterOpen,
+		Admin:   s.RegisterAdmin,
 		Settings: feature.Settings{
 			Config: []string{"trust_proxy"},
 			Stored: []string{store.SettingRequireLogin, KeyMCPEnabled, KeyMCPTransport, KeyA2AEnabled, KeyIPFilter},
@@ -144,6 +132,25 @@ func (s *Service) Module() feature.Module {
 		Run:    s.follow,
 		Screen: s.screen,
 	}
+}
+
+// RegisterOpen adds the route anyone may call (behind the browser
+// checks): GET /api/init, which a first-run page reads before any login.
+func (s *Service) RegisterOpen(mux feature.Mux) {
+	open := s.guard.Open(mux)
+	open("GET /api/init", s.getInit)
+}
+
+// RegisterAdmin adds the management routes.
+func (s *Service) RegisterAdmin(a feature.Admin) {
+	a.Guarded("GET /api/settings", s.getGeneral)
+	a.Guarded("PUT /api/settings", s.putGeneral)
+	a.Guarded("PATCH /api/settings", s.patchGeneral)
+	a.Guarded("GET /api/settings/ip-filter", s.getIPFilter)
+	a.Guarded("PUT /api/settings/ip-filter", s.putIPFilter)
+	a.Guarded("GET /api/system-info", s.systemInfo)
+	a.Guarded("POST /api/restart", s.restart)
+	a.Guarded("POST /api/shutdown", s.shutdown)
 }
 
 // ---- the general document ----

@@ -93,19 +93,25 @@ func (s *Service) systemInfo(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+func (s *Service) restart(w http.ResponseWriter, r *http.Request) error {
+	return s.lifecycle(w, r, "restart", s.opt.Restart)
+}
+
+func (s *Service) shutdown(w http.ResponseWriter, r *http.Request) error {
+	return s.lifecycle(w, r, "shutdown", s.opt.Shutdown)
+}
+
 // lifecycle answers 202 and then asks the process to do what (restart,
 // shutdown) through do. The answer is flushed first, so the caller gets
 // it before the listener starts draining.
-func (s *Service) lifecycle(what string, do func()) func(w http.ResponseWriter, r *http.Request) error {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if do == nil {
-			return httpx.Errorf(http.StatusNotImplemented, "not_supported", "this gateway was started without a way to %s the process", what)
-		}
-		httpx.WriteJSON(w, http.StatusAccepted, map[string]any{"ok": true, "action": what,
-			"message": "the gateway stops accepting requests, lets those in flight finish, then does a " + what})
-		_ = http.NewResponseController(w).Flush()
-		s.log.Warn("process "+what+" requested through the management API", "client", httpx.ClientIP(r, s.trusted))
-		do()
-		return nil
+func (s *Service) lifecycle(w http.ResponseWriter, r *http.Request, what string, do func()) error {
+	if do == nil {
+		return httpx.Errorf(http.StatusNotImplemented, "not_supported", "this gateway was started without a way to %s the process", what)
 	}
+	httpx.WriteJSON(w, http.StatusAccepted, map[string]any{"ok": true, "action": what,
+		"message": "the gateway stops accepting requests, lets those in flight finish, then does a " + what})
+	_ = http.NewResponseController(w).Flush()
+	s.log.Warn("process "+what+" requested through the management API", "client", httpx.ClientIP(r, s.trusted))
+	do()
+	return nil
 }
