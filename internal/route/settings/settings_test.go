@@ -116,9 +116,17 @@ func TestGeneralSettings(t *testing.T) {
 		t.Fatalf("after PUT: %v", g)
 	}
 
+	// A gateway key is not a login.
+	anon := &http.Client{}
+	_, raw := e.CreateKey(map[string]any{"name": "client"})
+	for _, c := range []struct{ method, path string }{{"PATCH", "/api/settings"}, {"PUT", "/api/settings/ip-filter"}, {"POST", "/api/shutdown"}, {"GET", "/api/system-info"}} {
+		if r := routetest.Send(t, anon, c.method, e.Srv.URL+c.path, map[string]any{"enabled": false}, admintest.Bearer(raw)...); r.Status != http.StatusUnauthorized {
+			t.Fatalf("%s %s with a gateway key: %d %s", c.method, c.path, r.Status, r.Body)
+		}
+	}
+
 	// requireLogin is the login setting itself.
 	e.Want(http.StatusOK, "PATCH", "/api/settings", map[string]any{"requireLogin": false})
-	anon := &http.Client{}
 	if r := routetest.Send(t, anon, "GET", e.Srv.URL+"/api/settings/require-login", nil); !strings.Contains(string(r.Body), `"requireLogin":false`) {
 		t.Fatalf("require-login after PATCH: %s", r.Body)
 	}
