@@ -283,7 +283,7 @@ func register(mux *httpx.Mux, mods []feature.Module, guard *admin.Guard, serveAd
 // screened is mux behind the modules' screens (feature.Module.Screen),
 // in the modules' order; mux itself when no module screens.
 func screened(mux *httpx.Mux, mods []feature.Module) http.Handler {
-	var screens []func(*http.Request, func() bool) error
+	var screens []func(*http.Request, func(*http.Request) bool) error
 	for _, m := range mods {
 		if m.Screen != nil {
 			screens = append(screens, m.Screen)
@@ -293,8 +293,8 @@ func screened(mux *httpx.Mux, mods []feature.Module) http.Handler {
 		return mux
 	}
 	gw := gatewayAPIRoutes(mux.Routes())
+	management := func(r *http.Request) bool { return isManagement(gw, r) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		management := func() bool { return isManagement(gw, r) }
 		for _, s := range screens {
 			if err := s(r, management); err != nil {
 				httpx.WriteError(w, r, err)

@@ -144,7 +144,7 @@ func compile(f IPFilter) (*compiled, error) {
 	if applyTo == nil {
 		applyTo = []string{ScopeGateway, ScopeManagement}
 	}
-	if len(applyTo) > 2 {
+	if len(applyTo) > 16 {
 		return nil, httpx.BadRequest(`"applyTo" lists "gateway" and/or "management"`)
 	}
 	c.doc.ApplyTo = []string{}
@@ -176,13 +176,13 @@ func (s *Service) clientAddr(r *http.Request) netip.Addr {
 }
 
 // screen refuses a request the IP filter refuses (feature.Module.Screen).
-func (s *Service) screen(r *http.Request, management func() bool) error {
+func (s *Service) screen(r *http.Request, management func(*http.Request) bool) error {
 	c := s.filter.Load()
 	if !c.doc.Enabled {
 		return nil
 	}
 	addr := s.clientAddr(r)
-	if !c.refuses(addr, management()) {
+	if !c.refuses(addr, management(r)) {
 		return nil
 	}
 	return httpx.Errorf(http.StatusForbidden, "ip_blocked", "requests from %s are refused by this gateway's IP filter", addr)
