@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,23 +181,24 @@ var links = map[string]string{
 	"systemInformation": "/api/system-info",
 }
 
-// field is one field of the general document: its stored key and how a
-// JSON value becomes the stored value.
+// field is one field of the general document: its stored key, the
+// stored value of its default, how a JSON value becomes the stored value
+// and how the stored value shows in the document.
 type field struct {
-	key   string
-	parse func(raw json.RawMessage) (string, error)
-	get   func(g *General, v string)
+	key, def string
+	parse    func(raw json.RawMessage) (string, error)
+	get      func(g *General, v string)
 }
 
 var fields = map[string]field{
-	"requireLogin": {store.SettingRequireLogin, boolValue, func(g *General, v string) { g.RequireLogin = v != "false" }},
-	"mcpEnabled":   {KeyMCPEnabled, boolValue, func(g *General, v string) { g.MCPEnabled = v == "true" }},
-	"mcpTransport": {KeyMCPTransport, transportValue, func(g *General, v string) {
+	"requireLogin": {store.SettingRequireLogin, "true", boolValue, func(g *General, v string) { g.RequireLogin = v != "false" }},
+	"mcpEnabled":   {KeyMCPEnabled, "false", boolValue, func(g *General, v string) { g.MCPEnabled = v == "true" }},
+	"mcpTransport": {KeyMCPTransport, TransportStreaming, transportValue, func(g *General, v string) {
 		if v == TransportSSE || v == TransportStreaming {
 			g.MCPTransport = v
 		}
 	}},
-	"a2aEnabled": {KeyA2AEnabled, boolValue, func(g *General, v string) { g.A2AEnabled = v == "true" }},
+	"a2aEnabled": {KeyA2AEnabled, "false", boolValue, func(g *General, v string) { g.A2AEnabled = v == "true" }},
 }
 
 func boolValue(raw json.RawMessage) (string, error) {
@@ -290,7 +292,7 @@ func decodeGeneral(w http.ResponseWriter, r *http.Request) (map[string]string, e
 func fieldNames() []string {
 	var ns []string
 	for n := range fields {
-		ns = append(ns, strings.Join([]string{`"`, n, `"`}, ""))
+		ns = append(ns, strconv.Quote(n))
 	}
 	sort.Strings(ns)
 	return ns
@@ -302,31 +304,15 @@ func (s *Service) putGeneral(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for n, f := range fields {
+	for _, f := range fields {
 		if _, ok := set[f.key]; !ok {
-			raw, _ := json.Marshal(defaultOf(n))
-			set[f.key], _ = f.parse(raw)
+			set[f.key] = f.def
 		}
 	}
 	if err := s.store.SetSettings(r.Context(), set); err != nil {
 		return err
 	}
 	return s.writeGeneral(w, r, http.StatusOK)
-}
-
-// defaultOf is the default of a field of the general document.
-func defaultOf(name string) any {
-	switch name {
-	case "requireLogin":
-		return defaults.RequireLogin
-	case "mcpEnabled":
-		return defaults.MCPEnabled
-	case "mcpTransport":
-		return defaults.MCPTransport
-	case "a2aEnabled":
-		return defaults.A2AEnabled
-	}
-	return nil
 }
 
 // patchGeneral changes the fields given and keeps the others.
