@@ -370,10 +370,15 @@ func replica(t *testing.T, path string, d routeapp.Deps, mutate ...func(*config.
 	return a, srv
 }
 
-// Two gateways on one database: a filter changed through one refuses on
-// the other within a second, and lifting it does too.
+// Two gateways on one database (a SQLite file, and PostgreSQL): a filter
+// changed through one refuses on the other within a second, and lifting
+// it does too.
 func TestIPFilterAcrossReplicas(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "omni.db")
+	t.Run("sqlite", func(t *testing.T) { acrossReplicas(t, filepath.Join(t.TempDir(), "omni.db")) })
+	t.Run("postgres", func(t *testing.T) { acrossReplicas(t, testenv.Postgres(t)) })
+}
+
+func acrossReplicas(t *testing.T, path string) {
 	_, a := replica(t, path, routeapp.Deps{})
 	_, b := replica(t, path, routeapp.Deps{})
 	op := from("127.0.0.1")
