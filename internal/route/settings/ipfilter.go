@@ -144,6 +144,9 @@ func compile(f IPFilter) (*compiled, error) {
 	if applyTo == nil {
 		applyTo = []string{ScopeGateway, ScopeManagement}
 	}
+	if len(applyTo) == 0 {
+		return nil, httpx.BadRequest(`"applyTo" names no scope: list "gateway" and/or "management", or leave it out for both`)
+	}
 	if len(applyTo) > 16 {
 		return nil, httpx.BadRequest(`"applyTo" lists "gateway" and/or "management"`)
 	}

@@ -199,6 +199,7 @@ func TestIPFilterDocument(t *testing.T) {
 		{map[string]any{"enabled": true, "allow": []string{""}}, `allow[0]`},
 		{map[string]any{"enabled": true, "applyTo": []string{"everything"}}, `"everything"`},
 		{map[string]any{"enabled": true, "mode": "allow"}, `"mode"`},
+		{map[string]any{"enabled": true, "applyTo": []string{}}, `"applyTo"`},
 		{map[string]any{"block": []string{"10.0.0.1"}}, `"enabled"`},
 		{map[string]any{"enabled": "yes"}, `"enabled"`},
 		{map[string]any{"enabled": true, "block": "10.0.0.1"}, `"block"`},
