@@ -21,6 +21,10 @@ type Env struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	Getenv func(string) string
+	// Reexec replaces the process with a new start of the same command
+	// (Reexec in main: syscall.Exec of os.Args), for `omni serve`'s
+	// restart through the management API; nil: no restart.
+	Reexec func() error
 }
 
 // Version is set at build time with -ldflags "-X github.com/omniedge/omni/internal/cli.Version=…".

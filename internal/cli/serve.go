@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,12 +61,21 @@ func runServe(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return usageError{err.Error()}
 	}
-	return serve(ctx, cfg, log, edgeOn, routeOn)
+	restart, err := serve(ctx, cfg, log, edgeOn, routeOn, env.Reexec != nil)
+	if err == nil && restart {
+		log.Info("restarting")
+		return env.Reexec()
+	}
+	return err
 }
 
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, routeOn bool) error {
+// serve runs the products until ctx ends, or until the management API
+// asks for a shutdown or (with canRestart) a restart, and returns once
+// everything has drained; restart reports that a restart was asked for.
+func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, routeOn, canRestart bool) (restart bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var restartAsked atomic.Bool
 	reg := metrics.NewRegistry()
 	clk := clock.Real{}
 
@@ -109,7 +119,7 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	// master key.
 	key, err := cfg.LoadMasterKey()
 	if err != nil {
-		return err
+		return false, err
 	}
 	for _, w := range cfg.PermissionWarnings() {
 		log.Warn(w)
@@ -119,14 +129,14 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 	}
 	db, err := sqldb.Open(ctx, cfg.DatabaseDSN())
 	if err != nil {
-		return err
+		return false, err
 	}
 	defer db.Close()
 
 	var rdb *redis.Client
 	if cfg.Redis != "" {
 		if rdb, err = redisx.Open(ctx, cfg.Redis.Reveal()); err != nil {
-			return err
+			return false, err
 		}
 		defer rdb.Close()
 	}
@@ -137,11 +147,11 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		a, err := app.New(ctx, cfg, app.Deps{DB: db, Redis: rdb, Clock: clk, Log: edgeLog, MasterKey: key,
 			Metrics: reg, NucleusLog: log.With("component", "nucleus")})
 		if err != nil {
-			return err
+			return false, err
 		}
 		ln, err := net.Listen("tcp", cfg.EdgeListen)
 		if err != nil {
-			return fmt.Errorf("edge API: %w", err)
+			return false, fmt.Errorf("edge API: %w", err)
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/", a.Handler())
@@ -156,13 +166,23 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		routeLog := log.With("component", "route")
 		ln, err := net.Listen("tcp", cfg.RouteListen)
 		if err != nil {
-			return abort(fmt.Errorf("gateway: %w", err))
+			return false, abort(fmt.Errorf("gateway: %w", err))
 		}
-		gw, err := routeapp.Open(ctx, cfg, routeapp.Deps{DB: db, Redis: rdb, RedisPrefix: cfg.RedisPrefix + "route:",
-			MasterKey: key, Clock: clk, Log: routeLog, Metrics: reg})
+		d := routeapp.Deps{DB: db, Redis: rdb, RedisPrefix: cfg.RedisPrefix + "route:",
+			MasterKey: key, Clock: clk, Log: routeLog, Metrics: reg, Version: Version, Products: []string{"route"},
+			// POST /api/shutdown ends ctx as a signal does: every listener
+			// drains, the background work settles, serve returns.
+			Shutdown: cancel}
+		if edgeOn {
+			d.Products = []string{"edge", "route"}
+		}
+		if canRestart {
+			d.Restart = func() { restartAsked.Store(true); cancel() }
+		}
+		gw, err := routeapp.Open(ctx, cfg, d)
 		if err != nil {
 			ln.Close()
-			return abort(err)
+			return false, abort(err)
 		}
 		mux := http.NewServeMux()
 		addOps(mux, publicMetrics(cfg, reg), func(ctx context.Context) error {
@@ -184,12 +204,12 @@ func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, edgeOn, ro
 		run(func() error { return gw.Run(gwCtx) })
 	}
 	if err := serveMetrics(ctx, cfg, reg, log, run); err != nil {
-		return abort(err)
+		return false, abort(err)
 	}
 	<-ctx.Done()
 	wg.Wait()
 	log.Info("stopped")
-	return errors.Join(errs...)
+	return restartAsked.Load(), errors.Join(errs...)
 }
 
 // edgeReady is the edge API's /readyz check: the database and Redis (when

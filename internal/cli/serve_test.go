@@ -7,8 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,5 +193,60 @@ func TestNucleusListenTaken(t *testing.T) {
 		Env{Stdin: strings.NewReader(""), Stdout: &errs, Stderr: &errs, Getenv: func(string) string { return "" }})
 	if code == 0 || ctx.Err() != nil || !strings.Contains(errs.String(), "nucleus: ") {
 		t.Fatalf("a taken --nucleus-listen: exit %d: %s", code, errs.String())
+	}
+}
+
+// POST /api/restart through the gateway's management API answers 202,
+// then `omni serve` drains and stops, and starts again through
+// Env.Reexec; POST /api/shutdown stops it without a new start.
+func TestServeRestartAndShutdownThroughTheAPI(t *testing.T) {
+	for _, c := range []struct {
+		path    string
+		reexecs int32
+	}{{"/api/restart", 1}, {"/api/shutdown", 0}} {
+		t.Run(strings.TrimPrefix(c.path, "/api/"), func(t *testing.T) {
+			route := testenv.FreeTCP(t)
+			var reexecs atomic.Int32
+			logs := &lockedBuffer{}
+			exited := make(chan int, 1)
+			go func() {
+				exited <- Run(context.Background(), []string{"serve", "route", "--data", t.TempDir(), "--route-listen", route, "--metrics-listen", "off"},
+					Env{Stdin: strings.NewReader(""), Stdout: logs, Stderr: logs, Getenv: func(k string) string {
+						if k == "INITIAL_PASSWORD" {
+							return "restart-test-password"
+						}
+						return ""
+					}, Reexec: func() error { reexecs.Add(1); return nil }})
+			}()
+			if !testenv.WaitOK("http://"+route+"/healthz", 20*time.Second) {
+				t.Fatalf("the gateway never answered; logs:\n%s", logs)
+			}
+			jar, _ := cookiejar.New(nil)
+			c2 := &http.Client{Jar: jar}
+			post := func(path, body string) int {
+				req, _ := http.NewRequest("POST", "http://"+route+path, strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := c2.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if st := post("/api/auth/login", `{"password":"restart-test-password"}`); st != http.StatusOK {
+				t.Fatalf("login: %d", st)
+			}
+			if st := post(c.path, ""); st != http.StatusAccepted {
+				t.Fatalf("%s: %d", c.path, st)
+			}
+			select {
+			case code := <-exited:
+				if code != 0 || reexecs.Load() != c.reexecs {
+					t.Fatalf("exit %d with %d re-executions, want 0 and %d; logs:\n%s", code, reexecs.Load(), c.reexecs, logs)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatalf("omni serve did not stop; logs:\n%s", logs)
+			}
+		})
 	}
 }

@@ -73,6 +73,17 @@ type Deps struct {
 	// requests still being handled to settle their spend and usage before
 	// the last flush (default DefaultSettleTimeout).
 	SettleTimeout time.Duration
+	// Version is the binary's version and Products the products the
+	// process serves ("edge", "route"), for /api/init and
+	// /api/system-info.
+	Version  string
+	Products []string
+	// Shutdown and Restart, when set, are how POST /api/shutdown and
+	// /api/restart ask the process to stop, or to stop and start again,
+	// after draining its requests; called after the answer is sent, they
+	// must not block. nil: those endpoints answer 501.
+	Shutdown func()
+	Restart  func()
 }
 
 // DefaultSettleTimeout is Deps.SettleTimeout's default.
@@ -159,7 +170,7 @@ func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, 
 	mux := httpx.NewMux("")
 	a.mux = mux
 	a.features = register(mux, mods, guard, st != nil)
-	a.handler = mux
+	a.handler = screened(mux, mods)
 	return a, nil
 }
 

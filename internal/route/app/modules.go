@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
+	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/audio"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
@@ -63,6 +66,7 @@ func modules() []part {
 		built(providersModule),     // providers, their credentials and models (route/admin/providers)
 		built(modelsModule),        // aliases, combos, mappings, catalog (route/admin/models)
 		built(pricingModule),       // the price table (route/admin/pricing)
+		built(settingsModule),      // general settings, IP filter, init, system info, restart (route/settings)
 		built(backupModule),        // backups, export, import (route/backup)
 		built(resilienceModule),    // breakers, cooldowns, lockouts, queue (route/resilience)
 		built(cacheModule),         // response cache, idempotency (route/cache)
@@ -286,4 +290,62 @@ func register(mux *httpx.Mux, mods []feature.Module, guard *admin.Guard, serveAd
 		out[i] = Feature{Module: m, Served: mux.Routes()[before:]}
 	}
 	return out
+}
+
+// screened is mux behind the modules' screens (feature.Module.Screen),
+// in the modules' order; mux itself when no module screens.
+func screened(mux *httpx.Mux, mods []feature.Module) http.Handler {
+	var screens []func(*http.Request, func(*http.Request) bool) error
+	for _, m := range mods {
+		if m.Screen != nil {
+			screens = append(screens, m.Screen)
+		}
+	}
+	if len(screens) == 0 {
+		return mux
+	}
+	gw := gatewayAPIRoutes(mux.Routes())
+	management := func(r *http.Request) bool { return isManagement(gw, r) }
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, s := range screens {
+			if err := s(r, management); err != nil {
+				httpx.WriteError(w, r, err)
+				return
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// gatewayAPIRoutes is a mux matching the gateway endpoints that live
+// under /api/ (Ollama's /api/chat, /api/tags …): routes labelled for a
+// gateway key, catch-alls left out.
+func gatewayAPIRoutes(routes []httpx.Route) *http.ServeMux {
+	m := http.NewServeMux()
+	for _, rt := range routes {
+		if rt.Auth != api.AuthGatewayKey || !strings.HasPrefix(rt.Path, "/api/") || strings.HasSuffix(rt.Path, "/") {
+			continue
+		}
+		p := rt.Path
+		if rt.Method != "" {
+			p = rt.Method + " " + p
+		}
+		m.Handle(p, http.NotFoundHandler())
+	}
+	return m
+}
+
+// isManagement reports whether r is for the management side: the
+// dashboard (/ and /dashboard/) or a path under /api/ that is not a
+// gateway endpoint.
+func isManagement(gw *http.ServeMux, r *http.Request) bool {
+	p := r.URL.Path
+	switch {
+	case p == "/" || p == "/dashboard" || strings.HasPrefix(p, "/dashboard/"):
+		return true
+	case strings.HasPrefix(p, "/api/"):
+		_, pattern := gw.Handler(r)
+		return pattern == ""
+	}
+	return false
 }

@@ -78,7 +78,7 @@ func renderModules(features []routeapp.Feature) string {
 		"pipeline, the migrations it owns, the settings it reads, the provider types it brings and its\n" +
 		"background loop. Routes: how many it registers on a gateway with a database (management\n" +
 		"routes need one). Installs: provider types, and pipeline stages; gates run in their order (`record` before `enforce`), then in the\n" +
-		"list's. Migrations: versions of the route store's migrations (product `route`), or a product\n" +
+		"list's; a request screen sees every request of the listener before it is routed. Migrations: versions of the route store's migrations (product `route`), or a product\n" +
 		"of the module's own. Settings: configuration keys, and keys of the route store's settings\n" +
 		"table (stored). Loop: how its background loop ends when the gateway stops (`detached` with\n" +
 		"the context, `awaited` before requests settle, `settling` after they have), and `settle`\n" +
@@ -115,6 +115,9 @@ func stageCell(m feature.Module) string {
 	}
 	if s.Health != nil {
 		out = append(out, "router health")
+	}
+	if m.Screen != nil {
+		out = append(out, "request screen")
 	}
 	return strings.Join(out, ", ")
 }

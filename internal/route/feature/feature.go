@@ -61,6 +61,15 @@ type Module struct {
 	// module is handling have settled (every call told its gates how it
 	// ended), or until ctx ends.
 	Settle func(ctx context.Context) error
+
+	// Screen sees every request the gateway's listener receives before
+	// it is routed; an error refuses it (written as the JSON error it
+	// is). management reports whether a request is for the management
+	// side (the management API under /api/ and the dashboard) rather
+	// than a gateway endpoint; it looks the route up, so call it only
+	// when the answer matters. It must be cheap: it runs on every
+	// request.
+	Screen func(r *http.Request, management func(*http.Request) bool) error
 }
 
 // Lifetime is how a module's Run ends when the gateway stops.

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/sqldb"
@@ -159,4 +161,19 @@ func (s *Store) SessionValid(ctx context.Context, id string, now time.Time) (boo
 func (s *Store) DeleteSession(ctx context.Context, id string) error {
 	_, err := s.db.Exec(ctx, `DELETE FROM route_sessions WHERE id = ?`, id)
 	return err
+}
+
+// SetSettings creates or replaces several settings in one transaction:
+// all of them are stored, or none. The keys are locked in sorted order,
+// so concurrent calls cannot deadlock.
+func (s *Store) SetSettings(ctx context.Context, kv map[string]string) error {
+	keys := slices.Sorted(maps.Keys(kv))
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		for _, k := range keys {
+			if _, err := s.upsertSetting(ctx, tx, k, kv[k], true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

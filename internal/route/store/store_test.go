@@ -354,6 +354,13 @@ func testSettings(t *testing.T, s *store.Store) {
 	if v, _, _ := s.Setting(ctx, store.SettingPasswordHash); v != "h1" {
 		t.Fatalf("password hash = %q", v)
 	}
+	// SetSettings stores several at once, new and existing ones.
+	must(t, s.SetSettings(ctx, map[string]string{store.SettingRequireLogin: "false", "test_a": "1", "test_b": "2"}))
+	for k, want := range map[string]string{store.SettingRequireLogin: "false", "test_a": "1", "test_b": "2"} {
+		if v, ok, err := s.Setting(ctx, k); err != nil || !ok || v != want {
+			t.Fatalf("after SetSettings %s = %q %v %v, want %q", k, v, ok, err, want)
+		}
+	}
 }
 
 func testSessions(t *testing.T, s *store.Store) {
