@@ -13,6 +13,7 @@ import (
 	"github.com/omniedge/omni/internal/route/admin"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/audio"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
@@ -55,6 +56,7 @@ func modules() []part {
 		static(images.Upstreams()), // sdwebui: the SD WebUI image upstream (route/images)
 		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
+		built(webhooksModule),      // outbound webhooks, the events the modules below emit (route/webhooks)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
 		built(providersModule),     // providers, their credentials and models (route/admin/providers)
@@ -107,6 +109,7 @@ type wiring struct {
 	state   *routing.State     // the routing state module's
 	account *adminauth.Account // the auth module's; nil without a store
 	files   *files.Service     // the files module's; nil without a store
+	events  events.Publisher   // the webhooks module's; nil without a store (publisher())
 
 	// The stages installed so far.
 	gates       []feature.Stage
