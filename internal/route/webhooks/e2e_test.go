@@ -228,3 +228,59 @@ func TestWebhookAttackers(t *testing.T) {
 		t.Fatalf("%d webhooks created by the attackers", n)
 	}
 }
+
+// The emitters through the whole gateway: failed requests, the breaker
+// that five failures in a row open (and the provider down with it), the
+// breaker closing on the next success, a budget's warning and its
+// refusal; each on a webhook subscribed to "*".
+func TestGatewayEmitters(t *testing.T) {
+	e := admintest.Running(t, nil)
+	ep := newEndpoint(t)
+	ep.secret(e.Want(http.StatusCreated, "POST", "/api/webhooks", map[string]any{"url": ep.url}).Object(t)["secret"].(string))
+	up := admintest.NewUpstream(t, "up")
+	e.Want(http.StatusCreated, "POST", "/api/providers", map[string]any{"id": "p", "type": "openai", "base_url": up.URL, "api_key": "sk-up"})
+	keyID, raw := e.CreateKey(map[string]any{"name": "spender"})
+	bearer := []string{"Authorization", "Bearer " + raw}
+
+	up.SetStatus(http.StatusInternalServerError)
+	for range 5 {
+		if r := e.Do("POST", "/v1/chat/completions", admintest.Chat("p/m"), bearer...); r.Status < 500 {
+			t.Fatalf("chat to a failing upstream: %d", r.Status)
+		}
+	}
+	testenv.Eventually(t, "request.failed ×5, breaker.opened, provider.down", func() bool {
+		return len(ep.ofType("request.failed")) == 5 && len(ep.ofType("breaker.opened")) == 1 && len(ep.ofType("provider.down")) == 1
+	})
+	rf := ep.ofType("request.failed")[0]["data"].(map[string]any)
+	if rf["keyId"] != keyID || rf["model"] != "p/m" || rf["endpoint"] != "/v1/chat/completions" || rf["status"].(float64) < 500 {
+		t.Fatalf("request.failed data %v", rf)
+	}
+	if d := ep.ofType("provider.down")[0]["data"].(map[string]any); d["provider"] != "p" || d["failures"] != 5.0 {
+		t.Fatalf("provider.down data %v", d)
+	}
+	up.SetStatus(http.StatusOK)
+	e.Want(http.StatusOK, "POST", "/api/resilience/reset", map[string]any{})
+	_ = e.Do("POST", "/v1/chat/completions", admintest.Chat("p/m"), bearer...)
+
+	// $1000 per million tokens: each answer (5 tokens) costs $0.005.
+	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "p/m", "input": 1000, "output": 1000})
+	e.Want(http.StatusOK, "POST", "/api/usage/budget", map[string]any{"apiKeyId": keyID, "dailyLimitUsd": 0.008, "warningThreshold": 0.5})
+	refused := false
+	for range 5 {
+		r := e.Do("POST", "/v1/chat/completions", map[string]any{"model": "p/m", "max_tokens": 2,
+			"messages": []map[string]string{{"role": "user", "content": "hi"}}}, bearer...)
+		if r.Status == http.StatusTooManyRequests {
+			refused = true
+			break
+		}
+	}
+	if !refused {
+		t.Fatal("the budget never refused")
+	}
+	testenv.Eventually(t, "budget.warning and budget.exceeded", func() bool {
+		return len(ep.ofType("budget.warning")) == 1 && len(ep.ofType("budget.exceeded")) == 1
+	})
+	if d := ep.ofType("budget.exceeded")[0]["data"].(map[string]any); d["keyId"] != keyID || d["period"] != "daily" || d["limitUsd"] != 0.008 {
+		t.Fatalf("budget.exceeded data %v", d)
+	}
+}
