@@ -10,6 +10,7 @@ package webhooks
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -145,16 +146,19 @@ func New(opt Options) (*Service, error) {
 	}
 	s := &Service{opt: opt, st: &store{db: opt.DB}, sealer: sealer, clk: opt.Clock, log: opt.Log, client: client,
 		owner: auth.RandomToken("whw_", 9), queue: make(chan events.Event, opt.Buffer), kick: make(chan struct{}, 1),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "omni_route_webhook_events_dropped_total",
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "omniroute_webhook_events_dropped_total",
 			Help: "Webhook events dropped because the in-memory queue was full or too many deliveries were pending."}),
-		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "omni_route_webhook_deliveries_total",
+		sent: prometheus.NewCounter(prometheus.CounterOpts{Name: "omniroute_webhook_deliveries_total",
 			Help: "Webhook delivery attempts that the endpoint accepted."}),
 	}
 	s.hooks.Store(&hookSet{byID: map[string]*hook{}, types: map[string][]*hook{}})
 	if opt.Metrics != nil {
 		for _, c := range []prometheus.Collector{s.dropped, s.sent} {
 			if err := opt.Metrics.Register(c); err != nil {
-				return nil, err
+				var are prometheus.AlreadyRegisteredError
+				if !errors.As(err, &are) {
+					opt.Log.Warn("webhook metric not registered", "err", err)
+				}
 			}
 		}
 	}
