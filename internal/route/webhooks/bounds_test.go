@@ -100,7 +100,17 @@ func TestRetention(t *testing.T) {
 		_, out := n.do(t, "GET", "/api/webhooks/"+id+"/deliveries", nil)
 		return len(out["data"].([]any))
 	}
-	testenv.Eventually(t, "both attempted", func() bool { return len(ok.received()) == 1 && len(down.received()) == 1 })
+	first := func(id string) map[string]any {
+		_, out := n.do(t, "GET", "/api/webhooks/"+id+"/deliveries", nil)
+		if d := out["data"].([]any); len(d) == 1 {
+			return d[0].(map[string]any)
+		}
+		return nil
+	}
+	testenv.Eventually(t, "both attempted and recorded", func() bool {
+		d1, d2 := first(h1["id"].(string)), first(h2["id"].(string))
+		return d1 != nil && d1["status"] == "delivered" && d2 != nil && d2["attempts"] == 1.0
+	})
 	clk.Advance(DefaultRetention + time.Hour)
 	n.s.sweep(context.Background())
 	if count(h1["id"].(string)) != 0 || count(h2["id"].(string)) != 1 {

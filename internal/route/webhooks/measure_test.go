@@ -73,7 +73,7 @@ func TestMeasureUndeliverable(t *testing.T) {
 	if pending != n {
 		t.Fatalf("%d deliveries pending after one attempt, want %d", pending, n)
 	}
-	nd = startNode(t, db, clk)
+	startNode(t, db, clk) // the restarted gateway
 	time.Sleep(50 * time.Millisecond)
 	if h := hits.Load(); h != n {
 		t.Fatalf("%d attempts before the retries were due", h)
