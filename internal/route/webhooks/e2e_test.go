@@ -243,6 +243,7 @@ func TestGatewayEmitters(t *testing.T) {
 	keyID, raw := e.CreateKey(map[string]any{"name": "spender"})
 	bearer := []string{"Authorization", "Bearer " + raw}
 
+	e.Want(http.StatusOK, "PATCH", "/api/resilience", map[string]any{"breaker_cooloff_ms": 100})
 	up.SetStatus(http.StatusInternalServerError)
 	for range 5 {
 		if r := e.Do("POST", "/v1/chat/completions", admintest.Chat("p/m"), bearer...); r.Status < 500 {
@@ -260,8 +261,13 @@ func TestGatewayEmitters(t *testing.T) {
 		t.Fatalf("provider.down data %v", d)
 	}
 	up.SetStatus(http.StatusOK)
-	e.Want(http.StatusOK, "POST", "/api/resilience/reset", map[string]any{})
-	_ = e.Do("POST", "/v1/chat/completions", admintest.Chat("p/m"), bearer...)
+	testenv.Eventually(t, "a chat once the breaker cooled off", func() bool {
+		return e.Do("POST", "/v1/chat/completions", admintest.Chat("p/m"), bearer...).Status == http.StatusOK
+	})
+	testenv.Eventually(t, "breaker.closed", func() bool { return len(ep.ofType("breaker.closed")) == 1 })
+	if d := ep.ofType("breaker.closed")[0]["data"].(map[string]any); d["provider"] != "p" || d["state"] != "closed" {
+		t.Fatalf("breaker.closed data %v", d)
+	}
 
 	// $1000 per million tokens: each answer (5 tokens) costs $0.005.
 	e.Want(http.StatusOK, "PUT", "/api/pricing", map[string]any{"pattern": "p/m", "input": 1000, "output": 1000})
