@@ -69,7 +69,7 @@ func keysModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, nil
 	}
 	return keys.New(keys.Options{Store: w.st, Guard: w.guard, Keys: w.state.Keys(), State: w.state,
-		ConfigKeys: w.cfg.Route.APIKeys, Clock: w.d.Clock}).Module(), nil
+		ConfigKeys: w.cfg.Route.APIKeys, Clock: w.d.Clock, Events: w.publisher()}).Module(), nil
 }
 
 // providersModule builds the provider endpoints (route/admin/providers).

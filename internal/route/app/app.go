@@ -30,6 +30,7 @@ import (
 	"github.com/omniedge/omni/internal/route/router"
 	"github.com/omniedge/omni/internal/route/routing"
 	"github.com/omniedge/omni/internal/route/store"
+	"github.com/omniedge/omni/internal/route/webhooks"
 )
 
 // App is an assembled gateway.
@@ -47,6 +48,9 @@ type App struct {
 	settle     time.Duration // Deps.SettleTimeout
 	log        *slog.Logger
 	listed     func(id string) bool // nil: every model is listed (route/policies)
+
+	// Webhooks sends the events to their subscribers (nil without a store).
+	Webhooks *webhooks.Service
 }
 
 // Registry returns a registry with every provider type this build ships:

@@ -21,7 +21,7 @@ func limitsModule(_ context.Context, w *wiring) (feature.Module, error) {
 	}
 	state := w.state
 	g := limits.New(limits.Options{Keys: state.Keys(), Pricer: state, Resolver: w.app.Table, Store: w.st, Counters: counters,
-		Refresh: state.Reload, Clock: w.d.Clock, Log: w.d.Log})
+		Refresh: state.Reload, Clock: w.d.Clock, Log: w.d.Log, Events: w.publisher()})
 	w.limits = g
 	return g.Module(), nil
 }

@@ -16,6 +16,7 @@ import (
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/audio"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/files"
 	"github.com/omniedge/omni/internal/route/formats/anthropic"
@@ -61,6 +62,7 @@ func modules() []part {
 		static(audio.Upstreams()),  // deepgram, assemblyai: transcription upstreams (route/audio)
 		built(authModule),          // the dashboard login, setup, password (route/admin/auth)
 		built(proxiesModule),       // outbound proxies: registry, assignments, health (route/proxies)
+		built(webhooksModule),      // outbound webhooks, the events the modules below emit (route/webhooks)
 		built(routingModule),       // the live routing state (route/routing)
 		built(keysModule),          // gateway keys, registered keys (route/admin/keys)
 		built(providersModule),     // providers, their credentials and models (route/admin/providers)
@@ -119,6 +121,7 @@ type wiring struct {
 	files   *files.Service     // the files module's; nil without a store
 	proxies *proxies.Service   // the proxies module's; nil without a store
 	limits  *limits.Gate       // the limits module's; nil without a store
+	events  events.Publisher   // the webhooks module's; nil without a store (publisher())
 
 	// The stages installed so far.
 	rewriters   []pipeline.Rewriter

@@ -175,7 +175,7 @@ func TestStageOrder(t *testing.T) {
 			order = append(order, f.Name)
 		}
 	}
-	if !slices.Equal(order, []string{"policies", "limits", "usage"}) {
+	if !slices.Equal(order, []string{"webhooks", "policies", "limits", "usage"}) { // webhooks records request.failed
 		t.Fatalf("modules with gates %v", order)
 	}
 	late := func(context.Context, *wiring) (feature.Module, error) {

@@ -143,6 +143,6 @@ func batchesModule(_ context.Context, w *wiring) (feature.Module, error) {
 		return feature.Module{}, nil
 	}
 	d := w.app.API.NewDispatcher(w.app.Handler)
-	s := batches.New(w.app.API, d, batches.NewStore(w.d.DB), w.files, batches.Config{}, w.d.Clock, w.d.Log)
+	s := batches.New(w.app.API, d, batches.NewStore(w.d.DB), w.files, batches.Config{Events: w.publisher()}, w.d.Clock, w.d.Log)
 	return s.Module(), nil
 }

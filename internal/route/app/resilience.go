@@ -14,7 +14,7 @@ import (
 func resilienceModule(ctx context.Context, w *wiring) (feature.Module, error) {
 	d, rt := w.d, w.app.Router
 	o := resilience.Options{Clock: d.Clock, Redis: d.Redis, Prefix: d.RedisPrefix, Log: d.Log,
-		Connections: func(provider string) int { return len(rt.Connections(provider)) }}
+		Connections: func(provider string) int { return len(rt.Connections(provider)) }, Events: w.publisher()}
 	if w.st != nil {
 		o.Store = w.st
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/feature"
 	"github.com/omniedge/omni/internal/route/llm"
 )
@@ -107,6 +108,9 @@ func (l Limits) withDefaults() Limits {
 type Config struct {
 	Limits Limits
 	Runner RunnerConfig
+	// Events hears batch.completed when a batch reaches a final status
+	// (nil: none).
+	Events events.Publisher
 }
 
 // Service serves the Batches API and runs batches.
@@ -118,6 +122,7 @@ type Service struct {
 	log    *slog.Logger
 	limits Limits
 	runner *Runner
+	events events.Publisher
 }
 
 // New returns the Batches API over ops (the gateway transport), keeping
@@ -127,7 +132,7 @@ func New(ops feature.Operations, d feature.Dispatcher, store *Store, files Files
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{ops: ops, store: store, files: files, clock: clk, log: log, limits: cfg.Limits.withDefaults()}
+	s := &Service{ops: ops, store: store, files: files, clock: clk, log: log, limits: cfg.Limits.withDefaults(), events: events.Or(cfg.Events)}
 	s.runner = newRunner(s, d, cfg.Runner)
 	return s
 }

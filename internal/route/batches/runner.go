@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/feature"
 )
 
@@ -747,7 +748,24 @@ func (r *Runner) finalize(ctx context.Context, rec record) {
 	}
 	if err := r.s.store.finalize(ctx, rec.ID, r.owner, status, outID, errID, expired, r.now()); err != nil {
 		r.logErr(ctx, "finalizing", err)
+		return
 	}
+	r.s.events.Publish(ctx, events.Event{Type: events.BatchCompleted, At: r.s.clock.Now(), Data: BatchEvent{ID: rec.ID, KeyID: rec.KeyID,
+		Status: status, Endpoint: rec.Endpoint, Total: rec.Total, Completed: rec.Completed, Failed: rec.Failed + expired,
+		OutputFileID: outID, ErrorFileID: errID}})
+}
+
+// BatchEvent is the data of a batch.completed event.
+type BatchEvent struct {
+	ID           string `json:"id"`
+	KeyID        string `json:"keyId"`
+	Status       string `json:"status"` // completed, expired or cancelled
+	Endpoint     string `json:"endpoint"`
+	Total        int    `json:"total"`
+	Completed    int    `json:"completed"`
+	Failed       int    `json:"failed"`
+	OutputFileID string `json:"outputFileId,omitempty"`
+	ErrorFileID  string `json:"errorFileId,omitempty"`
 }
 
 // eachResult yields batch id's finished lines with ok, in line order.

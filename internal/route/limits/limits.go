@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/router"
@@ -71,6 +72,10 @@ type Options struct {
 	FlushInterval time.Duration
 	Clock         clock.Clock
 	Log           *slog.Logger
+	// Events hears budget.warning (a budget's spend crossed its warning
+	// threshold) and budget.exceeded (a call was refused by a budget),
+	// each once per key, period and window in this process (nil: none).
+	Events events.Publisher
 }
 
 // Gate enforces key policies, limits and budgets.
@@ -80,8 +85,9 @@ type Gate struct {
 	log *slog.Logger
 	c   Counters
 
-	mu      sync.Mutex
-	pending map[spendKey]int64 // settled spend not yet persisted
+	mu       sync.Mutex
+	pending  map[spendKey]int64  // settled spend not yet persisted
+	notified map[string]struct{} // budget events published (bounded)
 }
 
 type spendKey struct {
@@ -105,7 +111,8 @@ func New(opt Options) *Gate {
 	if opt.Counters == nil {
 		opt.Counters = NewMemory(opt.Clock)
 	}
-	return &Gate{opt: opt, clk: opt.Clock, log: opt.Log, c: opt.Counters, pending: map[spendKey]int64{}}
+	opt.Events = events.Or(opt.Events)
+	return &Gate{opt: opt, clk: opt.Clock, log: opt.Log, c: opt.Counters, pending: map[spendKey]int64{}, notified: map[string]struct{}{}}
 }
 
 // Load restores the spend of the current budget windows from the store
@@ -236,6 +243,7 @@ type check struct {
 	tokens     bool   // a token counter (tpm, tpd), settled to real usage
 	key        string // the key's name (refusals) …
 	keyID      string // … and id (persisted spend)
+	warn       int64  // a budget's warning threshold in USD micros (0: none)
 }
 
 // limitText is the limit as a refusal names it: "60", "$5.00".
@@ -333,7 +341,8 @@ func (g *Gate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, fu
 				}
 				start, end := window(p, reset, now)
 				cs = append(cs, Counter{Key: budgetKey(key.ID, p, start), Limit: micros(lim), Amount: est, TTL: end.Sub(now)})
-				checks = append(checks, check{what: p, limit: micros(lim), start: start, end: end, usd: true, key: key.Name, keyID: key.ID})
+				checks = append(checks, check{what: p, limit: micros(lim), start: start, end: end, usd: true, key: key.Name, keyID: key.ID,
+					warn: micros(lim * key.Budget.WarningThreshold)})
 			}
 		}
 	}
@@ -349,6 +358,7 @@ func (g *Gate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, fu
 		e := &llm.Error{Status: http.StatusTooManyRequests, Type: llm.ErrRateLimit, Code: "rate_limit_exceeded",
 			Message: fmt.Sprintf("%s limit of %s reached for key %s", ch.what, ch.limitText(), ch.key), RetryAfter: ch.end.Sub(now)}
 		if ch.usd {
+			g.budgetEvent(ctx, events.BudgetExceeded, ch, 0)
 			e.Code = "budget_exceeded"
 			e.Message = fmt.Sprintf("Budget has been exceeded: %s budget of %s reached for key %s; it resets at %s",
 				ch.what, ch.limitText(), ch.key, ch.end.Format(time.RFC3339))
@@ -388,6 +398,9 @@ func (g *Gate) Admit(ctx context.Context, c *pipeline.Call) (context.Context, fu
 			if o.CutShort {
 				cost = max(cost, est)
 			}
+		}
+		if priced && cost > 0 && g.opt.Events != events.Discard {
+			defer g.budgetWarnings(ctx, settle, checked, cost)
 		}
 		for j, ct := range settle {
 			ch := checked[j]
@@ -605,4 +618,71 @@ func (g *Gate) cost(o pipeline.Outcome) (float64, bool) {
 		return g.opt.Pricer.UnitCost(o.Target.Provider, o.Target.Model, o.Units, o.Usage)
 	}
 	return g.opt.Pricer.Cost(o.Target.Provider, o.Target.Model, o.Usage)
+}
+
+// BudgetEvent is the data of a budget.warning or budget.exceeded event.
+type BudgetEvent struct {
+	KeyID     string    `json:"keyId"`
+	KeyName   string    `json:"keyName"`
+	Period    string    `json:"period"` // daily, weekly, monthly
+	LimitUSD  float64   `json:"limitUsd"`
+	SpentUSD  float64   `json:"spentUsd,omitempty"` // budget.warning: the spend (and reservations) counted
+	ResetsAt  time.Time `json:"resetsAt"`
+	Threshold float64   `json:"warningThreshold,omitempty"`
+}
+
+// budgetEvent publishes typ for ch's budget window once in this process.
+func (g *Gate) budgetEvent(ctx context.Context, typ string, ch check, spent int64) {
+	if g.opt.Events == events.Discard {
+		return
+	}
+	id := typ + "\x00" + ch.keyID + "\x00" + ch.what + "\x00" + strconv.FormatInt(ch.start.Unix(), 10)
+	g.mu.Lock()
+	_, done := g.notified[id]
+	if !done {
+		if len(g.notified) >= 10_000 {
+			clear(g.notified)
+		}
+		g.notified[id] = struct{}{}
+	}
+	g.mu.Unlock()
+	if done {
+		return
+	}
+	d := BudgetEvent{KeyID: ch.keyID, KeyName: ch.key, Period: ch.what, LimitUSD: dollars(ch.limit), ResetsAt: ch.end.UTC()}
+	if typ == events.BudgetWarning {
+		d.SpentUSD, d.Threshold = dollars(spent), float64(ch.warn)/float64(ch.limit)
+	}
+	g.opt.Events.Publish(ctx, events.Event{Type: typ, At: g.clk.Now(), Data: d})
+}
+
+// budgetWarnings publishes budget.warning for the budgets whose counter
+// crossed its warning threshold with the cost just settled.
+func (g *Gate) budgetWarnings(ctx context.Context, cs []Counter, checks []check, cost int64) {
+	var keys []string
+	var which []check
+	for j, ch := range checks {
+		if ch.usd && ch.warn > 0 {
+			keys = append(keys, cs[j].Key)
+			which = append(which, ch)
+		}
+	}
+	if len(keys) == 0 {
+		return
+	}
+	actx := context.WithoutCancel(ctx)
+	if _, local := g.c.(*Memory); !local {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithTimeout(actx, 2*time.Second)
+		defer cancel()
+	}
+	vals, err := g.c.Get(actx, keys)
+	if err != nil {
+		return
+	}
+	for i, v := range vals {
+		if ch := which[i]; v >= ch.warn && v-cost < ch.warn {
+			g.budgetEvent(ctx, events.BudgetWarning, ch, v)
+		}
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -148,6 +149,10 @@ type Options struct {
 	// rotate to; its breaker and the fallback to other targets cover
 	// it), as LiteLLM spares single-deployment groups.
 	Connections func(provider string) int
+	// Events hears breaker.opened, provider.down (a closed breaker
+	// opened: the provider failed BreakerThreshold times in a row) and
+	// breaker.closed, as this replica observes them (nil: none).
+	Events events.Publisher
 }
 
 // Tracker holds the state of every layer. It implements router.Health
@@ -158,6 +163,7 @@ type Tracker struct {
 	log        *slog.Logger
 	sleep      func(ctx context.Context, d time.Duration) error
 	conns      func(provider string) int
+	events     events.Publisher
 	shared     *shared
 	settings   atomic.Pointer[Settings]
 	active     atomic.Int64 // entries in the maps below; 0 keeps the hot path lock-free
@@ -194,7 +200,7 @@ func New(ctx context.Context, o Options) (*Tracker, error) {
 	if o.Sleep == nil {
 		o.Sleep = sleep
 	}
-	t := &Tracker{clk: o.Clock, store: o.Store, log: o.Log, sleep: o.Sleep, conns: o.Connections,
+	t := &Tracker{clk: o.Clock, store: o.Store, log: o.Log, sleep: o.Sleep, conns: o.Connections, events: events.Or(o.Events),
 		breakers: map[string]*breaker{}, cooldowns: map[connKey]*cooldown{}, lockouts: map[modelKey]*lockout{}}
 	d := Defaults()
 	t.settings.Store(&d)
@@ -306,6 +312,7 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 		}
 	}
 	var evs []event
+	var notify []events.Event
 	t.mu.Lock()
 	br := t.breakers[provider]
 	switch {
@@ -318,8 +325,14 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 		br.Failures++
 		br.LastStatus = status
 		if br.State == HalfOpen || (br.State == Closed && br.Failures >= s.BreakerThreshold) {
+			wasClosed := br.State == Closed
 			br.State, br.OpenUntil, br.probeUntil = Open, now.Add(ms(s.BreakerCooloffMS)), time.Time{}
 			evs = append(evs, breakerEvent(provider, br))
+			d := BreakerEvent{Provider: provider, State: Open, Failures: br.Failures, LastStatus: status, OpenUntil: br.OpenUntil.UTC()}
+			notify = append(notify, events.Event{Type: events.BreakerOpened, At: now, Data: d})
+			if wasClosed {
+				notify = append(notify, events.Event{Type: events.ProviderDown, At: now, Data: d})
+			}
 		}
 	case success:
 		if br != nil {
@@ -328,6 +341,7 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 			t.active.Add(-1)
 			if wasOpen {
 				evs = append(evs, event{Kind: kindBreaker, Provider: provider, State: Closed})
+				notify = append(notify, events.Event{Type: events.BreakerClosed, At: now, Data: BreakerEvent{Provider: provider, State: Closed, LastStatus: status}})
 			}
 		}
 	default:
@@ -385,6 +399,19 @@ func (t *Tracker) Observe(provider, connection, model string, status int, retryA
 	}
 	t.mu.Unlock()
 	t.publish(evs...)
+	for _, e := range notify {
+		t.events.Publish(context.Background(), e)
+	}
+}
+
+// BreakerEvent is the data of a breaker.opened, breaker.closed or
+// provider.down event.
+type BreakerEvent struct {
+	Provider   string    `json:"provider"`
+	State      string    `json:"state"`
+	Failures   int       `json:"failures,omitempty"`
+	LastStatus int       `json:"lastStatus,omitempty"`
+	OpenUntil  time.Time `json:"openUntil,omitzero"`
 }
 
 // makeRoom makes room for one more lockout when there are maxLockouts,

@@ -25,6 +25,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/ratelimit"
 	"github.com/omniedge/omni/internal/route/admin"
+	"github.com/omniedge/omni/internal/route/events"
 	"github.com/omniedge/omni/internal/route/store"
 )
 
@@ -60,6 +61,7 @@ type Options struct {
 	State      admin.Reloader  // installs every change (the routing state)
 	ConfigKeys []config.Secret // the configuration file's gateway keys, which may not issue
 	Clock      clock.Clock
+	Events     events.Publisher // hears key.created and key.revoked (nil: none)
 }
 
 // Service serves the gateway key endpoints.
@@ -78,6 +80,7 @@ func New(opt Options) *Service {
 	if opt.Clock == nil {
 		opt.Clock = clock.Real{}
 	}
+	opt.Events = events.Or(opt.Events)
 	return &Service{opt: opt, store: opt.Store, guard: opt.Guard, keys: opt.Keys, state: opt.State, clock: opt.Clock,
 		limiter: ratelimit.NewMemory(opt.Clock)}
 }
@@ -316,6 +319,9 @@ func (s *Service) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	err := s.store.CreateAPIKey(r.Context(), k)
+	if err == nil {
+		s.publish(r.Context(), events.KeyCreated, k)
+	}
 	return admin.Change(w, r, s.state, http.StatusCreated, func() any {
 		out := toKeyJSON(k)
 		out.Key = raw
@@ -340,7 +346,29 @@ func (s *Service) patchKey(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) deleteKey(w http.ResponseWriter, r *http.Request) error {
-	return admin.Change(w, r, s.state, http.StatusNoContent, nil, s.store.DeleteAPIKey(r.Context(), r.PathValue("id")))
+	k, err := s.store.APIKey(r.Context(), r.PathValue("id"))
+	if err == nil {
+		err = s.store.DeleteAPIKey(r.Context(), k.ID)
+	}
+	if err == nil {
+		s.publish(r.Context(), events.KeyRevoked, k)
+	}
+	return admin.Change(w, r, s.state, http.StatusNoContent, nil, err)
+}
+
+// KeyEvent is the data of a key.created or key.revoked event: which key,
+// never its value.
+type KeyEvent struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Prefix   string `json:"prefix"`
+	Kind     string `json:"kind"`
+	IssuerID string `json:"issuerId,omitempty"`
+}
+
+func (s *Service) publish(ctx context.Context, typ string, k store.APIKey) {
+	s.opt.Events.Publish(ctx, events.Event{Type: typ, At: s.clock.Now(),
+		Data: KeyEvent{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Kind: string(k.Kind), IssuerID: k.IssuerID}})
 }
 
 // ---- registered keys ----
@@ -532,6 +560,7 @@ func (s *Service) revokeRegistered(w http.ResponseWriter, r *http.Request) error
 	}
 	err = s.store.RevokeAPIKey(r.Context(), k.ID, s.clock.Now().UTC().Truncate(time.Millisecond))
 	if err == nil {
+		s.publish(r.Context(), events.KeyRevoked, k)
 		k, err = s.store.APIKey(r.Context(), k.ID)
 	}
 	return admin.Change(w, r, s.state, http.StatusOK, func() any { return s.toRegistered(k) }, err)
@@ -632,6 +661,9 @@ func (s *Service) issueRegistered(w http.ResponseWriter, r *http.Request) error 
 		return &httpx.Error{Status: http.StatusTooManyRequests, Code: "quota_exceeded", Message: err.Error()}
 	}
 	status := http.StatusCreated
+	if created && err == nil {
+		s.publish(r.Context(), events.KeyCreated, got)
+	}
 	if !created {
 		status = http.StatusOK // the earlier issue with this idempotency key; its raw key is not shown again
 	}
