@@ -210,12 +210,15 @@ func maskDoc(b []byte) json.RawMessage {
 	if len(out) <= MaxAuditDoc {
 		return out
 	}
-	head := string(out[:MaxAuditDoc/2])
-	for !json.Valid([]byte(`"`+strings.ToValidUTF8(head, "")+`"`)) && len(head) > 0 {
-		head = head[:len(head)-1]
+	// the head is a string in the marker, escaped again: shorten it
+	// until the marker fits
+	for n := MaxAuditDoc / 2; ; n /= 2 {
+		head := strings.ToValidUTF8(string(out[:n]), "")
+		marker, _ := json.Marshal(map[string]any{"truncated": true, "bytes": len(out), "head": head})
+		if len(marker) <= MaxAuditDoc {
+			return marker
+		}
 	}
-	marker, _ := json.Marshal(map[string]any{"truncated": true, "bytes": len(out), "head": strings.ToValidUTF8(head, "")})
-	return marker
 }
 
 // Masked replaces the value of a secret-looking field.
