@@ -97,15 +97,19 @@ func New(opt Options) *Log {
 // endpoint and its retention sweep.
 func (l *Log) Module(g *admin.Guard) feature.Module {
 	return feature.Module{
-		Name:    "audit",
-		Package: "route/admin/audit",
-		Routes: func(mux feature.Mux) {
-			g.Guarded(mux)("GET /api/compliance/audit-log", l.list)
-		},
+		Name:       "audit",
+		Package:    "route/admin/audit",
+		Routes:     func(mux feature.Mux) { l.Register(mux, g) },
 		Migrations: feature.Migrations{Product: Product, FS: Migrations()},
 		Settings:   feature.Settings{Config: []string{"route.audit_max_age", "route.audit_max_rows"}},
 		Run:        l.Run,
 	}
+}
+
+// Register adds GET /api/compliance/audit-log to mux behind g (the
+// dashboard login or a management key). Nothing writes the log over HTTP.
+func (l *Log) Register(mux admin.Mux, g *admin.Guard) {
+	g.Guarded(mux)("GET /api/compliance/audit-log", l.list)
 }
 
 func nullDoc(d json.RawMessage) any {
