@@ -86,7 +86,7 @@ type inprocKey struct{}
 //   - any other request passes the browser checks (Host, Origin, body
 //     type) and the dashboard login (or the open mode).
 func (g *Guard) protect(h httpx.HandlerFunc, types []string, scope string) httpx.HandlerFunc {
-	audited := g.audited(h)
+	audited := g.audited(h, scope == store.ScopeManage)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodGet && r.Context().Value(inprocKey{}) != nil {
 			return h(w, r)

@@ -54,10 +54,12 @@ func isChange(method string) bool {
 }
 
 // audited records the successful changes h makes (< 400) with the
-// request's actor. Failed and refused requests are not recorded: an
-// anonymous caller could otherwise fill the log and push the real
-// changes out under its row cap.
-func (g *Guard) audited(h httpx.HandlerFunc) httpx.HandlerFunc {
+// request's actor, and with snapshots the resource before and after
+// (routes of other scopes, such as the MCP transports, whose GET may be
+// a stream, record the request only). Failed and refused requests are
+// not recorded: an anonymous caller could otherwise fill the log and
+// push the real changes out under its row cap.
+func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {
 	if g.opt.Audit == nil {
 		return h
 	}
@@ -69,7 +71,13 @@ func (g *Guard) audited(h httpx.HandlerFunc) httpx.HandlerFunc {
 		c.Actor, _ = ActorFrom(r.Context())
 		c.Request = g.requestBody(r)
 		res := resourcePath(r.URL.Path, c.ResourceID)
-		c.Before = g.snapshot(r, res)
+		snapshot := func(path string) json.RawMessage {
+			if !snapshots {
+				return nil
+			}
+			return g.snapshot(r, path)
+		}
+		c.Before = snapshot(res)
 		cw := &holdWriter{w: w, status: http.StatusOK}
 		err := h(cw, r)
 		if err != nil || cw.status >= 400 {
@@ -78,14 +86,19 @@ func (g *Guard) audited(h httpx.HandlerFunc) httpx.HandlerFunc {
 		}
 		c.Status = cw.status
 		c.At = g.clock.Now().UTC()
-		if id := createdID(cw.held.Bytes()); r.Method == http.MethodPost && c.ResourceID == "" && id != "" {
-			// a creation: the new resource, not the collection
+		id := ""
+		if snapshots && r.Method == http.MethodPost && c.ResourceID == "" {
+			id = createdID(cw.held.Bytes())
+		}
+		switch {
+		case !snapshots: // the request alone
+		case id != "": // a creation: the new resource, not the collection
 			c.ResourceID, c.Before = id, nil
-			if c.After = g.snapshot(r, strings.TrimSuffix(res, "/")+"/"+id); c.After == nil {
+			if c.After = snapshot(strings.TrimSuffix(res, "/") + "/" + id); c.After == nil {
 				c.After = maskDoc(cw.held.Bytes())
 			}
-		} else if r.Method != http.MethodDelete || c.Before != nil {
-			c.After = g.snapshot(r, res)
+		case r.Method != http.MethodDelete || c.Before != nil:
+			c.After = snapshot(res)
 		}
 		if rerr := g.opt.Audit.Record(context.WithoutCancel(r.Context()), c); rerr != nil {
 			g.log.Error("audit log: a management change was made but could not be recorded",
@@ -99,7 +112,7 @@ func (g *Guard) audited(h httpx.HandlerFunc) httpx.HandlerFunc {
 // Audited is h with its successful changes recorded in the audit log
 // under the actor the request's context carries (WithActor), for a route
 // that authenticates its callers itself.
-func (g *Guard) Audited(h httpx.HandlerFunc) httpx.HandlerFunc { return g.audited(h) }
+func (g *Guard) Audited(h httpx.HandlerFunc) httpx.HandlerFunc { return g.audited(h, true) }
 
 // lastPathValue is the value of the route pattern's last wildcard.
 func lastPathValue(r *http.Request) string {
@@ -172,14 +185,18 @@ func (g *Guard) requestBody(r *http.Request) json.RawMessage {
 	return maskDoc(buf)
 }
 
+// snapshotTimeout bounds an in-process GET.
+const snapshotTimeout = 5 * time.Second
+
 // snapshot is the masked JSON answer of a GET of path served in-process
-// with r's caller, when it answers 200 with JSON.
+// with r's caller, when it answers 200 with JSON within snapshotTimeout.
 func (g *Guard) snapshot(r *http.Request, path string) json.RawMessage {
 	hp := g.snap.Load()
 	if hp == nil {
 		return nil
 	}
-	ctx := context.WithValue(r.Context(), inprocKey{}, true)
+	ctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(r.Context()), inprocKey{}, true), snapshotTimeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil
@@ -187,7 +204,8 @@ func (g *Guard) snapshot(r *http.Request, path string) json.RawMessage {
 	req.Host, req.RemoteAddr = r.Host, r.RemoteAddr
 	rec := &recorder{header: http.Header{}, status: http.StatusOK}
 	(*hp).ServeHTTP(rec, req)
-	if rec.status != http.StatusOK || rec.over {
+	mt, _, _ := mime.ParseMediaType(rec.header.Get("Content-Type"))
+	if rec.status != http.StatusOK || rec.over || ctx.Err() != nil || mt != "application/json" && !strings.HasSuffix(mt, "+json") {
 		return nil
 	}
 	return maskDoc(rec.body.Bytes())
