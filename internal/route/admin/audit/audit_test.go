@@ -288,3 +288,36 @@ func TestAuditDocumentsBounded(t *testing.T) {
 		t.Fatalf("marker %.300s", req)
 	}
 }
+
+// The registered-key routes authenticate issuing keys themselves; their
+// changes are recorded with the issuer as the actor, the issued key's
+// secret masked, and a revocation's before and after.
+func TestAuditLogIssuerKey(t *testing.T) {
+	e := admintest.NewEnv(t, nil)
+	e.Login()
+	issuerID, issuer := e.CreateKey(map[string]any{"name": "billing", "scopes": []string{"issue"}})
+	r := routetest.Send(t, &http.Client{}, "POST", e.Srv.URL+"/api/v1/registered-keys", map[string]any{"name": "acct-7"}, admintest.Bearer(issuer)...)
+	if r.Status != http.StatusCreated {
+		t.Fatalf("issue: %d %s", r.Status, r.Body)
+	}
+	reg := r.Object(t)
+	r = routetest.Send(t, &http.Client{}, "POST", e.Srv.URL+"/api/v1/registered-keys/"+reg["id"].(string)+"/revoke", nil, admintest.Bearer(issuer)...)
+	if r.Status != http.StatusOK {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
+	}
+	p := readLog(t, e, "?actor="+issuerID)
+	if len(p.Entries) != 2 {
+		t.Fatalf("entries %+v", p.Entries)
+	}
+	rev, iss := p.Entries[0], p.Entries[1]
+	if iss.Actor.Kind != "key" || iss.Actor.Name != "billing" || iss.ResourceID != reg["id"] || doc(t, iss.After)["name"] != "acct-7" {
+		t.Fatalf("issue entry %+v %s", iss, iss.After)
+	}
+	raw, _ := json.Marshal(p)
+	if strings.Contains(string(raw), reg["key"].(string)) || strings.Contains(string(raw), issuer) {
+		t.Fatalf("a key in the log: %s", raw)
+	}
+	if rev.Route != "POST /api/v1/registered-keys/{id}/revoke" || doc(t, rev.Before)["status"] != "active" || doc(t, rev.After)["status"] != "revoked" {
+		t.Fatalf("revocation %+v: %s → %s", rev, rev.Before, rev.After)
+	}
+}
