@@ -50,7 +50,7 @@ type KeySet interface {
 
 // AuthIssuer is who may call the registered-key routes, as the route
 // list names it.
-const AuthIssuer = "issuing gateway key or management session"
+const AuthIssuer = "issuing gateway key, management session or key (manage)"
 
 // Options configure the key endpoints.
 type Options struct {
