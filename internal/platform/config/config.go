@@ -156,6 +156,10 @@ type RouteConfig struct {
 	// (replicas sharing files) instead of <data>/files; nil: the
 	// directory.
 	FilesS3 *RouteFilesS3 `yaml:"files_s3,omitempty"`
+	// The compliance audit log keeps management changes AuditMaxAge, at
+	// most AuditMaxRows of them (the oldest deleted first).
+	AuditMaxAge  time.Duration `yaml:"audit_max_age"`
+	AuditMaxRows int           `yaml:"audit_max_rows"`
 }
 
 // RouteFilesS3 is an S3-compatible bucket for the Files API's content.
@@ -243,6 +247,9 @@ func Default() Config {
 			ResponsesMaxKeyBytes:   64 << 20,
 			ResponsesMax:           10000,
 			ResponsesMaxTotalBytes: 256 << 20,
+
+			AuditMaxAge:  365 * 24 * time.Hour,
+			AuditMaxRows: 100_000,
 		},
 		Plans: map[string]PlanLimit{
 			PlanFree:      {MaxDevices: 20, MaxNetworks: 3},

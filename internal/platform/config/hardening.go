@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -102,6 +103,8 @@ func hardeningFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.Var(byteSizeFlag{&cfg.Route.ResponsesMaxKeyBytes}, "route-responses-max-key-bytes", "bytes of stored Responses conversations per gateway key (its oldest evicted first)")
 	fs.IntVar(&cfg.Route.ResponsesMax, "route-responses-max", cfg.Route.ResponsesMax, "stored Responses conversations in all (the oldest evicted first)")
 	fs.Var(byteSizeFlag{&cfg.Route.ResponsesMaxTotalBytes}, "route-responses-max-total-bytes", "bytes of stored Responses conversations in all (the oldest evicted first)")
+	fs.DurationVar(&cfg.Route.AuditMaxAge, "route-audit-max-age", cfg.Route.AuditMaxAge, "how long the compliance audit log keeps a management change")
+	fs.IntVar(&cfg.Route.AuditMaxRows, "route-audit-max-rows", cfg.Route.AuditMaxRows, "most management changes the compliance audit log keeps (the oldest deleted first)")
 }
 
 // explicitAnonymous turns an explicit require_api_key=false (flag, env or
@@ -179,6 +182,9 @@ func (c *Config) validateHardening() []error {
 		bad("stored responses: --route-responses-max-bytes <= --route-responses-max-key-bytes <= --route-responses-max-total-bytes")
 	case r.ResponsesMaxPerKey > r.ResponsesMax:
 		bad("stored responses: --route-responses-max-per-key must not exceed --route-responses-max")
+	}
+	if r.AuditMaxAge < time.Hour || r.AuditMaxRows < 100 || r.AuditMaxRows > 100_000_000 {
+		bad("--route-audit-max-age must be at least 1h and --route-audit-max-rows 100 to 100000000")
 	}
 	return errs
 }

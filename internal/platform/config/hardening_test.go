@@ -112,6 +112,22 @@ func TestStoredResponsesOptions(t *testing.T) {
 	}
 }
 
+func TestAuditLogOptions(t *testing.T) {
+	d := mustLoad(t, nil, nil).Route
+	if d.AuditMaxAge != 365*24*time.Hour || d.AuditMaxRows != 100_000 {
+		t.Fatalf("defaults: %+v", d)
+	}
+	c := mustLoad(t, []string{"--route-audit-max-age", "720h"}, map[string]string{"OMNI_ROUTE_AUDIT_MAX_ROWS": "5000"}).Route
+	if c.AuditMaxAge != 720*time.Hour || c.AuditMaxRows != 5000 {
+		t.Fatalf("parsed: %+v", c)
+	}
+	for _, bad := range [][]string{{"--route-audit-max-age", "1m"}, {"--route-audit-max-rows", "0"}, {"--route-audit-max-rows", "1000000000"}} {
+		if _, err := load(t, bad, nil); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}
+
 // The data dir is created 0700 and the master key 0600; an existing dir
 // or key that others can read is reported.
 func TestDataDirPermissions(t *testing.T) {

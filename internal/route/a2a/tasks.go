@@ -64,6 +64,7 @@ type record struct {
 	skill   string
 	created time.Time
 	updated time.Time
+	seq     uint64 // store.seq at the last change: orders changes within one clock tick
 	cancel  context.CancelFunc
 }
 
@@ -74,6 +75,7 @@ type store struct {
 
 	mu   sync.Mutex
 	byID map[string]*record
+	seq  uint64 // changes so far
 }
 
 func newStore(clk clock.Clock, l Limits) *store {
@@ -115,7 +117,7 @@ func (s *store) create(owner, skill, contextID string, msg Message, cancel conte
 	}
 	id := newID("task_")
 	msg.TaskID, msg.ContextID = id, contextID
-	r := &record{owner: owner, skill: skill, created: now, updated: now, cancel: cancel, task: Task{
+	r := &record{owner: owner, skill: skill, created: now, updated: now, seq: s.next(), cancel: cancel, task: Task{
 		Kind: "task", ID: id, ContextID: contextID,
 		Status:    TaskStatus{State: StateSubmitted, Timestamp: stamp(now)},
 		Artifacts: []Artifact{},
@@ -126,11 +128,26 @@ func (s *store) create(owner, skill, contextID string, msg Message, cancel conte
 	return cloneTask(r.task), nil
 }
 
+// next numbers one change; s.mu is held.
+func (s *store) next() uint64 {
+	s.seq++
+	return s.seq
+}
+
+// older reports whether a changed before b (by time, then by order of
+// change, since a coarse clock gives many changes one time).
+func older(a, b *record) bool {
+	if !a.updated.Equal(b.updated) {
+		return a.updated.Before(b.updated)
+	}
+	return a.seq < b.seq
+}
+
 // dropOldestLocked removes the oldest finished task that match selects.
 func (s *store) dropOldestLocked(match func(*record) bool) bool {
 	var oldest *record
 	for _, r := range s.byID {
-		if terminal(r.task.Status.State) && match(r) && (oldest == nil || r.updated.Before(oldest.updated)) {
+		if terminal(r.task.Status.State) && match(r) && (oldest == nil || older(r, oldest)) {
 			oldest = r
 		}
 	}
@@ -176,7 +193,7 @@ func (s *store) setState(id, state string, msg *Message) (t Task, changed bool) 
 		return cloneTask(r.task), false
 	}
 	r.task.Status = TaskStatus{State: state, Message: msg, Timestamp: stamp(now)}
-	r.updated = now
+	r.updated, r.seq = now, s.next()
 	if terminal(state) {
 		r.task.Metadata["durationMs"] = now.Sub(r.created).Milliseconds()
 		r.cancel()

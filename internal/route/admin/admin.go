@@ -1,8 +1,11 @@
 // Package admin holds what every package of the gateway's management
 // HTTP API under /api/ shares: the browser checks that refuse what a web
 // page of another site (or a rebinding one) could send, the dashboard
-// session (its signed cookie and the login guard), the registration
-// helpers that put a route behind them (Open, Guarded, GuardedUpload),
+// session (its signed cookie and the login guard), management keys
+// (stored gateway keys with the manage scope, sent as Bearer tokens), the
+// caller of each request (ActorFrom), the recording of every management
+// change for the audit log (Recorder), the registration helpers that put
+// a route behind them (Open, Guarded, GuardedUpload, Scoped),
 // FromGatewayHost, and the small helpers handlers share. The resources
 // themselves are served by the packages below it (auth, keys, providers,
 // models, pricing) and by the feature packages that own their endpoints
@@ -12,12 +15,15 @@ package admin
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/auth"
 	"github.com/omniedge/omni/internal/platform/clock"
+	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/store"
 )
@@ -31,16 +37,21 @@ type Mux interface {
 // Who may call a management route, as the route list names it.
 const (
 	AuthPublic  = "public"
-	AuthSession = "management session"
+	AuthSession = "management session or key (manage)"
 )
 
+// AuthScoped is the route list's label of a route registered with
+// Scoped(mux, scope).
+func AuthScoped(scope string) string { return "management session or key (" + scope + ")" }
+
 // Store is what the guard needs from the route store: the login
-// settings and the dashboard sessions.
+// settings, the dashboard sessions and the stored gateway keys.
 type Store interface {
 	Setting(ctx context.Context, key string) (string, bool, error)
 	CreateSession(ctx context.Context, id string, now, expires time.Time) error
 	SessionValid(ctx context.Context, id string, now time.Time) (bool, error)
 	DeleteSession(ctx context.Context, id string) error
+	APIKeyByHash(ctx context.Context, hash string) (store.APIKey, error)
 }
 
 // Options configure a Guard.
@@ -55,6 +66,12 @@ type Options struct {
 	AllowedHosts []string
 	SessionTTL   time.Duration // dashboard session lifetime (default 24h)
 	Clock        clock.Clock
+	// ConfigKeys are the configuration file's gateway keys: never
+	// management keys (refused with 403 rather than 401).
+	ConfigKeys []config.Secret
+	// Audit records every successful management change; nil: none.
+	Audit Recorder
+	Log   *slog.Logger // a change the audit log failed to record (default: discarded)
 }
 
 // Guard puts management routes behind the browser checks and the
@@ -65,6 +82,10 @@ type Guard struct {
 	clock  clock.Clock
 	signer *auth.Signer
 	hosts  hostSet
+	log    *slog.Logger
+	// snap serves the in-process GETs of the audit log's before and
+	// after documents: the mux the guarded routes are registered on.
+	snap atomic.Pointer[http.Handler]
 }
 
 // New builds a guard.
@@ -75,7 +96,10 @@ func New(opt Options) (*Guard, error) {
 	if opt.SessionTTL <= 0 {
 		opt.SessionTTL = 24 * time.Hour
 	}
-	g := &Guard{opt: opt, store: opt.Store, clock: opt.Clock, hosts: newHostSet(opt.AllowedHosts)}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	g := &Guard{opt: opt, store: opt.Store, clock: opt.Clock, hosts: newHostSet(opt.AllowedHosts), log: opt.Log}
 	if opt.Store != nil {
 		if len(opt.MasterKey) < 32 {
 			return nil, errors.New("admin: a 32-byte master key is required with a store")
@@ -101,11 +125,21 @@ func (g *Guard) Open(mux Mux) func(pattern string, h httpx.HandlerFunc) {
 }
 
 // Guarded returns a function that adds a management route to mux behind
-// the same checks as every other management route (the browser checks
-// and the login), for the packages that serve management endpoints.
+// the same checks as every other management route: the dashboard login
+// (with the browser checks) or a management key (a stored key with the
+// manage scope), for the packages that serve management endpoints. Its
+// changes are recorded in the audit log.
 func (g *Guard) Guarded(mux Mux) func(pattern string, h httpx.HandlerFunc) {
+	return g.Scoped(mux, store.ScopeManage)
+}
+
+// Scoped is Guarded for routes a key with scope may call instead of a
+// management key (the MCP transports: "mcp"): the dashboard login, or
+// a stored key holding scope.
+func (g *Guard) Scoped(mux Mux, scope string) func(pattern string, h httpx.HandlerFunc) {
+	g.remember(mux)
 	return func(pattern string, h httpx.HandlerFunc) {
-		mux.Handle(pattern, httpx.WithAuth(AuthSession, NoStore(g.Protect(h))))
+		mux.Handle(pattern, httpx.WithAuth(AuthScoped(scope), NoStore(g.protect(h, jsonTypes, scope))))
 	}
 }
 
@@ -114,17 +148,26 @@ func (g *Guard) Guarded(mux Mux) func(pattern string, h httpx.HandlerFunc) {
 // Register only those routes through it: every body type it accepts is
 // one a web page of another site can send without a preflight.
 func (g *Guard) GuardedUpload(mux Mux, types ...string) func(pattern string, h httpx.HandlerFunc) {
+	g.remember(mux)
 	types = append(append([]string(nil), jsonTypes...), types...)
 	return func(pattern string, h httpx.HandlerFunc) {
-		mux.Handle(pattern, httpx.WithAuth(AuthSession, NoStore(g.checked(g.guard(h), types))))
+		mux.Handle(pattern, httpx.WithAuth(AuthSession, NoStore(g.protect(h, types, store.ScopeManage))))
 	}
 }
 
-// Protect is h behind the browser checks (writes take JSON) and the
-// login, for a route that admits other callers too before falling back
-// to them (the registered keys' issuing keys).
+// Protect is h behind the checks of Guarded (the login with the browser
+// checks, or a management key), for a route that admits other callers
+// too before falling back to them (the registered keys' issuing keys).
 func (g *Guard) Protect(h httpx.HandlerFunc) httpx.HandlerFunc {
-	return g.checked(g.guard(h), jsonTypes)
+	return g.protect(h, jsonTypes, store.ScopeManage)
+}
+
+// remember keeps the mux routes are registered on, which serves the
+// audit log's in-process GETs.
+func (g *Guard) remember(mux Mux) {
+	if h, ok := mux.(http.Handler); ok {
+		g.snap.CompareAndSwap(nil, &h)
+	}
 }
 
 // NoStore keeps management answers out of caches.
@@ -162,35 +205,38 @@ func (g *Guard) PasswordHash(ctx context.Context) (string, error) {
 	return v, err
 }
 
-// guard admits a management request when login is not required or when
-// it carries a live session cookie. Before a password exists (a fresh
-// install without INITIAL_PASSWORD) nothing is admitted, from anywhere:
-// the password is set with the one-time setup token (route/admin/auth).
-func (g *Guard) guard(h httpx.HandlerFunc) httpx.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		required, err := g.RequireLogin(r.Context())
-		if err != nil {
-			return err
-		}
-		if !required {
-			return h(w, r)
-		}
-		hash, err := g.PasswordHash(r.Context())
-		if err != nil {
-			return err
-		}
-		if hash == "" {
-			return errSetupRequired
-		}
-		ok, err := g.session(r)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return httpx.Unauthorized("login required: POST /api/auth/login with the dashboard password")
-		}
-		return h(w, r)
+// sessionActor admits a management request without a key when login is
+// not required ("open") or when it carries a live session cookie. Before
+// a password exists (a fresh install without INITIAL_PASSWORD) nothing
+// is admitted, from anywhere: the password is set with the one-time
+// setup token (route/admin/auth).
+func (g *Guard) sessionActor(r *http.Request) (Actor, error) {
+	addr := httpx.ClientIP(r, g.opt.TrustProxy)
+	required, err := g.RequireLogin(r.Context())
+	if err != nil {
+		return Actor{}, err
 	}
+	if !required {
+		return Actor{Kind: ActorOpen, Addr: addr}, nil
+	}
+	hash, err := g.PasswordHash(r.Context())
+	if err != nil {
+		return Actor{}, err
+	}
+	if hash == "" {
+		return Actor{}, errSetupRequired
+	}
+	sid := g.sessionID(r)
+	ok := false
+	if sid != "" {
+		if ok, err = g.store.SessionValid(r.Context(), sid, g.clock.Now()); err != nil {
+			return Actor{}, err
+		}
+	}
+	if !ok {
+		return Actor{}, httpx.Unauthorized("login required: POST /api/auth/login with the dashboard password, or send Authorization: Bearer <key> of a gateway key with the %q scope", store.ScopeManage)
+	}
+	return Actor{Kind: ActorSession, ID: sessionRef(sid), Name: "dashboard", Addr: addr}, nil
 }
 
 // LoggedIn reports whether r carries a valid, live dashboard session.

@@ -129,6 +129,12 @@ func (g *Guard) crossSite(r *http.Request) error {
 		return httpx.Errorf(http.StatusMisdirectedRequest, "host_not_allowed",
 			"this gateway does not answer management requests for host %q: use localhost, or add the name with --route-allowed-hosts (OMNI_ROUTE_ALLOWED_HOSTS)", r.Host)
 	}
+	return g.crossOrigin(r)
+}
+
+// crossOrigin returns why r was sent by a page of another site or
+// origin (its Sec-Fetch-Site or Origin), or nil.
+func (g *Guard) crossOrigin(r *http.Request) error {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return httpx.Forbidden("management requests from another site's pages are refused (Sec-Fetch-Site: %s)", site)
 	}

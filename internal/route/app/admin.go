@@ -5,6 +5,7 @@ import (
 
 	"github.com/omniedge/omni/internal/platform/config"
 	"github.com/omniedge/omni/internal/route/admin"
+	"github.com/omniedge/omni/internal/route/admin/audit"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/admin/keys"
 	"github.com/omniedge/omni/internal/route/admin/models"
@@ -18,15 +19,29 @@ import (
 )
 
 // newGuard builds the guard every management route passes (route/admin):
-// the browser checks and, with st, the dashboard login. Without a store
-// there is no management API, but FromGatewayHost still serves the
-// gateway's check of requests without a key.
-func newGuard(cfg *config.Config, d Deps, st *store.Store) (*admin.Guard, error) {
-	o := admin.Options{TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts, Clock: d.Clock}
+// the browser checks and, with st, the dashboard login, the management
+// keys and the audit log, which it records every change in (returned,
+// for its module). Without a store there is no management API, but
+// FromGatewayHost still serves the gateway's check of requests without a
+// key.
+func newGuard(cfg *config.Config, d Deps, st *store.Store) (*admin.Guard, *audit.Log, error) {
+	o := admin.Options{TrustProxy: cfg.TrustedProxies(), AllowedHosts: cfg.Route.AllowedHosts, Clock: d.Clock, Log: d.Log}
+	var log *audit.Log
 	if st != nil {
-		o.Store, o.MasterKey = st, d.MasterKey
+		log = audit.New(audit.Options{DB: d.DB, MaxAge: cfg.Route.AuditMaxAge, MaxRows: cfg.Route.AuditMaxRows, Clock: d.Clock, Log: d.Log})
+		o.Store, o.MasterKey, o.ConfigKeys, o.Audit = st, d.MasterKey, cfg.Route.APIKeys, log
 	}
-	return admin.New(o)
+	g, err := admin.New(o)
+	return g, log, err
+}
+
+// auditModule is the compliance audit log (route/admin/audit) the guard
+// records in. Without a store: no module.
+func auditModule(_ context.Context, w *wiring) (feature.Module, error) {
+	if w.audit == nil {
+		return feature.Module{}, nil
+	}
+	return w.audit.Module(w.guard), nil
 }
 
 // authModule builds the dashboard account (route/admin/auth): login,

@@ -154,11 +154,11 @@ func open(ctx context.Context, cfg *config.Config, d Deps, parts []part) (*App, 
 		}
 		st = s
 	}
-	guard, err := newGuard(cfg, d, st)
+	guard, auditLog, err := newGuard(cfg, d, st)
 	if err != nil {
 		return nil, err
 	}
-	w := &wiring{cfg: cfg, d: d, st: st, app: a, registry: registry(parts), guard: guard}
+	w := &wiring{cfg: cfg, d: d, st: st, app: a, registry: registry(parts), guard: guard, audit: auditLog}
 	mods, err := w.build(ctx, parts)
 	if err != nil {
 		return nil, err

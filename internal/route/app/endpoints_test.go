@@ -120,8 +120,11 @@ func renderRoutes(routes []httpx.Route, spec []specEndpoint) string {
 		"- `gateway key`: a gateway key as `Authorization: Bearer`, `x-api-key` (or Gemini's\n" +
 		"  `x-goog-api-key`/`?key=`); none is needed from the gateway host itself or when\n" +
 		"  anonymous use is allowed (see [route.md](route.md)).\n" +
-		"- `management session`: the dashboard login (`auth_token` cookie) and the browser checks.\n" +
-		"- `issuing gateway key or management session`: a stored gateway key with the `issue` scope, or the login.\n" +
+		"- `management session or key (manage)`: the dashboard login (`auth_token` cookie) and the browser\n" +
+		"  checks, or a stored gateway key with the `manage` scope as `Authorization: Bearer`\n" +
+		"  (see [route.md](route.md#management-api-keys)); `(mcp)`: a key with that scope instead.\n" +
+		"- `issuing gateway key, management session or key (manage)`: a stored gateway key with the `issue`\n" +
+		"  scope (its own registered keys), or the login or a management key (every one).\n" +
 		"- `public`: no credential.\n\n" +
 		"`omni serve` adds `/healthz`, `/readyz` and, with a metrics token, `/metrics` on the same\n" +
 		"listener (see [operating.md](operating.md)); they are not part of the gateway's routes.\n" +

@@ -13,6 +13,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin"
+	"github.com/omniedge/omni/internal/route/admin/audit"
 	adminauth "github.com/omniedge/omni/internal/route/admin/auth"
 	"github.com/omniedge/omni/internal/route/api"
 	"github.com/omniedge/omni/internal/route/audio"
@@ -69,6 +70,7 @@ func modules() []part {
 		built(modelsModule),        // aliases, combos, mappings, catalog (route/admin/models)
 		built(pricingModule),       // the price table (route/admin/pricing)
 		built(settingsModule),      // general settings, IP filter, init, system info, restart (route/settings)
+		built(auditModule),         // the compliance audit log (route/admin/audit)
 		built(backupModule),        // backups, export, import (route/backup)
 		built(resilienceModule),    // breakers, cooldowns, lockouts, queue (route/resilience)
 		built(cacheModule),         // response cache, idempotency (route/cache)
@@ -114,6 +116,7 @@ type wiring struct {
 	app      *App
 	registry *provider.Registry
 	guard    *admin.Guard // the management routes' checks (route/admin)
+	audit    *audit.Log   // the audit log the guard records in; nil without a store
 
 	// What the modules built so far made that later ones use.
 	state   *routing.State     // the routing state module's
@@ -279,6 +282,9 @@ func register(mux *httpx.Mux, mods []feature.Module, guard *admin.Guard, serveAd
 		Guarded: feature.Registrar(guard.Guarded(mux)),
 		Upload: func(types ...string) feature.Registrar {
 			return guard.GuardedUpload(mux, types...)
+		},
+		Scoped: func(scope string) feature.Registrar {
+			return feature.Registrar(guard.Scoped(mux, scope))
 		},
 	}
 	out := make([]Feature, len(mods))

@@ -110,8 +110,10 @@ type Mux interface {
 type Registrar func(pattern string, h httpx.HandlerFunc)
 
 // Admin is where a module registers management routes: every one needs
-// the dashboard login and refuses what a web page of another site could
-// send ("management session" in the route list).
+// the dashboard login or a management key (a stored gateway key with the
+// manage scope, as a Bearer token), refuses what a web page of another
+// site could send, and has its changes recorded in the audit log
+// ("management session or key (manage)" in the route list).
 type Admin struct {
 	// Guarded takes JSON bodies only.
 	Guarded Registrar
@@ -120,6 +122,10 @@ type Admin struct {
 	// through it: every body type it accepts is one a web page of
 	// another site can send without a preflight.
 	Upload func(types ...string) Registrar
+	// Scoped returns a registrar for routes the dashboard login or a
+	// stored key holding scope may call instead of a management key
+	// (the MCP transports: "mcp"); the caller is admin.ActorFrom's.
+	Scoped func(scope string) Registrar
 }
 
 // Stage is what a module installs into the request pipeline. A pipeline

@@ -116,11 +116,11 @@ func TestGeneralSettings(t *testing.T) {
 		t.Fatalf("after PUT: %v", g)
 	}
 
-	// A gateway key is not a login.
+	// A gateway key is not a login: without the manage scope it is refused.
 	anon := &http.Client{}
 	_, raw := e.CreateKey(map[string]any{"name": "client"})
 	for _, c := range []struct{ method, path string }{{"PATCH", "/api/settings"}, {"PUT", "/api/settings/ip-filter"}, {"POST", "/api/shutdown"}, {"GET", "/api/system-info"}} {
-		if r := routetest.Send(t, anon, c.method, e.Srv.URL+c.path, map[string]any{"enabled": false}, admintest.Bearer(raw)...); r.Status != http.StatusUnauthorized {
+		if r := routetest.Send(t, anon, c.method, e.Srv.URL+c.path, map[string]any{"enabled": false}, admintest.Bearer(raw)...); r.Status != http.StatusForbidden {
 			t.Fatalf("%s %s with a gateway key: %d %s", c.method, c.path, r.Status, r.Body)
 		}
 	}

@@ -91,6 +91,13 @@ func (s *Store) APIKey(ctx context.Context, id string) (APIKey, error) {
 	return k, notFound(err, "api key "+id)
 }
 
+// APIKeyByHash returns the key whose raw value hashes (auth.TokenHash)
+// to hash, revoked and expired ones too.
+func (s *Store) APIKeyByHash(ctx context.Context, hash string) (APIKey, error) {
+	k, err := scanKey(s.db.QueryRow(ctx, `SELECT `+keyColumns+keyFrom+` WHERE k.key_hash = ?`, hash))
+	return k, notFound(err, "api key")
+}
+
 // UpdateAPIKey replaces a key's name, policy (allowed models and
 // providers, limits) and scopes.
 func (s *Store) UpdateAPIKey(ctx context.Context, k APIKey) error {

@@ -31,13 +31,20 @@ type APIKey struct {
 	ExpiresAt        time.Time // zero: never
 	RevokedAt        time.Time // zero: live
 	Budget           *Budget   // nil: no budget
-	Scopes           []string  // what the key may do beyond /v1 (ScopeIssue)
+	Scopes           []string  // what the key may do beyond /v1 (ScopeIssue, ScopeManage, ScopeMCP)
 	IssuerID         string    // registered keys: the key that issued it, "" for the management login
 }
 
 // ScopeIssue lets a key issue registered keys within its own policy,
 // limits and budget, and list and revoke those it issued.
 const ScopeIssue = "issue"
+
+// ScopeManage lets a key call the management API under /api/ (as the
+// dashboard login may); ScopeMCP lets it use the MCP transports.
+const (
+	ScopeManage = "manage"
+	ScopeMCP    = "mcp"
+)
 
 const keyColumns = `k.id, k.name, k.prefix, k.key_hash, k.allowed_models, k.created_at, k.last_used_at,
 	k.allowed_providers, k.rpm, k.rpd, k.tpm, k.tpd, k.kind, k.provider, k.account_id, k.idempotency_key, k.expires_at, k.revoked_at,

@@ -206,7 +206,7 @@ func TestWebhookAttackers(t *testing.T) {
 		want   int
 	}{
 		{anon, nil, http.StatusUnauthorized},
-		{anon, []string{"Authorization", "Bearer " + raw}, http.StatusUnauthorized},
+		{anon, []string{"Authorization", "Bearer " + raw}, http.StatusForbidden}, // no manage scope
 		{e.C, []string{"Origin", "https://evil.example"}, http.StatusForbidden},
 	} {
 		for _, m := range []string{"GET", "POST"} {

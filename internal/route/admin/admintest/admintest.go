@@ -105,7 +105,25 @@ func NewEnvLog(t *testing.T, mutate func(*config.Config), log *slog.Logger) *Env
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	db, err := sqldb.Open(context.Background(), filepath.Join(t.TempDir(), "omni.db"))
+	return newEnv(t, cfg, filepath.Join(t.TempDir(), "omni.db"), log)
+}
+
+// NewEnvDSN is NewEnv over the database dsn names (a PostgreSQL one:
+// testenv.Postgres).
+func NewEnvDSN(t *testing.T, dsn string, mutate func(*config.Config)) *Env {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.Route.InitialPassword = Password
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	return newEnv(t, cfg, dsn, logging.Discard())
+}
+
+func newEnv(t *testing.T, cfg config.Config, dsn string, log *slog.Logger) *Env {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

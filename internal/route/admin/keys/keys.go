@@ -51,7 +51,7 @@ type KeySet interface {
 
 // AuthIssuer is who may call the registered-key routes, as the route
 // list names it.
-const AuthIssuer = "issuing gateway key or management session"
+const AuthIssuer = "issuing gateway key, management session or key (manage)"
 
 // Options configure the key endpoints.
 type Options struct {
@@ -113,7 +113,8 @@ func (s *Service) Register(mux admin.Mux) {
 // issue scope (as a Bearer token or x-api-key), which then sees and
 // revokes only the keys it issued (no web page can send one); without a
 // key, the management checks and the dashboard login apply, which sees and
-// may do everything. Other gateway keys — stored
+// may do everything, as does a management key (the manage scope without
+// issue, as a Bearer token). Other gateway keys — stored
 // without the scope, registered, or from the configuration file — are
 // refused (403).
 func (s *Service) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
@@ -128,11 +129,18 @@ func (s *Service) issuerAuth(h httpx.HandlerFunc) httpx.HandlerFunc {
 		}
 		if id, ok := s.keys.Lookup(r.Context(), raw); ok {
 			k, _ := s.keys.Key(id)
+			if k.Kind != store.KindRegistered && !slices.Contains(k.Scopes, store.ScopeIssue) && slices.Contains(k.Scopes, store.ScopeManage) {
+				if _, bearer := admin.BearerToken(r); bearer {
+					return guarded(w, r) // a management key acts as the login does
+				}
+			}
 			if k.Kind == store.KindRegistered || !slices.Contains(k.Scopes, store.ScopeIssue) {
 				return httpx.Forbidden("key %s may not manage registered keys: that needs a key with the %q scope, or the management login",
 					k.Name, store.ScopeIssue)
 			}
-			return h(w, r.WithContext(context.WithValue(r.Context(), issuerKey{}, k)))
+			ctx := context.WithValue(r.Context(), issuerKey{}, k)
+			ctx = admin.WithActor(ctx, admin.Actor{Kind: admin.ActorKey, ID: k.ID, Name: k.Name, Addr: httpx.ClientIP(r, s.guard.TrustProxy())})
+			return s.guard.Audited(h)(w, r.WithContext(ctx))
 		}
 		sum := sha256.Sum256([]byte(raw))
 		for _, k := range s.opt.ConfigKeys {
@@ -155,8 +163,9 @@ func issuerOf(ctx context.Context) (store.APIKey, bool) {
 	return k, ok
 }
 
-// Scopes a key may hold.
-var knownScopes = []string{store.ScopeIssue}
+// Scopes a key may hold: issue (registered keys), manage (the management
+// API), mcp (the MCP transports).
+var knownScopes = []string{store.ScopeIssue, store.ScopeManage, store.ScopeMCP}
 
 // ---- gateway API keys ----
 

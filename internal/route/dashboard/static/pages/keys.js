@@ -1,10 +1,32 @@
-// Keys: gateway keys (created with the raw key shown once, policy,
-// RPM/RPD/TPM/TPD, budgets with their current windows, revoke) and the
-// registered keys other systems issue, with their quotas.
+// Keys: gateway keys (created with the raw key shown once, their scopes,
+// policy, RPM/RPD/TPM/TPD, budgets with their current windows, revoke)
+// and the registered keys other systems issue, with their quotas.
 import { h, clear, field, empty, secretBox, confirmDialog, formatTime, formatAgo } from "/dashboard/ui/ui.js";
 import { call, act, feedback, ok, values, csv, input, card, head, kv, state, enc, table } from "../lib.js";
 
 const LIMITS = ["rpm", "rpd", "tpm", "tpd"];
+
+// SCOPES are what a key may do beyond /v1, as the API names them.
+const SCOPES = [
+  ["manage", "manage", "Call the management API (/api/…) with Authorization: Bearer, as the dashboard login does"],
+  ["issue", "issuer", "Issue registered keys within its own policy (POST /api/v1/registered-keys)"],
+  ["mcp", "mcp", "Use the MCP transports"],
+];
+
+// scopePicker is a group of checkboxes, one per scope, idPrefix-scope-NAME.
+function scopePicker(idPrefix, chosen = []) {
+  return h("fieldset", { class: "scopes", id: `${idPrefix}-scopes` }, h("legend", null, "Scopes"),
+    SCOPES.map(([name, , what]) => h("label", { class: "check", for: `${idPrefix}-scope-${name}`, title: what },
+      h("input", { type: "checkbox", name: "scope", value: name, id: `${idPrefix}-scope-${name}`, checked: chosen.includes(name) }),
+      h("span", null, h("code", null, name), " ", h("span", { class: "muted" }, what)))));
+}
+
+const chosenScopes = form => [...form.querySelectorAll("input[name=scope]:checked")].map(c => c.value);
+
+function scopeBadges(k) {
+  return SCOPES.filter(([name]) => (k.scopes || []).includes(name))
+    .map(([name, label, what]) => [" ", h("span", { class: ["badge", name === "manage" ? "warn" : "info"], title: what }, label)]);
+}
 
 export default async function keysPage() {
   const list = h("div", { id: "keys-list" });
@@ -17,6 +39,7 @@ export default async function keysPage() {
       field("Name", input({ name: "name", id: "key-name", required: true, placeholder: "laptop" })),
       field("Allowed models", input({ name: "allowed_models", id: "key-models" }), "Globs, comma separated; blank: all."),
       field("Allowed providers", input({ name: "allowed_providers", id: "key-providers" }), "Comma separated; blank: all.")),
+    scopePicker("key"),
     h("div", { class: "form-actions" }, create), fb, shown);
   form.addEventListener("submit", ev => {
     ev.preventDefault();
@@ -25,6 +48,8 @@ export default async function keysPage() {
       const body = { name: v.name };
       if (v.allowed_models) body.allowed_models = csv(v.allowed_models);
       if (v.allowed_providers) body.allowed_providers = csv(v.allowed_providers);
+      const scopes = chosenScopes(form);
+      if (scopes.length) body.scopes = scopes;
       const k = await call("POST", "/api/keys", body);
       state.lastKey = k.key;
       const box = secretBox(k.key, "Copy it now: it is shown only once. The Playground can use it until this page is reloaded.");
@@ -39,7 +64,7 @@ export default async function keysPage() {
     const data = await call("GET", "/api/keys");
     const rows = (data.keys || data || []).filter(k => k.kind !== "registered");
     clear(list, table([
-      { label: "Name", value: k => [h("strong", null, k.name), (k.scopes || []).includes("issue") ? [" ", h("span", { class: "badge info", title: "May issue registered keys" }, "issuer")] : null] },
+      { label: "Name", value: k => [h("strong", null, k.name), scopeBadges(k)] },
       { label: "Prefix", value: k => h("code", null, k.prefix) },
       { label: "Allowed models", value: k => (k.allowed_models || []).join(", ") || "all" },
       { label: "Limits", value: k => LIMITS.filter(n => k[n]).map(n => `${n.toUpperCase()} ${k[n]}`).join(" · ") || "none" },
@@ -76,6 +101,7 @@ function policyForm(k, reload) {
       field("Allowed models", input({ name: "allowed_models", value: (k.allowed_models || []).join(", ") }), "Globs, comma separated; blank: all."),
       field("Allowed providers", input({ name: "allowed_providers", value: (k.allowed_providers || []).join(", ") }), "Comma separated; blank: all.")),
     h("div", { class: "form-row" }, LIMITS.map(n => field(n.toUpperCase(), input({ name: n, type: "number", min: 0, value: String(k[n] ?? 0) }), "0: unlimited."))),
+    scopePicker("policy", k.scopes || []),
     h("div", { class: "form-actions" }, save), fb);
   pol.addEventListener("submit", ev => {
     ev.preventDefault();
@@ -83,6 +109,7 @@ function policyForm(k, reload) {
       const v = values(pol);
       const body = { allowed_models: csv(v.allowed_models), allowed_providers: csv(v.allowed_providers) };
       for (const n of LIMITS) body[n] = Number(v[n] || 0);
+      body.scopes = chosenScopes(pol);
       await call("PATCH", `/api/keys/${enc(k.id)}`, body);
       ok(fb);
       await reload();
