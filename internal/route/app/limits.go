@@ -22,5 +22,6 @@ func limitsModule(_ context.Context, w *wiring) (feature.Module, error) {
 	state := w.state
 	g := limits.New(limits.Options{Keys: state.Keys(), Pricer: state, Resolver: w.app.Table, Store: w.st, Counters: counters,
 		Refresh: state.Reload, Clock: w.d.Clock, Log: w.d.Log})
+	w.limits = g
 	return g.Module(), nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/omniedge/omni/internal/route/formats/openai"
 	"github.com/omniedge/omni/internal/route/formats/responses"
 	"github.com/omniedge/omni/internal/route/images"
+	"github.com/omniedge/omni/internal/route/limits"
 	"github.com/omniedge/omni/internal/route/media"
 	"github.com/omniedge/omni/internal/route/pipeline"
 	"github.com/omniedge/omni/internal/route/provider"
@@ -76,6 +77,7 @@ func modules() []part {
 		built(imagesModule),        // /v1/images/generations and /edits (route/images)
 		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
+		built(mcpModule),           // the MCP server: tools, transports, audit under /api/mcp (route/mcp)
 	}
 }
 
@@ -107,6 +109,7 @@ type wiring struct {
 	state   *routing.State     // the routing state module's
 	account *adminauth.Account // the auth module's; nil without a store
 	files   *files.Service     // the files module's; nil without a store
+	limits  *limits.Gate       // the limits module's; nil without a store
 
 	// The stages installed so far.
 	gates       []feature.Stage

@@ -1,6 +1,7 @@
 package limits
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"math"
@@ -124,7 +125,7 @@ func (g *Gate) setBudget(w http.ResponseWriter, r *http.Request) error {
 	}
 	for _, k := range keys {
 		if k.ID == b.KeyID && k.Budget != nil {
-			st, err := g.status(r, k)
+			st, err := g.status(r.Context(), k)
 			if err != nil {
 				return err
 			}
@@ -168,7 +169,7 @@ type Status struct {
 
 // status computes a key's budget status from the live counters (which
 // include the reservations of calls in flight).
-func (g *Gate) status(r *http.Request, k store.APIKey) (Status, error) {
+func (g *Gate) status(ctx context.Context, k store.APIKey) (Status, error) {
 	b := k.Budget
 	now := g.clk.Now()
 	reset, _ := parseHHMM(b.ResetTime)
@@ -186,7 +187,7 @@ func (g *Gate) status(r *http.Request, k store.APIKey) (Status, error) {
 		st.Periods = append(st.Periods, PeriodStatus{Period: p, LimitUSD: lim, WindowStart: start, ResetsAt: end})
 		st.Period = p // the longest period with a limit, unless resetInterval names one
 	}
-	vals, err := g.c.Get(r.Context(), keys)
+	vals, err := g.c.Get(ctx, keys)
 	if err != nil {
 		return st, err
 	}
@@ -211,23 +212,34 @@ func (g *Gate) status(r *http.Request, k store.APIKey) (Status, error) {
 }
 
 func (g *Gate) listBudgets(w http.ResponseWriter, r *http.Request) error {
-	out := []Status{}
-	if g.opt.Store != nil {
-		keys, err := g.opt.Store.APIKeys(r.Context())
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.Budget == nil || !k.RevokedAt.IsZero() {
-				continue
-			}
-			st, err := g.status(r, k)
-			if err != nil {
-				return err
-			}
-			out = append(out, st)
-		}
+	out, err := g.Budgets(r.Context(), "")
+	if err != nil {
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"budgets": out})
 	return nil
+}
+
+// Budgets are the budget states of the live key keyID, or ("") of every
+// live key with a budget, from the live counters.
+func (g *Gate) Budgets(ctx context.Context, keyID string) ([]Status, error) {
+	out := []Status{}
+	if g.opt.Store == nil {
+		return out, nil
+	}
+	keys, err := g.opt.Store.APIKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Budget == nil || !k.RevokedAt.IsZero() || (keyID != "" && k.ID != keyID) {
+			continue
+		}
+		st, err := g.status(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
