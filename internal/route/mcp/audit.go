@@ -36,7 +36,7 @@ const (
 	maxAuditString = 256     // one string value in them
 	maxAuditError  = 512
 	// MaxAuditLimit is the largest page of GET /api/mcp/audit.
-	MaxAuditLimit = 500
+	MaxAuditLimit  = 500
 	maxAuditOffset = 1_000_000
 )
 

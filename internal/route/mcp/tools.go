@@ -153,7 +153,7 @@ var catalog = []tool{
 		Description:     "List the models this gateway routes (providers' models, aliases, combos), optionally of one kind.",
 		SourceEndpoints: []string{"GET /v1/models"}}, listModels),
 	define(ToolInfo{Name: "omniroute_chat", Phase: "act", AuditLevel: "full", Scopes: []string{ScopeMCP},
-		Description: "Send a chat completion through the gateway's router (key policy, limits, budget, fallback and usage records apply) and return the answer.",
+		Description:     "Send a chat completion through the gateway's router (key policy, limits, budget, fallback and usage records apply) and return the answer.",
 		SourceEndpoints: []string{"POST /v1/chat/completions"}}, chat),
 	define(ToolInfo{Name: "omniroute_usage_summary", Phase: "read", AuditLevel: "basic", Scopes: []string{ScopeMCP},
 		Description:     "Sum the gateway's requests, errors, tokens and cost over a period, for every key or one key.",
@@ -273,7 +273,7 @@ func chat(ctx context.Context, s *Server, c Caller, in chatIn) (any, error) {
 		return nil, failf("the gateway's answer could not be read")
 	}
 	return map[string]any{"model": out.Model, "content": out.Choices[0].Message.Content, "finishReason": out.Choices[0].FinishReason,
-		"usage": map[string]int64{"inputTokens": out.Usage.Prompt, "outputTokens": out.Usage.Completion, "totalTokens": out.Usage.Total},
+		"usage":     map[string]int64{"inputTokens": out.Usage.Prompt, "outputTokens": out.Usage.Completion, "totalTokens": out.Usage.Total},
 		"requestId": ans.RequestID}, nil
 }
 
