@@ -1,8 +1,8 @@
 // Package cli owns the omni command tree: `serve` (both products or one),
 // `edge up|status|down|login` for devices, `edge admin …` for operators,
-// and `version`. Each command parses its own flags, builds what it needs
-// from internal packages and returns an exit code; nothing here holds
-// global state.
+// `route mcp` (the gateway's MCP tools over stdio) and `version`. Each
+// command parses its own flags, builds what it needs from internal
+// packages and returns an exit code; nothing here holds global state.
 package cli
 
 import (
@@ -59,6 +59,9 @@ func tree() *command {
 					"list": {summary: "list all devices", run: adminDeviceList},
 				}},
 			}},
+		}},
+		"route": {summary: "OmniRoute commands", sub: map[string]*command{
+			"mcp": {summary: "serve the gateway's MCP tools over stdio: [--url http://localhost:20128] [--key KEY] (OMNI_ROUTE_URL, OMNI_ROUTE_KEY)", run: routeMCP},
 		}},
 		"version": {summary: "print the version", run: func(_ context.Context, env Env, _ []string) error {
 			fmt.Fprintln(env.Stdout, "omni", Version)
