@@ -3,6 +3,7 @@ package mcp
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -70,12 +71,65 @@ func (s *Server) transport(name string, h http.Handler) httpx.HandlerFunc {
 			return httpx.Errorf(http.StatusServiceUnavailable, "mcp_sessions_full",
 				"the MCP server holds its most sessions (%d): close one or retry later", s.opt.MaxSessions)
 		}
+		c := s.opt.Caller(r)
+		id := r.Header.Get("Mcp-Session-Id")
+		if name == TransportSSE {
+			id = r.URL.Query().Get("sessionid")
+		}
+		if id != "" && s.ownedByOther(id, c) {
+			// Another caller's session is answered as one that does not exist.
+			return httpx.NotFound("no such MCP session")
+		}
 		if name == TransportSSE && r.Method == http.MethodGet {
 			s.sseOpen.Add(1)
 			defer s.sseOpen.Add(-1)
+			sw := &sessionSniffer{ResponseWriter: w}
+			defer func() {
+				if sw.id != "" {
+					s.unbind(sw.id)
+				}
+			}()
+			sw.found = func(id string) { s.bind(id, c) }
+			w = sw
 		}
 		h.ServeHTTP(w, r)
 		return nil
+	}
+}
+
+// sessionSniffer passes an SSE stream through and reads the session id
+// its first event (the message endpoint, "…?sessionid=ID") announces.
+type sessionSniffer struct {
+	http.ResponseWriter
+	buf   []byte
+	id    string
+	done  bool
+	found func(id string)
+}
+
+func (w *sessionSniffer) Write(p []byte) (int, error) {
+	if !w.done {
+		w.buf = append(w.buf, p...)
+		if i := strings.Index(string(w.buf), "sessionid="); i >= 0 {
+			rest := string(w.buf[i+len("sessionid="):])
+			if j := strings.IndexAny(rest, "&\r\n"); j >= 0 {
+				w.id, w.done, w.buf = rest[:j], true, nil
+				w.found(w.id)
+			}
+		}
+		if len(w.buf) > 4096 {
+			w.done, w.buf = true, nil
+		}
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController flush the stream.
+func (w *sessionSniffer) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *sessionSniffer) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
 	}
 }
 

@@ -156,12 +156,17 @@ type Server struct {
 	sseOpen  atomic.Int64 // SSE streams open (a session each)
 	mu       sync.Mutex
 	sessions map[*sdk.ServerSession]*session // initialized sessions of both transports
+	owners   map[string]string               // session id → who opened it (Caller.identity)
 }
 
 type session struct {
 	transport string
 	last      time.Time
 }
+
+// identity names a caller for the binding of sessions to who opened
+// them: the dashboard login, a gateway whose login is off, or one key.
+func (c Caller) identity() string { return c.Kind + ":" + c.KeyID }
 
 // New returns the MCP server.
 func New(opt Options) *Server {
@@ -194,7 +199,7 @@ func New(opt Options) *Server {
 		opt.Version = "dev"
 	}
 	s := &Server{opt: opt, audit: &auditLog{db: opt.DB}, schema: sdk.NewSchemaCache(),
-		sessions: map[*sdk.ServerSession]*session{}}
+		sessions: map[*sdk.ServerSession]*session{}, owners: map[string]string{}}
 	s.sse = sdk.NewSSEHandler(func(r *http.Request) *sdk.Server {
 		return s.newServer(TransportSSE, opt.Caller(r))
 	}, &sdk.SSEOptions{MaxRequestBodyBytes: opt.MaxMessage, DisableLocalhostProtection: true})
@@ -251,7 +256,7 @@ func (s *Server) newServer(transport string, c Caller) *sdk.Server {
 		KeepAlive:    time.Minute,
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		InitializedHandler: func(_ context.Context, req *sdk.InitializedRequest) {
-			s.track(req.Session, transport)
+			s.track(req.Session, transport, c)
 		},
 	})
 	srv.AddReceivingMiddleware(func(next sdk.MethodHandler) sdk.MethodHandler {
@@ -266,21 +271,51 @@ func (s *Server) newServer(transport string, c Caller) *sdk.Server {
 	return srv
 }
 
-// track counts an initialized session until it ends.
-func (s *Server) track(ss *sdk.ServerSession, transport string) {
+// track counts an initialized session until it ends, and binds a
+// streamable session's id to its caller.
+func (s *Server) track(ss *sdk.ServerSession, transport string, c Caller) {
+	id := ss.ID()
 	s.mu.Lock()
 	if _, ok := s.sessions[ss]; ok {
 		s.mu.Unlock()
 		return
 	}
 	s.sessions[ss] = &session{transport: transport, last: s.opt.Clock.Now()}
+	if id != "" {
+		s.owners[id] = c.identity()
+	}
 	s.mu.Unlock()
 	go func() {
 		_ = ss.Wait()
 		s.mu.Lock()
 		delete(s.sessions, ss)
+		if id != "" {
+			delete(s.owners, id)
+		}
 		s.mu.Unlock()
 	}()
+}
+
+// bind records who opened the session id (an SSE session, whose id the
+// stream announces).
+func (s *Server) bind(id string, c Caller) {
+	s.mu.Lock()
+	s.owners[id] = c.identity()
+	s.mu.Unlock()
+}
+
+func (s *Server) unbind(id string) {
+	s.mu.Lock()
+	delete(s.owners, id)
+	s.mu.Unlock()
+}
+
+// ownedByOther reports a session id opened by another caller.
+func (s *Server) ownedByOther(id string, c Caller) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	owner, ok := s.owners[id]
+	return ok && owner != c.identity()
 }
 
 func (s *Server) touch(ss *sdk.ServerSession) {
