@@ -320,3 +320,34 @@ func TestAuditStore(t *testing.T) {
 		})
 	}
 }
+
+func TestMessageSizeCap(t *testing.T) {
+	for _, transport := range []string{TransportStreamable, TransportSSE} {
+		t.Run(transport, func(t *testing.T) {
+			h := newHarness(t, transport, 4)
+			big := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"pad":"` + strings.Repeat("x", DefaultMaxMessage) + `"}}`
+			url := h.http.URL + "/api/mcp/stream"
+			if transport == TransportSSE {
+				if _, err := h.connect(t, transport, "session"); err != nil {
+					t.Fatal(err)
+				}
+				h.srv.mu.Lock()
+				for id := range h.srv.owners {
+					url = h.http.URL + "/api/mcp/sse?sessionid=" + id
+				}
+				h.srv.mu.Unlock()
+			}
+			req, _ := http.NewRequest("POST", url, strings.NewReader(big))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestEntityTooLarge {
+				t.Errorf("a message over 1 MiB: %d", resp.StatusCode)
+			}
+		})
+	}
+}

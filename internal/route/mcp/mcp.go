@@ -253,7 +253,6 @@ func (s *Server) newServer(transport string, c Caller) *sdk.Server {
 	srv := sdk.NewServer(&sdk.Implementation{Name: "omniroute", Title: "OmniRoute", Version: s.opt.Version}, &sdk.ServerOptions{
 		Instructions: "Tools of an OmniRoute AI gateway: its models, chat through its router, usage, provider health, budgets, keys.",
 		SchemaCache:  s.schema,
-		KeepAlive:    time.Minute,
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		InitializedHandler: func(_ context.Context, req *sdk.InitializedRequest) {
 			s.track(req.Session, transport, c)
