@@ -59,6 +59,9 @@ func mcpModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if gate != nil {
 		src.Budgets = func(ctx context.Context, keyID string) (any, error) { return gate.Budgets(ctx, keyID) }
 	}
+	// Caller is the default (the dashboard login), the only caller the
+	// management guard admits; with management keys it is the actor the
+	// guard puts in the request's context (kind "key", its id and scopes).
 	s := mcp.New(mcp.Options{Settings: st, DB: w.d.DB, Sources: src, Clock: w.d.Clock, Log: w.d.Log})
 	return s.Module(), nil
 }

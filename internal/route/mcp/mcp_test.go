@@ -343,3 +343,40 @@ func TestMaskArguments(t *testing.T) {
 		t.Errorf("capped arguments are %d bytes: %.80s…", len(got), got)
 	}
 }
+
+// A management key with the mcp scope is an MCP credential, and a key
+// with another scope only is not. Gateways whose keys cannot hold the
+// mcp scope yet skip it.
+func TestKeyWithTheMCPScope(t *testing.T) {
+	g := openGateway(t)
+	g.configure(true, mcp.TransportStreamable)
+	r := g.Do("POST", "/api/keys", map[string]any{"name": "mcp client", "scopes": []string{"mcp"}})
+	if r.Status == http.StatusBadRequest {
+		t.Skip("management keys hold no mcp scope in this build")
+	}
+	raw := r.Object(t)["key"].(string)
+	_, issuer := g.CreateKey(map[string]any{"name": "issuer", "scopes": []string{"issue"}})
+	keyClient := func(k string) *http.Client {
+		return &http.Client{Transport: bearerRT(k)}
+	}
+	cs := connect(t, &sdk.StreamableClientTransport{Endpoint: g.Srv.URL + "/api/mcp/stream", HTTPClient: keyClient(raw), MaxRetries: -1})
+	if ans, text, failed := call(t, cs, "omniroute_chat", map[string]any{"model": "p/m", "messages": []map[string]string{{"role": "user", "content": "hello"}}}); failed || ans["content"] != "hi from up" {
+		t.Fatalf("chat as the mcp key: %s", text)
+	}
+	if _, _, failed := call(t, cs, "omniroute_list_keys", nil); !failed {
+		t.Error("a key without manage listed the keys")
+	}
+	c := sdk.NewClient(&sdk.Implementation{Name: "issuer", Version: "1"}, nil)
+	if cs, err := c.Connect(context.Background(), &sdk.StreamableClientTransport{Endpoint: g.Srv.URL + "/api/mcp/stream", HTTPClient: keyClient(issuer), MaxRetries: -1}, nil); err == nil {
+		cs.Close()
+		t.Fatal("a key without the mcp scope opened a session")
+	}
+}
+
+type bearerRT string
+
+func (k bearerRT) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+string(k))
+	return http.DefaultTransport.RoundTrip(r)
+}
