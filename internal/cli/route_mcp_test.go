@@ -57,6 +57,11 @@ func TestRouteMCPStdio(t *testing.T) {
 	if m, _ := res.StructuredContent.(map[string]any); m["content"] != "hi from up" {
 		t.Errorf("chat answer %+v", res.StructuredContent)
 	}
+	// The login is off: the audit names the caller "open".
+	a := e.Want(http.StatusOK, "GET", "/api/mcp/audit", nil).Object(t)
+	if rows := a["entries"].([]any); len(rows) != 1 || rows[0].(map[string]any)["caller"] != "open" {
+		t.Errorf("audit %v", a)
+	}
 	cs.Close()
 	clientOut.Close()
 	if c := <-code; c != 0 {

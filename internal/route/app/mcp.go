@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/omniedge/omni/internal/route/feature"
@@ -59,10 +60,18 @@ func mcpModule(_ context.Context, w *wiring) (feature.Module, error) {
 	if gate != nil {
 		src.Budgets = func(ctx context.Context, keyID string) (any, error) { return gate.Budgets(ctx, keyID) }
 	}
-	// Caller is the default (the dashboard login), the only caller the
-	// management guard admits; with management keys it is the actor the
-	// guard puts in the request's context (kind "key", its id and scopes).
-	s := mcp.New(mcp.Options{Settings: st, DB: w.d.DB, Sources: src, Clock: w.d.Clock, Log: w.d.Log})
+	// The callers the management guard admits: the dashboard login, or
+	// anyone while the login is off. With management keys the caller is
+	// the actor the guard puts in the request's context (kind "key", its
+	// id and scopes).
+	guard := w.guard
+	caller := func(r *http.Request) mcp.Caller {
+		if ok, err := guard.LoggedIn(r); err == nil && ok {
+			return mcp.Caller{Kind: "session"}
+		}
+		return mcp.Caller{Kind: "open"}
+	}
+	s := mcp.New(mcp.Options{Settings: st, DB: w.d.DB, Sources: src, Caller: caller, Clock: w.d.Clock, Log: w.d.Log})
 	return s.Module(), nil
 }
 
