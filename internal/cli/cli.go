@@ -1,6 +1,7 @@
 // Package cli owns the omni command tree: `serve` (both products or one),
 // `edge up|status|down|login` for devices, `edge admin …` for operators,
-// `version` and `healthcheck`. Each command parses its own flags, builds what it needs
+// `route mcp` (the gateway's MCP tools over stdio), `version` and
+// `healthcheck`. Each command parses its own flags, builds what it needs
 // from internal packages and returns an exit code; nothing here holds
 // global state.
 package cli
@@ -66,6 +67,9 @@ func tree() *command {
 		}},
 		"version":     {summary: "print the version, VCS revision, Go version and platform: [--json]", run: runVersion},
 		"healthcheck": {summary: "exit 0 when a running omni answers its health URL: [--url http://127.0.0.1:8080/healthz] [--timeout 3s]", run: runHealthcheck},
+		"route": {summary: "OmniRoute commands", sub: map[string]*command{
+			"mcp": {summary: "serve the gateway's MCP tools over stdio: [--url http://localhost:20128] [--key KEY] (OMNI_ROUTE_URL, OMNI_ROUTE_KEY)", run: routeMCP},
+		}},
 	}}
 }
 

@@ -86,7 +86,15 @@ type inprocKey struct{}
 //   - any other request passes the browser checks (Host, Origin, body
 //     type) and the dashboard login (or the open mode).
 func (g *Guard) protect(h httpx.HandlerFunc, types []string, scope string) httpx.HandlerFunc {
-	audited := g.audited(h, scope == store.ScopeManage)
+	// Only the management scope's changes go to the compliance log: the
+	// routes of other scopes (the MCP transports) are protocols whose
+	// every message is a POST, audited by their own module, and a key
+	// holding only such a scope must not be able to push the management
+	// changes out of the log under its row cap.
+	audited := h
+	if scope == store.ScopeManage {
+		audited = g.audited(h, true)
+	}
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodGet && r.Context().Value(inprocKey{}) != nil {
 			return h(w, r)

@@ -54,9 +54,8 @@ func isChange(method string) bool {
 }
 
 // audited records the successful changes h makes (< 400) with the
-// request's actor, and with snapshots the resource before and after
-// (routes of other scopes, such as the MCP transports, whose GET may be
-// a stream, record the request only). Failed and refused requests are
+// request's actor, and with snapshots the resource before and after.
+// Failed and refused requests are
 // not recorded: an anonymous caller could otherwise fill the log and
 // push the real changes out under its row cap.
 func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {

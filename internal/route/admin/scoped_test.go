@@ -53,8 +53,8 @@ func (r *recorded) Record(_ context.Context, e admin.AuditEntry) error {
 
 // A route registered with Scoped(mux, "mcp") admits a key holding mcp,
 // not a management key without it; its handler reads the caller with
-// ActorFrom; its changes are recorded without before/after (its GET may
-// be a stream).
+// ActorFrom; its messages stay out of the compliance log (the MCP module
+// audits its tool calls itself), so an mcp key cannot flood that log.
 func TestScopedRoutes(t *testing.T) {
 	rec := &recorded{}
 	g, err := admin.New(admin.Options{Store: fakeStore{keys: map[string]store.APIKey{
@@ -110,8 +110,7 @@ func TestScopedRoutes(t *testing.T) {
 
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	if len(rec.e) != 1 || rec.e[0].Actor.ID != "key_mcp" || rec.e[0].Route != "POST /api/mcp/stream" ||
-		string(rec.e[0].Request) != `{"token":"***"}` || rec.e[0].Before != nil || rec.e[0].After != nil {
-		t.Fatalf("recorded %+v", rec.e)
+	if len(rec.e) != 0 {
+		t.Fatalf("an MCP message recorded in the compliance log: %+v", rec.e)
 	}
 }

@@ -90,6 +90,7 @@ func modules() []part {
 		built(audioModule),         // POST /v1/audio/transcriptions, /v1/audio/speech (route/audio)
 		built(batchesModule),       // /v1/batches, run through the gateway as the key (route/batches)
 		built(a2aModule),           // POST /a2a, the agent card, /api/a2a (route/a2a)
+		built(mcpModule),           // the MCP server: tools, transports, audit under /api/mcp (route/mcp)
 	}
 }
 

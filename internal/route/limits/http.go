@@ -226,23 +226,34 @@ func (g *Gate) BudgetStatus(ctx context.Context, keyID string) (*Status, error) 
 }
 
 func (g *Gate) listBudgets(w http.ResponseWriter, r *http.Request) error {
-	out := []Status{}
-	if g.opt.Store != nil {
-		keys, err := g.opt.Store.APIKeys(r.Context())
-		if err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if k.Budget == nil || !k.RevokedAt.IsZero() {
-				continue
-			}
-			st, err := g.status(r.Context(), k)
-			if err != nil {
-				return err
-			}
-			out = append(out, st)
-		}
+	out, err := g.Budgets(r.Context(), "")
+	if err != nil {
+		return err
 	}
 	httpx.WriteJSON(w, http.StatusOK, map[string]any{"budgets": out})
 	return nil
+}
+
+// Budgets are the budget states of the live key keyID, or ("") of every
+// live key with a budget, from the live counters.
+func (g *Gate) Budgets(ctx context.Context, keyID string) ([]Status, error) {
+	out := []Status{}
+	if g.opt.Store == nil {
+		return out, nil
+	}
+	keys, err := g.opt.Store.APIKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range keys {
+		if k.Budget == nil || !k.RevokedAt.IsZero() || (keyID != "" && k.ID != keyID) {
+			continue
+		}
+		st, err := g.status(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
 }
