@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -109,4 +110,18 @@ func typeName(t *json.UnmarshalTypeError) string {
 		return fmt.Sprintf("a %s", t.Type.Elem().Kind())
 	}
 	return t.Type.String()
+}
+
+// QueryInt reads the query parameter name as an integer from 0 to max;
+// absent, it is def. Anything else is a 400 naming the parameter.
+func QueryInt(r *http.Request, name string, def, max int) (int, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 || n > max {
+		return 0, BadRequest("%s must be an integer from 0 to %d", name, max)
+	}
+	return n, nil
 }

@@ -244,3 +244,24 @@ func TestWrapFlushes(t *testing.T) {
 		t.Fatal("the flushed bytes did not arrive while the handler was still running")
 	}
 }
+
+func TestQueryInt(t *testing.T) {
+	for _, c := range []struct {
+		query string
+		want  int
+		bad   bool
+	}{{"", 7, false}, {"n=0", 0, false}, {"n=50", 50, false}, {"n=51", 0, true}, {"n=-1", 0, true}, {"n=x", 0, true}, {"n=99999999999999999999", 0, true}} {
+		r := httptest.NewRequest("GET", "/?"+c.query, nil)
+		n, err := QueryInt(r, "n", 7, 50)
+		var he *Error
+		if c.bad {
+			if !errors.As(err, &he) || he.Status != http.StatusBadRequest || !strings.Contains(he.Message, "n must be") {
+				t.Errorf("%q: %v, want a 400 naming n", c.query, err)
+			}
+			continue
+		}
+		if err != nil || n != c.want {
+			t.Errorf("%q: %d %v, want %d", c.query, n, err, c.want)
+		}
+	}
+}

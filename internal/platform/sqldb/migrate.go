@@ -98,3 +98,15 @@ func Migrate(ctx context.Context, db *DB, product string, fsys fs.FS) error {
 		return nil
 	})
 }
+
+// Sub returns the directory dir of a package's embedded migrations
+// (//go:embed dir), which holds one directory per dialect. It panics on
+// a name fs.Sub refuses: a mistake in the package, found by its first
+// test.
+func Sub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}

@@ -3,7 +3,6 @@ package a2a
 import (
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/feature"
@@ -42,18 +41,6 @@ func (s *Service) status(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func intParam(r *http.Request, name string, def, max int) (int, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > max {
-		return 0, httpx.BadRequest("%q must be an integer from 0 to %d", name, max)
-	}
-	return n, nil
-}
-
 func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	state := q.Get("state")
@@ -67,11 +54,11 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	if skill != "" && !knownSkill(skill) {
 		return httpx.BadRequest("unknown skill %q", truncate(skill, 64))
 	}
-	limit, err := intParam(r, "limit", 50, maxListLimit)
+	limit, err := httpx.QueryInt(r, "limit", 50, maxListLimit)
 	if err != nil {
 		return err
 	}
-	offset, err := intParam(r, "offset", 0, 1_000_000)
+	offset, err := httpx.QueryInt(r, "offset", 0, 1_000_000)
 	if err != nil {
 		return err
 	}

@@ -120,11 +120,7 @@ var migrations embed.FS
 
 // Migrations is the schema the module owns (product route_files).
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
+	return sqldb.Sub(migrations, "migrations")
 }
 
 // New returns the service.

@@ -2,7 +2,6 @@ package mcp
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -189,30 +188,17 @@ func (s *Server) getTools(w http.ResponseWriter, _ *http.Request) error {
 	return nil
 }
 
-// intParam reads a non-negative integer query parameter up to max.
-func intParam(r *http.Request, name string, def, max int) (int, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 || n > max {
-		return 0, httpx.BadRequest("%s must be an integer from 0 to %d", name, max)
-	}
-	return n, nil
-}
-
 func (s *Server) getAudit(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := AuditFilter{Tool: q.Get("tool"), APIKeyID: q.Get("apiKeyId")}
 	var err error
-	if f.Limit, err = intParam(r, "limit", 50, MaxAuditLimit); err != nil {
+	if f.Limit, err = httpx.QueryInt(r, "limit", 50, MaxAuditLimit); err != nil {
 		return err
 	}
 	if f.Limit == 0 {
 		return httpx.BadRequest("limit must be an integer from 1 to %d", MaxAuditLimit)
 	}
-	if f.Offset, err = intParam(r, "offset", 0, maxAuditOffset); err != nil {
+	if f.Offset, err = httpx.QueryInt(r, "offset", 0, maxAuditOffset); err != nil {
 		return err
 	}
 	if len(f.Tool) > 128 || len(f.APIKeyID) > 128 {

@@ -18,11 +18,7 @@ var migrations embed.FS
 // Migrations is the module's schema (product Product), one directory per
 // dialect.
 func Migrations() fs.FS {
-	sub, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		panic(err)
-	}
-	return sub
+	return sqldb.Sub(migrations, "migrations")
 }
 
 // Product is the name the schema's migrations are recorded under.
