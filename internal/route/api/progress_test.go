@@ -395,3 +395,19 @@ func normalizeIDs(s string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+func TestProgressResponsesAndGeminiSSE(t *testing.T) {
+	up := newUpstream(t, replyFixture(t, "openai/testdata/text.json", "openai/testdata/text.sse"))
+	gw := progressGateway(t, config.RouteConfig{Providers: []config.RouteProvider{{ID: "oa", Type: "openai", BaseURL: up.URL, APIKeys: []config.Secret{"k"}}}}, time.Hour)
+	for _, c := range []struct{ path, body string }{
+		{"/v1/responses", `{"model":"oa/gpt-4o","stream":true,"store":false,"input":"hi"}`},
+		{"/v1beta/models/oa/gpt-4o:streamGenerateContent?alt=sse", `{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}`},
+	} {
+		resp := progressPost(t, context.Background(), gw.URL+c.path, c.body, "X-OmniRoute-Progress", "true")
+		body := readAll(t, resp)
+		evs, _ := progressLines(t, body)
+		if got := stages(evs); resp.Header.Get("X-OmniRoute-Progress") != "enabled" || got != "accepted,attempt,first_token,done" {
+			t.Fatalf("%s: header %q, stages %q\n%s", c.path, resp.Header.Get("X-OmniRoute-Progress"), got, body)
+		}
+	}
+}
