@@ -103,8 +103,10 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 // the dialect's encoder to send in-stream: the response has started.
 func (s *Server) executeWithProgress(ctx context.Context, w http.ResponseWriter, r *http.Request, o *pipeline.Origin, req *llm.Request) (*llm.Response, llm.Stream, error) {
 	p := s.startProgress(ctx, w)
-	a, err := s.engine.Execute(router.WithAttemptObserver(ctx, p), o, req)
-	p.stopWaiting()
+	a, err := func() (pipeline.Answer, error) {
+		defer p.stopWaiting() // whatever happens, no heartbeat outlives the pipeline
+		return s.engine.Execute(router.WithAttemptObserver(ctx, p), o, req)
+	}()
 	if err != nil {
 		return nil, errStream{s.inStream(r, err)}, nil
 	}
