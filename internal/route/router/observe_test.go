@@ -12,7 +12,9 @@ import (
 type recordingObserver struct{ log []string }
 
 func (o *recordingObserver) Attempting(target string) { o.log = append(o.log, "attempt "+target) }
-func (o *recordingObserver) AttemptFailed(status int) { o.log = append(o.log, fmt.Sprint("failed ", status)) }
+func (o *recordingObserver) AttemptFailed(status int) {
+	o.log = append(o.log, fmt.Sprint("failed ", status))
+}
 
 // The observer hears each attempt and each failure's status, in order.
 func TestAttemptObserver(t *testing.T) {
