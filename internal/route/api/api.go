@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/omniedge/omni/internal/platform/clock"
 	"github.com/omniedge/omni/internal/platform/httpx"
@@ -80,6 +81,12 @@ type Server struct {
 	engine pipeline.Engine // idempotency → gates → cache → router
 
 	responses pipeline.ResponseStore // conversations behind stored Responses (responses.go)
+
+	// The heartbeat of X-OmniRoute-Progress (progress.go): its period
+	// (DefaultProgressInterval when 0) and its ticker (time.NewTicker
+	// when nil).
+	progressEvery  time.Duration
+	progressTicker tickerFunc
 
 	// Requests being handled, for Settle: a gate hears how a call ended
 	// before its handler returns.
@@ -372,7 +379,9 @@ func (s *Server) reply(w http.ResponseWriter, resp *llm.Response, stream llm.Str
 		writeJSONBody(w, out)
 		return nil
 	}
-	streamHeaders(w, "text/event-stream")
+	if !progressOn(w) { // else sent with the first progress line
+		streamHeaders(w, "text/event-stream")
+	}
 	enc := newEnc(w)
 	if err := pump(stream, enc.Encode); err != nil {
 		s.log.Debug("stream to client ended early", "err", err)

@@ -88,7 +88,36 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 		o.IdempotencyKey = r.Header.Get("X-Request-Id")
 	}
 	o.Betas = r.Header[canonicalBeta]
+	if wantsProgress(ctx, r, req) {
+		return s.executeWithProgress(ctx, w, r, &o, req)
+	}
 	a, err := s.engine.Execute(ctx, &o, req)
+	s.answerHeaders(w, a)
+	return a.Response, a.Stream, err
+}
+
+// executeWithProgress is execute for a request with progress events: the
+// SSE response starts at once, attempts and the heartbeat are written
+// while the pipeline runs, and the stream returned writes first_token and
+// done as it passes. A failure is returned as a stream carrying it, for
+// the dialect's encoder to send in-stream: the response has started.
+func (s *Server) executeWithProgress(ctx context.Context, w http.ResponseWriter, r *http.Request, o *pipeline.Origin, req *llm.Request) (*llm.Response, llm.Stream, error) {
+	p := s.startProgress(ctx, w)
+	a, err := func() (pipeline.Answer, error) {
+		defer p.stopWaiting() // whatever happens, no heartbeat outlives the pipeline
+		return s.engine.Execute(router.WithAttemptObserver(ctx, p), o, req)
+	}()
+	if err != nil {
+		return nil, errStream{s.inStream(r, err)}, nil
+	}
+	if a.Stream == nil { // the engine answers a streaming request with a stream; be safe
+		a.Stream = &llm.SliceStream{Events: llm.Events(a.Response)}
+	}
+	return a.Response, &progressStream{Stream: a.Stream, p: p}, nil
+}
+
+// answerHeaders sets the headers describing how an answer was obtained.
+func (s *Server) answerHeaders(w http.ResponseWriter, a pipeline.Answer) {
 	h := w.Header()
 	if a.Idempotent {
 		h[canonicalIdempotent] = []string{"true"}
@@ -99,7 +128,6 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if a.Model != "" {
 		h[canonicalModel] = []string{a.Model} // the reply's model is the name asked for (router.Result)
 	}
-	return a.Response, a.Stream, err
 }
 
 // errorEncoder returns the function that renders the errors of the

@@ -268,6 +268,7 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 	try tryFunc) (Target, []Attempt, blocked, error) {
 	var blk blocked
 	var last *llm.Error
+	obs := observerOf(ctx)
 	for _, t := range targets {
 		conns := r.connections(t.Provider)
 		if sticky {
@@ -288,6 +289,9 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 					attempts = append(attempts, Attempt{Provider: t.Provider, Model: t.Model, Connection: c.ID, Status: b.Status, Error: b.Reason})
 					continue
 				}
+			}
+			if obs != nil {
+				obs.Attempting(t.String())
 			}
 			var tr attemptTrace
 			start := r.clock.Now()
@@ -316,6 +320,9 @@ func (r *Router) pass(ctx context.Context, attempts []Attempt, targets []Target,
 			le := asLLMError(err, t.Provider)
 			a.Status, a.Error = le.Status, le.Message
 			a.Cut = tr.cut(ctx, le)
+			if obs != nil {
+				obs.AttemptFailed(le.Status)
+			}
 			attempts = append(attempts, a)
 			if combo {
 				r.stats.Record(t.String(), elapsed, false)
