@@ -133,7 +133,14 @@ func (s *Service) deliverDue(ctx context.Context, sem chan struct{}) {
 		for _, d := range ds {
 			sem <- struct{}{}
 			go func() {
-				defer func() { <-sem }()
+				defer func() {
+					<-sem
+					// Half the workers free: look for more now, not at
+					// the next poll (claims stay batched).
+					if len(sem) <= s.opt.Workers/2 {
+						s.Kick()
+					}
+				}()
 				s.attempt(context.WithoutCancel(ctx), d)
 			}()
 		}
