@@ -1,23 +1,14 @@
 package webhooks_test
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/omniedge/omni/internal/platform/clock"
-	"github.com/omniedge/omni/internal/platform/config"
-	"github.com/omniedge/omni/internal/platform/httpx"
-	"github.com/omniedge/omni/internal/platform/logging"
-	"github.com/omniedge/omni/internal/platform/sqldb"
 	"github.com/omniedge/omni/internal/route/admin/admintest"
-	routeapp "github.com/omniedge/omni/internal/route/app"
 	"github.com/omniedge/omni/internal/route/routetest"
 )
 
@@ -25,49 +16,20 @@ import (
 // hooks webhooks subscribed to "*"; it returns its URL, a gateway key and
 // emit, which makes two events (a key created and revoked).
 func benchGateway(b *testing.B, hooks int, sink string) (string, string, func()) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}`)
-	}))
-	b.Cleanup(up.Close)
-	cfg := config.Default()
-	cfg.DataDir = b.TempDir()
-	cfg.Route.InitialPassword = admintest.Password
-	db, err := sqldb.Open(context.Background(), filepath.Join(b.TempDir(), "omni.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	a, err := routeapp.Open(context.Background(), &cfg, routeapp.Deps{DB: db, MasterKey: admintest.MasterKey, Clock: clock.Real{}, Log: logging.Discard()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
-	srv := httptest.NewServer(httpx.Wrap(a.Handler(), logging.Discard(), nil))
-	b.Cleanup(func() { srv.Close(); cancel(); <-done })
-	c := routetest.Login(b, srv.URL, admintest.Password)
-	if r := routetest.Send(b, c, "POST", srv.URL+"/api/providers", map[string]any{"id": "p", "type": "openai", "base_url": up.URL, "api_key": "sk-p"}); r.Status != 201 {
-		b.Fatalf("provider: %d %s", r.Status, r.Body)
-	}
+	g := admintest.NewBench(b)
 	for range hooks {
-		if r := routetest.Send(b, c, "POST", srv.URL+"/api/webhooks", map[string]any{"url": sink, "events": []string{"*"}}); r.Status != 201 {
+		if r := routetest.Send(b, g.C, "POST", g.URL+"/api/webhooks", map[string]any{"url": sink, "events": []string{"*"}}); r.Status != 201 {
 			b.Fatalf("webhook: %d %s", r.Status, r.Body)
 		}
 	}
-	r := routetest.Send(b, c, "POST", srv.URL+"/api/keys", map[string]any{"name": "bench"})
-	if r.Status != 201 {
-		b.Fatalf("key: %d %s", r.Status, r.Body)
-	}
 	emit := func() {
-		r := routetest.Send(b, c, "POST", srv.URL+"/api/keys", map[string]any{"name": "churn"})
+		r := routetest.Send(b, g.C, "POST", g.URL+"/api/keys", map[string]any{"name": "churn"})
 		if r.Status != 201 {
 			return
 		}
-		routetest.Send(b, c, "DELETE", srv.URL+"/api/keys/"+r.Object(b)["id"].(string), nil)
+		routetest.Send(b, g.C, "DELETE", g.URL+"/api/keys/"+r.Object(b)["id"].(string), nil)
 	}
-	return srv.URL, r.Object(b)["key"].(string), emit
+	return g.URL, g.Key, emit
 }
 
 // BenchmarkChatWebhooks: the p50 of a chat request through a gateway
