@@ -29,6 +29,7 @@ import (
 	"github.com/omniedge/omni/internal/platform/httpx"
 	"github.com/omniedge/omni/internal/route/llm"
 	"github.com/omniedge/omni/internal/route/pipeline"
+	"github.com/omniedge/omni/internal/route/progress"
 	"github.com/omniedge/omni/internal/route/router"
 )
 
@@ -86,7 +87,7 @@ type Server struct {
 	// (DefaultProgressInterval when 0) and its ticker (time.NewTicker
 	// when nil).
 	progressEvery  time.Duration
-	progressTicker tickerFunc
+	progressTicker progress.TickerFunc
 
 	// Requests being handled, for Settle: a gate hears how a call ended
 	// before its handler returns.

@@ -104,7 +104,7 @@ func (s *Server) execute(ctx context.Context, w http.ResponseWriter, r *http.Req
 func (s *Server) executeWithProgress(ctx context.Context, w http.ResponseWriter, r *http.Request, o *pipeline.Origin, req *llm.Request) (*llm.Response, llm.Stream, error) {
 	p := s.startProgress(ctx, w)
 	a, err := func() (pipeline.Answer, error) {
-		defer p.stopWaiting() // whatever happens, no heartbeat outlives the pipeline
+		defer p.Stop() // whatever happens, no heartbeat outlives the pipeline
 		return s.engine.Execute(router.WithAttemptObserver(ctx, p), o, req)
 	}()
 	if err != nil {
@@ -113,7 +113,7 @@ func (s *Server) executeWithProgress(ctx context.Context, w http.ResponseWriter,
 	if a.Stream == nil { // the engine answers a streaming request with a stream; be safe
 		a.Stream = &llm.SliceStream{Events: llm.Events(a.Response)}
 	}
-	return a.Response, &progressStream{Stream: a.Stream, p: p}, nil
+	return a.Response, p.Wrap(a.Stream), nil
 }
 
 // answerHeaders sets the headers describing how an answer was obtained.
