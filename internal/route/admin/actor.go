@@ -93,7 +93,7 @@ func (g *Guard) protect(h httpx.HandlerFunc, types []string, scope string) httpx
 	// changes out of the log under its row cap.
 	audited := h
 	if scope == store.ScopeManage {
-		audited = g.audited(h, true)
+		audited = g.audited(h)
 	}
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method == http.MethodGet && r.Context().Value(inprocKey{}) != nil {

@@ -54,11 +54,10 @@ func isChange(method string) bool {
 }
 
 // audited records the successful changes h makes (< 400) with the
-// request's actor, and with snapshots the resource before and after.
-// Failed and refused requests are
-// not recorded: an anonymous caller could otherwise fill the log and
-// push the real changes out under its row cap.
-func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {
+// request's actor and the resource before and after. Failed and refused
+// requests are not recorded: an anonymous caller could otherwise fill
+// the log and push the real changes out under its row cap.
+func (g *Guard) audited(h httpx.HandlerFunc) httpx.HandlerFunc {
 	if g.opt.Audit == nil {
 		return h
 	}
@@ -70,12 +69,7 @@ func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {
 		c.Actor, _ = ActorFrom(r.Context())
 		c.Request = g.requestBody(r)
 		res := resourcePath(r.URL.Path, c.ResourceID)
-		snapshot := func(path string) json.RawMessage {
-			if !snapshots {
-				return nil
-			}
-			return g.snapshot(r, path)
-		}
+		snapshot := func(path string) json.RawMessage { return g.snapshot(r, path) }
 		c.Before = snapshot(res)
 		cw := &holdWriter{w: w, status: http.StatusOK}
 		err := h(cw, r)
@@ -86,11 +80,10 @@ func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {
 		c.Status = cw.status
 		c.At = g.clock.Now().UTC()
 		id := ""
-		if snapshots && r.Method == http.MethodPost && c.ResourceID == "" {
+		if r.Method == http.MethodPost && c.ResourceID == "" {
 			id = createdID(cw.held.Bytes())
 		}
 		switch {
-		case !snapshots: // the request alone
 		case id != "": // a creation: the new resource, not the collection
 			c.ResourceID, c.Before = id, nil
 			if c.After = snapshot(strings.TrimSuffix(res, "/") + "/" + id); c.After == nil {
@@ -111,7 +104,7 @@ func (g *Guard) audited(h httpx.HandlerFunc, snapshots bool) httpx.HandlerFunc {
 // Audited is h with its successful changes recorded in the audit log
 // under the actor the request's context carries (WithActor), for a route
 // that authenticates its callers itself.
-func (g *Guard) Audited(h httpx.HandlerFunc) httpx.HandlerFunc { return g.audited(h, true) }
+func (g *Guard) Audited(h httpx.HandlerFunc) httpx.HandlerFunc { return g.audited(h) }
 
 // lastPathValue is the value of the route pattern's last wildcard.
 func lastPathValue(r *http.Request) string {
