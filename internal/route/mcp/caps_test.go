@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -162,7 +163,9 @@ func TestIdleSessionsClose(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			testenv.Eventually(t, "the session counts", func() bool { return h.srv.liveSessions() == 1 })
+			// The idle clock starts when the server has taken the client's
+			// "initialized" notification, which the client does not wait for.
+			testenv.Eventually(t, "the session is initialized", func() bool { return h.srv.initializedSessions() == 1 })
 			h.clock.Advance(DefaultIdleTimeout / 2)
 			h.srv.closeIdle(h.clock.Now())
 			if _, err := cs.ListTools(context.Background(), nil); err != nil {
@@ -177,6 +180,53 @@ func TestIdleSessionsClose(t *testing.T) {
 			h.srv.closeIdle(h.clock.Now())
 			testenv.Eventually(t, "the idle session ends", func() bool { return h.srv.liveSessions() == 0 })
 		})
+	}
+}
+
+// An SSE stream holds a slot from the moment it opens; one that never
+// initializes a session is closed after the idle timeout, so streams
+// opened and left uninitialized cannot hold every slot for good.
+func TestUninitializedStreamCloses(t *testing.T) {
+	h := newHarness(t, TransportSSE, 1)
+	resp, err := as("session").Get(h.http.URL + "/api/mcp/sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ended := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, resp.Body); ended <- err }()
+	testenv.Eventually(t, "the stream holds the slot", func() bool { return h.srv.liveSessions() == 1 })
+	if _, err := h.connect(t, TransportSSE, "session"); err == nil {
+		t.Fatal("a session opened while an uninitialized stream holds the only slot")
+	}
+	h.clock.Advance(DefaultIdleTimeout - time.Second)
+	h.srv.closeIdle(h.clock.Now())
+	select {
+	case <-ended:
+		t.Fatal("a stream younger than the idle timeout was closed")
+	case <-time.After(100 * time.Millisecond):
+	}
+	h.clock.Advance(2 * time.Second)
+	h.srv.closeIdle(h.clock.Now())
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the uninitialized stream is still open past the idle timeout")
+	}
+	testenv.Eventually(t, "the slot is free", func() bool { return h.srv.liveSessions() == 0 })
+	cs, err := h.connect(t, TransportSSE, "session")
+	if err != nil {
+		t.Fatalf("a session after the stale stream closed: %v", err)
+	}
+	testenv.Eventually(t, "the new session is initialized", func() bool { return h.srv.initializedSessions() == 1 })
+	h.clock.Advance(DefaultIdleTimeout / 2)
+	if _, err := cs.ListTools(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(DefaultIdleTimeout/2 + time.Second)
+	h.srv.closeIdle(h.clock.Now()) // the stream is older than the timeout, its session is not idle
+	if _, err := cs.ListTools(context.Background(), nil); err != nil {
+		t.Fatalf("an initialized stream was closed with the stale one's rule: %v", err)
 	}
 }
 
@@ -351,4 +401,11 @@ func TestMessageSizeCap(t *testing.T) {
 			}
 		})
 	}
+}
+
+// initializedSessions counts the sessions the server has tracked.
+func (s *Server) initializedSessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
 }

@@ -81,8 +81,9 @@ func (s *Server) transport(name string, h http.Handler) httpx.HandlerFunc {
 			return httpx.NotFound("no such MCP session")
 		}
 		if name == TransportSSE && r.Method == http.MethodGet {
-			s.sseOpen.Add(1)
-			defer s.sseOpen.Add(-1)
+			var done func()
+			r, done = s.openStream(r)
+			defer done()
 			sw := &sessionSniffer{ResponseWriter: w}
 			defer func() {
 				if sw.id != "" {

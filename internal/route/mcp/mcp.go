@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
@@ -154,8 +153,8 @@ type Server struct {
 	sse    http.Handler
 	stream http.Handler
 
-	sseOpen  atomic.Int64 // SSE streams open (a session each)
 	mu       sync.Mutex
+	streams  map[*sseStream]struct{}         // open SSE streams (a slot each, initialized or not)
 	sessions map[*sdk.ServerSession]*session // initialized sessions of both transports
 	owners   map[string]string               // session id → who opened it (Caller.identity)
 }
@@ -164,6 +163,17 @@ type session struct {
 	transport string
 	last      time.Time
 }
+
+// sseStream is one open SSE GET: it holds a session slot from the moment
+// it opens, so one that never initializes is closed after the idle
+// timeout like a session that went quiet.
+type sseStream struct {
+	opened      time.Time
+	cancel      context.CancelFunc
+	initialized bool // guarded by Server.mu
+}
+
+type streamKey struct{}
 
 // identity names a caller for the binding of sessions to who opened
 // them: the dashboard login, a gateway whose login is off, or one key.
@@ -200,12 +210,14 @@ func New(opt Options) *Server {
 		opt.Version = "dev"
 	}
 	s := &Server{opt: opt, audit: &auditLog{db: opt.DB}, schema: sdk.NewSchemaCache(),
-		sessions: map[*sdk.ServerSession]*session{}, owners: map[string]string{}}
+		sessions: map[*sdk.ServerSession]*session{}, owners: map[string]string{},
+		streams: map[*sseStream]struct{}{}}
 	s.sse = sdk.NewSSEHandler(func(r *http.Request) *sdk.Server {
-		return s.newServer(TransportSSE, opt.Caller(r))
+		st, _ := r.Context().Value(streamKey{}).(*sseStream)
+		return s.newServer(TransportSSE, opt.Caller(r), st)
 	}, &sdk.SSEOptions{MaxRequestBodyBytes: opt.MaxMessage, DisableLocalhostProtection: true})
 	s.stream = sdk.NewStreamableHTTPHandler(func(r *http.Request) *sdk.Server {
-		return s.newServer(TransportStreamable, opt.Caller(r))
+		return s.newServer(TransportStreamable, opt.Caller(r), nil)
 	}, &sdk.StreamableHTTPOptions{MaxRequestBodyBytes: opt.MaxMessage, SessionTimeout: opt.IdleTimeout,
 		DisableLocalhostProtection: true, Logger: opt.Log})
 	return s
@@ -249,14 +261,14 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 // newServer is the SDK server of one session, its tools bound to the
-// caller that opened it.
-func (s *Server) newServer(transport string, c Caller) *sdk.Server {
+// caller that opened it (and, over SSE, to its stream).
+func (s *Server) newServer(transport string, c Caller, st *sseStream) *sdk.Server {
 	srv := sdk.NewServer(&sdk.Implementation{Name: "omniroute", Title: "OmniRoute", Version: s.opt.Version}, &sdk.ServerOptions{
 		Instructions: "Tools of an OmniRoute AI gateway: its models, chat through its router, usage, provider health, budgets, keys.",
 		SchemaCache:  s.schema,
 		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		InitializedHandler: func(_ context.Context, req *sdk.InitializedRequest) {
-			s.track(req.Session, transport, c)
+			s.track(req.Session, transport, c, st)
 		},
 	})
 	srv.AddReceivingMiddleware(func(next sdk.MethodHandler) sdk.MethodHandler {
@@ -273,9 +285,12 @@ func (s *Server) newServer(transport string, c Caller) *sdk.Server {
 
 // track counts an initialized session until it ends, and binds a
 // streamable session's id to its caller.
-func (s *Server) track(ss *sdk.ServerSession, transport string, c Caller) {
+func (s *Server) track(ss *sdk.ServerSession, transport string, c Caller, st *sseStream) {
 	id := ss.ID()
 	s.mu.Lock()
+	if st != nil {
+		st.initialized = true
+	}
 	if _, ok := s.sessions[ss]; ok {
 		s.mu.Unlock()
 		return
@@ -327,18 +342,43 @@ func (s *Server) touch(ss *sdk.ServerSession) {
 }
 
 // closeIdle closes the sessions that received nothing for the idle
-// timeout (the SDK's keep-alive pings do not count).
+// timeout, and the SSE streams that opened that long ago and never
+// initialized a session.
 func (s *Server) closeIdle(now time.Time) {
 	var idle []*sdk.ServerSession
+	var stale []context.CancelFunc
 	s.mu.Lock()
 	for ss, e := range s.sessions {
 		if now.Sub(e.last) > s.opt.IdleTimeout {
 			idle = append(idle, ss)
 		}
 	}
+	for st := range s.streams {
+		if !st.initialized && now.Sub(st.opened) > s.opt.IdleTimeout {
+			stale = append(stale, st.cancel)
+		}
+	}
 	s.mu.Unlock()
 	for _, ss := range idle {
 		_ = ss.Close()
+	}
+	for _, cancel := range stale {
+		cancel()
+	}
+}
+
+// openStream counts an SSE GET as a slot until the returned func runs.
+func (s *Server) openStream(r *http.Request) (*http.Request, func()) {
+	ctx, cancel := context.WithCancel(r.Context())
+	st := &sseStream{opened: s.opt.Clock.Now(), cancel: cancel}
+	s.mu.Lock()
+	s.streams[st] = struct{}{}
+	s.mu.Unlock()
+	return r.WithContext(context.WithValue(ctx, streamKey{}, st)), func() {
+		cancel()
+		s.mu.Lock()
+		delete(s.streams, st)
+		s.mu.Unlock()
 	}
 }
 
@@ -353,5 +393,5 @@ func (s *Server) liveSessions() int {
 		}
 	}
 	s.mu.Unlock()
-	return n + int(s.sseOpen.Load())
+	return n + len(s.streams)
 }
