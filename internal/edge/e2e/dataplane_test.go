@@ -410,7 +410,7 @@ func TestDataPlane(t *testing.T) {
 			_ = netns.PingOK(tp.edgeA, b.vip4(t), 1) // traffic drives the path probes
 			return a.pathTo(t, pubB) == daemon.PathDirect
 		})
-		if !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 15) {
 			t.Fatal("A cannot ping B after the block is lifted")
 		}
 	})
@@ -451,7 +451,7 @@ func TestDataPlane(t *testing.T) {
 			}
 		}
 		// No loop: the nucleus and the underlay stay reachable, and so does B.
-		if !netns.PingOK(tp.edgeA, nucleusIP, 3) || !a.net(t).Registered || !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, nucleusIP, 10) || !a.net(t).Registered || !netns.PingOK(tp.edgeA, b.vip4(t), 15) {
 			t.Fatal("nucleus, underlay or peer lost while using the exit")
 		}
 
@@ -469,7 +469,7 @@ func TestDataPlane(t *testing.T) {
 				t.Fatalf("%s still reachable from A after clearing the exit", u)
 			}
 		}
-		if !netns.PingOK(tp.edgeA, b.vip4(t), 5) {
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 15) {
 			t.Fatal("A cannot ping B after clearing the exit")
 		}
 	})
@@ -553,7 +553,7 @@ func TestDataPlane(t *testing.T) {
 		ok := false
 		for _, secret := range secretForms(ownJoin.SecretKey) {
 			stop := startIntruder(t, c, tunnelHelperConfig{Private: id.PrivateKey, Secret: secret, Addr4: intruderAddr, Peers: peerA})
-			ok = netns.PingOK(c, vipA, 5)
+			ok = netns.PingOK(c, vipA, 15)
 			stop()
 			if ok {
 				break
