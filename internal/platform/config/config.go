@@ -98,6 +98,9 @@ type Config struct {
 	// NetworkMaxRange is the largest explicit network range, as a prefix
 	// length: 16 allows at most a /16.
 	NetworkMaxRange int `yaml:"network_max_range"`
+	// DNSSuffix is the domain under which every device of a network has a
+	// name: <device>.<network>.<suffix>.
+	DNSSuffix string `yaml:"dns_suffix"`
 	// LoginPendingPerIP and LoginPendingMax cap the browser login sessions
 	// waiting for approval, per client IP and in all; LoginSocketsPerIP
 	// caps the session WebSockets open per client IP (per replica).
@@ -230,6 +233,7 @@ func Default() Config {
 		RefreshTokenTTL: 30 * 24 * time.Hour,
 		SessionTTL:      15 * time.Minute,
 		NetworkMaxRange: 16,
+		DNSSuffix:       "omni.internal",
 
 		LoginPendingPerIP: 32,
 		LoginPendingMax:   10000,
@@ -316,6 +320,7 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (*Config,
 	fs.DurationVar(&cfg.AccessTokenTTL, "access-token-ttl", cfg.AccessTokenTTL, "lifetime of access tokens")
 	fs.DurationVar(&cfg.RefreshTokenTTL, "refresh-token-ttl", cfg.RefreshTokenTTL, "lifetime of refresh tokens")
 	fs.DurationVar(&cfg.SessionTTL, "session-ttl", cfg.SessionTTL, "lifetime of a browser login session")
+	fs.StringVar(&cfg.DNSSuffix, "dns-suffix", cfg.DNSSuffix, "domain of the devices' names: <device>.<network>.<suffix>")
 	fs.IntVar(&cfg.NetworkMaxRange, "network-max-range", cfg.NetworkMaxRange, "largest explicit network range as a prefix length (16: at most a /16; 10..30)")
 	fs.IntVar(&cfg.LoginPendingPerIP, "login-pending-per-ip", cfg.LoginPendingPerIP, "browser login sessions awaiting approval per client IP")
 	fs.IntVar(&cfg.LoginPendingMax, "login-pending-max", cfg.LoginPendingMax, "browser login sessions awaiting approval in all")
@@ -397,6 +402,9 @@ func (c *Config) Validate() error {
 	}
 	if _, err := ParseTrustProxy(c.TrustProxy); err != nil {
 		bad("--trust-proxy: %v", err)
+	}
+	if !ValidDNSSuffix(c.DNSSuffix) {
+		bad("--dns-suffix %q must be a domain name: labels of a-z, 0-9 and '-', at most 120 characters", c.DNSSuffix)
 	}
 	if c.NetworkMaxRange < 10 || c.NetworkMaxRange > 30 {
 		bad("--network-max-range %d must be between 10 and 30", c.NetworkMaxRange)
@@ -564,4 +572,26 @@ func (p planFlag) Set(v string) error {
 		p.c.Plans[strings.ToLower(name)] = PlanLimit{MaxDevices: dv, MaxNetworks: nv}
 	}
 	return nil
+}
+
+// ValidDNSSuffix reports whether s is a usable suffix for the devices'
+// names: dot-separated labels of lower-case letters, digits and inner
+// hyphens, at most 120 bytes (so <device>.<network>.<suffix> fits the
+// 253 bytes of a DNS name with 63-byte labels).
+func ValidDNSSuffix(s string) bool {
+	if s == "" || len(s) > 120 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

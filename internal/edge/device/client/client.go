@@ -162,14 +162,21 @@ func (c *Client) WaitSession(ctx context.Context, uuid string) (wire.TokenRespon
 // do sends one request. With auth set it adds the bearer token and, on a
 // 401, refreshes (or logs in again with the security key) and retries once.
 func (c *Client) do(ctx context.Context, method, path string, in, out any, auth bool) error {
-	err := c.once(ctx, method, path, in, out, auth)
+	_, err := c.doH(ctx, method, path, in, out, auth, nil)
+	return err
+}
+
+// doH is do with request headers; it returns the answer's headers and
+// status (a 304 is no error and leaves out alone).
+func (c *Client) doH(ctx context.Context, method, path string, in, out any, auth bool, hdr http.Header) (*http.Response, error) {
+	resp, err := c.once(ctx, method, path, in, out, auth, hdr)
 	if !auth || StatusOf(err) != http.StatusUnauthorized {
-		return err
+		return resp, err
 	}
 	if rerr := c.reauth(ctx); rerr != nil {
-		return err
+		return resp, err
 	}
-	return c.once(ctx, method, path, in, out, auth)
+	return c.once(ctx, method, path, in, out, auth, hdr)
 }
 
 func (c *Client) reauth(ctx context.Context) error {
@@ -188,18 +195,21 @@ func (c *Client) reauth(ctx context.Context) error {
 	return errors.New("no credentials to re-authenticate")
 }
 
-func (c *Client) once(ctx context.Context, method, path string, in, out any, auth bool) error {
+func (c *Client) once(ctx context.Context, method, path string, in, out any, auth bool, hdr http.Header) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -211,12 +221,15 @@ func (c *Client) once(ctx context.Context, method, path string, in, out any, aut
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		return resp, nil
 	}
 	if resp.StatusCode >= 300 {
 		e := &APIError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(raw))}
@@ -233,15 +246,15 @@ func (c *Client) once(ctx context.Context, method, path string, in, out any, aut
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
 			e.RetryAfter = time.Duration(s) * time.Second
 		}
-		return e
+		return resp, e
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
+		return resp, nil
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("omniedge api: decode %s %s: %w", method, path, err)
+		return resp, fmt.Errorf("omniedge api: decode %s %s: %w", method, path, err)
 	}
-	return nil
+	return resp, nil
 }
 
 func (c *Client) get(ctx context.Context, path string, out any) error {
@@ -328,6 +341,37 @@ func (c *Client) DeleteNetwork(ctx context.Context, id string) error {
 func (c *Client) Members(ctx context.Context, networkID string) ([]wire.Member, error) {
 	var out []wire.Member
 	return out, c.get(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/devices", &out)
+}
+
+// Names returns a network's DNS zone and its ETag. With the tag of the
+// answer the caller holds and a wait, the control plane holds the call up
+// to wait (at most 60 s; keep it below the HTTP client's timeout) until
+// the names change; changed is false when they did not (the zone is then
+// empty: keep the one held).
+func (c *Client) Names(ctx context.Context, networkID, etag string, wait time.Duration) (zone wire.DNSZone, tag string, changed bool, err error) {
+	path := "/api/v2/virtual-networks/" + esc(networkID) + "/dns"
+	hdr := http.Header{}
+	if etag != "" {
+		hdr.Set("If-None-Match", etag)
+		if wait > 0 {
+			path += "?wait=" + strconv.Itoa(int(wait/time.Second))
+		}
+	}
+	resp, err := c.doH(ctx, http.MethodGet, path, nil, &zone, true, hdr)
+	if err != nil {
+		return wire.DNSZone{}, etag, false, err
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		return wire.DNSZone{}, etag, false, nil
+	}
+	return zone, resp.Header.Get("ETag"), true, nil
+}
+
+// SetDeviceDNSName sets a device's DNS label ("" derives it from its
+// name again).
+func (c *Client) SetDeviceDNSName(ctx context.Context, id, label string) (wire.Device, error) {
+	var out wire.Device
+	return out, c.do(ctx, http.MethodPatch, "/api/v2/devices/"+esc(id), wire.RenameDeviceRequest{DNSName: &label}, &out, true)
 }
 
 // Join adds a device to a network.

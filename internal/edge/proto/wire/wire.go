@@ -81,6 +81,10 @@ type Device struct {
 	ExitNodeConsent bool       `json:"exit_node_consent"`
 	CreatedAt       time.Time  `json:"created_at"`
 	PublicKey       string     `json:"public_key,omitempty"`
+	// DNSName is the DNS label the user set for the device; "" while it
+	// is derived from Name (each member's full name is in the member list
+	// and GET .../dns).
+	DNSName string `json:"dns_name,omitempty"`
 	// VirtualNetworks are the device's memberships (GET of one device
 	// and of the list; absent from other answers).
 	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitzero"`
@@ -96,9 +100,11 @@ type DeviceNetwork struct {
 	NetworkName string  `json:"network_name,omitempty"` // an addition: the network's name
 }
 
-// RenameDeviceRequest is the body of PUT/PATCH /api/v2/devices/{id}.
+// RenameDeviceRequest is the body of PUT/PATCH /api/v2/devices/{id}: a
+// new name, a DNS label ("" derives it from the name again), or both.
 type RenameDeviceRequest struct {
-	Name string `json:"name"`
+	Name    string  `json:"name,omitempty"`
+	DNSName *string `json:"dns_name,omitempty"`
 }
 
 // HeartbeatRequest is the body of POST /api/v2/devices/heartbeat.
@@ -140,6 +146,7 @@ type CreateNetworkRequest struct {
 type UpdateNetworkRequest struct {
 	Name     *string        `json:"name,omitempty"`
 	ServerID NullableString `json:"server_id,omitzero"` // null: built-in nucleus
+	DNSName  *string        `json:"dns_name,omitempty"` // the network's DNS label; "" derives it from the name
 }
 
 // Network is a virtual network (the secret is only in JoinResponse).
@@ -152,6 +159,9 @@ type Network struct {
 	SubnetPrefixV6 int       `json:"subnet_prefix_v6"`
 	Server         Server    `json:"server"`
 	CreatedAt      time.Time `json:"created_at"`
+	// DNSName is the network's DNS zone: its members are
+	// <device>.<dns_name>.
+	DNSName string `json:"dns_name,omitempty"`
 }
 
 // JoinRequest is the optional body of POST
@@ -184,6 +194,7 @@ type JoinResponse struct {
 type Member struct {
 	DeviceID    string     `json:"device_id"`
 	Name        string     `json:"name"`
+	DNSName     string     `json:"dns_name,omitempty"` // <device>.<network>.<suffix>
 	Platform    string     `json:"platform"`
 	VirtualIP   string     `json:"virtual_ip"`
 	VirtualIPv6 string     `json:"virtual_ip_v6"`
@@ -199,6 +210,22 @@ type Member struct {
 	// PublicKey is the device's WireGuard public key ("" when it
 	// registered none): the only key peers accept at VirtualIP.
 	PublicKey string `json:"public_key,omitempty"`
+}
+
+// DNSZone is the answer of GET /api/v2/virtual-networks/{id}/dns: every
+// member's name and addresses.
+type DNSZone struct {
+	NetworkID string      `json:"network_id"`
+	Zone      string      `json:"zone"`
+	Records   []DNSRecord `json:"records"`
+}
+
+// DNSRecord is one member's name.
+type DNSRecord struct {
+	DeviceID    string `json:"device_id"`
+	Name        string `json:"name"`
+	VirtualIP   string `json:"virtual_ip"`
+	VirtualIPv6 string `json:"virtual_ip_v6"`
 }
 
 // UpdateMemberRequest is the body of PUT /api/v2/virtual-networks/{vn}/devices/{dev}.

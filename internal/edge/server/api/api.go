@@ -52,6 +52,7 @@ type Server struct {
 	cfg     Config
 	mux     *http.ServeMux
 	sockets ipCounter
+	waits   waitCounter // long polls of names (names.go)
 }
 
 // New builds the API around svc. limiter may be nil when both rates are 0.
@@ -125,6 +126,7 @@ func (s *Server) routes() {
 	authed("PATCH /api/v2/virtual-networks/{vn}", s.updateNetwork)
 	authed("DELETE /api/v2/virtual-networks/{vn}", s.deleteNetwork)
 	authed("GET /api/v2/virtual-networks/{vn}/devices", s.listMembers)
+	authed("GET /api/v2/virtual-networks/{vn}/dns", s.names)
 	authed("GET /api/v2/virtual-networks/{vn}/devices/{dev}", s.membership)
 	authed("POST /api/v2/virtual-networks/{vn}/devices/{dev}", s.join)
 	authed("DELETE /api/v2/virtual-networks/{vn}/devices/{dev}", s.leave)

@@ -167,15 +167,16 @@ func TestListsETagFollowChanges(t *testing.T) {
 	f.updateMember(c, n.ID, b.ID, wire.UpdateMemberRequest{ExitNode: wire.Null()})
 	tm, td = f.wantModified(t, members, tok, tm), f.wantModified(t, devices, tok, td)
 
-	// Renaming the network changes the networks list and the devices
-	// list (which names each device's networks), not the members.
+	// Renaming the network changes the networks list, the devices list
+	// (which names each device's networks) and the members (whose DNS
+	// names end in the network's derived label).
 	name := "office"
 	if _, err := c.UpdateNetwork(f.ctx, n.ID, wire.UpdateNetworkRequest{Name: &name}); err != nil {
 		t.Fatal(err)
 	}
 	f.wantModified(t, networks, tok, tn)
 	f.wantModified(t, devices, tok, td)
-	f.wantNotModified(t, members, tok, tm, tm)
+	f.wantModified(t, members, tok, tm)
 
 	// Keys and sessions: a new key, a new login of the same user.
 	const keys, sessions = "/api/v2/security-keys", "/api/v2/sessions"

@@ -190,7 +190,8 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p control.Pri
 
 func deviceWire(d control.DeviceStatus) wire.Device {
 	return wire.Device{ID: d.ID, Name: d.Name, HardwareUUID: d.HardwareUUID, Platform: d.Platform, Online: d.Online,
-		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt, PublicKey: d.PublicKey}
+		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt, PublicKey: d.PublicKey,
+		DNSName: d.DNSName}
 }
 
 func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -266,8 +267,15 @@ func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request, p control.
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if _, err := s.svc.RenameDevice(r.Context(), p, r.PathValue("id"), req.Name); err != nil {
-		return toHTTP(err)
+	if req.Name != "" || req.DNSName == nil {
+		if _, err := s.svc.RenameDevice(r.Context(), p, r.PathValue("id"), req.Name); err != nil {
+			return toHTTP(err)
+		}
+	}
+	if req.DNSName != nil {
+		if _, err := s.svc.SetDeviceDNSName(r.Context(), p, r.PathValue("id"), *req.DNSName); err != nil {
+			return toHTTP(err)
+		}
 	}
 	st, _, err := s.svc.GetDevice(r.Context(), p, r.PathValue("id"))
 	if err != nil {
@@ -353,7 +361,12 @@ func (s *Server) serverWire(r *http.Request, n control.Network, srv *control.Use
 	return wire.Server{Host: s.nucleusHost(r), Name: s.cfg.NucleusName, PublicKey: s.cfg.NucleusPublicKey}
 }
 
-func (s *Server) networkWire(r *http.Request, p control.Principal, n control.Network) wire.Network {
+// networkWire answers a network; zones are its owner's networks' DNS
+// zones (nil: looked up).
+func (s *Server) networkWire(r *http.Request, p control.Principal, n control.Network, zones map[string]string) wire.Network {
+	if zones == nil {
+		zones, _ = s.svc.Zones(r.Context(), n.OwnerID)
+	}
 	var srv *control.UserServer
 	if n.ServerID != "" {
 		if v, err := s.svc.GetUserServer(r.Context(), p, n.ServerID); err == nil {
@@ -361,7 +374,8 @@ func (s *Server) networkWire(r *http.Request, p control.Principal, n control.Net
 		}
 	}
 	return wire.Network{ID: n.ID, Name: n.Name, IPRange: n.Range.String(), IPv6Range: n.Range6.String(),
-		SubnetMask: ipam.Mask(n.Range), SubnetPrefixV6: n.Range6.Bits(), Server: s.serverWire(r, n, srv), CreatedAt: n.CreatedAt}
+		SubnetMask: ipam.Mask(n.Range), SubnetPrefixV6: n.Range6.Bits(), Server: s.serverWire(r, n, srv), CreatedAt: n.CreatedAt,
+		DNSName: zones[n.ID]}
 }
 
 func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -373,7 +387,7 @@ func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request, p control
 	if err != nil {
 		return toHTTP(err)
 	}
-	return ok(w, http.StatusCreated, s.networkWire(r, p, n))
+	return ok(w, http.StatusCreated, s.networkWire(r, p, n, nil))
 }
 
 func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -381,9 +395,13 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *http.Request, p control.
 	if err != nil {
 		return err
 	}
+	zones, err := s.svc.Zones(r.Context(), p.UserID)
+	if err != nil {
+		return err
+	}
 	out := make([]wire.Network, len(nets))
 	for i, n := range nets {
-		out[i] = s.networkWire(r, p, n)
+		out[i] = s.networkWire(r, p, n, zones)
 	}
 	return listed(w, r, p, out)
 }
@@ -393,7 +411,7 @@ func (s *Server) getNetwork(w http.ResponseWriter, r *http.Request, p control.Pr
 	if err != nil {
 		return toHTTP(err)
 	}
-	return ok(w, http.StatusOK, s.networkWire(r, p, n))
+	return ok(w, http.StatusOK, s.networkWire(r, p, n, nil))
 }
 
 func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -401,7 +419,7 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request, p control
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	patch := control.NetworkPatch{Name: req.Name}
+	patch := control.NetworkPatch{Name: req.Name, DNSName: req.DNSName}
 	if req.ServerID.Set {
 		v := req.ServerID.Value
 		patch.ServerID = &v
@@ -410,7 +428,7 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request, p control
 	if err != nil {
 		return toHTTP(err)
 	}
-	return ok(w, http.StatusOK, s.networkWire(r, p, n))
+	return ok(w, http.StatusOK, s.networkWire(r, p, n, nil))
 }
 
 func (s *Server) deleteNetwork(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -426,9 +444,17 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 	if err != nil {
 		return toHTTP(err)
 	}
+	z, err := s.svc.Names(r.Context(), p, r.PathValue("vn"))
+	if err != nil {
+		return toHTTP(err)
+	}
+	names := make(map[string]string, len(z.Records))
+	for _, rec := range z.Records {
+		names[rec.DeviceID] = rec.Name
+	}
 	out := make([]wire.Member, len(ms))
 	for i, m := range ms {
-		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, Platform: m.Device.Platform,
+		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, DNSName: names[m.DeviceID], Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
 			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
 			ExitNodeConsent: m.Device.ExitConsent}

@@ -132,6 +132,9 @@ func New(ctx context.Context, cfg *config.Config, d Deps) (*App, error) {
 	if err := svc.LoadRevoked(ctx); err != nil {
 		return nil, err
 	}
+	// Another replica's changes wake this one's waits on names.
+	bus.Subscribe(svc.NetworkNotice)
+	bus.SubscribeAll(svc.NetworkNoticeAll)
 	host, port, err := nucleusAdvert(cfg)
 	if err != nil {
 		return nil, err

@@ -65,6 +65,9 @@ type Device struct {
 	// PublicKey is the device's WireGuard public key (standard base64),
 	// "" until the device sent one. Unique per user.
 	PublicKey string
+	// DNSName is the DNS label the user chose for the device; "" derives
+	// it from Name (see DNSLabel).
+	DNSName string
 }
 
 // Network is a virtual network with its IPv4 range and mirrored IPv6 ULA
@@ -81,6 +84,7 @@ type Network struct {
 	SecretVersion int64
 	ServerID      string // "" for the built-in nucleus
 	CreatedAt     time.Time
+	DNSName       string // the DNS label the user chose; "" derives it from Name
 }
 
 // Membership is a device's place in a network.

@@ -222,7 +222,18 @@ func (s *Service) RenameDevice(ctx context.Context, p Principal, id, name string
 	if d.Name, err = cleanName("device", name, 128); err != nil {
 		return Device{}, err
 	}
-	return d, s.store.RenameDevice(ctx, id, d.Name)
+	if err := s.store.RenameDevice(ctx, id, d.Name, d.DNSName); err != nil {
+		return Device{}, err
+	}
+	// A derived DNS label follows the name: the networks' names change.
+	if ms, err := s.store.DeviceMemberships(ctx, id); err == nil {
+		ids := make([]string, len(ms))
+		for i, m := range ms {
+			ids[i] = m.NetworkID
+		}
+		s.networkChanged(ids...)
+	}
+	return d, nil
 }
 
 // DeleteDevice removes one of p's devices, its memberships and the exit

@@ -102,6 +102,7 @@ func (s *Service) ListNetworks(ctx context.Context, p Principal) ([]Network, err
 type NetworkPatch struct {
 	Name     *string
 	ServerID *string // "" selects the built-in nucleus
+	DNSName  *string // the network's DNS label; "" derives it from the name
 }
 
 // UpdateNetwork renames a network or changes its server.
@@ -123,7 +124,29 @@ func (s *Service) UpdateNetwork(ctx context.Context, p Principal, id string, pat
 		}
 		n.ServerID = *patch.ServerID
 	}
-	return n, s.store.UpdateNetwork(ctx, n)
+	if patch.DNSName != nil {
+		l := strings.ToLower(strings.TrimSpace(*patch.DNSName))
+		if l != "" {
+			if err := validLabel("network", l); err != nil {
+				return Network{}, err
+			}
+		}
+		n.DNSName = l
+	}
+	if err := s.store.UpdateNetwork(ctx, n); err != nil {
+		return Network{}, err
+	}
+	if patch.Name != nil || patch.DNSName != nil {
+		// Zones are unique per owner: a change can move another's label.
+		if nets, err := s.store.ListNetworks(ctx, n.OwnerID); err == nil {
+			ids := make([]string, len(nets))
+			for i, o := range nets {
+				ids[i] = o.ID
+			}
+			s.networkChanged(ids...)
+		}
+	}
+	return n, nil
 }
 
 // DeleteNetwork deletes one of p's networks and all its memberships.

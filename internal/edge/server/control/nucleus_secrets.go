@@ -12,8 +12,8 @@ import (
 	"github.com/omniedge/omni/internal/platform/auth"
 )
 
-// NetworkEvents carries "this network changed" — its secret, its members
-// or their device keys — from the Service to the nucleus of every replica,
+// NetworkEvents carries "this network changed" — its secret, its members,
+// their device keys or their names — from the Service to the nucleus of every replica,
 // which reloads the network at once (evicting devices that left, telling
 // the others about a new secret). Implementations deliver to this
 // process's subscribers too.
@@ -25,6 +25,9 @@ type NetworkEvents interface {
 // change is stored. A failure is logged: the nuclei still reload within
 // their directory TTL.
 func (s *Service) networkChanged(ids ...string) {
+	for _, id := range ids {
+		s.NetworkNotice(id)
+	}
 	if s.events == nil {
 		return
 	}

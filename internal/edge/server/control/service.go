@@ -25,6 +25,7 @@ type Options struct {
 	RefreshTokenTTL time.Duration
 	SessionTTL      time.Duration
 	MaxRangeBits    int // smallest prefix length of an explicit range (16: at most a /16)
+	DNSSuffix       string // the devices' names are <device>.<network>.<suffix>; default omni.internal
 }
 
 // DefaultOptions mirror config.Default.
@@ -44,6 +45,7 @@ func OptionsFrom(c *config.Config) Options {
 		RefreshTokenTTL: c.RefreshTokenTTL,
 		SessionTTL:      c.SessionTTL,
 		MaxRangeBits:    c.NetworkMaxRange,
+		DNSSuffix:       c.DNSSuffix,
 	}
 }
 
@@ -82,12 +84,16 @@ type Service struct {
 	cache     devCache
 	dirty     dirtySet
 	flushMu   sync.Mutex
+	watch     watchers // waits on networks' names (Watch)
 }
 
 // New builds a Service.
 func New(d Deps, o Options) (*Service, error) {
 	if d.Store == nil || d.Presence == nil || d.Sessions == nil || d.Clock == nil || d.Log == nil {
 		return nil, errors.New("edge: incomplete dependencies")
+	}
+	if o.DNSSuffix == "" {
+		o.DNSSuffix = "omni.internal"
 	}
 	if len(d.MasterKey) != 32 {
 		return nil, errors.New("edge: master key must be 32 bytes")

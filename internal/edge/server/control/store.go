@@ -59,7 +59,7 @@ type Store interface {
 	DeviceByID(ctx context.Context, id string) (Device, error)
 	DeviceByHardware(ctx context.Context, userID, hardwareUUID string) (Device, error)
 	ListDevices(ctx context.Context, userID string) ([]Device, error) // userID "" lists all
-	RenameDevice(ctx context.Context, id, name string) error
+	RenameDevice(ctx context.Context, id, name, dnsName string) error
 	// DeleteDevice removes a device with its memberships; in the same
 	// transaction each network it left gets the secret rotate returns
 	// (sealed) and its secret version bumped.
@@ -74,7 +74,7 @@ type Store interface {
 	CreateNetwork(ctx context.Context, n Network, maxNetworks int, pick func(used []netip.Prefix) (netip.Prefix, error)) (Network, error)
 	NetworkByID(ctx context.Context, id string) (Network, error)
 	ListNetworks(ctx context.Context, ownerID string) ([]Network, error) // ownerID "" lists all
-	UpdateNetwork(ctx context.Context, n Network) error                  // name and server
+	UpdateNetwork(ctx context.Context, n Network) error                  // name, server and DNS label
 	DeleteNetwork(ctx context.Context, id string) error
 
 	// Join returns the existing membership or allocates a host with alloc

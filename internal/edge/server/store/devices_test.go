@@ -241,13 +241,20 @@ func testListRenameDevices(t *testing.T, s *store.Store) {
 		t.Fatalf("ListDevices(unknown) = %v", ids(none))
 	}
 
-	must(t, s.RenameDevice(ctx, "a", "new name"))
+	must(t, s.RenameDevice(ctx, "a", "new name", "robot-arm"))
 	d, err := s.DeviceByID(ctx, "a")
 	must(t, err)
-	if d.Name != "new name" || d.Platform != "linux" {
+	if d.Name != "new name" || d.Platform != "linux" || d.DNSName != "robot-arm" {
 		t.Fatalf("after rename: %+v", d)
 	}
-	wantErr(t, s.RenameDevice(ctx, "missing", "x"), control.ErrNotFound)
+	ds, err := s.ListDevices(ctx, "u1")
+	must(t, err)
+	for _, o := range ds {
+		if o.ID == "a" && o.DNSName != "robot-arm" {
+			t.Fatalf("listed after rename: %+v", o)
+		}
+	}
+	wantErr(t, s.RenameDevice(ctx, "missing", "x", ""), control.ErrNotFound)
 }
 
 func testDeleteDevice(t *testing.T, s *store.Store) {

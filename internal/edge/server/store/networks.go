@@ -12,14 +12,14 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 )
 
-const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at, secret_version`
+const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at, secret_version, dns_name`
 
 func scanNetwork(row interface{ Scan(...any) error }) (control.Network, error) {
 	var n control.Network
 	var r4, r6 string
 	var server sql.NullString
 	var created int64
-	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created, &n.SecretVersion); err != nil {
+	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created, &n.SecretVersion, &n.DNSName); err != nil {
 		return n, err
 	}
 	var err error
@@ -81,8 +81,8 @@ func (s *Store) CreateNetwork(ctx context.Context, n control.Network, maxNetwork
 		if n.SecretVersion <= 0 {
 			n.SecretVersion = 1
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt), n.SecretVersion,
+		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt), n.SecretVersion, n.DNSName,
 			n.OwnerID+" "+n.Range.String())
 		return conflict(err, "network")
 	})
@@ -107,7 +107,7 @@ func (s *Store) ListNetworks(ctx context.Context, ownerID string) ([]control.Net
 }
 
 func (s *Store) UpdateNetwork(ctx context.Context, n control.Network) error {
-	res, err := s.db.Exec(ctx, `UPDATE edge_networks SET name = ?, server_id = ? WHERE id = ?`, n.Name, nullStr(n.ServerID), n.ID)
+	res, err := s.db.Exec(ctx, `UPDATE edge_networks SET name = ?, server_id = ?, dns_name = ? WHERE id = ?`, n.Name, nullStr(n.ServerID), n.DNSName, n.ID)
 	return mustAffect(res, err, "network")
 }
 
@@ -260,7 +260,7 @@ func (s *Store) Members(ctx context.Context, networkID string) ([]control.Member
 // their devices, in one query.
 func (s *Store) MemberDevices(ctx context.Context, networkID string) ([]control.Membership, []control.Device, error) {
 	rows, err := s.db.Query(ctx, `SELECT d.id, d.user_id, d.hardware_uuid, d.name, d.platform, d.created_at, d.last_seen,
-		d.exit_consent, d.public_key, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		d.exit_consent, d.public_key, d.dns_name, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
 		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
 		WHERE m.network_id = ? ORDER BY m.host`, networkID)
 	if err != nil {

@@ -206,12 +206,12 @@ func testUpdateDeleteNetwork(t *testing.T, s *store.Store) {
 	must(t, s.CreateUserServer(ctx, control.UserServer{ID: "s1", UserID: "u1", Name: "srv", Host: "srv.example.com:443", Country: "DE", CreatedAt: t0, UpdatedAt: t0}))
 	n := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")
 
-	n.Name, n.ServerID = "renamed", "s1"
+	n.Name, n.ServerID, n.DNSName = "renamed", "s1", "office"
 	n.Range = netip.MustParsePrefix("100.99.0.0/24") // not updatable
 	must(t, s.UpdateNetwork(ctx, n))
 	got, err := s.NetworkByID(ctx, "n1")
 	must(t, err)
-	if got.Name != "renamed" || got.ServerID != "s1" || got.Range != netip.MustParsePrefix("100.66.1.0/24") {
+	if got.Name != "renamed" || got.ServerID != "s1" || got.DNSName != "office" || got.Range != netip.MustParsePrefix("100.66.1.0/24") {
 		t.Fatalf("after update: %+v", got)
 	}
 	n.ServerID = ""

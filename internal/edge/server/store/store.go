@@ -354,14 +354,14 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 
 // ---- devices ----
 
-const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key`
+const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key, dns_name`
 
 func scanDevice(row interface{ Scan(...any) error }) (control.Device, error) {
 	var d control.Device
 	var created int64
 	var seen sql.NullInt64
 	var key sql.NullString
-	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key)
+	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key, &d.DNSName)
 	d.CreatedAt, d.LastSeen, d.PublicKey = fromMS(created), fromNull(seen), key.String
 	return d, err
 }
@@ -411,8 +411,8 @@ func (s *Store) RegisterDevice(ctx context.Context, d control.Device, maxDevices
 				return fmt.Errorf("%d devices: %w", n, control.ErrLimit)
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey)); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey), d.DNSName); err != nil {
 			return conflict(err, "device")
 		}
 		out, created = d, true
@@ -462,8 +462,8 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]control.Devic
 	return sqldb.Collect(rows, scanDevice)
 }
 
-func (s *Store) RenameDevice(ctx context.Context, id, name string) error {
-	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET name = ? WHERE id = ?`, name, id)
+func (s *Store) RenameDevice(ctx context.Context, id, name, dnsName string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET name = ?, dns_name = ? WHERE id = ?`, name, dnsName, id)
 	return mustAffect(res, err, "device")
 }
 
