@@ -43,6 +43,8 @@ type NetworkStatus struct {
 	SecretVersion int64        `json:"secret_version,omitempty"`
 	Registered    bool         `json:"registered"`         // nucleus session up
 	Exit          string       `json:"exit_via,omitempty"` // virtual IP of the exit node in use
+	DNSZone       string       `json:"dns_zone,omitempty"`  // the zone of the members' names served here
+	DNSNames      int          `json:"dns_names,omitempty"` // names in it
 	Peers         []PeerReport `json:"peers"`
 }
 
@@ -85,7 +87,8 @@ func (d *daemon) status() Status {
 		n.mu.Lock()
 		ns := NetworkStatus{ID: n.cfg.NetworkID, Name: n.cfg.Name, Interface: ts.Interface,
 			VirtualIP: addrString(n.cfg.VirtualIP, n.cfg.VirtualIP.IsValid()), VirtualIPv6: addrString(n.cfg.VirtualIPv6, n.cfg.VirtualIPv6.IsValid()),
-			Nucleus: n.cfg.Nucleus, SecretVersion: n.version, Registered: n.registered, Exit: addrString(n.exit, n.exit.IsValid()), Peers: []PeerReport{}}
+			Nucleus: n.cfg.Nucleus, SecretVersion: n.version, Registered: n.registered, Exit: addrString(n.exit, n.exit.IsValid()), Peers: []PeerReport{},
+			DNSZone: n.zone, DNSNames: n.names}
 		n.mu.Unlock()
 		if ns.Interface == "" {
 			ns.Interface = n.cfg.Interface

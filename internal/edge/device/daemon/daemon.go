@@ -65,6 +65,7 @@ type Deps struct {
 	Log     *slog.Logger   // default discards
 	HTTP    *http.Client   // control-plane client; default 30 s timeout
 	Rand    func() float64 // jitter source in [0,1); default math/rand/v2
+	Names   Names          // serves the networks' DNS names; nil: none
 }
 
 type daemon struct {
@@ -573,6 +574,8 @@ type network struct {
 	bindings  map[netip.Addr]wgkey.Key
 	checked   map[wgkey.Key]netip.Addr
 	lastPeers []Peer
+	zone      string // the DNS zone served, "" before the first answer
+	names     int    // names in it
 }
 
 // bindEvery spaces the fetches of the members' keys (real time: it only
@@ -649,6 +652,10 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 	wg.Add(2)
 	go func() { defer wg.Done(); n.serve(sctx, d) }()
 	go func() { defer wg.Done(); n.maintain(sctx, d) }()
+	if d.deps.Names != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.followNames(sctx, d) }()
+	}
 	go func() { wg.Wait(); close(n.done) }()
 	return nil
 }

@@ -103,13 +103,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func start(t *testing.T, cfg Config) *running {
+func start(t *testing.T, cfg Config, with ...func(*Deps)) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{cancel: cancel, errc: make(chan error, 1), dp: &fakeDataPlane{}, clk: newFakeClock(),
 		logs: &syncBuffer{mu: make(chan struct{}, 1)}}
 	deps := r.dp.deps(r.clk)
 	deps.Log = slog.New(slog.NewTextHandler(r.logs, nil))
+	for _, f := range with {
+		f(&deps)
+	}
 	go func() { r.errc <- Run(ctx, cfg, deps) }()
 	t.Cleanup(func() {
 		cancel()
