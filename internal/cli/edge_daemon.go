@@ -60,6 +60,9 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 	var networks listFlag
 	fs.Var(&networks, "network", "network id to join; repeatable (default: every network of the account)")
 	exit := fs.Bool("exit-node", false, "consent to serve as exit node for the networks whose admin enables it")
+	dns := fs.Bool("dns", true, "serve the networks' names (<device>.<network>.<suffix>) and point the host's resolver at them")
+	dnsMode := fs.String("dns-mode", "", "how the host's resolver is pointed at the names: resolved or resolv.conf (default: resolved when systemd-resolved runs)")
+	resolvConf := fs.String("resolv-conf", "/etc/resolv.conf", "the resolver configuration the resolv.conf mode rewrites (and restores on the way out)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	format := fs.String("log-format", "text", "text or json")
 	dual := addHostedFlags(fs, "nucleus-", "")
@@ -99,9 +102,32 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 			nucleusErr <- err
 		}()
 	}
+	switch *dnsMode {
+	case "", "resolved", "resolv.conf":
+	default:
+		return usageError{fmt.Sprintf("--dns-mode %q: want resolved or resolv.conf", *dnsMode)}
+	}
+	if !*dns {
+		*dnsMode = "off"
+	}
 	tunnels, nucleus := edgeDataPlane(log)
+	deps := daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log}
+	nm, err := newEdgeNames(*state, *dnsMode, *resolvConf, log)
+	if err != nil {
+		return fmt.Errorf("names: %w", err)
+	}
+	if nm != nil {
+		deps.Names = nm
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := nm.Close(cctx); err != nil {
+				log.Warn("names: restoring the host's resolver failed", "err", err)
+			}
+		}()
+	}
 	err = daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
-		ExitNode: *exit, StateDir: *state}, daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log})
+		ExitNode: *exit, StateDir: *state}, deps)
 	if nucleusErr != nil {
 		stopNucleus()
 		if nerr := <-nucleusErr; nerr != nil && !errors.Is(nerr, context.Canceled) && err == nil {

@@ -339,6 +339,13 @@ func TestDataPlane(t *testing.T) {
 	netns.Require(t, "nft", "ping", "ss")
 	omniBinaryPath = testenv.OmniBinary(t)
 	tp := newTopology(t)
+	// Runs after the edges stopped (cleanups run last-registered first):
+	// `omni edge up` gave A's resolv.conf back as it found it.
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(filepath.Join("/etc/netns", tp.edgeA, "resolv.conf")); err == nil && string(b) != "nameserver 127.0.0.1\n" {
+			t.Errorf("A's resolv.conf after the edge stopped:\n%s", b)
+		}
+	})
 	cp := startControlPlane(t, tp)
 	const owner = "owner@example.com"
 	key := cp.seedUser(t, owner)
@@ -371,6 +378,55 @@ func TestDataPlane(t *testing.T) {
 		// (on failure the status is logged below)
 		if n := cp.relayed(t); n != 0 {
 			t.Fatalf("nucleus relayed %v packets on a direct path", n)
+		}
+	})
+
+	t.Run("names", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		var zone string
+		waitFor(t, 10*time.Second, "A serves the network's names", func() bool {
+			n := a.net(t)
+			zone = n.DNSZone
+			return zone != "" && n.DNSNames >= 2
+		})
+		conf, err := os.ReadFile(filepath.Join("/etc/netns", tp.edgeA, "resolv.conf"))
+		if err != nil || !strings.Contains(string(conf), "nameserver "+a.vip4(t)) {
+			t.Fatalf("A's resolv.conf does not point at its own name server %s: %v\n%s", a.vip4(t), err, conf)
+		}
+		resolve := func(family, name string) (string, error) {
+			return netns.RunErr("ip", "netns", "exec", tp.edgeA, "getent", family, name)
+		}
+		nameB := "b." + zone
+		if out, err := resolve("ahostsv4", nameB); err != nil || !strings.Contains(out, b.vip4(t)) {
+			t.Fatalf("A resolves %s (A): %v %s; want %s", nameB, err, out, b.vip4(t))
+		}
+		if out, err := resolve("ahostsv6", nameB); err != nil || !strings.Contains(out, b.vip6(t)) {
+			t.Fatalf("A resolves %s (AAAA): %v %s; want %s", nameB, err, out, b.vip6(t))
+		}
+		if !netns.PingOK(tp.edgeA, nameB, 10) {
+			t.Fatalf("A cannot ping B by name %s", nameB)
+		}
+		// Names outside the zones still resolve through the original
+		// resolver (here: none answers, so only the zone's names work).
+		if out, err := resolve("ahostsv4", "nobody."+zone); err == nil {
+			t.Fatalf("a name nobody holds resolved: %s", out)
+		}
+
+		devB := b.status(t).DeviceID
+		if _, err := admin.RenameDevice(ctx, devB, "Bee"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = admin.RenameDevice(ctx, devB, "b") }()
+		start := time.Now()
+		waitFor(t, 5*time.Second, "A resolves B's new name", func() bool {
+			out, err := resolve("ahostsv4", "bee."+zone)
+			return err == nil && strings.Contains(out, b.vip4(t))
+		})
+		t.Logf("the rename reached A's resolver in %v", time.Since(start).Round(time.Millisecond))
+		if out, err := resolve("ahostsv4", nameB); err == nil {
+			t.Fatalf("B's old name still resolves after the rename: %s", out)
 		}
 	})
 

@@ -10,7 +10,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -39,8 +41,18 @@ func Tag() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Add creates the network namespace name and sets its lo up.
+// Add creates the network namespace name and sets its lo up. It also
+// gives the namespace its own resolv.conf (/etc/netns/<name>/resolv.conf,
+// which `ip netns exec` mounts over /etc/resolv.conf), so that a program
+// run there that rewrites the resolver configuration (`omni edge up`
+// serving its networks' names) changes the namespace's, never the host's.
 func Add(ctx context.Context, name string) error {
+	if err := os.MkdirAll(filepath.Join("/etc/netns", name), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join("/etc/netns", name, "resolv.conf"), []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		return err
+	}
 	if _, err := Cmd(ctx, "ip", "netns", "add", name); err != nil {
 		return err
 	}
@@ -48,10 +60,13 @@ func Add(ctx context.Context, name string) error {
 	return err
 }
 
-// Del deletes the network namespace name (and with it its veths),
-// whatever state the caller's context is in.
+// Del deletes the network namespace name (and with it its veths, and its
+// resolv.conf), whatever state the caller's context is in.
 func Del(name string) error {
 	_, err := Cmd(context.Background(), "ip", "netns", "del", name)
+	if name != "" && !strings.ContainsAny(name, "/.") {
+		_ = os.RemoveAll(filepath.Join("/etc/netns", name))
+	}
 	return err
 }
 

@@ -56,11 +56,10 @@ func Tag() string { return pnetns.Tag() }
 // New creates the network namespace name with lo up, deleted when t ends.
 func New(t testing.TB, name string) string {
 	t.Helper()
-	if _, err := pnetns.Cmd(context.Background(), "ip", "netns", "add", name); err != nil {
+	t.Cleanup(func() { _ = pnetns.Del(name) })
+	if err := pnetns.Add(context.Background(), name); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = pnetns.Del(name) })
-	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
 	return name
 }
 
