@@ -285,7 +285,7 @@ var edgeTestSupport = []string{"internal/edge/e2e", "internal/edge/edgetest"}
 func TestEdgeSides(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
 	pkgs := loadPackages(t)
-	for _, d := range []string{edgeDevice + "/daemon", edgeDevice + "/dataplane", edgeDevice + "/tunnel", edgeDevice + "/client",
+	for _, d := range []string{edgeDevice + "/daemon", edgeDevice + "/dataplane", edgeDevice + "/tunnel", edgeDevice + "/names", edgeDevice + "/client",
 		edgeDevice + "/hosted", edgeProto + "/wire", edgeProto + "/nucleus", edgeProto + "/wgkey", edgeProto + "/ipam", edgeDomain,
 		edgeServer + "/api", edgeServer + "/app", edgeServer + "/store"} {
 		if pkgs[filepath.FromSlash(d)] == nil {

@@ -7,7 +7,8 @@
 //     runtime (app).
 //   - device/ is what runs on a user's machine: the `omni edge up` daemon,
 //     its data plane (dataplane: path choice; tunnel: TUN + WireGuard),
-//     the Go client of the API, and a user-hosted nucleus (hosted).
+//     its DNS (names), the Go client of the API, and a user-hosted nucleus
+//     (hosted).
 //   - proto/ is what both sides speak and run: the API's JSON types (wire),
 //     the nucleus signaling and relay protocol with its Server and Client
 //     (nucleus), address math (ipam) and X25519 keys (wgkey).
