@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,6 +61,9 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 	var networks listFlag
 	fs.Var(&networks, "network", "network id to join; repeatable (default: every network of the account)")
 	exit := fs.Bool("exit-node", false, "consent to serve as exit node for the networks whose admin enables it")
+	var advertise listFlag
+	fs.Var(&advertise, "advertise-routes", "subnet routes to offer the networks, e.g. 10.1.0.0/24,fd00:1::/64 (the network's owner approves them)")
+	snat := fs.Bool("snat-subnet-routes", true, "masquerade the members' addresses on the subnet routes served (off: the LAN needs a route back to the network)")
 	dns := fs.Bool("dns", true, "serve the networks' names (<device>.<network>.<suffix>) and point the host's resolver at them")
 	dnsMode := fs.String("dns-mode", "", "how the host's resolver is pointed at the names: resolved or resolv.conf (default: resolved when systemd-resolved runs)")
 	resolvConf := fs.String("resolv-conf", "/etc/resolv.conf", "the resolver configuration the resolv.conf mode rewrites (and restores on the way out)")
@@ -126,8 +130,13 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 			}
 		}()
 	}
+	for _, r := range advertise {
+		if _, err := netip.ParsePrefix(r); err != nil {
+			return usageError{fmt.Sprintf("--advertise-routes: %q is not a prefix such as 10.1.0.0/24", r)}
+		}
+	}
 	err = daemon.Run(ctx, daemon.Config{Server: *server, SecurityKey: *key, Name: *name, Networks: networks,
-		ExitNode: *exit, StateDir: *state}, deps)
+		ExitNode: *exit, StateDir: *state, AdvertiseRoutes: advertise, NoSNAT: !*snat}, deps)
 	if nucleusErr != nil {
 		stopNucleus()
 		if nerr := <-nucleusErr; nerr != nil && !errors.Is(nerr, context.Canceled) && err == nil {

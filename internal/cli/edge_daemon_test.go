@@ -49,10 +49,11 @@ type cliTunnel struct {
 	cfg daemon.NetworkConfig
 }
 
-func (c *cliTunnel) SetPeers([]daemon.Peer) error { return nil }
-func (c *cliTunnel) SetSecret(string) error       { return nil }
-func (c *cliTunnel) SetExit(netip.Addr) error     { return nil }
-func (c *cliTunnel) Close() error                 { return nil }
+func (c *cliTunnel) SetPeers([]daemon.Peer) error     { return nil }
+func (c *cliTunnel) SetSecret(string) error           { return nil }
+func (c *cliTunnel) SetExit(netip.Addr) error         { return nil }
+func (c *cliTunnel) ServeRoutes([]netip.Prefix) error { return nil }
+func (c *cliTunnel) Close() error                     { return nil }
 func (c *cliTunnel) Status() daemon.TunnelStatus {
 	return daemon.TunnelStatus{Interface: c.cfg.Interface, Peers: []daemon.PeerStatus{{
 		PublicKey: wgkey.Key{7}, VirtualIP: netip.MustParseAddr("100.66.0.9"), Endpoint: netip.MustParseAddrPort("203.0.113.5:51820"),

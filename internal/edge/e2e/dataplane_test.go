@@ -430,6 +430,53 @@ func TestDataPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("subnet", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		// R routes for a LAN behind it: lanhost 10.77.0.2 and fd77::2,
+		// which has no route to the network (masquerading hides it).
+		r := tp.lanHost(t, tp.natB, "edgeR")
+		host := netns.New(t, "omnie2e-"+tp.tag+"-lan77")
+		netns.Veth(t, r, "lan77", "10.77.0.1/24 fd77::1/64", host, "eth0", "10.77.0.2/24 fd77::2/64")
+		const lan4, lan6 = "10.77.0.2", "fd77::2"
+		er := startEdge(top, cp, "r", r, key, vn, "--advertise-routes", "10.77.0.0/24,fd77::/64")
+		devR := er.status(t).DeviceID
+		routes, err := admin.MemberRoutes(ctx, vn, devR)
+		if err != nil || len(routes.Advertised) != 2 || len(routes.Enabled) != 0 {
+			t.Fatalf("R's routes before approval: %+v %v", routes, err)
+		}
+		if netns.PingOK(tp.edgeA, lan4, 2) || netns.PingOK(tp.edgeA, lan6, 1) {
+			t.Fatal("A reaches the LAN behind R before the routes were approved")
+		}
+		// A route of A's own into the tunnel does not help: A's WireGuard
+		// has no peer for the LAN (a member that configures one on its
+		// own device meets R's forward rules: tunnel TestNetnsSubnetRouter).
+		na := a.net(t)
+		netns.Run(t, "ip", "-n", tp.edgeA, "route", "add", "10.77.0.0/24", "dev", na.Interface)
+		if netns.PingOK(tp.edgeA, lan4, 2) {
+			t.Fatal("A reached R's LAN through a route of its own, without approval")
+		}
+		netns.Run(t, "ip", "-n", tp.edgeA, "route", "del", "10.77.0.0/24", "dev", na.Interface)
+
+		if _, err := admin.ApproveRoutes(ctx, vn, devR, []string{"10.77.0.0/24", "fd77::/64"}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		waitFor(t, 20*time.Second, "A pings the LAN host behind R over IPv4", func() bool { return netns.PingOK(tp.edgeA, lan4, 1) })
+		t.Logf("the approval reached A and R in %v", time.Since(start).Round(time.Millisecond))
+		if !netns.PingOK(tp.edgeA, lan6, 10) {
+			t.Fatal("A cannot ping the LAN host behind R over IPv6")
+		}
+		// The LAN host saw R's LAN address (source NAT), not A's.
+		if _, err := admin.ApproveRoutes(ctx, vn, devR, nil); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the LAN unreachable again once the approval is withdrawn", func() bool {
+			return !netns.PingOK(tp.edgeA, lan4, 1)
+		})
+	})
+
 	t.Run("relay", func(t *testing.T) {
 		if a == nil {
 			t.Skip("needs the direct step")

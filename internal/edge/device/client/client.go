@@ -367,6 +367,43 @@ func (c *Client) Names(ctx context.Context, networkID, etag string, wait time.Du
 	return zone, resp.Header.Get("ETag"), true, nil
 }
 
+// Map returns a network's map (every member's name, addresses, key and
+// subnet routes) and its ETag, with the long poll of Names.
+func (c *Client) Map(ctx context.Context, networkID, etag string, wait time.Duration) (m wire.NetMap, tag string, changed bool, err error) {
+	path := "/api/v2/virtual-networks/" + esc(networkID) + "/map"
+	hdr := http.Header{}
+	if etag != "" {
+		hdr.Set("If-None-Match", etag)
+		if wait > 0 {
+			path += "?wait=" + strconv.Itoa(int(wait/time.Second))
+		}
+	}
+	resp, err := c.doH(ctx, http.MethodGet, path, nil, &m, true, hdr)
+	if err != nil {
+		return wire.NetMap{}, etag, false, err
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		return wire.NetMap{}, etag, false, nil
+	}
+	return m, resp.Header.Get("ETag"), true, nil
+}
+
+// MemberRoutes returns a member's subnet routes.
+func (c *Client) MemberRoutes(ctx context.Context, networkID, deviceID string) (wire.Routes, error) {
+	var out wire.Routes
+	return out, c.get(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID)+"/routes", &out)
+}
+
+// ApproveRoutes sets the subnet routes the owner approves for a member.
+func (c *Client) ApproveRoutes(ctx context.Context, networkID, deviceID string, routes []string) (wire.Routes, error) {
+	var out wire.Routes
+	if routes == nil {
+		routes = []string{}
+	}
+	return out, c.do(ctx, http.MethodPut, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID)+"/routes",
+		wire.ApproveRoutesRequest{Approved: routes}, &out, true)
+}
+
 // SetDeviceDNSName sets a device's DNS label ("" derives it from its
 // name again).
 func (c *Client) SetDeviceDNSName(ctx context.Context, id, label string) (wire.Device, error) {

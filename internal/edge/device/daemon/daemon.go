@@ -50,6 +50,12 @@ type Config struct {
 	// checked every SyncEvery heartbeats).
 	Networks []string
 	ExitNode bool   // consent to serve as exit node
+	// AdvertiseRoutes are the prefixes behind this device it offers to
+	// route to (--advertise-routes); the network's owner approves them.
+	AdvertiseRoutes []string
+	// NoSNAT keeps the members' source addresses on the subnet routes
+	// served (--snat-subnet-routes=false).
+	NoSNAT bool
 	StateDir string // see DefaultStateDir
 
 	Heartbeat time.Duration // default 30 s; each wait is ±10%
@@ -157,8 +163,9 @@ func (d *daemon) run(ctx context.Context) error {
 	}
 	id := d.st.Identity()
 	dev, err := retry(ctx, d, "register device", func(ctx context.Context) (wire.Device, error) {
+		routes := append([]string{}, d.cfg.AdvertiseRoutes...)
 		return d.api.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: d.cfg.Name, HardwareUUID: id.HardwareUUID,
-			Platform: d.cfg.Platform, PublicKey: id.PublicKey.String()})
+			Platform: d.cfg.Platform, PublicKey: id.PublicKey.String(), AdvertisedRoutes: &routes})
 	})
 	if err != nil {
 		return err
@@ -576,6 +583,10 @@ type network struct {
 	lastPeers []Peer
 	zone      string // the DNS zone served, "" before the first answer
 	names     int    // names in it
+	// routes are the subnet routes each peer carries, by device key,
+	// from the network map; served those this device carries.
+	routes map[wgkey.Key][]netip.Prefix
+	served []netip.Prefix
 }
 
 // bindEvery spaces the fetches of the members' keys (real time: it only
@@ -585,7 +596,8 @@ const bindEvery = 2 * time.Second
 func networkConfig(i int, id Identity, jr wire.JoinResponse, cfg Config) (NetworkConfig, netip.Prefix, error) {
 	nc := NetworkConfig{NetworkID: jr.NetworkID, Name: jr.Cluster, DeviceID: jr.DeviceID,
 		Interface: fmt.Sprintf("omni%d", i), MTU: cfg.MTU, PrivateKey: id.PrivateKey, PublicKey: id.PublicKey,
-		SecretKey: jr.SecretKey, SecretVersion: jr.SecretVersion, Nucleus: jr.Server.Host, ServeExit: cfg.ExitNode}
+		SecretKey: jr.SecretKey, SecretVersion: jr.SecretVersion, Nucleus: jr.Server.Host, ServeExit: cfg.ExitNode,
+		SNATRoutes: !cfg.NoSNAT}
 	if nc.Name == "" {
 		nc.Name = jr.CommunityName
 	}
@@ -652,10 +664,8 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 	wg.Add(2)
 	go func() { defer wg.Done(); n.serve(sctx, d) }()
 	go func() { defer wg.Done(); n.maintain(sctx, d) }()
-	if d.deps.Names != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); n.followNames(sctx, d) }()
-	}
+	wg.Add(1)
+	go func() { defer wg.Done(); n.followMap(sctx, d) }()
 	go func() { wg.Wait(); close(n.done) }()
 	return nil
 }
@@ -797,7 +807,7 @@ func (n *network) loadBindings(ctx context.Context, d *daemon) error {
 func (n *network) setPeers(peers []Peer) {
 	n.mu.Lock()
 	n.lastPeers = peers
-	bindings, checked := n.bindings, n.checked
+	bindings, checked, routes := n.bindings, n.checked, n.routes
 	n.mu.Unlock()
 	keep := make([]Peer, 0, len(peers))
 	again := false
@@ -817,6 +827,7 @@ func (n *network) setPeers(peers []Peer) {
 		if p.VirtualIPv6.IsValid() && (!n.cfg.VirtualIPv6.IsValid() || !n.cfg.VirtualIPv6.Masked().Contains(p.VirtualIPv6)) {
 			p.VirtualIPv6 = netip.Addr{}
 		}
+		p.Routes = routes[p.PublicKey]
 		keep = append(keep, p)
 	}
 	if again {

@@ -92,6 +92,7 @@ type fakeTunnel struct {
 	secrets []string // SetSecret calls
 	status  TunnelStatus
 	closed  bool
+	served  []netip.Prefix // ServeRoutes
 }
 
 func (f *fakeTunnel) SetPeers(p []Peer) error {
@@ -112,6 +113,13 @@ func (f *fakeTunnel) SetExit(a netip.Addr) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.exits = append(f.exits, a)
+	return nil
+}
+
+func (f *fakeTunnel) ServeRoutes(routes []netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.served = append([]netip.Prefix(nil), routes...)
 	return nil
 }
 

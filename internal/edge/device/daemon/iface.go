@@ -41,6 +41,10 @@ type NetworkConfig struct {
 	// the tunnel may forward and masquerade the network's ranges. Traffic
 	// only arrives when the network admin enabled the device as well.
 	ServeExit bool
+	// SNATRoutes masquerades the network's addresses on the subnet routes
+	// this device serves (the default); off keeps the members' source
+	// addresses (the LAN then needs a route back through this device).
+	SNATRoutes bool
 }
 
 // Peer is another member of a network as the nucleus reports it.
@@ -50,6 +54,9 @@ type Peer struct {
 	VirtualIPv6 netip.Addr     // invalid when unknown
 	Endpoint    netip.AddrPort // best known underlay endpoint; invalid when none yet
 	Relayed     bool           // Endpoint is a relay, not the peer itself
+	// Routes are the subnet routes the peer carries (from the network
+	// map): traffic for them goes through it.
+	Routes []netip.Prefix
 }
 
 // Path names how packets reach a peer.
@@ -94,6 +101,10 @@ type Tunnel interface {
 	// SetExit routes all internet traffic (0.0.0.0/0 and ::/0) through the
 	// peer with this virtual IPv4; the zero Addr restores normal routing.
 	SetExit(exit netip.Addr) error
+	// ServeRoutes forwards what arrives through the tunnel for routes
+	// (the subnet routes this device carries; none: nothing) onto the
+	// host's other interfaces.
+	ServeRoutes(routes []netip.Prefix) error
 	// Status reports interface name and per-peer counters.
 	Status() TunnelStatus
 	// Close removes the interface, its routes and rules.

@@ -2,10 +2,13 @@ package daemon
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"net/netip"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 	"github.com/omniedge/omni/internal/edge/proto/wire"
 )
 
@@ -27,18 +30,21 @@ type NameRecord struct {
 	IPv4, IPv6 netip.Addr
 }
 
-// namesWait is how long one long poll of the names is held by the control
-// plane: below the API client's 30 s timeout.
-const namesWait = 25 * time.Second
+// mapWait is how long one long poll of the network map is held by the
+// control plane: below the API client's 30 s timeout.
+const mapWait = 25 * time.Second
 
-// followNames keeps the network's names served on the device, following
-// every change the control plane reports (a long poll), until ctx ends;
-// then it stops serving them.
-func (n *network) followNames(ctx context.Context, d *daemon) {
+// followMap keeps the network's map applied on the device, following
+// every change the control plane reports (a long poll), until ctx ends:
+// the members' names (served through Deps.Names), the subnet routes each
+// peer carries (its allowed IPs and host routes) and those this device
+// carries (forwarded by its tunnel). On the way out it stops serving the
+// names.
+func (n *network) followMap(ctx context.Context, d *daemon) {
 	addr := n.cfg.VirtualIP.Addr()
 	var tag, zone string
 	defer func() {
-		if zone == "" {
+		if zone == "" || d.deps.Names == nil {
 			return
 		}
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -48,20 +54,23 @@ func (n *network) followNames(ctx context.Context, d *daemon) {
 		}
 	}()
 	for attempt := 0; ctx.Err() == nil; {
-		z, next, changed, err := d.api.Names(ctx, n.cfg.NetworkID, tag, namesWait)
+		m, next, changed, err := d.api.Map(ctx, n.cfg.NetworkID, tag, mapWait)
 		if err == nil && changed {
-			if zone != "" && zone != z.Zone {
-				if err := d.deps.Names.Remove(ctx, n.cfg.Interface, addr, zone); err != nil {
-					n.log.Warn("removing the network's old zone failed", "zone", zone, "err", err)
+			n.applyRoutes(m)
+			if d.deps.Names != nil {
+				if zone != "" && zone != m.Zone {
+					if err := d.deps.Names.Remove(ctx, n.cfg.Interface, addr, zone); err != nil {
+						n.log.Warn("removing the network's old zone failed", "zone", zone, "err", err)
+					}
+				}
+				if err = d.deps.Names.Set(ctx, n.cfg.Interface, addr, m.Zone, nameRecords(m)); err == nil && zone != m.Zone {
+					n.log.Info("serving the network's names", "zone", m.Zone, "names", len(m.Peers))
 				}
 			}
-			if err = d.deps.Names.Set(ctx, n.cfg.Interface, addr, z.Zone, nameRecords(z)); err == nil {
-				if zone != z.Zone {
-					n.log.Info("serving the network's names", "zone", z.Zone, "names", len(z.Records))
-				}
-				zone, tag = z.Zone, next
+			if err == nil {
+				zone, tag = m.Zone, next
 				n.mu.Lock()
-				n.zone, n.names = z.Zone, len(z.Records)
+				n.zone, n.names = m.Zone, len(m.Peers)
 				n.mu.Unlock()
 			}
 		}
@@ -72,18 +81,66 @@ func (n *network) followNames(ctx context.Context, d *daemon) {
 		if ctx.Err() != nil {
 			return
 		}
+		if notMember(err) {
+			return // the network is going away (the heartbeat's sync takes it down)
+		}
+		// Real time, like bindEvery: it only spaces control-plane calls.
 		wait := client.Backoff(attempt, 0, d.rnd)
 		attempt++
-		n.log.Warn("following the network's names failed", "err", err, "retry_in", wait)
-		if !d.sleep(ctx, wait) {
+		n.log.Warn("following the network map failed", "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
 		}
 	}
 }
 
-func nameRecords(z wire.DNSZone) []NameRecord {
-	out := make([]NameRecord, 0, len(z.Records))
-	for _, r := range z.Records {
+// applyRoutes takes the subnet routes of a map: each peer's become its
+// allowed IPs (the peer set is applied again), this device's are served.
+func (n *network) applyRoutes(m wire.NetMap) {
+	byKey := map[wgkey.Key][]netip.Prefix{}
+	var own []netip.Prefix
+	for _, p := range m.Peers {
+		var rs []netip.Prefix
+		for _, r := range p.Routes {
+			if pr, err := netip.ParsePrefix(r); err == nil && !pr.Overlaps(n.cfg.VirtualIP.Masked()) &&
+				(!n.cfg.VirtualIPv6.IsValid() || !pr.Overlaps(n.cfg.VirtualIPv6.Masked())) {
+				rs = append(rs, pr.Masked())
+			}
+		}
+		if p.DeviceID == n.cfg.DeviceID {
+			own = rs
+			continue
+		}
+		if k, err := wgkey.ParseBase64(p.PublicKey); err == nil && len(rs) > 0 {
+			byKey[k] = rs
+		}
+	}
+	n.mu.Lock()
+	changed := !maps.EqualFunc(byKey, n.routes, slices.Equal)
+	n.routes = byKey
+	serve := !slices.Equal(own, n.served)
+	n.served = own
+	peers := n.lastPeers
+	n.mu.Unlock()
+	if serve {
+		if err := n.tun.ServeRoutes(own); err != nil {
+			n.log.Error("cannot serve the subnet routes", "routes", own, "err", err)
+		} else if len(own) > 0 {
+			n.log.Info("serving subnet routes", "routes", own, "snat", n.cfg.SNATRoutes)
+		}
+	}
+	if changed {
+		n.setPeers(peers)
+	}
+}
+
+func nameRecords(m wire.NetMap) []NameRecord {
+	out := make([]NameRecord, 0, len(m.Peers))
+	for _, r := range m.Peers {
 		rec := NameRecord{Name: r.Name}
 		rec.IPv4, _ = netip.ParseAddr(r.VirtualIP)
 		rec.IPv6, _ = netip.ParseAddr(r.VirtualIPv6)

@@ -79,6 +79,8 @@ type Tunnel struct {
 	sig   *signaling
 	relay netip.AddrPort
 	local bool // the socket is restricted to ListenAddr
+	snat  bool // masquerade on the subnet routes served
+	sys   bool // a kernel TUN (routes and forwarding are ours)
 
 	mu    sync.Mutex
 	peers map[wgkey.Key]daemon.Peer
@@ -197,7 +199,8 @@ func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemo
 			return nil, err
 		}
 	}
-	return &Tunnel{dev: dev, sig: sig, relay: relay, local: o.ListenAddr.IsValid(), peers: map[wgkey.Key]daemon.Peer{}}, nil
+	return &Tunnel{dev: dev, sig: sig, relay: relay, local: o.ListenAddr.IsValid(), peers: map[wgkey.Key]daemon.Peer{},
+		snat: cfg.SNATRoutes, sys: tc.TUN == nil}, nil
 }
 
 func inUse(err error) bool {
@@ -212,7 +215,8 @@ func (t *Tunnel) SetPeers(peers []daemon.Peer) error {
 	tp := make([]tunnel.Peer, 0, len(peers))
 	byKey := make(map[wgkey.Key]daemon.Peer, len(peers))
 	for _, p := range peers {
-		q := tunnel.Peer{PublicKey: wgkey.Key(p.PublicKey), Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6}
+		q := tunnel.Peer{PublicKey: wgkey.Key(p.PublicKey), Relayed: p.Relayed, Addr4: p.VirtualIP, Addr6: p.VirtualIPv6,
+			AllowedIPs: p.Routes}
 		if !p.Relayed {
 			q.Endpoint = p.Endpoint
 		}
@@ -250,6 +254,19 @@ func (t *Tunnel) hasPeerLocked(a netip.Addr) bool {
 
 // SetSecret implements daemon.Tunnel.
 func (t *Tunnel) SetSecret(secret string) error { return t.dev.SetNetworkSecret([]byte(secret)) }
+
+// ServeRoutes implements daemon.Tunnel. On an injected TUN (tests) there
+// is no host to forward to: serving nothing succeeds, serving routes is
+// an error.
+func (t *Tunnel) ServeRoutes(routes []netip.Prefix) error {
+	if !t.sys {
+		if len(routes) == 0 {
+			return nil
+		}
+		return tunnel.ErrNoKernelTUN
+	}
+	return t.dev.ServeRoutes(routes, t.snat)
+}
 
 // SetExit implements daemon.Tunnel. Selecting a peer that is not in the
 // peer set yet succeeds; its routes are installed when it arrives.

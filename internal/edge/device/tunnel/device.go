@@ -124,6 +124,9 @@ type Device struct {
 	routing bool // exit routing rules installed
 	serving bool // exit serving rules installed
 	closed  bool
+	kroutes map[netip.Prefix]bool // kernel routes of the peers' subnet routes (subnet.go)
+	routed  []netip.Prefix        // subnet routes served (ServeRoutes)
+	snat    bool
 }
 
 type appliedPeer struct {
@@ -167,6 +170,13 @@ func New(cfg Config) (*Device, error) {
 		if err := configureLink(cfg.Name, cfg.MTU, cfg.Addr4, cfg.Addr6); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("tunnel: configure %s: %w", cfg.Name, err)
+		}
+		// Nothing from the tunnel is forwarded until the device serves
+		// routes or the exit (subnet.go). Without nftables the host's own
+		// forwarding settings apply (only serving needs it).
+		if err := d.applyForwardLocked(); err != nil && cfg.Logger != nil {
+			cfg.Logger.Warn("no forward rules for the tunnel (is nftables installed?): the host's forwarding settings apply to what arrives through it",
+				"interface", cfg.Name, "err", err)
 		}
 		tdev = t
 	}
@@ -336,7 +346,7 @@ func (d *Device) applyLocked() error {
 		}
 	}
 	d.applied = next
-	return nil
+	return d.syncRoutesLocked()
 }
 
 func (d *Device) endpointOf(p Peer) string {
@@ -532,7 +542,7 @@ func (d *Device) ServeExit(on bool) error {
 	if !on {
 		if d.serving {
 			d.serving = false
-			return unserveExit(d.cfg.Name)
+			return errors.Join(unserveExit(d.cfg.Name), d.applyForwardLocked())
 		}
 		return nil
 	}
@@ -540,7 +550,7 @@ func (d *Device) ServeExit(on bool) error {
 		return fmt.Errorf("tunnel: serve exit: %w", err)
 	}
 	d.serving = true
-	return nil
+	return d.applyForwardLocked()
 }
 
 // Close stops WireGuard, removes the exit rules and routes and deletes the
@@ -560,6 +570,9 @@ func (d *Device) Close() error {
 	if d.serving {
 		errs = append(errs, unserveExit(d.cfg.Name))
 		d.serving = false
+	}
+	if d.sys {
+		errs = append(errs, unserveRoutes(d.cfg.Name))
 	}
 	d.mu.Unlock()
 	d.wg.Close() // closes the TUN, which deletes the interface, and the bind

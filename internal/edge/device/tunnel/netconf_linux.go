@@ -202,3 +202,92 @@ func cleanupLeftovers(ifname string, table, prio int) {
 		_ = unserveExit(ifname)
 	}
 }
+
+// syncKernelRoutes adds and deletes routes through ifname in the main
+// table.
+func syncKernelRoutes(ifname string, add, del []netip.Prefix) error {
+	link, err := netlink.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	route := func(p netip.Prefix) *netlink.Route {
+		return &netlink.Route{LinkIndex: link.Attrs().Index, Scope: netlink.SCOPE_LINK,
+			Dst: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
+	}
+	var errs []error
+	for _, p := range del {
+		if err := netlink.RouteDel(route(p)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("delete route %s: %w", p, err))
+		}
+	}
+	for _, p := range add {
+		if err := netlink.RouteReplace(route(p)); err != nil {
+			errs = append(errs, fmt.Errorf("route %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// fwdTable is the nftables table of an interface's forward rules.
+func fwdTable(ifname string) string { return nftTable(ifname) + "_fwd" }
+
+// serveRoutes (re)writes the interface's forward table: from the tunnel,
+// only the routes served are forwarded (everything when exit is set),
+// masqueraded when snat is set; replies pass.
+func serveRoutes(ifname string, net4, net6 netip.Prefix, routes []netip.Prefix, snat, exit bool) error {
+	var v4, v6 []string
+	for _, r := range routes {
+		if r.Addr().Is4() {
+			v4 = append(v4, r.String())
+		} else {
+			v6 = append(v6, r.String())
+		}
+	}
+	if len(v4) > 0 {
+		if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
+			return err
+		}
+	}
+	if len(v6) > 0 {
+		if err := writeSysctl("/proc/sys/net/ipv6/conf/all/forwarding", "1"); err != nil {
+			return err
+		}
+	}
+	var fwd, nat strings.Builder
+	if exit {
+		fmt.Fprintf(&fwd, "    iifname %q accept\n", ifname)
+	}
+	if len(v4) > 0 {
+		fmt.Fprintf(&fwd, "    iifname %q ip daddr { %s } accept\n", ifname, strings.Join(v4, ", "))
+		if snat && net4.IsValid() {
+			fmt.Fprintf(&nat, "    ip saddr %s ip daddr { %s } oifname != %q masquerade\n", net4, strings.Join(v4, ", "), ifname)
+		}
+	}
+	if len(v6) > 0 {
+		fmt.Fprintf(&fwd, "    iifname %q ip6 daddr { %s } accept\n", ifname, strings.Join(v6, ", "))
+		if snat && net6.IsValid() {
+			fmt.Fprintf(&nat, "    ip6 saddr %s ip6 daddr { %s } oifname != %q masquerade\n", net6, strings.Join(v6, ", "), ifname)
+		}
+	}
+	script := fmt.Sprintf(`table inet %[1]s {}
+delete table inet %[1]s
+table inet %[1]s {
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+%[2]s  }
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    oifname %[3]q ct state established,related accept
+    iifname %[3]q ct state established,related accept
+%[4]s    iifname %[3]q drop
+  }
+}
+`, fwdTable(ifname), nat.String(), ifname, fwd.String())
+	return nft(script)
+}
+
+// unserveRoutes deletes the interface's forward table, if any.
+func unserveRoutes(ifname string) error {
+	t := fwdTable(ifname)
+	return nft(fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", t))
+}

@@ -66,6 +66,15 @@ func runHelper(raw string, in io.Reader, out io.Writer) int {
 		switch cmd, arg, _ := strings.Cut(sc.Text(), " "); {
 		case cmd == "serve":
 			err = dev.ServeExit(arg == "on")
+		case cmd == "routes":
+			list, mode, _ := strings.Cut(arg, " ")
+			var rs []netip.Prefix
+			if list != "none" {
+				for _, r := range strings.Split(list, ",") {
+					rs = append(rs, netip.MustParsePrefix(r))
+				}
+			}
+			err = dev.ServeRoutes(rs, mode != "nosnat")
 		case cmd == "exit" && arg == "none":
 			err = dev.UseExit(wgkey.Key{})
 		case cmd == "exitaddr":
@@ -188,13 +197,20 @@ type rootPair struct {
 // by a veth 198.51.100.1 ↔ 198.51.100.2 as the underlay.
 func startPair(t *testing.T, secretB string) *rootPair {
 	t.Helper()
+	return startPairWith(t, secretB, nil)
+}
+
+// startPairWith is startPair with further allowed IPs on B's peer entry
+// for A (the subnet routes A carries).
+func startPairWith(t *testing.T, secretB string, routesViaA []netip.Prefix) *rootPair {
+	t.Helper()
 	p := &rootPair{nsA: netns.New(t, "omnit-a-"+netns.Tag()), nsB: netns.New(t, "omnit-b-"+netns.Tag())}
 	netns.Veth(t, p.nsA, "ux", "198.51.100.1/24", p.nsB, "uy", "198.51.100.2/24")
 	privA, _ := wgkey.GeneratePrivate()
 	privB, _ := wgkey.GeneratePrivate()
 	p.keyA, p.keyB = privA.PublicKey(), privB.PublicKey()
 	peerA := Peer{PublicKey: p.keyA, Endpoint: netip.MustParseAddrPort("198.51.100.1:51820"),
-		Addr4: netip.MustParseAddr("100.100.0.1"), Addr6: netip.MustParseAddr("fd00::1")}
+		Addr4: netip.MustParseAddr("100.100.0.1"), Addr6: netip.MustParseAddr("fd00::1"), AllowedIPs: routesViaA}
 	peerB := Peer{PublicKey: p.keyB, Endpoint: netip.MustParseAddrPort("198.51.100.2:51820"),
 		Addr4: netip.MustParseAddr("100.100.0.2"), Addr6: netip.MustParseAddr("fd00::2")}
 	p.a = startHelper(t, p.nsA, helperConfig{Private: privA, Secret: "s3cret", Port: 51820,
@@ -294,6 +310,61 @@ func TestNetnsExitNode(t *testing.T) {
 	p.a.do("serve off")
 	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0"); err == nil {
 		t.Fatalf("nft table left after serve off:\n%s", out)
+	}
+}
+
+// TestNetnsSubnetRouter: A routes for a LAN (10.77.0.0/24, fd77::/64)
+// whose host has no route back to the tunnel. B's peer entry for A carries
+// the LAN as allowed IPs from the start — what a member could configure on
+// its own device — and A's host forwards (ip_forward=1): still nothing
+// passes until A serves the routes; with source NAT the replies come back;
+// without it only once the LAN has a route back.
+func TestNetnsSubnetRouter(t *testing.T) {
+	netns.Require(t, "nft", "ping")
+	p := startPairWith(t, "s3cret", []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24"), netip.MustParsePrefix("fd77::/64")})
+	lan := netns.New(t, "omnit-lan-"+netns.Tag())
+	netns.Veth(t, p.nsA, "lx", "10.77.0.1/24 fd77::1/64", lan, "ly", "10.77.0.2/24 fd77::2/64")
+	netns.Sysctl(t, p.nsA, "net.ipv4.ip_forward=1")
+	netns.Sysctl(t, p.nsA, "net.ipv6.conf.all.forwarding=1")
+	for _, fam := range []string{"-4", "-6"} {
+		if routes := netns.Run(t, "ip", fam, "-n", p.nsB, "route"); !strings.Contains(routes, "dev omni0") ||
+			!(strings.Contains(routes, "10.77.0.0/24 dev omni0") || strings.Contains(routes, "fd77::/64 dev omni0")) {
+			t.Fatalf("B's %s routes lack the subnet route through omni0:\n%s", fam, routes)
+		}
+	}
+	if !netns.PingOK(p.nsB, "100.100.0.1", 10) {
+		t.Fatal("B cannot ping A")
+	}
+	if netns.PingOK(p.nsB, "10.77.0.2", 2) || netns.PingOK(p.nsB, "fd77::2", 1) {
+		t.Fatal("A forwarded into its LAN before serving the route")
+	}
+	p.a.do("routes 10.77.0.0/24,fd77::/64")
+	if !netns.PingOK(p.nsB, "10.77.0.2", 5) || !netns.PingOK(p.nsB, "fd77::2", 5) {
+		t.Fatal("B cannot reach the LAN host through router A")
+	}
+	// Only the routes served: another destination behind A stays closed.
+	netns.Run(t, "ip", "-n", lan, "addr", "add", "10.78.0.2/24", "dev", "ly")
+	netns.Run(t, "ip", "-n", p.nsA, "route", "add", "10.78.0.0/24", "via", "10.77.0.2")
+	netns.Run(t, "ip", "-n", p.nsB, "route", "add", "10.78.0.0/24", "dev", "omni0")
+	if netns.PingOK(p.nsB, "10.78.0.2", 1) {
+		t.Fatal("A forwarded to a prefix it does not serve")
+	}
+
+	p.a.do("routes 10.77.0.0/24 nosnat")
+	if netns.PingOK(p.nsB, "10.77.0.2", 1) {
+		t.Fatal("a reply came back without source NAT and without a route back")
+	}
+	netns.Run(t, "ip", "-n", lan, "route", "add", "100.100.0.0/24", "via", "10.77.0.1")
+	if !netns.PingOK(p.nsB, "10.77.0.2", 5) {
+		t.Fatal("without source NAT, with a route back, B cannot reach the LAN host")
+	}
+	p.a.do("routes none")
+	if netns.PingOK(p.nsB, "10.77.0.2", 1) {
+		t.Fatal("A still forwards after it stopped serving the routes")
+	}
+	p.a.stop()
+	if out, err := netns.RunErr("ip", "netns", "exec", p.nsA, "nft", "list", "table", "inet", "omniedge_omni0_fwd"); err == nil {
+		t.Fatalf("forward table left after Close:\n%s", out)
 	}
 }
 

@@ -68,6 +68,10 @@ type RegisterDeviceRequest struct {
 	// characters), unique among the user's devices. The nucleus admits a
 	// member only under the key bound to its address.
 	PublicKey string `json:"public_key,omitempty"`
+	// AdvertisedRoutes are the prefixes behind the device it offers to
+	// route to (`omni edge up --advertise-routes`); absent keeps what was
+	// advertised before, [] withdraws them.
+	AdvertisedRoutes *[]string `json:"advertised_routes,omitempty"`
 }
 
 // Device is a registered device.
@@ -226,6 +230,39 @@ type DNSRecord struct {
 	Name        string `json:"name"`
 	VirtualIP   string `json:"virtual_ip"`
 	VirtualIPv6 string `json:"virtual_ip_v6"`
+}
+
+// NetMap is the answer of GET /api/v2/virtual-networks/{id}/map: what a
+// member's daemon follows of its network.
+type NetMap struct {
+	NetworkID string    `json:"network_id"`
+	Zone      string    `json:"zone"`
+	Peers     []MapPeer `json:"peers"`
+}
+
+// MapPeer is one member in a NetMap.
+type MapPeer struct {
+	DeviceID    string   `json:"device_id"`
+	Name        string   `json:"name"` // its DNS name
+	VirtualIP   string   `json:"virtual_ip"`
+	VirtualIPv6 string   `json:"virtual_ip_v6"`
+	PublicKey   string   `json:"public_key,omitempty"`
+	Routes      []string `json:"routes"` // the subnet routes it carries
+}
+
+// Routes is the answer of GET and PUT
+// /api/v2/virtual-networks/{vn}/devices/{dev}/routes.
+type Routes struct {
+	Advertised []string `json:"advertised"` // what the device offers
+	Approved   []string `json:"approved"`   // what the network's owner approved
+	Enabled    []string `json:"enabled"`    // both
+	Primary    []string `json:"primary"`    // the enabled routes it carries (another member may carry the same prefix)
+}
+
+// ApproveRoutesRequest is the body of PUT
+// /api/v2/virtual-networks/{vn}/devices/{dev}/routes.
+type ApproveRoutesRequest struct {
+	Approved []string `json:"approved"`
 }
 
 // UpdateMemberRequest is the body of PUT /api/v2/virtual-networks/{vn}/devices/{dev}.

@@ -203,9 +203,19 @@ func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p contro
 	if hw == "" {
 		hw = req.HardwareID
 	}
+	if req.AdvertisedRoutes != nil {
+		if _, err := control.ParseRoutes(*req.AdvertisedRoutes); err != nil {
+			return toHTTP(err)
+		}
+	}
 	d, created, err := s.svc.RegisterDevice(r.Context(), p, req.Name, hw, req.Platform, req.PublicKey)
 	if err != nil {
 		return toHTTP(err)
+	}
+	if req.AdvertisedRoutes != nil {
+		if _, err := s.svc.AdvertiseRoutes(r.Context(), p, d.ID, *req.AdvertisedRoutes); err != nil {
+			return toHTTP(err)
+		}
 	}
 	status := http.StatusOK
 	if created {

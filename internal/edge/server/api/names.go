@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -65,6 +66,47 @@ func zoneWire(z control.DNSZone) wire.DNSZone {
 // zone and every member's name, with an ETag; ?wait=N holds the request
 // while If-None-Match names the current answer (see maxWait).
 func (s *Server) names(w http.ResponseWriter, r *http.Request, p control.Principal) error {
+	vn := r.PathValue("vn")
+	return s.longPoll(w, r, p, vn, func() (any, error) {
+		z, err := s.svc.Names(r.Context(), p, vn)
+		if err != nil {
+			return nil, toHTTP(err)
+		}
+		return zoneWire(z), nil
+	})
+}
+
+// netMap answers GET /api/v2/virtual-networks/{vn}/map: every member's
+// name, addresses, key and subnet routes — what a member's daemon follows
+// (a long poll, like …/dns).
+func (s *Server) netMap(w http.ResponseWriter, r *http.Request, p control.Principal) error {
+	vn := r.PathValue("vn")
+	return s.longPoll(w, r, p, vn, func() (any, error) {
+		m, err := s.svc.NetworkMap(r.Context(), p, vn)
+		if err != nil {
+			return nil, toHTTP(err)
+		}
+		out := wire.NetMap{NetworkID: m.NetworkID, Zone: m.Zone, Peers: make([]wire.MapPeer, len(m.Peers))}
+		for i, pe := range m.Peers {
+			out.Peers[i] = wire.MapPeer{DeviceID: pe.DeviceID, Name: pe.Name, VirtualIP: pe.IP4.String(),
+				VirtualIPv6: pe.IP6.String(), PublicKey: pe.PublicKey, Routes: prefixStrings(pe.Routes)}
+		}
+		return out, nil
+	})
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// longPoll answers read's value as a listed (ETag) answer; with ?wait=N
+// and an If-None-Match naming the current answer it first waits up to N
+// seconds (≤ maxWait) for the network to change.
+func (s *Server) longPoll(w http.ResponseWriter, r *http.Request, p control.Principal, vn string, read func() (any, error)) error {
 	var wait time.Duration
 	if v := r.URL.Query().Get("wait"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -73,30 +115,29 @@ func (s *Server) names(w http.ResponseWriter, r *http.Request, p control.Princip
 		}
 		wait = time.Duration(n) * time.Second
 	}
-	vn := r.PathValue("vn")
-	read := func() (string, control.DNSZone, error) {
-		z, err := s.svc.Names(r.Context(), p, vn)
+	tagOf := func() (string, any, error) {
+		v, err := read()
 		if err != nil {
-			return "", z, toHTTP(err)
+			return "", nil, err
 		}
-		b, err := json.Marshal(zoneWire(z))
+		b, err := json.Marshal(v)
 		if err != nil {
-			return "", z, err
+			return "", nil, err
 		}
-		return etag(p.UserID, append(b, '\n')), z, nil
+		return etag(p.UserID, append(b, '\n')), v, nil
 	}
 	held := r.Header.Values("If-None-Match")
 	if wait > 0 && len(held) > 0 {
 		if !s.waits.acquire(p.UserID) {
 			w.Header().Set("Retry-After", "5")
-			return httpx.Errorf(http.StatusTooManyRequests, "too_many_waits", "too many waiting requests for names (at most %d per user); retry later", maxWaitsPerUser)
+			return httpx.Errorf(http.StatusTooManyRequests, "too_many_waits", "too many waiting requests (at most %d per user); retry later", maxWaitsPerUser)
 		}
 		defer s.waits.release(p.UserID)
 		timer := time.NewTimer(wait)
 		defer timer.Stop()
 		for {
 			changed := s.svc.Watch(vn)
-			tag, _, err := read()
+			tag, _, err := tagOf()
 			if err != nil {
 				return err
 			}
@@ -113,9 +154,39 @@ func (s *Server) names(w http.ResponseWriter, r *http.Request, p control.Princip
 			break
 		}
 	}
-	_, z, err := read()
+	_, v, err := tagOf()
 	if err != nil {
 		return err
 	}
-	return listed(w, r, p, zoneWire(z))
+	return listed(w, r, p, v)
+}
+
+// ---- subnet routes ----
+
+func routesWire(rs control.RouteState) wire.Routes {
+	return wire.Routes{Advertised: prefixStrings(rs.Advertised), Approved: prefixStrings(rs.Approved),
+		Enabled: prefixStrings(rs.Enabled), Primary: prefixStrings(rs.Primary)}
+}
+
+func (s *Server) memberRoutes(w http.ResponseWriter, r *http.Request, p control.Principal) error {
+	rs, err := s.svc.MemberRoutes(r.Context(), p, r.PathValue("vn"), r.PathValue("dev"))
+	if err != nil {
+		return toHTTP(err)
+	}
+	return ok(w, http.StatusOK, routesWire(rs))
+}
+
+func (s *Server) approveRoutes(w http.ResponseWriter, r *http.Request, p control.Principal) error {
+	var req wire.ApproveRoutesRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Approved == nil {
+		return httpx.Errorf(http.StatusBadRequest, "invalid_request", `approved is required: the list of routes to approve ([] approves none)`)
+	}
+	rs, err := s.svc.ApproveRoutes(r.Context(), p, r.PathValue("vn"), r.PathValue("dev"), req.Approved)
+	if err != nil {
+		return toHTTP(err)
+	}
+	return ok(w, http.StatusOK, routesWire(rs))
 }

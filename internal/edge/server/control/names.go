@@ -149,9 +149,10 @@ func (s *Service) zone(ctx context.Context, n Network) (string, error) {
 
 // DNSRecord is one member's name and addresses.
 type DNSRecord struct {
-	DeviceID string
-	Name     string // fully qualified, no trailing dot
-	IP4, IP6 netip.Addr
+	DeviceID  string
+	Name      string // fully qualified, no trailing dot
+	IP4, IP6  netip.Addr
+	PublicKey string // the device's key (base64; "" when it registered none)
 }
 
 // DNSZone is a network's names.
@@ -179,7 +180,7 @@ func (s *Service) Names(ctx context.Context, p Principal, networkID string) (DNS
 	out := DNSZone{NetworkID: n.ID, Zone: zone, Records: make([]DNSRecord, len(ms))}
 	for i, m := range ms {
 		out.Records[i] = DNSRecord{DeviceID: m.DeviceID, Name: ls[i] + "." + zone,
-			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host)}
+			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), PublicKey: devs[i].PublicKey}
 	}
 	sort.Slice(out.Records, func(a, b int) bool { return out.Records[a].Name < out.Records[b].Name })
 	return out, nil
@@ -272,4 +273,39 @@ func (s *Service) NetworkNoticeAll() {
 	for _, c := range chs {
 		close(c)
 	}
+}
+
+// MapPeer is one member as the other members' daemons need it.
+type MapPeer struct {
+	DNSRecord
+	Routes []netip.Prefix // the subnet routes it carries (RouteState.Primary)
+}
+
+// NetMap is what a member's daemon follows of its network: every member's
+// name, addresses, key and routes.
+type NetMap struct {
+	NetworkID string
+	Zone      string
+	Peers     []MapPeer // ordered by name
+}
+
+// NetworkMap answers a network's map (GET …/map).
+func (s *Service) NetworkMap(ctx context.Context, p Principal, networkID string) (NetMap, error) {
+	z, err := s.Names(ctx, p, networkID)
+	if err != nil {
+		return NetMap{}, err
+	}
+	n, err := s.network(ctx, p, networkID)
+	if err != nil {
+		return NetMap{}, err
+	}
+	routes, err := s.networkRoutes(ctx, n)
+	if err != nil {
+		return NetMap{}, err
+	}
+	out := NetMap{NetworkID: z.NetworkID, Zone: z.Zone, Peers: make([]MapPeer, len(z.Records))}
+	for i, r := range z.Records {
+		out.Peers[i] = MapPeer{DNSRecord: r, Routes: routes[r.DeviceID].Primary}
+	}
+	return out, nil
 }

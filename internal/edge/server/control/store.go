@@ -96,6 +96,11 @@ type Store interface {
 	SetExitEnabled(ctx context.Context, networkID, deviceID string, enabled bool) error
 	SelectExitNode(ctx context.Context, networkID, deviceID, exitDeviceID string) error
 	ExitRoutes(ctx context.Context, deviceID string) ([]ExitRoute, error)
+	// Subnet routes (routes.go): comma-separated canonical prefixes.
+	SetAdvertisedRoutes(ctx context.Context, deviceID, routes string) error
+	SetApprovedRoutes(ctx context.Context, networkID, deviceID, routes string) error
+	AdvertisedRoutes(ctx context.Context, deviceID string) (string, error)
+	NetworkRoutes(ctx context.Context, networkID string) (map[string]StoredRoutes, error)
 	// MemberKeys lists a network's members with their device keys.
 	MemberKeys(ctx context.Context, networkID string) ([]MemberKey, error)
 	// SecretVersions lists the secret versions of a device's networks.

@@ -449,3 +449,48 @@ func (s *Store) DeleteUserServer(ctx context.Context, id string) error {
 	res, err := s.db.Exec(ctx, `DELETE FROM edge_user_servers WHERE id = ?`, id)
 	return mustAffect(res, err, "user server")
 }
+
+// ---- subnet routes ----
+
+// SetAdvertisedRoutes records the prefixes a device offers to route to
+// (comma-separated, canonical).
+func (s *Store) SetAdvertisedRoutes(ctx context.Context, deviceID, routes string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET advertised_routes = ? WHERE id = ?`, routes, deviceID)
+	return mustAffect(res, err, "device")
+}
+
+// SetApprovedRoutes records the prefixes the network's owner approved for
+// a member.
+func (s *Store) SetApprovedRoutes(ctx context.Context, networkID, deviceID, routes string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_memberships SET approved_routes = ? WHERE network_id = ? AND device_id = ?`, routes, networkID, deviceID)
+	return mustAffect(res, err, "membership")
+}
+
+// NetworkRoutes returns, for every member of a network that advertises or
+// was approved routes, both lists as stored.
+func (s *Store) NetworkRoutes(ctx context.Context, networkID string) (map[string]control.StoredRoutes, error) {
+	rows, err := s.db.Query(ctx, `SELECT m.device_id, d.advertised_routes, m.approved_routes
+		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
+		WHERE m.network_id = ? AND (d.advertised_routes <> '' OR m.approved_routes <> '')`, networkID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]control.StoredRoutes{}
+	for rows.Next() {
+		var id string
+		var r control.StoredRoutes
+		if err := rows.Scan(&id, &r.Advertised, &r.Approved); err != nil {
+			return nil, err
+		}
+		out[id] = r
+	}
+	return out, rows.Err()
+}
+
+// AdvertisedRoutes returns what a device advertises.
+func (s *Store) AdvertisedRoutes(ctx context.Context, deviceID string) (string, error) {
+	var r string
+	err := s.db.QueryRow(ctx, `SELECT advertised_routes FROM edge_devices WHERE id = ?`, deviceID).Scan(&r)
+	return r, notFound(err, "device")
+}
