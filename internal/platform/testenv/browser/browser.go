@@ -300,7 +300,21 @@ func (p *Page) Navigate(url string) {
 // clicks it.
 func (p *Page) Click(sel string) {
 	p.t.Helper()
-	p.must("click "+sel, p.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)))
+	var err error
+	// A page that re-renders (a polled list) can replace the node between
+	// the query and the click: the click is retried on the new node.
+	for range 5 {
+		if err = p.do(chromedp.Click(chromedp.CSS(sel), chromedp.NodeVisible)); err == nil || !staleNode(err) {
+			break
+		}
+	}
+	p.must("click "+sel, err)
+}
+
+// staleNode reports an error of a node that left the document.
+func staleNode(err error) bool {
+	m := err.Error()
+	return strings.Contains(m, "node with given id") || strings.Contains(m, "Node is detached") || strings.Contains(m, "No node with given id")
 }
 
 // SetValue sets an input's value directly and fires input and change
