@@ -18,12 +18,16 @@
 //     namespace), MTU 1420 like omni's;
 //   - omni direct: the real omni binary, `omni edge up` in A and B joined
 //     to one network, once the status reports the path direct;
+//   - omni subnet router: from A to a host on a LAN behind B (10.88.0.2,
+//     B advertises 10.88.0.0/24 and the owner approves it), on the direct
+//     path: B forwards and masquerades;
 //   - omni relayed: the same daemons with direct UDP between A and B
 //     dropped in wan, once the status reports the path relayed through
 //     the nucleus.
 //
 // The figures are printed as a table beside the targets (omni direct at
-// least as fast as plain wireguard-go, relayed at least half of direct,
+// least as fast as plain wireguard-go, through a subnet router at least
+// 0.8× direct, relayed at least half of direct,
 // at most 0.3 ms added round trip direct). A missed target is reported,
 // not an error; a figure that cannot be taken is (exit 1). Without root
 // it prints that it was skipped and exits 0. Namespace names carry a
@@ -51,6 +55,7 @@ import (
 const (
 	targetDirectVsWG      = 1.0
 	targetRelayedVsDirect = 0.5
+	targetSubnetVsDirect  = 0.8
 	targetAddedRTT        = 0.3 // ms, omni direct over raw
 )
 
@@ -189,6 +194,24 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		return rows, err
 	}
 
+	if err := step("omni subnet router", func() (result, error) {
+		if err := o.approveRoutes(ctx, o.b, lanPrefix); err != nil {
+			return result{}, err
+		}
+		if err := waitFor(ctx, 20*time.Second, "the LAN behind B reachable from A", func() (bool, error) {
+			return pingOK(ctx, tp.a, lanHost, 1), nil
+		}); err != nil {
+			return result{}, err
+		}
+		r, err := measure(ctx, tp.a, tp.lan, lanHost)
+		if err == nil {
+			err = checkPath(daemon.PathDirect)
+		}
+		return r, err
+	}); err != nil {
+		return rows, err
+	}
+
 	if err := step("omni relayed", func() (result, error) {
 		if err := netns.NFT(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
 	chain blockfwd {
@@ -223,7 +246,7 @@ func printTable(rows []row) {
 		by[r.name] = r.r
 	}
 	raw, haveRaw := by["raw veth"]
-	fmt.Printf("\n%-14s %-14s %-26s %-10s %-10s %s\n", "path", "throughput", "ratio", "rtt avg", "rtt p50", "added rtt (avg)")
+	fmt.Printf("\n%-18s %-14s %-26s %-10s %-10s %s\n", "path", "throughput", "ratio", "rtt avg", "rtt p50", "added rtt (avg)")
 	for _, r := range rows {
 		ratio := "-"
 		switch r.name {
@@ -233,7 +256,7 @@ func printTable(rows []row) {
 			if wg, ok := by["wireguard-go"]; ok {
 				ratio = fmt.Sprintf("%.2f (vs wireguard-go)", r.r.gbps/wg.gbps)
 			}
-		case "omni relayed":
+		case "omni relayed", "omni subnet router":
 			if d, ok := by["omni direct"]; ok {
 				ratio = fmt.Sprintf("%.2f (vs omni direct)", r.r.gbps/d.gbps)
 			}
@@ -242,7 +265,7 @@ func printTable(rows []row) {
 		if haveRaw && r.name != "raw veth" {
 			added = fmt.Sprintf("%+.3f ms", r.r.rttAvg-raw.rttAvg)
 		}
-		fmt.Printf("%-14s %-14s %-26s %-10s %-10s %s\n", r.name, fmt.Sprintf("%.2f Gbit/s", r.r.gbps), ratio,
+		fmt.Printf("%-18s %-14s %-26s %-10s %-10s %s\n", r.name, fmt.Sprintf("%.2f Gbit/s", r.r.gbps), ratio,
 			fmt.Sprintf("%.3f ms", r.r.rttAvg), fmt.Sprintf("%.3f ms", r.r.rttP50), added)
 	}
 
@@ -264,6 +287,10 @@ func printTable(rows []row) {
 	if okD && okR {
 		v := relayed.gbps / direct.gbps
 		lines = append(lines, fmt.Sprintf("omni relayed ≥ %.1f× omni direct throughput   %.2f×      %s", targetRelayedVsDirect, v, verdict(v >= targetRelayedVsDirect)))
+	}
+	if sub, okS := by["omni subnet router"]; okD && okS {
+		v := sub.gbps / direct.gbps
+		lines = append(lines, fmt.Sprintf("omni subnet router ≥ %.1f× omni direct         %.2f×      %s", targetSubnetVsDirect, v, verdict(v >= targetSubnetVsDirect)))
 	}
 	if haveRaw && okD {
 		v := direct.rttAvg - raw.rttAvg

@@ -28,6 +28,10 @@ const (
 	underA    = "198.51.100.10"
 	wanToB    = "198.51.100.13"
 	underB    = "198.51.100.14"
+	// The LAN behind B, reached through B as a subnet router.
+	lanPrefix = "10.88.0.0/24"
+	lanRouter = "10.88.0.1"
+	lanHost   = "10.88.0.2"
 
 	// The plain wireguard-go tunnel's addresses (private range).
 	wgA = "10.201.0.1"
@@ -38,6 +42,7 @@ const (
 type topology struct {
 	tag        string
 	wan, a, b  string
+	lan        string // a host on a LAN behind B (lanHost), reached through B as subnet router
 	namespaces []string
 }
 
@@ -57,7 +62,7 @@ func newTopology(ctx context.Context) (tp *topology, err error) {
 	for _, r := range []struct {
 		role string
 		dst  *string
-	}{{"wan", &tp.wan}, {"a", &tp.a}, {"b", &tp.b}} {
+	}{{"wan", &tp.wan}, {"a", &tp.a}, {"b", &tp.b}, {"lan", &tp.lan}} {
 		name := "omnibench-" + tp.tag + "-" + r.role
 		if err := netns.Add(ctx, name); err != nil {
 			return nil, err
@@ -75,6 +80,9 @@ func newTopology(ctx context.Context) (tp *topology, err error) {
 		return nil, err
 	}
 	if err := netns.Veth(ctx, tp.wan, "toB", wanToB+"/30", tp.b, "wan", underB+"/30"); err != nil {
+		return nil, err
+	}
+	if err := netns.Veth(ctx, tp.b, "lan", lanRouter+"/24", tp.lan, "eth0", lanHost+"/24"); err != nil {
 		return nil, err
 	}
 	for _, r := range [][2]string{{tp.a, wanToA}, {tp.b, wanToB}} {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/omniedge/omni/internal/edge/device/client"
 	"github.com/omniedge/omni/internal/edge/device/daemon"
 )
 
@@ -26,6 +27,9 @@ type omniRun struct {
 	bin, dir string
 	url      string
 	a, b     *omniEdge
+	network  string
+	key      string
+	wan      string
 }
 
 type omniEdge struct {
@@ -93,11 +97,16 @@ func startOmni(ctx context.Context, tp *topology, bin, dir string) (*omniRun, er
 		return nil, fmt.Errorf("network create: %v %s", err, out)
 	}
 
+	o.network, o.key, o.wan = n.ID, k.Key, tp.wan
 	o.a = &omniEdge{name: "a", ns: tp.a, state: filepath.Join(dir, "state-a")}
 	o.b = &omniEdge{name: "b", ns: tp.b, state: filepath.Join(dir, "state-b")}
 	for _, e := range []*omniEdge{o.a, o.b} {
-		if e.p, err = startProc("omni edge up ("+e.name+")", e.ns, nil, bin, "edge", "up", "--server", o.url,
-			"--security-key", k.Key, "--name", e.name, "--network", n.ID, "--state", e.state, "--log-level", "warn"); err != nil {
+		args := []string{bin, "edge", "up", "--server", o.url,
+			"--security-key", k.Key, "--name", e.name, "--network", n.ID, "--state", e.state, "--log-level", "warn"}
+		if e == o.b {
+			args = append(args, "--advertise-routes", lanPrefix)
+		}
+		if e.p, err = startProc("omni edge up ("+e.name+")", e.ns, nil, args...); err != nil {
 			return nil, err
 		}
 	}
@@ -238,4 +247,19 @@ func httpClientIn(ns string, timeout time.Duration) *http.Client {
 			return c, err
 		},
 	}}
+}
+
+// approveRoutes approves routes for edge e through the API, as the
+// network's owner.
+func (o *omniRun) approveRoutes(ctx context.Context, e *omniEdge, routes ...string) error {
+	st, err := o.status(ctx, e)
+	if err != nil {
+		return err
+	}
+	c := client.New(o.url, httpClientIn(o.wan, 10*time.Second))
+	if _, err := c.LoginSecurityKey(ctx, o.key); err != nil {
+		return err
+	}
+	_, err = c.ApproveRoutes(ctx, o.network, st.DeviceID, routes)
+	return err
 }
