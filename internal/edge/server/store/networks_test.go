@@ -246,3 +246,33 @@ func testUpdateDeleteNetwork(t *testing.T, s *store.Store) {
 	// Its range is free again.
 	addNetwork(t, s, "u1", "n2", "100.66.1.0/24")
 }
+
+func testSubnetRoutes(t *testing.T, s *store.Store) {
+	addUser(t, s, "u1")
+	n := addNetwork(t, s, "u1", "n1", "100.66.1.0/24")
+	addDevice(t, s, "u1", "r1")
+	addDevice(t, s, "u1", "r2")
+	addDevice(t, s, "u1", "plain")
+	join(t, s, n, "r1")
+	join(t, s, n, "r2")
+	join(t, s, n, "plain")
+	if got, err := s.NetworkRoutes(ctx, "n1"); err != nil || len(got) != 0 {
+		t.Fatalf("routes before any: %v %v", got, err)
+	}
+	must(t, s.SetAdvertisedRoutes(ctx, "r1", "10.1.0.0/24,fd00:1::/64"))
+	must(t, s.SetApprovedRoutes(ctx, "n1", "r2", "10.2.0.0/24"))
+	got, err := s.NetworkRoutes(ctx, "n1")
+	must(t, err)
+	want := map[string]control.StoredRoutes{"r1": {Advertised: "10.1.0.0/24,fd00:1::/64"}, "r2": {Approved: "10.2.0.0/24"}}
+	if len(got) != 2 || got["r1"] != want["r1"] || got["r2"] != want["r2"] {
+		t.Fatalf("NetworkRoutes = %+v, want %+v", got, want)
+	}
+	if adv, err := s.AdvertisedRoutes(ctx, "r1"); err != nil || adv != "10.1.0.0/24,fd00:1::/64" {
+		t.Fatalf("AdvertisedRoutes = %q %v", adv, err)
+	}
+	wantErr(t, s.SetApprovedRoutes(ctx, "n1", "missing", "10.3.0.0/24"), control.ErrNotFound)
+	wantErr(t, s.SetAdvertisedRoutes(ctx, "missing", ""), control.ErrNotFound)
+	if _, err := s.AdvertisedRoutes(ctx, "missing"); !errors.Is(err, control.ErrNotFound) {
+		t.Fatalf("AdvertisedRoutes(missing) = %v", err)
+	}
+}

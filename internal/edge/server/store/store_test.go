@@ -91,6 +91,7 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"CreateNetworkUniqueIPv6", testCreateNetworkUniqueIPv6},
 		{"CreateNetworkConcurrent", testCreateNetworkConcurrent},
 		{"UpdateDeleteNetwork", testUpdateDeleteNetwork},
+		{"SubnetRoutes", testSubnetRoutes},
 		{"Join", testJoin},
 		{"JoinConcurrent", testJoinConcurrent},
 		{"UserMemberships", testUserMemberships},
