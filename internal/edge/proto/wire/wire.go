@@ -214,6 +214,9 @@ type Member struct {
 	// PublicKey is the device's WireGuard public key ("" when it
 	// registered none): the only key peers accept at VirtualIP.
 	PublicKey string `json:"public_key,omitempty"`
+	// Routes are its subnet routes; absent when it advertises and was
+	// approved none.
+	Routes *Routes `json:"routes,omitempty"`
 }
 
 // DNSZone is the answer of GET /api/v2/virtual-networks/{id}/dns: every

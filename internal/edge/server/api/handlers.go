@@ -462,12 +462,20 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 	for _, rec := range z.Records {
 		names[rec.DeviceID] = rec.Name
 	}
+	routes, err := s.svc.NetworkRoutes(r.Context(), p, r.PathValue("vn"))
+	if err != nil {
+		return toHTTP(err)
+	}
 	out := make([]wire.Member, len(ms))
 	for i, m := range ms {
 		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, DNSName: names[m.DeviceID], Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
 			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
 			ExitNodeConsent: m.Device.ExitConsent}
+		if rs, ok := routes[m.DeviceID]; ok {
+			w := routesWire(rs)
+			out[i].Routes = &w
+		}
 	}
 	return listed(w, r, p, out)
 }

@@ -161,6 +161,16 @@ func (s *Service) MemberRoutes(ctx context.Context, p Principal, networkID, devi
 	return all[deviceID], nil
 }
 
+// NetworkRoutes answers every member's routes in one of p's networks (the
+// members that advertise or were approved none are absent).
+func (s *Service) NetworkRoutes(ctx context.Context, p Principal, networkID string) (map[string]RouteState, error) {
+	n, err := s.network(ctx, p, networkID)
+	if err != nil {
+		return nil, err
+	}
+	return s.networkRoutes(ctx, n)
+}
+
 // ApproveRoutes sets the routes the owner approves for a member (they may
 // be approved before the device advertises them). A route overlapping the
 // network's ranges is refused.

@@ -407,3 +407,41 @@ func TestDashboardManage(t *testing.T) {
 		t.Fatalf("networks after delete: %+v, %v", nets, err)
 	}
 }
+
+// The network page shows each member's DNS name and the subnet routes it
+// advertises; the owner approves one with its checkbox, and the page says
+// which routes are in use.
+func TestDashboardNamesAndRoutes(t *testing.T) {
+	env := edgetest.New(t, edgetest.Options{})
+	u := env.NewUser("")
+	ctx := context.Background()
+	c := env.Client(u)
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "Factory Floor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes := []string{"10.1.0.0/24", "fd00:1::/64"}
+	r, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "Cell Router", HardwareUUID: "hw-r", Platform: "linux", AdvertisedRoutes: &routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join(ctx, n.ID, r.ID); err != nil {
+		t.Fatal(err)
+	}
+	b := browser.New(t)
+	p := b.Page(t, 1280, 800)
+	login(p, env.URL, u.Email)
+	p.Navigate(env.URL + "/networks/" + n.ID)
+	p.WaitText("main", "cell-router.factory-floor.omni.internal")
+	p.WaitText("main", "awaiting approval")
+	if txt := p.Text("main"); !strings.Contains(txt, "factory-floor.omni.internal") || !strings.Contains(txt, "fd00:1::/64") {
+		t.Fatalf("the network page lacks the zone or a route:\n%s", txt)
+	}
+	p.Click(`input[data-route="10.1.0.0/24"]`)
+	eventually(t, "the route approved", func() bool {
+		got, err := c.MemberRoutes(ctx, n.ID, r.ID)
+		return err == nil && len(got.Enabled) == 1 && got.Enabled[0] == "10.1.0.0/24"
+	})
+	p.WaitText("main", "in use")
+	p.Screenshot("routes")
+}

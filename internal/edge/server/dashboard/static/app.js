@@ -234,7 +234,8 @@ async function networkPage(ctx) {
     clear(members, table([
       { label: "Device", value: m => [h("strong", null, m.name), h("span", { class: "consent" }, m.platform)] },
       { label: "Status", class: "nowrap", value: m => [online(m.online), " ", h("span", { class: "muted small" }, m.last_seen ? formatAgo(m.last_seen) : "never seen")] },
-      { label: "Addresses", value: m => [h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)] },
+      { label: "Name and addresses", value: m => [h("code", { class: "addr", "data-dns": m.device_id }, m.dns_name || ""), h("code", { class: "addr" }, m.virtual_ip), h("code", { class: "addr" }, m.virtual_ip_v6)] },
+      { label: "Subnet routes", value: m => routeChoice(m) },
       {
         label: "Exit node", value: m => {
           const box = h("input", { type: "checkbox", checked: m.is_exit_node, "data-exit": m.device_id, id: "exit-" + m.device_id });
@@ -262,6 +263,29 @@ async function networkPage(ctx) {
     ], ms, { caption: "Members", empty: empty("No devices in this network yet", "Run omni edge join on a device, or add one of your devices below.") }), memberErr);
     const again = focused && document.getElementById(focused);
     if (again) again.focus();
+  }
+
+  // routeChoice lists the subnet routes member m advertises, each with a
+  // checkbox of the owner's approval, and the routes approved before the
+  // device advertised them (docs/edge-routes.md). A change sends the whole
+  // approved list.
+  function routeChoice(m) {
+    const rs = m.routes;
+    if (!rs) return h("span", { class: "muted small" }, "none advertised");
+    const approved = new Set(rs.approved), primary = new Set(rs.primary);
+    const all = [...new Set([...rs.advertised, ...rs.approved])];
+    return all.map(r => {
+      const id = "route-" + m.device_id + "-" + r.replace(/[^0-9a-f]/gi, "_");
+      const box = h("input", { type: "checkbox", id, checked: approved.has(r), "data-route": r, "data-route-of": m.device_id });
+      box.addEventListener("change", () => act(memberErr, async () => {
+        const next = box.checked ? [...approved, r] : [...approved].filter(x => x !== r);
+        await call("PUT", path + "/devices/" + enc(m.device_id) + "/routes", { approved: next });
+        await render(true);
+      }));
+      const state = !rs.advertised.includes(r) ? "approved, not advertised" : !approved.has(r) ? "awaiting approval"
+        : primary.has(r) ? "in use" : "standby (another member carries it)";
+      return h("div", null, h("label", { class: "check", for: id }, box, h("code", { class: "addr" }, r)), h("span", { class: "consent" }, state));
+    });
   }
 
   // exitChoice is the select of the exit node member m routes its internet
@@ -321,6 +345,7 @@ async function networkPage(ctx) {
         h("dt", null, "ID"), h("dd", null, h("code", null, net.id)),
         h("dt", null, "IPv4 range"), h("dd", null, h("code", null, net.ip_range)),
         h("dt", null, "IPv6 prefix"), h("dd", null, h("code", null, net.ipv6_range)),
+        h("dt", null, "DNS zone"), h("dd", null, h("code", null, net.dns_name || "")),
         h("dt", null, "Nucleus"), h("dd", null, net.server.name, " ", h("code", null, net.server.host))),
       assignForm, netErr),
     h("section", { class: "card" }, h("h2", null, "Members"), members),
