@@ -24,7 +24,7 @@ type Options struct {
 	AccessTokenTTL  time.Duration
 	RefreshTokenTTL time.Duration
 	SessionTTL      time.Duration
-	MaxRangeBits    int // smallest prefix length of an explicit range (16: at most a /16)
+	MaxRangeBits    int    // smallest prefix length of an explicit range (16: at most a /16)
 	DNSSuffix       string // the devices' names are <device>.<network>.<suffix>; default omni.internal
 }
 
