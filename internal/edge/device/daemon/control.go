@@ -41,8 +41,8 @@ type NetworkStatus struct {
 	Nucleus     string `json:"nucleus"`
 	// SecretVersion is the version of the network secret in use.
 	SecretVersion int64        `json:"secret_version,omitempty"`
-	Registered    bool         `json:"registered"`         // nucleus session up
-	Exit          string       `json:"exit_via,omitempty"` // virtual IP of the exit node in use
+	Registered    bool         `json:"registered"`          // nucleus session up
+	Exit          string       `json:"exit_via,omitempty"`  // virtual IP of the exit node in use
 	DNSZone       string       `json:"dns_zone,omitempty"`  // the zone of the members' names served here
 	DNSNames      int          `json:"dns_names,omitempty"` // names in it
 	Peers         []PeerReport `json:"peers"`

@@ -49,13 +49,13 @@ type Config struct {
 	// running (networks created later are joined, deleted ones torn down,
 	// checked every SyncEvery heartbeats).
 	Networks []string
-	ExitNode bool   // consent to serve as exit node
+	ExitNode bool // consent to serve as exit node
 	// AdvertiseRoutes are the prefixes behind this device it offers to
 	// route to (--advertise-routes); the network's owner approves them.
 	AdvertiseRoutes []string
 	// NoSNAT keeps the members' source addresses on the subnet routes
 	// served (--snat-subnet-routes=false).
-	NoSNAT bool
+	NoSNAT   bool
 	StateDir string // see DefaultStateDir
 
 	Heartbeat time.Duration // default 30 s; each wait is ±10%

@@ -3,8 +3,8 @@ package daemon
 import (
 	"context"
 	"maps"
-	"slices"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
