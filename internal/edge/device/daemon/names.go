@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
@@ -50,6 +51,7 @@ func (n *network) followNames(ctx context.Context, d *daemon) {
 	for attempt := 0; ctx.Err() == nil; {
 		z, next, changed, err := d.api.Names(ctx, n.cfg.NetworkID, tag, namesWait)
 		if err == nil && changed {
+			n.setRecords(z.Zone, nameRecords(z))
 			if zone != "" && zone != z.Zone {
 				if err := d.deps.Names.Remove(ctx, n.cfg.Interface, addr, zone); err != nil {
 					n.log.Warn("removing the network's old zone failed", "zone", zone, "err", err)
@@ -79,6 +81,50 @@ func (n *network) followNames(ctx context.Context, d *daemon) {
 			return
 		}
 	}
+}
+
+// setRecords keeps the zone's records for status and ping (peer address
+// → name), whether or not serving them worked.
+func (n *network) setRecords(zone string, recs []NameRecord) {
+	by := make(map[netip.Addr]NameRecord, 2*len(recs))
+	for _, r := range recs {
+		if r.IPv4.IsValid() {
+			by[r.IPv4] = r
+		}
+		if r.IPv6.IsValid() {
+			by[r.IPv6] = r
+		}
+	}
+	n.mu.Lock()
+	n.records, n.byAddr, n.recZone = recs, by, zone
+	n.mu.Unlock()
+}
+
+// nameOf returns the record of the member at addr (IPv4 or IPv6).
+func (n *network) nameOf(addr netip.Addr) (NameRecord, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.byAddr[addr]
+	return r, ok
+}
+
+// peerName is the sessions' SessionHooks.PeerName: the member's full
+// name, "" when unknown.
+func (n *network) peerName(addr netip.Addr) string {
+	r, _ := n.nameOf(addr)
+	return r.Name
+}
+
+// shortName is a member's name without its zone ("robot" of
+// "robot.home.omni.internal"); the first label when the zone is unknown.
+func shortName(name, zone string) string {
+	if zone != "" {
+		if s, ok := strings.CutSuffix(name, "."+zone); ok && s != "" {
+			return s
+		}
+	}
+	s, _, _ := strings.Cut(name, ".")
+	return s
 }
 
 func nameRecords(z wire.DNSZone) []NameRecord {
