@@ -1,5 +1,5 @@
 // Package cli owns the omni command tree: `serve` (both products or one),
-// `edge up|status|down|login` for devices, `edge admin …` for operators,
+// `edge up|status|ping|netcheck|down|login` for devices, `edge admin …` for operators,
 // `route mcp` (the gateway's MCP tools over stdio), `version` and
 // `healthcheck`. Each command parses its own flags, builds what it needs
 // from internal packages and returns an exit code; nothing here holds
@@ -41,11 +41,13 @@ func tree() *command {
 	return &command{sub: map[string]*command{
 		"serve": {summary: "run the services: `serve` (all), `serve edge`, `serve route`", run: runServe},
 		"edge": {summary: "OmniEdge commands", sub: map[string]*command{
-			"up":      {summary: "run the edge daemon: --server URL --security-key KEY [--name N] [--network ID]... [--exit-node] [--state DIR]", run: edgeUp},
-			"status":  {summary: "show the running daemon's networks and peers: [--json] [--state DIR]", run: edgeStatus},
-			"down":    {summary: "stop the running daemon: [--state DIR]", run: edgeDown},
-			"login":   {summary: "log in through the browser and save the login: --server URL [--state DIR]", run: edgeLogin},
-			"nucleus": {summary: "run a user-hosted nucleus for the account's networks: --server URL --security-key KEY --public HOST:PORT [--listen :51820] [--name N]", run: edgeNucleus},
+			"up":       {summary: "run the edge daemon: --server URL --security-key KEY [--name N] [--network ID]... [--exit-node] [--state DIR]", run: edgeUp},
+			"status":   {summary: "show the running daemon's networks and peers: [--json] [--state DIR]", run: edgeStatus},
+			"down":     {summary: "stop the running daemon: [--state DIR]", run: edgeDown},
+			"ping":     {summary: "measure the round trip to a peer through the tunnel and show its path: NAME|IP [--count 4] [--timeout 2s] [--interval 1s] [--state DIR]", run: edgePing},
+			"netcheck": {summary: "probe each network's nucleus: UDP reachability, latency, the endpoint it sees, NAT: [--json] [--state DIR]", run: edgeNetcheck},
+			"login":    {summary: "log in through the browser and save the login: --server URL [--state DIR]", run: edgeLogin},
+			"nucleus":  {summary: "run a user-hosted nucleus for the account's networks: --server URL --security-key KEY --public HOST:PORT [--listen :51820] [--name N]", run: edgeNucleus},
 			"admin": {summary: "administer users, keys, networks and devices", sub: map[string]*command{
 				"user": {summary: "manage users", sub: map[string]*command{
 					"create": {summary: "create a user: --email E --password P [--plan free|pro|unlimited]", run: adminUserCreate},

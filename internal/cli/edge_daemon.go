@@ -2,14 +2,12 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
@@ -115,7 +113,7 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 		*dnsMode = "off"
 	}
 	tunnels, nucleus := edgeDataPlane(log)
-	deps := daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log}
+	deps := daemon.Deps{Tunnels: tunnels, Nucleus: nucleus, Log: log, Pinger: edgePinger()}
 	nm, err := newEdgeNames(*state, *dnsMode, *resolvConf, log)
 	if err != nil {
 		return fmt.Errorf("names: %w", err)
@@ -144,66 +142,6 @@ func edgeUp(ctx context.Context, env Env, args []string) error {
 		}
 	}
 	return err
-}
-
-func edgeStatus(ctx context.Context, env Env, args []string) error {
-	fs, state := edgeFlags(env, "status")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parseEdge(fs, args); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	st, err := daemon.Query(ctx, *state)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(env.Stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	w := env.Stdout
-	fmt.Fprintf(w, "state:      %s\n", st.State)
-	fmt.Fprintf(w, "server:     %s\n", st.Server)
-	fmt.Fprintf(w, "device:     %s %s (exit node consent: %v)\n", st.DeviceName, st.DeviceID, st.ExitNode)
-	fmt.Fprintf(w, "public key: %s\n", st.PublicKey)
-	if st.LastHeartbeat != nil {
-		fmt.Fprintf(w, "heartbeat:  %s\n", st.LastHeartbeat.Format(time.RFC3339))
-	}
-	if st.LastError != "" {
-		fmt.Fprintf(w, "last error: %s\n", st.LastError)
-	}
-	for _, n := range st.Networks {
-		nucleus := "registering"
-		if n.Registered {
-			nucleus = "registered"
-		}
-		fmt.Fprintf(w, "\nnetwork %s (%s) on %s: %s %s; nucleus %s %s", n.Name, n.ID, n.Interface, n.VirtualIP, n.VirtualIPv6, n.Nucleus, nucleus)
-		if n.Exit != "" {
-			fmt.Fprintf(w, "; exit via %s", n.Exit)
-		}
-		fmt.Fprintln(w)
-		if len(n.Peers) == 0 {
-			fmt.Fprintln(w, "  no peers")
-			continue
-		}
-		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "  PEER\tIPv6\tPATH\tENDPOINT\tHANDSHAKE\tRX\tTX")
-		for _, p := range n.Peers {
-			hs := "never"
-			if p.HandshakeAge != nil {
-				hs = time.Duration(*p.HandshakeAge*float64(time.Second)).Round(time.Second).String() + " ago"
-			}
-			v6 := p.VirtualIPv6
-			if v6 == "" {
-				v6 = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%d\t%d\n", p.VirtualIP, v6, p.Path, p.Endpoint, hs, p.RxBytes, p.TxBytes)
-		}
-		tw.Flush()
-	}
-	return nil
 }
 
 func edgeDown(ctx context.Context, env Env, args []string) error {

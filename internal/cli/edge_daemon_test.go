@@ -46,7 +46,8 @@ func TestEdgeStatusWithoutDaemon(t *testing.T) {
 }
 
 type cliTunnel struct {
-	cfg daemon.NetworkConfig
+	cfg   daemon.NetworkConfig
+	peers []daemon.PeerStatus // nil: one relayed peer at 100.66.0.9
 }
 
 func (c *cliTunnel) SetPeers([]daemon.Peer) error     { return nil }
@@ -55,6 +56,9 @@ func (c *cliTunnel) SetExit(netip.Addr) error         { return nil }
 func (c *cliTunnel) ServeRoutes([]netip.Prefix) error { return nil }
 func (c *cliTunnel) Close() error                     { return nil }
 func (c *cliTunnel) Status() daemon.TunnelStatus {
+	if c.peers != nil {
+		return daemon.TunnelStatus{Interface: c.cfg.Interface, Peers: c.peers}
+	}
 	return daemon.TunnelStatus{Interface: c.cfg.Interface, Peers: []daemon.PeerStatus{{
 		PublicKey: wgkey.Key{7}, VirtualIP: netip.MustParseAddr("100.66.0.9"), Endpoint: netip.MustParseAddrPort("203.0.113.5:51820"),
 		Path: daemon.PathRelayed, LastHandshake: time.Now().Add(-3 * time.Second), RxBytes: 11, TxBytes: 22}}}

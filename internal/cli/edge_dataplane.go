@@ -14,3 +14,7 @@ import (
 func edgeDataPlane(log *slog.Logger) (daemon.TunnelFactory, daemon.SessionFactory) {
 	return dataplane.New(dataplane.Options{Log: log})
 }
+
+// edgePinger answers `omni edge ping` in the daemon: ICMP echo through the
+// tunnel (dataplane.ICMP).
+func edgePinger() daemon.Pinger { return dataplane.ICMP{} }

@@ -315,6 +315,27 @@ func (e *edge) peer(t *testing.T, pub string) (daemon.PeerReport, bool) {
 	return daemon.PeerReport{}, false
 }
 
+// ping runs `omni edge ping target` against e's daemon (which sends the
+// echo requests from its namespace).
+func (e *edge) ping(target string, count int) (string, error) {
+	return netns.RunErr(omniBinaryPath, "edge", "ping", target, "--count", strconv.Itoa(count), "--interval", "200ms",
+		"--timeout", "2s", "--state", e.state)
+}
+
+// waitPing waits until `omni edge ping target` on e gets its replies over
+// a path whose description contains via.
+func (e *edge) waitPing(t *testing.T, d time.Duration, target, via string) string {
+	t.Helper()
+	var out string
+	waitFor(t, d, fmt.Sprintf("edge %s pings %s via %q", e.name, target, via), func() bool {
+		var err error
+		out, err = e.ping(target, 2)
+		return err == nil && strings.Count(out, "pong from "+target+" (") == 2 && strings.Count(out, via) == 2
+	})
+	t.Logf("omni edge ping %s:\n%s", target, out)
+	return out
+}
+
 func (e *edge) pathTo(t *testing.T, pub string) daemon.Path {
 	p, ok := e.peer(t, pub)
 	if !ok {
@@ -379,6 +400,34 @@ func TestDataPlane(t *testing.T) {
 		if n := cp.relayed(t); n != 0 {
 			t.Fatalf("nucleus relayed %v packets on a direct path", n)
 		}
+		// `omni edge ping b`: B by its short name, over the direct path;
+		// `omni edge status` names B in its table.
+		a.waitPing(t, 15*time.Second, "b", "(direct)")
+		table := netns.Run(t, omniBinaryPath, "edge", "status", "--state", a.state)
+		named := false
+		for _, line := range strings.Split(table, "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[0] == "b" && f[1] == b.vip4(t) && f[3] == string(daemon.PathDirect) {
+				named = true
+			}
+		}
+		if !named {
+			t.Fatalf("A's status table has no direct row for peer b at %s:\n%s", b.vip4(t), table)
+		}
+		if out, err := a.ping("nobody", 1); err == nil || !strings.Contains(out+err.Error(), "unknown peer") {
+			t.Fatalf("ping of an unknown name: %v %s", err, out)
+		}
+		// `omni edge netcheck`: A reaches the nucleus over UDP from behind
+		// its NAT.
+		var nc daemon.NetcheckReport
+		if err := json.Unmarshal([]byte(netns.Run(t, omniBinaryPath, "edge", "netcheck", "--json", "--state", a.state)), &nc); err != nil ||
+			len(nc.Networks) != 1 {
+			t.Fatalf("netcheck --json: %v %+v", err, nc)
+		}
+		if n := nc.Networks[0]; !n.UDP || len(n.RTTMS) == 0 || (n.NAT != daemon.NATPortPreserving && n.NAT != daemon.NATPortRewriting) ||
+			!strings.HasPrefix(n.Observed, natAWan+":") {
+			t.Fatalf("netcheck of A behind its NAT %s: %+v", natAWan, n)
+		}
+		t.Logf("omni edge netcheck:\n%s", netns.Run(t, omniBinaryPath, "edge", "netcheck", "--state", a.state))
 	})
 
 	t.Run("names", func(t *testing.T) {
@@ -506,6 +555,10 @@ func TestDataPlane(t *testing.T) {
 			t.Fatalf("relay counters did not rise (%v → %v) while direct UDP was blocked", before, after)
 		}
 		waitFor(t, 30*time.Second, "path A→B relayed", func() bool { return a.pathTo(t, pubB) == daemon.PathRelayed })
+		a.waitPing(t, 15*time.Second, "b", "via relay ")
+		if !strings.Contains(a.logs.String(), "peer relayed") {
+			t.Errorf("A did not log why B is relayed:\n%s", a.logs)
+		}
 
 		netns.Run(t, "ip", "netns", "exec", tp.wan, "nft", "delete", "table", "inet", "omnie2e_block")
 		blocked = false

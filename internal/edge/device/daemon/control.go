@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,11 @@ type NetworkStatus struct {
 
 // PeerReport is one peer of a network.
 type PeerReport struct {
-	PublicKey     string     `json:"public_key"`
+	PublicKey string `json:"public_key"`
+	// Name is the member's short DNS name ("robot"), DNSName the full
+	// one ("robot.home.omni.internal"); empty while names are unknown.
+	Name          string     `json:"name,omitempty"`
+	DNSName       string     `json:"dns_name,omitempty"`
 	VirtualIP     string     `json:"virtual_ip"`
 	VirtualIPv6   string     `json:"virtual_ip_v6,omitempty"`
 	Endpoint      string     `json:"endpoint,omitempty"`
@@ -89,6 +94,7 @@ func (d *daemon) status() Status {
 			VirtualIP: addrString(n.cfg.VirtualIP, n.cfg.VirtualIP.IsValid()), VirtualIPv6: addrString(n.cfg.VirtualIPv6, n.cfg.VirtualIPv6.IsValid()),
 			Nucleus: n.cfg.Nucleus, SecretVersion: n.version, Registered: n.registered, Exit: addrString(n.exit, n.exit.IsValid()), Peers: []PeerReport{},
 			DNSZone: n.zone, DNSNames: n.names}
+		byAddr, recZone := n.byAddr, n.recZone
 		n.mu.Unlock()
 		if ns.Interface == "" {
 			ns.Interface = n.cfg.Interface
@@ -99,6 +105,13 @@ func (d *daemon) status() Status {
 				Path: p.Path, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
 			if pr.Path == "" {
 				pr.Path = PathNone
+			}
+			rec, ok := byAddr[p.VirtualIP]
+			if !ok && p.VirtualIPv6.IsValid() {
+				rec = byAddr[p.VirtualIPv6]
+			}
+			if rec.Name != "" {
+				pr.Name, pr.DNSName = shortName(rec.Name, recZone), rec.Name
 			}
 			if !p.LastHandshake.IsZero() {
 				t := p.LastHandshake
@@ -121,9 +134,10 @@ type control struct {
 	ln  net.Listener
 }
 
-// listenControl serves GET /v1/status and POST /v1/down on
-// DIR/control.sock (mode 0600, in a 0700 directory). A socket another
-// daemon still answers on is an error; a stale one is replaced.
+// listenControl serves GET /v1/status, POST /v1/down, POST /v1/ping and
+// POST /v1/netcheck on DIR/control.sock (mode 0600, in a 0700
+// directory). A socket another daemon still answers on is an error; a
+// stale one is replaced.
 func listenControl(dir string, d *daemon, stop func()) (*control, error) {
 	path := filepath.Join(dir, SocketFile)
 	if _, err := os.Lstat(path); err == nil {
@@ -157,9 +171,40 @@ func listenControl(dir string, d *daemon, stop func()) (*control, error) {
 		_ = http.NewResponseController(w).Flush()
 		stop()
 	})
+	mux.HandleFunc("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
+		var req PingRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			writeControl(w, nil, diagErrorf(http.StatusBadRequest, "bad ping request: %v", err))
+			return
+		}
+		rep, err := d.ping(r.Context(), req)
+		writeControl(w, rep, err)
+	})
+	mux.HandleFunc("POST /v1/netcheck", func(w http.ResponseWriter, r *http.Request) {
+		rep, err := d.netcheck(r.Context())
+		writeControl(w, rep, err)
+	})
 	c := &control{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
 	go func() { _ = c.srv.Serve(ln) }()
 	return c, nil
+}
+
+// controlError is the body of a control-socket answer other than 200.
+type controlError struct {
+	Error string `json:"error"`
+}
+
+func writeControl(w http.ResponseWriter, v any, err error) {
+	w.Header().Set("Content-Type", "application/json")
+	if err != nil {
+		status := http.StatusInternalServerError
+		if de, ok := err.(*diagError); ok {
+			status = de.status
+		}
+		w.WriteHeader(status)
+		v = controlError{Error: err.Error()}
+	}
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 // Close stops serving and removes the socket.
@@ -179,10 +224,21 @@ func controlClient(dir string) *http.Client {
 	}}
 }
 
-func controlCall(ctx context.Context, dir, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://omni-edge"+path, nil)
+func controlCall(ctx context.Context, dir, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://omni-edge"+path, body)
 	if err != nil {
 		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := controlClient(dir).Do(req)
 	if err != nil {
@@ -193,6 +249,13 @@ func controlCall(ctx context.Context, dir, method, path string, out any) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
+		var ce controlError
+		if json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&ce) == nil && ce.Error != "" {
+			return errors.New(ce.Error)
+		}
+		if resp.StatusCode == http.StatusNotFound {
+			return fmt.Errorf("control socket: %s (is the daemon older than this command?)", resp.Status)
+		}
 		return fmt.Errorf("control socket: %s", resp.Status)
 	}
 	if out == nil {
@@ -204,13 +267,28 @@ func controlCall(ctx context.Context, dir, method, path string, out any) error {
 // Query asks the daemon using state directory dir for its status.
 func Query(ctx context.Context, dir string) (Status, error) {
 	var s Status
-	return s, controlCall(ctx, dir, http.MethodGet, "/v1/status", &s)
+	return s, controlCall(ctx, dir, http.MethodGet, "/v1/status", nil, &s)
+}
+
+// Ping asks the daemon using state directory dir for one echo to the peer
+// req names. An unknown or unreachable target is an error; a missing
+// reply is not (PingReply.Replied is false).
+func Ping(ctx context.Context, dir string, req PingRequest) (PingReply, error) {
+	var r PingReply
+	return r, controlCall(ctx, dir, http.MethodPost, "/v1/ping", req, &r)
+}
+
+// Netcheck asks the daemon using state directory dir to probe each
+// network's nucleus.
+func Netcheck(ctx context.Context, dir string) (NetcheckReport, error) {
+	var r NetcheckReport
+	return r, controlCall(ctx, dir, http.MethodPost, "/v1/netcheck", struct{}{}, &r)
 }
 
 // Down asks the daemon to stop and waits, until ctx ends, for its socket
 // to stop answering.
 func Down(ctx context.Context, dir string) error {
-	if err := controlCall(ctx, dir, http.MethodPost, "/v1/down", nil); err != nil {
+	if err := controlCall(ctx, dir, http.MethodPost, "/v1/down", nil, nil); err != nil {
 		return err
 	}
 	for {

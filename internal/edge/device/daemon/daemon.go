@@ -72,6 +72,7 @@ type Deps struct {
 	HTTP    *http.Client   // control-plane client; default 30 s timeout
 	Rand    func() float64 // jitter source in [0,1); default math/rand/v2
 	Names   Names          // serves the networks' DNS names; nil: none
+	Pinger  Pinger         // answers `omni edge ping`; nil: ping is refused
 }
 
 type daemon struct {
@@ -94,6 +95,9 @@ type daemon struct {
 	// again while the daemon runs.
 	removed map[string]bool
 	stops   sync.WaitGroup // tear-downs of removed networks
+
+	pings     chan struct{} // pings in flight (maxPings)
+	netchecks chan struct{} // one netcheck at a time
 }
 
 // Run runs the edge daemon until ctx ends or `omni edge down` asks it to
@@ -143,7 +147,8 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
 	d := &daemon{cfg: cfg, deps: deps, log: deps.Log, clock: deps.Clock, rnd: deps.Rand, st: st,
-		api: client.New(cfg.Server, deps.HTTP), phase: "starting", removed: map[string]bool{}}
+		api: client.New(cfg.Server, deps.HTTP), phase: "starting", removed: map[string]bool{},
+		pings: make(chan struct{}, maxPings), netchecks: make(chan struct{}, 1)}
 	ctl, err := listenControl(st.Dir, d, stop)
 	if err != nil {
 		return err
@@ -587,6 +592,12 @@ type network struct {
 	// from the network map; served those this device carries.
 	routes map[wgkey.Key][]netip.Prefix
 	served []netip.Prefix
+	// records are the members' names as the control plane last listed
+	// them (served or not), byAddr the same by virtual IPv4 and IPv6, and
+	// recZone their zone: status and ping name peers with them.
+	records []NameRecord
+	byAddr  map[netip.Addr]NameRecord
+	recZone string
 }
 
 // bindEvery spaces the fetches of the members' keys (real time: it only
@@ -649,7 +660,7 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 	if err := n.loadBindings(ctx, d); err != nil {
 		n.log.Warn("fetching the members' keys failed; peers wait for them", "err", err)
 	}
-	sess, err := d.deps.Nucleus(nc, tun, SessionHooks{OnPeers: n.setPeers, OnRekey: n.kickRekey})
+	sess, err := d.deps.Nucleus(nc, tun, SessionHooks{OnPeers: n.setPeers, OnRekey: n.kickRekey, PeerName: n.peerName})
 	if err != nil {
 		cancel()
 		tun.Close()

@@ -3,11 +3,13 @@
 // directory, logs in to the control plane, registers the device, joins its
 // networks, brings up one tunnel and one nucleus session per network,
 // heartbeats every 30 s with jitter and applies the exit node the heartbeat
-// selects, and answers `omni edge status` and `omni edge down` on a unix
-// socket in the state directory.
+// selects, and answers `omni edge status`, `ping`, `netcheck` and `down` on
+// a unix socket in the state directory (peers named from the DNS names it
+// follows, ping targets resolved from them).
 //
 // The data plane is reached only through the small interfaces declared
-// here (Tunnel, TunnelFactory, Session, SessionFactory), so the WireGuard
-// tunnel and the nucleus client plug in as adapters and tests use fakes.
+// here (Tunnel, TunnelFactory, Session, SessionFactory, and the optional
+// NucleusProber and Pinger), so the WireGuard tunnel and the nucleus
+// client plug in as adapters and tests use fakes.
 // All waiting goes through the injected Clock.
 package daemon

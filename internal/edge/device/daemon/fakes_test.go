@@ -149,8 +149,13 @@ func (f *fakeTunnel) exit() (netip.Addr, int) {
 
 // fakeSession is a nucleus session that registers at once and blocks.
 type fakeSession struct {
-	onPeers func([]Peer)
-	onRekey func()
+	cfg      NetworkConfig
+	onPeers  func([]Peer)
+	onRekey  func()
+	peerName func(netip.Addr) string
+
+	probe    NucleusProbe // what ProbeNucleus reports
+	probeErr error
 
 	mu                sync.Mutex
 	registers, leaves int
@@ -183,6 +188,14 @@ func (s *fakeSession) Run(ctx context.Context) error {
 	return nil
 }
 
+func (s *fakeSession) ProbeNucleus(_ context.Context, count int) (NucleusProbe, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.probe
+	p.Sent = count
+	return p, s.probeErr
+}
+
 func (s *fakeSession) Leave(context.Context) error {
 	s.mu.Lock()
 	s.leaves++
@@ -206,10 +219,10 @@ func (p *fakeDataPlane) deps(clk Clock) Deps {
 			p.tunnels = append(p.tunnels, t)
 			return t, nil
 		},
-		Nucleus: func(_ NetworkConfig, _ Tunnel, h SessionHooks) (Session, error) {
+		Nucleus: func(cfg NetworkConfig, _ Tunnel, h SessionHooks) (Session, error) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			s := &fakeSession{onPeers: h.OnPeers, onRekey: h.OnRekey}
+			s := &fakeSession{cfg: cfg, onPeers: h.OnPeers, onRekey: h.OnRekey, peerName: h.PeerName}
 			p.sessions = append(p.sessions, s)
 			return s, nil
 		},

@@ -139,6 +139,47 @@ type SessionHooks struct {
 	// OnRekey is told that the network's secret changed: the daemon
 	// fetches the new one and calls SetSecret on the session and tunnel.
 	OnRekey func()
+	// PeerName returns the DNS name of the member at a virtual address
+	// ("" when unknown), for the session's logs.
+	PeerName func(netip.Addr) string
+}
+
+// NucleusProber is implemented by a Session that can measure its
+// nucleus (`omni edge netcheck`).
+type NucleusProber interface {
+	// ProbeNucleus sends count probes to the nucleus, spaced so that it
+	// answers each, and reports what it measured until ctx ends. An error
+	// means nothing could be measured.
+	ProbeNucleus(ctx context.Context, count int) (NucleusProbe, error)
+}
+
+// NucleusProbe is what a session measured of its nucleus.
+type NucleusProbe struct {
+	Server     netip.AddrPort // the nucleus's address the session uses
+	Registered bool
+	Sent       int             // probes sent
+	RTTs       []time.Duration // round trips of the probes answered
+	// LastRTT is the round trip of the session's last keepalive
+	// (zero: none measured).
+	LastRTT time.Duration
+	// Observed is this device's address and port as the nucleus sees
+	// them (invalid: never answered).
+	Observed netip.AddrPort
+	// LocalPort is the UDP port of the network's socket, HostAddrs the
+	// addresses of this host the socket may send from: the NAT verdict
+	// compares Observed with them.
+	LocalPort uint16
+	HostAddrs []netip.Addr
+	// Local are the local endpoints announced to peers (same LAN).
+	Local []netip.AddrPort
+}
+
+// Pinger sends ICMP echo requests through the tunnel (`omni edge ping`).
+type Pinger interface {
+	// Echo sends one echo request from src (this device's virtual
+	// address) to dst (a peer's, of the same family) and returns the
+	// round trip of its reply; it gives up when ctx ends.
+	Echo(ctx context.Context, src, dst netip.Addr, seq int) (time.Duration, error)
 }
 
 // SessionFactory creates the nucleus session of one network. tun is the

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
@@ -56,6 +57,7 @@ func (n *network) followMap(ctx context.Context, d *daemon) {
 	for attempt := 0; ctx.Err() == nil; {
 		m, next, changed, err := d.api.Map(ctx, n.cfg.NetworkID, tag, mapWait)
 		if err == nil && changed {
+			n.setRecords(m.Zone, nameRecords(m))
 			n.applyRoutes(m)
 			if d.deps.Names != nil {
 				if zone != "" && zone != m.Zone {
@@ -136,6 +138,50 @@ func (n *network) applyRoutes(m wire.NetMap) {
 	if changed {
 		n.setPeers(peers)
 	}
+}
+
+// setRecords keeps the zone's records for status and ping (peer address
+// → name), whether or not serving them worked.
+func (n *network) setRecords(zone string, recs []NameRecord) {
+	by := make(map[netip.Addr]NameRecord, 2*len(recs))
+	for _, r := range recs {
+		if r.IPv4.IsValid() {
+			by[r.IPv4] = r
+		}
+		if r.IPv6.IsValid() {
+			by[r.IPv6] = r
+		}
+	}
+	n.mu.Lock()
+	n.records, n.byAddr, n.recZone = recs, by, zone
+	n.mu.Unlock()
+}
+
+// nameOf returns the record of the member at addr (IPv4 or IPv6).
+func (n *network) nameOf(addr netip.Addr) (NameRecord, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.byAddr[addr]
+	return r, ok
+}
+
+// peerName is the sessions' SessionHooks.PeerName: the member's full
+// name, "" when unknown.
+func (n *network) peerName(addr netip.Addr) string {
+	r, _ := n.nameOf(addr)
+	return r.Name
+}
+
+// shortName is a member's name without its zone ("robot" of
+// "robot.home.omni.internal"); the first label when the zone is unknown.
+func shortName(name, zone string) string {
+	if zone != "" {
+		if s, ok := strings.CutSuffix(name, "."+zone); ok && s != "" {
+			return s
+		}
+	}
+	s, _, _ := strings.Cut(name, ".")
+	return s
 }
 
 func nameRecords(m wire.NetMap) []NameRecord {

@@ -181,6 +181,16 @@ func TestDaemonsOverRealNucleus(t *testing.T) {
 	if n := srv.Stats().RelayedPackets; n != 0 {
 		t.Fatalf("%d packets relayed on a direct path", n)
 	}
+	// netcheck: the nucleus answers over UDP and sees the edge at its own
+	// address and port.
+	nc, err := daemon.Netcheck(context.Background(), da)
+	if err != nil || len(nc.Networks) != 1 {
+		t.Fatalf("netcheck: %+v %v", nc, err)
+	}
+	if n := nc.Networks[0]; !n.UDP || n.Probes != 3 || len(n.RTTMS) != 3 || n.NucleusAddr != nuc.String() || n.NAT != daemon.NATNone ||
+		n.Observed != netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(n.LocalPort)).String() || n.Error != "" {
+		t.Fatalf("netcheck %+v", n)
+	}
 
 	blocked.Store(true)
 	waitReport(t, "direct UDP cut", daemon.PathRelayed, da, db)

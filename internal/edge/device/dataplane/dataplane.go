@@ -4,8 +4,11 @@
 // gives each network its port, interface, routing table and one UDP socket
 // shared by WireGuard and the nucleus session, and chooses each peer's path
 // (hole punching with PINGs, direct on the first PONG, relayed through the
-// nucleus otherwise, retried later). It owns no TUN or WireGuard device
-// itself: those are package tunnel's.
+// nucleus otherwise, retried later; each change logged with its reason).
+// It also answers the daemon's diagnostics: nucleus probes for netcheck
+// (daemon.NucleusProber) and ICMP echo through the tunnel for ping
+// (ICMP, a daemon.Pinger). It owns no TUN or WireGuard device itself:
+// those are package tunnel's.
 package dataplane
 
 import (

@@ -2,8 +2,10 @@ package dataplane
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/daemon"
@@ -75,6 +77,10 @@ type pathState struct {
 	since     time.Time      // when the current state began
 	lastPong  time.Time
 	lastProbe time.Time
+	// reason says why a relayed peer is relayed; retried is when a
+	// relayed peer last asked for a PUNCH (zero: its answer was judged).
+	reason  string
+	retried time.Time
 	// published: the peer has had a path, so it is in the tunnel's peer
 	// set. A new peer joins the set only once its path is chosen: a
 	// WireGuard peer without an endpoint fails its first handshake and
@@ -97,8 +103,27 @@ func (st *pathState) probing() bool { return !st.relayed && !st.endpoint.IsValid
 // RetryEvery. It is a plain state machine: the caller supplies the time
 // and serialises the calls.
 type paths struct {
-	cfg   PathConfig
-	peers map[wgkey.Key]*pathState
+	cfg    PathConfig
+	peers  map[wgkey.Key]*pathState
+	events []pathEvent // since the last drain
+}
+
+// pathEvent is a change of a peer's path worth a log line: it went
+// direct, it was relayed, or it stays relayed for another reason.
+type pathEvent struct {
+	peer     wgkey.Key
+	ip       netip.Addr
+	relayed  bool
+	kept     bool           // it was relayed already; the reason changed
+	reason   string         // why relayed
+	endpoint netip.AddrPort // direct: where
+}
+
+// drain returns the events since the last call.
+func (ps *paths) drain() []pathEvent {
+	ev := ps.events
+	ps.events = nil
+	return ev
 }
 
 func newPaths(cfg PathConfig) *paths {
@@ -157,15 +182,30 @@ func (ps *paths) set(now time.Time, peers []nucleus.Peer) []probe {
 func (ps *paths) tryDirect(st *pathState, now time.Time) bool {
 	st.since, st.lastProbe, st.endpoint = now, now, netip.AddrPort{}
 	if len(targets(st.peer)) == 0 {
-		ps.relay(st, now)
+		ps.relay(st, now, "no endpoint known yet: the nucleus reports none for the peer")
 		return false
 	}
 	st.relayed = false
 	return true
 }
 
-func (ps *paths) relay(st *pathState, now time.Time) {
+// relay relays the peer for reason (an event when it was not relayed,
+// or for another reason).
+func (ps *paths) relay(st *pathState, now time.Time, reason string) {
+	was := st.relayed
 	st.relayed, st.endpoint, st.since, st.lastProbe, st.published = true, netip.AddrPort{}, now, now, true
+	st.retried = time.Time{}
+	ps.because(st, was, reason)
+}
+
+// because records why a relayed peer is relayed; a new reason is an
+// event.
+func (ps *paths) because(st *pathState, was bool, reason string) {
+	if was && st.reason == reason {
+		return
+	}
+	st.reason = reason
+	ps.events = append(ps.events, pathEvent{peer: st.peer.PublicKey, ip: st.peer.IP4, relayed: true, kept: was, reason: reason})
 }
 
 // tick advances the policy to now; handshakes holds each peer's last
@@ -175,13 +215,21 @@ func (ps *paths) tick(now time.Time, handshakes map[wgkey.Key]time.Time) (change
 	for k, st := range ps.peers {
 		switch {
 		case st.relayed:
+			if !st.retried.IsZero() && now.Sub(st.retried) >= ps.cfg.DirectTimeout {
+				st.retried = time.Time{} // no PONG: the retry failed
+				reason := fmt.Sprintf("direct probes still unanswered (tried again every %v)", ps.cfg.RetryEvery)
+				if len(targets(st.peer)) == 0 {
+					reason = "no endpoint known yet: the nucleus reports none for the peer"
+				}
+				ps.because(st, true, reason)
+			}
 			if now.Sub(st.lastProbe) >= ps.cfg.RetryEvery {
-				st.lastProbe = now
+				st.lastProbe, st.retried = now, now
 				out = append(out, probe{peer: k, punch: true})
 			}
 		case st.probing():
 			if now.Sub(st.since) >= ps.cfg.DirectTimeout {
-				ps.relay(st, now)
+				ps.relay(st, now, fmt.Sprintf("direct probes to %s unanswered for %v", joinAddrs(targets(st.peer)), ps.cfg.DirectTimeout))
 				changed = true
 			} else if now.Sub(st.lastProbe) >= probeEvery {
 				st.lastProbe = now
@@ -196,7 +244,7 @@ func (ps *paths) tick(now time.Time, handshakes map[wgkey.Key]time.Time) (change
 				evidence = hs
 			}
 			if now.Sub(evidence) > ps.cfg.DeadAfter {
-				ps.relay(st, now)
+				ps.relay(st, now, fmt.Sprintf("direct path to %s lost: no PONG or handshake for %v", st.endpoint, ps.cfg.DeadAfter))
 				changed = true
 			} else if now.Sub(st.lastProbe) >= ps.cfg.PingEvery {
 				st.lastProbe = now
@@ -219,9 +267,19 @@ func (ps *paths) pong(now time.Time, peer wgkey.Key, from netip.AddrPort) bool {
 	st.lastPong = now
 	if st.relayed || st.probing() {
 		st.relayed, st.endpoint, st.since, st.lastProbe, st.published = false, from, now, now, true
+		st.reason, st.retried = "", time.Time{}
+		ps.events = append(ps.events, pathEvent{peer: peer, ip: st.peer.IP4, endpoint: from})
 		return true
 	}
 	return false
+}
+
+func joinAddrs(as []netip.AddrPort) string {
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // daemonPeers is the peer set for the tunnel: direct peers at their

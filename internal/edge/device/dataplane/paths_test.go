@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,5 +216,60 @@ func TestIndexAndResolve(t *testing.T) {
 	}
 	if _, err := resolve(t.Context(), "1.2.3.4:x"); err == nil {
 		t.Error("bad port accepted")
+	}
+}
+
+// Every change of a peer's path is one event: why it is relayed (no
+// endpoint, probes unanswered, the direct path lost, retries unanswered:
+// once, not per retry) and where it went direct.
+func TestPathEventsSayWhy(t *testing.T) {
+	ps := newPaths(PathConfig{})
+	one := func(what string) pathEvent {
+		t.Helper()
+		ev := ps.drain()
+		if len(ev) != 1 || ev[0].peer != keyB || ev[0].ip != peerB.IP4 {
+			t.Fatalf("%s: events %+v, want one for B", what, ev)
+		}
+		return ev[0]
+	}
+	none := func(what string) {
+		t.Helper()
+		if ev := ps.drain(); len(ev) != 0 {
+			t.Fatalf("%s: events %+v, want none", what, ev)
+		}
+	}
+	ps.set(t0, []nucleus.Peer{{PublicKey: keyB, IP4: peerB.IP4}})
+	if e := one("no endpoint"); !e.relayed || e.kept || !strings.Contains(e.reason, "no endpoint known") {
+		t.Fatalf("no endpoint: %+v", e)
+	}
+
+	ps = newPaths(PathConfig{})
+	ps.set(t0, []nucleus.Peer{peerB})
+	none("probing")
+	ps.tick(t0.Add(5*time.Second), nil)
+	e := one("probes unanswered")
+	if !e.relayed || e.kept || !strings.Contains(e.reason, "unanswered for 5s") || !strings.Contains(e.reason, peerB.Endpoint.String()) {
+		t.Fatalf("probes unanswered: %+v", e)
+	}
+	// The retries fail: said once, not at every retry.
+	at := t0.Add(5 * time.Second)
+	for i := 1; i <= 3; i++ {
+		ps.tick(at.Add(time.Duration(30*i)*time.Second), nil)
+		ps.tick(at.Add(time.Duration(30*i+5)*time.Second), nil)
+		if i == 1 {
+			if e := one("retry unanswered"); !e.relayed || !e.kept || !strings.Contains(e.reason, "still unanswered") {
+				t.Fatalf("retry unanswered: %+v", e)
+			}
+			continue
+		}
+		none("another retry unanswered")
+	}
+	ps.pong(at.Add(100*time.Second), keyB, peerB.Endpoint)
+	if e := one("pong"); e.relayed || e.endpoint != peerB.Endpoint {
+		t.Fatalf("direct: %+v", e)
+	}
+	ps.tick(at.Add(117*time.Second), nil)
+	if e := one("silent"); !e.relayed || e.kept || !strings.Contains(e.reason, "lost") {
+		t.Fatalf("direct path lost: %+v", e)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +39,8 @@ type session struct {
 	relay   netip.AddrPort
 	onPeers func([]daemon.Peer)
 	onRekey func()
-	paths   *paths // owned by Run's goroutine
+	name    func(netip.Addr) string // the member's DNS name, for logs; may be nil
+	paths   *paths                  // owned by Run's goroutine
 
 	mu       sync.Mutex
 	pending  []nucleus.Peer
@@ -75,7 +77,8 @@ func (o Options) newSession(cfg daemon.NetworkConfig, tun daemon.Tunnel, hooks d
 		return nil, err
 	}
 	s := &session{o: o, log: ccfg.Log, c: c, bind: bind, cfg: o.Paths.withDefaults(), tun: tun, relay: t.relay,
-		onPeers: hooks.OnPeers, onRekey: hooks.OnRekey, paths: newPaths(o.Paths), kick: make(chan struct{}, 1)}
+		onPeers: hooks.OnPeers, onRekey: hooks.OnRekey, name: hooks.PeerName, paths: newPaths(o.Paths),
+		kick: make(chan struct{}, 1)}
 	c.OnPeers(s.gotPeers)
 	c.OnPunch(s.gotPunch)
 	c.OnPong(s.gotPong)
@@ -189,24 +192,71 @@ func (s *session) gotPong(peer wgkey.Key, from netip.AddrPort) {
 // that is not its own (unknown counts as behind a NAT).
 func (s *session) behindNAT() bool {
 	obs := s.c.Status().Observed.Addr().Unmap()
-	if !obs.IsValid() {
-		return true
-	}
+	return !obs.IsValid() || !slices.Contains(s.hostAddrs(), obs)
+}
+
+// hostAddrs are the addresses the shared socket may send from: the
+// ListenAddr it is restricted to, or every address of the host.
+func (s *session) hostAddrs() []netip.Addr {
 	if s.o.ListenAddr.IsValid() {
-		return obs != s.o.ListenAddr.Unmap()
+		return []netip.Addr{s.o.ListenAddr.Unmap()}
 	}
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return true
+		return nil
 	}
+	var out []netip.Addr
 	for _, a := range addrs {
 		if pn, ok := a.(*net.IPNet); ok {
-			if ip, ok := netip.AddrFromSlice(pn.IP); ok && ip.Unmap() == obs {
-				return false
+			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
+				out = append(out, ip.Unmap())
 			}
 		}
 	}
-	return true
+	return out
+}
+
+// Netcheck probes: spaced so that the nucleus answers each (it answers a
+// peer's KEEPALIVEs within a budget of 2 a second, bursts of 10), each
+// given probeWait for its answer.
+const (
+	probeGap  = 200 * time.Millisecond
+	probeWait = time.Second
+	maxProbes = 10
+)
+
+// ProbeNucleus implements daemon.NucleusProber: count KEEPALIVEs whose
+// acknowledgements measure the round trip and report the address the
+// nucleus sees.
+func (s *session) ProbeNucleus(ctx context.Context, count int) (daemon.NucleusProbe, error) {
+	st := s.c.Status()
+	p := daemon.NucleusProbe{Server: s.relay, Registered: st.Registered, LastRTT: st.RTT, Observed: st.Observed,
+		LocalPort: s.bind.LocalPort(), HostAddrs: s.hostAddrs(), Local: st.Local}
+	if !st.Registered {
+		return p, errors.New("not registered with the nucleus: it has not answered (UDP to it blocked, or it is down)")
+	}
+	for i := range min(max(count, 1), maxProbes) {
+		if i > 0 {
+			t := time.NewTimer(probeGap)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return p, nil
+			case <-t.C:
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, probeWait)
+		rtt, obs, err := s.c.Probe(pctx)
+		cancel()
+		if errors.Is(err, nucleus.ErrNotRegistered) || ctx.Err() != nil {
+			break
+		}
+		p.Sent++
+		if err == nil {
+			p.RTTs, p.Observed = append(p.RTTs, rtt), obs
+		}
+	}
+	return p, nil
 }
 
 // Register implements daemon.Session: it sends REGISTER (again every
@@ -268,7 +318,6 @@ func (s *session) step() {
 	for _, p := range pongs {
 		if s.paths.pong(now, p.peer, p.from) {
 			changed = true
-			s.log.Info("direct path", "peer", p.peer, "endpoint", p.from)
 		}
 	}
 	hs := map[wgkey.Key]time.Time{}
@@ -276,10 +325,8 @@ func (s *session) step() {
 		hs[wgkey.Key(p.PublicKey)] = p.LastHandshake
 	}
 	moved, more := s.paths.tick(now, hs)
-	if moved {
-		changed = true
-		s.log.Info("peer path changed", "relayed", s.relayedCount())
-	}
+	changed = changed || moved
+	s.logEvents(s.paths.drain())
 	if changed {
 		s.onPeers(s.paths.daemonPeers(s.relay))
 	}
@@ -297,14 +344,25 @@ func (s *session) step() {
 	}
 }
 
-func (s *session) relayedCount() int {
-	n := 0
-	for _, st := range s.paths.peers {
-		if st.relayed {
-			n++
+// logEvents logs each path change once, with the peer's name and
+// address and, for a relayed peer, why.
+func (s *session) logEvents(evs []pathEvent) {
+	for _, e := range evs {
+		args := []any{"peer", e.peer, "virtual_ip", e.ip}
+		if s.name != nil {
+			if n := s.name(e.ip); n != "" {
+				args = append(args, "name", n)
+			}
+		}
+		switch {
+		case !e.relayed:
+			s.log.Info("peer direct", append(args, "endpoint", e.endpoint)...)
+		case e.kept:
+			s.log.Info("peer stays relayed", append(args, "reason", e.reason, "relay", s.relay)...)
+		default:
+			s.log.Info("peer relayed", append(args, "reason", e.reason, "relay", s.relay)...)
 		}
 	}
-	return n
 }
 
 // Leave implements daemon.Session.

@@ -55,6 +55,12 @@ type ClientStatus struct {
 	LastAck    time.Time
 	Version    uint32 // peer-list version held
 	Dropped    uint64 // inbound frames rejected
+	// RTT is the round trip of the last KEEPALIVE the nucleus answered
+	// (zero: none measured yet); RTTAt is when it was measured.
+	RTT   time.Duration
+	RTTAt time.Time
+	// Local are the local endpoints announced to the nucleus.
+	Local []netip.AddrPort
 }
 
 // Client speaks the nucleus protocol for one network of an edge. It owns
@@ -90,6 +96,13 @@ type Client struct {
 	cookie     [CookieSize]byte // the nucleus's last cookie for this device's address
 	sent       [8]sentRequest   // the last requests, for COOKIE answers
 	sentNext   int
+	// kaSent is when the last KEEPALIVE not answered yet was sent (zero:
+	// none); its REGISTER_ACK measures rtt. acked is closed and replaced
+	// on every REGISTER_ACK (Probe waits on it).
+	kaSent time.Time
+	rtt    time.Duration
+	rttAt  time.Time
+	acked  chan struct{}
 
 	relayID atomic.Uint32
 	relays  atomic.Pointer[relayTable]
@@ -171,7 +184,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg: cfg, clk: cfg.Clock, log: cfg.Log,
 		dev:   deviceKeys(cfg.PrivateKey, cfg.PublicKey, cfg.ServerKey, false),
 		local: clampLocal(cfg.Local), peers: map[wgkey.Key]Peer{}, pairs: map[wgkey.Key]*dhKeys{}, replay: newReplayCache(4096),
-		kick: make(chan struct{}, 1),
+		kick: make(chan struct{}, 1), acked: make(chan struct{}),
 	}
 	key := DeriveKey(cfg.Secret)
 	dev := c.dev.key(key)
@@ -322,7 +335,44 @@ func (c *Client) Server() netip.AddrPort { return c.cfg.Server }
 func (c *Client) Status() ClientStatus {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return ClientStatus{Registered: c.registered, Observed: c.observed, LastAck: c.lastAck, Version: c.version, Dropped: c.dropped}
+	return ClientStatus{Registered: c.registered, Observed: c.observed, LastAck: c.lastAck, Version: c.version, Dropped: c.dropped,
+		RTT: c.rtt, RTTAt: c.rttAt, Local: slices.Clone(c.local)}
+}
+
+// ErrNotRegistered is Probe's answer while the nucleus has not
+// acknowledged this device.
+var ErrNotRegistered = errors.New("nucleus: not registered")
+
+// Probe sends a KEEPALIVE now and waits, until ctx ends, for the
+// nucleus's REGISTER_ACK: it returns the round trip and this device's
+// address as the nucleus sees it. An answer is matched to the last
+// KEEPALIVE sent (the acknowledgement names none), so callers space their
+// probes: the nucleus answers a peer's KEEPALIVEs within a budget
+// (Options.PeerKeepalives, a burst of ten) and drops the rest.
+func (c *Client) Probe(ctx context.Context) (time.Duration, netip.AddrPort, error) {
+	c.mu.Lock()
+	if !c.registered {
+		c.mu.Unlock()
+		return 0, netip.AddrPort{}, ErrNotRegistered
+	}
+	version, acked, sent := c.version, c.acked, c.clk.Now()
+	c.kaSent = sent
+	c.mu.Unlock()
+	if err := c.send(TypeKeepalive, keepaliveMsg{Key: c.cfg.PublicKey, Version: version}.encode()); err != nil {
+		return 0, netip.AddrPort{}, err
+	}
+	select {
+	case <-ctx.Done():
+		return 0, netip.AddrPort{}, ctx.Err()
+	case <-acked:
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rtt := c.rtt
+	if c.rttAt.Before(sent) { // the answer measured nothing (a REGISTER came between)
+		rtt = c.clk.Now().Sub(sent)
+	}
+	return max(rtt, 0), c.observed, nil
 }
 
 // Peers returns the current peer set, sorted by key.
@@ -395,6 +445,7 @@ func (c *Client) handleCookie(b []byte, h header, now time.Time) {
 func (c *Client) Register() error {
 	c.mu.Lock()
 	c.left = false
+	c.kaSent = time.Time{} // its answer is not a KEEPALIVE's
 	m := registerMsg{Key: c.cfg.PublicKey, IP4: c.cfg.IP4, IP6: c.cfg.IP6, Local: c.local}
 	c.mu.Unlock()
 	return c.send(TypeRegister, m.encode())
@@ -536,6 +587,9 @@ func (c *Client) Run(ctx context.Context) error {
 		case left:
 		case reg:
 			backoff = time.Second
+			c.mu.Lock()
+			c.kaSent = c.clk.Now()
+			c.mu.Unlock()
 			err = c.send(TypeKeepalive, keepaliveMsg{Key: c.cfg.PublicKey, Version: version}.encode())
 		default:
 			err = c.Register()
@@ -616,6 +670,11 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		var m ackMsg
 		if m, ok = decodeAck(h.body); ok && !c.left {
 			c.registered, c.observed, c.lastAck = true, m.Observed, now
+			if !c.kaSent.IsZero() {
+				c.rtt, c.rttAt, c.kaSent = now.Sub(c.kaSent), now, time.Time{}
+			}
+			close(c.acked)
+			c.acked = make(chan struct{})
 			c.relayID.Store(m.RelayID)
 			if m.Keepalive > 0 {
 				c.interval = time.Duration(m.Keepalive) * time.Millisecond
