@@ -286,7 +286,7 @@ func TestEdgeSides(t *testing.T) {
 	under := func(dir, prefix string) bool { return dir == prefix || strings.HasPrefix(dir, prefix+"/") }
 	pkgs := loadPackages(t)
 	for _, d := range []string{edgeDevice + "/daemon", edgeDevice + "/dataplane", edgeDevice + "/tunnel", edgeDevice + "/names", edgeDevice + "/client",
-		edgeDevice + "/hosted", edgeProto + "/wire", edgeProto + "/nucleus", edgeProto + "/wgkey", edgeProto + "/ipam", edgeDomain,
+		edgeDevice + "/hosted", edgeProto + "/wire", edgeProto + "/nucleus", edgeProto + "/wgkey", edgeProto + "/ipam", edgeProto + "/policy", edgeDomain,
 		edgeServer + "/api", edgeServer + "/app", edgeServer + "/store"} {
 		if pkgs[filepath.FromSlash(d)] == nil {
 			t.Errorf("%s: package not found; update the edge sides", d)

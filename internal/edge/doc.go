@@ -11,7 +11,9 @@
 //     (hosted).
 //   - proto/ is what both sides speak and run: the API's JSON types (wire),
 //     the nucleus signaling and relay protocol with its Server and Client
-//     (nucleus), address math (ipam) and X25519 keys (wgkey).
+//     (nucleus), address math (ipam), X25519 keys (wgkey) and the access
+//     policy (policy: the document the control plane validates, the packet
+//     filter every device compiles from it).
 //
 // The device side never imports the server side, nor the server side the
 // device side; proto imports neither (internal/archtest checks it).
