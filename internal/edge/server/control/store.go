@@ -101,6 +101,9 @@ type Store interface {
 	SetApprovedRoutes(ctx context.Context, networkID, deviceID, routes string) error
 	AdvertisedRoutes(ctx context.Context, deviceID string) (string, error)
 	NetworkRoutes(ctx context.Context, networkID string) (map[string]StoredRoutes, error)
+	// Access policies (policy.go).
+	Policy(ctx context.Context, networkID string) (StoredPolicy, error)
+	SetPolicy(ctx context.Context, networkID, document string, ifVersion int64, at time.Time) (int64, error)
 	// MemberKeys lists a network's members with their device keys.
 	MemberKeys(ctx context.Context, networkID string) ([]MemberKey, error)
 	// SecretVersions lists the secret versions of a device's networks.

@@ -494,3 +494,46 @@ func (s *Store) AdvertisedRoutes(ctx context.Context, deviceID string) (string, 
 	err := s.db.QueryRow(ctx, `SELECT advertised_routes FROM edge_devices WHERE id = ?`, deviceID).Scan(&r)
 	return r, notFound(err, "device")
 }
+
+// ---- access policies ----
+
+// Policy returns a network's policy (version 0 and "" when it has none).
+func (s *Store) Policy(ctx context.Context, networkID string) (control.StoredPolicy, error) {
+	var p control.StoredPolicy
+	var at int64
+	err := s.db.QueryRow(ctx, `SELECT version, document, updated_at FROM edge_policies WHERE network_id = ?`, networkID).Scan(&p.Version, &p.Document, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return control.StoredPolicy{}, nil
+	}
+	p.UpdatedAt = fromMS(at)
+	return p, err
+}
+
+// SetPolicy stores a network's policy as the next version, provided the
+// current one is ifVersion (-1: whatever it is); ErrConflict otherwise.
+func (s *Store) SetPolicy(ctx context.Context, networkID, document string, ifVersion int64, at time.Time) (int64, error) {
+	var next int64
+	err := s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		if err := tx.LockKey(ctx, "edge.policy."+networkID); err != nil {
+			return err
+		}
+		var cur int64
+		err := tx.QueryRow(ctx, `SELECT version FROM edge_policies WHERE network_id = ?`, networkID).Scan(&cur)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if ifVersion >= 0 && cur != ifVersion {
+			return fmt.Errorf("policy version %d, not %d: %w", cur, ifVersion, control.ErrConflict)
+		}
+		next = cur + 1
+		if errors.Is(err, sql.ErrNoRows) {
+			_, err = tx.Exec(ctx, `INSERT INTO edge_policies (network_id, version, document, updated_at) VALUES (?, ?, ?, ?)`,
+				networkID, next, document, ms(at))
+			return conflict(err, "policy")
+		}
+		_, err = tx.Exec(ctx, `UPDATE edge_policies SET version = ?, document = ?, updated_at = ? WHERE network_id = ?`,
+			next, document, ms(at), networkID)
+		return err
+	})
+	return next, err
+}
