@@ -19,16 +19,19 @@ import (
 // Status is the answer of the control socket's status request and the
 // JSON `omni edge status --json` prints.
 type Status struct {
-	State         string          `json:"state"` // starting, running, stopping
-	Server        string          `json:"server"`
-	DeviceID      string          `json:"device_id,omitempty"`
-	DeviceName    string          `json:"device_name"`
-	HardwareUUID  string          `json:"hardware_uuid"`
-	PublicKey     string          `json:"public_key"`
-	ExitNode      bool            `json:"exit_node"` // consent to serve as exit node
-	LastHeartbeat *time.Time      `json:"last_heartbeat,omitempty"`
-	LastError     string          `json:"last_error,omitempty"`
-	Networks      []NetworkStatus `json:"networks"`
+	State         string     `json:"state"` // starting, running, stopping
+	Server        string     `json:"server"`
+	DeviceID      string     `json:"device_id,omitempty"`
+	DeviceName    string     `json:"device_name"`
+	HardwareUUID  string     `json:"hardware_uuid"`
+	PublicKey     string     `json:"public_key"`
+	ExitNode      bool       `json:"exit_node"` // consent to serve as exit node
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	// KeyExpiresAt is when the device key expires first among its
+	// networks (absent: never); the daemon replaces it before.
+	KeyExpiresAt *time.Time      `json:"key_expires_at,omitempty"`
+	LastError    string          `json:"last_error,omitempty"`
+	Networks     []NetworkStatus `json:"networks"`
 }
 
 // NetworkStatus is one joined network.
@@ -41,8 +44,8 @@ type NetworkStatus struct {
 	Nucleus     string `json:"nucleus"`
 	// SecretVersion is the version of the network secret in use.
 	SecretVersion int64        `json:"secret_version,omitempty"`
-	Registered    bool         `json:"registered"`         // nucleus session up
-	Exit          string       `json:"exit_via,omitempty"` // virtual IP of the exit node in use
+	Registered    bool         `json:"registered"`          // nucleus session up
+	Exit          string       `json:"exit_via,omitempty"`  // virtual IP of the exit node in use
 	DNSZone       string       `json:"dns_zone,omitempty"`  // the zone of the members' names served here
 	DNSNames      int          `json:"dns_names,omitempty"` // names in it
 	Peers         []PeerReport `json:"peers"`
@@ -75,6 +78,10 @@ func (d *daemon) status() Status {
 	s := Status{State: d.phase, Server: d.cfg.Server, DeviceID: d.device.ID, DeviceName: d.cfg.Name,
 		HardwareUUID: id.HardwareUUID, PublicKey: id.PublicKey.String(), ExitNode: d.cfg.ExitNode,
 		LastError: d.lastErr, Networks: []NetworkStatus{}}
+	if !d.keyExpires.IsZero() {
+		t := d.keyExpires
+		s.KeyExpiresAt = &t
+	}
 	if !d.lastBeat.IsZero() {
 		t := d.lastBeat
 		s.LastHeartbeat = &t
