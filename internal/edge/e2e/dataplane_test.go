@@ -684,7 +684,8 @@ func secretForms(s string) [][]byte {
 	return forms
 }
 
-// udpPort returns the port of the one UDP socket bound in ns (the edge's).
+// udpPort returns the port of the one UDP socket bound in ns (the edge's),
+// leaving out the device's name server (port 53 on its tunnel address).
 func udpPort(t *testing.T, ns string) uint16 {
 	t.Helper()
 	out := netns.Run(t, "ip", "netns", "exec", ns, "ss", "-H", "-u", "-l", "-n")
@@ -699,7 +700,7 @@ func udpPort(t *testing.T, ns string) uint16 {
 			continue
 		}
 		n, err := strconv.ParseUint(p, 10, 16)
-		if err == nil && !containsPort(ports, uint16(n)) {
+		if err == nil && n != 53 && !containsPort(ports, uint16(n)) {
 			ports = append(ports, uint16(n))
 		}
 	}
