@@ -252,7 +252,14 @@ type edge struct {
 // registered with the nucleus.
 func startEdge(t *testing.T, cp *controlPlane, name, ns, key, network string, extra ...string) *edge {
 	t.Helper()
-	e := &edge{name: name, ns: ns, state: t.TempDir()}
+	return startEdgeState(t, cp, name, ns, t.TempDir(), key, network, extra...)
+}
+
+// startEdgeState is startEdge with the state directory given (an edge
+// started again keeps its identity).
+func startEdgeState(t *testing.T, cp *controlPlane, name, ns, state, key, network string, extra ...string) *edge {
+	t.Helper()
+	e := &edge{name: name, ns: ns, state: state}
 	args := append([]string{"edge", "up", "--server", cp.url, "--security-key", key, "--name", name,
 		"--network", network, "--state", e.state, "--log-level", "debug"}, extra...)
 	statusDump = append(statusDump, e)
@@ -630,6 +637,52 @@ func TestDataPlane(t *testing.T) {
 		}
 	})
 
+	t.Run("expire", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		devB, vipB := b.status(t).DeviceID, b.vip4(t)
+		if !netns.PingOK(tp.edgeA, vipB, 10) {
+			t.Fatal("A cannot ping B before the expiry")
+		}
+		start := time.Now()
+		if _, err := admin.ExpireDeviceKey(ctx, devB); err != nil {
+			t.Fatal(err)
+		}
+		// The nucleus reloads the network on the notice, drops B and pushes
+		// its leave to A.
+		waitFor(t, 5*time.Second, "A drops B after its key expired", func() bool { _, ok := a.peer(t, pubB); return !ok })
+		t.Logf("A dropped B %v after the expiry", time.Since(start).Round(time.Millisecond))
+		if netns.PingOK(tp.edgeA, vipB, 2) {
+			t.Fatal("A still reaches B after its key expired")
+		}
+		// B's daemon cannot renew its way back on its security key, which
+		// predates the expiry: it stops at its next heartbeat (30 s ± 10%).
+		select {
+		case <-b.done:
+		case <-time.After(45 * time.Second):
+			t.Fatalf("B's daemon still runs after its key expired:\n%s", b.logs)
+		}
+		if !strings.Contains(b.logs.String(), "owner expired this device's key") {
+			t.Fatalf("B stopped without saying why:\n%s", b.logs)
+		}
+		// Restored with a security key created since: B registers a new key
+		// and A reaches it again, for the steps after this one.
+		k, err := admin.CreateSecurityKey(ctx, wire.CreateSecurityKeyRequest{Name: "b again"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = startEdgeState(top, cp, "b", tp.edgeB, b.state, k.Key, vn)
+		if pub := b.status(t).PublicKey; pub == pubB {
+			t.Fatal("B came back with its expired key")
+		} else {
+			pubB = pub
+		}
+		if !netns.PingOK(tp.edgeA, b.vip4(t), 20) {
+			t.Fatal("A cannot ping B after B registered a new key")
+		}
+	})
+
 	t.Run("leave", func(t *testing.T) {
 		if a == nil {
 			t.Skip("needs the direct step")
@@ -731,7 +784,8 @@ func secretForms(s string) [][]byte {
 	return forms
 }
 
-// udpPort returns the port of the one UDP socket bound in ns (the edge's).
+// udpPort returns the port of the one UDP socket bound in ns (the edge's),
+// leaving out the device's name server (port 53 on its tunnel address).
 func udpPort(t *testing.T, ns string) uint16 {
 	t.Helper()
 	out := netns.Run(t, "ip", "netns", "exec", ns, "ss", "-H", "-u", "-l", "-n")
@@ -746,7 +800,7 @@ func udpPort(t *testing.T, ns string) uint16 {
 			continue
 		}
 		n, err := strconv.ParseUint(p, 10, 16)
-		if err == nil && !containsPort(ports, uint16(n)) {
+		if err == nil && n != 53 && !containsPort(ports, uint16(n)) {
 			ports = append(ports, uint16(n))
 		}
 	}

@@ -306,6 +306,13 @@ func (c *Client) DeleteDevice(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/api/v2/devices/"+esc(id), nil, nil, true)
 }
 
+// ExpireDeviceKey expires a device's current key at once (in every
+// network); the device needs a new login to register a new one.
+func (c *Client) ExpireDeviceKey(ctx context.Context, id string) (wire.Device, error) {
+	var out wire.Device
+	return out, c.do(ctx, http.MethodPost, "/api/v2/devices/"+esc(id)+"/expire", nil, &out, true)
+}
+
 // ---- networks ----
 
 // CreateNetwork creates a virtual network.

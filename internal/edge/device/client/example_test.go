@@ -129,3 +129,55 @@ func ExampleStatusOf() {
 	// Output:
 	// 401
 }
+
+// An owner gives a network a key lifetime and expires one device's key at
+// once: the member list marks it expired, and the nucleus no longer
+// admits it until the device registers a new key after a new login.
+func ExampleClient_ExpireDeviceKey() {
+	url, key, stop := controlPlane()
+	defer stop()
+	ctx := context.Background()
+
+	c := client.New(url, nil)
+	if _, err := c.LoginSecurityKey(ctx, key); err != nil {
+		fmt.Println("login:", err)
+		return
+	}
+	dev, err := c.RegisterDevice(ctx, wire.RegisterDeviceRequest{Name: "robot", HardwareUUID: "hw-1",
+		PublicKey: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg="})
+	if err != nil {
+		fmt.Println("register:", err)
+		return
+	}
+	n, err := c.CreateNetwork(ctx, wire.CreateNetworkRequest{Name: "home"})
+	if err != nil {
+		fmt.Println("create network:", err)
+		return
+	}
+	life := "90d"
+	if n, err = c.UpdateNetwork(ctx, n.ID, wire.UpdateNetworkRequest{KeyExpiry: &life}); err != nil {
+		fmt.Println("key lifetime:", err)
+		return
+	}
+	if _, err := c.Join(ctx, n.ID, dev.ID); err != nil {
+		fmt.Println("join:", err)
+		return
+	}
+	expired, err := c.ExpireDeviceKey(ctx, dev.ID)
+	if err != nil {
+		fmt.Println("expire:", err)
+		return
+	}
+	members, err := c.Members(ctx, n.ID)
+	if err != nil {
+		fmt.Println("members:", err)
+		return
+	}
+	fmt.Println("key lifetime:", n.KeyExpiry)
+	fmt.Println("expired by the owner:", expired.KeyExpiredAt != nil)
+	fmt.Println("member expired:", members[0].KeyExpired)
+	// Output:
+	// key lifetime: 2160h
+	// expired by the owner: true
+	// member expired: true
+}

@@ -20,16 +20,19 @@ import (
 // Status is the answer of the control socket's status request and the
 // JSON `omni edge status --json` prints.
 type Status struct {
-	State         string          `json:"state"` // starting, running, stopping
-	Server        string          `json:"server"`
-	DeviceID      string          `json:"device_id,omitempty"`
-	DeviceName    string          `json:"device_name"`
-	HardwareUUID  string          `json:"hardware_uuid"`
-	PublicKey     string          `json:"public_key"`
-	ExitNode      bool            `json:"exit_node"` // consent to serve as exit node
-	LastHeartbeat *time.Time      `json:"last_heartbeat,omitempty"`
-	LastError     string          `json:"last_error,omitempty"`
-	Networks      []NetworkStatus `json:"networks"`
+	State         string     `json:"state"` // starting, running, stopping
+	Server        string     `json:"server"`
+	DeviceID      string     `json:"device_id,omitempty"`
+	DeviceName    string     `json:"device_name"`
+	HardwareUUID  string     `json:"hardware_uuid"`
+	PublicKey     string     `json:"public_key"`
+	ExitNode      bool       `json:"exit_node"` // consent to serve as exit node
+	LastHeartbeat *time.Time `json:"last_heartbeat,omitempty"`
+	// KeyExpiresAt is when the device key expires first among its
+	// networks (absent: never); the daemon replaces it before.
+	KeyExpiresAt *time.Time      `json:"key_expires_at,omitempty"`
+	LastError    string          `json:"last_error,omitempty"`
+	Networks     []NetworkStatus `json:"networks"`
 }
 
 // NetworkStatus is one joined network.
@@ -80,6 +83,10 @@ func (d *daemon) status() Status {
 	s := Status{State: d.phase, Server: d.cfg.Server, DeviceID: d.device.ID, DeviceName: d.cfg.Name,
 		HardwareUUID: id.HardwareUUID, PublicKey: id.PublicKey.String(), ExitNode: d.cfg.ExitNode,
 		LastError: d.lastErr, Networks: []NetworkStatus{}}
+	if !d.keyExpires.IsZero() {
+		t := d.keyExpires
+		s.KeyExpiresAt = &t
+	}
 	if !d.lastBeat.IsZero() {
 		t := d.lastBeat
 		s.LastHeartbeat = &t

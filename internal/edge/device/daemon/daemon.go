@@ -34,9 +34,13 @@ const (
 
 // Errors Run returns before doing anything else.
 var (
-	ErrNoDataPlane    = errors.New("no tunnel implementation is built into this binary: the edge data plane (WireGuard tunnel and nucleus client) is not wired in yet")
-	ErrLoginRequired  = errors.New("not logged in: pass --security-key, or run `omni edge login` first")
-	ErrDeviceDeleted  = errors.New("the control plane no longer knows this device (deleted?); start again to register it")
+	ErrNoDataPlane   = errors.New("no tunnel implementation is built into this binary: the edge data plane (WireGuard tunnel and nucleus client) is not wired in yet")
+	ErrLoginRequired = errors.New("not logged in: pass --security-key, or run `omni edge login` first")
+	ErrDeviceDeleted = errors.New("the control plane no longer knows this device (deleted?); start again to register it")
+	// ErrKeyExpired is returned when the owner expired the device's key
+	// and the login the daemon holds predates that: a new key needs a new
+	// login (`omni edge login`, or a security key created since).
+	ErrKeyExpired     = errors.New("the owner expired this device's key: log in again (omni edge login, or --security-key with a key created since) and start again")
 	errCredentialsBad = errors.New("the control plane refused the credentials (revoked key or expired login)")
 )
 
@@ -89,7 +93,10 @@ type daemon struct {
 	device   wire.Device
 	lastBeat time.Time
 	lastErr  string
-	nets     []*network
+	// keyExpires is when the device key expires first among its networks
+	// (the last heartbeat's answer; zero: never).
+	keyExpires time.Time
+	nets       []*network
 	// removed are the networks the device is no longer a member of (the
 	// owner removed it): their tunnels are down and they are not joined
 	// again while the daemon runs.
@@ -288,7 +295,7 @@ func (d *daemon) dropRemoved(n *network) {
 		return
 	}
 	before := len(d.nets)
-	d.nets = slices.DeleteFunc(d.nets, func(x *network) bool { return x == n })
+	d.nets = slices.DeleteFunc(slices.Clone(d.nets), func(x *network) bool { return x == n })
 	running := len(d.nets) != before
 	if running {
 		d.stops.Add(1)
@@ -391,6 +398,9 @@ func (d *daemon) heartbeats(ctx context.Context) error {
 			d.mu.Lock()
 			d.lastBeat, d.lastErr = d.clock.Now(), ""
 			d.mu.Unlock()
+			if err := d.followKey(ctx, resp); err != nil {
+				return err
+			}
 			if len(d.cfg.Networks) == 0 && beat%SyncEvery == 0 {
 				d.syncNetworks(ctx)
 			}
@@ -526,7 +536,7 @@ func (d *daemon) syncNetworks(ctx context.Context) {
 	}
 	for _, n := range gone {
 		d.mu.Lock()
-		d.nets = slices.DeleteFunc(d.nets, func(x *network) bool { return x == n })
+		d.nets = slices.DeleteFunc(slices.Clone(d.nets), func(x *network) bool { return x == n })
 		d.mu.Unlock()
 		n.stop()
 		n.log.Info("network removed from the account; tunnel closed")
@@ -646,6 +656,12 @@ func (d *daemon) startNetwork(ctx context.Context, i int, id Identity, jr wire.J
 	if err != nil {
 		return err
 	}
+	return d.launch(ctx, i, nc, r4)
+}
+
+// launch brings up one network's tunnel and nucleus session and the
+// goroutines that keep them current.
+func (d *daemon) launch(ctx context.Context, i int, nc NetworkConfig, r4 netip.Prefix) error {
 	tun, err := d.deps.Tunnels(ctx, nc)
 	if err != nil {
 		return fmt.Errorf("create tunnel %s: %w", nc.Interface, err)
@@ -780,7 +796,8 @@ func (n *network) rekey(ctx context.Context, d *daemon) {
 	n.log.Info("network secret rotated", "version", jr.SecretVersion)
 }
 
-// loadBindings fetches the members' virtual addresses and device keys.
+// loadBindings fetches the members' virtual addresses and device keys;
+// a member whose key expired in the network is bound to none.
 func (n *network) loadBindings(ctx context.Context, d *daemon) error {
 	ms, err := d.api.Members(ctx, n.cfg.NetworkID)
 	d.saveTokens()
@@ -790,8 +807,8 @@ func (n *network) loadBindings(ctx context.Context, d *daemon) error {
 	b := make(map[netip.Addr]wgkey.Key, len(ms))
 	for _, m := range ms {
 		ip, err := netip.ParseAddr(m.VirtualIP)
-		if err != nil {
-			continue
+		if err != nil || m.KeyExpired {
+			continue // an expired key: nobody is accepted at this address
 		}
 		k, err := wgkey.ParseBase64(m.PublicKey)
 		if err != nil {
@@ -814,14 +831,17 @@ func (n *network) loadBindings(ctx context.Context, d *daemon) error {
 // without an address of the network and peers whose address is bound to
 // another device key (or to none), then configures the tunnel. A refused
 // peer the last fetch of the members' keys did not judge yet has them
-// fetched again (a member that just joined).
+// fetched again (a member that just joined), and so are they when a peer
+// went away (a member that left, was removed, or whose key expired: its
+// address must not stay bound to the old key).
 func (n *network) setPeers(peers []Peer) {
 	n.mu.Lock()
+	prev := n.lastPeers
 	n.lastPeers = peers
 	bindings, checked, routes := n.bindings, n.checked, n.routes
 	n.mu.Unlock()
 	keep := make([]Peer, 0, len(peers))
-	again := false
+	again := gone(prev, peers)
 	for _, p := range peers {
 		if p.PublicKey == n.cfg.PublicKey || p.PublicKey.IsZero() || !n.range4.Contains(p.VirtualIP) ||
 			p.VirtualIP == n.cfg.VirtualIP.Addr() {
@@ -853,6 +873,23 @@ func (n *network) setPeers(peers []Peer) {
 	n.mu.Lock()
 	n.peers = len(keep)
 	n.mu.Unlock()
+}
+
+// gone reports whether a key of prev is not in peers.
+func gone(prev, peers []Peer) bool {
+	if len(prev) == 0 {
+		return false
+	}
+	now := make(map[wgkey.Key]bool, len(peers))
+	for _, p := range peers {
+		now[p.PublicKey] = true
+	}
+	for _, p := range prev {
+		if !now[p.PublicKey] {
+			return true
+		}
+	}
+	return false
 }
 
 // serve keeps the nucleus session registered until ctx ends.

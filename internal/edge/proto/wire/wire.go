@@ -92,6 +92,12 @@ type Device struct {
 	// VirtualNetworks are the device's memberships (GET of one device
 	// and of the list; absent from other answers).
 	VirtualNetworks []DeviceNetwork `json:"virtual_networks,omitzero"`
+	// KeySetAt is when the control plane recorded PublicKey: its age,
+	// and its expiry in each network with a key lifetime, count from it.
+	KeySetAt *time.Time `json:"key_set_at,omitempty"`
+	// KeyExpiredAt is when the owner expired PublicKey by hand
+	// (POST /api/v2/devices/{id}/expire); absent otherwise.
+	KeyExpiredAt *time.Time `json:"key_expired_at,omitempty"`
 }
 
 // DeviceNetwork is one membership of a device.
@@ -126,6 +132,15 @@ type HeartbeatResponse struct {
 	// SecretVersions maps each network of the device to its secret's
 	// version: a device holding an older secret joins again to fetch it.
 	SecretVersions map[string]int64 `json:"secret_versions,omitempty"`
+	// KeyExpiresAt maps each network of the device where its key expires
+	// to when (absent: it never expires there); KeySetAt is when the key
+	// was recorded, so KeyExpiresAt − KeySetAt is the key's lifetime and
+	// KeyExpiresAt − LastSeen what is left of it, both in the control
+	// plane's time. KeyExpiredAt is set when the owner expired the key by
+	// hand. The three are present only when the key expires somewhere.
+	KeySetAt     *time.Time           `json:"key_set_at,omitempty"`
+	KeyExpiresAt map[string]time.Time `json:"key_expires_at,omitempty"`
+	KeyExpiredAt *time.Time           `json:"key_expired_at,omitempty"`
 }
 
 // Server is the nucleus a network's members connect to.
@@ -151,6 +166,9 @@ type UpdateNetworkRequest struct {
 	Name     *string        `json:"name,omitempty"`
 	ServerID NullableString `json:"server_id,omitzero"` // null: built-in nucleus
 	DNSName  *string        `json:"dns_name,omitempty"` // the network's DNS label; "" derives it from the name
+	// KeyExpiry is the members' key lifetime: a duration ("720h", "90d";
+	// 1h to 10 years) or "0" for keys that never expire.
+	KeyExpiry *string `json:"key_expiry,omitempty"`
 }
 
 // Network is a virtual network (the secret is only in JoinResponse).
@@ -166,6 +184,9 @@ type Network struct {
 	// DNSName is the network's DNS zone: its members are
 	// <device>.<dns_name>.
 	DNSName string `json:"dns_name,omitempty"`
+	// KeyExpiry is how long a member's device key is valid, counted from
+	// when the control plane recorded it ("720h"); "0": keys never expire.
+	KeyExpiry string `json:"key_expiry"`
 }
 
 // JoinRequest is the optional body of POST
@@ -217,6 +238,12 @@ type Member struct {
 	// Routes are its subnet routes; absent when it advertises and was
 	// approved none.
 	Routes *Routes `json:"routes,omitempty"`
+	// KeyExpiresAt is when PublicKey expires in this network (absent:
+	// never); KeyExpired says it has: the nucleus no longer admits the
+	// member and peers accept no key at VirtualIP until it registers a
+	// new one.
+	KeyExpiresAt *time.Time `json:"key_expires_at,omitempty"`
+	KeyExpired   bool       `json:"key_expired"`
 }
 
 // DNSZone is the answer of GET /api/v2/virtual-networks/{id}/dns: every

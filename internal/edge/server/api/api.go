@@ -118,6 +118,7 @@ func (s *Server) routes() {
 	authed("PUT /api/v2/devices/{id}", s.renameDevice)
 	authed("PATCH /api/v2/devices/{id}", s.renameDevice)
 	authed("DELETE /api/v2/devices/{id}", s.deleteDevice)
+	authed("POST /api/v2/devices/{id}/expire", s.expireDeviceKey)
 
 	authed("POST /api/v2/virtual-networks", s.createNetwork)
 	authed("GET /api/v2/virtual-networks", s.listNetworks)

@@ -39,7 +39,7 @@ func TestBadInputNever5xx(t *testing.T) {
 	add("POST", "/api/v2/devices/heartbeat", true, `{"hardware_id":5}`, `{"hardware_id":"hw","is_exit_node":"yes"}`, `{"hardware_uuid":1}`)
 	add("PUT,PATCH", "/api/v2/devices/"+d.ID, true, `{"name":5}`, `{"name":null,"x":1}`)
 	add("POST", "/api/v2/virtual-networks", true, `{"name":5}`, `{"name":"n","ip_range":5}`, `{"name":"n","server_id":5}`)
-	add("PUT,PATCH", "/api/v2/virtual-networks/"+n.ID, true, `{"name":5}`, `{"server_id":5}`)
+	add("PUT,PATCH", "/api/v2/virtual-networks/"+n.ID, true, `{"name":5}`, `{"server_id":5}`, `{"key_expiry":5}`, `{"key_expiry":"5 days"}`)
 	add("PUT,PATCH", "/api/v2/virtual-networks/"+n.ID+"/devices/"+d.ID, true, `{"is_exit_node":"yes"}`, `{"exit_node":5}`, `{"is_exit_node":1}`)
 	add("POST", "/api/v2/user-servers", true, `{"name":5,"host":"a.b:1","country":"US"}`, `{"name":"n","host":5,"country":"US"}`, `{"name":"n","host":"a.b:1","country":5}`)
 	add("PUT,PATCH", "/api/v2/user-servers/"+s.ID, true, `{"name":5,"host":"a.b:1","country":"US"}`, `{"name":"n","host":["a"],"country":"US"}`)

@@ -191,7 +191,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p control.Pri
 func deviceWire(d control.DeviceStatus) wire.Device {
 	return wire.Device{ID: d.ID, Name: d.Name, HardwareUUID: d.HardwareUUID, Platform: d.Platform, Online: d.Online,
 		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt, PublicKey: d.PublicKey,
-		DNSName: d.DNSName}
+		DNSName: d.DNSName, KeySetAt: tptr(d.KeySetAt), KeyExpiredAt: tptr(d.KeyExpiredAt)}
 }
 
 func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -294,6 +294,19 @@ func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request, p control.
 	return ok(w, http.StatusOK, deviceWire(st))
 }
 
+// expireDeviceKey expires a device's current key at once (every network
+// it is in) and answers the device.
+func (s *Server) expireDeviceKey(w http.ResponseWriter, r *http.Request, p control.Principal) error {
+	if _, err := s.svc.ExpireDeviceKey(r.Context(), p, r.PathValue("id")); err != nil {
+		return toHTTP(err)
+	}
+	st, _, err := s.svc.GetDevice(r.Context(), p, r.PathValue("id"))
+	if err != nil {
+		return toHTTP(err)
+	}
+	return ok(w, http.StatusOK, deviceWire(st))
+}
+
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
 	if err := s.svc.DeleteDevice(r.Context(), p, r.PathValue("id")); err != nil {
 		return toHTTP(err)
@@ -348,6 +361,26 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request, p control.Pri
 		}
 		b = append(b, '}')
 	}
+	if len(res.KeyExpiries) > 0 || !res.KeyExpiredAt.IsZero() {
+		b = append(b, `,"key_set_at":"`...)
+		b = res.KeySetAt.AppendFormat(b, time.RFC3339Nano)
+		b = append(b, `","key_expires_at":{`...)
+		for i, e := range res.KeyExpiries {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, e.NetworkID)
+			b = append(b, ':', '"')
+			b = e.At.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+		if !res.KeyExpiredAt.IsZero() {
+			b = append(b, `,"key_expired_at":"`...)
+			b = res.KeyExpiredAt.AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		}
+	}
 	b = append(b, "}\n"...)
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -385,7 +418,7 @@ func (s *Server) networkWire(r *http.Request, p control.Principal, n control.Net
 	}
 	return wire.Network{ID: n.ID, Name: n.Name, IPRange: n.Range.String(), IPv6Range: n.Range6.String(),
 		SubnetMask: ipam.Mask(n.Range), SubnetPrefixV6: n.Range6.Bits(), Server: s.serverWire(r, n, srv), CreatedAt: n.CreatedAt,
-		DNSName: zones[n.ID]}
+		DNSName: zones[n.ID], KeyExpiry: control.FormatKeyExpiry(n.KeyExpiry)}
 }
 
 func (s *Server) createNetwork(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -434,6 +467,13 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *http.Request, p control
 		v := req.ServerID.Value
 		patch.ServerID = &v
 	}
+	if req.KeyExpiry != nil {
+		d, err := control.ParseKeyExpiry(*req.KeyExpiry)
+		if err != nil {
+			return toHTTP(err)
+		}
+		patch.KeyExpiry = &d
+	}
 	n, err := s.svc.UpdateNetwork(r.Context(), p, r.PathValue("vn"), patch)
 	if err != nil {
 		return toHTTP(err)
@@ -471,7 +511,7 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, DNSName: names[m.DeviceID], Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
 			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
-			ExitNodeConsent: m.Device.ExitConsent}
+			ExitNodeConsent: m.Device.ExitConsent, KeyExpiresAt: tptr(m.KeyExpiresAt), KeyExpired: m.KeyExpired}
 		if rs, ok := routes[m.DeviceID]; ok {
 			w := routesWire(rs)
 			out[i].Routes = &w

@@ -4,6 +4,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 const shards = 64
@@ -19,6 +20,9 @@ type devEntry struct {
 	// the store only the first time it is seen.
 	families atomic.Pointer[[]string]
 	versions []SecretVersion
+	// The device key's record and expiry (see HeartbeatResult).
+	keySetAt, keyExpiredAt time.Time
+	expiries               []KeyExpiry
 }
 
 // maxEntryFamilies bounds the sessions a cache entry remembers.

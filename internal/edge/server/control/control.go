@@ -68,6 +68,13 @@ type Device struct {
 	// DNSName is the DNS label the user chose for the device; "" derives
 	// it from Name (see DNSLabel).
 	DNSName string
+	// KeySetAt is when the control plane recorded PublicKey (zero without
+	// a key): a key's age, and so its expiry in each network, counts from
+	// it (see KeyExpiresAt).
+	KeySetAt time.Time
+	// KeyExpiredAt is when the owner expired PublicKey by hand (zero: not
+	// expired by hand). A new key clears it.
+	KeyExpiredAt time.Time
 }
 
 // Network is a virtual network with its IPv4 range and mirrored IPv6 ULA
@@ -85,6 +92,9 @@ type Network struct {
 	ServerID      string // "" for the built-in nucleus
 	CreatedAt     time.Time
 	DNSName       string // the DNS label the user chose; "" derives it from Name
+	// KeyExpiry is how long a member's device key is valid here, counted
+	// from when it was recorded (Device.KeySetAt); 0: keys never expire.
+	KeyExpiry time.Duration
 }
 
 // Membership is a device's place in a network.
@@ -109,18 +119,22 @@ type UserServer struct {
 	UpdatedAt time.Time
 }
 
-// MemberKey is a member's virtual address (host offset) and device key.
+// MemberKey is a member's virtual address (host offset) and device key,
+// with when the key was recorded and when its owner expired it (zero: not).
 type MemberKey struct {
-	DeviceID  string
-	Host      uint32
-	PublicKey string // "" when the device registered none
+	DeviceID     string
+	Host         uint32
+	PublicKey    string // "" when the device registered none
+	KeySetAt     time.Time
+	KeyExpiredAt time.Time
 }
 
 // SecretVersion is the version of one network's secret, as a member's
-// heartbeat reports it.
+// heartbeat reports it, with the network's key lifetime (Network.KeyExpiry).
 type SecretVersion struct {
 	NetworkID string
 	Version   int64
+	KeyExpiry time.Duration
 }
 
 // ExitRoute is what a heartbeat needs about one network of a device whose

@@ -77,7 +77,9 @@ func (s *Service) RegisterDevice(ctx context.Context, p Principal, name, hardwar
 }
 
 // setDevice stores d (new, or the device with its hardware UUID) and
-// tells the nuclei of its networks when its public key changed.
+// tells the nuclei of its networks when its public key changed. A new key
+// is recorded now (its lifetime counts from now); replacing a key its
+// owner expired needs a login made since (replaceExpiredKey).
 func (s *Service) setDevice(ctx context.Context, p Principal, d Device) (Device, bool, error) {
 	var prev Device
 	if d.PublicKey != "" {
@@ -92,6 +94,12 @@ func (s *Service) setDevice(ctx context.Context, p Principal, d Device) (Device,
 				return Device{}, false, errorf(KindConflict, "public_key is already the key of your device %s", o.ID)
 			}
 		}
+		if prev.ID != "" && prev.PublicKey != d.PublicKey && !prev.KeyExpiredAt.IsZero() {
+			if err := s.replaceExpiredKey(ctx, p, prev.ID, prev.KeyExpiredAt); err != nil {
+				return Device{}, false, err
+			}
+		}
+		d.KeySetAt = s.now()
 	}
 	u, err := s.User(ctx, p.UserID)
 	if err != nil {
@@ -279,6 +287,19 @@ type HeartbeatResult struct {
 	// SecretVersions are the secret versions of the device's networks: a
 	// device holding an older one fetches the secret again (join).
 	SecretVersions []SecretVersion
+	// KeySetAt is when the device's current key was recorded; KeyExpiries
+	// lists, for each of its networks where that key expires, when (a
+	// device renews its key before). KeyExpiredAt is when the owner
+	// expired the key by hand (zero: not).
+	KeySetAt     time.Time
+	KeyExpiredAt time.Time
+	KeyExpiries  []KeyExpiry
+}
+
+// KeyExpiry is when a device's key expires in one network.
+type KeyExpiry struct {
+	NetworkID string
+	At        time.Time
 }
 
 // Heartbeat records that p's device with hardwareID is alive (and whether
@@ -308,7 +329,8 @@ func (s *Service) Heartbeat(ctx context.Context, p Principal, hardwareID string,
 		return HeartbeatResult{}, err
 	}
 	s.dirty.add(pres)
-	res := HeartbeatResult{DeviceID: e.deviceID, LastSeen: now, SecretVersions: e.versions}
+	res := HeartbeatResult{DeviceID: e.deviceID, LastSeen: now, SecretVersions: e.versions,
+		KeySetAt: e.keySetAt, KeyExpiredAt: e.keyExpiredAt, KeyExpiries: e.expiries}
 	if len(e.routes) == 0 {
 		return res, nil
 	}
@@ -355,7 +377,12 @@ func (s *Service) deviceEntry(ctx context.Context, userID, hw, family string) (*
 	if err != nil {
 		return nil, err
 	}
-	e := &devEntry{deviceID: d.ID, routes: routes, versions: versions}
+	e := &devEntry{deviceID: d.ID, routes: routes, versions: versions, keySetAt: d.KeySetAt, keyExpiredAt: d.KeyExpiredAt}
+	for _, v := range versions {
+		if at := KeyExpiresAt(d.KeySetAt, d.KeyExpiredAt, v.KeyExpiry); !at.IsZero() {
+			e.expiries = append(e.expiries, KeyExpiry{NetworkID: v.NetworkID, At: at})
+		}
+	}
 	if recorded && family != "" {
 		e.remember(family)
 	}

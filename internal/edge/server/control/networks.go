@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"time"
 
 	"github.com/omniedge/omni/internal/edge/proto/ipam"
 )
@@ -103,9 +104,15 @@ type NetworkPatch struct {
 	Name     *string
 	ServerID *string // "" selects the built-in nucleus
 	DNSName  *string // the network's DNS label; "" derives it from the name
+	// KeyExpiry is the members' key lifetime (0: keys never expire; else
+	// between MinKeyExpiry and MaxKeyExpiry; see ParseKeyExpiry).
+	KeyExpiry *time.Duration
 }
 
-// UpdateNetwork renames a network or changes its server.
+// UpdateNetwork renames a network, changes its server, DNS label or key
+// lifetime. A new lifetime applies at once to every member's current key
+// (its age counts from when the key was recorded): keys older than a
+// shorter lifetime expire now, and the nuclei drop those members.
 func (s *Service) UpdateNetwork(ctx context.Context, p Principal, id string, patch NetworkPatch) (Network, error) {
 	n, err := s.network(ctx, p, id)
 	if err != nil {
@@ -133,8 +140,20 @@ func (s *Service) UpdateNetwork(ctx context.Context, p Principal, id string, pat
 		}
 		n.DNSName = l
 	}
+	lifetime := false
+	if patch.KeyExpiry != nil {
+		if err := checkKeyExpiry(*patch.KeyExpiry); err != nil {
+			return Network{}, err
+		}
+		lifetime = n.KeyExpiry != *patch.KeyExpiry
+		n.KeyExpiry = *patch.KeyExpiry
+	}
 	if err := s.store.UpdateNetwork(ctx, n); err != nil {
 		return Network{}, err
+	}
+	s.invalidate() // heartbeats answer the lifetime
+	if lifetime {
+		s.networkChanged(n.ID)
 	}
 	if patch.Name != nil || patch.DNSName != nil {
 		// Zones are unique per owner: a change can move another's label.
@@ -162,12 +181,16 @@ func (s *Service) DeleteNetwork(ctx context.Context, p Principal, id string) err
 	return nil
 }
 
-// Member is a membership with its device and addresses.
+// Member is a membership with its device and addresses, and when the
+// device's key expires in the network (zero: never) and whether it has:
+// an expired member is not admitted by the nuclei.
 type Member struct {
 	Membership
-	Device DeviceStatus
-	IP4    netip.Addr
-	IP6    netip.Addr
+	Device       DeviceStatus
+	IP4          netip.Addr
+	IP6          netip.Addr
+	KeyExpiresAt time.Time
+	KeyExpired   bool
 }
 
 // Members lists a network's members.
@@ -184,9 +207,12 @@ func (s *Service) Members(ctx context.Context, p Principal, networkID string) ([
 	if err != nil {
 		return nil, err
 	}
+	now := s.now()
 	out := make([]Member, len(ms))
 	for i, m := range ms {
-		out[i] = Member{Membership: m, Device: st[i], IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host)}
+		exp := KeyExpiresAt(st[i].KeySetAt, st[i].KeyExpiredAt, n.KeyExpiry)
+		out[i] = Member{Membership: m, Device: st[i], IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host),
+			KeyExpiresAt: exp, KeyExpired: keyExpired(exp, now)}
 	}
 	return out, nil
 }

@@ -42,7 +42,8 @@ func (s *Service) networkChanged(ids ...string) {
 
 // NucleusNetwork is what a nucleus needs of one network: the secret its
 // signaling key derives from, the secret's version, and every member's
-// addresses with its device key.
+// addresses with its device key, but for the members whose key expired
+// (Network.KeyExpiry, ExpireDeviceKey): those are bound to no key.
 type NucleusNetwork struct {
 	Secret        []byte
 	SecretVersion int64
@@ -82,9 +83,13 @@ func (s *Service) boundMembers(ctx context.Context, n Network) ([]BoundMember, e
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BoundMember, len(ks))
-	for i, k := range ks {
-		out[i] = BoundMember{DeviceID: k.DeviceID, IP4: ipam.Addr4(n.Range, k.Host), IP6: ipam.Addr6(n.Range6, k.Host), PublicKey: k.PublicKey}
+	now := s.now()
+	out := make([]BoundMember, 0, len(ks))
+	for _, k := range ks {
+		if keyExpired(KeyExpiresAt(k.KeySetAt, k.KeyExpiredAt, n.KeyExpiry), now) {
+			continue // not bound: the nucleus refuses (and evicts) it
+		}
+		out = append(out, BoundMember{DeviceID: k.DeviceID, IP4: ipam.Addr4(n.Range, k.Host), IP6: ipam.Addr6(n.Range6, k.Host), PublicKey: k.PublicKey})
 	}
 	return out, nil
 }
@@ -120,7 +125,8 @@ func ParsePublicKey(key string) (string, error) {
 
 // ServedNetwork is what a user-hosted nucleus needs of one network it
 // serves: the secret its signaling key derives from, its version, and the
-// current members with their device keys.
+// current members with their device keys (but for those whose key
+// expired, as in NucleusNetwork).
 type ServedNetwork struct {
 	ID, Name      string
 	Secret        string

@@ -26,6 +26,10 @@ type Options struct {
 	SessionTTL      time.Duration
 	MaxRangeBits    int    // smallest prefix length of an explicit range (16: at most a /16)
 	DNSSuffix       string // the devices' names are <device>.<network>.<suffix>; default omni.internal
+	// KeyCheckMax is how long Run's key-expiry loop sleeps at most
+	// between two looks at the next key to expire (default
+	// DefaultKeyCheckMax); it normally wakes when that key expires.
+	KeyCheckMax time.Duration
 }
 
 // DefaultOptions mirror config.Default.
@@ -46,6 +50,7 @@ func OptionsFrom(c *config.Config) Options {
 		SessionTTL:      c.SessionTTL,
 		MaxRangeBits:    c.NetworkMaxRange,
 		DNSSuffix:       c.DNSSuffix,
+		KeyCheckMax:     DefaultKeyCheckMax,
 	}
 }
 
@@ -85,6 +90,7 @@ type Service struct {
 	dirty     dirtySet
 	flushMu   sync.Mutex
 	watch     watchers // waits on networks' names (Watch)
+	keys      keyClock // the key-expiry loop's state (ExpireKeys)
 }
 
 // New builds a Service.
@@ -112,6 +118,9 @@ func New(d Deps, o Options) (*Service, error) {
 	if o.EpochPoll <= 0 {
 		o.EpochPoll = time.Second
 	}
+	if o.KeyCheckMax <= 0 {
+		o.KeyCheckMax = DefaultKeyCheckMax
+	}
 	s := &Service{
 		store: d.Store, presence: d.Presence, sessions: d.Sessions, revoked: d.Revoked, events: d.Events, clock: d.Clock, log: d.Log, opts: o,
 		signer: signer, sealer: sealer, approval: auth.DeriveKey(d.MasterKey, "omni/edge/approval/v1"),
@@ -123,12 +132,19 @@ func New(d Deps, o Options) (*Service, error) {
 	s.cache.init()
 	s.dirty.init()
 	s.epoch.Store(1)
+	s.keys.last, s.keys.kick = s.now(), make(chan struct{}, 1)
 	return s, nil
 }
 
-// Run performs the background work — flushing presence to the store and
-// noticing other replicas' writes — until ctx ends, then flushes once more.
+// Run performs the background work — flushing presence to the store,
+// noticing other replicas' writes and announcing the networks whose
+// members' keys expire (ExpireKeys) — until ctx ends, then flushes once
+// more.
 func (s *Service) Run(ctx context.Context) error {
+	kctx, stopKeys := context.WithCancel(ctx)
+	keysDone := make(chan struct{})
+	go func() { defer close(keysDone); s.runKeys(kctx) }()
+	defer func() { stopKeys(); <-keysDone }()
 	// A revocation set shared with other replicas follows them meanwhile.
 	if r, ok := s.revoked.(interface{ Run(context.Context) error }); ok {
 		rctx, cancel := context.WithCancel(ctx)
@@ -195,7 +211,12 @@ func (s *Service) PollEpoch(ctx context.Context) error {
 	return nil
 }
 
-func (s *Service) invalidate() { s.epoch.Add(1) }
+// invalidate drops the cached heartbeat views; what changed may be a key,
+// a member or a lifetime, so the key-expiry loop looks again.
+func (s *Service) invalidate() {
+	s.epoch.Add(1)
+	s.kickKeys()
+}
 
 func (s *Service) now() time.Time { return s.clock.Now().UTC() }
 

@@ -9,8 +9,9 @@ import (
 // Store is the persistence the Service needs. Implementations return
 // ErrNotFound, ErrConflict, ErrLimit, ErrExhausted and ErrOverlap (wrapped
 // or not) for those conditions. Every method that changes what a
-// heartbeat answers (memberships, exit flags and selections, device and
-// network deletion) also advances the epoch.
+// heartbeat answers (memberships, exit flags and selections, device keys
+// and their expiry, network settings, device and network deletion) also
+// advances the epoch.
 type Store interface {
 	CreateUser(ctx context.Context, u User) error
 	UserByID(ctx context.Context, id string) (User, error)
@@ -55,6 +56,9 @@ type Store interface {
 	// updating its name, platform and (when given) public key, or creates
 	// d if the user has fewer than maxDevices devices (0: no limit), else
 	// ErrLimit. A public key another device of the user has is ErrConflict.
+	// A key that is new for the device is recorded at d.KeySetAt, and the
+	// owner's expiry of the previous key (KeyExpiredAt) is cleared; the
+	// same key again keeps both.
 	RegisterDevice(ctx context.Context, d Device, maxDevices int) (Device, bool, error)
 	DeviceByID(ctx context.Context, id string) (Device, error)
 	DeviceByHardware(ctx context.Context, userID, hardwareUUID string) (Device, error)
@@ -64,6 +68,15 @@ type Store interface {
 	// transaction each network it left gets the secret rotate returns
 	// (sealed) and its secret version bumped.
 	DeleteDevice(ctx context.Context, id string, rotate func(networkID string) (sealed string)) error
+	// ExpireDeviceKey records that the owner expired the device's current
+	// key at the given time (ErrNotFound: no such device; a device
+	// without a key is left alone).
+	ExpireDeviceKey(ctx context.Context, id string, at time.Time) error
+	// KeyExpiries returns the networks where a member's key reaches the
+	// end of the network's lifetime in (after, until], and the earliest
+	// such end after until (zero: none). Keys the owner expired by hand
+	// are not counted.
+	KeyExpiries(ctx context.Context, after, until time.Time) (due []string, next time.Time, err error)
 	FlushPresence(ctx context.Context, seen []Presence) error
 
 	// CreateNetwork inserts n when its owner has fewer than maxNetworks
@@ -74,7 +87,7 @@ type Store interface {
 	CreateNetwork(ctx context.Context, n Network, maxNetworks int, pick func(used []netip.Prefix) (netip.Prefix, error)) (Network, error)
 	NetworkByID(ctx context.Context, id string) (Network, error)
 	ListNetworks(ctx context.Context, ownerID string) ([]Network, error) // ownerID "" lists all
-	UpdateNetwork(ctx context.Context, n Network) error                  // name, server and DNS label
+	UpdateNetwork(ctx context.Context, n Network) error                  // name, server, DNS label and key lifetime
 	DeleteNetwork(ctx context.Context, id string) error
 
 	// Join returns the existing membership or allocates a host with alloc

@@ -12,16 +12,17 @@ import (
 	"github.com/omniedge/omni/internal/platform/sqldb"
 )
 
-const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at, secret_version, dns_name`
+const netCols = `id, owner_id, name, ip_range, ipv6_range, secret_sealed, server_id, created_at, secret_version, dns_name, key_expiry_ms`
 
 func scanNetwork(row interface{ Scan(...any) error }) (control.Network, error) {
 	var n control.Network
 	var r4, r6 string
 	var server sql.NullString
-	var created int64
-	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created, &n.SecretVersion, &n.DNSName); err != nil {
+	var created, life int64
+	if err := row.Scan(&n.ID, &n.OwnerID, &n.Name, &r4, &r6, &n.SecretSealed, &server, &created, &n.SecretVersion, &n.DNSName, &life); err != nil {
 		return n, err
 	}
+	n.KeyExpiry = time.Duration(life) * time.Millisecond
 	var err error
 	if n.Range, err = netip.ParsePrefix(r4); err != nil {
 		return n, fmt.Errorf("network %s: bad stored range: %w", n.ID, err)
@@ -81,9 +82,9 @@ func (s *Store) CreateNetwork(ctx context.Context, n control.Network, maxNetwork
 		if n.SecretVersion <= 0 {
 			n.SecretVersion = 1
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		_, err = tx.Exec(ctx, `INSERT INTO edge_networks (`+netCols+`, owner_range) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			n.ID, n.OwnerID, n.Name, n.Range.String(), n.Range6.String(), n.SecretSealed, nullStr(n.ServerID), ms(n.CreatedAt), n.SecretVersion, n.DNSName,
-			n.OwnerID+" "+n.Range.String())
+			n.KeyExpiry.Milliseconds(), n.OwnerID+" "+n.Range.String())
 		return conflict(err, "network")
 	})
 	return n, err
@@ -106,9 +107,17 @@ func (s *Store) ListNetworks(ctx context.Context, ownerID string) ([]control.Net
 	return sqldb.Collect(rows, scanNetwork)
 }
 
+// UpdateNetwork stores a network's name, server, DNS label and key
+// lifetime; heartbeats answer the lifetime, so the epoch advances.
 func (s *Store) UpdateNetwork(ctx context.Context, n control.Network) error {
-	res, err := s.db.Exec(ctx, `UPDATE edge_networks SET name = ?, server_id = ?, dns_name = ? WHERE id = ?`, n.Name, nullStr(n.ServerID), n.DNSName, n.ID)
-	return mustAffect(res, err, "network")
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		res, err := tx.Exec(ctx, `UPDATE edge_networks SET name = ?, server_id = ?, dns_name = ?, key_expiry_ms = ? WHERE id = ?`,
+			n.Name, nullStr(n.ServerID), n.DNSName, n.KeyExpiry.Milliseconds(), n.ID)
+		if err := mustAffect(res, err, "network"); err != nil {
+			return err
+		}
+		return bumpEpoch(ctx, tx)
+	})
 }
 
 func (s *Store) DeleteNetwork(ctx context.Context, id string) error {
@@ -214,7 +223,7 @@ func rotateSecret(ctx context.Context, tx *sqldb.Tx, networkID, sealed string) e
 
 // MemberKeys lists a network's members with their devices' public keys.
 func (s *Store) MemberKeys(ctx context.Context, networkID string) ([]control.MemberKey, error) {
-	rows, err := s.db.Query(ctx, `SELECT m.device_id, m.host, d.public_key FROM edge_memberships m
+	rows, err := s.db.Query(ctx, `SELECT m.device_id, m.host, d.public_key, d.key_set_at, d.key_expired_at FROM edge_memberships m
 		JOIN edge_devices d ON d.id = m.device_id WHERE m.network_id = ? ORDER BY m.host`, networkID)
 	if err != nil {
 		return nil, err
@@ -223,22 +232,25 @@ func (s *Store) MemberKeys(ctx context.Context, networkID string) ([]control.Mem
 		var k control.MemberKey
 		var host int64
 		var key sql.NullString
-		err := row.Scan(&k.DeviceID, &host, &key)
-		k.Host, k.PublicKey = uint32(host), key.String
+		var set, expired sql.NullInt64
+		err := row.Scan(&k.DeviceID, &host, &key, &set, &expired)
+		k.Host, k.PublicKey, k.KeySetAt, k.KeyExpiredAt = uint32(host), key.String, fromNull(set), fromNull(expired)
 		return k, err
 	})
 }
 
 // SecretVersions lists the secret versions of a device's networks.
 func (s *Store) SecretVersions(ctx context.Context, deviceID string) ([]control.SecretVersion, error) {
-	rows, err := s.db.Query(ctx, `SELECT n.id, n.secret_version FROM edge_memberships m
+	rows, err := s.db.Query(ctx, `SELECT n.id, n.secret_version, n.key_expiry_ms FROM edge_memberships m
 		JOIN edge_networks n ON n.id = m.network_id WHERE m.device_id = ? ORDER BY n.id`, deviceID)
 	if err != nil {
 		return nil, err
 	}
 	return sqldb.Collect(rows, func(row interface{ Scan(...any) error }) (control.SecretVersion, error) {
 		var v control.SecretVersion
-		err := row.Scan(&v.NetworkID, &v.Version)
+		var life int64
+		err := row.Scan(&v.NetworkID, &v.Version, &life)
+		v.KeyExpiry = time.Duration(life) * time.Millisecond
 		return v, err
 	})
 }
@@ -260,7 +272,7 @@ func (s *Store) Members(ctx context.Context, networkID string) ([]control.Member
 // their devices, in one query.
 func (s *Store) MemberDevices(ctx context.Context, networkID string) ([]control.Membership, []control.Device, error) {
 	rows, err := s.db.Query(ctx, `SELECT d.id, d.user_id, d.hardware_uuid, d.name, d.platform, d.created_at, d.last_seen,
-		d.exit_consent, d.public_key, d.dns_name, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		d.exit_consent, d.public_key, d.dns_name, d.key_set_at, d.key_expired_at, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
 		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
 		WHERE m.network_id = ? ORDER BY m.host`, networkID)
 	if err != nil {
@@ -374,7 +386,7 @@ func (s *Store) ExitRoutes(ctx context.Context, deviceID string) ([]control.Exit
 // ExitRoutes) and its networks' secret versions (as SecretVersions): what
 // a heartbeat's cache entry holds.
 func (s *Store) Memberships(ctx context.Context, deviceID string) ([]control.ExitRoute, []control.SecretVersion, error) {
-	rows, err := s.db.Query(ctx, `SELECT m.network_id, n.secret_version, e.device_id, e.host, e.is_exit_node, n.ip_range
+	rows, err := s.db.Query(ctx, `SELECT m.network_id, n.secret_version, n.key_expiry_ms, e.device_id, e.host, e.is_exit_node, n.ip_range
 		FROM edge_memberships m
 		JOIN edge_networks n ON n.id = m.network_id
 		LEFT JOIN edge_memberships e ON e.network_id = m.network_id AND e.device_id = m.exit_node_id
@@ -392,9 +404,11 @@ func (s *Store) Memberships(ctx context.Context, deviceID string) ([]control.Exi
 		var host sql.NullInt64
 		var enabled sql.NullBool
 		var rng string
-		if err := rows.Scan(&v.NetworkID, &v.Version, &exit, &host, &enabled, &rng); err != nil {
+		var life int64
+		if err := rows.Scan(&v.NetworkID, &v.Version, &life, &exit, &host, &enabled, &rng); err != nil {
 			return nil, nil, err
 		}
+		v.KeyExpiry = time.Duration(life) * time.Millisecond
 		versions = append(versions, v)
 		if !exit.Valid {
 			continue

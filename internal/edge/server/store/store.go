@@ -354,15 +354,17 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 
 // ---- devices ----
 
-const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key, dns_name`
+const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key, dns_name, key_set_at, key_expired_at`
 
 func scanDevice(row interface{ Scan(...any) error }) (control.Device, error) {
 	var d control.Device
 	var created int64
 	var seen sql.NullInt64
 	var key sql.NullString
-	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key, &d.DNSName)
+	var keySet, keyExpired sql.NullInt64
+	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key, &d.DNSName, &keySet, &keyExpired)
 	d.CreatedAt, d.LastSeen, d.PublicKey = fromMS(created), fromNull(seen), key.String
+	d.KeySetAt, d.KeyExpiredAt = fromNull(keySet), fromNull(keyExpired)
 	return d, err
 }
 
@@ -383,14 +385,15 @@ func (s *Store) RegisterDevice(ctx context.Context, d control.Device, maxDevices
 				if d.Platform != "" {
 					existing.Platform = d.Platform
 				}
-				if d.PublicKey != "" {
-					existing.PublicKey = d.PublicKey
+				newKey := d.PublicKey != "" && d.PublicKey != existing.PublicKey
+				if newKey {
+					existing.PublicKey, existing.KeySetAt, existing.KeyExpiredAt = d.PublicKey, keySetAt(d), time.Time{}
 				}
-				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET name = ?, platform = ?, public_key = ? WHERE id = ?`,
-					existing.Name, existing.Platform, nullStr(existing.PublicKey), existing.ID); err != nil {
+				if _, err := tx.Exec(ctx, `UPDATE edge_devices SET name = ?, platform = ?, public_key = ?, key_set_at = ?, key_expired_at = ? WHERE id = ?`,
+					existing.Name, existing.Platform, nullStr(existing.PublicKey), nullMS(existing.KeySetAt), nullMS(existing.KeyExpiredAt), existing.ID); err != nil {
 					return conflict(err, "device public key")
 				}
-				if d.PublicKey != "" {
+				if newKey {
 					if err := bumpEpoch(ctx, tx); err != nil {
 						return err
 					}
@@ -411,14 +414,72 @@ func (s *Store) RegisterDevice(ctx context.Context, d control.Device, maxDevices
 				return fmt.Errorf("%d devices: %w", n, control.ErrLimit)
 			}
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey), d.DNSName); err != nil {
+		if d.PublicKey != "" {
+			d.KeySetAt = keySetAt(d)
+		} else {
+			d.KeySetAt = time.Time{}
+		}
+		d.KeyExpiredAt = time.Time{}
+		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey), d.DNSName,
+			nullMS(d.KeySetAt), nil); err != nil {
 			return conflict(err, "device")
 		}
 		out, created = d, true
 		return nil
 	})
 	return out, created, err
+}
+
+// keySetAt is when a registration records its new key: d.KeySetAt, or
+// its creation time when the caller gave none, as stored (milliseconds).
+func keySetAt(d control.Device) time.Time {
+	if d.KeySetAt.IsZero() {
+		return fromMS(ms(d.CreatedAt))
+	}
+	return fromMS(ms(d.KeySetAt))
+}
+
+// ExpireDeviceKey records the owner's expiry of the device's key.
+func (s *Store) ExpireDeviceKey(ctx context.Context, id string, at time.Time) error {
+	return s.db.InTx(ctx, func(tx *sqldb.Tx) error {
+		var key sql.NullString
+		if err := tx.QueryRow(ctx, `SELECT public_key FROM edge_devices WHERE id = ?`, id).Scan(&key); err != nil {
+			return notFound(err, "device")
+		}
+		if !key.Valid {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `UPDATE edge_devices SET key_expired_at = ? WHERE id = ?`, ms(at), id); err != nil {
+			return err
+		}
+		return bumpEpoch(ctx, tx)
+	})
+}
+
+// keyDeadlines is the end of every counted key's lifetime in a network
+// with one: the networks' members whose device has a key the owner did
+// not expire by hand.
+const keyDeadlines = `FROM edge_networks n
+	JOIN edge_memberships m ON m.network_id = n.id
+	JOIN edge_devices d ON d.id = m.device_id
+	WHERE n.key_expiry_ms > 0 AND d.key_set_at IS NOT NULL AND d.key_expired_at IS NULL`
+
+// KeyExpiries returns the networks with a key lifetime ending in (after,
+// until] and the first end after until, in two aggregate queries over the
+// members of the networks that have a lifetime.
+func (s *Store) KeyExpiries(ctx context.Context, after, until time.Time) ([]string, time.Time, error) {
+	due, err := s.strings(ctx, `SELECT DISTINCT n.id `+keyDeadlines+`
+		AND d.key_set_at + n.key_expiry_ms > ? AND d.key_set_at + n.key_expiry_ms <= ? ORDER BY n.id`, ms(after), ms(until))
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	var next sql.NullInt64
+	if err := s.db.QueryRow(ctx, `SELECT MIN(d.key_set_at + n.key_expiry_ms) `+keyDeadlines+`
+		AND d.key_set_at + n.key_expiry_ms > ?`, ms(until)).Scan(&next); err != nil {
+		return nil, time.Time{}, err
+	}
+	return due, fromNull(next), nil
 }
 
 func (s *Store) DeviceByID(ctx context.Context, id string) (control.Device, error) {

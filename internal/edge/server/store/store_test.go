@@ -59,8 +59,8 @@ func TestPostgres(t *testing.T) {
 // Every subtest gets a fresh store from open.
 // Its tests live by resource: users_test.go, auth_test.go (security
 // keys), refresh_test.go, sessions_test.go, devices_test.go,
-// networks_test.go, memberships_test.go, userservers_test.go,
-// epoch_test.go and migrate_test.go.
+// networks_test.go, memberships_test.go, keys_test.go (device key
+// lifetimes), userservers_test.go, epoch_test.go and migrate_test.go.
 func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 	tests := []struct {
 		name string
@@ -83,6 +83,8 @@ func runSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 		{"ListRenameDevices", testListRenameDevices},
 		{"DeleteDevice", testDeleteDevice},
 		{"DevicePublicKeys", testDevicePublicKeys},
+		{"DeviceKeyTimes", testDeviceKeyTimes},
+		{"KeyExpiries", testKeyExpiries},
 		{"FlushPresence", testFlushPresence},
 		{"CreateNetwork", testCreateNetwork},
 		{"CreateNetworkLimit", testCreateNetworkLimit},
