@@ -197,7 +197,9 @@ func (c *Client) reauth(ctx context.Context) error {
 
 func (c *Client) once(ctx context.Context, method, path string, in, out any, auth bool, hdr http.Header) (*http.Response, error) {
 	var body io.Reader
-	if in != nil {
+	if raw, ok := in.(rawBody); ok {
+		body = bytes.NewReader(raw) // sent as given (a document whose lines matter)
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
@@ -409,6 +411,29 @@ func (c *Client) ApproveRoutes(ctx context.Context, networkID, deviceID string, 
 	}
 	return out, c.do(ctx, http.MethodPut, "/api/v2/virtual-networks/"+esc(networkID)+"/devices/"+esc(deviceID)+"/routes",
 		wire.ApproveRoutesRequest{Approved: routes}, &out, true)
+}
+
+// rawBody is a request body sent byte for byte, as JSON.
+type rawBody []byte
+
+// Policy returns a network's access policy.
+func (c *Client) Policy(ctx context.Context, networkID string) (wire.Policy, error) {
+	var out wire.Policy
+	return out, c.get(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/policy", &out)
+}
+
+// SetPolicy replaces a network's access policy with doc (a JSON document;
+// "null" removes it).
+func (c *Client) SetPolicy(ctx context.Context, networkID string, doc []byte) (wire.Policy, error) {
+	var out wire.Policy
+	return out, c.do(ctx, http.MethodPut, "/api/v2/virtual-networks/"+esc(networkID)+"/policy", rawBody(doc), &out, true)
+}
+
+// CheckPolicy runs a connection through a network's policy (or the one
+// in req) without changing anything.
+func (c *Client) CheckPolicy(ctx context.Context, networkID string, req wire.PolicyCheckRequest) (wire.PolicyCheckResponse, error) {
+	var out wire.PolicyCheckResponse
+	return out, c.do(ctx, http.MethodPost, "/api/v2/virtual-networks/"+esc(networkID)+"/policy/check", req, &out, true)
 }
 
 // SetDeviceDNSName sets a device's DNS label ("" derives it from its

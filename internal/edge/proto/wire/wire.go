@@ -268,6 +268,11 @@ type NetMap struct {
 	NetworkID string    `json:"network_id"`
 	Zone      string    `json:"zone"`
 	Peers     []MapPeer `json:"peers"`
+	// Policy is the network's access policy (absent: none) and
+	// PolicyVersion its version: each member enforces it on what it
+	// receives.
+	Policy        json.RawMessage `json:"policy,omitempty"`
+	PolicyVersion int64           `json:"policy_version,omitempty"`
 }
 
 // MapPeer is one member in a NetMap.
@@ -293,6 +298,34 @@ type Routes struct {
 // /api/v2/virtual-networks/{vn}/devices/{dev}/routes.
 type ApproveRoutesRequest struct {
 	Approved []string `json:"approved"`
+}
+
+// Policy is the answer of GET and PUT /api/v2/virtual-networks/{id}/policy:
+// the network's access policy as its owner wrote it (null: none, every
+// member reaches every member) and its version (the ETag; If-Match takes
+// it).
+type Policy struct {
+	Version   int64           `json:"version"`
+	Policy    json.RawMessage `json:"policy"`
+	UpdatedAt *time.Time      `json:"updated_at,omitempty"`
+}
+
+// PolicyCheckRequest is the body of POST
+// /api/v2/virtual-networks/{id}/policy/check: would the policy (the one
+// given, else the stored one) let Src reach Dst on Proto and Port?
+type PolicyCheckRequest struct {
+	Policy json.RawMessage `json:"policy,omitempty"`
+	Src    string          `json:"src"`   // a member (device id or DNS label) or an address
+	Dst    string          `json:"dst"`   // a member or an address (on a subnet route too)
+	Proto  string          `json:"proto"` // tcp, udp or icmp
+	Port   int             `json:"port,omitempty"`
+}
+
+// PolicyCheckResponse answers a PolicyCheckRequest.
+type PolicyCheckResponse struct {
+	Allowed bool   `json:"allowed"`
+	Src     string `json:"src"` // the addresses the names resolved to
+	Dst     string `json:"dst"`
 }
 
 // UpdateMemberRequest is the body of PUT /api/v2/virtual-networks/{vn}/devices/{dev}.

@@ -86,7 +86,10 @@ func (s *Server) netMap(w http.ResponseWriter, r *http.Request, p control.Princi
 		if err != nil {
 			return nil, toHTTP(err)
 		}
-		out := wire.NetMap{NetworkID: m.NetworkID, Zone: m.Zone, Peers: make([]wire.MapPeer, len(m.Peers))}
+		out := wire.NetMap{NetworkID: m.NetworkID, Zone: m.Zone, Peers: make([]wire.MapPeer, len(m.Peers)), PolicyVersion: m.Policy.Version}
+		if m.Policy.Document != "" {
+			out.Policy = json.RawMessage(m.Policy.Document)
+		}
 		for i, pe := range m.Peers {
 			out.Peers[i] = wire.MapPeer{DeviceID: pe.DeviceID, Name: pe.Name, VirtualIP: pe.IP4.String(),
 				VirtualIPv6: pe.IP6.String(), PublicKey: pe.PublicKey, Routes: prefixStrings(pe.Routes)}

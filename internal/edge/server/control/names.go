@@ -287,6 +287,7 @@ type NetMap struct {
 	NetworkID string
 	Zone      string
 	Peers     []MapPeer // ordered by name
+	Policy    StoredPolicy
 }
 
 // NetworkMap answers a network's map (GET …/map).
@@ -303,7 +304,11 @@ func (s *Service) NetworkMap(ctx context.Context, p Principal, networkID string)
 	if err != nil {
 		return NetMap{}, err
 	}
-	out := NetMap{NetworkID: z.NetworkID, Zone: z.Zone, Peers: make([]MapPeer, len(z.Records))}
+	pol, err := s.store.Policy(ctx, networkID)
+	if err != nil {
+		return NetMap{}, err
+	}
+	out := NetMap{NetworkID: z.NetworkID, Zone: z.Zone, Peers: make([]MapPeer, len(z.Records)), Policy: pol}
 	for i, r := range z.Records {
 		out.Peers[i] = MapPeer{DNSRecord: r, Routes: routes[r.DeviceID].Primary}
 	}
