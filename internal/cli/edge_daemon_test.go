@@ -16,6 +16,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/device/client"
 	"github.com/omniedge/omni/internal/edge/device/daemon"
 	"github.com/omniedge/omni/internal/edge/edgetest"
+	"github.com/omniedge/omni/internal/edge/proto/policy"
 	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 	"github.com/omniedge/omni/internal/edge/proto/wire"
 )
@@ -54,6 +55,7 @@ func (c *cliTunnel) SetPeers([]daemon.Peer) error     { return nil }
 func (c *cliTunnel) SetSecret(string) error           { return nil }
 func (c *cliTunnel) SetExit(netip.Addr) error         { return nil }
 func (c *cliTunnel) ServeRoutes([]netip.Prefix) error { return nil }
+func (c *cliTunnel) SetFilter(*policy.Filter) error   { return nil }
 func (c *cliTunnel) Close() error                     { return nil }
 func (c *cliTunnel) Status() daemon.TunnelStatus {
 	if c.peers != nil {

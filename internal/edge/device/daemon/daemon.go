@@ -605,9 +605,10 @@ type network struct {
 	// records are the members' names as the control plane last listed
 	// them (served or not), byAddr the same by virtual IPv4 and IPv6, and
 	// recZone their zone: status and ping name peers with them.
-	records []NameRecord
-	byAddr  map[netip.Addr]NameRecord
-	recZone string
+	policyVersion int64 // the access policy applied (0: none)
+	records       []NameRecord
+	byAddr        map[netip.Addr]NameRecord
+	recZone       string
 }
 
 // bindEvery spaces the fetches of the members' keys (real time: it only

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/proto/policy"
 	"github.com/omniedge/omni/internal/platform/testenv"
 )
 
@@ -93,6 +94,7 @@ type fakeTunnel struct {
 	status  TunnelStatus
 	closed  bool
 	served  []netip.Prefix // ServeRoutes
+	filter  *policy.Filter // SetFilter
 }
 
 func (f *fakeTunnel) SetPeers(p []Peer) error {
@@ -120,6 +122,13 @@ func (f *fakeTunnel) ServeRoutes(routes []netip.Prefix) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.served = append([]netip.Prefix(nil), routes...)
+	return nil
+}
+
+func (f *fakeTunnel) SetFilter(p *policy.Filter) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.filter = p
 	return nil
 }
 

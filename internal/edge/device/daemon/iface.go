@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/omniedge/omni/internal/edge/proto/policy"
 	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 )
 
@@ -105,6 +106,9 @@ type Tunnel interface {
 	// (the subnet routes this device carries; none: nothing) onto the
 	// host's other interfaces.
 	ServeRoutes(routes []netip.Prefix) error
+	// SetFilter enforces the network's access policy on arriving packets
+	// from now on (nil: everything passes), keeping the flows tracked.
+	SetFilter(f *policy.Filter) error
 	// Status reports interface name and per-peer counters.
 	Status() TunnelStatus
 	// Close removes the interface, its routes and rules.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/omniedge/omni/internal/edge/device/client"
+	"github.com/omniedge/omni/internal/edge/proto/policy"
 	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 	"github.com/omniedge/omni/internal/edge/proto/wire"
 )
@@ -59,6 +60,7 @@ func (n *network) followMap(ctx context.Context, d *daemon) {
 		if err == nil && changed {
 			n.setRecords(m.Zone, nameRecords(m))
 			n.applyRoutes(m)
+			n.applyPolicy(m)
 			if d.deps.Names != nil {
 				if zone != "" && zone != m.Zone {
 					if err := d.deps.Names.Remove(ctx, n.cfg.Interface, addr, zone); err != nil {
@@ -137,6 +139,59 @@ func (n *network) applyRoutes(m wire.NetMap) {
 	}
 	if changed {
 		n.setPeers(peers)
+	}
+}
+
+// applyPolicy compiles the network's access policy for this device (the
+// rules whose destination is one of its addresses or the routes it
+// serves) and hands it to the tunnel. It runs on every change of the map:
+// a policy names members, whose addresses the map gives. A policy that
+// does not compile here (the control plane validated it) keeps the
+// previous one.
+func (n *network) applyPolicy(m wire.NetMap) {
+	var f *policy.Filter
+	if len(m.Policy) > 0 && string(m.Policy) != "null" {
+		pol, err := policy.Parse(m.Policy)
+		if err != nil {
+			n.log.Error("the network's access policy does not parse; keeping the previous one", "version", m.PolicyVersion, "err", err)
+			return
+		}
+		members := make([]policy.Member, 0, len(m.Peers))
+		var self policy.Member
+		for _, p := range m.Peers {
+			label, _, _ := strings.Cut(p.Name, ".")
+			mem := policy.Member{ID: p.DeviceID, Label: label}
+			mem.Addr4, _ = netip.ParseAddr(p.VirtualIP)
+			mem.Addr6, _ = netip.ParseAddr(p.VirtualIPv6)
+			if p.DeviceID == n.cfg.DeviceID {
+				self = mem
+			}
+			members = append(members, mem)
+		}
+		if !self.Addr4.IsValid() {
+			self.Addr4, self.Addr6 = n.cfg.VirtualIP.Addr(), n.cfg.VirtualIPv6.Addr()
+		}
+		n.mu.Lock()
+		routes := slices.Clone(n.served)
+		n.mu.Unlock()
+		if n.cfg.ServeExit {
+			routes = append(routes, netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"))
+		}
+		if f, err = pol.Compile(policy.NewDirectory(members), self, routes); err != nil {
+			n.log.Error("the network's access policy does not compile; keeping the previous one", "version", m.PolicyVersion, "err", err)
+			return
+		}
+	}
+	if err := n.tun.SetFilter(f); err != nil {
+		n.log.Error("cannot apply the access policy", "err", err)
+		return
+	}
+	n.mu.Lock()
+	changed := n.policyVersion != m.PolicyVersion
+	n.policyVersion = m.PolicyVersion
+	n.mu.Unlock()
+	if changed {
+		n.log.Info("access policy applied", "version", m.PolicyVersion, "allow_all", f == nil)
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/omniedge/omni/internal/edge/device/daemon"
 	"github.com/omniedge/omni/internal/edge/device/tunnel"
 	"github.com/omniedge/omni/internal/edge/proto/nucleus"
+	"github.com/omniedge/omni/internal/edge/proto/policy"
 	"github.com/omniedge/omni/internal/edge/proto/wgkey"
 )
 
@@ -84,6 +85,7 @@ type Tunnel struct {
 	local bool // the socket is restricted to ListenAddr
 	snat  bool // masquerade on the subnet routes served
 	sys   bool // a kernel TUN (routes and forwarding are ours)
+	pol   *policy.Atomic // the access policy enforced on arriving packets
 
 	mu    sync.Mutex
 	peers map[wgkey.Key]daemon.Peer
@@ -185,6 +187,8 @@ func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemo
 	if o.TUN != nil {
 		tc.TUN = o.TUN(cfg)
 	}
+	pol := policy.NewAtomic(policy.NewConntrack(policy.MaxFlows, time.Now))
+	tc.Filter = atomicFilter{pol}
 	dev, err := tunnel.New(tc)
 	if err != nil && tc.ListenPort != 0 && tc.TUN == nil && inUse(err) {
 		// The port is taken (a nucleus on this host, another edge): any
@@ -203,7 +207,7 @@ func (o Options) newTunnel(ctx context.Context, cfg daemon.NetworkConfig) (daemo
 		}
 	}
 	return &Tunnel{dev: dev, sig: sig, relay: relay, local: o.ListenAddr.IsValid(), peers: map[wgkey.Key]daemon.Peer{},
-		snat: cfg.SNATRoutes, sys: tc.TUN == nil}, nil
+		snat: cfg.SNATRoutes, sys: tc.TUN == nil, pol: pol}, nil
 }
 
 func inUse(err error) bool {
@@ -269,6 +273,22 @@ func (t *Tunnel) ServeRoutes(routes []netip.Prefix) error {
 		return tunnel.ErrNoKernelTUN
 	}
 	return t.dev.ServeRoutes(routes, t.snat)
+}
+
+// atomicFilter runs the current filter of a policy.Atomic.
+type atomicFilter struct{ a *policy.Atomic }
+
+func (f atomicFilter) Inbound(pkt []byte) bool { return f.a.Load().Inbound(pkt) }
+func (f atomicFilter) Outbound(pkt []byte)     { f.a.Load().Outbound(pkt) }
+
+// SetFilter implements daemon.Tunnel: f (nil: allow everything) decides
+// from now on, with the flows tracked so far kept.
+func (t *Tunnel) SetFilter(f *policy.Filter) error {
+	if f == nil {
+		f = policy.AllowAll()
+	}
+	t.pol.Store(f)
+	return nil
 }
 
 // SetExit implements daemon.Tunnel. Selecting a peer that is not in the

@@ -64,6 +64,9 @@ type Config struct {
 	// tuntest.ChannelTUN); interface addresses, exit serving and exit
 	// routing are then not available.
 	TUN tun.Device
+	// Filter, when set, decides what arriving packets reach the host
+	// (filter.go): the network's access policy.
+	Filter PacketFilter
 	// Logger receives wireguard-go's errors (and debug lines at debug
 	// level). Nil discards them.
 	Logger *slog.Logger
@@ -179,6 +182,9 @@ func New(cfg Config) (*Device, error) {
 				"interface", cfg.Name, "err", err)
 		}
 		tdev = t
+	}
+	if cfg.Filter != nil {
+		tdev = &filteredTUN{Device: tdev, f: cfg.Filter}
 	}
 	d.bind = NewBind(BindConfig{Signaling: cfg.Signaling, Relay: cfg.Relay, ListenAddr: cfg.ListenAddr, DropFrom: cfg.DropFrom})
 	d.wg = device.NewDevice(tdev, d.bind, wgLogger(cfg.Logger, cfg.Name))
