@@ -533,6 +533,83 @@ func TestDataPlane(t *testing.T) {
 		})
 	})
 
+	t.Run("policy", func(t *testing.T) {
+		if a == nil {
+			t.Skip("needs the direct step")
+		}
+		vipB := b.vip4(t)
+		ports := map[int]bool{22: true, 80: true}
+		for port := range ports {
+			var ln net.Listener
+			if err := inNetns(tp.edgeB, func() (err error) {
+				ln, err = net.Listen("tcp", net.JoinHostPort(vipB, strconv.Itoa(port)))
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ln.Close() })
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					_, _ = c.Write([]byte("hello\n"))
+					c.Close()
+				}
+			}()
+		}
+		connects := func(port int) bool {
+			var ok bool
+			_ = inNetns(tp.edgeA, func() error {
+				c, err := net.DialTimeout("tcp", net.JoinHostPort(vipB, strconv.Itoa(port)), 2*time.Second)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+				buf := make([]byte, 6)
+				_, err = io.ReadFull(c, buf)
+				ok = err == nil && string(buf) == "hello\n"
+				return nil
+			})
+			return ok
+		}
+		if !connects(22) || !connects(80) {
+			t.Fatal("A cannot reach B's TCP 22 and 80 before any policy")
+		}
+		setPolicy := func(doc string) time.Time {
+			t.Helper()
+			if _, err := admin.SetPolicy(ctx, vn, []byte(doc)); err != nil {
+				t.Fatal(err)
+			}
+			return time.Now()
+		}
+		defer func() { _, _ = admin.SetPolicy(ctx, vn, []byte("null")) }()
+
+		at := setPolicy(`{"rules": [{"action": "accept", "src": ["a"], "dst": ["b:22"], "proto": "tcp"}]}`)
+		waitFor(t, 5*time.Second, "B drops TCP 80 from A under the policy", func() bool { return !connects(80) })
+		t.Logf("the policy took effect in %v", time.Since(at).Round(time.Millisecond))
+		// TCP 22 passes, and its replies pass A (whose own policy lets
+		// nothing in but replies to the flows it starts).
+		if !connects(22) {
+			t.Fatal("TCP 22 from A to B refused under a policy that allows it")
+		}
+		if netns.PingOK(tp.edgeA, vipB, 2) {
+			t.Fatal("ICMP from A reached B under a TCP-22-only policy")
+		}
+		if connects(80) {
+			t.Fatal("TCP 80 from A reached B under a TCP-22-only policy")
+		}
+
+		at = setPolicy(`{"rules": [{"action": "accept", "src": ["a"], "dst": ["b:22,80"], "proto": "tcp"}]}`)
+		waitFor(t, 5*time.Second, "TCP 80 allowed after the policy changed", func() bool { return connects(80) })
+		t.Logf("the change took effect in %v", time.Since(at).Round(time.Millisecond))
+
+		setPolicy("null")
+		waitFor(t, 5*time.Second, "everything allowed again without a policy", func() bool { return netns.PingOK(tp.edgeA, vipB, 1) })
+	})
+
 	t.Run("relay", func(t *testing.T) {
 		if a == nil {
 			t.Skip("needs the direct step")
