@@ -21,6 +21,9 @@
 //   - omni subnet router: from A to a host on a LAN behind B (10.88.0.2,
 //     B advertises 10.88.0.0/24 and the owner approves it), on the direct
 //     path: B forwards and masquerades;
+//   - omni policy: the direct path again under a 100-rule access policy
+//     (99 rules that match nothing, then the one that admits A), which B
+//     enforces on every packet it receives;
 //   - omni relayed: the same daemons with direct UDP between A and B
 //     dropped in wan, once the status reports the path relayed through
 //     the nucleus.
@@ -56,6 +59,7 @@ const (
 	targetDirectVsWG      = 1.0
 	targetRelayedVsDirect = 0.5
 	targetSubnetVsDirect  = 0.8
+	targetPolicyVsDirect  = 0.95
 	targetAddedRTT        = 0.3 // ms, omni direct over raw
 )
 
@@ -212,6 +216,29 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		return rows, err
 	}
 
+	if err := step("omni policy", func() (result, error) {
+		// 99 rules that match nothing here, then the one that lets A in:
+		// the receiving device walks its compiled policy for every packet.
+		if err := o.setPolicy(ctx, policyWith100Rules()); err != nil {
+			return result{}, err
+		}
+		if err := waitFor(ctx, 20*time.Second, "B reachable under the policy", func() (bool, error) {
+			return pingOK(ctx, tp.a, vipB, 1), nil
+		}); err != nil {
+			return result{}, err
+		}
+		r, err := measure(ctx, tp.a, tp.b, vipB)
+		if err == nil {
+			err = checkPath(daemon.PathDirect)
+		}
+		if perr := o.setPolicy(ctx, "null"); err == nil {
+			err = perr
+		}
+		return r, err
+	}); err != nil {
+		return rows, err
+	}
+
 	if err := step("omni relayed", func() (result, error) {
 		if err := netns.NFT(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
 	chain blockfwd {
@@ -256,7 +283,7 @@ func printTable(rows []row) {
 			if wg, ok := by["wireguard-go"]; ok {
 				ratio = fmt.Sprintf("%.2f (vs wireguard-go)", r.r.gbps/wg.gbps)
 			}
-		case "omni relayed", "omni subnet router":
+		case "omni relayed", "omni subnet router", "omni policy":
 			if d, ok := by["omni direct"]; ok {
 				ratio = fmt.Sprintf("%.2f (vs omni direct)", r.r.gbps/d.gbps)
 			}
@@ -288,6 +315,10 @@ func printTable(rows []row) {
 		v := relayed.gbps / direct.gbps
 		lines = append(lines, fmt.Sprintf("omni relayed ≥ %.1f× omni direct throughput   %.2f×      %s", targetRelayedVsDirect, v, verdict(v >= targetRelayedVsDirect)))
 	}
+	if pol, okP := by["omni policy"]; okD && okP {
+		v := pol.gbps / direct.gbps
+		lines = append(lines, fmt.Sprintf("omni with a 100-rule policy ≥ %.2f× direct     %.2f×      %s", targetPolicyVsDirect, v, verdict(v >= targetPolicyVsDirect)))
+	}
 	if sub, okS := by["omni subnet router"]; okD && okS {
 		v := sub.gbps / direct.gbps
 		lines = append(lines, fmt.Sprintf("omni subnet router ≥ %.1f× omni direct         %.2f×      %s", targetSubnetVsDirect, v, verdict(v >= targetSubnetVsDirect)))
@@ -300,4 +331,15 @@ func printTable(rows []row) {
 		fmt.Println("targets")
 		fmt.Println("  " + strings.Join(lines, "\n  "))
 	}
+}
+
+// policyWith100Rules is an access policy of 100 rules of which only the
+// last admits A's traffic to B.
+func policyWith100Rules() string {
+	var rules []string
+	for i := range 99 {
+		rules = append(rules, fmt.Sprintf(`{"action": "accept", "src": ["10.99.%d.0/24"], "dst": ["*:%d"], "proto": "tcp"}`, i, 1000+i))
+	}
+	rules = append(rules, `{"action": "accept", "src": ["a"], "dst": ["b:*"]}`)
+	return `{"rules": [` + strings.Join(rules, ", ") + `]}`
 }

@@ -263,3 +263,14 @@ func (o *omniRun) approveRoutes(ctx context.Context, e *omniEdge, routes ...stri
 	_, err = c.ApproveRoutes(ctx, o.network, st.DeviceID, routes)
 	return err
 }
+
+// setPolicy sets the network's access policy through the API, as its
+// owner.
+func (o *omniRun) setPolicy(ctx context.Context, doc string) error {
+	c := client.New(o.url, httpClientIn(o.wan, 10*time.Second))
+	if _, err := c.LoginSecurityKey(ctx, o.key); err != nil {
+		return err
+	}
+	_, err := c.SetPolicy(ctx, o.network, []byte(doc))
+	return err
+}
