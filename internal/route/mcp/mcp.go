@@ -386,12 +386,12 @@ func (s *Server) openStream(r *http.Request) (*http.Request, func()) {
 // stream and every initialized streamable session.
 func (s *Server) liveSessions() int {
 	s.mu.Lock()
-	n := 0
+	defer s.mu.Unlock()
+	n := len(s.streams)
 	for _, e := range s.sessions {
 		if e.transport == TransportStreamable {
 			n++
 		}
 	}
-	s.mu.Unlock()
-	return n + len(s.streams)
+	return n
 }

@@ -73,12 +73,17 @@ func TestDaemonServesNames(t *testing.T) {
 		return ok1 && ok2 && self.IPv4 == home.cfg.VirtualIP.Addr() && self.IPv6 == home.cfg.VirtualIPv6.Addr() &&
 			exit.IPv4.String() == w.exitIP[w.nets[0].ID]
 	})
+	testenv.Eventually(t, "the other network's zone served too", func() bool {
+		names.mu.Lock()
+		defer names.mu.Unlock()
+		_, lab := names.zones["lab.omni.internal"]
+		return lab
+	})
 	names.mu.Lock()
 	served := names.addrs["home.omni.internal"]
-	_, lab := names.zones["lab.omni.internal"]
 	names.mu.Unlock()
-	if served != home.cfg.VirtualIP.Addr() || !lab {
-		t.Fatalf("home served on %v (tunnel %v); lab served: %v", served, home.cfg.VirtualIP, lab)
+	if served != home.cfg.VirtualIP.Addr() {
+		t.Fatalf("home served on %v (tunnel %v)", served, home.cfg.VirtualIP)
 	}
 
 	if _, err := w.admin.RenameDevice(ctx, w.exit.ID, "Gateway"); err != nil {

@@ -82,9 +82,9 @@ type Tunnel struct {
 	dev   *tunnel.Device
 	sig   *signaling
 	relay netip.AddrPort
-	local bool // the socket is restricted to ListenAddr
-	snat  bool // masquerade on the subnet routes served
-	sys   bool // a kernel TUN (routes and forwarding are ours)
+	local bool           // the socket is restricted to ListenAddr
+	snat  bool           // masquerade on the subnet routes served
+	sys   bool           // a kernel TUN (routes and forwarding are ours)
 	pol   *policy.Atomic // the access policy enforced on arriving packets
 
 	mu    sync.Mutex

@@ -194,6 +194,7 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 	var arrivals []time.Time
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	var sent atomic.Int64 // a loaded machine drops ticks: the arrivals are judged against what was sent
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -209,6 +210,7 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 			binary.BigEndian.PutUint32(p[len(p)-4:], seq)
 			select {
 			case a.tun.Outbound <- p:
+				sent.Add(1)
 			case <-stop:
 				return
 			}
@@ -246,9 +248,9 @@ func TestRotationKeepsTrafficFlowing(t *testing.T) {
 	}
 	n0 := len(arrivals)
 	mu.Unlock()
-	t.Logf("%d pings arrived, longest gap %v", n0, gap)
-	if n0 < 50 || gap > time.Second {
-		t.Fatalf("%d pings arrived, longest gap %v: traffic stopped across the rotation", n0, gap)
+	t.Logf("%d of %d pings arrived, longest gap %v", n0, sent.Load(), gap)
+	if int64(n0) < sent.Load()*3/4 || n0 < 20 || gap > time.Second {
+		t.Fatalf("%d of %d pings arrived, longest gap %v: traffic stopped across the rotation", n0, sent.Load(), gap)
 	}
 
 	// A new session: A drops and re-adds B, and the handshake that follows
