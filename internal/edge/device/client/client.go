@@ -55,6 +55,10 @@ type Client struct {
 	token       string
 	refresh     string
 	securityKey string
+	// reauthMu makes concurrent calls that meet an expired token renew it
+	// once: a refresh token is single-use, and presenting it twice would
+	// look like a stolen one (the control plane revokes the login).
+	reauthMu sync.Mutex
 }
 
 // New returns a client for the API at baseURL (e.g. http://localhost:8080).
@@ -169,14 +173,26 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any, auth 
 // doH is do with request headers; it returns the answer's headers and
 // status (a 304 is no error and leaves out alone).
 func (c *Client) doH(ctx context.Context, method, path string, in, out any, auth bool, hdr http.Header) (*http.Response, error) {
+	used, _ := c.Tokens()
 	resp, err := c.once(ctx, method, path, in, out, auth, hdr)
 	if !auth || StatusOf(err) != http.StatusUnauthorized {
 		return resp, err
 	}
-	if rerr := c.reauth(ctx); rerr != nil {
+	if rerr := c.reauthOnce(ctx, used); rerr != nil {
 		return resp, err
 	}
 	return c.once(ctx, method, path, in, out, auth, hdr)
+}
+
+// reauthOnce renews the credentials after a 401 to a call made with the
+// access token used, unless another call renewed them meanwhile.
+func (c *Client) reauthOnce(ctx context.Context, used string) error {
+	c.reauthMu.Lock()
+	defer c.reauthMu.Unlock()
+	if cur, _ := c.Tokens(); cur != used {
+		return nil // renewed by a concurrent call: retry with the new token
+	}
+	return c.reauth(ctx)
 }
 
 func (c *Client) reauth(ctx context.Context) error {
