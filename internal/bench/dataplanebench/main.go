@@ -24,6 +24,8 @@
 //   - omni policy: the direct path again under a 100-rule access policy
 //     (99 rules that match nothing, then the one that admits A), which B
 //     enforces on every packet it receives;
+//   - omni direct again: the direct path once more (the ratios of the
+//     steps above are taken against the mean of both direct figures);
 //   - omni relayed: the same daemons with direct UDP between A and B
 //     dropped in wan, once the status reports the path relayed through
 //     the nucleus.
@@ -239,6 +241,19 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		return rows, err
 	}
 
+	// The direct path once more, after the others: the first measurement
+	// of a run tends to be the slowest, so the ratios are taken against
+	// the mean of both direct measurements.
+	if err := step("omni direct again", func() (result, error) {
+		r, err := measure(ctx, tp.a, tp.b, vipB)
+		if err == nil {
+			err = checkPath(daemon.PathDirect)
+		}
+		return r, err
+	}); err != nil {
+		return rows, err
+	}
+
 	if err := step("omni relayed", func() (result, error) {
 		if err := netns.NFT(ctx, tp.wan, fmt.Sprintf(`table inet omnibench_block {
 	chain blockfwd {
@@ -272,6 +287,12 @@ func printTable(rows []row) {
 	for _, r := range rows {
 		by[r.name] = r.r
 	}
+	if d, ok := by["omni direct"]; ok {
+		if again, ok := by["omni direct again"]; ok {
+			d.gbps = (d.gbps + again.gbps) / 2
+			by["omni direct"] = d // the ratios' baseline: the mean of both
+		}
+	}
 	raw, haveRaw := by["raw veth"]
 	fmt.Printf("\n%-18s %-14s %-26s %-10s %-10s %s\n", "path", "throughput", "ratio", "rtt avg", "rtt p50", "added rtt (avg)")
 	for _, r := range rows {
@@ -285,7 +306,7 @@ func printTable(rows []row) {
 			}
 		case "omni relayed", "omni subnet router", "omni policy":
 			if d, ok := by["omni direct"]; ok {
-				ratio = fmt.Sprintf("%.2f (vs omni direct)", r.r.gbps/d.gbps)
+				ratio = fmt.Sprintf("%.2f (vs direct, mean)", r.r.gbps/d.gbps)
 			}
 		}
 		added := "-"
