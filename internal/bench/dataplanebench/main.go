@@ -186,16 +186,20 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		}
 		return nil
 	}
+	// measureOn measures A→dst in dstNS and checks the path stayed p.
+	measureOn := func(dstNS, dst string, p daemon.Path) (result, error) {
+		r, err := measure(ctx, tp.a, dstNS, dst)
+		if err == nil {
+			err = checkPath(p)
+		}
+		return r, err
+	}
 
 	if err := step("omni direct", func() (result, error) {
 		if err := wantPath(daemon.PathDirect, 30*time.Second); err != nil {
 			return result{}, err
 		}
-		r, err := measure(ctx, tp.a, tp.b, vipB)
-		if err == nil {
-			err = checkPath(daemon.PathDirect)
-		}
-		return r, err
+		return measureOn(tp.b, vipB, daemon.PathDirect)
 	}); err != nil {
 		return rows, err
 	}
@@ -209,11 +213,7 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		}); err != nil {
 			return result{}, err
 		}
-		r, err := measure(ctx, tp.a, tp.lan, lanHost)
-		if err == nil {
-			err = checkPath(daemon.PathDirect)
-		}
-		return r, err
+		return measureOn(tp.lan, lanHost, daemon.PathDirect)
 	}); err != nil {
 		return rows, err
 	}
@@ -245,11 +245,7 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 	// of a run tends to be the slowest, so the ratios are taken against
 	// the mean of both direct measurements.
 	if err := step("omni direct again", func() (result, error) {
-		r, err := measure(ctx, tp.a, tp.b, vipB)
-		if err == nil {
-			err = checkPath(daemon.PathDirect)
-		}
-		return r, err
+		return measureOn(tp.b, vipB, daemon.PathDirect)
 	}); err != nil {
 		return rows, err
 	}
@@ -271,11 +267,7 @@ func measureAll(ctx context.Context, bin string) (rows []row, err error) {
 		if err := wantPath(daemon.PathRelayed, 60*time.Second); err != nil {
 			return result{}, err
 		}
-		r, err := measure(ctx, tp.a, tp.b, vipB)
-		if err == nil {
-			err = checkPath(daemon.PathRelayed)
-		}
-		return r, err
+		return measureOn(tp.b, vipB, daemon.PathRelayed)
 	}); err != nil {
 		return rows, err
 	}

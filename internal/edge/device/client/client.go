@@ -374,7 +374,14 @@ func (c *Client) Members(ctx context.Context, networkID string) ([]wire.Member, 
 // the names change; changed is false when they did not (the zone is then
 // empty: keep the one held).
 func (c *Client) Names(ctx context.Context, networkID, etag string, wait time.Duration) (zone wire.DNSZone, tag string, changed bool, err error) {
-	path := "/api/v2/virtual-networks/" + esc(networkID) + "/dns"
+	tag, changed, err = c.longPoll(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/dns", etag, wait, &zone)
+	return zone, tag, changed, err
+}
+
+// longPoll GETs path into out, conditional on etag and held up to wait
+// when one is given; it returns the answer's tag and whether out was
+// filled (false: 304, the caller keeps what it holds).
+func (c *Client) longPoll(ctx context.Context, path, etag string, wait time.Duration, out any) (string, bool, error) {
 	hdr := http.Header{}
 	if etag != "" {
 		hdr.Set("If-None-Match", etag)
@@ -382,35 +389,18 @@ func (c *Client) Names(ctx context.Context, networkID, etag string, wait time.Du
 			path += "?wait=" + strconv.Itoa(int(wait/time.Second))
 		}
 	}
-	resp, err := c.doH(ctx, http.MethodGet, path, nil, &zone, true, hdr)
-	if err != nil {
-		return wire.DNSZone{}, etag, false, err
+	resp, err := c.doH(ctx, http.MethodGet, path, nil, out, true, hdr)
+	if err != nil || resp.StatusCode == http.StatusNotModified {
+		return etag, false, err
 	}
-	if resp.StatusCode == http.StatusNotModified {
-		return wire.DNSZone{}, etag, false, nil
-	}
-	return zone, resp.Header.Get("ETag"), true, nil
+	return resp.Header.Get("ETag"), true, nil
 }
 
 // Map returns a network's map (every member's name, addresses, key and
 // subnet routes) and its ETag, with the long poll of Names.
 func (c *Client) Map(ctx context.Context, networkID, etag string, wait time.Duration) (m wire.NetMap, tag string, changed bool, err error) {
-	path := "/api/v2/virtual-networks/" + esc(networkID) + "/map"
-	hdr := http.Header{}
-	if etag != "" {
-		hdr.Set("If-None-Match", etag)
-		if wait > 0 {
-			path += "?wait=" + strconv.Itoa(int(wait/time.Second))
-		}
-	}
-	resp, err := c.doH(ctx, http.MethodGet, path, nil, &m, true, hdr)
-	if err != nil {
-		return wire.NetMap{}, etag, false, err
-	}
-	if resp.StatusCode == http.StatusNotModified {
-		return wire.NetMap{}, etag, false, nil
-	}
-	return m, resp.Header.Get("ETag"), true, nil
+	tag, changed, err = c.longPoll(ctx, "/api/v2/virtual-networks/"+esc(networkID)+"/map", etag, wait, &m)
+	return m, tag, changed, err
 }
 
 // MemberRoutes returns a member's subnet routes.

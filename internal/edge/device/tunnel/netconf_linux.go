@@ -103,8 +103,10 @@ table inet %[1]s {
 }
 
 // unserveExit deletes the interface's nftables table, if any.
-func unserveExit(ifname string) error {
-	t := nftTable(ifname)
+func unserveExit(ifname string) error { return dropTable(nftTable(ifname)) }
+
+// dropTable deletes an nftables table (family inet), if there is one.
+func dropTable(t string) error {
 	return nft(fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", t))
 }
 
@@ -287,7 +289,4 @@ table inet %[1]s {
 }
 
 // unserveRoutes deletes the interface's forward table, if any.
-func unserveRoutes(ifname string) error {
-	t := fwdTable(ifname)
-	return nft(fmt.Sprintf("table inet %[1]s {}\ndelete table inet %[1]s\n", t))
-}
+func unserveRoutes(ifname string) error { return dropTable(fwdTable(ifname)) }
