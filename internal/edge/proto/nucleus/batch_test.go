@@ -174,6 +174,7 @@ func learn(c *Client, own uint32, peers map[wgkey.Key]uint32) {
 	for k, id := range peers {
 		c.peers[k] = Peer{PublicKey: k, RelayID: id}
 	}
+	c.list = nil
 	c.publishRelaysLocked()
 	c.mu.Unlock()
 }

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
-	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +84,10 @@ type Client struct {
 	interval   time.Duration // advertised by the nucleus
 	version    uint32
 	peers      map[wgkey.Key]Peer
+	// list is peers sorted by key, or nil until peerList builds it. It
+	// is never changed in place (a change makes a new one), so OnPeers
+	// callbacks share it.
+	list []Peer
 	pairs      map[wgkey.Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
 	pending    pendingPeers
 	replay     *replayCache
@@ -291,7 +295,8 @@ func clampLocal(es []netip.AddrPort) []netip.AddrPort {
 }
 
 // OnPeers sets the callback that receives the full peer set (this device
-// excluded, sorted by key) after every change.
+// excluded, sorted by key) after every change. The slice is shared with
+// the client and later callbacks: the callback must not change it.
 func (c *Client) OnPeers(f func([]Peer)) { c.mu.Lock(); c.onPeers = f; c.mu.Unlock() }
 
 // OnPunch sets the callback told to send to a peer's endpoints now.
@@ -379,16 +384,50 @@ func (c *Client) Probe(ctx context.Context) (time.Duration, netip.AddrPort, erro
 func (c *Client) Peers() []Peer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.peerList()
+	return slices.Clone(c.peerList())
 }
 
+// peerList returns c.peers sorted by key: c.list, built when a full list
+// was installed and kept sorted by the changes since (see listChanged).
+// The caller holds c.mu and must not change the slice.
 func (c *Client) peerList() []Peer {
-	ps := make([]Peer, 0, len(c.peers))
-	for _, p := range c.peers {
-		ps = append(ps, p)
+	if c.list == nil {
+		// The keys are sorted, not the peers: a key holds no pointer, so
+		// the sort moves 32 bytes an element without write barriers.
+		keys := make([]wgkey.Key, 0, len(c.peers))
+		for k := range c.peers {
+			keys = append(keys, k)
+		}
+		slices.SortFunc(keys, compareKeys)
+		c.list = make([]Peer, len(keys))
+		for i, k := range keys {
+			c.list[i] = c.peers[k]
+		}
 	}
-	sort.Slice(ps, func(i, j int) bool { return string(ps[i].PublicKey[:]) < string(ps[j].PublicKey[:]) })
-	return ps
+	return c.list
+}
+
+func compareKeys(a, b wgkey.Key) int { return bytes.Compare(a[:], b[:]) }
+
+// listChanged replaces c.list after peer p was added or changed (or, when
+// gone, removed): one copy of the list, no sort, so a change in a network
+// of n peers costs O(n) rather than O(n log n). The caller holds c.mu.
+func (c *Client) listChanged(p Peer, gone bool) {
+	if c.list == nil {
+		return // built on the next peerList
+	}
+	i, found := slices.BinarySearchFunc(c.list, p.PublicKey, func(q Peer, k wgkey.Key) int { return compareKeys(q.PublicKey, k) })
+	switch {
+	case gone && !found:
+		return
+	case gone:
+		c.list = slices.Concat(c.list[:i:i], c.list[i+1:])
+	case found:
+		c.list = slices.Clone(c.list)
+		c.list[i] = p
+	default:
+		c.list = slices.Concat(c.list[:i:i], []Peer{p}, c.list[i:])
+	}
 }
 
 // send sends a request to the nucleus with the current cookie, and
@@ -535,6 +574,29 @@ func (c *Client) UnwrapRelay(b []byte) (src wgkey.Key, pkt []byte, ok bool) {
 		return wgkey.Key{}, nil, false
 	}
 	return src, payload, true
+}
+
+// relayChangedLocked publishes a relay table in which peer k has relay id
+// id (none when 0), copying the table only when that changes it: a delta
+// costs a copy of the table only when it joins, leaves or moves a relay
+// id. The caller holds c.mu.
+func (c *Client) relayChangedLocked(k wgkey.Key, id uint32) {
+	old := c.relays.Load()
+	if cur, ok := old.ids[k]; ok == (id != 0) && cur == id {
+		return
+	}
+	t := &relayTable{ids: maps.Clone(old.ids), keys: maps.Clone(old.keys)}
+	if t.ids == nil {
+		t.ids, t.keys = map[wgkey.Key]uint32{}, map[uint32]wgkey.Key{}
+	}
+	if cur, ok := t.ids[k]; ok {
+		delete(t.keys, cur)
+		delete(t.ids, k)
+	}
+	if id != 0 {
+		t.ids[k], t.keys[id] = id, k
+	}
+	c.relays.Store(t)
 }
 
 // publishRelaysLocked rebuilds the relay table from c.peers. The caller
@@ -684,7 +746,9 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 		var m peersMsg
 		if m, ok = decodePeers(h.body); ok && c.addPart(m) {
 			c.publishRelaysLocked()
-			notify, list = c.onPeers, c.peerList()
+			if notify = c.onPeers; notify != nil {
+				list = c.peerList()
+			}
 		}
 	case TypePeerUpdate:
 		var m updateMsg
@@ -692,16 +756,21 @@ func (c *Client) Handle(b []byte, from netip.AddrPort) {
 			if m.Event == EventLeave {
 				delete(c.peers, m.Peer.PublicKey)
 				delete(c.pairs, m.Peer.PublicKey)
+				c.relayChangedLocked(m.Peer.PublicKey, 0)
+				c.listChanged(m.Peer, true)
 			} else {
 				c.peers[m.Peer.PublicKey] = m.Peer
+				c.relayChangedLocked(m.Peer.PublicKey, m.Peer.RelayID)
+				c.listChanged(m.Peer, false)
 			}
 			// A gap leaves the version behind, so the next keepalive
 			// fetches the full list.
 			if m.Version == c.version+1 {
 				c.version = m.Version
 			}
-			c.publishRelaysLocked()
-			notify, list = c.onPeers, c.peerList()
+			if notify = c.onPeers; notify != nil {
+				list = c.peerList()
+			}
 		}
 	case TypePunch:
 		if punchTo, ok = decodePunch(h.body); ok {
@@ -785,7 +854,7 @@ func (c *Client) addPart(m peersMsg) bool {
 			}
 		}
 	}
-	c.peers, c.version, c.pending = peers, m.Version, pendingPeers{}
+	c.peers, c.list, c.version, c.pending = peers, nil, m.Version, pendingPeers{}
 	c.prunePairsLocked()
 	return true
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
+	"fmt"
 	"net"
 	"net/netip"
 	"runtime"
@@ -113,13 +114,23 @@ func (fc *fanoutClient) state() (bool, time.Time) {
 // BenchmarkJoinFanout measures how long a join in a network of 1,000
 // registered peers takes to reach every one of them through a nucleus on
 // loopback (one socket per simulated device): per iteration a device
-// registers, and the time until the last peer's client reported it is
-// recorded; then it leaves. Reported: the slowest (fanout-ms) and the
-// median peer (p50-ms) of the last join.
+// registers, and the time until each peer's client reported it is
+// recorded; then it leaves. Reported: the slowest peer of the slowest
+// join (fanout-ms) and the median peer over all joins (p50-ms). The
+// 1,000 clients share the benchmark's process and cores with the
+// nucleus, so the figure is an upper bound of the nucleus's own.
 //
-//	go test -run '^$' -bench JoinFanout -benchtime 5x ./internal/edge/proto/nucleus
+// It runs with 100 peers too, the baseline of the same run.
+//
+//	go test -run '^$' -bench JoinFanout -benchtime 10x ./internal/edge/proto/nucleus
 func BenchmarkJoinFanout(b *testing.B) {
-	devs := fanoutDevices(b, fanoutPeers+1)
+	for _, n := range []int{100, fanoutPeers} {
+		b.Run(fmt.Sprintf("peers=%d", n), func(b *testing.B) { benchJoinFanout(b, n) })
+	}
+}
+
+func benchJoinFanout(b *testing.B, size int) {
+	devs := fanoutDevices(b, size+1)
 	dir := newTestDir()
 	dir.members[netA] = nil
 	for _, d := range devs {
@@ -141,7 +152,7 @@ func BenchmarkJoinFanout(b *testing.B) {
 	defer func() { cancel(); <-done }()
 	at := pc.LocalAddr().(*net.UDPAddr).AddrPort()
 
-	peers := make([]*fanoutClient, fanoutPeers)
+	peers := make([]*fanoutClient, size)
 	for i := range peers {
 		peers[i] = newFanoutClient(b, ctx, at, devs[i])
 		go func() { _ = peers[i].c.Run(ctx) }() // registers (again when lost) and keeps alive
@@ -150,19 +161,29 @@ func BenchmarkJoinFanout(b *testing.B) {
 		}
 	}
 	waitPeers(b, srv, peers)
-	joiner := newFanoutClient(b, ctx, at, devs[fanoutPeers])
-	var last []time.Duration
+	joiner := newFanoutClient(b, ctx, at, devs[size])
+	var worst time.Duration
+	var all []time.Duration
 	b.ResetTimer()
 	for range b.N {
+		b.StopTimer()
+		settle(b, srv, peers)
 		for _, p := range peers {
 			p.watch(joiner.c.cfg.PublicKey, true)
 		}
+		b.StartTimer()
 		start := time.Now()
 		if err := joiner.c.Register(); err != nil {
 			b.Fatal(err)
 		}
-		last = waitAll(b, peers, start, true)
+		took := waitAll(b, peers, start, true)
 		b.StopTimer()
+		slices.Sort(took)
+		all = append(all, took...)
+		b.Logf("join reached peers: first %v, median %v, 99th percentile %v, last %v",
+			took[0].Round(time.Millisecond), took[len(took)/2].Round(time.Millisecond),
+			took[len(took)*99/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
+		worst = max(worst, took[len(took)-1])
 		for _, p := range peers {
 			p.watch(joiner.c.cfg.PublicKey, false)
 		}
@@ -172,10 +193,33 @@ func BenchmarkJoinFanout(b *testing.B) {
 		waitAll(b, peers, time.Now(), false)
 		b.StartTimer()
 	}
-	slices.Sort(last)
-	b.ReportMetric(float64(last[len(last)-1].Microseconds())/1000, "fanout-ms")
-	b.ReportMetric(float64(last[len(last)/2].Microseconds())/1000, "p50-ms")
+	slices.Sort(all)
+	b.ReportMetric(float64(worst.Microseconds())/1000, "fanout-ms")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// settle waits (at most 60 s) until every client holds an
+// acknowledged registration and the nucleus has accepted no frame for
+// half a second. A client whose acknowledgement was lost in the set-up
+// (1,000 lists pushed at once overflow loopback socket buffers) registers
+// again after its back-off of up to 20 s, and the nucleus answers each
+// REGISTER with the full list: a join queued behind such a burst would
+// measure the set-up, not the join.
+func settle(b *testing.B, srv *Server, cs []*fanoutClient) {
+	b.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	last := srv.Stats().Frames
+	for quietSince := time.Now(); time.Since(quietSince) < 500*time.Millisecond; {
+		if time.Now().After(deadline) {
+			b.Fatalf("the nucleus did not quieten within 60 s: %+v", srv.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+		f := srv.Stats().Frames
+		if f != last || slices.ContainsFunc(cs, func(c *fanoutClient) bool { return !c.c.Status().Registered }) {
+			last, quietSince = f, time.Now()
+		}
+	}
 }
 
 // waitPeers waits until every client is registered (their session loops
@@ -290,4 +334,60 @@ func registerFrameWith(srv *Server, d fanoutDevice, at time.Time, nonce [nonceSi
 	}
 	key := DeviceFrameKey(shared, DeriveKey(secrets[netA]), d.b.Key, testServerKey)
 	return sealNonce(key, TypeRegister, netA, at.UnixMilli(), nonce, body)
+}
+
+// BenchmarkClientPeerUpdate measures a client of a 1,000-peer network
+// taking one PEER_UPDATE (a join, then the leave), with and without an
+// OnPeers callback: the work every member does per change in its network.
+// The frames are sealed in the loop; seal-only is that part alone.
+//
+//	go test -run '^$' -bench ClientPeerUpdate -benchmem ./internal/edge/proto/nucleus
+func BenchmarkClientPeerUpdate(b *testing.B) {
+	devs := fanoutDevices(b, fanoutPeers+2)
+	self, joiner := devs[0], devs[fanoutPeers+1]
+	server := netip.MustParseAddrPort("192.0.2.1:51820")
+	shared, err := sharedSecret(self.priv, testServerKey)
+	if err != nil {
+		b.Fatal(err)
+	}
+	key := DeviceFrameKey(shared, DeriveKey(secrets[netA]), self.b.Key, testServerKey)
+	join := Peer{PublicKey: joiner.b.Key, RelayID: 77777, IP4: joiner.b.IP4, IP6: joiner.b.IP6,
+		Endpoint: netip.MustParseAddrPort("198.51.100.7:41641")}
+	for _, cb := range []string{"seal-only", "no-callback", "callback"} {
+		b.Run(cb, func(b *testing.B) {
+			c, err := NewClient(ClientConfig{NetworkID: netA, Secret: secrets[netA], PrivateKey: self.priv, ServerKey: testServerKey,
+				Server: server, IP4: self.b.IP4, IP6: self.b.IP6, Send: func([]byte, netip.AddrPort) error { return nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids := map[wgkey.Key]uint32{}
+			for i, d := range devs[1 : fanoutPeers+1] {
+				ids[d.b.Key] = uint32(i + 1)
+			}
+			learn(c, 1, ids)
+			seen := 0
+			if cb == "callback" {
+				c.OnPeers(func(ps []Peer) { seen += len(ps) })
+			}
+			version := c.Status().Version
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				event := EventJoin
+				if i%2 == 1 {
+					event = EventLeave
+				}
+				version++
+				f := seal(key, TypePeerUpdate, netA, time.Now(), updateMsg{Version: version, Event: event, Peer: join}.encode())
+				if cb != "seal-only" {
+					c.Handle(f, server)
+				}
+			}
+			if cb != "seal-only" && c.Status().Dropped != 0 {
+				b.Fatalf("%d updates dropped", c.Status().Dropped)
+			}
+			if cb == "callback" && seen == 0 {
+				b.Fatal("the callback never ran")
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package nucleus
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -10,7 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -618,14 +619,19 @@ func (s *Server) broadcast(n *network, event byte, p Peer, now time.Time) []outb
 }
 
 // peersOf returns n's peers but one, sorted by key.
+// The keys are sorted, not the peers (see Client.peerList).
 func peersOf(n *network, except wgkey.Key) []Peer {
-	ps := make([]Peer, 0, len(n.peers))
-	for k, p := range n.peers {
+	keys := make([]wgkey.Key, 0, len(n.peers))
+	for k := range n.peers {
 		if k != except {
-			ps = append(ps, p.Peer)
+			keys = append(keys, k)
 		}
 	}
-	sort.Slice(ps, func(i, j int) bool { return string(ps[i].PublicKey[:]) < string(ps[j].PublicKey[:]) })
+	slices.SortFunc(keys, func(a, b wgkey.Key) int { return bytes.Compare(a[:], b[:]) })
+	ps := make([]Peer, len(keys))
+	for i, k := range keys {
+		ps[i] = n.peers[k].Peer
+	}
 	return ps
 }
 
