@@ -606,6 +606,27 @@ func TestDataPlane(t *testing.T) {
 		waitFor(t, 5*time.Second, "TCP 80 allowed after the policy changed", func() bool { return connects(80) })
 		t.Logf("the change took effect in %v", time.Since(at).Round(time.Millisecond))
 
+		// Tags: TCP 80 is allowed to whoever carries tag:web; B loses
+		// its access when it loses the tag, without a policy change.
+		devB := b.status(t).DeviceID
+		if _, err := admin.SetDeviceTags(ctx, devB, "tag:web"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _, _ = admin.SetDeviceTags(ctx, devB) }()
+		setPolicy(`{"rules": [{"action": "accept", "src": ["a"], "dst": ["b:22", "tag:web:80"], "proto": "tcp"}]}`)
+		if !connects(80) || !connects(22) {
+			t.Fatal("TCP 80 to B (tag:web) or TCP 22 refused under a policy that allows both")
+		}
+		if _, err := admin.SetDeviceTags(ctx, devB); err != nil {
+			t.Fatal(err)
+		}
+		at = time.Now()
+		waitFor(t, 5*time.Second, "B drops TCP 80 once it no longer carries tag:web", func() bool { return !connects(80) })
+		t.Logf("the tag change took effect in %v", time.Since(at).Round(time.Millisecond))
+		if !connects(22) {
+			t.Fatal("TCP 22 refused after B lost a tag that rule does not name")
+		}
+
 		setPolicy("null")
 		waitFor(t, 5*time.Second, "everything allowed again without a policy", func() bool { return netns.PingOK(tp.edgeA, vipB, 1) })
 	})

@@ -449,6 +449,14 @@ func (c *Client) SetDeviceDNSName(ctx context.Context, id, label string) (wire.D
 	return out, c.do(ctx, http.MethodPatch, "/api/v2/devices/"+esc(id), wire.RenameDeviceRequest{DNSName: &label}, &out, true)
 }
 
+// SetDeviceTags replaces a device's tags ("tag:server"; none clears
+// them), which network access policies name.
+func (c *Client) SetDeviceTags(ctx context.Context, id string, tags ...string) (wire.Device, error) {
+	var out wire.Device
+	tags = append([]string{}, tags...) // [] clears; nil would leave them
+	return out, c.do(ctx, http.MethodPatch, "/api/v2/devices/"+esc(id), wire.RenameDeviceRequest{Tags: &tags}, &out, true)
+}
+
 // Join adds a device to a network.
 func (c *Client) Join(ctx context.Context, networkID, deviceID string) (wire.JoinResponse, error) {
 	var out wire.JoinResponse

@@ -160,7 +160,7 @@ func (n *network) applyPolicy(m wire.NetMap) {
 		var self policy.Member
 		for _, p := range m.Peers {
 			label, _, _ := strings.Cut(p.Name, ".")
-			mem := policy.Member{ID: p.DeviceID, Label: label}
+			mem := policy.Member{ID: p.DeviceID, Label: label, Tags: p.Tags}
 			mem.Addr4, _ = netip.ParseAddr(p.VirtualIP)
 			mem.Addr6, _ = netip.ParseAddr(p.VirtualIPv6)
 			if p.DeviceID == n.cfg.DeviceID {

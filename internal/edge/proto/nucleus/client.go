@@ -87,19 +87,19 @@ type Client struct {
 	// list is peers sorted by key, or nil until peerList builds it. It
 	// is never changed in place (a change makes a new one), so OnPeers
 	// callbacks share it.
-	list []Peer
-	pairs      map[wgkey.Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
-	pending    pendingPeers
-	replay     *replayCache
-	dropped    uint64
-	onPeers    func([]Peer)
-	onPunch    func(Peer)
-	onPong     func(peer wgkey.Key, from netip.AddrPort)
-	onRekey    func(version uint32)
-	kick       chan struct{}
-	cookie     [CookieSize]byte // the nucleus's last cookie for this device's address
-	sent       [8]sentRequest   // the last requests, for COOKIE answers
-	sentNext   int
+	list     []Peer
+	pairs    map[wgkey.Key]*dhKeys // frame keys of PING and PONG, per peer (made on first use)
+	pending  pendingPeers
+	replay   *replayCache
+	dropped  uint64
+	onPeers  func([]Peer)
+	onPunch  func(Peer)
+	onPong   func(peer wgkey.Key, from netip.AddrPort)
+	onRekey  func(version uint32)
+	kick     chan struct{}
+	cookie   [CookieSize]byte // the nucleus's last cookie for this device's address
+	sent     [8]sentRequest   // the last requests, for COOKIE answers
+	sentNext int
 	// kaSent is when the last KEEPALIVE not answered yet was sent (zero:
 	// none); its REGISTER_ACK measures rtt. acked is closed and replaced
 	// on every REGISTER_ACK (Probe waits on it).

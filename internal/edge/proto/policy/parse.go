@@ -421,6 +421,10 @@ func bracket(s string) string {
 	return s
 }
 
+// ValidName reports whether s is a name a group or tag may have after
+// its "group:" or "tag:" prefix.
+func ValidName(s string) bool { return validName(s) }
+
 func validName(s string) bool {
 	const chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 	return s != "" && len(s) <= 64 && strings.Trim(s, chars) == ""

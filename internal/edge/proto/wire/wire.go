@@ -98,6 +98,9 @@ type Device struct {
 	// KeyExpiredAt is when the owner expired PublicKey by hand
 	// (POST /api/v2/devices/{id}/expire); absent otherwise.
 	KeyExpiredAt *time.Time `json:"key_expired_at,omitempty"`
+	// Tags are the device's tags, which access policies name; absent
+	// without any.
+	Tags []string `json:"tags,omitempty"`
 }
 
 // DeviceNetwork is one membership of a device.
@@ -115,6 +118,9 @@ type DeviceNetwork struct {
 type RenameDeviceRequest struct {
 	Name    string  `json:"name,omitempty"`
 	DNSName *string `json:"dns_name,omitempty"`
+	// Tags replace the device's tags when present ([] clears them):
+	// "tag:<name>", at most 16.
+	Tags *[]string `json:"tags,omitempty"`
 }
 
 // HeartbeatRequest is the body of POST /api/v2/devices/heartbeat.
@@ -238,6 +244,8 @@ type Member struct {
 	// Routes are its subnet routes; absent when it advertises and was
 	// approved none.
 	Routes *Routes `json:"routes,omitempty"`
+	// Tags are the device's tags, which the network's policy may name.
+	Tags []string `json:"tags,omitempty"`
 	// KeyExpiresAt is when PublicKey expires in this network (absent:
 	// never); KeyExpired says it has: the nucleus no longer admits the
 	// member and peers accept no key at VirtualIP until it registers a
@@ -282,7 +290,8 @@ type MapPeer struct {
 	VirtualIP   string   `json:"virtual_ip"`
 	VirtualIPv6 string   `json:"virtual_ip_v6"`
 	PublicKey   string   `json:"public_key,omitempty"`
-	Routes      []string `json:"routes"` // the subnet routes it carries
+	Routes      []string `json:"routes"`         // the subnet routes it carries
+	Tags        []string `json:"tags,omitempty"` // its tags, which the policy may name
 }
 
 // Routes is the answer of GET and PUT

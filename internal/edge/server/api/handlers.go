@@ -191,7 +191,7 @@ func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request, p control.Pri
 func deviceWire(d control.DeviceStatus) wire.Device {
 	return wire.Device{ID: d.ID, Name: d.Name, HardwareUUID: d.HardwareUUID, Platform: d.Platform, Online: d.Online,
 		LastSeen: tptr(d.LastSeen), ExitNodeConsent: d.ExitConsent, CreatedAt: d.CreatedAt, PublicKey: d.PublicKey,
-		DNSName: d.DNSName, KeySetAt: tptr(d.KeySetAt), KeyExpiredAt: tptr(d.KeyExpiredAt)}
+		DNSName: d.DNSName, KeySetAt: tptr(d.KeySetAt), KeyExpiredAt: tptr(d.KeyExpiredAt), Tags: d.Tags}
 }
 
 func (s *Server) registerDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
@@ -277,13 +277,25 @@ func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request, p control.
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.Name != "" || req.DNSName == nil {
+	if req.Tags != nil {
+		// Checked before anything is written, so that a bad list changes
+		// nothing.
+		if _, err := control.ParseTags(*req.Tags); err != nil {
+			return toHTTP(err)
+		}
+	}
+	if req.Name != "" || (req.DNSName == nil && req.Tags == nil) {
 		if _, err := s.svc.RenameDevice(r.Context(), p, r.PathValue("id"), req.Name); err != nil {
 			return toHTTP(err)
 		}
 	}
 	if req.DNSName != nil {
 		if _, err := s.svc.SetDeviceDNSName(r.Context(), p, r.PathValue("id"), *req.DNSName); err != nil {
+			return toHTTP(err)
+		}
+	}
+	if req.Tags != nil {
+		if _, err := s.svc.SetDeviceTags(r.Context(), p, r.PathValue("id"), *req.Tags); err != nil {
 			return toHTTP(err)
 		}
 	}
@@ -511,7 +523,7 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request, p control.P
 		out[i] = wire.Member{DeviceID: m.DeviceID, Name: m.Device.Name, DNSName: names[m.DeviceID], Platform: m.Device.Platform,
 			VirtualIP: m.IP4.String(), VirtualIPv6: m.IP6.String(), IsExitNode: m.IsExitNode, ExitNode: sptr(m.ExitNodeID),
 			Online: m.Device.Online, LastSeen: tptr(m.Device.LastSeen), JoinedAt: m.JoinedAt, PublicKey: m.Device.PublicKey,
-			ExitNodeConsent: m.Device.ExitConsent, KeyExpiresAt: tptr(m.KeyExpiresAt), KeyExpired: m.KeyExpired}
+			ExitNodeConsent: m.Device.ExitConsent, KeyExpiresAt: tptr(m.KeyExpiresAt), KeyExpired: m.KeyExpired, Tags: m.Device.Tags}
 		if rs, ok := routes[m.DeviceID]; ok {
 			w := routesWire(rs)
 			out[i].Routes = &w

@@ -75,6 +75,9 @@ type Device struct {
 	// KeyExpiredAt is when the owner expired PublicKey by hand (zero: not
 	// expired by hand). A new key clears it.
 	KeyExpiredAt time.Time
+	// Tags are the device's tags ("tag:server"), sorted: what access
+	// policies name it by besides its id and label (see ParseTags).
+	Tags []string
 }
 
 // Network is a virtual network with its IPv4 range and mirrored IPv6 ULA

@@ -152,7 +152,8 @@ type DNSRecord struct {
 	DeviceID  string
 	Name      string // fully qualified, no trailing dot
 	IP4, IP6  netip.Addr
-	PublicKey string // the device's key (base64; "" when it registered none)
+	PublicKey string   // the device's key (base64; "" when it registered none)
+	Tags      []string // the device's tags (see ParseTags)
 }
 
 // DNSZone is a network's names.
@@ -180,7 +181,7 @@ func (s *Service) Names(ctx context.Context, p Principal, networkID string) (DNS
 	out := DNSZone{NetworkID: n.ID, Zone: zone, Records: make([]DNSRecord, len(ms))}
 	for i, m := range ms {
 		out.Records[i] = DNSRecord{DeviceID: m.DeviceID, Name: ls[i] + "." + zone,
-			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), PublicKey: devs[i].PublicKey}
+			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), PublicKey: devs[i].PublicKey, Tags: devs[i].Tags}
 	}
 	sort.Slice(out.Records, func(a, b int) bool { return out.Records[a].Name < out.Records[b].Name })
 	return out, nil

@@ -32,8 +32,8 @@ type PolicyDecision struct {
 	Src, Dst netip.Addr // the addresses the names resolved to
 }
 
-// policyDirectory lists a network's members for policy names: device id
-// and DNS label.
+// policyDirectory lists a network's members for policy names: device id,
+// DNS label and tags.
 func (s *Service) policyDirectory(ctx context.Context, n Network) (policy.Directory, []policy.Member, error) {
 	ms, devs, err := s.store.MemberDevices(ctx, n.ID)
 	if err != nil {
@@ -42,7 +42,8 @@ func (s *Service) policyDirectory(ctx context.Context, n Network) (policy.Direct
 	ls := memberLabels(ms, devs)
 	out := make([]policy.Member, len(ms))
 	for i, m := range ms {
-		out[i] = policy.Member{ID: m.DeviceID, Label: ls[i], Addr4: ipam.Addr4(n.Range, m.Host), Addr6: ipam.Addr6(n.Range6, m.Host)}
+		out[i] = policy.Member{ID: m.DeviceID, Label: ls[i], Addr4: ipam.Addr4(n.Range, m.Host), Addr6: ipam.Addr6(n.Range6, m.Host),
+			Tags: devs[i].Tags}
 	}
 	return policy.NewDirectory(out), out, nil
 }
@@ -55,8 +56,11 @@ func (s *Service) Policy(ctx context.Context, p Principal, networkID string) (St
 	return s.store.Policy(ctx, networkID)
 }
 
-// parsePolicy parses and validates a document against a network's members.
-func (s *Service) parsePolicy(ctx context.Context, n Network, doc []byte) (*policy.Policy, policy.Directory, []policy.Member, error) {
+// parsePolicy parses a document and, when strict, validates it against a
+// network's members. The stored policy is not validated again: a member
+// it names may have left, or a tag lost its last holder, since it was
+// written, and daemons apply it with those names matching nothing.
+func (s *Service) parsePolicy(ctx context.Context, n Network, doc []byte, strict bool) (*policy.Policy, policy.Directory, []policy.Member, error) {
 	pol, err := policy.Parse(doc)
 	if err != nil {
 		return nil, nil, nil, policyError(err)
@@ -65,7 +69,7 @@ func (s *Service) parsePolicy(ctx context.Context, n Network, doc []byte) (*poli
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := pol.Validate(dir); err != nil {
+	if err := pol.Validate(dir); strict && err != nil {
 		return nil, nil, nil, policyError(err)
 	}
 	return pol, dir, members, nil
@@ -86,7 +90,7 @@ func (s *Service) SetPolicy(ctx context.Context, p Principal, networkID string, 
 	if err != nil {
 		return StoredPolicy{}, err
 	}
-	if _, _, _, err := s.parsePolicy(ctx, n, doc); err != nil {
+	if _, _, _, err := s.parsePolicy(ctx, n, doc, true); err != nil {
 		return StoredPolicy{}, err
 	}
 	v, err := s.store.SetPolicy(ctx, networkID, string(doc), ifVersion, s.now())
@@ -109,6 +113,7 @@ func (s *Service) CheckPolicy(ctx context.Context, p Principal, networkID string
 	if err != nil {
 		return PolicyDecision{}, err
 	}
+	strict := doc != nil
 	if doc == nil {
 		st, err := s.store.Policy(ctx, networkID)
 		if err != nil {
@@ -116,7 +121,7 @@ func (s *Service) CheckPolicy(ctx context.Context, p Principal, networkID string
 		}
 		doc = []byte(st.Document)
 	}
-	pol, dir, members, err := s.parsePolicy(ctx, n, doc)
+	pol, dir, members, err := s.parsePolicy(ctx, n, doc, strict)
 	if err != nil {
 		return PolicyDecision{}, err
 	}

@@ -64,6 +64,7 @@ type Store interface {
 	DeviceByHardware(ctx context.Context, userID, hardwareUUID string) (Device, error)
 	ListDevices(ctx context.Context, userID string) ([]Device, error) // userID "" lists all
 	RenameDevice(ctx context.Context, id, name, dnsName string) error
+	SetDeviceTags(ctx context.Context, id string, tags []string) error
 	// DeleteDevice removes a device with its memberships; in the same
 	// transaction each network it left gets the secret rotate returns
 	// (sealed) and its secret version bumped.

@@ -255,6 +255,28 @@ func testListRenameDevices(t *testing.T, s *store.Store) {
 		}
 	}
 	wantErr(t, s.RenameDevice(ctx, "missing", "x", ""), control.ErrNotFound)
+
+	// Tags: stored, listed, read with the members, and cleared.
+	must(t, s.SetDeviceTags(ctx, "a", []string{"tag:robot", "tag:ssh"}))
+	d, err = s.DeviceByID(ctx, "a")
+	must(t, err)
+	if !slices.Equal(d.Tags, []string{"tag:robot", "tag:ssh"}) || d.Name != "new name" {
+		t.Fatalf("after tagging: %+v", d)
+	}
+	ds, err = s.ListDevices(ctx, "u1")
+	must(t, err)
+	for _, o := range ds {
+		if want := map[string][]string{"a": {"tag:robot", "tag:ssh"}}[o.ID]; !slices.Equal(o.Tags, want) {
+			t.Fatalf("listed %s with tags %v, want %v", o.ID, o.Tags, want)
+		}
+	}
+	must(t, s.SetDeviceTags(ctx, "a", nil))
+	d, err = s.DeviceByID(ctx, "a")
+	must(t, err)
+	if len(d.Tags) != 0 {
+		t.Fatalf("cleared tags: %v", d.Tags)
+	}
+	wantErr(t, s.SetDeviceTags(ctx, "missing", []string{"tag:x"}), control.ErrNotFound)
 }
 
 func testDeleteDevice(t *testing.T, s *store.Store) {

@@ -272,7 +272,7 @@ func (s *Store) Members(ctx context.Context, networkID string) ([]control.Member
 // their devices, in one query.
 func (s *Store) MemberDevices(ctx context.Context, networkID string) ([]control.Membership, []control.Device, error) {
 	rows, err := s.db.Query(ctx, `SELECT d.id, d.user_id, d.hardware_uuid, d.name, d.platform, d.created_at, d.last_seen,
-		d.exit_consent, d.public_key, d.dns_name, d.key_set_at, d.key_expired_at, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
+		d.exit_consent, d.public_key, d.dns_name, d.key_set_at, d.key_expired_at, d.tags, m.host, m.is_exit_node, m.exit_node_id, m.joined_at
 		FROM edge_memberships m JOIN edge_devices d ON d.id = m.device_id
 		WHERE m.network_id = ? ORDER BY m.host`, networkID)
 	if err != nil {

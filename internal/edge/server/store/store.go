@@ -354,7 +354,7 @@ func (s *Store) strings(ctx context.Context, q string, args ...any) ([]string, e
 
 // ---- devices ----
 
-const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key, dns_name, key_set_at, key_expired_at`
+const devCols = `id, user_id, hardware_uuid, name, platform, created_at, last_seen, exit_consent, public_key, dns_name, key_set_at, key_expired_at, tags`
 
 func scanDevice(row interface{ Scan(...any) error }) (control.Device, error) {
 	var d control.Device
@@ -362,7 +362,11 @@ func scanDevice(row interface{ Scan(...any) error }) (control.Device, error) {
 	var seen sql.NullInt64
 	var key sql.NullString
 	var keySet, keyExpired sql.NullInt64
-	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key, &d.DNSName, &keySet, &keyExpired)
+	var tags string
+	err := row.Scan(&d.ID, &d.UserID, &d.HardwareUUID, &d.Name, &d.Platform, &created, &seen, &d.ExitConsent, &key, &d.DNSName, &keySet, &keyExpired, &tags)
+	if tags != "" {
+		d.Tags = strings.Split(tags, ",")
+	}
 	d.CreatedAt, d.LastSeen, d.PublicKey = fromMS(created), fromNull(seen), key.String
 	d.KeySetAt, d.KeyExpiredAt = fromNull(keySet), fromNull(keyExpired)
 	return d, err
@@ -420,9 +424,9 @@ func (s *Store) RegisterDevice(ctx context.Context, d control.Device, maxDevices
 			d.KeySetAt = time.Time{}
 		}
 		d.KeyExpiredAt = time.Time{}
-		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO edge_devices (`+devCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			d.ID, d.UserID, d.HardwareUUID, d.Name, d.Platform, ms(d.CreatedAt), nullMS(d.LastSeen), d.ExitConsent, nullStr(d.PublicKey), d.DNSName,
-			nullMS(d.KeySetAt), nil); err != nil {
+			nullMS(d.KeySetAt), nil, strings.Join(d.Tags, ",")); err != nil {
 			return conflict(err, "device")
 		}
 		out, created = d, true
@@ -525,6 +529,13 @@ func (s *Store) ListDevices(ctx context.Context, userID string) ([]control.Devic
 
 func (s *Store) RenameDevice(ctx context.Context, id, name, dnsName string) error {
 	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET name = ?, dns_name = ? WHERE id = ?`, name, dnsName, id)
+	return mustAffect(res, err, "device")
+}
+
+// SetDeviceTags replaces a device's tags (valid, sorted and without
+// commas: see control.ParseTags).
+func (s *Store) SetDeviceTags(ctx context.Context, id string, tags []string) error {
+	res, err := s.db.Exec(ctx, `UPDATE edge_devices SET tags = ? WHERE id = ?`, strings.Join(tags, ","), id)
 	return mustAffect(res, err, "device")
 }
 
