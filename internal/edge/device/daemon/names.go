@@ -61,6 +61,7 @@ func (n *network) followMap(ctx context.Context, d *daemon) {
 			n.setRecords(m.Zone, nameRecords(m))
 			n.applyRoutes(m)
 			n.applyPolicy(m)
+			n.checkBindings(m)
 			if d.deps.Names != nil {
 				if zone != "" && zone != m.Zone {
 					if err := d.deps.Names.Remove(ctx, n.cfg.Interface, addr, zone); err != nil {
@@ -99,6 +100,31 @@ func (n *network) followMap(ctx context.Context, d *daemon) {
 			return
 		case <-t.C:
 		}
+	}
+}
+
+// checkBindings compares the members' keys in a map with the bindings
+// peers are checked against and, when they differ (a key expired, was
+// expired by the owner, or changed), has the member list fetched again:
+// the map reaches the daemon within about a second of the change, with
+// whatever nucleus the network uses (a user-hosted one learns of an
+// expiry only at its next poll), and loadBindings then drops the peer.
+func (n *network) checkBindings(m wire.NetMap) {
+	want := make(map[netip.Addr]wgkey.Key, len(m.Peers))
+	for _, p := range m.Peers {
+		ip, err := netip.ParseAddr(p.VirtualIP)
+		if err != nil || p.KeyExpired {
+			continue
+		}
+		if k, err := wgkey.ParseBase64(p.PublicKey); err == nil {
+			want[ip] = k
+		}
+	}
+	n.mu.Lock()
+	same := maps.Equal(want, n.bindings)
+	n.mu.Unlock()
+	if !same {
+		n.kickBindings()
 	}
 }
 

@@ -200,3 +200,28 @@ func TestExpiredPeerRefused(t *testing.T) {
 		return len(tuns[0].peerKeys()) == 0
 	})
 }
+
+// A peer the owner expires is dropped through the network map even when
+// the nucleus keeps announcing it (a user-hosted nucleus learns of an
+// expiry only at its next poll of the control plane): the map says the
+// key expired, the daemon fetches the members' keys again and the peer
+// leaves the tunnel, with no new peer list from the nucleus.
+func TestExpiredPeerDroppedThroughTheMap(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	home := w.nets[0].ID
+	dir := filepath.Join(t.TempDir(), "state")
+	r := start(t, Config{Server: w.proxy.URL, SecurityKey: w.user.Key, Name: "robot", StateDir: dir, Networks: []string{home}})
+	tuns, sess := r.dp.waitTunnels(t, 1)
+	exit := []Peer{{PublicKey: worldExitKey, VirtualIP: netip.MustParseAddr(w.exitIP[home])}}
+	sess[0].onPeers(exit)
+	if ks := tuns[0].peerKeys(); len(ks) != 1 || ks[0] != worldExitKey {
+		t.Fatalf("tunnel peers %v, want the exit device", ks)
+	}
+	if _, err := w.admin.ExpireDeviceKey(ctx, w.exit.ID); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, "the expired peer dropped without a word from the nucleus", func() bool {
+		return len(tuns[0].peerKeys()) == 0
+	})
+}

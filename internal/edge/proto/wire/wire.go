@@ -292,6 +292,9 @@ type MapPeer struct {
 	PublicKey   string   `json:"public_key,omitempty"`
 	Routes      []string `json:"routes"`         // the subnet routes it carries
 	Tags        []string `json:"tags,omitempty"` // its tags, which the policy may name
+	// KeyExpired says PublicKey expired in this network: peers must not
+	// accept it (the daemon then fetches the member list again).
+	KeyExpired bool `json:"key_expired,omitempty"`
 }
 
 // Routes is the answer of GET and PUT

@@ -92,7 +92,8 @@ func (s *Server) netMap(w http.ResponseWriter, r *http.Request, p control.Princi
 		}
 		for i, pe := range m.Peers {
 			out.Peers[i] = wire.MapPeer{DeviceID: pe.DeviceID, Name: pe.Name, VirtualIP: pe.IP4.String(),
-				VirtualIPv6: pe.IP6.String(), PublicKey: pe.PublicKey, Routes: prefixStrings(pe.Routes), Tags: pe.Tags}
+				VirtualIPv6: pe.IP6.String(), PublicKey: pe.PublicKey, Routes: prefixStrings(pe.Routes), Tags: pe.Tags,
+				KeyExpired: pe.KeyExpired}
 		}
 		return out, nil
 	})

@@ -154,6 +154,9 @@ type DNSRecord struct {
 	IP4, IP6  netip.Addr
 	PublicKey string   // the device's key (base64; "" when it registered none)
 	Tags      []string // the device's tags (see ParseTags)
+	// KeyExpired says PublicKey expired in the network (see
+	// Member.KeyExpired): no peer may accept it.
+	KeyExpired bool
 }
 
 // DNSZone is a network's names.
@@ -179,9 +182,12 @@ func (s *Service) Names(ctx context.Context, p Principal, networkID string) (DNS
 	}
 	ls := memberLabels(ms, devs)
 	out := DNSZone{NetworkID: n.ID, Zone: zone, Records: make([]DNSRecord, len(ms))}
+	now := s.now()
 	for i, m := range ms {
+		exp := KeyExpiresAt(devs[i].KeySetAt, devs[i].KeyExpiredAt, n.KeyExpiry)
 		out.Records[i] = DNSRecord{DeviceID: m.DeviceID, Name: ls[i] + "." + zone,
-			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), PublicKey: devs[i].PublicKey, Tags: devs[i].Tags}
+			IP4: ipam.Addr4(n.Range, m.Host), IP6: ipam.Addr6(n.Range6, m.Host), PublicKey: devs[i].PublicKey, Tags: devs[i].Tags,
+			KeyExpired: keyExpired(exp, now)}
 	}
 	sort.Slice(out.Records, func(a, b int) bool { return out.Records[a].Name < out.Records[b].Name })
 	return out, nil
