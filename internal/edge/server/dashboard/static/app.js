@@ -332,6 +332,19 @@ async function networkPage(ctx) {
     return h("span", { class: "consent", "data-exit-state": m.device_id }, why ? "not in effect: " + why : "in effect");
   }
 
+  // Key lifetime of the network's device keys (docs/edge-key-expiry.md):
+  // "0" never expires.
+  const lifeIn = h("input", { id: "key-expiry", value: net.key_expiry || "0", size: 8, "aria-describedby": "key-expiry-help" });
+  const lifeSave = h("button", { type: "submit", id: "key-expiry-save" }, "Set key lifetime");
+  const lifeForm = h("form", { class: "inline-form" },
+    field("Device key lifetime", lifeIn, "A duration such as 720h (1 hour to 10 years), or 0: keys never expire."), lifeSave);
+  lifeForm.addEventListener("submit", e => {
+    e.preventDefault();
+    act(netErr, async () => { await busy(lifeSave, call("PATCH", path, { key_expiry: lifeIn.value.trim() })); navigate("/networks/" + enc(id), { replace: true }); });
+  });
+
+  const policyCard = await policyEditor(path);
+
   clear(devSel, h("option", { value: "" }, "Loading your devices…"));
   devSel.disabled = add.disabled = true;
   await render();
@@ -347,10 +360,113 @@ async function networkPage(ctx) {
         h("dt", null, "IPv6 prefix"), h("dd", null, h("code", null, net.ipv6_range)),
         h("dt", null, "DNS zone"), h("dd", null, h("code", null, net.dns_name || "")),
         h("dt", null, "Nucleus"), h("dd", null, net.server.name, " ", h("code", null, net.server.host))),
-      assignForm, netErr),
+      assignForm, lifeForm, netErr),
     h("section", { class: "card" }, h("h2", null, "Members"), members),
     h("section", { class: "card" }, h("h2", null, "Add a device"), joinForm, joinErr),
+    policyCard,
   ];
+}
+
+// putDocument PUTs text as it is (a policy keeps its lines, so the
+// server's "line 4, column 51" points into the editor) with extra headers.
+async function putDocument(path, text, headers) {
+  let res;
+  try {
+    res = await fetch(path, { method: "PUT", credentials: "same-origin", body: text,
+      headers: { Accept: "application/json", "Content-Type": "application/json", ...headers } });
+  } catch (e) {
+    throw new ApiError("Cannot reach the server: " + (e && e.message ? e.message : e), 0, "network", null);
+  }
+  let data = null;
+  try { data = await res.json(); } catch { data = null; }
+  if (!res.ok) {
+    if (res.status === 401) await ended();
+    const e = data && typeof data.error === "object" && data.error ? data.error : {};
+    throw new ApiError(e.message || `${res.status} ${res.statusText || "error"}`, res.status, e.code || "", data);
+  }
+  return data;
+}
+
+// formatPolicy lays a policy out one group and one rule a line, as the
+// docs write them (JSON.stringify's indentation would give every address
+// a line of its own).
+function formatPolicy(pol) {
+  if (!pol || typeof pol !== "object" || Array.isArray(pol)) return JSON.stringify(pol);
+  const one = v => JSON.stringify(v);
+  const keys = Object.keys(pol).map(k => {
+    const v = pol[k];
+    let body;
+    if (Array.isArray(v)) body = v.length ? "[\n    " + v.map(one).join(",\n    ") + "\n  ]" : "[]";
+    else if (v && typeof v === "object") {
+      const ks = Object.keys(v);
+      body = ks.length ? "{\n    " + ks.map(g => JSON.stringify(g) + ": " + one(v[g])).join(",\n    ") + "\n  }" : "{}";
+    } else body = one(v);
+    return "  " + JSON.stringify(k) + ": " + body;
+  });
+  return "{\n" + keys.join(",\n") + "\n}";
+}
+
+const policyExample = `{
+  "groups": {"group:ops": ["laptop"]},
+  "rules": [
+    {"action": "accept", "src": ["group:ops"], "dst": ["tag:server:22"], "proto": "tcp"}
+  ]
+}`;
+
+// policyEditor is the network's access policy (docs/edge-policy.md): the
+// document as stored, saved with If-Match on the version it was read at
+// (someone else's save in between is a 412, shown, not overwritten), and
+// a dry run of the document in the editor.
+async function policyEditor(path) {
+  let cur = await call("GET", path + "/policy");
+  const doc = h("textarea", { id: "policy-doc", rows: 12, spellcheck: false, class: "policy-doc", "aria-label": "Access policy (JSON)",
+    placeholder: policyExample });
+  doc.value = cur.policy == null ? "" : formatPolicy(cur.policy);
+  const state = h("p", { class: "muted small", id: "policy-state" });
+  const showState = () => state.textContent = cur.version === 0 || cur.policy == null
+    ? "No policy: every member reaches every other member on every port."
+    : `Version ${cur.version}, saved ${formatTime(cur.updated_at)}.`;
+  showState();
+  const save = h("button", { type: "submit", class: "primary", id: "policy-save" }, "Save policy");
+  const err = errBox();
+  const form = h("form", null, doc, h("div", { class: "form-actions" }, save), err);
+  form.addEventListener("submit", e => {
+    e.preventDefault();
+    act(err, async () => {
+      const text = doc.value.trim() || "null";
+      await busy(save, putDocument(path + "/policy", text, { "If-Match": `"${cur.version}"` }));
+      cur = await call("GET", path + "/policy");
+      showState();
+    });
+  });
+
+  const src = h("input", { id: "check-src", placeholder: "laptop", size: 14 });
+  const dst = h("input", { id: "check-dst", placeholder: "robot", size: 14 });
+  const proto = h("select", { id: "check-proto" }, ["tcp", "udp", "icmp"].map(p => h("option", { value: p }, p)));
+  const port = h("input", { id: "check-port", type: "number", min: 0, max: 65535, value: 22, size: 6 });
+  const run = h("button", { type: "submit", id: "check-run" }, "Check");
+  const verdict = h("span", { id: "check-verdict", role: "status" });
+  const checkErr = errBox();
+  const check = h("form", { class: "inline-form" }, field("From", src), field("To", dst), field("Protocol", proto), field("Port", port), run, verdict);
+  check.addEventListener("submit", e => {
+    e.preventDefault();
+    verdict.textContent = "";
+    act(checkErr, async () => {
+      const body = { src: src.value.trim(), dst: dst.value.trim(), proto: proto.value, port: Number(port.value) || 0 };
+      const text = doc.value.trim();
+      if (text) {
+        try { body.policy = JSON.parse(text); } catch (e) { throw new ApiError("The policy in the editor is not JSON: " + e.message, 400, "invalid_request", null); }
+      }
+      const r = await busy(run, call("POST", path + "/policy/check", body));
+      verdict.textContent = `${r.allowed ? "allowed" : "dropped"} (${r.src} → ${r.dst})`;
+      verdict.className = "badge " + (r.allowed ? "online" : "offline");
+    });
+  });
+  return h("section", { class: "card policy-card" },
+    h("h2", null, "Access policy"),
+    h("p", { class: "muted small" }, "Who may reach whom: members by DNS label or device id, group:, tag: (set on the Devices page), addresses and prefixes. Every device enforces it on what it receives."),
+    state, form,
+    h("h3", null, "Dry run"), check, checkErr);
 }
 
 // ---- devices ----
@@ -368,6 +484,7 @@ async function devicesPage(ctx) {
       { label: "Name", value: d => h("strong", null, d.name) },
       { label: "Status", class: "nowrap", value: d => [online(d.online), " ", h("span", { class: "muted small" }, d.last_seen ? formatAgo(d.last_seen) : "never seen")] },
       { label: "OS", value: d => d.platform || h("span", { class: "muted" }, "unknown") },
+      { label: "Tags", value: d => (d.tags || []).length ? d.tags.map(t => h("code", { class: "addr", "data-tag-of": d.id }, t)) : h("span", { class: "muted small" }, "none") },
       {
         label: "Networks and addresses", value: d => (d.virtual_networks || []).length
           ? d.virtual_networks.map(m => h("div", null, h("a", { href: "/networks/" + enc(m.network_id) }, m.network_name || m.network_id),
@@ -376,15 +493,21 @@ async function devicesPage(ctx) {
       },
       {
         label: "", class: "actions", value: d => {
-          const rename = h("button", { type: "button", class: "small", "data-rename": d.id }, "Rename");
+          const rename = h("button", { type: "button", class: "small", "data-rename": d.id }, "Edit");
           rename.addEventListener("click", () => renameForm(d));
+          const expire = h("button", { type: "button", class: "small danger", "data-expire": d.id, disabled: !d.public_key || !!d.key_expired_at }, d.key_expired_at ? "Key expired" : "Expire key");
+          expire.addEventListener("click", () => act(err, async () => {
+            if (!await confirmDialog(`Expire the key of “${d.name}” now? Its peers drop it at once; it needs a new login to come back.`, { confirm: "Expire key" })) return;
+            await call("POST", "/api/v2/devices/" + enc(d.id) + "/expire", {});
+            await render();
+          }));
           const del = h("button", { type: "button", class: "small danger", "data-delete-device": d.id }, "Delete");
           del.addEventListener("click", () => act(err, async () => {
             if (!await confirmDialog(`Delete device “${d.name}”? It leaves every network and its sessions end.`, { confirm: "Delete" })) return;
             await call("DELETE", "/api/v2/devices/" + enc(d.id));
             await render();
           }));
-          return [rename, del];
+          return [rename, expire, del];
         },
       },
     ], devs, { caption: "Devices", empty: empty("No devices yet", "Install OmniEdge on a device and run omni edge login, or log it in with a key from the Security keys page.") }));
@@ -392,14 +515,17 @@ async function devicesPage(ctx) {
   const editor = h("div");
   function renameForm(d) {
     const name = h("input", { value: d.name, required: true, id: "rename-name" });
+    const tags = h("input", { value: (d.tags || []).join(", "), id: "edit-tags", placeholder: "tag:server, tag:eu" });
     const save = h("button", { type: "submit", class: "primary", id: "rename-save" }, "Save");
     const cancel = h("button", { type: "button" }, "Cancel");
     const ferr = errBox();
-    const form = h("form", { class: "inline-form" }, field(`New name for ${d.name}`, name), save, cancel);
+    const form = h("form", { class: "inline-form" }, field(`Name of ${d.name}`, name),
+      field("Tags", tags, "Comma-separated; access policies name them (tag:server)."), save, cancel);
     cancel.addEventListener("click", () => clear(editor));
     form.addEventListener("submit", e => {
       e.preventDefault();
-      act(ferr, async () => { await busy(save, call("PATCH", "/api/v2/devices/" + enc(d.id), { name: name.value.trim() })); clear(editor); await render(); });
+      const list = tags.value.split(",").map(t => t.trim()).filter(Boolean);
+      act(ferr, async () => { await busy(save, call("PATCH", "/api/v2/devices/" + enc(d.id), { name: name.value.trim(), tags: list })); clear(editor); await render(); });
     });
     clear(editor, h("section", { class: "card" }, form, ferr));
     name.focus();
