@@ -179,7 +179,10 @@ func TestOwnerExpiredKeyNeedsANewLogin(t *testing.T) {
 // A peer whose key expired is refused at its address: once the nucleus
 // drops it (its leave is pushed), the daemon fetches the members' keys
 // again and no longer accepts the old key there.
-func TestExpiredPeerRefused(t *testing.T) {
+// expirePeer starts a daemon in a network with the exit device as its
+// peer and has the owner expire the exit device's key.
+func expirePeer(t *testing.T) ([]*fakeTunnel, []*fakeSession, []Peer) {
+	t.Helper()
 	ctx := context.Background()
 	w := newWorld(t)
 	home := w.nets[0].ID
@@ -194,6 +197,11 @@ func TestExpiredPeerRefused(t *testing.T) {
 	if _, err := w.admin.ExpireDeviceKey(ctx, w.exit.ID); err != nil {
 		t.Fatal(err)
 	}
+	return tuns, sess, exit
+}
+
+func TestExpiredPeerRefused(t *testing.T) {
+	tuns, sess, exit := expirePeer(t)
 	sess[0].onPeers(nil) // the nucleus evicted it
 	testenv.Eventually(t, "the expired key refused", func() bool {
 		sess[0].onPeers(exit)
@@ -207,20 +215,7 @@ func TestExpiredPeerRefused(t *testing.T) {
 // key expired, the daemon fetches the members' keys again and the peer
 // leaves the tunnel, with no new peer list from the nucleus.
 func TestExpiredPeerDroppedThroughTheMap(t *testing.T) {
-	ctx := context.Background()
-	w := newWorld(t)
-	home := w.nets[0].ID
-	dir := filepath.Join(t.TempDir(), "state")
-	r := start(t, Config{Server: w.proxy.URL, SecurityKey: w.user.Key, Name: "robot", StateDir: dir, Networks: []string{home}})
-	tuns, sess := r.dp.waitTunnels(t, 1)
-	exit := []Peer{{PublicKey: worldExitKey, VirtualIP: netip.MustParseAddr(w.exitIP[home])}}
-	sess[0].onPeers(exit)
-	if ks := tuns[0].peerKeys(); len(ks) != 1 || ks[0] != worldExitKey {
-		t.Fatalf("tunnel peers %v, want the exit device", ks)
-	}
-	if _, err := w.admin.ExpireDeviceKey(ctx, w.exit.ID); err != nil {
-		t.Fatal(err)
-	}
+	tuns, _, _ := expirePeer(t)
 	testenv.Eventually(t, "the expired peer dropped without a word from the nucleus", func() bool {
 		return len(tuns[0].peerKeys()) == 0
 	})

@@ -136,16 +136,11 @@ func (s *Service) ExpireDeviceKey(ctx context.Context, p Principal, id string) (
 		}
 	}
 	s.invalidate()
-	ms, err := s.store.DeviceMemberships(ctx, id)
+	nets, err := s.deviceChanged(ctx, id)
 	if err != nil {
 		return Device{}, err
 	}
-	ids := make([]string, len(ms))
-	for i, m := range ms {
-		ids[i] = m.NetworkID
-	}
-	s.networkChanged(ids...)
-	s.log.Info("device key expired by its owner", "device", id, "user_id", d.UserID, "networks", len(ids))
+	s.log.Info("device key expired by its owner", "device", id, "user_id", d.UserID, "networks", nets)
 	d.KeyExpiredAt = now
 	return d, nil
 }

@@ -50,14 +50,23 @@ func (s *Service) SetDeviceTags(ctx context.Context, p Principal, id string, tag
 		return Device{}, err
 	}
 	d.Tags = tags
+	if _, err := s.deviceChanged(ctx, id); err != nil {
+		return Device{}, err
+	}
+	return d, nil
+}
+
+// deviceChanged announces (networkChanged) every network device id is a
+// member of, and returns how many there are.
+func (s *Service) deviceChanged(ctx context.Context, id string) (int, error) {
 	ms, err := s.store.DeviceMemberships(ctx, id)
 	if err != nil {
-		return Device{}, err
+		return 0, err
 	}
 	ids := make([]string, len(ms))
 	for i, m := range ms {
 		ids[i] = m.NetworkID
 	}
 	s.networkChanged(ids...)
-	return d, nil
+	return len(ids), nil
 }
