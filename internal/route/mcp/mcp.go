@@ -260,13 +260,24 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 }
 
+// sessionVersions are the protocol versions of the SDK that have
+// sessions (initialize, then "initialized"): those before 2026-07-28.
+var sessionVersions = slices.DeleteFunc(sdk.SupportedProtocolVersions(), func(v string) bool { return v >= "2026-07-28" })
+
 // newServer is the SDK server of one session, its tools bound to the
 // caller that opened it (and, over SSE, to its stream).
 func (s *Server) newServer(transport string, c Caller, st *sseStream) *sdk.Server {
 	srv := sdk.NewServer(&sdk.Implementation{Name: "omniroute", Title: "OmniRoute", Version: s.opt.Version}, &sdk.ServerOptions{
 		Instructions: "Tools of an OmniRoute AI gateway: its models, chat through its router, usage, provider health, budgets, keys.",
 		SchemaCache:  s.schema,
-		Capabilities: &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
+		// Sessions only: a client of the sessionless protocol (SEP-2575,
+		// 2026-07-28) would never send "initialized", so its session would
+		// escape the cap and the idle timeout, and a stream of it would be
+		// closed as never initialized. The SDK answers its server/discover
+		// with the versions below, and the client falls back to initialize
+		// (whichever of the SDK's goroutines runs first).
+		SupportedProtocolVersions: sessionVersions,
+		Capabilities:              &sdk.ServerCapabilities{Tools: &sdk.ToolCapabilities{}},
 		InitializedHandler: func(_ context.Context, req *sdk.InitializedRequest) {
 			s.track(req.Session, transport, c, st)
 		},
