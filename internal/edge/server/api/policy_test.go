@@ -14,24 +14,30 @@ import (
 	"github.com/omniedge/omni/internal/platform/config"
 )
 
+// lab is a user's network "lab" with two members, laptop and robot.
+func (f *apiFx) lab(t *testing.T) (*client.Client, wire.Network, wire.Device, wire.Device) {
+	t.Helper()
+	_, c := f.user(config.PlanFree)
+	n := f.network(c, "lab", "")
+	laptop := f.register(c, "hw-laptop")
+	robot := f.register(c, "hw-robot")
+	for _, d := range []wire.Device{laptop, robot} {
+		if _, err := c.RenameDevice(f.ctx, d.ID, strings.TrimPrefix(d.HardwareUUID, "hw-")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.join(c, n.ID, laptop.ID)
+	f.join(c, n.ID, robot.ID)
+	return c, n, laptop, robot
+}
+
 // A network's policy: set, read, dry-run; a document that does not parse
 // or names an unknown member is a 400 that says where, and the stored
 // policy stays; If-Match guards concurrent edits; another user gets
 // nothing.
 func TestPolicy(t *testing.T) {
 	f := newAPIFx(t, edgetest.Options{})
-	_, c := f.user(config.PlanFree)
-	n := f.network(c, "lab", "")
-	laptop := f.register(c, "hw-laptop")
-	robot := f.register(c, "hw-robot")
-	if _, err := c.RenameDevice(f.ctx, laptop.ID, "laptop"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.RenameDevice(f.ctx, robot.ID, "robot"); err != nil {
-		t.Fatal(err)
-	}
-	f.join(c, n.ID, laptop.ID)
-	f.join(c, n.ID, robot.ID)
+	c, n, _, _ := f.lab(t)
 
 	got, err := c.Policy(f.ctx, n.ID)
 	if err != nil || got.Version != 0 || string(got.Policy) != "null" {

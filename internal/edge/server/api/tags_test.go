@@ -20,18 +20,7 @@ import (
 // that change nothing; another user's device is a 403.
 func TestDeviceTags(t *testing.T) {
 	f := newAPIFx(t, edgetest.Options{})
-	_, c := f.user(config.PlanFree)
-	n := f.network(c, "lab", "")
-	laptop := f.register(c, "hw-laptop")
-	robot := f.register(c, "hw-robot")
-	if _, err := c.RenameDevice(f.ctx, laptop.ID, "laptop"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.RenameDevice(f.ctx, robot.ID, "robot"); err != nil {
-		t.Fatal(err)
-	}
-	f.join(c, n.ID, laptop.ID)
-	f.join(c, n.ID, robot.ID)
+	c, n, _, robot := f.lab(t)
 
 	doc := `{"rules": [{"action": "accept", "src": ["laptop"], "dst": ["tag:ssh:22"], "proto": "tcp"}]}`
 	if _, err := c.SetPolicy(f.ctx, n.ID, []byte(doc)); client.StatusOf(err) != http.StatusBadRequest ||
