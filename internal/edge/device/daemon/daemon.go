@@ -383,6 +383,20 @@ func (d *daemon) sleep(ctx context.Context, dur time.Duration) bool {
 	}
 }
 
+// sleepReal waits d of real time (the spacing of control-plane calls,
+// which a test's fake clock does not drive) and reports false when ctx
+// ended first.
+func sleepReal(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // heartbeats reports the device alive every interval ±10% and applies
 // the exit node selection of each answer, until ctx ends.
 func (d *daemon) heartbeats(ctx context.Context) error {
@@ -731,14 +745,8 @@ func (n *network) maintain(ctx context.Context, d *daemon) {
 		case <-n.rekeyKick:
 			n.rekey(ctx, d)
 		case <-n.bindKick:
-			if wait := bindEvery - time.Since(last); wait > 0 {
-				t := time.NewTimer(wait)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
+			if wait := bindEvery - time.Since(last); wait > 0 && !sleepReal(ctx, wait) {
+				return
 			}
 			last = time.Now()
 			if err := n.loadBindings(ctx, d); err != nil {

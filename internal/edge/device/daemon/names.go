@@ -93,12 +93,8 @@ func (n *network) followMap(ctx context.Context, d *daemon) {
 		wait := client.Backoff(attempt, 0, d.rnd)
 		attempt++
 		n.log.Warn("following the network map failed", "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepReal(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }

@@ -299,6 +299,11 @@ func (s *Server) renameDevice(w http.ResponseWriter, r *http.Request, p control.
 			return toHTTP(err)
 		}
 	}
+	return s.answerDevice(w, r, p)
+}
+
+// answerDevice answers the device of the path, as it is now.
+func (s *Server) answerDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {
 	st, _, err := s.svc.GetDevice(r.Context(), p, r.PathValue("id"))
 	if err != nil {
 		return toHTTP(err)
@@ -312,11 +317,7 @@ func (s *Server) expireDeviceKey(w http.ResponseWriter, r *http.Request, p contr
 	if _, err := s.svc.ExpireDeviceKey(r.Context(), p, r.PathValue("id")); err != nil {
 		return toHTTP(err)
 	}
-	st, _, err := s.svc.GetDevice(r.Context(), p, r.PathValue("id"))
-	if err != nil {
-		return toHTTP(err)
-	}
-	return ok(w, http.StatusOK, deviceWire(st))
+	return s.answerDevice(w, r, p)
 }
 
 func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p control.Principal) error {

@@ -172,11 +172,16 @@ func (s *Service) Names(ctx context.Context, p Principal, networkID string) (DNS
 	if err != nil {
 		return DNSZone{}, err
 	}
+	return s.names(ctx, n)
+}
+
+// names is Names of a network already read (and its access checked).
+func (s *Service) names(ctx context.Context, n Network) (DNSZone, error) {
 	zone, err := s.zone(ctx, n)
 	if err != nil {
 		return DNSZone{}, err
 	}
-	ms, devs, err := s.store.MemberDevices(ctx, networkID)
+	ms, devs, err := s.store.MemberDevices(ctx, n.ID)
 	if err != nil {
 		return DNSZone{}, err
 	}
@@ -299,11 +304,11 @@ type NetMap struct {
 
 // NetworkMap answers a network's map (GET …/map).
 func (s *Service) NetworkMap(ctx context.Context, p Principal, networkID string) (NetMap, error) {
-	z, err := s.Names(ctx, p, networkID)
+	n, err := s.network(ctx, p, networkID)
 	if err != nil {
 		return NetMap{}, err
 	}
-	n, err := s.network(ctx, p, networkID)
+	z, err := s.names(ctx, n)
 	if err != nil {
 		return NetMap{}, err
 	}
